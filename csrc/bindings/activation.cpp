@@ -1,0 +1,69 @@
+// bindings/activation.cpp: relu_{forward,backward}_{f32,f64}, sigmoid_{forward,backward}_{f32,f64} on
+// contiguous 1-D arrays of equal length (ops.py passes ravelled views).
+#include <cstdint>
+
+#include "bindings/bind_util.h"
+#include "cpu/activation.h"
+
+namespace fastconv::bind {
+namespace {
+
+using i64 = std::int64_t;
+
+template <typename T>
+void relu_forward_py(py::array x, py::array out) {
+  const i64 n = dim(x, "x", 1, 0);
+  const T* xp = in_ptr<T>(x, "x", {n});
+  T* op = out_ptr<T>(out, "out", {n});
+  py::gil_scoped_release release;
+  cpu::relu_forward<T>(xp, op, n);
+}
+
+template <typename T>
+void relu_backward_py(py::array dout, py::array out, py::array dx) {
+  const i64 n = dim(dout, "dout", 1, 0);
+  const T* dp = in_ptr<T>(dout, "dout", {n});
+  const T* op = in_ptr<T>(out, "out", {n});
+  T* dxp = out_ptr<T>(dx, "dx", {n});
+  py::gil_scoped_release release;
+  cpu::relu_backward<T>(dp, op, dxp, n);
+}
+
+template <typename T>
+void sigmoid_forward_py(py::array x, py::array out) {
+  const i64 n = dim(x, "x", 1, 0);
+  const T* xp = in_ptr<T>(x, "x", {n});
+  T* op = out_ptr<T>(out, "out", {n});
+  py::gil_scoped_release release;
+  cpu::sigmoid_forward<T>(xp, op, n);
+}
+
+template <typename T>
+void sigmoid_backward_py(py::array dout, py::array out, py::array dx) {
+  const i64 n = dim(dout, "dout", 1, 0);
+  const T* dp = in_ptr<T>(dout, "dout", {n});
+  const T* op = in_ptr<T>(out, "out", {n});
+  T* dxp = out_ptr<T>(dx, "dx", {n});
+  py::gil_scoped_release release;
+  cpu::sigmoid_backward<T>(dp, op, dxp, n);
+}
+
+}  // namespace
+
+void bind_activation(py::module_& m) {
+  FC_DEF_F32_F64(m, "relu_forward", relu_forward_py,
+                 "ReLU: out = (x <= 0) ? 0 : x on 1-D arrays of length n. Overwrites out.", py::arg("x"),
+                 py::arg("out"));
+  FC_DEF_F32_F64(m, "relu_backward", relu_backward_py,
+                 "ReLU backward: dx = (out <= 0) ? 0 : dout, out being the forward output. Overwrites dx.",
+                 py::arg("dout"), py::arg("out"), py::arg("dx"));
+  FC_DEF_F32_F64(m, "sigmoid_forward", sigmoid_forward_py,
+                 "Sigmoid, overflow-free piecewise form: out = 1/(1+exp(-x)) for x >= 0, exp(x)/(1+exp(x)) "
+                 "below. Overwrites out.",
+                 py::arg("x"), py::arg("out"));
+  FC_DEF_F32_F64(m, "sigmoid_backward", sigmoid_backward_py,
+                 "Sigmoid backward: dx = (dout * (1 - out)) * out. Overwrites dx.", py::arg("dout"),
+                 py::arg("out"), py::arg("dx"));
+}
+
+}  // namespace fastconv::bind

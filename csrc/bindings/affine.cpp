@@ -1,0 +1,39 @@
+// bindings/affine.cpp: affine_forward / affine_backward (x (N, D), W (D, H), b (H,)).
+#include "bindings/bind_util.h"
+#include "cpu/affine.h"
+#include "cpu/threads.h"
+
+namespace fastconv::bind {
+
+template <typename T>
+void affine_forward_py(py::array x, py::array w, py::array b, py::array out) {
+  const std::int64_t N = dim(x, "x", 2, 0), D = dim(x, "x", 2, 1), H = dim(w, "W", 2, 1);
+  const T* px = in_ptr<T>(x, "x", {N, D});
+  const T* pw = in_ptr<T>(w, "W", {D, H});
+  const T* pb = in_ptr<T>(b, "b", {H});
+  T* po = out_ptr<T>(out, "out", {N, H});
+  py::gil_scoped_release nogil;
+  cpu::affine_forward<T>(px, pw, pb, po, N, D, H, cpu::num_threads());
+}
+
+template <typename T>
+void affine_backward_py(py::array x, py::array w, py::array dout, py::array dx, py::array dw, py::array db) {
+  const std::int64_t N = dim(x, "x", 2, 0), D = dim(x, "x", 2, 1), H = dim(w, "W", 2, 1);
+  const T* px = in_ptr<T>(x, "x", {N, D});
+  const T* pw = in_ptr<T>(w, "W", {D, H});
+  const T* pd = in_ptr<T>(dout, "dout", {N, H});
+  T* pdx = out_ptr<T>(dx, "dx", {N, D});
+  T* pdw = out_ptr<T>(dw, "dW", {D, H});
+  T* pdb = out_ptr<T>(db, "db", {H});
+  py::gil_scoped_release nogil;
+  cpu::affine_backward<T>(px, pw, pd, pdx, pdw, pdb, N, D, H, cpu::num_threads());
+}
+
+void bind_affine(py::module_& m) {
+  FC_DEF_F32_F64(m, "affine_forward", affine_forward_py, "out = x @ W + b.", py::arg("x"), py::arg("W"),
+                 py::arg("b"), py::arg("out"));
+  FC_DEF_F32_F64(m, "affine_backward", affine_backward_py, "dx = dout @ W.T, dW = x.T @ dout, db = dout.sum(0).",
+                 py::arg("x"), py::arg("W"), py::arg("dout"), py::arg("dx"), py::arg("dW"), py::arg("db"));
+}
+
+}  // namespace fastconv::bind

@@ -1,0 +1,98 @@
+// bind_util.h: the checks every binding makes before it hands a pointer to a kernel.
+// A binding never trusts an array it did not check: dtype, ndim, every extent, C-contiguity and (for
+// outputs) writeability. ops.py prepares arrays so these checks pass; they are the second line of defence
+// for anyone calling fastconv._cpu directly. Failures raise TypeError / ValueError naming the argument.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <sstream>
+#include <string>
+
+namespace fastconv::bind {
+namespace py = pybind11;
+
+inline std::string shape_str(const py::array& a) {
+  std::ostringstream os;
+  os << "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) os << (i ? ", " : "") << a.shape(i);
+  if (a.ndim() == 1) os << ",";
+  os << ")";
+  return os.str();
+}
+
+inline std::string shape_str(std::initializer_list<std::int64_t> s) {
+  std::ostringstream os;
+  os << "(";
+  std::size_t i = 0;
+  for (auto v : s) os << (i++ ? ", " : "") << v;
+  if (s.size() == 1) os << ",";
+  os << ")";
+  return os.str();
+}
+
+template <typename T>
+inline void check_array(const py::array& a, const char* name, std::initializer_list<std::int64_t> shape,
+                        bool writeable) {
+  if (!a.dtype().is(py::dtype::of<T>()))
+    throw py::type_error(std::string(name) + ": dtype " + std::string(py::str(a.dtype())) + ", expected " +
+                         std::string(py::str(py::dtype::of<T>())));
+  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+  if (ok) {
+    py::ssize_t i = 0;
+    for (auto s : shape) ok = ok && a.shape(i++) == s;
+  }
+  if (!ok) throw py::value_error(std::string(name) + ": shape " + shape_str(a) + ", expected " + shape_str(shape));
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + ": array must be C-contiguous");
+  if (writeable && !a.writeable()) throw py::value_error(std::string(name) + ": array is read-only");
+}
+
+// Pointer to the data of an input array after checking it has exactly `shape`.
+template <typename T>
+inline const T* in_ptr(const py::array& a, const char* name, std::initializer_list<std::int64_t> shape) {
+  check_array<T>(a, name, shape, false);
+  return static_cast<const T*>(a.data());
+}
+
+// Pointer to the data of an output array after checking it has exactly `shape` and is writeable.
+template <typename T>
+inline T* out_ptr(py::array& a, const char* name, std::initializer_list<std::int64_t> shape) {
+  check_array<T>(a, name, shape, true);
+  return static_cast<T*>(a.mutable_data());
+}
+
+inline std::int64_t dim(const py::array& a, const char* name, int ndim, int i) {
+  if (a.ndim() != ndim)
+    throw py::value_error(std::string(name) + ": expected a " + std::to_string(ndim) + "-D array, got shape " +
+                          shape_str(a));
+  return a.shape(i);
+}
+
+inline void check_positive(std::int64_t v, const char* name) {
+  if (v <= 0) throw py::value_error(std::string(name) + " must be > 0, got " + std::to_string(v));
+}
+inline void check_nonneg(std::int64_t v, const char* name) {
+  if (v < 0) throw py::value_error(std::string(name) + " must be >= 0, got " + std::to_string(v));
+}
+
+// Register fn<float> as name_f32 and fn<double> as name_f64.
+#define FC_DEF_F32_F64(m, name, fn, doc, ...)                       \
+  do {                                                              \
+    (m).def(name "_f32", &fn<float>, doc, __VA_ARGS__);             \
+    (m).def(name "_f64", &fn<double>, doc, __VA_ARGS__);            \
+  } while (0)
+
+void bind_gemm(py::module_& m);
+void bind_im2col(py::module_& m);
+void bind_conv(py::module_& m);
+void bind_affine(py::module_& m);
+void bind_pool(py::module_& m);
+void bind_activation(py::module_& m);
+void bind_loss(py::module_& m);
+void bind_dropout(py::module_& m);
+void bind_batchnorm(py::module_& m);
+
+}  // namespace fastconv::bind

@@ -1,0 +1,107 @@
+// bindings/loss.cpp: softmax_forward, softmax_ce_{forward,backward}_{labels,dense}, each _f32 / _f64.
+// x, y, dx are (N, K) with N, K >= 1; labels t are int64 (N,) and every label is checked to be in [0, K);
+// dense t is (N, K) of the same dtype as x.
+#include <cstdint>
+#include <string>
+
+#include "bindings/bind_util.h"
+#include "common/check.h"
+#include "cpu/loss.h"
+
+namespace fastconv::bind {
+namespace {
+
+using i64 = std::int64_t;
+
+struct RowsCols {
+  i64 N, K;
+};
+
+RowsCols rows_cols(const py::array& a, const char* name) {
+  const RowsCols d{dim(a, name, 2, 0), dim(a, name, 2, 1)};
+  if (d.N < 1 || d.K < 1)
+    throw py::value_error(std::string(name) + ": shape " + shape_str(a) + ", expected (N, K) with N >= 1 and K >= 1");
+  checked_size(name, d.N, d.K);
+  return d;
+}
+
+const std::int64_t* labels_ptr(const py::array& t, const RowsCols& d) {
+  const std::int64_t* tp = in_ptr<std::int64_t>(t, "t", {d.N});
+  const i64 bad = cpu::first_bad_label(tp, d.N, d.K);
+  if (bad >= 0)
+    throw py::value_error("t: label " + std::to_string(tp[bad]) + " at index " + std::to_string(bad) +
+                          " is out of range [0, " + std::to_string(d.K) + ")");
+  return tp;
+}
+
+template <typename T>
+void softmax_forward_py(py::array x, py::array y) {
+  const RowsCols d = rows_cols(x, "x");
+  const T* xp = in_ptr<T>(x, "x", {d.N, d.K});
+  T* yp = out_ptr<T>(y, "y", {d.N, d.K});
+  py::gil_scoped_release release;
+  cpu::softmax_forward<T>(xp, yp, d.N, d.K);
+}
+
+template <typename T>
+double softmax_ce_forward_labels_py(py::array x, py::array t, py::array y) {
+  const RowsCols d = rows_cols(x, "x");
+  const T* xp = in_ptr<T>(x, "x", {d.N, d.K});
+  const std::int64_t* tp = labels_ptr(t, d);
+  T* yp = out_ptr<T>(y, "y", {d.N, d.K});
+  py::gil_scoped_release release;
+  return cpu::softmax_ce_forward_labels<T>(xp, tp, yp, d.N, d.K);
+}
+
+template <typename T>
+double softmax_ce_forward_dense_py(py::array x, py::array t, py::array y) {
+  const RowsCols d = rows_cols(x, "x");
+  const T* xp = in_ptr<T>(x, "x", {d.N, d.K});
+  const T* tp = in_ptr<T>(t, "t", {d.N, d.K});
+  T* yp = out_ptr<T>(y, "y", {d.N, d.K});
+  py::gil_scoped_release release;
+  return cpu::softmax_ce_forward_dense<T>(xp, tp, yp, d.N, d.K);
+}
+
+template <typename T>
+void softmax_ce_backward_labels_py(py::array y, py::array t, py::array dx, double dout) {
+  const RowsCols d = rows_cols(y, "y");
+  const T* yp = in_ptr<T>(y, "y", {d.N, d.K});
+  const std::int64_t* tp = labels_ptr(t, d);
+  T* dxp = out_ptr<T>(dx, "dx", {d.N, d.K});
+  py::gil_scoped_release release;
+  cpu::softmax_ce_backward_labels<T>(yp, tp, dxp, d.N, d.K, dout);
+}
+
+template <typename T>
+void softmax_ce_backward_dense_py(py::array y, py::array t, py::array dx, double dout) {
+  const RowsCols d = rows_cols(y, "y");
+  const T* yp = in_ptr<T>(y, "y", {d.N, d.K});
+  const T* tp = in_ptr<T>(t, "t", {d.N, d.K});
+  T* dxp = out_ptr<T>(dx, "dx", {d.N, d.K});
+  py::gil_scoped_release release;
+  cpu::softmax_ce_backward_dense<T>(yp, tp, dxp, d.N, d.K, dout);
+}
+
+}  // namespace
+
+void bind_loss(py::module_& m) {
+  FC_DEF_F32_F64(m, "softmax_forward", softmax_forward_py,
+                 "Row softmax of x (N, K): y = exp(x - rowmax) / rowsum. Overwrites y.", py::arg("x"), py::arg("y"));
+  FC_DEF_F32_F64(m, "softmax_ce_forward_labels", softmax_ce_forward_labels_py,
+                 "y = softmax(x) for x (N, K) and int64 labels t (N,) in [0, K); returns the cross-entropy "
+                 "-(sum_n log(y[n, t[n]] + 1e-7)) / N as a float (double accumulation).",
+                 py::arg("x"), py::arg("t"), py::arg("y"));
+  FC_DEF_F32_F64(m, "softmax_ce_forward_dense", softmax_ce_forward_dense_py,
+                 "y = softmax(x) for x (N, K) and dense targets t (N, K); returns "
+                 "-(sum_n sum_k t[n, k] * log(y[n, k] + 1e-7)) / N as a float (double accumulation).",
+                 py::arg("x"), py::arg("t"), py::arg("y"));
+  FC_DEF_F32_F64(m, "softmax_ce_backward_labels", softmax_ce_backward_labels_py,
+                 "dx = ((y - onehot(t)) / N) * dout for y (N, K) and int64 labels t (N,). Overwrites dx.",
+                 py::arg("y"), py::arg("t"), py::arg("dx"), py::arg("dout"));
+  FC_DEF_F32_F64(m, "softmax_ce_backward_dense", softmax_ce_backward_dense_py,
+                 "dx = ((y - t) / N) * dout for y and dense targets t, both (N, K). Overwrites dx.", py::arg("y"),
+                 py::arg("t"), py::arg("dx"), py::arg("dout"));
+}
+
+}  // namespace fastconv::bind

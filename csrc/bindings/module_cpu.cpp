@@ -1,0 +1,49 @@
+// module_cpu.cpp: fastconv._cpu. Each op registers its own bindings (bindings/<op>.cpp); this file adds the
+// build and threading queries.
+#include <pybind11/pybind11.h>
+
+#include "bindings/bind_util.h"
+#include "cpu/gemm/gemm.h"
+#include "cpu/threads.h"
+
+namespace py = pybind11;
+using namespace fastconv;
+
+PYBIND11_MODULE(_cpu, m) {
+  m.doc() = "fastconv CPU kernels (float32 / float64). Use fastconv.ops, which validates arguments.";
+  m.def("build_info", [] {
+    py::dict d;
+    d["version"] = FASTCONV_VERSION;
+#if defined(__clang__)
+    d["compiler"] = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+    d["compiler"] = std::string("gcc ") + __VERSION__;
+#else
+    d["compiler"] = "unknown";
+#endif
+    d["openmp"] = cpu::openmp_enabled();
+    d["cuda_built"] = false;
+    d["cuda_status"] = FASTCONV_CUDA_STATUS;
+    py::list isas;
+    for (const char* s : cpu::gemm_compiled_isas()) isas.append(s);
+    d["simd_compiled"] = isas;
+    return d;
+  }, "Compile-time facts: version, compiler, OpenMP, CUDA, the ISAs the GEMM micro-kernels were built for.");
+  m.def("get_num_threads", &cpu::num_threads, "Threads used by every kernel.");
+  m.def("set_num_threads", &cpu::set_num_threads, py::arg("n"), "Set the threads used by every kernel.");
+  m.def("cpu_isa", [] { return std::string(cpu::gemm_active_isa()); },
+        "The GEMM micro-kernel ISA in use (chosen from CPUID, or forced by FASTCONV_ISA).");
+  m.def("set_cpu_isa", [](const std::string& isa) { cpu::gemm_set_isa(isa); }, py::arg("isa"),
+        "Force the GEMM micro-kernel ISA: 'avx512', 'avx2' or 'scalar'. Raises ValueError if the CPU or the "
+        "build lacks it.");
+
+  bind::bind_gemm(m);
+  bind::bind_im2col(m);
+  bind::bind_conv(m);
+  bind::bind_affine(m);
+  bind::bind_pool(m);
+  bind::bind_activation(m);
+  bind::bind_loss(m);
+  bind::bind_dropout(m);
+  bind::bind_batchnorm(m);
+}

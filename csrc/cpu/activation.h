@@ -1,0 +1,24 @@
+// activation.h: elementwise ReLU and sigmoid, forward and backward, on contiguous 1-D arrays of length n
+// (the caller passes ravelled views). Any aliasing of input and output at the same address is allowed.
+#pragma once
+#include <cstdint>
+
+namespace fastconv::cpu {
+
+// out = (x <= 0) ? 0 : x  (NaN passes through, -0.0 becomes +0.0)
+template <typename T>
+void relu_forward(const T* x, T* out, std::int64_t n);
+
+// dx = (out <= 0) ? 0 : dout, where out is the forward output (the book's mask x <= 0)
+template <typename T>
+void relu_backward(const T* dout, const T* out, T* dx, std::int64_t n);
+
+// out = 1 / (1 + exp(-x)) for x >= 0, exp(x) / (1 + exp(x)) for x < 0 (never overflows)
+template <typename T>
+void sigmoid_forward(const T* x, T* out, std::int64_t n);
+
+// dx = (dout * (1 - out)) * out
+template <typename T>
+void sigmoid_backward(const T* dout, const T* out, T* dx, std::int64_t n);
+
+}  // namespace fastconv::cpu

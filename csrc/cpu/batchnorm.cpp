@@ -1,0 +1,189 @@
+// batchnorm.cpp: batch normalisation forward (train, inference) and backward on x (N, D) row-major with
+// per-column statistics. The train and backward kernels are parallel over blocks of kCols columns: each
+// column's sums run over all N rows inside one thread, in row order, so the bits do not depend on the thread
+// count. Inside a block the loops go row by row (a contiguous kCols-wide strip of each row) for unit stride.
+// Sums are accumulated in double and rounded to T where the book's formulas keep a (D,) vector in T.
+// Backward makes two passes over the rows (all column sums, then dx) and allocates nothing.
+#include "cpu/batchnorm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "cpu/threads.h"
+
+namespace fastconv::cpu {
+
+namespace {
+
+// Columns per block: 64 floats are four cache lines per row strip, wide enough to vectorise and to keep
+// neighbouring threads' writes apart, narrow enough that a book-sized D (50-1000) still splits over threads.
+constexpr std::int64_t kCols = 64;
+
+// Below this many elements the OpenMP fork/join costs more than the passes themselves.
+constexpr std::int64_t kParallelMin = 1 << 14;
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------------
+// forward, training: batch statistics, then normalise; updates the running averages in place
+
+template <typename T>
+void batchnorm_forward_train(const T* x, const T* gamma, const T* beta, T* running_mean, T* running_var, T* out,
+                             T* xc, T* xn, T* stdev, std::int64_t N, std::int64_t D, double momentum,
+                             double eps) {
+  const std::int64_t blocks = (D + kCols - 1) / kCols;
+  const double inv_n = 1.0 / static_cast<double>(N);
+  const T m = static_cast<T>(momentum), m1 = static_cast<T>(1.0 - momentum), e = static_cast<T>(eps);
+
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (N * D >= kParallelMin)
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    const std::int64_t j0 = b * kCols, w = std::min(kCols, D - j0);  // columns [j0, j0 + w)
+    double acc[kCols];
+    T mu[kCols], sd[kCols];
+
+    // pass 1: column sums of x -> mu
+    std::fill(acc, acc + w, 0.0);
+    for (std::int64_t n = 0; n < N; ++n) {
+      const T* xr = x + n * D + j0;  // row n of (N, D), from column j0
+#pragma omp simd
+      for (std::int64_t j = 0; j < w; ++j) acc[j] += static_cast<double>(xr[j]);
+    }
+    for (std::int64_t j = 0; j < w; ++j) mu[j] = static_cast<T>(acc[j] * inv_n);
+
+    // pass 2: xc = x - mu (stored) and its column sums of squares -> var, std
+    std::fill(acc, acc + w, 0.0);
+    for (std::int64_t n = 0; n < N; ++n) {
+      const T* xr = x + n * D + j0;
+      T* cr = xc + n * D + j0;
+#pragma omp simd
+      for (std::int64_t j = 0; j < w; ++j) {
+        const T c = xr[j] - mu[j];
+        cr[j] = c;
+        acc[j] += static_cast<double>(c) * static_cast<double>(c);
+      }
+    }
+    for (std::int64_t j = 0; j < w; ++j) {
+      const T var = static_cast<T>(acc[j] * inv_n);
+      sd[j] = std::sqrt(var + e);
+      stdev[j0 + j] = sd[j];
+      running_mean[j0 + j] = m * running_mean[j0 + j] + m1 * mu[j];
+      running_var[j0 + j] = m * running_var[j0 + j] + m1 * var;
+    }
+
+    // pass 3: xn = xc / std, out = gamma * xn + beta (xc was just written; for a book-sized N the strip
+    // is still in cache)
+    const T* g = gamma + j0;
+    const T* bt = beta + j0;
+    for (std::int64_t n = 0; n < N; ++n) {
+      const T* cr = xc + n * D + j0;
+      T* nr = xn + n * D + j0;
+      T* orow = out + n * D + j0;
+#pragma omp simd
+      for (std::int64_t j = 0; j < w; ++j) {
+        const T v = cr[j] / sd[j];
+        nr[j] = v;
+        orow[j] = g[j] * v + bt[j];
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// forward, inference: running statistics, purely elementwise, so parallel over rows
+
+template <typename T>
+void batchnorm_forward_infer(const T* x, const T* gamma, const T* beta, const T* running_mean,
+                             const T* running_var, T* out, std::int64_t N, std::int64_t D, double eps) {
+  const T e = static_cast<T>(eps);
+  std::vector<T> sd(static_cast<std::size_t>(D));
+  for (std::int64_t j = 0; j < D; ++j) sd[j] = std::sqrt(running_var[j] + e);
+  const T* s = sd.data();
+
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (N * D >= kParallelMin)
+  for (std::int64_t n = 0; n < N; ++n) {
+    const T* xr = x + n * D;  // row n of (N, D)
+    T* orow = out + n * D;
+#pragma omp simd
+    for (std::int64_t j = 0; j < D; ++j) orow[j] = gamma[j] * ((xr[j] - running_mean[j]) / s[j]) + beta[j];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// backward
+
+template <typename T>
+void batchnorm_backward(const T* dout, const T* xc, const T* xn, const T* stdev, const T* gamma, T* dx,
+                        T* dgamma, T* dbeta, std::int64_t N, std::int64_t D) {
+  const std::int64_t blocks = (D + kCols - 1) / kCols;
+  const T Nt = static_cast<T>(N), c2 = static_cast<T>(2.0 / static_cast<double>(N));
+
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (N * D >= kParallelMin)
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    const std::int64_t j0 = b * kCols, w = std::min(kCols, D - j0);  // columns [j0, j0 + w)
+    const T* g = gamma + j0;
+    const T* sd = stdev + j0;
+    double s_beta[kCols], s_gamma[kCols], s_std[kCols], s_dxc[kCols], s_xc[kCols];
+    T sd2[kCols], dvar[kCols], dmu_n[kCols];
+    std::fill(s_beta, s_beta + w, 0.0);
+    std::fill(s_gamma, s_gamma + w, 0.0);
+    std::fill(s_std, s_std + w, 0.0);
+    std::fill(s_dxc, s_dxc + w, 0.0);
+    std::fill(s_xc, s_xc + w, 0.0);
+    for (std::int64_t j = 0; j < w; ++j) sd2[j] = sd[j] * sd[j];
+
+    // pass 1: every column sum. dmu = sum_n dxc needs dvar, itself a column sum, so it is split as
+    // sum_n (dxn/std) + (2/N) * dvar * sum_n xc, both parts summed here.
+    for (std::int64_t n = 0; n < N; ++n) {
+      const T* dr = dout + n * D + j0;  // row n of (N, D), from column j0
+      const T* cr = xc + n * D + j0;
+      const T* nr = xn + n * D + j0;
+#pragma omp simd
+      for (std::int64_t j = 0; j < w; ++j) {
+        const T dxn = g[j] * dr[j];
+        s_beta[j] += static_cast<double>(dr[j]);
+        s_gamma[j] += static_cast<double>(nr[j] * dr[j]);
+        s_std[j] += static_cast<double>((dxn * cr[j]) / sd2[j]);
+        s_dxc[j] += static_cast<double>(dxn / sd[j]);
+        s_xc[j] += static_cast<double>(cr[j]);
+      }
+    }
+    for (std::int64_t j = 0; j < w; ++j) {
+      dbeta[j0 + j] = static_cast<T>(s_beta[j]);
+      dgamma[j0 + j] = static_cast<T>(s_gamma[j]);
+      const T dstd = -static_cast<T>(s_std[j]);
+      dvar[j] = (T(0.5) * dstd) / sd[j];
+      const double dmu = s_dxc[j] + static_cast<double>(c2) * static_cast<double>(dvar[j]) * s_xc[j];
+      dmu_n[j] = static_cast<T>(dmu) / Nt;
+    }
+
+    // pass 2: dx = dxn/std + (2/N)*xc*dvar - dmu/N
+    for (std::int64_t n = 0; n < N; ++n) {
+      const T* dr = dout + n * D + j0;
+      const T* cr = xc + n * D + j0;
+      T* xr = dx + n * D + j0;
+#pragma omp simd
+      for (std::int64_t j = 0; j < w; ++j) {
+        const T dxc = (g[j] * dr[j]) / sd[j] + (c2 * cr[j]) * dvar[j];
+        xr[j] = dxc - dmu_n[j];
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// explicit instantiations
+
+#define FC_BATCHNORM_INSTANTIATE(T)                                                                            \
+  template void batchnorm_forward_train<T>(const T*, const T*, const T*, T*, T*, T*, T*, T*, T*, std::int64_t, \
+                                           std::int64_t, double, double);                                      \
+  template void batchnorm_forward_infer<T>(const T*, const T*, const T*, const T*, const T*, T*, std::int64_t, \
+                                           std::int64_t, double);                                              \
+  template void batchnorm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*,            \
+                                      std::int64_t, std::int64_t);
+FC_BATCHNORM_INSTANTIATE(float)
+FC_BATCHNORM_INSTANTIATE(double)
+#undef FC_BATCHNORM_INSTANTIATE
+
+}  // namespace fastconv::cpu

@@ -1,0 +1,73 @@
+// dropout.cpp: dropout forward (draw the keep mask, multiply) and backward (multiply by the mask), on
+// contiguous 1-D arrays. The draw is a counter-based hash of (seed, index) (splitmix64's finaliser applied to
+// the index-th point of a Weyl sequence keyed by the hashed seed), so any split of the index range over
+// threads yields the same mask: results are identical for every thread count.
+#include "cpu/dropout.h"
+
+#include <cstdint>
+
+#include "cpu/threads.h"
+
+namespace fastconv::cpu {
+
+namespace {
+
+// Below this many elements the OpenMP fork/join costs more than the pass itself.
+constexpr std::int64_t kParallelMin = 1 << 15;
+
+constexpr std::uint64_t kGolden = 0x9E3779B97F4A7C15ull;
+
+// splitmix64's output function (Steele, Lea, Flood 2014): a bijective 64-bit mixer.
+inline std::uint64_t mix64(std::uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// Hashing the seed first keeps nearby seeds (0, 1, 2, ...) from giving shifted copies of one stream.
+inline std::uint64_t stream_key(std::uint64_t seed) { return mix64(seed); }
+
+// Top 53 bits -> a double in [0, 1) with every value a multiple of 2^-53 (exact, no rounding up to 1).
+inline double draw(std::uint64_t key, std::int64_t i) {
+  const std::uint64_t h = mix64(key + (static_cast<std::uint64_t>(i) + 1) * kGolden);
+  return static_cast<double>(h >> 11) * 0x1.0p-53;
+}
+
+}  // namespace
+
+double dropout_uniform(std::uint64_t seed, std::int64_t i) { return draw(stream_key(seed), i); }
+
+// ---------------------------------------------------------------------------------------------------------------
+// kernels
+
+template <typename T>
+void dropout_forward(const T* x, T* out, std::uint8_t* mask, std::int64_t n, double ratio, std::uint64_t seed) {
+  const std::uint64_t key = stream_key(seed);
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
+  for (std::int64_t i = 0; i < n; ++i) {
+    const bool keep = draw(key, i) > ratio;
+    mask[i] = keep ? 1 : 0;
+    // Multiply rather than select so NaN and inf behave as in the book's x * mask (NaN * 0 = NaN).
+    out[i] = x[i] * static_cast<T>(keep);
+  }
+}
+
+template <typename T>
+void dropout_backward(const T* dout, const std::uint8_t* mask, T* dx, std::int64_t n) {
+  // The mask is read as bytes and compared with zero: a bool array from elsewhere may hold other values,
+  // and loading such a byte as a C++ bool would be undefined.
+#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
+  for (std::int64_t i = 0; i < n; ++i) dx[i] = dout[i] * static_cast<T>(mask[i] != 0);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// explicit instantiations
+
+#define FC_DROPOUT_INSTANTIATE(T)                                                                          \
+  template void dropout_forward<T>(const T*, T*, std::uint8_t*, std::int64_t, double, std::uint64_t);      \
+  template void dropout_backward<T>(const T*, const std::uint8_t*, T*, std::int64_t);
+FC_DROPOUT_INSTANTIATE(float)
+FC_DROPOUT_INSTANTIATE(double)
+#undef FC_DROPOUT_INSTANTIATE
+
+}  // namespace fastconv::cpu

@@ -1,0 +1,238 @@
+// gemm.cpp: the GEMM driver (loops 5, 4, 3 of BLIS), per-thread packing workspaces and the run-time choice
+// of micro-kernel. C(M x N, row-major, ldc) = alpha * A(M x K) B(K x N) + beta * C with strided A and B.
+// Packing buffers come from the per-thread workspace (workspace.h): no static buffers, no allocation on the
+// hot path after the first call.
+#include "cpu/gemm/gemm.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "cpu/gemm/config.h"
+#include "cpu/workspace.h"
+
+namespace fastconv::cpu {
+using namespace gemm_config;
+
+// ------------------------------------------------------------------------------------------------------
+// ISA dispatch
+
+namespace {
+
+enum Isa : int { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
+const char* const kIsaNames[] = {"scalar", "avx2", "avx512"};
+
+bool cpu_has(Isa isa) {
+#if FASTCONV_HAVE_X86_UKR
+  __builtin_cpu_init();
+  switch (isa) {
+    case ISA_AVX512: return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+    case ISA_AVX2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    default: return true;
+  }
+#else
+  return isa == ISA_SCALAR;
+#endif
+}
+
+Isa parse_isa(const std::string& s) {
+  for (int i = 0; i < 3; ++i)
+    if (s == kIsaNames[i]) return static_cast<Isa>(i);
+  throw std::invalid_argument("FASTCONV_ISA / isa: unknown ISA '" + s + "', expected one of avx512, avx2, scalar");
+}
+
+Isa initial_isa() {
+  Isa best = cpu_has(ISA_AVX512) ? ISA_AVX512 : cpu_has(ISA_AVX2) ? ISA_AVX2 : ISA_SCALAR;
+  if (const char* env = std::getenv("FASTCONV_ISA")) {
+    // a forced ISA may only lower the choice; an unknown or unsupported value keeps the best one
+    // (an import must not fail because of an environment variable; fastconv.info() shows the outcome)
+    try {
+      Isa want = parse_isa(env);
+      if (cpu_has(want)) return want;
+    } catch (const std::exception&) {
+    }
+  }
+  return best;
+}
+
+std::atomic<int> g_isa{initial_isa()};
+
+}  // namespace
+
+const char* gemm_active_isa() { return kIsaNames[g_isa.load()]; }
+
+void gemm_set_isa(const std::string& isa) {
+  Isa want = parse_isa(isa);
+  if (!cpu_has(want)) throw std::invalid_argument("isa: '" + isa + "' is not supported by this CPU or build");
+  g_isa.store(want);
+}
+
+std::vector<const char*> gemm_compiled_isas() {
+#if FASTCONV_HAVE_X86_UKR
+  return {"scalar", "avx2", "avx512"};
+#else
+  return {"scalar"};
+#endif
+}
+
+std::vector<const char*> gemm_supported_isas() {
+  std::vector<const char*> out;
+  for (int i = 0; i < 3; ++i)
+    if (cpu_has(static_cast<Isa>(i))) out.push_back(kIsaNames[i]);
+  return out;
+}
+
+template <>
+const Ukr<float>& active_ukr<float>() {
+  static const Ukr<float> table[3] = {
+      ukr_ref_f32(),
+#if FASTCONV_HAVE_X86_UKR
+      ukr_avx2_f32(), ukr_avx512_f32()
+#else
+      ukr_ref_f32(), ukr_ref_f32()
+#endif
+  };
+  return table[g_isa.load(std::memory_order_relaxed)];
+}
+
+template <>
+const Ukr<double>& active_ukr<double>() {
+  static const Ukr<double> table[3] = {
+      ukr_ref_f64(),
+#if FASTCONV_HAVE_X86_UKR
+      ukr_avx2_f64(), ukr_avx512_f64()
+#else
+      ukr_ref_f64(), ukr_ref_f64()
+#endif
+  };
+  return table[g_isa.load(std::memory_order_relaxed)];
+}
+
+// ------------------------------------------------------------------------------------------------------
+// driver
+
+template <typename T>
+void gemm_serial(index_t M, index_t N, index_t K, T alpha, const T* A, index_t rsa, index_t csa, const T* B,
+                 index_t rsb, index_t csb, T beta, T* C, index_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == T(0)) {  // C = beta * C, without reading C when beta == 0
+    for (index_t i = 0; i < M; ++i)
+      for (index_t j = 0; j < N; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
+    return;
+  }
+  const Ukr<T>& u = active_ukr<T>();
+  constexpr index_t MC = Blocks<T>::MC, KC = Blocks<T>::KC, NC = Blocks<T>::NC;
+  const index_t nc_max = std::min<index_t>(NC, ((N + u.nr - 1) / u.nr) * u.nr);
+  const index_t mc_max = std::min<index_t>(((MC + u.mr - 1) / u.mr) * u.mr, ((M + u.mr - 1) / u.mr) * u.mr);
+  const index_t kc_max = std::min<index_t>(KC, K);
+  T* bpack = thread_workspace<T>(WS_GEMM_B, static_cast<std::size_t>(kc_max * nc_max));
+  T* apack = thread_workspace<T>(WS_GEMM_A, static_cast<std::size_t>(kc_max * mc_max));
+
+  // loop 5 around micro-kernel: jc += NC
+  for (index_t jc = 0; jc < N; jc += NC) {
+    const index_t nc = std::min<index_t>(NC, N - jc);
+    // loop 4 around micro-kernel: pc += KC
+    for (index_t pc = 0; pc < K; pc += KC) {
+      const index_t kc = std::min<index_t>(KC, K - pc);
+      const T beta_pc = pc == 0 ? beta : T(1);  // later K blocks accumulate into C
+      pack_b_kc_nc<T>(kc, nc, B + pc * rsb + jc * csb, rsb, csb, u.nr, bpack);
+      // loop 3 around micro-kernel: ic += MC
+      for (index_t ic = 0; ic < M; ic += mc_max) {
+        const index_t mc = std::min<index_t>(mc_max, M - ic);
+        pack_a_mc_kc<T>(mc, kc, A + ic * rsa + pc * csa, rsa, csa, u.mr, apack);
+        macro_kernel<T>(u, mc, nc, kc, alpha, apack, bpack, beta_pc, C + ic * ldc + jc, ldc);
+      }  // end loop 3
+    }    // end loop 4
+  }      // end loop 5
+}
+
+template <typename T>
+void gemm(index_t M, index_t N, index_t K, T alpha, const T* A, index_t rsa, index_t csa, const T* B,
+          index_t rsb, index_t csb, T beta, T* C, index_t ldc, int nthreads) {
+  const double macs = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+  if (nthreads <= 1 || macs < static_cast<double>(PARALLEL_MIN_MACS)) {
+    gemm_serial<T>(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc);
+    return;
+  }
+  const Ukr<T>& u = active_ukr<T>();
+  // Split the longer side of C into equal, tile-aligned ranges, one per thread. Each thread packs its own
+  // share of A (or B) and the whole shared operand panel it needs.
+  const bool split_m = M >= N;
+  const index_t len = split_m ? M : N, step = split_m ? u.mr : u.nr;
+  const index_t tiles = (len + step - 1) / step;
+  const int nt = static_cast<int>(std::min<index_t>(nthreads, tiles));
+#pragma omp parallel num_threads(nt)
+  {
+#ifdef _OPENMP
+    const int t = omp_get_thread_num(), n = omp_get_num_threads();
+#else
+    const int t = 0, n = 1;
+#endif
+    const index_t lo = std::min(len, (tiles * t / n) * step), hi = std::min(len, (tiles * (t + 1) / n) * step);
+    if (hi > lo) {
+      if (split_m)
+        gemm_serial<T>(hi - lo, N, K, alpha, A + lo * rsa, rsa, csa, B, rsb, csb, beta, C + lo * ldc, ldc);
+      else
+        gemm_serial<T>(M, hi - lo, K, alpha, A, rsa, csa, B + lo * csb, rsb, csb, beta, C + lo, ldc);
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------------------
+// pre-packed variant
+
+template <typename T>
+index_t gemm_kc() {
+  return Blocks<T>::KC;
+}
+
+template <typename T>
+void pack_a_full(const Ukr<T>& u, index_t M, index_t K, const T* A, index_t rsa, index_t csa, T* dst) {
+  const index_t mpad = round_up(M, u.mr);
+  for (index_t pc = 0; pc < K; pc += Blocks<T>::KC) {
+    const index_t kc = std::min<index_t>(Blocks<T>::KC, K - pc);
+    pack_a_mc_kc<T>(M, kc, A + pc * csa, rsa, csa, u.mr, dst + mpad * pc);
+  }
+}
+
+template <typename T>
+void pack_b_full(const Ukr<T>& u, index_t K, index_t N, const T* B, index_t rsb, index_t csb, T* dst) {
+  const index_t npad = round_up(N, u.nr);
+  for (index_t pc = 0; pc < K; pc += Blocks<T>::KC) {
+    const index_t kc = std::min<index_t>(Blocks<T>::KC, K - pc);
+    pack_b_kc_nc<T>(kc, N, B + pc * rsb, rsb, csb, u.nr, dst + npad * pc);
+  }
+}
+
+template <typename T>
+void gemm_prepacked(const Ukr<T>& u, index_t M, index_t N, index_t K, T alpha, const T* apack, const T* bpack,
+                    T beta, T* C, index_t ldc) {
+  const index_t mpad = round_up(M, u.mr), npad = round_up(N, u.nr);
+  // loop 4 around micro-kernel: pc += KC (same K blocks as gemm_serial, so results are identical)
+  for (index_t pc = 0; pc < K; pc += Blocks<T>::KC) {
+    const index_t kc = std::min<index_t>(Blocks<T>::KC, K - pc);
+    macro_kernel<T>(u, M, N, kc, alpha, apack + mpad * pc, bpack + npad * pc, pc == 0 ? beta : T(1), C, ldc);
+  }
+}
+
+#define FC_INSTANTIATE_GEMM(T)                                                                              \
+  template void gemm_serial<T>(index_t, index_t, index_t, T, const T*, index_t, index_t, const T*, index_t, \
+                               index_t, T, T*, index_t);                                                    \
+  template void gemm<T>(index_t, index_t, index_t, T, const T*, index_t, index_t, const T*, index_t, index_t, \
+                        T, T*, index_t, int);                                                       \
+  template index_t gemm_kc<T>();                                                                            \
+  template void pack_a_full<T>(const Ukr<T>&, index_t, index_t, const T*, index_t, index_t, T*);            \
+  template void pack_b_full<T>(const Ukr<T>&, index_t, index_t, const T*, index_t, index_t, T*);            \
+  template void gemm_prepacked<T>(const Ukr<T>&, index_t, index_t, index_t, T, const T*, const T*, T, T*,   \
+                                  index_t);
+FC_INSTANTIATE_GEMM(float)
+FC_INSTANTIATE_GEMM(double)
+
+}  // namespace fastconv::cpu

@@ -1,0 +1,86 @@
+// gemm.h: C = alpha * A B + beta * C, row-major C, A and B given as strided views so that transposes are
+// free: element (i, k) of A is A[i*rsa + k*csa], element (k, j) of B is B[k*rsb + j*csb].
+// Variants: micro-kernels ukr_ref_4x8 (portable), ukr_avx2_6x16/6x8, ukr_avx512_8x32/8x16, chosen at run
+// time from CPUID or forced with FASTCONV_ISA / set_cpu_isa. The loop nest follows BLIS (Van Zee & van de
+// Geijn, "BLIS: A Framework for Rapidly Instantiating BLAS Functionality", 2015).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace fastconv::cpu {
+
+using index_t = std::int64_t;
+
+// A micro-kernel: C(mr x nr, row stride ldc) = alpha * sum_k a[k*mr + i] * b[k*nr + j] + beta * C, on packed
+// slivers a (kc x mr) and b (kc x nr). beta == 0 never reads C.
+template <typename T>
+using ukr_fn = void (*)(index_t kc, const T* a, const T* b, T* c, index_t ldc, T alpha, T beta);
+
+template <typename T>
+struct Ukr {
+  int mr, nr;
+  ukr_fn<T> fn;
+  const char* name;
+};
+
+// The micro-kernel in use for T (follows the ISA chosen at import or by gemm_set_isa).
+template <typename T>
+const Ukr<T>& active_ukr();
+
+const char* gemm_active_isa();
+void gemm_set_isa(const std::string& isa);      // "avx512" | "avx2" | "scalar"; throws if unavailable
+std::vector<const char*> gemm_compiled_isas();
+std::vector<const char*> gemm_supported_isas();  // compiled and supported by this CPU
+
+// Runs on the calling thread only (used inside parallel regions, e.g. one image per thread).
+template <typename T>
+void gemm_serial(index_t M, index_t N, index_t K, T alpha, const T* A, index_t rsa, index_t csa, const T* B,
+                 index_t rsb, index_t csb, T beta, T* C, index_t ldc);
+
+// Splits C across up to `nthreads` OpenMP threads (rows or columns, whichever is longer). Every element of
+// C is computed by one thread in the same order, so the result does not depend on nthreads.
+template <typename T>
+void gemm(index_t M, index_t N, index_t K, T alpha, const T* A, index_t rsa, index_t csa, const T* B,
+          index_t rsb, index_t csb, T beta, T* C, index_t ldc, int nthreads);
+
+// ------------------------------------------------------------------------------------------------------
+// pre-packed operands, for callers that reuse a packed operand across many GEMMs (conv: W for every image)
+// or produce B directly in packed order (conv: im2col writes the packed panel). Layout: one block per KC
+// slice of K, each block ceil(M/mr) (resp. ceil(N/nr)) slivers of kc x mr (kc x nr). No MC/NC blocking:
+// meant for operands with a small M (filters) and an N that is one image's pixels.
+
+inline index_t round_up(index_t v, index_t m) { return (v + m - 1) / m * m; }
+template <typename T>
+index_t gemm_kc();  // the KC used by every GEMM of T (config.h)
+template <typename T>
+void pack_a_full(const Ukr<T>& u, index_t M, index_t K, const T* A, index_t rsa, index_t csa, T* dst);
+template <typename T>
+void pack_b_full(const Ukr<T>& u, index_t K, index_t N, const T* B, index_t rsb, index_t csb, T* dst);
+// C = alpha * A B + beta * C on pre-packed A (round_up(M, mr) * K values) and B (round_up(N, nr) * K values).
+template <typename T>
+void gemm_prepacked(const Ukr<T>& u, index_t M, index_t N, index_t K, T alpha, const T* apack, const T* bpack,
+                    T beta, T* C, index_t ldc);
+
+// ------------------------------------------------------------------------------------------------------
+// internals shared by gemm.cpp, pack.cpp, macro_kernel.cpp and the ukr_*.cpp files
+
+template <typename T>
+void pack_a_mc_kc(index_t mc, index_t kc, const T* A, index_t rsa, index_t csa, int mr, T* dst);
+template <typename T>
+void pack_b_kc_nc(index_t kc, index_t nc, const T* B, index_t rsb, index_t csb, int nr, T* dst);
+template <typename T>
+void macro_kernel(const Ukr<T>& u, index_t mc, index_t nc, index_t kc, T alpha, const T* apack,
+                  const T* bpack, T beta, T* C, index_t ldc);
+
+// Registries filled by each ukr_*.cpp.
+Ukr<float> ukr_ref_f32();
+Ukr<double> ukr_ref_f64();
+#if FASTCONV_HAVE_X86_UKR
+Ukr<float> ukr_avx2_f32();
+Ukr<double> ukr_avx2_f64();
+Ukr<float> ukr_avx512_f32();
+Ukr<double> ukr_avx512_f64();
+#endif
+
+}  // namespace fastconv::cpu

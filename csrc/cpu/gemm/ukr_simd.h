@@ -1,0 +1,61 @@
+// ukr_simd.h: the register-blocked micro-kernel, written once with GCC/Clang vector extensions and compiled
+// per ISA by ukr_avx2.cpp and ukr_avx512.cpp with their own -m flags (so the default build stays baseline
+// x86-64). C tile (MR x NV*VL) lives in MR*NV vector registers; each k step loads NV vectors of the packed
+// B sliver, broadcasts MR values of the packed A sliver and issues MR*NV FMAs (the files are built with FMA
+// enabled and -ffp-contract=fast, so acc += a*b is one vfmadd).
+#pragma once
+#include <cstring>
+
+#include "cpu/gemm/gemm.h"
+
+namespace fastconv::cpu {
+
+template <typename T, int MR, int NV, int VL>
+inline void ukr_simd(index_t kc, const T* __restrict a, const T* __restrict b, T* __restrict c, index_t ldc,
+                     T alpha, T beta) {
+  typedef T V __attribute__((vector_size(VL * sizeof(T))));
+  V acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) acc[i][j] = V{};
+
+  for (index_t k = 0; k < kc; ++k) {
+    V bv[NV];
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) std::memcpy(&bv[j], b + j * VL, sizeof(V));  // packed B is 64-B aligned
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const V av = V{} + a[i];  // broadcast
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j) acc[i][j] += av * bv[j];
+    }
+    a += MR;
+    b += NV * VL;
+  }
+
+  // write-back: C may be any row stride, so unaligned loads/stores (memcpy compiles to vmovups)
+  const V va = V{} + alpha;
+  if (beta == T(0)) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j) {
+        V r = va * acc[i][j];
+        std::memcpy(c + i * ldc + j * VL, &r, sizeof(V));
+      }
+  } else {
+    const V vb = V{} + beta;
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j) {
+        V old;
+        std::memcpy(&old, c + i * ldc + j * VL, sizeof(V));
+        V r = va * acc[i][j] + vb * old;
+        std::memcpy(c + i * ldc + j * VL, &r, sizeof(V));
+      }
+  }
+}
+
+}  // namespace fastconv::cpu

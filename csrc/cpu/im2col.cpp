@@ -1,0 +1,162 @@
+// im2col.cpp: im2col / col2im in the per-image transposed layout (conv's workhorse) and in the book's
+// layout (fastconv.util). Row r = (c*FH + fh)*FW + fw of col_t holds, for every output pixel (oh, ow), the
+// input x[c, oh*stride - pad + fh, ow*stride - pad + fw], or 0 in the padding. For each (r, oh) the valid
+// ow form one interval [ow_lo, ow_hi), computed once, so the inner loop has no bounds test and is a plain
+// copy when stride == 1.
+#include "cpu/im2col.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace fastconv::cpu {
+
+namespace {
+// First and one-past-last output column whose input column ow*stride - pad + fw lies in [0, W).
+inline void valid_range(index_t W, index_t OW, index_t stride, index_t pad, index_t fw, index_t& lo,
+                        index_t& hi) {
+  const index_t off = fw - pad;  // iw = ow*stride + off
+  lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
+  hi = W - off <= 0 ? 0 : (W - off - 1) / stride + 1;
+  lo = std::min(lo, OW);
+  hi = std::min(std::max(hi, lo), OW);
+}
+}  // namespace
+
+// ------------------------------------------------------------------------------------------------------
+// per image, transposed layout
+
+// One row r = (c, fh, fw) of col_t: P = OH*OW values.
+template <typename T>
+inline void im2col_row(const T* x, const ConvGeom& g, index_t c, index_t fh, index_t fw, T* row) {
+  index_t lo, hi;
+  valid_range(g.W, g.OW, g.stride, g.pad, fw, lo, hi);
+  const index_t off = fw - g.pad;  // iw = ow*stride + off, >= 0 for ow >= lo
+  for (index_t oh = 0; oh < g.OH; ++oh) {
+    T* dst = row + oh * g.OW;
+    const index_t ih = oh * g.stride - g.pad + fh;
+    if (ih < 0 || ih >= g.H) {
+      std::fill(dst, dst + g.OW, T(0));
+      continue;
+    }
+    const T* src = x + (c * g.H + ih) * g.W;  // row ih of channel c
+    std::fill(dst, dst + lo, T(0));
+    if (g.stride == 1) {
+      if (hi > lo) std::memcpy(dst + lo, src + lo + off, sizeof(T) * (hi - lo));
+    } else {
+      for (index_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * g.stride + off];
+    }
+    std::fill(dst + hi, dst + g.OW, T(0));
+  }
+}
+
+template <typename T>
+void im2col_image(const T* x, const ConvGeom& g, T* col_t) {
+  const index_t P = g.OH * g.OW;
+  for (index_t c = 0; c < g.C; ++c)
+    for (index_t fh = 0; fh < g.FH; ++fh)
+      for (index_t fw = 0; fw < g.FW; ++fw) im2col_row(x, g, c, fh, fw, col_t + ((c * g.FH + fh) * g.FW + fw) * P);
+}
+
+// Implicit GEMM: each row of col_t is built in a small L1-resident buffer and scattered straight into the
+// packed-B layout (per KC block of rows, NR-wide slivers of kc x nr), so the column matrix is never written
+// in full and the GEMM needs no separate packing pass.
+template <typename T>
+void im2col_image_packed(const T* x, const ConvGeom& g, int nr, index_t KC, T* row, T* dst) {
+  const index_t P = g.OH * g.OW, CK = g.C * g.FH * g.FW, npad = round_up(P, nr);
+  std::fill(row + P, row + npad, T(0));  // tail of the last sliver stays zero
+  index_t k = 0;
+  for (index_t c = 0; c < g.C; ++c)
+    for (index_t fh = 0; fh < g.FH; ++fh)
+      for (index_t fw = 0; fw < g.FW; ++fw, ++k) {
+        im2col_row(x, g, c, fh, fw, row);
+        const index_t pc = (k / KC) * KC, kc = std::min(KC, CK - pc);
+        T* block = dst + npad * pc + (k - pc) * nr;  // sliver j0/nr holds (kc, nr) at block + j0*kc
+        for (index_t j0 = 0; j0 < npad; j0 += nr) std::memcpy(block + j0 * kc, row + j0, sizeof(T) * nr);
+      }
+}
+
+template <typename T>
+void col2im_image(const T* col_t, const ConvGeom& g, T* x) {
+  const index_t P = g.OH * g.OW;
+  std::fill(x, x + g.C * g.H * g.W, T(0));
+  for (index_t c = 0; c < g.C; ++c)
+    for (index_t fh = 0; fh < g.FH; ++fh)
+      for (index_t fw = 0; fw < g.FW; ++fw) {
+        const T* row = col_t + ((c * g.FH + fh) * g.FW + fw) * P;
+        index_t lo, hi;
+        valid_range(g.W, g.OW, g.stride, g.pad, fw, lo, hi);
+        for (index_t oh = 0; oh < g.OH; ++oh) {
+          const index_t ih = oh * g.stride - g.pad + fh;
+          if (ih < 0 || ih >= g.H) continue;
+          const T* srcrow = row + oh * g.OW;
+          T* dst = x + (c * g.H + ih) * g.W;  // row ih of channel c
+          const index_t off = fw - g.pad;
+          if (g.stride == 1) {
+#pragma omp simd
+            for (index_t ow = lo; ow < hi; ++ow) dst[ow + off] += srcrow[ow];
+          } else {
+            for (index_t ow = lo; ow < hi; ++ow) dst[ow * g.stride + off] += srcrow[ow];
+          }
+        }
+      }
+}
+
+// ------------------------------------------------------------------------------------------------------
+// book layout, parallel over images
+
+template <typename T>
+void im2col(const T* x, const ConvGeom& g, T* col, int nthreads) {
+  const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW;
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (index_t n = 0; n < g.N; ++n) {
+    const T* xn = x + n * g.C * g.H * g.W;
+    T* coln = col + n * P * CK;  // (P, CK) block of image n
+    for (index_t oh = 0; oh < g.OH; ++oh)
+      for (index_t ow = 0; ow < g.OW; ++ow) {
+        T* dst = coln + (oh * g.OW + ow) * CK;
+        for (index_t c = 0; c < g.C; ++c)
+          for (index_t fh = 0; fh < g.FH; ++fh) {
+            const index_t ih = oh * g.stride - g.pad + fh;
+            for (index_t fw = 0; fw < g.FW; ++fw) {
+              const index_t iw = ow * g.stride - g.pad + fw;
+              const bool in = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
+              *dst++ = in ? xn[(c * g.H + ih) * g.W + iw] : T(0);
+            }
+          }
+      }
+  }
+}
+
+template <typename T>
+void col2im(const T* col, const ConvGeom& g, T* x, int nthreads) {
+  const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW;
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (index_t n = 0; n < g.N; ++n) {
+    T* xn = x + n * g.C * g.H * g.W;
+    const T* coln = col + n * P * CK;
+    std::fill(xn, xn + g.C * g.H * g.W, T(0));
+    for (index_t oh = 0; oh < g.OH; ++oh)
+      for (index_t ow = 0; ow < g.OW; ++ow) {
+        const T* src = coln + (oh * g.OW + ow) * CK;
+        for (index_t c = 0; c < g.C; ++c)
+          for (index_t fh = 0; fh < g.FH; ++fh) {
+            const index_t ih = oh * g.stride - g.pad + fh;
+            for (index_t fw = 0; fw < g.FW; ++fw, ++src) {
+              const index_t iw = ow * g.stride - g.pad + fw;
+              if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) xn[(c * g.H + ih) * g.W + iw] += *src;
+            }
+          }
+      }
+  }
+}
+
+#define FC_INSTANTIATE_IM2COL(T)                                        \
+  template void im2col_image<T>(const T*, const ConvGeom&, T*);        \
+  template void im2col_image_packed<T>(const T*, const ConvGeom&, int, index_t, T*, T*); \
+  template void col2im_image<T>(const T*, const ConvGeom&, T*);        \
+  template void im2col<T>(const T*, const ConvGeom&, T*, int);         \
+  template void col2im<T>(const T*, const ConvGeom&, T*, int);
+FC_INSTANTIATE_IM2COL(float)
+FC_INSTANTIATE_IM2COL(double)
+
+}  // namespace fastconv::cpu

@@ -1,0 +1,27 @@
+// im2col.h: unfolding of convolution windows into columns, and its adjoint col2im.
+// Two layouts: per image, transposed  col_t (C*FH*FW, OH*OW)  (what conv uses: W(FN, C*FH*FW) @ col_t
+// writes NCHW directly), and the book's   col (N*OH*OW, C*FH*FW)  (fastconv.util.im2col).
+#pragma once
+#include "common/shapes.h"
+#include "cpu/gemm/gemm.h"
+
+namespace fastconv::cpu {
+
+// x is (C, H, W) of one image; col_t is (C*FH*FW, OH*OW), overwritten.
+template <typename T>
+void im2col_image(const T* x, const ConvGeom& g, T* col_t);
+// The same col_t written in the GEMM's packed-B order (see pack_b_full in gemm.h): dst holds
+// round_up(OH*OW, nr) * C*FH*FW values; row is scratch of round_up(OH*OW, nr) values.
+template <typename T>
+void im2col_image_packed(const T* x, const ConvGeom& g, int nr, index_t KC, T* row, T* dst);
+// col_t is (C*FH*FW, OH*OW); x is (C, H, W), overwritten with the sum of every column entry over its pixel.
+template <typename T>
+void col2im_image(const T* col_t, const ConvGeom& g, T* x);
+
+// Book layout. x is (N, C, H, W); col is (N*OH*OW, C*FH*FW).
+template <typename T>
+void im2col(const T* x, const ConvGeom& g, T* col, int nthreads);
+template <typename T>
+void col2im(const T* col, const ConvGeom& g, T* x, int nthreads);
+
+}  // namespace fastconv::cpu

@@ -1,0 +1,141 @@
+// loss.cpp: softmax and softmax + cross-entropy error, forward and backward, on (N, K) row-major arrays.
+// Parallel over rows; each row's max, sum and loss are computed sequentially by one thread. Per-row losses go
+// into a buffer that is then added in row order, so the loss has the same bits for any thread count.
+// The exp sum and the losses are accumulated in double (then rounded to T where the reference stays in T).
+// Labels are either int64 class indices (N,) or dense (N, K) targets (one-hot or probabilities).
+#include "cpu/loss.h"
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "cpu/threads.h"
+
+namespace fastconv::cpu {
+
+namespace {
+
+// Below this many elements the OpenMP fork/join costs more than the pass itself.
+constexpr std::int64_t kParallelMin = 1 << 14;
+
+// The book's guard against log(0).
+constexpr double kLogEps = 1e-7;
+
+// One row: y = exp(x - max) / sum. The max skips NaN, but a NaN anywhere makes the sum NaN, so the whole
+// row becomes NaN as with np.max; x and y may be the same row.
+template <typename T>
+inline void softmax_row(const T* x, T* y, std::int64_t K) {
+  T m = x[0];
+  for (std::int64_t k = 1; k < K; ++k) m = (x[k] > m) ? x[k] : m;
+  double s = 0.0;
+  for (std::int64_t k = 0; k < K; ++k) {
+    const T e = std::exp(x[k] - m);
+    y[k] = e;
+    s += static_cast<double>(e);
+  }
+  const T st = static_cast<T>(s);
+  for (std::int64_t k = 0; k < K; ++k) y[k] = y[k] / st;
+}
+
+// Sum of per-row values in row order, then -sum / N.
+inline double mean_neg(const std::vector<double>& row, std::int64_t N) {
+  double s = 0.0;
+  for (double v : row) s += v;
+  return -s / static_cast<double>(N);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------------
+// softmax
+
+template <typename T>
+void softmax_forward(const T* x, T* y, std::int64_t N, std::int64_t K) {
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (N * K >= kParallelMin)
+  for (std::int64_t n = 0; n < N; ++n) softmax_row(x + n * K, y + n * K, K);
+}
+
+std::int64_t first_bad_label(const std::int64_t* t, std::int64_t N, std::int64_t K) {
+  for (std::int64_t n = 0; n < N; ++n)
+    if (t[n] < 0 || t[n] >= K) return n;
+  return -1;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// softmax + cross-entropy, forward
+
+template <typename T>
+double softmax_ce_forward_labels(const T* x, const std::int64_t* t, T* y, std::int64_t N, std::int64_t K) {
+  std::vector<double> row(static_cast<std::size_t>(N));
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (N * K >= kParallelMin)
+  for (std::int64_t n = 0; n < N; ++n) {
+    T* yn = y + n * K;  // row n of (N, K)
+    softmax_row(x + n * K, yn, K);
+    const std::int64_t lab = t[n];
+    row[n] = (lab >= 0 && lab < K) ? std::log(static_cast<double>(yn[lab]) + kLogEps)
+                                   : std::numeric_limits<double>::quiet_NaN();
+  }
+  return mean_neg(row, N);
+}
+
+template <typename T>
+double softmax_ce_forward_dense(const T* x, const T* t, T* y, std::int64_t N, std::int64_t K) {
+  std::vector<double> row(static_cast<std::size_t>(N));
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (N * K >= kParallelMin)
+  for (std::int64_t n = 0; n < N; ++n) {
+    T* yn = y + n * K;  // row n of (N, K)
+    const T* tn = t + n * K;
+    softmax_row(x + n * K, yn, K);
+    double s = 0.0;
+    for (std::int64_t k = 0; k < K; ++k)
+      s += static_cast<double>(tn[k]) * std::log(static_cast<double>(yn[k]) + kLogEps);
+    row[n] = s;
+  }
+  return mean_neg(row, N);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// softmax + cross-entropy, backward (the reference's order of operations, in T: (v / N) * dout)
+
+template <typename T>
+void softmax_ce_backward_labels(const T* y, const std::int64_t* t, T* dx, std::int64_t N, std::int64_t K,
+                                double dout) {
+  const T Nt = static_cast<T>(N), d = static_cast<T>(dout);
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (N * K >= kParallelMin)
+  for (std::int64_t n = 0; n < N; ++n) {
+    const T* yn = y + n * K;  // row n of (N, K)
+    T* dn = dx + n * K;
+    const std::int64_t lab = t[n];
+    const bool ok = lab >= 0 && lab < K;
+    // Read y[n, lab] before the row is written: dx may be y (in-place backward).
+    const T v_lab = ok ? yn[lab] - T(1) : T(0);
+#pragma omp simd
+    for (std::int64_t k = 0; k < K; ++k) dn[k] = (yn[k] / Nt) * d;
+    if (ok) dn[lab] = (v_lab / Nt) * d;
+  }
+}
+
+template <typename T>
+void softmax_ce_backward_dense(const T* y, const T* t, T* dx, std::int64_t N, std::int64_t K, double dout) {
+  const T Nt = static_cast<T>(N), d = static_cast<T>(dout);
+  const std::int64_t NK = N * K;
+#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (NK >= kParallelMin)
+  for (std::int64_t i = 0; i < NK; ++i) dx[i] = ((y[i] - t[i]) / Nt) * d;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// explicit instantiations
+
+#define FC_LOSS_INSTANTIATE(T)                                                                                 \
+  template void softmax_forward<T>(const T*, T*, std::int64_t, std::int64_t);                                  \
+  template double softmax_ce_forward_labels<T>(const T*, const std::int64_t*, T*, std::int64_t, std::int64_t); \
+  template double softmax_ce_forward_dense<T>(const T*, const T*, T*, std::int64_t, std::int64_t);             \
+  template void softmax_ce_backward_labels<T>(const T*, const std::int64_t*, T*, std::int64_t, std::int64_t,    \
+                                              double);                                                         \
+  template void softmax_ce_backward_dense<T>(const T*, const T*, T*, std::int64_t, std::int64_t, double);
+FC_LOSS_INSTANTIATE(float)
+FC_LOSS_INSTANTIATE(double)
+#undef FC_LOSS_INSTANTIATE
+
+}  // namespace fastconv::cpu

@@ -1,0 +1,34 @@
+// loss.h: softmax and softmax + cross-entropy (the book's SoftmaxWithLoss), forward and backward.
+// x, y, dx are (N, K) row-major; labels t are int64 (N,), dense targets t are (N, K) of the same dtype.
+// Losses are accumulated in double, row by row in row order, so they do not depend on the thread count.
+#pragma once
+#include <cstdint>
+
+namespace fastconv::cpu {
+
+// y = exp(x - rowmax) / rowsum
+template <typename T>
+void softmax_forward(const T* x, T* y, std::int64_t N, std::int64_t K);
+
+// -1 if every t[n] is in [0, K), else the first n where it is not. Callers check before the kernels below.
+std::int64_t first_bad_label(const std::int64_t* t, std::int64_t N, std::int64_t K);
+
+// y = softmax(x); returns -(sum_n log(y[n, t[n]] + 1e-7)) / N. A label outside [0, K) is never read
+// through: its row contributes NaN.
+template <typename T>
+double softmax_ce_forward_labels(const T* x, const std::int64_t* t, T* y, std::int64_t N, std::int64_t K);
+
+// y = softmax(x); returns -(sum_n sum_k t[n, k] * log(y[n, k] + 1e-7)) / N.
+template <typename T>
+double softmax_ce_forward_dense(const T* x, const T* t, T* y, std::int64_t N, std::int64_t K);
+
+// dx = ((y - onehot(t)) / N) * dout, in T. A label outside [0, K) is skipped (its row gets no -1).
+template <typename T>
+void softmax_ce_backward_labels(const T* y, const std::int64_t* t, T* dx, std::int64_t N, std::int64_t K,
+                                double dout);
+
+// dx = ((y - t) / N) * dout, in T.
+template <typename T>
+void softmax_ce_backward_dense(const T* y, const T* t, T* dx, std::int64_t N, std::int64_t K, double dout);
+
+}  // namespace fastconv::cpu

@@ -1,0 +1,229 @@
+// pool.cpp: max and average pooling, forward and backward. x and dx are (N, C, H, W), out / dout / argmax
+// are (N, C, OH, OW); argmax is int32 holding ih*W + iw inside the (n, c) plane.
+// Variants: a tight loop for 2x2 stride-2 pad-0 windows (the book's Pooling; such windows never touch
+// padding), and a general loop per output whose window is clamped to the plane, so padding is never read.
+// Every kernel is parallel over the N*C planes: a plane is read once and written by one thread, so the
+// backward scatter of overlapping windows never races and its sums have one order whatever the thread count.
+#include "cpu/pool.h"
+
+#include <algorithm>
+#include <cstdint>
+
+#include "common/shapes.h"
+#include "cpu/threads.h"
+
+namespace fastconv::cpu {
+
+namespace {
+
+// Below this many input elements the OpenMP fork/join costs more than the pass itself.
+constexpr std::int64_t kParallelMin = 1 << 15;
+
+// Does v replace the current best? Strictly greater keeps the first of equal values (np.argmax); a NaN
+// replaces a non-NaN best and then nothing replaces it (np.max / np.argmax return the first NaN).
+template <typename T>
+inline bool beats(T v, T best) {
+  return v > best || (v != v && best == best);
+}
+
+// The window of output (oh, ow) clamped to the plane: rows [h0, h1), columns [w0, w1). The bindings'
+// preconditions (pad < pool size, H + 2*pad >= pool size) make it non-empty.
+struct Window {
+  std::int64_t h0, h1, w0, w1;
+};
+
+inline Window clamp_window(std::int64_t oh, std::int64_t ow, std::int64_t H, std::int64_t W, std::int64_t pool_h,
+                           std::int64_t pool_w, std::int64_t stride, std::int64_t pad) {
+  const std::int64_t hs = oh * stride - pad, ws = ow * stride - pad;
+  return Window{std::max<std::int64_t>(hs, 0), std::min(hs + pool_h, H), std::max<std::int64_t>(ws, 0),
+                std::min(ws + pool_w, W)};
+}
+
+inline bool is_2x2_s2(std::int64_t pool_h, std::int64_t pool_w, std::int64_t stride, std::int64_t pad) {
+  return pool_h == 2 && pool_w == 2 && stride == 2 && pad == 0;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------------
+// max pooling
+
+template <typename T>
+void maxpool_forward(const T* x, T* out, std::int32_t* argmax, std::int64_t N, std::int64_t C, std::int64_t H,
+                     std::int64_t W, std::int64_t pool_h, std::int64_t pool_w, std::int64_t stride,
+                     std::int64_t pad) {
+  const std::int64_t OH = conv_out_size(H, pool_h, stride, pad), OW = conv_out_size(W, pool_w, stride, pad);
+  const std::int64_t planes = N * C, HW = H * W, OHW = OH * OW;
+  const bool fast = is_2x2_s2(pool_h, pool_w, stride, pad);
+
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (planes * HW >= kParallelMin)
+  for (std::int64_t p = 0; p < planes; ++p) {
+    const T* xp = x + p * HW;  // (H, W) plane
+    T* op = out + p * OHW;     // (OH, OW) plane
+    std::int32_t* ap = argmax + p * OHW;
+    if (fast) {
+      // Two input rows make one output row; the four candidates are compared in row-major window order.
+      for (std::int64_t oh = 0; oh < OH; ++oh) {
+        const T* r0 = xp + 2 * oh * W;
+        const T* r1 = r0 + W;
+        const std::int32_t base = static_cast<std::int32_t>(2 * oh * W);
+        for (std::int64_t ow = 0; ow < OW; ++ow) {
+          const std::int64_t iw = 2 * ow;
+          T m = r0[iw];
+          std::int32_t k = base + static_cast<std::int32_t>(iw);
+          if (beats(r0[iw + 1], m)) { m = r0[iw + 1]; k = base + static_cast<std::int32_t>(iw + 1); }
+          if (beats(r1[iw], m)) { m = r1[iw]; k = base + static_cast<std::int32_t>(W + iw); }
+          if (beats(r1[iw + 1], m)) { m = r1[iw + 1]; k = base + static_cast<std::int32_t>(W + iw + 1); }
+          op[oh * OW + ow] = m;
+          ap[oh * OW + ow] = k;
+        }
+      }
+      continue;
+    }
+    for (std::int64_t oh = 0; oh < OH; ++oh) {
+      for (std::int64_t ow = 0; ow < OW; ++ow) {
+        const Window w = clamp_window(oh, ow, H, W, pool_h, pool_w, stride, pad);
+        std::int64_t best_i = w.h0 * W + w.w0;
+        T best = xp[best_i];
+        for (std::int64_t ih = w.h0; ih < w.h1; ++ih) {
+          const T* row = xp + ih * W;
+          for (std::int64_t iw = w.w0; iw < w.w1; ++iw) {
+            if (beats(row[iw], best)) {
+              best = row[iw];
+              best_i = ih * W + iw;
+            }
+          }
+        }
+        op[oh * OW + ow] = best;
+        ap[oh * OW + ow] = static_cast<std::int32_t>(best_i);
+      }
+    }
+  }
+}
+
+template <typename T>
+std::int64_t maxpool_backward(const T* dout, const std::int32_t* argmax, T* dx, std::int64_t N, std::int64_t C,
+                              std::int64_t H, std::int64_t W, std::int64_t pool_h, std::int64_t pool_w,
+                              std::int64_t stride, std::int64_t pad) {
+  const std::int64_t OH = conv_out_size(H, pool_h, stride, pad), OW = conv_out_size(W, pool_w, stride, pad);
+  const std::int64_t planes = N * C, HW = H * W, OHW = OH * OW;
+  std::int64_t first_bad = INT64_MAX;
+
+  // Zeroing the plane and scattering into it touches only that plane, which stays in L1/L2 for the book's
+  // sizes, so this is still one pass over dx in memory. Out-of-range indices are skipped and reported.
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (planes * HW >= kParallelMin) \
+    reduction(min : first_bad)
+  for (std::int64_t p = 0; p < planes; ++p) {
+    T* dxp = dx + p * HW;  // (H, W) plane
+    const T* dp = dout + p * OHW;
+    const std::int32_t* ap = argmax + p * OHW;
+    std::fill(dxp, dxp + HW, T(0));
+    for (std::int64_t o = 0; o < OHW; ++o) {
+      const std::int64_t a = ap[o];
+      if (static_cast<std::uint64_t>(a) >= static_cast<std::uint64_t>(HW)) {  // also catches a < 0
+        first_bad = std::min(first_bad, p * OHW + o);
+        continue;
+      }
+      dxp[a] += dp[o];
+    }
+  }
+  return first_bad == INT64_MAX ? -1 : first_bad;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// average pooling (count_include_pad: always divide by pool_h * pool_w)
+
+template <typename T>
+void avgpool_forward(const T* x, T* out, std::int64_t N, std::int64_t C, std::int64_t H, std::int64_t W,
+                     std::int64_t pool_h, std::int64_t pool_w, std::int64_t stride, std::int64_t pad) {
+  const std::int64_t OH = conv_out_size(H, pool_h, stride, pad), OW = conv_out_size(W, pool_w, stride, pad);
+  const std::int64_t planes = N * C, HW = H * W, OHW = OH * OW;
+  const T area = static_cast<T>(pool_h * pool_w);
+  const bool fast = is_2x2_s2(pool_h, pool_w, stride, pad);
+
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (planes * HW >= kParallelMin)
+  for (std::int64_t p = 0; p < planes; ++p) {
+    const T* xp = x + p * HW;  // (H, W) plane
+    T* op = out + p * OHW;     // (OH, OW) plane
+    if (fast) {
+      for (std::int64_t oh = 0; oh < OH; ++oh) {
+        const T* r0 = xp + 2 * oh * W;
+        const T* r1 = r0 + W;
+#pragma omp simd
+        for (std::int64_t ow = 0; ow < OW; ++ow)
+          op[oh * OW + ow] = (((r0[2 * ow] + r0[2 * ow + 1]) + r1[2 * ow]) + r1[2 * ow + 1]) / area;
+      }
+      continue;
+    }
+    for (std::int64_t oh = 0; oh < OH; ++oh) {
+      for (std::int64_t ow = 0; ow < OW; ++ow) {
+        const Window w = clamp_window(oh, ow, H, W, pool_h, pool_w, stride, pad);
+        T s = T(0);
+        for (std::int64_t ih = w.h0; ih < w.h1; ++ih)
+          for (std::int64_t iw = w.w0; iw < w.w1; ++iw) s += xp[ih * W + iw];
+        op[oh * OW + ow] = s / area;
+      }
+    }
+  }
+}
+
+template <typename T>
+void avgpool_backward(const T* dout, T* dx, std::int64_t N, std::int64_t C, std::int64_t H, std::int64_t W,
+                      std::int64_t pool_h, std::int64_t pool_w, std::int64_t stride, std::int64_t pad) {
+  const std::int64_t OH = conv_out_size(H, pool_h, stride, pad), OW = conv_out_size(W, pool_w, stride, pad);
+  const std::int64_t planes = N * C, HW = H * W, OHW = OH * OW;
+  const T area = static_cast<T>(pool_h * pool_w);
+  const bool fast = is_2x2_s2(pool_h, pool_w, stride, pad);
+
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (planes * HW >= kParallelMin)
+  for (std::int64_t p = 0; p < planes; ++p) {
+    T* dxp = dx + p * HW;  // (H, W) plane
+    const T* dp = dout + p * OHW;
+    // Positions no window covers (the last row when H is odd under 2x2 stride 2, or gaps when stride > pool)
+    // stay zero.
+    std::fill(dxp, dxp + HW, T(0));
+    if (fast) {
+      // 2x2 stride-2 windows tile the plane without overlap: plain stores.
+      for (std::int64_t oh = 0; oh < OH; ++oh) {
+        T* r0 = dxp + 2 * oh * W;
+        T* r1 = r0 + W;
+#pragma omp simd
+        for (std::int64_t ow = 0; ow < OW; ++ow) {
+          const T g = dp[oh * OW + ow] / area;
+          r0[2 * ow] = g;
+          r0[2 * ow + 1] = g;
+          r1[2 * ow] = g;
+          r1[2 * ow + 1] = g;
+        }
+      }
+      continue;
+    }
+    for (std::int64_t oh = 0; oh < OH; ++oh) {
+      for (std::int64_t ow = 0; ow < OW; ++ow) {
+        const Window w = clamp_window(oh, ow, H, W, pool_h, pool_w, stride, pad);
+        const T g = dp[oh * OW + ow] / area;
+        for (std::int64_t ih = w.h0; ih < w.h1; ++ih)
+          for (std::int64_t iw = w.w0; iw < w.w1; ++iw) dxp[ih * W + iw] += g;
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// explicit instantiations
+
+#define FC_POOL_INSTANTIATE(T)                                                                                   \
+  template void maxpool_forward<T>(const T*, T*, std::int32_t*, std::int64_t, std::int64_t, std::int64_t,        \
+                                   std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t);        \
+  template std::int64_t maxpool_backward<T>(const T*, const std::int32_t*, T*, std::int64_t, std::int64_t,       \
+                                            std::int64_t, std::int64_t, std::int64_t, std::int64_t,             \
+                                            std::int64_t, std::int64_t);                                         \
+  template void avgpool_forward<T>(const T*, T*, std::int64_t, std::int64_t, std::int64_t, std::int64_t,         \
+                                   std::int64_t, std::int64_t, std::int64_t, std::int64_t);                      \
+  template void avgpool_backward<T>(const T*, T*, std::int64_t, std::int64_t, std::int64_t, std::int64_t,        \
+                                    std::int64_t, std::int64_t, std::int64_t, std::int64_t);
+FC_POOL_INSTANTIATE(float)
+FC_POOL_INSTANTIATE(double)
+#undef FC_POOL_INSTANTIATE
+
+}  // namespace fastconv::cpu

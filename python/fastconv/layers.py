@@ -1,0 +1,255 @@
+"""The book's layers (``common/layers.py``) on fastconv's kernels.
+
+Same class names, constructor signatures, methods and public attributes as the book, so
+``from fastconv.layers import *`` replaces ``from common.layers import *``. Parameters (``W``, ``b``,
+``gamma``, ``beta``) are read at every call: the book's optimizers update them in place and its
+``load_params`` rebinds them. Every computation goes through :mod:`fastconv.ops`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import ops
+
+__all__ = [
+    "Relu",
+    "Sigmoid",
+    "Affine",
+    "SoftmaxWithLoss",
+    "Dropout",
+    "BatchNormalization",
+    "Convolution",
+    "Pooling",
+    "AvgPooling",
+]
+
+
+# ======================================================================================================
+# activations
+
+
+class Relu:
+    """ReLU: ``max(0, x)``."""
+
+    def __init__(self):
+        self.out = None
+
+    @property
+    def mask(self):
+        """Where the input was <= 0 (the book's attribute), derived from the stored output."""
+        return None if self.out is None else self.out <= 0
+
+    def forward(self, x):
+        self.out = ops.relu_forward(x)
+        return self.out
+
+    def backward(self, dout):
+        return ops.relu_backward(dout, self.out)
+
+
+class Sigmoid:
+    """Logistic sigmoid ``1 / (1 + exp(-x))``."""
+
+    def __init__(self):
+        self.out = None
+
+    def forward(self, x):
+        self.out = ops.sigmoid_forward(x)
+        return self.out
+
+    def backward(self, dout):
+        return ops.sigmoid_backward(dout, self.out)
+
+
+# ======================================================================================================
+# affine, loss, dropout
+
+
+class Affine:
+    """Fully connected layer ``x @ W + b``; inputs of any ndim >= 2 are flattened to (N, -1)."""
+
+    def __init__(self, W, b):
+        self.W = W
+        self.b = b
+        self.x = None
+        self.original_x_shape = None
+        self.dW = None
+        self.db = None
+
+    def forward(self, x):
+        x = ops.as_array(x, "x")
+        if x.ndim < 2:
+            raise ValueError(f"x: expected a batch (N, ...) with at least 2 dimensions, got shape {x.shape}")
+        self.original_x_shape = x.shape
+        self.x = x.reshape(x.shape[0], -1)
+        return ops.affine_forward(self.x, self.W, self.b)
+
+    def backward(self, dout):
+        dx, self.dW, self.db = ops.affine_backward(self.x, self.W, dout)
+        return dx.reshape(self.original_x_shape)
+
+
+class SoftmaxWithLoss:
+    """Softmax followed by the mean cross-entropy; ``t`` is integer labels or one-hot targets."""
+
+    def __init__(self):
+        self.loss = None
+        self.y = None
+        self.t = None
+
+    def forward(self, x, t):
+        self.t = t
+        self.loss, self.y = ops.softmax_cross_entropy(x, t)
+        return self.loss
+
+    def backward(self, dout=1):
+        return ops.softmax_cross_entropy_backward(self.y, self.t, dout)
+
+
+class Dropout:
+    """Dropout (http://arxiv.org/abs/1207.0580): in training keep each unit with probability 1 - ratio.
+
+    The mask is drawn by a C++ counter-based generator. With ``seed=None`` each call takes its key from
+    NumPy's global generator, so ``np.random.seed`` makes runs repeatable as in the book; with an int seed
+    the layer has its own repeatable sequence.
+    """
+
+    def __init__(self, dropout_ratio=0.5, seed=None):
+        self.dropout_ratio = dropout_ratio
+        self.mask = None
+        self._rng = None if seed is None else np.random.default_rng(seed)
+
+    def _next_key(self) -> int:
+        if self._rng is None:
+            return int(np.random.randint(0, 2**63 - 1, dtype=np.int64))
+        return int(self._rng.integers(0, 2**63 - 1))
+
+    def forward(self, x, train_flg=True):
+        if train_flg:
+            out, self.mask = ops.dropout_forward(x, self.dropout_ratio, self._next_key())
+            return out
+        return ops.dropout_infer(x, self.dropout_ratio)
+
+    def backward(self, dout):
+        return ops.dropout_backward(dout, self.mask)
+
+
+class BatchNormalization:
+    """Batch normalization (http://arxiv.org/abs/1502.03167) with the book's semantics.
+
+    Inputs of ndim != 2 are flattened to (N, -1) and normalised per feature (as the book does), so
+    ``gamma`` and ``beta`` have C*H*W elements for a 4-D input.
+    """
+
+    eps = 10e-7  # the book's epsilon
+
+    def __init__(self, gamma, beta, momentum=0.9, running_mean=None, running_var=None):
+        self.gamma = gamma
+        self.beta = beta
+        self.momentum = momentum
+        self.input_shape = None
+        self.running_mean = running_mean
+        self.running_var = running_var
+        self.batch_size = None
+        self.xc = None
+        self.xn = None
+        self.std = None
+        self.dgamma = None
+        self.dbeta = None
+
+    def forward(self, x, train_flg=True):
+        x = ops.as_array(x, "x")
+        if x.ndim < 2:
+            raise ValueError(f"x: expected a batch (N, ...) with at least 2 dimensions, got shape {x.shape}")
+        self.input_shape = x.shape
+        x2 = x.reshape(x.shape[0], -1)
+        d = x2.shape[1]
+        dtype = x2.dtype if x2.dtype.kind == "f" else np.dtype(np.float64)
+        if self.running_mean is None:
+            self.running_mean = np.zeros(d, dtype=dtype)
+        if self.running_var is None:
+            self.running_var = np.zeros(d, dtype=dtype)
+        if train_flg:
+            out, self.xc, self.xn, self.std = ops.batchnorm_forward_train(
+                x2, self.gamma, self.beta, self.running_mean, self.running_var, self.momentum, self.eps
+            )
+            self.batch_size = x2.shape[0]
+        else:
+            out = ops.batchnorm_forward_infer(x2, self.gamma, self.beta, self.running_mean, self.running_var,
+                                              self.eps)
+        return out.reshape(self.input_shape)
+
+    def backward(self, dout):
+        dout = ops.as_array(dout, "dout")
+        dx, dgamma, dbeta = ops.batchnorm_backward(dout.reshape(dout.shape[0], -1), self.xc, self.xn, self.std,
+                                                   self.gamma)
+        self.dgamma = dgamma.reshape(np.shape(self.gamma))
+        self.dbeta = dbeta.reshape(np.shape(self.beta))
+        return dx.reshape(self.input_shape)
+
+
+# ======================================================================================================
+# convolution and pooling
+
+
+class Convolution:
+    """2-D convolution (cross-correlation) with filters W (FN, C, FH, FW) and bias b (FN,)."""
+
+    def __init__(self, W, b, stride=1, pad=0):
+        self.W = W
+        self.b = b
+        self.stride = stride
+        self.pad = pad
+        self.x = None
+        self.dW = None
+        self.db = None
+
+    def forward(self, x):
+        out = ops.conv_forward(x, self.W, self.b, self.stride, self.pad)
+        self.x = x
+        return out
+
+    def backward(self, dout):
+        dx, self.dW, self.db = ops.conv_backward(self.x, self.W, dout, self.stride, self.pad)
+        return dx
+
+
+class Pooling:
+    """Max pooling over pool_h x pool_w windows; the output size accounts for ``pad`` (padding never wins)."""
+
+    def __init__(self, pool_h, pool_w, stride=2, pad=0):
+        self.pool_h = pool_h
+        self.pool_w = pool_w
+        self.stride = stride
+        self.pad = pad
+        self.x = None
+        self.arg_max = None
+
+    def forward(self, x):
+        out, self.arg_max = ops.maxpool_forward(x, self.pool_h, self.pool_w, self.stride, self.pad)
+        self.x = x
+        return out
+
+    def backward(self, dout):
+        return ops.maxpool_backward(dout, self.arg_max, np.shape(self.x), self.pool_h, self.pool_w, self.stride,
+                                    self.pad)
+
+
+class AvgPooling:
+    """Average pooling (the d2l LeNet's); padded positions count as zeros."""
+
+    def __init__(self, pool_h, pool_w, stride=2, pad=0):
+        self.pool_h = pool_h
+        self.pool_w = pool_w
+        self.stride = stride
+        self.pad = pad
+        self.x_shape = None
+
+    def forward(self, x):
+        out = ops.avgpool_forward(x, self.pool_h, self.pool_w, self.stride, self.pad)
+        self.x_shape = np.shape(x)
+        return out
+
+    def backward(self, dout):
+        return ops.avgpool_backward(dout, self.x_shape, self.pool_h, self.pool_w, self.stride, self.pad)

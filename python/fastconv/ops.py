@@ -1,0 +1,695 @@
+"""The one module that validates arrays and calls the compiled kernels.
+
+Every public function here checks its arguments (type, dtype, ndim, shapes, scalar ranges) and raises a
+``TypeError`` or ``ValueError`` whose message names the argument, the shape seen and the shape expected.
+Arrays are then made C-contiguous in the result dtype (``np.result_type`` of the float inputs, float32 or
+float64) -- a copy only when needed -- outputs are allocated here, and the kernel runs with the GIL released.
+Layers (``fastconv.layers``) call only this module.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+from ._backend import CUDA_REASON, _cpu
+
+__all__ = [
+    "as_array",
+    "gemm",
+    "im2col",
+    "col2im",
+    "conv_forward",
+    "conv_backward",
+    "maxpool_forward",
+    "maxpool_backward",
+    "avgpool_forward",
+    "avgpool_backward",
+    "relu_forward",
+    "relu_backward",
+    "sigmoid_forward",
+    "sigmoid_backward",
+    "affine_forward",
+    "affine_backward",
+    "softmax",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_backward",
+    "dropout_forward",
+    "dropout_infer",
+    "dropout_backward",
+    "batchnorm_forward_train",
+    "batchnorm_forward_infer",
+    "batchnorm_backward",
+]
+
+_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+# Largest element count any array may have; sizes are checked against it before anything is allocated.
+_MAX_ELEMENTS = 2**62 // 8
+
+
+# ======================================================================================================
+# validation helpers
+
+
+def _shape(s) -> str:
+    return str(tuple(int(v) for v in s))
+
+
+def _array(x, name: str) -> np.ndarray:
+    """``x`` as an ndarray (no copy for ndarrays), or a TypeError naming ``name``."""
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "__cuda_array_interface__"):
+        raise TypeError(f"{name}: CUDA arrays are not supported by this build ({CUDA_REASON})")
+    if x is None:
+        raise TypeError(f"{name}: expected an array, got None")
+    try:
+        a = np.asarray(x)
+    except Exception as exc:  # e.g. ragged nested lists
+        raise TypeError(f"{name}: cannot convert {type(x).__name__} to an array ({exc})") from exc
+    return a
+
+
+def as_array(x, name: str = "x") -> np.ndarray:
+    """``x`` as an ndarray (no copy for ndarrays); a TypeError naming ``name`` if it cannot be one."""
+    return _array(x, name)
+
+
+def _check_float(a: np.ndarray, name: str) -> None:
+    if a.dtype not in _SUFFIX:
+        hint = ""
+        if a.dtype.kind in "iub":
+            hint = f"; convert it first, e.g. {name}.astype(np.float32)"
+        elif a.dtype == np.float16:
+            hint = "; float16 kernels are not available yet, use float32"
+        raise TypeError(f"{name}: dtype {a.dtype} is not supported, expected float32 or float64{hint}")
+
+
+def _floats(**named) -> tuple[np.dtype, dict[str, np.ndarray]]:
+    """Arrays of a float dtype, and their common result dtype (np.result_type)."""
+    arrays = {}
+    for name, x in named.items():
+        a = _array(x, name)
+        _check_float(a, name)
+        arrays[name] = a
+    return np.result_type(*arrays.values()), arrays
+
+
+def _c(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """C-contiguous array of ``dtype``; copies only when needed (non-contiguous, sliced, Fortran, other dtype)."""
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _kernel(name: str, dtype: np.dtype):
+    return getattr(_cpu, f"{name}_{_SUFFIX[np.dtype(dtype)]}")
+
+
+def _ndim(a: np.ndarray, name: str, ndim: int, layout: str) -> None:
+    if a.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D array {layout}, got shape {_shape(a.shape)}")
+
+
+def _nonempty(a: np.ndarray, name: str) -> None:
+    if a.size == 0:
+        raise ValueError(f"{name}: empty array (shape {_shape(a.shape)}); every dimension must be >= 1")
+
+
+def _same_shape(a: np.ndarray, name: str, expected, expected_from: str) -> None:
+    if tuple(a.shape) != tuple(expected):
+        raise ValueError(f"{name}: shape {_shape(a.shape)}, expected {_shape(expected)} ({expected_from})")
+
+
+def _int(v, name: str, minimum: int) -> int:
+    """A Python int >= minimum (NumPy integers accepted; bool and float rejected)."""
+    if isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected an int, got bool")
+    try:
+        i = operator.index(v)
+    except TypeError:
+        raise TypeError(f"{name}: expected an int, got {type(v).__name__} {v!r}") from None
+    if i < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {i}")
+    return i
+
+
+def _float(v, name: str) -> float:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a real number, got {type(v).__name__}")
+    return float(v)
+
+
+def _check_elements(name: str, *dims: int) -> None:
+    total = 1
+    for d in dims:
+        total *= int(d)
+    if total > _MAX_ELEMENTS:
+        raise ValueError(f"{name}: {total} elements is too large (sizes {_shape(dims)})")
+
+
+def _window(H: int, W: int, fh: int, fw: int, stride: int, pad: int, what: str, x_name: str, x_shape) -> tuple:
+    """Output size of a sliding window, or a ValueError if the window does not fit the padded input."""
+    if H + 2 * pad < fh or W + 2 * pad < fw:
+        raise ValueError(
+            f"{what} {fh}x{fw} is larger than the padded input {H + 2 * pad}x{W + 2 * pad} "
+            f"({x_name} shape {_shape(x_shape)}, pad={pad})"
+        )
+    return (H + 2 * pad - fh) // stride + 1, (W + 2 * pad - fw) // stride + 1
+
+
+def _labels(t, name: str, n: int) -> np.ndarray:
+    """Integer labels of shape (n,) as int64 (range is checked by the kernel, which never trusts an index)."""
+    if t.dtype.kind == "b" or t.dtype.kind not in "iu":
+        raise TypeError(
+            f"{name}: labels must be integers, got dtype {t.dtype}; pass one-hot targets with the shape of x instead"
+        )
+    if t.shape != (n,):
+        raise ValueError(f"{name}: shape {_shape(t.shape)}, expected ({n},) labels or one-hot targets of x's shape")
+    return np.ascontiguousarray(t, dtype=np.int64)
+
+
+# ======================================================================================================
+# GEMM
+
+
+def gemm(a, b, *, trans_a: bool = False, trans_b: bool = False, alpha: float = 1.0, beta: float = 0.0, out=None):
+    """General matrix product ``alpha * op(a) @ op(b) + beta * out``.
+
+    Parameters
+    ----------
+    a, b : array_like, 2-D float32 / float64
+    trans_a, trans_b : bool
+        Use the transpose of ``a`` / ``b`` (handled by packing, no copy).
+    alpha, beta : float
+    out : ndarray, optional
+        C-contiguous (M, N) array of the result dtype, read when ``beta != 0`` and written in place.
+
+    Returns
+    -------
+    ndarray (M, N)
+    """
+    dtype, arr = _floats(a=a, b=b)
+    a, b = arr["a"], arr["b"]
+    _ndim(a, "a", 2, "(M, K)")
+    _ndim(b, "b", 2, "(K, N)")
+    M, K = (a.shape[1], a.shape[0]) if trans_a else a.shape
+    Kb, N = (b.shape[1], b.shape[0]) if trans_b else b.shape
+    if K != Kb:
+        raise ValueError(
+            f"b: shape {_shape(b.shape)} does not match a: shape {_shape(a.shape)} "
+            f"(op(a) is {M}x{K}, op(b) is {Kb}x{N})"
+        )
+    alpha, beta = _float(alpha, "alpha"), _float(beta, "beta")
+    if out is None:
+        if beta != 0.0:
+            raise ValueError("out: beta != 0 needs an out array to accumulate into")
+        out = np.empty((M, N), dtype=dtype)
+    else:
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"out: expected an ndarray, got {type(out).__name__}")
+        if out.dtype != dtype:
+            raise TypeError(f"out: dtype {out.dtype}, expected {dtype} (the result dtype of a and b)")
+        _same_shape(out, "out", (M, N), "op(a) @ op(b)")
+        if not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError("out: must be a writeable C-contiguous array")
+    _kernel("gemm", dtype)(_c(a, dtype), _c(b, dtype), out, bool(trans_a), bool(trans_b), alpha, beta)
+    return out
+
+
+# ======================================================================================================
+# im2col / col2im (book layout)
+
+
+def _conv_args(stride, pad) -> tuple[int, int]:
+    return _int(stride, "stride", 1), _int(pad, "pad", 0)
+
+
+def im2col(input_data, filter_h: int, filter_w: int, stride: int = 1, pad: int = 0) -> np.ndarray:
+    """Unfold (N, C, H, W) into the book's column matrix (N*OH*OW, C*FH*FW); dtype follows the input."""
+    dtype, arr = _floats(input_data=input_data)
+    x = arr["input_data"]
+    _ndim(x, "input_data", 4, "(N, C, H, W)")
+    _nonempty(x, "input_data")
+    fh, fw = _int(filter_h, "filter_h", 1), _int(filter_w, "filter_w", 1)
+    stride, pad = _conv_args(stride, pad)
+    N, C, H, W = x.shape
+    OH, OW = _window(H, W, fh, fw, stride, pad, "filter", "input_data", x.shape)
+    _check_elements("col", N, OH, OW, C, fh, fw)
+    col = np.empty((N * OH * OW, C * fh * fw), dtype=dtype)
+    _kernel("im2col", dtype)(_c(x, dtype), col, fh, fw, stride, pad)
+    return col
+
+
+def col2im(col, input_shape, filter_h: int, filter_w: int, stride: int = 1, pad: int = 0) -> np.ndarray:
+    """Adjoint of :func:`im2col`: scatter-add the column matrix back into an array of ``input_shape``."""
+    dtype, arr = _floats(col=col)
+    col = arr["col"]
+    try:
+        shape = tuple(_int(s, "input_shape", 1) for s in input_shape)
+    except TypeError:
+        raise TypeError(f"input_shape: expected a sequence of 4 ints, got {input_shape!r}") from None
+    if len(shape) != 4:
+        raise ValueError(f"input_shape: expected (N, C, H, W), got {input_shape!r}")
+    fh, fw = _int(filter_h, "filter_h", 1), _int(filter_w, "filter_w", 1)
+    stride, pad = _conv_args(stride, pad)
+    N, C, H, W = shape
+    OH, OW = _window(H, W, fh, fw, stride, pad, "filter", "input_shape", shape)
+    _check_elements("col", N, OH, OW, C, fh, fw)
+    _ndim(col, "col", 2, "(N*OH*OW, C*FH*FW)")
+    _same_shape(col, "col", (N * OH * OW, C * fh * fw), f"input_shape {_shape(shape)}, filter {fh}x{fw}")
+    x = np.empty(shape, dtype=dtype)
+    _kernel("col2im", dtype)(_c(col, dtype), x, fh, fw, stride, pad)
+    return x
+
+
+# ======================================================================================================
+# convolution
+
+
+def _conv_shapes(x: np.ndarray, W: np.ndarray, stride: int, pad: int) -> tuple[int, int]:
+    _ndim(x, "x", 4, "(N, C, H, W)")
+    _ndim(W, "W", 4, "(FN, C, FH, FW)")
+    _nonempty(x, "x")
+    _nonempty(W, "W")
+    if W.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"W: shape {_shape(W.shape)} expects {W.shape[1]} input channels, "
+            f"but x: shape {_shape(x.shape)} has {x.shape[1]}"
+        )
+    OH, OW = _window(x.shape[2], x.shape[3], W.shape[2], W.shape[3], stride, pad, "filter", "x", x.shape)
+    _check_elements("out", x.shape[0], W.shape[0], OH, OW)
+    _check_elements("columns", OH, OW, W.shape[1], W.shape[2], W.shape[3])
+    return OH, OW
+
+
+def conv_forward(x, W, b, stride: int = 1, pad: int = 0) -> np.ndarray:
+    """Convolution (cross-correlation) of x (N, C, H, W) with W (FN, C, FH, FW) plus b (FN,).
+
+    Returns
+    -------
+    ndarray (N, FN, OH, OW) of the result dtype of x, W and b.
+    """
+    dtype, arr = _floats(x=x, W=W, b=b)
+    x, W, b = arr["x"], arr["W"], arr["b"]
+    stride, pad = _conv_args(stride, pad)
+    OH, OW = _conv_shapes(x, W, stride, pad)
+    _same_shape(b, "b", (W.shape[0],), f"one bias per filter of W {_shape(W.shape)}")
+    out = np.empty((x.shape[0], W.shape[0], OH, OW), dtype=dtype)
+    _kernel("conv_forward", dtype)(_c(x, dtype), _c(W, dtype), _c(b, dtype), out, stride, pad)
+    return out
+
+
+def conv_backward(x, W, dout, stride: int = 1, pad: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients (dx, dW, db) of :func:`conv_forward` given ``dout`` (N, FN, OH, OW)."""
+    dtype, arr = _floats(x=x, W=W, dout=dout)
+    x, W, dout = arr["x"], arr["W"], arr["dout"]
+    stride, pad = _conv_args(stride, pad)
+    OH, OW = _conv_shapes(x, W, stride, pad)
+    _same_shape(dout, "dout", (x.shape[0], W.shape[0], OH, OW), "the shape of the forward output")
+    dx = np.empty(x.shape, dtype=dtype)
+    dW = np.empty(W.shape, dtype=dtype)
+    db = np.empty((W.shape[0],), dtype=dtype)
+    _kernel("conv_backward", dtype)(_c(x, dtype), _c(W, dtype), _c(dout, dtype), dx, dW, db, stride, pad)
+    return dx, dW, db
+
+
+# ======================================================================================================
+# pooling
+
+
+def _pool_args(x: np.ndarray, pool_h, pool_w, stride, pad) -> tuple[int, int, int, int, int, int]:
+    _ndim(x, "x", 4, "(N, C, H, W)")
+    _nonempty(x, "x")
+    ph, pw = _int(pool_h, "pool_h", 1), _int(pool_w, "pool_w", 1)
+    stride, pad = _conv_args(stride, pad)
+    if pad >= ph or pad >= pw:
+        raise ValueError(f"pad must be smaller than the pool window {ph}x{pw}, got pad={pad}")
+    OH, OW = _window(x.shape[2], x.shape[3], ph, pw, stride, pad, "pool window", "x", x.shape)
+    if x.shape[2] * x.shape[3] >= 2**31:
+        raise ValueError(f"x: image plane {x.shape[2]}x{x.shape[3]} is too large for pooling (>= 2**31 pixels)")
+    return ph, pw, stride, pad, OH, OW
+
+
+def _pool_grad_shape(dout: np.ndarray, x_shape, pool_h, pool_w, stride, pad):
+    try:
+        shape = tuple(_int(s, "x_shape", 1) for s in x_shape)
+    except TypeError:
+        raise TypeError(f"x_shape: expected a sequence of 4 ints, got {x_shape!r}") from None
+    if len(shape) != 4:
+        raise ValueError(f"x_shape: expected (N, C, H, W), got {x_shape!r}")
+    ph, pw, stride, pad, OH, OW = _pool_args(_Shape(shape), pool_h, pool_w, stride, pad)
+    _same_shape(dout, "dout", (shape[0], shape[1], OH, OW), "the shape of the forward output")
+    return shape, ph, pw, stride, pad
+
+
+class _Shape:
+    """Stand-in with the ndim/shape/size of an array that need not exist (for shape-only checks)."""
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+        self.ndim = len(shape)
+        self.size = int(np.prod(shape))
+
+
+def maxpool_forward(x, pool_h: int, pool_w: int, stride: int = 2, pad: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Max pooling; padding never wins. Returns (out, argmax) with argmax the int32 index ih*W+iw in each plane."""
+    dtype, arr = _floats(x=x)
+    x = arr["x"]
+    ph, pw, stride, pad, OH, OW = _pool_args(x, pool_h, pool_w, stride, pad)
+    out = np.empty((x.shape[0], x.shape[1], OH, OW), dtype=dtype)
+    argmax = np.empty(out.shape, dtype=np.int32)
+    _kernel("maxpool_forward", dtype)(_c(x, dtype), out, argmax, ph, pw, stride, pad)
+    return out, argmax
+
+
+def maxpool_backward(dout, argmax, x_shape, pool_h: int, pool_w: int, stride: int = 2, pad: int = 0) -> np.ndarray:
+    """Gradient of :func:`maxpool_forward`: routes each dout to its argmax position."""
+    dtype, arr = _floats(dout=dout)
+    dout = arr["dout"]
+    _ndim(dout, "dout", 4, "(N, C, OH, OW)")
+    shape, ph, pw, stride, pad = _pool_grad_shape(dout, x_shape, pool_h, pool_w, stride, pad)
+    argmax = _array(argmax, "argmax")
+    if argmax.dtype.kind not in "iu" or argmax.dtype.kind == "b":
+        raise TypeError(f"argmax: expected an integer array, got dtype {argmax.dtype}")
+    _same_shape(argmax, "argmax", dout.shape, "the shape of dout")
+    dx = np.empty(shape, dtype=dtype)
+    _kernel("maxpool_backward", dtype)(_c(dout, dtype), np.ascontiguousarray(argmax, dtype=np.int32), dx, ph, pw,
+                                       stride, pad)
+    return dx
+
+
+def avgpool_forward(x, pool_h: int, pool_w: int, stride: int = 2, pad: int = 0) -> np.ndarray:
+    """Average pooling; padded positions count as zeros (divide by pool_h*pool_w)."""
+    dtype, arr = _floats(x=x)
+    x = arr["x"]
+    ph, pw, stride, pad, OH, OW = _pool_args(x, pool_h, pool_w, stride, pad)
+    out = np.empty((x.shape[0], x.shape[1], OH, OW), dtype=dtype)
+    _kernel("avgpool_forward", dtype)(_c(x, dtype), out, ph, pw, stride, pad)
+    return out
+
+
+def avgpool_backward(dout, x_shape, pool_h: int, pool_w: int, stride: int = 2, pad: int = 0) -> np.ndarray:
+    """Gradient of :func:`avgpool_forward`."""
+    dtype, arr = _floats(dout=dout)
+    dout = arr["dout"]
+    _ndim(dout, "dout", 4, "(N, C, OH, OW)")
+    shape, ph, pw, stride, pad = _pool_grad_shape(dout, x_shape, pool_h, pool_w, stride, pad)
+    dx = np.empty(shape, dtype=dtype)
+    _kernel("avgpool_backward", dtype)(_c(dout, dtype), dx, ph, pw, stride, pad)
+    return dx
+
+
+# ======================================================================================================
+# element-wise activations (any shape)
+
+
+def _unary(name: str, x, x_name: str = "x") -> np.ndarray:
+    dtype, arr = _floats(**{x_name: x})
+    x = _c(arr[x_name], dtype)
+    out = np.empty(x.shape, dtype=dtype)
+    if x.size:
+        _kernel(name, dtype)(x.reshape(-1), out.reshape(-1))
+    return out
+
+
+def _binary(name: str, dout, out) -> np.ndarray:
+    dtype, arr = _floats(dout=dout, out=out)
+    dout, out = arr["dout"], arr["out"]
+    _same_shape(dout, "dout", out.shape, "the shape of the forward output")
+    dout, out = _c(dout, dtype), _c(out, dtype)
+    dx = np.empty(out.shape, dtype=dtype)
+    if dx.size:
+        _kernel(name, dtype)(dout.reshape(-1), out.reshape(-1), dx.reshape(-1))
+    return dx
+
+
+def relu_forward(x) -> np.ndarray:
+    """max(x, 0) elementwise (NaN propagates)."""
+    return _unary("relu_forward", x)
+
+
+def relu_backward(dout, out) -> np.ndarray:
+    """dout where the forward output ``out`` is > 0 (or NaN), else 0."""
+    return _binary("relu_backward", dout, out)
+
+
+def sigmoid_forward(x) -> np.ndarray:
+    """1 / (1 + exp(-x)) elementwise, in a form that never overflows."""
+    return _unary("sigmoid_forward", x)
+
+
+def sigmoid_backward(dout, out) -> np.ndarray:
+    """dout * (1 - out) * out, with ``out`` the forward output."""
+    return _binary("sigmoid_backward", dout, out)
+
+
+# ======================================================================================================
+# affine
+
+
+def _affine_shapes(x: np.ndarray, W: np.ndarray) -> None:
+    _ndim(x, "x", 2, "(N, D)")
+    _ndim(W, "W", 2, "(D, H)")
+    _nonempty(x, "x")
+    _nonempty(W, "W")
+    if x.shape[1] != W.shape[0]:
+        raise ValueError(
+            f"W: shape {_shape(W.shape)} expects {W.shape[0]} input features, "
+            f"but x: shape {_shape(x.shape)} has {x.shape[1]}"
+        )
+
+
+def affine_forward(x, W, b) -> np.ndarray:
+    """x (N, D) @ W (D, H) + b (H,)."""
+    dtype, arr = _floats(x=x, W=W, b=b)
+    x, W, b = arr["x"], arr["W"], arr["b"]
+    _affine_shapes(x, W)
+    _same_shape(b, "b", (W.shape[1],), f"one bias per output of W {_shape(W.shape)}")
+    out = np.empty((x.shape[0], W.shape[1]), dtype=dtype)
+    _kernel("affine_forward", dtype)(_c(x, dtype), _c(W, dtype), _c(b, dtype), out)
+    return out
+
+
+def affine_backward(x, W, dout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients (dx, dW, db) of :func:`affine_forward`."""
+    dtype, arr = _floats(x=x, W=W, dout=dout)
+    x, W, dout = arr["x"], arr["W"], arr["dout"]
+    _affine_shapes(x, W)
+    _same_shape(dout, "dout", (x.shape[0], W.shape[1]), "the shape of the forward output")
+    dx = np.empty(x.shape, dtype=dtype)
+    dW = np.empty(W.shape, dtype=dtype)
+    db = np.empty((W.shape[1],), dtype=dtype)
+    _kernel("affine_backward", dtype)(_c(x, dtype), _c(W, dtype), _c(dout, dtype), dx, dW, db)
+    return dx, dW, db
+
+
+# ======================================================================================================
+# softmax and cross-entropy
+
+
+def _rows(x: np.ndarray, name: str) -> np.ndarray:
+    if x.ndim not in (1, 2):
+        raise ValueError(f"{name}: expected a 1-D (K,) or 2-D (N, K) array, got shape {_shape(x.shape)}")
+    _nonempty(x, name)
+    return x.reshape(1, -1) if x.ndim == 1 else x
+
+
+def softmax(x) -> np.ndarray:
+    """Row-wise softmax of a 1-D or 2-D array (max subtracted first)."""
+    dtype, arr = _floats(x=x)
+    x = arr["x"]
+    x2 = _c(_rows(x, "x"), dtype)
+    y = np.empty(x2.shape, dtype=dtype)
+    _kernel("softmax_forward", dtype)(x2, y)
+    return y.reshape(x.shape)
+
+
+def _targets(t, x2: np.ndarray, x_shape, dtype) -> tuple[np.ndarray, bool]:
+    """(targets, is_labels): int64 labels (N,) or dense targets (N, K) of ``dtype``."""
+    t = _array(t, "t")
+    n, k = x2.shape
+    if t.dtype.kind == "f" and t.shape in (tuple(x_shape), x2.shape):
+        _check_float(t, "t")
+        return _c(t.reshape(n, k), dtype), False
+    if t.ndim == 0 and n == 1:
+        t = t.reshape(1)
+    if t.dtype.kind == "f":
+        raise TypeError(
+            f"t: float targets must have the shape of x {_shape(x_shape)} (one-hot), got {_shape(t.shape)}; "
+            "labels must be integers"
+        )
+    return _labels(t, "t", n), True
+
+
+def softmax_cross_entropy(x, t) -> tuple[float, np.ndarray]:
+    """Softmax of scores ``x`` and the mean cross-entropy against ``t``.
+
+    Parameters
+    ----------
+    x : array_like (N, K) or (K,)
+    t : integer labels (N,) in [0, K), or one-hot / probability targets of x's shape
+
+    Returns
+    -------
+    loss : float
+        ``-sum(log(y[label] + 1e-7)) / N`` (labels) or ``-sum(t * log(y + 1e-7)) / N`` (dense targets).
+    y : ndarray, the softmax of x (same shape as x)
+    """
+    dtype, arr = _floats(x=x)
+    x = arr["x"]
+    x2 = _c(_rows(x, "x"), dtype)
+    tt, labels = _targets(t, x2, x.shape, dtype)
+    y = np.empty(x2.shape, dtype=dtype)
+    name = "softmax_ce_forward_labels" if labels else "softmax_ce_forward_dense"
+    loss = _kernel(name, dtype)(x2, tt, y)
+    return float(loss), y.reshape(x.shape)
+
+
+def softmax_cross_entropy_backward(y, t, dout: float = 1.0) -> np.ndarray:
+    """Gradient of :func:`softmax_cross_entropy` with respect to the scores: (y - onehot(t)) / N * dout."""
+    dtype, arr = _floats(y=y)
+    y = arr["y"]
+    y2 = _c(_rows(y, "y"), dtype)
+    tt, labels = _targets(t, y2, y.shape, dtype)
+    dout = _float(dout, "dout")
+    dx = np.empty(y2.shape, dtype=dtype)
+    name = "softmax_ce_backward_labels" if labels else "softmax_ce_backward_dense"
+    _kernel(name, dtype)(y2, tt, dx, dout)
+    return dx.reshape(y.shape)
+
+
+# ======================================================================================================
+# dropout
+
+
+def _ratio(ratio) -> float:
+    r = _float(ratio, "dropout_ratio")
+    if not 0.0 <= r < 1.0:
+        raise ValueError(f"dropout_ratio must be in [0, 1), got {r}")
+    return r
+
+
+def dropout_forward(x, dropout_ratio: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training-mode dropout: keeps each element with probability 1 - ratio. Returns (out, bool mask).
+
+    The mask comes from a counter-based generator keyed by ``seed``: the same seed gives the same mask
+    whatever the thread count.
+    """
+    dtype, arr = _floats(x=x)
+    x = _c(arr["x"], dtype)
+    r = _ratio(dropout_ratio)
+    seed = _int(seed, "seed", 0)
+    if seed >= 2**64:
+        raise ValueError(f"seed must be < 2**64, got {seed}")
+    out = np.empty(x.shape, dtype=dtype)
+    mask = np.empty(x.shape, dtype=np.bool_)
+    if x.size:
+        _kernel("dropout_forward", dtype)(x.reshape(-1), out.reshape(-1), mask.reshape(-1), r, seed)
+    return out, mask
+
+
+def dropout_infer(x, dropout_ratio: float) -> np.ndarray:
+    """Inference-mode dropout: x * (1 - ratio), dtype preserved."""
+    dtype, arr = _floats(x=x)
+    r = _ratio(dropout_ratio)
+    return arr["x"] * dtype.type(1.0 - r)
+
+
+def dropout_backward(dout, mask) -> np.ndarray:
+    """dout * mask."""
+    dtype, arr = _floats(dout=dout)
+    dout = _c(arr["dout"], dtype)
+    mask = _array(mask, "mask")
+    if mask.dtype != np.bool_:
+        raise TypeError(f"mask: expected a bool array, got dtype {mask.dtype}")
+    _same_shape(mask, "mask", dout.shape, "the shape of dout")
+    mask = np.ascontiguousarray(mask)
+    dx = np.empty(dout.shape, dtype=dtype)
+    if dx.size:
+        _kernel("dropout_backward", dtype)(dout.reshape(-1), mask.reshape(-1), dx.reshape(-1))
+    return dx
+
+
+# ======================================================================================================
+# batch normalization (2-D: per-column statistics)
+
+
+def _bn_params(x: np.ndarray, dtype, **params) -> dict[str, np.ndarray]:
+    d = x.shape[1]
+    out = {}
+    for name, p in params.items():
+        p = _array(p, name)
+        _check_float(p, name)
+        if p.size != d:
+            raise ValueError(f"{name}: shape {_shape(p.shape)} has {p.size} elements, expected {d} (x has shape "
+                             f"{_shape(x.shape)})")
+        out[name] = _c(p.reshape(d), dtype)
+    return out
+
+
+def _bn_x(x, name: str = "x"):
+    dtype, arr = _floats(**{name: x})
+    x = arr[name]
+    _ndim(x, name, 2, "(N, D)")
+    _nonempty(x, name)
+    return dtype, _c(x, dtype)
+
+
+def _eps(eps) -> float:
+    e = _float(eps, "eps")
+    if not e > 0.0:
+        raise ValueError(f"eps must be > 0, got {e}")
+    return e
+
+
+def batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum: float = 0.9, eps: float = 1e-6):
+    """Training-mode batch normalization of x (N, D) over the batch; updates running_mean/var in place.
+
+    Returns
+    -------
+    out, xc, xn : ndarray (N, D)
+    std : ndarray (D,)
+    """
+    dtype, x = _bn_x(x)
+    p = _bn_params(x, dtype, gamma=gamma, beta=beta)
+    rm, rv = (_array(running_mean, "running_mean"), _array(running_var, "running_var"))
+    stats = _bn_params(x, dtype, running_mean=rm, running_var=rv)
+    momentum, eps = _float(momentum, "momentum"), _eps(eps)
+    n, d = x.shape
+    out, xc, xn = (np.empty((n, d), dtype=dtype) for _ in range(3))
+    std = np.empty((d,), dtype=dtype)
+    _kernel("batchnorm_forward_train", dtype)(x, p["gamma"], p["beta"], stats["running_mean"],
+                                              stats["running_var"], out, xc, xn, std, momentum, eps)
+    # the kernel updated the contiguous working copies; write them back where they are not the caller's arrays
+    for user, work in ((rm, stats["running_mean"]), (rv, stats["running_var"])):
+        if work is not user and not np.shares_memory(work, user):
+            user[...] = work.reshape(user.shape)
+    return out, xc, xn, std
+
+
+def batchnorm_forward_infer(x, gamma, beta, running_mean, running_var, eps: float = 1e-6) -> np.ndarray:
+    """Inference-mode batch normalization with the running statistics."""
+    dtype, x = _bn_x(x)
+    p = _bn_params(x, dtype, gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var)
+    out = np.empty(x.shape, dtype=dtype)
+    _kernel("batchnorm_forward_infer", dtype)(x, p["gamma"], p["beta"], p["running_mean"], p["running_var"], out,
+                                              _eps(eps))
+    return out
+
+
+def batchnorm_backward(dout, xc, xn, std, gamma):
+    """Gradients (dx, dgamma, dbeta) of training-mode batch normalization."""
+    dtype, arr = _floats(dout=dout, xc=xc, xn=xn, std=std, gamma=gamma)
+    dout = arr["dout"]
+    _ndim(dout, "dout", 2, "(N, D)")
+    _nonempty(dout, "dout")
+    for name in ("xc", "xn"):
+        _same_shape(arr[name], name, dout.shape, "the shape of dout")
+    p = _bn_params(dout, dtype, std=arr["std"], gamma=arr["gamma"])
+    n, d = dout.shape
+    dx = np.empty((n, d), dtype=dtype)
+    dgamma = np.empty((d,), dtype=dtype)
+    dbeta = np.empty((d,), dtype=dtype)
+    _kernel("batchnorm_backward", dtype)(_c(dout, dtype), _c(arr["xc"], dtype), _c(arr["xn"], dtype), p["std"],
+                                         p["gamma"], dx, dgamma, dbeta)
+    return dx, dgamma, dbeta

@@ -1,0 +1,163 @@
+"""Shared pytest fixtures, tolerances and shape tables for fastconv tests.
+
+Every kernel test follows the same shape (STYLE.md section 3): seeded ``rng`` -> inputs in ``dtype`` ->
+reference (``fastconv.reference``, computed in float64 from the same rounded inputs, so only fastconv's own
+rounding is measured) -> for each implementation (``isa``, ``threads``) ->
+``np.testing.assert_allclose(out, ref, **TOL[dtype], err_msg=f"{impl} {case}")``.
+"""
+import numpy as np
+import pytest
+
+import fastconv
+import fastconv._cpu
+
+# ======================================================================================================
+# tolerances (the only place they live)
+
+# Comparison tolerances per dtype.
+TOL = {
+    np.float32: dict(rtol=1e-4, atol=1e-5),
+    np.float64: dict(rtol=1e-7, atol=1e-9),
+}
+
+# Whole-network gradients, fastconv float32 against the float64 reference given the same (float32-rounded)
+# parameters and inputs. The errors of ~10 chained float32 layers add up: measured max abs error about 2e-6
+# on gradients of magnitude up to ~1, max relative error ~1e-3 on elements that are sums of cancelling terms
+# (near zero). rtol 1e-3 / atol 1e-5 holds with ~5x margin and still fails on any real indexing bug (errors
+# of O(gradient)).
+MODEL_TOL_F32 = dict(rtol=1e-3, atol=1e-5)
+
+# Whole-network gradients, fastconv float64 against the float64 reference: the brief asks ~1e-10 relative.
+# Summation order differs (blocked GEMM vs BLAS), measured max relative error ~1e-13 on non-tiny elements.
+MODEL_TOL_F64 = dict(rtol=1e-10, atol=1e-12)
+
+# Central differences (h = 1e-4, float64) have truncation error ~h**2 * f''' ~ 1e-8 relative.
+GRAD_TOL = dict(rtol=1e-5, atol=1e-7)
+
+
+# ======================================================================================================
+# shape tables
+
+# (N, C, H, W, FN, FH, FW, stride, pad): batch 1 and odd batches, odd and non-square images, 1x1 / 3x3 / 5x5 /
+# 2x3 / 3x1 filters, stride 1/2/3, pad 0/1/2, channels 1/3/16, a filter larger than the unpadded image,
+# a case whose GEMM crosses MC (96 rows) and KC (f32 256, f64 128), and the book's MNIST shapes
+# (DeepConvNet's first layer with batch 8 instead of 100, SimpleConvNet's 30@5x5).
+CONV_CASES = [
+    (1, 1, 5, 5, 1, 1, 1, 1, 0),
+    (3, 3, 7, 9, 4, 3, 3, 1, 1),
+    (2, 3, 8, 6, 5, 5, 5, 2, 2),
+    (1, 16, 6, 7, 3, 2, 3, 1, 0),
+    (5, 3, 9, 7, 2, 3, 1, 3, 1),
+    (2, 1, 11, 10, 16, 3, 3, 2, 0),
+    (3, 16, 5, 5, 16, 3, 3, 1, 1),
+    (1, 3, 4, 4, 2, 5, 5, 1, 2),
+    (2, 3, 8, 8, 3, 3, 3, 2, 0),
+    (2, 16, 9, 9, 17, 5, 5, 1, 2),
+    (1, 2, 1, 9, 3, 1, 3, 1, 0),
+    (8, 1, 28, 28, 16, 3, 3, 1, 1),
+    (2, 1, 28, 28, 30, 5, 5, 1, 0),
+]
+
+
+def conv_id(c):
+    N, C, H, W, FN, FH, FW, s, p = c
+    return f"x{N}x{C}x{H}x{W}-W{FN}x{FH}x{FW}-s{s}p{p}"
+
+
+CONV_IDS = [conv_id(c) for c in CONV_CASES]
+
+# (N, C, H, W, PH, PW, stride, pad): non-overlapping, overlapping (stride < pool), padded, non-square
+# windows, odd sizes, windows that leave a ragged border, stride larger than the window.
+POOL_CASES = [
+    (2, 3, 6, 6, 2, 2, 2, 0),
+    (1, 2, 7, 7, 3, 3, 2, 1),
+    (2, 1, 5, 6, 2, 3, 1, 1),
+    (1, 2, 5, 5, 2, 2, 2, 1),
+    (3, 2, 7, 5, 3, 2, 3, 0),
+    (1, 1, 9, 9, 3, 3, 1, 2),
+    (2, 3, 8, 7, 3, 1, 2, 0),
+    (1, 2, 6, 6, 2, 2, 3, 0),
+    (8, 16, 28, 28, 2, 2, 2, 0),
+]
+
+
+def pool_id(c):
+    N, C, H, W, PH, PW, s, p = c
+    return f"x{N}x{C}x{H}x{W}-P{PH}x{PW}-s{s}p{p}"
+
+
+POOL_IDS = [pool_id(c) for c in POOL_CASES]
+
+
+# ======================================================================================================
+# fixtures
+
+ISAS = ["scalar", "avx2", "avx512"]
+
+
+@pytest.fixture
+def rng():
+    """Seeded random generator, fresh for every test."""
+    return np.random.default_rng(20261123)
+
+
+@pytest.fixture(params=[np.float32, np.float64], ids=["f32", "f64"])
+def dtype(request):
+    """Floating dtype under test."""
+    return request.param
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    """Each GEMM micro-kernel ISA this CPU supports (skipped otherwise); the previous ISA is restored."""
+    prev = fastconv._cpu.cpu_isa()
+    try:
+        fastconv._cpu.set_cpu_isa(request.param)
+    except ValueError as exc:
+        pytest.skip(f"ISA {request.param} not available here: {exc}")
+    assert fastconv._cpu.cpu_isa() == request.param
+    try:
+        yield request.param
+    finally:
+        fastconv._cpu.set_cpu_isa(prev)
+
+
+@pytest.fixture(params=[1, 2], ids=["t1", "t2"])
+def threads(request):
+    """Kernel thread count 1 or 2; the previous count is restored."""
+    prev = fastconv.get_num_threads()
+    fastconv.set_num_threads(request.param)
+    try:
+        yield request.param
+    finally:
+        fastconv.set_num_threads(prev)
+
+
+@pytest.fixture
+def num_threads():
+    """Call ``num_threads(n)`` to set the kernel thread count inside a test; restored afterwards."""
+    prev = fastconv.get_num_threads()
+    yield fastconv.set_num_threads
+    fastconv.set_num_threads(prev)
+
+
+# ======================================================================================================
+# markers
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("cuda") is not None and not fastconv.cuda_available():
+        pytest.skip(f"CUDA not available: {fastconv._backend.CUDA_REASON}")
+
+
+# ======================================================================================================
+# helpers shared by test files
+
+def f64(*arrays):
+    """The arrays as float64 copies (the reference runs in float64)."""
+    out = tuple(np.asarray(a, dtype=np.float64) for a in arrays)
+    return out[0] if len(out) == 1 else out
+
+
+def randn(rng, shape, dtype):
+    """Standard normal array of ``dtype``."""
+    return rng.standard_normal(shape).astype(dtype)

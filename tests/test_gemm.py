@@ -1,0 +1,133 @@
+"""fastconv.ops.gemm against np.matmul in float64, for every micro-kernel ISA.
+
+Sizes cross every register tile (MR 4/6/8, NR 8/16/32), the cache blocks of gemm/config.h (MC 96, KC 256 for
+float32 and 128 for float64, NC 2048) and include 1 and primes.
+"""
+import itertools
+
+import numpy as np
+import pytest
+from conftest import TOL, f64, randn
+
+import fastconv
+from fastconv import ops
+
+TRANS = [(False, False), (True, False), (False, True), (True, True)]
+TRANS_IDS = ["NN", "TN", "NT", "TT"]
+
+# (M, N, K) beyond the small exhaustive sweep: tile +-1, MC/KC boundaries, a column count past NC.
+SIZES = [
+    (13, 17, 31),
+    (33, 65, 97),
+    (31, 33, 129),
+    (95, 31, 255),
+    (96, 32, 256),
+    (97, 33, 257),
+    (129, 97, 127),
+    (193, 9, 128),
+    (65, 129, 13),
+    (257, 17, 65),
+    (7, 257, 513),
+    (3, 2049, 5),
+]
+SIZE_IDS = [f"{m}x{n}x{k}" for m, n, k in SIZES]
+
+
+def operands(rng, M, N, K, ta, tb, dtype):
+    """a, b stored so that op(a) is (M, K) and op(b) is (K, N)."""
+    a = randn(rng, (K, M) if ta else (M, K), dtype)
+    b = randn(rng, (N, K) if tb else (K, N), dtype)
+    return a, b
+
+
+def oracle(a, b, ta, tb):
+    a, b = f64(a, b)
+    return (a.T if ta else a) @ (b.T if tb else b)
+
+
+@pytest.mark.parametrize("ta,tb", TRANS, ids=TRANS_IDS)
+def test_gemm_small_sweep(rng, isa, dtype, ta, tb):
+    """Every M, N in 1..9 and K in {1, 2, 5, 9}: all edge-tile shapes of every micro-kernel."""
+    for M, N, K in itertools.product(range(1, 10), range(1, 10), (1, 2, 5, 9)):
+        a, b = operands(rng, M, N, K, ta, tb, dtype)
+        out = ops.gemm(a, b, trans_a=ta, trans_b=tb)
+        assert out.dtype == dtype and out.shape == (M, N)
+        np.testing.assert_allclose(out, oracle(a, b, ta, tb), **TOL[dtype], err_msg=f"{isa} {M}x{N}x{K} {ta} {tb}")
+
+
+@pytest.mark.parametrize("size", SIZES, ids=SIZE_IDS)
+@pytest.mark.parametrize("ta,tb", TRANS, ids=TRANS_IDS)
+def test_gemm_sizes(rng, isa, dtype, ta, tb, size):
+    M, N, K = size
+    a, b = operands(rng, M, N, K, ta, tb, dtype)
+    out = ops.gemm(a, b, trans_a=ta, trans_b=tb)
+    assert out.dtype == dtype and out.shape == (M, N)
+    np.testing.assert_allclose(out, oracle(a, b, ta, tb), **TOL[dtype], err_msg=f"{isa} {size} {ta} {tb}")
+
+
+@pytest.mark.parametrize("alpha,beta", [(1.0, 1.0), (0.5, -1.5), (-2.0, 0.25), (0.0, 2.0), (3.0, 0.0)])
+@pytest.mark.parametrize("ta,tb", TRANS, ids=TRANS_IDS)
+def test_gemm_alpha_beta(rng, isa, dtype, ta, tb, alpha, beta):
+    for M, N, K in [(5, 7, 3), (37, 41, 300), (97, 33, 129)]:
+        a, b = operands(rng, M, N, K, ta, tb, dtype)
+        c0 = randn(rng, (M, N), dtype)
+        out = c0.copy()
+        got = ops.gemm(a, b, trans_a=ta, trans_b=tb, alpha=alpha, beta=beta, out=out)
+        assert got is out
+        ref = alpha * oracle(a, b, ta, tb) + beta * f64(c0)
+        np.testing.assert_allclose(out, ref, **TOL[dtype], err_msg=f"{isa} {M}x{N}x{K} a={alpha} b={beta}")
+
+
+@pytest.mark.parametrize("ta,tb", TRANS, ids=TRANS_IDS)
+def test_gemm_beta_zero_ignores_nan_out(rng, isa, dtype, ta, tb):
+    """beta == 0 means out is write-only (BLAS semantics): NaN/inf already there must not leak."""
+    for M, N, K in [(1, 1, 1), (9, 33, 17), (97, 65, 257)]:
+        a, b = operands(rng, M, N, K, ta, tb, dtype)
+        for fill in (np.nan, np.inf):
+            out = np.full((M, N), fill, dtype=dtype)
+            ops.gemm(a, b, trans_a=ta, trans_b=tb, alpha=1.5, beta=0.0, out=out)
+            assert np.isfinite(out).all(), f"{isa} {M}x{N}x{K} {fill} leaked"
+            np.testing.assert_allclose(out, 1.5 * oracle(a, b, ta, tb), **TOL[dtype], err_msg=f"{isa} {M}x{N}x{K}")
+
+
+def test_gemm_mixed_dtype_promotes(rng):
+    a = randn(rng, (5, 4), np.float32)
+    b = randn(rng, (4, 3), np.float64)
+    out = ops.gemm(a, b)
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, oracle(a, b, False, False), **TOL[np.float64])
+
+
+@pytest.mark.parametrize("ta,tb", TRANS, ids=TRANS_IDS)
+def test_gemm_threads_bit_identical(rng, isa, dtype, num_threads, ta, tb):
+    """Large enough to run in parallel (> PARALLEL_MIN_MACS); 1 and 2 threads must agree bit for bit."""
+    for M, N, K in [(200, 150, 300), (97, 2100, 3), (31, 33, 1100)]:
+        a, b = operands(rng, M, N, K, ta, tb, dtype)
+        c0 = randn(rng, (M, N), dtype)
+        res = []
+        for n in (1, 2):
+            num_threads(n)
+            out = c0.copy()
+            ops.gemm(a, b, trans_a=ta, trans_b=tb, alpha=0.75, beta=0.5, out=out)
+            res.append(out)
+        assert np.array_equal(res[0], res[1]), f"{isa} {M}x{N}x{K}"
+        np.testing.assert_allclose(res[1], 0.75 * oracle(a, b, ta, tb) + 0.5 * f64(c0), **TOL[dtype])
+
+
+def test_gemm_isas_agree(rng, dtype):
+    """Every available ISA gives results within TOL of each other (and the scalar one is always there)."""
+    prev = fastconv._cpu.cpu_isa()
+    a, b = operands(rng, 45, 70, 300, False, False, dtype)
+    outs = {}
+    try:
+        for name in ("scalar", "avx2", "avx512"):
+            try:
+                fastconv._cpu.set_cpu_isa(name)
+            except ValueError:
+                continue
+            outs[name] = ops.gemm(a, b)
+    finally:
+        fastconv._cpu.set_cpu_isa(prev)
+    assert "scalar" in outs
+    for name, out in outs.items():
+        np.testing.assert_allclose(out, outs["scalar"], **TOL[dtype], err_msg=name)
