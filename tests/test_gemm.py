@@ -7,7 +7,7 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import TOL, f64, randn
+from conftest import TOL_DOT, f64, randn
 
 import fastconv
 from fastconv import ops
@@ -52,7 +52,7 @@ def test_gemm_small_sweep(rng, isa, dtype, ta, tb):
         a, b = operands(rng, M, N, K, ta, tb, dtype)
         out = ops.gemm(a, b, trans_a=ta, trans_b=tb)
         assert out.dtype == dtype and out.shape == (M, N)
-        np.testing.assert_allclose(out, oracle(a, b, ta, tb), **TOL[dtype], err_msg=f"{isa} {M}x{N}x{K} {ta} {tb}")
+        np.testing.assert_allclose(out, oracle(a, b, ta, tb), **TOL_DOT[dtype], err_msg=f"{isa} {M}x{N}x{K} {ta} {tb}")
 
 
 @pytest.mark.parametrize("size", SIZES, ids=SIZE_IDS)
@@ -62,7 +62,7 @@ def test_gemm_sizes(rng, isa, dtype, ta, tb, size):
     a, b = operands(rng, M, N, K, ta, tb, dtype)
     out = ops.gemm(a, b, trans_a=ta, trans_b=tb)
     assert out.dtype == dtype and out.shape == (M, N)
-    np.testing.assert_allclose(out, oracle(a, b, ta, tb), **TOL[dtype], err_msg=f"{isa} {size} {ta} {tb}")
+    np.testing.assert_allclose(out, oracle(a, b, ta, tb), **TOL_DOT[dtype], err_msg=f"{isa} {size} {ta} {tb}")
 
 
 @pytest.mark.parametrize("alpha,beta", [(1.0, 1.0), (0.5, -1.5), (-2.0, 0.25), (0.0, 2.0), (3.0, 0.0)])
@@ -75,7 +75,7 @@ def test_gemm_alpha_beta(rng, isa, dtype, ta, tb, alpha, beta):
         got = ops.gemm(a, b, trans_a=ta, trans_b=tb, alpha=alpha, beta=beta, out=out)
         assert got is out
         ref = alpha * oracle(a, b, ta, tb) + beta * f64(c0)
-        np.testing.assert_allclose(out, ref, **TOL[dtype], err_msg=f"{isa} {M}x{N}x{K} a={alpha} b={beta}")
+        np.testing.assert_allclose(out, ref, **TOL_DOT[dtype], err_msg=f"{isa} {M}x{N}x{K} a={alpha} b={beta}")
 
 
 @pytest.mark.parametrize("ta,tb", TRANS, ids=TRANS_IDS)
@@ -87,7 +87,7 @@ def test_gemm_beta_zero_ignores_nan_out(rng, isa, dtype, ta, tb):
             out = np.full((M, N), fill, dtype=dtype)
             ops.gemm(a, b, trans_a=ta, trans_b=tb, alpha=1.5, beta=0.0, out=out)
             assert np.isfinite(out).all(), f"{isa} {M}x{N}x{K} {fill} leaked"
-            np.testing.assert_allclose(out, 1.5 * oracle(a, b, ta, tb), **TOL[dtype], err_msg=f"{isa} {M}x{N}x{K}")
+            np.testing.assert_allclose(out, 1.5 * oracle(a, b, ta, tb), **TOL_DOT[dtype], err_msg=f"{isa} {M}x{N}x{K}")
 
 
 def test_gemm_mixed_dtype_promotes(rng):
@@ -95,7 +95,7 @@ def test_gemm_mixed_dtype_promotes(rng):
     b = randn(rng, (4, 3), np.float64)
     out = ops.gemm(a, b)
     assert out.dtype == np.float64
-    np.testing.assert_allclose(out, oracle(a, b, False, False), **TOL[np.float64])
+    np.testing.assert_allclose(out, oracle(a, b, False, False), **TOL_DOT[np.float64])
 
 
 @pytest.mark.parametrize("ta,tb", TRANS, ids=TRANS_IDS)
@@ -111,7 +111,7 @@ def test_gemm_threads_bit_identical(rng, isa, dtype, num_threads, ta, tb):
             ops.gemm(a, b, trans_a=ta, trans_b=tb, alpha=0.75, beta=0.5, out=out)
             res.append(out)
         assert np.array_equal(res[0], res[1]), f"{isa} {M}x{N}x{K}"
-        np.testing.assert_allclose(res[1], 0.75 * oracle(a, b, ta, tb) + 0.5 * f64(c0), **TOL[dtype])
+        np.testing.assert_allclose(res[1], 0.75 * oracle(a, b, ta, tb) + 0.5 * f64(c0), **TOL_DOT[dtype])
 
 
 def test_gemm_isas_agree(rng, dtype):
@@ -130,4 +130,4 @@ def test_gemm_isas_agree(rng, dtype):
         fastconv._cpu.set_cpu_isa(prev)
     assert "scalar" in outs
     for name, out in outs.items():
-        np.testing.assert_allclose(out, outs["scalar"], **TOL[dtype], err_msg=name)
+        np.testing.assert_allclose(out, outs["scalar"], **TOL_DOT[dtype], err_msg=name)

@@ -4,6 +4,7 @@
 // Sigmoid uses the piecewise form that never overflows exp: 1/(1+e^-x) for x >= 0, e^x/(1+e^x) below.
 #include "cpu/activation.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -14,6 +15,8 @@ namespace fastconv::cpu {
 namespace {
 // Below this many elements the OpenMP fork/join costs more than the pass itself.
 constexpr std::int64_t kParallelMin = 1 << 15;
+// Elements per block of the two-loop sigmoid (a stack buffer of exp values that stays in L1).
+constexpr std::int64_t kBlock = 512;
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -30,7 +33,12 @@ void relu_forward(const T* x, T* out, std::int64_t n) {
 template <typename T>
 void relu_backward(const T* dout, const T* out, T* dx, std::int64_t n) {
 #pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
-  for (std::int64_t i = 0; i < n; ++i) dx[i] = (out[i] <= T(0)) ? T(0) : dout[i];
+  for (std::int64_t i = 0; i < n; ++i) {
+    // dout is loaded unconditionally: a load under the condition cannot be vectorised (it might fault), and
+    // the scalar branch mispredicts on every other element of a ReLU mask (measured 30x slower).
+    const T d = dout[i];
+    dx[i] = (out[i] <= T(0)) ? T(0) : d;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -38,13 +46,23 @@ void relu_backward(const T* dout, const T* out, T* dx, std::int64_t n) {
 
 template <typename T>
 void sigmoid_forward(const T* x, T* out, std::int64_t n) {
-  // One exp per element: e = exp(-|x|) equals exp(-x) for x >= 0 and exp(x) for x < 0 bit for bit, so the
-  // two branches of the piecewise form share it and the loop has no branch around the exp. NaN stays NaN.
+  // e = exp(-|x|) equals exp(-x) for x >= 0 and exp(x) for x < 0 bit for bit, so both branches of the
+  // piecewise form share one exp: out = (x >= 0 ? 1 : e) / (1 + e). The scalar std::exp calls run in their own
+  // loop over a block and the select + divide in a second, vectorised one; fused, GCC turns the select into a
+  // sign-dependent branch that mispredicts on random data (2.5x slower). NaN stays NaN.
+  const std::int64_t blocks = (n + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
-  for (std::int64_t i = 0; i < n; ++i) {
-    const T v = x[i];
-    const T e = std::exp(-std::fabs(v));
-    out[i] = (v >= T(0)) ? T(1) / (T(1) + e) : e / (T(1) + e);
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    const std::int64_t i0 = b * kBlock, w = std::min(kBlock, n - i0);
+    const T* xb = x + i0;
+    T* ob = out + i0;
+    T e[kBlock];
+    for (std::int64_t j = 0; j < w; ++j) e[j] = std::exp(-std::fabs(xb[j]));
+#pragma omp simd
+    for (std::int64_t j = 0; j < w; ++j) {
+      const T num = (xb[j] >= T(0)) ? T(1) : e[j];
+      ob[j] = num / (T(1) + e[j]);
+    }
   }
 }
 

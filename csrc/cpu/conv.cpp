@@ -77,9 +77,26 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
   const index_t npad = round_up(P, u.nr);
   // per-group partial gradients, reduced in group order below
   std::vector<T> part_dw(static_cast<std::size_t>(G * FN * CK)), part_db(static_cast<std::size_t>(G * FN));
-  // W^T (CK, FN) packed once: A(i=ck, k=f) = w[f*CK + ck]
-  std::vector<T> wt_pack(static_cast<std::size_t>(round_up(CK, u.mr) * FN));
-  pack_a_full<T>(u, CK, FN, w, 1, CK, wt_pack.data());
+
+  // dx for stride 1: the adjoint of a stride-1 cross-correlation is a stride-1 cross-correlation of dout
+  // with the filters flipped in both spatial axes and input/output channels swapped, padded by FH-1-pad:
+  //   dx[c, ih, iw] = sum_{f,i,j} W[f, c, FH-1-i, FW-1-j] * dout_pad[f, ih + i, iw + j]
+  // so it runs on the forward path (implicit GEMM, no dcol matrix, no col2im). Square filters keep one pad.
+  // Its GEMM has M = C rows, so it pays only when C fills a micro-kernel tile (not for a 1-channel input).
+  const bool dx_by_conv = g.stride == 1 && g.FH == g.FW && g.pad <= g.FH - 1 && g.C >= u.mr;
+  std::vector<T> wt_pack;  // W^T (CK, FN) packed once for the dcol GEMMs: A(i=ck, k=f) = w[f*CK + ck]
+  if (!dx_by_conv) {
+    wt_pack.resize(static_cast<std::size_t>(round_up(CK, u.mr) * FN));
+    pack_a_full<T>(u, CK, FN, w, 1, CK, wt_pack.data());
+  } else {
+    std::vector<T> wflip(static_cast<std::size_t>(FN * CK)), zero(static_cast<std::size_t>(g.C), T(0));
+    const index_t KK = g.FH * g.FW;
+    for (index_t f = 0; f < FN; ++f)
+      for (index_t c = 0; c < g.C; ++c)
+        for (index_t k = 0; k < KK; ++k) wflip[(c * FN + f) * KK + (KK - 1 - k)] = w[(f * g.C + c) * KK + k];
+    const ConvGeom gt = make_geom(g.N, FN, g.OH, g.OW, g.FH, g.FW, 1, g.FH - 1 - g.pad);  // gt.OH == H
+    conv_forward<T>(dout, wflip.data(), zero.data(), dx, gt, g.C, nthreads);
+  }
 
   auto one_group = [&](index_t grp, int gemm_threads) {
     const index_t n0 = g.N * grp / G, n1 = g.N * (grp + 1) / G;
@@ -101,6 +118,7 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
         for (index_t p = 0; p < P; ++p) s += dn[f * P + p];
         gdb[f] += s;
       }
+      if (dx_by_conv) continue;
       // dcol (CK, P) = W^T @ dout_n, then dx_n = col2im(dcol) (or dcol itself for 1x1 filters)
       T* dxn = dx + n * xs;
       T* dcol = direct ? dxn : thread_workspace<T>(WS_CONV_DCOL, static_cast<std::size_t>(CK * P));

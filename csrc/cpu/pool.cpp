@@ -43,6 +43,37 @@ inline bool is_2x2_s2(std::int64_t pool_h, std::int64_t pool_w, std::int64_t str
   return pool_h == 2 && pool_w == 2 && stride == 2 && pad == 0;
 }
 
+// Output columns [lo, hi) whose windows lie wholly inside the plane horizontally (ow*stride - pad >= 0 and
+// ow*stride - pad + pool_w <= W); the columns outside it touch the padding and take the clamped scalar path.
+struct Interior {
+  std::int64_t lo, hi;
+};
+
+inline Interior interior_cols(std::int64_t W, std::int64_t OW, std::int64_t pool_w, std::int64_t stride,
+                              std::int64_t pad) {
+  const std::int64_t lo = std::min((pad + stride - 1) / stride, OW);
+  const std::int64_t hi = (W + pad - pool_w < 0) ? 0 : std::min(OW, (W + pad - pool_w) / stride + 1);
+  return Interior{lo, std::max(lo, hi)};
+}
+
+// Max of one clamped window in row-major order: (value, flat index in the plane).
+template <typename T>
+inline void max_window(const T* xp, std::int64_t W, const Window& w, T* best_out, std::int32_t* idx_out) {
+  std::int64_t best_i = w.h0 * W + w.w0;
+  T best = xp[best_i];
+  for (std::int64_t ih = w.h0; ih < w.h1; ++ih) {
+    const T* row = xp + ih * W;
+    for (std::int64_t iw = w.w0; iw < w.w1; ++iw) {
+      if (beats(row[iw], best)) {
+        best = row[iw];
+        best_i = ih * W + iw;
+      }
+    }
+  }
+  *best_out = best;
+  *idx_out = static_cast<std::int32_t>(best_i);
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -80,22 +111,37 @@ void maxpool_forward(const T* x, T* out, std::int32_t* argmax, std::int64_t N, s
       }
       continue;
     }
+    // General windows, one output row at a time. Border columns go through the clamped scalar window; the
+    // interior columns are swept once per window position (ih, j) in row-major order, each sweep a
+    // branch-free, vectorisable compare-and-select over the output row. Every output still sees its inputs
+    // in row-major window order, so ties and NaN resolve exactly as in the scalar loop.
+    const Interior in = interior_cols(W, OW, pool_w, stride, pad);
     for (std::int64_t oh = 0; oh < OH; ++oh) {
-      for (std::int64_t ow = 0; ow < OW; ++ow) {
-        const Window w = clamp_window(oh, ow, H, W, pool_h, pool_w, stride, pad);
-        std::int64_t best_i = w.h0 * W + w.w0;
-        T best = xp[best_i];
-        for (std::int64_t ih = w.h0; ih < w.h1; ++ih) {
-          const T* row = xp + ih * W;
-          for (std::int64_t iw = w.w0; iw < w.w1; ++iw) {
-            if (beats(row[iw], best)) {
-              best = row[iw];
-              best_i = ih * W + iw;
-            }
+      T* orow = op + oh * OW;  // output row oh of (OH, OW)
+      std::int32_t* arow = ap + oh * OW;
+      auto border = [&](std::int64_t ow) {
+        max_window(xp, W, clamp_window(oh, ow, H, W, pool_h, pool_w, stride, pad), &orow[ow], &arow[ow]);
+      };
+      for (std::int64_t ow = 0; ow < in.lo; ++ow) border(ow);
+      for (std::int64_t ow = in.hi; ow < OW; ++ow) border(ow);
+      if (in.lo == in.hi) continue;
+      const std::int64_t hs = oh * stride - pad;
+      const std::int64_t h0 = std::max<std::int64_t>(hs, 0), h1 = std::min(hs + pool_h, H);
+      for (std::int64_t ow = in.lo; ow < in.hi; ++ow) {
+        orow[ow] = xp[h0 * W + ow * stride - pad];
+        arow[ow] = static_cast<std::int32_t>(h0 * W + ow * stride - pad);
+      }
+      for (std::int64_t ih = h0; ih < h1; ++ih) {
+        for (std::int64_t j = (ih == h0) ? 1 : 0; j < pool_w; ++j) {
+          const std::int64_t base = ih * W + j - pad;  // (ih, ow*stride - pad + j) is xp[base + ow*stride]
+#pragma omp simd
+          for (std::int64_t ow = in.lo; ow < in.hi; ++ow) {
+            const T v = xp[base + ow * stride], b = orow[ow];
+            const bool take = beats(v, b);
+            orow[ow] = take ? v : b;
+            arow[ow] = take ? static_cast<std::int32_t>(base + ow * stride) : arow[ow];
           }
         }
-        op[oh * OW + ow] = best;
-        ap[oh * OW + ow] = static_cast<std::int32_t>(best_i);
       }
     }
   }
@@ -155,14 +201,33 @@ void avgpool_forward(const T* x, T* out, std::int64_t N, std::int64_t C, std::in
       }
       continue;
     }
+    // As in max pooling: clamped scalar windows at the border columns, vectorised sweeps over the interior
+    // columns. Both add a window's real positions to 0 in row-major order.
+    const Interior in = interior_cols(W, OW, pool_w, stride, pad);
     for (std::int64_t oh = 0; oh < OH; ++oh) {
-      for (std::int64_t ow = 0; ow < OW; ++ow) {
+      T* orow = op + oh * OW;  // output row oh of (OH, OW)
+      auto border = [&](std::int64_t ow) {
         const Window w = clamp_window(oh, ow, H, W, pool_h, pool_w, stride, pad);
         T s = T(0);
         for (std::int64_t ih = w.h0; ih < w.h1; ++ih)
           for (std::int64_t iw = w.w0; iw < w.w1; ++iw) s += xp[ih * W + iw];
-        op[oh * OW + ow] = s / area;
+        orow[ow] = s / area;
+      };
+      for (std::int64_t ow = 0; ow < in.lo; ++ow) border(ow);
+      for (std::int64_t ow = in.hi; ow < OW; ++ow) border(ow);
+      if (in.lo == in.hi) continue;
+      const std::int64_t hs = oh * stride - pad;
+      const std::int64_t h0 = std::max<std::int64_t>(hs, 0), h1 = std::min(hs + pool_h, H);
+      std::fill(orow + in.lo, orow + in.hi, T(0));
+      for (std::int64_t ih = h0; ih < h1; ++ih) {
+        for (std::int64_t j = 0; j < pool_w; ++j) {
+          const std::int64_t base = ih * W + j - pad;  // (ih, ow*stride - pad + j) is xp[base + ow*stride]
+#pragma omp simd
+          for (std::int64_t ow = in.lo; ow < in.hi; ++ow) orow[ow] += xp[base + ow * stride];
+        }
       }
+#pragma omp simd
+      for (std::int64_t ow = in.lo; ow < in.hi; ++ow) orow[ow] = orow[ow] / area;
     }
   }
 }

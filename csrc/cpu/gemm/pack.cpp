@@ -50,13 +50,19 @@ void pack_b_kc_nc(index_t kc, index_t nc, const T* B, index_t rsb, index_t csb, 
         for (index_t j = n; j < nr; ++j) d[k * nr + j] = T(0);
       }
     } else {
-      // B transposed (rsb == 1) or general: walk each column of B contiguously
-      for (index_t j = 0; j < n; ++j) {
-        const T* b = B + (j0 + j) * csb;
-        for (index_t k = 0; k < kc; ++k) d[k * nr + j] = b[k * rsb];
+      // B transposed (rsb == 1) or general stride: walk each column of B along k, in k tiles of KB so the
+      // KB x nr destination lines stay in L1 (whole-kc columns thrash L1: measured 2x slower).
+      constexpr index_t KB = 16;
+      for (index_t k0 = 0; k0 < kc; k0 += KB) {
+        const index_t kb = std::min<index_t>(KB, kc - k0);
+        T* dk = d + k0 * nr;
+        for (index_t j = 0; j < n; ++j) {
+          const T* b = B + (j0 + j) * csb + k0 * rsb;
+          for (index_t k = 0; k < kb; ++k) dk[k * nr + j] = b[k * rsb];
+        }
+        for (index_t k = 0; k < kb; ++k)
+          for (index_t j = n; j < nr; ++j) dk[k * nr + j] = T(0);
       }
-      for (index_t j = n; j < nr; ++j)
-        for (index_t k = 0; k < kc; ++k) d[k * nr + j] = T(0);
     }
   }
 }

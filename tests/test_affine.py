@@ -1,0 +1,78 @@
+"""Affine layer (and ops.affine_*) against fastconv.reference.layers.Affine, for every GEMM ISA."""
+import numpy as np
+import pytest
+from conftest import TOL_DOT, f64, randn
+
+from fastconv import layers, ops
+from fastconv.reference import layers as ref_layers
+
+# (x shape, H): 2-D inputs, the book's 4-D inputs flattened to (N, C*H*W), sizes crossing the GEMM tiles
+CASES = [
+    ((1, 1), 1),
+    ((3, 7), 5),
+    ((8, 100), 10),
+    ((5, 257), 33),
+    ((2, 3, 4, 5), 7),
+    ((8, 16, 7, 7), 50),
+    ((97, 64, 2, 2), 100),
+]
+IDS = ["x".join(map(str, s)) + f"-H{h}" for s, h in CASES]
+
+
+def reference(x, W, b, dout):
+    ref = ref_layers.Affine(*f64(W, b))
+    out = ref.forward(f64(x))
+    dx = ref.backward(f64(dout))
+    return out, dx, ref.dW, ref.db
+
+
+@pytest.mark.parametrize("shape,H", CASES, ids=IDS)
+def test_affine_layer(rng, isa, dtype, shape, H):
+    x = randn(rng, shape, dtype)
+    D = int(np.prod(shape[1:]))
+    W, b = randn(rng, (D, H), dtype), randn(rng, (H,), dtype)
+    dout = randn(rng, (shape[0], H), dtype)
+    r_out, r_dx, r_dW, r_db = reference(x, W, b, dout)
+    layer = layers.Affine(W, b)
+    out = layer.forward(x)
+    assert out.dtype == dtype and out.shape == (shape[0], H)
+    np.testing.assert_allclose(out, r_out, **TOL_DOT[dtype], err_msg=f"{isa} {shape} out")
+    dx = layer.backward(dout)
+    assert dx.shape == shape and dx.dtype == dtype  # reshaped back to the original input shape
+    np.testing.assert_allclose(dx, r_dx, **TOL_DOT[dtype], err_msg=f"{isa} {shape} dx")
+    np.testing.assert_allclose(layer.dW, r_dW, **TOL_DOT[dtype], err_msg=f"{isa} {shape} dW")
+    np.testing.assert_allclose(layer.db, r_db, **TOL_DOT[dtype], err_msg=f"{isa} {shape} db")
+    assert layer.dW.shape == W.shape and layer.db.shape == b.shape
+
+
+def test_affine_ops(rng, dtype):
+    x, W, b = randn(rng, (6, 9), dtype), randn(rng, (9, 4), dtype), randn(rng, (4,), dtype)
+    dout = randn(rng, (6, 4), dtype)
+    r_out, r_dx, r_dW, r_db = reference(x, W, b, dout)
+    np.testing.assert_allclose(ops.affine_forward(x, W, b), r_out, **TOL_DOT[dtype])
+    for got, want in zip(ops.affine_backward(x, W, dout), (r_dx, r_dW, r_db)):
+        np.testing.assert_allclose(got, want, **TOL_DOT[dtype])
+
+
+def test_affine_non_contiguous_4d(rng, dtype):
+    """A transposed 4-D input is flattened in its logical (C order) layout, as x.reshape(N, -1) does."""
+    base = randn(rng, (4, 5, 3, 6), dtype)
+    x = base.transpose(0, 3, 1, 2)  # (4, 6, 5, 3), non-contiguous
+    W, b = randn(rng, (90, 8), dtype), randn(rng, (8,), dtype)
+    dout = randn(rng, (4, 8), dtype)
+    r_out, r_dx, r_dW, r_db = reference(x, W, b, dout)
+    layer = layers.Affine(W, b)
+    np.testing.assert_allclose(layer.forward(x), r_out, **TOL_DOT[dtype])
+    dx = layer.backward(dout)
+    assert dx.shape == x.shape
+    np.testing.assert_allclose(dx, r_dx, **TOL_DOT[dtype])
+    np.testing.assert_allclose(layer.dW, r_dW, **TOL_DOT[dtype])
+
+
+def test_affine_reads_params_every_call(rng):
+    x, W, b = rng.standard_normal((3, 4)), rng.standard_normal((4, 2)), rng.standard_normal(2)
+    layer = layers.Affine(W, b)
+    layer.forward(x)
+    W -= 1.0
+    b[...] = 7.0
+    np.testing.assert_allclose(layer.forward(x), x @ W + b, rtol=1e-12)

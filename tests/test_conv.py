@@ -1,0 +1,83 @@
+"""Convolution: fastconv.ops.conv_forward / conv_backward and layers.Convolution against
+fastconv.reference.layers.Convolution (float64 oracle), for every GEMM micro-kernel ISA."""
+import numpy as np
+import pytest
+from conftest import CONV_CASES, CONV_IDS, TOL_DOT, f64, randn
+
+from fastconv import layers, ops
+from fastconv.reference import layers as ref_layers
+
+
+def conv_inputs(rng, case, dtype):
+    N, C, H, W, FN, FH, FW, stride, pad = case
+    x = randn(rng, (N, C, H, W), dtype)
+    Wt = randn(rng, (FN, C, FH, FW), dtype)
+    b = randn(rng, (FN,), dtype)
+    OH = (H + 2 * pad - FH) // stride + 1
+    OW = (W + 2 * pad - FW) // stride + 1
+    dout = randn(rng, (N, FN, OH, OW), dtype)
+    return x, Wt, b, dout, stride, pad
+
+
+def reference(x, Wt, b, dout, stride, pad):
+    ref = ref_layers.Convolution(*f64(Wt, b), stride, pad)
+    out = ref.forward(f64(x))
+    dx = ref.backward(f64(dout))
+    return out, dx, ref.dW, ref.db
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=CONV_IDS)
+def test_conv_ops(rng, isa, dtype, case):
+    x, Wt, b, dout, stride, pad = conv_inputs(rng, case, dtype)
+    r_out, r_dx, r_dW, r_db = reference(x, Wt, b, dout, stride, pad)
+    out = ops.conv_forward(x, Wt, b, stride, pad)
+    assert out.dtype == dtype and out.shape == r_out.shape
+    np.testing.assert_allclose(out, r_out, **TOL_DOT[dtype], err_msg=f"{isa} {case} out")
+    dx, dW, db = ops.conv_backward(x, Wt, dout, stride, pad)
+    for name, got, want in (("dx", dx, r_dx), ("dW", dW, r_dW), ("db", db, r_db)):
+        assert got.dtype == dtype and got.shape == want.shape, name
+        np.testing.assert_allclose(got, want, **TOL_DOT[dtype], err_msg=f"{isa} {case} {name}")
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=CONV_IDS)
+def test_convolution_layer(rng, isa, dtype, case):
+    x, Wt, b, dout, stride, pad = conv_inputs(rng, case, dtype)
+    r_out, r_dx, r_dW, r_db = reference(x, Wt, b, dout, stride, pad)
+    layer = layers.Convolution(Wt, b, stride=stride, pad=pad)
+    out = layer.forward(x)
+    np.testing.assert_allclose(out, r_out, **TOL_DOT[dtype], err_msg=f"{isa} {case} out")
+    dx = layer.backward(dout)
+    assert dx.shape == x.shape and dx.dtype == dtype
+    assert layer.dW.shape == Wt.shape and layer.db.shape == b.shape
+    np.testing.assert_allclose(dx, r_dx, **TOL_DOT[dtype], err_msg=f"{isa} {case} dx")
+    np.testing.assert_allclose(layer.dW, r_dW, **TOL_DOT[dtype], err_msg=f"{isa} {case} dW")
+    np.testing.assert_allclose(layer.db, r_db, **TOL_DOT[dtype], err_msg=f"{isa} {case} db")
+
+
+def test_convolution_reads_params_every_call(rng):
+    """Optimizers update W in place and load_params rebinds it: the layer must not cache either."""
+    x, Wt, b, dout, stride, pad = conv_inputs(rng, (2, 3, 7, 7, 4, 3, 3, 1, 1), np.float64)
+    layer = layers.Convolution(Wt, b, stride, pad)
+    layer.forward(x)
+    Wt *= 2.0  # in place
+    np.testing.assert_allclose(layer.forward(x), reference(x, Wt, b, dout, stride, pad)[0], rtol=1e-10, atol=1e-12)
+    layer.W = -Wt  # rebind
+    layer.b = b + 1.0
+    np.testing.assert_allclose(layer.forward(x), reference(x, -Wt, b + 1.0, dout, stride, pad)[0], rtol=1e-10,
+                               atol=1e-12)
+
+
+def test_conv_mixed_dtypes_promote(rng):
+    x, Wt, b, dout, stride, pad = conv_inputs(rng, (2, 3, 6, 6, 4, 3, 3, 1, 1), np.float32)
+    out = ops.conv_forward(x, f64(Wt), b, stride, pad)
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, reference(x, Wt, b, dout, stride, pad)[0], **TOL_DOT[np.float64])
+
+
+def test_conv_known_values():
+    """A hand-checked case: 3x3 all-ones filter over arange(16) with pad 1 sums each 3x3 neighbourhood."""
+    x = np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4)
+    out = ops.conv_forward(x, np.ones((1, 1, 3, 3)), np.array([0.5]), 1, 1)
+    xp = np.pad(x[0, 0], 1)
+    want = np.array([[xp[i:i + 3, j:j + 3].sum() for j in range(4)] for i in range(4)]) + 0.5
+    np.testing.assert_array_equal(out[0, 0], want)

@@ -1,0 +1,123 @@
+"""Softmax and SoftmaxWithLoss (labels, one-hot and probability targets) against fastconv.reference."""
+import warnings
+
+import numpy as np
+import pytest
+from conftest import TOL, f64, randn
+
+from fastconv import functions, layers, ops
+from fastconv.reference import functions as ref_functions
+from fastconv.reference import layers as ref_layers
+
+SHAPES = [(1, 1), (1, 10), (8, 10), (5, 3), (33, 17), (3, 1000)]
+SHAPE_IDS = ["x".join(map(str, s)) for s in SHAPES]
+
+
+def targets(rng, kind, N, K, dtype):
+    labels = rng.integers(0, K, size=N)
+    if kind == "labels":
+        return labels
+    if kind == "onehot":
+        return np.eye(K, dtype=dtype)[labels]
+    p = rng.random((N, K)).astype(dtype)
+    return (p / p.sum(axis=1, keepdims=True)).astype(dtype)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+def test_softmax(rng, dtype, shape):
+    x = (3 * randn(rng, shape, dtype)).astype(dtype)
+    ref = ref_functions.softmax(f64(x))
+    for f in (ops.softmax, functions.softmax):
+        y = f(x)
+        assert y.dtype == dtype and y.shape == shape
+        np.testing.assert_allclose(y, ref, **TOL[dtype], err_msg=f"{f.__module__} {shape}")
+    y1 = ops.softmax(x[0])  # 1-D
+    assert y1.shape == (shape[1],)
+    np.testing.assert_allclose(y1, ref[0], **TOL[dtype])
+
+
+def test_softmax_large_values(dtype):
+    x = np.array([[1000.0, 1001.0, 1002.0], [-1000.0, 0.0, 1000.0], [1e4, 1e4, -1e4], [-1e4, -1e4, -1e4]],
+                 dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = ops.softmax(x)
+    assert np.isfinite(y).all()
+    np.testing.assert_allclose(y, ref_functions.softmax(f64(x)), **TOL[dtype])
+    np.testing.assert_allclose(y.sum(axis=1), 1.0, **TOL[dtype])
+    np.testing.assert_allclose(y[3], [1 / 3] * 3, **TOL[dtype])
+
+
+@pytest.mark.parametrize("kind", ["labels", "onehot", "probs"])
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+def test_softmax_with_loss(rng, dtype, shape, kind):
+    N, K = shape
+    x = (3 * randn(rng, shape, dtype)).astype(dtype)
+    t = targets(rng, kind, N, K, dtype)
+    ref = ref_layers.SoftmaxWithLoss()
+    r_loss = ref.forward(f64(x), t)
+    layer = layers.SoftmaxWithLoss()
+    loss = layer.forward(x, t)
+    assert isinstance(loss, float)
+    np.testing.assert_allclose(loss, r_loss, **TOL[dtype], err_msg=f"{kind} {shape}")
+    np.testing.assert_allclose(layer.y, ref.y, **TOL[dtype])
+    for dout in (1, 2.5):
+        dx = layer.backward(dout)
+        assert dx.dtype == dtype and dx.shape == shape
+        np.testing.assert_allclose(dx, ref.backward(dout), **TOL[dtype], err_msg=f"{kind} {shape} dout={dout}")
+
+
+@pytest.mark.parametrize("kind", ["labels", "onehot"])
+def test_softmax_with_loss_1d(rng, dtype, kind):
+    """A 1-D score vector is a batch of one; its label may be a scalar."""
+    x = randn(rng, (10,), dtype)
+    t = np.int64(3) if kind == "labels" else np.eye(10, dtype=dtype)[3]
+    ref, layer = ref_layers.SoftmaxWithLoss(), layers.SoftmaxWithLoss()
+    np.testing.assert_allclose(layer.forward(x, t), ref.forward(f64(x), t), **TOL[dtype])
+    dx = layer.backward()
+    assert dx.shape == (10,)
+    np.testing.assert_allclose(dx, ref.backward(), **TOL[dtype])
+
+
+def test_loss_large_scores(dtype):
+    """Very confident wrong predictions: the loss is -log(1e-7)-ish, finite, no overflow warnings."""
+    x = np.array([[1000.0, -1000.0, 0.0], [0.0, 0.0, 5000.0]], dtype=dtype)
+    t = np.array([1, 2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss, y = ops.softmax_cross_entropy(x, t)
+    assert np.isfinite(loss)
+    np.testing.assert_allclose(loss, ref_functions.cross_entropy_error(ref_functions.softmax(f64(x)), t), rtol=1e-6)
+
+
+def test_label_dtypes(rng):
+    """Any integer label dtype (int8 .. uint64) gives the same result as int64."""
+    x = rng.standard_normal((6, 5))
+    t = rng.integers(0, 5, size=6)
+    want = ops.softmax_cross_entropy(x, t)[0]
+    for dt in (np.int8, np.uint8, np.int16, np.int32, np.uint32, np.uint64):
+        assert ops.softmax_cross_entropy(x, t.astype(dt))[0] == want, dt
+        np.testing.assert_array_equal(ops.softmax_cross_entropy_backward(ops.softmax(x), t.astype(dt)),
+                                      ops.softmax_cross_entropy_backward(ops.softmax(x), t))
+
+
+def test_dense_targets_float64_with_float32_scores(rng):
+    """float64 one-hot targets do not promote a float32 network's gradient (they are data)."""
+    x = randn(rng, (4, 3), np.float32)
+    t = np.eye(3)[[0, 2, 1, 1]]
+    layer = layers.SoftmaxWithLoss()
+    layer.forward(x, t)
+    assert layer.backward().dtype == np.float32
+
+
+def test_cross_entropy_error_and_softmax_loss(rng, dtype):
+    x = randn(rng, (7, 4), dtype)
+    t = rng.integers(0, 4, size=7)
+    y = functions.softmax(x)
+    manual = -np.mean(np.log(f64(y)[np.arange(7), t] + 1e-7))
+    np.testing.assert_allclose(functions.cross_entropy_error(y, t), manual, **TOL[dtype])
+    np.testing.assert_allclose(functions.cross_entropy_error(y, np.eye(4)[t]), manual, **TOL[dtype])
+    np.testing.assert_allclose(functions.softmax_loss(x, t), manual, **TOL[dtype])
+    layer = layers.SoftmaxWithLoss()
+    np.testing.assert_allclose(layer.forward(x, t), manual, **TOL[dtype])
+    assert functions.mean_squared_error(np.array([1.0, 2.0]), np.array([0.0, 0.0])) == 2.5

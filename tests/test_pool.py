@@ -1,0 +1,124 @@
+"""Max and average pooling: layers.Pooling / AvgPooling and ops.*pool_* against fastconv.reference.layers."""
+import numpy as np
+import pytest
+from conftest import POOL_CASES, POOL_IDS, TOL, f64, randn
+
+from fastconv import layers, ops
+from fastconv.reference import layers as ref_layers
+
+
+def out_hw(H, W, PH, PW, stride, pad):
+    return (H + 2 * pad - PH) // stride + 1, (W + 2 * pad - PW) // stride + 1
+
+
+def ref_argmax_plane(ref, x_shape, case):
+    """The reference's window-local argmax (rows (n, oh, ow, c)) as fastconv's plane index ih*W + iw."""
+    N, C, H, W, PH, PW, stride, pad = case
+    OH, OW = out_hw(H, W, PH, PW, stride, pad)
+    k = ref.arg_max.reshape(N, OH, OW, C).transpose(0, 3, 1, 2)
+    oh = np.arange(OH).reshape(1, 1, OH, 1)
+    ow = np.arange(OW).reshape(1, 1, 1, OW)
+    ih = oh * stride - pad + k // PW
+    iw = ow * stride - pad + k % PW
+    return ih * W + iw
+
+
+@pytest.mark.parametrize("case", POOL_CASES, ids=POOL_IDS)
+def test_maxpool(rng, dtype, threads, case):
+    N, C, H, W, PH, PW, stride, pad = case
+    x = randn(rng, (N, C, H, W), dtype)
+    dout = randn(rng, (N, C, *out_hw(H, W, PH, PW, stride, pad)), dtype)
+    ref = ref_layers.Pooling(PH, PW, stride, pad)
+    r_out = ref.forward(f64(x))
+    r_dx = ref.backward(f64(dout))
+    layer = layers.Pooling(PH, PW, stride=stride, pad=pad)
+    out = layer.forward(x)
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out, r_out, err_msg=f"t{threads} {case}")  # a max is exact
+    np.testing.assert_array_equal(layer.arg_max, ref_argmax_plane(ref, x.shape, case), err_msg=f"{case}")
+    dx = layer.backward(dout)
+    assert dx.dtype == dtype and dx.shape == x.shape
+    np.testing.assert_allclose(dx, r_dx, **TOL[dtype], err_msg=f"t{threads} {case}")
+
+
+@pytest.mark.parametrize("case", POOL_CASES, ids=POOL_IDS)
+def test_avgpool(rng, dtype, threads, case):
+    N, C, H, W, PH, PW, stride, pad = case
+    x = randn(rng, (N, C, H, W), dtype)
+    dout = randn(rng, (N, C, *out_hw(H, W, PH, PW, stride, pad)), dtype)
+    ref = ref_layers.AvgPooling(PH, PW, stride, pad)
+    r_out = ref.forward(f64(x))
+    r_dx = ref.backward(f64(dout))
+    layer = layers.AvgPooling(PH, PW, stride=stride, pad=pad)
+    out = layer.forward(x)
+    assert out.dtype == dtype and out.shape == r_out.shape
+    np.testing.assert_allclose(out, r_out, **TOL[dtype], err_msg=f"t{threads} {case}")
+    dx = layer.backward(dout)
+    assert dx.dtype == dtype and dx.shape == x.shape
+    np.testing.assert_allclose(dx, r_dx, **TOL[dtype], err_msg=f"t{threads} {case}")
+
+
+@pytest.mark.parametrize("case", [c for c in POOL_CASES if c[7] > 0], ids=[i for c, i in zip(POOL_CASES, POOL_IDS)
+                                                                         if c[7] > 0])
+def test_maxpool_padding_never_wins(rng, dtype, case):
+    """All-negative input: a zero from the padding must never be the maximum, nor receive gradient."""
+    N, C, H, W, PH, PW, stride, pad = case
+    x = -1.0 - np.abs(randn(rng, (N, C, H, W), dtype))
+    out, argmax = ops.maxpool_forward(x, PH, PW, stride, pad)
+    assert (out < 0).all(), f"{case}: padding value won"
+    assert ((argmax >= 0) & (argmax < H * W)).all()
+    ref = ref_layers.Pooling(PH, PW, stride, pad)
+    np.testing.assert_array_equal(out, ref.forward(f64(x)))
+    dout = np.ones_like(out)
+    dx = ops.maxpool_backward(dout, argmax, x.shape, PH, PW, stride, pad)
+    np.testing.assert_allclose(dx, ref.backward(f64(dout)), **TOL[dtype])
+    assert dx.sum() == out.size  # every window routes its gradient to a real pixel
+
+
+@pytest.mark.parametrize("case", [c for c in POOL_CASES if c[7] > 0], ids=[i for c, i in zip(POOL_CASES, POOL_IDS)
+                                                                         if c[7] > 0])
+def test_avgpool_padding_counts_as_zero(rng, dtype, case):
+    """All-negative input: padded windows divide by pool_h*pool_w (count_include_pad), like the reference."""
+    N, C, H, W, PH, PW, stride, pad = case
+    x = -1.0 - np.abs(randn(rng, (N, C, H, W), dtype))
+    out = ops.avgpool_forward(x, PH, PW, stride, pad)
+    np.testing.assert_allclose(out, ref_layers.AvgPooling(PH, PW, stride, pad).forward(f64(x)), **TOL[dtype])
+
+
+@pytest.mark.parametrize("case", POOL_CASES, ids=POOL_IDS)
+def test_maxpool_ties_take_first(rng, dtype, case):
+    """Many ties (few distinct values): argmax is the first maximum in row-major window order."""
+    N, C, H, W, PH, PW, stride, pad = case
+    x = rng.integers(-2, 2, size=(N, C, H, W)).astype(dtype)
+    x[0, 0] = 1.0  # a constant plane: every window is one big tie
+    layer = layers.Pooling(PH, PW, stride, pad)
+    out = layer.forward(x)
+    ref = ref_layers.Pooling(PH, PW, stride, pad)
+    np.testing.assert_array_equal(out, ref.forward(f64(x)))
+    np.testing.assert_array_equal(layer.arg_max, ref_argmax_plane(ref, x.shape, case), err_msg=f"{case}")
+    dout = randn(rng, out.shape, dtype)
+    np.testing.assert_allclose(layer.backward(dout), ref.backward(f64(dout)), **TOL[dtype], err_msg=f"{case}")
+
+
+def test_maxpool_nan_propagates():
+    x = np.zeros((1, 1, 4, 4))
+    x[0, 0, 1, 1] = np.nan
+    out, _ = ops.maxpool_forward(x, 2, 2, 2, 0)
+    assert np.isnan(out[0, 0, 0, 0])
+    assert not np.isnan(out[0, 0, 1:, :]).any() and not np.isnan(out[0, 0, :, 1:]).any()
+
+
+def test_maxpool_book_example():
+    """2x2 / stride 2 on a known 4x4 plane."""
+    x = np.array([[1, 2, 0, 1], [3, 0, 5, 2], [0, 0, 1, 1], [4, 1, 0, 7]], dtype=np.float32).reshape(1, 1, 4, 4)
+    out, argmax = ops.maxpool_forward(x, 2, 2, 2, 0)
+    np.testing.assert_array_equal(out[0, 0], [[3, 5], [4, 7]])
+    np.testing.assert_array_equal(argmax[0, 0], [[4, 6], [12, 15]])
+    assert argmax.dtype == np.int32
+
+
+def test_pooling_layer_shape_with_pad():
+    """The book's Pooling ignores pad in out_h; fastconv (like its reference) counts it."""
+    x = np.ones((1, 1, 5, 5))
+    assert layers.Pooling(3, 3, stride=2, pad=1).forward(x).shape == (1, 1, 3, 3)
+    assert layers.AvgPooling(3, 3, stride=2, pad=1).forward(x).shape == (1, 1, 3, 3)
