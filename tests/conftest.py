@@ -5,11 +5,19 @@ reference (``fastconv.reference``, computed in float64 from the same rounded inp
 rounding is measured) -> for each implementation (``isa``, ``threads``) ->
 ``np.testing.assert_allclose(out, ref, **TOL[dtype], err_msg=f"{impl} {case}")``.
 """
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import fastconv
 import fastconv._cpu
+
+# Test modules share the tables below with `from conftest import TOL, ...`. CI (.ci/run) runs pytest with
+# --import-mode=importlib, which does not put tests/ on sys.path, so put it there for every import mode.
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
 
 # ======================================================================================================
 # tolerances (the only place they live)

@@ -131,3 +131,22 @@ def test_gemm_isas_agree(rng, dtype):
     assert "scalar" in outs
     for name, out in outs.items():
         np.testing.assert_allclose(out, outs["scalar"], **TOL_DOT[dtype], err_msg=name)
+
+
+@pytest.mark.parametrize("n", [5, 300])
+def test_gemm_out_aliasing_input(rng, n):
+    """out that shares memory with a or b: either the right answer (np.matmul buffers overlapping operands) or a
+    ValueError naming out -- never silently wrong numbers. Small sizes are packed whole before C is written, so
+    only sizes past the cache blocks (KC/MC) expose it."""
+    a = rng.standard_normal((n, n))
+    b = rng.standard_normal((n, n))
+    for beta, out_is in ((0.0, "a"), (1.0, "a"), (0.0, "b")):
+        A, B = a.copy(), b.copy()
+        want = A @ B + beta * (A if out_is == "a" else B)
+        out = A if out_is == "a" else B
+        try:
+            ops.gemm(A, B, beta=beta, out=out)
+        except ValueError as exc:
+            assert str(exc).startswith("out"), exc
+            continue
+        np.testing.assert_allclose(out, want, **TOL_DOT[np.float64], err_msg=f"n={n} beta={beta} out is {out_is}")

@@ -121,3 +121,13 @@ def test_cross_entropy_error_and_softmax_loss(rng, dtype):
     layer = layers.SoftmaxWithLoss()
     np.testing.assert_allclose(layer.forward(x, t), manual, **TOL[dtype])
     assert functions.mean_squared_error(np.array([1.0, 2.0]), np.array([0.0, 0.0])) == 2.5
+
+
+def test_integer_one_hot_targets(rng, dtype):
+    """Integer one-hot targets of x's shape (e.g. np.eye(K, dtype=int)[labels]) are one-hot targets: the book's
+    SoftmaxWithLoss and fastconv.reference accept them (t.size == y.size), so fastconv must too."""
+    x = randn(rng, (4, 5), dtype)
+    t = np.eye(5, dtype=np.int64)[[0, 3, 1, 4]]
+    ref, layer = ref_layers.SoftmaxWithLoss(), layers.SoftmaxWithLoss()
+    np.testing.assert_allclose(layer.forward(x, t), ref.forward(f64(x), t), **TOL[dtype])
+    np.testing.assert_allclose(layer.backward(), ref.backward(), **TOL[dtype])

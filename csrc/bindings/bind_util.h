@@ -36,7 +36,7 @@ inline std::string shape_str(std::initializer_list<std::int64_t> s) {
 template <typename T>
 inline void check_array(const py::array& a, const char* name, std::initializer_list<std::int64_t> shape,
                         bool writeable) {
-  if (!a.dtype().is(py::dtype::of<T>()))
+  if (!a.dtype().equal(py::dtype::of<T>()))  // equal, not is: pickled or aliased dtypes; byte-swapped ones differ
     throw py::type_error(std::string(name) + ": dtype " + std::string(py::str(a.dtype())) + ", expected " +
                          std::string(py::str(py::dtype::of<T>())));
   bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
@@ -76,6 +76,12 @@ inline void check_positive(std::int64_t v, const char* name) {
 }
 inline void check_nonneg(std::int64_t v, const char* name) {
   if (v < 0) throw py::value_error(std::string(name) + " must be >= 0, got " + std::to_string(v));
+}
+// Window parameters beyond this are rejected before any arithmetic on them can overflow.
+constexpr std::int64_t kMaxWindowParam = std::int64_t(1) << 40;
+inline void check_window_param(std::int64_t v, const char* name) {
+  if (v > kMaxWindowParam)
+    throw py::value_error(std::string(name) + " is too large: " + std::to_string(v) + " (limit 2**40)");
 }
 
 // Register fn<float> as name_f32 and fn<double> as name_f64.

@@ -14,6 +14,10 @@ inline ConvGeom checked_geom(std::int64_t N, std::int64_t C, std::int64_t H, std
   check_positive(FW, "filter_w");
   check_positive(stride, "stride");
   check_nonneg(pad, "pad");
+  check_window_param(FH, "filter_h");
+  check_window_param(FW, "filter_w");
+  check_window_param(stride, "stride");
+  check_window_param(pad, "pad");
   if (H + 2 * pad < FH || W + 2 * pad < FW)
     throw py::value_error("filter " + std::to_string(FH) + "x" + std::to_string(FW) + " is larger than the padded input " +
                           std::to_string(H + 2 * pad) + "x" + std::to_string(W + 2 * pad));

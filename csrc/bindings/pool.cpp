@@ -38,6 +38,7 @@ PoolDims pool_dims(const py::array& a, const char* name, i64 pool_h, i64 pool_w,
                           " has H*W >= 2^31, which an int32 argmax cannot index");
   if (pad > (std::numeric_limits<i64>::max() - std::max(d.H, d.W)) / 2)
     throw py::value_error("pad is too large: " + std::to_string(pad));
+  checked_size("pool_h * pool_w", pool_h, pool_w);
   if (d.H + 2 * pad < pool_h || d.W + 2 * pad < pool_w)
     throw py::value_error(std::string(name) + ": shape " + shape_str(a) + " with pad=" + std::to_string(pad) +
                           " is smaller than the window (" + std::to_string(pool_h) + ", " +

@@ -1,7 +1,8 @@
 // pool.cpp: max and average pooling, forward and backward. x and dx are (N, C, H, W), out / dout / argmax
 // are (N, C, OH, OW); argmax is int32 holding ih*W + iw inside the (n, c) plane.
 // Variants: a tight loop for 2x2 stride-2 pad-0 windows (the book's Pooling; such windows never touch
-// padding), and a general loop per output whose window is clamped to the plane, so padding is never read.
+// padding), and a general path per output row: windows clamped to the plane at the border columns (padding is
+// never read), and for the interior columns one vectorised sweep over the row per window position.
 // Every kernel is parallel over the N*C planes: a plane is read once and written by one thread, so the
 // backward scatter of overlapping windows never races and its sums have one order whatever the thread count.
 #include "cpu/pool.h"
@@ -51,7 +52,7 @@ struct Interior {
 
 inline Interior interior_cols(std::int64_t W, std::int64_t OW, std::int64_t pool_w, std::int64_t stride,
                               std::int64_t pad) {
-  const std::int64_t lo = std::min((pad + stride - 1) / stride, OW);
+  const std::int64_t lo = std::min(pad / stride + (pad % stride != 0), OW);  // ceil(pad / stride), no overflow
   const std::int64_t hi = (W + pad - pool_w < 0) ? 0 : std::min(OW, (W + pad - pool_w) / stride + 1);
   return Interior{lo, std::max(lo, hi)};
 }
@@ -64,10 +65,10 @@ inline void max_window(const T* xp, std::int64_t W, const Window& w, T* best_out
   for (std::int64_t ih = w.h0; ih < w.h1; ++ih) {
     const T* row = xp + ih * W;
     for (std::int64_t iw = w.w0; iw < w.w1; ++iw) {
-      if (beats(row[iw], best)) {
-        best = row[iw];
-        best_i = ih * W + iw;
-      }
+      const T v = row[iw];
+      const bool take = beats(v, best);
+      best = take ? v : best;
+      best_i = take ? ih * W + iw : best_i;
     }
   }
   *best_out = best;

@@ -25,6 +25,14 @@ __all__ = [
 ]
 
 
+def _check_batch(x) -> None:
+    """A batch (N, ...) with N >= 1 and at least one feature, before it is flattened to (N, -1)."""
+    if x.ndim < 2:
+        raise ValueError(f"x: expected a batch (N, ...) with at least 2 dimensions, got shape {x.shape}")
+    if x.size == 0:
+        raise ValueError(f"x: empty array (shape {x.shape}); every dimension must be >= 1")
+
+
 # ======================================================================================================
 # activations
 
@@ -79,8 +87,7 @@ class Affine:
 
     def forward(self, x):
         x = ops.as_array(x, "x")
-        if x.ndim < 2:
-            raise ValueError(f"x: expected a batch (N, ...) with at least 2 dimensions, got shape {x.shape}")
+        _check_batch(x)
         self.original_x_shape = x.shape
         self.x = x.reshape(x.shape[0], -1)
         return ops.affine_forward(self.x, self.W, self.b)
@@ -160,8 +167,7 @@ class BatchNormalization:
 
     def forward(self, x, train_flg=True):
         x = ops.as_array(x, "x")
-        if x.ndim < 2:
-            raise ValueError(f"x: expected a batch (N, ...) with at least 2 dimensions, got shape {x.shape}")
+        _check_batch(x)
         self.input_shape = x.shape
         x2 = x.reshape(x.shape[0], -1)
         d = x2.shape[1]

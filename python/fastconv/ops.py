@@ -212,7 +212,14 @@ def gemm(a, b, *, trans_a: bool = False, trans_b: bool = False, alpha: float = 1
         _same_shape(out, "out", (M, N), "op(a) @ op(b)")
         if not out.flags.c_contiguous or not out.flags.writeable:
             raise ValueError("out: must be a writeable C-contiguous array")
-    _kernel("gemm", dtype)(_c(a, dtype), _c(b, dtype), out, bool(trans_a), bool(trans_b), alpha, beta)
+    a, b = _c(a, dtype), _c(b, dtype)
+    # the kernel writes out while it still reads a and b block by block: an operand that overlaps out is
+    # copied first (as np.matmul does), otherwise later blocks would read already-overwritten values
+    if np.may_share_memory(a, out):
+        a = a.copy()
+    if np.may_share_memory(b, out):
+        b = b.copy()
+    _kernel("gemm", dtype)(a, b, out, bool(trans_a), bool(trans_b), alpha, beta)
     return out
 
 
@@ -372,6 +379,12 @@ def maxpool_backward(dout, argmax, x_shape, pool_h: int, pool_w: int, stride: in
     if argmax.dtype.kind not in "iu" or argmax.dtype.kind == "b":
         raise TypeError(f"argmax: expected an integer array, got dtype {argmax.dtype}")
     _same_shape(argmax, "argmax", dout.shape, "the shape of dout")
+    if argmax.dtype != np.int32 and argmax.size:
+        # a narrowing cast could wrap a bad index into a valid one; the kernel checks int32 values itself
+        lo, hi = int(argmax.min()), int(argmax.max())
+        if lo < 0 or hi >= shape[2] * shape[3]:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"argmax: value {bad} is out of range [0, {shape[2] * shape[3]})")
     dx = np.empty(shape, dtype=dtype)
     _kernel("maxpool_backward", dtype)(_c(dout, dtype), np.ascontiguousarray(argmax, dtype=np.int32), dx, ph, pw,
                                        stride, pad)
@@ -508,8 +521,10 @@ def _targets(t, x2: np.ndarray, x_shape, dtype) -> tuple[np.ndarray, bool]:
     """(targets, is_labels): int64 labels (N,) or dense targets (N, K) of ``dtype``."""
     t = _array(t, "t")
     n, k = x2.shape
-    if t.dtype.kind == "f" and t.shape in (tuple(x_shape), x2.shape):
-        _check_float(t, "t")
+    if t.shape in (tuple(x_shape), x2.shape) and t.dtype.kind in "fiub" and (t.ndim == 2 or t.size == k > 1):
+        # dense (one-hot or probability) targets of x's shape, any real dtype; they take x's dtype
+        if t.dtype.kind == "f":
+            _check_float(t, "t")
         return _c(t.reshape(n, k), dtype), False
     if t.ndim == 0 and n == 1:
         t = t.reshape(1)

@@ -5,10 +5,34 @@
 // enabled and -ffp-contract=fast, so acc += a*b is one vfmadd).
 #pragma once
 #include <cstring>
+#include <type_traits>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 #include "cpu/gemm/gemm.h"
 
 namespace fastconv::cpu {
+
+// All lanes = s, through the ISA's set1 so the compiler emits one vbroadcast from memory per A value (or
+// folds it into the FMA). The generic forms are worse: V{} + s adds 0.0 first (a dependent vaddsd per row),
+// and lane-by-lane stores get SLP-vectorised into one load plus a shuffle per row (port pressure).
+template <typename V, typename T, int VL>
+inline V splat(T s) {
+#if defined(__AVX512F__)
+  if constexpr (VL * sizeof(T) == 64) {
+    if constexpr (std::is_same_v<T, float>) return (V)_mm512_set1_ps(s);
+    else return (V)_mm512_set1_pd(s);
+  }
+#endif
+#if defined(__AVX__)
+  if constexpr (VL * sizeof(T) == 32) {
+    if constexpr (std::is_same_v<T, float>) return (V)_mm256_set1_ps(s);
+    else return (V)_mm256_set1_pd(s);
+  }
+#endif
+  return V{} + s;
+}
 
 template <typename T, int MR, int NV, int VL>
 inline void ukr_simd(index_t kc, const T* __restrict a, const T* __restrict b, T* __restrict c, index_t ldc,
@@ -26,7 +50,7 @@ inline void ukr_simd(index_t kc, const T* __restrict a, const T* __restrict b, T
     for (int j = 0; j < NV; ++j) std::memcpy(&bv[j], b + j * VL, sizeof(V));  // packed B is 64-B aligned
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      const V av = V{} + a[i];  // broadcast
+      const V av = splat<V, T, VL>(a[i]);
 #pragma GCC unroll 8
       for (int j = 0; j < NV; ++j) acc[i][j] += av * bv[j];
     }
@@ -35,7 +59,7 @@ inline void ukr_simd(index_t kc, const T* __restrict a, const T* __restrict b, T
   }
 
   // write-back: C may be any row stride, so unaligned loads/stores (memcpy compiles to vmovups)
-  const V va = V{} + alpha;
+  const V va = splat<V, T, VL>(alpha);
   if (beta == T(0)) {
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
@@ -45,7 +69,7 @@ inline void ukr_simd(index_t kc, const T* __restrict a, const T* __restrict b, T
         std::memcpy(c + i * ldc + j * VL, &r, sizeof(V));
       }
   } else {
-    const V vb = V{} + beta;
+    const V vb = splat<V, T, VL>(beta);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8

@@ -1,0 +1,132 @@
+"""fastconv.info(), the command line, thread-count validation, CUDA availability, FASTCONV_ISA."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import _cpu, ops
+
+
+def run_python(code, **env):
+    e = {k: v for k, v in os.environ.items() if k != "FASTCONV_ISA"}
+    e.update({k: v for k, v in env.items() if v is not None})
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e, timeout=60)
+
+
+def test_info_keys():
+    info = fastconv.info()
+    for key in ("version", "compiler", "simd", "openmp", "num_threads", "cuda"):
+        assert key in info, key
+    assert info["version"] == fastconv.__version__
+    assert info["simd"] in ("scalar", "avx2", "avx512")
+    assert info["simd"] == _cpu.cpu_isa()
+    assert info["simd"] in info["simd_compiled"]
+    assert "scalar" in info["simd_compiled"]
+    assert isinstance(info["openmp"], bool)
+    assert info["num_threads"] == fastconv.get_num_threads() >= 1
+    assert isinstance(info["compiler"], str) and info["compiler"]
+    assert info["cuda"].startswith("not available: " if not fastconv.cuda_available() else "available")
+
+
+def test_info_follows_thread_count(num_threads):
+    num_threads(1)
+    assert fastconv.info()["num_threads"] == 1
+    num_threads(2)
+    assert fastconv.info()["num_threads"] == 2
+
+
+def test_cli_info():
+    r = subprocess.run([sys.executable, "-m", "fastconv", "info"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "simd" in r.stdout
+    assert fastconv.__version__ in r.stdout
+
+
+def test_cli_requires_command():
+    r = subprocess.run([sys.executable, "-m", "fastconv"], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+
+
+def test_set_num_threads_validation(num_threads):
+    with pytest.raises(ValueError, match=r"^n: number of threads must be >= 1, got 0"):
+        fastconv.set_num_threads(0)
+    with pytest.raises(ValueError, match=r"^n: .* got -2"):
+        fastconv.set_num_threads(-2)
+    with pytest.raises(TypeError, match=r"^n: expected an int, got float"):
+        fastconv.set_num_threads(1.5)
+    with pytest.raises(TypeError, match=r"^n: expected an int, got bool"):
+        fastconv.set_num_threads(True)
+    with pytest.raises(TypeError, match=r"^n: expected an int"):
+        fastconv.set_num_threads("2")
+    num_threads(np.int64(2))
+    assert fastconv.get_num_threads() == 2
+    num_threads(1)
+    assert fastconv.get_num_threads() == 1
+
+
+def test_cuda_unavailable_here():
+    assert fastconv.cuda_available() is False
+    assert isinstance(fastconv._backend.CUDA_REASON, str) and fastconv._backend.CUDA_REASON.strip()
+    assert fastconv._backend.CUDA_REASON in fastconv.info()["cuda"]
+    assert fastconv._backend._cuda is None
+
+
+def test_cuda_array_rejected_with_reason():
+    class FakeCudaArray:
+        __cuda_array_interface__ = {"shape": (2,), "typestr": "<f4", "data": (0, False), "version": 3}
+
+    with pytest.raises(TypeError, match=r"^x: CUDA arrays are not supported by this build"):
+        ops.relu_forward(FakeCudaArray())
+
+
+@pytest.mark.cuda
+def test_cuda_marker_skips_without_device():
+    """Runs only where fastconv.cuda_available(); conftest skips it elsewhere (it would fail if it ran here)."""
+    assert fastconv.cuda_available()
+
+
+def test_get_array_module():
+    assert fastconv.get_array_module(np.zeros(2)) is np
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2"])
+def test_fastconv_isa_env(isa):
+    if isa not in fastconv.info()["simd_compiled"]:
+        pytest.skip(f"{isa} not compiled")
+    code = ("import fastconv, numpy as np; from fastconv import ops; i = fastconv.info(); "
+            "print(i['simd'], i['simd_forced']); a = np.ones((9, 7)); print(ops.gemm(a, a.T)[0, 0])")
+    r = run_python(code, FASTCONV_ISA=isa)
+    if r.returncode != 0 and "not supported" in r.stderr:
+        pytest.skip(f"{isa} not supported by this CPU")
+    assert r.returncode == 0, r.stderr
+    simd, forced, value = r.stdout.split()
+    assert simd == isa and forced == isa
+    assert float(value) == 7.0
+
+
+def test_fastconv_isa_env_unknown():
+    """An unknown FASTCONV_ISA must not break the import: the best ISA stays, info() shows what was asked."""
+    r = run_python("import fastconv; i = fastconv.info(); print(i['simd'], i['simd_forced'])", FASTCONV_ISA="sse9")
+    assert r.returncode == 0, r.stderr
+    simd, forced = r.stdout.split()
+    assert forced == "sse9"
+    assert simd == _default_isa()
+
+
+def _default_isa():
+    r = run_python("import fastconv; print(fastconv.info()['simd'])", FASTCONV_ISA=None)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_set_cpu_isa_roundtrip():
+    prev = _cpu.cpu_isa()
+    try:
+        _cpu.set_cpu_isa("scalar")
+        assert _cpu.cpu_isa() == "scalar" and fastconv.info()["simd"] == "scalar"
+    finally:
+        _cpu.set_cpu_isa(prev)
+    assert _cpu.cpu_isa() == prev

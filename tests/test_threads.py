@@ -1,0 +1,140 @@
+"""1 and 2 threads give bit-identical results (np.array_equal) for every parallel kernel and a whole network.
+
+Sizes are large enough to pass the kernels' serial thresholds, so the 2-thread run really splits the work.
+"""
+import numpy as np
+import pytest
+
+from fastconv import layers, ops
+from fastconv.models import DeepConvNet
+
+
+def run_both(num_threads, f):
+    results = []
+    for n in (1, 2):
+        num_threads(n)
+        results.append(f())
+    return results
+
+
+def flat(res):
+    if isinstance(res, (tuple, list)):
+        return [r for item in res for r in flat(item)]
+    if isinstance(res, dict):
+        return [r for key in sorted(res) for r in flat(res[key])]
+    return [np.asarray(res)]
+
+
+def assert_identical(num_threads, f, what):
+    one, two = run_both(num_threads, f)
+    one, two = flat(one), flat(two)
+    assert len(one) == len(two)
+    for i, (a, b) in enumerate(zip(one, two)):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert np.array_equal(a, b, equal_nan=True), f"{what}: output {i} differs between 1 and 2 threads"
+
+
+def test_conv(rng, isa, dtype, num_threads):
+    x = rng.standard_normal((8, 16, 14, 14)).astype(dtype)
+    W = rng.standard_normal((32, 16, 3, 3)).astype(dtype)
+    b = rng.standard_normal(32).astype(dtype)
+    dout = rng.standard_normal((8, 32, 14, 14)).astype(dtype)
+    assert_identical(num_threads, lambda: ops.conv_forward(x, W, b, 1, 1), f"{isa} conv_forward")
+    assert_identical(num_threads, lambda: ops.conv_backward(x, W, dout, 1, 1), f"{isa} conv_backward")
+    dout2 = rng.standard_normal((8, 32, 6, 6)).astype(dtype)
+    assert_identical(num_threads, lambda: ops.conv_backward(x, W, dout2, 2, 0), f"{isa} conv_backward s2")
+
+
+def test_im2col(rng, dtype, num_threads):
+    x = rng.standard_normal((8, 16, 14, 14)).astype(dtype)
+    col = ops.im2col(x, 3, 3, 1, 1)
+    assert_identical(num_threads, lambda: ops.im2col(x, 3, 3, 1, 1), "im2col")
+    assert_identical(num_threads, lambda: ops.col2im(col, x.shape, 3, 3, 1, 1), "col2im")
+
+
+def test_pool(rng, dtype, num_threads):
+    x = rng.standard_normal((8, 16, 28, 28)).astype(dtype)
+    out, argmax = ops.maxpool_forward(x, 3, 3, 2, 1)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    assert_identical(num_threads, lambda: ops.maxpool_forward(x, 3, 3, 2, 1), "maxpool_forward")
+    assert_identical(num_threads, lambda: ops.maxpool_backward(dout, argmax, x.shape, 3, 3, 2, 1), "maxpool_backward")
+    assert_identical(num_threads, lambda: ops.avgpool_forward(x, 3, 3, 2, 1), "avgpool_forward")
+    assert_identical(num_threads, lambda: ops.avgpool_backward(dout, x.shape, 3, 3, 2, 1), "avgpool_backward")
+
+
+def test_affine(rng, isa, dtype, num_threads):
+    x = rng.standard_normal((64, 1024)).astype(dtype)
+    W = rng.standard_normal((1024, 100)).astype(dtype)
+    b = rng.standard_normal(100).astype(dtype)
+    dout = rng.standard_normal((64, 100)).astype(dtype)
+    assert_identical(num_threads, lambda: ops.affine_forward(x, W, b), f"{isa} affine_forward")
+    assert_identical(num_threads, lambda: ops.affine_backward(x, W, dout), f"{isa} affine_backward")
+
+
+def test_activation(rng, dtype, num_threads):
+    x = rng.standard_normal((64, 32, 28)).astype(dtype)
+    assert_identical(num_threads, lambda: ops.relu_forward(x), "relu_forward")
+    assert_identical(num_threads, lambda: ops.sigmoid_forward(x), "sigmoid_forward")
+    assert_identical(num_threads, lambda: ops.relu_backward(x, ops.relu_forward(x)), "relu_backward")
+    assert_identical(num_threads, lambda: ops.sigmoid_backward(x, ops.sigmoid_forward(x)), "sigmoid_backward")
+
+
+def test_loss(rng, dtype, num_threads):
+    x = (5 * rng.standard_normal((4096, 10))).astype(dtype)
+    t = rng.integers(0, 10, size=4096)
+    onehot = np.eye(10, dtype=dtype)[t]
+    assert_identical(num_threads, lambda: ops.softmax(x), "softmax")
+    assert_identical(num_threads, lambda: ops.softmax_cross_entropy(x, t), "softmax_cross_entropy labels")
+    assert_identical(num_threads, lambda: ops.softmax_cross_entropy(x, onehot), "softmax_cross_entropy dense")
+    y = ops.softmax(x)
+    assert_identical(num_threads, lambda: ops.softmax_cross_entropy_backward(y, t), "softmax_ce_backward labels")
+    assert_identical(num_threads, lambda: ops.softmax_cross_entropy_backward(y, onehot), "softmax_ce_backward dense")
+
+
+def test_batchnorm(rng, dtype, num_threads):
+    x = rng.standard_normal((256, 784)).astype(dtype)
+    g = rng.standard_normal(784).astype(dtype)
+    b = rng.standard_normal(784).astype(dtype)
+    dout = rng.standard_normal((256, 784)).astype(dtype)
+
+    def train():
+        rm, rv = np.zeros(784, dtype), np.ones(784, dtype)
+        return ops.batchnorm_forward_train(x, g, b, rm, rv, 0.9, 1e-6), rm, rv
+
+    assert_identical(num_threads, train, "batchnorm_forward_train")
+    _, xc, xn, std = ops.batchnorm_forward_train(x, g, b, np.zeros(784, dtype), np.ones(784, dtype))
+    assert_identical(num_threads, lambda: ops.batchnorm_backward(dout, xc, xn, std, g), "batchnorm_backward")
+    assert_identical(num_threads, lambda: ops.batchnorm_forward_infer(x, g, b, b, np.abs(g)), "batchnorm_infer")
+
+
+def test_dropout(rng, dtype, num_threads):
+    x = rng.standard_normal((64, 10000)).astype(dtype)
+    assert_identical(num_threads, lambda: ops.dropout_forward(x, 0.5, 123), "dropout_forward")
+    mask = rng.random(x.shape) > 0.5
+    assert_identical(num_threads, lambda: ops.dropout_backward(x, mask), "dropout_backward")
+
+
+def test_deep_convnet_gradient(rng, num_threads):
+    """A whole DeepConvNet gradient (float32, batch 8, fixed dropout seeds) is bit-identical on 1 and 2 threads."""
+    x = rng.random((8, 1, 28, 28)).astype(np.float32)
+    t = rng.integers(0, 10, size=8)
+    np.random.seed(0)
+    net = DeepConvNet(dtype=np.float32)
+
+    def grad():
+        np.random.seed(5)  # the Dropout layers draw their keys from NumPy's generator
+        return net.gradient(x, t)
+
+    assert_identical(num_threads, grad, "DeepConvNet.gradient")
+
+
+@pytest.mark.parametrize("cls", [layers.Convolution])
+def test_layer_threads(rng, num_threads, cls):
+    """The layer objects see a thread-count change between calls (no cached pool size)."""
+    x = rng.standard_normal((8, 3, 20, 20))
+    W = rng.standard_normal((8, 3, 5, 5))
+    layer = cls(W, np.zeros(8), 1, 2)
+    one, two = run_both(num_threads, lambda: (layer.forward(x), layer.backward(np.ones((8, 8, 20, 20))),
+                                              layer.dW, layer.db))
+    for a, b in zip(one, two):
+        assert np.array_equal(a, b)
