@@ -1,10 +1,10 @@
 """Relu / Sigmoid layers (and ops.relu_*/sigmoid_*, functions.relu/sigmoid) against fastconv.reference."""
+
 import warnings
 
 import numpy as np
 import pytest
 from conftest import TOL, f64, randn
-
 from fastconv import functions, layers, ops
 from fastconv.reference import functions as ref_functions
 from fastconv.reference import layers as ref_layers
@@ -14,7 +14,7 @@ SHAPE_IDS = ["x".join(map(str, s)) for s in SHAPES]
 
 
 def views(rng, dtype):
-    """Non-contiguous inputs: a transposed 4-D array, a sliced one, a Fortran-ordered one, a negative stride."""
+    """Non-contiguous inputs: transposed 4-D, sliced, Fortran-ordered, negative strides."""
     base = randn(rng, (4, 6, 8, 10), dtype)
     yield "transposed", base.transpose(0, 2, 3, 1)
     yield "sliced", base[:, ::2, 1:, ::3]
@@ -61,8 +61,9 @@ def test_activations_non_contiguous(rng, dtype):
         sig = layers.Sigmoid()
         out = sig.forward(x)
         np.testing.assert_allclose(out, ref_functions.sigmoid(f64(x)), **TOL[dtype], err_msg=name)
-        np.testing.assert_allclose(sig.backward(dout), f64(dout) * (1 - f64(out)) * f64(out), **TOL[dtype],
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            sig.backward(dout), f64(dout) * (1 - f64(out)) * f64(out), **TOL[dtype], err_msg=name
+        )
 
 
 def test_relu_nan_like_numpy(dtype):
@@ -98,8 +99,11 @@ def test_sigmoid_nan_propagates():
 def test_functions_module(rng, dtype):
     x = randn(rng, (3, 4, 5), dtype)
     np.testing.assert_array_equal(functions.relu(x), np.maximum(x, 0))
-    np.testing.assert_allclose(functions.sigmoid_grad(x), ref_functions.sigmoid(f64(x)) *
-                               (1 - ref_functions.sigmoid(f64(x))), **TOL[dtype])
+    np.testing.assert_allclose(
+        functions.sigmoid_grad(x),
+        ref_functions.sigmoid(f64(x)) * (1 - ref_functions.sigmoid(f64(x))),
+        **TOL[dtype],
+    )
     np.testing.assert_array_equal(functions.relu_grad(x), (x >= 0).astype(dtype))
     assert functions.relu_grad(x).dtype == dtype
     np.testing.assert_array_equal(functions.step_function(x), (x > 0).astype(int))

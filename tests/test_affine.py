@@ -1,8 +1,8 @@
 """Affine layer (and ops.affine_*) against fastconv.reference.layers.Affine, for every GEMM ISA."""
+
 import numpy as np
 import pytest
 from conftest import TOL_DOT, f64, randn
-
 from fastconv import layers, ops
 from fastconv.reference import layers as ref_layers
 
@@ -60,7 +60,7 @@ def test_affine_non_contiguous_4d(rng, dtype):
     x = base.transpose(0, 3, 1, 2)  # (4, 6, 5, 3), non-contiguous
     W, b = randn(rng, (90, 8), dtype), randn(rng, (8,), dtype)
     dout = randn(rng, (4, 8), dtype)
-    r_out, r_dx, r_dW, r_db = reference(x, W, b, dout)
+    r_out, r_dx, r_dW, _ = reference(x, W, b, dout)
     layer = layers.Affine(W, b)
     np.testing.assert_allclose(layer.forward(x), r_out, **TOL_DOT[dtype])
     dx = layer.backward(dout)

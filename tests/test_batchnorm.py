@@ -1,8 +1,8 @@
 """BatchNormalization: training / inference forward, backward and running statistics against the reference."""
+
 import numpy as np
 import pytest
 from conftest import TOL, f64, randn
-
 from fastconv import layers, ops
 from fastconv.reference import layers as ref_layers
 
@@ -37,13 +37,19 @@ def test_batchnorm_train(rng, dtype, shape, momentum):
         np.testing.assert_allclose(dx, r_dx, **TOL[dtype], err_msg=f"{shape} step {step} dx")
         np.testing.assert_allclose(layer.dgamma, ref.dgamma, **TOL[dtype], err_msg=f"{shape} dgamma")
         np.testing.assert_allclose(layer.dbeta, ref.dbeta, **TOL[dtype], err_msg=f"{shape} dbeta")
-        np.testing.assert_allclose(layer.running_mean, ref.running_mean, **TOL[dtype], err_msg=f"{shape} mean")
+        np.testing.assert_allclose(
+            layer.running_mean, ref.running_mean, **TOL[dtype], err_msg=f"{shape} mean"
+        )
         np.testing.assert_allclose(layer.running_var, ref.running_var, **TOL[dtype], err_msg=f"{shape} var")
         assert layer.running_mean.dtype == dtype
     # inference uses the running statistics
     xt = randn(rng, shape, dtype)
-    np.testing.assert_allclose(layer.forward(xt, train_flg=False), ref.forward(f64(xt), train_flg=False),
-                               **TOL[dtype], err_msg=f"{shape} inference")
+    np.testing.assert_allclose(
+        layer.forward(xt, train_flg=False),
+        ref.forward(f64(xt), train_flg=False),
+        **TOL[dtype],
+        err_msg=f"{shape} inference",
+    )
 
 
 def test_batchnorm_inference_with_given_stats(rng, dtype):

@@ -1,9 +1,9 @@
 """Convolution: fastconv.ops.conv_forward / conv_backward and layers.Convolution against
 fastconv.reference.layers.Convolution (float64 oracle), for every GEMM micro-kernel ISA."""
+
 import numpy as np
 import pytest
 from conftest import CONV_CASES, CONV_IDS, TOL_DOT, f64, randn
-
 from fastconv import layers, ops
 from fastconv.reference import layers as ref_layers
 
@@ -60,11 +60,14 @@ def test_convolution_reads_params_every_call(rng):
     layer = layers.Convolution(Wt, b, stride, pad)
     layer.forward(x)
     Wt *= 2.0  # in place
-    np.testing.assert_allclose(layer.forward(x), reference(x, Wt, b, dout, stride, pad)[0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        layer.forward(x), reference(x, Wt, b, dout, stride, pad)[0], rtol=1e-10, atol=1e-12
+    )
     layer.W = -Wt  # rebind
     layer.b = b + 1.0
-    np.testing.assert_allclose(layer.forward(x), reference(x, -Wt, b + 1.0, dout, stride, pad)[0], rtol=1e-10,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        layer.forward(x), reference(x, -Wt, b + 1.0, dout, stride, pad)[0], rtol=1e-10, atol=1e-12
+    )
 
 
 def test_conv_mixed_dtypes_promote(rng):
@@ -79,5 +82,5 @@ def test_conv_known_values():
     x = np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4)
     out = ops.conv_forward(x, np.ones((1, 1, 3, 3)), np.array([0.5]), 1, 1)
     xp = np.pad(x[0, 0], 1)
-    want = np.array([[xp[i:i + 3, j:j + 3].sum() for j in range(4)] for i in range(4)]) + 0.5
+    want = np.array([[xp[i : i + 3, j : j + 3].sum() for j in range(4)] for i in range(4)]) + 0.5
     np.testing.assert_array_equal(out[0, 0], want)

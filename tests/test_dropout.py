@@ -1,8 +1,8 @@
 """Dropout: mask statistics, exact forward/backward, inference scaling, repeatability."""
+
 import numpy as np
 import pytest
 from conftest import randn
-
 from fastconv import layers, ops
 from fastconv.reference import layers as ref_layers
 
@@ -12,7 +12,7 @@ def test_mask_fraction(ratio):
     """100k Bernoulli draws: sd of the kept fraction <= 0.0016, so 0.01 is > 6 sd (and seeds are fixed)."""
     x = np.ones(100_000, dtype=np.float32)
     for seed in (0, 1, 12345, 2**63 + 7):
-        out, mask = ops.dropout_forward(x, ratio, seed)
+        _, mask = ops.dropout_forward(x, ratio, seed)
         assert mask.dtype == np.bool_ and mask.shape == x.shape
         assert abs(mask.mean() - (1 - ratio)) < 0.01, (ratio, seed, mask.mean())
         # both halves and every tenth: a generator that repeats or only covers part of the array fails here
@@ -57,7 +57,7 @@ def test_forward_non_contiguous(rng, dtype):
     out, mask = ops.dropout_forward(x, 0.5, 11)
     assert mask.shape == x.shape
     np.testing.assert_array_equal(out, x * mask)
-    out_c, mask_c = ops.dropout_forward(np.ascontiguousarray(x), 0.5, 11)
+    _, mask_c = ops.dropout_forward(np.ascontiguousarray(x), 0.5, 11)
     np.testing.assert_array_equal(mask, mask_c)
 
 

@@ -3,13 +3,13 @@
 Sizes cross every register tile (MR 4/6/8, NR 8/16/32), the cache blocks of gemm/config.h (MC 96, KC 256 for
 float32 and 128 for float64, NC 2048) and include 1 and primes.
 """
+
 import itertools
 
+import fastconv
 import numpy as np
 import pytest
 from conftest import TOL_DOT, f64, randn
-
-import fastconv
 from fastconv import ops
 
 TRANS = [(False, False), (True, False), (False, True), (True, True)]
@@ -52,7 +52,9 @@ def test_gemm_small_sweep(rng, isa, dtype, ta, tb):
         a, b = operands(rng, M, N, K, ta, tb, dtype)
         out = ops.gemm(a, b, trans_a=ta, trans_b=tb)
         assert out.dtype == dtype and out.shape == (M, N)
-        np.testing.assert_allclose(out, oracle(a, b, ta, tb), **TOL_DOT[dtype], err_msg=f"{isa} {M}x{N}x{K} {ta} {tb}")
+        np.testing.assert_allclose(
+            out, oracle(a, b, ta, tb), **TOL_DOT[dtype], err_msg=f"{isa} {M}x{N}x{K} {ta} {tb}"
+        )
 
 
 @pytest.mark.parametrize("size", SIZES, ids=SIZE_IDS)
@@ -75,7 +77,9 @@ def test_gemm_alpha_beta(rng, isa, dtype, ta, tb, alpha, beta):
         got = ops.gemm(a, b, trans_a=ta, trans_b=tb, alpha=alpha, beta=beta, out=out)
         assert got is out
         ref = alpha * oracle(a, b, ta, tb) + beta * f64(c0)
-        np.testing.assert_allclose(out, ref, **TOL_DOT[dtype], err_msg=f"{isa} {M}x{N}x{K} a={alpha} b={beta}")
+        np.testing.assert_allclose(
+            out, ref, **TOL_DOT[dtype], err_msg=f"{isa} {M}x{N}x{K} a={alpha} b={beta}"
+        )
 
 
 @pytest.mark.parametrize("ta,tb", TRANS, ids=TRANS_IDS)
@@ -87,7 +91,9 @@ def test_gemm_beta_zero_ignores_nan_out(rng, isa, dtype, ta, tb):
             out = np.full((M, N), fill, dtype=dtype)
             ops.gemm(a, b, trans_a=ta, trans_b=tb, alpha=1.5, beta=0.0, out=out)
             assert np.isfinite(out).all(), f"{isa} {M}x{N}x{K} {fill} leaked"
-            np.testing.assert_allclose(out, 1.5 * oracle(a, b, ta, tb), **TOL_DOT[dtype], err_msg=f"{isa} {M}x{N}x{K}")
+            np.testing.assert_allclose(
+                out, 1.5 * oracle(a, b, ta, tb), **TOL_DOT[dtype], err_msg=f"{isa} {M}x{N}x{K}"
+            )
 
 
 def test_gemm_mixed_dtype_promotes(rng):
@@ -135,9 +141,9 @@ def test_gemm_isas_agree(rng, dtype):
 
 @pytest.mark.parametrize("n", [5, 300])
 def test_gemm_out_aliasing_input(rng, n):
-    """out that shares memory with a or b: either the right answer (np.matmul buffers overlapping operands) or a
-    ValueError naming out -- never silently wrong numbers. Small sizes are packed whole before C is written, so
-    only sizes past the cache blocks (KC/MC) expose it."""
+    """out that shares memory with a or b: either the right answer (np.matmul buffers overlapping operands)
+    or a ValueError naming out -- never silently wrong numbers. Small sizes are packed whole before C is
+    written, so only sizes past the cache blocks (KC/MC) expose it."""
     a = rng.standard_normal((n, n))
     b = rng.standard_normal((n, n))
     for beta, out_is in ((0.0, "a"), (1.0, "a"), (0.0, "b")):
@@ -149,4 +155,6 @@ def test_gemm_out_aliasing_input(rng, n):
         except ValueError as exc:
             assert str(exc).startswith("out"), exc
             continue
-        np.testing.assert_allclose(out, want, **TOL_DOT[np.float64], err_msg=f"n={n} beta={beta} out is {out_is}")
+        np.testing.assert_allclose(
+            out, want, **TOL_DOT[np.float64], err_msg=f"n={n} beta={beta} out is {out_is}"
+        )

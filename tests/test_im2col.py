@@ -1,15 +1,15 @@
 """fastconv.util.im2col / col2im against fastconv.reference.util (book column layout)."""
+
 import numpy as np
 import pytest
 from conftest import CONV_CASES, CONV_IDS, TOL, f64, randn
-
 from fastconv import util
 from fastconv.reference import util as ref_util
 
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=CONV_IDS)
 def test_im2col_matches_reference_exactly(rng, dtype, threads, case):
-    N, C, H, W, FN, FH, FW, stride, pad = case
+    N, C, H, W, _, FH, FW, stride, pad = case
     x = randn(rng, (N, C, H, W), dtype)
     col = util.im2col(x, FH, FW, stride, pad)
     ref = ref_util.im2col(x, FH, FW, stride, pad)
@@ -21,7 +21,7 @@ def test_im2col_matches_reference_exactly(rng, dtype, threads, case):
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=CONV_IDS)
 def test_col2im_matches_reference(rng, dtype, threads, case):
-    N, C, H, W, FN, FH, FW, stride, pad = case
+    N, C, H, W, _, FH, FW, stride, pad = case
     OH = (H + 2 * pad - FH) // stride + 1
     OW = (W + 2 * pad - FW) // stride + 1
     col = randn(rng, (N * OH * OW, C * FH * FW), dtype)

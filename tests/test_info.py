@@ -1,19 +1,21 @@
 """fastconv.info(), the command line, thread-count validation, CUDA availability, FASTCONV_ISA."""
+
 import os
 import subprocess
 import sys
 
+import fastconv
 import numpy as np
 import pytest
-
-import fastconv
 from fastconv import _cpu, ops
 
 
 def run_python(code, **env):
     e = {k: v for k, v in os.environ.items() if k != "FASTCONV_ISA"}
     e.update({k: v for k, v in env.items() if v is not None})
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=e, timeout=60, check=False
+    )
 
 
 def test_info_keys():
@@ -39,14 +41,18 @@ def test_info_follows_thread_count(num_threads):
 
 
 def test_cli_info():
-    r = subprocess.run([sys.executable, "-m", "fastconv", "info"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "fastconv", "info"], capture_output=True, text=True, timeout=60, check=False
+    )
     assert r.returncode == 0, r.stderr
     assert "simd" in r.stdout
     assert fastconv.__version__ in r.stdout
 
 
 def test_cli_requires_command():
-    r = subprocess.run([sys.executable, "-m", "fastconv"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "fastconv"], capture_output=True, text=True, timeout=60, check=False
+    )
     assert r.returncode != 0
 
 
@@ -76,7 +82,9 @@ def test_cuda_unavailable_here():
 
 def test_cuda_array_rejected_with_reason():
     class FakeCudaArray:
-        __cuda_array_interface__ = {"shape": (2,), "typestr": "<f4", "data": (0, False), "version": 3}
+        @property
+        def __cuda_array_interface__(self):
+            return {"shape": (2,), "typestr": "<f4", "data": (0, False), "version": 3}
 
     with pytest.raises(TypeError, match=r"^x: CUDA arrays are not supported by this build"):
         ops.relu_forward(FakeCudaArray())
@@ -84,7 +92,7 @@ def test_cuda_array_rejected_with_reason():
 
 @pytest.mark.cuda
 def test_cuda_marker_skips_without_device():
-    """Runs only where fastconv.cuda_available(); conftest skips it elsewhere (it would fail if it ran here)."""
+    """Runs only where fastconv.cuda_available(); conftest skips it elsewhere (here it would fail)."""
     assert fastconv.cuda_available()
 
 
@@ -96,8 +104,10 @@ def test_get_array_module():
 def test_fastconv_isa_env(isa):
     if isa not in fastconv.info()["simd_compiled"]:
         pytest.skip(f"{isa} not compiled")
-    code = ("import fastconv, numpy as np; from fastconv import ops; i = fastconv.info(); "
-            "print(i['simd'], i['simd_forced']); a = np.ones((9, 7)); print(ops.gemm(a, a.T)[0, 0])")
+    code = (
+        "import fastconv, numpy as np; from fastconv import ops; i = fastconv.info(); "
+        "print(i['simd'], i['simd_forced']); a = np.ones((9, 7)); print(ops.gemm(a, a.T)[0, 0])"
+    )
     r = run_python(code, FASTCONV_ISA=isa)
     if r.returncode != 0 and "not supported" in r.stderr:
         pytest.skip(f"{isa} not supported by this CPU")
@@ -109,7 +119,9 @@ def test_fastconv_isa_env(isa):
 
 def test_fastconv_isa_env_unknown():
     """An unknown FASTCONV_ISA must not break the import: the best ISA stays, info() shows what was asked."""
-    r = run_python("import fastconv; i = fastconv.info(); print(i['simd'], i['simd_forced'])", FASTCONV_ISA="sse9")
+    r = run_python(
+        "import fastconv; i = fastconv.info(); print(i['simd'], i['simd_forced'])", FASTCONV_ISA="sse9"
+    )
     assert r.returncode == 0, r.stderr
     simd, forced = r.stdout.split()
     assert forced == "sse9"

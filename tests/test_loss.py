@@ -1,10 +1,10 @@
 """Softmax and SoftmaxWithLoss (labels, one-hot and probability targets) against fastconv.reference."""
+
 import warnings
 
 import numpy as np
 import pytest
 from conftest import TOL, f64, randn
-
 from fastconv import functions, layers, ops
 from fastconv.reference import functions as ref_functions
 from fastconv.reference import layers as ref_layers
@@ -37,8 +37,9 @@ def test_softmax(rng, dtype, shape):
 
 
 def test_softmax_large_values(dtype):
-    x = np.array([[1000.0, 1001.0, 1002.0], [-1000.0, 0.0, 1000.0], [1e4, 1e4, -1e4], [-1e4, -1e4, -1e4]],
-                 dtype=dtype)
+    x = np.array(
+        [[1000.0, 1001.0, 1002.0], [-1000.0, 0.0, 1000.0], [1e4, 1e4, -1e4], [-1e4, -1e4, -1e4]], dtype=dtype
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         y = ops.softmax(x)
@@ -64,7 +65,9 @@ def test_softmax_with_loss(rng, dtype, shape, kind):
     for dout in (1, 2.5):
         dx = layer.backward(dout)
         assert dx.dtype == dtype and dx.shape == shape
-        np.testing.assert_allclose(dx, ref.backward(dout), **TOL[dtype], err_msg=f"{kind} {shape} dout={dout}")
+        np.testing.assert_allclose(
+            dx, ref.backward(dout), **TOL[dtype], err_msg=f"{kind} {shape} dout={dout}"
+        )
 
 
 @pytest.mark.parametrize("kind", ["labels", "onehot"])
@@ -85,9 +88,11 @@ def test_loss_large_scores(dtype):
     t = np.array([1, 2])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        loss, y = ops.softmax_cross_entropy(x, t)
+        loss, _ = ops.softmax_cross_entropy(x, t)
     assert np.isfinite(loss)
-    np.testing.assert_allclose(loss, ref_functions.cross_entropy_error(ref_functions.softmax(f64(x)), t), rtol=1e-6)
+    np.testing.assert_allclose(
+        loss, ref_functions.cross_entropy_error(ref_functions.softmax(f64(x)), t), rtol=1e-6
+    )
 
 
 def test_label_dtypes(rng):
@@ -97,8 +102,10 @@ def test_label_dtypes(rng):
     want = ops.softmax_cross_entropy(x, t)[0]
     for dt in (np.int8, np.uint8, np.int16, np.int32, np.uint32, np.uint64):
         assert ops.softmax_cross_entropy(x, t.astype(dt))[0] == want, dt
-        np.testing.assert_array_equal(ops.softmax_cross_entropy_backward(ops.softmax(x), t.astype(dt)),
-                                      ops.softmax_cross_entropy_backward(ops.softmax(x), t))
+        np.testing.assert_array_equal(
+            ops.softmax_cross_entropy_backward(ops.softmax(x), t.astype(dt)),
+            ops.softmax_cross_entropy_backward(ops.softmax(x), t),
+        )
 
 
 def test_dense_targets_float64_with_float32_scores(rng):
@@ -124,7 +131,7 @@ def test_cross_entropy_error_and_softmax_loss(rng, dtype):
 
 
 def test_integer_one_hot_targets(rng, dtype):
-    """Integer one-hot targets of x's shape (e.g. np.eye(K, dtype=int)[labels]) are one-hot targets: the book's
+    """Integer one-hot targets of x's shape (np.eye(K, dtype=int)[labels]) are one-hot targets: the book's
     SoftmaxWithLoss and fastconv.reference accept them (t.size == y.size), so fastconv must too."""
     x = randn(rng, (4, 5), dtype)
     t = np.eye(5, dtype=np.int64)[[0, 3, 1, 4]]

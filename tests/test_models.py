@@ -1,10 +1,10 @@
-"""SimpleConvNet / DeepConvNet built on fastconv.layers against the same networks on fastconv.reference.layers."""
-import numpy as np
-import pytest
-from conftest import GRAD_TOL, MODEL_TOL_F64, TOL
+"""SimpleConvNet / DeepConvNet on fastconv.layers against the same networks on fastconv.reference.layers."""
 
 import fastconv.layers as fc_layers
 import fastconv.reference.layers as ref_layers
+import numpy as np
+import pytest
+from conftest import GRAD_TOL, MODEL_TOL_F64, TOL
 from fastconv.functions import numerical_gradient
 from fastconv.models import DeepConvNet, SimpleConvNet
 from fastconv.optimizer import Adam
@@ -22,7 +22,11 @@ def mnist_batch(rng, n=6, shape=(1, 28, 28)):
 
 
 def dropouts(net):
-    return [layer for layer in net.layers if hasattr(layer, "dropout_ratio")] if isinstance(net.layers, list) else []
+    return (
+        [layer for layer in net.layers if hasattr(layer, "dropout_ratio")]
+        if isinstance(net.layers, list)
+        else []
+    )
 
 
 def share_dropout_masks(fc_net, ref_net, monkeypatch):
@@ -30,11 +34,13 @@ def share_dropout_masks(fc_net, ref_net, monkeypatch):
     pairs = list(zip(dropouts(fc_net), dropouts(ref_net)))
     assert len(pairs) == 2
     for fc_layer, ref_layer in pairs:
+
         def forward(x, train_flg=True, fc_layer=fc_layer, ref_layer=ref_layer):
             if not train_flg:
                 return x * (1.0 - ref_layer.dropout_ratio)
             ref_layer.mask = fc_layer.mask
             return x * ref_layer.mask
+
         monkeypatch.setattr(ref_layer, "forward", forward)
 
 
@@ -111,9 +117,15 @@ def test_convnet_f32_vs_reference_f64(rng, monkeypatch, cls):
 def test_gradient_check_numerical():
     """The book's gradient_check on a tiny SimpleConvNet: backprop == central differences (float64)."""
     rng = np.random.default_rng(7)
-    net = build(SimpleConvNet, fc_layers, np.float64, input_dim=(1, 8, 8),
-                conv_param={"filter_num": 3, "filter_size": 3, "pad": 1, "stride": 1}, hidden_size=5,
-                weight_init_std=0.1)
+    net = build(
+        SimpleConvNet,
+        fc_layers,
+        np.float64,
+        input_dim=(1, 8, 8),
+        conv_param={"filter_num": 3, "filter_size": 3, "pad": 1, "stride": 1},
+        hidden_size=5,
+        weight_init_std=0.1,
+    )
     x = rng.standard_normal((3, 1, 8, 8))
     t = rng.integers(0, 10, size=3)
     grads = net.gradient(x, t)
@@ -146,11 +158,11 @@ def test_optimizer_updates_in_place(rng):
     x = x.astype(np.float32)
     net = build(SimpleConvNet, fc_layers, np.float32)
     before = net.predict(x)
-    held = {key: net.params[key] for key in net.params}
+    held = dict(net.params)
     opt = Adam(lr=0.01)
     opt.update(net.params, net.gradient(x, t))
-    for key in held:
-        assert net.params[key] is held[key]  # same arrays, new values
+    for key, arr in held.items():
+        assert net.params[key] is arr  # same arrays, new values
     after = net.predict(x)
     assert not np.allclose(after, before)
     # the updated net equals a reference net holding the updated parameters

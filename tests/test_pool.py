@@ -1,8 +1,8 @@
 """Max and average pooling: layers.Pooling / AvgPooling and ops.*pool_* against fastconv.reference.layers."""
+
 import numpy as np
 import pytest
 from conftest import POOL_CASES, POOL_IDS, TOL, f64, randn
-
 from fastconv import layers, ops
 from fastconv.reference import layers as ref_layers
 
@@ -58,8 +58,9 @@ def test_avgpool(rng, dtype, threads, case):
     np.testing.assert_allclose(dx, r_dx, **TOL[dtype], err_msg=f"t{threads} {case}")
 
 
-@pytest.mark.parametrize("case", [c for c in POOL_CASES if c[7] > 0], ids=[i for c, i in zip(POOL_CASES, POOL_IDS)
-                                                                         if c[7] > 0])
+@pytest.mark.parametrize(
+    "case", [c for c in POOL_CASES if c[7] > 0], ids=[i for c, i in zip(POOL_CASES, POOL_IDS) if c[7] > 0]
+)
 def test_maxpool_padding_never_wins(rng, dtype, case):
     """All-negative input: a zero from the padding must never be the maximum, nor receive gradient."""
     N, C, H, W, PH, PW, stride, pad = case
@@ -75,8 +76,9 @@ def test_maxpool_padding_never_wins(rng, dtype, case):
     assert dx.sum() == out.size  # every window routes its gradient to a real pixel
 
 
-@pytest.mark.parametrize("case", [c for c in POOL_CASES if c[7] > 0], ids=[i for c, i in zip(POOL_CASES, POOL_IDS)
-                                                                         if c[7] > 0])
+@pytest.mark.parametrize(
+    "case", [c for c in POOL_CASES if c[7] > 0], ids=[i for c, i in zip(POOL_CASES, POOL_IDS) if c[7] > 0]
+)
 def test_avgpool_padding_counts_as_zero(rng, dtype, case):
     """All-negative input: padded windows divide by pool_h*pool_w (count_include_pad), like the reference."""
     N, C, H, W, PH, PW, stride, pad = case
@@ -110,7 +112,9 @@ def test_maxpool_nan_propagates():
 
 def test_maxpool_book_example():
     """2x2 / stride 2 on a known 4x4 plane."""
-    x = np.array([[1, 2, 0, 1], [3, 0, 5, 2], [0, 0, 1, 1], [4, 1, 0, 7]], dtype=np.float32).reshape(1, 1, 4, 4)
+    x = np.array([[1, 2, 0, 1], [3, 0, 5, 2], [0, 0, 1, 1], [4, 1, 0, 7]], dtype=np.float32).reshape(
+        1, 1, 4, 4
+    )
     out, argmax = ops.maxpool_forward(x, 2, 2, 2, 0)
     np.testing.assert_array_equal(out[0, 0], [[3, 5], [4, 7]])
     np.testing.assert_array_equal(argmax[0, 0], [[4, 6], [12, 15]])

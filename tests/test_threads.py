@@ -2,9 +2,9 @@
 
 Sizes are large enough to pass the kernels' serial thresholds, so the 2-thread run really splits the work.
 """
+
 import numpy as np
 import pytest
-
 from fastconv import layers, ops
 from fastconv.models import DeepConvNet
 
@@ -57,7 +57,9 @@ def test_pool(rng, dtype, num_threads):
     out, argmax = ops.maxpool_forward(x, 3, 3, 2, 1)
     dout = rng.standard_normal(out.shape).astype(dtype)
     assert_identical(num_threads, lambda: ops.maxpool_forward(x, 3, 3, 2, 1), "maxpool_forward")
-    assert_identical(num_threads, lambda: ops.maxpool_backward(dout, argmax, x.shape, 3, 3, 2, 1), "maxpool_backward")
+    assert_identical(
+        num_threads, lambda: ops.maxpool_backward(dout, argmax, x.shape, 3, 3, 2, 1), "maxpool_backward"
+    )
     assert_identical(num_threads, lambda: ops.avgpool_forward(x, 3, 3, 2, 1), "avgpool_forward")
     assert_identical(num_threads, lambda: ops.avgpool_backward(dout, x.shape, 3, 3, 2, 1), "avgpool_backward")
 
@@ -87,8 +89,12 @@ def test_loss(rng, dtype, num_threads):
     assert_identical(num_threads, lambda: ops.softmax_cross_entropy(x, t), "softmax_cross_entropy labels")
     assert_identical(num_threads, lambda: ops.softmax_cross_entropy(x, onehot), "softmax_cross_entropy dense")
     y = ops.softmax(x)
-    assert_identical(num_threads, lambda: ops.softmax_cross_entropy_backward(y, t), "softmax_ce_backward labels")
-    assert_identical(num_threads, lambda: ops.softmax_cross_entropy_backward(y, onehot), "softmax_ce_backward dense")
+    assert_identical(
+        num_threads, lambda: ops.softmax_cross_entropy_backward(y, t), "softmax_ce_backward labels"
+    )
+    assert_identical(
+        num_threads, lambda: ops.softmax_cross_entropy_backward(y, onehot), "softmax_ce_backward dense"
+    )
 
 
 def test_batchnorm(rng, dtype, num_threads):
@@ -104,7 +110,9 @@ def test_batchnorm(rng, dtype, num_threads):
     assert_identical(num_threads, train, "batchnorm_forward_train")
     _, xc, xn, std = ops.batchnorm_forward_train(x, g, b, np.zeros(784, dtype), np.ones(784, dtype))
     assert_identical(num_threads, lambda: ops.batchnorm_backward(dout, xc, xn, std, g), "batchnorm_backward")
-    assert_identical(num_threads, lambda: ops.batchnorm_forward_infer(x, g, b, b, np.abs(g)), "batchnorm_infer")
+    assert_identical(
+        num_threads, lambda: ops.batchnorm_forward_infer(x, g, b, b, np.abs(g)), "batchnorm_infer"
+    )
 
 
 def test_dropout(rng, dtype, num_threads):
@@ -115,7 +123,7 @@ def test_dropout(rng, dtype, num_threads):
 
 
 def test_deep_convnet_gradient(rng, num_threads):
-    """A whole DeepConvNet gradient (float32, batch 8, fixed dropout seeds) is bit-identical on 1 and 2 threads."""
+    """A DeepConvNet gradient (float32, batch 8, fixed dropout seeds) is bit-identical on 1 and 2 threads."""
     x = rng.random((8, 1, 28, 28)).astype(np.float32)
     t = rng.integers(0, 10, size=8)
     np.random.seed(0)
@@ -134,7 +142,8 @@ def test_layer_threads(rng, num_threads, cls):
     x = rng.standard_normal((8, 3, 20, 20))
     W = rng.standard_normal((8, 3, 5, 5))
     layer = cls(W, np.zeros(8), 1, 2)
-    one, two = run_both(num_threads, lambda: (layer.forward(x), layer.backward(np.ones((8, 8, 20, 20))),
-                                              layer.dW, layer.db))
+    one, two = run_both(
+        num_threads, lambda: (layer.forward(x), layer.backward(np.ones((8, 8, 20, 20))), layer.dW, layer.db)
+    )
     for a, b in zip(one, two):
         assert np.array_equal(a, b)

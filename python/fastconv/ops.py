@@ -77,7 +77,7 @@ def as_array(x, name: str = "x") -> np.ndarray:
 
 
 def _check_float(a: np.ndarray, name: str) -> None:
-    if a.dtype not in _SUFFIX:
+    if a.dtype.newbyteorder("=") not in _SUFFIX:  # non-native byte order is converted by _c, as NumPy would
         hint = ""
         if a.dtype.kind in "iub":
             hint = f"; convert it first, e.g. {name}.astype(np.float32)"
@@ -93,7 +93,7 @@ def _floats(**named) -> tuple[np.dtype, dict[str, np.ndarray]]:
         a = _array(x, name)
         _check_float(a, name)
         arrays[name] = a
-    return np.result_type(*arrays.values()), arrays
+    return np.result_type(*arrays.values()).newbyteorder("="), arrays
 
 
 def _c(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
