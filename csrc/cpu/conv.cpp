@@ -1,11 +1,20 @@
-// conv.cpp: convolution as per-image GEMMs on a per-thread column buffer (never the whole batch's column
-// matrix: extra memory is one col_t of C*FH*FW x OH*OW per thread).
-//   forward   out_n (FN, P)  = W (FN, CK) @ col_t_n (CK, P) + b        P = OH*OW, CK = C*FH*FW
-//   backward  dW   (FN, CK) += dout_n (FN, P) @ col_t_n^T (P, CK)
-//             dcol (CK, P)   = W^T (CK, FN) @ dout_n (FN, P);  dx_n = col2im(dcol)
-//             db   (FN,)    += row sums of dout_n
-// Small images (MNIST) run one image per thread; when the batch is smaller than the thread count the
-// GEMM itself is split across threads. 1x1 stride-1 unpadded filters use x_n as col_t directly.
+// conv.cpp: convolution forward and backward as GEMMs on per-thread buffers; never the whole batch's column
+// matrix. x (N, C, H, W), W (FN, C, FH, FW) viewed as (FN, CK) with CK = C*FH*FW, out (N, FN, OH, OW).
+//
+// Stride 1 (every layer of the book's networks) -- "shifted views", no im2col at all:
+//   The image is copied once into a zero-padded buffer xp (C, Hp, Wp) and read flat. Row k = (c, fh, fw) of
+//   the column matrix, on the output grid widened to Wp columns, is xp shifted by offs[k] = c*Hp*Wp + fh*Wp
+//   + fw: the micro-kernel reads B there directly (ukr fn_offs). Outputs are computed on the (OH, Wp) grid;
+//   the Wp - OW extra columns per row are discarded (MNIST shapes: 7-20% extra work, no packing at all).
+//     forward  out_n (FN, OH*Wp) = W (FN, CK) @ B_n (CK, OH*Wp) + b, then the valid columns are kept
+//     dW      dW (FN, CK) += dout_n (FN, OH*Wp) @ B_n^T, with B_n^T packed from the shifted views and the
+//             extra columns zeroed, so nothing outside the true receptive fields enters the sum
+//     dx      the adjoint of a stride-1 cross-correlation is a stride-1 cross-correlation of dout with the
+//             filters flipped and channels swapped, padded by FH-1-pad: it runs on the forward path.
+// Stride > 1: im2col per image (forward writes the packed B panel directly: implicit GEMM), dW on col_t,
+//   dx = col2im(W^T @ dout_n).
+// Images are spread over threads (MNIST-sized work per image); the weight gradient is reduced over a fixed
+// number of batch groups in a fixed order, so dW and db do not depend on the thread count.
 #include "cpu/conv.h"
 
 #include <algorithm>
@@ -16,11 +25,137 @@
 
 namespace fastconv::cpu {
 
-namespace {
-inline bool is_pointwise(const ConvGeom& g) { return g.FH == 1 && g.FW == 1 && g.stride == 1 && g.pad == 0; }
-}  // namespace
-
 index_t conv_grad_groups(index_t N) { return std::min<index_t>(N, 16); }
+
+namespace {
+
+// Sum of v[0..n) in 8 interleaved partial sums, added in a fixed order: vectorisable (a single running sum
+// is one dependent add per element) and the same bits on any thread count.
+template <typename T>
+T row_sum(const T* v, index_t n) {
+  constexpr int L = 8;
+  T part[L] = {};
+  index_t i = 0;
+  for (; i + L <= n; i += L)
+#pragma omp simd
+    for (int l = 0; l < L; ++l) part[l] += v[i + l];
+  for (; i < n; ++i) part[i % L] += v[i];
+  return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+}
+
+// ------------------------------------------------------------------------------------------------------
+// stride 1: padded image and shifted views
+
+struct Shifted {
+  index_t Hp, Wp;     // padded image
+  index_t P2;         // OH * Wp: output grid widened to the padded row pitch
+  index_t np2;        // P2 rounded up to NR
+  index_t xp_size;    // C*Hp*Wp plus slack so the last sliver's reads stay inside
+  std::vector<index_t> offs;  // (CK,): start of row k of B in xp
+};
+
+Shifted make_shifted(const ConvGeom& g, int nr) {
+  Shifted s;
+  s.Hp = g.H + 2 * g.pad;
+  s.Wp = g.W + 2 * g.pad;
+  s.P2 = g.OH * s.Wp;
+  s.np2 = round_up(s.P2, nr);
+  s.xp_size = g.C * s.Hp * s.Wp + (s.np2 - s.P2) + g.FW;
+  s.offs.resize(static_cast<std::size_t>(g.C * g.FH * g.FW));
+  index_t k = 0;
+  for (index_t c = 0; c < g.C; ++c)
+    for (index_t fh = 0; fh < g.FH; ++fh)
+      for (index_t fw = 0; fw < g.FW; ++fw) s.offs[k++] = (c * s.Hp + fh) * s.Wp + fw;
+  return s;
+}
+
+// xp (C, Hp, Wp) + slack <- image x (C, H, W) with zero borders.
+template <typename T>
+void pad_image(const T* x, const ConvGeom& g, const Shifted& s, T* xp) {
+  const index_t pad = g.pad, plane = s.Hp * s.Wp;
+  for (index_t c = 0; c < g.C; ++c) {
+    T* xc = xp + c * plane;
+    std::fill(xc, xc + pad * s.Wp + pad, T(0));  // top rows and the left border of the first image row
+    for (index_t h = 0; h < g.H; ++h) {
+      const T* src = x + (c * g.H + h) * g.W;
+      T* dst = xc + (h + pad) * s.Wp + pad;
+      for (index_t w = 0; w < g.W; ++w) dst[w] = src[w];
+      // right border of this row and left border of the next one are adjacent in the flat layout
+      for (index_t w = g.W; w < g.W + 2 * pad; ++w) dst[w] = T(0);
+    }
+    std::fill(xc + (g.H + pad) * s.Wp + pad, xc + plane, T(0));  // bottom rows
+  }
+  std::fill(xp + g.C * plane, xp + s.xp_size, T(0));  // slack read by the last sliver
+}
+
+// out_n (FN, OH, OW) = W @ shifted views of xp + b, for one image, on the calling thread.
+template <typename T>
+void conv_forward_shifted_image(const Ukr<T>& u, const T* apack, const T* b, const T* xn, T* on, const ConvGeom& g,
+                                const Shifted& s, index_t FN) {
+  const index_t CK = g.C * g.FH * g.FW, mpad = round_up(FN, u.mr), KC = gemm_kc<T>();
+  T* xp = thread_workspace<T>(WS_CONV_COL, static_cast<std::size_t>(s.xp_size));
+  T* ct = thread_workspace<T>(WS_CONV_DCOL, static_cast<std::size_t>(mpad * s.np2));  // (mpad, np2)
+  pad_image(xn, g, s, xp);
+  for (index_t f = 0; f < mpad; ++f) std::fill(ct + f * s.np2, ct + (f + 1) * s.np2, f < FN ? b[f] : T(0));
+  // loop 4: pc += KC; loop 2: jr += NR over the widened grid; loop 1: ir += MR over the filters
+  for (index_t pc = 0; pc < CK; pc += KC) {
+    const index_t kc = std::min(KC, CK - pc);
+    const T* ap = apack + mpad * pc;
+    const index_t* of = s.offs.data() + pc;
+    for (index_t jr = 0; jr < s.np2; jr += u.nr)
+      for (index_t ir = 0; ir < mpad; ir += u.mr)
+        u.fn_offs(kc, ap + ir * kc, xp + jr, of, ct + ir * s.np2 + jr, s.np2, T(1), T(1));
+  }
+  // keep the OW valid columns of each widened output row
+  for (index_t f = 0; f < FN; ++f)
+    for (index_t oh = 0; oh < g.OH; ++oh) {
+      const T* src = ct + f * s.np2 + oh * s.Wp;
+      T* dst = on + (f * g.OH + oh) * g.OW;
+      for (index_t ow = 0; ow < g.OW; ++ow) dst[ow] = src[ow];
+    }
+}
+
+// dW_grp (+)= dout_n @ B_n^T for one image, B_n^T packed from the shifted views of xp.
+template <typename T>
+void conv_dw_shifted_image(const Ukr<T>& u, const T* xn, const T* dn, T* gdw, bool first, const ConvGeom& g,
+                           const Shifted& s, index_t FN) {
+  const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW, mpad = round_up(FN, u.mr), KC = gemm_kc<T>();
+  T* xp = thread_workspace<T>(WS_CONV_COL, static_cast<std::size_t>(s.xp_size));
+  T* dw = thread_workspace<T>(WS_CONV_DCOL, static_cast<std::size_t>(FN * s.P2));  // dout on the widened grid
+  T* ap = thread_workspace<T>(WS_CONV_ROW, static_cast<std::size_t>(mpad * s.P2));
+  T* bp = thread_workspace<T>(WS_CONV_BPACK, static_cast<std::size_t>(round_up(CK, u.nr) * std::min(KC, s.P2)));
+  pad_image(xn, g, s, xp);
+  for (index_t f = 0; f < FN; ++f)
+    for (index_t oh = 0; oh < g.OH; ++oh) {
+      const T* src = dn + f * P + oh * g.OW;
+      T* dst = dw + f * s.P2 + oh * s.Wp;
+      for (index_t ow = 0; ow < g.OW; ++ow) dst[ow] = src[ow];
+      for (index_t ow = g.OW; ow < s.Wp; ++ow) dst[ow] = T(0);
+    }
+  pack_a_full<T>(u, FN, s.P2, dw, s.P2, 1, ap);
+  for (index_t pc = 0; pc < s.P2; pc += KC) {  // K = P2 output positions
+    const index_t kc = std::min(KC, s.P2 - pc);
+    pack_b_cols_kc_nc<T>(kc, CK, xp, s.offs.data(), pc, s.Wp, g.OW, u.nr, bp);
+    macro_kernel<T>(u, FN, CK, kc, T(1), ap + mpad * pc, bp, (first && pc == 0) ? T(0) : T(1), gdw, CK);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------------
+// stride > 1: im2col
+
+// out_n = W @ im2col(x_n) + b with im2col written straight into the packed B panel (implicit GEMM).
+template <typename T>
+void conv_forward_im2col_image(const Ukr<T>& u, const T* apack, const T* b, const T* xn, T* on, const ConvGeom& g,
+                               index_t FN) {
+  const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW, npad = round_up(P, u.nr);
+  T* row = thread_workspace<T>(WS_CONV_ROW, static_cast<std::size_t>(npad));
+  T* bpack = thread_workspace<T>(WS_CONV_BPACK, static_cast<std::size_t>(npad * CK));
+  im2col_image_packed<T>(xn, g, u.nr, gemm_kc<T>(), row, bpack);
+  for (index_t f = 0; f < FN; ++f) std::fill(on + f * P, on + (f + 1) * P, b[f]);
+  gemm_prepacked<T>(u, FN, P, CK, T(1), apack, bpack, T(1), on, P);
+}
+
+}  // namespace
 
 // ------------------------------------------------------------------------------------------------------
 // forward
@@ -29,38 +164,17 @@ template <typename T>
 void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g, index_t FN, int nthreads) {
   const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW, xs = g.C * g.H * g.W;
   const Ukr<T>& u = active_ukr<T>();
-  const index_t npad = round_up(P, u.nr), KC = gemm_kc<T>();
   // W (FN, CK) is packed once per call and shared read-only by every image
   std::vector<T> apack(static_cast<std::size_t>(round_up(FN, u.mr) * CK));
   pack_a_full<T>(u, FN, CK, w, CK, 1, apack.data());
-  auto bias = [&](T* on) {  // on is (FN, P): start from the bias, the GEMM accumulates onto it
-    for (index_t f = 0; f < FN; ++f) std::fill(on + f * P, on + (f + 1) * P, b[f]);
-  };
-  if (g.N >= nthreads || nthreads == 1) {
-    // one image per thread: im2col writes the packed B panel directly (implicit GEMM)
+  if (g.stride == 1) {
+    const Shifted s = make_shifted(g, u.nr);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
-    for (index_t n = 0; n < g.N; ++n) {
-      T* row = thread_workspace<T>(WS_CONV_ROW, static_cast<std::size_t>(npad));
-      T* bpack = thread_workspace<T>(WS_CONV_BPACK, static_cast<std::size_t>(npad * CK));
-      im2col_image_packed<T>(x + n * xs, g, u.nr, KC, row, bpack);
-      T* on = out + n * FN * P;
-      bias(on);
-      gemm_prepacked<T>(u, FN, P, CK, T(1), apack.data(), bpack, T(1), on, P);
-    }
+    for (index_t n = 0; n < g.N; ++n)
+      conv_forward_shifted_image<T>(u, apack.data(), b, x + n * xs, out + n * FN * P, g, s, FN);
   } else {
-    // fewer images than threads (large images): split each image's GEMM across the threads instead
-    const bool direct = is_pointwise(g);
-    for (index_t n = 0; n < g.N; ++n) {
-      const T* col = x + n * xs;
-      if (!direct) {
-        T* ws = thread_workspace<T>(WS_CONV_COL, static_cast<std::size_t>(CK * P));
-        im2col_image<T>(x + n * xs, g, ws);
-        col = ws;
-      }
-      T* on = out + n * FN * P;
-      bias(on);
-      gemm<T>(FN, P, CK, T(1), w, CK, 1, col, P, 1, T(1), on, P, nthreads);
-    }
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (index_t n = 0; n < g.N; ++n) conv_forward_im2col_image<T>(u, apack.data(), b, x + n * xs, out + n * FN * P, g, FN);
   }
 }
 
@@ -71,24 +185,16 @@ template <typename T>
 void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, const ConvGeom& g, index_t FN,
                    int nthreads) {
   const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW, xs = g.C * g.H * g.W;
-  const bool direct = is_pointwise(g);
   const index_t G = conv_grad_groups(g.N);
   const Ukr<T>& u = active_ukr<T>();
-  const index_t npad = round_up(P, u.nr);
-  // per-group partial gradients, reduced in group order below
-  std::vector<T> part_dw(static_cast<std::size_t>(G * FN * CK)), part_db(static_cast<std::size_t>(G * FN));
+  const bool shifted = g.stride == 1;
 
-  // dx for stride 1: the adjoint of a stride-1 cross-correlation is a stride-1 cross-correlation of dout
-  // with the filters flipped in both spatial axes and input/output channels swapped, padded by FH-1-pad:
-  //   dx[c, ih, iw] = sum_{f,i,j} W[f, c, FH-1-i, FW-1-j] * dout_pad[f, ih + i, iw + j]
-  // so it runs on the forward path (implicit GEMM, no dcol matrix, no col2im). Square filters keep one pad.
-  // Its GEMM has M = C rows, so it pays only when C fills a micro-kernel tile (not for a 1-channel input).
-  const bool dx_by_conv = g.stride == 1 && g.FH == g.FW && g.pad <= g.FH - 1 && g.C >= u.mr;
+  // dx, stride 1: dx[c, ih, iw] = sum_{f,i,j} W[f, c, FH-1-i, FW-1-j] * dout_pad[f, ih + i, iw + j] with
+  // dout padded by FH-1-pad (FW-1-pad): a forward convolution. Square filters only (one pad argument), and
+  // only when C fills a micro-kernel tile (its GEMM has M = C rows).
+  const bool dx_by_conv = shifted && g.FH == g.FW && g.pad <= g.FH - 1 && g.C >= u.mr;
   std::vector<T> wt_pack;  // W^T (CK, FN) packed once for the dcol GEMMs: A(i=ck, k=f) = w[f*CK + ck]
-  if (!dx_by_conv) {
-    wt_pack.resize(static_cast<std::size_t>(round_up(CK, u.mr) * FN));
-    pack_a_full<T>(u, CK, FN, w, 1, CK, wt_pack.data());
-  } else {
+  if (dx_by_conv) {
     std::vector<T> wflip(static_cast<std::size_t>(FN * CK)), zero(static_cast<std::size_t>(g.C), T(0));
     const index_t KK = g.FH * g.FW;
     for (index_t f = 0; f < FN; ++f)
@@ -96,61 +202,54 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
         for (index_t k = 0; k < KK; ++k) wflip[(c * FN + f) * KK + (KK - 1 - k)] = w[(f * g.C + c) * KK + k];
     const ConvGeom gt = make_geom(g.N, FN, g.OH, g.OW, g.FH, g.FW, 1, g.FH - 1 - g.pad);  // gt.OH == H
     conv_forward<T>(dout, wflip.data(), zero.data(), dx, gt, g.C, nthreads);
+  } else {
+    wt_pack.resize(static_cast<std::size_t>(round_up(CK, u.mr) * FN));
+    pack_a_full<T>(u, CK, FN, w, 1, CK, wt_pack.data());
   }
 
-  auto one_group = [&](index_t grp, int gemm_threads) {
+  // dW and db per batch group, partial results reduced in group order below
+  std::vector<T> part_dw(static_cast<std::size_t>(G * FN * CK)), part_db(static_cast<std::size_t>(G * FN));
+  const Shifted s = shifted ? make_shifted(g, u.nr) : Shifted{};
+  const index_t npad = round_up(P, u.nr);
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (index_t grp = 0; grp < G; ++grp) {
     const index_t n0 = g.N * grp / G, n1 = g.N * (grp + 1) / G;
     T* gdw = part_dw.data() + grp * FN * CK;
     T* gdb = part_db.data() + grp * FN;
     std::fill(gdb, gdb + FN, T(0));
     for (index_t n = n0; n < n1; ++n) {
       const T* dn = dout + n * FN * P;  // (FN, P)
-      const T* col = x + n * xs;
-      if (!direct) {
-        T* ws = thread_workspace<T>(WS_CONV_COL, static_cast<std::size_t>(CK * P));
-        im2col_image<T>(x + n * xs, g, ws);
-        col = ws;
-      }
-      // dW_grp (+)= dout_n @ col_t^T : B(k=p, j=ck) = col[ck*P + p]
-      gemm<T>(FN, CK, P, T(1), dn, P, 1, col, 1, P, n == n0 ? T(0) : T(1), gdw, CK, gemm_threads);
-      for (index_t f = 0; f < FN; ++f) {
-        T s = T(0);
-        for (index_t p = 0; p < P; ++p) s += dn[f * P + p];
-        gdb[f] += s;
+      for (index_t f = 0; f < FN; ++f) gdb[f] += row_sum(dn + f * P, P);
+      if (shifted) {
+        conv_dw_shifted_image<T>(u, x + n * xs, dn, gdw, n == n0, g, s, FN);
+      } else {
+        T* col = thread_workspace<T>(WS_CONV_COL, static_cast<std::size_t>(CK * P));
+        im2col_image<T>(x + n * xs, g, col);
+        // B(k=p, j=ck) = col[ck*P + p]
+        gemm_serial<T>(FN, CK, P, T(1), dn, P, 1, col, 1, P, n == n0 ? T(0) : T(1), gdw, CK);
       }
       if (dx_by_conv) continue;
-      // dcol (CK, P) = W^T @ dout_n, then dx_n = col2im(dcol) (or dcol itself for 1x1 filters)
-      T* dxn = dx + n * xs;
-      T* dcol = direct ? dxn : thread_workspace<T>(WS_CONV_DCOL, static_cast<std::size_t>(CK * P));
-      if (gemm_threads == 1) {
-        T* bpack = thread_workspace<T>(WS_CONV_BPACK, static_cast<std::size_t>(npad * FN));
-        pack_b_full<T>(u, FN, P, dn, P, 1, bpack);
-        gemm_prepacked<T>(u, CK, P, FN, T(1), wt_pack.data(), bpack, T(0), dcol, P);
-      } else {
-        gemm<T>(CK, P, FN, T(1), w, 1, CK, dn, P, 1, T(0), dcol, P, gemm_threads);
-      }
-      if (!direct) col2im_image<T>(dcol, g, dxn);
+      // dcol (CK, P) = W^T @ dout_n, then dx_n = col2im(dcol)
+      T* bpack = thread_workspace<T>(WS_CONV_BPACK, static_cast<std::size_t>(npad * FN));
+      T* dcol = thread_workspace<T>(WS_CONV_DCOL, static_cast<std::size_t>(CK * P));
+      pack_b_full<T>(u, FN, P, dn, P, 1, bpack);
+      gemm_prepacked<T>(u, CK, P, FN, T(1), wt_pack.data(), bpack, T(0), dcol, P);
+      col2im_image<T>(dcol, g, dx + n * xs);
     }
-  };
-  if (G >= nthreads || nthreads == 1) {
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-    for (index_t grp = 0; grp < G; ++grp) one_group(grp, 1);
-  } else {
-    for (index_t grp = 0; grp < G; ++grp) one_group(grp, nthreads);
   }
 
   // reduce the groups in a fixed order (independent of the thread count)
   const index_t nw = FN * CK;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (index_t i = 0; i < nw; ++i) {
-    T s = part_dw[i];
-    for (index_t grp = 1; grp < G; ++grp) s += part_dw[grp * nw + i];
-    dw[i] = s;
+    T acc = part_dw[i];
+    for (index_t grp = 1; grp < G; ++grp) acc += part_dw[grp * nw + i];
+    dw[i] = acc;
   }
   for (index_t f = 0; f < FN; ++f) {
-    T s = part_db[f];
-    for (index_t grp = 1; grp < G; ++grp) s += part_db[grp * FN + f];
-    db[f] = s;
+    T acc = part_db[f];
+    for (index_t grp = 1; grp < G; ++grp) acc += part_db[grp * FN + f];
+    db[f] = acc;
   }
 }
 

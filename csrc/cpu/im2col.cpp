@@ -39,13 +39,16 @@ inline void im2col_row(const T* x, const ConvGeom& g, index_t c, index_t fh, ind
       continue;
     }
     const T* src = x + (c * g.H + ih) * g.W;  // row ih of channel c
-    std::fill(dst, dst + lo, T(0));
+    // plain loops, not memcpy/fill: rows are short (MNIST: 28) and a libc call per row costs more than the copy
+    for (index_t ow = 0; ow < lo; ++ow) dst[ow] = T(0);
     if (g.stride == 1) {
-      if (hi > lo) std::memcpy(dst + lo, src + lo + off, sizeof(T) * (hi - lo));
+      const T* s1 = src + off;
+#pragma omp simd
+      for (index_t ow = lo; ow < hi; ++ow) dst[ow] = s1[ow];
     } else {
       for (index_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * g.stride + off];
     }
-    std::fill(dst + hi, dst + g.OW, T(0));
+    for (index_t ow = hi; ow < g.OW; ++ow) dst[ow] = T(0);
   }
 }
 
@@ -60,19 +63,41 @@ void im2col_image(const T* x, const ConvGeom& g, T* col_t) {
 // Implicit GEMM: each row of col_t is built in a small L1-resident buffer and scattered straight into the
 // packed-B layout (per KC block of rows, NR-wide slivers of kc x nr), so the column matrix is never written
 // in full and the GEMM needs no separate packing pass.
+template <typename T, int NR>
+static void im2col_image_packed_nr(const T* x, const ConvGeom& g, int nr_rt, index_t KC, T* row, T* dst) {
+  const index_t P = g.OH * g.OW, CK = g.C * g.FH * g.FW;
+  const int nr = NR > 0 ? NR : nr_rt;  // compile-time sliver width for the common ISAs
+  const index_t npad = round_up(P, nr);
+  for (index_t j = P; j < npad; ++j) row[j] = T(0);  // tail of the last sliver stays zero
+  index_t k = 0;
+  for (index_t pc = 0; pc < CK; pc += KC) {
+    const index_t kc = std::min(KC, CK - pc);
+    T* panel = dst + npad * pc;  // K block pc: slivers of (kc, nr), sliver j0/nr at panel + j0*kc
+    for (index_t kk = 0; kk < kc; ++kk, ++k) {
+      const index_t c = k / (g.FH * g.FW), fh = (k / g.FW) % g.FH, fw = k % g.FW;
+      im2col_row(x, g, c, fh, fw, row);
+      T* blk = panel + kk * nr;
+      for (index_t j0 = 0; j0 < npad; j0 += nr) {
+        T* d = blk + j0 * kc;
+        const T* r = row + j0;
+#pragma omp simd
+        for (int j = 0; j < nr; ++j) d[j] = r[j];
+      }
+    }
+  }
+}
+
+// Implicit GEMM: each row of col_t is built in a small L1-resident buffer and scattered straight into the
+// packed-B layout (per KC block of rows, NR-wide slivers of kc x nr), so the column matrix is never written
+// in full and the GEMM needs no separate packing pass.
 template <typename T>
 void im2col_image_packed(const T* x, const ConvGeom& g, int nr, index_t KC, T* row, T* dst) {
-  const index_t P = g.OH * g.OW, CK = g.C * g.FH * g.FW, npad = round_up(P, nr);
-  std::fill(row + P, row + npad, T(0));  // tail of the last sliver stays zero
-  index_t k = 0;
-  for (index_t c = 0; c < g.C; ++c)
-    for (index_t fh = 0; fh < g.FH; ++fh)
-      for (index_t fw = 0; fw < g.FW; ++fw, ++k) {
-        im2col_row(x, g, c, fh, fw, row);
-        const index_t pc = (k / KC) * KC, kc = std::min(KC, CK - pc);
-        T* block = dst + npad * pc + (k - pc) * nr;  // sliver j0/nr holds (kc, nr) at block + j0*kc
-        for (index_t j0 = 0; j0 < npad; j0 += nr) std::memcpy(block + j0 * kc, row + j0, sizeof(T) * nr);
-      }
+  switch (nr) {
+    case 32: im2col_image_packed_nr<T, 32>(x, g, nr, KC, row, dst); break;
+    case 16: im2col_image_packed_nr<T, 16>(x, g, nr, KC, row, dst); break;
+    case 8: im2col_image_packed_nr<T, 8>(x, g, nr, KC, row, dst); break;
+    default: im2col_image_packed_nr<T, 0>(x, g, nr, KC, row, dst); break;
+  }
 }
 
 template <typename T>

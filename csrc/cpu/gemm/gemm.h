@@ -17,11 +17,17 @@ using index_t = std::int64_t;
 template <typename T>
 using ukr_fn = void (*)(index_t kc, const T* a, const T* b, T* c, index_t ldc, T alpha, T beta);
 
+// The same on an unpacked B whose row k starts at b + offs[k] (NR contiguous values are read from there).
+template <typename T>
+using ukr_offs_fn = void (*)(index_t kc, const T* a, const T* b, const index_t* offs, T* c, index_t ldc, T alpha,
+                             T beta);
+
 template <typename T>
 struct Ukr {
   int mr, nr;
   ukr_fn<T> fn;
   const char* name;
+  ukr_offs_fn<T> fn_offs;
 };
 
 // The micro-kernel in use for T (follows the ISA chosen at import or by gemm_set_isa).
@@ -69,6 +75,10 @@ template <typename T>
 void pack_a_mc_kc(index_t mc, index_t kc, const T* A, index_t rsa, index_t csa, int mr, T* dst);
 template <typename T>
 void pack_b_kc_nc(index_t kc, index_t nc, const T* B, index_t rsb, index_t csb, int nr, T* dst);
+// B(k, j) = base[col_offs[j] + k0 + k]; rows whose (k0 + k) % row_period >= row_valid become zeros.
+template <typename T>
+void pack_b_cols_kc_nc(index_t kc, index_t nc, const T* base, const index_t* col_offs, index_t k0, index_t row_period,
+                       index_t row_valid, int nr, T* dst);
 template <typename T>
 void macro_kernel(const Ukr<T>& u, index_t mc, index_t nc, index_t kc, T alpha, const T* apack,
                   const T* bpack, T beta, T* C, index_t ldc);

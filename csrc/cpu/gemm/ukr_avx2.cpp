@@ -15,7 +15,15 @@ static void ukr_avx2_6x8(index_t kc, const double* a, const double* b, double* c
   ukr_simd<double, AVX2_MR_F64, AVX2_NR_F64 / 4, 4>(kc, a, b, c, ldc, alpha, beta);
 }
 
-Ukr<float> ukr_avx2_f32() { return {AVX2_MR_F32, AVX2_NR_F32, &ukr_avx2_6x16, "ukr_avx2_6x16"}; }
-Ukr<double> ukr_avx2_f64() { return {AVX2_MR_F64, AVX2_NR_F64, &ukr_avx2_6x8, "ukr_avx2_6x8"}; }
+static void ukr_avx2_6x16_offs(index_t kc, const float* a, const float* b, const index_t* offs, float* c, index_t ldc,
+                             float alpha, float beta) {
+  ukr_simd<float, AVX2_MR_F32, AVX2_NR_F32 / 8, 8, true>(kc, a, b, c, ldc, alpha, beta, offs);
+}
+Ukr<float> ukr_avx2_f32() { return {AVX2_MR_F32, AVX2_NR_F32, &ukr_avx2_6x16, "ukr_avx2_6x16", &ukr_avx2_6x16_offs}; }
+static void ukr_avx2_6x8_offs(index_t kc, const double* a, const double* b, const index_t* offs, double* c, index_t ldc,
+                             double alpha, double beta) {
+  ukr_simd<double, AVX2_MR_F64, AVX2_NR_F64 / 4, 4, true>(kc, a, b, c, ldc, alpha, beta, offs);
+}
+Ukr<double> ukr_avx2_f64() { return {AVX2_MR_F64, AVX2_NR_F64, &ukr_avx2_6x8, "ukr_avx2_6x8", &ukr_avx2_6x8_offs}; }
 
 }  // namespace fastconv::cpu

@@ -15,7 +15,15 @@ static void ukr_avx512_8x16(index_t kc, const double* a, const double* b, double
   ukr_simd<double, AVX512_MR_F64, AVX512_NR_F64 / 8, 8>(kc, a, b, c, ldc, alpha, beta);
 }
 
-Ukr<float> ukr_avx512_f32() { return {AVX512_MR_F32, AVX512_NR_F32, &ukr_avx512_8x32, "ukr_avx512_8x32"}; }
-Ukr<double> ukr_avx512_f64() { return {AVX512_MR_F64, AVX512_NR_F64, &ukr_avx512_8x16, "ukr_avx512_8x16"}; }
+static void ukr_avx512_8x32_offs(index_t kc, const float* a, const float* b, const index_t* offs, float* c, index_t ldc,
+                             float alpha, float beta) {
+  ukr_simd<float, AVX512_MR_F32, AVX512_NR_F32 / 16, 16, true>(kc, a, b, c, ldc, alpha, beta, offs);
+}
+Ukr<float> ukr_avx512_f32() { return {AVX512_MR_F32, AVX512_NR_F32, &ukr_avx512_8x32, "ukr_avx512_8x32", &ukr_avx512_8x32_offs}; }
+static void ukr_avx512_8x16_offs(index_t kc, const double* a, const double* b, const index_t* offs, double* c, index_t ldc,
+                             double alpha, double beta) {
+  ukr_simd<double, AVX512_MR_F64, AVX512_NR_F64 / 8, 8, true>(kc, a, b, c, ldc, alpha, beta, offs);
+}
+Ukr<double> ukr_avx512_f64() { return {AVX512_MR_F64, AVX512_NR_F64, &ukr_avx512_8x16, "ukr_avx512_8x16", &ukr_avx512_8x16_offs}; }
 
 }  // namespace fastconv::cpu

@@ -17,7 +17,19 @@ static void ukr_ref_4x8(index_t kc, const T* a, const T* b, T* c, index_t ldc, T
       c[i * ldc + j] = beta == T(0) ? alpha * acc[i][j] : alpha * acc[i][j] + beta * c[i * ldc + j];
 }
 
-Ukr<float> ukr_ref_f32() { return {REF_MR, REF_NR, &ukr_ref_4x8<float>, "ukr_ref_4x8"}; }
-Ukr<double> ukr_ref_f64() { return {REF_MR, REF_NR, &ukr_ref_4x8<double>, "ukr_ref_4x8"}; }
+template <typename T>
+static void ukr_ref_4x8_offs(index_t kc, const T* a, const T* b, const index_t* offs, T* c, index_t ldc, T alpha,
+                             T beta) {
+  T acc[REF_MR][REF_NR] = {};
+  for (index_t k = 0; k < kc; ++k)
+    for (int i = 0; i < REF_MR; ++i)
+      for (int j = 0; j < REF_NR; ++j) acc[i][j] += a[k * REF_MR + i] * b[offs[k] + j];
+  for (int i = 0; i < REF_MR; ++i)
+    for (int j = 0; j < REF_NR; ++j)
+      c[i * ldc + j] = beta == T(0) ? alpha * acc[i][j] : alpha * acc[i][j] + beta * c[i * ldc + j];
+}
+
+Ukr<float> ukr_ref_f32() { return {REF_MR, REF_NR, &ukr_ref_4x8<float>, "ukr_ref_4x8", &ukr_ref_4x8_offs<float>}; }
+Ukr<double> ukr_ref_f64() { return {REF_MR, REF_NR, &ukr_ref_4x8<double>, "ukr_ref_4x8", &ukr_ref_4x8_offs<double>}; }
 
 }  // namespace fastconv::cpu

@@ -34,9 +34,11 @@ inline V splat(T s) {
   return V{} + s;
 }
 
-template <typename T, int MR, int NV, int VL>
+// OFFS = false: b is a packed sliver (row k at b + k*NV*VL). OFFS = true: row k of B is at b + offs[k]
+// (an unpacked, shifted view: the stride-1 convolution reads its input this way, see conv.cpp).
+template <typename T, int MR, int NV, int VL, bool OFFS = false>
 inline void ukr_simd(index_t kc, const T* __restrict a, const T* __restrict b, T* __restrict c, index_t ldc,
-                     T alpha, T beta) {
+                     T alpha, T beta, const index_t* __restrict offs = nullptr) {
   typedef T V __attribute__((vector_size(VL * sizeof(T))));
   V acc[MR][NV];
 #pragma GCC unroll 16
@@ -46,8 +48,9 @@ inline void ukr_simd(index_t kc, const T* __restrict a, const T* __restrict b, T
 
   for (index_t k = 0; k < kc; ++k) {
     V bv[NV];
+    const T* bk = OFFS ? b + offs[k] : b;
 #pragma GCC unroll 8
-    for (int j = 0; j < NV; ++j) std::memcpy(&bv[j], b + j * VL, sizeof(V));  // packed B is 64-B aligned
+    for (int j = 0; j < NV; ++j) std::memcpy(&bv[j], bk + j * VL, sizeof(V));
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       const V av = splat<V, T, VL>(a[i]);
@@ -55,7 +58,7 @@ inline void ukr_simd(index_t kc, const T* __restrict a, const T* __restrict b, T
       for (int j = 0; j < NV; ++j) acc[i][j] += av * bv[j];
     }
     a += MR;
-    b += NV * VL;
+    if (!OFFS) b += NV * VL;
   }
 
   // write-back: C may be any row stride, so unaligned loads/stores (memcpy compiles to vmovups)
