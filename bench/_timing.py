@@ -7,8 +7,17 @@ import platform
 import time
 
 
-def best_time(fn, repeat: int = 5, warmup: int = 1) -> float:
+# NumPy's OpenBLAS keeps its worker threads spinning for a while after every BLAS call. An OpenMP kernel
+# started in that window shares its cores with spinning threads and waits for a scheduler slice (measured
+# here: a 0.07 ms ReLU timed at 7.9 ms right after the reference's matmuls). Timing blocks therefore start
+# after a pause long enough for those threads to park, so each side is timed on an otherwise idle machine.
+SETTLE_S = 0.3
+
+
+def best_time(fn, repeat: int = 5, warmup: int = 1, settle: bool = True) -> float:
     """Minimum wall time of ``fn()`` in seconds over ``repeat`` runs after ``warmup`` untimed runs."""
+    if settle:
+        time.sleep(SETTLE_S)
     for _ in range(warmup):
         fn()
     best = float("inf")

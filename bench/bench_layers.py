@@ -7,7 +7,8 @@ The fastconv network runs with float32 parameters; the reference network is the 
 seed. Before timing, gradients are checked to agree (dropout disabled for the check), then:
   1. DeepConvNet gradient() (forward + backward, batch N x 1x28x28), min of --repeat runs;
   2. each layer's forward and backward on the activations of that step.
-Ratios are measured side by side in one run; absolute times vary with the machine's load.
+Ratios are measured side by side in one run; absolute times vary with the machine's load. Each timing block
+starts after a short pause that lets NumPy's BLAS threads stop spinning (see _timing.py).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def layer_rows(net_fc, net_ref, x, t, repeat):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None, help="fastconv threads (default: all cores)")
     args = parser.parse_args()
     if args.threads:
