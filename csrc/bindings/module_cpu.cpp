@@ -33,6 +33,11 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("set_num_threads", &cpu::set_num_threads, py::arg("n"), "Set the threads used by every kernel.");
   m.def("cpu_isa", [] { return std::string(cpu::gemm_active_isa()); },
         "The GEMM micro-kernel ISA in use (chosen from CPUID, or forced by FASTCONV_ISA).");
+  m.def("supported_isas", [] {
+    py::list l;
+    for (const char* s : cpu::gemm_supported_isas()) l.append(s);
+    return l;
+  }, "ISAs compiled into this build and supported by this CPU (every one can be forced with set_cpu_isa).");
   m.def("set_cpu_isa", [](const std::string& isa) { cpu::gemm_set_isa(isa); }, py::arg("isa"),
         "Force the GEMM micro-kernel ISA: 'avx512', 'avx2' or 'scalar'. Raises ValueError if the CPU or the "
         "build lacks it.");

@@ -56,6 +56,7 @@ def info() -> dict:
         "compiler": b["compiler"],
         "simd": _cpu.cpu_isa(),
         "simd_compiled": list(b["simd_compiled"]),
+        "simd_supported": list(_cpu.supported_isas()),
         "simd_forced": _os.environ.get("FASTCONV_ISA"),
         "openmp": bool(b["openmp"]),
         "num_threads": get_num_threads(),

@@ -1,5 +1,6 @@
 // ukr_avx512.cpp: AVX-512F micro-kernels, compiled with -mavx512f (per-file flags in CMakeLists.txt) and
-// called only when CPUID reports AVX-512F/DQ. f32: 8 x 32 (16 zmm accumulators), f64: 8 x 16.
+// called only when CPUID reports AVX-512F/DQ. f32: 8 x 32 (16 zmm accumulators), f64: 8 x 16. Each comes
+// in two forms: on a packed B sliver, and on unpacked B rows at per-k offsets (fn_offs, stride-1 conv).
 #include "cpu/gemm/config.h"
 #include "cpu/gemm/ukr_simd.h"
 
@@ -10,20 +11,24 @@ static void ukr_avx512_8x32(index_t kc, const float* a, const float* b, float* c
                             float beta) {
   ukr_simd<float, AVX512_MR_F32, AVX512_NR_F32 / 16, 16>(kc, a, b, c, ldc, alpha, beta);
 }
+static void ukr_avx512_8x32_offs(index_t kc, const float* a, const float* b, const index_t* offs, float* c,
+                                 index_t ldc, float alpha, float beta) {
+  ukr_simd<float, AVX512_MR_F32, AVX512_NR_F32 / 16, 16, true>(kc, a, b, c, ldc, alpha, beta, offs);
+}
 static void ukr_avx512_8x16(index_t kc, const double* a, const double* b, double* c, index_t ldc,
                             double alpha, double beta) {
   ukr_simd<double, AVX512_MR_F64, AVX512_NR_F64 / 8, 8>(kc, a, b, c, ldc, alpha, beta);
 }
-
-static void ukr_avx512_8x32_offs(index_t kc, const float* a, const float* b, const index_t* offs, float* c, index_t ldc,
-                             float alpha, float beta) {
-  ukr_simd<float, AVX512_MR_F32, AVX512_NR_F32 / 16, 16, true>(kc, a, b, c, ldc, alpha, beta, offs);
-}
-Ukr<float> ukr_avx512_f32() { return {AVX512_MR_F32, AVX512_NR_F32, &ukr_avx512_8x32, "ukr_avx512_8x32", &ukr_avx512_8x32_offs}; }
-static void ukr_avx512_8x16_offs(index_t kc, const double* a, const double* b, const index_t* offs, double* c, index_t ldc,
-                             double alpha, double beta) {
+static void ukr_avx512_8x16_offs(index_t kc, const double* a, const double* b, const index_t* offs, double* c,
+                                 index_t ldc, double alpha, double beta) {
   ukr_simd<double, AVX512_MR_F64, AVX512_NR_F64 / 8, 8, true>(kc, a, b, c, ldc, alpha, beta, offs);
 }
-Ukr<double> ukr_avx512_f64() { return {AVX512_MR_F64, AVX512_NR_F64, &ukr_avx512_8x16, "ukr_avx512_8x16", &ukr_avx512_8x16_offs}; }
+
+Ukr<float> ukr_avx512_f32() {
+  return {AVX512_MR_F32, AVX512_NR_F32, &ukr_avx512_8x32, "ukr_avx512_8x32", &ukr_avx512_8x32_offs};
+}
+Ukr<double> ukr_avx512_f64() {
+  return {AVX512_MR_F64, AVX512_NR_F64, &ukr_avx512_8x16, "ukr_avx512_8x16", &ukr_avx512_8x16_offs};
+}
 
 }  // namespace fastconv::cpu
