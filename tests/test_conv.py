@@ -84,3 +84,23 @@ def test_conv_known_values():
     xp = np.pad(x[0, 0], 1)
     want = np.array([[xp[i : i + 3, j : j + 3].sum() for j in range(4)] for i in range(4)]) + 0.5
     np.testing.assert_array_equal(out[0, 0], want)
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("where", ["right_border", "interior"])
+def test_conv_nonfinite_inputs_propagate_like_reference(rng, isa, value, where):
+    """inf / NaN in x propagate exactly as in the reference: the stride-1 weight gradient computes on a widened
+    output grid whose extra columns read real pixels; 0 * inf there must not leak NaN into taps that never
+    see the value (the kernel falls back to its exact path for such a group)."""
+    x = randn(rng, (3, 2, 7, 9), np.float64)
+    Wt = randn(rng, (4, 2, 3, 3), np.float64)
+    b = randn(rng, (4,), np.float64)
+    col = 8 if where == "right_border" else 4
+    x[1, 0, 3, col] = value
+    out, r_out = ops.conv_forward(x, Wt, b, 1, 1), None
+    dout = randn(rng, out.shape, np.float64)
+    r_out, r_dx, r_dW, r_db = reference(x, Wt, b, dout, 1, 1)
+    dx, dW, db = ops.conv_backward(x, Wt, dout, 1, 1)
+    for name, got, want in (("out", out, r_out), ("dx", dx, r_dx), ("dW", dW, r_dW), ("db", db, r_db)):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"{isa} {where} {name} NaN pattern")
+        np.testing.assert_allclose(got, want, **TOL_DOT[np.float64], equal_nan=True, err_msg=f"{isa} {where} {name}")

@@ -19,8 +19,9 @@ inline ConvGeom checked_geom(std::int64_t N, std::int64_t C, std::int64_t H, std
   check_window_param(stride, "stride");
   check_window_param(pad, "pad");
   if (H + 2 * pad < FH || W + 2 * pad < FW)
-    throw py::value_error("filter " + std::to_string(FH) + "x" + std::to_string(FW) + " is larger than the padded input " +
-                          std::to_string(H + 2 * pad) + "x" + std::to_string(W + 2 * pad));
+    throw py::value_error("filter " + std::to_string(FH) + "x" + std::to_string(FW) +
+                          " is larger than the padded input " + std::to_string(H + 2 * pad) + "x" +
+                          std::to_string(W + 2 * pad));
   ConvGeom g = make_geom(N, C, H, W, FH, FW, stride, pad);
   checked_size("conv sizes", N, C, H, W);
   checked_size("conv sizes", N, g.OH, g.OW, C, FH, FW);

@@ -7,8 +7,10 @@
 //   + fw: the micro-kernel reads B there directly (ukr fn_offs). Outputs are computed on the (OH, Wp) grid;
 //   the Wp - OW extra columns per row are discarded (MNIST shapes: 7-20% extra work, no packing at all).
 //     forward  out_n (FN, OH*Wp) = W (FN, CK) @ B_n (CK, OH*Wp) + b, then the valid columns are kept
-//     dW      dW (FN, CK) += dout_n (FN, OH*Wp) @ B_n^T, with B_n^T packed from the shifted views and the
-//             extra columns zeroed, so nothing outside the true receptive fields enters the sum
+//     dW      dW(f, k) = sum over a batch group's images and the widened grid of dout(f, p) * xp[offs[k] + p]
+//             with dout zero in the extra columns: a dot-product kernel on both operands in place (no
+//             packing). A group holding inf / NaN takes the exact path instead (B_n^T packed from the views
+//             with the extra columns zeroed), since 0 * inf there would leak NaN into taps that never see it.
 //     dx      the adjoint of a stride-1 cross-correlation is a stride-1 cross-correlation of dout with the
 //             filters flipped and channels swapped, padded by FH-1-pad: it runs on the forward path.
 // Stride > 1: im2col per image (forward writes the packed B panel directly: implicit GEMM), dW on col_t,
@@ -20,6 +22,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "cpu/gemm/config.h"
 #include "cpu/im2col.h"
 #include "cpu/workspace.h"
 
@@ -50,17 +53,19 @@ struct Shifted {
   index_t Hp, Wp;     // padded image
   index_t P2;         // OH * Wp: output grid widened to the padded row pitch
   index_t np2;        // P2 rounded up to NR
+  index_t kdot;       // P2 rounded up to the dot-product kernel's vector length
   index_t xp_size;    // C*Hp*Wp plus slack so the last sliver's reads stay inside
   std::vector<index_t> offs;  // (CK,): start of row k of B in xp
 };
 
-Shifted make_shifted(const ConvGeom& g, int nr) {
+Shifted make_shifted(const ConvGeom& g, int nr, int dot_vl) {
   Shifted s;
   s.Hp = g.H + 2 * g.pad;
   s.Wp = g.W + 2 * g.pad;
   s.P2 = g.OH * s.Wp;
   s.np2 = round_up(s.P2, nr);
-  s.xp_size = g.C * s.Hp * s.Wp + (s.np2 - s.P2) + g.FW;
+  s.kdot = round_up(s.P2, dot_vl);
+  s.xp_size = g.C * s.Hp * s.Wp + (std::max(s.np2, s.kdot) - s.P2) + g.FW;
   s.offs.resize(static_cast<std::size_t>(g.C * g.FH * g.FW));
   index_t k = 0;
   for (index_t c = 0; c < g.C; ++c)
@@ -69,9 +74,11 @@ Shifted make_shifted(const ConvGeom& g, int nr) {
   return s;
 }
 
-// xp (C, Hp, Wp) + slack <- image x (C, H, W) with zero borders.
+// xp (C, Hp, Wp) + slack <- image x (C, H, W) with zero borders. Returns whether every value is finite
+// (checked during the copy, which reads every value anyway).
 template <typename T>
-void pad_image(const T* x, const ConvGeom& g, const Shifted& s, T* xp) {
+bool pad_image(const T* x, const ConvGeom& g, const Shifted& s, T* xp) {
+  bool bad = false;
   const index_t pad = g.pad, plane = s.Hp * s.Wp;
   for (index_t c = 0; c < g.C; ++c) {
     T* xc = xp + c * plane;
@@ -79,13 +86,57 @@ void pad_image(const T* x, const ConvGeom& g, const Shifted& s, T* xp) {
     for (index_t h = 0; h < g.H; ++h) {
       const T* src = x + (c * g.H + h) * g.W;
       T* dst = xc + (h + pad) * s.Wp + pad;
-      for (index_t w = 0; w < g.W; ++w) dst[w] = src[w];
+      for (index_t w = 0; w < g.W; ++w) {
+        dst[w] = src[w];
+        bad |= !(src[w] - src[w] == T(0));  // inf - inf and NaN - NaN are NaN
+      }
       // right border of this row and left border of the next one are adjacent in the flat layout
       for (index_t w = g.W; w < g.W + 2 * pad; ++w) dst[w] = T(0);
     }
     std::fill(xc + (g.H + pad) * s.Wp + pad, xc + plane, T(0));  // bottom rows
   }
   std::fill(xp + g.C * plane, xp + s.xp_size, T(0));  // slack read by the last sliver
+  return !bad;
+}
+
+// dout_n (FN, OH, OW) on the widened grid: dw (fpad, kdot) with zeros in the Wp - OW extra columns of every
+// row, after P2, and in the rows f >= FN.
+template <typename T>
+void widen_dout(const T* dn, const ConvGeom& g, const Shifted& s, index_t FN, index_t fpad, T* dw) {
+  std::fill(dw, dw + fpad * s.kdot, T(0));
+  for (index_t f = 0; f < FN; ++f)
+    for (index_t oh = 0; oh < g.OH; ++oh) {
+      const T* src = dn + (f * g.OH + oh) * g.OW;
+      T* dst = dw + f * s.kdot + oh * s.Wp;
+      for (index_t ow = 0; ow < g.OW; ++ow) dst[ow] = src[ow];
+    }
+}
+
+// dW_grp = sum over the images [n0, n1) of dout_n @ B_n^T with the dot-product kernel: tiles of dot_mf
+// filters x dot_mt taps accumulate over every image of the group before one horizontal sum. Returns false
+// (and computes nothing) if an image holds inf or NaN: 0 * inf in the widened grid's extra columns would
+// then leak NaN into taps that never see that value, so the caller takes the exact packed path instead.
+template <typename T>
+bool conv_dw_dot_group(const Ukr<T>& u, const T* x, const T* dout, index_t n0, index_t n1, T* gdw,
+                       const ConvGeom& g, const Shifted& s, const std::vector<index_t>& toffs, index_t FN) {
+  const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW, xs = g.C * g.H * g.W, ni = n1 - n0;
+  const index_t fpad = round_up(FN, u.dot_mf), tpad = static_cast<index_t>(toffs.size());
+  T* xps = thread_workspace<T>(WS_CONV_COL, static_cast<std::size_t>(ni * s.xp_size));
+  T* dws = thread_workspace<T>(WS_CONV_DCOL, static_cast<std::size_t>(ni * fpad * s.kdot));
+  bool finite = true;
+  for (index_t i = 0; i < ni; ++i) {
+    finite = pad_image(x + (n0 + i) * xs, g, s, xps + i * s.xp_size) && finite;
+    widen_dout(dout + (n0 + i) * FN * P, g, s, FN, fpad, dws + i * fpad * s.kdot);
+  }
+  if (!finite) return false;
+  T tile[gemm_config::MAX_DOT_TILE];  // dot_mf * dot_mt of every registered kernel fits (config.h)
+  for (index_t fb = 0; fb < fpad; fb += u.dot_mf)
+    for (index_t tb = 0; tb < tpad; tb += u.dot_mt) {
+      u.dot(s.kdot, ni, dws + fb * s.kdot, fpad * s.kdot, s.kdot, xps, s.xp_size, toffs.data() + tb, tile);
+      for (index_t i = 0; i < u.dot_mf && fb + i < FN; ++i)
+        for (index_t j = 0; j < u.dot_mt && tb + j < CK; ++j) gdw[(fb + i) * CK + tb + j] = tile[i * u.dot_mt + j];
+    }
+  return true;
 }
 
 // out_n (FN, OH, OW) = W @ shifted views of xp + b, for one image, on the calling thread.
@@ -168,13 +219,14 @@ void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g,
   std::vector<T> apack(static_cast<std::size_t>(round_up(FN, u.mr) * CK));
   pack_a_full<T>(u, FN, CK, w, CK, 1, apack.data());
   if (g.stride == 1) {
-    const Shifted s = make_shifted(g, u.nr);
+    const Shifted s = make_shifted(g, u.nr, u.dot_vl);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (index_t n = 0; n < g.N; ++n)
       conv_forward_shifted_image<T>(u, apack.data(), b, x + n * xs, out + n * FN * P, g, s, FN);
   } else {
 #pragma omp parallel for schedule(static) num_threads(nthreads)
-    for (index_t n = 0; n < g.N; ++n) conv_forward_im2col_image<T>(u, apack.data(), b, x + n * xs, out + n * FN * P, g, FN);
+    for (index_t n = 0; n < g.N; ++n)
+      conv_forward_im2col_image<T>(u, apack.data(), b, x + n * xs, out + n * FN * P, g, FN);
   }
 }
 
@@ -209,7 +261,12 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
 
   // dW and db per batch group, partial results reduced in group order below
   std::vector<T> part_dw(static_cast<std::size_t>(G * FN * CK)), part_db(static_cast<std::size_t>(G * FN));
-  const Shifted s = shifted ? make_shifted(g, u.nr) : Shifted{};
+  const Shifted s = shifted ? make_shifted(g, u.nr, u.dot_vl) : Shifted{};
+  std::vector<index_t> toffs;  // tap offsets padded to a multiple of dot_mt (extra taps read xp[0..], discarded)
+  if (shifted) {
+    toffs = s.offs;
+    toffs.resize(static_cast<std::size_t>(round_up(CK, u.dot_mt)), 0);
+  }
   const index_t npad = round_up(P, u.nr);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (index_t grp = 0; grp < G; ++grp) {
@@ -217,12 +274,13 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
     T* gdw = part_dw.data() + grp * FN * CK;
     T* gdb = part_db.data() + grp * FN;
     std::fill(gdb, gdb + FN, T(0));
+    const bool dw_done = shifted && conv_dw_dot_group<T>(u, x, dout, n0, n1, gdw, g, s, toffs, FN);
     for (index_t n = n0; n < n1; ++n) {
       const T* dn = dout + n * FN * P;  // (FN, P)
       for (index_t f = 0; f < FN; ++f) gdb[f] += row_sum(dn + f * P, P);
-      if (shifted) {
+      if (shifted && !dw_done) {  // exact fallback for a group holding inf / NaN
         conv_dw_shifted_image<T>(u, x + n * xs, dn, gdw, n == n0, g, s, FN);
-      } else {
+      } else if (!shifted) {
         T* col = thread_workspace<T>(WS_CONV_COL, static_cast<std::size_t>(CK * P));
         im2col_image<T>(x + n * xs, g, col);
         // B(k=p, j=ck) = col[ck*P + p]

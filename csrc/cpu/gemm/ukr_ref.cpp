@@ -29,7 +29,28 @@ static void ukr_ref_4x8_offs(index_t kc, const T* a, const T* b, const index_t* 
       c[i * ldc + j] = beta == T(0) ? alpha * acc[i][j] : alpha * acc[i][j] + beta * c[i * ldc + j];
 }
 
-Ukr<float> ukr_ref_f32() { return {REF_MR, REF_NR, &ukr_ref_4x8<float>, "ukr_ref_4x8", &ukr_ref_4x8_offs<float>}; }
-Ukr<double> ukr_ref_f64() { return {REF_MR, REF_NR, &ukr_ref_4x8<double>, "ukr_ref_4x8", &ukr_ref_4x8_offs<double>}; }
+template <typename T>
+static void dot_ref_2x2(index_t K, index_t nimg, const T* a, index_t as, index_t lda, const T* b, index_t bs,
+                        const index_t* boffs, T* c) {
+  T acc[REF_DOT_MF][REF_DOT_MT] = {};
+  for (index_t img = 0; img < nimg; ++img)
+    for (int i = 0; i < REF_DOT_MF; ++i)
+      for (int j = 0; j < REF_DOT_MT; ++j) {
+        const T* ai = a + img * as + i * lda;
+        const T* bj = b + img * bs + boffs[j];
+        for (index_t k = 0; k < K; ++k) acc[i][j] += ai[k] * bj[k];
+      }
+  for (int i = 0; i < REF_DOT_MF; ++i)
+    for (int j = 0; j < REF_DOT_MT; ++j) c[i * REF_DOT_MT + j] = acc[i][j];
+}
+
+Ukr<float> ukr_ref_f32() {
+  return {REF_MR, REF_NR, &ukr_ref_4x8<float>, "ukr_ref_4x8", &ukr_ref_4x8_offs<float>, REF_DOT_MF,
+          REF_DOT_MT, 1, &dot_ref_2x2<float>};
+}
+Ukr<double> ukr_ref_f64() {
+  return {REF_MR, REF_NR, &ukr_ref_4x8<double>, "ukr_ref_4x8", &ukr_ref_4x8_offs<double>, REF_DOT_MF,
+          REF_DOT_MT, 1, &dot_ref_2x2<double>};
+}
 
 }  // namespace fastconv::cpu

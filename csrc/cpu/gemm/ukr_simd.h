@@ -85,4 +85,61 @@ inline void ukr_simd(index_t kc, const T* __restrict a, const T* __restrict b, T
   }
 }
 
+// Sum of the VL lanes at v by halving: (lo half + hi half) as vectors, recursively (fixed order).
+template <typename T, int VL>
+inline T hsum(const T* v) {
+  if constexpr (VL <= 2) {
+    return VL == 1 ? v[0] : v[0] + v[1];
+  } else {
+    typedef T H __attribute__((vector_size(VL / 2 * sizeof(T))));
+    H lo, hi;
+    std::memcpy(&lo, v, sizeof(H));
+    std::memcpy(&hi, v + VL / 2, sizeof(H));
+    lo += hi;
+    T half[VL / 2];
+    std::memcpy(half, &lo, sizeof(H));
+    return hsum<T, VL / 2>(half);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------------
+// dot-product tile (weight gradient of the stride-1 convolution): both operands contiguous along k.
+//   c[i*MT + j] = sum_img sum_k a[img*as + i*lda + k] * b[img*bs + boffs[j] + k],  i < MF, j < MT
+// K is a multiple of VL (the caller zero-pads a). MF*MT vector accumulators run over all images of a
+// batch group before one horizontal sum each, in a fixed lane order (deterministic).
+template <typename T, int MF, int MT, int VL>
+inline void dot_tile(index_t K, index_t nimg, const T* __restrict a, index_t as, index_t lda,
+                     const T* __restrict b, index_t bs, const index_t* __restrict boffs, T* __restrict c) {
+  typedef T V __attribute__((vector_size(VL * sizeof(T))));
+  V acc[MF][MT];
+#pragma GCC unroll 8
+  for (int i = 0; i < MF; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < MT; ++j) acc[i][j] = V{};
+  for (index_t img = 0; img < nimg; ++img) {
+    const T* ai = a + img * as;
+    const T* bj[MT];
+#pragma GCC unroll 8
+    for (int j = 0; j < MT; ++j) bj[j] = b + img * bs + boffs[j];
+    for (index_t k = 0; k < K; k += VL) {
+      V av[MF];
+#pragma GCC unroll 8
+      for (int i = 0; i < MF; ++i) std::memcpy(&av[i], ai + i * lda + k, sizeof(V));
+#pragma GCC unroll 8
+      for (int j = 0; j < MT; ++j) {
+        V bv;
+        std::memcpy(&bv, bj[j] + k, sizeof(V));
+#pragma GCC unroll 8
+        for (int i = 0; i < MF; ++i) acc[i][j] += av[i] * bv;
+      }
+    }
+  }
+  for (int i = 0; i < MF; ++i)
+    for (int j = 0; j < MT; ++j) {
+      T lane[VL];
+      std::memcpy(lane, &acc[i][j], sizeof(V));
+      c[i * MT + j] = hsum<T, VL>(lane);
+    }
+}
+
 }  // namespace fastconv::cpu
