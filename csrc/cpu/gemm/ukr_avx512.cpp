@@ -1,5 +1,5 @@
 // ukr_avx512.cpp: AVX-512F micro-kernels, compiled with -mavx512f (per-file flags in CMakeLists.txt) and
-// called only when CPUID reports AVX-512F/DQ. f32: 8 x 32 (16 zmm accumulators), f64: 8 x 16. Each comes
+// called only when CPUID reports AVX-512F/DQ. f32: 16 x 16 (16 zmm accumulators), f64: 8 x 16. Each comes
 // in two forms: on a packed B sliver, and on unpacked B rows at per-k offsets (fn_offs, stride-1 conv);
 // plus the dot-product tile of the stride-1 weight gradient (dot_*).
 #include "cpu/gemm/config.h"
@@ -8,11 +8,11 @@
 namespace fastconv::cpu {
 using namespace gemm_config;
 
-static void ukr_avx512_8x32(index_t kc, const float* a, const float* b, float* c, index_t ldc, float alpha,
+static void ukr_avx512_16x16(index_t kc, const float* a, const float* b, float* c, index_t ldc, float alpha,
                             float beta) {
   ukr_simd<float, AVX512_MR_F32, AVX512_NR_F32 / 16, 16>(kc, a, b, c, ldc, alpha, beta);
 }
-static void ukr_avx512_8x32_offs(index_t kc, const float* a, const float* b, const index_t* offs, float* c,
+static void ukr_avx512_16x16_offs(index_t kc, const float* a, const float* b, const index_t* offs, float* c,
                                  index_t ldc, float alpha, float beta) {
   ukr_simd<float, AVX512_MR_F32, AVX512_NR_F32 / 16, 16, true>(kc, a, b, c, ldc, alpha, beta, offs);
 }
@@ -31,7 +31,7 @@ static void dot_avx512_f32(index_t K, index_t nimg, const float* a, index_t as, 
 }
 
 Ukr<float> ukr_avx512_f32() {
-  return {AVX512_MR_F32, AVX512_NR_F32, &ukr_avx512_8x32, "ukr_avx512_8x32", &ukr_avx512_8x32_offs,
+  return {AVX512_MR_F32, AVX512_NR_F32, &ukr_avx512_16x16, "ukr_avx512_16x16", &ukr_avx512_16x16_offs,
           AVX512_DOT_MF, AVX512_DOT_MT, 16, &dot_avx512_f32};
 }
 static void dot_avx512_f64(index_t K, index_t nimg, const double* a, index_t as, index_t lda,
