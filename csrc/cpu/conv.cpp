@@ -74,9 +74,9 @@ Shifted make_shifted(const ConvGeom& g, int nr, int dot_vl) {
   return s;
 }
 
-// xp (C, Hp, Wp) + slack <- image x (C, H, W) with zero borders. Returns whether every value is finite
-// (checked during the copy, which reads every value anyway).
-template <typename T>
+// xp (C, Hp, Wp) + slack <- image x (C, H, W) with zero borders. With CHECK, returns whether every value
+// is finite (tested during the copy, which reads every value anyway); otherwise returns true.
+template <bool CHECK, typename T>
 bool pad_image(const T* x, const ConvGeom& g, const Shifted& s, T* xp) {
   bool bad = false;
   const index_t pad = g.pad, plane = s.Hp * s.Wp;
@@ -86,10 +86,9 @@ bool pad_image(const T* x, const ConvGeom& g, const Shifted& s, T* xp) {
     for (index_t h = 0; h < g.H; ++h) {
       const T* src = x + (c * g.H + h) * g.W;
       T* dst = xc + (h + pad) * s.Wp + pad;
-      for (index_t w = 0; w < g.W; ++w) {
-        dst[w] = src[w];
-        bad |= !(src[w] - src[w] == T(0));  // inf - inf and NaN - NaN are NaN
-      }
+      for (index_t w = 0; w < g.W; ++w) dst[w] = src[w];
+      if (CHECK)
+        for (index_t w = 0; w < g.W; ++w) bad |= !(src[w] - src[w] == T(0));  // inf - inf, NaN - NaN: NaN
       // right border of this row and left border of the next one are adjacent in the flat layout
       for (index_t w = g.W; w < g.W + 2 * pad; ++w) dst[w] = T(0);
     }
@@ -103,13 +102,17 @@ bool pad_image(const T* x, const ConvGeom& g, const Shifted& s, T* xp) {
 // row, after P2, and in the rows f >= FN.
 template <typename T>
 void widen_dout(const T* dn, const ConvGeom& g, const Shifted& s, index_t FN, index_t fpad, T* dw) {
-  std::fill(dw, dw + fpad * s.kdot, T(0));
-  for (index_t f = 0; f < FN; ++f)
+  for (index_t f = 0; f < FN; ++f) {
+    T* row = dw + f * s.kdot;
     for (index_t oh = 0; oh < g.OH; ++oh) {
       const T* src = dn + (f * g.OH + oh) * g.OW;
-      T* dst = dw + f * s.kdot + oh * s.Wp;
+      T* dst = row + oh * s.Wp;
       for (index_t ow = 0; ow < g.OW; ++ow) dst[ow] = src[ow];
+      for (index_t ow = g.OW; ow < s.Wp; ++ow) dst[ow] = T(0);
     }
+    std::fill(row + s.P2, row + s.kdot, T(0));
+  }
+  std::fill(dw + FN * s.kdot, dw + fpad * s.kdot, T(0));
 }
 
 // dW_grp = sum over the images [n0, n1) of dout_n @ B_n^T with the dot-product kernel: tiles of dot_mf
@@ -125,7 +128,7 @@ bool conv_dw_dot_group(const Ukr<T>& u, const T* x, const T* dout, index_t n0, i
   T* dws = thread_workspace<T>(WS_CONV_DCOL, static_cast<std::size_t>(ni * fpad * s.kdot));
   bool finite = true;
   for (index_t i = 0; i < ni; ++i) {
-    finite = pad_image(x + (n0 + i) * xs, g, s, xps + i * s.xp_size) && finite;
+    finite = pad_image<true>(x + (n0 + i) * xs, g, s, xps + i * s.xp_size) && finite;
     widen_dout(dout + (n0 + i) * FN * P, g, s, FN, fpad, dws + i * fpad * s.kdot);
   }
   if (!finite) return false;
@@ -146,24 +149,27 @@ void conv_forward_shifted_image(const Ukr<T>& u, const T* apack, const T* b, con
   const index_t CK = g.C * g.FH * g.FW, mpad = round_up(FN, u.mr), KC = gemm_kc<T>();
   T* xp = thread_workspace<T>(WS_CONV_COL, static_cast<std::size_t>(s.xp_size));
   T* ct = thread_workspace<T>(WS_CONV_DCOL, static_cast<std::size_t>(mpad * s.np2));  // (mpad, np2)
-  pad_image(xn, g, s, xp);
-  for (index_t f = 0; f < mpad; ++f) std::fill(ct + f * s.np2, ct + (f + 1) * s.np2, f < FN ? b[f] : T(0));
-  // loop 4: pc += KC; loop 2: jr += NR over the widened grid; loop 1: ir += MR over the filters
+  pad_image<false>(xn, g, s, xp);
+  // loop 4: pc += KC; loop 2: jr += NR over the widened grid; loop 1: ir += MR over the filters. The first K
+  // block overwrites C (beta = 0: no pre-fill, no load of C); the bias is added while compacting.
   for (index_t pc = 0; pc < CK; pc += KC) {
     const index_t kc = std::min(KC, CK - pc);
     const T* ap = apack + mpad * pc;
     const index_t* of = s.offs.data() + pc;
+    const T beta = pc == 0 ? T(0) : T(1);
     for (index_t jr = 0; jr < s.np2; jr += u.nr)
       for (index_t ir = 0; ir < mpad; ir += u.mr)
-        u.fn_offs(kc, ap + ir * kc, xp + jr, of, ct + ir * s.np2 + jr, s.np2, T(1), T(1));
+        u.fn_offs(kc, ap + ir * kc, xp + jr, of, ct + ir * s.np2 + jr, s.np2, T(1), beta);
   }
-  // keep the OW valid columns of each widened output row
-  for (index_t f = 0; f < FN; ++f)
+  // keep the OW valid columns of each widened output row, plus the bias
+  for (index_t f = 0; f < FN; ++f) {
+    const T bf = b[f];
     for (index_t oh = 0; oh < g.OH; ++oh) {
       const T* src = ct + f * s.np2 + oh * s.Wp;
       T* dst = on + (f * g.OH + oh) * g.OW;
-      for (index_t ow = 0; ow < g.OW; ++ow) dst[ow] = src[ow];
+      for (index_t ow = 0; ow < g.OW; ++ow) dst[ow] = src[ow] + bf;
     }
+  }
 }
 
 // dW_grp (+)= dout_n @ B_n^T for one image, B_n^T packed from the shifted views of xp.
@@ -175,7 +181,7 @@ void conv_dw_shifted_image(const Ukr<T>& u, const T* xn, const T* dn, T* gdw, bo
   T* dw = thread_workspace<T>(WS_CONV_DCOL, static_cast<std::size_t>(FN * s.P2));  // dout on the widened grid
   T* ap = thread_workspace<T>(WS_CONV_ROW, static_cast<std::size_t>(mpad * s.P2));
   T* bp = thread_workspace<T>(WS_CONV_BPACK, static_cast<std::size_t>(round_up(CK, u.nr) * std::min(KC, s.P2)));
-  pad_image(xn, g, s, xp);
+  pad_image<false>(xn, g, s, xp);
   for (index_t f = 0; f < FN; ++f)
     for (index_t oh = 0; oh < g.OH; ++oh) {
       const T* src = dn + f * P + oh * g.OW;
