@@ -266,7 +266,9 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
   }
 
   // dW and db per batch group, partial results reduced in group order below
-  std::vector<T> part_dw(static_cast<std::size_t>(G * FN * CK)), part_db(static_cast<std::size_t>(G * FN));
+  // (from the calling thread's workspace: kept across calls, not zeroed -- every group overwrites its part)
+  T* part_dw = thread_workspace<T>(WS_CONV_PART, static_cast<std::size_t>(G * (FN * CK + FN)));
+  T* part_db = part_dw + G * FN * CK;
   const Shifted s = shifted ? make_shifted(g, u.nr, u.dot_vl) : Shifted{};
   std::vector<index_t> toffs;  // tap offsets padded to a multiple of dot_mt (extra taps read xp[0..], discarded)
   if (shifted) {
@@ -277,8 +279,8 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (index_t grp = 0; grp < G; ++grp) {
     const index_t n0 = g.N * grp / G, n1 = g.N * (grp + 1) / G;
-    T* gdw = part_dw.data() + grp * FN * CK;
-    T* gdb = part_db.data() + grp * FN;
+    T* gdw = part_dw + grp * FN * CK;
+    T* gdb = part_db + grp * FN;
     std::fill(gdb, gdb + FN, T(0));
     const bool dw_done = shifted && conv_dw_dot_group<T>(u, x, dout, n0, n1, gdw, g, s, toffs, FN);
     for (index_t n = n0; n < n1; ++n) {

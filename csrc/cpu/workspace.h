@@ -1,7 +1,7 @@
 // workspace.h: per-thread scratch buffers that persist across calls (a small arena per thread).
 // OpenMP worker threads live as long as the process, so after the first call of a given size no
 // allocation and no first-touch page fault happens on the hot path. Slots keep users apart:
-// 0-1 GEMM packing, 2-5 convolution columns and packed panels. 64-byte aligned, grow-only.
+// 0-1 GEMM packing, 2-6 convolution buffers. 64-byte aligned, grow-only.
 #pragma once
 #include <cstddef>
 #include <cstdlib>
@@ -11,7 +11,14 @@
 namespace fastconv::cpu {
 
 enum WorkspaceSlot : int {
-  WS_GEMM_B = 0, WS_GEMM_A = 1, WS_CONV_COL = 2, WS_CONV_DCOL = 3, WS_CONV_ROW = 4, WS_CONV_BPACK = 5, WS_SLOTS = 6
+  WS_GEMM_B = 0,
+  WS_GEMM_A = 1,
+  WS_CONV_COL = 2,
+  WS_CONV_DCOL = 3,
+  WS_CONV_ROW = 4,
+  WS_CONV_BPACK = 5,
+  WS_CONV_PART = 6,  // per-group partial weight gradients (the calling thread's; every group writes its own)
+  WS_SLOTS = 7
 };
 
 struct WorkspaceFree {
