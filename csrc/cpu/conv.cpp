@@ -15,8 +15,8 @@
 //             filters flipped and channels swapped, padded by FH-1-pad: it runs on the forward path.
 // Stride > 1: im2col per image (forward writes the packed B panel directly: implicit GEMM), dW on col_t,
 //   dx = col2im(W^T @ dout_n).
-// Images are spread over threads (MNIST-sized work per image); the weight gradient is reduced over a fixed
-// number of batch groups in a fixed order, so dW and db do not depend on the thread count.
+// Images are spread over threads (MNIST-sized work per image); the weight gradient is summed over groups of
+// images in an order fixed by N alone (conv.h), so dW and db do not depend on the thread count.
 #include "cpu/conv.h"
 
 #include <algorithm>
@@ -27,8 +27,6 @@
 #include "cpu/workspace.h"
 
 namespace fastconv::cpu {
-
-index_t conv_grad_groups(index_t N) { return std::min<index_t>(N, 16); }
 
 namespace {
 
@@ -115,12 +113,12 @@ void widen_dout(const T* dn, const ConvGeom& g, const Shifted& s, index_t FN, in
   std::fill(dw + FN * s.kdot, dw + fpad * s.kdot, T(0));
 }
 
-// dW_grp = sum over the images [n0, n1) of dout_n @ B_n^T with the dot-product kernel: tiles of dot_mf
+// dW_grp (+)= sum over the images [n0, n1) of dout_n @ B_n^T with the dot-product kernel: tiles of dot_mf
 // filters x dot_mt taps accumulate over every image of the group before one horizontal sum. Returns false
 // (and computes nothing) if an image holds inf or NaN: 0 * inf in the widened grid's extra columns would
 // then leak NaN into taps that never see that value, so the caller takes the exact packed path instead.
 template <typename T>
-bool conv_dw_dot_group(const Ukr<T>& u, const T* x, const T* dout, index_t n0, index_t n1, T* gdw,
+bool conv_dw_dot_group(const Ukr<T>& u, const T* x, const T* dout, index_t n0, index_t n1, T* gdw, bool first,
                        const ConvGeom& g, const Shifted& s, const std::vector<index_t>& toffs, index_t FN) {
   const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW, xs = g.C * g.H * g.W, ni = n1 - n0;
   const index_t fpad = round_up(FN, u.dot_mf), tpad = static_cast<index_t>(toffs.size());
@@ -137,7 +135,10 @@ bool conv_dw_dot_group(const Ukr<T>& u, const T* x, const T* dout, index_t n0, i
     for (index_t tb = 0; tb < tpad; tb += u.dot_mt) {
       u.dot(s.kdot, ni, dws + fb * s.kdot, fpad * s.kdot, s.kdot, xps, s.xp_size, toffs.data() + tb, tile);
       for (index_t i = 0; i < u.dot_mf && fb + i < FN; ++i)
-        for (index_t j = 0; j < u.dot_mt && tb + j < CK; ++j) gdw[(fb + i) * CK + tb + j] = tile[i * u.dot_mt + j];
+        for (index_t j = 0; j < u.dot_mt && tb + j < CK; ++j) {
+          T& dst = gdw[(fb + i) * CK + tb + j];
+          dst = first ? tile[i * u.dot_mt + j] : dst + tile[i * u.dot_mt + j];
+        }
     }
   return true;
 }
@@ -243,7 +244,6 @@ template <typename T>
 void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, const ConvGeom& g, index_t FN,
                    int nthreads) {
   const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW, xs = g.C * g.H * g.W;
-  const index_t G = conv_grad_groups(g.N);
   const Ukr<T>& u = active_ukr<T>();
   const bool shifted = g.stride == 1;
 
@@ -265,10 +265,14 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
     pack_a_full<T>(u, CK, FN, w, 1, CK, wt_pack.data());
   }
 
-  // dW and db per batch group, partial results reduced in group order below
-  // (from the calling thread's workspace: kept across calls, not zeroed -- every group overwrites its part)
-  T* part_dw = thread_workspace<T>(WS_CONV_PART, static_cast<std::size_t>(G * (FN * CK + FN)));
-  T* part_db = part_dw + G * FN * CK;
+  // dW and db: groups of <= CONV_GROUP_IMAGES images, summed in order into S slots (see conv.h)
+  // NG groups of N*grp/NG .. N*(grp+1)/NG images (<= CONV_GROUP_IMAGES each); NG a multiple of the slot count
+  // where N allows, so threads get equal shares (batch 100: 16 groups of 6-7 images, one per slot)
+  const index_t NG = std::min(g.N, round_up((g.N + CONV_GROUP_IMAGES - 1) / CONV_GROUP_IMAGES, CONV_GRAD_SLOTS));
+  const index_t S = std::min(NG, CONV_GRAD_SLOTS);
+  // (from the calling thread's workspace: kept across calls, not zeroed -- every slot overwrites its part)
+  T* part_dw = thread_workspace<T>(WS_CONV_PART, static_cast<std::size_t>(S * (FN * CK + FN)));
+  T* part_db = part_dw + S * FN * CK;
   const Shifted s = shifted ? make_shifted(g, u.nr, u.dot_vl) : Shifted{};
   std::vector<index_t> toffs;  // tap offsets padded to a multiple of dot_mt (extra taps read xp[0..], discarded)
   if (shifted) {
@@ -277,44 +281,48 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
   }
   const index_t npad = round_up(P, u.nr);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (index_t grp = 0; grp < G; ++grp) {
-    const index_t n0 = g.N * grp / G, n1 = g.N * (grp + 1) / G;
-    T* gdw = part_dw + grp * FN * CK;
-    T* gdb = part_db + grp * FN;
+  for (index_t slot = 0; slot < S; ++slot) {
+    T* gdw = part_dw + slot * FN * CK;
+    T* gdb = part_db + slot * FN;
     std::fill(gdb, gdb + FN, T(0));
-    const bool dw_done = shifted && conv_dw_dot_group<T>(u, x, dout, n0, n1, gdw, g, s, toffs, FN);
-    for (index_t n = n0; n < n1; ++n) {
-      const T* dn = dout + n * FN * P;  // (FN, P)
-      for (index_t f = 0; f < FN; ++f) gdb[f] += row_sum(dn + f * P, P);
-      if (shifted && !dw_done) {  // exact fallback for a group holding inf / NaN
-        conv_dw_shifted_image<T>(u, x + n * xs, dn, gdw, n == n0, g, s, FN);
-      } else if (!shifted) {
-        T* col = thread_workspace<T>(WS_CONV_COL, static_cast<std::size_t>(CK * P));
-        im2col_image<T>(x + n * xs, g, col);
-        // B(k=p, j=ck) = col[ck*P + p]
-        gemm_serial<T>(FN, CK, P, T(1), dn, P, 1, col, 1, P, n == n0 ? T(0) : T(1), gdw, CK);
+    for (index_t grp = NG * slot / S; grp < NG * (slot + 1) / S; ++grp) {
+      const index_t n0 = g.N * grp / NG, n1 = g.N * (grp + 1) / NG;
+      const bool first_group = grp == NG * slot / S;
+      const bool dw_done = shifted && conv_dw_dot_group<T>(u, x, dout, n0, n1, gdw, first_group, g, s, toffs, FN);
+      for (index_t n = n0; n < n1; ++n) {
+        const T* dn = dout + n * FN * P;  // (FN, P)
+        const bool first = first_group && n == n0;
+        for (index_t f = 0; f < FN; ++f) gdb[f] += row_sum(dn + f * P, P);
+        if (shifted && !dw_done) {  // exact fallback for a group holding inf / NaN
+          conv_dw_shifted_image<T>(u, x + n * xs, dn, gdw, first, g, s, FN);
+        } else if (!shifted) {
+          T* col = thread_workspace<T>(WS_CONV_COL, static_cast<std::size_t>(CK * P));
+          im2col_image<T>(x + n * xs, g, col);
+          // B(k=p, j=ck) = col[ck*P + p]
+          gemm_serial<T>(FN, CK, P, T(1), dn, P, 1, col, 1, P, first ? T(0) : T(1), gdw, CK);
+        }
+        if (dx_by_conv) continue;
+        // dcol (CK, P) = W^T @ dout_n, then dx_n = col2im(dcol)
+        T* bpack = thread_workspace<T>(WS_CONV_BPACK, static_cast<std::size_t>(npad * FN));
+        T* dcol = thread_workspace<T>(WS_CONV_DCOL, static_cast<std::size_t>(CK * P));
+        pack_b_full<T>(u, FN, P, dn, P, 1, bpack);
+        gemm_prepacked<T>(u, CK, P, FN, T(1), wt_pack.data(), bpack, T(0), dcol, P);
+        col2im_image<T>(dcol, g, dx + n * xs);
       }
-      if (dx_by_conv) continue;
-      // dcol (CK, P) = W^T @ dout_n, then dx_n = col2im(dcol)
-      T* bpack = thread_workspace<T>(WS_CONV_BPACK, static_cast<std::size_t>(npad * FN));
-      T* dcol = thread_workspace<T>(WS_CONV_DCOL, static_cast<std::size_t>(CK * P));
-      pack_b_full<T>(u, FN, P, dn, P, 1, bpack);
-      gemm_prepacked<T>(u, CK, P, FN, T(1), wt_pack.data(), bpack, T(0), dcol, P);
-      col2im_image<T>(dcol, g, dx + n * xs);
     }
   }
 
-  // reduce the groups in a fixed order (independent of the thread count)
+  // add the slots in a fixed order (independent of the thread count)
   const index_t nw = FN * CK;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (index_t i = 0; i < nw; ++i) {
     T acc = part_dw[i];
-    for (index_t grp = 1; grp < G; ++grp) acc += part_dw[grp * nw + i];
+    for (index_t slot = 1; slot < S; ++slot) acc += part_dw[slot * nw + i];
     dw[i] = acc;
   }
   for (index_t f = 0; f < FN; ++f) {
     T acc = part_db[f];
-    for (index_t grp = 1; grp < G; ++grp) acc += part_db[grp * FN + f];
+    for (index_t slot = 1; slot < S; ++slot) acc += part_db[slot * FN + f];
     db[f] = acc;
   }
 }

@@ -14,8 +14,10 @@ template <typename T>
 void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, const ConvGeom& g, index_t FN,
                    int nthreads);
 
-// Number of fixed batch groups the weight-gradient reduction is split into (independent of the thread
-// count, so dW and db are bit-identical for any number of threads).
-index_t conv_grad_groups(index_t N);
+// The weight gradient is summed per group of at most CONV_GROUP_IMAGES images (bounded scratch per
+// thread), groups are summed in order into at most CONV_GRAD_SLOTS slots, and the slots are added in order:
+// all fixed by N alone, so dW and db are bit-identical for any number of threads.
+constexpr index_t CONV_GROUP_IMAGES = 8;
+constexpr index_t CONV_GRAD_SLOTS = 16;
 
 }  // namespace fastconv::cpu
