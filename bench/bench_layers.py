@@ -80,7 +80,7 @@ def layer_rows(net_fc, net_ref, x, t, repeat):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None, help="fastconv threads (default: all cores)")
     args = parser.parse_args()
     if args.threads:
