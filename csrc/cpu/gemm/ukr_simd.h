@@ -13,6 +13,10 @@
 #include "cpu/gemm/gemm.h"
 
 namespace fastconv::cpu {
+// Internal linkage on purpose: each ISA file compiles these templates with its own -m flags, and a
+// specialisation shared by two files must never be merged by the linker into one copy (it could be the
+// AVX-512 one running on the AVX2 path).
+namespace {
 
 // All lanes = s, through the ISA's set1 so the compiler emits one vbroadcast from memory per A value (or
 // folds it into the FMA). The generic forms are worse: V{} + s adds 0.0 first (a dependent vaddsd per row),
@@ -142,4 +146,27 @@ inline void dot_tile(index_t K, index_t nimg, const T* __restrict a, index_t as,
     }
 }
 
+// The registry entry of one ISA for element type T: micro-kernel MR x NR (NR = NV vectors of VL lanes),
+// its offset form, and the DMF x DMT dot-product tile.
+template <typename T, int MR, int NR, int VL, int DMF, int DMT>
+void ukr_packed(index_t kc, const T* a, const T* b, T* c, index_t ldc, T alpha, T beta) {
+  ukr_simd<T, MR, NR / VL, VL>(kc, a, b, c, ldc, alpha, beta);
+}
+template <typename T, int MR, int NR, int VL, int DMF, int DMT>
+void ukr_offs(index_t kc, const T* a, const T* b, const index_t* offs, T* c, index_t ldc, T alpha, T beta) {
+  ukr_simd<T, MR, NR / VL, VL, true>(kc, a, b, c, ldc, alpha, beta, offs);
+}
+template <typename T, int MR, int NR, int VL, int DMF, int DMT>
+void dot(index_t K, index_t nimg, const T* a, index_t as, index_t lda, const T* b, index_t bs, const index_t* boffs,
+         T* c) {
+  dot_tile<T, DMF, DMT, VL>(K, nimg, a, as, lda, b, bs, boffs, c);
+}
+template <typename T, int MR, int NR, int VL, int DMF, int DMT>
+Ukr<T> make_ukr(const char* name) {
+  static_assert(NR % VL == 0, "NR must be a whole number of vectors");
+  return {MR, NR, &ukr_packed<T, MR, NR, VL, DMF, DMT>, name, &ukr_offs<T, MR, NR, VL, DMF, DMT>, DMF, DMT, VL,
+          &dot<T, MR, NR, VL, DMF, DMT>};
+}
+
+}  // namespace
 }  // namespace fastconv::cpu
