@@ -24,6 +24,7 @@ PYBIND11_MODULE(_cpu, m) {
     d["openmp"] = cpu::openmp_enabled();
     d["cuda_built"] = false;
     d["cuda_status"] = FASTCONV_CUDA_STATUS;
+    d["sanitizers"] = FASTCONV_SANITIZE_STR;
     py::list isas;
     for (const char* s : cpu::gemm_compiled_isas()) isas.append(s);
     d["simd_compiled"] = isas;

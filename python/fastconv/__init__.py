@@ -62,4 +62,5 @@ def info() -> dict:
         "num_threads": get_num_threads(),
         "cuda": "available" if CUDA_REASON is None else f"not available: {CUDA_REASON}",
         "numpy": _np.__version__,
+        "sanitizers": b["sanitizers"] or None,
     }
