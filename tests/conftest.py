@@ -6,7 +6,9 @@ rounding is measured) -> for each implementation (``isa``, ``threads``) ->
 ``np.testing.assert_allclose(out, ref, **TOL[dtype], err_msg=f"{impl} {case}")``.
 """
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import fastconv
@@ -179,3 +181,48 @@ def f64(*arrays):
 def randn(rng, shape, dtype):
     """Standard normal array of ``dtype``."""
     return rng.standard_normal(shape).astype(dtype)
+
+
+# ======================================================================================================
+# hypothesis profiles (tests/test_properties.py)
+
+# FASTCONV_HYPOTHESIS picks the profile: "ci" (default) runs the full example counts, repeatably; "quick" runs
+# a tenth of them (the sanitizer build, where everything is 3-10x slower). Properties set max_examples with
+# n_examples(full), so both profiles keep their relative weights and "ci" keeps the counts the issue asks for.
+HYPOTHESIS_SCALES = {"ci": 1.0, "quick": 0.1}
+HYPOTHESIS_PROFILE = os.environ.get("FASTCONV_HYPOTHESIS", "ci")
+if HYPOTHESIS_PROFILE not in HYPOTHESIS_SCALES:
+    raise pytest.UsageError(
+        f"FASTCONV_HYPOTHESIS={HYPOTHESIS_PROFILE!r}: expected one of {', '.join(HYPOTHESIS_SCALES)}"
+    )
+
+
+def n_examples(full: int) -> int:
+    """max_examples for a property that runs ``full`` examples under the "ci" profile."""
+    return max(10, round(full * HYPOTHESIS_SCALES[HYPOTHESIS_PROFILE]))
+
+
+# Hypothesis keeps more than its example database under ./.hypothesis (a cache of constants found in the source,
+# patches for failing examples): keep all of it out of the repository.
+os.environ.setdefault(
+    "HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "fastconv-hypothesis")
+)
+
+try:
+    from hypothesis import settings as _hypothesis_settings
+except ImportError:  # hypothesis is only in the test extra; test_properties.py skips itself without it
+    pass
+else:
+    # database=None: no example database (nothing written into the repository); derandomize: CI runs the same
+    # examples every time (a failure prints its reproduction blob); deadline=None: timing is not a property.
+    # max_examples here is only the default of properties that do not set their own through n_examples().
+    for _name, _scale in HYPOTHESIS_SCALES.items():
+        _hypothesis_settings.register_profile(
+            _name,
+            max_examples=max(10, round(100 * _scale)),
+            deadline=None,
+            derandomize=True,
+            print_blob=True,
+            database=None,
+        )
+    _hypothesis_settings.load_profile(HYPOTHESIS_PROFILE)

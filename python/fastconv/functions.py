@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import ops
-from .reference.functions import cross_entropy_error, numerical_gradient
+from .reference import functions as _ref
+from .reference.functions import numerical_gradient
 
 __all__ = [
     "identity_function",
@@ -65,6 +66,20 @@ def softmax(x):
 def mean_squared_error(y, t):
     """``0.5 * sum((y - t) ** 2)``."""
     return 0.5 * np.sum((np.asarray(y) - np.asarray(t)) ** 2)
+
+
+def cross_entropy_error(y, t):
+    """Mean cross-entropy of probabilities ``y`` against integer labels (N,) or targets of ``y``'s shape.
+
+    The reference formula (``-sum(log(y[label] + 1e-7)) / N``), after checking that every label is in
+    [0, K): NumPy indexing would raise an IndexError for a label >= K and silently read another class for a
+    negative one.
+    """
+    y = ops.as_array(y, "y")
+    y2, t2, dense = _ref._targets(_ref._as_float(y), t)
+    if not dense:
+        ops.check_labels(t2, y2.shape[1])
+    return _ref.cross_entropy_error(y, t)
 
 
 def softmax_loss(X, t):

@@ -25,12 +25,12 @@ __all__ = [
 ]
 
 
-def _check_batch(x) -> None:
+def _check_batch(x, name: str = "x") -> None:
     """A batch (N, ...) with N >= 1 and at least one feature, before it is flattened to (N, -1)."""
     if x.ndim < 2:
-        raise ValueError(f"x: expected a batch (N, ...) with at least 2 dimensions, got shape {x.shape}")
+        raise ValueError(f"{name}: expected a batch (N, ...) with at least 2 dimensions, got shape {x.shape}")
     if x.size == 0:
-        raise ValueError(f"x: empty array (shape {x.shape}); every dimension must be >= 1")
+        raise ValueError(f"{name}: empty array (shape {x.shape}); every dimension must be >= 1")
 
 
 # ======================================================================================================
@@ -125,7 +125,7 @@ class Dropout:
     def __init__(self, dropout_ratio=0.5, seed=None):
         self.dropout_ratio = dropout_ratio
         self.mask = None
-        self._rng = None if seed is None else np.random.default_rng(seed)
+        self._rng = None if seed is None else np.random.default_rng(ops.check_seed(seed))
 
     def _next_key(self) -> int:
         if self._rng is None:
@@ -188,6 +188,7 @@ class BatchNormalization:
 
     def backward(self, dout):
         dout = ops.as_array(dout, "dout")
+        _check_batch(dout, "dout")
         dx, dgamma, dbeta = ops.batchnorm_backward(dout.reshape(dout.shape[0], -1), self.xc, self.xn, self.std,
                                                    self.gamma)
         self.dgamma = dgamma.reshape(np.shape(self.gamma))

@@ -9,6 +9,7 @@ Layers (``fastconv.layers``) call only this module.
 
 from __future__ import annotations
 
+import math
 import operator
 
 import numpy as np
@@ -17,6 +18,7 @@ from ._backend import CUDA_REASON, _cpu
 
 __all__ = [
     "as_array",
+    "check_labels",
     "gemm",
     "im2col",
     "col2im",
@@ -35,6 +37,7 @@ __all__ = [
     "softmax",
     "softmax_cross_entropy",
     "softmax_cross_entropy_backward",
+    "check_seed",
     "dropout_forward",
     "dropout_infer",
     "dropout_backward",
@@ -97,8 +100,10 @@ def _floats(**named) -> tuple[np.dtype, dict[str, np.ndarray]]:
 
 
 def _c(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """C-contiguous array of ``dtype``; copies only when needed (non-contiguous, sliced, Fortran, other dtype)."""
-    return np.ascontiguousarray(a, dtype=dtype)
+    """C-contiguous array of ``dtype``; copies only when needed (non-contiguous, sliced, Fortran, other dtype).
+    Keeps the shape of 0-D arrays (np.ascontiguousarray returns them as 1-D)."""
+    r = np.ascontiguousarray(a, dtype=dtype)
+    return r.reshape(a.shape) if r.ndim != a.ndim else r
 
 
 def _kernel(name: str, dtype: np.dtype):
@@ -120,8 +125,12 @@ def _same_shape(a: np.ndarray, name: str, expected, expected_from: str) -> None:
         raise ValueError(f"{name}: shape {_shape(a.shape)}, expected {_shape(expected)} ({expected_from})")
 
 
-def _int(v, name: str, minimum: int) -> int:
-    """A Python int >= minimum (NumPy integers accepted; bool and float rejected)."""
+# Window parameters (filter and pool sizes, stride, pad) above this are rejected, as in the C++ bindings.
+_MAX_WINDOW_PARAM = 2**40
+
+
+def _int(v, name: str, minimum: int, maximum: float = _MAX_WINDOW_PARAM) -> int:
+    """A Python int in [minimum, maximum] (NumPy integers accepted; bool and float rejected)."""
     if isinstance(v, (bool, np.bool_)):
         raise TypeError(f"{name}: expected an int, got bool")
     try:
@@ -130,6 +139,8 @@ def _int(v, name: str, minimum: int) -> int:
         raise TypeError(f"{name}: expected an int, got {type(v).__name__} {v!r}") from None
     if i < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {i}")
+    if i > maximum:
+        raise ValueError(f"{name} is too large: {i} (limit {maximum})")
     return i
 
 
@@ -139,12 +150,18 @@ def _float(v, name: str) -> float:
     return float(v)
 
 
-def _check_elements(name: str, *dims: int) -> None:
-    total = 1
-    for d in dims:
-        total *= int(d)
+def _check_elements(name: str, *dims: int, culprit: str | None = None) -> None:
+    """Reject an array of ``name`` whose element count would exceed _MAX_ELEMENTS; the message starts with the
+    argument that made it large (``culprit``), defaulting to ``name``."""
+    total = math.prod(int(d) for d in dims)
     if total > _MAX_ELEMENTS:
-        raise ValueError(f"{name}: {total} elements is too large (sizes {_shape(dims)})")
+        raise ValueError(f"{culprit or name}: the {name} array would have {total} elements, too large "
+                         f"(sizes {_shape(dims)})")
+
+
+def _size_culprit(H: int, W: int, pad: int, array_name: str) -> str:
+    """Which argument to blame for an oversized window output: the pad when it dwarfs the input, else the input."""
+    return "pad" if 2 * pad > max(H, W) else array_name
 
 
 def _window(H: int, W: int, fh: int, fw: int, stride: int, pad: int, what: str, x_name: str, x_shape) -> tuple:
@@ -155,6 +172,15 @@ def _window(H: int, W: int, fh: int, fw: int, stride: int, pad: int, what: str, 
             f"({x_name} shape {_shape(x_shape)}, pad={pad})"
         )
     return (H + 2 * pad - fh) // stride + 1, (W + 2 * pad - fw) // stride + 1
+
+
+def check_labels(t, n_classes: int, name: str = "t") -> None:
+    """Integer labels in [0, n_classes), or a ValueError naming ``name``, the first bad label and its index."""
+    t = np.asarray(t)
+    if t.size and (t.min() < 0 or t.max() >= n_classes):
+        flat = t.reshape(-1)
+        i = int(np.flatnonzero((flat < 0) | (flat >= n_classes))[0])
+        raise ValueError(f"{name}: label {flat[i]} at index {i} is out of range [0, {n_classes})")
 
 
 def _labels(t, name: str, n: int) -> np.ndarray:
@@ -241,7 +267,7 @@ def im2col(input_data, filter_h: int, filter_w: int, stride: int = 1, pad: int =
     stride, pad = _conv_args(stride, pad)
     N, C, H, W = x.shape
     OH, OW = _window(H, W, fh, fw, stride, pad, "filter", "input_data", x.shape)
-    _check_elements("col", N, OH, OW, C, fh, fw)
+    _check_elements("col", N, OH, OW, C, fh, fw, culprit=_size_culprit(H, W, pad, "input_data"))
     col = np.empty((N * OH * OW, C * fh * fw), dtype=dtype)
     _kernel("im2col", dtype)(_c(x, dtype), col, fh, fw, stride, pad)
     return col
@@ -261,7 +287,8 @@ def col2im(col, input_shape, filter_h: int, filter_w: int, stride: int = 1, pad:
     stride, pad = _conv_args(stride, pad)
     N, C, H, W = shape
     OH, OW = _window(H, W, fh, fw, stride, pad, "filter", "input_shape", shape)
-    _check_elements("col", N, OH, OW, C, fh, fw)
+    _check_elements("x", N, C, H, W, culprit="input_shape")
+    _check_elements("col", N, OH, OW, C, fh, fw, culprit=_size_culprit(H, W, pad, "input_shape"))
     _ndim(col, "col", 2, "(N*OH*OW, C*FH*FW)")
     _same_shape(col, "col", (N * OH * OW, C * fh * fw), f"input_shape {_shape(shape)}, filter {fh}x{fw}")
     x = np.empty(shape, dtype=dtype)
@@ -284,8 +311,9 @@ def _conv_shapes(x: np.ndarray, W: np.ndarray, stride: int, pad: int) -> tuple[i
             f"but x: shape {_shape(x.shape)} has {x.shape[1]}"
         )
     OH, OW = _window(x.shape[2], x.shape[3], W.shape[2], W.shape[3], stride, pad, "filter", "x", x.shape)
-    _check_elements("out", x.shape[0], W.shape[0], OH, OW)
-    _check_elements("columns", OH, OW, W.shape[1], W.shape[2], W.shape[3])
+    culprit = _size_culprit(x.shape[2], x.shape[3], pad, "x")
+    _check_elements("out", x.shape[0], W.shape[0], OH, OW, culprit=culprit)
+    _check_elements("columns", OH, OW, W.shape[1], W.shape[2], W.shape[3], culprit=culprit)
     return OH, OW
 
 
@@ -332,6 +360,7 @@ def _pool_args(x: np.ndarray, pool_h, pool_w, stride, pad) -> tuple[int, int, in
     if pad >= ph or pad >= pw:
         raise ValueError(f"pad must be smaller than the pool window {ph}x{pw}, got pad={pad}")
     OH, OW = _window(x.shape[2], x.shape[3], ph, pw, stride, pad, "pool window", "x", x.shape)
+    _check_elements("out", x.shape[0], x.shape[1], OH, OW, culprit=_size_culprit(x.shape[2], x.shape[3], pad, "x"))
     if x.shape[2] * x.shape[3] >= 2**31:
         raise ValueError(f"x: image plane {x.shape[2]}x{x.shape[3]} is too large for pooling (>= 2**31 pixels)")
     return ph, pw, stride, pad, OH, OW
@@ -344,6 +373,7 @@ def _pool_grad_shape(dout: np.ndarray, x_shape, pool_h, pool_w, stride, pad):
         raise TypeError(f"x_shape: expected a sequence of 4 ints, got {x_shape!r}") from None
     if len(shape) != 4:
         raise ValueError(f"x_shape: expected (N, C, H, W), got {x_shape!r}")
+    _check_elements("dx", *shape, culprit="x_shape")
     ph, pw, stride, pad, OH, OW = _pool_args(_Shape(shape), pool_h, pool_w, stride, pad)
     _same_shape(dout, "dout", (shape[0], shape[1], OH, OW), "the shape of the forward output")
     return shape, ph, pw, stride, pad
@@ -355,7 +385,7 @@ class _Shape:
     def __init__(self, shape):
         self.shape = tuple(shape)
         self.ndim = len(shape)
-        self.size = int(np.prod(shape))
+        self.size = math.prod(shape)  # Python ints: np.prod would wrap around in int64
 
 
 def maxpool_forward(x, pool_h: int, pool_w: int, stride: int = 2, pad: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -521,8 +551,9 @@ def _targets(t, x2: np.ndarray, x_shape, dtype) -> tuple[np.ndarray, bool]:
     """(targets, is_labels): int64 labels (N,) or dense targets (N, K) of ``dtype``."""
     t = _array(t, "t")
     n, k = x2.shape
-    if t.shape in (tuple(x_shape), x2.shape) and t.dtype.kind in "fiub" and (t.ndim == 2 or t.size == k > 1):
-        # dense (one-hot or probability) targets of x's shape, any real dtype; they take x's dtype
+    if t.shape in (tuple(x_shape), x2.shape) and t.dtype.kind in "fiub":
+        # dense (one-hot or probability) targets of x's shape, any real dtype; they take x's dtype (as the
+        # book: t.size == y.size means one-hot, also for a single class)
         if t.dtype.kind == "f":
             _check_float(t, "t")
         return _c(t.reshape(n, k), dtype), False
@@ -584,6 +615,14 @@ def _ratio(ratio) -> float:
     return r
 
 
+def check_seed(seed) -> int:
+    """``seed`` as an int in [0, 2**64), or a TypeError / ValueError naming it."""
+    i = _int(seed, "seed", 0, maximum=math.inf)
+    if i >= 2**64:
+        raise ValueError(f"seed must be < 2**64, got {i}")
+    return i
+
+
 def dropout_forward(x, dropout_ratio: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Training-mode dropout: keeps each element with probability 1 - ratio. Returns (out, bool mask).
 
@@ -593,9 +632,7 @@ def dropout_forward(x, dropout_ratio: float, seed: int) -> tuple[np.ndarray, np.
     dtype, arr = _floats(x=x)
     x = _c(arr["x"], dtype)
     r = _ratio(dropout_ratio)
-    seed = _int(seed, "seed", 0)
-    if seed >= 2**64:
-        raise ValueError(f"seed must be < 2**64, got {seed}")
+    seed = check_seed(seed)
     out = np.empty(x.shape, dtype=dtype)
     mask = np.empty(x.shape, dtype=np.bool_)
     if x.size:
@@ -629,15 +666,15 @@ def dropout_backward(dout, mask) -> np.ndarray:
 # batch normalization (2-D: per-column statistics)
 
 
-def _bn_params(x: np.ndarray, dtype, **params) -> dict[str, np.ndarray]:
+def _bn_params(x: np.ndarray, dtype, x_name: str = "x", **params) -> dict[str, np.ndarray]:
     d = x.shape[1]
     out = {}
     for name, p in params.items():
         p = _array(p, name)
         _check_float(p, name)
         if p.size != d:
-            raise ValueError(f"{name}: shape {_shape(p.shape)} has {p.size} elements, expected {d} (x has shape "
-                             f"{_shape(x.shape)})")
+            raise ValueError(f"{name}: shape {_shape(p.shape)} has {p.size} elements, expected {d} ({x_name} has "
+                             f"shape {_shape(x.shape)})")
         out[name] = _c(p.reshape(d), dtype)
     return out
 
@@ -668,6 +705,9 @@ def batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum:
     dtype, x = _bn_x(x)
     p = _bn_params(x, dtype, gamma=gamma, beta=beta)
     rm, rv = (_array(running_mean, "running_mean"), _array(running_var, "running_var"))
+    for name, arr in (("running_mean", rm), ("running_var", rv)):
+        if not arr.flags.writeable:
+            raise ValueError(f"{name}: array is read-only (training mode updates it in place)")
     stats = _bn_params(x, dtype, running_mean=rm, running_var=rv)
     momentum, eps = _float(momentum, "momentum"), _eps(eps)
     n, d = x.shape
@@ -700,7 +740,7 @@ def batchnorm_backward(dout, xc, xn, std, gamma):
     _nonempty(dout, "dout")
     for name in ("xc", "xn"):
         _same_shape(arr[name], name, dout.shape, "the shape of dout")
-    p = _bn_params(dout, dtype, std=arr["std"], gamma=arr["gamma"])
+    p = _bn_params(dout, dtype, "dout", std=arr["std"], gamma=arr["gamma"])
     n, d = dout.shape
     dx = np.empty((n, d), dtype=dtype)
     dgamma = np.empty((d,), dtype=dtype)
