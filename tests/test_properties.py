@@ -21,7 +21,7 @@ involved. For sums, ``magnitude`` is the largest sum of absolute terms (the refe
 which bounds the rounding error whatever the cancellation; for batch norm it also carries the 1/std
 amplification (``std >= sqrt(eps) = 1e-3``) that float rounding of ``x - mean`` goes through.
 
-``test_bug_*`` pin down known bugs (each docstring says what is wrong): they fail until fastconv is fixed.
+``test_regression_*`` pin down bugs these properties found (each docstring says what was wrong); all are fixed.
 
 Example counts come from the hypothesis profile (conftest: ``FASTCONV_HYPOTHESIS=ci|quick``); ``pytest -s`` shows
 the counts actually run (``test_zz_counts``).
@@ -74,6 +74,7 @@ VALID = settings(max_examples=N_VALID)
 NONFINITE = settings(max_examples=N_NONFINITE)
 INVALID = settings(max_examples=N_INVALID)
 # known bugs fail at once: report the first failing example as drawn (no shrinking, no hunt for more bugs)
+# regression tests for bugs these properties found (all fixed); no shrinking, fail fast
 BUG = settings(max_examples=N_BUG, phases=[Phase.explicit, Phase.generate], report_multiple_bugs=False)
 
 
@@ -506,7 +507,7 @@ def test_avgpool_matches_reference(data):
 @VALID
 @given(data=st.data())
 def test_relu_matches_reference(data):
-    shape = draw_any_shape(data)  # 1-D..4-D, empty sides included (0-D: see test_bug_zero_d_elementwise)
+    shape = draw_any_shape(data)  # 1-D..4-D, empty sides included (0-D: see test_regression_zero_d_elementwise)
     dt, odt, ddt = draw_dtypes(data, 3)
     x = farr(data, shape, dt, label="x")
     out_any = farr(data, shape, odt, label="out")  # relu_backward takes any forward output
@@ -644,7 +645,7 @@ def draw_targets(data, shape):
     or dense one-hot / probability targets of the scores' shape (float, int or bool).
 
     A 1-D x of one class with targets of shape (1,) is left out: fastconv reads them as labels, the reference as
-    dense targets (see test_bug_softmax_ce_single_class_targets)."""
+    dense targets (see test_regression_softmax_ce_single_class_targets)."""
     n = 1 if len(shape) == 1 else shape[0]
     k = shape[-1]
     kinds = ["labels", "onehot", "prob", "onehot int", "onehot bool"]
@@ -1712,7 +1713,7 @@ def shape_cases(draw):
         shape = draw(st.one_of(other_shape(a["dout"].shape, 0), wrong_ndim_shape({a["dout"].ndim})))
         a["dout"] = o(*shape, dtype=dt)
         return Case(f"{site}(dout {shape} vs {a['x'].shape})", lambda: SITES[site][1](a), V, "dout")
-    if family == "dropout":  # a 0-D dout: see test_bug_zero_d_elementwise
+    if family == "dropout":  # a 0-D dout: see test_regression_zero_d_elementwise
         a = draw(args_elem())
         shape = draw(st.one_of(other_shape(a["dout"].shape, 0), wrong_ndim_shape({0, a["dout"].ndim})))
         if draw(st.booleans()):
@@ -2279,8 +2280,8 @@ def test_invalid_labels(case):
 
 @BUG
 @given(data=st.data())
-def test_bug_zero_d_elementwise(data):
-    """Element-wise ops on a 0-D array return shape (1,) (ops._c uses np.ascontiguousarray, which makes 0-D arrays
+def test_regression_zero_d_elementwise(data):
+    """Regression (fixed): Element-wise ops on a 0-D array return shape (1,) (ops._c uses np.ascontiguousarray, which makes 0-D arrays
     1-D), where NumPy and the reference return shape (); dropout_backward then rejects a matching 0-D mask, and
     accepts a 0-D dout with a mask of shape (1,) (returning shape (1,)) instead of raising."""
     (dt,) = draw_dtypes(data, 1)
@@ -2328,8 +2329,8 @@ def test_bug_zero_d_elementwise(data):
 
 @BUG
 @given(data=st.data())
-def test_bug_softmax_ce_single_class_targets(data):
-    """x of shape (1,) (one class, 1-D) with a float one-hot t of shape (1,) -- x's shape -- raises
+def test_regression_softmax_ce_single_class_targets(data):
+    """Regression (fixed): x of shape (1,) (one class, 1-D) with a float one-hot t of shape (1,) -- x's shape -- raises
     "t: float targets must have the shape of x (1,) (one-hot), got (1,)": a TypeError that contradicts itself.
     (Integer t of shape (1,) are read as labels, the reference reads them as dense targets.)"""
     x = np.array([data.draw(st.floats(-10, 10))])
@@ -2346,8 +2347,8 @@ def _readonly(a):
 
 @BUG
 @given(data=st.data())
-def test_bug_batchnorm_readonly_running_stats(data):
-    """A read-only running_mean / running_var that needs a dtype conversion fails at the write-back with NumPy's
+def test_regression_batchnorm_readonly_running_stats(data):
+    """Regression (fixed): A read-only running_mean / running_var that needs a dtype conversion fails at the write-back with NumPy's
     "assignment destination is read-only" (the argument is not named), after the other statistic was already
     updated in place."""
     D = data.draw(st.integers(1, 4))
@@ -2364,8 +2365,8 @@ def test_bug_batchnorm_readonly_running_stats(data):
 
 @BUG
 @given(data=st.data())
-def test_bug_batchnorm_layer_backward_bad_dout(data):
-    """BatchNormalization.backward flattens dout with dout.reshape(dout.shape[0], -1) before any check: a 0-D dout
+def test_regression_batchnorm_layer_backward_bad_dout(data):
+    """Regression (fixed): BatchNormalization.backward flattens dout with dout.reshape(dout.shape[0], -1) before any check: a 0-D dout
     (a scalar, a string) raises IndexError "tuple index out of range", an empty one NumPy's "cannot reshape array
     of size 0" -- neither names dout."""
     layer = layers.BatchNormalization(np.ones(4), np.zeros(4))
@@ -2388,8 +2389,8 @@ def test_bug_batchnorm_layer_backward_bad_dout(data):
 @given(
     seed=st.one_of(st.integers(-(2**70), -1), st.floats(allow_nan=False), st.sampled_from(["1", b"1", 1j]))
 )
-def test_bug_dropout_layer_seed(seed):
-    """layers.Dropout(seed=...) hands the seed to np.random.default_rng unchecked: NumPy's "expected non-negative
+def test_regression_dropout_layer_seed(seed):
+    """Regression (fixed): layers.Dropout(seed=...) hands the seed to np.random.default_rng unchecked: NumPy's "expected non-negative
     integer" / "SeedSequence expects int or sequence of ints" do not name seed."""
     check_invalid(
         Case(
@@ -2404,8 +2405,8 @@ def test_bug_dropout_layer_seed(seed):
 
 @BUG
 @given(data=st.data())
-def test_bug_cross_entropy_error_labels(data):
-    """functions.cross_entropy_error (the reference function re-exported) indexes y with the labels: a label >= K
+def test_regression_cross_entropy_error_labels(data):
+    """Regression (fixed): functions.cross_entropy_error (the reference function re-exported) indexes y with the labels: a label >= K
     raises IndexError, a negative one silently reads another class (ops.softmax_cross_entropy raises
     "t: label ... is out of range")."""
     N, K = data.draw(st.integers(1, 3)), data.draw(st.integers(2, 5))
@@ -2425,8 +2426,8 @@ def test_bug_cross_entropy_error_labels(data):
 
 @BUG
 @given(data=st.data())
-def test_bug_huge_sizes_name_the_argument(data):
-    """Sizes too large to allocate are rejected, but the message names an internal array instead of the argument
+def test_regression_huge_sizes_name_the_argument(data):
+    """Regression (fixed): Sizes too large to allocate are rejected, but the message names an internal array instead of the argument
     that made it large: "col: ... elements is too large" for col2im's input_shape (the caller's col is small),
     "out: ..." / "col: ..." for a huge pad."""
     kind = data.draw(
@@ -2455,8 +2456,8 @@ def test_bug_huge_sizes_name_the_argument(data):
 
 @BUG
 @given(data=st.data())
-def test_bug_int64_overflowing_scalars(data):
-    """Window ints >= 2**63 pass the Python checks (they are ints >= 1) and reach the pybind11 bindings, which
+def test_regression_int64_overflowing_scalars(data):
+    """Regression (fixed): Window ints >= 2**63 pass the Python checks (they are ints >= 1) and reach the pybind11 bindings, which
     raise TypeError "incompatible function arguments ..." listing the C++ signature instead of naming the
     argument."""
     v = data.draw(st.integers(2**63, 2**70))
@@ -2491,8 +2492,8 @@ def test_bug_int64_overflowing_scalars(data):
 
 @BUG
 @given(data=st.data())
-def test_bug_pool_huge_window_unchecked(data):
-    """A pool window near 2**32 with pad = window - 1 gives an output of ~2**64 elements: pooling has no size check
+def test_regression_pool_huge_window_unchecked(data):
+    """Regression (fixed): A pool window near 2**32 with pad = window - 1 gives an output of ~2**64 elements: pooling has no size check
     before allocating it, so NumPy raises "array is too big; `arr.size * arr.dtype.itemsize` is larger than the
     maximum possible size." (naming nothing; with a window near 2**20 it is a MemoryError for 8 TiB instead --
     not exercised here)."""
@@ -2515,8 +2516,8 @@ def test_bug_pool_huge_window_unchecked(data):
 
 @BUG
 @given(data=st.data())
-def test_bug_pool_backward_x_shape_product_overflow(data):
-    """maxpool/avgpool_backward compute the element count of x_shape with np.prod in int64: (2**32, 2**32, 4, 4)
+def test_regression_pool_backward_x_shape_product_overflow(data):
+    """Regression (fixed): maxpool/avgpool_backward compute the element count of x_shape with np.prod in int64: (2**32, 2**32, 4, 4)
     wraps to 0 and the message says "x: empty array (shape (4294967296, 4294967296, 4, 4)); every dimension must
     be >= 1" -- wrong, and about x, not x_shape."""
     e = data.draw(st.integers(32, 40))
