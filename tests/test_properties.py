@@ -1464,7 +1464,7 @@ def dtype_cases(draw):
     arg = draw(st.sampled_from(float_args))
     if (
         draw(st.integers(0, 4)) == 0 and site != "layers.BatchNormalization"
-    ):  # see test_bug_batchnorm_layer...
+    ):  # see test_regression_batchnorm_layer...
         bad = draw(st.sampled_from(NOT_ARRAYS))
         what, exc = f"{type(bad).__name__} {bad!r}"[:40], (TypeError, ValueError)  # also of the wrong shape
     else:
@@ -2281,7 +2281,8 @@ def test_invalid_labels(case):
 @BUG
 @given(data=st.data())
 def test_regression_zero_d_elementwise(data):
-    """Regression (fixed): Element-wise ops on a 0-D array return shape (1,) (ops._c uses np.ascontiguousarray, which makes 0-D arrays
+    """Regression (fixed): Element-wise ops on a 0-D array return shape (1,) (ops._c uses
+    np.ascontiguousarray, which makes 0-D arrays
     1-D), where NumPy and the reference return shape (); dropout_backward then rejects a matching 0-D mask, and
     accepts a 0-D dout with a mask of shape (1,) (returning shape (1,)) instead of raising."""
     (dt,) = draw_dtypes(data, 1)
@@ -2330,7 +2331,8 @@ def test_regression_zero_d_elementwise(data):
 @BUG
 @given(data=st.data())
 def test_regression_softmax_ce_single_class_targets(data):
-    """Regression (fixed): x of shape (1,) (one class, 1-D) with a float one-hot t of shape (1,) -- x's shape -- raises
+    """Regression (fixed): x of shape (1,) (one class, 1-D) with a float one-hot t of shape (1,) -- x's shape
+    -- raises
     "t: float targets must have the shape of x (1,) (one-hot), got (1,)": a TypeError that contradicts itself.
     (Integer t of shape (1,) are read as labels, the reference reads them as dense targets.)"""
     x = np.array([data.draw(st.floats(-10, 10))])
@@ -2348,7 +2350,8 @@ def _readonly(a):
 @BUG
 @given(data=st.data())
 def test_regression_batchnorm_readonly_running_stats(data):
-    """Regression (fixed): A read-only running_mean / running_var that needs a dtype conversion fails at the write-back with NumPy's
+    """Regression (fixed): A read-only running_mean / running_var that needs a dtype conversion fails at the
+    write-back with NumPy's
     "assignment destination is read-only" (the argument is not named), after the other statistic was already
     updated in place."""
     D = data.draw(st.integers(1, 4))
@@ -2366,7 +2369,8 @@ def test_regression_batchnorm_readonly_running_stats(data):
 @BUG
 @given(data=st.data())
 def test_regression_batchnorm_layer_backward_bad_dout(data):
-    """Regression (fixed): BatchNormalization.backward flattens dout with dout.reshape(dout.shape[0], -1) before any check: a 0-D dout
+    """Regression (fixed): BatchNormalization.backward flattens dout with dout.reshape(dout.shape[0], -1)
+    before any check: a 0-D dout
     (a scalar, a string) raises IndexError "tuple index out of range", an empty one NumPy's "cannot reshape array
     of size 0" -- neither names dout."""
     layer = layers.BatchNormalization(np.ones(4), np.zeros(4))
@@ -2390,7 +2394,8 @@ def test_regression_batchnorm_layer_backward_bad_dout(data):
     seed=st.one_of(st.integers(-(2**70), -1), st.floats(allow_nan=False), st.sampled_from(["1", b"1", 1j]))
 )
 def test_regression_dropout_layer_seed(seed):
-    """Regression (fixed): layers.Dropout(seed=...) hands the seed to np.random.default_rng unchecked: NumPy's "expected non-negative
+    """Regression (fixed): layers.Dropout(seed=...) hands the seed to np.random.default_rng unchecked:
+    NumPy's "expected non-negative
     integer" / "SeedSequence expects int or sequence of ints" do not name seed."""
     check_invalid(
         Case(
@@ -2406,7 +2411,8 @@ def test_regression_dropout_layer_seed(seed):
 @BUG
 @given(data=st.data())
 def test_regression_cross_entropy_error_labels(data):
-    """Regression (fixed): functions.cross_entropy_error (the reference function re-exported) indexes y with the labels: a label >= K
+    """Regression (fixed): functions.cross_entropy_error (the reference function re-exported) indexes y with
+    the labels: a label >= K
     raises IndexError, a negative one silently reads another class (ops.softmax_cross_entropy raises
     "t: label ... is out of range")."""
     N, K = data.draw(st.integers(1, 3)), data.draw(st.integers(2, 5))
@@ -2427,7 +2433,8 @@ def test_regression_cross_entropy_error_labels(data):
 @BUG
 @given(data=st.data())
 def test_regression_huge_sizes_name_the_argument(data):
-    """Regression (fixed): Sizes too large to allocate are rejected, but the message names an internal array instead of the argument
+    """Regression (fixed): Sizes too large to allocate are rejected, but the message names an internal array
+    instead of the argument
     that made it large: "col: ... elements is too large" for col2im's input_shape (the caller's col is small),
     "out: ..." / "col: ..." for a huge pad."""
     kind = data.draw(
@@ -2457,7 +2464,8 @@ def test_regression_huge_sizes_name_the_argument(data):
 @BUG
 @given(data=st.data())
 def test_regression_int64_overflowing_scalars(data):
-    """Regression (fixed): Window ints >= 2**63 pass the Python checks (they are ints >= 1) and reach the pybind11 bindings, which
+    """Regression (fixed): Window ints >= 2**63 pass the Python checks (they are ints >= 1) and reach the
+    pybind11 bindings, which
     raise TypeError "incompatible function arguments ..." listing the C++ signature instead of naming the
     argument."""
     v = data.draw(st.integers(2**63, 2**70))
@@ -2493,7 +2501,8 @@ def test_regression_int64_overflowing_scalars(data):
 @BUG
 @given(data=st.data())
 def test_regression_pool_huge_window_unchecked(data):
-    """Regression (fixed): A pool window near 2**32 with pad = window - 1 gives an output of ~2**64 elements: pooling has no size check
+    """Regression (fixed): A pool window near 2**32 with pad = window - 1 gives an output of ~2**64 elements:
+    pooling has no size check
     before allocating it, so NumPy raises "array is too big; `arr.size * arr.dtype.itemsize` is larger than the
     maximum possible size." (naming nothing; with a window near 2**20 it is a MemoryError for 8 TiB instead --
     not exercised here)."""
@@ -2517,7 +2526,8 @@ def test_regression_pool_huge_window_unchecked(data):
 @BUG
 @given(data=st.data())
 def test_regression_pool_backward_x_shape_product_overflow(data):
-    """Regression (fixed): maxpool/avgpool_backward compute the element count of x_shape with np.prod in int64: (2**32, 2**32, 4, 4)
+    """Regression (fixed): maxpool/avgpool_backward compute the element count of x_shape with np.prod in
+    int64: (2**32, 2**32, 4, 4)
     wraps to 0 and the message says "x: empty array (shape (4294967296, 4294967296, 4, 4)); every dimension must
     be >= 1" -- wrong, and about x, not x_shape."""
     e = data.draw(st.integers(32, 40))
