@@ -89,31 +89,25 @@ std::vector<const char*> gemm_supported_isas() {
   return out;
 }
 
+// The registry of micro-kernels per element type, indexed by Isa (unbuilt ISAs fall back to the portable one).
+#if FASTCONV_HAVE_X86_UKR
+#define FC_UKR_TABLE(SUF) {ukr_ref_##SUF(), ukr_avx2_##SUF(), ukr_avx512_##SUF()}
+#else
+#define FC_UKR_TABLE(SUF) {ukr_ref_##SUF(), ukr_ref_##SUF(), ukr_ref_##SUF()}
+#endif
+
 template <>
 const Ukr<float>& active_ukr<float>() {
-  static const Ukr<float> table[3] = {
-      ukr_ref_f32(),
-#if FASTCONV_HAVE_X86_UKR
-      ukr_avx2_f32(), ukr_avx512_f32()
-#else
-      ukr_ref_f32(), ukr_ref_f32()
-#endif
-  };
+  static const Ukr<float> table[3] = FC_UKR_TABLE(f32);
   return table[g_isa.load(std::memory_order_relaxed)];
 }
 
 template <>
 const Ukr<double>& active_ukr<double>() {
-  static const Ukr<double> table[3] = {
-      ukr_ref_f64(),
-#if FASTCONV_HAVE_X86_UKR
-      ukr_avx2_f64(), ukr_avx512_f64()
-#else
-      ukr_ref_f64(), ukr_ref_f64()
-#endif
-  };
+  static const Ukr<double> table[3] = FC_UKR_TABLE(f64);
   return table[g_isa.load(std::memory_order_relaxed)];
 }
+#undef FC_UKR_TABLE
 
 // ------------------------------------------------------------------------------------------------------
 // driver

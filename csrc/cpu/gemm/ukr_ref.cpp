@@ -6,27 +6,30 @@
 namespace fastconv::cpu {
 using namespace gemm_config;
 
-template <typename T>
-static void ukr_ref_4x8(index_t kc, const T* a, const T* b, T* c, index_t ldc, T alpha, T beta) {
+// OFFS = false: row k of B is the packed b + k*NR; OFFS = true: it starts at b + offs[k] (shifted view).
+template <typename T, bool OFFS>
+static void ukr_ref_4x8_rows(index_t kc, const T* a, const T* b, const index_t* offs, T* c, index_t ldc, T alpha,
+                             T beta) {
   T acc[REF_MR][REF_NR] = {};
-  for (index_t k = 0; k < kc; ++k)
+  for (index_t k = 0; k < kc; ++k) {
+    const T* bk = b + (OFFS ? offs[k] : k * REF_NR);
     for (int i = 0; i < REF_MR; ++i)
-      for (int j = 0; j < REF_NR; ++j) acc[i][j] += a[k * REF_MR + i] * b[k * REF_NR + j];
+      for (int j = 0; j < REF_NR; ++j) acc[i][j] += a[k * REF_MR + i] * bk[j];
+  }
   for (int i = 0; i < REF_MR; ++i)
     for (int j = 0; j < REF_NR; ++j)
       c[i * ldc + j] = beta == T(0) ? alpha * acc[i][j] : alpha * acc[i][j] + beta * c[i * ldc + j];
 }
 
 template <typename T>
+static void ukr_ref_4x8(index_t kc, const T* a, const T* b, T* c, index_t ldc, T alpha, T beta) {
+  ukr_ref_4x8_rows<T, false>(kc, a, b, nullptr, c, ldc, alpha, beta);
+}
+
+template <typename T>
 static void ukr_ref_4x8_offs(index_t kc, const T* a, const T* b, const index_t* offs, T* c, index_t ldc, T alpha,
                              T beta) {
-  T acc[REF_MR][REF_NR] = {};
-  for (index_t k = 0; k < kc; ++k)
-    for (int i = 0; i < REF_MR; ++i)
-      for (int j = 0; j < REF_NR; ++j) acc[i][j] += a[k * REF_MR + i] * b[offs[k] + j];
-  for (int i = 0; i < REF_MR; ++i)
-    for (int j = 0; j < REF_NR; ++j)
-      c[i * ldc + j] = beta == T(0) ? alpha * acc[i][j] : alpha * acc[i][j] + beta * c[i * ldc + j];
+  ukr_ref_4x8_rows<T, true>(kc, a, b, offs, c, ldc, alpha, beta);
 }
 
 template <typename T>
