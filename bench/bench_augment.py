@@ -57,7 +57,9 @@ def main():
     rng = np.random.default_rng(1)
     x = rng.random((args.batch, 1, 28, 28)).astype(np.float32)
     t = rng.integers(0, 10, args.batch)
-    aug = ImageAugmenter(width_shift_range=0.1, height_shift_range=0.1, rotation_range=10, horizontal_flip=True, seed=0)
+    aug = ImageAugmenter(
+        width_shift_range=0.1, height_shift_range=0.1, rotation_range=10, horizontal_flip=True, seed=0
+    )
     np.random.seed(0)
     net = DeepConvNet(dtype=np.float32)
 
@@ -68,7 +70,9 @@ def main():
     print(f"{shape:<18} | {'ImageAugmenter (shift 0.1, rot 10, flip)':<44} | {t_aug * 1e3:8.2f}")
     print(f"{shape:<18} | {'DeepConvNet(float32).gradient (one step)':<44} | {t_step * 1e3:8.2f}")
     ratio = t_aug / t_step
-    print(f"augmentation / training step = {ratio * 100:.1f}% (target < 10%): {'OK' if ratio < 0.10 else 'OVER'}")
+    print(
+        f"augmentation / training step = {ratio * 100:.1f}% (target < 10%): {'OK' if ratio < 0.10 else 'OVER'}"
+    )
 
     if not args.no_load:
         from fastconv.datasets import load_fashion_mnist
@@ -78,7 +82,9 @@ def main():
             t0 = time.perf_counter()
             (x_train, _), _ = load_fashion_mnist()
             best = min(best, time.perf_counter() - t0)
-        print(f"load_fashion_mnist() (normalize=True, flatten=True): {best:.2f} s for {len(x_train)} + 10000 images")
+        print(
+            f"load_fashion_mnist() (normalize=True, flatten=True): {best:.2f} s for {len(x_train)} + 10000 images"
+        )
 
 
 if __name__ == "__main__":

@@ -40,10 +40,9 @@ def ref_transform(img, sx, sy, angle_deg, flip, fill):
             x0, y0 = math.floor(xs), math.floor(ys)
             ax, ay = xs - x0, ys - y0
             for ch in range(c):
-                out[ch, i, j] = (
-                    (1 - ay) * ((1 - ax) * pixel(ch, y0, x0) + ax * pixel(ch, y0, x0 + 1))
-                    + ay * ((1 - ax) * pixel(ch, y0 + 1, x0) + ax * pixel(ch, y0 + 1, x0 + 1))
-                )
+                out[ch, i, j] = (1 - ay) * (
+                    (1 - ax) * pixel(ch, y0, x0) + ax * pixel(ch, y0, x0 + 1)
+                ) + ay * ((1 - ax) * pixel(ch, y0 + 1, x0) + ax * pixel(ch, y0 + 1, x0 + 1))
     return out
 
 
@@ -125,7 +124,9 @@ def test_rot90(rng, size, dtype):
     """+90 degrees is counter-clockwise as displayed: np.rot90(x, 1, axes=(2, 3))."""
     x = as_dtype(rng.random((3, 2, size, size)), dtype)
     for angle, k in ((90, 1), (-90, -1), (180, 2), (270, 3), (-270, 1), (450, 1)):
-        np.testing.assert_array_equal(apply_transform(x, 0, 0, angle, False), np.rot90(x, k, axes=(2, 3)), f"{angle}")
+        np.testing.assert_array_equal(
+            apply_transform(x, 0, 0, angle, False), np.rot90(x, k, axes=(2, 3)), f"{angle}"
+        )
     # flip first, then rotate
     np.testing.assert_array_equal(apply_transform(x, 0, 0, 90, True), np.rot90(x[..., ::-1], 1, axes=(2, 3)))
 
@@ -134,7 +135,7 @@ def test_directions():
     """Pin the conventions on one bright pixel: +x shift moves right, +y down, +90 degrees turns right into up."""
     x = np.zeros((1, 1, 5, 5))
     x[0, 0, 2, 4] = 1.0  # right of the centre (2, 2)
-    pos = lambda out: tuple(int(v) for v in np.argwhere(out[0, 0] == 1.0)[0])  # noqa: E731
+    pos = lambda out: tuple(int(v) for v in np.argwhere(out[0, 0] == 1.0)[0])
     assert pos(apply_transform(x, 0, 0, 90, False)) == (0, 2)  # now above the centre
     assert pos(apply_transform(x, 0, 0, -90, False)) == (4, 2)  # below
     assert pos(apply_transform(x, -1, 0, 0, False)) == (2, 3)
@@ -184,7 +185,9 @@ def test_mnist_sized_against_reference(rng, dtype):
     out = apply_transform(x, **params)
     assert out.dtype == dtype
     for k in range(6):
-        ref = ref_transform(x[k].astype(np.float64), *(params[p][k] for p in ("shift_x", "shift_y", "angle_deg", "flip")), 0.0)
+        ref = ref_transform(
+            x[k].astype(np.float64), *(params[p][k] for p in ("shift_x", "shift_y", "angle_deg", "flip")), 0.0
+        )
         np.testing.assert_allclose(out[k], ref, **TOL[dtype], err_msg=f"image {k}")
 
 
@@ -192,7 +195,9 @@ def test_channels_share_the_transform(rng):
     x = rng.random((3, 4, 7, 7))
     out = apply_transform(x, [0.3, -1, 2], [1.5, 0, -0.5], [5, -20, 90], [False, True, False])
     for ch in range(4):
-        one = apply_transform(x[:, ch : ch + 1], [0.3, -1, 2], [1.5, 0, -0.5], [5, -20, 90], [False, True, False])
+        one = apply_transform(
+            x[:, ch : ch + 1], [0.3, -1, 2], [1.5, 0, -0.5], [5, -20, 90], [False, True, False]
+        )
         np.testing.assert_array_equal(out[:, ch : ch + 1], one)
 
 
@@ -201,9 +206,13 @@ def test_integer_dtypes_round_and_clip(rng):
     out = apply_transform(x, 0.5, 0.3, 7, False, fill_value=255)
     ref = np.stack([ref_transform(x[k].astype(np.float64), 0.5, 0.3, 7, False, 255.0) for k in range(4)])
     assert out.dtype == np.uint8
-    assert np.abs(out.astype(int) - np.rint(ref)).max() <= 1  # float32 arithmetic may round a .5 the other way
+    assert (
+        np.abs(out.astype(int) - np.rint(ref)).max() <= 1
+    )  # float32 arithmetic may round a .5 the other way
     big = np.full((1, 1, 3, 3), 30000, dtype=np.int16)
-    np.testing.assert_array_equal(apply_transform(big, 0.5, 0, 0, False, fill_value=32767)[0, 0, :, 1:], 30000)
+    np.testing.assert_array_equal(
+        apply_transform(big, 0.5, 0, 0, False, fill_value=32767)[0, 0, :, 1:], 30000
+    )
 
 
 # ======================================================================================================
@@ -234,7 +243,9 @@ def test_dtype_preserved_and_input_untouched(rng, dtype):
 def test_non_contiguous_input(rng):
     base = rng.random((4, 1, 10, 12))
     x = base[:, :, ::-1, 1:-1]
-    np.testing.assert_array_equal(apply_transform(x, 1.3, -0.4, 8, True), apply_transform(x.copy(), 1.3, -0.4, 8, True))
+    np.testing.assert_array_equal(
+        apply_transform(x, 1.3, -0.4, 8, True), apply_transform(x.copy(), 1.3, -0.4, 8, True)
+    )
 
 
 def test_empty_batch():

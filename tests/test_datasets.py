@@ -20,7 +20,12 @@ import pytest
 from fastconv.datasets import IDXError, iterate_minibatches, load_fashion_mnist, load_mnist, read_idx
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-STEMS = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+STEMS = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+]
 
 TYPE_CODES = {
     0x08: np.uint8,
@@ -300,7 +305,7 @@ def test_fashion_defaults(fashion, fashion_raw):
 
 
 def test_fashion_known_facts(fashion):
-    (x, t), (xt, tt) = fashion
+    (x, t), (_, tt) = fashion
     np.testing.assert_array_equal(np.bincount(t, minlength=10), [6000] * 10)
     np.testing.assert_array_equal(np.bincount(tt, minlength=10), [1000] * 10)
     # the first labels of each split: 9 = ankle boot, 0 = T-shirt/top, ...
@@ -328,7 +333,7 @@ def test_fashion_options(fashion_dir, fashion):
 def test_fashion_from_system_dir(isolated, fashion_dir, monkeypatch, fashion):
     """With nothing else configured the Debian package's directory is found."""
     monkeypatch.setattr(ds, "_SYSTEM_ROOT", fashion_dir.parent)
-    (x, t), (xt, tt) = load_fashion_mnist(flatten=False)
+    (x, _), (_, tt) = load_fashion_mnist(flatten=False)
     assert x.shape == (60000, 1, 28, 28)
     np.testing.assert_array_equal(tt, fashion[1][1])
 
@@ -472,7 +477,7 @@ def fashion_gz(fashion_dir):
 def test_download_fashion(isolated, fashion_dir, monkeypatch):
     server = Server(fashion_gz(fashion_dir))
     monkeypatch.setattr(ds, "_urlopen", server)
-    (x, t), (xt, tt) = load_fashion_mnist(normalize=False)
+    (_, t), _ = load_fashion_mnist(normalize=False)
     cache = isolated / "cache" / "fastconv" / "fashion-mnist"
     assert sorted(p.name for p in cache.iterdir()) == sorted(f"{s}.gz" for s in STEMS)
     for s in STEMS:
@@ -526,7 +531,9 @@ def test_download_rejects_garbage_and_oversize(isolated, fashion_dir, monkeypatc
         load_fashion_mnist()
     cache = isolated / "cache" / "fastconv" / "fashion-mnist"
     # the three files that did verify stay cached; nothing else is left behind
-    assert sorted(p.name for p in cache.iterdir()) == sorted(f"{s}.gz" for s in STEMS if s != "t10k-labels-idx1-ubyte")
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        f"{s}.gz" for s in STEMS if s != "t10k-labels-idx1-ubyte"
+    )
 
 
 def test_download_network_error(isolated, monkeypatch):
@@ -534,7 +541,8 @@ def test_download_network_error(isolated, monkeypatch):
     with pytest.raises(FileNotFoundError) as exc:
         load_mnist()
     msg = str(exc.value)
-    assert "download into" in msg and "no such file" in msg and "apt-get install" in msg
+    assert "download into" in msg and "no such file" in msg
+    assert "download them from https://yann.lecun.com/exdb/mnist/" in msg and "FASTCONV_DATA" in msg
 
 
 def test_download_mnist_gz_checksums(isolated, monkeypatch):
@@ -551,7 +559,9 @@ def test_download_mnist_gz_checksums(isolated, monkeypatch):
     cache = isolated / "cache" / "fastconv" / "mnist"
     for p in cache.iterdir():
         p.unlink()
-    files["train-images-idx3-ubyte.gz"] = gzip.compress(gzip.decompress(files["train-images-idx3-ubyte.gz"]), 1)
+    files["train-images-idx3-ubyte.gz"] = gzip.compress(
+        gzip.decompress(files["train-images-idx3-ubyte.gz"]), 1
+    )
     with pytest.raises(FileNotFoundError, match="SHA-256 mismatch of the file"):
         load_mnist()
 
@@ -567,7 +577,9 @@ def test_fashion_checksums_match_installed(fashion_dir):
     for stem in STEMS:
         kind, digest = ds._CHECKSUMS["fashion-mnist"][stem]
         assert kind == "idx"
-        assert hashlib.sha256(gzip.decompress((fashion_dir / f"{stem}.gz").read_bytes())).hexdigest() == digest
+        assert (
+            hashlib.sha256(gzip.decompress((fashion_dir / f"{stem}.gz").read_bytes())).hexdigest() == digest
+        )
 
 
 # ======================================================================================================

@@ -64,9 +64,7 @@ def _as_images(x, image_shape):
 
 def _per_image(value, n, name, dtype=np.float64):
     arr = np.asarray(value)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
-    ):
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)):
         raise TypeError(f"{name}: expected numbers, got dtype {arr.dtype}")
     if arr.ndim == 0:
         arr = np.full(n, arr)
@@ -277,7 +275,9 @@ class ImageAugmenter:
         elif seed is None or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)):
             self.rng = np.random.default_rng(seed)
         else:
-            raise TypeError(f"seed: expected an int, a numpy.random.Generator or None, got {type(seed).__name__}")
+            raise TypeError(
+                f"seed: expected an int, a numpy.random.Generator or None, got {type(seed).__name__}"
+            )
 
     def random_params(self, n, h, w):
         """Draw the parameters of ``n`` images of size ``h`` x ``w``.

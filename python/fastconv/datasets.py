@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.request
@@ -22,10 +23,10 @@ import numpy as np
 
 __all__ = [
     "IDXError",
-    "read_idx",
-    "load_mnist",
-    "load_fashion_mnist",
     "iterate_minibatches",
+    "load_fashion_mnist",
+    "load_mnist",
+    "read_idx",
 ]
 
 # ======================================================================================================
@@ -76,7 +77,9 @@ def _parse_header(f, name: str, total_size: int | None):
     code, ndim = magic[2], magic[3]
     if code not in _IDX_DTYPES:
         known = ", ".join(f"0x{c:02X} ({n})" for c, n in _IDX_TYPE_NAMES.items())
-        raise IDXError(f"{name}: bad magic number {magic.hex()}: unknown type code 0x{code:02X} (known: {known})")
+        raise IDXError(
+            f"{name}: bad magic number {magic.hex()}: unknown type code 0x{code:02X} (known: {known})"
+        )
     if ndim == 0:
         raise IDXError(f"{name}: bad magic number {magic.hex()}: number of dimensions is 0")
     raw_dims = _read_exact(f, 4 * ndim, f"dimensions ({ndim} x 4-byte sizes)", name)
@@ -89,7 +92,9 @@ def _parse_header(f, name: str, total_size: int | None):
     nbytes = count * dtype.itemsize
     what = f"{_IDX_TYPE_NAMES[code]} data of shape {shape}"
     if nbytes > _MAX_PAYLOAD_BYTES:
-        raise IDXError(f"{name}: header promises {nbytes} bytes of {what}, more than the limit {_MAX_PAYLOAD_BYTES}")
+        raise IDXError(
+            f"{name}: header promises {nbytes} bytes of {what}, more than the limit {_MAX_PAYLOAD_BYTES}"
+        )
     if total_size is not None:
         header = 4 + 4 * ndim
         found = max(total_size - header, 0)
@@ -153,7 +158,9 @@ def read_idx(path) -> np.ndarray:
                         if not chunk:
                             break
                         found += len(chunk)
-                    raise IDXError(f"{name}: truncated file: expected {nbytes} bytes of {what}, found {found}")
+                    raise IDXError(
+                        f"{name}: truncated file: expected {nbytes} bytes of {what}, found {found}"
+                    )
                 buf = np.empty(nbytes, dtype=np.uint8)
                 view = memoryview(buf)
                 got = 0
@@ -210,8 +217,14 @@ _CHECKSUMS = {
         "t10k-labels-idx1-ubyte": ("gz", "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
     },
     "fashion-mnist": {
-        "train-images-idx3-ubyte": ("idx", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
-        "train-labels-idx1-ubyte": ("idx", "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+        "train-images-idx3-ubyte": (
+            "idx",
+            "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        ),
+        "train-labels-idx1-ubyte": (
+            "idx",
+            "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        ),
         "t10k-images-idx3-ubyte": ("idx", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
         "t10k-labels-idx1-ubyte": ("idx", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
     },
@@ -312,7 +325,7 @@ def _download_file(name: str, stem: str, dest: Path) -> Path:
                 raise OSError(f"SHA-256 mismatch of the {what}: expected {want}, got {got}")
             os.replace(tmp, target)
             return target
-        except Exception as exc:  # noqa: BLE001 - every failure of one mirror is reported, then the next is tried
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # reported; the next mirror is tried
             errors.append(f"{url}: {exc}")
         finally:
             if tmp.exists():
@@ -343,15 +356,14 @@ def _locate(name: str, path, download: bool):
             searched.append(f"  download into {cache} failed: {exc}")
     else:
         searched.append("  (download=False: no download attempted)")
-    apt = (
-        "apt-get install dataset-fashion-mnist"
-        if name == "fashion-mnist"
-        else "apt-get install dataset-fashion-mnist (for Fashion-MNIST)"
-    )
+    if name == "fashion-mnist":
+        how = "install Debian's package (apt-get install dataset-fashion-mnist)"
+    else:
+        how = "download them from " + " or ".join(_MIRRORS[name])
     raise FileNotFoundError(
         f"{name}: the four IDX files ({', '.join(s + '[.gz]' for s in _FILES.values())}) were not found.\n"
         "Searched:\n" + "\n".join(searched) + "\n"
-        f"To get them: {apt}, or put the four files in a directory and pass path=<dir> or set "
+        f"To get them: {how}, or put the four files in a directory and pass path=<dir> or set "
         f"FASTCONV_DATA=<dir>, or call with download=True on a machine with internet access."
     )
 
@@ -383,9 +395,13 @@ def _load(name: str, normalize, flatten, one_hot_label, path, download):
         img_path, lab_path = files[_FILES[f"{split}_images"]], files[_FILES[f"{split}_labels"]]
         images, labels = read_idx(img_path), read_idx(lab_path)
         if images.ndim != 3 or images.dtype != np.uint8:
-            raise IDXError(f"{img_path}: expected uint8 images of shape (N, H, W), got {images.dtype} {images.shape}")
+            raise IDXError(
+                f"{img_path}: expected uint8 images of shape (N, H, W), got {images.dtype} {images.shape}"
+            )
         if labels.ndim != 1 or labels.dtype != np.uint8:
-            raise IDXError(f"{lab_path}: expected uint8 labels of shape (N,), got {labels.dtype} {labels.shape}")
+            raise IDXError(
+                f"{lab_path}: expected uint8 labels of shape (N,), got {labels.dtype} {labels.shape}"
+            )
         if images.shape[0] != labels.shape[0]:
             raise IDXError(
                 f"{img_path} holds {images.shape[0]} images but {lab_path} holds {labels.shape[0]} labels"
@@ -423,7 +439,8 @@ _LOADER_DOC = """Load {title} as the book's ``load_mnist`` does.
         (``$XDG_CACHE_HOME`` or ``~/.cache``, then ``fastconv/{name}/``), and ``/usr/share/datasets/{name}/``.
     download : bool, default True
         When the files are found nowhere, download them from the official mirrors into the user cache,
-        verifying their SHA-256.
+        verifying their SHA-256. Files found locally are used as they are (``read_idx`` still checks
+        their structure and sizes).
 
     Returns
     -------
@@ -450,7 +467,8 @@ def load_fashion_mnist(normalize=True, flatten=True, one_hot_label=False, *, pat
 
 load_mnist.__doc__ = _LOADER_DOC.format(title="MNIST (handwritten digits)", name="mnist")
 load_fashion_mnist.__doc__ = _LOADER_DOC.format(
-    title="Fashion-MNIST (Zalando's article images; Debian package dataset-fashion-mnist)", name="fashion-mnist"
+    title="Fashion-MNIST (Zalando's article images; Debian package dataset-fashion-mnist)",
+    name="fashion-mnist",
 )
 
 
@@ -466,7 +484,9 @@ def _as_rng(rng):
         return rng
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
         return np.random.default_rng(int(rng))
-    raise TypeError(f"rng: expected a numpy.random.Generator, a RandomState, an int seed or None, got {type(rng).__name__}")
+    raise TypeError(
+        f"rng: expected a numpy.random.Generator, a RandomState, an int seed or None, got {type(rng).__name__}"
+    )
 
 
 def iterate_minibatches(x, t, batch_size, *, shuffle=True, replace=False, rng=None, drop_last=False):
