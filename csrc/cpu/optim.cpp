@@ -7,6 +7,7 @@
 // Variants: one per optimizer, each instantiated with and without weight decay (no branch in the loop).
 #include "cpu/optim.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -20,6 +21,23 @@ using i64 = std::int64_t;
 // Below this many elements the OpenMP fork/join costs more than the pass itself (a DeepConvNet conv weight
 // of 9,216 floats updates in ~2 us on one core; waking a second thread costs about as much).
 constexpr i64 kParallelMin = 1 << 15;
+// Elements per block handed to a thread: whole 64-byte lines, so that no two threads write one line.
+constexpr i64 kBlock = 1 << 12;
+
+// Runs body(lo, hi) over [0, n): on the calling thread, with no OpenMP call at all, below kParallelMin or with
+// one thread (a region with a false if-clause still enters libgomp, per parameter); else in static blocks.
+// Element-wise bodies give the same bits for any split.
+template <typename Body>
+inline void parallel_range(i64 n, const Body& body) {
+  const int nt = num_threads();
+  if (n < kParallelMin || nt <= 1) {
+    body(0, n);
+    return;
+  }
+  const i64 blocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) num_threads(nt)
+  for (i64 b = 0; b < blocks; ++b) body(b * kBlock, std::min(n, (b + 1) * kBlock));
+}
 
 // The gradient the update uses: g, or g + weight_decay * p (L2), rounded in this order as the reference's
 // g = g + weight_decay * p.
@@ -37,22 +55,26 @@ inline T grad(T g, T p, T wd) {
 
 template <typename T, bool WD>
 void sgd_kernel(T* __restrict__ p, const T* __restrict__ g, i64 n, T lr, T wd) {
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
-  for (i64 i = 0; i < n; ++i) {
-    const T gi = grad<WD>(g[i], p[i], wd);
-    p[i] = p[i] - lr * gi;
-  }
+  parallel_range(n, [&](i64 lo, i64 hi) {
+#pragma omp simd
+    for (i64 i = lo; i < hi; ++i) {
+      const T gi = grad<WD>(g[i], p[i], wd);
+      p[i] = p[i] - lr * gi;
+    }
+  });
 }
 
 template <typename T, bool WD>
 void momentum_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ v, i64 n, T lr, T mu, T wd) {
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
-  for (i64 i = 0; i < n; ++i) {
-    const T gi = grad<WD>(g[i], p[i], wd);
-    const T vi = v[i] * mu - lr * gi;  // v *= momentum; v -= lr * g
-    v[i] = vi;
-    p[i] = p[i] + vi;
-  }
+  parallel_range(n, [&](i64 lo, i64 hi) {
+#pragma omp simd
+    for (i64 i = lo; i < hi; ++i) {
+      const T gi = grad<WD>(g[i], p[i], wd);
+      const T vi = v[i] * mu - lr * gi;  // v *= momentum; v -= lr * g
+      v[i] = vi;
+      p[i] = p[i] + vi;
+    }
+  });
 }
 
 // mu2 = momentum**2 and c = (1 + momentum) * lr, both formed in double and rounded once, as the reference's
@@ -60,69 +82,79 @@ void momentum_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__
 template <typename T, bool WD>
 void nesterov_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ v, i64 n, T lr, T mu, T mu2, T c,
                      T wd) {
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
-  for (i64 i = 0; i < n; ++i) {
-    const T gi = grad<WD>(g[i], p[i], wd);
-    const T vi = v[i] * mu - lr * gi;
-    v[i] = vi;
-    // two separate in-place steps in the reference: p += mu2 * v, then p -= c * g
-    const T pi = p[i] + mu2 * vi;
-    p[i] = pi - c * gi;
-  }
+  parallel_range(n, [&](i64 lo, i64 hi) {
+#pragma omp simd
+    for (i64 i = lo; i < hi; ++i) {
+      const T gi = grad<WD>(g[i], p[i], wd);
+      const T vi = v[i] * mu - lr * gi;
+      v[i] = vi;
+      // two separate in-place steps in the reference: p += mu2 * v, then p -= c * g
+      const T pi = p[i] + mu2 * vi;
+      p[i] = pi - c * gi;
+    }
+  });
 }
 
 template <typename T, bool WD>
 void adagrad_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ h, i64 n, T lr, T eps, T wd) {
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
-  for (i64 i = 0; i < n; ++i) {
-    const T gi = grad<WD>(g[i], p[i], wd);
-    const T hi = h[i] + gi * gi;
-    h[i] = hi;
-    p[i] = p[i] - (lr * gi) / (std::sqrt(hi) + eps);  // lr * g / (sqrt(h) + eps), left to right
-  }
+  parallel_range(n, [&](i64 lo, i64 hi) {
+#pragma omp simd
+    for (i64 i = lo; i < hi; ++i) {
+      const T gi = grad<WD>(g[i], p[i], wd);
+      const T hi = h[i] + gi * gi;
+      h[i] = hi;
+      p[i] = p[i] - (lr * gi) / (std::sqrt(hi) + eps);  // lr * g / (sqrt(h) + eps), left to right
+    }
+  });
 }
 
 // c = 1 - decay_rate
 template <typename T, bool WD>
 void rmsprop_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ h, i64 n, T lr, T rho, T c, T eps,
                     T wd) {
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
-  for (i64 i = 0; i < n; ++i) {
-    const T gi = grad<WD>(g[i], p[i], wd);
-    const T hi = h[i] * rho + (c * gi) * gi;  // h *= rho; h += (1 - rho) * g * g
-    h[i] = hi;
-    p[i] = p[i] - (lr * gi) / (std::sqrt(hi) + eps);
-  }
+  parallel_range(n, [&](i64 lo, i64 hi) {
+#pragma omp simd
+    for (i64 i = lo; i < hi; ++i) {
+      const T gi = grad<WD>(g[i], p[i], wd);
+      const T hi = h[i] * rho + (c * gi) * gi;  // h *= rho; h += (1 - rho) * g * g
+      h[i] = hi;
+      p[i] = p[i] - (lr * gi) / (std::sqrt(hi) + eps);
+    }
+  });
 }
 
 // c1 = 1 - beta1, c2 = 1 - beta2
 template <typename T, bool WD>
 void adam_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m, T* __restrict__ v, i64 n, T lr_t,
                  T c1, T c2, T eps, T wd) {
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
-  for (i64 i = 0; i < n; ++i) {
-    const T gi = grad<WD>(g[i], p[i], wd);
-    const T mi = m[i] + c1 * (gi - m[i]);
-    const T vi = v[i] + c2 * (gi * gi - v[i]);
-    m[i] = mi;
-    v[i] = vi;
-    p[i] = p[i] - (lr_t * mi) / (std::sqrt(vi) + eps);
-  }
+  parallel_range(n, [&](i64 lo, i64 hi) {
+#pragma omp simd
+    for (i64 i = lo; i < hi; ++i) {
+      const T gi = grad<WD>(g[i], p[i], wd);
+      const T mi = m[i] + c1 * (gi - m[i]);
+      const T vi = v[i] + c2 * (gi * gi - v[i]);
+      m[i] = mi;
+      v[i] = vi;
+      p[i] = p[i] - (lr_t * mi) / (std::sqrt(vi) + eps);
+    }
+  });
 }
 
 // c = 1 - rho; h is the running mean of g**2, d the running mean of the squared steps
 template <typename T, bool WD>
 void adadelta_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ h, T* __restrict__ d, i64 n, T lr,
                      T rho, T c, T eps, T wd) {
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
-  for (i64 i = 0; i < n; ++i) {
-    const T gi = grad<WD>(g[i], p[i], wd);
-    const T hi = h[i] * rho + (c * gi) * gi;
-    const T dx = (std::sqrt(d[i] + eps) / std::sqrt(hi + eps)) * gi;
-    h[i] = hi;
-    d[i] = d[i] * rho + (c * dx) * dx;
-    p[i] = p[i] - lr * dx;
-  }
+  parallel_range(n, [&](i64 lo, i64 hi) {
+#pragma omp simd
+    for (i64 i = lo; i < hi; ++i) {
+      const T gi = grad<WD>(g[i], p[i], wd);
+      const T hi = h[i] * rho + (c * gi) * gi;
+      const T dx = (std::sqrt(d[i] + eps) / std::sqrt(hi + eps)) * gi;
+      h[i] = hi;
+      d[i] = d[i] * rho + (c * dx) * dx;
+      p[i] = p[i] - lr * dx;
+    }
+  });
 }
 
 }  // namespace
