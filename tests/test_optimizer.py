@@ -369,7 +369,8 @@ def test_bad_dicts(rng):
 def test_bad_arrays_leave_everything_unchanged(rng):
     W, b = np.ones((2, 3)), np.ones(3)
     opt = F.Adam()
-    with pytest.raises(ValueError, match=r"grads\['b'\]: shape \(3, 1\), expected \(3,\) \(the shape of params\['b'\]\)"):
+    msg = r"grads\['b'\]: shape \(3, 1\), expected \(3,\) \(the shape of params\['b'\]\)"
+    with pytest.raises(ValueError, match=msg):
         opt.update({"W": W, "b": b}, {"W": np.ones((2, 3)), "b": np.ones((3, 1))})
     np.testing.assert_array_equal(W, 1.0)  # W came first and was not updated
     assert opt.iter == 0 and opt.m is None
@@ -399,6 +400,31 @@ def test_bad_state(rng):
     with pytest.raises(ValueError, match=r"v\['W'\]: shares memory with params\['W'\]"):
         opt.update({"W": W}, {"W": np.ones((2, 3))})
     np.testing.assert_array_equal(W, 1.0)
+
+
+def test_mixed_dtypes_checked_before_any_update(rng):
+    """float32 and float64 parameters go to two kernel calls; a bad float64 entry stops both before either runs."""
+    W32, W64 = np.ones(4, dtype=np.float32), np.ones(4)
+    opt = F.Momentum()
+    opt.v = {"b64": np.zeros(3)}  # wrong shape, for the float64 parameter
+    with pytest.raises(ValueError, match=r"v\['b64'\]: shape \(3,\), expected \(4,\)"):
+        opt.update({"a32": W32, "b64": W64}, {"a32": np.ones(4, dtype=np.float32), "b64": np.ones(4)})
+    np.testing.assert_array_equal(W32, 1.0)
+    np.testing.assert_array_equal(W64, 1.0)
+
+
+def test_assigned_strided_state_is_replaced_by_a_contiguous_copy(rng):
+    p = {"W": rng.standard_normal((4, 6))}
+    ref = {"W": p["W"].copy()}
+    opt, opt_ref = F.Momentum(), R.Momentum()
+    v0 = rng.standard_normal((6, 4)).T  # the state a user (or a loader) put there: not C-contiguous
+    opt.v, opt_ref.v = {"W": v0}, {"W": v0.copy()}
+    g = {"W": rng.standard_normal((4, 6))}
+    opt.update(p, g)
+    opt_ref.update(ref, g)
+    assert opt.v["W"].flags.c_contiguous and opt.v["W"] is not v0
+    np.testing.assert_array_equal(p["W"], ref["W"])
+    np.testing.assert_array_equal(opt.v["W"], opt_ref.v["W"])
 
 
 @pytest.mark.parametrize(
@@ -470,7 +496,8 @@ def test_bindings_check_every_array():
     """The binding (lists of parameters, gradients and states) checks what ops.py already ensures."""
     C = fastconv._cpu
     p, g = np.ones(8), np.ones(8)
-    with pytest.raises(ValueError, match=r"grads\['W'\]: shape \(7,\), expected \(8,\) \(the shape of params\['W'\]\)"):
+    msg = r"grads\['W'\]: shape \(7,\), expected \(8,\) \(the shape of params\['W'\]\)"
+    with pytest.raises(ValueError, match=msg):
         C.sgd_update_f64([p], [np.ones(7)], 0.1, 0.0, ["W"])
     with pytest.raises(ValueError, match=r"grads: 2 arrays for 1 parameters"):
         C.sgd_update_f64([p], [g, g], 0.1, 0.0)

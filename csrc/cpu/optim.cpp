@@ -3,7 +3,9 @@
 // the NumPy reference makes 3-8 passes and as many temporaries. Element-wise, so the static split over OpenMP
 // threads cannot change a bit. Every expression keeps the reference's order of operations and roundings
 // (scalars rounded to T first, as NumPy does with a Python float; no FMA contraction: this file is compiled
-// with -ffp-contract=off), so float32 and float64 results equal fastconv.reference.optimizer's.
+// with -ffp-contract=off), so float32 and float64 results equal fastconv.reference.optimizer's. The loops
+// vectorise, sqrt and division included, because the file is also built with -fno-math-errno and without LTO
+// (CMakeLists.txt; sqrt is only taken of sums of squares plus eps).
 // Variants: one per optimizer, each instantiated with and without weight decay (no branch in the loop).
 #include "cpu/optim.h"
 

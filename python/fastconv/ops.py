@@ -754,9 +754,11 @@ def batchnorm_backward(dout, xc, xn, std, gamma):
 # optimizer updates (fastconv.optimizer): one fused in-place kernel per parameter
 #
 # A parameter is updated by the kernel when it is a writeable, aligned, C-contiguous float32 / float64 array
-# (native byte order) and so is each of its state arrays; any other writeable float array (a strided view,
-# float16, byte-swapped) is updated in place by the NumPy formula of fastconv.reference.optimizer, which the
-# kernels match bit for bit. The gradient is cast to the parameter's dtype and made contiguous once.
+# (native byte order); its state arrays are kept so (created as zeros, or replaced by a contiguous copy in its
+# dtype). Any other writeable float array (a strided view, float16, byte-swapped) is updated in place by the
+# NumPy formula of fastconv.reference.optimizer, which the kernels match bit for bit. The gradient is cast to
+# the parameter's dtype and made contiguous once. A whole parameter set goes to the kernels in one binding call
+# per dtype (Python's per-parameter work is a few identity and flag tests; the binding checks each array).
 
 __all__ += [
     "check_param_dicts",
