@@ -98,6 +98,17 @@ def test_matches_reference(name, dtype, weight_decay, threads, rng):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_every_kernel_variant_matches_reference(name, dtype, isa, rng):
+    """The baseline (SSE2) and AVX2 builds of the kernels, chosen by the ISA in use, give the reference's results."""
+    expected = {"scalar": "baseline", "avx2": "avx2", "avx512": "avx2"}[isa]
+    assert fastconv._cpu.optim_variant() == expected
+    params, opt, params_ref, opt_ref, _ = run_pair(name, dtype, 0.01, rng)
+    assert_params_close(params, params_ref, dtype, f"{name} {isa}")
+    for s in STATE[name]:
+        assert_params_close(getattr(opt, s), getattr(opt_ref, s), dtype, f"{name} {isa} state {s}")
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_lr_change_takes_effect(name, dtype, rng):
     """lr = 0 between updates: the parameters stop moving (state still advances, as in the reference)."""
     params, opt, params_ref, opt_ref, _ = run_pair(name, dtype, 0.0, rng, lr_change=False)

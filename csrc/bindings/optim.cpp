@@ -201,6 +201,8 @@ void adadelta_update_py(py::list p, py::list g, py::list h, py::list d, double l
 }  // namespace
 
 void bind_optim(py::module_& m) {
+  m.def("optim_variant", [] { return std::string(cpu::optim_variant()); },
+        "The optimizer kernel variant in use, 'avx2' or 'baseline' (follows cpu_isa()).");
   FC_DEF_F32_F64(m, "sgd_update", sgd_update_py, "SGD in place, every parameter i: p[i] -= lr * g[i].",
                  py::arg("p"), py::arg("g"), py::arg("lr"), py::arg("weight_decay"), py::arg("keys") = py::none());
   FC_DEF_F32_F64(m, "momentum_update", momentum_update_py,
