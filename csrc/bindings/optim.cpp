@@ -1,7 +1,7 @@
 // bindings/optim.cpp: <opt>_update_{f32,f64} for sgd, momentum, nesterov, adagrad, rmsprop, adam, adadelta.
 // One call updates a whole parameter set in place: lists of parameters p, gradients g and each state array
-// (list i of every argument belongs to parameter i), then the scalars, then optional keys for error messages.
-// Every array is checked (dtype, C-contiguous, aligned, writeable where written, the size of its parameter), and
+// (entry i of every list belongs to parameter i), then the scalars, then optional keys for error messages.
+// Every array is checked (dtype, C-contiguous, aligned, writeable where written, its parameter's shape), and
 // a parameter's p and state arrays must not overlap, before anything is written; then the GIL is released and
 // the kernels run one parameter after the other. A gradient that overlaps its parameter or state is copied
 // first (as ops.gemm copies an overlapping operand), so the kernels' no-alias contract always holds.

@@ -1,5 +1,5 @@
 // optim.h: fused in-place optimizer updates, one pass over a parameter p, its gradient g and its state, all
-// contiguous 1-D arrays of length n in the parameter's dtype (the caller passes ravelled views). p, g and each
+// C-contiguous arrays of n elements in the parameter's dtype (any shape: element-wise). p, g and each
 // state array must not overlap (the kernels are declared __restrict__; the bindings check it).
 // The formulas, and the order of their roundings, are those of fastconv.reference.optimizer (the book's
 // common/optimizer.py plus Adadelta); every double scalar is rounded to T once, as NumPy rounds a Python
