@@ -149,6 +149,16 @@ def test_load_errors(tmp_path):
     np.savez(tmp_path / "obj.npz", a=np.array([{}, 1], dtype=object))
     with pytest.raises(ValueError, match="allow_pickle"):
         fio.load_params(tmp_path / "obj.npz")
+    # a bare .npy under an .npz name
+    with open(tmp_path / "single.npz", "wb") as f:
+        np.save(f, np.zeros(3))
+    with pytest.raises(ValueError, match="not an .npz archive"):
+        fio.load_params(tmp_path / "single.npz")
+    # a pickle under an .npz name is not unpickled
+    with open(tmp_path / "pickled.npz", "wb") as f:
+        pickle.dump({"a": np.zeros(2)}, f)
+    with pytest.raises(ValueError, match="allow_pickle"):
+        fio.load_params(tmp_path / "pickled.npz")
 
 
 # ======================================================================================================

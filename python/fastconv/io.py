@@ -217,7 +217,10 @@ def load_params(path) -> dict:
     path = _check_path(path)
     lower = path.lower()
     if lower.endswith(NPZ_SUFFIXES):
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path}: not an .npz archive (found a single {type(data).__name__})")
+        with data:
             return {key: data[key] for key in data.files}
     if lower.endswith(PICKLE_SUFFIXES):
         with open(path, "rb") as f:
