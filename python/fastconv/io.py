@@ -25,6 +25,7 @@ __all__ = ["save_params", "load_params", "SafeUnpickler", "safe_pickle_load"]
 
 NPZ_SUFFIXES = (".npz",)
 PICKLE_SUFFIXES = (".pkl", ".pickle")
+_ZIP_MAGIC = b"PK\x03\x04"  # what every .npz starts with
 
 
 # ======================================================================================================
@@ -151,18 +152,17 @@ def save_params(params, path) -> None:
     params : dict of str -> ndarray
         The parameters (e.g. a network's ``params``); object arrays are refused.
     path : str or os.PathLike
-        Target file; must end in ``.npz``.
+        Target file. Whatever its extension, the content is an ``.npz`` archive (no pickle): the book's
+        ``save_params("params.pkl")`` then ``load_params("params.pkl")`` keeps working, safely.
 
     Raises
     ------
     TypeError
         ``params`` is not a dict of str -> ndarray, or ``path`` is not a path.
     ValueError
-        ``path`` does not end in ``.npz``, or an array has an object dtype.
+        An array has an object dtype.
     """
     path = _check_path(path)
-    if not path.lower().endswith(NPZ_SUFFIXES):
-        raise ValueError(f"path: parameters are saved as .npz (no pickle); got {path!r}")
     arrays = _check_params(params, "params")
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
@@ -191,14 +191,24 @@ def save_params(params, path) -> None:
         os.close(dfd)
 
 
+def _is_zip(path: str) -> bool:
+    """True when ``path`` is an existing file that starts like a zip archive (as every .npz does)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == _ZIP_MAGIC
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return False
+
+
 def load_params(path) -> dict:
     """Read parameters from ``.npz`` (``allow_pickle=False``) or the book's ``.pkl`` (restricted unpickler).
 
     Parameters
     ----------
     path : str or os.PathLike
-        A ``.npz`` written by :func:`save_params` / ``np.savez``, or a ``.pkl`` / ``.pickle`` holding a dict
-        of arrays (``pickle.dump(params, f)``, as the book's ``save_params`` writes).
+        A ``.npz`` archive written by :func:`save_params` / ``np.savez`` (recognised by its content, whatever
+        the extension), or a ``.pkl`` / ``.pickle`` holding a dict of arrays (``pickle.dump(params, f)``, as
+        the book's ``save_params`` writes).
 
     Returns
     -------
@@ -216,7 +226,8 @@ def load_params(path) -> dict:
     """
     path = _check_path(path)
     lower = path.lower()
-    if lower.endswith(NPZ_SUFFIXES):
+    # save_params writes .npz content whatever the name, so a zip archive is read as .npz (never unpickled)
+    if lower.endswith(NPZ_SUFFIXES) or _is_zip(path):
         data = np.load(path, allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):
             raise ValueError(f"{path}: not an .npz archive (found a single {type(data).__name__})")
