@@ -223,7 +223,7 @@ void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g,
   const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW, xs = g.C * g.H * g.W;
   const Ukr<T>& u = active_ukr<T>();
   // W (FN, CK) is packed once per call and shared read-only by every image
-  std::vector<T> apack(static_cast<std::size_t>(round_up(FN, u.mr) * CK));
+  Scratch<T> apack(static_cast<std::size_t>(round_up(FN, u.mr) * CK));
   pack_a_full<T>(u, FN, CK, w, CK, 1, apack.data());
   if (g.stride == 1) {
     const Shifted s = make_shifted(g, u.nr, u.dot_vl);
@@ -251,9 +251,10 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
   // dout padded by FH-1-pad (FW-1-pad): a forward convolution. Square filters only (one pad argument), and
   // only when C fills a micro-kernel tile (its GEMM has M = C rows).
   const bool dx_by_conv = shifted && g.FH == g.FW && g.pad <= g.FH - 1 && g.C >= u.mr;
-  std::vector<T> wt_pack;  // W^T (CK, FN) packed once for the dcol GEMMs: A(i=ck, k=f) = w[f*CK + ck]
+  // W^T (CK, FN) packed once for the dcol GEMMs: A(i=ck, k=f) = w[f*CK + ck]
+  Scratch<T> wt_pack(dx_by_conv ? 0 : static_cast<std::size_t>(round_up(CK, u.mr) * FN));
   if (dx_by_conv) {
-    std::vector<T> wflip(static_cast<std::size_t>(FN * CK)), zero(static_cast<std::size_t>(g.C), T(0));
+    Scratch<T> wflip(static_cast<std::size_t>(FN * CK)), zero(static_cast<std::size_t>(g.C), true);
     const index_t KK = g.FH * g.FW;
     for (index_t f = 0; f < FN; ++f)
       for (index_t c = 0; c < g.C; ++c)
@@ -261,7 +262,6 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
     const ConvGeom gt = make_geom(g.N, FN, g.OH, g.OW, g.FH, g.FW, 1, g.FH - 1 - g.pad);  // gt.OH == H
     conv_forward<T>(dout, wflip.data(), zero.data(), dx, gt, g.C, nthreads);
   } else {
-    wt_pack.resize(static_cast<std::size_t>(round_up(CK, u.mr) * FN));
     pack_a_full<T>(u, CK, FN, w, 1, CK, wt_pack.data());
   }
 
