@@ -14,10 +14,9 @@ template <typename T>
 void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, const ConvGeom& g, index_t FN,
                    int nthreads);
 
-// The weight gradient is summed per group of at most CONV_GROUP_IMAGES images (bounded scratch per
-// thread), groups are summed in order into at most CONV_GRAD_SLOTS slots, and the slots are added in order:
-// all fixed by N alone, so dW and db are bit-identical for any number of threads.
-constexpr index_t CONV_GROUP_IMAGES = 8;
+// The weight gradient is summed image by image, in order, into min(N, CONV_GRAD_SLOTS) slots of consecutive
+// images (one partial dW per slot, scratch per thread: one image), and the slots are added in order: all
+// fixed by N alone, so dW and db are bit-identical for any number of threads.
 constexpr index_t CONV_GRAD_SLOTS = 16;
 
 }  // namespace fastconv::cpu

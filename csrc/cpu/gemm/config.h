@@ -21,15 +21,14 @@ constexpr int AVX512_MR_F64 = 8, AVX512_NR_F64 = 16;
 constexpr int AVX2_MR_F32 = 6, AVX2_NR_F32 = 16;
 constexpr int AVX2_MR_F64 = 6, AVX2_NR_F64 = 8;
 constexpr int REF_MR = 4, REF_NR = 8;
-// Dot-product tiles of the stride-1 weight gradient (filters x taps of vector accumulators): AVX-512 4 x 6
-// (24 zmm + 4 for the dout rows), AVX2 2 x 4 (8 ymm + 2), portable 2 x 2. The AVX-512 choice was measured on
-// the book's layers against GEMM on packed operands: 1.2-1.5x faster on every DeepConvNet layer.
-constexpr int AVX512_DOT_MF = 4, AVX512_DOT_MT = 6;
-constexpr int AVX2_DOT_MF = 2, AVX2_DOT_MT = 4;
-constexpr int REF_DOT_MF = 2, REF_DOT_MT = 2;
-constexpr int MAX_DOT_TILE = 64;  // bound for the tile scratch in conv.cpp
-static_assert(AVX512_DOT_MF * AVX512_DOT_MT <= MAX_DOT_TILE && AVX2_DOT_MF * AVX2_DOT_MT <= MAX_DOT_TILE &&
-              REF_DOT_MF * REF_DOT_MT <= MAX_DOT_TILE);
+// Rows tiles of the stride-1 weight gradient (rows of the column matrix x filters, A rows read in place), see
+// ukr_simd.h. AVX2: the GEMM's 6 x 16 / 6 x 8 blocking (12 accumulators, 6 row pointers); AVX-512: 12 x 16 /
+// 12 x 8 (12 accumulators; 16 rows would need 16 row pointers, more than the free integer registers).
+constexpr int AVX512_ROWS_MR_F32 = 12, AVX512_ROWS_NR_F32 = 16;
+constexpr int AVX512_ROWS_MR_F64 = 12, AVX512_ROWS_NR_F64 = 8;
+constexpr int AVX2_ROWS_MR_F32 = 6, AVX2_ROWS_NR_F32 = 16;
+constexpr int AVX2_ROWS_MR_F64 = 6, AVX2_ROWS_NR_F64 = 8;
+constexpr int REF_ROWS_MR = 4, REF_ROWS_NR = 8;
 constexpr int MAX_MR = 16, MAX_NR = 32;   // bound for the edge-tile scratch in the macro-kernel
 
 template <typename T> struct Blocks;
