@@ -96,36 +96,55 @@ bool pad_image(const T* x, const ConvGeom& g, const Shifted& s, T* xp) {
   return !bad;
 }
 
-// acc (ckpad, fnpad) [+]= B_n (CK, P2) @ Dt_n (P2, fnpad) for one image: dW^T on the widened grid with the
-// rows kernel, A rows read in place from the padded image (row k at xp + roffs[k]), dout_n transposed into
-// rows_nr-filter slivers with zeros in the extra columns. Returns false (and computes nothing) if the image
-// holds inf or NaN: 0 * inf in the extra columns would leak NaN into taps that never see that value.
+// dout_n (FN, OH, OW) -> dt: fnpad/nr slivers of (P2, nr), i.e. dout_n^T on the widened grid with zeros in
+// the Wp - OW extra columns and for the filters >= FN.
 template <typename T>
-bool conv_dw_rows_image(const Ukr<T>& u, const T* xn, const T* dn, T* acc, bool first, const ConvGeom& g,
-                        const Shifted& s, const std::vector<index_t>& roffs, index_t FN) {
-  const index_t P = g.OH * g.OW, nr = u.rows_nr, fnpad = round_up(FN, nr);
-  const index_t ckpad = static_cast<index_t>(roffs.size());
-  T* xp = thread_workspace<T>(WS_CONV_COL, static_cast<std::size_t>(s.xp_size));
-  if (!pad_image<true>(xn, g, s, xp)) return false;
-  T* dt = thread_workspace<T>(WS_CONV_DCOL, static_cast<std::size_t>(fnpad * s.P2));  // fnpad/nr slivers (P2, nr)
+void transpose_dout(const T* dn, const ConvGeom& g, const Shifted& s, index_t FN, index_t nr, T* dt) {
+  const index_t P = g.OH * g.OW, fnpad = round_up(FN, nr);
   for (index_t q = 0; q < fnpad; q += nr) {
     T* d = dt + q * s.P2;
     const index_t nf = std::min(nr, FN - q);
     for (index_t oh = 0; oh < g.OH; ++oh) {
-      T* row = d + oh * s.Wp * nr;
-      for (index_t ow = 0; ow < g.OW; ++ow) {
-        const T* src = dn + q * P + oh * g.OW + ow;  // dout_n (FN, OH, OW): filter q + j at src[j * P]
-        for (index_t j = 0; j < nf; ++j) row[ow * nr + j] = src[j * P];
-        for (index_t j = nf; j < nr; ++j) row[ow * nr + j] = T(0);
+      T* row = d + oh * s.Wp * nr;  // (Wp, nr): one widened output row of nr filters
+      if (nf < nr) std::fill(row, row + g.OW * nr, T(0));
+      for (index_t j = 0; j < nf; ++j) {  // contiguous reads along ow; the writes stay in this small row
+        const T* src = dn + (q + j) * P + oh * g.OW;
+        for (index_t ow = 0; ow < g.OW; ++ow) row[ow * nr + j] = src[ow];
       }
-      std::fill(row + g.OW * nr, row + s.Wp * nr, T(0));  // the Wp - OW extra columns
+      std::fill(row + g.OW * nr, row + s.Wp * nr, T(0));
     }
   }
-  // A rows tile outer (its rows_mr views stay in L1 across the filter slivers), filter sliver inner
+}
+
+// acc (ckpad, fnpad) [+]= sum over the images [n0, n1) of B_n (CK, P2) @ dout_n^T (P2, fnpad): dW^T on the
+// widened grid with the rows kernel, A rows read in place from the padded images (row k of image i at
+// xps + i*xp_size + roffs[k]), accumulators kept in registers across the images. An image holding inf or
+// NaN is not summed here (0 * inf in the extra columns would leak NaN into taps that never see that value):
+// the function returns how many images it summed, finite ones first, and the caller takes the exact path
+// for the rest, listed in bad[].
+template <typename T>
+index_t conv_dw_rows_images(const Ukr<T>& u, const T* x, const T* dout, index_t n0, index_t n1, T* acc,
+                            bool first, const ConvGeom& g, const Shifted& s, const std::vector<index_t>& roffs,
+                            index_t FN, index_t* bad, index_t* nbad) {
+  const index_t P = g.OH * g.OW, xs = g.C * g.H * g.W, nr = u.rows_nr, fnpad = round_up(FN, nr);
+  const index_t ckpad = static_cast<index_t>(roffs.size()), ds = fnpad * s.P2, ni = n1 - n0;
+  T* xps = thread_workspace<T>(WS_CONV_COL, static_cast<std::size_t>(ni * s.xp_size));
+  T* dts = thread_workspace<T>(WS_CONV_DCOL, static_cast<std::size_t>(ni * ds));
+  index_t ok = 0;
+  *nbad = 0;
+  for (index_t n = n0; n < n1; ++n) {
+    if (pad_image<true>(x + n * xs, g, s, xps + ok * s.xp_size)) {
+      transpose_dout(dout + n * FN * P, g, s, FN, nr, dts + ok * ds);
+      ++ok;
+    } else {
+      bad[(*nbad)++] = n;
+    }
+  }
+  if (ok == 0) return 0;
   for (index_t ct = 0; ct < ckpad; ct += u.rows_mr)
     for (index_t q = 0; q < fnpad; q += nr)
-      u.rows(s.P2, xp, roffs.data() + ct, dt + q * s.P2, acc + ct * fnpad + q, fnpad, !first);
-  return true;
+      u.rows(s.P2, ok, xps, s.xp_size, roffs.data() + ct, dts + q * s.P2, ds, acc + ct * fnpad + q, fnpad, !first);
+  return ok;
 }
 
 // out_n (FN, OH, OW) = W @ shifted views of xp + b, for one image, on the calling thread.
@@ -261,9 +280,12 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
   T* part_db = part_dw + S * pw;
   const Shifted s = shifted ? make_shifted(g, u.nr) : Shifted{};
   std::vector<index_t> roffs;  // row offsets padded to a multiple of rows_mr (extra rows read xp[0..], discarded)
+  index_t dw_batch = 1;        // images per rows-kernel pass: their padded images and dout^T fit CONV_DW_BYTES
   if (shifted) {
     roffs = s.offs;
     roffs.resize(static_cast<std::size_t>(ckpad), 0);
+    const index_t per_image = (s.xp_size + fnpad * s.P2) * static_cast<index_t>(sizeof(T));
+    dw_batch = std::max<index_t>(1, std::min<index_t>(CONV_DW_MAX_IMAGES, CONV_DW_BYTES / per_image));
   }
   const index_t npad = round_up(P, u.nr);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
@@ -272,20 +294,30 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
     T* gdb = part_db + slot * FN;
     std::fill(gdb, gdb + FN, T(0));
     const index_t n0 = g.N * slot / S, n1 = g.N * (slot + 1) / S;
+    if (shifted) {
+      // images in batches of dw_batch (fixed by the geometry): one rows-kernel pass per batch
+      bool have = false;  // gdw holds a partial sum
+      index_t bad[CONV_DW_MAX_IMAGES], nbad = 0;
+      for (index_t b0 = n0; b0 < n1; b0 += dw_batch) {
+        const index_t b1 = std::min(n1, b0 + dw_batch);
+        if (conv_dw_rows_images<T>(u, x, dout, b0, b1, gdw, !have, g, s, roffs, FN, bad, &nbad) > 0) have = true;
+        for (index_t i = 0; i < nbad; ++i) {
+          // exact fallback for an image holding inf / NaN: its dW (FN, CK) from packed views, added transposed
+          const index_t n = bad[i];
+          T* tmp = thread_workspace<T>(WS_CONV_TMP, static_cast<std::size_t>(FN * CK));
+          conv_dw_shifted_image<T>(u, x + n * xs, dout + n * FN * P, tmp, true, g, s, FN);
+          for (index_t ck = 0; ck < CK; ++ck)
+            for (index_t f = 0; f < FN; ++f)
+              gdw[ck * fnpad + f] = have ? gdw[ck * fnpad + f] + tmp[f * CK + ck] : tmp[f * CK + ck];
+          have = true;  // (the padding rows and columns of gdw stay undefined: they are never read)
+        }
+      }
+    }
     for (index_t n = n0; n < n1; ++n) {
       const T* dn = dout + n * FN * P;  // (FN, P)
       const bool first = n == n0;
       for (index_t f = 0; f < FN; ++f) gdb[f] += row_sum(dn + f * P, P);
-      if (shifted) {
-        if (!conv_dw_rows_image<T>(u, x + n * xs, dn, gdw, first, g, s, roffs, FN)) {
-          // exact fallback for an image holding inf / NaN: its dW (FN, CK) from packed views, added transposed
-          T* tmp = thread_workspace<T>(WS_CONV_TMP, static_cast<std::size_t>(FN * CK));
-          conv_dw_shifted_image<T>(u, x + n * xs, dn, tmp, true, g, s, FN);
-          for (index_t ck = 0; ck < CK; ++ck)
-            for (index_t f = 0; f < FN; ++f)
-              gdw[ck * fnpad + f] = first ? tmp[f * CK + ck] : gdw[ck * fnpad + f] + tmp[f * CK + ck];
-        }
-      } else {
+      if (!shifted) {
         T* col = thread_workspace<T>(WS_CONV_COL, static_cast<std::size_t>(CK * P));
         im2col_image<T>(x + n * xs, g, col);
         // B(k=p, j=ck) = col[ck*P + p]
@@ -302,14 +334,23 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
   }
 
   // add the slots in a fixed order (independent of the thread count)
-  const index_t nw = FN * CK;
+  // (read in the slots' own layout, a row chunk at a time so the adds vectorise; dW^T is written back
+  // transposed)
+  const index_t rows_out = shifted ? CK : FN, cols_out = shifted ? FN : CK, ld = shifted ? fnpad : CK;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (index_t i = 0; i < nw; ++i) {
-    const index_t at = shifted ? (i % CK) * fnpad + i / CK : i;  // dW(f, ck) in the slot's layout
-    T acc = part_dw[at];
-    for (index_t slot = 1; slot < S; ++slot) acc += part_dw[slot * pw + at];
-    dw[i] = acc;
-  }
+  for (index_t r = 0; r < rows_out; ++r)
+    for (index_t c0 = 0; c0 < cols_out; c0 += 64) {
+      const index_t nc = std::min<index_t>(64, cols_out - c0);
+      const T* p0 = part_dw + r * ld + c0;
+      T acc[64];
+      for (index_t c = 0; c < nc; ++c) acc[c] = p0[c];
+      for (index_t slot = 1; slot < S; ++slot) {
+        const T* ps = p0 + slot * pw;
+#pragma omp simd
+        for (index_t c = 0; c < nc; ++c) acc[c] += ps[c];
+      }
+      for (index_t c = 0; c < nc; ++c) dw[shifted ? (c0 + c) * CK + r : r * CK + c0 + c] = acc[c];
+    }
   for (index_t f = 0; f < FN; ++f) {
     T acc = part_db[f];
     for (index_t slot = 1; slot < S; ++slot) acc += part_db[slot * FN + f];

@@ -22,12 +22,13 @@ template <typename T>
 using ukr_offs_fn = void (*)(index_t kc, const T* a, const T* b, const index_t* offs, T* c, index_t ldc, T alpha,
                              T beta);
 
-// Rows tile (stride-1 weight gradient): C (rows_mr x rows_nr, row stride ldc) = [C +] sum over k < kc of
-// a[aoffs[i] + k] * b[k*rows_nr + j]: the rows of A are unpacked, contiguous along k, at arbitrary offsets
-// (the shifted views of a padded image), B is a packed sliver. accumulate == false never reads C.
+// Rows tile (stride-1 weight gradient): C (rows_mr x rows_nr, row stride ldc) = [C +] sum over nimg images
+// and k < kc of a[img*as + aoffs[i] + k] * b[img*bs + k*rows_nr + j]: the rows of A are unpacked, contiguous
+// along k, at arbitrary offsets (the shifted views of a padded image), B is a packed sliver per image.
+// accumulate == false never reads C.
 template <typename T>
-using rows_fn = void (*)(index_t kc, const T* a, const index_t* aoffs, const T* b, T* c, index_t ldc,
-                         bool accumulate);
+using rows_fn = void (*)(index_t kc, index_t nimg, const T* a, index_t as, const index_t* aoffs, const T* b,
+                         index_t bs, T* c, index_t ldc, bool accumulate);
 
 template <typename T>
 struct Ukr {

@@ -95,26 +95,30 @@ inline void ukr_simd(index_t kc, const T* __restrict a, const T* __restrict b, T
 // packed as an NR-filter sliver. Same register blocking as the GEMM micro-kernel: MR*NV accumulators,
 // NV loads of B and MR broadcasts per k.
 template <typename T, int MR, int NV, int VL>
-inline void rows_tile(index_t kc, const T* __restrict a, const index_t* __restrict aoffs, const T* __restrict b,
-                      T* __restrict c, index_t ldc, bool accumulate) {
+inline void rows_tile(index_t kc, index_t nimg, const T* __restrict a, index_t as, const index_t* __restrict aoffs,
+                      const T* __restrict b, index_t bs, T* __restrict c, index_t ldc, bool accumulate) {
   typedef T V __attribute__((vector_size(VL * sizeof(T))));
   V acc[MR][NV];
-  const T* ar[MR];
 #pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i) {
-    ar[i] = a + aoffs[i];
+  for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
     for (int j = 0; j < NV; ++j) acc[i][j] = V{};
-  }
-  for (index_t k = 0; k < kc; ++k) {
-    V bv[NV];
-#pragma GCC unroll 8
-    for (int j = 0; j < NV; ++j) std::memcpy(&bv[j], b + k * NV * VL + j * VL, sizeof(V));
+  // the accumulators stay in registers across the images: one write-back of C per call
+  for (index_t img = 0; img < nimg; ++img) {
+    const T* ar[MR];
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      const V av = splat<V, T, VL>(ar[i][k]);
+    for (int i = 0; i < MR; ++i) ar[i] = a + img * as + aoffs[i];
+    const T* bk = b + img * bs;
+    for (index_t k = 0; k < kc; ++k) {
+      V bv[NV];
 #pragma GCC unroll 8
-      for (int j = 0; j < NV; ++j) acc[i][j] += av * bv[j];
+      for (int j = 0; j < NV; ++j) std::memcpy(&bv[j], bk + k * NV * VL + j * VL, sizeof(V));
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        const V av = splat<V, T, VL>(ar[i][k]);
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) acc[i][j] += av * bv[j];
+      }
     }
   }
 #pragma GCC unroll 16
@@ -142,8 +146,9 @@ void ukr_offs(index_t kc, const T* a, const T* b, const index_t* offs, T* c, ind
   ukr_simd<T, MR, NR / VL, VL, true>(kc, a, b, c, ldc, alpha, beta, offs);
 }
 template <typename T, int RMR, int RNR, int VL>
-void rows(index_t kc, const T* a, const index_t* aoffs, const T* b, T* c, index_t ldc, bool accumulate) {
-  rows_tile<T, RMR, RNR / VL, VL>(kc, a, aoffs, b, c, ldc, accumulate);
+void rows(index_t kc, index_t nimg, const T* a, index_t as, const index_t* aoffs, const T* b, index_t bs, T* c,
+          index_t ldc, bool accumulate) {
+  rows_tile<T, RMR, RNR / VL, VL>(kc, nimg, a, as, aoffs, b, bs, c, ldc, accumulate);
 }
 template <typename T, int MR, int NR, int VL, int RMR, int RNR>
 Ukr<T> make_ukr(const char* name) {
