@@ -46,9 +46,18 @@ inline void ukr_simd(index_t kc, const T* __restrict a, const T* __restrict b, T
   typedef T V __attribute__((vector_size(VL * sizeof(T))));
   V acc[MR][NV];
 #pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
+  for (int i = 0; i < MR; ++i) {
+    // the C tile is read (beta != 0) or written only after the k loop: start fetching its lines now so
+    // the write-back does not wait on L2/L3 misses (C is the one operand that is not packed). Measured,
+    // SGEMM 1024^3 on one Zen 3 core, 5 alternating runs: 56-68 -> 65-73 GFLOP/s. (The offset form writes
+    // the conv's small L1/L2-resident scratch tile: no prefetch there.)
+    if constexpr (!OFFS) {
+      __builtin_prefetch(c + i * ldc, 1);
+      __builtin_prefetch(c + i * ldc + NV * VL - 1, 1);
+    }
 #pragma GCC unroll 8
     for (int j = 0; j < NV; ++j) acc[i][j] = V{};
+  }
 
   for (index_t k = 0; k < kc; ++k) {
     V bv[NV];
