@@ -10,6 +10,14 @@
 //  - KC = 768 (f32) rather than 256: one FMA per cycle needs only 8 B/cycle of B, which L2 sustains, so a
 //    B sliver larger than L1 costs nothing while the K dimension of every DeepConvNet layer (<= 576) fits
 //    one block (no re-read of C): SGEMM 1024^3 83 -> 93 GFLOP/s.
+// Re-measured on Zen 3 (AMD EPYC, AVX2+FMA, 2 x 256-bit FMA pipes, L1d 32 KiB, L2 512 KiB per core; FMA
+// peak 98-99 GFLOP/s f32 per core by a 12-chain vfmadd loop), single thread, thread CPU time, alternating
+// binaries (the machine was shared, so only side-by-side ratios count):
+//  - AVX2 f32 6 x 16 micro-kernel alone on L1-resident panels: 92-96 GFLOP/s (93-97% of peak); k unrolled
+//    by 4 or 8: no better (88-94); 4 x 24 / 5 x 16: the same within noise, in SGEMM 1024^3 too (77-79 both).
+//  - SGEMM 1024^3 with MC/KC = 96/768, 96/256, 144/256, 120/384, 192/384, 144/512: all 65-70 GFLOP/s in the
+//    same rounds (differences below the noise), so the AVX-512 machine's choice is kept for both ISAs.
+//    Prefetching the C tile in the micro-kernel (ukr_simd.h) was the measurable win: 67 -> 71-78 GFLOP/s.
 #pragma once
 #include <cstdint>
 
