@@ -104,3 +104,44 @@ def test_conv_nonfinite_inputs_propagate_like_reference(rng, isa, value, where):
     for name, got, want in (("out", out, r_out), ("dx", dx, r_dx), ("dW", dW, r_dW), ("db", db, r_db)):
         np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"{isa} {where} {name} NaN pattern")
         np.testing.assert_allclose(got, want, **TOL_DOT[np.float64], equal_nan=True, err_msg=f"{isa} {where} {name}")
+
+
+# ======================================================================================================
+# memory: the convolution never holds the column matrix
+
+
+def test_conv_memory_below_half_column_matrix():
+    """DeepConvNet conv2 at batch 100 (float32): NumPy buffers (tracemalloc) plus the kernels' own scratch
+    (workspace accounting) of one forward + backward stay below half the 45 MB column matrix. Measured in
+    a fresh process (bench/bench_memory.py --json) so the per-thread arenas start empty."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(__file__), os.pardir, "bench", "bench_memory.py")
+    res = subprocess.run([sys.executable, script, "--json"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    r = json.loads(res.stdout)
+    assert r["col_bytes"] == 100 * 28 * 28 * 16 * 9 * 4
+    assert r["scratch_peak"] > 0  # the accounting sees the kernels' buffers
+    assert r["numpy_peak"] >= 2 * 100 * 16 * 28 * 28 * 4  # out and dx at least
+    assert r["total"] < r["col_bytes"] / 2, r
+
+
+def test_workspace_accounting_counts_and_resets(rng):
+    """workspace_bytes(): peak >= current, a conv call registers its scratch, reset_workspace_peak() restarts."""
+    from fastconv import _cpu
+
+    x = randn(rng, (4, 8, 40, 40), np.float32)
+    Wt = randn(rng, (8, 8, 3, 3), np.float32)
+    ops.conv_forward(x, Wt, np.zeros(8, np.float32), 1, 1)
+    _cpu.reset_workspace_peak()
+    w = _cpu.workspace_bytes()
+    assert w["peak"] == w["current"] > 0
+    # a larger image than any before grows the arenas: the peak follows
+    big = randn(rng, (2, 8, 300, 300), np.float32)
+    ops.conv_forward(big, Wt, np.zeros(8, np.float32), 1, 1)
+    w2 = _cpu.workspace_bytes()
+    assert w2["peak"] >= w2["current"] >= w["current"]
+    assert w2["peak"] >= 8 * 302 * 302 * 4  # one padded image is held at least

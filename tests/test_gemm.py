@@ -158,3 +158,79 @@ def test_gemm_out_aliasing_input(rng, n):
         np.testing.assert_allclose(
             out, want, **TOL_DOT[np.float64], err_msg=f"n={n} beta={beta} out is {out_is}"
         )
+
+
+# ======================================================================================================
+# the issue's size sweep: 1..70 step 1 (square and three rectangular sweeps), 127-129, 255-257, 1000+,
+# every transpose, 1 and 2 threads, sliced (non-contiguous) operands
+
+
+@pytest.mark.parametrize("ta,tb", TRANS, ids=TRANS_IDS)
+def test_gemm_sweep_1_to_70(rng, isa, dtype, threads, ta, tb):
+    """M = N = K = 1..70, then M, N and K alone over 1..70 with the other two fixed at odd sizes."""
+    cases = [(n, n, n) for n in range(1, 71)]
+    cases += [(m, 37, 29) for m in range(1, 71)]
+    cases += [(13, n, 41) for n in range(1, 71)]
+    cases += [(23, 19, k) for k in range(1, 71)]
+    for M, N, K in cases:
+        a, b = operands(rng, M, N, K, ta, tb, dtype)
+        out = ops.gemm(a, b, trans_a=ta, trans_b=tb)
+        np.testing.assert_allclose(
+            out, oracle(a, b, ta, tb), **TOL_DOT[dtype], err_msg=f"{isa} t{threads} {M}x{N}x{K} {ta} {tb}"
+        )
+
+
+BLOCK_SIZES = [(127, 128, 129), (129, 127, 128), (255, 256, 257), (257, 255, 256)]
+
+
+@pytest.mark.parametrize("size", BLOCK_SIZES, ids=[f"{m}x{n}x{k}" for m, n, k in BLOCK_SIZES])
+@pytest.mark.parametrize("ta,tb", TRANS, ids=TRANS_IDS)
+def test_gemm_block_boundaries(rng, isa, dtype, threads, ta, tb, size):
+    M, N, K = size
+    a, b = operands(rng, M, N, K, ta, tb, dtype)
+    c0 = randn(rng, (M, N), dtype)
+    out = c0.copy()
+    ops.gemm(a, b, trans_a=ta, trans_b=tb, alpha=-0.5, beta=1.25, out=out)
+    np.testing.assert_allclose(
+        out, -0.5 * oracle(a, b, ta, tb) + 1.25 * f64(c0), **TOL_DOT[dtype], err_msg=f"{isa} t{threads} {size}"
+    )
+
+
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, True)], ids=["NN", "TT"])
+def test_gemm_large(rng, isa, dtype, ta, tb):
+    """Past every block size at once (KC, MC, NC 2048 with N = 2050), 2 threads."""
+    for M, N, K in [(1031, 1029, 1027), (37, 2050, 300)]:
+        a, b = operands(rng, M, N, K, ta, tb, dtype)
+        out = ops.gemm(a, b, trans_a=ta, trans_b=tb)
+        np.testing.assert_allclose(
+            out, oracle(a, b, ta, tb), **TOL_DOT[dtype], err_msg=f"{isa} {M}x{N}x{K} {ta} {tb}"
+        )
+
+
+def test_gemm_tall_skinny_conv_shapes(rng, isa, dtype, num_threads):
+    """The im2col GEMM shapes of a convolution (col (N*OH*OW, 144) @ W^T (144, 16), the weight gradient
+    dout^T @ col over one image's 784 pixels, the column gradient), 1 and 2 threads bit-identical."""
+    for M, N, K, ta, tb in [(7840, 16, 144, False, False), (16, 144, 784, True, False), (144, 784, 16, False, True)]:
+        a, b = operands(rng, M, N, K, ta, tb, dtype)
+        res = []
+        for n in (1, 2):
+            num_threads(n)
+            res.append(ops.gemm(a, b, trans_a=ta, trans_b=tb))
+        assert np.array_equal(res[0], res[1]), f"{isa} {M}x{N}x{K}"
+        np.testing.assert_allclose(res[0], oracle(a, b, ta, tb), **TOL_DOT[dtype], err_msg=f"{isa} {M}x{N}x{K}")
+
+
+@pytest.mark.parametrize("ta,tb", TRANS, ids=TRANS_IDS)
+def test_gemm_sliced_operands(rng, isa, dtype, ta, tb):
+    """Operands that are views with odd leading dimensions (row stride > row length), reversed and
+    column-sliced: the result equals the matmul of the same views."""
+    M, N, K = 45, 38, 70
+    for step in (1, 2, -1):
+        big_a = randn(rng, ((K, M) if ta else (M, K)), dtype)
+        big_a = np.pad(big_a, ((2, 3), (5, 7)))[2:-3, 5:-7]  # leading dimension M+12 or K+12
+        big_b = randn(rng, (2 * (N if tb else K), 3 + (K if tb else N) + 4), dtype)
+        b = big_b[::2, 3:-4] if step == 2 else big_b[: big_b.shape[0] // 2, 3:-4]
+        a = big_a[::-1] if step == -1 else big_a
+        assert not a.flags.c_contiguous or not b.flags.c_contiguous
+        out = ops.gemm(a, b, trans_a=ta, trans_b=tb)
+        np.testing.assert_allclose(out, oracle(a, b, ta, tb), **TOL_DOT[dtype], err_msg=f"{isa} step={step}")

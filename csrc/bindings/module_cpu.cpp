@@ -5,6 +5,7 @@
 #include "bindings/bind_util.h"
 #include "cpu/gemm/gemm.h"
 #include "cpu/threads.h"
+#include "cpu/workspace.h"
 
 namespace py = pybind11;
 using namespace fastconv;
@@ -46,6 +47,16 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("set_cpu_isa", [](const std::string& isa) { cpu::gemm_set_isa(isa); }, py::arg("isa"),
         "Force the GEMM micro-kernel ISA: 'avx512', 'avx2' or 'scalar'. Raises ValueError if the CPU or the "
         "build lacks it.");
+
+  m.def("workspace_bytes", [] {
+    py::dict d;
+    d["current"] = cpu::scratch_bytes_current();
+    d["peak"] = cpu::scratch_bytes_peak();
+    return d;
+  }, "Kernel scratch memory (all threads: per-thread arenas kept across calls plus per-call packed operands), "
+     "in bytes: {'current', 'peak'}; the peak since the last reset_workspace_peak(). NumPy arrays not included.");
+  m.def("reset_workspace_peak", &cpu::scratch_reset_peak,
+        "Start a new peak measurement for workspace_bytes(): peak = bytes held now.");
 
   bind::bind_gemm(m);
   bind::bind_im2col(m);

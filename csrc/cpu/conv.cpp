@@ -7,16 +7,18 @@
 //   + fw: the micro-kernel reads B there directly (ukr fn_offs). Outputs are computed on the (OH, Wp) grid;
 //   the Wp - OW extra columns per row are discarded (MNIST shapes: 7-20% extra work, no packing at all).
 //     forward  out_n (FN, OH*Wp) = W (FN, CK) @ B_n (CK, OH*Wp) + b, then the valid columns are kept
-//     dW      dW(f, k) = sum over a batch group's images and the widened grid of dout(f, p) * xp[offs[k] + p]
-//             with dout zero in the extra columns: a dot-product kernel on both operands in place (no
-//             packing). A group holding inf / NaN takes the exact path instead (B_n^T packed from the views
-//             with the extra columns zeroed), since 0 * inf there would leak NaN into taps that never see it.
+//     dW      dW^T (CK, FN) = sum over images of B_n (CK, P2) @ dout_n^T (P2, FN), dout zero in the extra
+//             columns: the rows kernel reads the rows of B_n in place from xp (no packing; only dout_n^T is
+//             packed, FN x P2 values). An image holding inf / NaN takes the exact path instead (B_n^T packed
+//             from the views with the extra columns zeroed), since 0 * inf there would leak NaN into taps that
+//             never see it. Measured (1 thread, DeepConvNet layers, batch 100): backward 84-99 -> 63-66 ms
+//             against the dot-product tiles it replaces.
 //     dx      the adjoint of a stride-1 cross-correlation is a stride-1 cross-correlation of dout with the
 //             filters flipped and channels swapped, padded by FH-1-pad: it runs on the forward path.
 // Stride > 1: im2col per image (forward writes the packed B panel directly: implicit GEMM), dW on col_t,
 //   dx = col2im(W^T @ dout_n).
-// Images are spread over threads (MNIST-sized work per image); the weight gradient is summed over groups of
-// images in an order fixed by N alone (conv.h), so dW and db do not depend on the thread count.
+// Images are spread over threads (MNIST-sized work per image); the weight gradient is summed over slots of
+// consecutive images in an order fixed by N alone (conv.h), so dW and db do not depend on the thread count.
 #include "cpu/conv.h"
 
 #include <algorithm>
@@ -51,19 +53,17 @@ struct Shifted {
   index_t Hp, Wp;     // padded image
   index_t P2;         // OH * Wp: output grid widened to the padded row pitch
   index_t np2;        // P2 rounded up to NR
-  index_t kdot;       // P2 rounded up to the dot-product kernel's vector length
   index_t xp_size;    // C*Hp*Wp plus slack so the last sliver's reads stay inside
   std::vector<index_t> offs;  // (CK,): start of row k of B in xp
 };
 
-Shifted make_shifted(const ConvGeom& g, int nr, int dot_vl) {
+Shifted make_shifted(const ConvGeom& g, int nr) {
   Shifted s;
   s.Hp = g.H + 2 * g.pad;
   s.Wp = g.W + 2 * g.pad;
   s.P2 = g.OH * s.Wp;
   s.np2 = round_up(s.P2, nr);
-  s.kdot = round_up(s.P2, dot_vl);
-  s.xp_size = g.C * s.Hp * s.Wp + (std::max(s.np2, s.kdot) - s.P2) + g.FW;
+  s.xp_size = g.C * s.Hp * s.Wp + (s.np2 - s.P2) + g.FW;
   s.offs.resize(static_cast<std::size_t>(g.C * g.FH * g.FW));
   index_t k = 0;
   for (index_t c = 0; c < g.C; ++c)
@@ -96,51 +96,55 @@ bool pad_image(const T* x, const ConvGeom& g, const Shifted& s, T* xp) {
   return !bad;
 }
 
-// dout_n (FN, OH, OW) on the widened grid: dw (fpad, kdot) with zeros in the Wp - OW extra columns of every
-// row, after P2, and in the rows f >= FN.
+// dout_n (FN, OH, OW) -> dt: fnpad/nr slivers of (P2, nr), i.e. dout_n^T on the widened grid with zeros in
+// the Wp - OW extra columns and for the filters >= FN.
 template <typename T>
-void widen_dout(const T* dn, const ConvGeom& g, const Shifted& s, index_t FN, index_t fpad, T* dw) {
-  for (index_t f = 0; f < FN; ++f) {
-    T* row = dw + f * s.kdot;
+void transpose_dout(const T* dn, const ConvGeom& g, const Shifted& s, index_t FN, index_t nr, T* dt) {
+  const index_t P = g.OH * g.OW, fnpad = round_up(FN, nr);
+  for (index_t q = 0; q < fnpad; q += nr) {
+    T* d = dt + q * s.P2;
+    const index_t nf = std::min(nr, FN - q);
     for (index_t oh = 0; oh < g.OH; ++oh) {
-      const T* src = dn + (f * g.OH + oh) * g.OW;
-      T* dst = row + oh * s.Wp;
-      for (index_t ow = 0; ow < g.OW; ++ow) dst[ow] = src[ow];
-      for (index_t ow = g.OW; ow < s.Wp; ++ow) dst[ow] = T(0);
+      T* row = d + oh * s.Wp * nr;  // (Wp, nr): one widened output row of nr filters
+      if (nf < nr) std::fill(row, row + g.OW * nr, T(0));
+      for (index_t j = 0; j < nf; ++j) {  // contiguous reads along ow; the writes stay in this small row
+        const T* src = dn + (q + j) * P + oh * g.OW;
+        for (index_t ow = 0; ow < g.OW; ++ow) row[ow * nr + j] = src[ow];
+      }
+      std::fill(row + g.OW * nr, row + s.Wp * nr, T(0));
     }
-    std::fill(row + s.P2, row + s.kdot, T(0));
   }
-  std::fill(dw + FN * s.kdot, dw + fpad * s.kdot, T(0));
 }
 
-// dW_grp (+)= sum over the images [n0, n1) of dout_n @ B_n^T with the dot-product kernel: tiles of dot_mf
-// filters x dot_mt taps accumulate over every image of the group before one horizontal sum. Returns false
-// (and computes nothing) if an image holds inf or NaN: 0 * inf in the widened grid's extra columns would
-// then leak NaN into taps that never see that value, so the caller takes the exact packed path instead.
+// acc (ckpad, fnpad) [+]= sum over the images [n0, n1) of B_n (CK, P2) @ dout_n^T (P2, fnpad): dW^T on the
+// widened grid with the rows kernel, A rows read in place from the padded images (row k of image i at
+// xps + i*xp_size + roffs[k]), accumulators kept in registers across the images. An image holding inf or
+// NaN is not summed here (0 * inf in the extra columns would leak NaN into taps that never see that value):
+// the function returns how many images it summed, finite ones first, and the caller takes the exact path
+// for the rest, listed in bad[].
 template <typename T>
-bool conv_dw_dot_group(const Ukr<T>& u, const T* x, const T* dout, index_t n0, index_t n1, T* gdw, bool first,
-                       const ConvGeom& g, const Shifted& s, const std::vector<index_t>& toffs, index_t FN) {
-  const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW, xs = g.C * g.H * g.W, ni = n1 - n0;
-  const index_t fpad = round_up(FN, u.dot_mf), tpad = static_cast<index_t>(toffs.size());
+index_t conv_dw_rows_images(const Ukr<T>& u, const T* x, const T* dout, index_t n0, index_t n1, T* acc,
+                            bool first, const ConvGeom& g, const Shifted& s, const std::vector<index_t>& roffs,
+                            index_t FN, index_t* bad, index_t* nbad) {
+  const index_t P = g.OH * g.OW, xs = g.C * g.H * g.W, nr = u.rows_nr, fnpad = round_up(FN, nr);
+  const index_t ckpad = static_cast<index_t>(roffs.size()), ds = fnpad * s.P2, ni = n1 - n0;
   T* xps = thread_workspace<T>(WS_CONV_COL, static_cast<std::size_t>(ni * s.xp_size));
-  T* dws = thread_workspace<T>(WS_CONV_DCOL, static_cast<std::size_t>(ni * fpad * s.kdot));
-  bool finite = true;
-  for (index_t i = 0; i < ni; ++i) {
-    finite = pad_image<true>(x + (n0 + i) * xs, g, s, xps + i * s.xp_size) && finite;
-    widen_dout(dout + (n0 + i) * FN * P, g, s, FN, fpad, dws + i * fpad * s.kdot);
-  }
-  if (!finite) return false;
-  T tile[gemm_config::MAX_DOT_TILE];  // dot_mf * dot_mt of every registered kernel fits (config.h)
-  for (index_t fb = 0; fb < fpad; fb += u.dot_mf)
-    for (index_t tb = 0; tb < tpad; tb += u.dot_mt) {
-      u.dot(s.kdot, ni, dws + fb * s.kdot, fpad * s.kdot, s.kdot, xps, s.xp_size, toffs.data() + tb, tile);
-      for (index_t i = 0; i < u.dot_mf && fb + i < FN; ++i)
-        for (index_t j = 0; j < u.dot_mt && tb + j < CK; ++j) {
-          T& dst = gdw[(fb + i) * CK + tb + j];
-          dst = first ? tile[i * u.dot_mt + j] : dst + tile[i * u.dot_mt + j];
-        }
+  T* dts = thread_workspace<T>(WS_CONV_DCOL, static_cast<std::size_t>(ni * ds));
+  index_t ok = 0;
+  *nbad = 0;
+  for (index_t n = n0; n < n1; ++n) {
+    if (pad_image<true>(x + n * xs, g, s, xps + ok * s.xp_size)) {
+      transpose_dout(dout + n * FN * P, g, s, FN, nr, dts + ok * ds);
+      ++ok;
+    } else {
+      bad[(*nbad)++] = n;
     }
-  return true;
+  }
+  if (ok == 0) return 0;
+  for (index_t ct = 0; ct < ckpad; ct += u.rows_mr)
+    for (index_t q = 0; q < fnpad; q += nr)
+      u.rows(s.P2, ok, xps, s.xp_size, roffs.data() + ct, dts + q * s.P2, ds, acc + ct * fnpad + q, fnpad, !first);
+  return ok;
 }
 
 // out_n (FN, OH, OW) = W @ shifted views of xp + b, for one image, on the calling thread.
@@ -223,10 +227,10 @@ void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g,
   const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW, xs = g.C * g.H * g.W;
   const Ukr<T>& u = active_ukr<T>();
   // W (FN, CK) is packed once per call and shared read-only by every image
-  std::vector<T> apack(static_cast<std::size_t>(round_up(FN, u.mr) * CK));
+  Scratch<T> apack(static_cast<std::size_t>(round_up(FN, u.mr) * CK));
   pack_a_full<T>(u, FN, CK, w, CK, 1, apack.data());
   if (g.stride == 1) {
-    const Shifted s = make_shifted(g, u.nr, u.dot_vl);
+    const Shifted s = make_shifted(g, u.nr);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (index_t n = 0; n < g.N; ++n)
       conv_forward_shifted_image<T>(u, apack.data(), b, x + n * xs, out + n * FN * P, g, s, FN);
@@ -251,9 +255,10 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
   // dout padded by FH-1-pad (FW-1-pad): a forward convolution. Square filters only (one pad argument), and
   // only when C fills a micro-kernel tile (its GEMM has M = C rows).
   const bool dx_by_conv = shifted && g.FH == g.FW && g.pad <= g.FH - 1 && g.C >= u.mr;
-  std::vector<T> wt_pack;  // W^T (CK, FN) packed once for the dcol GEMMs: A(i=ck, k=f) = w[f*CK + ck]
+  // W^T (CK, FN) packed once for the dcol GEMMs: A(i=ck, k=f) = w[f*CK + ck]
+  Scratch<T> wt_pack(dx_by_conv ? 0 : static_cast<std::size_t>(round_up(CK, u.mr) * FN));
   if (dx_by_conv) {
-    std::vector<T> wflip(static_cast<std::size_t>(FN * CK)), zero(static_cast<std::size_t>(g.C), T(0));
+    Scratch<T> wflip(static_cast<std::size_t>(FN * CK)), zero(static_cast<std::size_t>(g.C), true);
     const index_t KK = g.FH * g.FW;
     for (index_t f = 0; f < FN; ++f)
       for (index_t c = 0; c < g.C; ++c)
@@ -261,65 +266,91 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
     const ConvGeom gt = make_geom(g.N, FN, g.OH, g.OW, g.FH, g.FW, 1, g.FH - 1 - g.pad);  // gt.OH == H
     conv_forward<T>(dout, wflip.data(), zero.data(), dx, gt, g.C, nthreads);
   } else {
-    wt_pack.resize(static_cast<std::size_t>(round_up(CK, u.mr) * FN));
     pack_a_full<T>(u, CK, FN, w, 1, CK, wt_pack.data());
   }
 
-  // dW and db: groups of <= CONV_GROUP_IMAGES images, summed in order into S slots (see conv.h)
-  // NG groups of N*grp/NG .. N*(grp+1)/NG images (<= CONV_GROUP_IMAGES each); NG a multiple of the slot count
-  // where N allows, so threads get equal shares (batch 100: 16 groups of 6-7 images, one per slot)
-  const index_t NG = std::min(g.N, round_up((g.N + CONV_GROUP_IMAGES - 1) / CONV_GROUP_IMAGES, CONV_GRAD_SLOTS));
-  const index_t S = std::min(NG, CONV_GRAD_SLOTS);
+  // dW and db: the images are split into S slots of consecutive images (S fixed by N alone, see conv.h); each
+  // slot sums its images in order into its own partial dW^T (ckpad, fnpad) and db, and the slots are added
+  // in order, so the result does not depend on the thread count.
+  const index_t S = std::min(g.N, CONV_GRAD_SLOTS);
+  const index_t fnpad = round_up(FN, u.rows_nr), ckpad = round_up(CK, u.rows_mr);
+  const index_t pw = shifted ? ckpad * fnpad : FN * CK;  // one slot's partial dW: dW^T (shifted) or dW
   // (from the calling thread's workspace: kept across calls, not zeroed -- every slot overwrites its part)
-  T* part_dw = thread_workspace<T>(WS_CONV_PART, static_cast<std::size_t>(S * (FN * CK + FN)));
-  T* part_db = part_dw + S * FN * CK;
-  const Shifted s = shifted ? make_shifted(g, u.nr, u.dot_vl) : Shifted{};
-  std::vector<index_t> toffs;  // tap offsets padded to a multiple of dot_mt (extra taps read xp[0..], discarded)
+  T* part_dw = thread_workspace<T>(WS_CONV_PART, static_cast<std::size_t>(S * (pw + FN)));
+  T* part_db = part_dw + S * pw;
+  const Shifted s = shifted ? make_shifted(g, u.nr) : Shifted{};
+  std::vector<index_t> roffs;  // row offsets padded to a multiple of rows_mr (extra rows read xp[0..], discarded)
+  index_t dw_batch = 1;        // images per rows-kernel pass: their padded images and dout^T fit CONV_DW_BYTES
   if (shifted) {
-    toffs = s.offs;
-    toffs.resize(static_cast<std::size_t>(round_up(CK, u.dot_mt)), 0);
+    roffs = s.offs;
+    roffs.resize(static_cast<std::size_t>(ckpad), 0);
+    const index_t per_image = (s.xp_size + fnpad * s.P2) * static_cast<index_t>(sizeof(T));
+    dw_batch = std::max<index_t>(1, std::min<index_t>(CONV_DW_MAX_IMAGES, CONV_DW_BYTES / per_image));
   }
   const index_t npad = round_up(P, u.nr);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (index_t slot = 0; slot < S; ++slot) {
-    T* gdw = part_dw + slot * FN * CK;
+    T* gdw = part_dw + slot * pw;
     T* gdb = part_db + slot * FN;
     std::fill(gdb, gdb + FN, T(0));
-    for (index_t grp = NG * slot / S; grp < NG * (slot + 1) / S; ++grp) {
-      const index_t n0 = g.N * grp / NG, n1 = g.N * (grp + 1) / NG;
-      const bool first_group = grp == NG * slot / S;
-      const bool dw_done = shifted && conv_dw_dot_group<T>(u, x, dout, n0, n1, gdw, first_group, g, s, toffs, FN);
-      for (index_t n = n0; n < n1; ++n) {
-        const T* dn = dout + n * FN * P;  // (FN, P)
-        const bool first = first_group && n == n0;
-        for (index_t f = 0; f < FN; ++f) gdb[f] += row_sum(dn + f * P, P);
-        if (shifted && !dw_done) {  // exact fallback for a group holding inf / NaN
-          conv_dw_shifted_image<T>(u, x + n * xs, dn, gdw, first, g, s, FN);
-        } else if (!shifted) {
-          T* col = thread_workspace<T>(WS_CONV_COL, static_cast<std::size_t>(CK * P));
-          im2col_image<T>(x + n * xs, g, col);
-          // B(k=p, j=ck) = col[ck*P + p]
-          gemm_serial<T>(FN, CK, P, T(1), dn, P, 1, col, 1, P, first ? T(0) : T(1), gdw, CK);
+    const index_t n0 = g.N * slot / S, n1 = g.N * (slot + 1) / S;
+    if (shifted) {
+      // images in batches of dw_batch (fixed by the geometry): one rows-kernel pass per batch
+      bool have = false;  // gdw holds a partial sum
+      index_t bad[CONV_DW_MAX_IMAGES], nbad = 0;
+      for (index_t b0 = n0; b0 < n1; b0 += dw_batch) {
+        const index_t b1 = std::min(n1, b0 + dw_batch);
+        if (conv_dw_rows_images<T>(u, x, dout, b0, b1, gdw, !have, g, s, roffs, FN, bad, &nbad) > 0) have = true;
+        for (index_t i = 0; i < nbad; ++i) {
+          // exact fallback for an image holding inf / NaN: its dW (FN, CK) from packed views, added transposed
+          const index_t n = bad[i];
+          T* tmp = thread_workspace<T>(WS_CONV_TMP, static_cast<std::size_t>(FN * CK));
+          conv_dw_shifted_image<T>(u, x + n * xs, dout + n * FN * P, tmp, true, g, s, FN);
+          for (index_t ck = 0; ck < CK; ++ck)
+            for (index_t f = 0; f < FN; ++f)
+              gdw[ck * fnpad + f] = have ? gdw[ck * fnpad + f] + tmp[f * CK + ck] : tmp[f * CK + ck];
+          have = true;  // (the padding rows and columns of gdw stay undefined: they are never read)
         }
-        if (dx_by_conv) continue;
-        // dcol (CK, P) = W^T @ dout_n, then dx_n = col2im(dcol)
-        T* bpack = thread_workspace<T>(WS_CONV_BPACK, static_cast<std::size_t>(npad * FN));
-        T* dcol = thread_workspace<T>(WS_CONV_DCOL, static_cast<std::size_t>(CK * P));
-        pack_b_full<T>(u, FN, P, dn, P, 1, bpack);
-        gemm_prepacked<T>(u, CK, P, FN, T(1), wt_pack.data(), bpack, T(0), dcol, P);
-        col2im_image<T>(dcol, g, dx + n * xs);
       }
+    }
+    for (index_t n = n0; n < n1; ++n) {
+      const T* dn = dout + n * FN * P;  // (FN, P)
+      const bool first = n == n0;
+      for (index_t f = 0; f < FN; ++f) gdb[f] += row_sum(dn + f * P, P);
+      if (!shifted) {
+        T* col = thread_workspace<T>(WS_CONV_COL, static_cast<std::size_t>(CK * P));
+        im2col_image<T>(x + n * xs, g, col);
+        // B(k=p, j=ck) = col[ck*P + p]
+        gemm_serial<T>(FN, CK, P, T(1), dn, P, 1, col, 1, P, first ? T(0) : T(1), gdw, CK);
+      }
+      if (dx_by_conv) continue;
+      // dcol (CK, P) = W^T @ dout_n, then dx_n = col2im(dcol)
+      T* bpack = thread_workspace<T>(WS_CONV_BPACK, static_cast<std::size_t>(npad * FN));
+      T* dcol = thread_workspace<T>(WS_CONV_DCOL, static_cast<std::size_t>(CK * P));
+      pack_b_full<T>(u, FN, P, dn, P, 1, bpack);
+      gemm_prepacked<T>(u, CK, P, FN, T(1), wt_pack.data(), bpack, T(0), dcol, P);
+      col2im_image<T>(dcol, g, dx + n * xs);
     }
   }
 
   // add the slots in a fixed order (independent of the thread count)
-  const index_t nw = FN * CK;
+  // (read in the slots' own layout, a row chunk at a time so the adds vectorise; dW^T is written back
+  // transposed)
+  const index_t rows_out = shifted ? CK : FN, cols_out = shifted ? FN : CK, ld = shifted ? fnpad : CK;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (index_t i = 0; i < nw; ++i) {
-    T acc = part_dw[i];
-    for (index_t slot = 1; slot < S; ++slot) acc += part_dw[slot * nw + i];
-    dw[i] = acc;
-  }
+  for (index_t r = 0; r < rows_out; ++r)
+    for (index_t c0 = 0; c0 < cols_out; c0 += 64) {
+      const index_t nc = std::min<index_t>(64, cols_out - c0);
+      const T* p0 = part_dw + r * ld + c0;
+      T acc[64];
+      for (index_t c = 0; c < nc; ++c) acc[c] = p0[c];
+      for (index_t slot = 1; slot < S; ++slot) {
+        const T* ps = p0 + slot * pw;
+#pragma omp simd
+        for (index_t c = 0; c < nc; ++c) acc[c] += ps[c];
+      }
+      for (index_t c = 0; c < nc; ++c) dw[shifted ? (c0 + c) * CK + r : r * CK + c0 + c] = acc[c];
+    }
   for (index_t f = 0; f < FN; ++f) {
     T acc = part_db[f];
     for (index_t slot = 1; slot < S; ++slot) acc += part_db[slot * FN + f];

@@ -10,6 +10,14 @@
 //  - KC = 768 (f32) rather than 256: one FMA per cycle needs only 8 B/cycle of B, which L2 sustains, so a
 //    B sliver larger than L1 costs nothing while the K dimension of every DeepConvNet layer (<= 576) fits
 //    one block (no re-read of C): SGEMM 1024^3 83 -> 93 GFLOP/s.
+// Re-measured on Zen 3 (AMD EPYC, AVX2+FMA, 2 x 256-bit FMA pipes, L1d 32 KiB, L2 512 KiB per core; FMA
+// peak 98-99 GFLOP/s f32 per core by a 12-chain vfmadd loop), single thread, thread CPU time, alternating
+// binaries (the machine was shared, so only side-by-side ratios count):
+//  - AVX2 f32 6 x 16 micro-kernel alone on L1-resident panels: 92-96 GFLOP/s (93-97% of peak); k unrolled
+//    by 4 or 8: no better (88-94); 4 x 24 / 5 x 16: the same within noise, in SGEMM 1024^3 too (77-79 both).
+//  - SGEMM 1024^3 with MC/KC = 96/768, 96/256, 144/256, 120/384, 192/384, 144/512: all 65-70 GFLOP/s in the
+//    same rounds (differences below the noise), so the AVX-512 machine's choice is kept for both ISAs.
+//    Prefetching the C tile in the micro-kernel (ukr_simd.h) was the measurable win: 67 -> 71-78 GFLOP/s.
 #pragma once
 #include <cstdint>
 
@@ -21,15 +29,14 @@ constexpr int AVX512_MR_F64 = 8, AVX512_NR_F64 = 16;
 constexpr int AVX2_MR_F32 = 6, AVX2_NR_F32 = 16;
 constexpr int AVX2_MR_F64 = 6, AVX2_NR_F64 = 8;
 constexpr int REF_MR = 4, REF_NR = 8;
-// Dot-product tiles of the stride-1 weight gradient (filters x taps of vector accumulators): AVX-512 4 x 6
-// (24 zmm + 4 for the dout rows), AVX2 2 x 4 (8 ymm + 2), portable 2 x 2. The AVX-512 choice was measured on
-// the book's layers against GEMM on packed operands: 1.2-1.5x faster on every DeepConvNet layer.
-constexpr int AVX512_DOT_MF = 4, AVX512_DOT_MT = 6;
-constexpr int AVX2_DOT_MF = 2, AVX2_DOT_MT = 4;
-constexpr int REF_DOT_MF = 2, REF_DOT_MT = 2;
-constexpr int MAX_DOT_TILE = 64;  // bound for the tile scratch in conv.cpp
-static_assert(AVX512_DOT_MF * AVX512_DOT_MT <= MAX_DOT_TILE && AVX2_DOT_MF * AVX2_DOT_MT <= MAX_DOT_TILE &&
-              REF_DOT_MF * REF_DOT_MT <= MAX_DOT_TILE);
+// Rows tiles of the stride-1 weight gradient (rows of the column matrix x filters, A rows read in place), see
+// ukr_simd.h. AVX2: the GEMM's 6 x 16 / 6 x 8 blocking (12 accumulators, 6 row pointers); AVX-512: 12 x 16 /
+// 12 x 8 (12 accumulators; 16 rows would need 16 row pointers, more than the free integer registers).
+constexpr int AVX512_ROWS_MR_F32 = 12, AVX512_ROWS_NR_F32 = 16;
+constexpr int AVX512_ROWS_MR_F64 = 12, AVX512_ROWS_NR_F64 = 8;
+constexpr int AVX2_ROWS_MR_F32 = 6, AVX2_ROWS_NR_F32 = 16;
+constexpr int AVX2_ROWS_MR_F64 = 6, AVX2_ROWS_NR_F64 = 8;
+constexpr int REF_ROWS_MR = 4, REF_ROWS_NR = 8;
 constexpr int MAX_MR = 16, MAX_NR = 32;   // bound for the edge-tile scratch in the macro-kernel
 
 template <typename T> struct Blocks;

@@ -22,11 +22,13 @@ template <typename T>
 using ukr_offs_fn = void (*)(index_t kc, const T* a, const T* b, const index_t* offs, T* c, index_t ldc, T alpha,
                              T beta);
 
-// Dot-product tile: c (dot_mf x dot_mt) = sum over nimg images and K (a multiple of dot_vl) of
-// a[img*as + i*lda + k] * b[img*bs + boffs[j] + k]. See dot_tile in ukr_simd.h.
+// Rows tile (stride-1 weight gradient): C (rows_mr x rows_nr, row stride ldc) = [C +] sum over nimg images
+// and k < kc of a[img*as + aoffs[i] + k] * b[img*bs + k*rows_nr + j]: the rows of A are unpacked, contiguous
+// along k, at arbitrary offsets (the shifted views of a padded image), B is a packed sliver per image.
+// accumulate == false never reads C.
 template <typename T>
-using dot_fn = void (*)(index_t K, index_t nimg, const T* a, index_t as, index_t lda, const T* b, index_t bs,
-                        const index_t* boffs, T* c);
+using rows_fn = void (*)(index_t kc, index_t nimg, const T* a, index_t as, const index_t* aoffs, const T* b,
+                         index_t bs, T* c, index_t ldc, bool accumulate);
 
 template <typename T>
 struct Ukr {
@@ -34,8 +36,8 @@ struct Ukr {
   ukr_fn<T> fn;
   const char* name;
   ukr_offs_fn<T> fn_offs;
-  int dot_mf, dot_mt, dot_vl;
-  dot_fn<T> dot;
+  int rows_mr, rows_nr;
+  rows_fn<T> rows;
 };
 
 // The micro-kernel in use for T (follows the ISA chosen at import or by gemm_set_isa).

@@ -1,7 +1,7 @@
 // ukr_avx2.cpp: AVX2+FMA micro-kernels, compiled with -mavx2 -mfma (per-file flags in CMakeLists.txt) and
 // called only when CPUID reports AVX2 and FMA. f32: 6 x 16 (12 ymm accumulators), f64: 6 x 8. Each comes in
 // two forms, on a packed B sliver and on unpacked B rows at per-k offsets (stride-1 conv), plus the
-// dot-product tile of the stride-1 weight gradient. Block sizes: config.h.
+// rows tile of the stride-1 weight gradient. Block sizes: config.h.
 #include "cpu/gemm/config.h"
 #include "cpu/gemm/ukr_simd.h"
 
@@ -9,10 +9,12 @@ namespace fastconv::cpu {
 using namespace gemm_config;
 
 Ukr<float> ukr_avx2_f32() {
-  return make_ukr<float, AVX2_MR_F32, AVX2_NR_F32, 8, AVX2_DOT_MF, AVX2_DOT_MT>("ukr_avx2_6x16");
+  return make_ukr<float, AVX2_MR_F32, AVX2_NR_F32, 8, AVX2_ROWS_MR_F32,
+                  AVX2_ROWS_NR_F32>("ukr_avx2_6x16");
 }
 Ukr<double> ukr_avx2_f64() {
-  return make_ukr<double, AVX2_MR_F64, AVX2_NR_F64, 4, AVX2_DOT_MF, AVX2_DOT_MT>("ukr_avx2_6x8");
+  return make_ukr<double, AVX2_MR_F64, AVX2_NR_F64, 4, AVX2_ROWS_MR_F64,
+                  AVX2_ROWS_NR_F64>("ukr_avx2_6x8");
 }
 
 }  // namespace fastconv::cpu

@@ -1,7 +1,7 @@
 // ukr_avx512.cpp: AVX-512F micro-kernels, compiled with -mavx512f (per-file flags in CMakeLists.txt) and
 // called only when CPUID reports AVX-512F/DQ. f32: 16 x 16 (16 zmm accumulators), f64: 8 x 16. Each comes
 // in two forms, on a packed B sliver and on unpacked B rows at per-k offsets (stride-1 conv), plus the
-// dot-product tile of the stride-1 weight gradient. Block sizes: config.h.
+// rows tile of the stride-1 weight gradient. Block sizes: config.h.
 #include "cpu/gemm/config.h"
 #include "cpu/gemm/ukr_simd.h"
 
@@ -9,10 +9,12 @@ namespace fastconv::cpu {
 using namespace gemm_config;
 
 Ukr<float> ukr_avx512_f32() {
-  return make_ukr<float, AVX512_MR_F32, AVX512_NR_F32, 16, AVX512_DOT_MF, AVX512_DOT_MT>("ukr_avx512_16x16");
+  return make_ukr<float, AVX512_MR_F32, AVX512_NR_F32, 16, AVX512_ROWS_MR_F32, AVX512_ROWS_NR_F32>(
+      "ukr_avx512_16x16");
 }
 Ukr<double> ukr_avx512_f64() {
-  return make_ukr<double, AVX512_MR_F64, AVX512_NR_F64, 8, AVX512_DOT_MF, AVX512_DOT_MT>("ukr_avx512_8x16");
+  return make_ukr<double, AVX512_MR_F64, AVX512_NR_F64, 8, AVX512_ROWS_MR_F64, AVX512_ROWS_NR_F64>(
+      "ukr_avx512_8x16");
 }
 
 }  // namespace fastconv::cpu

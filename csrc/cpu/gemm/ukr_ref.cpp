@@ -33,27 +33,25 @@ static void ukr_ref_4x8_offs(index_t kc, const T* a, const T* b, const index_t* 
 }
 
 template <typename T>
-static void dot_ref_2x2(index_t K, index_t nimg, const T* a, index_t as, index_t lda, const T* b, index_t bs,
-                        const index_t* boffs, T* c) {
-  T acc[REF_DOT_MF][REF_DOT_MT] = {};
+static void rows_ref_4x8(index_t kc, index_t nimg, const T* a, index_t as, const index_t* aoffs, const T* b,
+                         index_t bs, T* c, index_t ldc, bool accumulate) {
+  T acc[REF_ROWS_MR][REF_ROWS_NR] = {};
   for (index_t img = 0; img < nimg; ++img)
-    for (int i = 0; i < REF_DOT_MF; ++i)
-      for (int j = 0; j < REF_DOT_MT; ++j) {
-        const T* ai = a + img * as + i * lda;
-        const T* bj = b + img * bs + boffs[j];
-        for (index_t k = 0; k < K; ++k) acc[i][j] += ai[k] * bj[k];
-      }
-  for (int i = 0; i < REF_DOT_MF; ++i)
-    for (int j = 0; j < REF_DOT_MT; ++j) c[i * REF_DOT_MT + j] = acc[i][j];
+    for (index_t k = 0; k < kc; ++k)
+      for (int i = 0; i < REF_ROWS_MR; ++i)
+        for (int j = 0; j < REF_ROWS_NR; ++j)
+          acc[i][j] += a[img * as + aoffs[i] + k] * b[img * bs + k * REF_ROWS_NR + j];
+  for (int i = 0; i < REF_ROWS_MR; ++i)
+    for (int j = 0; j < REF_ROWS_NR; ++j) c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
 }
 
 Ukr<float> ukr_ref_f32() {
-  return {REF_MR, REF_NR, &ukr_ref_4x8<float>, "ukr_ref_4x8", &ukr_ref_4x8_offs<float>, REF_DOT_MF,
-          REF_DOT_MT, 1, &dot_ref_2x2<float>};
+  return {REF_MR,      REF_NR,      &ukr_ref_4x8<float>, "ukr_ref_4x8", &ukr_ref_4x8_offs<float>,
+          REF_ROWS_MR, REF_ROWS_NR, &rows_ref_4x8<float>};
 }
 Ukr<double> ukr_ref_f64() {
-  return {REF_MR, REF_NR, &ukr_ref_4x8<double>, "ukr_ref_4x8", &ukr_ref_4x8_offs<double>, REF_DOT_MF,
-          REF_DOT_MT, 1, &dot_ref_2x2<double>};
+  return {REF_MR,      REF_NR,      &ukr_ref_4x8<double>, "ukr_ref_4x8", &ukr_ref_4x8_offs<double>,
+          REF_ROWS_MR, REF_ROWS_NR, &rows_ref_4x8<double>};
 }
 
 }  // namespace fastconv::cpu
