@@ -30,6 +30,7 @@ PYBIND11_MODULE(_cpu, m) {
     d["cuda_built"] = false;
     d["cuda_status"] = FASTCONV_CUDA_STATUS;
     d["sanitizers"] = FASTCONV_SANITIZE_STR;
+    d["avx512_emulated"] = bool(FASTCONV_EMULATE_AVX512);
     py::list isas;
     for (const char* s : cpu::gemm_compiled_isas()) isas.append(s);
     d["simd_compiled"] = isas;

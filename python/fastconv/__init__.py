@@ -63,4 +63,5 @@ def info() -> dict:
         "cuda": "available" if CUDA_REASON is None else f"not available: {CUDA_REASON}",
         "numpy": _np.__version__,
         "sanitizers": b["sanitizers"] or None,
+        "avx512_emulated": bool(b["avx512_emulated"]),
     }
