@@ -380,7 +380,8 @@ class Trainer:
         1 after the first epoch), ``base_lr`` the optimizer's ``lr`` at construction.
     lr_schedule_param : dict, optional
         ``'step'``: ``step_size`` (epochs, default ``max(1, epochs // 4)``), ``gamma`` (default 0.5);
-        ``'cosine'``: ``min_factor`` (default 0); any schedule: ``warmup_epochs`` (linear ramp, default 0).
+        ``'cosine'``: ``min_factor`` (default 0), ``epochs`` (its length, default ``epochs``); any
+        schedule: ``warmup_epochs`` (linear ramp, default 0).
     augment : callable, optional
         ``augment(x_batch) -> augmented x_batch`` (same shape), applied to every training batch, e.g.
         :class:`fastconv.augment.ImageAugmenter`.
