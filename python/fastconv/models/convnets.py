@@ -6,11 +6,11 @@ book's pure-NumPy network, e.g. for comparisons).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import OrderedDict
 
 import numpy as np
+
+from .. import io as _io
 
 __all__ = ["SimpleConvNet", "DeepConvNet"]
 
@@ -44,31 +44,50 @@ class _Net:
             acc += np.sum(y == tt)
         return acc / x.shape[0]
 
+    def _buffers(self) -> dict:
+        """Non-trainable state saved beside ``params``: name -> (layer, attribute, array of its shape and dtype)."""
+        return {}
+
     def save_params(self, file_name="params.npz"):
-        """Write the parameters to ``file_name`` (.npz, no pickle), atomically: temporary file, then rename."""
-        directory = os.path.dirname(os.path.abspath(file_name))
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **self.params)
-            os.replace(tmp, file_name)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        """Write ``params`` (and any batch-norm running statistics) to ``file_name`` with
+        :func:`fastconv.io.save_params`: ``.npz``, no pickle, atomic (temporary file, fsync, rename)."""
+        arrays = dict(self.params)
+        for key, (layer, attr, _) in self._buffers().items():
+            value = getattr(layer, attr)
+            if value is not None:
+                arrays[key] = value
+        _io.save_params(arrays, file_name)
 
     def load_params(self, file_name="params.npz"):
-        """Read parameters saved by :meth:`save_params` (``allow_pickle=False``) and rebind them in the layers."""
-        with np.load(file_name, allow_pickle=False) as data:
-            missing = sorted(set(self.params) - set(data.files))
-            if missing:
-                raise ValueError(f"{file_name}: missing parameters {missing}")
-            for key in self.params:
-                value = data[key]
-                if value.shape != self.params[key].shape:
-                    raise ValueError(f"{file_name}: {key} has shape {value.shape}, expected {self.params[key].shape}")
-                self.params[key] = value.astype(self.params[key].dtype, copy=False)
+        """Read parameters with :func:`fastconv.io.load_params` (``.npz``, or the book's ``.pkl`` through a
+        restricted unpickler), check their names and shapes, cast them to this network's dtype and rebind
+        them in the layers."""
+        data = _io.load_params(file_name)
+        buffers = self._buffers()
+        missing = sorted(set(self.params) - set(data))
+        if missing:
+            raise ValueError(f"{file_name}: missing parameters {missing}")
+        unexpected = sorted(set(data) - set(self.params) - set(buffers))
+        if unexpected:
+            raise ValueError(f"{file_name}: unexpected entries {unexpected} (this network has "
+                             f"{sorted(self.params)})")
+        loaded = {}
+        for key, current in self.params.items():
+            value = data[key]
+            if value.shape != current.shape:
+                raise ValueError(f"{file_name}: {key} has shape {value.shape}, expected {current.shape}")
+            if value.dtype.kind not in "fiu":
+                raise ValueError(f"{file_name}: {key} has dtype {value.dtype}, expected a real number type")
+            # contiguous and writable: the optimizers update parameters in place
+            loaded[key] = np.require(value, dtype=current.dtype, requirements=["C", "W"])
+        for key, (_, _, like) in buffers.items():
+            if key in data and data[key].shape != like.shape:
+                raise ValueError(f"{file_name}: {key} has shape {data[key].shape}, expected {like.shape}")
+        self.params.update(loaded)
         self._bind_params()
+        for key, (layer, attr, like) in buffers.items():
+            if key in data:
+                setattr(layer, attr, np.require(data[key], dtype=like.dtype, requirements=["C", "W"]))
 
 
 class SimpleConvNet(_Net):
