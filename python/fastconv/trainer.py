@@ -76,6 +76,11 @@ def make_optimizer(name, optimizer_param=None):
         raise ValueError(f"optimizer: unknown optimizer {name!r}; expected one of {sorted(OPTIMIZER_KEYS)}")
     cls = getattr(optimizer_module, OPTIMIZER_KEYS[key], None)
     if cls is None:
+        # an optimizer with only its reference implementation so far
+        from .reference import optimizer as reference_optimizer
+
+        cls = getattr(reference_optimizer, OPTIMIZER_KEYS[key], None)
+    if cls is None:
         raise ValueError(f"optimizer: {OPTIMIZER_KEYS[key]} is not available in this version of fastconv.optimizer")
     param = {} if optimizer_param is None else optimizer_param
     if not isinstance(param, dict):
@@ -320,6 +325,20 @@ def _augment_rng(augment):
         if isinstance(rng, np.random.Generator):
             return rng
     return None
+
+
+def _layer_list(network):
+    """The network's layers in order (``layers`` as the book's OrderedDict or list), else []."""
+    layers = getattr(network, "layers", None)
+    if isinstance(layers, dict):
+        return list(layers.values())
+    if isinstance(layers, (list, tuple)):
+        return list(layers)
+    return []
+
+
+# Non-trainable layer state that a checkpoint must carry for an exact resume: batch-norm running statistics.
+_LAYER_BUFFERS = ("running_mean", "running_var")
 
 
 _CKPT_RE = re.compile(r"^epoch-(\d{4,})\.npz$")
@@ -854,6 +873,16 @@ class Trainer:
         opt_meta, arrays = self._optimizer_state()
         for key, value in self.network.params.items():
             arrays[f"param/{key}"] = value
+        buffers, layer_rngs = {}, {}
+        for i, layer in enumerate(_layer_list(self.network)):
+            for attr in _LAYER_BUFFERS:
+                value = getattr(layer, attr, None)
+                if isinstance(value, np.ndarray):
+                    arrays[f"buffer/{i}/{attr}"] = value
+                    buffers.setdefault(str(i), []).append(attr)
+            rng = getattr(layer, "_rng", None)  # e.g. Dropout(seed=...) has its own generator
+            if isinstance(rng, np.random.Generator):
+                layer_rngs[str(i)] = rng.bit_generator.state
         np_state = np.random.get_state()
         arrays["np_random/keys"] = np_state[1]
         aug_rng = _augment_rng(self.augment)
@@ -868,6 +897,8 @@ class Trainer:
             "sampling": self.sampling,
             "base_lr": self.base_lr,
             "params": list(self.network.params),
+            "buffers": buffers,
+            "layer_rngs": layer_rngs,
             "optimizer": opt_meta,
             "rng": self.rng.bit_generator.state,
             "np_random": {"pos": int(np_state[2]), "has_gauss": int(np_state[3]),
@@ -928,6 +959,16 @@ class Trainer:
             if saved.shape != value.shape or saved.dtype != value.dtype:
                 raise ValueError(f"{path}: parameter {key!r} is {saved.dtype}{saved.shape}, "
                                  f"the network's {value.dtype}{value.shape}")
+        layers = _layer_list(self.network)
+        for i, attrs in meta["buffers"].items():
+            for attr in attrs:
+                i_ = int(i)
+                current = getattr(layers[i_], attr, None) if i_ < len(layers) else None
+                saved = arrays[f"buffer/{i}/{attr}"]
+                if current is not None and getattr(current, "shape", None) != saved.shape:
+                    raise ValueError(f"{path}: layer {i} {attr} is {saved.shape}, the network's {current.shape}")
+                if i_ >= len(layers) or not hasattr(layers[i_], attr):
+                    raise ValueError(f"{path}: checkpoint has {attr} for layer {i}, the network has no such layer")
         opt = meta["optimizer"]
         if opt["class"] != type(self.optimizer).__name__:
             raise ValueError(f"{path}: checkpoint was written with optimizer {opt['class']}, "
@@ -936,6 +977,13 @@ class Trainer:
         # Everything is checked: now change state. Parameters in place, so layers keep sharing them.
         for key, value in params.items():
             value[...] = arrays[f"param/{key}"]
+        for i, attrs in meta["buffers"].items():
+            for attr in attrs:
+                setattr(layers[int(i)], attr, arrays[f"buffer/{i}/{attr}"].copy())
+        for i, state in meta["layer_rngs"].items():
+            rng = getattr(layers[int(i)], "_rng", None) if int(i) < len(layers) else None
+            if isinstance(rng, np.random.Generator):
+                rng.bit_generator.state = state
         for attr, value in opt["scalars"].items():
             setattr(self.optimizer, attr, value)
         for attr in opt["dicts"]:
