@@ -610,10 +610,20 @@ def test_plain_progress_on_a_tty_rewrites_one_line(monkeypatch):
     assert "\n" not in text and text.count("\r") == 7 and "100% 5/5" in text
 
 
-def test_tqdm_progress(capsys):
+def test_tqdm_progress_on_a_terminal(monkeypatch, capsys):
     pytest.importorskip("tqdm")  # optional extra fastconv[progress]
-    make(verbose=True, progress=True, epochs=1).train()
-    assert "epoch 1/1" in capsys.readouterr().err
+    monkeypatch.setattr(ftrainer, "_is_tty", lambda stream: True)
+    make(verbose=True, progress=True, epochs=1, n=40, mini_batch_size=10).train()
+    err = capsys.readouterr().err
+    assert "epoch 1/1" in err and "batch" in err and "ex/s" in err  # tqdm's unit and our postfix
+
+
+def test_not_a_terminal_gets_plain_lines_even_with_tqdm(monkeypatch, capsys):
+    monkeypatch.setattr(ftrainer, "_import_tqdm", lambda: pytest.fail("tqdm must not be used off a terminal"))
+    monkeypatch.setattr(ftrainer, "_PLAIN_MIN_INTERVAL", 0.0)
+    make(verbose=True, progress=True, epochs=1, n=40, mini_batch_size=10).train()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 4 and "\r" not in err
 
 
 def test_history_and_save_history(tmp_path):

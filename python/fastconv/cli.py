@@ -135,6 +135,8 @@ def _load_data(args, dtype):
     from . import datasets
 
     load = datasets.load_fashion_mnist if args.dataset == "fashion-mnist" else datasets.load_mnist
+    if args.data_dir is not None and not os.path.isdir(args.data_dir):
+        raise CommandError(f"--data-dir {args.data_dir}: no such directory")
     try:
         (x_train, t_train), (x_test, t_test) = load(normalize=True, flatten=False, one_hot_label=False,
                                                     path=args.data_dir, download=not args.no_download)

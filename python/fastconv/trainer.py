@@ -210,10 +210,8 @@ class _NoProgress:
 
 class _TqdmProgress:
     def __init__(self, tqdm, total, desc, stream):
-        # Not a TTY (a log file, CI): refresh rarely so the log is not flooded with carriage-return updates.
-        interval = 0.2 if _is_tty(stream) else 2.0
-        self._bar = tqdm(total=total, desc=desc, file=stream, leave=False, unit="batch",
-                         mininterval=interval, dynamic_ncols=True)
+        self._bar = tqdm(total=total, desc=desc, file=stream, leave=False, unit="batch", mininterval=0.2,
+                         dynamic_ncols=True)
         self._done = 0
 
     def update(self, done, text):
@@ -225,7 +223,7 @@ class _TqdmProgress:
         self._bar.close()
 
 
-# Plain fallback: on a TTY one line rewritten in place at most every _PLAIN_TTY_INTERVAL s; otherwise a new
+# Plain display: on a TTY one line rewritten in place at most every _PLAIN_TTY_INTERVAL s; otherwise a new
 # line only when a further tenth of the epoch is done *and* _PLAIN_MIN_INTERVAL s have passed (<= 10 lines
 # per epoch, none for epochs shorter than the interval).
 _PLAIN_TTY_INTERVAL = 0.5
@@ -266,10 +264,15 @@ class _PlainProgress:
 
 
 def _progress(enabled, total, desc):
+    """The progress display of one epoch: tqdm on a terminal when it is installed, else plain lines.
+
+    When stderr is not a terminal (a log file, CI) the plain display is used even with tqdm installed:
+    tqdm would write a carriage-return update every refresh into the log.
+    """
     if not enabled:
         return _NoProgress()
     stream = sys.stderr
-    tqdm = _import_tqdm()
+    tqdm = _import_tqdm() if _is_tty(stream) else None
     if tqdm is not None:
         return _TqdmProgress(tqdm, total, desc, stream)
     return _PlainProgress(total, desc, stream)
@@ -415,7 +418,9 @@ class Trainer:
     seed : int, optional
         Seed of the trainer's generator (batch order). Does not touch NumPy's global RNG.
     progress : bool, optional
-        Show a progress bar (to stderr) with loss, running train accuracy and examples/s.
+        Show a progress bar (to stderr) with loss, running train accuracy and examples/s: tqdm on a
+        terminal when it is installed (``pip install "fastconv[progress]"``), otherwise a plain line; when
+        stderr is not a terminal, a plain line per tenth of an epoch at most every 2 s.
     keep_checkpoints : int or None, optional
         How many checkpoints to keep (None: all).
     loss_after_update : bool, optional
