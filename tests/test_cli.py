@@ -15,8 +15,23 @@ import pytest
 from fastconv.__main__ import main
 
 # A quick run: 200 training images, 100 test images, SimpleConvNet, one epoch of 4 steps.
-QUICK = ["--model", "simpleconvnet", "--train-size", "200", "--test-size", "100", "--epochs", "1",
-         "--batch-size", "50", "--eval-samples", "100", "--seed", "0", "--no-progress"]
+QUICK = [
+    "--model",
+    "simpleconvnet",
+    "--train-size",
+    "200",
+    "--test-size",
+    "100",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "50",
+    "--eval-samples",
+    "100",
+    "--seed",
+    "0",
+    "--no-progress",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +83,9 @@ def test_train_writes_params_history_curves_and_checkpoints(tmp_path, capsys, ha
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        assert 'note: curves.png not written (matplotlib is not installed: pip install "fastconv[plot]")' in out
+        assert (
+            'note: curves.png not written (matplotlib is not installed: pip install "fastconv[plot]")' in out
+        )
         assert not (run / "curves.png").exists()
     else:
         assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
@@ -78,12 +95,22 @@ def test_evaluate_reproduces_the_final_test_accuracy(tmp_path, capsys, have_data
     assert train(tmp_path) == 0
     hist = strict_json(tmp_path / "run" / "history.json")
     capsys.readouterr()
-    rc = main(["evaluate", "--model", "simpleconvnet", "--params", str(tmp_path / "run" / "params.npz"),
-               "--test-size", "100"])
+    rc = main(
+        [
+            "evaluate",
+            "--model",
+            "simpleconvnet",
+            "--params",
+            str(tmp_path / "run" / "params.npz"),
+            "--test-size",
+            "100",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
-    assert out.strip() == (f"test accuracy {hist['final_test_acc']:.4f} "
-                           "(simpleconvnet on 100 fashion-mnist test images)")
+    assert out.strip() == (
+        f"test accuracy {hist['final_test_acc']:.4f} (simpleconvnet on 100 fashion-mnist test images)"
+    )
 
 
 def test_resume_continues_from_the_last_checkpoint(tmp_path, capsys, have_data):
@@ -99,8 +126,26 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, capsys, have_data):
 
 
 def test_options_reach_the_run(tmp_path, capsys, have_data):
-    rc = train(tmp_path, "--dtype", "float64", "--threads", "1", "--optimizer", "Momentum", "--lr", "0.01",
-               "--schedule", "cosine", "--warmup", "0.5", "--shift", "2", "--rotation", "5", "--flip")
+    rc = train(
+        tmp_path,
+        "--dtype",
+        "float64",
+        "--threads",
+        "1",
+        "--optimizer",
+        "Momentum",
+        "--lr",
+        "0.01",
+        "--schedule",
+        "cosine",
+        "--warmup",
+        "0.5",
+        "--shift",
+        "2",
+        "--rotation",
+        "5",
+        "--flip",
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "momentum lr 0.01 cosine, augmented, float64, 1 threads" in out
@@ -125,13 +170,33 @@ def test_divergence_exits_1_and_keeps_the_history(tmp_path, capsys, have_data):
 
 def test_train_and_evaluate_in_a_subprocess(tmp_path, have_data):
     env = dict(os.environ, PYTHONWARNINGS="error")
-    run = subprocess.run([sys.executable, "-m", "fastconv", "train", *QUICK, "--out", str(tmp_path / "r")],
-                         capture_output=True, text=True, env=env, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-m", "fastconv", "train", *QUICK, "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr
     assert "epoch 1/1" in run.stdout and run.stderr == ""
-    bad = subprocess.run([sys.executable, "-m", "fastconv", "evaluate", "--model", "deepconvnet", "--params",
-                          str(tmp_path / "r" / "params.npz")], capture_output=True, text=True, env=env,
-                         timeout=300)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fastconv",
+            "evaluate",
+            "--model",
+            "deepconvnet",
+            "--params",
+            str(tmp_path / "r" / "params.npz"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert bad.returncode == 2
     assert "does not fit --model deepconvnet" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -145,20 +210,23 @@ def test_info_still_works(capsys):
 # errors: exit code 2 and one message, no traceback
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["train", "--epochs", "0"], "argument --epochs: expected an integer >= 1, got 0"),
-    (["train", "--batch-size", "x"], "argument --batch-size: expected an integer, got 'x'"),
-    (["train", "--lr", "-1"], "argument --lr: expected a finite number > 0"),
-    (["train", "--lr", "nan"], "argument --lr: expected a finite number > 0"),
-    (["train", "--model", "resnet"], "argument --model: invalid choice: 'resnet'"),
-    (["train", "--optimizer", "adamw"], "argument --optimizer: invalid choice: 'adamw'"),
-    (["train", "--dtype", "float16"], "argument --dtype: invalid choice"),
-    (["train", "--threads", "0"], "argument --threads"),
-    (["train", "--rotation", "200"], "argument --rotation"),
-    (["train", "--dataset", "cifar10"], "argument --dataset: invalid choice"),
-    (["evaluate", "--model", "lenet"], "the following arguments are required: --params"),
-    (["frobnicate"], "invalid choice: 'frobnicate'"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["train", "--epochs", "0"], "argument --epochs: expected an integer >= 1, got 0"),
+        (["train", "--batch-size", "x"], "argument --batch-size: expected an integer, got 'x'"),
+        (["train", "--lr", "-1"], "argument --lr: expected a finite number > 0"),
+        (["train", "--lr", "nan"], "argument --lr: expected a finite number > 0"),
+        (["train", "--model", "resnet"], "argument --model: invalid choice: 'resnet'"),
+        (["train", "--optimizer", "adamw"], "argument --optimizer: invalid choice: 'adamw'"),
+        (["train", "--dtype", "float16"], "argument --dtype: invalid choice"),
+        (["train", "--threads", "0"], "argument --threads"),
+        (["train", "--rotation", "200"], "argument --rotation"),
+        (["train", "--dataset", "cifar10"], "argument --dataset: invalid choice"),
+        (["evaluate", "--model", "lenet"], "the following arguments are required: --params"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
 def test_bad_options_exit_2(argv, needle, capsys):
     with pytest.raises(SystemExit) as ei:
         main(argv)
@@ -191,19 +259,25 @@ def test_missing_data_reports_the_loader_message(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(fastconv.datasets, "load_fashion_mnist", missing)
     err = run_error(["train", *QUICK, "--out", str(tmp_path / "r")], capsys)
     assert "fastconv train: error: fashion-mnist: the four IDX files were not found" in err
-    err = run_error(["train", *QUICK, "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")],
-                    capsys)
+    err = run_error(
+        ["train", *QUICK, "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")], capsys
+    )
     assert f"--data-dir {tmp_path / 'nowhere'}: no such directory" in err
 
 
 def test_corrupt_data_files(tmp_path, capsys):
     data = tmp_path / "data"
     data.mkdir()
-    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                 "t10k-labels-idx1-ubyte"):
+    for name in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
         (data / name).write_bytes(b"\x00\x00\x08\x03garbage")
-    err = run_error(["train", *QUICK, "--data-dir", str(data), "--no-download", "--out", str(tmp_path / "r")],
-                    capsys)
+    err = run_error(
+        ["train", *QUICK, "--data-dir", str(data), "--no-download", "--out", str(tmp_path / "r")], capsys
+    )
     assert "fastconv train: error:" in err and str(data) in err
 
 

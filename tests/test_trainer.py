@@ -28,15 +28,19 @@ def synthetic(n, seed=0, size=12):
     x = 0.1 * rng.random((n, 1, size, size), dtype=np.float32)
     for i, k in enumerate(t):
         r, c = divmod(int(k), 4)
-        x[i, 0, 3 * r:3 * r + 3, 3 * c:3 * c + 3] += 1.0
+        x[i, 0, 3 * r : 3 * r + 3, 3 * c : 3 * c + 3] += 1.0
     return x, t
 
 
 def small_net(seed=0, dtype=np.float32):
     np.random.seed(seed)
-    return SimpleConvNet(input_dim=(1, 12, 12), conv_param={"filter_num": 4, "filter_size": 3, "pad": 0,
-                                                            "stride": 1},
-                         hidden_size=16, weight_init_std=0.1, dtype=dtype)
+    return SimpleConvNet(
+        input_dim=(1, 12, 12),
+        conv_param={"filter_num": 4, "filter_size": 3, "pad": 0, "stride": 1},
+        hidden_size=16,
+        weight_init_std=0.1,
+        dtype=dtype,
+    )
 
 
 class DropoutMLP:
@@ -51,8 +55,11 @@ class DropoutMLP:
             "b2": np.zeros(10, np.float32),
         }
         self.layers = OrderedDict(
-            A1=L.Affine(self.params["W1"], self.params["b1"]), R=L.Relu(), D=L.Dropout(0.3),
-            A2=L.Affine(self.params["W2"], self.params["b2"]))
+            A1=L.Affine(self.params["W1"], self.params["b1"]),
+            R=L.Relu(),
+            D=L.Dropout(0.3),
+            A2=L.Affine(self.params["W2"], self.params["b2"]),
+        )
         self.last_layer = L.SoftmaxWithLoss()
 
     def predict(self, x, train_flg=False):
@@ -72,8 +79,12 @@ class DropoutMLP:
         dout = self.last_layer.backward(1)
         for layer in reversed(self.layers.values()):
             dout = layer.backward(dout)
-        return {"W1": self.layers["A1"].dW, "b1": self.layers["A1"].db,
-                "W2": self.layers["A2"].dW, "b2": self.layers["A2"].db}
+        return {
+            "W1": self.layers["A1"].dW,
+            "b1": self.layers["A1"].db,
+            "W2": self.layers["A2"].dW,
+            "b2": self.layers["A2"].db,
+        }
 
 
 class Recorder:
@@ -155,8 +166,16 @@ def test_learns_synthetic_task():
     assert tr.final_test_acc > 0.9, tr.test_acc_list
 
 
-BOOK_KEYS = [("SGD", "SGD"), ("Momentum", "Momentum"), ("Nesterov", "Nesterov"), ("AdaGrad", "AdaGrad"),
-             ("rmsprpo", "RMSprop"), ("RMSprop", "RMSprop"), ("Adam", "Adam"), ("adadelta", "Adadelta")]
+BOOK_KEYS = [
+    ("SGD", "SGD"),
+    ("Momentum", "Momentum"),
+    ("Nesterov", "Nesterov"),
+    ("AdaGrad", "AdaGrad"),
+    ("rmsprpo", "RMSprop"),
+    ("RMSprop", "RMSprop"),
+    ("Adam", "Adam"),
+    ("adadelta", "Adadelta"),
+]
 
 
 @pytest.mark.parametrize("key, cls_name", BOOK_KEYS)
@@ -181,24 +200,27 @@ def test_optimizer_instance_and_param_not_mutated():
     assert param == {"lr": 0.01}
 
 
-@pytest.mark.parametrize("kwargs, exc, match", [
-    ({"optimizer": "adamw"}, ValueError, "optimizer: unknown optimizer 'adamw'"),
-    ({"optimizer": 3}, TypeError, "optimizer"),
-    ({"optimizer_param": {"lr": 0.1, "bogus": 1}}, ValueError, "optimizer_param"),
-    ({"epochs": 0}, ValueError, "epochs"),
-    ({"epochs": 1.5}, TypeError, "epochs"),
-    ({"mini_batch_size": 0}, ValueError, "mini_batch_size"),
-    ({"mini_batch_size": True}, TypeError, "mini_batch_size"),
-    ({"evaluate_sample_num_per_epoch": 0}, ValueError, "evaluate_sample_num_per_epoch"),
-    ({"sampling": "bootstrap"}, ValueError, "sampling"),
-    ({"lr_schedule": "linear"}, ValueError, "lr_schedule"),
-    ({"lr_schedule": "step", "lr_schedule_param": {"gama": 0.1}}, ValueError, "lr_schedule_param"),
-    ({"lr_schedule": "step", "lr_schedule_param": {"step_size": 0}}, ValueError, "step_size"),
-    ({"lr_schedule_param": {"warmup_epochs": -1}}, ValueError, "warmup_epochs"),
-    ({"augment": 5}, TypeError, "augment"),
-    ({"resume": True}, ValueError, "resume: needs checkpoint_dir"),
-    ({"keep_checkpoints": 0}, ValueError, "keep_checkpoints"),
-])
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"optimizer": "adamw"}, ValueError, "optimizer: unknown optimizer 'adamw'"),
+        ({"optimizer": 3}, TypeError, "optimizer"),
+        ({"optimizer_param": {"lr": 0.1, "bogus": 1}}, ValueError, "optimizer_param"),
+        ({"epochs": 0}, ValueError, "epochs"),
+        ({"epochs": 1.5}, TypeError, "epochs"),
+        ({"mini_batch_size": 0}, ValueError, "mini_batch_size"),
+        ({"mini_batch_size": True}, TypeError, "mini_batch_size"),
+        ({"evaluate_sample_num_per_epoch": 0}, ValueError, "evaluate_sample_num_per_epoch"),
+        ({"sampling": "bootstrap"}, ValueError, "sampling"),
+        ({"lr_schedule": "linear"}, ValueError, "lr_schedule"),
+        ({"lr_schedule": "step", "lr_schedule_param": {"gama": 0.1}}, ValueError, "lr_schedule_param"),
+        ({"lr_schedule": "step", "lr_schedule_param": {"step_size": 0}}, ValueError, "step_size"),
+        ({"lr_schedule_param": {"warmup_epochs": -1}}, ValueError, "warmup_epochs"),
+        ({"augment": 5}, TypeError, "augment"),
+        ({"resume": True}, ValueError, "resume: needs checkpoint_dir"),
+        ({"keep_checkpoints": 0}, ValueError, "keep_checkpoints"),
+    ],
+)
 def test_bad_arguments(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         make(**kwargs)
@@ -252,7 +274,7 @@ def test_shuffle_visits_every_example_once_per_epoch():
     tr.train()
     sizes = [len(b) for b in net.batches]
     assert sizes == [10, 10, 5] * 3
-    epochs = [sum(net.batches[i:i + 3], []) for i in (0, 3, 6)]
+    epochs = [[j for b in net.batches[i : i + 3] for j in b] for i in (0, 3, 6)]
     for e in epochs:
         assert sorted(e) == list(range(25))
     assert epochs[0] != epochs[1], "each epoch gets a new order"
@@ -261,11 +283,22 @@ def test_shuffle_visits_every_example_once_per_epoch():
 def test_replace_sampling_draws_full_batches_with_replacement():
     net = Recorder()
     x, t = index_data(25)
-    tr = Trainer(net, x, t, x, t, epochs=4, mini_batch_size=10, optimizer="sgd", verbose=False, seed=3,
-                 sampling="replace")
+    tr = Trainer(
+        net,
+        x,
+        t,
+        x,
+        t,
+        epochs=4,
+        mini_batch_size=10,
+        optimizer="sgd",
+        verbose=False,
+        seed=3,
+        sampling="replace",
+    )
     tr.train()
     assert [len(b) for b in net.batches] == [10] * 12
-    flat = sum(net.batches, [])
+    flat = [j for b in net.batches for j in b]
     rng = np.random.default_rng(3)
     assert flat == rng.integers(0, 25, size=(12, 10)).ravel().tolist()
     assert len(set(flat)) < len(flat)
@@ -286,9 +319,21 @@ def test_recorded_loss_matches_a_hand_written_loop(after):
     """loss_after_update=True is the book's order (update, then loss); False records the gradient's loss."""
     x, t = synthetic(60)
     net_a, net_b = small_net(1), small_net(1)
-    tr = Trainer(net_a, x, t, x, t, epochs=2, mini_batch_size=20, optimizer="SGD",
-                 optimizer_param={"lr": 0.1}, verbose=False, sampling="replace", seed=9,
-                 loss_after_update=after)
+    tr = Trainer(
+        net_a,
+        x,
+        t,
+        x,
+        t,
+        epochs=2,
+        mini_batch_size=20,
+        optimizer="SGD",
+        optimizer_param={"lr": 0.1},
+        verbose=False,
+        sampling="replace",
+        seed=9,
+        loss_after_update=after,
+    )
     tr.train()
     rng, opt, losses = np.random.default_rng(9), fopt.SGD(lr=0.1), []
     for _ in range(6):
@@ -336,8 +381,14 @@ def test_schedule_sets_lr_of_every_step():
             seen.append(self.lr)
             super().update(params, grads)
 
-    tr = make(optimizer=Spy(lr=0.1), n=40, mini_batch_size=10, epochs=4, lr_schedule="step",
-              lr_schedule_param={"step_size": 2, "gamma": 0.1})
+    tr = make(
+        optimizer=Spy(lr=0.1),
+        n=40,
+        mini_batch_size=10,
+        epochs=4,
+        lr_schedule="step",
+        lr_schedule_param={"step_size": 2, "gamma": 0.1},
+    )
     tr.train()
     want = [0.1] * 8 + [0.1 * 0.1] * 8
     np.testing.assert_allclose(seen, want, rtol=1e-12)
@@ -359,8 +410,14 @@ def test_cosine_with_warmup_and_callable_epochs():
     opt = fopt.SGD(lr=0.2)
     orig = opt.update
     opt.update = lambda p, g: (lrs.append(opt.lr), orig(p, g))
-    tr = make(optimizer=opt, n=40, mini_batch_size=10, epochs=2, lr_schedule="cosine",
-              lr_schedule_param={"warmup_epochs": 1})
+    tr = make(
+        optimizer=opt,
+        n=40,
+        mini_batch_size=10,
+        epochs=2,
+        lr_schedule="cosine",
+        lr_schedule_param={"warmup_epochs": 1},
+    )
     tr.train()
     # warm-up over the 4 steps of epoch 1: 1/4, 2/4, 3/4, 4/4 of the cosine factor
     want = [0.2 * min(1, (i + 1) / 4) * 0.5 * (1 + math.cos(math.pi * (i / 4) / 2)) for i in range(8)]
@@ -417,8 +474,15 @@ def test_huge_lr_diverges_with_a_clear_message(tmp_path):
     def sched(epoch):
         return 1.0 if epoch < 1 else 1e30
 
-    tr = make(n=40, mini_batch_size=10, epochs=3, checkpoint_dir=tmp_path, optimizer="SGD",
-              optimizer_param={"lr": 0.01}, lr_schedule=sched)
+    tr = make(
+        n=40,
+        mini_batch_size=10,
+        epochs=3,
+        checkpoint_dir=tmp_path,
+        optimizer="SGD",
+        optimizer_param={"lr": 0.01},
+        lr_schedule=sched,
+    )
     with pytest.raises(TrainingDiverged, match="training diverged at iteration") as ei:
         tr.train()
     assert ei.value.iteration >= 4
@@ -455,31 +519,52 @@ class NoisyAugment:
         return xb + 0.05 * self.rng.standard_normal(xb.shape).astype(xb.dtype)
 
 
-@pytest.mark.parametrize("kind", ["simpleconvnet-adam", "dropout-momentum-augment-cosine", "batchnorm-rmsprop"])
+@pytest.mark.parametrize(
+    "kind", ["simpleconvnet-adam", "dropout-momentum-augment-cosine", "batchnorm-rmsprop"]
+)
 def test_resume_is_bit_identical(tmp_path, kind):
     """2 epochs in one go == 1 epoch, then a new process-like trainer resuming for 1 more."""
     if kind == "simpleconvnet-adam":
+
         def net(seed):
             return small_net(seed)
+
         kw = {"optimizer": "Adam", "optimizer_param": {"lr": 0.003}}
     elif kind == "batchnorm-rmsprop":
+
         def net(seed):  # running statistics must come back too
             np.random.seed(seed)
-            return MultiLayerNetExtend(144, [20, 20], 10, use_batchnorm=True, use_dropout=True,
-                                       dropout_ration=0.2)
+            return MultiLayerNetExtend(
+                144, [20, 20], 10, use_batchnorm=True, use_dropout=True, dropout_ration=0.2
+            )
+
         kw = {"optimizer": "RMSprop", "optimizer_param": {"lr": 0.01}}
     else:
+
         def net(seed):
             return DropoutMLP(seed)
+
         # the cosine's length is given, so that the 1-epoch run follows the 2-epoch schedule
-        kw = {"optimizer": "Momentum", "optimizer_param": {"lr": 0.05}, "lr_schedule": "cosine",
-              "lr_schedule_param": {"epochs": 2}}
+        kw = {
+            "optimizer": "Momentum",
+            "optimizer_param": {"lr": 0.05},
+            "lr_schedule": "cosine",
+            "lr_schedule_param": {"epochs": 2},
+        }
 
     def trainer(network, epochs, directory, resume=False):
         if kind.startswith("dropout"):
             kw["augment"] = NoisyAugment(4)
-        return make(net=network, n=100, mini_batch_size=20, epochs=epochs, checkpoint_dir=directory,
-                    resume=resume, seed=11, **kw)
+        return make(
+            net=network,
+            n=100,
+            mini_batch_size=20,
+            epochs=epochs,
+            checkpoint_dir=directory,
+            resume=resume,
+            seed=11,
+            **kw,
+        )
 
     np.random.seed(123)
     straight = trainer(net(0), 2, tmp_path / "a")
@@ -512,7 +597,9 @@ def test_resume_is_bit_identical(tmp_path, kind):
 
 
 def test_checkpoint_contents_and_keep(tmp_path):
-    tr = make(n=40, mini_batch_size=10, epochs=4, checkpoint_dir=tmp_path, keep_checkpoints=2, optimizer="Adam")
+    tr = make(
+        n=40, mini_batch_size=10, epochs=4, checkpoint_dir=tmp_path, keep_checkpoints=2, optimizer="Adam"
+    )
     tr.train()
     assert sorted(os.listdir(tmp_path)) == ["epoch-0003.npz", "epoch-0004.npz"]
     with np.load(tmp_path / "epoch-0004.npz", allow_pickle=False) as data:
@@ -546,12 +633,26 @@ def test_resume_mismatches_are_value_errors(tmp_path):
     with pytest.raises(ValueError, match="beyond epochs=1"):
         make(n=40, mini_batch_size=10, epochs=1, checkpoint_dir=tmp_path, resume=True, optimizer="Adam")
     with pytest.raises(ValueError, match="parameters"):
-        make(net=DropoutMLP(), n=40, mini_batch_size=10, epochs=2, checkpoint_dir=tmp_path, resume=True,
-             optimizer="Adam")
+        make(
+            net=DropoutMLP(),
+            n=40,
+            mini_batch_size=10,
+            epochs=2,
+            checkpoint_dir=tmp_path,
+            resume=True,
+            optimizer="Adam",
+        )
     np.random.seed(0)
     with pytest.raises(ValueError, match="float64"):
-        make(net=small_net(dtype=np.float64), n=40, mini_batch_size=10, epochs=2, checkpoint_dir=tmp_path,
-             resume=True, optimizer="Adam")
+        make(
+            net=small_net(dtype=np.float64),
+            n=40,
+            mini_batch_size=10,
+            epochs=2,
+            checkpoint_dir=tmp_path,
+            resume=True,
+            optimizer="Adam",
+        )
     done = make(n=40, mini_batch_size=10, epochs=2, checkpoint_dir=tmp_path, resume=True, optimizer="Adam")
     assert done.current_iter == done.max_iter
     done.train()  # nothing left but the final evaluation
@@ -673,9 +774,20 @@ def test_short_real_fashion_mnist_training_beats_70_percent():
         pytest.skip(f"Fashion-MNIST not installed: {exc}")
     np.random.seed(0)
     net = SimpleConvNet()
-    tr = Trainer(net, x_train[:3000], t_train[:3000], x_test[:1000], t_test[:1000], epochs=2,
-                 mini_batch_size=50, optimizer="Adam", optimizer_param={"lr": 0.002}, verbose=False, seed=0,
-                 evaluate_sample_num_per_epoch=200)
+    tr = Trainer(
+        net,
+        x_train[:3000],
+        t_train[:3000],
+        x_test[:1000],
+        t_test[:1000],
+        epochs=2,
+        mini_batch_size=50,
+        optimizer="Adam",
+        optimizer_param={"lr": 0.002},
+        verbose=False,
+        seed=0,
+        evaluate_sample_num_per_epoch=200,
+    )
     tr.train()
     assert len(x_test[:1000]) == 1000
     assert tr.final_test_acc > 0.70, tr.history

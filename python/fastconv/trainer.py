@@ -26,12 +26,12 @@ import time
 import numpy as np
 
 __all__ = [
+    "OPTIMIZER_KEYS",
     "Trainer",
     "TrainingDiverged",
-    "OPTIMIZER_KEYS",
+    "cosine_schedule",
     "make_optimizer",
     "step_schedule",
-    "cosine_schedule",
 ]
 
 # ======================================================================================================
@@ -70,7 +70,9 @@ def make_optimizer(name, optimizer_param=None):
     from . import optimizer as optimizer_module
 
     if not isinstance(name, str):
-        raise TypeError(f"optimizer: expected a name or an object with update(params, grads), got {type(name).__name__}")
+        raise TypeError(
+            f"optimizer: expected a name or an object with update(params, grads), got {type(name).__name__}"
+        )
     key = name.lower()
     if key not in OPTIMIZER_KEYS:
         raise ValueError(f"optimizer: unknown optimizer {name!r}; expected one of {sorted(OPTIMIZER_KEYS)}")
@@ -81,7 +83,9 @@ def make_optimizer(name, optimizer_param=None):
 
         cls = getattr(reference_optimizer, OPTIMIZER_KEYS[key], None)
     if cls is None:
-        raise ValueError(f"optimizer: {OPTIMIZER_KEYS[key]} is not available in this version of fastconv.optimizer")
+        raise ValueError(
+            f"optimizer: {OPTIMIZER_KEYS[key]} is not available in this version of fastconv.optimizer"
+        )
     param = {} if optimizer_param is None else optimizer_param
     if not isinstance(param, dict):
         raise TypeError(f"optimizer_param: expected a dict, got {type(param).__name__}")
@@ -145,7 +149,7 @@ def cosine_schedule(epochs, min_factor=0.0):
 
 
 def _with_warmup(schedule, warmup_epochs, iter_per_epoch):
-    """``schedule`` times a linear ramp reaching 1 after ``warmup_epochs`` (the first step gets 1/ramp length)."""
+    """``schedule`` times a linear ramp reaching 1 after ``warmup_epochs`` (step k of the ramp gets k/length)."""
     ramp = warmup_epochs * iter_per_epoch
 
     def warm(epoch):
@@ -210,12 +214,20 @@ class _NoProgress:
 
 class _TqdmProgress:
     def __init__(self, tqdm, total, desc, stream):
-        self._bar = tqdm(total=total, desc=desc, file=stream, leave=False, unit="batch", mininterval=0.2,
-                         dynamic_ncols=True)
+        self._bar = tqdm(
+            total=total,
+            desc=desc,
+            file=stream,
+            leave=False,
+            unit="batch",
+            mininterval=0.2,
+            dynamic_ncols=True,
+        )
         self._done = 0
 
     def update(self, done, text):
-        self._bar.set_postfix_str(text, refresh=False)
+        # tqdm redraws at most every mininterval; the last step of an epoch is always drawn
+        self._bar.set_postfix_str(text, refresh=done == self._bar.total)
         self._bar.update(done - self._done)
         self._done = done
 
@@ -442,15 +454,38 @@ class Trainer:
         Accuracy on the whole test set, after :meth:`train`.
     """
 
-    def __init__(self, network, x_train, t_train, x_test, t_test, epochs=20, mini_batch_size=100,
-                 optimizer="SGD", optimizer_param={"lr": 0.01},  # noqa: B006 (the book's signature; never mutated)
-                 evaluate_sample_num_per_epoch=None, verbose=True, *, sampling="shuffle", lr_schedule=None,
-                 lr_schedule_param=None, augment=None, checkpoint_dir=None, resume=False, seed=None,
-                 progress=True, keep_checkpoints=3, loss_after_update=False, eval_batch_size=100):
+    def __init__(
+        self,
+        network,
+        x_train,
+        t_train,
+        x_test,
+        t_test,
+        epochs=20,
+        mini_batch_size=100,
+        optimizer="SGD",
+        optimizer_param={"lr": 0.01},  # noqa: B006 (the book's signature; never mutated)
+        evaluate_sample_num_per_epoch=None,
+        verbose=True,
+        *,
+        sampling="shuffle",
+        lr_schedule=None,
+        lr_schedule_param=None,
+        augment=None,
+        checkpoint_dir=None,
+        resume=False,
+        seed=None,
+        progress=True,
+        keep_checkpoints=3,
+        loss_after_update=False,
+        eval_batch_size=100,
+    ):
         for attr in ("params", "gradient", "loss", "accuracy"):
             if not hasattr(network, attr):
-                raise TypeError(f"network: expected a network with params, gradient, loss and accuracy; "
-                                f"{type(network).__name__} has no {attr!r}")
+                raise TypeError(
+                    f"network: expected a network with params, gradient, loss and accuracy; "
+                    f"{type(network).__name__} has no {attr!r}"
+                )
         self.network = network
         self.x_train, self.t_train = self._data(x_train, t_train, "x_train", "t_train")
         self.x_test, self.t_test = self._data(x_test, t_test, "x_test", "t_test")
@@ -459,8 +494,9 @@ class Trainer:
         self.epochs = _int_arg(epochs, "epochs", 1)
         self.batch_size = _int_arg(mini_batch_size, "mini_batch_size", 1)
         if evaluate_sample_num_per_epoch is not None:
-            evaluate_sample_num_per_epoch = _int_arg(evaluate_sample_num_per_epoch,
-                                                     "evaluate_sample_num_per_epoch", 1)
+            evaluate_sample_num_per_epoch = _int_arg(
+                evaluate_sample_num_per_epoch, "evaluate_sample_num_per_epoch", 1
+            )
         self.evaluate_sample_num_per_epoch = evaluate_sample_num_per_epoch
         self.eval_batch_size = _int_arg(eval_batch_size, "eval_batch_size", 1)
         self.verbose = bool(verbose)
@@ -481,8 +517,10 @@ class Trainer:
         elif callable(getattr(optimizer, "update", None)):
             self.optimizer = optimizer
         else:
-            raise TypeError(f"optimizer: expected a name or an object with update(params, grads), "
-                            f"got {type(optimizer).__name__}")
+            raise TypeError(
+                f"optimizer: expected a name or an object with update(params, grads), "
+                f"got {type(optimizer).__name__}"
+            )
         self.base_lr = getattr(self.optimizer, "lr", None)
 
         self.train_size = len(self.x_train)
@@ -549,15 +587,21 @@ class Trainer:
         if lr_schedule is None or lr_schedule == "none":
             schedule = None
         elif lr_schedule == "step":
-            schedule = step_schedule(param.pop("step_size", max(1, self.epochs // 4)), param.pop("gamma", 0.5))
+            schedule = step_schedule(
+                param.pop("step_size", max(1, self.epochs // 4)), param.pop("gamma", 0.5)
+            )
         elif lr_schedule == "cosine":
             schedule = cosine_schedule(param.pop("epochs", self.epochs), param.pop("min_factor", 0.0))
         elif callable(lr_schedule):
             schedule = lr_schedule
         else:
-            raise ValueError(f"lr_schedule: expected None, 'step', 'cosine' or a callable, got {lr_schedule!r}")
+            raise ValueError(
+                f"lr_schedule: expected None, 'step', 'cosine' or a callable, got {lr_schedule!r}"
+            )
         if param:
-            raise ValueError(f"lr_schedule_param: unknown keys {sorted(param)} for lr_schedule={lr_schedule!r}")
+            raise ValueError(
+                f"lr_schedule_param: unknown keys {sorted(param)} for lr_schedule={lr_schedule!r}"
+            )
         if _nonneg_float(warmup, "warmup_epochs") > 0:
             schedule = _with_warmup(schedule or (lambda epoch: 1.0), float(warmup), self.iter_per_epoch)
         if schedule is not None and self.base_lr is None:
@@ -577,7 +621,7 @@ class Trainer:
             return self.rng.integers(0, self.train_size, size=self.batch_size)
         if step == 0 or self._perm is None:
             self._perm = self.rng.permutation(self.train_size)
-        return self._perm[step * self.batch_size:(step + 1) * self.batch_size]
+        return self._perm[step * self.batch_size : (step + 1) * self.batch_size]
 
     def _last_layer_loss(self):
         last = getattr(self.network, "last_layer", None)
@@ -597,13 +641,19 @@ class Trainer:
     def _diverged(self, loss, what):
         it = self.current_iter
         ckpt = self.last_checkpoint
-        where = (f"last good checkpoint: {ckpt}" if ckpt else
-                 "no checkpoint was written" + ("" if self.checkpoint_dir else " (checkpoint_dir not set)"))
+        where = (
+            f"last good checkpoint: {ckpt}"
+            if ckpt
+            else "no checkpoint was written" + ("" if self.checkpoint_dir else " (checkpoint_dir not set)")
+        )
         lr = getattr(self.optimizer, "lr", None)
         raise TrainingDiverged(
             f"training diverged at iteration {it} (epoch {it // self.iter_per_epoch + 1}): {what} "
             f"(lr={lr}); stopped before updating the parameters with it; {where}",
-            iteration=it, loss=loss, checkpoint=ckpt)
+            iteration=it,
+            loss=loss,
+            checkpoint=ckpt,
+        )
 
     def train_step(self):
         """Do one step: draw a batch, compute the gradient, update the parameters; after the last step of an
@@ -624,8 +674,12 @@ class Trainer:
         t0 = time.perf_counter()
         if self._schedule is not None:
             factor = self._schedule(self.current_iter / self.iter_per_epoch)
-            if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not math.isfinite(factor) \
-                    or factor < 0:
+            if (
+                isinstance(factor, bool)
+                or not isinstance(factor, numbers.Real)
+                or not math.isfinite(factor)
+                or factor < 0
+            ):
                 raise ValueError(f"lr_schedule: returned {factor!r}, expected a finite number >= 0")
             self.optimizer.lr = self.base_lr * float(factor)
 
@@ -635,8 +689,10 @@ class Trainer:
         if self.augment is not None:
             augmented = self.augment(x_batch)
             if getattr(augmented, "shape", None) != x_batch.shape:
-                raise ValueError(f"augment: returned shape {getattr(augmented, 'shape', None)}, "
-                                 f"expected the batch's {x_batch.shape}")
+                raise ValueError(
+                    f"augment: returned shape {getattr(augmented, 'shape', None)}, "
+                    f"expected the batch's {x_batch.shape}"
+                )
             x_batch = augmented
 
         grads = self.network.gradient(x_batch, t_batch)
@@ -697,16 +753,19 @@ class Trainer:
         self.test_acc_list.append(test_acc)
         self.epoch_loss_list.append(self._epoch_loss_sum / max(self._epoch_steps, 1))
         self.epoch_running_acc_list.append(
-            None if self._epoch_correct is None else self._epoch_correct / max(self._epoch_seen, 1))
+            None if self._epoch_correct is None else self._epoch_correct / max(self._epoch_seen, 1)
+        )
         rate = self._epoch_seen / self._epoch_train_time if self._epoch_train_time > 0 else 0.0
         self.examples_per_sec_list.append(rate)
         self.epoch_time_list.append(self._epoch_train_time + eval_time)
         self.lr_list.append(getattr(self.optimizer, "lr", None))
         self._epoch_steps, self._epoch_loss_sum, self._epoch_correct = 0, 0.0, 0
         self._epoch_seen, self._epoch_train_time = 0, 0.0
-        self._say(f"epoch {self.current_epoch}/{self.epochs}  train loss {self.epoch_loss_list[-1]:.4f}  "
-                  f"train acc {train_acc:.4f}  test acc {test_acc:.4f}  {rate:,.0f} ex/s  "
-                  f"{self.epoch_time_list[-1]:.1f} s")
+        self._say(
+            f"epoch {self.current_epoch}/{self.epochs}  train loss {self.epoch_loss_list[-1]:.4f}  "
+            f"train acc {train_acc:.4f}  test acc {test_acc:.4f}  {rate:,.0f} ex/s  "
+            f"{self.epoch_time_list[-1]:.1f} s"
+        )
         if self.checkpoint_dir is not None:
             self.save_checkpoint()
 
@@ -851,7 +910,9 @@ class Trainer:
             elif isinstance(value, np.generic):
                 scalars[attr] = value.item()
             else:
-                raise TypeError(f"optimizer: cannot checkpoint attribute {attr!r} of type {type(value).__name__}")
+                raise TypeError(
+                    f"optimizer: cannot checkpoint attribute {attr!r} of type {type(value).__name__}"
+                )
         meta = {"class": type(self.optimizer).__name__, "scalars": scalars, "dicts": dicts, "arrays": plain}
         return meta, arrays
 
@@ -906,8 +967,11 @@ class Trainer:
             "layer_rngs": layer_rngs,
             "optimizer": opt_meta,
             "rng": self.rng.bit_generator.state,
-            "np_random": {"pos": int(np_state[2]), "has_gauss": int(np_state[3]),
-                          "cached_gaussian": float(np_state[4])},
+            "np_random": {
+                "pos": int(np_state[2]),
+                "has_gauss": int(np_state[3]),
+                "cached_gaussian": float(np_state[4]),
+            },
             "augment_rng": None if aug_rng is None else aug_rng.bit_generator.state,
             "lists": {
                 "train_loss_list": self.train_loss_list,
@@ -924,7 +988,7 @@ class Trainer:
         _atomic_write(path, lambda f: np.savez(f, **arrays))
         self.last_checkpoint = path
         if default and self.keep_checkpoints is not None:
-            for _, old in _list_checkpoints(self.checkpoint_dir)[:-self.keep_checkpoints]:
+            for _, old in _list_checkpoints(self.checkpoint_dir)[: -self.keep_checkpoints]:
                 os.unlink(old)
         return path
 
@@ -949,21 +1013,30 @@ class Trainer:
             arrays = {k: data[k] for k in data.files if k != "__meta__"}
         if meta.get("format") != _CKPT_FORMAT:
             raise ValueError(f"{path}: not a fastconv trainer checkpoint")
-        for key, mine in (("train_size", self.train_size), ("mini_batch_size", self.batch_size),
-                          ("iter_per_epoch", self.iter_per_epoch), ("sampling", self.sampling)):
+        for key, mine in (
+            ("train_size", self.train_size),
+            ("mini_batch_size", self.batch_size),
+            ("iter_per_epoch", self.iter_per_epoch),
+            ("sampling", self.sampling),
+        ):
             if meta[key] != mine:
                 raise ValueError(f"{path}: checkpoint has {key}={meta[key]!r}, this trainer {mine!r}")
         if meta["current_iter"] > self.max_iter:
-            raise ValueError(f"{path}: checkpoint is at epoch {meta['current_epoch']}, beyond epochs={self.epochs}")
+            raise ValueError(
+                f"{path}: checkpoint is at epoch {meta['current_epoch']}, beyond epochs={self.epochs}"
+            )
         params = self.network.params
         if sorted(meta["params"]) != sorted(params):
-            raise ValueError(f"{path}: checkpoint has parameters {sorted(meta['params'])}, "
-                             f"the network {sorted(params)}")
+            raise ValueError(
+                f"{path}: checkpoint has parameters {sorted(meta['params'])}, the network {sorted(params)}"
+            )
         for key, value in params.items():
             saved = arrays[f"param/{key}"]
             if saved.shape != value.shape or saved.dtype != value.dtype:
-                raise ValueError(f"{path}: parameter {key!r} is {saved.dtype}{saved.shape}, "
-                                 f"the network's {value.dtype}{value.shape}")
+                raise ValueError(
+                    f"{path}: parameter {key!r} is {saved.dtype}{saved.shape}, "
+                    f"the network's {value.dtype}{value.shape}"
+                )
         layers = _layer_list(self.network)
         for i, attrs in meta["buffers"].items():
             for attr in attrs:
@@ -971,13 +1044,19 @@ class Trainer:
                 current = getattr(layers[i_], attr, None) if i_ < len(layers) else None
                 saved = arrays[f"buffer/{i}/{attr}"]
                 if current is not None and getattr(current, "shape", None) != saved.shape:
-                    raise ValueError(f"{path}: layer {i} {attr} is {saved.shape}, the network's {current.shape}")
+                    raise ValueError(
+                        f"{path}: layer {i} {attr} is {saved.shape}, the network's {current.shape}"
+                    )
                 if i_ >= len(layers) or not hasattr(layers[i_], attr):
-                    raise ValueError(f"{path}: checkpoint has {attr} for layer {i}, the network has no such layer")
+                    raise ValueError(
+                        f"{path}: checkpoint has {attr} for layer {i}, the network has no such layer"
+                    )
         opt = meta["optimizer"]
         if opt["class"] != type(self.optimizer).__name__:
-            raise ValueError(f"{path}: checkpoint was written with optimizer {opt['class']}, "
-                             f"this trainer uses {type(self.optimizer).__name__}")
+            raise ValueError(
+                f"{path}: checkpoint was written with optimizer {opt['class']}, "
+                f"this trainer uses {type(self.optimizer).__name__}"
+            )
 
         # Everything is checked: now change state. Parameters in place, so layers keep sharing them.
         for key, value in params.items():
@@ -993,8 +1072,11 @@ class Trainer:
             setattr(self.optimizer, attr, value)
         for attr in opt["dicts"]:
             prefix = f"opt/{attr}/"
-            setattr(self.optimizer, attr,
-                    {k[len(prefix):]: v.copy() for k, v in arrays.items() if k.startswith(prefix)})
+            setattr(
+                self.optimizer,
+                attr,
+                {k[len(prefix) :]: v.copy() for k, v in arrays.items() if k.startswith(prefix)},
+            )
         for attr in opt["arrays"]:
             setattr(self.optimizer, attr, arrays[f"opt/{attr}"].copy())
         self.base_lr = meta["base_lr"]
@@ -1004,8 +1086,9 @@ class Trainer:
             setattr(self, name, list(values))
         self.rng.bit_generator.state = meta["rng"]
         npr = meta["np_random"]
-        np.random.set_state(("MT19937", arrays["np_random/keys"], npr["pos"], npr["has_gauss"],
-                             npr["cached_gaussian"]))
+        np.random.set_state(
+            ("MT19937", arrays["np_random/keys"], npr["pos"], npr["has_gauss"], npr["cached_gaussian"])
+        )
         aug_rng = _augment_rng(self.augment)
         if aug_rng is not None and meta["augment_rng"] is not None:
             aug_rng.bit_generator.state = meta["augment_rng"]
