@@ -294,3 +294,36 @@ def test_evaluate_errors(tmp_path, capsys, have_data):
     np.savez(other, **params)
     err = run_error(["evaluate", "--model", "simpleconvnet", "--params", str(other)], capsys)
     assert "does not fit --model simpleconvnet" in err and "W2 has shape (4319, 100)" in err
+
+
+def test_same_seed_same_parameters_with_dropout(tmp_path, capsys, have_data):
+    """DeepConvNet (dropout draws from NumPy's global generator, seeded by --seed): two runs, same result."""
+    argv = [
+        "train",
+        "--model",
+        "deepconvnet",
+        "--train-size",
+        "100",
+        "--test-size",
+        "50",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "50",
+        "--eval-samples",
+        "50",
+        "--seed",
+        "3",
+        "--no-progress",
+        "--augment",
+    ]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 0
+    with np.load(tmp_path / "a" / "params.npz") as a, np.load(tmp_path / "b" / "params.npz") as b:
+        assert a.files == b.files
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert (
+        strict_json(tmp_path / "a" / "history.json")["train_loss"]
+        == strict_json(tmp_path / "b" / "history.json")["train_loss"]
+    )
