@@ -52,6 +52,14 @@ MODEL_TOL_F64 = {"rtol": 1e-10, "atol": 1e-12}
 # relative; with weight_init_std 0.3 it grows to 1.5e-4 relative (curvature), so that test uses 0.1.
 GRAD_TOL = {"rtol": 1e-5, "atol": 1e-7}
 
+# Optimizer updates (test_optimizer): the fused kernels repeat the NumPy reference's operations in its order with
+# its roundings, so they agree bit for bit here (measured max difference 0 over 6 steps, every optimizer, both
+# dtypes). The tolerance allows a few ulps for a compiler or platform that rounds one step differently.
+TOL_OPTIM = {
+    np.float32: {"rtol": 1e-6, "atol": 1e-7},
+    np.float64: {"rtol": 1e-14, "atol": 1e-15},
+}
+
 
 # ======================================================================================================
 # shape tables

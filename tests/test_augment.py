@@ -320,6 +320,8 @@ def test_bad_constructor_arguments():
         ImageAugmenter(fill_value=None)
     with pytest.raises(TypeError, match="seed"):
         ImageAugmenter(seed=1.5)
+    with pytest.raises(ValueError, match="seed"):
+        ImageAugmenter(seed=-1)
     with pytest.raises(ValueError, match="image_shape"):
         ImageAugmenter(image_shape=(28, 28))
 

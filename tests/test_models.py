@@ -5,14 +5,35 @@ gradients fastconv vs reference (float64 tight, float32 with TOL), the reference
 shapes, initialisation, the build() registry, save/load round trips (including the book's .pkl files).
 """
 
+import pickle
+
 import fastconv.layers as fc_layers
+import fastconv.reference.functions as ref_functions
 import fastconv.reference.layers as ref_layers
 import numpy as np
 import pytest
 from conftest import GRAD_TOL, MODEL_TOL_F64, TOL
+from fastconv import models
 from fastconv.functions import numerical_gradient
-from fastconv.models import DeepConvNet, SimpleConvNet
-from fastconv.optimizer import Adam
+from fastconv.io import save_params
+from fastconv.models import (
+    DeepConvNet,
+    KerasCNN,
+    LeNet,
+    MultiLayerNet,
+    MultiLayerNetExtend,
+    Sequential,
+    SimpleConvNet,
+    affine,
+    avg_pool,
+    batch_norm,
+    conv,
+    dropout,
+    max_pool,
+    relu,
+    sigmoid,
+)
+from fastconv.optimizer import SGD, Adam
 
 SEED = 1234
 
@@ -193,22 +214,6 @@ def test_accuracy(rng, cls):
 # ======================================================================================================
 # LeNet, KerasCNN (Sequential with Xavier init)
 
-from fastconv import models  # noqa: E402
-from fastconv.models import (  # noqa: E402
-    KerasCNN,
-    LeNet,
-    MultiLayerNet,
-    MultiLayerNetExtend,
-    Sequential,
-    affine,
-    avg_pool,
-    batch_norm,
-    conv,
-    dropout,
-    max_pool,
-    relu,
-    sigmoid,
-)
 
 NEW_CONVNETS = [LeNet, KerasCNN]
 ALL_IMAGE_NETS = [SimpleConvNet, DeepConvNet, LeNet, KerasCNN]
@@ -252,18 +257,16 @@ def test_new_convnet_f32_vs_reference_f64(rng, cls):
 def exact_cross_entropy(monkeypatch):
     """Drop the book's 1e-7 inside log(y + 1e-7) for a numerical check.
 
-    Backprop's ``y - t`` is the exact gradient of ``-log(y)``; with the epsilon the loss differs by a term whose
-    gradient (measured ~1.5e-7 on LeNet's b4, independent of h) exceeds GRAD_TOL and would hide real errors
-    behind a looser tolerance.
+    Backprop's ``y - t`` is the exact gradient of ``-log(y)``; with the epsilon the loss differs by a term
+    whose gradient (measured ~1.5e-7 on LeNet's b4, independent of h) exceeds GRAD_TOL and would hide real
+    errors behind a looser tolerance.
     """
-    import fastconv.reference.functions as ref_functions
-
     monkeypatch.setattr(ref_functions, "_LOG_EPS", 0.0)
 
 
 # numerical_gradient's h = 1e-4 crosses ReLU / max-pool kinks of KerasCNN (the error then jumps to ~7e-5 and
-# vanishes at h = 1e-5), so the check differentiates u -> loss(p = STEP_SCALE * u): the same central differences
-# with step h * STEP_SCALE in p. A power of two keeps p = STEP_SCALE * (p / STEP_SCALE) exact.
+# vanishes at h = 1e-5), so the check differentiates u -> loss(p = STEP_SCALE * u): the same central
+# differences with step h * STEP_SCALE in p. A power of two keeps p = STEP_SCALE * (p / STEP_SCALE) exact.
 STEP_SCALE = 2.0**-7
 
 
@@ -329,7 +332,8 @@ def test_lenet_architecture():
     assert list(net.shapes.items()) == [
         ("Conv1", (6, 28, 28)), ("Sigmoid1", (6, 28, 28)), ("AvgPool1", (6, 14, 14)),
         ("Conv2", (16, 10, 10)), ("Sigmoid2", (16, 10, 10)), ("AvgPool2", (16, 5, 5)),
-        ("Affine1", (120,)), ("Sigmoid3", (120,)), ("Affine2", (84,)), ("Sigmoid4", (84,)), ("Affine3", (10,)),
+        ("Affine1", (120,)), ("Sigmoid3", (120,)), ("Affine2", (84,)), ("Sigmoid4", (84,)),
+        ("Affine3", (10,)),
     ]
     shapes = {k: v.shape for k, v in net.params.items()}
     assert shapes == {"W1": (6, 1, 5, 5), "b1": (6,), "W2": (16, 6, 5, 5), "b2": (16,), "W3": (400, 120),
@@ -395,8 +399,8 @@ def test_sequential_f64_vs_reference(rng, monkeypatch, init):
     r = ref.gradient(x, t)
     assert_grads_close(g, r, MODEL_TOL_F64, f"Sequential {init}")
     for attr in ("running_mean", "running_var"):
-        np.testing.assert_allclose(getattr(fc.layers["BatchNorm1"], attr), getattr(ref.layers["BatchNorm1"], attr),
-                                   rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(getattr(fc.layers["BatchNorm1"], attr),
+                                   getattr(ref.layers["BatchNorm1"], attr), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(fc.predict(x), ref.predict(x), rtol=1e-10, atol=1e-12)
 
 
@@ -495,8 +499,9 @@ def build_mlp(cls, layers, dtype, seed=SEED, **kw):
 
 
 EXTEND_ALL = {"use_batchnorm": True, "use_dropout": True, "dropout_ration": 0.3, "weight_decay_lambda": 0.05}
-# A hidden Affine's bias feeds a BatchNormalization, which subtracts the batch mean: its gradient is exactly zero
-# and what backprop returns is rounding noise (measured <= 1.6e-16 float64, 2.3e-8 float32 here, on gradients ~0.3).
+# A hidden Affine's bias feeds a BatchNormalization, which subtracts the batch mean: its gradient is exactly
+# zero and what backprop returns is rounding noise (measured <= 1.6e-16 float64, 2.3e-8 float32 here, on
+# gradients ~0.3).
 BN_BIASES = ("b1", "b2", "b3")
 BN_BIAS_ZERO = {np.float64: 1e-14, np.float32: 1e-6}
 
@@ -512,11 +517,12 @@ def split_bn_biases(g, r, dtype):
 
 def test_multilayernet_layout():
     net = build_mlp(MultiLayerNet, fc_layers, np.float32, activation="sigmoid")
-    assert list(net.layers) == ["Affine1", "Activation_function1", "Affine2", "Activation_function2", "Affine3",
-                                "Activation_function3", "Affine4"]
+    assert list(net.layers) == ["Affine1", "Activation_function1", "Affine2", "Activation_function2",
+                                "Affine3", "Activation_function3", "Affine4"]
     assert isinstance(net.layers["Activation_function1"], fc_layers.Sigmoid)
     assert {k: v.shape for k, v in net.params.items()} == {
-        "W1": (20, 12), "b1": (12,), "W2": (12, 9), "b2": (9,), "W3": (9, 7), "b3": (7,), "W4": (7, 6), "b4": (6,)}
+        "W1": (20, 12), "b1": (12,), "W2": (12, 9), "b2": (9,), "W3": (9, 7), "b3": (7,), "W4": (7, 6),
+        "b4": (6,)}
     ext = build_mlp(MultiLayerNetExtend, fc_layers, np.float32, **EXTEND_ALL)
     assert list(ext.layers)[:5] == ["Affine1", "BatchNorm1", "Activation_function1", "Dropout1", "Affine2"]
     assert list(ext.layers)[-1] == "Affine4"
@@ -555,12 +561,13 @@ def test_weight_decay_semantics(rng):
                                rtol=1e-12)
     g0, g1 = plain.gradient(x, t), decay.gradient(x, t)
     for i in range(1, 5):
-        np.testing.assert_allclose(g1[f"W{i}"] - g0[f"W{i}"], lam * decay.params[f"W{i}"], rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(g1[f"W{i}"] - g0[f"W{i}"], lam * decay.params[f"W{i}"], rtol=1e-10,
+                                   atol=1e-14)
         np.testing.assert_array_equal(g1[f"b{i}"], g0[f"b{i}"])
 
 
 def test_multilayernet_extend_f64_vs_reference(rng, monkeypatch):
-    """Batch norm + dropout + weight decay: gradients, running statistics and inference match the reference."""
+    """Batch norm + dropout + weight decay: gradients, running statistics, inference match the reference."""
     x, t = mlp_batch(rng)
     fc = build_mlp(MultiLayerNetExtend, fc_layers, np.float64, **EXTEND_ALL)
     ref = build_mlp(MultiLayerNetExtend, ref_layers, np.float64, **EXTEND_ALL)
@@ -599,9 +606,12 @@ def test_multilayernet_extend_f32_vs_reference_f64(rng, monkeypatch):
     np.testing.assert_allclose(y, ref.predict(x), **TOL[np.float32])
 
 
-@pytest.mark.parametrize("cls, kw", [(MultiLayerNet, {"activation": "sigmoid", "weight_decay_lambda": 0.2}),
-                                     (MultiLayerNetExtend, {"use_batchnorm": True, "weight_decay_lambda": 0.2})],
-                         ids=["MultiLayerNet", "MultiLayerNetExtend-bn"])
+@pytest.mark.parametrize(
+    "cls, kw",
+    [(MultiLayerNet, {"activation": "sigmoid", "weight_decay_lambda": 0.2}),
+     (MultiLayerNetExtend, {"use_batchnorm": True, "weight_decay_lambda": 0.2})],
+    ids=["MultiLayerNet", "MultiLayerNetExtend-bn"],
+)
 def test_reference_mlp_vs_numerical_gradient(monkeypatch, cls, kw):
     exact_cross_entropy(monkeypatch)
     rng = np.random.default_rng(5)
@@ -612,9 +622,13 @@ def test_reference_mlp_vs_numerical_gradient(monkeypatch, cls, kw):
         skip = BN_BIASES
         for key in skip:  # see BN_BIASES
             assert np.abs(grads[key]).max() <= BN_BIAS_ZERO[np.float64], key
-        loss = lambda: net.loss(x, t, train_flg=True)  # noqa: E731
+        def loss():
+            return net.loss(x, t, train_flg=True)
     else:
-        skip, loss = (), lambda: net.loss(x, t)
+        skip = ()
+
+        def loss():
+            return net.loss(x, t)
     sampled_gradient_check(net, loss, grads, skip=skip)
 
 
@@ -623,6 +637,8 @@ def test_multilayernet_errors():
         MultiLayerNet(4, [3], 2, activation="tanh")
     with pytest.raises(ValueError, match="weight_init_std"):
         MultiLayerNet(4, [3], 2, weight_init_std="lecun")
+    with pytest.raises(TypeError, match="weight_init_std"):
+        MultiLayerNet(4, [3], 2, weight_init_std=None)
     with pytest.raises(ValueError, match=r"hidden_size_list\[1\]"):
         MultiLayerNet(4, [3, 0], 2)
     with pytest.raises(ValueError, match="input_size"):
@@ -635,8 +651,6 @@ def test_multilayernet_errors():
 
 def test_multilayernet_trains(rng):
     """A few SGD steps on a learnable problem reduce the loss (fastconv float32, batch norm + dropout)."""
-    from fastconv.optimizer import SGD
-
     x = rng.standard_normal((64, 20)).astype(np.float32)
     t = np.argmax(x[:, :6], axis=1)
     net = build_mlp(MultiLayerNetExtend, fc_layers, np.float32, use_batchnorm=True, use_dropout=True,
@@ -696,8 +710,6 @@ def test_save_load_round_trip(rng, tmp_path, name, make, in_shape):
 
 def test_load_book_pickle(rng, tmp_path):
     """A DeepConvNet .pkl written the book's way (pickle.dump of a float64 params dict) loads and is cast."""
-    import pickle
-
     np.random.seed(3)
     book = DeepConvNet(dtype=np.float64, layers=ref_layers)
     params = {key: val for key, val in book.params.items()}
@@ -707,15 +719,13 @@ def test_load_book_pickle(rng, tmp_path):
     net = DeepConvNet()
     net.load_params(str(path))
     x, _ = mnist_batch(rng, n=3)
-    for key in params:
+    for key, value in params.items():
         assert net.params[key].dtype == np.float32
-        np.testing.assert_array_equal(net.params[key], params[key].astype(np.float32))
+        np.testing.assert_array_equal(net.params[key], value.astype(np.float32))
     np.testing.assert_allclose(net.predict(x.astype(np.float32)), book.predict(x), **TOL[np.float32])
 
 
 def test_load_params_checks(tmp_path):
-    from fastconv.io import save_params
-
     net = LeNet()
     good = dict(net.params)
     cases = {
@@ -730,7 +740,7 @@ def test_load_params_checks(tmp_path):
         before = {k: v.copy() for k, v in net.params.items()}
         with pytest.raises(ValueError, match=match):
             net.load_params(path)
-        for key in before:  # a refused file changes nothing
-            np.testing.assert_array_equal(net.params[key], before[key])
+        for key, value in before.items():  # a refused file changes nothing
+            np.testing.assert_array_equal(net.params[key], value)
     with pytest.raises(ValueError, match="unknown parameter file type"):
         net.load_params(tmp_path / "params.h5")

@@ -1,194 +1,92 @@
 // optim.cpp: fused in-place optimizer updates (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam, Adadelta).
 // Each update is one pass over memory: it reads p, g and the state once and writes p and the state once, where
 // the NumPy reference makes 3-8 passes and as many temporaries. Element-wise, so the static split over OpenMP
-// threads cannot change a bit. Every expression keeps the reference's order of operations and roundings
-// (scalars rounded to T first, as NumPy does with a Python float; no FMA contraction: this file is compiled
-// with -ffp-contract=off), so float32 and float64 results equal fastconv.reference.optimizer's.
-// Variants: one per optimizer, each instantiated with and without weight decay (no branch in the loop).
-#include "cpu/optim.h"
+// threads cannot change a bit. The kernels live in optim_kernels.h; this file compiles them for baseline
+// x86-64 (or any CPU) as optim_base, optim_avx2.cpp compiles them with AVX2, and the entry points below pick
+// one per call from the ISA in use (same bits either way).
+// Variants: optim_base, optim_avx2; each optimizer with and without weight decay (no branch in the loop).
+#define FC_OPTIM_NS optim_base
+#include "cpu/optim_kernels.h"
 
-#include <cmath>
-#include <cstdint>
-
-#include "cpu/threads.h"
+#include "cpu/gemm/gemm.h"
 
 namespace fastconv::cpu {
 
 namespace {
 using i64 = std::int64_t;
 
-// Below this many elements the OpenMP fork/join costs more than the pass itself (a DeepConvNet conv weight
-// of 9,216 floats updates in ~2 us on one core; waking a second thread costs about as much).
-constexpr i64 kParallelMin = 1 << 15;
-
-// The gradient the update uses: g, or g + weight_decay * p (L2), rounded in this order as the reference's
-// g = g + weight_decay * p.
-template <bool WD, typename T>
-inline T grad(T g, T p, T wd) {
-  if constexpr (WD) {
-    return g + wd * p;
-  } else {
-    return g;
-  }
+// The AVX2 variant when the ISA in use (GEMM's: CPUID, FASTCONV_ISA or set_cpu_isa) is avx2 or avx512, which
+// both imply AVX2; tests force each ISA to cover both variants.
+inline bool use_avx2() {
+#if FASTCONV_HAVE_X86_UKR
+  const char* isa = gemm_active_isa();
+  return isa[0] == 'a';
+#else
+  return false;
+#endif
 }
-
-// -----------------------------------------------------------------------------------------------------------
-// kernels: p, g and the state are (n,), distinct; scalars are already rounded to T
-
-template <typename T, bool WD>
-void sgd_kernel(T* __restrict__ p, const T* __restrict__ g, i64 n, T lr, T wd) {
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
-  for (i64 i = 0; i < n; ++i) {
-    const T gi = grad<WD>(g[i], p[i], wd);
-    p[i] = p[i] - lr * gi;
-  }
-}
-
-template <typename T, bool WD>
-void momentum_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ v, i64 n, T lr, T mu, T wd) {
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
-  for (i64 i = 0; i < n; ++i) {
-    const T gi = grad<WD>(g[i], p[i], wd);
-    const T vi = v[i] * mu - lr * gi;  // v *= momentum; v -= lr * g
-    v[i] = vi;
-    p[i] = p[i] + vi;
-  }
-}
-
-// mu2 = momentum**2 and c = (1 + momentum) * lr, both formed in double and rounded once, as the reference's
-// Python scalars are.
-template <typename T, bool WD>
-void nesterov_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ v, i64 n, T lr, T mu, T mu2, T c,
-                     T wd) {
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
-  for (i64 i = 0; i < n; ++i) {
-    const T gi = grad<WD>(g[i], p[i], wd);
-    const T vi = v[i] * mu - lr * gi;
-    v[i] = vi;
-    // two separate in-place steps in the reference: p += mu2 * v, then p -= c * g
-    const T pi = p[i] + mu2 * vi;
-    p[i] = pi - c * gi;
-  }
-}
-
-template <typename T, bool WD>
-void adagrad_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ h, i64 n, T lr, T eps, T wd) {
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
-  for (i64 i = 0; i < n; ++i) {
-    const T gi = grad<WD>(g[i], p[i], wd);
-    const T hi = h[i] + gi * gi;
-    h[i] = hi;
-    p[i] = p[i] - (lr * gi) / (std::sqrt(hi) + eps);  // lr * g / (sqrt(h) + eps), left to right
-  }
-}
-
-// c = 1 - decay_rate
-template <typename T, bool WD>
-void rmsprop_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ h, i64 n, T lr, T rho, T c, T eps,
-                    T wd) {
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
-  for (i64 i = 0; i < n; ++i) {
-    const T gi = grad<WD>(g[i], p[i], wd);
-    const T hi = h[i] * rho + (c * gi) * gi;  // h *= rho; h += (1 - rho) * g * g
-    h[i] = hi;
-    p[i] = p[i] - (lr * gi) / (std::sqrt(hi) + eps);
-  }
-}
-
-// c1 = 1 - beta1, c2 = 1 - beta2
-template <typename T, bool WD>
-void adam_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m, T* __restrict__ v, i64 n, T lr_t,
-                 T c1, T c2, T eps, T wd) {
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
-  for (i64 i = 0; i < n; ++i) {
-    const T gi = grad<WD>(g[i], p[i], wd);
-    const T mi = m[i] + c1 * (gi - m[i]);
-    const T vi = v[i] + c2 * (gi * gi - v[i]);
-    m[i] = mi;
-    v[i] = vi;
-    p[i] = p[i] - (lr_t * mi) / (std::sqrt(vi) + eps);
-  }
-}
-
-// c = 1 - rho; h is the running mean of g**2, d the running mean of the squared steps
-template <typename T, bool WD>
-void adadelta_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ h, T* __restrict__ d, i64 n, T lr,
-                     T rho, T c, T eps, T wd) {
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
-  for (i64 i = 0; i < n; ++i) {
-    const T gi = grad<WD>(g[i], p[i], wd);
-    const T hi = h[i] * rho + (c * gi) * gi;
-    const T dx = (std::sqrt(d[i] + eps) / std::sqrt(hi + eps)) * gi;
-    h[i] = hi;
-    d[i] = d[i] * rho + (c * dx) * dx;
-    p[i] = p[i] - lr * dx;
-  }
-}
-
 }  // namespace
 
+const char* optim_variant() { return use_avx2() ? "avx2" : "baseline"; }
+
 // -----------------------------------------------------------------------------------------------------------
-// entry points: round the scalars to T once, pick the weight-decay variant
+// entry points: dispatch to a variant
 
 template <typename T>
 void sgd_update(T* p, const T* g, i64 n, double lr, double weight_decay) {
-  if (weight_decay != 0.0)
-    sgd_kernel<T, true>(p, g, n, T(lr), T(weight_decay));
+  if (use_avx2())
+    optim_avx2::sgd_update<T>(p, g, n, lr, weight_decay);
   else
-    sgd_kernel<T, false>(p, g, n, T(lr), T(0));
+    optim_base::sgd_update<T>(p, g, n, lr, weight_decay);
 }
 
 template <typename T>
 void momentum_update(T* p, const T* g, T* v, i64 n, double lr, double momentum, double weight_decay) {
-  if (weight_decay != 0.0)
-    momentum_kernel<T, true>(p, g, v, n, T(lr), T(momentum), T(weight_decay));
+  if (use_avx2())
+    optim_avx2::momentum_update<T>(p, g, v, n, lr, momentum, weight_decay);
   else
-    momentum_kernel<T, false>(p, g, v, n, T(lr), T(momentum), T(0));
+    optim_base::momentum_update<T>(p, g, v, n, lr, momentum, weight_decay);
 }
 
 template <typename T>
 void nesterov_update(T* p, const T* g, T* v, i64 n, double lr, double momentum, double weight_decay) {
-  const T mu2 = T(momentum * momentum), c = T((1.0 + momentum) * lr);
-  if (weight_decay != 0.0)
-    nesterov_kernel<T, true>(p, g, v, n, T(lr), T(momentum), mu2, c, T(weight_decay));
+  if (use_avx2())
+    optim_avx2::nesterov_update<T>(p, g, v, n, lr, momentum, weight_decay);
   else
-    nesterov_kernel<T, false>(p, g, v, n, T(lr), T(momentum), mu2, c, T(0));
+    optim_base::nesterov_update<T>(p, g, v, n, lr, momentum, weight_decay);
 }
 
 template <typename T>
 void adagrad_update(T* p, const T* g, T* h, i64 n, double lr, double eps, double weight_decay) {
-  if (weight_decay != 0.0)
-    adagrad_kernel<T, true>(p, g, h, n, T(lr), T(eps), T(weight_decay));
+  if (use_avx2())
+    optim_avx2::adagrad_update<T>(p, g, h, n, lr, eps, weight_decay);
   else
-    adagrad_kernel<T, false>(p, g, h, n, T(lr), T(eps), T(0));
+    optim_base::adagrad_update<T>(p, g, h, n, lr, eps, weight_decay);
 }
 
 template <typename T>
 void rmsprop_update(T* p, const T* g, T* h, i64 n, double lr, double decay_rate, double eps, double weight_decay) {
-  const T c = T(1.0 - decay_rate);
-  if (weight_decay != 0.0)
-    rmsprop_kernel<T, true>(p, g, h, n, T(lr), T(decay_rate), c, T(eps), T(weight_decay));
+  if (use_avx2())
+    optim_avx2::rmsprop_update<T>(p, g, h, n, lr, decay_rate, eps, weight_decay);
   else
-    rmsprop_kernel<T, false>(p, g, h, n, T(lr), T(decay_rate), c, T(eps), T(0));
+    optim_base::rmsprop_update<T>(p, g, h, n, lr, decay_rate, eps, weight_decay);
 }
 
 template <typename T>
 void adam_update(T* p, const T* g, T* m, T* v, i64 n, double lr_t, double beta1, double beta2, double eps,
                  double weight_decay) {
-  const T c1 = T(1.0 - beta1), c2 = T(1.0 - beta2);
-  if (weight_decay != 0.0)
-    adam_kernel<T, true>(p, g, m, v, n, T(lr_t), c1, c2, T(eps), T(weight_decay));
+  if (use_avx2())
+    optim_avx2::adam_update<T>(p, g, m, v, n, lr_t, beta1, beta2, eps, weight_decay);
   else
-    adam_kernel<T, false>(p, g, m, v, n, T(lr_t), c1, c2, T(eps), T(0));
+    optim_base::adam_update<T>(p, g, m, v, n, lr_t, beta1, beta2, eps, weight_decay);
 }
 
 template <typename T>
 void adadelta_update(T* p, const T* g, T* h, T* d, i64 n, double lr, double rho, double eps, double weight_decay) {
-  const T c = T(1.0 - rho);
-  if (weight_decay != 0.0)
-    adadelta_kernel<T, true>(p, g, h, d, n, T(lr), T(rho), c, T(eps), T(weight_decay));
+  if (use_avx2())
+    optim_avx2::adadelta_update<T>(p, g, h, d, n, lr, rho, eps, weight_decay);
   else
-    adadelta_kernel<T, false>(p, g, h, d, n, T(lr), T(rho), c, T(eps), T(0));
+    optim_base::adadelta_update<T>(p, g, h, d, n, lr, rho, eps, weight_decay);
 }
 
 // -----------------------------------------------------------------------------------------------------------

@@ -246,7 +246,10 @@ class ImageAugmenter:
     --------
     >>> aug = ImageAugmenter(width_shift_range=0.1, height_shift_range=0.1, rotation_range=10,
     ...                      horizontal_flip=True, seed=0)
-    >>> x_aug = aug(x_batch)            # x_batch (N, 1, 28, 28); a new array, same shape and dtype
+    >>> x_batch = np.random.default_rng(0).random((100, 1, 28, 28), dtype=np.float32)
+    >>> x_aug = aug(x_batch)            # a new array, same shape and dtype; x_batch is unchanged
+    >>> x_aug.shape, x_aug.dtype
+    ((100, 1, 28, 28), dtype('float32'))
     """
 
     def __init__(
@@ -273,6 +276,8 @@ class ImageAugmenter:
         if isinstance(seed, np.random.Generator):
             self.rng = seed
         elif seed is None or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)):
+            if seed is not None and seed < 0:
+                raise ValueError(f"seed: must be >= 0, got {seed}")
             self.rng = np.random.default_rng(seed)
         else:
             raise TypeError(

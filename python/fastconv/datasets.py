@@ -106,10 +106,10 @@ def _parse_header(f, name: str, total_size: int | None):
 
 
 def _to_native(buf: np.ndarray, dtype: np.dtype, shape) -> np.ndarray:
-    arr = buf.view(dtype).reshape(shape)
-    if dtype.itemsize > 1:
-        arr = arr.astype(dtype.newbyteorder("="))  # native byte order, a fresh writable array
-    return arr
+    arr = buf.view(dtype)
+    if not dtype.isnative:  # swap the big-endian elements in place (no second copy of the payload)
+        arr = arr.byteswap(inplace=True).view(dtype.newbyteorder("="))
+    return arr.reshape(shape)
 
 
 def read_idx(path) -> np.ndarray:
@@ -144,7 +144,9 @@ def read_idx(path) -> np.ndarray:
         if head != _GZIP_MAGIC:
             dtype, shape, nbytes, _ = _parse_header(raw, name, size)
             buf = np.empty(nbytes, dtype=np.uint8)
-            raw.readinto(memoryview(buf))
+            got = raw.readinto(memoryview(buf))
+            if got != nbytes:  # the file shrank after fstat
+                raise IDXError(f"{name}: truncated file: expected {nbytes} bytes of data, found {got}")
             return _to_native(buf, dtype, shape)
         try:
             with gzip.GzipFile(fileobj=raw, mode="rb") as f:

@@ -1,4 +1,4 @@
-"""Safe parameter files: atomic ``.npz`` writes and loads of ``.npz`` or the book's ``.pkl`` without running code.
+"""Safe parameter files: atomic ``.npz`` writes; ``.npz`` or the book's ``.pkl`` loads that run no code.
 
 ``save_params`` writes a NumPy ``.npz`` archive (no pickle inside) to a temporary file in the target's
 directory, flushes and fsyncs it and renames it over the target (``os.replace``), so a reader sees either
@@ -129,7 +129,9 @@ def _check_params(params, where: str) -> dict:
             raise TypeError(f"{where}: parameter {key!r} is a {type(value).__name__}, expected an ndarray")
         value = np.asarray(value)
         if value.dtype.hasobject:
-            raise ValueError(f"{where}: parameter {key!r} has dtype {value.dtype}; object arrays are not admitted")
+            raise ValueError(
+                f"{where}: parameter {key!r} has dtype {value.dtype}; object arrays are not admitted"
+            )
         out[key] = value
     return out
 
@@ -215,7 +217,10 @@ def load_params(path) -> dict:
     path = _check_path(path)
     lower = path.lower()
     if lower.endswith(NPZ_SUFFIXES):
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path}: not an .npz archive (found a single {type(data).__name__})")
+        with data:
             return {key: data[key] for key in data.files}
     if lower.endswith(PICKLE_SUFFIXES):
         with open(path, "rb") as f:

@@ -45,7 +45,7 @@ class _Net:
         return acc / x.shape[0]
 
     def _buffers(self) -> dict:
-        """Non-trainable state saved beside ``params``: name -> (layer, attribute, array of its shape and dtype)."""
+        """State saved beside ``params``: name -> (layer, attribute, an array of its shape and dtype)."""
         return {}
 
     def save_params(self, file_name="params.npz"):

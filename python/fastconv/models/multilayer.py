@@ -23,8 +23,10 @@ ACTIVATIONS = ("relu", "sigmoid")
 
 def _sizes(input_size, hidden_size_list, output_size):
     sizes = []
-    for name, value in [("input_size", input_size), *[(f"hidden_size_list[{i}]", h) for i, h in
-                                                       enumerate(hidden_size_list)], ("output_size", output_size)]:
+    named = [("input_size", input_size)]
+    named += [(f"hidden_size_list[{i}]", h) for i, h in enumerate(hidden_size_list)]
+    named += [("output_size", output_size)]
+    for name, value in named:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name}: expected a positive int, got {value!r}")
         sizes.append(int(value))
@@ -37,9 +39,11 @@ def _init_scale(weight_init_std, n_prev):
         return np.sqrt(2.0 / n_prev)
     if key in ("sigmoid", "xavier"):
         return np.sqrt(1.0 / n_prev)
-    if isinstance(weight_init_std, str) or isinstance(weight_init_std, bool):
+    if isinstance(weight_init_std, str):
         raise ValueError(f"weight_init_std: expected 'relu', 'he', 'sigmoid', 'xavier' or a number, "
                          f"got {weight_init_std!r}")
+    if isinstance(weight_init_std, bool) or not isinstance(weight_init_std, (int, float, np.number)):
+        raise TypeError(f"weight_init_std: expected a str or a number, got {type(weight_init_std).__name__}")
     return float(weight_init_std)
 
 
@@ -67,18 +71,18 @@ class MultiLayerNet(_Net):
 
     def __init__(self, input_size, hidden_size_list, output_size, activation="relu", weight_init_std="relu",
                  weight_decay_lambda=0, dtype=np.float32, layers=None):
-        self._setup(input_size, hidden_size_list, output_size, activation, weight_init_std, weight_decay_lambda,
-                    dtype, layers)
+        self._setup(input_size, hidden_size_list, output_size, activation, weight_init_std,
+                    weight_decay_lambda, dtype, layers)
         for idx in range(1, self.hidden_layer_num + 1):
-            self.layers["Affine" + str(idx)] = self._L.Affine(self.params["W" + str(idx)], self.params["b" + str(idx)])
+            self.layers["Affine" + str(idx)] = self._affine(idx)
             self.layers["Activation_function" + str(idx)] = self._activation()
         self._add_output_layers()
 
     # --------------------------------------------------------------------------------------------------
     # construction shared with MultiLayerNetExtend
 
-    def _setup(self, input_size, hidden_size_list, output_size, activation, weight_init_std, weight_decay_lambda,
-               dtype, layers):
+    def _setup(self, input_size, hidden_size_list, output_size, activation, weight_init_std,
+               weight_decay_lambda, dtype, layers):
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
         hidden_size_list = list(hidden_size_list)
@@ -96,13 +100,17 @@ class MultiLayerNet(_Net):
         self.params = {}
         for idx in range(1, len(sizes)):
             scale = _init_scale(weight_init_std, sizes[idx - 1])
-            self.params["W" + str(idx)] = (scale * np.random.randn(sizes[idx - 1], sizes[idx])).astype(self._dtype)
+            W = scale * np.random.randn(sizes[idx - 1], sizes[idx])
+            self.params["W" + str(idx)] = W.astype(self._dtype)
             self.params["b" + str(idx)] = np.zeros(sizes[idx], dtype=self._dtype)
         self.layers = OrderedDict()
 
+    def _affine(self, idx):
+        return self._L.Affine(self.params["W" + str(idx)], self.params["b" + str(idx)])
+
     def _add_output_layers(self):
         idx = self.hidden_layer_num + 1
-        self.layers["Affine" + str(idx)] = self._L.Affine(self.params["W" + str(idx)], self.params["b" + str(idx)])
+        self.layers["Affine" + str(idx)] = self._affine(idx)
         self.last_layer = self._L.SoftmaxWithLoss()
 
     def _bind_params(self):
@@ -137,7 +145,7 @@ class MultiLayerNet(_Net):
             dout = layer.backward(dout)
 
     def gradient(self, x, t):
-        """Gradients of :meth:`loss` by backpropagation (``dW`` includes ``lambda * W``), keyed like ``params``."""
+        """Gradients of :meth:`loss` by backpropagation (``dW`` has ``+ lambda * W``), keyed as ``params``."""
         self.loss(x, t)
         self._backprop(self.last_layer.backward(1))
         grads = {}
@@ -175,8 +183,8 @@ class MultiLayerNetExtend(MultiLayerNet):
     def __init__(self, input_size, hidden_size_list, output_size, activation="relu", weight_init_std="relu",
                  weight_decay_lambda=0, use_dropout=False, dropout_ration=0.5, use_batchnorm=False,
                  dtype=np.float32, layers=None):
-        self._setup(input_size, hidden_size_list, output_size, activation, weight_init_std, weight_decay_lambda,
-                    dtype, layers)
+        self._setup(input_size, hidden_size_list, output_size, activation, weight_init_std,
+                    weight_decay_lambda, dtype, layers)
         if not 0.0 <= float(dropout_ration) < 1.0:
             raise ValueError(f"dropout_ration: expected a value in [0, 1), got {dropout_ration!r}")
         self.use_dropout = bool(use_dropout)
@@ -184,7 +192,7 @@ class MultiLayerNetExtend(MultiLayerNet):
         self.use_batchnorm = bool(use_batchnorm)
         L = self._L
         for idx in range(1, self.hidden_layer_num + 1):
-            self.layers["Affine" + str(idx)] = L.Affine(self.params["W" + str(idx)], self.params["b" + str(idx)])
+            self.layers["Affine" + str(idx)] = self._affine(idx)
             if self.use_batchnorm:
                 n = self.hidden_size_list[idx - 1]
                 self.params["gamma" + str(idx)] = np.ones(n, dtype=self._dtype)
@@ -222,12 +230,12 @@ class MultiLayerNetExtend(MultiLayerNet):
         return x
 
     def loss(self, x, t, train_flg=False):
-        """Cross-entropy plus weight decay; ``train_flg`` as for :meth:`predict` (the book's default False)."""
+        """Cross-entropy plus weight decay; ``train_flg`` as for :meth:`predict` (book default False)."""
         y = self.predict(x, train_flg)
         return self.last_layer.forward(y, t) + self._weight_decay()
 
     def gradient(self, x, t):
-        """Gradients of the training-mode :meth:`loss`, keyed like ``params`` (``gammaK``/``betaK`` included)."""
+        """Gradients of the training-mode :meth:`loss`, keyed as ``params`` (with ``gammaK``, ``betaK``)."""
         self.loss(x, t, train_flg=True)
         self._backprop(self.last_layer.backward(1))
         grads = {}

@@ -152,9 +152,11 @@ class Sequential(_Net):
             try:
                 kind, kw = spec
             except (TypeError, ValueError):
-                raise TypeError(f"specs[{i}]: expected a layer spec such as conv(6, 5), got {spec!r}") from None
+                raise TypeError(f"specs[{i}]: expected a layer spec such as conv(6, 5), got {spec!r}") \
+                    from None
             if kind not in _PREFIX:
-                raise ValueError(f"specs[{i}]: unknown layer kind {kind!r}; expected one of {sorted(_PREFIX)}")
+                raise ValueError(f"specs[{i}]: unknown layer kind {kind!r}; "
+                                 f"expected one of {sorted(_PREFIX)}")
             counts[kind] += 1
             name = _PREFIX[kind] + str(counts[kind])
             if kind == "conv":
@@ -188,7 +190,8 @@ class Sequential(_Net):
                 C, H, W = shape
                 size, s = kw["size"], kw["stride"]
                 if H < size or W < size:
-                    raise ValueError(f"specs[{i}] ({name}): {size}x{size} window larger than the input {shape}")
+                    raise ValueError(f"specs[{i}] ({name}): {size}x{size} window larger than the "
+                                     f"input {shape}")
                 cls = L.Pooling if kind == "max_pool" else L.AvgPooling
                 layer = cls(pool_h=size, pool_w=size, stride=s)
                 shape = (C, (H - size) // s + 1, (W - size) // s + 1)

@@ -1,0 +1,229 @@
+"""Whole networks: fastconv float32 vs the NumPy reference (float64, the book's path) vs PyTorch, one run.
+
+Usage:  python bench/bench_models.py [--batch 100] [--repeat 10] [--ref-repeat 3] [--threads N]
+                                     [--models deepconvnet,simpleconvnet,lenet,kerascnn] [--no-torch]
+
+For DeepConvNet, SimpleConvNet, LeNet and KerasCNN (fastconv.models, input batch x 1x28x28):
+  train  = one ``gradient(x, t)`` (forward + loss + backward); PyTorch: zero_grad, forward, cross-entropy,
+           backward;
+  infer  = ``predict(x)`` (inference mode); PyTorch: eval() forward under no_grad.
+The PyTorch peer is built from the fastconv network itself (same layers in the same order, its float32
+weights copied), in NCHW and in channels_last memory format, with ``torch.set_num_threads`` equal to
+fastconv's thread count. PyTorch is optional: without it (or with --no-torch) its rows are left out.
+Before timing, every network's fastconv gradients are checked against the reference (float64 to 1e-9,
+float32 to 1e-3 of each gradient's scale, dropout off) and the PyTorch peer's loss and gradients against
+fastconv float32; then "All results match." Each time is the minimum of --repeat runs (--ref-repeat for the
+slow reference) after one warm-up run, each block after a pause that lets NumPy's BLAS threads park (see
+_timing.py). Columns: x vs reference = reference time / time; x vs torch = best PyTorch time / time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from _timing import best_time, machine_line
+
+import fastconv
+from fastconv import models
+from fastconv.reference import layers as ref_layers
+
+try:
+    import torch
+except ImportError:  # PyTorch is only a benchmark peer
+    torch = None
+
+NAMES = ("deepconvnet", "simpleconvnet", "lenet", "kerascnn")
+DISPLAY = {"deepconvnet": "DeepConvNet", "simpleconvnet": "SimpleConvNet", "lenet": "LeNet",
+           "kerascnn": "KerasCNN"}
+
+
+# ======================================================================================================
+# networks
+
+
+def build(name, dtype, layers=None, seed=0):
+    return models.build(name, dtype=dtype, seed=seed, layers=layers)
+
+
+def layer_list(net):
+    return list(net.layers.values()) if isinstance(net.layers, dict) else list(net.layers)
+
+
+def set_dropout(net, ratio):
+    for layer in layer_list(net):
+        if hasattr(layer, "dropout_ratio"):
+            layer.dropout_ratio = ratio
+
+
+def torch_peer(net, dropout=True):
+    """An equivalent ``torch.nn.Sequential`` (float32) holding a copy of ``net``'s weights.
+
+    Layers are translated one by one from the fastconv network, so both have the same architecture by
+    construction; ``dropout=False`` uses p=0 (the check), otherwise the network's ratio.
+    """
+    nn = torch.nn
+    mods = []
+    for layer in layer_list(net):
+        kind = type(layer).__name__
+        if kind == "Convolution":
+            FN, C, FH, FW = layer.W.shape
+            m = nn.Conv2d(C, FN, (FH, FW), stride=layer.stride, padding=layer.pad)
+            with torch.no_grad():
+                m.weight.copy_(torch.from_numpy(np.asarray(layer.W, np.float32)))
+                m.bias.copy_(torch.from_numpy(np.asarray(layer.b, np.float32)))
+            mods.append(m)
+        elif kind == "Affine":
+            D, M = layer.W.shape
+            m = nn.Linear(D, M)
+            with torch.no_grad():
+                m.weight.copy_(torch.from_numpy(np.ascontiguousarray(np.asarray(layer.W, np.float32).T)))
+                m.bias.copy_(torch.from_numpy(np.asarray(layer.b, np.float32)))
+            mods += [nn.Flatten(), m]  # Flatten is a no-op on (N, D)
+        elif kind == "Relu":
+            mods.append(nn.ReLU())
+        elif kind == "Sigmoid":
+            mods.append(nn.Sigmoid())
+        elif kind == "Pooling":
+            mods.append(nn.MaxPool2d((layer.pool_h, layer.pool_w), stride=layer.stride, padding=layer.pad))
+        elif kind == "AvgPooling":
+            mods.append(nn.AvgPool2d((layer.pool_h, layer.pool_w), stride=layer.stride, padding=layer.pad))
+        elif kind == "Dropout":
+            mods.append(nn.Dropout(layer.dropout_ratio if dropout else 0.0))
+        else:
+            raise NotImplementedError(f"no PyTorch counterpart for {kind}")
+    return nn.Sequential(*mods)
+
+
+def torch_grads(model, net, x, t):
+    """Loss and gradients of the PyTorch peer, keyed like ``net.params``."""
+    model.zero_grad(set_to_none=True)
+    loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(t))
+    loss.backward()
+    params = [m for m in model if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    grads = {}
+    for i, m in enumerate(params):
+        dW = m.weight.grad.numpy()
+        grads[f"W{i + 1}"] = dW.T if isinstance(m, torch.nn.Linear) else dW
+        grads[f"b{i + 1}"] = m.bias.grad.numpy()
+    assert grads.keys() == net.params.keys()
+    return float(loss.detach()), grads
+
+
+# ======================================================================================================
+# verification
+
+
+def max_rel_err(g, ref):
+    return max(np.abs(np.asarray(g[k], np.float64) - ref[k]).max() / np.abs(ref[k]).max() for k in ref)
+
+
+def verify(names, use_torch, batch=8):
+    rng = np.random.default_rng(1)
+    x = rng.random((batch, 1, 28, 28))
+    t = rng.integers(0, 10, batch)
+    for name in names:
+        ref = build(name, np.float64, ref_layers)
+        set_dropout(ref, 0.0)
+        g_ref = ref.gradient(x, t)
+        for dtype, tol in ((np.float64, 1e-9), (np.float32, 1e-3)):
+            net = build(name, dtype)
+            set_dropout(net, 0.0)
+            err = max_rel_err(net.gradient(x.astype(dtype), t), g_ref)
+            if err > tol:
+                sys.exit(f"MISMATCH: {name} fastconv {np.dtype(dtype).name} vs reference: {err:.2e} > {tol:.0e}")
+        if use_torch:
+            net = build(name, np.float32)
+            set_dropout(net, 0.0)
+            g = net.gradient(x.astype(np.float32), t)
+            loss, g_t = torch_grads(torch_peer(net, dropout=False), net, x.astype(np.float32), t)
+            err = max_rel_err(g_t, {k: np.asarray(v, np.float64) for k, v in g.items()})
+            if err > 1e-3 or abs(loss - float(net.last_layer.loss)) > 1e-4 * abs(loss):
+                sys.exit(f"MISMATCH: {name} PyTorch peer vs fastconv: gradients {err:.2e}, loss {loss} vs "
+                         f"{float(net.last_layer.loss)}")
+    print("All results match. Starting benchmarks.")
+
+
+# ======================================================================================================
+# timing
+
+
+def time_numpy_net(net, x, t, repeat):
+    train = best_time(lambda: net.gradient(x, t), repeat)
+    infer = best_time(lambda: net.predict(x), repeat)
+    return train, infer
+
+
+def time_torch(model, x, t, repeat, channels_last):
+    xt, tt = torch.from_numpy(x), torch.from_numpy(t)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        xt = xt.contiguous(memory_format=torch.channels_last)
+
+    def train_step():
+        model.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(xt), tt).backward()
+
+    def infer():
+        with torch.no_grad():
+            model(xt)
+
+    model.train()
+    train = best_time(train_step, repeat)
+    model.eval()
+    inf = best_time(infer, repeat)
+    return train, inf
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=10, help="repeats for fastconv and PyTorch")
+    parser.add_argument("--ref-repeat", type=int, default=3, help="repeats for the (slow) NumPy reference")
+    parser.add_argument("--threads", type=int, default=None, help="fastconv threads (default: all cores)")
+    parser.add_argument("--models", default=",".join(NAMES), help="comma-separated subset of " + ",".join(NAMES))
+    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    args = parser.parse_args()
+    names = [n.strip().lower() for n in args.models.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(NAMES))
+    if unknown:
+        parser.error(f"--models: unknown {unknown}; choose from {', '.join(NAMES)}")
+    if args.threads:
+        fastconv.set_num_threads(args.threads)
+    use_torch = torch is not None and not args.no_torch
+    print(machine_line())
+    if use_torch:
+        torch.set_num_threads(fastconv.get_num_threads())
+        print(f"torch {torch.__version__}, threads={torch.get_num_threads()}")
+    elif not args.no_torch:
+        print("torch not importable: PyTorch rows left out")
+    verify(names, use_torch)
+
+    rng = np.random.default_rng(0)
+    x = rng.random((args.batch, 1, 28, 28))
+    t = rng.integers(0, 10, args.batch)
+    x32 = x.astype(np.float32)
+    print(f"\nbatch {args.batch} x 1x28x28; min of {args.repeat} runs (reference: {args.ref_repeat}); ms")
+    print(f"{'model':13s} | {'mode':5s} | {'impl':24s} | {'ms':>9s} | {'x vs reference':>14s} | {'x vs torch':>10s}")
+    for name in names:
+        fc = build(name, np.float32)
+        ref = build(name, np.float64, ref_layers)
+        rows = {"fastconv float32": time_numpy_net(fc, x32, t, args.repeat),
+                "reference float64 (book)": time_numpy_net(ref, x, t, args.ref_repeat)}
+        if use_torch:
+            rows["torch float32 NCHW"] = time_torch(torch_peer(fc), x32, t, args.repeat, False)
+            rows["torch float32 ch_last"] = time_torch(torch_peer(fc), x32, t, args.repeat, True)
+        for m, mode in enumerate(("train", "infer")):
+            base = rows["reference float64 (book)"][m]
+            best_torch = min((v[m] for k, v in rows.items() if k.startswith("torch")), default=None)
+            for impl, times in rows.items():
+                sec = times[m]
+                vs_torch = f"{best_torch / sec:9.2f}x" if best_torch else f"{'-':>10s}"
+                print(f"{DISPLAY[name]:13s} | {mode:5s} | {impl:24s} | {sec * 1e3:9.2f} | {base / sec:13.1f}x | "
+                      f"{vs_torch}")
+
+
+if __name__ == "__main__":
+    main()
