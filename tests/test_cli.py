@@ -10,6 +10,7 @@ import sys
 import fastconv
 import fastconv.datasets
 import fastconv.models
+import fastconv.trainer
 import numpy as np
 import pytest
 from fastconv.__main__ import main
@@ -125,7 +126,10 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, capsys, have_data):
     assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["epoch-0001.npz", "epoch-0002.npz"]
 
 
-def test_options_reach_the_run(tmp_path, capsys, have_data):
+def test_options_reach_the_run(tmp_path, capsys, have_data, monkeypatch):
+    built = []
+    real = fastconv.trainer.make_optimizer
+    monkeypatch.setattr(fastconv.trainer, "make_optimizer", lambda *a: built.append(real(*a)) or built[-1])
     rc = train(
         tmp_path,
         "--dtype",
@@ -145,6 +149,8 @@ def test_options_reach_the_run(tmp_path, capsys, have_data):
         "--rotation",
         "5",
         "--flip",
+        "--weight-decay",
+        "1e-4",
     )
     out = capsys.readouterr().out
     assert rc == 0
@@ -152,6 +158,8 @@ def test_options_reach_the_run(tmp_path, capsys, have_data):
     assert fastconv.get_num_threads() == 1
     hist = strict_json(tmp_path / "run" / "history.json")
     assert hist["optimizer"] == "Momentum" and hist["config"]["flip"] is True
+    assert hist["config"]["weight_decay"] == 1e-4
+    assert len(built) == 1 and built[0].weight_decay == 1e-4 and built[0].momentum == 0.9
     # warm-up over the first 2 of 4 steps, then the cosine: the lr of the last step is below the base
     assert 0 < hist["lr"][0] < 0.01
     with np.load(tmp_path / "run" / "params.npz", allow_pickle=False) as p:
