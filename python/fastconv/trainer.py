@@ -1,0 +1,1097 @@
+"""The book's ``common/trainer.py`` ``Trainer`` (same signature, attributes and optimizer keys), extended.
+
+Extensions, all keyword-only and off or book-like by default where the book defines a behaviour:
+shuffled epochs (``sampling='shuffle'``; ``'replace'`` is the book's sampling with replacement), learning-rate
+schedules (``'step'``, ``'cosine'``, any callable, optional linear warm-up), data augmentation, a checkpoint
+per epoch with exact resume, a progress bar (tqdm when importable, else a plain one), NaN/Inf detection
+(:class:`TrainingDiverged`), a JSON history and loss/accuracy curves.
+
+Checkpoints are single ``.npz`` files (``allow_pickle=False``) written atomically: parameters under
+``param/<key>``, optimizer state arrays under ``opt/<attr>/<key>``, NumPy's global RNG key under
+``np_random/keys`` and everything else (counters, histories, RNG states, optimizer scalars) as JSON in
+``__meta__``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import re
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+__all__ = [
+    "OPTIMIZER_KEYS",
+    "Trainer",
+    "TrainingDiverged",
+    "cosine_schedule",
+    "make_optimizer",
+    "step_schedule",
+]
+
+# ======================================================================================================
+# optimizers by name
+
+# The book's keys (``rmsprpo`` is its spelling) plus the correct ``rmsprop`` and ``adadelta``; values are
+# class names in fastconv.optimizer, looked up when used so optimizers added later are found.
+OPTIMIZER_KEYS = {
+    "sgd": "SGD",
+    "momentum": "Momentum",
+    "nesterov": "Nesterov",
+    "adagrad": "AdaGrad",
+    "rmsprpo": "RMSprop",
+    "rmsprop": "RMSprop",
+    "adam": "Adam",
+    "adadelta": "Adadelta",
+}
+
+
+def make_optimizer(name, optimizer_param=None):
+    """Build a :mod:`fastconv.optimizer` optimizer from the book's key.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`OPTIMIZER_KEYS` (case-insensitive): ``sgd, momentum, nesterov, adagrad, rmsprpo`` (the
+        book's spelling), ``rmsprop, adam, adadelta``.
+    optimizer_param : dict, optional
+        Keyword arguments of the optimizer, e.g. ``{'lr': 0.01}``.
+
+    Returns
+    -------
+    optimizer
+        An object with ``update(params, grads)`` and a settable ``lr``.
+    """
+    from . import optimizer as optimizer_module
+
+    if not isinstance(name, str):
+        raise TypeError(
+            f"optimizer: expected a name or an object with update(params, grads), got {type(name).__name__}"
+        )
+    key = name.lower()
+    if key not in OPTIMIZER_KEYS:
+        raise ValueError(f"optimizer: unknown optimizer {name!r}; expected one of {sorted(OPTIMIZER_KEYS)}")
+    cls = getattr(optimizer_module, OPTIMIZER_KEYS[key], None)
+    if cls is None:
+        # an optimizer with only its reference implementation so far
+        from .reference import optimizer as reference_optimizer
+
+        cls = getattr(reference_optimizer, OPTIMIZER_KEYS[key], None)
+    if cls is None:
+        raise ValueError(
+            f"optimizer: {OPTIMIZER_KEYS[key]} is not available in this version of fastconv.optimizer"
+        )
+    param = {} if optimizer_param is None else optimizer_param
+    if not isinstance(param, dict):
+        raise TypeError(f"optimizer_param: expected a dict, got {type(param).__name__}")
+    try:
+        return cls(**param)
+    except TypeError as exc:
+        raise ValueError(f"optimizer_param: {exc}") from exc
+
+
+# ======================================================================================================
+# learning-rate schedules: callables epoch (float, 0 at the start) -> factor of the base learning rate
+
+
+def step_schedule(step_size=1, gamma=0.1):
+    """Step decay: the factor is ``gamma ** floor(epoch / step_size)``.
+
+    Parameters
+    ----------
+    step_size : float, optional
+        Epochs between two decays (> 0).
+    gamma : float, optional
+        Multiplicative decay (>= 0).
+
+    Returns
+    -------
+    callable
+        ``schedule(epoch) -> factor``.
+    """
+    step_size = _positive_float(step_size, "step_size")
+    gamma = _nonneg_float(gamma, "gamma")
+
+    def schedule(epoch):
+        return gamma ** math.floor(epoch / step_size + 1e-9)
+
+    return schedule
+
+
+def cosine_schedule(epochs, min_factor=0.0):
+    """Cosine annealing from 1 at epoch 0 to ``min_factor`` at ``epochs``.
+
+    Parameters
+    ----------
+    epochs : float
+        Length of the decay in epochs (> 0); the factor stays at ``min_factor`` afterwards.
+    min_factor : float, optional
+        Final factor (>= 0).
+
+    Returns
+    -------
+    callable
+        ``schedule(epoch) -> factor``.
+    """
+    epochs = _positive_float(epochs, "epochs")
+    min_factor = _nonneg_float(min_factor, "min_factor")
+
+    def schedule(epoch):
+        e = min(max(epoch, 0.0), epochs)
+        return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * e / epochs))
+
+    return schedule
+
+
+def _with_warmup(schedule, warmup_epochs, iter_per_epoch):
+    """``schedule`` times a linear ramp reaching 1 after ``warmup_epochs`` (step k of the ramp gets k/length)."""
+    ramp = warmup_epochs * iter_per_epoch
+
+    def warm(epoch):
+        return schedule(epoch) * min(1.0, (epoch * iter_per_epoch + 1.0) / ramp)
+
+    return warm
+
+
+def _positive_float(v, name):
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name}: expected a number, got {type(v).__name__}")
+    v = float(v)
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{name}: expected a finite number > 0, got {v}")
+    return v
+
+
+def _nonneg_float(v, name):
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name}: expected a number, got {type(v).__name__}")
+    v = float(v)
+    if not (math.isfinite(v) and v >= 0):
+        raise ValueError(f"{name}: expected a finite number >= 0, got {v}")
+    return v
+
+
+def _int_arg(v, name, minimum):
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
+    if v < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {v}")
+    return int(v)
+
+
+# ======================================================================================================
+# progress display
+
+
+def _import_tqdm():
+    """tqdm's class, or None when tqdm is not installed (it is an optional extra: fastconv[progress])."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm
+
+
+def _is_tty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+class _NoProgress:
+    def update(self, done, text):
+        pass
+
+    def close(self):
+        pass
+
+
+class _TqdmProgress:
+    def __init__(self, tqdm, total, desc, stream):
+        self._bar = tqdm(
+            total=total,
+            desc=desc,
+            file=stream,
+            leave=False,
+            unit="batch",
+            mininterval=0.2,
+            dynamic_ncols=True,
+        )
+        self._done = 0
+
+    def update(self, done, text):
+        # tqdm redraws at most every mininterval; the last step of an epoch is always drawn
+        self._bar.set_postfix_str(text, refresh=done == self._bar.total)
+        self._bar.update(done - self._done)
+        self._done = done
+
+    def close(self):
+        self._bar.close()
+
+
+# Plain display: on a TTY one line rewritten in place at most every _PLAIN_TTY_INTERVAL s; otherwise a new
+# line only when a further tenth of the epoch is done *and* _PLAIN_MIN_INTERVAL s have passed (<= 10 lines
+# per epoch, none for epochs shorter than the interval).
+_PLAIN_TTY_INTERVAL = 0.5
+_PLAIN_MIN_INTERVAL = 2.0
+
+
+class _PlainProgress:
+    def __init__(self, total, desc, stream):
+        self._total = max(int(total), 1)
+        self._desc = desc
+        self._stream = stream
+        self._tty = _is_tty(stream)
+        self._start = self._last = time.monotonic()
+        self._decile = 0
+        self._width = 0
+
+    def update(self, done, text):
+        now = time.monotonic()
+        line = f"{self._desc} {100 * done // self._total:3d}% {done}/{self._total}  {text}"
+        if self._tty:
+            if now - self._last >= _PLAIN_TTY_INTERVAL or done == self._total:
+                self._stream.write("\r" + line.ljust(self._width))
+                self._stream.flush()
+                self._width = len(line)
+                self._last = now
+            return
+        decile = 10 * done // self._total
+        if decile > self._decile and now - self._last >= _PLAIN_MIN_INTERVAL:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+            self._decile = decile
+            self._last = now
+
+    def close(self):
+        if self._tty and self._width:
+            self._stream.write("\r" + " " * self._width + "\r")
+            self._stream.flush()
+
+
+def _progress(enabled, total, desc):
+    """The progress display of one epoch: tqdm on a terminal when it is installed, else plain lines.
+
+    When stderr is not a terminal (a log file, CI) the plain display is used even with tqdm installed:
+    tqdm would write a carriage-return update every refresh into the log.
+    """
+    if not enabled:
+        return _NoProgress()
+    stream = sys.stderr
+    tqdm = _import_tqdm() if _is_tty(stream) else None
+    if tqdm is not None:
+        return _TqdmProgress(tqdm, total, desc, stream)
+    return _PlainProgress(total, desc, stream)
+
+
+# ======================================================================================================
+# small helpers
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or a gradient became NaN or Inf; training stopped before the parameters were updated with it.
+
+    Attributes
+    ----------
+    iteration : int
+        The iteration (0-based, counted over the whole run) whose loss or gradient was not finite.
+    loss : float
+        The loss of that iteration.
+    checkpoint : str or None
+        The last good checkpoint (untouched), or None when none was written.
+    """
+
+    def __init__(self, message, iteration, loss, checkpoint):
+        super().__init__(message)
+        self.iteration = iteration
+        self.loss = loss
+        self.checkpoint = checkpoint
+
+
+def _finite_or_none(values):
+    return [float(v) if v is not None and math.isfinite(v) else None for v in values]
+
+
+def _atomic_write(path, write):
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it onto ``path``."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _augment_rng(augment):
+    """The np.random.Generator an augmenter draws from (attribute ``rng`` or ``_rng``), if any."""
+    for name in ("rng", "_rng"):
+        rng = getattr(augment, name, None)
+        if isinstance(rng, np.random.Generator):
+            return rng
+    return None
+
+
+def _layer_list(network):
+    """The network's layers in order (``layers`` as the book's OrderedDict or list), else []."""
+    layers = getattr(network, "layers", None)
+    if isinstance(layers, dict):
+        return list(layers.values())
+    if isinstance(layers, (list, tuple)):
+        return list(layers)
+    return []
+
+
+# Non-trainable layer state that a checkpoint must carry for an exact resume: batch-norm running statistics.
+_LAYER_BUFFERS = ("running_mean", "running_var")
+
+
+_CKPT_RE = re.compile(r"^epoch-(\d{4,})\.npz$")
+_CKPT_FORMAT = "fastconv-trainer-checkpoint"
+
+
+def _ckpt_name(epoch):
+    return f"epoch-{epoch:04d}.npz"
+
+
+def _list_checkpoints(directory):
+    """(epoch, path) of the checkpoints in ``directory``, oldest first."""
+    if not os.path.isdir(directory):
+        return []
+    found = []
+    for name in os.listdir(directory):
+        m = _CKPT_RE.match(name)
+        if m:
+            found.append((int(m.group(1)), os.path.join(directory, name)))
+    return sorted(found)
+
+
+# ======================================================================================================
+# Trainer
+
+
+class Trainer:
+    """Train a network with mini-batch gradient descent (the book's ``common.trainer.Trainer``).
+
+    Parameters
+    ----------
+    network : object
+        Has ``params`` (dict of arrays, updated in place), ``gradient(x, t)``, ``loss(x, t)`` and
+        ``accuracy(x, t, batch_size)``, like the book's networks and :mod:`fastconv.models`.
+    x_train, t_train, x_test, t_test : ndarray
+        Training and test data; ``t`` is integer labels or one-hot rows.
+    epochs : int, optional
+        Number of passes over the training data.
+    mini_batch_size : int, optional
+        Examples per step.
+    optimizer : str or object, optional
+        A key of :data:`OPTIMIZER_KEYS` (the book's ``'SGD'``, ``'Momentum'``, ..., ``'rmsprpo'``, plus
+        ``'rmsprop'`` and ``'adadelta'``), or an optimizer instance (``update(params, grads)``, ``lr``).
+    optimizer_param : dict, optional
+        Keyword arguments for a named optimizer (ignored for an instance).
+    evaluate_sample_num_per_epoch : int, optional
+        Evaluate the per-epoch train and test accuracy on the first this many examples (None: all, as
+        the book does).
+    verbose : bool, optional
+        Print one line per epoch and the final test accuracy (the book prints the loss of every step;
+        this prints a progress bar instead, see ``progress``). False prints nothing.
+    sampling : {'shuffle', 'replace'}, optional
+        ``'shuffle'``: every epoch visits each example once, in a new random order (the last batch of an
+        epoch is smaller when the sizes do not divide). ``'replace'``: each batch is drawn with replacement
+        (the book's ``np.random.choice``), from this trainer's own generator.
+    lr_schedule : None, 'step', 'cosine' or callable, optional
+        The learning rate of each step is ``base_lr * factor(epoch)``, ``epoch`` a float (0 at the start,
+        1 after the first epoch), ``base_lr`` the optimizer's ``lr`` at construction.
+    lr_schedule_param : dict, optional
+        ``'step'``: ``step_size`` (epochs, default ``max(1, epochs // 4)``), ``gamma`` (default 0.5);
+        ``'cosine'``: ``min_factor`` (default 0), ``epochs`` (its length, default ``epochs``); any
+        schedule: ``warmup_epochs`` (linear ramp, default 0).
+    augment : callable, optional
+        ``augment(x_batch) -> augmented x_batch`` (same shape), applied to every training batch, e.g.
+        :class:`fastconv.augment.ImageAugmenter`.
+    checkpoint_dir : str or path, optional
+        Write a checkpoint at the end of every epoch (``epoch-NNNN.npz``: parameters, optimizer state,
+        counters, histories, RNG states), keeping the last ``keep_checkpoints``. A fresh run (``resume``
+        False) first removes checkpoints of an earlier run there.
+    resume : bool, optional
+        Continue from the last checkpoint in ``checkpoint_dir`` (start fresh when there is none). With the
+        same data and settings, training 2 epochs at once and 1 epoch + resume for 1 give bit-identical
+        parameters (NumPy's global RNG, which ``Dropout`` draws from, is restored too).
+    seed : int, optional
+        Seed of the trainer's generator (batch order). Does not touch NumPy's global RNG.
+    progress : bool, optional
+        Show a progress bar (to stderr) with loss, running train accuracy and examples/s: tqdm on a
+        terminal when it is installed (``pip install "fastconv[progress]"``), otherwise a plain line; when
+        stderr is not a terminal, a plain line per tenth of an epoch at most every 2 s.
+    keep_checkpoints : int or None, optional
+        How many checkpoints to keep (None: all).
+    loss_after_update : bool, optional
+        False (default): record the loss of the forward pass that computed the gradient (no extra pass;
+        taken from ``network.last_layer.loss`` when the network has it). True: compute it again after the
+        update, as the book does (one more forward pass per step).
+    eval_batch_size : int, optional
+        Batch size of the accuracy evaluations.
+
+    Attributes
+    ----------
+    train_loss_list : list of float
+        Loss of every step (a NaN/Inf one included when training diverged).
+    train_acc_list, test_acc_list : list of float
+        Accuracy after every epoch.
+    current_iter, current_epoch, iter_per_epoch, max_iter : int
+        Steps done, epochs done, steps per epoch, steps in all.
+    final_test_acc : float or None
+        Accuracy on the whole test set, after :meth:`train`.
+    """
+
+    def __init__(
+        self,
+        network,
+        x_train,
+        t_train,
+        x_test,
+        t_test,
+        epochs=20,
+        mini_batch_size=100,
+        optimizer="SGD",
+        optimizer_param={"lr": 0.01},  # noqa: B006 (the book's signature; never mutated)
+        evaluate_sample_num_per_epoch=None,
+        verbose=True,
+        *,
+        sampling="shuffle",
+        lr_schedule=None,
+        lr_schedule_param=None,
+        augment=None,
+        checkpoint_dir=None,
+        resume=False,
+        seed=None,
+        progress=True,
+        keep_checkpoints=3,
+        loss_after_update=False,
+        eval_batch_size=100,
+    ):
+        for attr in ("params", "gradient", "loss", "accuracy"):
+            if not hasattr(network, attr):
+                raise TypeError(
+                    f"network: expected a network with params, gradient, loss and accuracy; "
+                    f"{type(network).__name__} has no {attr!r}"
+                )
+        self.network = network
+        self.x_train, self.t_train = self._data(x_train, t_train, "x_train", "t_train")
+        self.x_test, self.t_test = self._data(x_test, t_test, "x_test", "t_test")
+        if len(self.x_train) == 0:
+            raise ValueError("x_train: no training examples")
+        self.epochs = _int_arg(epochs, "epochs", 1)
+        self.batch_size = _int_arg(mini_batch_size, "mini_batch_size", 1)
+        if evaluate_sample_num_per_epoch is not None:
+            evaluate_sample_num_per_epoch = _int_arg(
+                evaluate_sample_num_per_epoch, "evaluate_sample_num_per_epoch", 1
+            )
+        self.evaluate_sample_num_per_epoch = evaluate_sample_num_per_epoch
+        self.eval_batch_size = _int_arg(eval_batch_size, "eval_batch_size", 1)
+        self.verbose = bool(verbose)
+        self.progress = bool(progress)
+        self.loss_after_update = bool(loss_after_update)
+        if sampling not in ("shuffle", "replace"):
+            raise ValueError(f"sampling: expected 'shuffle' or 'replace', got {sampling!r}")
+        self.sampling = sampling
+        if augment is not None and not callable(augment):
+            raise TypeError(f"augment: expected a callable augment(x_batch), got {type(augment).__name__}")
+        self.augment = augment
+        if keep_checkpoints is not None:
+            keep_checkpoints = _int_arg(keep_checkpoints, "keep_checkpoints", 1)
+        self.keep_checkpoints = keep_checkpoints
+
+        if isinstance(optimizer, str):
+            self.optimizer = make_optimizer(optimizer, optimizer_param)
+        elif callable(getattr(optimizer, "update", None)):
+            self.optimizer = optimizer
+        else:
+            raise TypeError(
+                f"optimizer: expected a name or an object with update(params, grads), "
+                f"got {type(optimizer).__name__}"
+            )
+        self.base_lr = getattr(self.optimizer, "lr", None)
+
+        self.train_size = len(self.x_train)
+        # The book: iter_per_epoch = max(train_size / mini_batch_size, 1); here a whole number of steps
+        # (the same value whenever the sizes divide), so that epochs end on a step.
+        self.iter_per_epoch = max(-(-self.train_size // self.batch_size), 1)
+        self.max_iter = self.epochs * self.iter_per_epoch
+        self.current_iter = 0
+        self.current_epoch = 0
+        self.train_loss_list = []
+        self.train_acc_list = []
+        self.test_acc_list = []
+        self.epoch_loss_list = []
+        self.epoch_running_acc_list = []
+        self.epoch_time_list = []
+        self.examples_per_sec_list = []
+        self.lr_list = []
+        self.final_test_acc = None
+
+        self._schedule = self._make_schedule(lr_schedule, lr_schedule_param)
+        self.rng = np.random.default_rng(seed)
+        self._perm = None
+        self._epoch_steps = 0
+        self._epoch_loss_sum = 0.0
+        self._epoch_correct = 0
+        self._epoch_seen = 0
+        self._epoch_train_time = 0.0
+
+        self.checkpoint_dir = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
+        self.last_checkpoint = None
+        if resume and self.checkpoint_dir is None:
+            raise ValueError("resume: needs checkpoint_dir")
+        if self.checkpoint_dir is not None:
+            os.makedirs(self.checkpoint_dir, exist_ok=True)
+            found = _list_checkpoints(self.checkpoint_dir)
+            if resume and found:
+                self.load_checkpoint(found[-1][1])
+            elif resume:
+                self._say(f"resume: no checkpoint in {self.checkpoint_dir}, starting from scratch")
+            else:
+                for _, path in found:
+                    os.unlink(path)
+
+    # --------------------------------------------------------------------------------------------------
+    # set-up helpers
+
+    @staticmethod
+    def _data(x, t, xname, tname):
+        if x is None or t is None:
+            raise TypeError(f"{xname if x is None else tname}: expected an array, got None")
+        x = x if isinstance(x, np.ndarray) else np.asarray(x)
+        t = t if isinstance(t, np.ndarray) else np.asarray(t)
+        if x.ndim < 1 or t.ndim < 1:
+            raise ValueError(f"{xname if x.ndim < 1 else tname}: expected at least 1 dimension, got a scalar")
+        if len(x) != len(t):
+            raise ValueError(f"{tname}: has {len(t)} examples, {xname} has {len(x)}")
+        return x, t
+
+    def _make_schedule(self, lr_schedule, param):
+        param = {} if param is None else dict(param)
+        if not isinstance(param, dict):
+            raise TypeError(f"lr_schedule_param: expected a dict, got {type(param).__name__}")
+        warmup = param.pop("warmup_epochs", 0)
+        if lr_schedule is None or lr_schedule == "none":
+            schedule = None
+        elif lr_schedule == "step":
+            schedule = step_schedule(
+                param.pop("step_size", max(1, self.epochs // 4)), param.pop("gamma", 0.5)
+            )
+        elif lr_schedule == "cosine":
+            schedule = cosine_schedule(param.pop("epochs", self.epochs), param.pop("min_factor", 0.0))
+        elif callable(lr_schedule):
+            schedule = lr_schedule
+        else:
+            raise ValueError(
+                f"lr_schedule: expected None, 'step', 'cosine' or a callable, got {lr_schedule!r}"
+            )
+        if param:
+            raise ValueError(
+                f"lr_schedule_param: unknown keys {sorted(param)} for lr_schedule={lr_schedule!r}"
+            )
+        if _nonneg_float(warmup, "warmup_epochs") > 0:
+            schedule = _with_warmup(schedule or (lambda epoch: 1.0), float(warmup), self.iter_per_epoch)
+        if schedule is not None and self.base_lr is None:
+            raise ValueError("lr_schedule: the optimizer has no 'lr' attribute to schedule")
+        return schedule
+
+    def _say(self, text):
+        if self.verbose:
+            print(text, flush=True)
+
+    # --------------------------------------------------------------------------------------------------
+    # one step
+
+    def _next_batch(self):
+        step = self.current_iter % self.iter_per_epoch
+        if self.sampling == "replace":
+            return self.rng.integers(0, self.train_size, size=self.batch_size)
+        if step == 0 or self._perm is None:
+            self._perm = self.rng.permutation(self.train_size)
+        return self._perm[step * self.batch_size : (step + 1) * self.batch_size]
+
+    def _last_layer_loss(self):
+        last = getattr(self.network, "last_layer", None)
+        loss = getattr(last, "loss", None)
+        if isinstance(loss, (numbers.Real, np.ndarray)) and np.ndim(loss) == 0:
+            return float(loss)
+        return None
+
+    def _count_correct(self, t_batch):
+        """Correct predictions of the last forward pass (softmax output ``last_layer.y``), or None."""
+        y = getattr(getattr(self.network, "last_layer", None), "y", None)
+        if not isinstance(y, np.ndarray) or y.ndim != 2 or y.shape[0] != len(t_batch):
+            return None
+        labels = t_batch if t_batch.ndim == 1 else np.argmax(t_batch, axis=1)
+        return int(np.count_nonzero(np.argmax(y, axis=1) == labels))
+
+    def _diverged(self, loss, what):
+        it = self.current_iter
+        ckpt = self.last_checkpoint
+        where = (
+            f"last good checkpoint: {ckpt}"
+            if ckpt
+            else "no checkpoint was written" + ("" if self.checkpoint_dir else " (checkpoint_dir not set)")
+        )
+        lr = getattr(self.optimizer, "lr", None)
+        raise TrainingDiverged(
+            f"training diverged at iteration {it} (epoch {it // self.iter_per_epoch + 1}): {what} "
+            f"(lr={lr}); stopped before updating the parameters with it; {where}",
+            iteration=it,
+            loss=loss,
+            checkpoint=ckpt,
+        )
+
+    def train_step(self):
+        """Do one step: draw a batch, compute the gradient, update the parameters; after the last step of an
+        epoch evaluate the accuracies (and write a checkpoint), as the book's ``train_step`` does.
+
+        Raises
+        ------
+        TrainingDiverged
+            When the loss or a gradient is NaN or Inf (the parameters are left as they were before it).
+        """
+        self._step()
+        if self.current_iter % self.iter_per_epoch == 0:
+            self._end_epoch()
+
+    def _step(self):
+        if self.current_iter >= self.max_iter:
+            raise RuntimeError(f"train_step: all {self.max_iter} iterations are done")
+        t0 = time.perf_counter()
+        if self._schedule is not None:
+            factor = self._schedule(self.current_iter / self.iter_per_epoch)
+            if (
+                isinstance(factor, bool)
+                or not isinstance(factor, numbers.Real)
+                or not math.isfinite(factor)
+                or factor < 0
+            ):
+                raise ValueError(f"lr_schedule: returned {factor!r}, expected a finite number >= 0")
+            self.optimizer.lr = self.base_lr * float(factor)
+
+        idx = self._next_batch()
+        x_batch = self.x_train[idx]
+        t_batch = self.t_train[idx]
+        if self.augment is not None:
+            augmented = self.augment(x_batch)
+            if getattr(augmented, "shape", None) != x_batch.shape:
+                raise ValueError(
+                    f"augment: returned shape {getattr(augmented, 'shape', None)}, "
+                    f"expected the batch's {x_batch.shape}"
+                )
+            x_batch = augmented
+
+        grads = self.network.gradient(x_batch, t_batch)
+        loss = None if self.loss_after_update else self._last_layer_loss()
+        if loss is not None and not math.isfinite(loss):
+            self.train_loss_list.append(loss)
+            self._diverged(loss, f"loss is {loss}")
+        for key, g in grads.items():
+            if not np.isfinite(g).all():
+                if loss is not None:
+                    self.train_loss_list.append(loss)
+                self._diverged(loss, f"gradient {key!r} is not finite")
+        correct = None if loss is None else self._count_correct(t_batch)
+        self.optimizer.update(self.network.params, grads)
+        if loss is None:
+            # The book's order: the loss of the batch after the update (an extra forward pass).
+            loss = float(self.network.loss(x_batch, t_batch))
+            correct = self._count_correct(t_batch)
+            if not math.isfinite(loss):
+                self.train_loss_list.append(loss)
+                self._diverged(loss, f"loss after the update is {loss}")
+        self.train_loss_list.append(loss)
+
+        self._epoch_steps += 1
+        self._epoch_loss_sum += loss
+        self._epoch_seen += len(t_batch)
+        if correct is not None and self._epoch_correct is not None:
+            self._epoch_correct += correct
+        else:
+            self._epoch_correct = None
+        self._epoch_train_time += time.perf_counter() - t0
+        self.current_iter += 1
+
+    def _status_text(self):
+        text = f"loss {self._epoch_loss_sum / max(self._epoch_steps, 1):.4f}"
+        if self._epoch_correct is not None and self._epoch_seen:
+            text += f"  acc {self._epoch_correct / self._epoch_seen:.4f}"
+        rate = self._epoch_seen / self._epoch_train_time if self._epoch_train_time > 0 else 0.0
+        return text + f"  {rate:,.0f} ex/s"
+
+    # --------------------------------------------------------------------------------------------------
+    # epochs
+
+    def _accuracy(self, x, t):
+        return float(self.network.accuracy(x, t, batch_size=self.eval_batch_size))
+
+    def _end_epoch(self):
+        self.current_epoch += 1
+        n = self.evaluate_sample_num_per_epoch
+        x_tr, t_tr, x_te, t_te = self.x_train, self.t_train, self.x_test, self.t_test
+        if n is not None:
+            x_tr, t_tr, x_te, t_te = x_tr[:n], t_tr[:n], x_te[:n], t_te[:n]
+        t0 = time.perf_counter()
+        train_acc = self._accuracy(x_tr, t_tr)
+        test_acc = self._accuracy(x_te, t_te) if len(x_te) else float("nan")
+        eval_time = time.perf_counter() - t0
+        self.train_acc_list.append(train_acc)
+        self.test_acc_list.append(test_acc)
+        self.epoch_loss_list.append(self._epoch_loss_sum / max(self._epoch_steps, 1))
+        self.epoch_running_acc_list.append(
+            None if self._epoch_correct is None else self._epoch_correct / max(self._epoch_seen, 1)
+        )
+        rate = self._epoch_seen / self._epoch_train_time if self._epoch_train_time > 0 else 0.0
+        self.examples_per_sec_list.append(rate)
+        self.epoch_time_list.append(self._epoch_train_time + eval_time)
+        self.lr_list.append(getattr(self.optimizer, "lr", None))
+        self._epoch_steps, self._epoch_loss_sum, self._epoch_correct = 0, 0.0, 0
+        self._epoch_seen, self._epoch_train_time = 0, 0.0
+        self._say(
+            f"epoch {self.current_epoch}/{self.epochs}  train loss {self.epoch_loss_list[-1]:.4f}  "
+            f"train acc {train_acc:.4f}  test acc {test_acc:.4f}  {rate:,.0f} ex/s  "
+            f"{self.epoch_time_list[-1]:.1f} s"
+        )
+        if self.checkpoint_dir is not None:
+            self.save_checkpoint()
+
+    def train(self):
+        """Train until ``max_iter`` steps are done, then evaluate on the whole test set.
+
+        Returns
+        -------
+        dict
+            :attr:`history`.
+
+        Raises
+        ------
+        TrainingDiverged
+            When the loss or a gradient became NaN or Inf.
+        """
+        show = self.progress and self.verbose
+        while self.current_iter < self.max_iter:
+            bar = _progress(show, self.iter_per_epoch, f"epoch {self.current_epoch + 1}/{self.epochs}")
+            try:
+                while True:
+                    self._step()
+                    done = self.current_iter % self.iter_per_epoch or self.iter_per_epoch
+                    bar.update(done, self._status_text())
+                    if done == self.iter_per_epoch:
+                        break
+            finally:
+                bar.close()
+            self._end_epoch()
+        self.final_test_acc = self._accuracy(self.x_test, self.t_test) if len(self.x_test) else None
+        if self.final_test_acc is not None:
+            self._say(f"final test accuracy {self.final_test_acc:.4f} ({len(self.x_test)} images)")
+        return self.history
+
+    # --------------------------------------------------------------------------------------------------
+    # history and curves
+
+    @property
+    def history(self):
+        """The run so far as a JSON-able dict (NaN/Inf values become None)."""
+        return {
+            "train_loss": _finite_or_none(self.train_loss_list),
+            "train_acc": _finite_or_none(self.train_acc_list),
+            "test_acc": _finite_or_none(self.test_acc_list),
+            "epoch_train_loss": _finite_or_none(self.epoch_loss_list),
+            "epoch_running_train_acc": _finite_or_none(self.epoch_running_acc_list),
+            "epoch_time_s": _finite_or_none(self.epoch_time_list),
+            "examples_per_sec": _finite_or_none(self.examples_per_sec_list),
+            "lr": _finite_or_none(self.lr_list),
+            "final_test_acc": None if self.final_test_acc is None else float(self.final_test_acc),
+            "current_iter": self.current_iter,
+            "current_epoch": self.current_epoch,
+            "iter_per_epoch": self.iter_per_epoch,
+            "max_iter": self.max_iter,
+            "epochs": self.epochs,
+            "mini_batch_size": self.batch_size,
+            "train_size": self.train_size,
+            "test_size": len(self.x_test),
+            "sampling": self.sampling,
+            "optimizer": type(self.optimizer).__name__,
+            "base_lr": None if self.base_lr is None else float(self.base_lr),
+        }
+
+    def save_history(self, path, extra=None):
+        """Write :attr:`history` to ``path`` as JSON (strict: no NaN), atomically.
+
+        Parameters
+        ----------
+        path : str or path
+            Destination file.
+        extra : dict, optional
+            More JSON-able entries to store beside the history (e.g. the run's configuration).
+        """
+        record = self.history
+        if extra is not None:
+            if not isinstance(extra, dict):
+                raise TypeError(f"extra: expected a dict, got {type(extra).__name__}")
+            record.update(extra)
+        text = json.dumps(record, indent=1, allow_nan=False) + "\n"
+        _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+    def plot(self, path):
+        """Save the loss (per step) and accuracy (per epoch) curves as a PNG.
+
+        Parameters
+        ----------
+        path : str or path
+            Destination file (written atomically).
+
+        Raises
+        ------
+        ImportError
+            When matplotlib is not installed (``pip install "fastconv[plot]"``).
+        """
+        try:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+            from matplotlib.ticker import MaxNLocator
+        except ImportError as exc:
+            raise ImportError('Trainer.plot needs matplotlib: pip install "fastconv[plot]"') from exc
+        from .util import smooth_curve
+
+        # A Figure with its own Agg canvas: no pyplot, no change to the user's global backend.
+        fig = Figure(figsize=(10, 4))
+        FigureCanvasAgg(fig)
+        ax_loss, ax_acc = fig.subplots(1, 2)
+        loss = np.array([np.nan if v is None else v for v in self.history["train_loss"]], dtype=float)
+        steps = np.arange(1, len(loss) + 1)
+        ax_loss.plot(steps, loss, color="0.75", linewidth=0.8, label="per step")
+        finite = loss[np.isfinite(loss)]
+        if len(finite) == len(loss) and len(loss) >= 11:
+            ax_loss.plot(steps, smooth_curve(loss), color="C0", label="smoothed")
+        ax_loss.set_xlabel("iteration")
+        ax_loss.set_ylabel("train loss")
+        ax_loss.legend()
+        epochs = np.arange(1, len(self.test_acc_list) + 1)
+        ax_acc.plot(epochs, self.train_acc_list, marker="o", label="train")
+        ax_acc.plot(epochs, self.test_acc_list, marker="s", label="test")
+        ax_acc.set_xlabel("epoch")
+        ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax_acc.set_ylabel("accuracy")
+        ax_acc.set_ylim(0, 1.0)
+        ax_acc.legend(loc="lower right")
+        fig.tight_layout()
+        _atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+
+    # --------------------------------------------------------------------------------------------------
+    # checkpoints
+
+    def _optimizer_state(self):
+        arrays, scalars, dicts, plain = {}, {}, [], []
+        for attr, value in vars(self.optimizer).items():
+            if isinstance(value, dict) and all(isinstance(v, np.ndarray) for v in value.values()):
+                dicts.append(attr)
+                for key, arr in value.items():
+                    arrays[f"opt/{attr}/{key}"] = arr
+            elif isinstance(value, np.ndarray):
+                plain.append(attr)
+                arrays[f"opt/{attr}"] = value
+            elif value is None or isinstance(value, (bool, int, float, str)):
+                scalars[attr] = value
+            elif isinstance(value, np.generic):
+                scalars[attr] = value.item()
+            else:
+                raise TypeError(
+                    f"optimizer: cannot checkpoint attribute {attr!r} of type {type(value).__name__}"
+                )
+        meta = {"class": type(self.optimizer).__name__, "scalars": scalars, "dicts": dicts, "arrays": plain}
+        return meta, arrays
+
+    def save_checkpoint(self, path=None):
+        """Write a checkpoint (parameters, optimizer state, counters, histories, RNG states).
+
+        Parameters
+        ----------
+        path : str or path, optional
+            Destination; default ``checkpoint_dir/epoch-NNNN.npz`` (then older checkpoints beyond
+            ``keep_checkpoints`` are removed).
+
+        Returns
+        -------
+        str
+            The path written.
+        """
+        default = path is None
+        if default:
+            if self.checkpoint_dir is None:
+                raise ValueError("path: needed when the trainer has no checkpoint_dir")
+            path = os.path.join(self.checkpoint_dir, _ckpt_name(self.current_epoch))
+        path = os.fspath(path)
+        opt_meta, arrays = self._optimizer_state()
+        for key, value in self.network.params.items():
+            arrays[f"param/{key}"] = value
+        buffers, layer_rngs = {}, {}
+        for i, layer in enumerate(_layer_list(self.network)):
+            for attr in _LAYER_BUFFERS:
+                value = getattr(layer, attr, None)
+                if isinstance(value, np.ndarray):
+                    arrays[f"buffer/{i}/{attr}"] = value
+                    buffers.setdefault(str(i), []).append(attr)
+            rng = getattr(layer, "_rng", None)  # e.g. Dropout(seed=...) has its own generator
+            if isinstance(rng, np.random.Generator):
+                layer_rngs[str(i)] = rng.bit_generator.state
+        np_state = np.random.get_state()
+        arrays["np_random/keys"] = np_state[1]
+        aug_rng = _augment_rng(self.augment)
+        meta = {
+            "format": _CKPT_FORMAT,
+            "version": 1,
+            "current_iter": self.current_iter,
+            "current_epoch": self.current_epoch,
+            "iter_per_epoch": self.iter_per_epoch,
+            "train_size": self.train_size,
+            "mini_batch_size": self.batch_size,
+            "sampling": self.sampling,
+            "base_lr": self.base_lr,
+            "params": list(self.network.params),
+            "buffers": buffers,
+            "layer_rngs": layer_rngs,
+            "optimizer": opt_meta,
+            "rng": self.rng.bit_generator.state,
+            "np_random": {
+                "pos": int(np_state[2]),
+                "has_gauss": int(np_state[3]),
+                "cached_gaussian": float(np_state[4]),
+            },
+            "augment_rng": None if aug_rng is None else aug_rng.bit_generator.state,
+            "lists": {
+                "train_loss_list": self.train_loss_list,
+                "train_acc_list": self.train_acc_list,
+                "test_acc_list": self.test_acc_list,
+                "epoch_loss_list": self.epoch_loss_list,
+                "epoch_running_acc_list": self.epoch_running_acc_list,
+                "epoch_time_list": self.epoch_time_list,
+                "examples_per_sec_list": self.examples_per_sec_list,
+                "lr_list": self.lr_list,
+            },
+        }
+        arrays["__meta__"] = np.array(json.dumps(meta, allow_nan=True))
+        _atomic_write(path, lambda f: np.savez(f, **arrays))
+        self.last_checkpoint = path
+        if default and self.keep_checkpoints is not None:
+            for _, old in _list_checkpoints(self.checkpoint_dir)[: -self.keep_checkpoints]:
+                os.unlink(old)
+        return path
+
+    def load_checkpoint(self, path):
+        """Restore the state saved by :meth:`save_checkpoint` into this trainer, its network and optimizer.
+
+        Parameters
+        ----------
+        path : str or path
+            A checkpoint file.
+
+        Raises
+        ------
+        ValueError
+            When the checkpoint does not match the network, optimizer or data of this trainer.
+        """
+        path = os.fspath(path)
+        with np.load(path, allow_pickle=False) as data:
+            if "__meta__" not in data.files:
+                raise ValueError(f"{path}: not a fastconv trainer checkpoint")
+            meta = json.loads(str(data["__meta__"]))
+            arrays = {k: data[k] for k in data.files if k != "__meta__"}
+        if meta.get("format") != _CKPT_FORMAT:
+            raise ValueError(f"{path}: not a fastconv trainer checkpoint")
+        for key, mine in (
+            ("train_size", self.train_size),
+            ("mini_batch_size", self.batch_size),
+            ("iter_per_epoch", self.iter_per_epoch),
+            ("sampling", self.sampling),
+        ):
+            if meta[key] != mine:
+                raise ValueError(f"{path}: checkpoint has {key}={meta[key]!r}, this trainer {mine!r}")
+        if meta["current_iter"] > self.max_iter:
+            raise ValueError(
+                f"{path}: checkpoint is at epoch {meta['current_epoch']}, beyond epochs={self.epochs}"
+            )
+        params = self.network.params
+        if sorted(meta["params"]) != sorted(params):
+            raise ValueError(
+                f"{path}: checkpoint has parameters {sorted(meta['params'])}, the network {sorted(params)}"
+            )
+        for key, value in params.items():
+            saved = arrays[f"param/{key}"]
+            if saved.shape != value.shape or saved.dtype != value.dtype:
+                raise ValueError(
+                    f"{path}: parameter {key!r} is {saved.dtype}{saved.shape}, "
+                    f"the network's {value.dtype}{value.shape}"
+                )
+        layers = _layer_list(self.network)
+        for i, attrs in meta["buffers"].items():
+            for attr in attrs:
+                i_ = int(i)
+                current = getattr(layers[i_], attr, None) if i_ < len(layers) else None
+                saved = arrays[f"buffer/{i}/{attr}"]
+                if current is not None and getattr(current, "shape", None) != saved.shape:
+                    raise ValueError(
+                        f"{path}: layer {i} {attr} is {saved.shape}, the network's {current.shape}"
+                    )
+                if i_ >= len(layers) or not hasattr(layers[i_], attr):
+                    raise ValueError(
+                        f"{path}: checkpoint has {attr} for layer {i}, the network has no such layer"
+                    )
+        opt = meta["optimizer"]
+        if opt["class"] != type(self.optimizer).__name__:
+            raise ValueError(
+                f"{path}: checkpoint was written with optimizer {opt['class']}, "
+                f"this trainer uses {type(self.optimizer).__name__}"
+            )
+
+        # Everything is checked: now change state. Parameters in place, so layers keep sharing them.
+        for key, value in params.items():
+            value[...] = arrays[f"param/{key}"]
+        for i, attrs in meta["buffers"].items():
+            for attr in attrs:
+                setattr(layers[int(i)], attr, arrays[f"buffer/{i}/{attr}"].copy())
+        for i, state in meta["layer_rngs"].items():
+            rng = getattr(layers[int(i)], "_rng", None) if int(i) < len(layers) else None
+            if isinstance(rng, np.random.Generator):
+                rng.bit_generator.state = state
+        for attr, value in opt["scalars"].items():
+            setattr(self.optimizer, attr, value)
+        for attr in opt["dicts"]:
+            prefix = f"opt/{attr}/"
+            setattr(
+                self.optimizer,
+                attr,
+                {k[len(prefix) :]: v.copy() for k, v in arrays.items() if k.startswith(prefix)},
+            )
+        for attr in opt["arrays"]:
+            setattr(self.optimizer, attr, arrays[f"opt/{attr}"].copy())
+        self.base_lr = meta["base_lr"]
+        self.current_iter = meta["current_iter"]
+        self.current_epoch = meta["current_epoch"]
+        for name, values in meta["lists"].items():
+            setattr(self, name, list(values))
+        self.rng.bit_generator.state = meta["rng"]
+        npr = meta["np_random"]
+        np.random.set_state(
+            ("MT19937", arrays["np_random/keys"], npr["pos"], npr["has_gauss"], npr["cached_gaussian"])
+        )
+        aug_rng = _augment_rng(self.augment)
+        if aug_rng is not None and meta["augment_rng"] is not None:
+            aug_rng.bit_generator.state = meta["augment_rng"]
+        self._perm = None
+        self.last_checkpoint = path
+        self._say(f"resumed from {path} (epoch {self.current_epoch}, iteration {self.current_iter})")
