@@ -9,6 +9,10 @@
 namespace py = pybind11;
 using namespace fastconv;
 
+namespace fastconv::bind {
+void bind_peak(py::module_& m);  // bindings/peak.cpp
+}
+
 PYBIND11_MODULE(_cpu, m) {
   m.doc() = "fastconv CPU kernels (float32 / float64). Use fastconv.ops, which validates arguments.";
   m.def("build_info", [] {
@@ -52,4 +56,5 @@ PYBIND11_MODULE(_cpu, m) {
   bind::bind_loss(m);
   bind::bind_dropout(m);
   bind::bind_batchnorm(m);
+  bind::bind_peak(m);
 }
