@@ -17,9 +17,10 @@ OMP_NUM_THREADS set to that count before NumPy is imported: the one way of limit
 that works for every BLAS build (threadpoolctl is not a dependency; when it is installed, the child uses it
 only to confirm the BLAS thread count it reports). fastconv.set_num_threads and torch.set_num_threads are
 set to the same count. The child measures the FMA peak for that thread count (fastconv.measure_peak, best
-ISA of the CPU, best of samples taken at the start, between shapes and at the end), then for each shape alternates blocks of the three
-implementations (--rounds blocks each, min of --repeat runs after a warm-up, a pause before each block so
-other libraries' spinning threads park; see _timing.py) and keeps each one's best. GFLOP/s = 2*M*N*K / t.
+ISA of the CPU, best of samples taken at the start, between shapes and at the end), then for each shape
+alternates blocks of the three implementations (--rounds blocks each, min of --repeat runs after a warm-up,
+a pause before each block so other libraries' spinning threads park; see _timing.py) and keeps each one's
+best. GFLOP/s = 2*M*N*K / t; "% peak" divides by the measured peak of the same thread count.
 """
 
 from __future__ import annotations

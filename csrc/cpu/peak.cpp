@@ -137,9 +137,11 @@ __attribute__((target("avx512f,avx2,fma"))) double peak_avx512_f64(std::int64_t 
 PeakKernel select_kernel(const std::string& isa, bool f64) {
 #if FASTCONV_HAVE_X86_UKR
   if (isa == "avx512")
-    return f64 ? PeakKernel{peak_avx512_f64, kAvx512Chains * 8 * 2.0} : PeakKernel{peak_avx512_f32, kAvx512Chains * 16 * 2.0};
+    return f64 ? PeakKernel{peak_avx512_f64, kAvx512Chains * 8 * 2.0}
+               : PeakKernel{peak_avx512_f32, kAvx512Chains * 16 * 2.0};
   if (isa == "avx2")
-    return f64 ? PeakKernel{peak_avx2_f64, kAvx2Chains * 4 * 2.0} : PeakKernel{peak_avx2_f32, kAvx2Chains * 8 * 2.0};
+    return f64 ? PeakKernel{peak_avx2_f64, kAvx2Chains * 4 * 2.0}
+               : PeakKernel{peak_avx2_f32, kAvx2Chains * 8 * 2.0};
 #endif
   return f64 ? PeakKernel{peak_ref<double>, kRefChains * ref_lanes<double>() * 2.0}
              : PeakKernel{peak_ref<float>, kRefChains * ref_lanes<float>() * 2.0};
