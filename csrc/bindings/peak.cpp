@@ -21,7 +21,7 @@ void bind_peak(py::module_& m) {
       },
       "Measured multiply-add peak in GFLOP/s (2 flops per FMA lane) of `threads` threads, each running its own "
       "independent FMA chains, for dtype 'float32' or 'float64' and isa 'avx512' | 'avx2' | 'scalar' (None: the "
-      "GEMM's ISA in use). Best of repeated runs over about `seconds` seconds. Raises ValueError on bad arguments.",
+      "GEMM's ISA in use). Best of repeated 2 ms runs over about `seconds` seconds. Raises ValueError on bad arguments.",
       py::arg("dtype") = "float32", py::arg("threads") = 1, py::arg("isa") = py::none(), py::arg("seconds") = 0.2);
 }
 

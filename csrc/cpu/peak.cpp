@@ -189,16 +189,27 @@ double fma_peak(const std::string& dtype, int threads, const std::string& isa, d
   std::vector<double> sink(std::size_t(threads), 0.0);
   int team = 1;
 
-  // Calibrate: double the length until one run takes an eighth of the budget (this also starts the thread
-  // team and brings the cores out of their idle clocks before anything is measured).
-  const double rep_s = seconds / 8;
-  std::int64_t iters = 1 << 12;
-  double t = run_once(k, iters, threads, sink, team);
+  // Calibrate the length on the calling thread alone (a team's run may include waiting for a thread to be
+  // scheduled, which says nothing about the length), growing it until one run takes rep_s; this also brings
+  // the core out of its idle clocks. Runs are short (2 ms) and many, for the same reason the benches keep
+  // the min of many short repeats: on a shared host a long run is almost always preempted, so a peak from
+  // long runs would sit below what a short GEMM call sees (measured here at load ~10 on 2 cores, 1 thread:
+  // 2 ms runs 100 GFLOP/s, 10 ms 50, 30 ms 37). Several threads must all hold a core during the same run,
+  // which a loaded host rarely grants: multi-thread figures there are low, never high.
+  const double rep_s = std::min(seconds / 8, 0.002);
+  std::int64_t iters = 1 << 10;
+  auto serial = [&](std::int64_t n) {
+    const auto t0 = std::chrono::steady_clock::now();
+    sink[0] = k.fn(n);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  double t = serial(iters);
   while (t < rep_s && iters < (std::int64_t(1) << 40)) {
     const double scale = t > 0 ? std::min(8.0, std::max(2.0, 1.2 * rep_s / t)) : 8.0;
     iters = std::int64_t(double(iters) * scale);
-    t = run_once(k, iters, threads, sink, team);
+    t = serial(iters);
   }
+  run_once(k, iters, threads, sink, team);  // starts the thread team; not counted
   // Measure: the best of at least 3 runs, until about `seconds` have been spent on them. The best, not the
   // mean, because on a shared host other load only ever slows a run down.
   double best = 0, spent = 0;
@@ -206,7 +217,7 @@ double fma_peak(const std::string& dtype, int threads, const std::string& isa, d
     t = run_once(k, iters, threads, sink, team);
     spent += t;
     best = std::max(best, k.flops_per_iter * double(iters) * team / t);
-    if (rep > 1000) break;
+    if (rep > 100000) break;
   }
   // the checksum is consumed so no run can be optimised away; every accumulator converges to 1
   double check = 0;
