@@ -19,7 +19,8 @@ each DeepConvNet convolution's forward, dx, dW and db against torch. Then:
   1. training step and inference of both networks, batch --batch x 1x28x28;
   2. each DeepConvNet layer's forward and backward on the activations of a step (torch: F.conv2d, and
      torch.autograd.grad for dx, dW and db, for the convolutions).
-torch and fastconv run with the same thread count (--threads, default all cores). Measurement blocks of the
+torch and fastconv run with the same thread count (--threads, default all cores); the reference runs
+as the book's code does, on NumPy's BLAS with its default threads. Measurement blocks of the
 implementations alternate (--rounds blocks each, min of --repeat runs after a warm-up, a pause before each
 block so other libraries' spinning threads park; see _timing.py) and each keeps its best block, so load changes
 on a shared host do not favour one side. Ratios are measured side by side in one run; absolute times vary.
