@@ -28,6 +28,20 @@ def best_time(fn, repeat: int = 5, warmup: int = 1, settle: bool = True) -> floa
     return best
 
 
+def interleaved_best(fns: dict, rounds: int = 2, repeat: int = 5, warmup: int = 1, settle: bool = True) -> dict:
+    """Minimum time of each ``fns[name]()`` over ``rounds`` alternating blocks of ``best_time(fn, repeat)``.
+
+    The blocks of different implementations alternate (A B C, then C B A, ...), so a change of load on a shared
+    host during the run hits every implementation rather than one; each keeps its best block.
+    """
+    names = list(fns)
+    best = {name: float("inf") for name in names}
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else reversed(names):
+            best[name] = min(best[name], best_time(fns[name], repeat, warmup, settle))
+    return best
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -39,13 +53,38 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def machine_line() -> str:
+def torch_version() -> str | None:
+    """Installed PyTorch version without importing it (None when it is not installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def numpy_blas() -> str:
+    """Name and version of the BLAS NumPy was built with, e.g. 'scipy-openblas 0.3.31' ('unknown' if hidden)."""
+    import numpy as np
+
+    try:
+        cfg = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{cfg.get('name', '?')} {cfg.get('version', '')}".strip()
+    except Exception:  # older NumPy: no dict mode
+        return "unknown BLAS"
+
+
+def machine_line(threads: int | None = None) -> str:
+    """One line naming the CPU, fastconv's ISA in use and thread count, NumPy (+ BLAS), PyTorch and Python."""
     import numpy as np
 
     import fastconv
 
     info = fastconv.info()
+    tv = torch_version()
     return (
         f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs | fastconv {info['version']} "
-        f"simd={info['simd']} threads={info['num_threads']} | numpy {np.__version__} | python {platform.python_version()}"
+        f"simd={info['simd']} (supported: {','.join(info['simd_supported'])}) "
+        f"threads={threads if threads is not None else info['num_threads']} | numpy {np.__version__} "
+        f"({numpy_blas()}) | torch {tv or 'not installed'} | python {platform.python_version()}"
     )

@@ -12,6 +12,7 @@ using namespace fastconv;
 
 namespace fastconv::bind {
 void bind_optim(py::module_& m);  // bindings/optim.cpp
+void bind_peak(py::module_& m);  // bindings/peak.cpp
 }  // namespace fastconv::bind
 
 PYBIND11_MODULE(_cpu, m) {
@@ -69,4 +70,5 @@ PYBIND11_MODULE(_cpu, m) {
   bind::bind_dropout(m);
   bind::bind_batchnorm(m);
   bind::bind_optim(m);
+  bind::bind_peak(m);
 }

@@ -21,6 +21,7 @@ __all__ = [
     "get_num_threads",
     "cuda_available",
     "get_array_module",
+    "measure_peak",
 ]
 
 
@@ -65,3 +66,57 @@ def info() -> dict:
         "sanitizers": b["sanitizers"] or None,
         "avx512_emulated": bool(b["avx512_emulated"]),
     }
+
+
+def measure_peak(dtype="float32", threads=None, isa=None, seconds=0.2) -> float:
+    """Measure the machine's multiply-add peak in GFLOP/s (the denominator of "% of peak" in bench/).
+
+    Each of ``threads`` threads runs its own independent FMA chains (enough to cover FMA latency times
+    pipes) in a tight loop; 2 flops per FMA lane. The result is the best of repeated runs, so it is the
+    speed of an unloaded core; it carries the noise of a shared machine and is not a constant of the CPU.
+
+    Parameters
+    ----------
+    dtype : str or numpy dtype, default "float32"
+        ``"float32"`` or ``"float64"`` (anything :class:`numpy.dtype` maps to one of them).
+    threads : int, optional
+        Threads running at once (each on its own chains). Default: :func:`get_num_threads`.
+    isa : str, optional
+        ``"avx512"``, ``"avx2"`` or ``"scalar"`` (portable multiply + add, as the compiler vectorises it for
+        the baseline ISA); one of ``info()["simd_supported"]``. Default: the GEMM's ISA in use, ``info()["simd"]``.
+    seconds : float, default 0.2
+        About how long to measure, in (0, 60].
+
+    Returns
+    -------
+    float
+        GFLOP/s of all threads together.
+    """
+    if isinstance(dtype, str) and dtype in ("float32", "float64"):
+        name = dtype
+    else:
+        try:
+            name = _np.dtype(dtype).name
+        except TypeError as exc:
+            raise TypeError(f"dtype: expected 'float32' or 'float64', got {dtype!r}") from exc
+        if name not in ("float32", "float64"):
+            raise ValueError(f"dtype: expected float32 or float64, got {name}")
+    if threads is None:
+        threads = get_num_threads()
+    if isinstance(threads, bool) or not isinstance(threads, (int, _np.integer)):
+        raise TypeError(f"threads: expected an int, got {type(threads).__name__}")
+    if not 1 <= threads <= 1024:
+        raise ValueError(f"threads: expected 1..1024, got {threads}")
+    if isa is None:
+        isa = _cpu.cpu_isa()
+    if not isinstance(isa, str):
+        raise TypeError(f"isa: expected a str or None, got {type(isa).__name__}")
+    supported = list(_cpu.supported_isas())
+    if isa not in supported:
+        raise ValueError(f"isa: {isa!r} is not supported by this CPU or build (supported: {', '.join(supported)})")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float, _np.integer, _np.floating)):
+        raise TypeError(f"seconds: expected a number, got {type(seconds).__name__}")
+    seconds = float(seconds)
+    if not (0.0 < seconds <= 60.0):
+        raise ValueError(f"seconds: expected a duration in (0, 60], got {seconds}")
+    return float(_cpu.fma_peak(name, int(threads), isa, seconds))
