@@ -234,3 +234,19 @@ else:
             database=None,
         )
     _hypothesis_settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+# ======================================================================================================
+# real data
+
+
+def no_real_data(exc) -> None:
+    """Called when the real Fashion-MNIST files are missing: fail (CI installs Debian's dataset-fashion-mnist),
+    or skip where FASTCONV_ALLOW_NO_DATA=1 says a machine without them is expected."""
+    msg = (
+        f"Fashion-MNIST not installed ({exc}); `apt-get install dataset-fashion-mnist`, "
+        "or set FASTCONV_ALLOW_NO_DATA=1 to skip"
+    )
+    if os.environ.get("FASTCONV_ALLOW_NO_DATA") == "1":
+        pytest.skip(msg)
+    pytest.fail(msg)

@@ -13,6 +13,7 @@ import fastconv.models
 import fastconv.trainer
 import numpy as np
 import pytest
+from conftest import no_real_data
 from fastconv.__main__ import main
 
 # A quick run: 200 training images, 100 test images, SimpleConvNet, one epoch of 4 steps.
@@ -47,7 +48,7 @@ def have_data():
     try:
         fastconv.datasets.load_fashion_mnist(flatten=False, download=False)
     except FileNotFoundError as exc:
-        pytest.skip(f"Fashion-MNIST not installed: {exc}")
+        no_real_data(exc)
 
 
 def strict_json(path):
