@@ -17,6 +17,7 @@ from pathlib import Path
 import fastconv.datasets as ds
 import numpy as np
 import pytest
+from conftest import no_real_data
 from fastconv.datasets import IDXError, iterate_minibatches, load_fashion_mnist, load_mnist, read_idx
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -46,13 +47,7 @@ def fashion_dir():
     """The real Fashion-MNIST directory; a missing one fails (CI must install it), or skips if allowed."""
     if all((FASHION_DIR / f"{s}.gz").is_file() for s in STEMS):
         return FASHION_DIR
-    msg = (
-        f"Fashion-MNIST files not found in {FASHION_DIR}: install them with "
-        "`apt-get install dataset-fashion-mnist` (or set FASTCONV_ALLOW_NO_DATA=1 to skip these tests)"
-    )
-    if os.environ.get("FASTCONV_ALLOW_NO_DATA") == "1":
-        pytest.skip(msg)
-    pytest.fail(msg)
+    no_real_data(f"files not found in {FASHION_DIR}")
 
 
 @pytest.fixture(scope="module")
