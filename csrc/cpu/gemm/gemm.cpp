@@ -152,6 +152,19 @@ void gemm_serial(index_t M, index_t N, index_t K, T alpha, const T* A, index_t r
   }      // end loop 5
 }
 
+// The calling thread's share [lo, hi) of `count` items split evenly over the OpenMP team it is in.
+struct TeamShare {
+  index_t lo, hi;
+};
+inline TeamShare team_share(index_t count) {
+#ifdef _OPENMP
+  const index_t t = omp_get_thread_num(), n = omp_get_num_threads();
+#else
+  const index_t t = 0, n = 1;
+#endif
+  return {count * t / n, count * (t + 1) / n};
+}
+
 // Rows of C split across the team, the B panel packed once per (jc, pc) by all threads together (BLIS's
 // scheme for loop 3): each thread packs a share of the NR slivers into one shared buffer, a barrier, then each
 // multiplies its own rows by the whole panel. Packing B per thread instead (the split-N path below) costs
@@ -163,27 +176,22 @@ void gemm_parallel_m(int nt, index_t M, index_t N, index_t K, T alpha, const T* 
                      const T* B, index_t rsb, index_t csb, T beta, T* C, index_t ldc) {
   const Ukr<T>& u = active_ukr<T>();
   constexpr index_t MC = Blocks<T>::MC, KC = Blocks<T>::KC, NC = Blocks<T>::NC;
-  const index_t nc_max = std::min<index_t>(NC, ((N + u.nr - 1) / u.nr) * u.nr);
+  const index_t nc_max = std::min(NC, round_up(N, u.nr));
   const index_t kc_max = std::min<index_t>(KC, K);
   // the calling thread's arena holds the shared panel; the team only reads it between the barriers
   T* bpack = thread_workspace<T>(WS_GEMM_B, static_cast<std::size_t>(kc_max * nc_max));
   const index_t tiles = (M + u.mr - 1) / u.mr;
 #pragma omp parallel num_threads(nt)
   {
-#ifdef _OPENMP
-    const int t = omp_get_thread_num(), n = omp_get_num_threads();
-#else
-    const int t = 0, n = 1;
-#endif
-    const index_t lo = std::min(M, (tiles * t / n) * u.mr), hi = std::min(M, (tiles * (t + 1) / n) * u.mr);
-    const index_t rows = std::max<index_t>(hi - lo, 1);
-    const index_t mc_max = std::min<index_t>(((MC + u.mr - 1) / u.mr) * u.mr, ((rows + u.mr - 1) / u.mr) * u.mr);
+    const TeamShare tile_range = team_share(tiles);
+    const index_t lo = std::min(M, tile_range.lo * u.mr), hi = std::min(M, tile_range.hi * u.mr);
+    const index_t mc_max = std::min(round_up(MC, u.mr), round_up(std::max<index_t>(hi - lo, 1), u.mr));
     T* apack = thread_workspace<T>(WS_GEMM_A, static_cast<std::size_t>(kc_max * mc_max));
     // loop 5 around micro-kernel: jc += NC
     for (index_t jc = 0; jc < N; jc += NC) {
       const index_t nc = std::min<index_t>(NC, N - jc);
-      const index_t slivers = (nc + u.nr - 1) / u.nr;
-      const index_t s0 = slivers * t / n, s1 = slivers * (t + 1) / n;
+      const TeamShare sl = team_share((nc + u.nr - 1) / u.nr);  // this thread's NR slivers of the panel
+      const index_t s0 = sl.lo, s1 = sl.hi;
       // loop 4 around micro-kernel: pc += KC
       for (index_t pc = 0; pc < K; pc += KC) {
         const index_t kc = std::min<index_t>(KC, K - pc);
@@ -220,18 +228,14 @@ void gemm(index_t M, index_t N, index_t K, T alpha, const T* A, index_t rsa, ind
   const index_t len = split_m ? M : N, step = split_m ? u.mr : u.nr;
   const index_t tiles = (len + step - 1) / step;
   const int nt = static_cast<int>(std::min<index_t>(nthreads, tiles));
-  if (split_m && K > 0 && alpha != T(0)) {
+  if (split_m && alpha != T(0)) {  // (alpha == 0 never reads A or B: gemm_serial's early exit, per range)
     gemm_parallel_m<T>(nt, M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc);
     return;
   }
 #pragma omp parallel num_threads(nt)
   {
-#ifdef _OPENMP
-    const int t = omp_get_thread_num(), n = omp_get_num_threads();
-#else
-    const int t = 0, n = 1;
-#endif
-    const index_t lo = std::min(len, (tiles * t / n) * step), hi = std::min(len, (tiles * (t + 1) / n) * step);
+    const TeamShare tile_range = team_share(tiles);
+    const index_t lo = std::min(len, tile_range.lo * step), hi = std::min(len, tile_range.hi * step);
     if (hi > lo) {
       if (split_m)
         gemm_serial<T>(hi - lo, N, K, alpha, A + lo * rsa, rsa, csa, B, rsb, csb, beta, C + lo * ldc, ldc);
