@@ -1,7 +1,7 @@
 // workspace.h: per-thread scratch buffers that persist across calls (a small arena per thread).
 // OpenMP worker threads live as long as the process, so after the first call of a given size no
 // allocation and no first-touch page fault happens on the hot path. Slots keep users apart:
-// 0-1 GEMM packing, 2-7 convolution buffers. 64-byte aligned, grow-only.
+// 0-1 GEMM packing, 2-6 convolution buffers. 64-byte aligned, grow-only.
 // Accounting: every byte the kernels hold as scratch (these arenas and the per-call Scratch buffers) is
 // counted process-wide, current and peak (resettable), for fastconv._cpu.workspace_bytes() and
 // bench/bench_memory.py; NumPy buffers are not included (tracemalloc sees those).
@@ -23,8 +23,7 @@ enum WorkspaceSlot : int {
   WS_CONV_ROW = 4,
   WS_CONV_BPACK = 5,
   WS_CONV_PART = 6,  // per-slot partial weight gradients (the calling thread's; every slot writes its own)
-  WS_CONV_TMP = 7,
-  WS_SLOTS = 8
+  WS_SLOTS = 7
 };
 
 // ------------------------------------------------------------------------------------------------------

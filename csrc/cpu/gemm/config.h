@@ -29,8 +29,8 @@ constexpr int AVX512_MR_F64 = 8, AVX512_NR_F64 = 16;
 constexpr int AVX2_MR_F32 = 6, AVX2_NR_F32 = 16;
 constexpr int AVX2_MR_F64 = 6, AVX2_NR_F64 = 8;
 constexpr int REF_MR = 4, REF_NR = 8;
-// Rows tiles of the stride-1 weight gradient (rows of the column matrix x filters, A rows read in place), see
-// ukr_simd.h. AVX2: the GEMM's 6 x 16 / 6 x 8 blocking (12 accumulators, 6 row pointers); AVX-512: 12 x 16 /
+// Gather tiles of the stride-1 convolution (pixels or taps x filters, A read in place), see ukr_simd.h and
+// conv.cpp. AVX2: the GEMM's 6 x 16 / 6 x 8 blocking (12 accumulators, 6 row pointers); AVX-512: 12 x 16 /
 // 12 x 8 (12 accumulators; 16 rows would need 16 row pointers, more than the free integer registers).
 constexpr int AVX512_ROWS_MR_F32 = 12, AVX512_ROWS_NR_F32 = 16;
 constexpr int AVX512_ROWS_MR_F64 = 12, AVX512_ROWS_NR_F64 = 8;

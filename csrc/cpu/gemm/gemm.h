@@ -17,28 +17,41 @@ using index_t = std::int64_t;
 template <typename T>
 using ukr_fn = void (*)(index_t kc, const T* a, const T* b, T* c, index_t ldc, T alpha, T beta);
 
-// The same on an unpacked B whose row k starts at b + offs[k] (NR contiguous values are read from there).
+// Gather tile (stride-1 convolution): C (rows_mr x rows_nr, row stride ldc) = [C +] sum over nimg images
+// and k < kc of a[img*as + aoffs[i] + kidx[k]] * b[img*bs + k*rows_nr + j]: A is read in place at the sums
+// of a row offset and a column offset (pixel + tap of a padded image, see conv.cpp), B is a packed sliver
+// per image. accumulate == false never reads C.
 template <typename T>
-using ukr_offs_fn = void (*)(index_t kc, const T* a, const T* b, const index_t* offs, T* c, index_t ldc, T alpha,
-                             T beta);
+using rows_fn = void (*)(index_t kc, index_t nimg, const T* a, index_t as, const index_t* aoffs,
+                         const index_t* kidx, const T* b, index_t bs, T* c, index_t ldc, bool accumulate);
 
-// Rows tile (stride-1 weight gradient): C (rows_mr x rows_nr, row stride ldc) = [C +] sum over nimg images
-// and k < kc of a[img*as + aoffs[i] + k] * b[img*bs + k*rows_nr + j]: the rows of A are unpacked, contiguous
-// along k, at arbitrary offsets (the shifted views of a padded image), B is a packed sliver per image.
-// accumulate == false never reads C.
+// dst[j*ldd + i] = src[i*lds + j] (+ bias[j] unless bias is null) for i < rows, j < cols: the gather tiles'
+// pixels x filters result into NCHW with the bias, dout into filter slivers (8 x 8 register transposes where
+// the ISA has them).
 template <typename T>
-using rows_fn = void (*)(index_t kc, index_t nimg, const T* a, index_t as, const index_t* aoffs, const T* b,
-                         index_t bs, T* c, index_t ldc, bool accumulate);
+using tr_fn = void (*)(const T* src, index_t lds, index_t rows, index_t cols, const T* bias, T* dst, index_t ldd);
 
 template <typename T>
 struct Ukr {
   int mr, nr;
   ukr_fn<T> fn;
   const char* name;
-  ukr_offs_fn<T> fn_offs;
   int rows_mr, rows_nr;
   rows_fn<T> rows;
+  tr_fn<T> tr;
 };
+
+// The portable transpose-add (tr_fn), blocked so that both sides stay in L1.
+template <typename T>
+void transpose_bias_ref(const T* src, index_t lds, index_t rows, index_t cols, const T* bias, T* dst, index_t ldd) {
+  constexpr index_t B = 16;
+  for (index_t i0 = 0; i0 < rows; i0 += B)
+    for (index_t j = 0; j < cols; ++j) {
+      const index_t i1 = i0 + B < rows ? i0 + B : rows;
+      const T bj = bias ? bias[j] : T(0);
+      for (index_t i = i0; i < i1; ++i) dst[j * ldd + i] = src[i * lds + j] + bj;
+    }
+}
 
 // The micro-kernel in use for T (follows the ISA chosen at import or by gemm_set_isa).
 template <typename T>
@@ -85,10 +98,6 @@ template <typename T>
 void pack_a_mc_kc(index_t mc, index_t kc, const T* A, index_t rsa, index_t csa, int mr, T* dst);
 template <typename T>
 void pack_b_kc_nc(index_t kc, index_t nc, const T* B, index_t rsb, index_t csb, int nr, T* dst);
-// B(k, j) = base[col_offs[j] + k0 + k]; rows whose (k0 + k) % row_period >= row_valid become zeros.
-template <typename T>
-void pack_b_cols_kc_nc(index_t kc, index_t nc, const T* base, const index_t* col_offs, index_t k0, index_t row_period,
-                       index_t row_valid, int nr, T* dst);
 template <typename T>
 void macro_kernel(const Ukr<T>& u, index_t mc, index_t nc, index_t kc, T alpha, const T* apack,
                   const T* bpack, T beta, T* C, index_t ldc);

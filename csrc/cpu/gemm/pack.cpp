@@ -70,38 +70,6 @@ void pack_b_kc_nc(index_t kc, index_t nc, const T* B, index_t rsb, index_t csb, 
   }
 }
 
-// ------------------------------------------------------------------------------------------------------
-// B given column by column: element (k, j) at base[col_offs[j] + k] (columns are contiguous along k, at
-// arbitrary offsets: the shifted views of a padded image, see conv.cpp). Rows k with skip_row(k0 + k) true
-// are written as zeros (the padding columns of the convolution's output grid).
-template <typename T>
-void pack_b_cols_kc_nc(index_t kc, index_t nc, const T* base, const index_t* col_offs, index_t k0, index_t row_period,
-                       index_t row_valid, int nr, T* dst) {
-  constexpr index_t KB = 16;  // k tiles keep the KB x nr destination lines in L1 (as in pack_b_kc_nc)
-  for (index_t j0 = 0; j0 < nc; j0 += nr) {
-    const index_t n = std::min<index_t>(nr, nc - j0);
-    T* d = dst + j0 * kc;
-    for (index_t kt = 0; kt < kc; kt += KB) {
-      const index_t kb = std::min<index_t>(KB, kc - kt);
-      T* dk = d + kt * nr;
-      for (index_t j = 0; j < n; ++j) {
-        const T* b = base + col_offs[j0 + j] + k0 + kt;
-        for (index_t k = 0; k < kb; ++k) dk[k * nr + j] = b[k];
-      }
-      for (index_t k = 0; k < kb; ++k) {
-        if ((k0 + kt + k) % row_period >= row_valid)
-          for (index_t j = 0; j < nr; ++j) dk[k * nr + j] = T(0);
-        else
-          for (index_t j = n; j < nr; ++j) dk[k * nr + j] = T(0);
-      }
-    }
-  }
-}
-
-template void pack_b_cols_kc_nc<float>(index_t, index_t, const float*, const index_t*, index_t, index_t, index_t, int,
-                                       float*);
-template void pack_b_cols_kc_nc<double>(index_t, index_t, const double*, const index_t*, index_t, index_t, index_t,
-                                        int, double*);
 template void pack_a_mc_kc<float>(index_t, index_t, const float*, index_t, index_t, int, float*);
 template void pack_a_mc_kc<double>(index_t, index_t, const double*, index_t, index_t, int, double*);
 template void pack_b_kc_nc<float>(index_t, index_t, const float*, index_t, index_t, int, float*);

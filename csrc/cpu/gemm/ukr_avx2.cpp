@@ -1,7 +1,6 @@
 // ukr_avx2.cpp: AVX2+FMA micro-kernels, compiled with -mavx2 -mfma (per-file flags in CMakeLists.txt) and
-// called only when CPUID reports AVX2 and FMA. f32: 6 x 16 (12 ymm accumulators), f64: 6 x 8. Each comes in
-// two forms, on a packed B sliver and on unpacked B rows at per-k offsets (stride-1 conv), plus the
-// rows tile of the stride-1 weight gradient. Block sizes: config.h.
+// called only when CPUID reports AVX2 and FMA. f32: 6 x 16 (12 ymm accumulators), f64: 6 x 8. Each comes with
+// the gather tile and the transpose of the stride-1 convolution. Block sizes: config.h.
 #include "cpu/gemm/config.h"
 #include "cpu/gemm/ukr_simd.h"
 

@@ -1,7 +1,6 @@
 // ukr_avx512.cpp: AVX-512F micro-kernels, compiled with -mavx512f (per-file flags in CMakeLists.txt) and
 // called only when CPUID reports AVX-512F/DQ. f32: 16 x 16 (16 zmm accumulators), f64: 8 x 16. Each comes
-// in two forms, on a packed B sliver and on unpacked B rows at per-k offsets (stride-1 conv), plus the
-// rows tile of the stride-1 weight gradient. Block sizes: config.h.
+// with the gather tile and the transpose of the stride-1 convolution. Block sizes: config.h.
 #include "cpu/gemm/config.h"
 #include "cpu/gemm/ukr_simd.h"
 

@@ -38,32 +38,27 @@ inline V splat(T s) {
   return V{} + s;
 }
 
-// OFFS = false: b is a packed sliver (row k at b + k*NV*VL). OFFS = true: row k of B is at b + offs[k]
-// (an unpacked, shifted view: the stride-1 convolution reads its input this way, see conv.cpp).
-template <typename T, int MR, int NV, int VL, bool OFFS = false>
+// b is a packed sliver (row k at b + k*NV*VL).
+template <typename T, int MR, int NV, int VL>
 inline void ukr_simd(index_t kc, const T* __restrict a, const T* __restrict b, T* __restrict c, index_t ldc,
-                     T alpha, T beta, const index_t* __restrict offs = nullptr) {
+                     T alpha, T beta) {
   typedef T V __attribute__((vector_size(VL * sizeof(T))));
   V acc[MR][NV];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) {
     // the C tile is read (beta != 0) or written only after the k loop: start fetching its lines now so
     // the write-back does not wait on L2/L3 misses (C is the one operand that is not packed). Measured,
-    // SGEMM 1024^3 on one Zen 3 core, 5 alternating runs: 56-68 -> 65-73 GFLOP/s. (The offset form writes
-    // the conv's small L1/L2-resident scratch tile: no prefetch there.)
-    if constexpr (!OFFS) {
-      __builtin_prefetch(c + i * ldc, 1);
-      __builtin_prefetch(c + i * ldc + NV * VL - 1, 1);
-    }
+    // SGEMM 1024^3 on one Zen 3 core, 5 alternating runs: 56-68 -> 65-73 GFLOP/s.
+    __builtin_prefetch(c + i * ldc, 1);
+    __builtin_prefetch(c + i * ldc + NV * VL - 1, 1);
 #pragma GCC unroll 8
     for (int j = 0; j < NV; ++j) acc[i][j] = V{};
   }
 
   for (index_t k = 0; k < kc; ++k) {
     V bv[NV];
-    const T* bk = OFFS ? b + offs[k] : b;
 #pragma GCC unroll 8
-    for (int j = 0; j < NV; ++j) std::memcpy(&bv[j], bk + j * VL, sizeof(V));
+    for (int j = 0; j < NV; ++j) std::memcpy(&bv[j], b + j * VL, sizeof(V));
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       const V av = splat<V, T, VL>(a[i]);
@@ -71,7 +66,7 @@ inline void ukr_simd(index_t kc, const T* __restrict a, const T* __restrict b, T
       for (int j = 0; j < NV; ++j) acc[i][j] += av * bv[j];
     }
     a += MR;
-    if (!OFFS) b += NV * VL;
+    b += NV * VL;
   }
 
   // write-back: C may be any row stride, so unaligned loads/stores (memcpy compiles to vmovups)
@@ -99,13 +94,16 @@ inline void ukr_simd(index_t kc, const T* __restrict a, const T* __restrict b, T
 }
 
 // ------------------------------------------------------------------------------------------------------
-// rows tile (weight gradient of the stride-1 convolution, as dW^T = B_n @ dout_n^T): the MR rows of A are
-// the shifted views xp + aoffs[i], read in place (one broadcast per row and k: no packing), B is dout^T
-// packed as an NR-filter sliver. Same register blocking as the GEMM micro-kernel: MR*NV accumulators,
-// NV loads of B and MR broadcasts per k.
+// gather tile (the stride-1 convolution): A is never packed. Element (i, k) of A is a[aoffs[i] + kidx[k]]
+// in a padded image: with aoffs = output pixels and kidx = filter taps it is the forward's column matrix
+// (C = out^T, B = W^T), with aoffs = taps and kidx = pixels the weight gradient's (C = dW^T, B = dout^T).
+// B is a packed NR sliver per image. Same register blocking as the GEMM micro-kernel: MR*NV accumulators;
+// per k one index load, NV loads of B and MR broadcasts (scalar loads never split a cache line, unlike
+// vector loads at the arbitrary offsets of shifted views).
 template <typename T, int MR, int NV, int VL>
 inline void rows_tile(index_t kc, index_t nimg, const T* __restrict a, index_t as, const index_t* __restrict aoffs,
-                      const T* __restrict b, index_t bs, T* __restrict c, index_t ldc, bool accumulate) {
+                      const index_t* __restrict kidx, const T* __restrict b, index_t bs, T* __restrict c,
+                      index_t ldc, bool accumulate) {
   typedef T V __attribute__((vector_size(VL * sizeof(T))));
   V acc[MR][NV];
 #pragma GCC unroll 16
@@ -119,12 +117,13 @@ inline void rows_tile(index_t kc, index_t nimg, const T* __restrict a, index_t a
     for (int i = 0; i < MR; ++i) ar[i] = a + img * as + aoffs[i];
     const T* bk = b + img * bs;
     for (index_t k = 0; k < kc; ++k) {
+      const index_t o = kidx[k];
       V bv[NV];
 #pragma GCC unroll 8
       for (int j = 0; j < NV; ++j) std::memcpy(&bv[j], bk + k * NV * VL + j * VL, sizeof(V));
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i) {
-        const V av = splat<V, T, VL>(ar[i][k]);
+        const V av = splat<V, T, VL>(ar[i][o]);
 #pragma GCC unroll 8
         for (int j = 0; j < NV; ++j) acc[i][j] += av * bv[j];
       }
@@ -144,25 +143,59 @@ inline void rows_tile(index_t kc, index_t nimg, const T* __restrict a, index_t a
     }
 }
 
+// ------------------------------------------------------------------------------------------------------
+// transpose-add (tr_fn): float 8 x 8 blocks through AVX registers, the rest by the portable loop
+template <typename T>
+void transpose_bias(const T* src, index_t lds, index_t rows, index_t cols, const T* bias, T* dst, index_t ldd) {
+#if defined(__AVX__)
+  if constexpr (std::is_same_v<T, float>) {
+    const index_t r8 = rows / 8 * 8, c8 = cols / 8 * 8;
+    for (index_t j0 = 0; j0 < c8; j0 += 8)
+      for (index_t i0 = 0; i0 < r8; i0 += 8) {
+        __m256 r[8], t[8];
+        for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + (i0 + i) * lds + j0);
+        // 8 x 8 transpose: interleave pairs, then quads, then 128-bit halves
+        for (int i = 0; i < 8; i += 2) {
+          t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+          t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+        }
+        for (int i = 0; i < 8; i += 4) {
+          r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+          r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+          r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+          r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+        }
+        for (int i = 0; i < 4; ++i) {
+          t[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
+          t[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
+        }
+        for (int j = 0; j < 8; ++j)
+          _mm256_storeu_ps(dst + (j0 + j) * ldd + i0, bias ? _mm256_add_ps(t[j], _mm256_set1_ps(bias[j0 + j])) : t[j]);
+      }
+    // the edges: rows r8.. of every column, columns c8.. of every row
+    if (r8 < rows) transpose_bias_ref(src + r8 * lds, lds, rows - r8, cols, bias, dst + r8, ldd);
+    if (c8 < cols) transpose_bias_ref(src + c8, lds, r8, cols - c8, bias ? bias + c8 : bias, dst + c8 * ldd, ldd);
+    return;
+  }
+#endif
+  transpose_bias_ref(src, lds, rows, cols, bias, dst, ldd);
+}
+
 // The registry entry of one ISA for element type T: micro-kernel MR x NR (NR = NV vectors of VL lanes),
 // its offset form, and the RMR x RNR rows tile.
 template <typename T, int MR, int NR, int VL>
 void ukr_packed(index_t kc, const T* a, const T* b, T* c, index_t ldc, T alpha, T beta) {
   ukr_simd<T, MR, NR / VL, VL>(kc, a, b, c, ldc, alpha, beta);
 }
-template <typename T, int MR, int NR, int VL>
-void ukr_offs(index_t kc, const T* a, const T* b, const index_t* offs, T* c, index_t ldc, T alpha, T beta) {
-  ukr_simd<T, MR, NR / VL, VL, true>(kc, a, b, c, ldc, alpha, beta, offs);
-}
 template <typename T, int RMR, int RNR, int VL>
-void rows(index_t kc, index_t nimg, const T* a, index_t as, const index_t* aoffs, const T* b, index_t bs, T* c,
-          index_t ldc, bool accumulate) {
-  rows_tile<T, RMR, RNR / VL, VL>(kc, nimg, a, as, aoffs, b, bs, c, ldc, accumulate);
+void rows(index_t kc, index_t nimg, const T* a, index_t as, const index_t* aoffs, const index_t* kidx, const T* b,
+          index_t bs, T* c, index_t ldc, bool accumulate) {
+  rows_tile<T, RMR, RNR / VL, VL>(kc, nimg, a, as, aoffs, kidx, b, bs, c, ldc, accumulate);
 }
 template <typename T, int MR, int NR, int VL, int RMR, int RNR>
 Ukr<T> make_ukr(const char* name) {
   static_assert(NR % VL == 0 && RNR % VL == 0, "NR must be a whole number of vectors");
-  return {MR, NR, &ukr_packed<T, MR, NR, VL>, name, &ukr_offs<T, MR, NR, VL>, RMR, RNR, &rows<T, RMR, RNR, VL>};
+  return {MR, NR, &ukr_packed<T, MR, NR, VL>, name, RMR, RNR, &rows<T, RMR, RNR, VL>, &transpose_bias<T>};
 }
 
 }  // namespace
