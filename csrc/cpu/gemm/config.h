@@ -47,6 +47,11 @@ template <> struct Blocks<double> {
   static constexpr std::int64_t MC = 96, KC = 384, NC = 2048;
 };
 
+// Row block of the multi-threaded GEMM (gemm.cpp, gemm_parallel_m), handed out dynamically: small enough that
+// the blocks even out between threads (SGEMM 1024^3: 22 blocks), large enough to reuse each B sliver over
+// 8 micro-kernel calls.
+constexpr std::int64_t MC_PAR = 48;
+
 // Below this many multiply-adds a GEMM runs on one thread: forking costs more than it saves.
 constexpr std::int64_t PARALLEL_MIN_MACS = 1 << 18;
 

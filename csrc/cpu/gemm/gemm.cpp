@@ -117,6 +117,16 @@ const Ukr<double>& active_ukr<double>() {
 // ------------------------------------------------------------------------------------------------------
 // driver
 
+// The K block of a GEMM with this K: at most KC, the K blocks as equal as possible (K = 1024 with KC = 768:
+// 512 + 512 rather than 768 + 256, whose short block pays the packing and the C update of a full one for a
+// third of the work). Serial and parallel paths use the same blocks: same bits for any thread count.
+template <typename T>
+index_t k_block(index_t K) {
+  constexpr index_t KC = Blocks<T>::KC;
+  const index_t nb = (K + KC - 1) / KC;
+  return std::min(KC, round_up((K + nb - 1) / nb, 8));
+}
+
 template <typename T>
 void gemm_serial(index_t M, index_t N, index_t K, T alpha, const T* A, index_t rsa, index_t csa, const T* B,
                  index_t rsb, index_t csb, T beta, T* C, index_t ldc) {
@@ -127,7 +137,8 @@ void gemm_serial(index_t M, index_t N, index_t K, T alpha, const T* A, index_t r
     return;
   }
   const Ukr<T>& u = active_ukr<T>();
-  constexpr index_t MC = Blocks<T>::MC, KC = Blocks<T>::KC, NC = Blocks<T>::NC;
+  constexpr index_t MC = Blocks<T>::MC, NC = Blocks<T>::NC;
+  const index_t KC = k_block<T>(K);
   const index_t nc_max = std::min<index_t>(NC, ((N + u.nr - 1) / u.nr) * u.nr);
   const index_t mc_max = std::min<index_t>(((MC + u.mr - 1) / u.mr) * u.mr, ((M + u.mr - 1) / u.mr) * u.mr);
   const index_t kc_max = std::min<index_t>(KC, K);
@@ -166,26 +177,27 @@ inline TeamShare team_share(index_t count) {
 }
 
 // Rows of C split across the team, the B panel packed once per (jc, pc) by all threads together (BLIS's
-// scheme for loop 3): each thread packs a share of the NR slivers into one shared buffer, a barrier, then each
-// multiplies its own rows by the whole panel. Packing B per thread instead (the split-N path below) costs
-// every thread the full panel's packing and its L3 traffic: measured SGEMM 1024^3 on 2 threads 111 GFLOP/s
-// (54% of peak) that way. Per element of C the K blocks, tiles and micro-kernel are those of gemm_serial, so
-// the result is bit-identical for any thread count.
+// scheme for loop 3): each thread packs a share of the NR slivers into one shared buffer, a barrier, then the
+// threads take MC_PAR-row blocks of C from a shared counter (a dynamic schedule: a core slowed by another
+// tenant of the host takes fewer blocks instead of making the other wait at the barrier) and multiply them
+// by the whole panel. Packing B per thread instead (the split-N path below) costs every thread the full
+// panel's packing and its L3 traffic: measured SGEMM 1024^3 on 2 threads 111 GFLOP/s (54% of peak) that way.
+// Per element of C the K blocks and the micro-kernel are those of gemm_serial, so the result is
+// bit-identical for any thread count.
 template <typename T>
 void gemm_parallel_m(int nt, index_t M, index_t N, index_t K, T alpha, const T* A, index_t rsa, index_t csa,
                      const T* B, index_t rsb, index_t csb, T beta, T* C, index_t ldc) {
   const Ukr<T>& u = active_ukr<T>();
-  constexpr index_t MC = Blocks<T>::MC, KC = Blocks<T>::KC, NC = Blocks<T>::NC;
+  constexpr index_t NC = Blocks<T>::NC;
+  const index_t KC = k_block<T>(K);
   const index_t nc_max = std::min(NC, round_up(N, u.nr));
   const index_t kc_max = std::min<index_t>(KC, K);
+  const index_t mc_max = std::min(round_up(MC_PAR, u.mr), round_up(M, u.mr));
+  const index_t mblocks = (M + mc_max - 1) / mc_max;
   // the calling thread's arena holds the shared panel; the team only reads it between the barriers
   T* bpack = thread_workspace<T>(WS_GEMM_B, static_cast<std::size_t>(kc_max * nc_max));
-  const index_t tiles = (M + u.mr - 1) / u.mr;
 #pragma omp parallel num_threads(nt)
   {
-    const TeamShare tile_range = team_share(tiles);
-    const index_t lo = std::min(M, tile_range.lo * u.mr), hi = std::min(M, tile_range.hi * u.mr);
-    const index_t mc_max = std::min(round_up(MC, u.mr), round_up(std::max<index_t>(hi - lo, 1), u.mr));
     T* apack = thread_workspace<T>(WS_GEMM_A, static_cast<std::size_t>(kc_max * mc_max));
     // loop 5 around micro-kernel: jc += NC
     for (index_t jc = 0; jc < N; jc += NC) {
@@ -201,13 +213,14 @@ void gemm_parallel_m(int nt, index_t M, index_t N, index_t K, T alpha, const T* 
           pack_b_kc_nc<T>(kc, std::min<index_t>(s1 * u.nr, nc) - s0 * u.nr, B + pc * rsb + (jc + s0 * u.nr) * csb,
                           rsb, csb, u.nr, bpack + s0 * u.nr * kc);
 #pragma omp barrier
-        // loop 3 around micro-kernel: ic += MC, over this thread's rows only
-        for (index_t ic = lo; ic < hi; ic += mc_max) {
-          const index_t mc = std::min<index_t>(mc_max, hi - ic);
+        // loop 3 around micro-kernel: ic += MC_PAR, blocks taken dynamically; the loop's closing barrier
+        // keeps the panel from being repacked before every thread is done reading it
+#pragma omp for schedule(dynamic, 1)
+        for (index_t blk = 0; blk < mblocks; ++blk) {
+          const index_t ic = blk * mc_max, mc = std::min<index_t>(mc_max, M - ic);
           pack_a_mc_kc<T>(mc, kc, A + ic * rsa + pc * csa, rsa, csa, u.mr, apack);
           macro_kernel<T>(u, mc, nc, kc, alpha, apack, bpack, beta_pc, C + ic * ldc + jc, ldc);
         }  // end loop 3
-#pragma omp barrier  // the panel is repacked only after every thread is done reading it
       }    // end loop 4
     }      // end loop 5
   }
