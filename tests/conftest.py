@@ -65,9 +65,11 @@ TOL_OPTIM = {
 # shape tables
 
 # (N, C, H, W, FN, FH, FW, stride, pad): batch 1 and odd batches, odd and non-square images, 1x1 / 3x3 / 5x5 /
-# 2x3 / 3x1 filters, stride 1/2/3, pad 0/1/2, channels 1/3/16, a filter larger than the unpadded image,
-# a case whose GEMM crosses MC (96 rows) and KC (f32 256, f64 128), and the book's MNIST shapes
-# (DeepConvNet's first layer with batch 8 instead of 100, SimpleConvNet's 30@5x5).
+# 2x3 / 3x1 filters, stride 1/2/3, pad 0/1/2, channels 1/3/16/40, a filter larger than the unpadded image,
+# filter counts off the gather tile's 16-filter slivers (1, 2, 3, 5, 17, 30), taps beyond one K block of the
+# stride-1 forward and its dx (C*FH*FW = 1000 > KC = 768 f32 / 384 f64), a batch whose gradient slots hold
+# several images each (N = 40 > CONV_GRAD_SLOTS = 16), and the book's MNIST shapes (DeepConvNet's first
+# layer with batch 8 instead of 100, SimpleConvNet's 30@5x5).
 CONV_CASES = [
     (1, 1, 5, 5, 1, 1, 1, 1, 0),
     (3, 3, 7, 9, 4, 3, 3, 1, 1),
@@ -82,6 +84,8 @@ CONV_CASES = [
     (1, 2, 1, 9, 3, 1, 3, 1, 0),
     (8, 1, 28, 28, 16, 3, 3, 1, 1),
     (2, 1, 28, 28, 30, 5, 5, 1, 0),
+    (2, 40, 6, 6, 20, 5, 5, 1, 2),
+    (40, 4, 6, 5, 8, 3, 3, 1, 1),
 ]
 
 

@@ -89,9 +89,9 @@ def test_conv_known_values():
 @pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
 @pytest.mark.parametrize("where", ["right_border", "interior"])
 def test_conv_nonfinite_inputs_propagate_like_reference(rng, isa, value, where):
-    """inf / NaN in x propagate exactly as in the reference: the stride-1 weight gradient computes on a widened
-    output grid whose extra columns read real pixels; 0 * inf there must not leak NaN into taps that never
-    see the value (the kernel falls back to its exact path for such a group)."""
+    """inf / NaN in x propagate exactly as in the reference: every product the stride-1 gather tiles compute
+    must be one of im2col's GEMM (no padding row or column of a tile may feed a kept result), so a value
+    bordering the padded frame or inside it reaches exactly the taps and outputs that see it."""
     x = randn(rng, (3, 2, 7, 9), np.float64)
     Wt = randn(rng, (4, 2, 3, 3), np.float64)
     b = randn(rng, (4,), np.float64)
