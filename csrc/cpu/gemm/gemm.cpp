@@ -192,7 +192,8 @@ void gemm_parallel_m(int nt, index_t M, index_t N, index_t K, T alpha, const T* 
   const index_t KC = k_block<T>(K);
   const index_t nc_max = std::min(NC, round_up(N, u.nr));
   const index_t kc_max = std::min<index_t>(KC, K);
-  const index_t mc_max = std::min(round_up(MC_PAR, u.mr), round_up(M, u.mr));
+  // at least about 4 blocks per thread, so a short M (an affine layer's batch of 100) still evens out
+  const index_t mc_max = std::min(round_up(MC_PAR, u.mr), round_up((M + 4 * nt - 1) / (4 * nt), u.mr));
   const index_t mblocks = (M + mc_max - 1) / mc_max;
   // the calling thread's arena holds the shared panel; the team only reads it between the barriers
   T* bpack = thread_workspace<T>(WS_GEMM_B, static_cast<std::size_t>(kc_max * nc_max));
