@@ -68,8 +68,9 @@ TOL_OPTIM = {
 # 2x3 / 3x1 filters, stride 1/2/3, pad 0/1/2, channels 1/3/16/40, a filter larger than the unpadded image,
 # filter counts off the gather tile's 16-filter slivers (1, 2, 3, 5, 17, 30), taps beyond one K block of the
 # stride-1 forward and its dx (C*FH*FW = 1000 > KC = 768 f32 / 384 f64), a batch whose gradient slots hold
-# several images each (N = 40 > CONV_GRAD_SLOTS = 16), and the book's MNIST shapes (DeepConvNet's first
-# layer with batch 8 instead of 100, SimpleConvNet's 30@5x5).
+# several images each (N = 40 > CONV_GRAD_SLOTS = 16), single images large enough that the threads share
+# one image's tiles (one of them past a K block too), and the book's MNIST shapes (DeepConvNet's first layer
+# with batch 8 instead of 100, SimpleConvNet's 30@5x5).
 CONV_CASES = [
     (1, 1, 5, 5, 1, 1, 1, 1, 0),
     (3, 3, 7, 9, 4, 3, 3, 1, 1),
@@ -86,6 +87,8 @@ CONV_CASES = [
     (2, 1, 28, 28, 30, 5, 5, 1, 0),
     (2, 40, 6, 6, 20, 5, 5, 1, 2),
     (40, 4, 6, 5, 8, 3, 3, 1, 1),
+    (1, 24, 12, 12, 20, 3, 3, 1, 1),
+    (1, 96, 6, 6, 20, 3, 3, 1, 1),
 ]
 
 

@@ -45,6 +45,19 @@ def test_conv(rng, isa, dtype, num_threads):
     assert_identical(num_threads, lambda: ops.conv_backward(x, W, dout2, 2, 0), f"{isa} conv_backward s2")
 
 
+@pytest.mark.parametrize("shape", [(1, 16, 20, 20, 24), (1, 96, 10, 10, 20)], ids=["one-image", "one-image-2-kblocks"])
+def test_conv_threads_inside_one_image(rng, isa, dtype, num_threads, shape):
+    """A batch smaller than the thread count: the threads share the tiles of one image (forward, dW and the dx
+    convolution), which must give the same bits as one thread."""
+    N, C, H, W_, FN = shape
+    x = rng.standard_normal((N, C, H, W_)).astype(dtype)
+    W = rng.standard_normal((FN, C, 3, 3)).astype(dtype)
+    b = rng.standard_normal(FN).astype(dtype)
+    dout = rng.standard_normal((N, FN, H, W_)).astype(dtype)
+    assert_identical(num_threads, lambda: ops.conv_forward(x, W, b, 1, 1), f"{isa} conv_forward N=1")
+    assert_identical(num_threads, lambda: ops.conv_backward(x, W, dout, 1, 1), f"{isa} conv_backward N=1")
+
+
 def test_im2col(rng, dtype, num_threads):
     x = rng.standard_normal((8, 16, 14, 14)).astype(dtype)
     col = ops.im2col(x, 3, 3, 1, 1)

@@ -20,7 +20,8 @@
 //   arbitrary offsets split cache lines.
 // Stride > 1: im2col per image (forward writes the packed B panel directly: implicit GEMM), dW on col_t,
 //   dx = col2im(W^T @ dout_n).
-// Images are spread over threads (MNIST-sized work per image); the weight gradient is summed over slots of
+// Images are spread over threads (MNIST-sized work per image); with fewer images than threads, the stride-1
+// tiles of each image are (threads_inside_image). The weight gradient is summed over slots of
 // consecutive images in an order fixed by N alone (conv.h), so dW and db do not depend on the thread count.
 #include "cpu/conv.h"
 
@@ -123,7 +124,7 @@ void pack_slivers_t(const Ukr<T>& u, const T* src, index_t FN, index_t P, T* dst
 // and each product is one the column matrix has, so inf / NaN propagate exactly as in im2col's GEMM.
 template <typename T>
 void conv_dw_rows_images(const Ukr<T>& u, const T* x, const T* dout, index_t n0, index_t n1, T* acc, bool first,
-                         const ConvGeom& g, const Shifted& s, index_t FN) {
+                         const ConvGeom& g, const Shifted& s, index_t FN, int inner) {
   const index_t xs = g.C * g.H * g.W, nr = u.rows_nr, fnpad = round_up(FN, nr), P = s.P;
   const index_t ckpad = static_cast<index_t>(s.offs.size()), ds = fnpad * P, ni = n1 - n0;
   T* xps = thread_workspace<T>(WS_CONV_COL, static_cast<std::size_t>(ni * s.xp_size));
@@ -132,30 +133,49 @@ void conv_dw_rows_images(const Ukr<T>& u, const T* x, const T* dout, index_t n0,
     pad_image(x + (n0 + i) * xs, g, s, xps + i * s.xp_size);
     pack_slivers_t(u, dout + (n0 + i) * FN * P, FN, P, dts + i * ds);
   }
-  for (index_t ct = 0; ct < ckpad; ct += u.rows_mr)
-    for (index_t q = 0; q < fnpad; q += nr)
-      u.rows(P, ni, xps, s.xp_size, s.offs.data() + ct, s.pos.data(), dts + q * P, ds, acc + ct * fnpad + q, fnpad,
-             !first);
+  // the tiles (taps x filter slivers) are independent: `inner` threads share them when the batch is too
+  // small to spread over threads (the buffers above are the calling thread's, read by all)
+  const index_t nq = fnpad / nr, tiles = ckpad / u.rows_mr * nq;
+#pragma omp parallel for schedule(static) num_threads(inner) if (inner > 1)
+  for (index_t tile = 0; tile < tiles; ++tile) {
+    const index_t ct = tile / nq * u.rows_mr, q = tile % nq * nr;
+    u.rows(P, ni, xps, s.xp_size, s.offs.data() + ct, s.pos.data(), dts + q * P, ds, acc + ct * fnpad + q, fnpad,
+           !first);
+  }
 }
 
 // out_n (FN, OH, OW) = W @ col_n + b for one image, on the calling thread: out_n^T (ppad, fnpad) by gather
 // tiles (pixels x filters, B = W^T slivers), then transposed into place with the bias.
 template <typename T>
 void conv_forward_shifted_image(const Ukr<T>& u, const T* wt, const T* b, const T* xn, T* on, const ConvGeom& g,
-                                const Shifted& s, index_t FN) {
+                                const Shifted& s, index_t FN, int inner) {
   const index_t CK = s.CK, P = s.P, nr = u.rows_nr, fnpad = round_up(FN, nr), KC = gemm_kc<T>();
   const index_t ppad = static_cast<index_t>(s.pos.size());
   T* xp = thread_workspace<T>(WS_CONV_COL, static_cast<std::size_t>(s.xp_size));
   T* ct = thread_workspace<T>(WS_CONV_DCOL, static_cast<std::size_t>(ppad * fnpad));
   pad_image(xn, g, s, xp);
+  // tiles: filter slivers x pixel tiles, independent within a K block (shared by `inner` threads when the
+  // batch is too small to spread over threads; xp and ct are the calling thread's, read by all)
+  const index_t nt = ppad / u.rows_mr, tiles = fnpad / nr * nt;
   for (index_t pc = 0; pc < CK; pc += KC) {
     const index_t kc = std::min(KC, CK - pc);
-    for (index_t q = 0; q < fnpad; q += nr)
-      for (index_t t = 0; t < ppad; t += u.rows_mr)
-        u.rows(kc, 1, xp, 0, s.pos.data() + t, s.offs.data() + pc, wt + q * CK + pc * nr, 0, ct + t * fnpad + q,
-               fnpad, pc > 0);
+#pragma omp parallel for schedule(static) num_threads(inner) if (inner > 1)
+    for (index_t tile = 0; tile < tiles; ++tile) {
+      const index_t q = tile / nt * nr, t = tile % nt * u.rows_mr;
+      u.rows(kc, 1, xp, 0, s.pos.data() + t, s.offs.data() + pc, wt + q * CK + pc * nr, 0, ct + t * fnpad + q,
+             fnpad, pc > 0);
+    }
   }
-  u.tr(ct, fnpad, P, FN, b, on, P);  // out_n[f, p] = ct[p, f] + b[f]
+  // out_n[f, p] = ct[p, f] + b[f], in blocks of pixels (a multiple of 8: whole register transposes)
+  constexpr index_t PB = 256;
+#pragma omp parallel for schedule(static) num_threads(inner) if (inner > 1)
+  for (index_t p0 = 0; p0 < P; p0 += PB) u.tr(ct + p0 * fnpad, fnpad, std::min(PB, P - p0), FN, b, on + p0, P);
+}
+
+// Threads inside one image rather than across images: when the batch has fewer images than threads and one
+// image is worth a fork (the GEMM's PARALLEL_MIN_MACS), e.g. single-image inference on a large input.
+inline int threads_inside_image(index_t N, index_t macs_per_image, int nthreads) {
+  return N < nthreads && macs_per_image >= gemm_config::PARALLEL_MIN_MACS ? nthreads : 1;
 }
 
 // ------------------------------------------------------------------------------------------------------
@@ -187,9 +207,15 @@ void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g,
     Scratch<T> wt(static_cast<std::size_t>(round_up(FN, u.rows_nr) * CK));
     pack_slivers_t<T>(u, w, FN, CK, wt.data());
     const Shifted s = make_shifted(g, u.rows_mr);
+    const int inner = threads_inside_image(g.N, FN * CK * P, nthreads);
+    if (inner == 1) {
 #pragma omp parallel for schedule(dynamic, 2) num_threads(nthreads)
-    for (index_t n = 0; n < g.N; ++n)
-      conv_forward_shifted_image<T>(u, wt.data(), b, x + n * xs, out + n * FN * P, g, s, FN);
+      for (index_t n = 0; n < g.N; ++n)
+        conv_forward_shifted_image<T>(u, wt.data(), b, x + n * xs, out + n * FN * P, g, s, FN, 1);
+    } else {  // the threads work inside each image; no region around them here
+      for (index_t n = 0; n < g.N; ++n)
+        conv_forward_shifted_image<T>(u, wt.data(), b, x + n * xs, out + n * FN * P, g, s, FN, inner);
+    }
   } else {
     // W (FN, CK) packed once per call and shared read-only by every image
     Scratch<T> apack(static_cast<std::size_t>(round_up(FN, u.mr) * CK));
@@ -244,15 +270,15 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
     dw_batch = std::max<index_t>(1, std::min<index_t>(CONV_DW_MAX_IMAGES, CONV_DW_BYTES / per_image));
   }
   const index_t npad = round_up(P, u.nr);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
-  for (index_t slot = 0; slot < S; ++slot) {
+  const int inner = shifted ? threads_inside_image(g.N, FN * CK * P, nthreads) : 1;
+  auto slot_work = [&](index_t slot) {
     T* gdw = part_dw + slot * pw;
     T* gdb = part_db + slot * FN;
     std::fill(gdb, gdb + FN, T(0));
     const index_t n0 = g.N * slot / S, n1 = g.N * (slot + 1) / S;
     if (shifted)  // images in batches of dw_batch (fixed by the geometry): one gather pass per batch
       for (index_t b0 = n0; b0 < n1; b0 += dw_batch)
-        conv_dw_rows_images<T>(u, x, dout, b0, std::min(n1, b0 + dw_batch), gdw, b0 == n0, g, s, FN);
+        conv_dw_rows_images<T>(u, x, dout, b0, std::min(n1, b0 + dw_batch), gdw, b0 == n0, g, s, FN, inner);
     for (index_t n = n0; n < n1; ++n) {
       const T* dn = dout + n * FN * P;  // (FN, P)
       const bool first = n == n0;
@@ -271,6 +297,12 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
       gemm_prepacked<T>(u, CK, P, FN, T(1), wt_pack.data(), bpack, T(0), dcol, P);
       col2im_image<T>(dcol, g, dx + n * xs);
     }
+  };
+  if (inner == 1) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
+    for (index_t slot = 0; slot < S; ++slot) slot_work(slot);
+  } else {  // the threads work inside each image (conv_dw_rows_images); no region around them here
+    for (index_t slot = 0; slot < S; ++slot) slot_work(slot);
   }
 
   // add the slots in a fixed order (independent of the thread count)
