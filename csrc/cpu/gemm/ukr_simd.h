@@ -182,7 +182,7 @@ void transpose_bias(const T* src, index_t lds, index_t rows, index_t cols, const
 }
 
 // The registry entry of one ISA for element type T: micro-kernel MR x NR (NR = NV vectors of VL lanes),
-// its offset form, and the RMR x RNR rows tile.
+// the RMR x RNR gather tile and the transpose-add.
 template <typename T, int MR, int NR, int VL>
 void ukr_packed(index_t kc, const T* a, const T* b, T* c, index_t ldc, T alpha, T beta) {
   ukr_simd<T, MR, NR / VL, VL>(kc, a, b, c, ldc, alpha, beta);
