@@ -44,6 +44,13 @@ class _Net:
             acc += np.sum(y == tt)
         return acc / x.shape[0]
 
+    def _backprop(self, dout):
+        """Runs ``dout`` back through ``self.layers`` (a dict or a list) in reverse order."""
+        layers = self.layers.values() if isinstance(self.layers, dict) else self.layers
+        for layer in reversed(list(layers)):
+            dout = layer.backward(dout)
+        return dout
+
     def _buffers(self) -> dict:
         """State saved beside ``params``: name -> (layer, attribute, an array of its shape and dtype)."""
         return {}
@@ -131,9 +138,7 @@ class SimpleConvNet(_Net):
 
     def gradient(self, x, t):
         self.loss(x, t)
-        dout = self.last_layer.backward(1)
-        for layer in reversed(list(self.layers.values())):
-            dout = layer.backward(dout)
+        self._backprop(self.last_layer.backward(1))
         grads = {}
         for i, key in enumerate(["Conv1", "Affine1", "Affine2"]):
             grads["W" + str(i + 1)] = self.layers[key].dW
@@ -204,9 +209,7 @@ class DeepConvNet(_Net):
 
     def gradient(self, x, t):
         self.loss(x, t)
-        dout = self.last_layer.backward(1)
-        for layer in reversed(self.layers):
-            dout = layer.backward(dout)
+        self._backprop(self.last_layer.backward(1))
         grads = {}
         for i, layer_idx in enumerate(self._PARAM_LAYERS):
             grads["W" + str(i + 1)] = self.layers[layer_idx].dW

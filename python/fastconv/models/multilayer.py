@@ -140,10 +140,6 @@ class MultiLayerNet(_Net):
         y = self.predict(x)
         return self.last_layer.forward(y, t) + self._weight_decay()
 
-    def _backprop(self, dout):
-        for layer in reversed(list(self.layers.values())):
-            dout = layer.backward(dout)
-
     def gradient(self, x, t):
         """Gradients of :meth:`loss` by backpropagation (``dW`` has ``+ lambda * W``), keyed as ``params``."""
         self.loss(x, t)

@@ -255,9 +255,7 @@ class Sequential(_Net):
     def gradient(self, x, t):
         """Gradients of ``loss(x, t)`` by backpropagation, keyed like ``params``."""
         self.loss(x, t)
-        dout = self.last_layer.backward(1)
-        for layer in reversed(list(self.layers.values())):
-            dout = layer.backward(dout)
+        self._backprop(self.last_layer.backward(1))
         return {key: getattr(layer, "d" + attr) for key, (layer, attr) in self._slots.items()}
 
 
