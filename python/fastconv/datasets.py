@@ -154,12 +154,7 @@ def read_idx(path) -> np.ndarray:
                 if nbytes > _DEFLATE_MAX_RATIO * size + _DEFLATE_SLACK:
                     # The file cannot hold that much: count what it holds (without keeping it) and say so,
                     # rather than allocate the promised size first.
-                    found = 0
-                    while True:
-                        chunk = f.read(1 << 20)
-                        if not chunk:
-                            break
-                        found += len(chunk)
+                    found = sum(len(chunk) for chunk in _chunks(f))
                     raise IDXError(
                         f"{name}: truncated file: expected {nbytes} bytes of {what}, found {found}"
                     )
@@ -174,12 +169,7 @@ def read_idx(path) -> np.ndarray:
                 if got < nbytes:
                     raise IDXError(f"{name}: truncated file: expected {nbytes} bytes of {what}, found {got}")
                 # Reading on to the end of the stream also checks the gzip CRC and length trailer.
-                extra = 0
-                while True:
-                    chunk = f.read(1 << 16)
-                    if not chunk:
-                        break
-                    extra += len(chunk)
+                extra = sum(len(chunk) for chunk in _chunks(f, 1 << 16))
                 if extra:
                     raise IDXError(f"{name}: {extra} trailing bytes after {nbytes} bytes of {what}")
         except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
@@ -286,14 +276,17 @@ def _candidate_dirs(name: str, path):
     return dirs
 
 
+def _chunks(f, size: int = 1 << 20):
+    """The rest of binary stream ``f``, ``size`` bytes at a time (the last chunk may be shorter)."""
+    while chunk := f.read(size):
+        yield chunk
+
+
 def _sha256_of(path: Path, kind: str) -> str:
     h = hashlib.sha256()
     opener = gzip.open if kind == "idx" else open
     with opener(path, "rb") as f:
-        while True:
-            chunk = f.read(1 << 20)
-            if not chunk:
-                break
+        for chunk in _chunks(f):
             h.update(chunk)
     return h.hexdigest()
 
@@ -310,10 +303,7 @@ def _download_file(name: str, stem: str, dest: Path) -> Path:
         try:
             with os.fdopen(fd, "wb") as out, _urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as resp:
                 total = 0
-                while True:
-                    chunk = resp.read(1 << 20)
-                    if not chunk:
-                        break
+                for chunk in _chunks(resp):
                     total += len(chunk)
                     if total > _DOWNLOAD_MAX_BYTES:
                         raise OSError(f"more than {_DOWNLOAD_MAX_BYTES} bytes, not the expected file")
