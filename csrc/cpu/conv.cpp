@@ -208,13 +208,14 @@ void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g,
     pack_slivers_t<T>(u, w, FN, CK, wt.data());
     const Shifted s = make_shifted(g, u.rows_mr);
     const int inner = threads_inside_image(g.N, FN * CK * P, nthreads);
+    auto image = [&](index_t n) {
+      conv_forward_shifted_image<T>(u, wt.data(), b, x + n * xs, out + n * FN * P, g, s, FN, inner);
+    };
     if (inner == 1) {
 #pragma omp parallel for schedule(dynamic, 2) num_threads(nthreads)
-      for (index_t n = 0; n < g.N; ++n)
-        conv_forward_shifted_image<T>(u, wt.data(), b, x + n * xs, out + n * FN * P, g, s, FN, 1);
+      for (index_t n = 0; n < g.N; ++n) image(n);
     } else {  // the threads work inside each image; no region around them here
-      for (index_t n = 0; n < g.N; ++n)
-        conv_forward_shifted_image<T>(u, wt.data(), b, x + n * xs, out + n * FN * P, g, s, FN, inner);
+      for (index_t n = 0; n < g.N; ++n) image(n);
     }
   } else {
     // W (FN, CK) packed once per call and shared read-only by every image

@@ -50,6 +50,14 @@ void gather_sliver(const T* src, index_t ld, index_t m, index_t kc, T* d) {
   }
 }
 
+// Any strides, any width: element by element (general strided views, and widths not instantiated below).
+template <typename T>
+void pack_slivers_strided(int w, index_t n, index_t kc, const T* S, index_t rs, index_t cs, T* dst) {
+  for (index_t x0 = 0; x0 < n; x0 += w)
+    for (index_t k = 0; k < kc; ++k)
+      for (int x = 0; x < w; ++x) dst[x0 * kc + k * w + x] = x0 + x < n ? S[(x0 + x) * rs + k * cs] : T(0);
+}
+
 // Both orders for a sliver width w: when the wide dimension (the one the slivers cut) is contiguous in
 // memory, line by line along k (scatter_line); when k is contiguous, k tiles of KB over all lines.
 template <typename T, int W>
@@ -61,9 +69,7 @@ void pack_slivers(index_t n, index_t kc, const T* S, index_t rs, index_t cs, T* 
     for (index_t x0 = 0; x0 < n; x0 += W)
       gather_sliver<T, W>(S + x0 * rs, rs, std::min<index_t>(W, n - x0), kc, dst + x0 * kc);
   } else {
-    for (index_t x0 = 0; x0 < n; x0 += W)
-      for (index_t k = 0; k < kc; ++k)
-        for (int x = 0; x < W; ++x) dst[x0 * kc + k * W + x] = x0 + x < n ? S[(x0 + x) * rs + k * cs] : T(0);
+    pack_slivers_strided<T>(W, n, kc, S, rs, cs, dst);
   }
 }
 
@@ -76,11 +82,8 @@ void pack_slivers_any(int w, index_t n, index_t kc, const T* S, index_t rs, inde
     case 12: return pack_slivers<T, 12>(n, kc, S, rs, cs, dst);
     case 16: return pack_slivers<T, 16>(n, kc, S, rs, cs, dst);
     case 32: return pack_slivers<T, 32>(n, kc, S, rs, cs, dst);
-    default: break;
+    default: return pack_slivers_strided<T>(w, n, kc, S, rs, cs, dst);  // none in config.h today
   }
-  for (index_t x0 = 0; x0 < n; x0 += w)  // any other width (none in config.h today)
-    for (index_t k = 0; k < kc; ++k)
-      for (int x = 0; x < w; ++x) dst[x0 * kc + k * w + x] = x0 + x < n ? S[(x0 + x) * rs + k * cs] : T(0);
 }
 
 }  // namespace
