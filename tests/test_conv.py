@@ -54,6 +54,39 @@ def test_convolution_layer(rng, isa, dtype, case):
     np.testing.assert_allclose(layer.db, r_db, **TOL_DOT[dtype], err_msg=f"{isa} {case} db")
 
 
+def _bits(a):
+    return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=CONV_IDS)
+def test_conv_forward_relu_is_relu_of_conv_bit_for_bit(rng, isa, dtype, case):
+    """relu=True fuses relu_forward into the kernel's write-back: the same bits as the two calls, NaN and
+    inf included (NaN passes, -0.0 and negatives become +0.0), on both paths (stride 1 and im2col)."""
+    x, Wt, b, _, stride, pad = conv_inputs(rng, case, dtype)
+    x.flat[0], x.flat[x.size // 2], x.flat[-1] = np.nan, -np.inf, np.inf
+    b[::2] = -0.0
+    want = ops.relu_forward(ops.conv_forward(x, Wt, b, stride, pad))
+    got = ops.conv_forward(x, Wt, b, stride, pad, relu=True)
+    assert got.dtype == dtype and got.shape == want.shape
+    np.testing.assert_array_equal(_bits(got), _bits(want), err_msg=f"{isa} {case}")
+    assert (got > 0).any() and (got == 0).any(), "the case must exercise both sides of the ReLU"
+
+
+def test_convolution_forward_relu_leaves_both_layers_as_their_forwards(rng):
+    x, Wt, b, dout, stride, pad = conv_inputs(rng, (3, 3, 7, 9, 4, 3, 3, 1, 1), np.float32)
+    conv, relu = layers.Convolution(Wt, b, stride, pad), layers.Relu()
+    conv2, relu2 = layers.Convolution(Wt, b, stride, pad), layers.Relu()
+    fused = conv.forward_relu(x, relu)
+    plain = relu2.forward(conv2.forward(x))
+    np.testing.assert_array_equal(fused, plain)
+    assert relu.out is fused and conv.x is x
+    np.testing.assert_array_equal(relu.mask, relu2.mask)
+    dx = conv.backward(relu.backward(dout))
+    dx2 = conv2.backward(relu2.backward(dout))
+    for got, want in ((dx, dx2), (conv.dW, conv2.dW), (conv.db, conv2.db)):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_convolution_reads_params_every_call(rng):
     """Optimizers update W in place and load_params rebinds it: the layer must not cache either."""
     x, Wt, b, dout, stride, pad = conv_inputs(rng, (2, 3, 7, 7, 4, 3, 3, 1, 1), np.float64)

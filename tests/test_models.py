@@ -744,3 +744,56 @@ def test_load_params_checks(tmp_path):
             np.testing.assert_array_equal(net.params[key], value)
     with pytest.raises(ValueError, match="unknown parameter file type"):
         net.load_params(tmp_path / "params.h5")
+
+
+# ======================================================================================================
+# Convolution + Relu fused by the networks
+
+
+def conv_relu_pairs(net):
+    layers = list(net.layers.values() if isinstance(net.layers, dict) else net.layers)
+    conv, relu = fc_layers.Convolution, fc_layers.Relu
+    return sum(type(a) is conv and type(b) is relu for a, b in zip(layers, layers[1:]))
+
+
+@pytest.mark.parametrize("cls", [SimpleConvNet, DeepConvNet, KerasCNN])  # (LeNet: sigmoid, nothing to fuse)
+def test_conv_relu_fusion_same_bits_as_layer_by_layer(rng, monkeypatch, cls):
+    """Each Convolution followed by a Relu runs fused (forward_relu); loss, gradients, predictions and the
+    layers' state must be bit for bit those of running the layers one by one."""
+    x, t = mnist_batch(rng, n=4)
+    x = x.astype(np.float32)
+    calls = []
+    fused_fn = fc_layers.Convolution.forward_relu
+
+    def counting(self, x, relu):
+        calls.append(self)
+        return fused_fn(self, x, relu)
+
+    runs = []
+    for fuse in (True, False):
+        monkeypatch.setattr(fc_layers.Convolution, "forward_relu",
+                            counting if fuse else (lambda self, x, relu: relu.forward(self.forward(x))))
+        net = build(cls, fc_layers, np.float32)
+        np.random.seed(7)  # the same dropout masks in both runs
+        loss, grads = net.loss(x, t), net.gradient(x, t)
+        masks = [layer.mask for layer in (net.layers.values() if isinstance(net.layers, dict) else net.layers)
+                 if type(layer) is fc_layers.Relu]
+        runs.append((loss, grads, net.predict(x), masks))
+    pairs = conv_relu_pairs(build(cls, fc_layers, np.float32))
+    assert pairs > 0 and len(calls) == 3 * pairs  # loss, gradient, predict
+    (l1, g1, y1, m1), (l2, g2, y2, m2) = runs
+    assert l1 == l2
+    np.testing.assert_array_equal(y1, y2)
+    for key in g2:
+        np.testing.assert_array_equal(g1[key], g2[key], err_msg=key)
+    assert len(m1) == len(m2)
+    for a, b in zip(m1, m2):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_no_fusion_for_other_layer_modules(rng, monkeypatch):
+    """A network built on another layers module (here the reference) runs its layers one by one."""
+    monkeypatch.setattr(fc_layers.Convolution, "forward_relu", lambda *a: pytest.fail("fused a foreign one"))
+    net = build(DeepConvNet, ref_layers, np.float64)
+    x, t = mnist_batch(rng, n=2)
+    assert np.isfinite(net.loss(x, t))

@@ -29,7 +29,8 @@ inline ConvGeom checked_geom(std::int64_t N, std::int64_t C, std::int64_t H, std
 }
 
 template <typename T>
-void conv_forward_py(py::array x, py::array w, py::array b, py::array out, std::int64_t stride, std::int64_t pad) {
+void conv_forward_py(py::array x, py::array w, py::array b, py::array out, std::int64_t stride, std::int64_t pad,
+                     bool relu) {
   const std::int64_t N = dim(x, "x", 4, 0), C = dim(x, "x", 4, 1), H = dim(x, "x", 4, 2), W = dim(x, "x", 4, 3);
   const std::int64_t FN = dim(w, "W", 4, 0), FH = dim(w, "W", 4, 2), FW = dim(w, "W", 4, 3);
   const ConvGeom g = checked_geom(N, C, H, W, FH, FW, stride, pad);
@@ -38,7 +39,7 @@ void conv_forward_py(py::array x, py::array w, py::array b, py::array out, std::
   const T* pb = in_ptr<T>(b, "b", {FN});
   T* po = out_ptr<T>(out, "out", {N, FN, g.OH, g.OW});
   py::gil_scoped_release nogil;
-  cpu::conv_forward<T>(px, pw, pb, po, g, FN, cpu::num_threads());
+  cpu::conv_forward<T>(px, pw, pb, po, g, FN, cpu::num_threads(), relu);
 }
 
 template <typename T>
@@ -81,8 +82,10 @@ void col2im_py(py::array col, py::array x, std::int64_t filter_h, std::int64_t f
 }
 
 void bind_conv(py::module_& m) {
-  FC_DEF_F32_F64(m, "conv_forward", conv_forward_py, "out = conv2d(x, W) + b (cross-correlation, NCHW).",
-                 py::arg("x"), py::arg("W"), py::arg("b"), py::arg("out"), py::arg("stride"), py::arg("pad"));
+  FC_DEF_F32_F64(m, "conv_forward", conv_forward_py,
+                 "out = conv2d(x, W) + b (cross-correlation, NCHW), ReLU'd in the same pass if relu.", py::arg("x"),
+                 py::arg("W"), py::arg("b"), py::arg("out"), py::arg("stride"), py::arg("pad"),
+                 py::arg("relu") = false);
   FC_DEF_F32_F64(m, "conv_backward", conv_backward_py, "dx, dW, db of conv_forward, written into dx, dW, db.",
                  py::arg("x"), py::arg("W"), py::arg("dout"), py::arg("dx"), py::arg("dW"), py::arg("db"),
                  py::arg("stride"), py::arg("pad"));

@@ -114,7 +114,7 @@ void pack_slivers_t(const Ukr<T>& u, const T* src, index_t FN, index_t P, T* dst
     T* d = dst + q * P;
     const index_t nf = std::min(nr, FN - q);
     if (nf < nr) std::fill(d, d + P * nr, T(0));
-    u.tr(src + q * P, P, nf, P, nullptr, d, nr);  // d[p*nr + j] = src[(q + j)*P + p]
+    u.tr(src + q * P, P, nf, P, nullptr, d, nr, false);  // d[p*nr + j] = src[(q + j)*P + p]
   }
 }
 
@@ -148,7 +148,7 @@ void conv_dw_rows_images(const Ukr<T>& u, const T* x, const T* dout, index_t n0,
 // tiles (pixels x filters, B = W^T slivers), then transposed into place with the bias.
 template <typename T>
 void conv_forward_shifted_image(const Ukr<T>& u, const T* wt, const T* b, const T* xn, T* on, const ConvGeom& g,
-                                const Shifted& s, index_t FN, int inner) {
+                                const Shifted& s, index_t FN, int inner, bool relu) {
   const index_t CK = s.CK, P = s.P, nr = u.rows_nr, fnpad = round_up(FN, nr), KC = gemm_kc<T>();
   const index_t ppad = static_cast<index_t>(s.pos.size());
   T* xp = thread_workspace<T>(WS_CONV_COL, static_cast<std::size_t>(s.xp_size));
@@ -166,10 +166,12 @@ void conv_forward_shifted_image(const Ukr<T>& u, const T* wt, const T* b, const 
              fnpad, pc > 0);
     }
   }
-  // out_n[f, p] = ct[p, f] + b[f], in blocks of pixels (a multiple of 8: whole register transposes)
+  // out_n[f, p] = ct[p, f] + b[f] (ReLU'd if relu), in blocks of pixels (a multiple of 8: whole register
+  // transposes)
   constexpr index_t PB = 256;
 #pragma omp parallel for schedule(static) num_threads(inner) if (inner > 1)
-  for (index_t p0 = 0; p0 < P; p0 += PB) u.tr(ct + p0 * fnpad, fnpad, std::min(PB, P - p0), FN, b, on + p0, P);
+  for (index_t p0 = 0; p0 < P; p0 += PB)
+    u.tr(ct + p0 * fnpad, fnpad, std::min(PB, P - p0), FN, b, on + p0, P, relu);
 }
 
 // Threads inside one image rather than across images: when the batch has fewer images than threads and one
@@ -184,13 +186,15 @@ inline int threads_inside_image(index_t N, index_t macs_per_image, int nthreads)
 // out_n = W @ im2col(x_n) + b with im2col written straight into the packed B panel (implicit GEMM).
 template <typename T>
 void conv_forward_im2col_image(const Ukr<T>& u, const T* apack, const T* b, const T* xn, T* on, const ConvGeom& g,
-                               index_t FN) {
+                               index_t FN, bool relu) {
   const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW, npad = round_up(P, u.nr);
   T* row = thread_workspace<T>(WS_CONV_ROW, static_cast<std::size_t>(npad));
   T* bpack = thread_workspace<T>(WS_CONV_BPACK, static_cast<std::size_t>(npad * CK));
   im2col_image_packed<T>(xn, g, u.nr, gemm_kc<T>(), row, bpack);
   for (index_t f = 0; f < FN; ++f) std::fill(on + f * P, on + (f + 1) * P, b[f]);
   gemm_prepacked<T>(u, FN, P, CK, T(1), apack, bpack, T(1), on, P);
+  if (relu)  // while the image's output is in cache; the test of relu_forward
+    for (index_t i = 0; i < FN * P; ++i) on[i] = on[i] <= T(0) ? T(0) : on[i];
 }
 
 }  // namespace
@@ -199,7 +203,8 @@ void conv_forward_im2col_image(const Ukr<T>& u, const T* apack, const T* b, cons
 // forward
 
 template <typename T>
-void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g, index_t FN, int nthreads) {
+void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g, index_t FN, int nthreads,
+                  bool relu) {
   const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW, xs = g.C * g.H * g.W;
   const Ukr<T>& u = active_ukr<T>();
   if (g.stride == 1) {
@@ -209,7 +214,7 @@ void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g,
     const Shifted s = make_shifted(g, u.rows_mr);
     const int inner = threads_inside_image(g.N, FN * CK * P, nthreads);
     auto image = [&](index_t n) {
-      conv_forward_shifted_image<T>(u, wt.data(), b, x + n * xs, out + n * FN * P, g, s, FN, inner);
+      conv_forward_shifted_image<T>(u, wt.data(), b, x + n * xs, out + n * FN * P, g, s, FN, inner, relu);
     };
     if (inner == 1) {
 #pragma omp parallel for schedule(dynamic, 2) num_threads(nthreads)
@@ -223,7 +228,7 @@ void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g,
     pack_a_full<T>(u, FN, CK, w, CK, 1, apack.data());
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (index_t n = 0; n < g.N; ++n)
-      conv_forward_im2col_image<T>(u, apack.data(), b, x + n * xs, out + n * FN * P, g, FN);
+      conv_forward_im2col_image<T>(u, apack.data(), b, x + n * xs, out + n * FN * P, g, FN, relu);
   }
 }
 
@@ -331,9 +336,10 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
   }
 }
 
-template void conv_forward<float>(const float*, const float*, const float*, float*, const ConvGeom&, index_t, int);
+template void conv_forward<float>(const float*, const float*, const float*, float*, const ConvGeom&, index_t, int,
+                                  bool);
 template void conv_forward<double>(const double*, const double*, const double*, double*, const ConvGeom&, index_t,
-                                   int);
+                                   int, bool);
 template void conv_backward<float>(const float*, const float*, const float*, float*, float*, float*,
                                    const ConvGeom&, index_t, int);
 template void conv_backward<double>(const double*, const double*, const double*, double*, double*, double*,

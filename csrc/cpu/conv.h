@@ -6,8 +6,11 @@
 
 namespace fastconv::cpu {
 
+// relu: out = relu(conv(x, w) + b) in the same pass, bit for bit relu_forward of the plain result (the book's
+// Convolution followed by Relu, fused by the models: the ReLU costs no pass over memory of its own).
 template <typename T>
-void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g, index_t FN, int nthreads);
+void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g, index_t FN, int nthreads,
+                  bool relu = false);
 
 // dx (N, C, H, W), dw (FN, C, FH, FW), db (FN,) are overwritten.
 template <typename T>

@@ -317,8 +317,11 @@ def _conv_shapes(x: np.ndarray, W: np.ndarray, stride: int, pad: int) -> tuple[i
     return OH, OW
 
 
-def conv_forward(x, W, b, stride: int = 1, pad: int = 0) -> np.ndarray:
+def conv_forward(x, W, b, stride: int = 1, pad: int = 0, *, relu: bool = False) -> np.ndarray:
     """Convolution (cross-correlation) of x (N, C, H, W) with W (FN, C, FH, FW) plus b (FN,).
+
+    With ``relu=True`` the result is ``relu_forward`` of it, applied as the kernel writes its output (no pass
+    over memory of its own; bit for bit the two calls' result).
 
     Returns
     -------
@@ -330,7 +333,7 @@ def conv_forward(x, W, b, stride: int = 1, pad: int = 0) -> np.ndarray:
     OH, OW = _conv_shapes(x, W, stride, pad)
     _same_shape(b, "b", (W.shape[0],), f"one bias per filter of W {_shape(W.shape)}")
     out = np.empty((x.shape[0], W.shape[0], OH, OW), dtype=dtype)
-    _kernel("conv_forward", dtype)(_c(x, dtype), _c(W, dtype), _c(b, dtype), out, stride, pad)
+    _kernel("conv_forward", dtype)(_c(x, dtype), _c(W, dtype), _c(b, dtype), out, stride, pad, bool(relu))
     return out
 
 

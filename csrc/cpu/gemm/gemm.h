@@ -25,11 +25,12 @@ template <typename T>
 using rows_fn = void (*)(index_t kc, index_t nimg, const T* a, index_t as, const index_t* aoffs,
                          const index_t* kidx, const T* b, index_t bs, T* c, index_t ldc, bool accumulate);
 
-// dst[j*ldd + i] = src[i*lds + j] (+ bias[j] unless bias is null) for i < rows, j < cols: the gather tiles'
-// pixels x filters result into NCHW with the bias, dout into filter slivers (8 x 8 register transposes where
-// the ISA has them).
+// dst[j*ldd + i] = src[i*lds + j] (+ bias[j] unless bias is null) for i < rows, j < cols, then ReLU'd if relu
+// ((v <= 0) ? 0 : v, as relu_forward): the gather tiles' pixels x filters result into NCHW with the bias (and
+// a fused ReLU), dout into filter slivers (8 x 8 register transposes where the ISA has them).
 template <typename T>
-using tr_fn = void (*)(const T* src, index_t lds, index_t rows, index_t cols, const T* bias, T* dst, index_t ldd);
+using tr_fn = void (*)(const T* src, index_t lds, index_t rows, index_t cols, const T* bias, T* dst, index_t ldd,
+                       bool relu);
 
 template <typename T>
 struct Ukr {
@@ -43,13 +44,17 @@ struct Ukr {
 
 // The portable transpose-add (tr_fn), blocked so that both sides stay in L1.
 template <typename T>
-void transpose_bias_ref(const T* src, index_t lds, index_t rows, index_t cols, const T* bias, T* dst, index_t ldd) {
+void transpose_bias_ref(const T* src, index_t lds, index_t rows, index_t cols, const T* bias, T* dst, index_t ldd,
+                        bool relu) {
   constexpr index_t B = 16;
   for (index_t i0 = 0; i0 < rows; i0 += B)
     for (index_t j = 0; j < cols; ++j) {
       const index_t i1 = i0 + B < rows ? i0 + B : rows;
       const T bj = bias ? bias[j] : T(0);
-      for (index_t i = i0; i < i1; ++i) dst[j * ldd + i] = src[i * lds + j] + bj;
+      for (index_t i = i0; i < i1; ++i) {
+        const T v = src[i * lds + j] + bj;
+        dst[j * ldd + i] = relu && v <= T(0) ? T(0) : v;
+      }
     }
 }
 

@@ -146,7 +146,8 @@ inline void rows_tile(index_t kc, index_t nimg, const T* __restrict a, index_t a
 // ------------------------------------------------------------------------------------------------------
 // transpose-add (tr_fn): float 8 x 8 blocks through AVX registers, the rest by the portable loop
 template <typename T>
-void transpose_bias(const T* src, index_t lds, index_t rows, index_t cols, const T* bias, T* dst, index_t ldd) {
+void transpose_bias(const T* src, index_t lds, index_t rows, index_t cols, const T* bias, T* dst, index_t ldd,
+                    bool relu) {
 #if defined(__AVX__)
   if constexpr (std::is_same_v<T, float>) {
     const index_t r8 = rows / 8 * 8, c8 = cols / 8 * 8;
@@ -169,16 +170,21 @@ void transpose_bias(const T* src, index_t lds, index_t rows, index_t cols, const
           t[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
           t[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
         }
-        for (int j = 0; j < 8; ++j)
-          _mm256_storeu_ps(dst + (j0 + j) * ldd + i0, bias ? _mm256_add_ps(t[j], _mm256_set1_ps(bias[j0 + j])) : t[j]);
+        for (int j = 0; j < 8; ++j) {
+          __m256 v = bias ? _mm256_add_ps(t[j], _mm256_set1_ps(bias[j0 + j])) : t[j];
+          // ReLU as relu_forward: v <= 0 (false for NaN, which passes) becomes +0
+          if (relu) v = _mm256_andnot_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LE_OQ), v);
+          _mm256_storeu_ps(dst + (j0 + j) * ldd + i0, v);
+        }
       }
     // the edges: rows r8.. of every column, columns c8.. of every row
-    if (r8 < rows) transpose_bias_ref(src + r8 * lds, lds, rows - r8, cols, bias, dst + r8, ldd);
-    if (c8 < cols) transpose_bias_ref(src + c8, lds, r8, cols - c8, bias ? bias + c8 : bias, dst + c8 * ldd, ldd);
+    if (r8 < rows) transpose_bias_ref(src + r8 * lds, lds, rows - r8, cols, bias, dst + r8, ldd, relu);
+    if (c8 < cols)
+      transpose_bias_ref(src + c8, lds, r8, cols - c8, bias ? bias + c8 : bias, dst + c8 * ldd, ldd, relu);
     return;
   }
 #endif
-  transpose_bias_ref(src, lds, rows, cols, bias, dst, ldd);
+  transpose_bias_ref(src, lds, rows, cols, bias, dst, ldd, relu);
 }
 
 // The registry entry of one ISA for element type T: micro-kernel MR x NR (NR = NV vectors of VL lanes),

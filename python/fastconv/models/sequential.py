@@ -248,9 +248,10 @@ class Sequential(_Net):
 
     def predict(self, x, train_flg=False):
         """Scores (before softmax), shape (N, output_size); ``train_flg`` drives dropout and batch norm."""
-        for name, layer in self.layers.items():
-            x = layer.forward(x, train_flg) if name in self._train_flg_layers else layer.forward(x)
-        return x
+        def forward(name, layer, x):
+            return layer.forward(x, train_flg) if name in self._train_flg_layers else layer.forward(x)
+
+        return self._forward(x, forward)
 
     def gradient(self, x, t):
         """Gradients of ``loss(x, t)`` by backpropagation, keyed like ``params``."""
