@@ -54,7 +54,9 @@ T row_sum(const T* v, index_t n) {
 // ------------------------------------------------------------------------------------------------------
 // stride 1: padded image and gather tiles
 
-struct Shifted {
+// One stride-1 layer as the gather tiles see it: the padded image and the offsets of its output pixels and of
+// its taps in there.
+struct GatherGeom {
   index_t Hp, Wp;             // padded image
   index_t xp_size;            // C*Hp*Wp: every pixel + tap offset stays inside (OH + FH - 1 == Hp)
   std::vector<index_t> offs;  // (ckpad,): tap k = (c, fh, fw) at c*Hp*Wp + fh*Wp + fw; padding rows 0
@@ -64,8 +66,8 @@ struct Shifted {
 
 // rmr: the gather tile's rows; both lists are padded to a multiple of it (their padding rows read valid
 // memory and are discarded).
-Shifted make_shifted(const ConvGeom& g, int rmr) {
-  Shifted s;
+GatherGeom make_gather_geom(const ConvGeom& g, int rmr) {
+  GatherGeom s;
   s.Hp = g.H + 2 * g.pad;
   s.Wp = g.W + 2 * g.pad;
   s.xp_size = g.C * s.Hp * s.Wp;
@@ -85,7 +87,7 @@ Shifted make_shifted(const ConvGeom& g, int rmr) {
 
 // xp (C, Hp, Wp) <- image x (C, H, W) with zero borders.
 template <typename T>
-void pad_image(const T* x, const ConvGeom& g, const Shifted& s, T* xp) {
+void pad_image(const T* x, const ConvGeom& g, const GatherGeom& s, T* xp) {
   const index_t pad = g.pad, plane = s.Hp * s.Wp;
   for (index_t c = 0; c < g.C; ++c) {
     T* xc = xp + c * plane;
@@ -124,7 +126,7 @@ void pack_slivers_t(const Ukr<T>& u, const T* src, index_t FN, index_t P, T* dst
 // and each product is one the column matrix has, so inf / NaN propagate exactly as in im2col's GEMM.
 template <typename T>
 void conv_dw_rows_images(const Ukr<T>& u, const T* x, const T* dout, index_t n0, index_t n1, T* acc, bool first,
-                         const ConvGeom& g, const Shifted& s, index_t FN, int inner) {
+                         const ConvGeom& g, const GatherGeom& s, index_t FN, int inner) {
   const index_t xs = g.C * g.H * g.W, nr = u.rows_nr, fnpad = round_up(FN, nr), P = s.P;
   const index_t ckpad = static_cast<index_t>(s.offs.size()), ds = fnpad * P, ni = n1 - n0;
   T* xps = thread_workspace<T>(WS_CONV_COL, static_cast<std::size_t>(ni * s.xp_size));
@@ -147,8 +149,8 @@ void conv_dw_rows_images(const Ukr<T>& u, const T* x, const T* dout, index_t n0,
 // out_n (FN, OH, OW) = W @ col_n + b for one image, on the calling thread: out_n^T (ppad, fnpad) by gather
 // tiles (pixels x filters, B = W^T slivers), then transposed into place with the bias.
 template <typename T>
-void conv_forward_shifted_image(const Ukr<T>& u, const T* wt, const T* b, const T* xn, T* on, const ConvGeom& g,
-                                const Shifted& s, index_t FN, int inner, bool relu) {
+void conv_forward_gather_image(const Ukr<T>& u, const T* wt, const T* b, const T* xn, T* on, const ConvGeom& g,
+                                const GatherGeom& s, index_t FN, int inner, bool relu) {
   const index_t CK = s.CK, P = s.P, nr = u.rows_nr, fnpad = round_up(FN, nr), KC = gemm_kc<T>();
   const index_t ppad = static_cast<index_t>(s.pos.size());
   T* xp = thread_workspace<T>(WS_CONV_COL, static_cast<std::size_t>(s.xp_size));
@@ -211,10 +213,10 @@ void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g,
     // W^T (CK, fnpad) packed once per call as slivers of nr filters, shared read-only by every image
     Scratch<T> wt(static_cast<std::size_t>(round_up(FN, u.rows_nr) * CK));
     pack_slivers_t<T>(u, w, FN, CK, wt.data());
-    const Shifted s = make_shifted(g, u.rows_mr);
+    const GatherGeom s = make_gather_geom(g, u.rows_mr);
     const int inner = threads_inside_image(g.N, FN * CK * P, nthreads);
     auto image = [&](index_t n) {
-      conv_forward_shifted_image<T>(u, wt.data(), b, x + n * xs, out + n * FN * P, g, s, FN, inner, relu);
+      conv_forward_gather_image<T>(u, wt.data(), b, x + n * xs, out + n * FN * P, g, s, FN, inner, relu);
     };
     if (inner == 1) {
 #pragma omp parallel for schedule(dynamic, 2) num_threads(nthreads)
@@ -240,12 +242,12 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
                    int nthreads) {
   const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW, xs = g.C * g.H * g.W;
   const Ukr<T>& u = active_ukr<T>();
-  const bool shifted = g.stride == 1;
+  const bool gather = g.stride == 1;
 
   // dx, stride 1: dx[c, ih, iw] = sum_{f,i,j} W[f, c, FH-1-i, FW-1-j] * dout_pad[f, ih + i, iw + j] with
   // dout padded by FH-1-pad (FW-1-pad): a forward convolution with C filters. Square filters only (one pad
   // argument), and only when C fills at least half of the gather tile's filter sliver (C = 1, 3, 6: col2im).
-  const bool dx_by_conv = shifted && g.FH == g.FW && g.pad <= g.FH - 1 && round_up(g.C, u.rows_nr) <= 2 * g.C;
+  const bool dx_by_conv = gather && g.FH == g.FW && g.pad <= g.FH - 1 && round_up(g.C, u.rows_nr) <= 2 * g.C;
   // W^T (CK, FN) packed once for the dcol GEMMs: A(i=ck, k=f) = w[f*CK + ck]
   Scratch<T> wt_pack(dx_by_conv ? 0 : static_cast<std::size_t>(round_up(CK, u.mr) * FN));
   if (dx_by_conv) {
@@ -265,31 +267,31 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
   // in order, so the result does not depend on the thread count.
   const index_t S = std::min(g.N, CONV_GRAD_SLOTS);
   const index_t fnpad = round_up(FN, u.rows_nr), ckpad = round_up(CK, u.rows_mr);
-  const index_t pw = shifted ? ckpad * fnpad : FN * CK;  // one slot's partial dW: dW^T (shifted) or dW
+  const index_t pw = gather ? ckpad * fnpad : FN * CK;  // one slot's partial dW: dW^T (gather) or dW
   // (from the calling thread's workspace: kept across calls, not zeroed -- every slot overwrites its part)
   T* part_dw = thread_workspace<T>(WS_CONV_PART, static_cast<std::size_t>(S * (pw + FN)));
   T* part_db = part_dw + S * pw;
-  const Shifted s = shifted ? make_shifted(g, u.rows_mr) : Shifted{};
+  const GatherGeom s = gather ? make_gather_geom(g, u.rows_mr) : GatherGeom{};
   index_t dw_batch = 1;  // images per gather pass: their padded images and dout^T fit CONV_DW_BYTES
-  if (shifted) {
+  if (gather) {
     const index_t per_image = (s.xp_size + fnpad * P) * static_cast<index_t>(sizeof(T));
     dw_batch = std::max<index_t>(1, std::min<index_t>(CONV_DW_MAX_IMAGES, CONV_DW_BYTES / per_image));
   }
   const index_t npad = round_up(P, u.nr);
-  const int inner = shifted ? threads_inside_image(g.N, FN * CK * P, nthreads) : 1;
+  const int inner = gather ? threads_inside_image(g.N, FN * CK * P, nthreads) : 1;
   auto slot_work = [&](index_t slot) {
     T* gdw = part_dw + slot * pw;
     T* gdb = part_db + slot * FN;
     std::fill(gdb, gdb + FN, T(0));
     const index_t n0 = g.N * slot / S, n1 = g.N * (slot + 1) / S;
-    if (shifted)  // images in batches of dw_batch (fixed by the geometry): one gather pass per batch
+    if (gather)  // images in batches of dw_batch (fixed by the geometry): one gather pass per batch
       for (index_t b0 = n0; b0 < n1; b0 += dw_batch)
         conv_dw_rows_images<T>(u, x, dout, b0, std::min(n1, b0 + dw_batch), gdw, b0 == n0, g, s, FN, inner);
     for (index_t n = n0; n < n1; ++n) {
       const T* dn = dout + n * FN * P;  // (FN, P)
       const bool first = n == n0;
       for (index_t f = 0; f < FN; ++f) gdb[f] += row_sum(dn + f * P, P);
-      if (!shifted) {
+      if (!gather) {
         T* col = thread_workspace<T>(WS_CONV_COL, static_cast<std::size_t>(CK * P));
         im2col_image<T>(x + n * xs, g, col);
         // B(k=p, j=ck) = col[ck*P + p]
@@ -314,7 +316,7 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
   // add the slots in a fixed order (independent of the thread count)
   // (read in the slots' own layout, a row chunk at a time so the adds vectorise; dW^T is written back
   // transposed)
-  const index_t rows_out = shifted ? CK : FN, cols_out = shifted ? FN : CK, ld = shifted ? fnpad : CK;
+  const index_t rows_out = gather ? CK : FN, cols_out = gather ? FN : CK, ld = gather ? fnpad : CK;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (index_t r = 0; r < rows_out; ++r)
     for (index_t c0 = 0; c0 < cols_out; c0 += 64) {
@@ -327,7 +329,7 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
 #pragma omp simd
         for (index_t c = 0; c < nc; ++c) acc[c] += ps[c];
       }
-      for (index_t c = 0; c < nc; ++c) dw[shifted ? (c0 + c) * CK + r : r * CK + c0 + c] = acc[c];
+      for (index_t c = 0; c < nc; ++c) dw[gather ? (c0 + c) * CK + r : r * CK + c0 + c] = acc[c];
     }
   for (index_t f = 0; f < FN; ++f) {
     T acc = part_db[f];
