@@ -18,7 +18,9 @@ Before timing, gradients of every implementation are checked against the float64
 each DeepConvNet convolution's forward, dx, dW and db against torch. Then:
   1. training step and inference of both networks, batch --batch x 1x28x28;
   2. each DeepConvNet layer's forward and backward on the activations of a step (torch: F.conv2d, and
-     torch.autograd.grad for dx, dW and db, for the convolutions).
+     torch.autograd.grad for dx, dW and db, for the convolutions);
+  3. each Convolution + Relu pair's forward, fastconv fused (Convolution.forward_relu, what the networks run)
+     against the two layers' forwards one after the other, and torch's F.relu(F.conv2d(...)).
 torch and fastconv run with the same thread count (--threads, default all cores); the reference runs
 as the book's code does, on NumPy's BLAS with its default threads. Measurement blocks of the
 implementations alternate (--rounds blocks each, min of --repeat runs after a warm-up, a pause before each
@@ -274,6 +276,29 @@ def layer_rows(torch, net_fc, net_ref, x, args) -> list:
     return rows
 
 
+def fused_rows(torch, net_fc, x, args) -> list:
+    """Each Convolution + Relu pair's forward on the activations of one step: (layers, input shape, times)."""
+    rows = []
+    layers = net_layers(net_fc)
+    h = x.astype(np.float32)
+    for i, layer in enumerate(layers):
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        if type(layer).__name__ == "Convolution" and type(nxt).__name__ == "Relu":
+            fns = {"fused": lambda h=h, conv=layer, relu=nxt: conv.forward_relu(h, relu),
+                   "two calls": lambda h=h, conv=layer, relu=nxt: relu.forward(conv.forward(h))}
+            if torch is not None:
+                F = torch.nn.functional
+                for key, cl in ((T_NCHW, False), (T_CL, True)):
+                    xt, Wt, bt = (v.detach() for v in torch_conv_tensors(torch, layer, h, cl))
+                    s, p = layer.stride, layer.pad
+                    fns[key] = lambda xt=xt, Wt=Wt, bt=bt, s=s, p=p: F.relu(
+                        F.conv2d(xt, Wt, bt, stride=s, padding=p))
+            times = interleaved_best(fns, args.rounds, args.repeat)
+            rows.append((f"{i:2d}+{i + 1} Conv+Relu", h.shape, times))
+        h = layer.forward(h, False) if hasattr(layer, "dropout_ratio") else layer.forward(h)
+    return rows
+
+
 # ======================================================================================================
 # report
 
@@ -305,6 +330,22 @@ def print_layer_table(rows, batch, args):
         print(f"{name:16s} | {str(shape):18s} | {kind:4s} | {ms(times, 'fastconv')} | {ms(times, REF)} | "
               f"{ms(times, T_NCHW)} | {ms(times, T_CL)} | {ratio(times, REF, fc):>8s} | "
               f"{ratio(times, T_NCHW, fc):>10s} | {ratio(times, T_CL, fc):>13s}")
+
+
+def print_fused_table(rows, args):
+    print(f"\nConvolution + Relu forward (DeepConvNet), fastconv fused vs two calls vs torch float32, min of "
+          f"{args.repeat} x {args.rounds} blocks (ms; x = other's time / fused)")
+    print(f"{'layers':16s} | {'input':18s} | {'fused':>8s} | {'2 calls':>8s} | {'torch':>8s} | "
+          f"{'torch CL':>8s} | {'x vs 2 calls':>12s} | {'x vs torch':>10s} | {'x vs torch CL':>13s}")
+    for name, shape, times in rows:
+        fu = times["fused"]
+
+        def ms(key):
+            return f"{times[key] * 1e3:8.2f}" if key in times else f"{'-':>8s}"
+
+        print(f"{name:16s} | {str(shape):18s} | {ms('fused')} | {ms('two calls')} | {ms(T_NCHW)} | "
+              f"{ms(T_CL)} | {ratio(times, 'two calls', fu):>12s} | {ratio(times, T_NCHW, fu):>10s} | "
+              f"{ratio(times, T_CL, fu):>13s}")
 
 
 def main() -> None:
@@ -340,6 +381,7 @@ def main() -> None:
     if not args.no_layers:
         net_fc, net_ref = build(DeepConvNet, np.float32, None), build(DeepConvNet, np.float64, ref_layers)
         print_layer_table(layer_rows(torch, net_fc, net_ref, x, args), args.batch, args)
+        print_fused_table(fused_rows(torch, build(DeepConvNet, np.float32, None), x, args), args)
 
 
 if __name__ == "__main__":
