@@ -150,7 +150,7 @@ void conv_dw_rows_images(const Ukr<T>& u, const T* x, const T* dout, index_t n0,
 // tiles (pixels x filters, B = W^T slivers), then transposed into place with the bias.
 template <typename T>
 void conv_forward_gather_image(const Ukr<T>& u, const T* wt, const T* b, const T* xn, T* on, const ConvGeom& g,
-                                const GatherGeom& s, index_t FN, int inner, bool relu) {
+                               const GatherGeom& s, index_t FN, int inner, bool relu) {
   const index_t CK = s.CK, P = s.P, nr = u.rows_nr, fnpad = round_up(FN, nr), KC = gemm_kc<T>();
   const index_t ppad = static_cast<index_t>(s.pos.size());
   T* xp = thread_workspace<T>(WS_CONV_COL, static_cast<std::size_t>(s.xp_size));
