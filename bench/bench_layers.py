@@ -12,13 +12,15 @@ Implementations, all built from the same seed with the same weights:
                                memory_format=torch.channels_last. A training step is zero_grad + forward +
                                F.cross_entropy + backward (the book's gradient(): forward, softmax loss, backward;
                                no optimizer update on either side), dropout included for DeepConvNet; inference is
-                               model.eval() under torch.inference_mode(). torch does not compute the input's gradient
-                               (nothing asks for it); the book's first Convolution.backward does.
+                               model.eval() under torch.inference_mode(). Neither torch nor fastconv's networks compute
+                               the input's gradient (nothing asks for it; fastconv's first Convolution runs
+                               backward_params); the book's first Convolution.backward does.
 Before timing, gradients of every implementation are checked against the float64 reference (dropout off), and
 each DeepConvNet convolution's forward, dx, dW and db against torch. Then:
   1. training step and inference of both networks, batch --batch x 1x28x28;
   2. each DeepConvNet layer's forward and backward on the activations of a step (torch: F.conv2d, and
-     torch.autograd.grad for dx, dW and db, for the convolutions);
+     torch.autograd.grad for dx, dW and db, for the convolutions); "bwd*" is the first layer's backward as a
+     step runs it, dW and db only (the reference: the book's backward, dx included);
   3. each Convolution + Relu pair's forward, fastconv fused (Convolution.forward_relu, what the networks run)
      against the two layers' forwards one after the other, and torch's F.relu(F.conv2d(...)).
 torch and fastconv run with the same thread count (--threads, default all cores); the reference runs
@@ -253,7 +255,7 @@ def layer_rows(torch, net_fc, net_ref, x, args) -> list:
         if torch is not None and name == "Convolution":
             out_shape = fwd["fastconv"]().shape
             d_fc = np.random.default_rng(i).standard_normal(out_shape).astype(np.float32)
-            bwd_t = {}
+            bwd_t, bwd_t_params = {}, {}
             for key, cl in ((T_NCHW, False), (T_CL, True)):
                 xt, Wt, bt = torch_conv_tensors(torch, lf, in_fc, cl)
                 dt = torch_input(torch, d_fc, cl)
@@ -262,6 +264,8 @@ def layer_rows(torch, net_fc, net_ref, x, args) -> list:
                 y = fwd[key]()
                 bwd_t[key] = lambda y=y, xt=xt, Wt=Wt, bt=bt, dt=dt: torch.autograd.grad(
                     y, (xt, Wt, bt), grad_outputs=dt, retain_graph=True)
+                bwd_t_params[key] = lambda y=y, Wt=Wt, bt=bt, dt=dt: torch.autograd.grad(
+                    y, (Wt, bt), grad_outputs=dt, retain_graph=True)
         t_fwd = interleaved_best(fwd, args.rounds, args.repeat)
         h_fc, h_ref = fwd["fastconv"](), fwd[REF]()  # leaves each layer holding this forward's state
         if d_fc is None:
@@ -273,6 +277,11 @@ def layer_rows(torch, net_fc, net_ref, x, args) -> list:
         t_bwd = interleaved_best(bwd, args.rounds, args.repeat)
         rows.append((f"{i:2d} {name}", shape, "fwd", t_fwd))
         rows.append((f"{i:2d} {name}", shape, "bwd", t_bwd))
+        if i == 0 and name == "Convolution":  # what a step runs for the first layer: dW and db, no dx
+            bwd0 = {"fastconv": lambda: lf.backward_params(d_fc), REF: lambda: lr.backward(d_ref)}
+            if torch is not None:
+                bwd0.update(bwd_t_params)
+            rows.append((f"{i:2d} {name}", shape, "bwd*", interleaved_best(bwd0, args.rounds, args.repeat)))
     return rows
 
 

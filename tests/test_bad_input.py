@@ -859,6 +859,22 @@ RAW_CALLS = [
         r"^dW: shape",
     ),
     (
+        "conv_backward dx not an array",  # None means "no dx"; anything else must be the output array itself
+        lambda: _cpu.conv_backward_f64(
+            _c(1, 1, 5, 5), _c(1, 1, 3, 3), _c(1, 1, 3, 3), [[[[0.0] * 5] * 5]], _c(1, 1, 3, 3), _c(1), 1, 0
+        ),
+        TypeError,
+        r"^dx: expected a NumPy array or None",
+    ),
+    (
+        "conv_backward dx shape",
+        lambda: _cpu.conv_backward_f64(
+            _c(1, 1, 5, 5), _c(1, 1, 3, 3), _c(1, 1, 3, 3), _c(1, 1, 5, 4), _c(1, 1, 3, 3), _c(1), 1, 0
+        ),
+        ValueError,
+        r"^dx: shape",
+    ),
+    (
         "maxpool pad",
         lambda: _cpu.maxpool_forward_f64(
             _c(1, 1, 4, 4), _c(1, 1, 3, 3), _c(1, 1, 3, 3, dtype=np.int32), 2, 2, 1, 2

@@ -87,6 +87,25 @@ def test_convolution_forward_relu_leaves_both_layers_as_their_forwards(rng):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("case", CONV_CASES, ids=CONV_IDS)
+def test_conv_backward_without_dx_same_dw_db(rng, isa, dtype, case):
+    """need_dx=False (a network's first layer) skips the input gradient on every path (stride-1 forward
+    convolution of dout, col2im, im2col) and leaves dW and db bit for bit as with it."""
+    x, Wt, b, dout, stride, pad = conv_inputs(rng, case, dtype)
+    _, dW, db = ops.conv_backward(x, Wt, dout, stride, pad)
+    none, dW2, db2 = ops.conv_backward(x, Wt, dout, stride, pad, need_dx=False)
+    assert none is None
+    np.testing.assert_array_equal(_bits(dW2), _bits(dW), err_msg=f"{isa} {case} dW")
+    np.testing.assert_array_equal(_bits(db2), _bits(db), err_msg=f"{isa} {case} db")
+    layer, full = layers.Convolution(Wt, b, stride, pad), layers.Convolution(Wt, b, stride, pad)
+    layer.forward(x)
+    full.forward(x)
+    assert layer.backward_params(dout) is None
+    full.backward(dout)
+    np.testing.assert_array_equal(layer.dW, full.dW)
+    np.testing.assert_array_equal(layer.db, full.db)
+
+
 def test_convolution_reads_params_every_call(rng):
     """Optimizers update W in place and load_params rebinds it: the layer must not cache either."""
     x, Wt, b, dout, stride, pad = conv_inputs(rng, (2, 3, 7, 7, 4, 3, 3, 1, 1), np.float64)

@@ -797,3 +797,32 @@ def test_no_fusion_for_other_layer_modules(rng, monkeypatch):
     net = build(DeepConvNet, ref_layers, np.float64)
     x, t = mnist_batch(rng, n=2)
     assert np.isfinite(net.loss(x, t))
+
+
+@pytest.mark.parametrize("cls", ALL_IMAGE_NETS)
+def test_first_convolution_skips_input_gradient(rng, monkeypatch, cls):
+    """gradient() runs the first Convolution's backward without dx (backward_params) and its gradients are
+    bit for bit those of the full backward."""
+    x, t = mnist_batch(rng, n=3)
+    x = x.astype(np.float32)
+    calls = []
+    params_only = fc_layers.Convolution.backward_params
+
+    def counting(self, dout):
+        calls.append(self)
+        return params_only(self, dout)
+
+    def full(self, dout):
+        self.backward(dout)
+
+    grads = []
+    for skip in (True, False):
+        monkeypatch.setattr(fc_layers.Convolution, "backward_params", counting if skip else full)
+        net = build(cls, fc_layers, np.float32)
+        np.random.seed(3)
+        grads.append(net.gradient(x, t))
+        first = list(net.layers.values() if isinstance(net.layers, dict) else net.layers)[0]
+        if skip:
+            assert calls == [first]
+    for key in grads[1]:
+        np.testing.assert_array_equal(grads[0][key], grads[1][key], err_msg=key)

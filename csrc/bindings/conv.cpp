@@ -43,7 +43,7 @@ void conv_forward_py(py::array x, py::array w, py::array b, py::array out, std::
 }
 
 template <typename T>
-void conv_backward_py(py::array x, py::array w, py::array dout, py::array dx, py::array dw, py::array db,
+void conv_backward_py(py::array x, py::array w, py::array dout, py::object dx, py::array dw, py::array db,
                       std::int64_t stride, std::int64_t pad) {
   const std::int64_t N = dim(x, "x", 4, 0), C = dim(x, "x", 4, 1), H = dim(x, "x", 4, 2), W = dim(x, "x", 4, 3);
   const std::int64_t FN = dim(w, "W", 4, 0), FH = dim(w, "W", 4, 2), FW = dim(w, "W", 4, 3);
@@ -51,7 +51,14 @@ void conv_backward_py(py::array x, py::array w, py::array dout, py::array dx, py
   const T* px = in_ptr<T>(x, "x", {N, C, H, W});
   const T* pw = in_ptr<T>(w, "W", {FN, C, FH, FW});
   const T* pd = in_ptr<T>(dout, "dout", {N, FN, g.OH, g.OW});
-  T* pdx = out_ptr<T>(dx, "dx", {N, C, H, W});
+  py::array dxa;  // dx None: no input gradient
+  T* pdx = nullptr;
+  if (!dx.is_none()) {
+    // (no conversion: an array made from another object here would take the result and be dropped)
+    if (!py::isinstance<py::array>(dx)) throw py::type_error("dx: expected a NumPy array or None");
+    dxa = py::reinterpret_borrow<py::array>(dx);
+    pdx = out_ptr<T>(dxa, "dx", {N, C, H, W});
+  }
   T* pdw = out_ptr<T>(dw, "dW", {FN, C, FH, FW});
   T* pdb = out_ptr<T>(db, "db", {FN});
   py::gil_scoped_release nogil;
@@ -86,7 +93,8 @@ void bind_conv(py::module_& m) {
                  "out = conv2d(x, W) + b (cross-correlation, NCHW), ReLU'd in the same pass if relu.", py::arg("x"),
                  py::arg("W"), py::arg("b"), py::arg("out"), py::arg("stride"), py::arg("pad"),
                  py::arg("relu") = false);
-  FC_DEF_F32_F64(m, "conv_backward", conv_backward_py, "dx, dW, db of conv_forward, written into dx, dW, db.",
+  FC_DEF_F32_F64(m, "conv_backward", conv_backward_py,
+                 "dx, dW, db of conv_forward, written into dx, dW, db (dx None: dW and db only).",
                  py::arg("x"), py::arg("W"), py::arg("dout"), py::arg("dx"), py::arg("dW"), py::arg("db"),
                  py::arg("stride"), py::arg("pad"));
 }

@@ -242,14 +242,16 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
                    int nthreads) {
   const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW, xs = g.C * g.H * g.W;
   const Ukr<T>& u = active_ukr<T>();
-  const bool gather = g.stride == 1;
+  const bool gather = g.stride == 1, want_dx = dx != nullptr;
 
   // dx, stride 1: dx[c, ih, iw] = sum_{f,i,j} W[f, c, FH-1-i, FW-1-j] * dout_pad[f, ih + i, iw + j] with
   // dout padded by FH-1-pad (FW-1-pad): a forward convolution with C filters. Square filters only (one pad
   // argument), and only when C fills at least half of the gather tile's filter sliver (C = 1, 3, 6: col2im).
-  const bool dx_by_conv = gather && g.FH == g.FW && g.pad <= g.FH - 1 && round_up(g.C, u.rows_nr) <= 2 * g.C;
+  const bool dx_by_conv =
+      want_dx && gather && g.FH == g.FW && g.pad <= g.FH - 1 && round_up(g.C, u.rows_nr) <= 2 * g.C;
+  const bool dx_by_col2im = want_dx && !dx_by_conv;
   // W^T (CK, FN) packed once for the dcol GEMMs: A(i=ck, k=f) = w[f*CK + ck]
-  Scratch<T> wt_pack(dx_by_conv ? 0 : static_cast<std::size_t>(round_up(CK, u.mr) * FN));
+  Scratch<T> wt_pack(dx_by_col2im ? static_cast<std::size_t>(round_up(CK, u.mr) * FN) : 0);
   if (dx_by_conv) {
     Scratch<T> wflip(static_cast<std::size_t>(FN * CK)), zero(static_cast<std::size_t>(g.C), true);
     const index_t KK = g.FH * g.FW;
@@ -258,7 +260,7 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
         for (index_t k = 0; k < KK; ++k) wflip[(c * FN + f) * KK + (KK - 1 - k)] = w[(f * g.C + c) * KK + k];
     const ConvGeom gt = make_geom(g.N, FN, g.OH, g.OW, g.FH, g.FW, 1, g.FH - 1 - g.pad);  // gt.OH == H
     conv_forward<T>(dout, wflip.data(), zero.data(), dx, gt, g.C, nthreads);
-  } else {
+  } else if (dx_by_col2im) {
     pack_a_full<T>(u, CK, FN, w, 1, CK, wt_pack.data());
   }
 
@@ -297,7 +299,7 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
         // B(k=p, j=ck) = col[ck*P + p]
         gemm_serial<T>(FN, CK, P, T(1), dn, P, 1, col, 1, P, first ? T(0) : T(1), gdw, CK);
       }
-      if (dx_by_conv) continue;
+      if (!dx_by_col2im) continue;
       // dcol (CK, P) = W^T @ dout_n, then dx_n = col2im(dcol)
       T* bpack = thread_workspace<T>(WS_CONV_BPACK, static_cast<std::size_t>(npad * FN));
       T* dcol = thread_workspace<T>(WS_CONV_DCOL, static_cast<std::size_t>(CK * P));

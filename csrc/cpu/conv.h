@@ -12,7 +12,8 @@ template <typename T>
 void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g, index_t FN, int nthreads,
                   bool relu = false);
 
-// dx (N, C, H, W), dw (FN, C, FH, FW), db (FN,) are overwritten.
+// dx (N, C, H, W), dw (FN, C, FH, FW), db (FN,) are overwritten; dx == nullptr skips the input gradient (a
+// network's first layer: nothing reads it).
 template <typename T>
 void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, const ConvGeom& g, index_t FN,
                    int nthreads);

@@ -230,6 +230,12 @@ class Convolution:
         dx, self.dW, self.db = ops.conv_backward(self.x, self.W, dout, self.stride, self.pad)
         return dx
 
+    def backward_params(self, dout):
+        """``backward(dout)`` without the input gradient: sets ``dW`` and ``db`` (the same bits) and returns
+        None. The networks in ``fastconv.models`` call it for a Convolution that is their first layer, whose
+        input gradient nothing reads."""
+        _, self.dW, self.db = ops.conv_backward(self.x, self.W, dout, self.stride, self.pad, need_dx=False)
+
 
 class Pooling:
     """Max pooling over pool_h x pool_w windows; the output size accounts for ``pad`` (padding never wins)."""

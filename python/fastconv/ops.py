@@ -337,14 +337,18 @@ def conv_forward(x, W, b, stride: int = 1, pad: int = 0, *, relu: bool = False) 
     return out
 
 
-def conv_backward(x, W, dout, stride: int = 1, pad: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gradients (dx, dW, db) of :func:`conv_forward` given ``dout`` (N, FN, OH, OW)."""
+def conv_backward(x, W, dout, stride: int = 1, pad: int = 0, *,
+                  need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """Gradients (dx, dW, db) of :func:`conv_forward` given ``dout`` (N, FN, OH, OW).
+
+    With ``need_dx=False`` the input gradient is not computed (``dx`` is None); dW and db are the same bits.
+    """
     dtype, arr = _floats(x=x, W=W, dout=dout)
     x, W, dout = arr["x"], arr["W"], arr["dout"]
     stride, pad = _conv_args(stride, pad)
     OH, OW = _conv_shapes(x, W, stride, pad)
     _same_shape(dout, "dout", (x.shape[0], W.shape[0], OH, OW), "the shape of the forward output")
-    dx = np.empty(x.shape, dtype=dtype)
+    dx = np.empty(x.shape, dtype=dtype) if need_dx else None
     dW = np.empty(W.shape, dtype=dtype)
     db = np.empty((W.shape[0],), dtype=dtype)
     _kernel("conv_backward", dtype)(_c(x, dtype), _c(W, dtype), _c(dout, dtype), dx, dW, db, stride, pad)

@@ -65,10 +65,17 @@ class _Net:
         return x
 
     def _backprop(self, dout):
-        """Runs ``dout`` back through ``self.layers`` (a dict or a list) in reverse order."""
-        layers = self.layers.values() if isinstance(self.layers, dict) else self.layers
-        for layer in reversed(list(layers)):
-            dout = layer.backward(dout)
+        """Runs ``dout`` back through ``self.layers`` (a dict or a list) in reverse order. A fastconv
+        Convolution as the first layer computes only its dW and db (:meth:`fastconv.layers.Convolution.
+        backward_params`): the gradient of the network's input is not a parameter's, and nothing reads it."""
+        from .. import layers as fc_layers
+
+        layers = list(self.layers.values() if isinstance(self.layers, dict) else self.layers)
+        for i in range(len(layers) - 1, -1, -1):
+            if i == 0 and type(layers[0]) is fc_layers.Convolution:
+                layers[0].backward_params(dout)
+                return None
+            dout = layers[i].backward(dout)
         return dout
 
     def _buffers(self) -> dict:
