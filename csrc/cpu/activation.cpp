@@ -27,7 +27,7 @@ void relu_forward(const T* x, T* out, std::int64_t n) {
   // Written as (x <= 0) ? 0 : x rather than max(x, 0): NaN fails the test and passes through, as with the
   // book's out[x <= 0] = 0, and -0.0 becomes +0.0.
 #pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
-  for (std::int64_t i = 0; i < n; ++i) out[i] = (x[i] <= T(0)) ? T(0) : x[i];
+  for (std::int64_t i = 0; i < n; ++i) out[i] = relu_value(x[i]);
 }
 
 template <typename T>

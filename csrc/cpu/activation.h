@@ -5,7 +5,14 @@
 
 namespace fastconv::cpu {
 
-// out = (x <= 0) ? 0 : x  (NaN passes through, -0.0 becomes +0.0)
+// The ReLU of one value as every ReLU here computes it (relu_forward, and the one fused into the convolution's
+// write-back): (v <= 0) ? 0 : v, so NaN passes through and -0.0 becomes +0.0.
+template <typename T>
+inline T relu_value(T v) {
+  return v <= T(0) ? T(0) : v;
+}
+
+// out = relu_value(x) elementwise
 template <typename T>
 void relu_forward(const T* x, T* out, std::int64_t n);
 

@@ -29,6 +29,7 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu/activation.h"
 #include "cpu/gemm/config.h"
 #include "cpu/im2col.h"
 #include "cpu/workspace.h"
@@ -195,8 +196,8 @@ void conv_forward_im2col_image(const Ukr<T>& u, const T* apack, const T* b, cons
   im2col_image_packed<T>(xn, g, u.nr, gemm_kc<T>(), row, bpack);
   for (index_t f = 0; f < FN; ++f) std::fill(on + f * P, on + (f + 1) * P, b[f]);
   gemm_prepacked<T>(u, FN, P, CK, T(1), apack, bpack, T(1), on, P);
-  if (relu)  // while the image's output is in cache; the test of relu_forward
-    for (index_t i = 0; i < FN * P; ++i) on[i] = on[i] <= T(0) ? T(0) : on[i];
+  if (relu)  // while the image's output is in cache
+    for (index_t i = 0; i < FN * P; ++i) on[i] = relu_value(on[i]);
 }
 
 }  // namespace

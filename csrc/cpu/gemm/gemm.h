@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "cpu/activation.h"
+
 namespace fastconv::cpu {
 
 using index_t = std::int64_t;
@@ -53,7 +55,7 @@ void transpose_bias_ref(const T* src, index_t lds, index_t rows, index_t cols, c
       const T bj = bias ? bias[j] : T(0);
       for (index_t i = i0; i < i1; ++i) {
         const T v = src[i * lds + j] + bj;
-        dst[j * ldd + i] = relu && v <= T(0) ? T(0) : v;
+        dst[j * ldd + i] = relu ? relu_value(v) : v;
       }
     }
 }

@@ -172,7 +172,7 @@ void transpose_bias(const T* src, index_t lds, index_t rows, index_t cols, const
         }
         for (int j = 0; j < 8; ++j) {
           __m256 v = bias ? _mm256_add_ps(t[j], _mm256_set1_ps(bias[j0 + j])) : t[j];
-          // ReLU as relu_forward: v <= 0 (false for NaN, which passes) becomes +0
+          // relu_value (activation.h) on 8 lanes: v <= 0 (false for NaN, which passes) becomes +0
           if (relu) v = _mm256_andnot_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LE_OQ), v);
           _mm256_storeu_ps(dst + (j0 + j) * ldd + i0, v);
         }
