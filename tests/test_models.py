@@ -47,9 +47,12 @@ def mnist_batch(rng, n=6, shape=(1, 28, 28)):
     return rng.random((n, *shape)), rng.integers(0, 10, size=n)
 
 
+def layer_list(net):
+    return list(net.layers.values() if isinstance(net.layers, dict) else net.layers)
+
+
 def dropouts(net):
-    layers = net.layers.values() if isinstance(net.layers, dict) else net.layers
-    return [layer for layer in layers if hasattr(layer, "dropout_ratio")]
+    return [layer for layer in layer_list(net) if hasattr(layer, "dropout_ratio")]
 
 
 def share_dropout_masks(fc_net, ref_net, monkeypatch, expect=2):
@@ -751,7 +754,7 @@ def test_load_params_checks(tmp_path):
 
 
 def conv_relu_pairs(net):
-    layers = list(net.layers.values() if isinstance(net.layers, dict) else net.layers)
+    layers = layer_list(net)
     conv, relu = fc_layers.Convolution, fc_layers.Relu
     return sum(type(a) is conv and type(b) is relu for a, b in zip(layers, layers[1:]))
 
@@ -776,8 +779,7 @@ def test_conv_relu_fusion_same_bits_as_layer_by_layer(rng, monkeypatch, cls):
         net = build(cls, fc_layers, np.float32)
         np.random.seed(7)  # the same dropout masks in both runs
         loss, grads = net.loss(x, t), net.gradient(x, t)
-        masks = [layer.mask for layer in (net.layers.values() if isinstance(net.layers, dict) else net.layers)
-                 if type(layer) is fc_layers.Relu]
+        masks = [layer.mask for layer in layer_list(net) if type(layer) is fc_layers.Relu]
         runs.append((loss, grads, net.predict(x), masks))
     pairs = conv_relu_pairs(build(cls, fc_layers, np.float32))
     assert pairs > 0 and len(calls) == 3 * pairs  # loss, gradient, predict
@@ -821,7 +823,7 @@ def test_first_convolution_skips_input_gradient(rng, monkeypatch, cls):
         net = build(cls, fc_layers, np.float32)
         np.random.seed(3)
         grads.append(net.gradient(x, t))
-        first = list(net.layers.values() if isinstance(net.layers, dict) else net.layers)[0]
+        first = layer_list(net)[0]
         if skip:
             assert calls == [first]
     for key in grads[1]:

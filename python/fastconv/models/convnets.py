@@ -44,6 +44,10 @@ class _Net:
             acc += np.sum(y == tt)
         return acc / x.shape[0]
 
+    def _layer_items(self) -> list:
+        """(key, layer) for each layer in order: the keys of a dict of layers, the indices of a list."""
+        return list(self.layers.items() if isinstance(self.layers, dict) else enumerate(self.layers))
+
     def _forward(self, x, forward):
         """Runs ``x`` through ``self.layers`` (a dict or a list) in order, ``forward(key, layer, x)`` for each,
         except that a fastconv Convolution directly followed by a fastconv Relu runs as one pass
@@ -51,7 +55,7 @@ class _Net:
         memory fewer). Layers of other modules (``layers=``) run one by one."""
         from .. import layers as fc_layers
 
-        items = list(self.layers.items() if isinstance(self.layers, dict) else enumerate(self.layers))
+        items = self._layer_items()
         i = 0
         while i < len(items):
             key, layer = items[i]
@@ -70,7 +74,7 @@ class _Net:
         backward_params`): the gradient of the network's input is not a parameter's, and nothing reads it."""
         from .. import layers as fc_layers
 
-        layers = list(self.layers.values() if isinstance(self.layers, dict) else self.layers)
+        layers = [layer for _, layer in self._layer_items()]
         for i in range(len(layers) - 1, -1, -1):
             if i == 0 and type(layers[0]) is fc_layers.Convolution:
                 layers[0].backward_params(dout)
