@@ -49,8 +49,8 @@ class _Net:
         return list(self.layers.items() if isinstance(self.layers, dict) else enumerate(self.layers))
 
     def _forward(self, x, forward):
-        """Runs ``x`` through ``self.layers`` (a dict or a list) in order, ``forward(key, layer, x)`` for each,
-        except that a fastconv Convolution directly followed by a fastconv Relu runs as one pass
+        """Runs ``x`` through ``self.layers`` (a dict or a list) in order, ``forward(key, layer, x)`` for
+        each, except that a fastconv Convolution directly followed by a fastconv Relu runs as one pass
         (:meth:`fastconv.layers.Convolution.forward_relu`: the same numbers and layer state, one pass over
         memory fewer). Layers of other modules (``layers=``) run one by one."""
         from .. import layers as fc_layers
