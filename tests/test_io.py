@@ -156,9 +156,9 @@ def test_load_errors(tmp_path):
         fio.load_params(tmp_path / "p.txt")
     with pytest.raises(FileNotFoundError):
         fio.load_params(tmp_path / "absent.npz")
-    # an .npz holding an object array needs pickle: refused by allow_pickle=False
+    # an .npz holding an object array needs pickle: refused from its header
     np.savez(tmp_path / "obj.npz", a=np.array([{}, 1], dtype=object))
-    with pytest.raises(ValueError, match="allow_pickle"):
+    with pytest.raises(ValueError, match=r"obj\.npz: member 'a\.npy': dtype object: object arrays are not admitted"):
         fio.load_params(tmp_path / "obj.npz")
     # a bare .npy under an .npz name
     with open(tmp_path / "single.npz", "wb") as f:
@@ -168,7 +168,7 @@ def test_load_errors(tmp_path):
     # a pickle under an .npz name is not unpickled
     with open(tmp_path / "pickled.npz", "wb") as f:
         pickle.dump({"a": np.zeros(2)}, f)
-    with pytest.raises(ValueError, match="allow_pickle"):
+    with pytest.raises(ValueError, match=r"pickled\.npz: not a readable \.npz archive \(BadZipFile"):
         fio.load_params(tmp_path / "pickled.npz")
 
 

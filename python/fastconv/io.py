@@ -4,24 +4,24 @@
 directory, flushes and fsyncs it and renames it over the target (``os.replace``), so a reader sees either
 the old file or the complete new one, and a failed write leaves the old file intact and no temporary file.
 
-``load_params`` reads ``.npz`` with ``allow_pickle=False``, and ``.pkl`` / ``.pickle`` (the book's
-``pickle.dump(params, f)`` files such as ``deep_convnet_params.pkl``) through :class:`SafeUnpickler`, which
-admits only the globals NumPy arrays, dtypes and scalars are rebuilt from and ``collections.OrderedDict``;
-any other global raises ``pickle.UnpicklingError`` naming it before anything is called.
+``load_params`` reads both formats as data (:mod:`fastconv._safeload`): ``.npz`` members are checked from
+their headers (plain numeric dtype, shape, size, the caller's expected shapes) before any is inflated, and
+``.pkl`` / ``.pickle`` files (the book's ``pickle.dump(params, f)``, e.g. ``deep_convnet_params.pkl``) are
+interpreted opcode by opcode without unpickling: NumPy's and pickle's object machinery never runs on a
+file's bytes. Every refusal is a :class:`ParamFileError` (a ``ValueError``) naming the file and the problem.
 """
 
 from __future__ import annotations
 
-import collections
-import io
 import os
-import pickle
 import tempfile
 from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["save_params", "load_params", "SafeUnpickler", "safe_pickle_load"]
+from ._safeload import MAX_PARAM_BYTES, ParamFileError, check_expected, read_npz, read_pickle
+
+__all__ = ["save_params", "load_params", "safe_pickle_load", "ParamFileError", "MAX_PARAM_BYTES"]
 
 NPZ_SUFFIXES = (".npz",)
 PICKLE_SUFFIXES = (".pkl", ".pickle")
@@ -29,82 +29,40 @@ _ZIP_MAGIC = b"PK\x03\x04"  # what every .npz starts with
 
 
 # ======================================================================================================
-# restricted unpickler
+# the book's pickles, read as data
 
 
-def _latin1_encode(obj, encoding="latin1"):
-    """What ``_codecs.encode`` does for protocol 0-2 pickles of bytes, restricted to latin-1 text."""
-    if not isinstance(obj, str) or encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError(
-            f"refused _codecs.encode({type(obj).__name__}, {encoding!r}): only latin1 text is admitted"
-        )
-    return obj.encode("latin1")
+def safe_pickle_load(file, max_bytes: int = MAX_PARAM_BYTES):
+    """Read a pickle of NumPy arrays, dtypes, scalars and plain containers, without unpickling it.
 
-
-def _numpy_globals() -> dict:
-    """(module, name) -> object for the NumPy functions and types an array / dtype / scalar pickle names."""
-    try:
-        from numpy._core import multiarray, numeric
-    except ImportError:  # NumPy 1.x
-        from numpy.core import multiarray, numeric
-    allowed = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        ("collections", "OrderedDict"): collections.OrderedDict,
-        ("_codecs", "encode"): _latin1_encode,
-    }
-    # NumPy 1.x writes numpy.core.*, NumPy 2.x numpy._core.*; either reads the other's files.
-    for pkg in ("numpy.core", "numpy._core"):
-        allowed[(f"{pkg}.multiarray", "_reconstruct")] = multiarray._reconstruct
-        allowed[(f"{pkg}.multiarray", "scalar")] = multiarray.scalar
-        # protocol 5 pickles of arrays rebuild them from a buffer
-        if hasattr(numeric, "_frombuffer"):
-            allowed[(f"{pkg}.numeric", "_frombuffer")] = numeric._frombuffer
-    return allowed
-
-
-_ALLOWED = None
-
-
-class SafeUnpickler(pickle.Unpickler):
-    """``pickle.Unpickler`` that resolves only NumPy's array/dtype/scalar globals and ``OrderedDict``.
-
-    Any other global (``os.system``, ``builtins.eval``, ``subprocess.Popen``, ...) raises
-    ``pickle.UnpicklingError`` naming it, so nothing outside that list can be called while loading.
-    """
-
-    def find_class(self, module, name):
-        global _ALLOWED
-        if _ALLOWED is None:
-            _ALLOWED = _numpy_globals()
-        try:
-            return _ALLOWED[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(
-                f"refused global {module}.{name}: parameter pickles may only contain NumPy arrays, "
-                "dtypes, scalars and dicts"
-            ) from None
-
-    def persistent_load(self, pid):
-        raise pickle.UnpicklingError(f"refused persistent id {pid!r}: not admitted in parameter pickles")
-
-
-def safe_pickle_load(file):
-    """Unpickle from a binary file object (or ``bytes``) with :class:`SafeUnpickler`.
+    The opcodes are interpreted by :func:`fastconv._safeload.read_pickle`, which admits only the globals
+    NumPy arrays, dtypes and scalars are pickled with (as names: nothing is called), builds every array
+    itself from a validated numeric dtype and a buffer of the exact size, and refuses anything else.
 
     Parameters
     ----------
     file : file object or bytes
         Opened in binary mode, or the pickle's bytes.
+    max_bytes : int
+        Refuse a pickle larger than this.
 
     Returns
     -------
     object
-        The unpickled object (built only from NumPy arrays, dtypes, scalars and plain containers).
+        The object the pickle describes.
+
+    Raises
+    ------
+    ParamFileError
+        (a ``ValueError`` and a ``pickle.UnpicklingError``) naming what was refused and where.
     """
     if isinstance(file, (bytes, bytearray, memoryview)):
-        file = io.BytesIO(file)
-    return SafeUnpickler(file).load()
+        data, where = bytes(file), "pickle"
+    else:
+        data, where = file.read(max_bytes + 1), getattr(file, "name", "pickle")
+    if len(data) > max_bytes:
+        raise ParamFileError(f"{where}: larger than max_bytes={max_bytes}")
+    return read_pickle(data, str(where), max_bytes)
 
 
 # ======================================================================================================
@@ -200,8 +158,8 @@ def _is_zip(path: str) -> bool:
         return False
 
 
-def load_params(path) -> dict:
-    """Read parameters from ``.npz`` (``allow_pickle=False``) or the book's ``.pkl`` (restricted unpickler).
+def load_params(path, *, expected=None, optional=(), max_bytes: int = MAX_PARAM_BYTES) -> dict:
+    """Read parameters from ``.npz`` or the book's ``.pkl``, as data only (no pickle, no code).
 
     Parameters
     ----------
@@ -209,36 +167,43 @@ def load_params(path) -> dict:
         A ``.npz`` archive written by :func:`save_params` / ``np.savez`` (recognised by its content, whatever
         the extension), or a ``.pkl`` / ``.pickle`` holding a dict of arrays (``pickle.dump(params, f)``, as
         the book's ``save_params`` writes).
+    expected : mapping of str -> shape, optional
+        The names and shapes the caller needs (a network's ``params``). Checked against every ``.npz``
+        member's header before any array is read; a missing, unexpected or misshapen entry is refused.
+    optional : iterable of str
+        Names of ``expected`` that may be absent (batch-norm running statistics).
+    max_bytes : int
+        Refuse a file whose arrays (``.npz``) or whose own size (``.pkl``) exceed this. Default 2 GiB.
 
     Returns
     -------
     dict of str -> ndarray
-        The arrays, in file order.
+        New writable arrays, in file order.
 
     Raises
     ------
-    pickle.UnpicklingError
-        The pickle names a global other than NumPy's array/dtype/scalar constructors or ``OrderedDict``.
-    ValueError
-        Unknown extension, or the file does not hold a dict of numeric arrays.
+    ParamFileError
+        (a ``ValueError``, and a ``pickle.UnpicklingError``) The file is malformed, holds anything but
+        plain bool / integer / float / complex arrays, names a refused global, exceeds a limit, or does not
+        match ``expected``. The message starts with the path.
     TypeError
-        ``path`` is not a path, or a pickled value is not an array.
+        ``path`` is not a path, or a pickled value is not an array / a name is not a str.
+    OSError
+        The file cannot be read.
     """
     path = _check_path(path)
     lower = path.lower()
     # save_params writes .npz content whatever the name, so a zip archive is read as .npz (never unpickled)
     if lower.endswith(NPZ_SUFFIXES) or _is_zip(path):
-        data = np.load(path, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ValueError(f"{path}: not an .npz archive (found a single {type(data).__name__})")
-        with data:
-            return {key: data[key] for key in data.files}
+        return read_npz(path, expected, optional, max_bytes)
     if lower.endswith(PICKLE_SUFFIXES):
         with open(path, "rb") as f:
-            obj = safe_pickle_load(f)
+            obj = safe_pickle_load(f, max_bytes)
         if not isinstance(obj, dict):
-            raise ValueError(f"{path}: expected a pickled dict of arrays, got {type(obj).__name__}")
-        return _check_params(obj, path)
+            raise ParamFileError(f"{path}: expected a pickled dict of arrays, got {type(obj).__name__}")
+        params = _check_params(obj, path)
+        check_expected({k: v.shape for k, v in params.items()}, expected, optional, path)
+        return params
     raise ValueError(
         f"path: unknown parameter file type {path!r}; expected one of "
         f"{', '.join(NPZ_SUFFIXES + PICKLE_SUFFIXES)}"

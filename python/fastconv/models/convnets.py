@@ -100,27 +100,18 @@ class _Net:
         """Read parameters with :func:`fastconv.io.load_params` (``.npz``, or the book's ``.pkl`` through a
         restricted unpickler), check their names and shapes, cast them to this network's dtype and rebind
         them in the layers."""
-        data = _io.load_params(file_name)
         buffers = self._buffers()
-        missing = sorted(set(self.params) - set(data))
-        if missing:
-            raise ValueError(f"{file_name}: missing parameters {missing}")
-        unexpected = sorted(set(data) - set(self.params) - set(buffers))
-        if unexpected:
-            raise ValueError(f"{file_name}: unexpected entries {unexpected} (this network has "
-                             f"{sorted(self.params)})")
+        # names and shapes are checked by the reader, from the .npz headers before any array is inflated
+        expected = {**{k: v.shape for k, v in self.params.items()},
+                    **{k: like.shape for k, (_, _, like) in buffers.items()}}
+        data = _io.load_params(file_name, expected=expected, optional=buffers)
         loaded = {}
         for key, current in self.params.items():
             value = data[key]
-            if value.shape != current.shape:
-                raise ValueError(f"{file_name}: {key} has shape {value.shape}, expected {current.shape}")
             if value.dtype.kind not in "fiu":
                 raise ValueError(f"{file_name}: {key} has dtype {value.dtype}, expected a real number type")
             # contiguous and writable: the optimizers update parameters in place
             loaded[key] = np.require(value, dtype=current.dtype, requirements=["C", "W"])
-        for key, (_, _, like) in buffers.items():
-            if key in data and data[key].shape != like.shape:
-                raise ValueError(f"{file_name}: {key} has shape {data[key].shape}, expected {like.shape}")
         self.params.update(loaded)
         self._bind_params()
         for key, (layer, attr, like) in buffers.items():
