@@ -1,9 +1,16 @@
 """fastconv.io: atomic .npz writes, .npz / book .pkl loads, and the restricted unpickler refusing code."""
 
 import collections
+import importlib.util
 import os
 import pickle
 import pickletools
+import subprocess
+import sys
+import time
+import tracemalloc
+import zipfile
+from pathlib import Path
 
 import fastconv.io as fio
 import numpy as np
@@ -297,3 +304,221 @@ def test_globals_matched_exactly():
     payload = b"cnumpy\nsystem\n(Vtrue\ntR."
     with pytest.raises(pickle.UnpicklingError, match=r"refused global numpy\.system"):
         fio.safe_pickle_load(payload)
+
+
+# ======================================================================================================
+# files from strangers: the book's real files, crafted pickles and archives, the fuzzing harness
+
+BOOK = Path(__file__).parent / "data" / "book"
+CORPUS = Path(__file__).parent / "data" / "fuzz_io"
+HARNESS = Path(__file__).parent / "fuzz_io.py"
+
+
+def _harness():
+    """tests/fuzz_io.py as a module (its generators build the crafted files below)."""
+    spec = importlib.util.spec_from_file_location("fuzz_io", HARNESS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ["deep_convnet_params.pkl", "sample_weight.pkl"])
+def test_book_published_files_bit_exact(name):
+    """The book's own published files load as a trusted pickle.load gives them, bit for bit and layout."""
+    path = BOOK / name
+    with open(path, "rb") as f:
+        want = pickle.load(f, encoding="latin1")  # the project's own copy: trusted
+    got = fio.load_params(path)
+    assert list(got) == list(want)
+    for key, value in want.items():
+        assert got[key].dtype == value.dtype and got[key].shape == value.shape, key
+        assert got[key].flags.f_contiguous == value.flags.f_contiguous, key
+        assert got[key].flags.writeable, key
+        assert got[key].tobytes(order="A") == value.tobytes(order="A"), key
+
+
+def test_book_deep_convnet_file_loads_into_the_network():
+    """fastconv's DeepConvNet takes the book's pretrained file as the book's network does."""
+    from fastconv.models import DeepConvNet
+
+    with open(BOOK / "deep_convnet_params.pkl", "rb") as f:
+        want = pickle.load(f)
+    net = DeepConvNet(dtype=np.float64)
+    net.load_params(BOOK / "deep_convnet_params.pkl")
+    for key, value in want.items():
+        assert net.params[key].tobytes() == value.tobytes(), key
+
+
+def _crafted_dtype_pickles():
+    """The issue's memory-corrupting dtype states, through each array constructor, protocols 2 and 5."""
+    try:
+        from numpy._core import multiarray, numeric
+    except ImportError:
+        from numpy.core import multiarray, numeric
+    R = _harness().R
+    states = {
+        "object field outside the item": ("V8", (3, "|", None, ("a",), {"a": (np.dtype("O"), 100000)}, 8, 1, 63)),
+        "negative field offset": ("V8", (3, "|", None, ("a",), {"a": (np.dtype("f8"), -16)}, 8, 1, 0)),
+        "object subarray": ("V8", (3, "|", (np.dtype("O"), (1000,)), None, None, 8, 1, 0)),
+        "has-objects flag cleared": ("O8", (3, "|", None, None, None, -1, -1, 0)),
+        "float64 spec, object flags": ("f8", (3, "<", None, None, None, -1, -1, 63)),
+        "float64 spec, fields": ("f8", (3, "<", None, ("a",), {"a": (np.dtype("O"), 0)}, -1, -1, 0)),
+    }
+    for what, (spec, state) in states.items():
+        dt = R(np.dtype, (spec, False, True), state)
+        for protocol in (2, 5):
+            yield f"{what}, _reconstruct, protocol {protocol}", pickle.dumps(
+                {"W1": R(multiarray._reconstruct, (np.ndarray, (0,), b"b"), (1, (2,), dt, False, [1, 2]))},
+                protocol=protocol)
+            yield f"{what}, scalar, protocol {protocol}", pickle.dumps(
+                {"W1": R(multiarray.scalar, (dt, b"\0" * 8))}, protocol=protocol)
+        yield f"{what}, _frombuffer, protocol 5", pickle.dumps(
+            {"W1": R(numeric._frombuffer, (pickle.PickleBuffer(bytearray(16)), dt, (2,), "C"))}, protocol=5)
+
+
+def test_crafted_dtype_states_refused(tmp_path):
+    """Each crafted file is refused with a ValueError naming the dtype, never loaded and never a crash."""
+    for what, data in _crafted_dtype_pickles():
+        path = tmp_path / "evil.pkl"
+        path.write_bytes(data)
+        with pytest.raises(ValueError, match=r"evil\.pkl: .*(dtype|state)") as info:
+            fio.load_params(path)
+        assert isinstance(info.value, pickle.UnpicklingError), what
+
+
+def test_crafted_files_do_not_crash_a_process(tmp_path):
+    """The same files in a fresh process through the CLI-facing loader: it exits normally (no SIGSEGV)."""
+    for i, (_, data) in enumerate(_crafted_dtype_pickles()):
+        (tmp_path / f"evil{i}.pkl").write_bytes(data)
+    code = ("import sys, fastconv.io as f\n"
+            "for p in sys.argv[1:]:\n"
+            "    try: f.load_params(p)\n"
+            "    except ValueError: pass\n"
+            "    else: raise SystemExit(p + ' loaded')\n")
+    files = sorted(str(p) for p in tmp_path.glob("evil*.pkl"))
+    run = subprocess.run([sys.executable, "-c", code, *files], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("kind", ["tuple key", "tuple value", "list value", "dict value", "marks"])
+def test_deep_nesting_refused(kind):
+    """Nesting a million deep (the C stack would overflow on hashing, repr or free) is refused early."""
+    n = 1_000_000
+    w = b"X\x01\x00\x00\x00W"
+    body = {"tuple key": b"N" + b"\x85" * n + b"N",
+            "tuple value": w + b"N" + b"\x85" * n,
+            # each APPEND / SETITEM puts the top container into the one below (100,000: the opcode cap
+            # would refuse a million before the depth check is reached)
+            "list value": w + b"]" * (n // 10) + b"a" * (n // 10 - 1),
+            "dict value": w + b"}N" * (n // 10) + b"}" + b"s" * (n // 10),
+            "marks": w + b"(" * n + b"N" + b"t" * n}[kind]
+    match = "too many open MARKs" if kind == "marks" else "nested deeper than 32"
+    with pytest.raises(ValueError, match=match):
+        fio.safe_pickle_load(b"\x80\x02}(" + body + b"u.")
+
+
+def test_reused_bytes_cannot_multiply_memory():
+    """One memoised 800 kB buffer referenced by 100 arrays would build 80 MB from a small file: refused."""
+    data = _harness()._amplify(b"\0" * 800_000, 100)
+    assert len(data) < 1_000_000
+    with pytest.raises(ValueError, match="builds more data than it holds"):
+        fio.safe_pickle_load(data)
+
+
+@pytest.mark.parametrize("payload, match", [
+    (b"\x80\x02cnumpy\nndarray\n.", "global ndarray used as a value"),
+    (b"\x80\x02]q\x00h\x00a.", "container put inside itself"),
+    (b"\x80\x05\x97.", r"NEXT_BUFFER \(out-of-band data\)"),
+    (b"\x80\x02U\x01a.", "Python 2 str"),
+    (b"\x80\x02\x8f.", r"EMPTY_SET \(sets\)"),
+    (b"\x80\x02K\x01K\x02.", "values left on the stack"),
+    (b"\x80\x02K\x01", "no STOP"),
+    (b"\x80\x04\x8e\xff\xff\xff\xff\xff\xff\xff\x7fab.", "truncated pickle"),
+])
+def test_pickle_opcodes_outside_the_subset_refused(payload, match):
+    with pytest.raises(ValueError, match=match):
+        fio.safe_pickle_load(payload)
+
+
+def test_mutating_a_nested_list_refused():
+    """A list placed in a tuple then grown through the memo could hide depth: refused."""
+    payload = b"\x80\x02]q\x00\x85q\x01h\x00K\x01a."
+    with pytest.raises(ValueError, match="changed after it was put inside another container"):
+        fio.safe_pickle_load(payload)
+
+
+def _zip(members, **kw):
+    return _harness().zip_bytes(members, **kw)
+
+
+def _npy(descr, shape, **kw):
+    return _harness().npy(descr, shape, **kw)
+
+
+def test_npz_duplicate_and_foreign_members_refused(tmp_path):
+    good = _npy("<f4", (2, 3))
+    cases = {
+        "dup": ([("W.npy", good), ("W.npy", _npy("<f8", (1,)))], r"duplicate members \['W\.npy'\]"),
+        "text": ([("W.npy", good), ("notes.txt", b"hello")], r"member 'notes\.txt' is not an \.npy array"),
+        "notnpy": ([("W.npy", b"hello, not an array")], r"member 'W\.npy': not \.npy data"),
+        "trailing": ([("W.npy", good + b"x")], r"zip directory says (\d+) bytes, the \.npy header (?!\1)\d+"),
+    }
+    for name, (members, match) in cases.items():
+        path = tmp_path / f"{name}.npz"
+        path.write_bytes(_zip(members))
+        with pytest.raises(ValueError, match=match):
+            fio.load_params(path)
+
+
+def test_npz_bomb_refused_before_inflating(tmp_path):
+    """A 1.3 MB archive whose member inflates to 1.25 GiB: refused from its header, nothing inflated."""
+    path = tmp_path / "bomb.npz"
+    n = (5 << 30) // 4 // 8
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf, zf.open("W.npy", "w", force_zip64=True) as f:
+        f.write(_npy("<f8", (n,), data=b""))
+        chunk = bytes(1 << 24)
+        for _ in range(n * 8 // len(chunk)):
+            f.write(chunk)
+    assert path.stat().st_size < 2_000_000
+    tracemalloc.start()
+    t = time.perf_counter()
+    with pytest.raises(ValueError, match=r"bomb\.npz: member 'W\.npy': an array of shape .* needs 1342177280 "
+                                         r"bytes, over the limit of 1073741824"):
+        fio.load_params(path)
+    elapsed, peak = time.perf_counter() - t, tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert elapsed < 1.0 and peak < 16 << 20, (elapsed, peak)
+
+
+def test_npz_expected_shapes_checked_before_inflating(tmp_path, monkeypatch):
+    from fastconv import _safeload
+
+    path = tmp_path / "p.npz"
+    fio.save_params({"W": np.zeros((3, 4)), "b": np.zeros(4)}, path)
+    monkeypatch.setattr(_safeload, "_read_member", lambda *a, **k: pytest.fail("inflated before checking"))
+    for expected, match in [({"W": (3, 5), "b": (4,)}, r"W has shape \(3, 4\), expected \(3, 5\)"),
+                            ({"W": (3, 4)}, r"unexpected entries \['b'\]"),
+                            ({"W": (3, 4), "b": (4,), "c": (1,)}, r"missing parameters \['c'\]")]:
+        with pytest.raises(ValueError, match=match):
+            fio.load_params(path, expected=expected)
+    with pytest.raises(ValueError, match="over the limit of 100"):
+        fio.load_params(path, max_bytes=100)
+
+
+def test_fuzz_harness_in_subprocess():
+    """>= 20,000 mutated real files and crafted inputs, plus the committed corpus, in a child process: no
+    crash, no hang, no exception but ValueError / TypeError. A crash names the input to replay."""
+    runs = [[str(HARNESS), "--count", "20000", "--seed", "2026"], [str(HARNESS), "--replay", str(CORPUS)]]
+    for args in runs:
+        try:
+            run = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600)
+        except subprocess.TimeoutExpired as exc:
+            last = (exc.stdout or b"").decode(errors="replace").strip().splitlines()[-1:]
+            pytest.fail(f"fuzz run {args} hung after {last}")
+        lines = run.stdout.strip().splitlines()
+        where = f"{args}: exit {run.returncode}, last lines {lines[-3:]}, stderr {run.stderr[-2000:]}"
+        assert run.returncode == 0, where
+        if "--count" in args:
+            assert lines[-1].startswith("20000 inputs") and lines[-1].endswith(" 0 failures"), where
+        else:
+            assert int(lines[-1].split()[0]) >= 100 and lines[-1].endswith(" 0 failures"), where

@@ -34,7 +34,7 @@ import numpy as np
 # ======================================================================================================
 # limits and errors
 
-MAX_PARAM_BYTES = 1 << 31  # default cap on a file's array data (2 GiB), and on a .pkl file's size
+MAX_PARAM_BYTES = 1 << 30  # default cap on a file's array data (1 GiB), and on a .pkl file's size
 MAX_OPCODES = 1_000_000  # a pickle of 1,000 arrays takes about 30,000
 MAX_DEPTH = 32  # nesting of tuples / lists / dicts; a parameter pickle needs 3
 MAX_NDIM = 32
@@ -86,13 +86,15 @@ def checked_shape(shape, where: str) -> tuple:
     return shape
 
 
-def array_nbytes(shape: tuple, dtype: np.dtype, limit: int, where: str) -> int:
-    """Bytes of an array of ``shape`` and ``dtype``, refused past ``limit`` (Python ints: no overflow)."""
+def array_nbytes(shape: tuple, dtype: np.dtype, limit: int, where: str, used: int = 0) -> int:
+    """Bytes of an array of ``shape`` and ``dtype``, refused when ``used`` plus them exceed ``limit``
+    (Python ints: no overflow)."""
     n = dtype.itemsize
     for d in shape:
         n *= d
-    if n > limit:
-        raise ParamFileError(f"{where}: an array of shape {shape} and dtype {dtype} needs {n} bytes, "
+    if used + n > limit:
+        before = f" after {used} bytes of arrays before it" if used else ""
+        raise ParamFileError(f"{where}: an array of shape {shape} and dtype {dtype} needs {n} bytes{before}, "
                              f"over the limit of {limit}")
     return n
 
@@ -217,7 +219,8 @@ class _PickleReader:
         self.data, self.where, self.pos = data, where, 0
         # bytes the interpreter may build (arrays, encoded strings): a legitimate file builds each array
         # once from bytes it holds, so twice its size bounds it; memo references cannot multiply it
-        self.budget = min(max_bytes, 2 * len(data) + (1 << 16))
+        self.budget = 2 * len(data) + (1 << 16)
+        self.max_bytes = max_bytes
         self.stack: list = []
         self.marks: list = []
         self.memo: dict = {}
@@ -409,7 +412,7 @@ class _PickleReader:
     def array(self, shape, dtype, fortran: bool, raw) -> np.ndarray:
         where = f"{self.where}: array"
         shape = checked_shape(shape, where)
-        n = array_nbytes(shape, dtype, self.budget, where)
+        n = array_nbytes(shape, dtype, self.max_bytes, where)
         if len(raw) != n:
             self.fail(f"array of shape {shape} and dtype {dtype} needs {n} bytes, the pickle gives {len(raw)}")
         self.spend(n)
@@ -817,21 +820,25 @@ def _npy_header(fp, where: str):
     return dtype, checked_shape(header["shape"], where), header["fortran_order"], len(magic) + len(raw) + n
 
 
-def read_npz(path: str, expected=None, optional=(), max_bytes: int = MAX_PARAM_BYTES) -> dict:
-    """Arrays of an ``.npz`` archive, every member's header checked before any member is inflated."""
-    with open(path, "rb") as f:
-        if f.read(len(_NPY_MAGIC)) == _NPY_MAGIC:
-            raise ParamFileError(f"{path}: not an .npz archive (found a single .npy array)")
-        f.seek(0)
-        try:
-            return _read_zip(f, path, expected, optional, max_bytes)
-        except ParamFileError:
-            raise
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError,
-                RuntimeError, struct.error, UnicodeDecodeError, OverflowError, ValueError, OSError) as exc:
-            # RuntimeError: an encrypted member; NotImplementedError: an unsupported compression method
-            raise ParamFileError(f"{path}: not a readable .npz archive ({type(exc).__name__}: {exc})") \
-                from None
+def read_npz(source, expected=None, optional=(), max_bytes: int = MAX_PARAM_BYTES, where=None) -> dict:
+    """Arrays of an ``.npz`` archive (a path or a seekable binary file), every member's header checked
+    before any member is inflated; refusals are :class:`ParamFileError` naming ``where`` (default: the path).
+    """
+    if isinstance(source, str) or hasattr(source, "__fspath__"):
+        with open(source, "rb") as f:
+            return read_npz(f, expected, optional, max_bytes, where or str(source))
+    where = where or str(getattr(source, "name", "npz"))
+    if source.read(len(_NPY_MAGIC)) == _NPY_MAGIC:
+        raise ParamFileError(f"{where}: not an .npz archive (found a single .npy array)")
+    source.seek(0)
+    try:
+        return _read_zip(source, where, expected, optional, max_bytes)
+    except ParamFileError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError,
+            RuntimeError, struct.error, UnicodeDecodeError, OverflowError, ValueError, OSError) as exc:
+        # RuntimeError: an encrypted member; NotImplementedError: an unsupported compression method
+        raise ParamFileError(f"{where}: not a readable .npz archive ({type(exc).__name__}: {exc})") from None
 
 
 def _read_zip(f, path, expected, optional, max_bytes) -> dict:
@@ -847,7 +854,7 @@ def _read_zip(f, path, expected, optional, max_bytes) -> dict:
                 raise ParamFileError(f"{where} is not an .npy array")
             with zf.open(info) as fp:
                 dtype, shape, fortran, head = _npy_header(fp, where)
-            nbytes = array_nbytes(shape, dtype, max_bytes - total, where)
+            nbytes = array_nbytes(shape, dtype, max_bytes, where, total)
             total += nbytes
             if info.file_size != head + nbytes:
                 raise ParamFileError(f"{where}: the zip directory says {info.file_size} bytes, the .npy "

@@ -173,7 +173,7 @@ def load_params(path, *, expected=None, optional=(), max_bytes: int = MAX_PARAM_
     optional : iterable of str
         Names of ``expected`` that may be absent (batch-norm running statistics).
     max_bytes : int
-        Refuse a file whose arrays (``.npz``) or whose own size (``.pkl``) exceed this. Default 2 GiB.
+        Refuse a file whose arrays (``.npz``) or whose own size (``.pkl``) exceed this. Default 1 GiB.
 
     Returns
     -------
