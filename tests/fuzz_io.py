@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Fuzzing harness for the parameter readers of fastconv.io (the book's .pkl and NumPy's .npz).
 
 Every input must either load as a dict of plain numeric arrays or be refused with a ValueError / TypeError;
@@ -300,6 +301,28 @@ def zip_bytes(members, method=0, flags=0, sizes=None, crc_ok=True) -> bytes:
     return bytes(out + central + end)
 
 
+def zip_bomb(header: bytes, zeros: int) -> bytes:
+    """A deflated member ``header + zeros`` null bytes: a full flush resets the compressor, so the stream of
+    one 16 MiB block of zeros is repeated as is, and a 1 GiB member takes about a megabyte and a second."""
+    block = 1 << 24
+    assert zeros % block == 0 and len(header) + zeros < 2**32
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    head = c.compress(header) + c.flush(zlib.Z_FULL_FLUSH)
+    body = c.compress(bytes(block)) + c.flush(zlib.Z_FULL_FLUSH)
+    stream = head + body * (zeros // block) + c.flush()
+    crc = zlib.crc32(header)
+    chunk = bytes(block)
+    for _ in range(zeros // block):
+        crc = zlib.crc32(chunk, crc)
+    name = b"W.npy"
+    size = len(header) + zeros
+    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0, crc, len(stream), size, len(name), 0)
+    central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0, crc, len(stream), size,
+                          len(name), 0, 0, 0, 0, 0, 0) + name
+    out = local + name + stream
+    return out + central + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(central), len(out), 0)
+
+
 def gen_npz(r: random.Random) -> bytes:
     good = npy("<f4", (2, 3))
     kind = r.randrange(10)
@@ -414,8 +437,10 @@ def write_seeds(directory) -> None:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "--atheris":
-        atheris_main([sys.argv[0]] + argv[1:])
+    # libFuzzer re-runs this script for -merge / -fork without --atheris: the environment carries the mode
+    if argv[:1] == ["--atheris"] or os.environ.get("FUZZ_IO_ATHERIS"):
+        os.environ["FUZZ_IO_ATHERIS"] = "1"
+        atheris_main([sys.argv[0]] + [a for a in argv if a != "--atheris"])
         return 0
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seed", type=int, default=0)
