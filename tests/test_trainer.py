@@ -661,6 +661,97 @@ def test_resume_mismatches_are_value_errors(tmp_path):
 
 
 # ======================================================================================================
+# durable checkpoints: one fsynced atomic writer
+
+
+def trained(directory, epochs=2, **kw):
+    """A trainer after ``epochs`` epochs with a checkpoint per epoch in ``directory`` (kept: all)."""
+    tr = make(n=40, mini_batch_size=10, epochs=epochs, checkpoint_dir=directory, keep_checkpoints=None, **kw)
+    tr.train()
+    return tr
+
+
+def test_every_written_file_is_fsynced_before_its_rename(tmp_path, monkeypatch):
+    """Checkpoint, history and curves: fsync of the file, then the rename, then fsync of the directory."""
+    import stat
+
+    tr = trained(tmp_path / "ck", epochs=1)
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", "dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"))
+        return real_fsync(fd)
+
+    def replace(src, dst, **kw):
+        events.append(("replace", os.path.basename(dst)))
+        return real_replace(src, dst, **kw)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    writes = [
+        ("epoch-0001.npz", lambda: tr.save_checkpoint()),
+        ("h.json", lambda: tr.save_history(tmp_path / "h.json")),
+    ]
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        writes.append(("c.png", lambda: tr.plot(tmp_path / "c.png")))
+    for name, write in writes:
+        events.clear()
+        write()
+        assert events == [("fsync", "file"), ("replace", name), ("fsync", "dir")], name
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, OSError])
+def test_a_write_killed_midway_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch, exc):
+    import errno
+
+    tr = trained(tmp_path, epochs=1)
+    path = tmp_path / "epoch-0001.npz"
+    old = path.read_bytes()
+
+    def savez(f, **arrays):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise (
+            KeyboardInterrupt
+            if exc is KeyboardInterrupt
+            else OSError(errno.ENOSPC, "No space left on device")
+        )
+
+    monkeypatch.setattr(np, "savez", savez)
+    with pytest.raises(exc) as info:
+        tr.save_checkpoint()
+    if exc is OSError:  # the error names the file that could not be written, for the CLI's message
+        assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
+    assert os.listdir(tmp_path) == ["epoch-0001.npz"] and path.read_bytes() == old
+    assert tr.last_checkpoint == str(path)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_respect_the_umask(tmp_path, umask, mode):
+    tr = make(epochs=1)
+    tr.train()
+    old = os.umask(umask)
+    try:
+        paths = [tr.save_checkpoint(tmp_path / "c.npz"), tmp_path / "h.json"]
+        tr.save_history(paths[1])
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            paths.append(tmp_path / "c.png")
+            tr.plot(paths[-1])
+    finally:
+        os.umask(old)
+    for p in paths:
+        assert oct(os.stat(p).st_mode & 0o777) == oct(mode), p
+
+
+# ======================================================================================================
 # progress display, history, curves
 
 

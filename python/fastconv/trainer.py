@@ -6,10 +6,12 @@ schedules (``'step'``, ``'cosine'``, any callable, optional linear warm-up), dat
 per epoch with exact resume, a progress bar (tqdm when importable, else a plain one), NaN/Inf detection
 (:class:`TrainingDiverged`), a JSON history and loss/accuracy curves.
 
-Checkpoints are single ``.npz`` files (``allow_pickle=False``) written atomically: parameters under
-``param/<key>``, optimizer state arrays under ``opt/<attr>/<key>``, NumPy's global RNG key under
-``np_random/keys`` and everything else (counters, histories, RNG states, optimizer scalars) as JSON in
-``__meta__``.
+Every file the Trainer writes (checkpoints, history, curves) goes through one writer,
+:func:`fastconv._atomic.atomic_write` (temporary file, fsync, rename, fsync of the directory), so a crash or a
+power loss leaves the old file or the complete new one. Checkpoints are single ``.npz`` files
+(``allow_pickle=False``): parameters under ``param/<key>``, optimizer state arrays under ``opt/<attr>/<key>``,
+NumPy's global RNG key under ``np_random/keys`` and everything else (counters, histories, RNG states,
+optimizer scalars) as JSON in ``__meta__``.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ import numbers
 import os
 import re
 import sys
-import tempfile
 import time
 
 import numpy as np
+
+from ._atomic import atomic_write
 
 __all__ = [
     "OPTIMIZER_KEYS",
@@ -316,21 +319,6 @@ class TrainingDiverged(RuntimeError):
 
 def _finite_or_none(values):
     return [float(v) if v is not None and math.isfinite(v) else None for v in values]
-
-
-def _atomic_write(path, write):
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it onto ``path``."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _augment_rng(augment):
@@ -845,7 +833,7 @@ class Trainer:
                 raise TypeError(f"extra: expected a dict, got {type(extra).__name__}")
             record.update(extra)
         text = json.dumps(record, indent=1, allow_nan=False) + "\n"
-        _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+        atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
     def plot(self, path):
         """Save the loss (per step) and accuracy (per epoch) curves as a PNG.
@@ -890,7 +878,7 @@ class Trainer:
         ax_acc.set_ylim(0, 1.0)
         ax_acc.legend(loc="lower right")
         fig.tight_layout()
-        _atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
 
     # --------------------------------------------------------------------------------------------------
     # checkpoints
@@ -985,7 +973,7 @@ class Trainer:
             },
         }
         arrays["__meta__"] = np.array(json.dumps(meta, allow_nan=True))
-        _atomic_write(path, lambda f: np.savez(f, **arrays))
+        atomic_write(path, lambda f: np.savez(f, **arrays))
         self.last_checkpoint = path
         if default and self.keep_checkpoints is not None:
             for _, old in _list_checkpoints(self.checkpoint_dir)[: -self.keep_checkpoints]:
