@@ -661,7 +661,7 @@ def test_resume_mismatches_are_value_errors(tmp_path):
 
 
 # ======================================================================================================
-# durable checkpoints: one fsynced atomic writer
+# durable checkpoints: one fsynced atomic writer, stale temporaries, resume past unreadable checkpoints
 
 
 def trained(directory, epochs=2, **kw):
@@ -703,6 +703,81 @@ def test_every_written_file_is_fsynced_before_its_rename(tmp_path, monkeypatch):
         events.clear()
         write()
         assert events == [("fsync", "file"), ("replace", name), ("fsync", "dir")], name
+
+
+def test_stale_temporaries_of_a_killed_checkpoint_write_are_removed_at_start(tmp_path):
+    stale = [".epoch-0002.npz.0123abcd.tmp", ".tmp-k3j_9xq2epoch-0001.npz"]  # this writer's, the old one's
+    kept = [
+        "notes.txt",
+        ".epoch-0002.npz.tmp",  # not the writer's pattern
+        ".epoch-0002.npz.0123ABCD.tmp",
+        ".params.npz.0123abcd.tmp",  # a temporary of another file than a checkpoint
+        ".tmp-k3j_9xq2notes.txt",
+        "epoch-0001.npz.0123abcd.tmp",
+    ]
+    for resume in (False, True):
+        for name in stale + kept:
+            (tmp_path / name).write_bytes(b"x")
+        make(n=40, mini_batch_size=10, epochs=1, checkpoint_dir=tmp_path, resume=resume)
+        assert sorted(os.listdir(tmp_path)) == sorted(kept), resume
+
+
+def damage(path, how):
+    data = path.read_bytes()
+    if how == "empty":  # what a power loss can leave of a file renamed before it reached the disk
+        path.write_bytes(b"")
+    elif how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "bitflip":  # a zip entry whose CRC no longer matches
+        middle = len(data) // 2
+        path.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :])
+    elif how == "garbage":
+        path.write_bytes(b"\x00" * 100)
+    else:  # an .npz, but not a checkpoint
+        np.savez(path, a=np.zeros(3))
+
+
+@pytest.mark.parametrize("how", ["empty", "truncated", "bitflip", "garbage", "foreign"])
+def test_resume_falls_back_to_the_newest_checkpoint_that_reads(tmp_path, how):
+    def trainer(epochs, directory, resume=False):
+        return make(
+            net=small_net(0),
+            n=40,
+            mini_batch_size=10,
+            epochs=epochs,
+            checkpoint_dir=directory,
+            keep_checkpoints=None,
+            resume=resume,
+            seed=11,
+            optimizer="Adam",
+            optimizer_param={"lr": 0.003},
+        )
+
+    np.random.seed(123)
+    straight = trainer(3, tmp_path / "a")
+    straight.train()
+    np.random.seed(123)
+    trainer(2, tmp_path / "b").train()
+    newest = tmp_path / "b" / "epoch-0002.npz"
+    damage(newest, how)
+    with pytest.warns(RuntimeWarning, match=r"skipped 1 newer checkpoint that cannot be read \(.*epoch-0002"):
+        resumed = trainer(3, tmp_path / "b", resume=True)
+    assert resumed.current_epoch == 1 and resumed.last_checkpoint == str(tmp_path / "b" / "epoch-0001.npz")
+    resumed.train()
+    assert_params_identical(straight.network.params, resumed.network.params)
+    assert straight.train_loss_list == resumed.train_loss_list
+
+
+def test_resume_fails_clearly_when_no_checkpoint_reads(tmp_path):
+    trained(tmp_path)
+    damage(tmp_path / "epoch-0001.npz", "truncated")
+    damage(tmp_path / "epoch-0002.npz", "empty")
+    with pytest.raises(
+        ValueError, match=r"resume: no checkpoint in .* can be read: .*epoch-0002.*epoch-0001"
+    ):
+        make(n=40, mini_batch_size=10, epochs=3, checkpoint_dir=tmp_path, resume=True)
+    with pytest.raises(ValueError, match="cannot read checkpoint"):
+        make(n=40, mini_batch_size=10, epochs=3).load_checkpoint(tmp_path / "epoch-0001.npz")
 
 
 @pytest.mark.parametrize("exc", [KeyboardInterrupt, OSError])
