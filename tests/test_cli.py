@@ -2,8 +2,11 @@
 subprocess), ``evaluate``, ``--resume``, divergence, and clear exit-code-2 errors for bad options, missing or
 corrupt data and parameter files that do not fit the model."""
 
+import errno
 import json
 import os
+import pickle
+import struct
 import subprocess
 import sys
 
@@ -248,6 +251,7 @@ def run_error(argv, capsys):
     out, err = capsys.readouterr()
     assert rc == 2, (out, err)
     assert "Traceback" not in err
+    assert len(err.splitlines()) == 1 and err.startswith("fastconv "), err  # one line, the CLI's own
     return err
 
 
@@ -296,7 +300,7 @@ def test_evaluate_errors(tmp_path, capsys, have_data):
     junk = tmp_path / "junk.npz"
     junk.write_text("not a zip file")
     err = run_error(["evaluate", "--model", "lenet", "--params", str(junk)], capsys)
-    assert "does not fit --model lenet" in err
+    assert f"fastconv evaluate: error: --params {junk}: " in err  # a file that cannot be read at all
     other = tmp_path / "other.npz"
     params = dict(fastconv.models.build("simpleconvnet", seed=0).params)
     params["W2"] = params["W2"][:-1]  # all names right, one shape wrong
@@ -336,3 +340,191 @@ def test_same_seed_same_parameters_with_dropout(tmp_path, capsys, have_data):
         strict_json(tmp_path / "a" / "history.json")["train_loss"]
         == strict_json(tmp_path / "b" / "history.json")["train_loss"]
     )
+
+
+# ------------------------------------------------------------------------------------------------------
+# parameter files that cannot be read: one line naming --params, never a traceback
+
+
+def _pickles(tmp_path):
+    marker = tmp_path / "pwned"
+    # os.system("touch <marker>") as a protocol-0 pickle: the restricted reader must refuse the global
+    evil = b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR."
+    whole = pickle.dumps({"W1": np.zeros((3, 3), np.float32)}, protocol=2)
+    return marker, {
+        "refused-global": evil,
+        "truncated": whole[: len(whole) // 2],
+        "empty": b"",
+        "non-array-value": pickle.dumps({"W1": [1.0, 2.0]}),
+        "not-a-dict": pickle.dumps([np.zeros(3)]),
+    }
+
+
+@pytest.mark.parametrize("case", ["refused-global", "truncated", "empty", "non-array-value", "not-a-dict"])
+def test_params_files_that_cannot_be_read(tmp_path, capsys, case):
+    marker, files = _pickles(tmp_path)
+    path = tmp_path / f"{case}.pkl"
+    path.write_bytes(files[case])
+    err = run_error(["evaluate", "--model", "lenet", "--params", str(path)], capsys)
+    assert err.startswith(f"fastconv evaluate: error: --params {path}: "), err
+    assert "does not fit" not in err  # the file is at fault, not the model
+    assert not marker.exists()
+
+
+# ------------------------------------------------------------------------------------------------------
+# images the model cannot take: refused before training, naming the data
+
+
+def _idx(path, array):
+    head = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(head + array.astype(np.uint8).tobytes())
+
+
+def _data_dir(tmp_path, n, h, w):
+    data = tmp_path / f"data-{n}-{h}x{w}"
+    data.mkdir()
+    for split in ("train", "t10k"):
+        _idx(data / f"{split}-images-idx3-ubyte", np.zeros((n, h, w)))
+        _idx(data / f"{split}-labels-idx1-ubyte", np.arange(n) % 10)
+    return data
+
+
+@pytest.mark.parametrize(
+    "n, h, w, needle",
+    [
+        (20, 0, 0, "the training images are 1x0x0 (zero-sized); --model lenet takes 1x28x28"),
+        (20, 28, 0, "the training images are 1x28x0 (zero-sized); --model lenet takes 1x28x28"),
+        (20, 10, 10, "the training images are 1x10x10; --model lenet takes 1x28x28"),
+        (0, 28, 28, "there are no training images"),
+    ],
+)
+def test_train_refuses_images_the_model_cannot_take(tmp_path, capsys, n, h, w, needle):
+    data = _data_dir(tmp_path, n, h, w)
+    argv = ["train", "--model", "lenet", "--data-dir", str(data), "--no-download", "--no-progress"]
+    err = run_error([*argv, "--epochs", "1", "--batch-size", "10", "--out", str(tmp_path / "r")], capsys)
+    assert err == f"fastconv train: error: --data-dir {data}: {needle}\n"
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("n, h, w, needle", [(20, 0, 0, "1x0x0 (zero-sized)"), (0, 28, 28, "no test images")])
+def test_evaluate_refuses_images_the_model_cannot_take(tmp_path, capsys, n, h, w, needle):
+    data = _data_dir(tmp_path, n, h, w)
+    params = tmp_path / "p.npz"
+    fastconv.models.build("lenet", seed=0).save_params(params)
+    argv = ["evaluate", "--model", "lenet", "--params", str(params), "--data-dir", str(data), "--no-download"]
+    err = run_error(argv, capsys)
+    assert err.startswith(f"fastconv evaluate: error: --data-dir {data}: ") and needle in err
+
+
+# ------------------------------------------------------------------------------------------------------
+# files that cannot be written (a full disk): one line naming the file, and nothing written before is lost
+
+
+class _FullDisk:
+    """A file object whose writes fail with ENOSPC once ``room`` bytes are written."""
+
+    def __init__(self, f, room=64):
+        self._f, self._room = f, room
+
+    def write(self, data):
+        data = bytes(data)
+        if len(data) > self._room:
+            self._f.write(data[: self._room])
+            self._room = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._room -= len(data)
+        return self._f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """``full_disk(name)``: from then on, the (temporary) file written for ``name`` hits a full disk."""
+    names, fds = [], set()
+    real_open, real_fdopen = os.open, os.fdopen
+
+    def fake_open(path, flags, mode=0o777, *, dir_fd=None):
+        fd = real_open(path, flags, mode, dir_fd=dir_fd)
+        if flags & os.O_CREAT and any(f".{name}." in os.path.basename(path) for name in names):
+            fds.add(fd)
+        return fd
+
+    def fake_fdopen(fd, *args, **kwargs):
+        f = real_fdopen(fd, *args, **kwargs)
+        return _FullDisk(f) if fd in fds else f
+
+    monkeypatch.setattr(os, "open", fake_open)
+    monkeypatch.setattr(os, "fdopen", fake_fdopen)
+    return names.append
+
+
+@pytest.mark.parametrize("target", ["epoch-0002.npz", "params.npz", "history.json", "curves.png"])
+def test_full_disk_while_writing(tmp_path, capsys, have_data, full_disk, target):
+    if target == "curves.png":
+        pytest.importorskip("matplotlib")
+    assert train(tmp_path) == 0
+    run = tmp_path / "run"
+    path = run / "checkpoints" / target if target.startswith("epoch") else run / target
+    first = run / "checkpoints" / "epoch-0001.npz"
+    before = path.read_bytes() if path.exists() else None
+    first_bytes = first.read_bytes()
+    capsys.readouterr()
+    full_disk(target)
+    err = run_error(["train", *QUICK, "--out", str(run), "--epochs", "2", "--resume"], capsys)
+    assert err.startswith(f"fastconv train: error: {path}: cannot write (No space left on device)"), err
+    if target.startswith("epoch"):
+        assert err.endswith(f"; last checkpoint: {first}\n") and not path.exists()
+    else:
+        assert path.read_bytes() == before  # the file of the first run, untouched
+    assert first.read_bytes() == first_bytes
+    left = [p.name for p in run.rglob("*")]
+    assert not [name for name in left if name.startswith(".")], left  # no temporary file left behind
+
+
+# ------------------------------------------------------------------------------------------------------
+# --resume past a checkpoint that a power loss left empty
+
+
+def test_resume_skips_an_unreadable_newest_checkpoint(tmp_path, capsys, have_data):
+    assert train(tmp_path, "--epochs", "2", out="straight") == 0
+    assert train(tmp_path, "--epochs", "2") == 0
+    checkpoints = tmp_path / "run" / "checkpoints"
+    (checkpoints / "epoch-0002.npz").write_bytes(b"")
+    (checkpoints / ".epoch-0002.npz.0123abcd.tmp").write_bytes(b"PK\x03\x04")  # a killed write's temporary
+    capsys.readouterr()
+    assert train(tmp_path, "--epochs", "2", "--resume") == 0
+    out, err = capsys.readouterr()
+    assert f"resumed from {checkpoints / 'epoch-0001.npz'} (epoch 1, iteration 4)" in out
+    assert err.startswith(
+        f"fastconv train: warning: resume: skipped 1 newer checkpoint that cannot be read "
+        f"({checkpoints / 'epoch-0002.npz'}: cannot read checkpoint"
+    )
+    assert len(err.splitlines()) == 1
+    assert sorted(os.listdir(checkpoints)) == ["epoch-0001.npz", "epoch-0002.npz"]
+    with np.load(tmp_path / "straight" / "params.npz") as a, np.load(tmp_path / "run" / "params.npz") as b:
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_resume_with_no_readable_checkpoint_exits_2(tmp_path, capsys, have_data):
+    assert train(tmp_path) == 0
+    checkpoints = tmp_path / "run" / "checkpoints"
+    (checkpoints / "epoch-0001.npz").write_bytes(b"")
+    capsys.readouterr()
+    err = run_error(["train", *QUICK, "--out", str(tmp_path / "run"), "--epochs", "2", "--resume"], capsys)
+    assert err.startswith(f"fastconv train: error: resume: no checkpoint in {checkpoints} can be read: ")
+
+
+def test_checkpoint_directory_that_cannot_be_made(tmp_path, capsys, have_data):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoints").write_text("a file where the directory should be")
+    err = run_error(["train", *QUICK, "--out", str(tmp_path / "run")], capsys)
+    assert err.startswith(f"fastconv train: error: {tmp_path / 'run' / 'checkpoints'}: ")

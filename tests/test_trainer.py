@@ -661,6 +661,172 @@ def test_resume_mismatches_are_value_errors(tmp_path):
 
 
 # ======================================================================================================
+# durable checkpoints: one fsynced atomic writer, stale temporaries, resume past unreadable checkpoints
+
+
+def trained(directory, epochs=2, **kw):
+    """A trainer after ``epochs`` epochs with a checkpoint per epoch in ``directory`` (kept: all)."""
+    tr = make(n=40, mini_batch_size=10, epochs=epochs, checkpoint_dir=directory, keep_checkpoints=None, **kw)
+    tr.train()
+    return tr
+
+
+def test_every_written_file_is_fsynced_before_its_rename(tmp_path, monkeypatch):
+    """Checkpoint, history and curves: fsync of the file, then the rename, then fsync of the directory."""
+    import stat
+
+    tr = trained(tmp_path / "ck", epochs=1)
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", "dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"))
+        return real_fsync(fd)
+
+    def replace(src, dst, **kw):
+        events.append(("replace", os.path.basename(dst)))
+        return real_replace(src, dst, **kw)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    writes = [
+        ("epoch-0001.npz", lambda: tr.save_checkpoint()),
+        ("h.json", lambda: tr.save_history(tmp_path / "h.json")),
+    ]
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        writes.append(("c.png", lambda: tr.plot(tmp_path / "c.png")))
+    for name, write in writes:
+        events.clear()
+        write()
+        assert events == [("fsync", "file"), ("replace", name), ("fsync", "dir")], name
+
+
+def test_stale_temporaries_of_a_killed_checkpoint_write_are_removed_at_start(tmp_path):
+    stale = [".epoch-0002.npz.0123abcd.tmp", ".tmp-k3j_9xq2epoch-0001.npz"]  # this writer's, the old one's
+    kept = [
+        "notes.txt",
+        ".epoch-0002.npz.tmp",  # not the writer's pattern
+        ".epoch-0002.npz.0123ABCD.tmp",
+        ".params.npz.0123abcd.tmp",  # a temporary of another file than a checkpoint
+        ".tmp-k3j_9xq2notes.txt",
+        "epoch-0001.npz.0123abcd.tmp",
+    ]
+    for resume in (False, True):
+        for name in stale + kept:
+            (tmp_path / name).write_bytes(b"x")
+        make(n=40, mini_batch_size=10, epochs=1, checkpoint_dir=tmp_path, resume=resume)
+        assert sorted(os.listdir(tmp_path)) == sorted(kept), resume
+
+
+def damage(path, how):
+    data = path.read_bytes()
+    if how == "empty":  # what a power loss can leave of a file renamed before it reached the disk
+        path.write_bytes(b"")
+    elif how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "bitflip":  # a zip entry whose CRC no longer matches
+        middle = len(data) // 2
+        path.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :])
+    elif how == "garbage":
+        path.write_bytes(b"\x00" * 100)
+    else:  # an .npz, but not a checkpoint
+        np.savez(path, a=np.zeros(3))
+
+
+@pytest.mark.parametrize("how", ["empty", "truncated", "bitflip", "garbage", "foreign"])
+def test_resume_falls_back_to_the_newest_checkpoint_that_reads(tmp_path, how):
+    def trainer(epochs, directory, resume=False):
+        return make(
+            net=small_net(0),
+            n=40,
+            mini_batch_size=10,
+            epochs=epochs,
+            checkpoint_dir=directory,
+            keep_checkpoints=None,
+            resume=resume,
+            seed=11,
+            optimizer="Adam",
+            optimizer_param={"lr": 0.003},
+        )
+
+    np.random.seed(123)
+    straight = trainer(3, tmp_path / "a")
+    straight.train()
+    np.random.seed(123)
+    trainer(2, tmp_path / "b").train()
+    newest = tmp_path / "b" / "epoch-0002.npz"
+    damage(newest, how)
+    with pytest.warns(RuntimeWarning, match=r"skipped 1 newer checkpoint that cannot be read \(.*epoch-0002"):
+        resumed = trainer(3, tmp_path / "b", resume=True)
+    assert resumed.current_epoch == 1 and resumed.last_checkpoint == str(tmp_path / "b" / "epoch-0001.npz")
+    resumed.train()
+    assert_params_identical(straight.network.params, resumed.network.params)
+    assert straight.train_loss_list == resumed.train_loss_list
+
+
+def test_resume_fails_clearly_when_no_checkpoint_reads(tmp_path):
+    trained(tmp_path)
+    damage(tmp_path / "epoch-0001.npz", "truncated")
+    damage(tmp_path / "epoch-0002.npz", "empty")
+    with pytest.raises(
+        ValueError, match=r"resume: no checkpoint in .* can be read: .*epoch-0002.*epoch-0001"
+    ):
+        make(n=40, mini_batch_size=10, epochs=3, checkpoint_dir=tmp_path, resume=True)
+    with pytest.raises(ValueError, match="cannot read checkpoint"):
+        make(n=40, mini_batch_size=10, epochs=3).load_checkpoint(tmp_path / "epoch-0001.npz")
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, OSError])
+def test_a_write_killed_midway_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch, exc):
+    import errno
+
+    tr = trained(tmp_path, epochs=1)
+    path = tmp_path / "epoch-0001.npz"
+    old = path.read_bytes()
+
+    def savez(f, **arrays):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise (
+            KeyboardInterrupt
+            if exc is KeyboardInterrupt
+            else OSError(errno.ENOSPC, "No space left on device")
+        )
+
+    monkeypatch.setattr(np, "savez", savez)
+    with pytest.raises(exc) as info:
+        tr.save_checkpoint()
+    if exc is OSError:  # the error names the file that could not be written, for the CLI's message
+        assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
+    assert os.listdir(tmp_path) == ["epoch-0001.npz"] and path.read_bytes() == old
+    assert tr.last_checkpoint == str(path)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_respect_the_umask(tmp_path, umask, mode):
+    tr = make(epochs=1)
+    tr.train()
+    old = os.umask(umask)
+    try:
+        paths = [tr.save_checkpoint(tmp_path / "c.npz"), tmp_path / "h.json"]
+        tr.save_history(paths[1])
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            paths.append(tmp_path / "c.png")
+            tr.plot(paths[-1])
+    finally:
+        os.umask(old)
+    for p in paths:
+        assert oct(os.stat(p).st_mode & 0o777) == oct(mode), p
+
+
+# ======================================================================================================
 # progress display, history, curves
 
 

@@ -2,9 +2,12 @@
 with :class:`fastconv.trainer.Trainer`, or measure the test accuracy of saved parameters.
 
 ``fastconv train --out DIR`` writes ``DIR/params.npz``, ``DIR/history.json``, ``DIR/curves.png`` (when
-matplotlib is installed) and ``DIR/checkpoints/epoch-NNNN.npz``. Bad options, missing data and parameter files
-that do not fit the model end with exit code 2 and a one-line message (no traceback); a diverged run ends
-with exit code 1, an interrupted one with 130.
+matplotlib is installed) and ``DIR/checkpoints/epoch-NNNN.npz``. User errors end with exit code 2 and one
+line on stderr, ``fastconv <command>: error: <argument or file>: <reason>``, no traceback: bad options,
+missing or corrupt data, images the model cannot take (zero-sized, another size, none), parameter files
+that cannot be read (refused pickle globals, truncated files, values that are not arrays) or do not fit
+the model, and files that cannot be written (a full disk; the file it would have replaced is untouched).
+A diverged run ends with exit code 1, an interrupted one with 130.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import pickle
 import sys
+import warnings
 import zipfile
 
 __all__ = ["DATASETS", "DEFAULT_EPOCHS", "MODELS", "add_commands", "run"]
@@ -26,8 +31,44 @@ DEFAULT_SHIFT = 0.1
 DEFAULT_ROTATION = 10.0
 
 
+# Every model of MODELS, as models.build(name) makes it, takes (N, 1, 28, 28) images.
+IMAGE_SHAPE = (1, 28, 28)
+
+# What fastconv.io.load_params raises for a file that cannot be read as parameters (OSError: not readable;
+# ValueError / TypeError / pickle.UnpicklingError: content refused; EOFError, BadZipFile: truncated).
+_PARAMS_FILE_ERRORS = (OSError, ValueError, TypeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile)
+
+
 class CommandError(Exception):
-    """A user error: printed as ``fastconv: error: <message>``, exit code 2."""
+    """A user error: printed as ``fastconv <command>: error: <message>`` on one line, exit code 2."""
+
+
+def _one_line(text):
+    """``text`` with its lines joined, so that an error is one line whatever the message it quotes."""
+    out = ""
+    for line in (part.strip() for part in str(text).splitlines()):
+        if line:
+            out += ("" if not out else " " if out.endswith((":", ".")) else "; ") + line
+    return out
+
+
+def _reason(exc, path):
+    """What went wrong with ``path``, without repeating the path that messages of fastconv start with."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename in (None, path):
+        return exc.strerror
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, EOFError):
+        text = f"file ends too early ({text})"
+    prefix = f"{path}: "
+    return text.removeprefix(prefix)
+
+
+def _write(path, write):
+    """Call ``write(path)``; a failure to write (a full disk, no permission) is a one-line user error."""
+    try:
+        write(path)
+    except OSError as exc:
+        raise CommandError(f"{path}: cannot write ({_reason(exc, path)})") from exc
 
 
 # ======================================================================================================
@@ -198,6 +239,11 @@ def _load_data(args, dtype):
         )
     except (OSError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
+    source = f"--data-dir {args.data_dir}" if args.data_dir is not None else f"--dataset {args.dataset}"
+    for split, x in (("training", x_train), ("test", x_test)):
+        if split == "training" and args.command != "train":
+            continue
+        _check_images(x, source, split, args.model)
     for name, size, x in (
         ("--train-size", getattr(args, "train_size", None), x_train),
         ("--test-size", args.test_size, x_test),
@@ -209,6 +255,20 @@ def _load_data(args, dtype):
     if args.test_size is not None:
         x_test, t_test = x_test[: args.test_size], t_test[: args.test_size]
     return (x_train.astype(dtype, copy=False), t_train), (x_test.astype(dtype, copy=False), t_test)
+
+
+def _check_images(x, source, split, model):
+    """Refuse, before training or evaluating, images the model cannot take (none, zero-sized, other sizes)."""
+    if len(x) == 0:
+        raise CommandError(f"{source}: there are no {split} images")
+    shape = tuple(x.shape[1:])
+    if shape != IMAGE_SHAPE:
+        size = "x".join(str(d) for d in shape)
+        empty = " (zero-sized)" if 0 in shape else ""
+        expected = "x".join(str(d) for d in IMAGE_SHAPE)
+        raise CommandError(
+            f"{source}: the {split} images are {size}{empty}; --model {model} takes {expected}"
+        )
 
 
 def _build_model(name, dtype, seed):
@@ -277,29 +337,41 @@ def _train(args):
         os.makedirs(out, exist_ok=True)
     except OSError as exc:
         raise CommandError(f"--out {out}: {exc}") from exc
-    try:
-        trainer = Trainer(
-            network,
-            x_train,
-            t_train,
-            x_test,
-            t_test,
-            epochs=args.epochs,
-            mini_batch_size=args.batch_size,
-            optimizer=args.optimizer,
-            optimizer_param=optimizer_param,
-            evaluate_sample_num_per_epoch=args.eval_samples,
-            verbose=True,
-            lr_schedule=None if args.schedule == "none" else args.schedule,
-            lr_schedule_param=schedule_param,
-            augment=augment,
-            checkpoint_dir=os.path.join(out, "checkpoints"),
-            resume=args.resume,
-            seed=args.seed,
-            progress=not args.no_progress,
-        )
-    except (TypeError, ValueError) as exc:
-        raise CommandError(str(exc)) from exc
+    checkpoint_dir = os.path.join(out, "checkpoints")
+    # --resume skipping an unreadable checkpoint warns (RuntimeWarning "resume: ..."): one line here too
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("always", message="resume: ", category=RuntimeWarning)
+        try:
+            trainer = Trainer(
+                network,
+                x_train,
+                t_train,
+                x_test,
+                t_test,
+                epochs=args.epochs,
+                mini_batch_size=args.batch_size,
+                optimizer=args.optimizer,
+                optimizer_param=optimizer_param,
+                evaluate_sample_num_per_epoch=args.eval_samples,
+                verbose=True,
+                lr_schedule=None if args.schedule == "none" else args.schedule,
+                lr_schedule_param=schedule_param,
+                augment=augment,
+                checkpoint_dir=checkpoint_dir,
+                resume=args.resume,
+                seed=args.seed,
+                progress=not args.no_progress,
+            )
+        except (TypeError, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+        except OSError as exc:  # the checkpoint directory cannot be made, listed or cleaned
+            path = os.fspath(exc.filename) if exc.filename is not None else checkpoint_dir
+            raise CommandError(f"{path}: {_reason(exc, path)}") from exc
+    for w in caught:
+        if issubclass(w.category, RuntimeWarning) and str(w.message).startswith("resume: "):
+            print(f"fastconv train: warning: {_one_line(w.message)}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
     import fastconv
 
@@ -315,9 +387,16 @@ def _train(args):
     try:
         trainer.train()
     except TrainingDiverged as exc:
-        trainer.save_history(history_path, extra={"config": config, "diverged": str(exc)})
+        extra = {"config": config, "diverged": str(exc)}
+        _write(history_path, lambda p: trainer.save_history(p, extra=extra))
         print(f"fastconv: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        if exc.filename is None:  # not a file the trainer writes (its writer names the file): not ours
+            raise
+        path = os.fspath(exc.filename)
+        last = trainer.last_checkpoint or "none"
+        raise CommandError(f"{path}: cannot write ({_reason(exc, path)}); last checkpoint: {last}") from exc
     except KeyboardInterrupt:
         where = trainer.last_checkpoint or "none"
         print(
@@ -328,11 +407,11 @@ def _train(args):
         return 130
 
     params_path = os.path.join(out, "params.npz")
-    network.save_params(params_path)
-    trainer.save_history(history_path, extra={"config": config})
+    _write(params_path, network.save_params)
+    _write(history_path, lambda p: trainer.save_history(p, extra={"config": config}))
     written = [params_path, history_path]
     try:
-        trainer.plot(os.path.join(out, "curves.png"))
+        _write(os.path.join(out, "curves.png"), trainer.plot)
         written.append(os.path.join(out, "curves.png"))
     except ImportError:
         print('note: curves.png not written (matplotlib is not installed: pip install "fastconv[plot]")')
@@ -352,6 +431,13 @@ def _evaluate(args):
     if not os.path.isfile(args.params):
         raise CommandError(f"--params {args.params}: no such file")
     network = _build_model(args.model, dtype, 0)
+    from . import io as _io
+
+    # read once on its own: a file that cannot be read is reported as such, not as a misfit of the model
+    try:
+        _io.load_params(args.params)
+    except _PARAMS_FILE_ERRORS as exc:
+        raise CommandError(f"--params {args.params}: {_reason(exc, args.params)}") from exc
     try:
         network.load_params(args.params)
     except (ValueError, KeyError, OSError, zipfile.BadZipFile) as exc:
@@ -371,5 +457,5 @@ def run(args) -> int:
             return _evaluate(args)
         raise CommandError(f"unknown command {args.command!r}")
     except CommandError as exc:
-        print(f"fastconv {args.command}: error: {exc}", file=sys.stderr)
+        print(f"fastconv {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2

@@ -6,10 +6,12 @@ schedules (``'step'``, ``'cosine'``, any callable, optional linear warm-up), dat
 per epoch with exact resume, a progress bar (tqdm when importable, else a plain one), NaN/Inf detection
 (:class:`TrainingDiverged`), a JSON history and loss/accuracy curves.
 
-Checkpoints are single ``.npz`` files (``allow_pickle=False``) written atomically: parameters under
-``param/<key>``, optimizer state arrays under ``opt/<attr>/<key>``, NumPy's global RNG key under
-``np_random/keys`` and everything else (counters, histories, RNG states, optimizer scalars) as JSON in
-``__meta__``.
+Every file the Trainer writes (checkpoints, history, curves) goes through one writer,
+:func:`fastconv._atomic.atomic_write` (temporary file, fsync, rename, fsync of the directory), so a crash or a
+power loss leaves the old file or the complete new one. Checkpoints are single ``.npz`` files
+(``allow_pickle=False``): parameters under ``param/<key>``, optimizer state arrays under ``opt/<attr>/<key>``,
+NumPy's global RNG key under ``np_random/keys`` and everything else (counters, histories, RNG states,
+optimizer scalars) as JSON in ``__meta__``.
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ import numbers
 import os
 import re
 import sys
-import tempfile
 import time
+import warnings
+import zipfile
 
 import numpy as np
+
+from ._atomic import atomic_write, temp_target
 
 __all__ = [
     "OPTIMIZER_KEYS",
@@ -318,21 +323,6 @@ def _finite_or_none(values):
     return [float(v) if v is not None and math.isfinite(v) else None for v in values]
 
 
-def _atomic_write(path, write):
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it onto ``path``."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _augment_rng(augment):
     """The np.random.Generator an augmenter draws from (attribute ``rng`` or ``_rng``), if any."""
     for name in ("rng", "_rng"):
@@ -374,6 +364,58 @@ def _list_checkpoints(directory):
         if m:
             found.append((int(m.group(1)), os.path.join(directory, name)))
     return sorted(found)
+
+
+# What the Trainer's writer before fastconv._atomic left behind when killed mid-checkpoint:
+# tempfile.mkstemp(prefix=".tmp-", suffix=<checkpoint name>).
+_LEGACY_TMP_RE = re.compile(r"^\.tmp-[a-z0-9_]{8}(epoch-\d{4,}\.npz)$")
+
+
+def _remove_stale_temporaries(directory):
+    """Remove the temporary files that a killed checkpoint write left in ``directory``.
+
+    Only names of the form the checkpoint writer produces for a checkpoint (``.epoch-NNNN.npz.<8 hex>.tmp``,
+    and the older ``.tmp-<8 chars>epoch-NNNN.npz``) are removed; every other file stays.
+    """
+    for name in os.listdir(directory):
+        target = temp_target(name)
+        if target is None:
+            m = _LEGACY_TMP_RE.match(name)
+            target = None if m is None else m.group(1)
+        if target is not None and _CKPT_RE.match(target):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except FileNotFoundError:
+                pass
+
+
+class _UnreadableCheckpoint(ValueError):
+    """A checkpoint file that cannot be read at all (empty, truncated, not an .npz): resume skips it."""
+
+
+def _read_checkpoint(path):
+    """(meta, arrays) of a checkpoint file; _UnreadableCheckpoint when its content cannot be read."""
+    # The file is opened here, not by np.load, which leaves it open when the zip directory is unreadable.
+    with open(path, "rb") as f:
+        try:
+            data = np.load(f, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):  # a lone .npy array
+                raise _UnreadableCheckpoint(f"{path}: not a fastconv trainer checkpoint")
+            with data:
+                if "__meta__" not in data.files:
+                    raise _UnreadableCheckpoint(f"{path}: not a fastconv trainer checkpoint")
+                meta = json.loads(str(data["__meta__"]))
+                arrays = {k: data[k] for k in data.files if k != "__meta__"}
+        except _UnreadableCheckpoint:
+            raise
+        except (ValueError, EOFError, zipfile.BadZipFile) as exc:
+            # np.load: EOFError for an empty file, BadZipFile for a truncated one or a bad CRC, ValueError
+            # for other bytes; json: ValueError
+            reason = str(exc) or type(exc).__name__
+            raise _UnreadableCheckpoint(f"{path}: cannot read checkpoint ({reason})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != _CKPT_FORMAT:
+        raise _UnreadableCheckpoint(f"{path}: not a fastconv trainer checkpoint")
+    return meta, arrays
 
 
 # ======================================================================================================
@@ -422,11 +464,14 @@ class Trainer:
     checkpoint_dir : str or path, optional
         Write a checkpoint at the end of every epoch (``epoch-NNNN.npz``: parameters, optimizer state,
         counters, histories, RNG states), keeping the last ``keep_checkpoints``. A fresh run (``resume``
-        False) first removes checkpoints of an earlier run there.
+        False) first removes checkpoints of an earlier run there. Every run first removes the temporary
+        files a killed checkpoint write left there (``.epoch-NNNN.npz.<8 hex>.tmp``), no other file.
     resume : bool, optional
-        Continue from the last checkpoint in ``checkpoint_dir`` (start fresh when there is none). With the
-        same data and settings, training 2 epochs at once and 1 epoch + resume for 1 give bit-identical
-        parameters (NumPy's global RNG, which ``Dropout`` draws from, is restored too).
+        Continue from the newest checkpoint in ``checkpoint_dir`` that can be read (start fresh when there
+        is none): an empty, truncated or corrupt newer one is skipped with a ``RuntimeWarning``; when none
+        can be read, ``ValueError``. A checkpoint that reads but does not match this trainer raises
+        ``ValueError``. With the same data and settings, training 2 epochs at once and 1 epoch + resume for 1
+        give bit-identical parameters (NumPy's global RNG, which ``Dropout`` draws from, is restored too).
     seed : int, optional
         Seed of the trainer's generator (batch order). Does not touch NumPy's global RNG.
     progress : bool, optional
@@ -555,9 +600,10 @@ class Trainer:
             raise ValueError("resume: needs checkpoint_dir")
         if self.checkpoint_dir is not None:
             os.makedirs(self.checkpoint_dir, exist_ok=True)
+            _remove_stale_temporaries(self.checkpoint_dir)
             found = _list_checkpoints(self.checkpoint_dir)
             if resume and found:
-                self.load_checkpoint(found[-1][1])
+                self._resume_from(found)
             elif resume:
                 self._say(f"resume: no checkpoint in {self.checkpoint_dir}, starting from scratch")
             else:
@@ -566,6 +612,31 @@ class Trainer:
 
     # --------------------------------------------------------------------------------------------------
     # set-up helpers
+
+    def _resume_from(self, found):
+        """Load the newest checkpoint of ``found`` that can be read, with one warning naming those skipped.
+
+        A checkpoint that reads but does not match this trainer raises ValueError at once: an older one
+        would not match either, and silently going back in time would hide the mismatch.
+        """
+        skipped = []
+        for _, path in reversed(found):
+            try:
+                meta, arrays = _read_checkpoint(path)
+            except (OSError, _UnreadableCheckpoint) as exc:
+                skipped.append(str(exc) if isinstance(exc, ValueError) else f"{path}: {exc.strerror or exc}")
+                continue
+            if skipped:
+                # one warning, before anything is restored (a "error" warnings filter then changes nothing)
+                warnings.warn(
+                    f"resume: skipped {len(skipped)} newer checkpoint{'s' * (len(skipped) > 1)} that cannot "
+                    f"be read ({'; '.join(skipped)}); resuming from {path}",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            self._restore_checkpoint(path, meta, arrays)
+            return
+        raise ValueError(f"resume: no checkpoint in {self.checkpoint_dir} can be read: " + "; ".join(skipped))
 
     @staticmethod
     def _data(x, t, xname, tname):
@@ -845,7 +916,7 @@ class Trainer:
                 raise TypeError(f"extra: expected a dict, got {type(extra).__name__}")
             record.update(extra)
         text = json.dumps(record, indent=1, allow_nan=False) + "\n"
-        _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+        atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
     def plot(self, path):
         """Save the loss (per step) and accuracy (per epoch) curves as a PNG.
@@ -890,7 +961,7 @@ class Trainer:
         ax_acc.set_ylim(0, 1.0)
         ax_acc.legend(loc="lower right")
         fig.tight_layout()
-        _atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
 
     # --------------------------------------------------------------------------------------------------
     # checkpoints
@@ -985,11 +1056,14 @@ class Trainer:
             },
         }
         arrays["__meta__"] = np.array(json.dumps(meta, allow_nan=True))
-        _atomic_write(path, lambda f: np.savez(f, **arrays))
+        atomic_write(path, lambda f: np.savez(f, **arrays))
         self.last_checkpoint = path
         if default and self.keep_checkpoints is not None:
             for _, old in _list_checkpoints(self.checkpoint_dir)[: -self.keep_checkpoints]:
-                os.unlink(old)
+                try:
+                    os.unlink(old)
+                except FileNotFoundError:
+                    pass
         return path
 
     def load_checkpoint(self, path):
@@ -1003,16 +1077,16 @@ class Trainer:
         Raises
         ------
         ValueError
-            When the checkpoint does not match the network, optimizer or data of this trainer.
+            When the file cannot be read as a checkpoint (empty, truncated, not one), or the checkpoint
+            does not match the network, optimizer or data of this trainer.
+        OSError
+            When the file cannot be opened.
         """
         path = os.fspath(path)
-        with np.load(path, allow_pickle=False) as data:
-            if "__meta__" not in data.files:
-                raise ValueError(f"{path}: not a fastconv trainer checkpoint")
-            meta = json.loads(str(data["__meta__"]))
-            arrays = {k: data[k] for k in data.files if k != "__meta__"}
-        if meta.get("format") != _CKPT_FORMAT:
-            raise ValueError(f"{path}: not a fastconv trainer checkpoint")
+        meta, arrays = _read_checkpoint(path)
+        self._restore_checkpoint(path, meta, arrays)
+
+    def _restore_checkpoint(self, path, meta, arrays):
         for key, mine in (
             ("train_size", self.train_size),
             ("mini_batch_size", self.batch_size),
