@@ -116,6 +116,17 @@ def test_atomic_write_failure_keeps_old_file(rng, tmp_path, monkeypatch, where):
     assert_same(fio.load_params(path), old)
 
 
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_saved_file_mode_follows_umask(tmp_path, umask, mode):
+    """The temporary file is renamed into place: it must be created with the umask's mode, not 0600."""
+    old = os.umask(umask)
+    try:
+        fio.save_params({"a": np.zeros(2)}, tmp_path / "p.npz")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "p.npz").stat().st_mode & 0o777 == mode
+
+
 def test_keyboard_interrupt_mid_write_cleans_up(tmp_path, monkeypatch):
     path = tmp_path / "p.npz"
 

@@ -14,11 +14,11 @@ file's bytes. Every refusal is a :class:`ParamFileError` (a ``ValueError``) nami
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 
 import numpy as np
 
+from ._atomic import atomic_write
 from ._safeload import MAX_PARAM_BYTES, ParamFileError, check_expected, read_npz, read_pickle
 
 __all__ = ["save_params", "load_params", "safe_pickle_load", "ParamFileError", "MAX_PARAM_BYTES"]
@@ -102,8 +102,9 @@ def _check_params(params, where: str) -> dict:
 def save_params(params, path) -> None:
     """Write a dict of arrays to ``path`` as ``.npz``, atomically.
 
-    The archive is written to a temporary file in the same directory, flushed and fsynced, then renamed
-    over ``path``; if anything fails the temporary file is removed and an existing ``path`` is untouched.
+    Written by :func:`fastconv._atomic.atomic_write`, the writer of every file fastconv writes: a temporary
+    file in the same directory (created with the umask's permissions), flushed and fsynced, then renamed over
+    ``path``; if anything fails the temporary file is removed and an existing ``path`` is untouched.
 
     Parameters
     ----------
@@ -122,31 +123,7 @@ def save_params(params, path) -> None:
     """
     path = _check_path(path)
     arrays = _check_params(params, "params")
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    # make the rename itself durable where the platform allows opening a directory
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def _is_zip(path: str) -> bool:
