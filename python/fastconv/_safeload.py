@@ -45,6 +45,10 @@ class ParamFileError(pickle.UnpicklingError, ValueError):
     """A parameter file was refused: malformed, outside the admitted subset, or over a limit."""
 
 
+class ParamMismatchError(ParamFileError):
+    """A readable parameter file that does not fit what the caller expects (names, shapes, dtypes)."""
+
+
 # ======================================================================================================
 # plain numeric dtypes: the only ones a parameter file may hold
 
@@ -127,15 +131,15 @@ def check_expected(shapes: Mapping, expected, optional, where: str) -> None:
     optional = set(optional)
     missing = sorted(set(expected) - set(shapes) - optional)
     if missing:
-        raise ParamFileError(f"{where}: missing parameters {missing}")
+        raise ParamMismatchError(f"{where}: missing parameters {missing}")
     unexpected = sorted(set(shapes) - set(expected))
     if unexpected:
-        raise ParamFileError(f"{where}: unexpected entries {unexpected} (this network has "
+        raise ParamMismatchError(f"{where}: unexpected entries {unexpected} (this network has "
                              f"{sorted(set(expected) - optional)})")
     for key, shape in shapes.items():
         want = tuple(expected[key])
         if tuple(shape) != want:
-            raise ParamFileError(f"{where}: {key} has shape {tuple(shape)}, expected {want}")
+            raise ParamMismatchError(f"{where}: {key} has shape {tuple(shape)}, expected {want}")
 
 
 # ======================================================================================================

@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import pickle
 import sys
 import warnings
-import zipfile
 
 __all__ = ["DATASETS", "DEFAULT_EPOCHS", "MODELS", "add_commands", "run"]
 
@@ -35,8 +33,8 @@ DEFAULT_ROTATION = 10.0
 IMAGE_SHAPE = (1, 28, 28)
 
 # What fastconv.io.load_params raises for a file that cannot be read as parameters (OSError: not readable;
-# ValueError / TypeError / pickle.UnpicklingError: content refused; EOFError, BadZipFile: truncated).
-_PARAMS_FILE_ERRORS = (OSError, ValueError, TypeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile)
+# ParamFileError, a ValueError: content refused, truncated or over a limit; TypeError: not a dict of arrays).
+_PARAMS_FILE_ERRORS = (OSError, ValueError, TypeError)
 
 
 class CommandError(Exception):
@@ -284,7 +282,10 @@ def _set_threads(threads):
     if threads is not None:
         import fastconv
 
-        fastconv.set_num_threads(threads)
+        try:
+            fastconv.set_num_threads(threads)
+        except ValueError as exc:  # over fastconv's thread limit: say so as the option's error
+            raise CommandError(f"--threads {threads}: {exc}") from exc
 
 
 # ======================================================================================================
@@ -433,15 +434,13 @@ def _evaluate(args):
     network = _build_model(args.model, dtype, 0)
     from . import io as _io
 
-    # read once on its own: a file that cannot be read is reported as such, not as a misfit of the model
-    try:
-        _io.load_params(args.params)
-    except _PARAMS_FILE_ERRORS as exc:
-        raise CommandError(f"--params {args.params}: {_reason(exc, args.params)}") from exc
+    # a readable file that does not fit the model, or a file that cannot be read as parameters at all
     try:
         network.load_params(args.params)
-    except (ValueError, KeyError, OSError, zipfile.BadZipFile) as exc:
+    except _io.ParamMismatchError as exc:
         raise CommandError(f"--params {args.params} does not fit --model {args.model}: {exc}") from exc
+    except _PARAMS_FILE_ERRORS as exc:
+        raise CommandError(f"--params {args.params}: {_reason(exc, args.params)}") from exc
     _, (x_test, t_test) = _load_data(args, dtype)
     acc = float(network.accuracy(x_test, t_test, batch_size=args.batch_size))
     print(f"test accuracy {acc:.4f} ({args.model} on {len(x_test)} {args.dataset} test images)")

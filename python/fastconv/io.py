@@ -19,9 +19,11 @@ from collections.abc import Mapping
 import numpy as np
 
 from ._atomic import atomic_write
-from ._safeload import MAX_PARAM_BYTES, ParamFileError, check_expected, read_npz, read_pickle
+from ._safeload import (MAX_PARAM_BYTES, ParamFileError, ParamMismatchError, check_expected, read_npz,
+                        read_pickle)
 
-__all__ = ["save_params", "load_params", "safe_pickle_load", "ParamFileError", "MAX_PARAM_BYTES"]
+__all__ = ["save_params", "load_params", "safe_pickle_load", "ParamFileError", "ParamMismatchError",
+           "MAX_PARAM_BYTES"]
 
 NPZ_SUFFIXES = (".npz",)
 PICKLE_SUFFIXES = (".pkl", ".pickle")
@@ -162,7 +164,8 @@ def load_params(path, *, expected=None, optional=(), max_bytes: int = MAX_PARAM_
     ParamFileError
         (a ``ValueError``, and a ``pickle.UnpicklingError``) The file is malformed, holds anything but
         plain bool / integer / float / complex arrays, names a refused global, exceeds a limit, or does not
-        match ``expected``. The message starts with the path.
+        match ``expected`` (then a :class:`ParamMismatchError`, its subclass). The message starts with the
+        path.
     TypeError
         ``path`` is not a path, or a pickled value is not an array / a name is not a str.
     OSError

@@ -109,7 +109,8 @@ class _Net:
         for key, current in self.params.items():
             value = data[key]
             if value.dtype.kind not in "fiu":
-                raise ValueError(f"{file_name}: {key} has dtype {value.dtype}, expected a real number type")
+                raise _io.ParamMismatchError(f"{file_name}: {key} has dtype {value.dtype}, expected a real "
+                                             "number type")
             # contiguous and writable: the optimizers update parameters in place
             loaded[key] = np.require(value, dtype=current.dtype, requirements=["C", "W"])
         self.params.update(loaded)
