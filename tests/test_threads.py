@@ -1,11 +1,21 @@
-"""1 and 2 threads give bit-identical results (np.array_equal) for every parallel kernel and a whole network.
+"""1 and 2 threads give bit-identical results (np.array_equal) for every parallel kernel and a whole network;
+the thread count is bounded.
 
 Sizes are large enough to pass the kernels' serial thresholds, so the 2-thread run really splits the work.
+The limit tests run their own interpreter with a timeout, so a hang or a crash fails the test
+instead of hanging or killing the suite.
 """
 
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import fastconv
 import numpy as np
 import pytest
-from fastconv import layers, ops
+from fastconv import _cpu, layers, ops
 from fastconv.models import DeepConvNet
 
 
@@ -160,3 +170,110 @@ def test_layer_threads(rng, num_threads, cls):
     )
     for a, b in zip(one, two):
         assert np.array_equal(a, b)
+
+
+# ======================================================================================================
+# subprocess helpers: a hang or a crash fails the test instead of hanging or killing the suite
+
+TIMEOUT = 120  # seconds per script: the kernels take well under one; a hang waits forever
+
+
+def run_script(code, shell_prefix=None, env=None):
+    """Run ``code`` in a fresh interpreter in its own session and return the CompletedProcess; on a timeout
+    kill the whole group (a hung forked grandchild included) and fail."""
+    cmd = [sys.executable, "-c", code]
+    if shell_prefix is not None:  # e.g. "ulimit -v 4000000": run through bash, then exec the interpreter
+        cmd = ["bash", "-c", f'{shell_prefix}; exec "$0" "$@"', *cmd]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env=env)
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"timed out after {TIMEOUT} s (hang)\nstdout: {out[-2000:]}\nstderr: {err[-2000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def assert_ok(proc):
+    tail = f"stdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-2000:]}"
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{tail}"
+
+
+# ======================================================================================================
+# thread limit: 4 per CPU this process may run on, at least 16
+
+
+def usable_cpus():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def test_thread_limit_value():
+    limit = fastconv.info()["num_threads_limit"]
+    assert limit == _cpu.thread_limit() == max(16, 4 * usable_cpus())
+    assert 1 <= fastconv.get_num_threads() <= limit
+
+
+@pytest.mark.parametrize("n", ["limit+1", 10**6, np.int64(10**6), 10**30])
+def test_set_num_threads_above_limit(num_threads, n):
+    limit = fastconv.info()["num_threads_limit"]
+    if n == "limit+1":
+        n = limit + 1
+    num_threads(1)
+    with pytest.raises(ValueError, match=rf"^n: number of threads must be at most {limit} \(.*\), got {n}$"):
+        fastconv.set_num_threads(n)
+    assert fastconv.get_num_threads() == 1  # unchanged
+    num_threads(limit)
+    assert fastconv.get_num_threads() == limit
+
+
+def test_raw_binding_clamps(num_threads):
+    """fastconv._cpu.set_num_threads (no validation in the binding) clamps to [1, limit] instead."""
+    limit = _cpu.thread_limit()
+    _cpu.set_num_threads(10**6)
+    assert fastconv.get_num_threads() == limit
+    _cpu.set_num_threads(0)
+    assert fastconv.get_num_threads() == 1
+
+
+needs_ulimit = pytest.mark.skipif(
+    shutil.which("bash") is None or bool(fastconv.info()["sanitizers"]),
+    reason="needs bash for ulimit -v; sanitizer runtimes reserve more address space than the limit",
+)
+
+BIG = """
+import sys
+import numpy as np
+import fastconv
+from fastconv import ops
+try:
+    fastconv.set_num_threads(10**6)
+except ValueError as e:
+    print("ValueError:", e)
+print("threads", fastconv.get_num_threads())
+x = np.ones((8, 16, 14, 14), np.float32)
+out = ops.conv_forward(x, np.ones((32, 16, 3, 3), np.float32), np.zeros(32, np.float32), 1, 1)
+print("ok", float(out.sum()))
+"""
+
+
+@needs_ulimit
+def test_huge_thread_count_under_memory_limit():
+    """set_num_threads(10**6), then a conv, under `ulimit -v 4000000`: used to segfault, now a ValueError."""
+    proc = run_script(BIG, shell_prefix="ulimit -v 4000000")
+    assert_ok(proc)
+    limit = fastconv.info()["num_threads_limit"]
+    assert f"ValueError: n: number of threads must be at most {limit}" in proc.stdout
+    assert "\nok " in proc.stdout
+
+
+@needs_ulimit
+def test_omp_num_threads_env_is_bounded():
+    """OMP_NUM_THREADS=1000000 at import: the default thread count is clamped to the limit, no warning."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1000000"}
+    code = BIG.replace("fastconv.set_num_threads(10**6)", "pass")
+    code = "import warnings; warnings.simplefilter('error')\n" + code
+    proc = run_script(code, shell_prefix="ulimit -v 4000000", env=env)
+    assert_ok(proc)
+    assert f"threads {fastconv.info()['num_threads_limit']}\n" in proc.stdout
+    assert "\nok " in proc.stdout

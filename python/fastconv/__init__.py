@@ -26,11 +26,24 @@ __all__ = [
 
 
 def set_num_threads(n: int) -> None:
-    """Set the number of threads every kernel uses (default: OpenMP's, i.e. ``OMP_NUM_THREADS`` or all cores)."""
+    """Set the number of threads every kernel uses (default: OpenMP's, i.e. ``OMP_NUM_THREADS`` or all cores).
+
+    Parameters
+    ----------
+    n : int
+        1 to ``info()["num_threads_limit"]``: 4 per CPU this process may run on (``os.sched_getaffinity``), at
+        least 16. ``OMP_NUM_THREADS`` above the limit is clamped to it at import, without a warning.
+    """
     if isinstance(n, bool) or not isinstance(n, (int, _np.integer)):
         raise TypeError(f"n: expected an int, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"n: number of threads must be >= 1, got {n}")
+    limit = _cpu.thread_limit()
+    if n > limit:
+        raise ValueError(
+            f"n: number of threads must be at most {limit} (4 per CPU this process may run on, at least 16), "
+            f"got {n}"
+        )
     _cpu.set_num_threads(int(n))
 
 
@@ -61,6 +74,7 @@ def info() -> dict:
         "simd_forced": _os.environ.get("FASTCONV_ISA"),
         "openmp": bool(b["openmp"]),
         "num_threads": get_num_threads(),
+        "num_threads_limit": int(_cpu.thread_limit()),
         "cuda": "available" if CUDA_REASON is None else f"not available: {CUDA_REASON}",
         "numpy": _np.__version__,
         "sanitizers": b["sanitizers"] or None,
