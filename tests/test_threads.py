@@ -1,8 +1,8 @@
 """1 and 2 threads give bit-identical results (np.array_equal) for every parallel kernel and a whole network;
-the thread count is bounded.
+a process forked after kernels ran keeps working (on one thread); the thread count is bounded.
 
 Sizes are large enough to pass the kernels' serial thresholds, so the 2-thread run really splits the work.
-The limit tests run their own interpreter with a timeout, so a hang or a crash fails the test
+The fork and limit tests run their own interpreter with a timeout, so a hang or a crash fails the test
 instead of hanging or killing the suite.
 """
 
@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 
 import fastconv
 import numpy as np
@@ -173,7 +174,7 @@ def test_layer_threads(rng, num_threads, cls):
 
 
 # ======================================================================================================
-# subprocess helpers: a hang or a crash fails the test instead of hanging or killing the suite
+# fork: GNU libgomp's pool threads do not exist in a forked child; the child runs kernels on one thread
 
 TIMEOUT = 120  # seconds per script: the kernels take well under one; a hang waits forever
 
@@ -198,6 +199,123 @@ def run_script(code, shell_prefix=None, env=None):
 def assert_ok(proc):
     tail = f"stdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-2000:]}"
     assert proc.returncode == 0, f"exit {proc.returncode}\n{tail}"
+
+
+# Shared by the fork scripts: conv forward/backward and a GEMM, each large enough to run on 2 threads.
+WORK = """
+import os, sys, traceback, warnings
+import numpy as np
+import fastconv
+from fastconv import _cpu, ops
+
+def work(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((8, 16, 14, 14)).astype(np.float32)
+    W = rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    dout = rng.standard_normal((8, 32, 14, 14)).astype(np.float32)
+    A = rng.standard_normal((200, 300))
+    B = rng.standard_normal((300, 150))
+    return [ops.conv_forward(x, W, b, 1, 1), *ops.conv_backward(x, W, dout, 1, 1), ops.gemm(A, B)]
+
+def same(r1, r2):
+    return len(r1) == len(r2) and all(np.array_equal(a, b) for a, b in zip(r1, r2))
+
+def in_child(body):
+    # Fork, run body() in the child; the child's exit status is 0 if body returned True, 3 if False, 4 if it
+    # raised. Returns the child's exit code.
+    pid = os.fork()
+    if pid == 0:
+        code = 4
+        try:
+            code = 0 if body() else 3
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush(); sys.stderr.flush()
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+"""
+
+
+def test_fork_child_runs_kernels():
+    """Parent runs 2-thread kernels, then a forked child (and the child's own child) runs the same kernels
+    and gets the parent's bits; the parent still runs on 2 threads afterwards."""
+    proc = run_script(WORK + textwrap.dedent("""
+        fastconv.set_num_threads(2)
+        parent = work()
+
+        def child():
+            ok = same(work(), parent)                       # used to hang here
+            info = fastconv.info()
+            ok = ok and fastconv.get_num_threads() == 1 and info["forked_child"] is True
+            ok = ok and info["num_threads"] == 1
+            return ok and in_child(lambda: same(work(), parent)) == 0   # a grandchild too
+
+        assert in_child(child) == 0, "child failed"
+        assert fastconv.get_num_threads() == 2 and fastconv.info()["forked_child"] is False
+        assert same(work(), parent), "parent after fork"
+        print("ok")
+    """))
+    assert_ok(proc)
+    assert proc.stdout.strip().endswith("ok")
+
+
+def test_fork_pool_maps_kernels():
+    """multiprocessing.Pool with the 'fork' start method, after the parent ran 2-thread kernels."""
+    proc = run_script(WORK + textwrap.dedent("""
+        import multiprocessing as mp
+        fastconv.set_num_threads(2)
+        expected = [work(s) for s in range(4)]
+        with mp.get_context("fork").Pool(2) as pool:
+            got = pool.map(work, range(4))
+        assert all(same(e, g) for e, g in zip(expected, got)), "pool results differ"
+        print("ok")
+    """))
+    assert_ok(proc)
+    assert proc.stdout.strip().endswith("ok")
+
+
+def test_fork_child_set_num_threads():
+    """In a forked child set_num_threads(n > 1) sets 1 with a RuntimeWarning (the documented behaviour),
+    validates as usual, and measure_peak refuses threads > 1 with a ValueError instead of hanging."""
+    proc = run_script(WORK + textwrap.dedent("""
+        fastconv.set_num_threads(2)
+        parent = work()
+        fastconv.measure_peak(threads=2, seconds=0.01)
+
+        def child():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                fastconv.set_num_threads(2)
+                assert [w.category for w in caught] == [RuntimeWarning], caught
+                assert "fork" in str(caught[0].message) and "1 thread" in str(caught[0].message), caught[0]
+                assert fastconv.get_num_threads() == 1
+                fastconv.set_num_threads(1)                  # no warning for 1
+                assert len(caught) == 1, caught
+            for bad, exc in ((0, ValueError), (10**6, ValueError), (1.5, TypeError), (True, TypeError)):
+                try:
+                    fastconv.set_num_threads(bad)
+                except exc as e:
+                    assert str(e).startswith("n: "), e
+                else:
+                    raise AssertionError(f"set_num_threads({bad!r}) did not raise")
+            _cpu.set_num_threads(2)                          # the raw binding cannot bring the hang back
+            assert fastconv.get_num_threads() == 1
+            try:
+                fastconv.measure_peak(threads=2, seconds=0.01)
+            except ValueError as e:
+                assert str(e).startswith("threads: ") and "fork" in str(e), e
+            else:
+                raise AssertionError("measure_peak(threads=2) did not raise in a forked child")
+            assert fastconv.measure_peak(threads=1, seconds=0.01) > 0
+            return same(work(), parent)
+
+        assert in_child(child) == 0, "child failed"
+        print("ok")
+    """))
+    assert_ok(proc)
+    assert proc.stdout.strip().endswith("ok")
 
 
 # ======================================================================================================
