@@ -38,7 +38,11 @@ PYBIND11_MODULE(_cpu, m) {
     return d;
   }, "Compile-time facts: version, compiler, OpenMP, CUDA, the ISAs the GEMM micro-kernels were built for.");
   m.def("get_num_threads", &cpu::num_threads, "Threads used by every kernel.");
-  m.def("set_num_threads", &cpu::set_num_threads, py::arg("n"), "Set the threads used by every kernel.");
+  m.def("set_num_threads", &cpu::set_num_threads, py::arg("n"),
+        "Set the threads used by every kernel, clamped to [1, thread_limit()] (to 1 in a forked child).");
+  m.def("thread_limit", &cpu::thread_limit, "Most threads: 4 per CPU this process may run on, at least 16.");
+  m.def("forked_child", &cpu::forked_child,
+        "True in a process forked after this module was loaded; its kernels run on 1 thread.");
   m.def("cpu_isa", [] { return std::string(cpu::gemm_active_isa()); },
         "The GEMM micro-kernel ISA in use (chosen from CPUID, or forced by FASTCONV_ISA).");
   m.def("supported_isas", [] {

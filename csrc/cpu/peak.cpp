@@ -8,6 +8,7 @@
 // the compiler vectorises for the baseline ISA (SSE2: 4 float / 2 double lanes) just as it does the
 // portable GEMM micro-kernel.
 #include "cpu/peak.h"
+#include "cpu/threads.h"
 
 #include <algorithm>
 #include <chrono>
@@ -178,6 +179,11 @@ double fma_peak(const std::string& dtype, int threads, const std::string& isa, d
 #ifndef _OPENMP
   if (threads != 1) throw std::invalid_argument("threads: this build has no OpenMP, only threads=1 is possible");
 #endif
+  // A team of more than one would wait forever for the OpenMP pool threads fork() left behind (threads.cpp).
+  if (threads != 1 && forked_child())
+    throw std::invalid_argument("threads: this process was forked after fastconv was loaded and runs on 1 "
+                                "thread (OpenMP's threads do not survive fork), got " +
+                                std::to_string(threads));
   if (!(seconds > 0.0 && seconds <= 60.0))  // also rejects NaN
     throw std::invalid_argument("seconds: expected a duration in (0, 60], got " + std::to_string(seconds));
   bool known = false;

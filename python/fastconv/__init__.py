@@ -7,6 +7,7 @@ trainer of the book run unchanged, with the same numbers.
 from __future__ import annotations
 
 import os as _os
+import warnings as _warnings
 
 import numpy as _np
 
@@ -26,11 +27,39 @@ __all__ = [
 
 
 def set_num_threads(n: int) -> None:
-    """Set the number of threads every kernel uses (default: OpenMP's, i.e. ``OMP_NUM_THREADS`` or all cores)."""
+    """Set the number of threads every kernel uses (default: OpenMP's, i.e. ``OMP_NUM_THREADS`` or all cores).
+
+    Parameters
+    ----------
+    n : int
+        1 to ``info()["num_threads_limit"]``: 4 per CPU this process may run on (``os.sched_getaffinity``), at
+        least 16. ``OMP_NUM_THREADS`` above the limit is clamped to it at import, without a warning.
+
+    Notes
+    -----
+    A process forked after fastconv was imported (``os.fork``, multiprocessing's ``"fork"`` start method) runs
+    every kernel on one thread, because GNU OpenMP's worker threads do not survive ``fork``: there ``n > 1``
+    sets 1 and raises a ``RuntimeWarning``. Use the ``"spawn"`` or ``"forkserver"`` start method for
+    multi-threaded workers.
+    """
     if isinstance(n, bool) or not isinstance(n, (int, _np.integer)):
         raise TypeError(f"n: expected an int, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"n: number of threads must be >= 1, got {n}")
+    limit = _cpu.thread_limit()
+    if n > limit:
+        raise ValueError(
+            f"n: number of threads must be at most {limit} (4 per CPU this process may run on, at least 16), "
+            f"got {n}"
+        )
+    if n > 1 and _cpu.forked_child():
+        _warnings.warn(
+            f"set_num_threads({n}): this process was forked after fastconv was imported and runs its "
+            "kernels on 1 thread (OpenMP's threads do not survive fork); use the 'spawn' or 'forkserver' "
+            "start method for multi-threaded workers",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     _cpu.set_num_threads(int(n))
 
 
@@ -50,7 +79,10 @@ def get_array_module(x):
 
 
 def info() -> dict:
-    """Build and run-time facts: version, compiler, SIMD level in use, threads, CUDA built or why not."""
+    """Build and run-time facts: version, compiler, SIMD level in use, threads, CUDA built or why not.
+
+    ``forked_child`` is True in a process forked after fastconv was imported; its kernels run on one thread.
+    """
     b = _cpu.build_info()
     return {
         "version": b["version"],
@@ -61,6 +93,8 @@ def info() -> dict:
         "simd_forced": _os.environ.get("FASTCONV_ISA"),
         "openmp": bool(b["openmp"]),
         "num_threads": get_num_threads(),
+        "num_threads_limit": int(_cpu.thread_limit()),
+        "forked_child": bool(_cpu.forked_child()),
         "cuda": "available" if CUDA_REASON is None else f"not available: {CUDA_REASON}",
         "numpy": _np.__version__,
         "sanitizers": b["sanitizers"] or None,
