@@ -528,3 +528,16 @@ def test_checkpoint_directory_that_cannot_be_made(tmp_path, capsys, have_data):
     (tmp_path / "run" / "checkpoints").write_text("a file where the directory should be")
     err = run_error(["train", *QUICK, "--out", str(tmp_path / "run")], capsys)
     assert err.startswith(f"fastconv train: error: {tmp_path / 'run' / 'checkpoints'}: ")
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_threads_over_the_limit_is_a_cli_error(tmp_path, capsys, command):
+    """--threads above fastconv's thread limit: one line naming the option, exit 2, nothing written."""
+    argv = [command, "--threads", str(10**6), "--out", str(tmp_path / "r")] if command == "train" else \
+        [command, "--threads", str(10**6), "--params", str(tmp_path / "p.npz")]
+    if command == "evaluate":
+        fastconv.models.build("lenet").save_params(tmp_path / "p.npz")
+        argv += ["--model", "lenet"]
+    err = run_error(argv, capsys)
+    assert f"--threads {10**6}: n: number of threads must be at most" in err
+    assert not (tmp_path / "r").exists()
