@@ -41,7 +41,8 @@ SLOW = 2.0  # seconds; one input taking longer is reported as a hang
 
 def check_one(data: bytes) -> str:
     """Load ``data`` as fastconv.io.load_params would; 'ok' or 'refused', raise on anything else."""
-    from fastconv import _safeload, io as fio
+    from fastconv import _safeload
+    from fastconv import io as fio
 
     try:
         if data[:4] == b"PK\x03\x04" or data[:6] == b"\x93NUMPY":
@@ -340,9 +341,11 @@ def gen_npz(r: random.Random) -> bytes:
         n = r.choice((2**24, 2**27, 2**28))
         return zip_bytes([("W.npy", npy("<f8", (n,), data=bytes(4096)))], method=8, sizes=[n * 8 + 128])
     if kind == 5:  # headers that are not literal dicts
-        header = r.choice(["{", "[]", "{'descr': '<f4'}", "(" * 300 + ")" * 300, "x" * 70000, "{'descr':'<f4',"
-                           "'fortran_order':1,'shape':(2,)}", "__import__('os')", "{'descr': '<f4', "
-                           "'fortran_order': False, 'shape': (2,), 'extra': 1}"])
+        header = r.choice([
+            "{", "[]", "{'descr': '<f4'}", "(" * 300 + ")" * 300, "x" * 70000,
+            "{'descr':'<f4','fortran_order':1,'shape':(2,)}", "__import__('os')",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), 'extra': 1}",
+        ])
         return zip_bytes([("W.npy", npy("<f4", (2,), header=header, data=bytes(8), version=r.choice((1, 2, 3))))])
     if kind == 6:  # encrypted or unknown compression methods, CRC errors
         return zip_bytes([("W.npy", good)], method=r.choice((0, 8, 12, 14, 99)), flags=r.choice((0, 1, 8)),
@@ -413,8 +416,9 @@ def replay(paths) -> int:
 def atheris_main(argv) -> None:
     import atheris  # optional: pip install atheris
 
+    # imported here, under instrumentation, so that libFuzzer sees the readers' branches
     with atheris.instrument_imports(include=["fastconv", "zipfile"]):
-        from fastconv import _safeload, io as fio  # noqa: F401
+        from fastconv import _safeload, io  # noqa: F401
 
     def one(data: bytes) -> None:
         t = time.perf_counter()

@@ -135,7 +135,7 @@ def check_expected(shapes: Mapping, expected, optional, where: str) -> None:
     unexpected = sorted(set(shapes) - set(expected))
     if unexpected:
         raise ParamMismatchError(f"{where}: unexpected entries {unexpected} (this network has "
-                             f"{sorted(set(expected) - optional)})")
+                                 f"{sorted(set(expected) - optional)})")
     for key, shape in shapes.items():
         want = tuple(expected[key])
         if tuple(shape) != want:
@@ -480,23 +480,22 @@ def _h(*ops):
 _HANDLERS: dict = {}
 _OPNAMES = {getattr(pickle, n): n for n in dir(pickle) if n.isupper() and isinstance(getattr(pickle, n), bytes)
             and len(getattr(pickle, n)) == 1}
-R = _PickleReader
 
 
 @_h(pickle.PROTO)
-def _proto(r: R):
+def _proto(r: _PickleReader):
     if r.read(1)[0] > 5:
         r.fail("pickle protocol above 5")
 
 
 @_h(pickle.FRAME)
-def _frame(r: R):
+def _frame(r: _PickleReader):
     if r.unpack("<Q") > len(r.data) - r.pos:
         r.fail("frame longer than the file")
 
 
 @_h(pickle.MARK)
-def _mark(r: R):
+def _mark(r: _PickleReader):
     r.marks.append(r.stack)
     r.stack = []
     if len(r.marks) > 4 * MAX_DEPTH:
@@ -504,59 +503,59 @@ def _mark(r: R):
 
 
 @_h(pickle.POP)
-def _pop(r: R):
+def _pop(r: _PickleReader):
     r.pop()
 
 
 @_h(pickle.POP_MARK)
-def _pop_mark(r: R):
+def _pop_mark(r: _PickleReader):
     r.pop_mark()
 
 
 @_h(pickle.DUP)
-def _dup(r: R):
+def _dup(r: _PickleReader):
     r.push(r.stack[-1] if r.stack else r.pop())
 
 
 @_h(pickle.NONE)
-def _none(r: R):
+def _none(r: _PickleReader):
     r.push(None)
 
 
 @_h(pickle.NEWTRUE, pickle.NEWFALSE)
-def _bool(r: R):
+def _bool(r: _PickleReader):
     r.push(r.op == pickle.NEWTRUE)
 
 
 @_h(pickle.INT)
-def _int(r: R):
+def _int(r: _PickleReader):
     line = r.readline()
     r.push({b"00": False, b"01": True}[line] if line in (b"00", b"01") else r.text_int(line))
 
 
 @_h(pickle.LONG)
-def _long(r: R):
+def _long(r: _PickleReader):
     line = r.readline()
     r.push(r.text_int(line[:-1] if line.endswith(b"L") else line))
 
 
 @_h(pickle.BININT)
-def _binint(r: R):
+def _binint(r: _PickleReader):
     r.push(r.unpack("<i"))
 
 
 @_h(pickle.BININT1)
-def _binint1(r: R):
+def _binint1(r: _PickleReader):
     r.push(r.read(1)[0])
 
 
 @_h(pickle.BININT2)
-def _binint2(r: R):
+def _binint2(r: _PickleReader):
     r.push(r.unpack("<H"))
 
 
 @_h(pickle.LONG1, pickle.LONG4)
-def _long_bin(r: R):
+def _long_bin(r: _PickleReader):
     n = r.read(1)[0] if r.op == pickle.LONG1 else r.unpack("<i")
     if n > 64:
         r.fail(f"integer of {n} bytes")
@@ -564,7 +563,7 @@ def _long_bin(r: R):
 
 
 @_h(pickle.FLOAT)
-def _float(r: R):
+def _float(r: _PickleReader):
     line = r.readline()
     try:
         if len(line) > 64:
@@ -575,11 +574,11 @@ def _float(r: R):
 
 
 @_h(pickle.BINFLOAT)
-def _binfloat(r: R):
+def _binfloat(r: _PickleReader):
     r.push(r.unpack(">d"))
 
 
-def _text(r: R, raw: bytes, codec: str):
+def _text(r: _PickleReader, raw: bytes, codec: str):
     try:
         r.push(raw.decode(codec))
     except UnicodeDecodeError:
@@ -587,52 +586,52 @@ def _text(r: R, raw: bytes, codec: str):
 
 
 @_h(pickle.UNICODE)
-def _unicode(r: R):
+def _unicode(r: _PickleReader):
     _text(r, r.readline(), "raw-unicode-escape")
 
 
 @_h(pickle.SHORT_BINUNICODE)
-def _short_binunicode(r: R):
+def _short_binunicode(r: _PickleReader):
     _text(r, r.read(r.read(1)[0]), "utf-8")
 
 
 @_h(pickle.BINUNICODE)
-def _binunicode(r: R):
+def _binunicode(r: _PickleReader):
     _text(r, r.read(r.unpack("<I")), "utf-8")
 
 
 @_h(pickle.BINUNICODE8)
-def _binunicode8(r: R):
+def _binunicode8(r: _PickleReader):
     _text(r, r.read(r.unpack("<Q")), "utf-8")
 
 
 @_h(pickle.SHORT_BINBYTES)
-def _short_binbytes(r: R):
+def _short_binbytes(r: _PickleReader):
     r.push(r.read(r.read(1)[0]))
 
 
 @_h(pickle.BINBYTES)
-def _binbytes(r: R):
+def _binbytes(r: _PickleReader):
     r.push(r.read(r.unpack("<I")))
 
 
 @_h(pickle.BINBYTES8)
-def _binbytes8(r: R):
+def _binbytes8(r: _PickleReader):
     r.push(r.read(r.unpack("<Q")))
 
 
 @_h(pickle.BYTEARRAY8)
-def _bytearray8(r: R):
+def _bytearray8(r: _PickleReader):
     r.push(bytearray(r.read(r.unpack("<Q"))))
 
 
 @_h(pickle.EMPTY_TUPLE)
-def _empty_tuple(r: R):
+def _empty_tuple(r: _PickleReader):
     r.push(())
 
 
 @_h(pickle.TUPLE1, pickle.TUPLE2, pickle.TUPLE3)
-def _tuple_n(r: R):
+def _tuple_n(r: _PickleReader):
     n = {pickle.TUPLE1: 1, pickle.TUPLE2: 2, pickle.TUPLE3: 3}[r.op]
     if len(r.stack) < n:
         r.fail("stack underflow")
@@ -642,28 +641,28 @@ def _tuple_n(r: R):
 
 
 @_h(pickle.TUPLE)
-def _tuple(r: R):
+def _tuple(r: _PickleReader):
     r.push(r.tuple_of(r.pop_mark()))
 
 
 @_h(pickle.EMPTY_LIST)
-def _empty_list(r: R):
+def _empty_list(r: _PickleReader):
     r.push(r.container([], ()))
 
 
 @_h(pickle.LIST)
-def _list(r: R):
+def _list(r: _PickleReader):
     items = [r.value(v) for v in r.pop_mark()]
     r.push(r.container(items, items))
 
 
 @_h(pickle.EMPTY_DICT)
-def _empty_dict(r: R):
+def _empty_dict(r: _PickleReader):
     r.push(r.container({}, ()))
 
 
 @_h(pickle.DICT)
-def _dict(r: R):
+def _dict(r: _PickleReader):
     flat = r.pop_mark()
     d = r.container({}, ())
     r.set_items(d, flat)
@@ -671,38 +670,38 @@ def _dict(r: R):
 
 
 @_h(pickle.APPEND)
-def _append(r: R):
+def _append(r: _PickleReader):
     item = r.pop()
     r.append_items(r.stack[-1] if r.stack else r.pop(), [item])
 
 
 @_h(pickle.APPENDS)
-def _appends(r: R):
+def _appends(r: _PickleReader):
     items = r.pop_mark()
     r.append_items(r.stack[-1] if r.stack else r.pop(), items)
 
 
 @_h(pickle.SETITEM)
-def _setitem(r: R):
+def _setitem(r: _PickleReader):
     v = r.pop()
     k = r.pop()
     r.set_items(r.stack[-1] if r.stack else r.pop(), [k, v])
 
 
 @_h(pickle.SETITEMS)
-def _setitems(r: R):
+def _setitems(r: _PickleReader):
     flat = r.pop_mark()
     r.set_items(r.stack[-1] if r.stack else r.pop(), flat)
 
 
-def _memo_put(r: R, index: int):
+def _memo_put(r: _PickleReader, index: int):
     if r.stack:
         r.memo[index] = r.stack[-1]
     else:
         r.fail("memo store from an empty stack")
 
 
-def _memo_get(r: R, index: int):
+def _memo_get(r: _PickleReader, index: int):
     try:
         r.push(r.memo[index])
     except KeyError:
@@ -710,42 +709,42 @@ def _memo_get(r: R, index: int):
 
 
 @_h(pickle.PUT)
-def _put(r: R):
+def _put(r: _PickleReader):
     _memo_put(r, r.text_int(r.readline()))
 
 
 @_h(pickle.BINPUT)
-def _binput(r: R):
+def _binput(r: _PickleReader):
     _memo_put(r, r.read(1)[0])
 
 
 @_h(pickle.LONG_BINPUT)
-def _long_binput(r: R):
+def _long_binput(r: _PickleReader):
     _memo_put(r, r.unpack("<I"))
 
 
 @_h(pickle.MEMOIZE)
-def _memoize(r: R):
+def _memoize(r: _PickleReader):
     _memo_put(r, len(r.memo))
 
 
 @_h(pickle.GET)
-def _get(r: R):
+def _get(r: _PickleReader):
     _memo_get(r, r.text_int(r.readline()))
 
 
 @_h(pickle.BINGET)
-def _binget(r: R):
+def _binget(r: _PickleReader):
     _memo_get(r, r.read(1)[0])
 
 
 @_h(pickle.LONG_BINGET)
-def _long_binget(r: R):
+def _long_binget(r: _PickleReader):
     _memo_get(r, r.unpack("<I"))
 
 
 @_h(pickle.GLOBAL)
-def _global(r: R):
+def _global(r: _PickleReader):
     module = r.readline()
     name = r.readline()
     try:
@@ -755,28 +754,27 @@ def _global(r: R):
 
 
 @_h(pickle.STACK_GLOBAL)
-def _stack_global(r: R):
+def _stack_global(r: _PickleReader):
     name = r.pop()
     module = r.pop()
     r.push(r.find_global(module, name))
 
 
 @_h(pickle.REDUCE)
-def _reduce(r: R):
+def _reduce(r: _PickleReader):
     args = r.pop()
     func = r.pop()
     r.push(r.reduce(func, args))
 
 
 @_h(pickle.BUILD)
-def _build(r: R):
+def _build(r: _PickleReader):
     state = r.pop()
     if not r.stack:
         r.fail("stack underflow")
     r.build(r.stack[-1], state)
 
 
-del R
 
 
 def read_pickle(data: bytes, where: str, max_bytes: int = MAX_PARAM_BYTES):

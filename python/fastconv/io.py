@@ -19,8 +19,14 @@ from collections.abc import Mapping
 import numpy as np
 
 from ._atomic import atomic_write
-from ._safeload import (MAX_PARAM_BYTES, ParamFileError, ParamMismatchError, check_expected, read_npz,
-                        read_pickle)
+from ._safeload import (
+    MAX_PARAM_BYTES,
+    ParamFileError,
+    ParamMismatchError,
+    check_expected,
+    read_npz,
+    read_pickle,
+)
 
 __all__ = ["save_params", "load_params", "safe_pickle_load", "ParamFileError", "ParamMismatchError",
            "MAX_PARAM_BYTES"]
