@@ -418,7 +418,7 @@ def atheris_main(argv) -> None:
 
     # imported here, under instrumentation, so that libFuzzer sees the readers' branches
     with atheris.instrument_imports(include=["fastconv", "zipfile"]):
-        from fastconv import _safeload, io  # noqa: F401
+        from fastconv import _safeload, io as _fio  # noqa: F401
 
     def one(data: bytes) -> None:
         t = time.perf_counter()
