@@ -201,3 +201,25 @@ def test_bad_arguments():
         distributed.init(timeout=0)
     with pytest.raises(TypeError, match="optimizer: expected an object with update"):
         distributed.DistributedOptimizer(object())
+
+
+def test_two_hosts_over_tcp(ranks):
+    """bench/distributed_two_hosts.sh: two network namespaces joined by veth play two machines; the job's
+    gradients cross the link over TCP (root only: it creates namespaces)."""
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "bench" / "distributed_two_hosts.sh"
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2 (ip netns) to make the two hosts")
+    probe = subprocess.run(["ip", "netns", "add", f"fcprobe{os.getpid()}"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"ip netns add refused here: {probe.stderr.decode().strip()}")
+    subprocess.run(["ip", "netns", "del", f"fcprobe{os.getpid()}"], check=True)
+    run = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=180, check=False,
+                         env=dict(os.environ, PYTHON=sys.executable))
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines[:2]] == ["rank 0/2", "rank 1/2"], run.stdout
+    assert all("mean 1.5 (expected 1.5)" in line for line in lines[:2]), run.stdout
+    sent = int(lines[-1].rsplit(" ", 1)[1])
+    assert sent >= 6 * (16 << 20), run.stdout  # six 16 MiB allreduces crossed the veth link
