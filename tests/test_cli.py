@@ -75,7 +75,7 @@ def test_train_writes_params_history_curves_and_checkpoints(tmp_path, capsys, ha
     out, err = capsys.readouterr()
     run = tmp_path / "run"
     assert "fastconv train: simpleconvnet on fashion-mnist (200 train / 100 test images)" in out
-    assert "epoch 1/1  train loss" in out and "test acc" in out and "ex/s" in out
+    assert "epoch 1/1: test acc" in out and "(inference mode" in out and "ex/s" in out
     assert "test accuracy" in out and "Traceback" not in err
     hist = strict_json(run / "history.json")
     assert len(hist["train_loss"]) == 4 and len(hist["test_acc"]) == 1
