@@ -596,6 +596,9 @@ import os, signal, sys
 import fastconv.models
 from fastconv.__main__ import main
 
+# as in a terminal (a child of a CI job or of `cmd &` may inherit SIGINT ignored, and Python keeps that)
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 stop, calls = int(sys.argv[1]), [0]
 real = fastconv.models.DeepConvNet.gradient
 
@@ -977,7 +980,12 @@ def test_runs_shows_an_interrupted_run(tmp_path, capsys, have_data, monkeypatch)
         real(self)
 
     monkeypatch.setattr(ftrainer.Trainer, "_step", step)
-    assert train(tmp_path, "--epochs", "2", "--batch-size", "40") == 130
+    # Python's own SIGINT handler, as in a terminal (a CI job's process may have SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert train(tmp_path, "--epochs", "2", "--batch-size", "40") == 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
     capsys.readouterr()
     assert main(["runs", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out

@@ -598,6 +598,15 @@ def test_resume_is_bit_identical(tmp_path, kind):
             np.testing.assert_array_equal(a.running_var, b.running_var)
 
 
+@pytest.fixture
+def default_sigint():
+    """Python's own SIGINT handler, as in a terminal: a process started in the background by a
+    non-interactive shell (a CI job, `cmd &`) inherits SIGINT ignored, and Python then installs none."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _interrupt_at(monkeypatch, iteration, times=1):
     """Send this process SIGINT in the middle of step ``iteration`` (after the gradient, before the
     update)."""
@@ -626,7 +635,7 @@ def _interrupt_at(monkeypatch, iteration, times=1):
 
 @pytest.mark.parametrize("kind", ["dropout-momentum-augment-cosine", "batchnorm-rmsprop", "replace-sampling"])
 @pytest.mark.parametrize("how", ["sigint", "interval"])
-def test_a_run_stopped_mid_epoch_resumes_bit_identical(tmp_path, monkeypatch, kind, how):
+def test_a_run_stopped_mid_epoch_resumes_bit_identical(tmp_path, monkeypatch, default_sigint, kind, how):
     """issue 19 item 2: Ctrl-C in the middle of an epoch lost that epoch. Now the step it fell in finishes, a
     checkpoint of that state is written (also every checkpoint_interval seconds), and resuming from it gives
     the uninterrupted run bit for bit (parameters, optimizer, histories, RNGs, the epoch's running sums)."""
@@ -713,7 +722,7 @@ def test_a_run_stopped_mid_epoch_resumes_bit_identical(tmp_path, monkeypatch, ki
     assert sorted(os.listdir(tmp_path / "b")) == ["epoch-0001.npz", "epoch-0002.npz", "epoch-0003.npz"]
 
 
-def test_a_second_sigint_stops_at_once_and_the_handler_is_restored(tmp_path, monkeypatch):
+def test_a_second_sigint_stops_at_once_and_the_handler_is_restored(tmp_path, monkeypatch, default_sigint):
     tr = make(n=100, mini_batch_size=20, epochs=2, checkpoint_dir=tmp_path)
     _interrupt_at(monkeypatch, 3, times=2)
     with pytest.raises(KeyboardInterrupt):
@@ -722,12 +731,25 @@ def test_a_second_sigint_stops_at_once_and_the_handler_is_restored(tmp_path, mon
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_without_checkpoint_dir_sigint_is_left_alone(monkeypatch):
+def test_without_checkpoint_dir_sigint_is_left_alone(monkeypatch, default_sigint):
     tr = make(n=100, mini_batch_size=20, epochs=2)
     _interrupt_at(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         tr.train()
     assert tr.current_iter == 3 and not tr.interrupted  # the book's behaviour: the step is abandoned
+
+
+def test_an_ignored_sigint_stays_ignored(tmp_path, monkeypatch):
+    """nohup, or a background job of a non-interactive shell: SIGINT is ignored; the trainer leaves it so."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        tr = make(n=100, mini_batch_size=20, epochs=1, checkpoint_dir=tmp_path)
+        _interrupt_at(monkeypatch, 2)
+        tr.train()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert tr.current_iter == 5 and not tr.interrupted
 
 
 def test_epoch_metrics_in_inference_mode_include_the_loss(tmp_path):
