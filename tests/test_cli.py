@@ -74,8 +74,9 @@ def test_train_writes_params_history_curves_and_checkpoints(tmp_path, capsys, ha
     assert train(tmp_path) == 0
     out, err = capsys.readouterr()
     run = tmp_path / "run"
-    assert "fastconv train: simpleconvnet on fashion-mnist (200 train / 100 test images)" in out
-    assert "epoch 1/1  train loss" in out and "test acc" in out and "ex/s" in out
+    assert "fastconv train: simpleconvnet on fashion-mnist, 1 epoch of 4 steps, batch 50" in out
+    assert "\ndata: 200 train / 100 test images from " in out
+    assert "epoch 1/1: test acc" in out and "(inference mode" in out and "ex/s" in out
     assert "test accuracy" in out and "Traceback" not in err
     hist = strict_json(run / "history.json")
     assert len(hist["train_loss"]) == 4 and len(hist["test_acc"]) == 1
@@ -158,7 +159,7 @@ def test_options_reach_the_run(tmp_path, capsys, have_data, monkeypatch):
     )
     out = capsys.readouterr().out
     assert rc == 0
-    assert "momentum lr 0.01 cosine, augmented, float64, 1 threads" in out
+    assert "momentum lr 0.01 cosine, augmented, float64, 1 thread, seed 0" in out
     assert fastconv.get_num_threads() == 1
     hist = strict_json(tmp_path / "run" / "history.json")
     assert hist["optimizer"] == "Momentum" and hist["config"]["flip"] is True
@@ -533,11 +534,463 @@ def test_checkpoint_directory_that_cannot_be_made(tmp_path, capsys, have_data):
 @pytest.mark.parametrize("command", ["train", "evaluate"])
 def test_threads_over_the_limit_is_a_cli_error(tmp_path, capsys, command):
     """--threads above fastconv's thread limit: one line naming the option, exit 2, nothing written."""
-    argv = [command, "--threads", str(10**6), "--out", str(tmp_path / "r")] if command == "train" else \
-        [command, "--threads", str(10**6), "--params", str(tmp_path / "p.npz")]
+    argv = (
+        [command, "--threads", str(10**6), "--out", str(tmp_path / "r")]
+        if command == "train"
+        else [command, "--threads", str(10**6), "--params", str(tmp_path / "p.npz")]
+    )
     if command == "evaluate":
         fastconv.models.build("lenet").save_params(tmp_path / "p.npz")
         argv += ["--model", "lenet"]
     err = run_error(argv, capsys)
     assert f"--threads {10**6}: n: number of threads must be at most" in err
     assert not (tmp_path / "r").exists()
+
+
+# ======================================================================================================
+# issue 19: no lost runs, resume with --out alone, honest progress, the plot, messages, `fastconv runs`
+
+
+def tree(directory):
+    """{relative path: bytes} of every file under ``directory``."""
+    return {
+        str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()
+    }
+
+
+def test_a_used_out_is_never_overwritten_without_overwrite(tmp_path, capsys, have_data, monkeypatch):
+    """issue 19 item 1: a second run into the same --out silently replaced params, history, curves and
+    checkpoints. Now it is refused (exit 2, nothing touched) unless --overwrite (or --resume)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *QUICK, "--epochs", "2"]) == 0  # the default --out, fastconv-run
+    run = tmp_path / "fastconv-run"
+    before = tree(run)
+    assert {"params.npz", "history.json", "checkpoints/epoch-0002.npz"} <= set(before)
+    capsys.readouterr()
+    err = run_error(["train", *QUICK, "--model", "lenet"], capsys)
+    assert err.startswith("fastconv train: error: --out fastconv-run: holds a run (finished: test accuracy ")
+    assert "files history.json, params.npz" in err and "checkpoints/ (2)" in err
+    assert err.endswith("--resume continues it, --overwrite replaces it, or choose another --out\n")
+    assert tree(run) == before
+    # --overwrite replaces it: the old run's files go, the new run's come
+    assert main(["train", *QUICK, "--model", "lenet", "--overwrite"]) == 0
+    out = capsys.readouterr().out
+    assert "out: fastconv-run (replacing the run there)" in out
+    assert sorted(os.listdir(run / "checkpoints")) == ["epoch-0001.npz"]
+    assert strict_json(run / "history.json")["config"]["model"] == "lenet"
+    err = run_error(["train", *QUICK, "--resume", "--overwrite"], capsys)
+    assert "--resume/--overwrite: one or the other" in err
+
+
+def test_an_empty_or_unrelated_out_directory_is_fine(tmp_path, capsys, have_data):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    assert train(tmp_path) == 0
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+
+
+# A child that runs `fastconv train` and sends itself SIGINT in the middle of step ``stop`` (counted from 0
+# over the whole run), between the gradient and the optimizer's update: a real signal at the worst moment.
+_SIGINT_CHILD = """
+import os, signal, sys
+import fastconv.models
+from fastconv.__main__ import main
+
+# as in a terminal (a child of a CI job or of `cmd &` may inherit SIGINT ignored, and Python keeps that)
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
+stop, calls = int(sys.argv[1]), [0]
+real = fastconv.models.DeepConvNet.gradient
+
+def gradient(self, x, t):
+    grads = real(self, x, t)
+    if calls[0] == stop:
+        os.kill(os.getpid(), signal.SIGINT)
+    calls[0] += 1
+    return grads
+
+fastconv.models.DeepConvNet.gradient = gradient
+sys.exit(main(sys.argv[2:]))
+"""
+
+# DeepConvNet (dropout from NumPy's global generator), augmentation (its own generator): 4 steps per epoch.
+DEEP = [
+    "--model", "deepconvnet", "--train-size", "200", "--test-size", "50", "--epochs", "2",
+    "--batch-size", "50",
+    "--eval-samples", "50", "--seed", "5", "--augment", "--no-progress",
+]  # fmt: skip
+
+
+def _child(args, tmp_path, check_rc):
+    run = subprocess.run(
+        [sys.executable, "-c", _SIGINT_CHILD, *args],
+        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
+        env=dict(os.environ, PYTHONWARNINGS="error"),
+    )  # fmt: skip
+    assert run.returncode == check_rc, run.stdout + run.stderr
+    return run
+
+
+def _same_run(a, b):
+    with np.load(a / "params.npz") as pa, np.load(b / "params.npz") as pb:
+        assert pa.files == pb.files
+        for key in pa.files:
+            assert pa[key].tobytes() == pb[key].tobytes(), key
+    ha, hb = strict_json(a / "history.json"), strict_json(b / "history.json")
+    timing = {"epoch_time_s", "examples_per_sec", "config", "pid"}
+    assert {k: v for k, v in ha.items() if k not in timing} == {
+        k: v for k, v in hb.items() if k not in timing
+    }
+
+
+def test_sigint_mid_epoch_then_resume_with_out_alone_is_bit_identical(tmp_path, have_data):
+    """issue 19 item 2 (acceptance 3): SIGINT in epoch 2 lost the epoch (only the epoch-1 checkpoint existed)
+    and `--out DIR --resume` refused the defaults. Now the interrupt writes a checkpoint after the step it
+    fell in, exits 130, and `--out DIR --resume` alone ends bit-identical to an uninterrupted run."""
+    _child(["-1", "train", *DEEP, "--out", "straight"], tmp_path, 0)
+    stopped = _child(["5", "train", *DEEP, "--out", "cut"], tmp_path, 130)  # step 6 of 8: epoch 2, step 2/4
+    ckpt = tmp_path / "cut" / "checkpoints" / "epoch-0001-step-000002.npz"
+    assert "interrupted in epoch 2/2 after step 2/4 (iteration 6); checkpoint: " in stopped.stderr
+    assert "continue with: fastconv train --out cut --resume" in stopped.stderr
+    assert sorted(os.listdir(tmp_path / "cut" / "checkpoints")) == [
+        "epoch-0001-step-000002.npz",
+        "epoch-0001.npz",
+    ]
+    assert ckpt.exists() and "Traceback" not in stopped.stderr
+    hist = strict_json(tmp_path / "cut" / "history.json")
+    assert hist["status"] == "interrupted" and hist["current_iter"] == 6
+    resumed = subprocess.run(
+        [sys.executable, "-m", "fastconv", "train", "--out", "cut", "--resume"],
+        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert (
+        f"resumed from {os.path.join('cut', 'checkpoints', ckpt.name)} (epoch 1 + 2 steps, iteration 6)"
+        in (resumed.stdout)
+    )
+    assert "fastconv train: deepconvnet on fashion-mnist, 2 epochs of 4 steps, batch 50" in resumed.stdout
+    _same_run(tmp_path / "straight", tmp_path / "cut")
+    assert sorted(os.listdir(tmp_path / "cut" / "checkpoints")) == ["epoch-0001.npz", "epoch-0002.npz"]
+
+
+def test_resume_takes_the_stored_options_and_refuses_only_conflicting_ones(tmp_path, capsys, have_data):
+    assert train(tmp_path, "--optimizer", "momentum", "--lr", "0.01", "--augment") == 0
+    capsys.readouterr()
+    run = str(tmp_path / "run")
+    err = run_error(["train", "--out", run, "--resume", "--lr", "0.02", "--model", "lenet", "--flip"], capsys)
+    assert err.startswith(
+        "fastconv train: error: --resume: --model lenet (the run has simpleconvnet), --lr 0.02 (the run has "
+        "0.01), --flip (the run was started without it): --resume continues the run in "
+    )
+    # options equal to the stored ones, and those that do not define the run, are fine; --epochs may grow
+    argv = ["train", "--out", run, "--resume", "--lr", "0.01", "--augment", "--threads", "1", "--epochs", "2"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "simpleconvnet on fashion-mnist, 2 epochs of 4 steps, batch 50, momentum lr 0.01, augmented" in out
+    hist = strict_json(tmp_path / "run" / "history.json")
+    assert hist["status"] == "finished" and len(hist["test_acc"]) == 2 and hist["config"]["train_size"] == 200
+
+
+def test_files_of_a_run_follow_the_umask(tmp_path, capsys, have_data):
+    """issue 19 item 3: params.npz, curves.png, history.json and checkpoints were created 0600."""
+    old = os.umask(0o022)
+    try:
+        assert train(tmp_path) == 0
+    finally:
+        os.umask(old)
+    run = tmp_path / "run"
+    modes = {str(p.relative_to(run)): oct(p.stat().st_mode & 0o777) for p in run.rglob("*")}
+    expected = {name: oct(0o644) for name in ("params.npz", "history.json", "checkpoints/epoch-0001.npz")}
+    expected["checkpoints"] = oct(0o755)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        expected["curves.png"] = oct(0o644)
+    assert modes == expected
+    assert oct(run.stat().st_mode & 0o777) == oct(0o755)
+
+
+def test_progress_and_epoch_line_numbers_can_be_compared(tmp_path, capsys, have_data, monkeypatch):
+    """issue 19 item 4: the bar showed training-mode batch numbers (acc 0.39) unlabelled beside an epoch
+    line's inference-mode 'train acc 0.851'. Now both say which is which, and the bar ends on the epoch line's
+    running
+    numbers."""
+    import fastconv.trainer as ftrainer
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setattr(ftrainer, "_PLAIN_MIN_INTERVAL", 0.0)
+    assert main(["train", *[a for a in QUICK if a != "--no-progress"], "--out", str(tmp_path / "r")]) == 0
+    out, err = capsys.readouterr()
+    bar = err.splitlines()[-1]
+    epoch = next(line for line in out.splitlines() if line.startswith("epoch 1/1: "))
+    running = bar.split("  ")[1]  # "running acc A loss L (training mode)"
+    assert bar.startswith("epoch 1/1 100% 4/4  running acc ") and running.endswith(" (training mode)")
+    assert f"| {running} |" in epoch
+    hist = strict_json(tmp_path / "r" / "history.json")
+    acc, loss = hist["test_acc"][0], hist["test_loss"][0]
+    train_acc, train_loss = hist["train_acc"][0], hist["train_eval_loss"][0]
+    assert epoch.startswith(
+        f"epoch 1/1: test acc {acc:.4f} loss {loss:.4f} | train acc {train_acc:.4f} loss "
+        f"{train_loss:.4f} (inference mode, first 100) | running acc "
+    )
+
+
+def test_the_plot_has_a_title_test_loss_a_zoomed_axis_and_legends_off_the_data(
+    tmp_path, capsys, have_data, monkeypatch
+):
+    """issue 19 item 5: no title, train loss only, accuracy fixed to 0-1, a legend that could cover the
+    curves."""
+    pytest.importorskip("matplotlib")
+    from fastconv.trainer import Trainer
+
+    titles = []
+    real = Trainer.figure
+
+    def figure(self, *, title=None):
+        fig = real(self, title=title)
+        titles.append((self, fig))
+        return fig
+
+    monkeypatch.setattr(Trainer, "figure", figure)
+    assert train(tmp_path, "--epochs", "2") == 0
+    ((trainer, fig),) = titles
+    title = fig._suptitle.get_text()
+    assert title.startswith(
+        f"SimpleConvNet on Fashion-MNIST: test accuracy {trainer.final_test_acc:.2%} (100 images)"
+    )
+    ax_loss, ax_acc = fig.axes
+    labels = [line.get_label() for line in ax_loss.get_lines()]
+    assert "test" in labels and "train (inference mode)" in labels
+    assert ax_loss.get_xlabel() == "epoch" and ax_acc.get_xlabel() == "epoch"
+    # the accuracy axis spans the values, not 0-1
+    values = trainer.train_acc_list + trainer.test_acc_list + [trainer.final_test_acc]
+    low, high = ax_acc.get_ylim()
+    assert low <= min(values) and high >= max(values) and high - low <= max(values) - min(values) + 0.05
+    # legends outside the axes
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        box, legend = ax.get_window_extent(renderer), ax.get_legend().get_window_extent(renderer)
+        assert legend.y1 < box.y0, (ax.get_ylabel(), legend, box)
+
+
+def test_plot_zooms_on_high_accuracies():
+    pytest.importorskip("matplotlib")
+    import fastconv.trainer as ftrainer
+
+    x = np.zeros((20, 1, 28, 28), np.float32)
+    tr = ftrainer.Trainer(
+        fastconv.models.build("lenet", seed=0),
+        x,
+        np.zeros(20, int),
+        x,
+        np.zeros(20, int),
+        epochs=3,
+        verbose=False,
+    )
+    tr.train_acc_list, tr.test_acc_list = [0.84, 0.88, 0.91], [0.83, 0.86, 0.89]
+    tr.train_eval_loss_list, tr.test_loss_list = [0.5, 0.4, 0.3], [0.55, 0.45, 0.4]
+    tr.train_loss_list = list(np.linspace(2.3, 0.3, 3 * tr.iter_per_epoch))
+    tr.current_epoch, tr.final_test_acc = 3, 0.891
+    fig = tr.figure()
+    low, high = fig.axes[1].get_ylim()
+    assert 0.80 <= low <= 0.83 and 0.91 <= high <= 0.93
+    assert fig._suptitle.get_text() == "LeNet: test accuracy 89.10% (20 images) after 3 epochs"
+
+
+def test_evaluate_takes_the_model_from_the_history_beside_the_params(tmp_path, capsys, have_data):
+    """issue 19 item 6: `evaluate` required --model although the run records it."""
+    assert train(tmp_path) == 0
+    hist = strict_json(tmp_path / "run" / "history.json")
+    capsys.readouterr()
+    params = str(tmp_path / "run" / "params.npz")
+    assert main(["evaluate", "--params", params, "--test-size", "100"]) == 0
+    out = capsys.readouterr().out
+    assert out == (
+        f"model simpleconvnet (from {tmp_path / 'run' / 'history.json'})\n"
+        f"test accuracy {hist['final_test_acc']:.4f} (simpleconvnet on 100 fashion-mnist test images)\n"
+    )
+    lone = tmp_path / "lone.npz"
+    lone.write_bytes((tmp_path / "run" / "params.npz").read_bytes())
+    err = run_error(["evaluate", "--params", str(lone)], capsys)
+    assert err.startswith(
+        f"fastconv evaluate: error: --model: needed: no history.json beside --params {lone} "
+    )
+
+
+def test_truncated_and_text_params_files_are_named_as_such(tmp_path, capsys, have_data):
+    """issue 19 item 6: a truncated file 'does not fit --model lenet: File is not a zip file'; a text file got
+    NumPy's allow_pickle advice."""
+    good = tmp_path / "good.npz"
+    fastconv.models.build("lenet", seed=0).save_params(good)
+    cut, text = tmp_path / "cut.npz", tmp_path / "text.npz"
+    cut.write_bytes(good.read_bytes()[:3000])
+    text.write_text("W1 = [[0.1, 0.2]]\n")
+    err = run_error(["evaluate", "--model", "lenet", "--params", str(cut)], capsys)
+    assert err == (
+        f"fastconv evaluate: error: --params {cut}: truncated or damaged .npz archive (the zip "
+        "directory at its end is missing)\n"
+    )
+    err = run_error(["evaluate", "--model", "lenet", "--params", str(text)], capsys)
+    assert err.startswith(f"fastconv evaluate: error: --params {text}: not an .npz archive: ")
+    assert "allow_pickle" not in err and "does not fit" not in err
+
+
+def test_data_source_in_the_header_and_an_empty_fastconv_data_said(tmp_path, capsys, have_data, monkeypatch):
+    """issue 19 item 6: an empty FASTCONV_DATA was passed over silently and the header said nothing of where
+    the data came from."""
+    directory, source = fastconv.datasets.locate("fashion-mnist", download=False)
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("FASTCONV_DATA", str(tmp_path / "empty"))
+    assert train(tmp_path) == 0
+    out, err = capsys.readouterr()
+    assert f"data: 200 train / 100 test images from {directory} ({source})\n" in out
+    assert err.startswith(
+        "fastconv train: warning: fashion-mnist: the IDX files are not where you pointed "
+        f"({tmp_path / 'empty'} "
+        "($FASTCONV_DATA): missing train-images-idx3-ubyte[.gz]"
+    )
+    assert err.rstrip().endswith(f"using {directory} ({source})") and len(err.splitlines()) == 1
+    err = run_error(
+        ["train", *QUICK, "--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "x")], capsys
+    )
+    assert err.startswith(
+        f"fastconv train: error: --data-dir {tmp_path / 'empty'}: missing train-images-idx3"
+    )
+
+
+def test_missing_data_suggests_cli_options_not_python_arguments(tmp_path, capsys, monkeypatch):
+    """issue 19 item 6: the missing-MNIST error told a CLI user about path= and download=True."""
+    import fastconv.datasets as ds
+
+    monkeypatch.delenv("FASTCONV_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(ds, "_SYSTEM_ROOT", tmp_path / "system")
+    err = run_error(
+        ["train", *QUICK, "--dataset", "mnist", "--no-download", "--out", str(tmp_path / "r")], capsys
+    )
+    assert err.startswith("fastconv train: error: mnist: the four IDX files were not found (searched: ")
+    assert "To get them: download them from https://" in err
+    assert "pass --data-dir DIR" in err and "leave out --no-download" in err
+    assert "path=" not in err and "download=True" not in err and "download=False" not in err
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (
+            ["train", "--dataset", "/some/path"],
+            (
+                "argument --dataset: '/some/path' is a path; --dataset takes a "
+                "name (fashion-mnist, mnist), and --data-dir /some/path the directory holding its four "
+                "IDX files"
+            ),
+        ),
+        (["evaluate", "--params", "p.npz", "--dataset", "./data"], "--data-dir ./data"),
+    ],
+)
+def test_a_path_given_as_dataset_points_to_data_dir(argv, needle, capsys):
+    with pytest.raises(SystemExit) as ei:
+        main(argv)
+    assert ei.value.code == 2 and needle in capsys.readouterr().err
+
+
+def test_train_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit) as ei:
+        main(["train", "--help"])
+    assert ei.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for needle in (
+        "(default: deepconvnet)",
+        "(default: fashion-mnist)",
+        "(default: 5)",
+        "(default: 100)",
+        "(default: adam)",
+        "(default: 0.001)",
+        "(default: float32)",
+        "(default: fastconv-run)",
+        "(default: 10000)",
+        "--overwrite",
+        "--resume",
+    ):
+        assert needle in out, needle
+
+
+def test_runs_shows_a_run_and_lists_runs(tmp_path, capsys, have_data):
+    """issue 19: `fastconv runs DIR` prints a run's status, configuration, per-epoch metrics and files."""
+    assert train(tmp_path, "--epochs", "2") == 0
+    hist = strict_json(tmp_path / "run" / "history.json")
+    capsys.readouterr()
+    run = tmp_path / "run"
+    assert main(["runs", str(run)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (
+        f"run {run}: finished: test accuracy {hist['final_test_acc']:.2%} (100 images) after 2 epochs"
+    )
+    assert lines[1] == (
+        "command: fastconv train --model simpleconvnet --dataset fashion-mnist --epochs 2 --batch-size 50 "
+        f"--optimizer adam --lr 0.001 --dtype float32 --seed 0 --train-size 200 --test-size 100 "
+        f"--eval-samples 100 --out {run}"
+    )
+    assert lines[2].split() == [
+        "epoch",
+        "test",
+        "acc",
+        "test",
+        "loss",
+        "train",
+        "acc",
+        "train",
+        "loss",
+        "running",
+        "acc",
+        "running",
+        "loss",
+        "lr",
+        "ex/s",
+        "time",
+        "s",
+    ]
+    assert lines[3].split()[:3] == ["1", f"{hist['test_acc'][0]:.4f}", f"{hist['test_loss'][0]:.4f}"]
+    assert lines[4].split()[0] == "2" and lines[6] == "files:"
+    assert any(line.split()[:2] == ["params.npz", str(run / "params.npz")] for line in lines)
+    assert (
+        lines[-1].strip()
+        == f"checkpoints  {run / 'checkpoints'}: epoch-0001.npz, epoch-0002.npz (newest last)"
+    )
+    assert main(["runs", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{run}: simpleconvnet on fashion-mnist, finished: test accuracy ")
+    err = run_error(["runs", str(tmp_path / "run" / "checkpoints")], capsys)
+    assert "holds no fastconv run" in err
+
+
+def test_runs_shows_an_interrupted_run(tmp_path, capsys, have_data, monkeypatch):
+    import signal
+
+    import fastconv.trainer as ftrainer
+
+    real = ftrainer.Trainer._step
+
+    def step(self):
+        if self.current_iter == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+        real(self)
+
+    monkeypatch.setattr(ftrainer.Trainer, "_step", step)
+    # Python's own SIGINT handler, as in a terminal (a CI job's process may have SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert train(tmp_path, "--epochs", "2", "--batch-size", "40") == 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    capsys.readouterr()
+    assert main(["runs", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(
+        f"run {tmp_path / 'run'}: interrupted after 1 epoch and 1 of 5 steps of 2 done; "
+        f"continue it with: fastconv train --out {tmp_path / 'run'} --resume\n"
+    )
+    assert "epoch-0001-step-000001.npz" in out

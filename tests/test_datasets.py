@@ -381,8 +381,40 @@ def test_search_order(isolated, monkeypatch):
     for f in places["cache"].iterdir():
         f.unlink()
     assert train_size() == sizes["system"]
-    # an explicit path without the files falls through to the next places
-    assert train_size(path=isolated / "nowhere") == sizes["system"]
+    # an explicit path without the files falls through to the next places, saying so
+    with pytest.warns(RuntimeWarning, match="not where you pointed") as caught:
+        assert train_size(path=isolated / "nowhere") == sizes["system"]
+    assert str(caught[0].message) == (
+        f"fashion-mnist: the IDX files are not where you pointed ({isolated / 'nowhere'} (path=): no such "
+        f"directory); using {places['system']} (system)"
+    )
+
+
+def test_an_empty_fastconv_data_is_not_passed_over_silently(isolated, monkeypatch):
+    """issue 19: an empty $FASTCONV_DATA fell through to the next place without a word."""
+    make_dataset(isolated / "system" / "fashion-mnist", n_train=3)
+    (isolated / "empty").mkdir()
+    monkeypatch.setenv("FASTCONV_DATA", str(isolated / "empty"))
+    with pytest.warns(RuntimeWarning) as caught:
+        assert load_fashion_mnist(download=False)[0][0].shape[0] == 3
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert f"{isolated / 'empty'} ($FASTCONV_DATA): missing train-images-idx3-ubyte[.gz]" in message
+    assert f"{isolated / 'empty' / 'fashion-mnist'} ($FASTCONV_DATA): no such directory" in message
+    assert message.endswith(f"using {isolated / 'system' / 'fashion-mnist'} (system)")
+    with pytest.warns(RuntimeWarning, match="not where you pointed"):
+        assert ds.locate("fashion-mnist", download=False) == (
+            isolated / "system" / "fashion-mnist",
+            "system",
+        )
+    monkeypatch.delenv("FASTCONV_DATA")
+    assert ds.locate("fashion-mnist") == (isolated / "system" / "fashion-mnist", "system")
+    assert ds.missing_files(isolated / "empty") == [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ]
 
 
 def test_not_found_message(isolated, monkeypatch):

@@ -186,8 +186,33 @@ def test_load_errors(tmp_path):
     # a pickle under an .npz name is not unpickled
     with open(tmp_path / "pickled.npz", "wb") as f:
         pickle.dump({"a": np.zeros(2)}, f)
-    with pytest.raises(ValueError, match=r"pickled\.npz: not a readable \.npz archive \(BadZipFile"):
+    with pytest.raises(ValueError, match=r"pickled\.npz: not an \.npz archive \(it starts like a pickle"):
         fio.load_params(tmp_path / "pickled.npz")
+
+
+def test_messages_say_what_the_file_is(tmp_path):
+    """issue 19: a text file and a truncated archive got zipfile's / pickle's words ("File is not a zip
+    file", "memo entry 101 was never stored"), and the CLI called the truncated one a model mismatch."""
+    (tmp_path / "text.npz").write_text("hello world\n")
+    (tmp_path / "text.pkl").write_text("hello world\n")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    fio.save_params({"a": np.zeros(100)}, tmp_path / "whole.npz")
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "whole.npz").read_bytes()[:500])
+    expected = {
+        "text.npz": "text.npz: not an .npz archive: an .npz starts with the zip signature b'PK\\x03\\x04', "
+        "this file with b'hello world\\n'",
+        "text.pkl": "text.pkl: not a pickle of parameters: a pickled dict starts with b'\\x80' (protocols "
+        "2-5) or one of b'(}]c' (0-1), this file with b'hello world\\n'",
+        "empty.npz": "empty.npz: empty file (0 bytes), not an .npz archive",
+        "cut.npz": "cut.npz: truncated or damaged .npz archive (the zip directory at its end is missing)",
+    }
+    for name, message in expected.items():
+        with pytest.raises(fio.ParamFileError) as info:
+            fio.load_params(tmp_path / name, expected={"a": (100,)})
+        assert str(info.value) == f"{tmp_path}/{message}", name
+        assert not isinstance(info.value, fio.ParamMismatchError)  # the file is at fault, not the model
+        text = str(info.value).lower()
+        assert "allow_pickle" not in text and "not a zip file" not in text and "memo" not in text
 
 
 # ======================================================================================================

@@ -5,6 +5,7 @@ import io
 import json
 import math
 import os
+import signal
 import sys
 from collections import OrderedDict
 
@@ -597,6 +598,177 @@ def test_resume_is_bit_identical(tmp_path, kind):
             np.testing.assert_array_equal(a.running_var, b.running_var)
 
 
+@pytest.fixture
+def default_sigint():
+    """Python's own SIGINT handler, as in a terminal: a process started in the background by a
+    non-interactive shell (a CI job, `cmd &`) inherits SIGINT ignored, and Python then installs none."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt_at(monkeypatch, iteration, times=1):
+    """Send this process SIGINT in the middle of step ``iteration`` (after the gradient, before the
+    update)."""
+    real = Trainer._step
+
+    def step(self):
+        if self.current_iter == iteration:
+            real_gradient = self.network.gradient
+
+            def gradient(x, t):
+                grads = real_gradient(x, t)
+                for _ in range(times):
+                    os.kill(os.getpid(), signal.SIGINT)
+                return grads
+
+            self.network.gradient = gradient
+            try:
+                real(self)
+            finally:
+                del self.network.gradient
+        else:
+            real(self)
+
+    monkeypatch.setattr(Trainer, "_step", step)
+
+
+@pytest.mark.parametrize("kind", ["dropout-momentum-augment-cosine", "batchnorm-rmsprop", "replace-sampling"])
+@pytest.mark.parametrize("how", ["sigint", "interval"])
+def test_a_run_stopped_mid_epoch_resumes_bit_identical(tmp_path, monkeypatch, default_sigint, kind, how):
+    """issue 19 item 2: Ctrl-C in the middle of an epoch lost that epoch. Now the step it fell in finishes, a
+    checkpoint of that state is written (also every checkpoint_interval seconds), and resuming from it gives
+    the uninterrupted run bit for bit (parameters, optimizer, histories, RNGs, the epoch's running sums)."""
+    if kind == "batchnorm-rmsprop":
+
+        def net(seed):
+            np.random.seed(seed)
+            return MultiLayerNetExtend(
+                144, [20, 20], 10, use_batchnorm=True, use_dropout=True, dropout_ration=0.2
+            )
+
+        kw = {"optimizer": "RMSprop", "optimizer_param": {"lr": 0.01}}
+    else:
+
+        def net(seed):
+            return DropoutMLP(seed)
+
+        kw = {"optimizer": "Momentum", "optimizer_param": {"lr": 0.05}, "lr_schedule": "cosine"}
+        if kind == "replace-sampling":
+            kw = {"optimizer": "Adam", "sampling": "replace"}
+
+    def trainer(network, directory, resume=False, **more):
+        if kind.startswith("dropout"):
+            more["augment"] = NoisyAugment(4)
+        return make(
+            net=network,
+            n=100,
+            mini_batch_size=20,
+            epochs=3,
+            checkpoint_dir=directory,
+            resume=resume,
+            seed=11,
+            **kw,
+            **more,
+        )
+
+    np.random.seed(123)
+    straight = trainer(net(0), tmp_path / "a")
+    straight.train()
+
+    np.random.seed(123)
+    if how == "sigint":
+        first = trainer(net(0), tmp_path / "b")
+        with monkeypatch.context() as m:
+            _interrupt_at(m, 7)  # epoch 2, step 3 of 5
+            with pytest.raises(KeyboardInterrupt):
+                first.train()
+        assert first.interrupted and first.current_iter == 8
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert sorted(os.listdir(tmp_path / "b")) == ["epoch-0001-step-000003.npz", "epoch-0001.npz"]
+    else:
+        first = trainer(net(0), tmp_path / "b", checkpoint_interval=0)  # a checkpoint after every step
+        real = first._step
+
+        def crash_in_the_9th_step():
+            if first.current_iter == 8:
+                raise MemoryError("a crash")
+            real()
+
+        first._step = crash_in_the_9th_step
+        with pytest.raises(MemoryError):
+            first.train()
+        # only the newest mid-epoch checkpoint is kept, and the end-of-epoch ones
+        assert sorted(os.listdir(tmp_path / "b")) == ["epoch-0001-step-000003.npz", "epoch-0001.npz"]
+    np.random.seed(999)  # disturb the global generator: resume must restore it
+    resumed_net = net(77)
+    second = trainer(resumed_net, tmp_path / "b", resume=True)
+    assert second.current_epoch == 1 and second.current_iter == 8
+    second.train()
+
+    assert_params_identical(straight.network.params, resumed_net.params)
+    for name in (
+        "train_loss_list",
+        "train_acc_list",
+        "test_acc_list",
+        "train_eval_loss_list",
+        "test_loss_list",
+        "epoch_loss_list",
+        "epoch_running_acc_list",
+        "lr_list",
+    ):
+        assert getattr(straight, name) == getattr(second, name), name
+    assert straight.final_test_acc == second.final_test_acc
+    assert sorted(os.listdir(tmp_path / "b")) == ["epoch-0001.npz", "epoch-0002.npz", "epoch-0003.npz"]
+
+
+def test_a_second_sigint_stops_at_once_and_the_handler_is_restored(tmp_path, monkeypatch, default_sigint):
+    tr = make(n=100, mini_batch_size=20, epochs=2, checkpoint_dir=tmp_path)
+    _interrupt_at(monkeypatch, 3, times=2)
+    with pytest.raises(KeyboardInterrupt):
+        tr.train()
+    assert not tr.interrupted and os.listdir(tmp_path) == []  # no checkpoint: the second Ctrl-C means now
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_without_checkpoint_dir_sigint_is_left_alone(monkeypatch, default_sigint):
+    tr = make(n=100, mini_batch_size=20, epochs=2)
+    _interrupt_at(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        tr.train()
+    assert tr.current_iter == 3 and not tr.interrupted  # the book's behaviour: the step is abandoned
+
+
+def test_an_ignored_sigint_stays_ignored(tmp_path, monkeypatch):
+    """nohup, or a background job of a non-interactive shell: SIGINT is ignored; the trainer leaves it so."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        tr = make(n=100, mini_batch_size=20, epochs=1, checkpoint_dir=tmp_path)
+        _interrupt_at(monkeypatch, 2)
+        tr.train()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert tr.current_iter == 5 and not tr.interrupted
+
+
+def test_epoch_metrics_in_inference_mode_include_the_loss(tmp_path):
+    """The per-epoch train / test loss: mean cross-entropy of softmax(predict(x, train_flg=False))."""
+    net = DropoutMLP(0)
+    tr = make(net=net, epochs=1, evaluate_sample_num_per_epoch=50)
+    tr.train()
+    x, t = tr.x_test[:50], tr.t_test[:50]
+    y = net.predict(x, train_flg=False).astype(np.float64)
+    z = y - y.max(axis=1, keepdims=True)
+    loss = float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(50), t]))
+    assert tr.test_loss_list == [pytest.approx(loss, rel=1e-12)]
+    assert tr.test_acc_list == [float(np.mean(np.argmax(y, axis=1) == t))]
+    assert tr.history["test_loss"] == tr.test_loss_list and tr.history["final_test_loss"] > 0
+    rec = make(net=Recorder(), epochs=1)  # no predict: the network's accuracy, no loss
+    rec.train()
+    assert rec.test_acc_list == [0.5] and rec.test_loss_list == [None] and rec.final_test_loss is None
+
+
 def test_checkpoint_contents_and_keep(tmp_path):
     tr = make(
         n=40, mini_batch_size=10, epochs=4, checkpoint_dir=tmp_path, keep_checkpoints=2, optimizer="Adam"
@@ -835,7 +1007,8 @@ def test_epoch_lines_on_stdout(capsys):
     out, err = capsys.readouterr()
     lines = out.splitlines()
     assert len(lines) == 3 and err == ""
-    assert lines[0].startswith("epoch 1/2  train loss ") and "test acc" in lines[0] and "ex/s" in lines[0]
+    assert lines[0].startswith("epoch 1/2: test acc ") and " | train acc " in lines[0] and "ex/s" in lines[0]
+    assert "(inference mode) | running acc " in lines[0] and " (training mode) | " in lines[0]
     assert lines[2].startswith("final test accuracy ")
 
 
@@ -853,7 +1026,8 @@ def test_plain_progress_without_tqdm(monkeypatch, capsys):
     lines = err.splitlines()
     assert "\r" not in err  # not a TTY: whole lines only
     assert len(lines) == 20, lines  # one per tenth of each epoch, no more
-    assert lines[0].startswith("epoch 1/2  10% 4/40  loss ") and "acc" in lines[0] and "ex/s" in lines[0]
+    assert lines[0].startswith("epoch 1/2  10% 4/40  running acc ") and "(training mode)  " in lines[0]
+    assert lines[0].endswith(" ex/s")
 
 
 def test_plain_progress_is_quiet_for_short_epochs_when_not_a_tty(monkeypatch, capsys):

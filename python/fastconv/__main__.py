@@ -1,4 +1,4 @@
-"""The ``fastconv`` command (also ``python -m fastconv``): ``info``, ``train`` and ``evaluate``."""
+"""The ``fastconv`` command (also ``python -m fastconv``): ``info``, ``train``, ``evaluate`` and ``runs``."""
 
 from __future__ import annotations
 

@@ -789,6 +789,7 @@ def read_pickle(data: bytes, where: str, max_bytes: int = MAX_PARAM_BYTES):
 # .npz: zip members holding .npy arrays, checked before anything is inflated
 
 _NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"  # what every .npz starts with
 
 
 def _npy_header(fp, where: str):
@@ -830,14 +831,29 @@ def read_npz(source, expected=None, optional=(), max_bytes: int = MAX_PARAM_BYTE
         with open(source, "rb") as f:
             return read_npz(f, expected, optional, max_bytes, where or str(source))
     where = where or str(getattr(source, "name", "npz"))
-    if source.read(len(_NPY_MAGIC)) == _NPY_MAGIC:
+    head = source.read(16)
+    if head[:len(_NPY_MAGIC)] == _NPY_MAGIC:
         raise ParamFileError(f"{where}: not an .npz archive (found a single .npy array)")
+    if not head:
+        raise ParamFileError(f"{where}: empty file (0 bytes), not an .npz archive")
+    if not head.startswith(_ZIP_MAGIC):
+        # say what it is not, and what it starts with: text, a pickle, anything (it is never unpickled)
+        like = ""
+        if head[:1] == b"\x80":
+            like = " (it starts like a pickle, which is read only from a .pkl name)"
+        raise ParamFileError(f"{where}: not an .npz archive{like}: an .npz starts with the zip signature "
+                             f"{_ZIP_MAGIC!r}, this file with {head!r}")
     source.seek(0)
     try:
         return _read_zip(source, where, expected, optional, max_bytes)
     except ParamFileError:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError,
+    except zipfile.BadZipFile as exc:  # the start of a zip archive: cut short, or damaged (e.g. a bad CRC)
+        reason = str(exc)
+        if reason == "File is not a zip file":  # zipfile's words for a missing end-of-archive directory
+            reason = "the zip directory at its end is missing"
+        raise ParamFileError(f"{where}: truncated or damaged .npz archive ({reason})") from None
+    except (zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError,
             RuntimeError, struct.error, UnicodeDecodeError, OverflowError, ValueError, OSError) as exc:
         # RuntimeError: an encrypted member; NotImplementedError: an unsupported compression method
         raise ParamFileError(f"{where}: not a readable .npz archive ({type(exc).__name__}: {exc})") from None

@@ -1,32 +1,103 @@
-"""``fastconv train`` and ``fastconv evaluate``: train a model of :mod:`fastconv.models` on (Fashion-)MNIST
-with :class:`fastconv.trainer.Trainer`, or measure the test accuracy of saved parameters.
+"""``fastconv train``, ``fastconv evaluate`` and ``fastconv runs``: train a model of :mod:`fastconv.models` on
+(Fashion-)MNIST with :class:`fastconv.trainer.Trainer`, measure the test accuracy of saved parameters, and
+show what a run directory holds.
 
-``fastconv train --out DIR`` writes ``DIR/params.npz``, ``DIR/history.json``, ``DIR/curves.png`` (when
-matplotlib is installed) and ``DIR/checkpoints/epoch-NNNN.npz``. User errors end with exit code 2 and one
-line on stderr, ``fastconv <command>: error: <argument or file>: <reason>``, no traceback: bad options,
-missing or corrupt data, images the model cannot take (zero-sized, another size, none), parameter files
-that cannot be read (refused pickle globals, truncated files, values that are not arrays) or do not fit
-the model, and files that cannot be written (a full disk; the file it would have replaced is untouched).
-A diverged run ends with exit code 1, an interrupted one with 130.
+``fastconv train --out DIR`` writes ``DIR/history.json`` (the configuration, the status and the per-epoch
+metrics: at the start, after every epoch and at the end), ``DIR/checkpoints/`` (after every epoch, every
+``--checkpoint-every`` minutes and on Ctrl-C), and at the end ``DIR/params.npz`` and ``DIR/curves.png`` (when
+matplotlib is installed). It never replaces another run's files: a ``DIR`` that holds a run needs
+``--resume`` (continue it, with the options stored in its history.json; options that contradict them are
+refused) or ``--overwrite`` (remove that run's files first). The first Ctrl-C finishes the current step,
+writes a checkpoint and exits with code 130; ``--resume`` then continues bit for bit.
+
+User errors end with exit code 2 and one line on stderr, ``fastconv <command>: error: <argument or file>:
+<reason>``, no traceback: bad options, missing or corrupt data, images the model cannot take (zero-sized,
+another size, none), parameter files that cannot be read (refused pickle globals, truncated files, values
+that are not arrays) or do not fit the model, a run directory in use, and files that cannot be written (a
+full disk; the file it would have replaced is untouched). A diverged run ends with exit code 1, an
+interrupted one with 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+import socket
 import sys
 import warnings
 
-__all__ = ["DATASETS", "DEFAULT_EPOCHS", "MODELS", "add_commands", "run"]
+__all__ = ["DATASETS", "DEFAULT_EPOCHS", "MODELS", "TRAIN_DEFAULTS", "add_commands", "run"]
 
 MODELS = ("deepconvnet", "simpleconvnet", "lenet", "kerascnn")
 DATASETS = ("fashion-mnist", "mnist")
+MODEL_TITLES = {
+    "deepconvnet": "DeepConvNet",
+    "simpleconvnet": "SimpleConvNet",
+    "lenet": "LeNet",
+    "kerascnn": "KerasCNN",
+}
+DATASET_TITLES = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST"}
 # One DeepConvNet epoch over 60,000 images takes ~30 s on 2 Zen 3 cores: 5 epochs finish in ~3 minutes.
 DEFAULT_EPOCHS = 5
 # --augment without finer options: shifts of 10% of the image, rotations up to 10 degrees.
 DEFAULT_SHIFT = 0.1
 DEFAULT_ROTATION = 10.0
+
+# The options of `fastconv train` and their defaults. argparse's own default of each is None, so that the
+# options a user typed can be told from the defaults: --resume takes the stored value of every option the
+# user left out, and refuses a typed one that differs from it (RUN_OPTIONS).
+TRAIN_DEFAULTS = {
+    "model": "deepconvnet",
+    "dataset": "fashion-mnist",
+    "epochs": DEFAULT_EPOCHS,
+    "batch_size": 100,
+    "optimizer": "adam",
+    "lr": 0.001,
+    "weight_decay": None,
+    "schedule": "none",
+    "step_size": None,
+    "gamma": None,
+    "warmup": 0.0,
+    "augment": False,
+    "shift": None,
+    "rotation": None,
+    "flip": False,
+    "dtype": "float32",
+    "seed": None,
+    "train_size": None,
+    "test_size": None,
+    "eval_samples": 10000,
+    "out": "fastconv-run",
+    "checkpoint_every": 5.0,
+}
+# What defines a run: what it trains, on what, how (every value changes the parameters or the metrics).
+# --epochs is not among them: a resumed run may be given more (or fewer) epochs. Nor are where the data
+# is (--data-dir), the threads, the progress bar and the checkpoint interval.
+RUN_OPTIONS = (
+    "model",
+    "dataset",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "schedule",
+    "step_size",
+    "gamma",
+    "warmup",
+    "augment",
+    "shift",
+    "rotation",
+    "flip",
+    "dtype",
+    "seed",
+    "train_size",
+    "test_size",
+    "eval_samples",
+)
+# The files of a run in its --out directory (checkpoints/ besides).
+RUN_FILES = ("history.json", "params.npz", "curves.png")
 
 
 # Every model of MODELS, as models.build(name) makes it, takes (N, 1, 28, 28) images.
@@ -108,113 +179,350 @@ def _float_in(low, high=math.inf, low_open=False, high_open=False):
     return parse
 
 
+def _dataset_name(text):
+    """--dataset takes a name; a path gets told about --data-dir instead of only "invalid choice"."""
+    name = text.lower()
+    if name in DATASETS:
+        return name
+    if os.sep in text or (os.altsep and os.altsep in text) or os.path.exists(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is a path; --dataset takes a name ({', '.join(DATASETS)}), and --data-dir {text} "
+            "the directory holding its four IDX files"
+        )
+    raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(DATASETS)})")
+
+
+def _plural(n, word):
+    return f"{n:,} {word}{'s' * (n != 1)}"
+
+
+def _option(key):
+    return "--" + key.replace("_", "-")
+
+
+def _default_text(key):
+    value = TRAIN_DEFAULTS[key]
+    return "" if value is None or value is False else f" (default: {value})"
+
+
 # ======================================================================================================
 # parsers
 
 
 def add_commands(subparsers):
-    """Add the ``train`` and ``evaluate`` sub-commands to an ``argparse`` sub-parser collection."""
+    """Add the ``train``, ``evaluate`` and ``runs`` sub-commands to an ``argparse`` sub-parser collection."""
     from .trainer import OPTIMIZER_KEYS
 
     t = subparsers.add_parser(
         "train",
         help="train a model on Fashion-MNIST or MNIST",
-        description="Train a model with a progress bar; print test accuracy and examples/s per epoch; write "
-        "params.npz, history.json, curves.png and checkpoints/ under --out.",
+        description="Train a model with a progress bar; print the test and train accuracy and loss and "
+        "examples/s per epoch; write history.json, checkpoints/, params.npz and curves.png under --out. "
+        "A --out that holds a run is never replaced without --overwrite; --resume continues it.",
+        epilog="The progress bar and the 'running' numbers of the epoch line are the means over the epoch's "
+        "batches so far in training mode (dropout on: what the optimizer sees); the epoch line's test and "
+        "train numbers come from the network in inference mode, as in history.json and curves.png. "
+        "With --resume, every option left out takes its value from the run's history.json; "
+        f"{', '.join(_option(k) for k in RUN_OPTIONS)} must agree with it; --epochs may change.",
     )
-    t.add_argument("--model", choices=MODELS, default="deepconvnet")
-    t.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
-    t.add_argument("--data-dir", metavar="PATH", help="directory holding the four IDX files")
-    t.add_argument("--no-download", action="store_true", help="never download the data set")
-    t.add_argument("--epochs", type=_int_at_least(1), default=DEFAULT_EPOCHS)
-    t.add_argument("--batch-size", type=_int_at_least(1), default=100)
-    t.add_argument("--optimizer", type=str.lower, choices=sorted(OPTIMIZER_KEYS), default="adam")
-    t.add_argument("--lr", type=_float_in(0, low_open=True), default=0.001, help="base learning rate")
+
+    def opt(name, key=None, help="", **kwargs):
+        key = key or name[2:].replace("-", "_")
+        t.add_argument(name, default=None, help=(help + _default_text(key)).strip(), **kwargs)
+
+    opt("--model", choices=MODELS, help="the network")
+    opt("--dataset", type=_dataset_name, metavar="{" + ",".join(DATASETS) + "}", help="the data set")
     t.add_argument(
+        "--data-dir",
+        metavar="PATH",
+        help="directory holding the four IDX files (default: "
+        "$FASTCONV_DATA, ~/.cache/fastconv/NAME, /usr/share/datasets/NAME, then a download)",
+    )
+    t.add_argument("--no-download", action="store_true", help="never download the data set")
+    opt("--epochs", type=_int_at_least(1), metavar="N", help="passes over the training images")
+    opt("--batch-size", type=_int_at_least(1), metavar="N", help="images per step")
+    opt("--optimizer", type=str.lower, choices=sorted(OPTIMIZER_KEYS))
+    opt("--lr", type=_float_in(0, low_open=True), metavar="X", help="base learning rate")
+    opt(
         "--weight-decay",
         type=_float_in(0),
-        default=None,
+        metavar="X",
         help="weight decay passed to the optimizer (needs an optimizer that takes weight_decay)",
     )
-    t.add_argument(
-        "--schedule",
-        choices=("none", "step", "cosine"),
-        default="none",
-        help="learning-rate schedule over the epochs",
-    )
-    t.add_argument(
+    opt("--schedule", choices=("none", "step", "cosine"), help="learning-rate schedule over the epochs")
+    opt(
         "--step-size",
         type=_float_in(0, low_open=True),
-        default=None,
-        help="epochs between decays of --schedule step (default max(1, epochs // 4))",
-    )
-    t.add_argument("--gamma", type=_float_in(0), default=None, help="decay factor of --schedule step (0.5)")
-    t.add_argument(
-        "--warmup",
-        type=_float_in(0),
-        default=0.0,
         metavar="EPOCHS",
-        help="linear learning-rate warm-up, in epochs",
+        help="epochs between decays of --schedule step (default: max(1, epochs // 4))",
     )
-    t.add_argument(
+    opt("--gamma", type=_float_in(0), metavar="X", help="decay factor of --schedule step (default: 0.5)")
+    opt("--warmup", type=_float_in(0), metavar="EPOCHS", help="linear learning-rate warm-up, in epochs")
+    opt(
         "--augment",
         action="store_true",
-        help=f"random shifts ({DEFAULT_SHIFT:g} of the size) and rotations ({DEFAULT_ROTATION:g} "
-        "degrees) of the training images, unless --shift/--rotation/--flip say otherwise",
+        help=f"random shifts ({DEFAULT_SHIFT:g} of the size) and rotations ({DEFAULT_ROTATION:g} degrees) of "
+        "the "
+        "training images, unless --shift/--rotation/--flip say otherwise",
     )
-    t.add_argument(
+    opt(
         "--shift",
         type=_float_in(0),
-        default=None,
+        metavar="X",
         help="augmentation: largest shift, a fraction of the size (< 1) or pixels (implies --augment)",
     )
-    t.add_argument(
+    opt(
         "--rotation",
         type=_float_in(0, 180),
-        default=None,
         metavar="DEGREES",
         help="augmentation: largest rotation (implies --augment)",
     )
+    opt("--flip", action="store_true", help="augmentation: random horizontal flips (implies --augment)")
+    opt("--dtype", choices=("float32", "float64"))
     t.add_argument(
-        "--flip", action="store_true", help="augmentation: random horizontal flips (implies --augment)"
+        "--threads",
+        type=_int_at_least(1),
+        default=None,
+        metavar="N",
+        help="kernel threads (default: all cores)",
     )
-    t.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    t.add_argument(
-        "--threads", type=_int_at_least(1), default=None, help="kernel threads (default: all cores)"
+    opt(
+        "--seed",
+        type=_int_at_least(0),
+        metavar="N",
+        help="seed of the weights, the batch order, dropout and augmentation (default: none, a new run each "
+        "time)",
     )
-    t.add_argument("--seed", type=_int_at_least(0), default=None)
+    opt("--out", metavar="DIR", help="the run's directory")
     t.add_argument(
-        "--out", metavar="DIR", default="fastconv-run", help="output directory (default %(default)s)"
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its newest checkpoint, with its stored options",
     )
     t.add_argument(
-        "--train-size", type=_int_at_least(1), default=None, help="use the first N training images"
+        "--overwrite", action="store_true", help="replace the run in --out (its files are removed first)"
     )
-    t.add_argument("--test-size", type=_int_at_least(1), default=None, help="use the first N test images")
-    t.add_argument(
+    opt(
+        "--train-size",
+        type=_int_at_least(1),
+        metavar="N",
+        help="use the first N training images (default: all)",
+    )
+    opt("--test-size", type=_int_at_least(1), metavar="N", help="use the first N test images (default: all)")
+    opt(
         "--eval-samples",
         type=_int_at_least(1),
-        default=10000,
-        help="per-epoch accuracies on the first N train / test images (default %(default)s)",
+        metavar="N",
+        help="per-epoch accuracies and losses on the first N train / test images",
     )
-    t.add_argument(
-        "--resume", action="store_true", help="continue from the last checkpoint in DIR/checkpoints"
+    opt(
+        "--checkpoint-every",
+        type=_float_in(0),
+        metavar="MINUTES",
+        help="checkpoint in the middle of an epoch every MINUTES of training (0: only at the ends of "
+        "epochs and on Ctrl-C)",
     )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     e = subparsers.add_parser(
         "evaluate",
         help="test accuracy of saved parameters",
-        description="Load parameters saved by `fastconv train` and print the test accuracy.",
+        description="Load parameters saved by `fastconv train` and print the test accuracy. --model, "
+        "--dataset and --dtype default to those in the history.json beside --params, if there is one.",
     )
-    e.add_argument("--model", choices=MODELS, required=True)
     e.add_argument("--params", metavar="FILE", required=True, help="a params.npz written by fastconv train")
-    e.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
+    e.add_argument(
+        "--model",
+        choices=MODELS,
+        default=None,
+        help="the network (default: the one in the history.json beside --params)",
+    )
+    e.add_argument(
+        "--dataset",
+        type=_dataset_name,
+        metavar="{" + ",".join(DATASETS) + "}",
+        default=None,
+        help="the data set (default: the run's, else fashion-mnist)",
+    )
     e.add_argument("--data-dir", metavar="PATH", help="directory holding the four IDX files")
     e.add_argument("--no-download", action="store_true", help="never download the data set")
-    e.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    e.add_argument("--test-size", type=_int_at_least(1), default=None, help="use the first N test images")
-    e.add_argument("--batch-size", type=_int_at_least(1), default=100)
-    e.add_argument("--threads", type=_int_at_least(1), default=None)
+    e.add_argument(
+        "--dtype", choices=("float32", "float64"), default=None, help="(default: the run's, else float32)"
+    )
+    e.add_argument(
+        "--test-size",
+        type=_int_at_least(1),
+        default=None,
+        metavar="N",
+        help="use the first N test images (default: all)",
+    )
+    e.add_argument(
+        "--batch-size",
+        type=_int_at_least(1),
+        default=100,
+        metavar="N",
+        help="images per forward pass (default: 100)",
+    )
+    e.add_argument(
+        "--threads",
+        type=_int_at_least(1),
+        default=None,
+        metavar="N",
+        help="kernel threads (default: all cores)",
+    )
+
+    r = subparsers.add_parser(
+        "runs",
+        help="show a run: status, configuration, per-epoch metrics, files",
+        description="Show what `fastconv train --out DIR` left in DIR: the run's status (finished, "
+        "interrupted, diverged, running), its configuration, its per-epoch metrics and where its files are. "
+        "A directory holding several runs gets one line per run.",
+    )
+    r.add_argument(
+        "dir",
+        metavar="DIR",
+        nargs="?",
+        default=TRAIN_DEFAULTS["out"],
+        help=f"a run directory, or a directory of runs (default: {TRAIN_DEFAULTS['out']})",
+    )
+
+
+# ======================================================================================================
+# run directories
+
+
+def _read_json(path):
+    """The JSON object in ``path``; None when there is no such file; CommandError when it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"{path}: cannot read ({_reason(exc, path)})") from exc
+    if not isinstance(data, dict):
+        raise CommandError(f"{path}: not a fastconv history (a JSON object expected)")
+    return data
+
+
+def _checkpoints(out):
+    from .trainer import _list_checkpoints
+
+    return [path for _, path in _list_checkpoints(os.path.join(out, "checkpoints"))]
+
+
+def _pid_alive(history):
+    """Whether the process that wrote ``history`` (status "running") still runs, when that can be known."""
+    pid, host = history.get("pid"), history.get("host")
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process
+        return True
+    return True
+
+
+def _status(history, out):
+    """One line: what became of the run whose history.json is ``history``."""
+    status = history.get("status")
+    if status is None:  # written by an earlier fastconv: at the end only
+        status = "diverged" if "diverged" in history else "finished"
+    epochs, done = history.get("epochs"), history.get("current_epoch", 0)
+    ipe, it = history.get("iter_per_epoch") or 1, history.get("current_iter", 0)
+    resume = f"continue it with: fastconv train --out {out} --resume"
+    if status == "finished":
+        acc = history.get("final_test_acc")
+        result = "" if acc is None else f": test accuracy {acc:.2%} ({history.get('test_size', 0):,} images)"
+        return f"finished{result} after {_plural(done, 'epoch')}"
+    if status == "diverged":
+        return f"diverged: {history.get('diverged', '')}"
+    step = it % ipe
+    where = (
+        f"{_plural(done, 'epoch')}" + (f" and {step} of {ipe} steps" if step else "") + f" of {epochs} done"
+    )
+    if status == "interrupted":
+        return f"interrupted after {where}; {resume}"
+    alive = _pid_alive(history)
+    if alive:
+        return f"running (pid {history['pid']}): {where} when history.json was last written"
+    gone = "" if alive is None else f" (its process {history.get('pid')} is gone: killed?)"
+    return f"stopped{gone} after at least {where}; {resume}"
+
+
+def _previous_run(out):
+    """None when ``out`` holds no run; else what it holds, in words."""
+    if not os.path.isdir(out):
+        return None
+    files = [name for name in RUN_FILES if os.path.exists(os.path.join(out, name))]
+    checkpoints = _checkpoints(out)
+    if not files and not checkpoints:
+        return None
+    history = None
+    try:
+        history = _read_json(os.path.join(out, "history.json"))
+    except CommandError:
+        pass
+    status = _status(history, out).split(";")[0] if history is not None else "no readable history.json"
+    held = files + ([f"checkpoints/ ({len(checkpoints)})"] if checkpoints else [])
+    return f"{status}; files {', '.join(held)}"
+
+
+def _stored_config(out):
+    """The configuration stored in ``out``/history.json, or None when there is none."""
+    path = os.path.join(out, "history.json")
+    history = _read_json(path)
+    config = None if history is None else history.get("config")
+    return config if isinstance(config, dict) else None
+
+
+def _describe(value):
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _resolve_options(args):
+    """Give every option of ``fastconv train`` its value: typed, stored (--resume) or default."""
+    typed = {key for key in TRAIN_DEFAULTS if getattr(args, key, None) is not None}
+    out = args.out if args.out is not None else TRAIN_DEFAULTS["out"]
+    stored = _stored_config(out) if args.resume else None
+    if stored is not None:
+        conflicts = []
+        for key in RUN_OPTIONS:
+            value = stored.get(key, TRAIN_DEFAULTS[key])
+            if key not in typed:
+                setattr(args, key, value)
+            elif getattr(args, key) != value:
+                if isinstance(value, bool) or value is None and isinstance(getattr(args, key), bool):
+                    conflicts.append(f"{_option(key)} (the run was started without it)")
+                else:
+                    conflicts.append(
+                        f"{_option(key)} {_describe(getattr(args, key))} (the run has {_describe(value)})"
+                    )
+        if conflicts:
+            raise CommandError(
+                f"--resume: {', '.join(conflicts)}: --resume continues the run in {out} with its own options "
+                f"(fastconv runs {out} lists them); leave these out, or start a new run with another --out"
+            )
+        if "epochs" not in typed and "epochs" in stored:
+            args.epochs = stored["epochs"]
+    for key, value in TRAIN_DEFAULTS.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    return stored is not None
+
+
+def _remove_run_files(out):
+    """--overwrite: remove the previous run's files (the Trainer removes its checkpoints)."""
+    for name in RUN_FILES:
+        try:
+            os.unlink(os.path.join(out, name))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            path = os.path.join(out, name)
+            raise CommandError(f"--overwrite: {path}: cannot remove ({_reason(exc, path)})") from exc
 
 
 # ======================================================================================================
@@ -222,26 +530,43 @@ def add_commands(subparsers):
 
 
 def _load_data(args, dtype):
+    """The data set, cut to --train-size / --test-size; sets ``args.data_source`` (where it came from)."""
     from . import datasets
 
     load = datasets.load_fashion_mnist if args.dataset == "fashion-mnist" else datasets.load_mnist
-    if args.data_dir is not None and not os.path.isdir(args.data_dir):
-        raise CommandError(f"--data-dir {args.data_dir}: no such directory")
+    if args.data_dir is not None:
+        if not os.path.isdir(args.data_dir):
+            raise CommandError(f"--data-dir {args.data_dir}: no such directory")
+        missing = datasets.missing_files(args.data_dir)
+        if missing:
+            raise CommandError(
+                f"--data-dir {args.data_dir}: missing {', '.join(m + '[.gz]' for m in missing)} (the IDX "
+                "files "
+                f"of {args.dataset})"
+            )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        try:
+            directory, source = datasets.locate(
+                args.dataset, path=args.data_dir, download=not args.no_download
+            )
+        except datasets.DataNotFoundError as exc:
+            raise CommandError(_not_found_text(exc, args)) from exc
+        except OSError as exc:
+            raise CommandError(str(exc)) from exc
+    _relay(caught, args.command)
     try:
         (x_train, t_train), (x_test, t_test) = load(
-            normalize=True,
-            flatten=False,
-            one_hot_label=False,
-            path=args.data_dir,
-            download=not args.no_download,
+            normalize=True, flatten=False, one_hot_label=False, path=directory, download=False
         )
     except (OSError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
-    source = f"--data-dir {args.data_dir}" if args.data_dir is not None else f"--dataset {args.dataset}"
+    args.data_source = f"{directory} ({source})"
+    where = f"--data-dir {args.data_dir}" if args.data_dir is not None else f"--dataset {args.dataset}"
     for split, x in (("training", x_train), ("test", x_test)):
         if split == "training" and args.command != "train":
             continue
-        _check_images(x, source, split, args.model)
+        _check_images(x, where, split, args.model)
     for name, size, x in (
         ("--train-size", getattr(args, "train_size", None), x_train),
         ("--test-size", args.test_size, x_test),
@@ -253,6 +578,25 @@ def _load_data(args, dtype):
     if args.test_size is not None:
         x_test, t_test = x_test[: args.test_size], t_test[: args.test_size]
     return (x_train.astype(dtype, copy=False), t_train), (x_test.astype(dtype, copy=False), t_test)
+
+
+def _not_found_text(exc, args):
+    """The loader's "not found" in a CLI user's words: --data-dir, --no-download (not path=, download=)."""
+    searched = "; ".join(s for s in exc.searched if not s.startswith("(download=False"))
+    text = f"{exc.name}: the four IDX files were not found (searched: {searched}). To get them: {exc.how}"
+    text += ", or pass --data-dir DIR naming a directory that holds them (or set FASTCONV_DATA=DIR)"
+    if args.no_download:
+        text += ", or leave out --no-download on a machine with internet access"
+    return text
+
+
+def _relay(caught, command):
+    """Print the RuntimeWarnings fastconv gave as one line each (``fastconv <command>: warning: ...``)."""
+    for w in caught:
+        if issubclass(w.category, RuntimeWarning) and w.filename.startswith(os.path.dirname(__file__)):
+            print(f"fastconv {command}: warning: {_one_line(w.message)}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def _check_images(x, source, split, model):
@@ -297,6 +641,36 @@ def _train(args):
 
     from .trainer import Trainer, TrainingDiverged
 
+    if args.resume and args.overwrite:
+        raise CommandError(
+            "--resume/--overwrite: one or the other (continue the run in --out, or replace it)"
+        )
+    resumed = _resolve_options(args)
+    out = args.out
+    previous = _previous_run(out)
+    if previous is not None and not (args.resume or args.overwrite):
+        raise CommandError(
+            f"--out {out}: holds a run ({previous}); --resume continues it, --overwrite replaces it, "
+            "or choose another --out"
+        )
+    if args.resume and not resumed and previous is not None:
+        print(
+            f"fastconv train: note: {out}/history.json holds no configuration; using the options given",
+            file=sys.stderr,
+        )
+    schedule_param = {}
+    if args.step_size is not None:
+        schedule_param["step_size"] = args.step_size
+    if args.gamma is not None:
+        schedule_param["gamma"] = args.gamma
+    if schedule_param and args.schedule != "step":
+        raise CommandError("--step-size/--gamma: only with --schedule step")
+    if args.warmup:
+        schedule_param["warmup_epochs"] = args.warmup
+    optimizer_param = {"lr": args.lr}
+    if args.weight_decay is not None:
+        optimizer_param["weight_decay"] = args.weight_decay
+
     dtype = np.dtype(args.dtype).type
     _set_threads(args.threads)
     if args.seed is not None:
@@ -320,24 +694,17 @@ def _train(args):
             seed=args.seed,
         )
 
-    schedule_param = {}
-    if args.step_size is not None:
-        schedule_param["step_size"] = args.step_size
-    if args.gamma is not None:
-        schedule_param["gamma"] = args.gamma
-    if schedule_param and args.schedule != "step":
-        raise CommandError("--step-size/--gamma: only with --schedule step")
-    if args.warmup:
-        schedule_param["warmup_epochs"] = args.warmup
-    optimizer_param = {"lr": args.lr}
-    if args.weight_decay is not None:
-        optimizer_param["weight_decay"] = args.weight_decay
-
-    out = args.out
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as exc:
         raise CommandError(f"--out {out}: {exc}") from exc
+    config = {key: value for key, value in vars(args).items() if key not in ("command", "data_source")}
+    history_path = os.path.join(out, "history.json")
+    running = {"config": config, "status": "running", "pid": os.getpid(), "host": socket.gethostname()}
+
+    def save_history(trainer, **extra):
+        _write(history_path, lambda p: trainer.save_history(p, extra={**running, **extra}))
+
     checkpoint_dir = os.path.join(out, "checkpoints")
     # --resume skipping an unreadable checkpoint warns (RuntimeWarning "resume: ..."): one line here too
     with warnings.catch_warnings(record=True) as caught:
@@ -362,34 +729,36 @@ def _train(args):
                 resume=args.resume,
                 seed=args.seed,
                 progress=not args.no_progress,
+                checkpoint_interval=60.0 * args.checkpoint_every if args.checkpoint_every > 0 else None,
+                on_epoch_end=save_history,
             )
         except (TypeError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         except OSError as exc:  # the checkpoint directory cannot be made, listed or cleaned
             path = os.fspath(exc.filename) if exc.filename is not None else checkpoint_dir
             raise CommandError(f"{path}: {_reason(exc, path)}") from exc
-    for w in caught:
-        if issubclass(w.category, RuntimeWarning) and str(w.message).startswith("resume: "):
-            print(f"fastconv train: warning: {_one_line(w.message)}", file=sys.stderr)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    _relay([w for w in caught if str(w.message).startswith("resume: ")], "train")
+    _relay([w for w in caught if not str(w.message).startswith("resume: ")], "train")
+    if args.overwrite:
+        _remove_run_files(out)
 
     import fastconv
 
+    schedule = "" if args.schedule == "none" else f" {args.schedule}"
     print(
-        f"fastconv train: {args.model} on {args.dataset} ({len(x_train)} train / {len(x_test)} test images), "
-        f"{args.epochs} epochs of {trainer.iter_per_epoch} steps, batch {args.batch_size}, {args.optimizer} "
-        f"lr {args.lr:g}{'' if args.schedule == 'none' else ' ' + args.schedule}"
-        f"{', augmented' if augment is not None else ''}, {args.dtype}, {fastconv.get_num_threads()} threads",
+        f"fastconv train: {args.model} on {args.dataset}, {_plural(args.epochs, 'epoch')} of "
+        f"{_plural(trainer.iter_per_epoch, 'step')}, batch {args.batch_size}, {args.optimizer} lr {args.lr:g}"
+        f"{schedule}{', augmented' if augment is not None else ''}, {args.dtype}, "
+        f"{_plural(fastconv.get_num_threads(), 'thread')}, seed {_describe(args.seed)}\n"
+        f"data: {len(x_train):,} train / {len(x_test):,} test images from {args.data_source}\n"
+        f"out: {out}{' (replacing the run there)' if previous and args.overwrite else ''}",
         flush=True,
     )
-    config = {key: value for key, value in vars(args).items() if key != "command"}
-    history_path = os.path.join(out, "history.json")
     try:
+        save_history(trainer)
         trainer.train()
     except TrainingDiverged as exc:
-        extra = {"config": config, "diverged": str(exc)}
-        _write(history_path, lambda p: trainer.save_history(p, extra=extra))
+        save_history(trainer, status="diverged", diverged=str(exc))
         print(f"fastconv: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
@@ -399,27 +768,36 @@ def _train(args):
         last = trainer.last_checkpoint or "none"
         raise CommandError(f"{path}: cannot write ({_reason(exc, path)}); last checkpoint: {last}") from exc
     except KeyboardInterrupt:
-        where = trainer.last_checkpoint or "none"
+        save_history(trainer, status="interrupted")
+        it, ipe = trainer.current_iter, trainer.iter_per_epoch
+        step = it % ipe or (ipe if it else 0)
+        epoch = trainer.current_epoch + (1 if it % ipe else 0)
         print(
-            f"\nfastconv: interrupted at iteration {trainer.current_iter}; last checkpoint: {where} "
-            f"(rerun with --resume to continue)",
+            f"\nfastconv train: interrupted in epoch {epoch}/{trainer.epochs} after step {step}/{ipe} "
+            f"(iteration {it}); checkpoint: {trainer.last_checkpoint or 'none'}\n"
+            f"continue with: fastconv train --out {out} --resume",
             file=sys.stderr,
         )
         return 130
 
     params_path = os.path.join(out, "params.npz")
     _write(params_path, network.save_params)
-    _write(history_path, lambda p: trainer.save_history(p, extra={"config": config}))
+    save_history(trainer, status="finished")
     written = [params_path, history_path]
+    title = (
+        f"{MODEL_TITLES[args.model]} on {DATASET_TITLES[args.dataset]}: {trainer.result_text()}\n"
+        f"{args.optimizer} lr {args.lr:g}{schedule}, batch {args.batch_size}"
+        f"{', augmented' if augment is not None else ''}, {args.dtype}, {len(x_train):,} training images"
+    )
     try:
-        _write(os.path.join(out, "curves.png"), trainer.plot)
+        _write(os.path.join(out, "curves.png"), lambda p: trainer.plot(p, title=title))
         written.append(os.path.join(out, "curves.png"))
     except ImportError:
         print('note: curves.png not written (matplotlib is not installed: pip install "fastconv[plot]")')
     rate = trainer.examples_per_sec_list[-1] if trainer.examples_per_sec_list else 0.0
     print(
-        f"test accuracy {trainer.final_test_acc:.4f}, {rate:,.0f} examples/s in the last epoch; "
-        f"wrote {', '.join(written)}"
+        f"test accuracy {trainer.final_test_acc:.4f} ({len(x_test):,} test images), {rate:,.0f} examples/s "
+        f"in the last epoch; wrote {', '.join(written)} (fastconv runs {out} shows the run)"
     )
     return 0
 
@@ -427,10 +805,27 @@ def _train(args):
 def _evaluate(args):
     import numpy as np
 
-    dtype = np.dtype(args.dtype).type
     _set_threads(args.threads)
     if not os.path.isfile(args.params):
         raise CommandError(f"--params {args.params}: no such file")
+    history_path = os.path.join(os.path.dirname(args.params) or ".", "history.json")
+    try:
+        config = _stored_config(os.path.dirname(args.params) or ".") or {}
+    except CommandError:
+        config = {}
+    if args.model is None:
+        if config.get("model") not in MODELS:
+            raise CommandError(
+                f"--model: needed: no history.json beside --params {args.params} names the model that wrote "
+                f"it (--model {{{','.join(MODELS)}}})"
+            )
+        args.model = config["model"]
+        print(f"model {args.model} (from {history_path})")
+    if args.dataset is None:
+        args.dataset = config.get("dataset") if config.get("dataset") in DATASETS else "fashion-mnist"
+    if args.dtype is None:
+        args.dtype = config.get("dtype") if config.get("dtype") in ("float32", "float64") else "float32"
+    dtype = np.dtype(args.dtype).type
     network = _build_model(args.model, dtype, 0)
     from . import io as _io
 
@@ -447,14 +842,151 @@ def _evaluate(args):
     return 0
 
 
+def _size(path):
+    n = os.path.getsize(path)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+
+
+def _command(config, out):
+    """The run's configuration as the ``fastconv train`` command that starts it (options off left out)."""
+    words = ["fastconv train"]
+    for key in ("model", "dataset", "epochs", *RUN_OPTIONS[2:]):
+        value = config.get(key)
+        if (
+            value is None
+            or value is False
+            or (key == "warmup" and value == 0)
+            or (key == "schedule" and value == "none")
+        ):
+            continue
+        words.append(_option(key) if value is True else f"{_option(key)} {_describe(value)}")
+    return " ".join(words + [f"--out {out}"])
+
+
+def _show_run(out):
+    """Print a run's status, configuration, per-epoch metrics and files."""
+    from .trainer import _read_checkpoint
+
+    history_path = os.path.join(out, "history.json")
+    history = _read_json(history_path)
+    checkpoints = _checkpoints(out)
+    if history is None:  # an interrupted run of an earlier fastconv: its newest checkpoint has the metrics
+        for path in reversed(checkpoints):
+            try:
+                meta, _ = _read_checkpoint(path)
+            except (OSError, ValueError):
+                continue
+            lists = meta["lists"]
+            history = {
+                "status": "interrupted",
+                "current_iter": meta["current_iter"],
+                "current_epoch": meta["current_epoch"],
+                "iter_per_epoch": meta["iter_per_epoch"],
+                "train_acc": lists["train_acc_list"],
+                "test_acc": lists["test_acc_list"],
+                "epoch_train_loss": lists["epoch_loss_list"],
+                "lr": lists["lr_list"],
+            }
+            break
+        else:
+            raise CommandError(f"{out}: no history.json and no readable checkpoint: not a fastconv run")
+    print(f"run {out}: {_status(history, out)}")
+    config = history.get("config")
+    if isinstance(config, dict):
+        print(f"command: {_command(config, out)}")
+    columns = (
+        ("test_acc", ".4f"),
+        ("test_loss", ".4f"),
+        ("train_acc", ".4f"),
+        ("train_eval_loss", ".4f"),
+        ("epoch_running_train_acc", ".4f"),
+        ("epoch_train_loss", ".4f"),
+        ("lr", ".3g"),
+        ("examples_per_sec", ",.0f"),
+        ("epoch_time_s", ".1f"),
+    )
+    rows = []
+    for i in range(len(history.get("test_acc") or [])):
+        row = [str(i + 1)]
+        for key, fmt in columns:
+            values = history.get(key) or []
+            value = values[i] if i < len(values) else None
+            row.append("-" if value is None else format(value, fmt))
+        rows.append(row)
+    if rows:
+        head = (
+            "epoch",
+            "test acc",
+            "test loss",
+            "train acc",
+            "train loss",
+            "running acc",
+            "running loss",
+            "lr",
+            "ex/s",
+            "time s",
+        )
+        widths = [max(len(h), *(len(r[j]) for r in rows)) for j, h in enumerate(head)]
+        print("  ".join(h.rjust(w) for h, w in zip(head, widths)))
+        for r in rows:
+            print("  ".join(v.rjust(w) for v, w in zip(r, widths)))
+        print("(test and train: inference mode; running: the epoch's batches in training mode)")
+    else:
+        print("no epoch finished yet")
+    print("files:")
+    for name in RUN_FILES:
+        path = os.path.join(out, name)
+        if os.path.exists(path):
+            print(f"  {name:13s}{path} ({_size(path)})")
+    if checkpoints:
+        names = ", ".join(os.path.basename(p) for p in checkpoints)
+        print(f"  {'checkpoints':13s}{os.path.join(out, 'checkpoints')}: {names} (newest last)")
+
+
+def _runs(args):
+    out = args.dir
+    if not os.path.isdir(out):
+        raise CommandError(f"{out}: no such directory")
+    if _previous_run(out) is not None:
+        _show_run(out)
+        return 0
+    runs = sorted(name for name in os.listdir(out) if _previous_run(os.path.join(out, name)) is not None)
+    if not runs:
+        raise CommandError(
+            f"{out}: holds no fastconv run (no history.json, params.npz or checkpoints/ in it "
+            "or in a directory in it)"
+        )
+    for name in runs:
+        path = os.path.join(out, name)
+        try:
+            history = _read_json(os.path.join(path, "history.json"))
+        except CommandError as exc:
+            print(f"{path}: {exc}")
+            continue
+        config = (history or {}).get("config") or {}
+        what = f"{config.get('model', '?')} on {config.get('dataset', '?')}" if config else "?"
+        status = _status(history, path).split(";")[0] if history is not None else "no history.json"
+        print(f"{path}: {what}, {status}")
+    print(f"(fastconv runs {os.path.join(out, runs[0])} shows one run in full)")
+    return 0
+
+
 def run(args) -> int:
-    """Run a parsed ``train`` or ``evaluate`` command; user errors print one line and return 2."""
+    """Run a parsed ``train``, ``evaluate`` or ``runs`` command; user errors print one line and return 2."""
     try:
         if args.command == "train":
             return _train(args)
         if args.command == "evaluate":
             return _evaluate(args)
+        if args.command == "runs":
+            return _runs(args)
         raise CommandError(f"unknown command {args.command!r}")
     except CommandError as exc:
         print(f"fastconv {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before the training loop, which handles its own
+        print(f"\nfastconv {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -5,7 +5,9 @@
 files (gzip or raw) with no pickle cache. Files are looked for in: ``path=``, ``$FASTCONV_DATA`` (and
 ``$FASTCONV_DATA/<name>/``), the user cache (``$XDG_CACHE_HOME`` or ``~/.cache``, ``/fastconv/<name>``),
 ``/usr/share/datasets/<name>/`` (Debian's ``dataset-fashion-mnist``), and last a verified download into the
-cache. ``read_idx`` checks the magic, the dimensions and the exact payload size before it allocates.
+cache. A ``path=`` or ``$FASTCONV_DATA`` without the files is passed over with a ``RuntimeWarning`` that says
+where the data came from instead; :func:`locate` tells where the files are. ``read_idx`` checks the magic,
+the dimensions and the exact payload size before it allocates.
 """
 
 from __future__ import annotations
@@ -16,16 +18,20 @@ import http.client
 import os
 import tempfile
 import urllib.request
+import warnings
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 __all__ = [
+    "DataNotFoundError",
     "IDXError",
     "iterate_minibatches",
     "load_fashion_mnist",
     "load_mnist",
+    "locate",
+    "missing_files",
     "read_idx",
 ]
 
@@ -263,6 +269,32 @@ def _find_in(directory: Path):
     return found, missing
 
 
+def missing_files(directory) -> list:
+    """The names of the four IDX files (``.gz`` or raw) that ``directory`` lacks (all four if it is none)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return list(_FILES.values())
+    return _find_in(directory)[1]
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The four IDX files are nowhere and could not be downloaded.
+
+    Attributes
+    ----------
+    name : str
+        The data set (``"mnist"``, ``"fashion-mnist"``).
+    searched : list of str
+        Each place searched and what was wrong there (and the download's failure).
+    how : str
+        How to get the files (a package to install, or where to download them).
+    """
+
+    def __init__(self, message, name, searched, how):
+        super().__init__(message)
+        self.name, self.searched, self.how = name, searched, how
+
+
 def _candidate_dirs(name: str, path):
     dirs = []
     if path is not None:
@@ -325,17 +357,34 @@ def _download_file(name: str, stem: str, dest: Path) -> Path:
     raise OSError("; ".join(errors))
 
 
+def _passed_over(name: str, skipped: list, directory: Path, label: str) -> None:
+    """Warn that a place the caller named (path=, $FASTCONV_DATA) lacked the files, and where they came
+    from instead."""
+    named = [s for s in skipped if s[1] in ("path=", "$FASTCONV_DATA") and s[1] != label]
+    if named:
+        where = "; ".join(f"{d} ({lab}): {why}" for d, lab, why in named)
+        warnings.warn(
+            f"{name}: the IDX files are not where you pointed ({where}); using {directory} ({label})",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
 def _locate(name: str, path, download: bool):
-    """Paths of the four files of dataset ``name`` (search order in the module docstring)."""
-    searched = []
+    """(paths of the four files of dataset ``name``, their directory, where that is: ``"path="``,
+    ``"$FASTCONV_DATA"``, ``"user cache"``, ``"system"`` or ``"downloaded"``); search order in the module
+    docstring."""
+    skipped = []
     for label, directory in _candidate_dirs(name, path):
         if not directory.is_dir():
-            searched.append(f"  {directory} ({label}): no such directory")
+            skipped.append((directory, label, "no such directory"))
             continue
         found, missing = _find_in(directory)
         if not missing:
-            return found
-        searched.append(f"  {directory} ({label}): missing {', '.join(m + '[.gz]' for m in missing)}")
+            _passed_over(name, skipped, directory, label)
+            return found, directory, label
+        skipped.append((directory, label, f"missing {', '.join(m + '[.gz]' for m in missing)}"))
+    searched = [f"{d} ({lab}): {why}" for d, lab, why in skipped]
     cache = _cache_dir(name)
     if download:
         try:
@@ -343,21 +392,52 @@ def _locate(name: str, path, download: bool):
             found, missing = _find_in(cache)
             for stem in missing:
                 found[stem] = _download_file(name, stem, cache)
-            return found
+            _passed_over(name, skipped, cache, "downloaded")
+            return found, cache, "downloaded"
         except OSError as exc:
-            searched.append(f"  download into {cache} failed: {exc}")
+            searched.append(f"download into {cache} failed: {exc}")
     else:
-        searched.append("  (download=False: no download attempted)")
+        searched.append("(download=False: no download attempted)")
     if name == "fashion-mnist":
         how = "install Debian's package (apt-get install dataset-fashion-mnist)"
     else:
         how = "download them from " + " or ".join(_MIRRORS[name])
-    raise FileNotFoundError(
+    raise DataNotFoundError(
         f"{name}: the four IDX files ({', '.join(s + '[.gz]' for s in _FILES.values())}) were not found.\n"
-        "Searched:\n" + "\n".join(searched) + "\n"
+        "Searched:\n" + "\n".join("  " + s for s in searched) + "\n"
         f"To get them: {how}, or put the four files in a directory and pass path=<dir> or set "
-        f"FASTCONV_DATA=<dir>, or call with download=True on a machine with internet access."
+        f"FASTCONV_DATA=<dir>, or call with download=True on a machine with internet access.",
+        name,
+        searched,
+        how,
     )
+
+
+def locate(name: str, *, path=None, download: bool = True):
+    """Where the loaders find (or download) the four IDX files of ``name``.
+
+    Parameters
+    ----------
+    name : {"mnist", "fashion-mnist"}
+        The data set.
+    path, download
+        As for :func:`load_mnist`.
+
+    Returns
+    -------
+    (pathlib.Path, str)
+        The directory holding the four files, and which place of the search it is: ``"path="``,
+        ``"$FASTCONV_DATA"``, ``"user cache"``, ``"system"`` (``/usr/share/datasets``) or ``"downloaded"``.
+
+    Raises
+    ------
+    DataNotFoundError
+        (a ``FileNotFoundError``) The files are nowhere and could not be downloaded.
+    """
+    if name not in _MIRRORS:
+        raise ValueError(f"name: expected one of {sorted(_MIRRORS)}, got {name!r}")
+    _, directory, label = _locate(name, path, _check_flag(download, "download"))
+    return directory, label
 
 
 # ======================================================================================================
@@ -380,7 +460,7 @@ def _load(name: str, normalize, flatten, one_hot_label, path, download):
             raise TypeError(f"path: expected a directory as str or os.PathLike, got {type(path).__name__}")
         if os.path.exists(path) and not os.path.isdir(path):
             raise ValueError(f"path: expected a directory holding the four IDX files, got the file {path}")
-    files = _locate(name, path, download)
+    files = _locate(name, path, download)[0]
 
     out = []
     for split in ("train", "test"):
@@ -429,6 +509,8 @@ _LOADER_DOC = """Load {title} as the book's ``load_mnist`` does.
         ``train-labels-idx1-ubyte[.gz]``, ``t10k-images-idx3-ubyte[.gz]``, ``t10k-labels-idx1-ubyte[.gz]``),
         searched first. Then ``$FASTCONV_DATA`` and ``$FASTCONV_DATA/{name}/``, the user cache
         (``$XDG_CACHE_HOME`` or ``~/.cache``, then ``fastconv/{name}/``), and ``/usr/share/datasets/{name}/``.
+        A ``path`` or ``$FASTCONV_DATA`` without the files is passed over with a ``RuntimeWarning`` naming
+        where the files came from instead.
     download : bool, default True
         When the files are found nowhere, download them from the official mirrors into the user cache,
         verifying their SHA-256. Files found locally are used as they are (``read_idx`` still checks
@@ -441,9 +523,9 @@ _LOADER_DOC = """Load {title} as the book's ``load_mnist`` does.
 
     Raises
     ------
-    FileNotFoundError
-        The files are nowhere and could not be downloaded; the message lists every place searched and
-        how to get the files.
+    DataNotFoundError
+        (a ``FileNotFoundError``) The files are nowhere and could not be downloaded; the message lists every
+        place searched and how to get the files.
     IDXError (a ValueError)
         A file is corrupt, or images and labels disagree in number.
     """

@@ -34,6 +34,9 @@ __all__ = ["save_params", "load_params", "safe_pickle_load", "ParamFileError", "
 NPZ_SUFFIXES = (".npz",)
 PICKLE_SUFFIXES = (".pkl", ".pickle")
 _ZIP_MAGIC = b"PK\x03\x04"  # what every .npz starts with
+# The first byte of a pickle of a dict (or list): PROTO (protocols 2-5); MARK, EMPTY_DICT, EMPTY_LIST, GLOBAL
+# (OrderedDict) in protocols 0-1
+_PICKLE_STARTS = (b"\x80", b"(", b"}", b"]", b"c")
 
 
 # ======================================================================================================
@@ -184,6 +187,16 @@ def load_params(path, *, expected=None, optional=(), max_bytes: int = MAX_PARAM_
         return read_npz(path, expected, optional, max_bytes)
     if lower.endswith(PICKLE_SUFFIXES):
         with open(path, "rb") as f:
+            head = f.read(16)
+            if not head:
+                raise ParamFileError(f"{path}: empty file (0 bytes), not a pickle")
+            if head[:1] not in _PICKLE_STARTS:
+                raise ParamFileError(
+                    f"{path}: not a pickle of parameters: a pickled dict starts with b'\\x80' "
+                    "(protocols 2-5) "
+                    f"or one of b'(}}]c' (0-1), this file with {head!r}"
+                )
+            f.seek(0)
             obj = safe_pickle_load(f, max_bytes)
         if not isinstance(obj, dict):
             raise ParamFileError(f"{path}: expected a pickled dict of arrays, got {type(obj).__name__}")
