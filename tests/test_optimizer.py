@@ -11,7 +11,7 @@ import fastconv._cpu
 import numpy as np
 import pytest
 from conftest import TOL_OPTIM
-from fastconv import ops
+from fastconv import _optim, ops
 from fastconv import optimizer as F
 from fastconv.models import DeepConvNet
 from fastconv.reference import optimizer as R
@@ -307,6 +307,35 @@ def test_non_contiguous_and_float16_params_updated_in_place(name, rng):
     untouched = np.ones(10, dtype=bool)
     untouched[::3] = False
     np.testing.assert_array_equal(base[:, untouched], base0[:, untouched])  # the view's neighbours are left alone
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01], ids=["wd0", "wd"])
+@pytest.mark.parametrize("dt", [np.float16, np.float32, np.float64, np.longdouble],
+                         ids=["f16", "f32", "f64", "longdouble"])
+def test_numpy_fallback_matches_reference_bit_for_bit(dt, weight_decay, rng):
+    """The NumPy path for parameters the kernels cannot take (fastconv._optim._numpy_step, its own code) repeats
+    the reference steps' operations in their order: the same bits in every float dtype."""
+    cases = {
+        "sgd": (R.sgd_step, 0, (0.1,)),
+        "momentum": (R.momentum_step, 1, (0.1, 0.9)),
+        "nesterov": (R.nesterov_step, 1, (0.1, 0.9)),
+        "adagrad": (R.adagrad_step, 1, (0.1, 1e-7)),
+        "rmsprop": (R.rmsprop_step, 1, (0.1, 0.9, 1e-7)),
+        "adam": (R.adam_step, 2, (0.01, 0.9, 0.999, 1e-7)),
+        "adadelta": (R.adadelta_step, 2, (1.0, 0.9, 1e-6)),
+    }
+    for method, (step, ns, hyper) in cases.items():
+        p = rng.standard_normal(37).astype(dt)
+        st = [np.abs(rng.standard_normal(37)).astype(dt) for _ in range(ns)]
+        p0, p_ref, st_ref = p.copy(), p.copy(), [s.copy() for s in st]
+        for _ in range(3):
+            g = rng.standard_normal(37).astype(dt)
+            _optim._numpy_step(method, p, g, st, (*hyper, weight_decay))
+            step(p_ref, g, *st_ref, *hyper, weight_decay)
+        assert not np.array_equal(p, p0), method
+        np.testing.assert_array_equal(p, p_ref, err_msg=method)
+        for s, s_ref in zip(st, st_ref):
+            np.testing.assert_array_equal(s, s_ref, err_msg=method)
 
 
 def test_grads_cast_strided_and_aliased(rng):

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import _checks, _optim
-from .reference.optimizer import adam_lr_t
+from ._helpers import adam_lr_t
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "Adadelta"]
 
