@@ -801,6 +801,33 @@ def test_no_fusion_for_other_layer_modules(rng, monkeypatch):
     assert np.isfinite(net.loss(x, t))
 
 
+def test_fast_paths_are_offered_by_the_layers(rng):
+    """Networks reach the fused forward and the first layer's dW-only backward through methods of the layers
+    (fused_forward, first_layer_backward); a layer offers them only for pairs it can fuse exactly, never for a
+    subclass (whose forward or backward may differ), and other layer modules have no such methods."""
+    W, b = rng.standard_normal((2, 1, 3, 3)), np.zeros(2)
+    conv, relu = fc_layers.Convolution(W, b), fc_layers.Relu()
+    assert conv.fused_forward(relu) is not None and conv.first_layer_backward() is not None
+    for other in (fc_layers.Sigmoid(), ref_layers.Relu(), fc_layers.Pooling(2, 2)):
+        assert conv.fused_forward(other) is None
+
+    class LoggingConvolution(fc_layers.Convolution):
+        def forward(self, x):
+            calls.append("forward")
+            return super().forward(x)
+
+    calls = []
+    sub = LoggingConvolution(W, b)
+    assert sub.fused_forward(relu) is None and sub.first_layer_backward() is None
+    x = rng.standard_normal((2, 1, 5, 5))
+    net = build(SimpleConvNet, fc_layers, np.float64)
+    net.layers["Conv1"] = LoggingConvolution(net.params["W1"], net.params["b1"])
+    net.predict(mnist_batch(rng, n=2)[0])
+    assert calls == ["forward"]  # the subclass's own forward ran, not the fused pass
+    assert not hasattr(ref_layers.Convolution(W, b), "fused_forward")
+    np.testing.assert_array_equal(conv.fused_forward(relu)(x), relu.forward(fc_layers.Convolution(W, b).forward(x)))
+
+
 @pytest.mark.parametrize("cls", ALL_IMAGE_NETS)
 def test_first_convolution_skips_input_gradient(rng, monkeypatch, cls):
     """gradient() runs the first Convolution's backward without dx (backward_params) and its gradients are
