@@ -150,7 +150,7 @@ def im2col(input_data, filter_h: int, filter_w: int, stride: int = 1, pad: int =
     chk.nonempty(x, "input_data")
     fh, fw = chk.integer(filter_h, "filter_h", 1), chk.integer(filter_w, "filter_w", 1)
     stride, pad = chk.stride_pad(stride, pad)
-    N, C, H, W = x.shape
+    N, C = x.shape[:2]
     OH, OW = chk.im2col_shapes(x.shape, fh, fw, stride, pad, "input_data")
     col = array_module(x).empty((N * OH * OW, C * fh * fw), dtype=dtype)
     kernel("im2col", dtype, x)(_c(x, dtype), col, fh, fw, stride, pad)

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from .ops import col2im, im2col
 from ._checks import conv_output_size
 from ._helpers import shuffle_dataset, smooth_curve
+from .ops import col2im, im2col
 
 __all__ = ["im2col", "col2im", "conv_output_size", "shuffle_dataset", "smooth_curve"]
