@@ -89,21 +89,21 @@ void col2im_py(py::array col, py::array x, std::int64_t filter_h, std::int64_t f
 }
 
 void bind_conv(py::module_& m) {
-  FC_DEF_F32_F64(m, "conv_forward", conv_forward_py,
+  FC_DEF_FLOATS(m, "conv_forward", conv_forward_py,
                  "out = conv2d(x, W) + b (cross-correlation, NCHW), ReLU'd in the same pass if relu.", py::arg("x"),
                  py::arg("W"), py::arg("b"), py::arg("out"), py::arg("stride"), py::arg("pad"),
                  py::arg("relu") = false);
-  FC_DEF_F32_F64(m, "conv_backward", conv_backward_py,
+  FC_DEF_FLOATS(m, "conv_backward", conv_backward_py,
                  "dx, dW, db of conv_forward, written into dx, dW, db (dx None: dW and db only).",
                  py::arg("x"), py::arg("W"), py::arg("dout"), py::arg("dx"), py::arg("dW"), py::arg("db"),
                  py::arg("stride"), py::arg("pad"));
 }
 
 void bind_im2col(py::module_& m) {
-  FC_DEF_F32_F64(m, "im2col", im2col_py, "Book layout: x (N, C, H, W) -> col (N*OH*OW, C*FH*FW).",
+  FC_DEF_FLOATS(m, "im2col", im2col_py, "Book layout: x (N, C, H, W) -> col (N*OH*OW, C*FH*FW).",
                  py::arg("input_data"), py::arg("col"), py::arg("filter_h"), py::arg("filter_w"), py::arg("stride"),
                  py::arg("pad"));
-  FC_DEF_F32_F64(m, "col2im", col2im_py, "Adjoint of im2col: scatter-add col into x (N, C, H, W).",
+  FC_DEF_FLOATS(m, "col2im", col2im_py, "Adjoint of im2col: scatter-add col into x (N, C, H, W).",
                  py::arg("col"), py::arg("x"), py::arg("filter_h"), py::arg("filter_w"), py::arg("stride"),
                  py::arg("pad"));
 }

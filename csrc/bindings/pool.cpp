@@ -98,22 +98,22 @@ void avgpool_backward_py(py::array dout, py::array dx, i64 pool_h, i64 pool_w, i
 }  // namespace
 
 void bind_pool(py::module_& m) {
-  FC_DEF_F32_F64(m, "maxpool_forward", maxpool_forward_py,
+  FC_DEF_FLOATS(m, "maxpool_forward", maxpool_forward_py,
                  "Max pooling: x (N, C, H, W) -> out (N, C, OH, OW) and int32 argmax (ih*W + iw in the plane), "
                  "padding never wins, ties to the first, NaN propagates. Overwrites out and argmax.",
                  py::arg("x"), py::arg("out"), py::arg("argmax"), py::arg("pool_h"), py::arg("pool_w"),
                  py::arg("stride"), py::arg("pad"));
-  FC_DEF_F32_F64(m, "maxpool_backward", maxpool_backward_py,
+  FC_DEF_FLOATS(m, "maxpool_backward", maxpool_backward_py,
                  "Max pooling backward: dx (N, C, H, W) = 0, then dx[plane][argmax] += dout. Raises ValueError "
                  "for an argmax value outside [0, H*W).",
                  py::arg("dout"), py::arg("argmax"), py::arg("dx"), py::arg("pool_h"), py::arg("pool_w"),
                  py::arg("stride"), py::arg("pad"));
-  FC_DEF_F32_F64(m, "avgpool_forward", avgpool_forward_py,
+  FC_DEF_FLOATS(m, "avgpool_forward", avgpool_forward_py,
                  "Average pooling: x (N, C, H, W) -> out (N, C, OH, OW), window sum / (pool_h*pool_w) with "
                  "padding counted as zeros. Overwrites out.",
                  py::arg("x"), py::arg("out"), py::arg("pool_h"), py::arg("pool_w"), py::arg("stride"),
                  py::arg("pad"));
-  FC_DEF_F32_F64(m, "avgpool_backward", avgpool_backward_py,
+  FC_DEF_FLOATS(m, "avgpool_backward", avgpool_backward_py,
                  "Average pooling backward: dx (N, C, H, W) overwritten; each real window position gets "
                  "dout / (pool_h*pool_w).",
                  py::arg("dout"), py::arg("dx"), py::arg("pool_h"), py::arg("pool_w"), py::arg("stride"),

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "common/dtype.h"
 #include "common/shapes.h"
 #include "cpu/threads.h"
 
@@ -278,7 +279,7 @@ void avgpool_backward(const T* dout, T* dx, std::int64_t N, std::int64_t C, std:
 // ---------------------------------------------------------------------------------------------------------------
 // explicit instantiations
 
-#define FC_POOL_INSTANTIATE(T)                                                                                   \
+#define FC_POOL_INSTANTIATE(T, S)                                                                                     \
   template void maxpool_forward<T>(const T*, T*, std::int32_t*, std::int64_t, std::int64_t, std::int64_t,        \
                                    std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t);        \
   template std::int64_t maxpool_backward<T>(const T*, const std::int32_t*, T*, std::int64_t, std::int64_t,       \
@@ -288,8 +289,7 @@ void avgpool_backward(const T* dout, T* dx, std::int64_t N, std::int64_t C, std:
                                    std::int64_t, std::int64_t, std::int64_t, std::int64_t);                      \
   template void avgpool_backward<T>(const T*, T*, std::int64_t, std::int64_t, std::int64_t, std::int64_t,        \
                                     std::int64_t, std::int64_t, std::int64_t, std::int64_t);
-FC_POOL_INSTANTIATE(float)
-FC_POOL_INSTANTIATE(double)
+FC_FLOAT_TYPES(FC_POOL_INSTANTIATE)
 #undef FC_POOL_INSTANTIATE
 
 }  // namespace fastconv::cpu

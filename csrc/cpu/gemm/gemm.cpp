@@ -12,6 +12,7 @@
 #include <omp.h>
 #endif
 
+#include "common/dtype.h"
 #include "cpu/gemm/config.h"
 #include "cpu/isa.h"
 #include "cpu/workspace.h"
@@ -29,17 +30,14 @@ using namespace gemm_config;
 #define FC_UKR_TABLE(SUF) {ukr_ref_##SUF(), ukr_ref_##SUF(), ukr_ref_##SUF()}
 #endif
 
-template <>
-const Ukr<float>& active_ukr<float>() {
-  static const Ukr<float> table[3] = FC_UKR_TABLE(f32);
-  return table[static_cast<int>(active_isa())];
-}
-
-template <>
-const Ukr<double>& active_ukr<double>() {
-  static const Ukr<double> table[3] = FC_UKR_TABLE(f64);
-  return table[static_cast<int>(active_isa())];
-}
+#define FC_ACTIVE_UKR_(T, S)                                   \
+  template <>                                                  \
+  const Ukr<T>& active_ukr<T>() {                              \
+    static const Ukr<T> table[3] = FC_UKR_TABLE(S);            \
+    return table[static_cast<int>(active_isa())];              \
+  }
+FC_FLOAT_TYPES(FC_ACTIVE_UKR_)
+#undef FC_ACTIVE_UKR_
 #undef FC_UKR_TABLE
 
 // ------------------------------------------------------------------------------------------------------
@@ -224,7 +222,7 @@ void gemm_prepacked(const Ukr<T>& u, index_t M, index_t N, index_t K, T alpha, c
   }
 }
 
-#define FC_INSTANTIATE_GEMM(T)                                                                                 \
+#define FC_INSTANTIATE_GEMM(T, S)                                                                              \
   template void gemm_serial<T>(index_t, index_t, index_t, T, const T*, index_t, index_t, const T*, index_t, \
                                index_t, T, T*, index_t);                                                    \
   template void gemm<T>(index_t, index_t, index_t, T, const T*, index_t, index_t, const T*, index_t, index_t, \
@@ -234,7 +232,7 @@ void gemm_prepacked(const Ukr<T>& u, index_t M, index_t N, index_t K, T alpha, c
   template void pack_b_full<T>(const Ukr<T>&, index_t, index_t, const T*, index_t, index_t, T*);            \
   template void gemm_prepacked<T>(const Ukr<T>&, index_t, index_t, index_t, T, const T*, const T*, T, T*,   \
                                   index_t);
-FC_INSTANTIATE_GEMM(float)
-FC_INSTANTIATE_GEMM(double)
+FC_FLOAT_TYPES(FC_INSTANTIATE_GEMM)
+#undef FC_INSTANTIATE_GEMM
 
 }  // namespace fastconv::cpu
