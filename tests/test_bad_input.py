@@ -934,6 +934,14 @@ RAW_CALLS = [
         ValueError,
         r"^pad is too large",
     ),
+    (
+        "maxpool huge window",  # the window-parameter limit of the one geometry check (common/geom.h)
+        lambda: _cpu.maxpool_forward_f64(
+            _c(1, 1, 4, 4), _c(1, 1, 1, 1), _c(1, 1, 1, 1, dtype=np.int32), 2**41, 2, 1, 1
+        ),
+        ValueError,
+        r"^pool_h is too large: 2199023255552 \(limit 2\*\*40\)",
+    ),
     ("relu shape", lambda: _cpu.relu_forward_f64(_c(3), _c(4)), ValueError, r"^out: shape"),
     ("relu 2-D", lambda: _cpu.relu_forward_f64(_c(3, 1), _c(3, 1)), ValueError, r"^x: expected a 1-D"),
     (

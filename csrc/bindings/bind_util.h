@@ -73,19 +73,6 @@ inline std::int64_t dim(const py::array& a, const char* name, int ndim, int i) {
   return a.shape(i);
 }
 
-inline void check_positive(std::int64_t v, const char* name) {
-  if (v <= 0) throw py::value_error(std::string(name) + " must be > 0, got " + std::to_string(v));
-}
-inline void check_nonneg(std::int64_t v, const char* name) {
-  if (v < 0) throw py::value_error(std::string(name) + " must be >= 0, got " + std::to_string(v));
-}
-// Window parameters beyond this are rejected before any arithmetic on them can overflow.
-constexpr std::int64_t kMaxWindowParam = std::int64_t(1) << 40;
-inline void check_window_param(std::int64_t v, const char* name) {
-  if (v > kMaxWindowParam)
-    throw py::value_error(std::string(name) + " is too large: " + std::to_string(v) + " (limit 2**40)");
-}
-
 // Register fn<T> as name_<suffix> for every T of FC_FLOAT_TYPES (common/dtype.h): name_f32, name_f64, ...
 #define FC_DEF_FLOATS(m, name, fn, doc, ...)                                                          \
   ::fastconv::for_each_float([&](auto tag) {                                                          \
