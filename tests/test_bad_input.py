@@ -607,8 +607,8 @@ def test_argmax_out_of_int32_range_rejected():
 
 
 def test_channels_last_input_gets_a_transpose_hint():
-    """An (N, H, W, C) batch (Keras' layout) given to Convolution / Pooling raises the same ValueError as before,
-    and the message suggests the transpose when the last axis is the channel count the layer expects."""
+    """An (N, H, W, C) batch (Keras' layout) given to Convolution / Pooling raises the same ValueError as
+    before, and the message suggests the transpose when the last axis is what the layer expects there."""
     x = z(2, 28, 28, 1, dtype=F32)
     conv = layers.Convolution(z(4, 1, 3, 3, dtype=F32), z(4, dtype=F32), 1, 1)
     hint = r"x looks channels-last \(N, H, W, C\): pass x\.transpose\(0, 3, 1, 2\), of shape \(2, 1, 28, 28\)"
@@ -624,7 +624,9 @@ def test_channels_last_input_gets_a_transpose_hint():
         layers.AvgPooling(2, 2).forward(x)
     assert layers.Pooling(2, 2).forward(x.transpose(0, 3, 1, 2)).shape == (2, 1, 14, 14)
     # no hint where the last axis is not what the layer expects
-    for f in (lambda: conv.forward(z(2, 3, 8, 8, dtype=F32)), lambda: layers.Pooling(3, 3).forward(z(2, 2, 8, 2))):
+    no_hint = (lambda: conv.forward(z(2, 3, 8, 8, dtype=F32)),
+               lambda: layers.Pooling(3, 3).forward(z(2, 2, 8, 2)))
+    for f in no_hint:
         with pytest.raises(ValueError) as info:
             f()
         assert "transpose" not in str(info.value), info.value
