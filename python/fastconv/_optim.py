@@ -92,8 +92,7 @@ def _numpy_step(method: str, p, g, states: list, scalars: tuple) -> None:
             h += g * g
         else:
             lr, rho, eps = hyper
-            h *= rho
-            h += (1 - rho) * g * g
+            _decaying_mean_sq(h, rho, g)
         p -= lr * g / (np.sqrt(h) + eps)
     elif method == "adam":
         (m, v), (lr_t, beta1, beta2, eps) = states, hyper
@@ -102,12 +101,17 @@ def _numpy_step(method: str, p, g, states: list, scalars: tuple) -> None:
         p -= lr_t * m / (np.sqrt(v) + eps)
     else:  # adadelta: h and d are the running means of g**2 and of the squared steps
         (h, d), (lr, rho, eps) = states, hyper
-        h *= rho
-        h += (1 - rho) * g * g
+        _decaying_mean_sq(h, rho, g)
         dx = np.sqrt(d + eps) / np.sqrt(h + eps) * g
-        d *= rho
-        d += (1 - rho) * dx * dx
+        _decaying_mean_sq(d, rho, dx)
         p -= lr * dx
+
+
+def _decaying_mean_sq(a, rho: float, v) -> None:
+    """``a = rho*a + (1 - rho)*v*v`` in place, rounded as the kernels do: ``a *= rho``, then ``((1 - rho)*v)*v``
+    added."""
+    a *= rho
+    a += (1 - rho) * v * v
 
 
 def optimizer_update(method: str, params, grads, state: dict, **hyper) -> None:

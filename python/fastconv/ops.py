@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _checks as chk
+from . import _optim
 from ._backend import array_module, kernel
 from ._checks import check_seed
 from ._optim import (
@@ -56,17 +57,8 @@ __all__ = [
     "batchnorm_forward_train",
     "batchnorm_forward_infer",
     "batchnorm_backward",
-    # optimizer updates (fastconv._optim)
-    "check_param_dicts",
-    "optimizer_hyperparameters",
-    "optimizer_update",
-    "sgd_update",
-    "momentum_update",
-    "nesterov_update",
-    "adagrad_update",
-    "rmsprop_update",
-    "adam_update",
-    "adadelta_update",
+    # the optimizer updates of fastconv._optim
+    *_optim.__all__,
 ]
 
 
