@@ -21,6 +21,7 @@ import numpy as np
 
 import fastconv
 from fastconv import layers
+from fastconv.util import conv_output_size
 
 
 def measure(batch: int = 100, C: int = 16, H: int = 28, FN: int = 16, F: int = 3, pad: int = 1,
@@ -31,7 +32,7 @@ def measure(batch: int = 100, C: int = 16, H: int = 28, FN: int = 16, F: int = 3
     W = (0.1 * rng.standard_normal((FN, C, F, F))).astype(dtype)
     b = np.zeros(FN, dtype=dtype)
     conv = layers.Convolution(W, b, stride=1, pad=pad)
-    OH = H + 2 * pad - F + 1
+    OH = conv_output_size(H, F, 1, pad)
     dout = rng.standard_normal((batch, FN, OH, OH)).astype(dtype)
     cpu = fastconv._cpu
     scratch_before = cpu.workspace_bytes()["current"]

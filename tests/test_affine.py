@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import TOL_DOT, f64, randn
+from conftest import TOL_DOT, f64, randn, to_device, to_host
 from fastconv import layers, ops
 from fastconv.reference import layers as ref_layers
 
@@ -27,52 +27,54 @@ def reference(x, W, b, dout):
 
 
 @pytest.mark.parametrize("shape,H", CASES, ids=IDS)
-def test_affine_layer(rng, isa, dtype, shape, H):
+def test_affine_layer(rng, device, isa, dtype, shape, H):
     x = randn(rng, shape, dtype)
     D = int(np.prod(shape[1:]))
     W, b = randn(rng, (D, H), dtype), randn(rng, (H,), dtype)
     dout = randn(rng, (shape[0], H), dtype)
     r_out, r_dx, r_dW, r_db = reference(x, W, b, dout)
-    layer = layers.Affine(W, b)
-    out = layer.forward(x)
+    layer = layers.Affine(to_device(W, device), to_device(b, device))
+    out = to_host(layer.forward(to_device(x, device)))
     assert out.dtype == dtype and out.shape == (shape[0], H)
     np.testing.assert_allclose(out, r_out, **TOL_DOT[dtype], err_msg=f"{isa} {shape} out")
-    dx = layer.backward(dout)
+    dx = to_host(layer.backward(to_device(dout, device)))
     assert dx.shape == shape and dx.dtype == dtype  # reshaped back to the original input shape
     np.testing.assert_allclose(dx, r_dx, **TOL_DOT[dtype], err_msg=f"{isa} {shape} dx")
-    np.testing.assert_allclose(layer.dW, r_dW, **TOL_DOT[dtype], err_msg=f"{isa} {shape} dW")
-    np.testing.assert_allclose(layer.db, r_db, **TOL_DOT[dtype], err_msg=f"{isa} {shape} db")
+    np.testing.assert_allclose(to_host(layer.dW), r_dW, **TOL_DOT[dtype], err_msg=f"{isa} {shape} dW")
+    np.testing.assert_allclose(to_host(layer.db), r_db, **TOL_DOT[dtype], err_msg=f"{isa} {shape} db")
     assert layer.dW.shape == W.shape and layer.db.shape == b.shape
 
 
-def test_affine_ops(rng, dtype):
+def test_affine_ops(rng, device, dtype):
     x, W, b = randn(rng, (6, 9), dtype), randn(rng, (9, 4), dtype), randn(rng, (4,), dtype)
     dout = randn(rng, (6, 4), dtype)
     r_out, r_dx, r_dW, r_db = reference(x, W, b, dout)
-    np.testing.assert_allclose(ops.affine_forward(x, W, b), r_out, **TOL_DOT[dtype])
-    for got, want in zip(ops.affine_backward(x, W, dout), (r_dx, r_dW, r_db)):
-        np.testing.assert_allclose(got, want, **TOL_DOT[dtype])
+    xd, Wd, bd, doutd = (to_device(a, device) for a in (x, W, b, dout))
+    np.testing.assert_allclose(to_host(ops.affine_forward(xd, Wd, bd)), r_out, **TOL_DOT[dtype])
+    for got, want in zip(ops.affine_backward(xd, Wd, doutd), (r_dx, r_dW, r_db)):
+        np.testing.assert_allclose(to_host(got), want, **TOL_DOT[dtype])
 
 
-def test_affine_non_contiguous_4d(rng, dtype):
+def test_affine_non_contiguous_4d(rng, device, dtype):
     """A transposed 4-D input is flattened in its logical (C order) layout, as x.reshape(N, -1) does."""
     base = randn(rng, (4, 5, 3, 6), dtype)
     x = base.transpose(0, 3, 1, 2)  # (4, 6, 5, 3), non-contiguous
     W, b = randn(rng, (90, 8), dtype), randn(rng, (8,), dtype)
     dout = randn(rng, (4, 8), dtype)
     r_out, r_dx, r_dW, _ = reference(x, W, b, dout)
-    layer = layers.Affine(W, b)
-    np.testing.assert_allclose(layer.forward(x), r_out, **TOL_DOT[dtype])
-    dx = layer.backward(dout)
+    layer = layers.Affine(to_device(W, device), to_device(b, device))
+    np.testing.assert_allclose(to_host(layer.forward(to_device(x, device))), r_out, **TOL_DOT[dtype])
+    dx = to_host(layer.backward(to_device(dout, device)))
     assert dx.shape == x.shape
     np.testing.assert_allclose(dx, r_dx, **TOL_DOT[dtype])
-    np.testing.assert_allclose(layer.dW, r_dW, **TOL_DOT[dtype])
+    np.testing.assert_allclose(to_host(layer.dW), r_dW, **TOL_DOT[dtype])
 
 
-def test_affine_reads_params_every_call(rng):
-    x, W, b = rng.standard_normal((3, 4)), rng.standard_normal((4, 2)), rng.standard_normal(2)
+def test_affine_reads_params_every_call(rng, device):
+    x, W, b = (to_device(a, device) for a in (rng.standard_normal((3, 4)), rng.standard_normal((4, 2)),
+                                               rng.standard_normal(2)))
     layer = layers.Affine(W, b)
     layer.forward(x)
     W -= 1.0
     b[...] = 7.0
-    np.testing.assert_allclose(layer.forward(x), x @ W + b, rtol=1e-12)
+    np.testing.assert_allclose(to_host(layer.forward(x)), to_host(x @ W + b), rtol=1e-12)

@@ -606,6 +606,32 @@ def test_argmax_out_of_int32_range_rejected():
         ops.maxpool_backward(dout, argmax, (1, 1, 4, 4), 2, 2, 2, 0)
 
 
+def test_channels_last_input_gets_a_transpose_hint():
+    """An (N, H, W, C) batch (Keras' layout) given to Convolution / Pooling raises the same ValueError as
+    before, and the message suggests the transpose when the last axis is what the layer expects there."""
+    x = z(2, 28, 28, 1, dtype=F32)
+    conv = layers.Convolution(z(4, 1, 3, 3, dtype=F32), z(4, dtype=F32), 1, 1)
+    hint = r"x looks channels-last \(N, H, W, C\): pass x\.transpose\(0, 3, 1, 2\), of shape \(2, 1, 28, 28\)"
+    with pytest.raises(ValueError, match=r"^W: shape \(4, 1, 3, 3\) expects 1 input channels, but x: shape "
+                                         r"\(2, 28, 28, 1\) has 28; " + hint):
+        conv.forward(x)
+    with pytest.raises(ValueError, match=r"^W: .*" + hint):
+        ops.conv_backward(x, z(4, 1, 3, 3, dtype=F32), z(2, 4, 28, 28, dtype=F32), 1, 1)
+    assert conv.forward(x.transpose(0, 3, 1, 2)).shape == (2, 4, 28, 28)
+    with pytest.raises(ValueError, match=r"^pool window 2x2 is larger than the padded input 28x1 .*" + hint):
+        layers.Pooling(2, 2).forward(x)
+    with pytest.raises(ValueError, match=r"^pool window 2x2 is larger .*" + hint):
+        layers.AvgPooling(2, 2).forward(x)
+    assert layers.Pooling(2, 2).forward(x.transpose(0, 3, 1, 2)).shape == (2, 1, 14, 14)
+    # no hint where the last axis is not what the layer expects
+    no_hint = (lambda: conv.forward(z(2, 3, 8, 8, dtype=F32)),
+               lambda: layers.Pooling(3, 3).forward(z(2, 2, 8, 2)))
+    for f in no_hint:
+        with pytest.raises(ValueError) as info:
+            f()
+        assert "transpose" not in str(info.value), info.value
+
+
 def test_gemm_empty_dims():
     """M or N == 0 gives an empty result; K == 0 gives beta*out (zeros for beta=0), like np.matmul."""
     assert ops.gemm(z(0, 3), z(3, 4)).shape == (0, 4)
@@ -909,6 +935,14 @@ RAW_CALLS = [
         lambda: _cpu.avgpool_forward_f64(_c(1, 1, 4, 4), _c(1, 1, 3, 3), 2**62, 2**62, 1, 2**62 - 1),
         ValueError,
         r"^pad is too large",
+    ),
+    (
+        "maxpool huge window",  # the window-parameter limit of the one geometry check (common/geom.h)
+        lambda: _cpu.maxpool_forward_f64(
+            _c(1, 1, 4, 4), _c(1, 1, 1, 1), _c(1, 1, 1, 1, dtype=np.int32), 2**41, 2, 1, 1
+        ),
+        ValueError,
+        r"^pool_h is too large: 2199023255552 \(limit 2\*\*40\)",
     ),
     ("relu shape", lambda: _cpu.relu_forward_f64(_c(3), _c(4)), ValueError, r"^out: shape"),
     ("relu 2-D", lambda: _cpu.relu_forward_f64(_c(3, 1), _c(3, 1)), ValueError, r"^x: expected a 1-D"),

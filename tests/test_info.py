@@ -73,13 +73,6 @@ def test_set_num_threads_validation(num_threads):
     assert fastconv.get_num_threads() == 1
 
 
-def test_cuda_unavailable_here():
-    assert fastconv.cuda_available() is False
-    assert isinstance(fastconv._backend.CUDA_REASON, str) and fastconv._backend.CUDA_REASON.strip()
-    assert fastconv._backend.CUDA_REASON in fastconv.info()["cuda"]
-    assert fastconv._backend._cuda is None
-
-
 def test_cuda_array_rejected_with_reason():
     class FakeCudaArray:
         @property
@@ -88,12 +81,6 @@ def test_cuda_array_rejected_with_reason():
 
     with pytest.raises(TypeError, match=r"^x: CUDA arrays are not supported by this build"):
         ops.relu_forward(FakeCudaArray())
-
-
-@pytest.mark.cuda
-def test_cuda_marker_skips_without_device():
-    """Runs only where fastconv.cuda_available(); conftest skips it elsewhere (here it would fail)."""
-    assert fastconv.cuda_available()
 
 
 def test_get_array_module():

@@ -12,7 +12,7 @@ import fastconv.reference.functions as ref_functions
 import fastconv.reference.layers as ref_layers
 import numpy as np
 import pytest
-from conftest import GRAD_TOL, MODEL_TOL_F64, TOL
+from conftest import GRAD_TOL, MODEL_TOL_F64, TOL, net_to_device, to_device, to_host
 from fastconv import models
 from fastconv.functions import numerical_gradient
 from fastconv.io import save_params
@@ -38,9 +38,11 @@ from fastconv.optimizer import SGD, Adam
 SEED = 1234
 
 
-def build(cls, layers, dtype, seed=SEED, **kw):
+def build(cls, layers, dtype, seed=SEED, device="cpu", **kw):
+    """A network of ``layers`` from ``seed``; a fastconv one with its parameters on ``device``."""
     np.random.seed(seed)
-    return cls(dtype=dtype, layers=layers, **kw)
+    net = cls(dtype=dtype, layers=layers, **kw)
+    return net_to_device(net, device) if layers is fc_layers else net
 
 
 def mnist_batch(rng, n=6, shape=(1, 28, 28)):
@@ -64,7 +66,7 @@ def share_dropout_masks(fc_net, ref_net, monkeypatch, expect=2):
         def forward(x, train_flg=True, fc_layer=fc_layer, ref_layer=ref_layer):
             if not train_flg:
                 return x * (1.0 - ref_layer.dropout_ratio)
-            ref_layer.mask = fc_layer.mask
+            ref_layer.mask = to_host(fc_layer.mask)
             return x * ref_layer.mask
 
         monkeypatch.setattr(ref_layer, "forward", forward)
@@ -76,40 +78,43 @@ def assert_grads_close(got, want, tol, msg):
         assert got[key].shape == want[key].shape, key
         scale = np.abs(want[key]).max()
         assert scale > 0, f"{msg} {key}: reference gradient is all zero, the test would prove nothing"
-        np.testing.assert_allclose(got[key] / scale, want[key] / scale, **tol, err_msg=f"{msg} {key}")
+        got_k = to_host(got[key])
+        np.testing.assert_allclose(got_k / scale, want[key] / scale, **tol, err_msg=f"{msg} {key}")
 
 
 # ======================================================================================================
 # fastconv float64 == reference float64
 
 
-def test_simple_convnet_f64(rng):
+def test_simple_convnet_f64(rng, device):
     x, t = mnist_batch(rng)
-    fc = build(SimpleConvNet, fc_layers, np.float64)
+    xd, td = to_device(x, device), to_device(t, device)
+    fc = build(SimpleConvNet, fc_layers, np.float64, device=device)
     ref = build(SimpleConvNet, ref_layers, np.float64)
     for key in ref.params:
-        np.testing.assert_array_equal(fc.params[key], ref.params[key])
-    np.testing.assert_allclose(fc.loss(x, t), ref.loss(x, t), rtol=1e-12)
-    assert_grads_close(fc.gradient(x, t), ref.gradient(x, t), MODEL_TOL_F64, "SimpleConvNet f64")
+        np.testing.assert_array_equal(to_host(fc.params[key]), ref.params[key])
+    np.testing.assert_allclose(fc.loss(xd, td), ref.loss(x, t), rtol=1e-12)
+    assert_grads_close(fc.gradient(xd, td), ref.gradient(x, t), MODEL_TOL_F64, "SimpleConvNet f64")
 
 
 @pytest.mark.parametrize("ratio", [0.0, 0.5])
-def test_deep_convnet_f64(rng, monkeypatch, ratio):
+def test_deep_convnet_f64(rng, device, monkeypatch, ratio):
     x, t = mnist_batch(rng, n=4)
-    fc = build(DeepConvNet, fc_layers, np.float64)
+    xd, td = to_device(x, device), to_device(t, device)
+    fc = build(DeepConvNet, fc_layers, np.float64, device=device)
     ref = build(DeepConvNet, ref_layers, np.float64)
     for layer in dropouts(fc) + dropouts(ref):
         layer.dropout_ratio = ratio
-    g = fc.gradient(x, t)
+    g = fc.gradient(xd, td)
     if ratio:
-        assert not dropouts(fc)[0].mask.all()
+        assert not to_host(dropouts(fc)[0].mask).all()
         share_dropout_masks(fc, ref, monkeypatch)
     else:
-        assert dropouts(fc)[0].mask.all()
+        assert to_host(dropouts(fc)[0].mask).all()
     r = ref.gradient(x, t)
     np.testing.assert_allclose(fc.last_layer.loss, ref.last_layer.loss, rtol=1e-12)
     assert_grads_close(g, r, MODEL_TOL_F64, f"DeepConvNet f64 ratio={ratio}")
-    np.testing.assert_allclose(fc.predict(x), ref.predict(x), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(to_host(fc.predict(xd)), ref.predict(x), rtol=1e-10, atol=1e-12)
 
 
 # ======================================================================================================
@@ -117,21 +122,21 @@ def test_deep_convnet_f64(rng, monkeypatch, ratio):
 
 
 @pytest.mark.parametrize("cls", [SimpleConvNet, DeepConvNet])
-def test_convnet_f32_vs_reference_f64(rng, monkeypatch, cls):
+def test_convnet_f32_vs_reference_f64(rng, device, monkeypatch, cls):
     x, t = mnist_batch(rng, n=4)
     x = x.astype(np.float32)
-    fc = build(cls, fc_layers, np.float32)
+    fc = build(cls, fc_layers, np.float32, device=device)
     ref = build(cls, ref_layers, np.float64)
     for key in ref.params:  # in place: the reference layers hold these arrays
-        ref.params[key][...] = fc.params[key]
-    g = fc.gradient(x, t)
+        ref.params[key][...] = to_host(fc.params[key])
+    g = fc.gradient(to_device(x, device), to_device(t, device))
     for key in g:
         assert g[key].dtype == np.float32, key
     if cls is DeepConvNet:
         share_dropout_masks(fc, ref, monkeypatch)
     r = ref.gradient(x.astype(np.float64), t)
     assert_grads_close(g, r, TOL[np.float32], f"{cls.__name__} f32")
-    y = fc.predict(x)
+    y = to_host(fc.predict(to_device(x, device)))
     assert y.dtype == np.float32
     np.testing.assert_allclose(y, ref.predict(x.astype(np.float64)), **TOL[np.float32])
 
@@ -163,54 +168,57 @@ def test_gradient_check_numerical():
 
 
 @pytest.mark.parametrize("cls", [SimpleConvNet, DeepConvNet])
-def test_save_load_params(rng, tmp_path, cls):
+def test_save_load_params(rng, device, tmp_path, cls):
     x, _ = mnist_batch(rng, n=3)
-    x = x.astype(np.float32)
-    a = build(cls, fc_layers, np.float32, seed=1)
+    x = to_device(x.astype(np.float32), device)
+    a = build(cls, fc_layers, np.float32, seed=1, device=device)
     path = tmp_path / "params.npz"
     a.save_params(str(path))
-    b = build(cls, fc_layers, np.float32, seed=2)
-    assert not np.array_equal(a.predict(x), b.predict(x))
-    b.load_params(str(path))
+    b = build(cls, fc_layers, np.float32, seed=2, device=device)
+    assert not np.array_equal(to_host(a.predict(x)), to_host(b.predict(x)))
+    b.load_params(str(path))  # host arrays, bound in the layers: moved to the device again
+    net_to_device(b, device)
     for key in a.params:
-        np.testing.assert_array_equal(b.params[key], a.params[key])
+        np.testing.assert_array_equal(to_host(b.params[key]), to_host(a.params[key]))
         assert b.params[key].dtype == np.float32
-    np.testing.assert_array_equal(b.predict(x), a.predict(x))
+    np.testing.assert_array_equal(to_host(b.predict(x)), to_host(a.predict(x)))
 
 
-def test_optimizer_updates_in_place(rng):
+def test_optimizer_updates_in_place(rng, device):
     """Adam updates params in place; the layers read them at every call, so predictions change."""
     x, t = mnist_batch(rng, n=4)
     x = x.astype(np.float32)
-    net = build(SimpleConvNet, fc_layers, np.float32)
-    before = net.predict(x)
+    xd, td = to_device(x, device), to_device(t, device)
+    net = build(SimpleConvNet, fc_layers, np.float32, device=device)
+    before = to_host(net.predict(xd))
     held = dict(net.params)
     opt = Adam(lr=0.01)
-    opt.update(net.params, net.gradient(x, t))
+    opt.update(net.params, net.gradient(xd, td))
     for key, arr in held.items():
         assert net.params[key] is arr  # same arrays, new values
-    after = net.predict(x)
+    after = to_host(net.predict(xd))
     assert not np.allclose(after, before)
     # the updated net equals a reference net holding the updated parameters
     ref = build(SimpleConvNet, ref_layers, np.float64)
     for key in ref.params:
-        ref.params[key][...] = net.params[key]
+        ref.params[key][...] = to_host(net.params[key])
     np.testing.assert_allclose(after, ref.predict(x.astype(np.float64)), **TOL[np.float32])
     # and training decreases the loss on this batch
-    loss0 = net.loss(x, t)
+    loss0 = net.loss(xd, td)
     for _ in range(5):
-        opt.update(net.params, net.gradient(x, t))
-    assert net.loss(x, t) < loss0
+        opt.update(net.params, net.gradient(xd, td))
+    assert net.loss(xd, td) < loss0
 
 
 @pytest.mark.parametrize("cls", [SimpleConvNet, DeepConvNet])
-def test_accuracy(rng, cls):
+def test_accuracy(rng, device, cls):
     x, t = mnist_batch(rng, n=7)
     x = x.astype(np.float32)
-    net = build(cls, fc_layers, np.float32)
-    want = np.mean(np.argmax(net.predict(x), axis=1) == t)
-    assert net.accuracy(x, t, batch_size=3) == pytest.approx(want)
-    assert net.accuracy(x, np.eye(10)[t]) == pytest.approx(want)
+    xd, td = to_device(x, device), to_device(t, device)
+    net = build(cls, fc_layers, np.float32, device=device)
+    want = np.mean(np.argmax(to_host(net.predict(xd)), axis=1) == t)
+    assert float(net.accuracy(xd, td, batch_size=3)) == pytest.approx(want)
+    assert float(net.accuracy(xd, to_device(np.eye(10)[t], device))) == pytest.approx(want)
     assert 0.0 <= want <= 1.0
 
 
@@ -225,34 +233,35 @@ ALL_IMAGE_NETS = [SimpleConvNet, DeepConvNet, LeNet, KerasCNN]
 def same_params(a, b):
     assert a.params.keys() == b.params.keys()
     for key in a.params:
-        np.testing.assert_array_equal(a.params[key], b.params[key], err_msg=key)
+        np.testing.assert_array_equal(to_host(a.params[key]), to_host(b.params[key]), err_msg=key)
 
 
 @pytest.mark.parametrize("cls", NEW_CONVNETS)
-def test_new_convnet_f64(rng, cls):
+def test_new_convnet_f64(rng, device, cls):
     x, t = mnist_batch(rng, n=5)
-    fc = build(cls, fc_layers, np.float64)
+    xd, td = to_device(x, device), to_device(t, device)
+    fc = build(cls, fc_layers, np.float64, device=device)
     ref = build(cls, ref_layers, np.float64)
     same_params(fc, ref)
-    np.testing.assert_allclose(fc.loss(x, t), ref.loss(x, t), rtol=1e-12)
-    assert_grads_close(fc.gradient(x, t), ref.gradient(x, t), MODEL_TOL_F64, f"{cls.__name__} f64")
-    np.testing.assert_allclose(fc.predict(x), ref.predict(x), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fc.loss(xd, td), ref.loss(x, t), rtol=1e-12)
+    assert_grads_close(fc.gradient(xd, td), ref.gradient(x, t), MODEL_TOL_F64, f"{cls.__name__} f64")
+    np.testing.assert_allclose(to_host(fc.predict(xd)), ref.predict(x), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("cls", NEW_CONVNETS)
-def test_new_convnet_f32_vs_reference_f64(rng, cls):
+def test_new_convnet_f32_vs_reference_f64(rng, device, cls):
     x, t = mnist_batch(rng, n=4)
     x = x.astype(np.float32)
-    fc = build(cls, fc_layers, np.float32)
+    fc = build(cls, fc_layers, np.float32, device=device)
     ref = build(cls, ref_layers, np.float64)
     for key in ref.params:
-        ref.params[key][...] = fc.params[key]
-    g = fc.gradient(x, t)
+        ref.params[key][...] = to_host(fc.params[key])
+    g = fc.gradient(to_device(x, device), to_device(t, device))
     for key in g:
         assert g[key].dtype == np.float32, key
     r = ref.gradient(x.astype(np.float64), t)
     assert_grads_close(g, r, TOL[np.float32], f"{cls.__name__} f32")
-    y = fc.predict(x)
+    y = to_host(fc.predict(to_device(x, device)))
     assert y.dtype == np.float32
     np.testing.assert_allclose(y, ref.predict(x.astype(np.float64)), **TOL[np.float32])
 
@@ -317,13 +326,14 @@ def test_reference_convnet_vs_numerical_gradient(monkeypatch, cls, input_dim):
 
 @pytest.mark.parametrize("cls", ALL_IMAGE_NETS)
 @pytest.mark.parametrize("n", [1, 3])
-def test_output_shapes(rng, cls, n):
+def test_output_shapes(rng, device, cls, n):
     x, t = mnist_batch(rng, n=n)
-    net = build(cls, fc_layers, np.float32)
-    y = net.predict(x.astype(np.float32))
+    xd, td = to_device(x.astype(np.float32), device), to_device(t, device)
+    net = build(cls, fc_layers, np.float32, device=device)
+    y = net.predict(xd)
     assert y.shape == (n, 10)
     assert y.dtype == np.float32
-    g = net.gradient(x.astype(np.float32), t)
+    g = net.gradient(xd, td)
     assert g.keys() == net.params.keys()
     for key in g:
         assert g[key].shape == net.params[key].shape, key
@@ -385,10 +395,10 @@ def small_sequential(layers, dtype, init="xavier"):
 
 
 @pytest.mark.parametrize("init", ["xavier", "he"])
-def test_sequential_f64_vs_reference(rng, monkeypatch, init):
+def test_sequential_f64_vs_reference(rng, device, monkeypatch, init):
     """Every spec kind, fastconv vs reference, dropout masks shared, batch-norm running stats compared."""
     np.random.seed(3)
-    fc = small_sequential(fc_layers, np.float64, init)
+    fc = net_to_device(small_sequential(fc_layers, np.float64, init), device)
     np.random.seed(3)
     ref = small_sequential(ref_layers, np.float64, init)
     same_params(fc, ref)
@@ -397,14 +407,15 @@ def test_sequential_f64_vs_reference(rng, monkeypatch, init):
     assert set(fc.params) == {"W1", "b1", "gamma1", "beta1", "W2", "b2", "W3", "b3", "W4", "b4"}
     x = rng.standard_normal((6, 2, 8, 8))
     t = rng.integers(0, 5, size=6)
-    g = fc.gradient(x, t)
+    xd = to_device(x, device)
+    g = fc.gradient(xd, to_device(t, device))
     share_dropout_masks(fc, ref, monkeypatch, expect=1)
     r = ref.gradient(x, t)
     assert_grads_close(g, r, MODEL_TOL_F64, f"Sequential {init}")
     for attr in ("running_mean", "running_var"):
-        np.testing.assert_allclose(getattr(fc.layers["BatchNorm1"], attr),
+        np.testing.assert_allclose(to_host(getattr(fc.layers["BatchNorm1"], attr)),
                                    getattr(ref.layers["BatchNorm1"], attr), rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(fc.predict(x), ref.predict(x), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(to_host(fc.predict(xd)), ref.predict(x), rtol=1e-10, atol=1e-12)
 
 
 def test_he_init_scale():
@@ -496,9 +507,10 @@ def mlp_batch(rng, n=8, d=20, classes=6):
     return rng.standard_normal((n, d)), rng.integers(0, classes, size=n)
 
 
-def build_mlp(cls, layers, dtype, seed=SEED, **kw):
+def build_mlp(cls, layers, dtype, seed=SEED, device="cpu", **kw):
     np.random.seed(seed)
-    return cls(20, [12, 9, 7], 6, dtype=dtype, layers=layers, **kw)
+    net = cls(20, [12, 9, 7], 6, dtype=dtype, layers=layers, **kw)
+    return net_to_device(net, device) if layers is fc_layers else net
 
 
 EXTEND_ALL = {"use_batchnorm": True, "use_dropout": True, "dropout_ration": 0.3, "weight_decay_lambda": 0.05}
@@ -512,7 +524,7 @@ BN_BIAS_ZERO = {np.float64: 1e-14, np.float32: 1e-6}
 def split_bn_biases(g, r, dtype):
     """Check the BN-fed biases vanish in both gradients and return the rest for a normalised comparison."""
     for key in BN_BIASES:
-        assert np.abs(g[key]).max() <= BN_BIAS_ZERO[dtype], key
+        assert np.abs(to_host(g[key])).max() <= BN_BIAS_ZERO[dtype], key
         assert np.abs(r[key]).max() <= BN_BIAS_ZERO[np.float64], key
     keep = [k for k in r if k not in BN_BIASES]
     return {k: g[k] for k in keep}, {k: r[k] for k in keep}
@@ -544,39 +556,43 @@ def test_multilayernet_init_scale(weight_init_std, expect):
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])
-def test_multilayernet_f64_vs_reference(rng, activation):
+def test_multilayernet_f64_vs_reference(rng, device, activation):
     x, t = mlp_batch(rng)
-    fc = build_mlp(MultiLayerNet, fc_layers, np.float64, activation=activation, weight_decay_lambda=0.1)
+    xd, td = to_device(x, device), to_device(t, device)
+    fc = build_mlp(MultiLayerNet, fc_layers, np.float64, activation=activation, weight_decay_lambda=0.1,
+                   device=device)
     ref = build_mlp(MultiLayerNet, ref_layers, np.float64, activation=activation, weight_decay_lambda=0.1)
     same_params(fc, ref)
-    np.testing.assert_allclose(fc.loss(x, t), ref.loss(x, t), rtol=1e-12)
-    assert_grads_close(fc.gradient(x, t), ref.gradient(x, t), MODEL_TOL_F64, f"MultiLayerNet {activation}")
+    np.testing.assert_allclose(to_host(fc.loss(xd, td)), ref.loss(x, t), rtol=1e-12)
+    msg = f"MultiLayerNet {activation}"
+    assert_grads_close(fc.gradient(xd, td), ref.gradient(x, t), MODEL_TOL_F64, msg)
 
 
-def test_weight_decay_semantics(rng):
+def test_weight_decay_semantics(rng, device):
     """lambda adds 0.5*lambda*sum(W**2) over every W to the loss and lambda*W to every dW, nothing to db."""
-    x, t = mlp_batch(rng)
+    x, t = (to_device(a, device) for a in mlp_batch(rng))
     lam = 0.3
-    plain = build_mlp(MultiLayerNet, fc_layers, np.float64)
-    decay = build_mlp(MultiLayerNet, fc_layers, np.float64, weight_decay_lambda=lam)
-    ws = [decay.params[f"W{i}"] for i in range(1, 5)]
-    np.testing.assert_allclose(decay.loss(x, t) - plain.loss(x, t), 0.5 * lam * sum(np.sum(w**2) for w in ws),
-                               rtol=1e-12)
+    plain = build_mlp(MultiLayerNet, fc_layers, np.float64, device=device)
+    decay = build_mlp(MultiLayerNet, fc_layers, np.float64, weight_decay_lambda=lam, device=device)
+    ws = [to_host(decay.params[f"W{i}"]) for i in range(1, 5)]
+    np.testing.assert_allclose(to_host(decay.loss(x, t) - plain.loss(x, t)),
+                               0.5 * lam * sum(np.sum(w**2) for w in ws), rtol=1e-12)
     g0, g1 = plain.gradient(x, t), decay.gradient(x, t)
     for i in range(1, 5):
-        np.testing.assert_allclose(g1[f"W{i}"] - g0[f"W{i}"], lam * decay.params[f"W{i}"], rtol=1e-10,
+        np.testing.assert_allclose(to_host(g1[f"W{i}"] - g0[f"W{i}"]), lam * ws[i - 1], rtol=1e-10,
                                    atol=1e-14)
-        np.testing.assert_array_equal(g1[f"b{i}"], g0[f"b{i}"])
+        np.testing.assert_array_equal(to_host(g1[f"b{i}"]), to_host(g0[f"b{i}"]))
 
 
-def test_multilayernet_extend_f64_vs_reference(rng, monkeypatch):
+def test_multilayernet_extend_f64_vs_reference(rng, device, monkeypatch):
     """Batch norm + dropout + weight decay: gradients, running statistics, inference match the reference."""
     x, t = mlp_batch(rng)
-    fc = build_mlp(MultiLayerNetExtend, fc_layers, np.float64, **EXTEND_ALL)
+    xd, td = to_device(x, device), to_device(t, device)
+    fc = build_mlp(MultiLayerNetExtend, fc_layers, np.float64, device=device, **EXTEND_ALL)
     ref = build_mlp(MultiLayerNetExtend, ref_layers, np.float64, **EXTEND_ALL)
     same_params(fc, ref)
-    g = fc.gradient(x, t)
-    assert not dropouts(fc)[0].mask.all()
+    g = fc.gradient(xd, td)
+    assert not to_host(dropouts(fc)[0].mask).all()
     share_dropout_masks(fc, ref, monkeypatch, expect=3)
     r = ref.gradient(x, t)
     assert {"gamma1", "beta1", "gamma3", "beta3"} <= g.keys()
@@ -584,27 +600,28 @@ def test_multilayernet_extend_f64_vs_reference(rng, monkeypatch):
     assert_grads_close(*split_bn_biases(g, r, np.float64), MODEL_TOL_F64, "MultiLayerNetExtend f64")
     for i in range(1, 4):
         for attr in ("running_mean", "running_var"):
-            np.testing.assert_allclose(getattr(fc.layers[f"BatchNorm{i}"], attr),
+            np.testing.assert_allclose(to_host(getattr(fc.layers[f"BatchNorm{i}"], attr)),
                                        getattr(ref.layers[f"BatchNorm{i}"], attr), rtol=1e-12, atol=1e-15)
     # inference: running statistics, dropout scaling; the book's loss default is train_flg=False
-    np.testing.assert_allclose(fc.predict(x, train_flg=False), ref.predict(x, train_flg=False), rtol=1e-10,
-                               atol=1e-12)
-    np.testing.assert_allclose(fc.loss(x, t), ref.loss(x, t), rtol=1e-12)
+    np.testing.assert_allclose(to_host(fc.predict(xd, train_flg=False)), ref.predict(x, train_flg=False),
+                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(to_host(fc.loss(xd, td)), ref.loss(x, t), rtol=1e-12)
 
 
-def test_multilayernet_extend_f32_vs_reference_f64(rng, monkeypatch):
+def test_multilayernet_extend_f32_vs_reference_f64(rng, device, monkeypatch):
     x, t = mlp_batch(rng)
-    fc = build_mlp(MultiLayerNetExtend, fc_layers, np.float32, **EXTEND_ALL)
+    x32 = to_device(x.astype(np.float32), device)
+    fc = build_mlp(MultiLayerNetExtend, fc_layers, np.float32, device=device, **EXTEND_ALL)
     ref = build_mlp(MultiLayerNetExtend, ref_layers, np.float64, **EXTEND_ALL)
     for key in ref.params:
-        ref.params[key][...] = fc.params[key]
-    g = fc.gradient(x.astype(np.float32), t)
+        ref.params[key][...] = to_host(fc.params[key])
+    g = fc.gradient(x32, to_device(t, device))
     for key in g:
         assert g[key].dtype == np.float32, key
     share_dropout_masks(fc, ref, monkeypatch, expect=3)
     r = ref.gradient(x, t)
     assert_grads_close(*split_bn_biases(g, r, np.float32), TOL[np.float32], "MultiLayerNetExtend f32")
-    y = fc.predict(x.astype(np.float32))
+    y = to_host(fc.predict(x32))
     assert y.dtype == np.float32
     np.testing.assert_allclose(y, ref.predict(x), **TOL[np.float32])
 
@@ -652,12 +669,13 @@ def test_multilayernet_errors():
         MultiLayerNetExtend(4, [3], 2, use_dropout=True, dropout_ration=1.0)
 
 
-def test_multilayernet_trains(rng):
+def test_multilayernet_trains(rng, device):
     """A few SGD steps on a learnable problem reduce the loss (fastconv float32, batch norm + dropout)."""
     x = rng.standard_normal((64, 20)).astype(np.float32)
     t = np.argmax(x[:, :6], axis=1)
+    x, t = to_device(x, device), to_device(t, device)
     net = build_mlp(MultiLayerNetExtend, fc_layers, np.float32, use_batchnorm=True, use_dropout=True,
-                    dropout_ration=0.1)
+                    dropout_ration=0.1, device=device)
     loss0 = net.loss(x, t)
     opt = SGD(lr=0.1)
     for _ in range(30):
@@ -685,30 +703,33 @@ def all_models():
 
 
 @pytest.mark.parametrize("name, make, in_shape", all_models(), ids=[m[0] for m in all_models()])
-def test_save_load_round_trip(rng, tmp_path, name, make, in_shape):
+def test_save_load_round_trip(rng, device, tmp_path, name, make, in_shape):
     x = rng.random((5, *in_shape)).astype(np.float32)
     t = rng.integers(0, 10, size=5)
+    xd, td = to_device(x, device), to_device(t, device)
     np.random.seed(1)
-    a = make()
-    a.gradient(x, t)  # one training-mode pass: batch-norm running statistics exist
+    a = net_to_device(make(), device)
+    a.gradient(xd, td)  # one training-mode pass: batch-norm running statistics exist
     path = tmp_path / "net.npz"
     a.save_params(path)
     np.random.seed(2)
-    b = make()
-    b.gradient(x[::-1].copy(), t)
-    assert not np.array_equal(a.predict(x), b.predict(x))
-    b.load_params(path)
+    b = net_to_device(make(), device)
+    b.gradient(to_device(x[::-1].copy(), device), td)
+    assert not np.array_equal(to_host(a.predict(xd)), to_host(b.predict(xd)))
+    b.load_params(path)  # host arrays, bound in the layers: moved to the device again
+    net_to_device(b, device)
     for key in a.params:
-        np.testing.assert_array_equal(b.params[key], a.params[key], err_msg=key)
+        np.testing.assert_array_equal(to_host(b.params[key]), to_host(a.params[key]), err_msg=key)
         assert b.params[key].dtype == np.float32
     for key, (layer, attr, _) in a._buffers().items():
-        np.testing.assert_array_equal(getattr(b._buffers()[key][0], attr), getattr(layer, attr), err_msg=key)
-    np.testing.assert_array_equal(b.predict(x), a.predict(x))
+        loaded = to_host(getattr(b._buffers()[key][0], attr))
+        np.testing.assert_array_equal(loaded, to_host(getattr(layer, attr)), err_msg=key)
+    np.testing.assert_array_equal(to_host(b.predict(xd)), to_host(a.predict(xd)))
     # the layers hold the loaded arrays, so in-place optimizer updates keep reaching them
-    before = b.predict(x)
+    before = to_host(b.predict(xd))
     for p in b.params.values():
         p *= 0.5
-    assert not np.array_equal(b.predict(x), before)
+    assert not np.array_equal(to_host(b.predict(xd)), before)
 
 
 def test_load_book_pickle(rng, tmp_path):
@@ -760,11 +781,11 @@ def conv_relu_pairs(net):
 
 
 @pytest.mark.parametrize("cls", [SimpleConvNet, DeepConvNet, KerasCNN])  # (LeNet: sigmoid, nothing to fuse)
-def test_conv_relu_fusion_same_bits_as_layer_by_layer(rng, monkeypatch, cls):
+def test_conv_relu_fusion_same_bits_as_layer_by_layer(rng, device, monkeypatch, cls):
     """Each Convolution followed by a Relu runs fused (forward_relu); loss, gradients, predictions and the
     layers' state must be bit for bit those of running the layers one by one."""
     x, t = mnist_batch(rng, n=4)
-    x = x.astype(np.float32)
+    x, t = to_device(x.astype(np.float32), device), to_device(t, device)
     calls = []
     fused_fn = fc_layers.Convolution.forward_relu
 
@@ -776,11 +797,11 @@ def test_conv_relu_fusion_same_bits_as_layer_by_layer(rng, monkeypatch, cls):
     for fuse in (True, False):
         monkeypatch.setattr(fc_layers.Convolution, "forward_relu",
                             counting if fuse else (lambda self, x, relu: relu.forward(self.forward(x))))
-        net = build(cls, fc_layers, np.float32)
+        net = build(cls, fc_layers, np.float32, device=device)
         np.random.seed(7)  # the same dropout masks in both runs
-        loss, grads = net.loss(x, t), net.gradient(x, t)
-        masks = [layer.mask for layer in layer_list(net) if type(layer) is fc_layers.Relu]
-        runs.append((loss, grads, net.predict(x), masks))
+        loss, grads = net.loss(x, t), {k: to_host(g) for k, g in net.gradient(x, t).items()}
+        masks = [to_host(layer.mask) for layer in layer_list(net) if type(layer) is fc_layers.Relu]
+        runs.append((loss, grads, to_host(net.predict(x)), masks))
     pairs = conv_relu_pairs(build(cls, fc_layers, np.float32))
     assert pairs > 0 and len(calls) == 3 * pairs  # loss, gradient, predict
     (l1, g1, y1, m1), (l2, g2, y2, m2) = runs
@@ -793,7 +814,7 @@ def test_conv_relu_fusion_same_bits_as_layer_by_layer(rng, monkeypatch, cls):
         np.testing.assert_array_equal(a, b)
 
 
-def test_no_fusion_for_other_layer_modules(rng, monkeypatch):
+def test_no_fusion_for_other_layer_modules(rng, monkeypatch):  # the reference runs on the host only
     """A network built on another layers module (here the reference) runs its layers one by one."""
     monkeypatch.setattr(fc_layers.Convolution, "forward_relu", lambda *a: pytest.fail("fused a foreign one"))
     net = build(DeepConvNet, ref_layers, np.float64)
@@ -801,12 +822,40 @@ def test_no_fusion_for_other_layer_modules(rng, monkeypatch):
     assert np.isfinite(net.loss(x, t))
 
 
+def test_fast_paths_are_offered_by_the_layers(rng, device):
+    """Networks reach the fused forward and the first layer's dW-only backward through methods of the layers
+    (fused_forward, first_layer_backward); a layer offers them only for pairs it can fuse exactly, never for a
+    subclass (whose forward or backward may differ), and other layer modules have no such methods."""
+    W, b = to_device(rng.standard_normal((2, 1, 3, 3)), device), to_device(np.zeros(2), device)
+    conv, relu = fc_layers.Convolution(W, b), fc_layers.Relu()
+    assert conv.fused_forward(relu) is not None and conv.first_layer_backward() is not None
+    for other in (fc_layers.Sigmoid(), ref_layers.Relu(), fc_layers.Pooling(2, 2)):
+        assert conv.fused_forward(other) is None
+
+    class LoggingConvolution(fc_layers.Convolution):
+        def forward(self, x):
+            calls.append("forward")
+            return super().forward(x)
+
+    calls = []
+    sub = LoggingConvolution(W, b)
+    assert sub.fused_forward(relu) is None and sub.first_layer_backward() is None
+    x = to_device(rng.standard_normal((2, 1, 5, 5)), device)
+    net = build(SimpleConvNet, fc_layers, np.float64, device=device)
+    net.layers["Conv1"] = LoggingConvolution(net.params["W1"], net.params["b1"])
+    net.predict(to_device(mnist_batch(rng, n=2)[0], device))
+    assert calls == ["forward"]  # the subclass's own forward ran, not the fused pass
+    assert not hasattr(ref_layers.Convolution(to_host(W), to_host(b)), "fused_forward")
+    fused, plain = conv.fused_forward(relu)(x), relu.forward(fc_layers.Convolution(W, b).forward(x))
+    np.testing.assert_array_equal(to_host(fused), to_host(plain))
+
+
 @pytest.mark.parametrize("cls", ALL_IMAGE_NETS)
-def test_first_convolution_skips_input_gradient(rng, monkeypatch, cls):
+def test_first_convolution_skips_input_gradient(rng, device, monkeypatch, cls):
     """gradient() runs the first Convolution's backward without dx (backward_params) and its gradients are
     bit for bit those of the full backward."""
     x, t = mnist_batch(rng, n=3)
-    x = x.astype(np.float32)
+    x, t = to_device(x.astype(np.float32), device), to_device(t, device)
     calls = []
     params_only = fc_layers.Convolution.backward_params
 
@@ -820,9 +869,9 @@ def test_first_convolution_skips_input_gradient(rng, monkeypatch, cls):
     grads = []
     for skip in (True, False):
         monkeypatch.setattr(fc_layers.Convolution, "backward_params", counting if skip else full)
-        net = build(cls, fc_layers, np.float32)
+        net = build(cls, fc_layers, np.float32, device=device)
         np.random.seed(3)
-        grads.append(net.gradient(x, t))
+        grads.append({k: to_host(g) for k, g in net.gradient(x, t).items()})
         first = layer_list(net)[0]
         if skip:
             assert calls == [first]

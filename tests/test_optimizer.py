@@ -10,8 +10,8 @@ import fastconv
 import fastconv._cpu
 import numpy as np
 import pytest
-from conftest import TOL_OPTIM
-from fastconv import ops
+from conftest import TOL_OPTIM, net_to_device, to_device, to_host
+from fastconv import _optim, ops
 from fastconv import optimizer as F
 from fastconv.models import DeepConvNet
 from fastconv.reference import optimizer as R
@@ -48,34 +48,44 @@ SHAPES = {
 STEPS = 6
 
 
-def make(rng, dtype, shapes=SHAPES):
-    return {k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()}
+def make(rng, dtype, shapes=SHAPES, device="cpu"):
+    return {k: to_device(rng.standard_normal(s).astype(dtype), device) for k, s in shapes.items()}
 
 
-def grad_seq(rng, dtype, n=STEPS, shapes=SHAPES):
-    return [make(rng, dtype, shapes) for _ in range(n)]
+def grad_seq(rng, dtype, n=STEPS, shapes=SHAPES, device="cpu"):
+    return [make(rng, dtype, shapes, device) for _ in range(n)]
+
+
+def host(d):
+    """A dict of arrays with each one on the host."""
+    return {k: to_host(v) for k, v in d.items()}
+
+
+def shares_memory(a, b):
+    return fastconv.get_array_module(a).shares_memory(a, b)
 
 
 def assert_params_close(got, ref, dtype, msg):
     assert set(got) == set(ref)
     for k in ref:
         assert got[k].dtype == ref[k].dtype == dtype, f"{msg} {k}"
-        np.testing.assert_allclose(got[k], ref[k], **TOL_OPTIM[dtype], err_msg=f"{msg} {k}")
+        np.testing.assert_allclose(to_host(got[k]), ref[k], **TOL_OPTIM[dtype], err_msg=f"{msg} {k}")
 
 
-def run_pair(name, dtype, weight_decay, rng, lr_change=True):
-    """Run fastconv and the reference side by side; returns (params, opt, params_ref, opt_ref, initial)."""
+def run_pair(name, dtype, weight_decay, rng, lr_change=True, device="cpu"):
+    """Run fastconv (on ``device``) and the reference (on the host) side by side; returns (params, opt,
+    params_ref, opt_ref, initial)."""
     kw = dict(OPTIMIZERS[name], weight_decay=weight_decay)
     opt, opt_ref = getattr(F, name)(**kw), getattr(R, name)(**kw)
-    params = make(rng, dtype)
-    initial = {k: v.copy() for k, v in params.items()}
-    params_ref = {k: v.copy() for k, v in params.items()}
-    for step, g in enumerate(grad_seq(rng, dtype)):
+    params = make(rng, dtype, device=device)
+    initial = {k: v.copy() for k, v in host(params).items()}
+    params_ref = {k: v.copy() for k, v in host(params).items()}
+    for step, g in enumerate(grad_seq(rng, dtype, device=device)):
         if lr_change and step == STEPS // 2:  # a schedule setting optimizer.lr between updates
             opt.lr = opt.lr * 0.5
             opt_ref.lr = opt_ref.lr * 0.5
         opt.update(params, g)
-        opt_ref.update(params_ref, g)
+        opt_ref.update(params_ref, host(g))
     return params, opt, params_ref, opt_ref, initial
 
 
@@ -85,12 +95,12 @@ def run_pair(name, dtype, weight_decay, rng, lr_change=True):
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.01], ids=["wd0", "wd"])
 @pytest.mark.parametrize("name", NAMES)
-def test_matches_reference(name, dtype, weight_decay, threads, rng):
-    params, opt, params_ref, opt_ref, initial = run_pair(name, dtype, weight_decay, rng)
+def test_matches_reference(name, device, dtype, weight_decay, threads, rng):
+    params, opt, params_ref, opt_ref, initial = run_pair(name, dtype, weight_decay, rng, device=device)
     impl = f"{name} {np.dtype(dtype).name} wd={weight_decay} t{threads}"
     assert_params_close(params, params_ref, dtype, impl)
     for k in params:  # the updates did something
-        assert not np.array_equal(params[k], initial[k]), f"{impl} {k} unchanged"
+        assert not np.array_equal(to_host(params[k]), initial[k]), f"{impl} {k} unchanged"
     for s in STATE[name]:
         assert_params_close(getattr(opt, s), getattr(opt_ref, s), dtype, f"{impl} state {s}")
     if name == "Adam":
@@ -98,55 +108,55 @@ def test_matches_reference(name, dtype, weight_decay, threads, rng):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_every_kernel_variant_matches_reference(name, dtype, isa, rng):
+def test_every_kernel_variant_matches_reference(name, device, dtype, isa, rng):
     """The baseline (SSE2) and AVX2 builds of the kernels, chosen by the ISA in use, give the reference's results."""
     expected = {"scalar": "baseline", "avx2": "avx2", "avx512": "avx2"}[isa]
     assert fastconv._cpu.optim_variant() == expected
-    params, opt, params_ref, opt_ref, _ = run_pair(name, dtype, 0.01, rng)
+    params, opt, params_ref, opt_ref, _ = run_pair(name, dtype, 0.01, rng, device=device)
     assert_params_close(params, params_ref, dtype, f"{name} {isa}")
     for s in STATE[name]:
         assert_params_close(getattr(opt, s), getattr(opt_ref, s), dtype, f"{name} {isa} state {s}")
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_lr_change_takes_effect(name, dtype, rng):
+def test_lr_change_takes_effect(name, device, dtype, rng):
     """lr = 0 between updates: the parameters stop moving (state still advances, as in the reference)."""
-    params, opt, params_ref, opt_ref, _ = run_pair(name, dtype, 0.0, rng, lr_change=False)
-    frozen = {k: v.copy() for k, v in params.items()}
+    params, opt, params_ref, opt_ref, _ = run_pair(name, dtype, 0.0, rng, lr_change=False, device=device)
+    frozen = {k: v.copy() for k, v in host(params).items()}
     opt.lr = opt_ref.lr = 0.0
-    g = make(rng, dtype)
+    g = make(rng, dtype, device=device)
     opt.update(params, g)
-    opt_ref.update(params_ref, g)
+    opt_ref.update(params_ref, host(g))
     if name in ("Momentum", "Nesterov"):  # the velocity still moves them
-        assert not np.array_equal(params["W7"], frozen["W7"])
+        assert not np.array_equal(to_host(params["W7"]), frozen["W7"])
     else:
         for k in params:
-            np.testing.assert_array_equal(params[k], frozen[k], err_msg=f"{name} {k}")
+            np.testing.assert_array_equal(to_host(params[k]), frozen[k], err_msg=f"{name} {k}")
     assert_params_close(params, params_ref, dtype, name)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_weight_decay_is_l2(name, dtype, rng):
+def test_weight_decay_is_l2(name, device, dtype, rng):
     """weight_decay=w equals weight_decay=0 with the gradient g + w * p (the parameter before the step)."""
     w = 0.1
     kw = OPTIMIZERS[name]
     a, b = getattr(F, name)(**kw, weight_decay=w), getattr(F, name)(**kw)
-    pa = make(rng, dtype)
+    pa = make(rng, dtype, device=device)
     pb = {k: v.copy() for k, v in pa.items()}
-    for g in grad_seq(rng, dtype, 3):
+    for g in grad_seq(rng, dtype, 3, device=device):
         gb = {k: g[k] + dtype(w) * pb[k] for k in g}
         a.update(pa, g)
         b.update(pb, gb)
-    assert_params_close(pa, pb, dtype, name)
+    assert_params_close(pa, host(pb), dtype, name)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_one_and_two_threads_bit_identical(name, dtype, num_threads):
+def test_one_and_two_threads_bit_identical(name, device, dtype, num_threads):
     out = []
     for n in (1, 2):
         num_threads(n)
-        params, opt, *_ = run_pair(name, dtype, 0.01, np.random.default_rng(5))
-        out.append((params, {s: getattr(opt, s) for s in STATE[name]}))
+        params, opt, *_ = run_pair(name, dtype, 0.01, np.random.default_rng(5), device=device)
+        out.append((host(params), {s: host(getattr(opt, s)) for s in STATE[name]}))
     (p1, s1), (p2, s2) = out
     for k in p1:
         np.testing.assert_array_equal(p1[k], p2[k], err_msg=f"{name} {k}")
@@ -177,33 +187,33 @@ def test_reference_adadelta_matches_paper_by_hand():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_state_is_lazy_and_keyed_like_params(name, dtype, rng):
+def test_state_is_lazy_and_keyed_like_params(name, device, dtype, rng):
     opt = getattr(F, name)()
     for s in STATE[name]:
         assert getattr(opt, s) is None
-    params = make(rng, dtype)
-    opt.update(params, make(rng, dtype))
+    params = make(rng, dtype, device=device)
+    opt.update(params, make(rng, dtype, device=device))
     for s in STATE[name]:
         st = getattr(opt, s)
         assert set(st) == set(params)
         for k in params:
             assert st[k].shape == params[k].shape and st[k].dtype == dtype
-            assert not np.shares_memory(st[k], params[k])
+            assert not shares_memory(st[k], params[k])
     # a key added later gets its own state on its first update
-    params["new"] = np.ones(3, dtype=dtype)
-    grads = make(rng, dtype)
-    grads["new"] = np.ones(3, dtype=dtype)
+    params["new"] = to_device(np.ones(3, dtype=dtype), device)
+    grads = make(rng, dtype, device=device)
+    grads["new"] = to_device(np.ones(3, dtype=dtype), device)
     opt.update(params, grads)
     for s in STATE[name]:
         assert getattr(opt, s)["new"].shape == (3,)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_state_dict_round_trip(name, dtype, rng):
+def test_state_dict_round_trip(name, device, dtype, rng):
     kw = dict(OPTIMIZERS[name], weight_decay=0.01)
     a = getattr(F, name)(**kw)
-    params = make(rng, dtype)
-    grads = grad_seq(rng, dtype, 6)
+    params = make(rng, dtype, device=device)
+    grads = grad_seq(rng, dtype, 6, device=device)
     for g in grads[:3]:
         a.update(params, g)
     a.lr = a.lr * 0.7  # a scheduled lr is part of the state
@@ -214,16 +224,16 @@ def test_state_dict_round_trip(name, dtype, rng):
     b.load_state_dict(sd)
     for s in STATE[name]:  # loaded arrays are copies: later updates of b leave sd alone
         for k, arr in sd[s].items():
-            assert not np.shares_memory(arr, getattr(b, s)[k])
-    before = {s: {k: v.copy() for k, v in sd[s].items()} for s in STATE[name]}
+            assert not shares_memory(arr, getattr(b, s)[k])
+    before = {s: {k: v.copy() for k, v in host(sd[s]).items()} for s in STATE[name]}
     for g in grads[3:]:
         a.update(params, g)
         b.update(saved_params, g)
     for k in params:
-        np.testing.assert_array_equal(saved_params[k], params[k], err_msg=f"{name} {k}")
+        np.testing.assert_array_equal(to_host(saved_params[k]), to_host(params[k]), err_msg=f"{name} {k}")
     for s in STATE[name]:  # the snapshot did not move with a either
         for k in before[s]:
-            np.testing.assert_array_equal(sd[s][k], before[s][k])
+            np.testing.assert_array_equal(to_host(sd[s][k]), before[s][k])
     if name == "Adam":
         assert sd["iter"] == 3 and a.iter == b.iter == 6
 
@@ -254,22 +264,22 @@ def test_state_dict_before_first_update_and_float64_state_into_float32(rng):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_updates_network_params_in_place(name):
+def test_updates_network_params_in_place(name, device):
     """The same array objects are updated; the layers still hold them (layer.W is params['W1'])."""
     np.random.seed(0)
-    net = DeepConvNet()
+    net = net_to_device(DeepConvNet(), device)
     held = dict(net.params)
-    before = {k: v.copy() for k, v in held.items()}
+    before = {k: v.copy() for k, v in host(held).items()}
     rng = np.random.default_rng(1)
     grads = {k: rng.standard_normal(v.shape).astype(v.dtype) for k, v in net.params.items()}
     opt = getattr(F, name)()
-    opt.update(net.params, grads)
+    opt.update(net.params, {k: to_device(g, device) for k, g in grads.items()})
     ref = {k: v.copy() for k, v in before.items()}
     getattr(R, name)().update(ref, grads)
     for k, arr in held.items():
         assert net.params[k] is arr
-        assert not np.array_equal(arr, before[k]), k
-        np.testing.assert_allclose(arr, ref[k], **TOL_OPTIM[np.float32], err_msg=k)
+        assert not np.array_equal(to_host(arr), before[k]), k
+        np.testing.assert_allclose(to_host(arr), ref[k], **TOL_OPTIM[np.float32], err_msg=k)
     for i, layer_idx in enumerate(net._PARAM_LAYERS):
         assert net.layers[layer_idx].W is net.params[f"W{i + 1}"]
         assert net.layers[layer_idx].b is net.params[f"b{i + 1}"]
@@ -298,7 +308,7 @@ def test_non_contiguous_and_float16_params_updated_in_place(name, rng):
     for k, arr in held.items():
         assert params[k] is arr
         assert arr.dtype == ref[k].dtype
-        tol = {"rtol": 1e-3, "atol": 1e-3} if arr.dtype == np.float16 else TOL_OPTIM[np.float64]
+        tol = TOL_OPTIM[np.float16] if arr.dtype == np.float16 else TOL_OPTIM[np.float64]
         if arr.dtype == np.float32:
             tol = TOL_OPTIM[np.float32]
         np.testing.assert_allclose(arr, ref[k], **tol, err_msg=f"{name} {k}")
@@ -307,6 +317,35 @@ def test_non_contiguous_and_float16_params_updated_in_place(name, rng):
     untouched = np.ones(10, dtype=bool)
     untouched[::3] = False
     np.testing.assert_array_equal(base[:, untouched], base0[:, untouched])  # the view's neighbours are left alone
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01], ids=["wd0", "wd"])
+@pytest.mark.parametrize("dt", [np.float16, np.float32, np.float64, np.longdouble],
+                         ids=["f16", "f32", "f64", "longdouble"])
+def test_numpy_fallback_matches_reference_bit_for_bit(dt, weight_decay, rng):
+    """The NumPy path for parameters the kernels cannot take (fastconv._optim._numpy_step, its own code)
+    repeats the reference steps' operations in their order: the same bits in every float dtype."""
+    cases = {
+        "sgd": (R.sgd_step, 0, (0.1,)),
+        "momentum": (R.momentum_step, 1, (0.1, 0.9)),
+        "nesterov": (R.nesterov_step, 1, (0.1, 0.9)),
+        "adagrad": (R.adagrad_step, 1, (0.1, 1e-7)),
+        "rmsprop": (R.rmsprop_step, 1, (0.1, 0.9, 1e-7)),
+        "adam": (R.adam_step, 2, (0.01, 0.9, 0.999, 1e-7)),
+        "adadelta": (R.adadelta_step, 2, (1.0, 0.9, 1e-6)),
+    }
+    for method, (step, ns, hyper) in cases.items():
+        p = rng.standard_normal(37).astype(dt)
+        st = [np.abs(rng.standard_normal(37)).astype(dt) for _ in range(ns)]
+        p0, p_ref, st_ref = p.copy(), p.copy(), [s.copy() for s in st]
+        for _ in range(3):
+            g = rng.standard_normal(37).astype(dt)
+            _optim._numpy_step(method, p, g, st, (*hyper, weight_decay))
+            step(p_ref, g, *st_ref, *hyper, weight_decay)
+        assert not np.array_equal(p, p0), method
+        np.testing.assert_array_equal(p, p_ref, err_msg=method)
+        for s, s_ref in zip(st, st_ref):
+            np.testing.assert_array_equal(s, s_ref, err_msg=method)
 
 
 def test_grads_cast_strided_and_aliased(rng):
@@ -335,7 +374,7 @@ def test_empty_parameter(rng):
 # per-array ops functions
 
 
-def test_ops_functions_match_reference_steps(dtype, rng):
+def test_ops_functions_match_reference_steps(device, dtype, rng):
     n = 40000  # above the parallel threshold
     cases = [
         ("sgd", ops.sgd_update, R.sgd_step, 0, (0.1, 0.01)),
@@ -347,16 +386,16 @@ def test_ops_functions_match_reference_steps(dtype, rng):
         ("adadelta", ops.adadelta_update, R.adadelta_step, 2, (1.0, 0.9, 1e-6, 0.01)),
     ]
     for name, fn, step, ns, scalars in cases:
-        p = rng.standard_normal(n).astype(dtype)
-        st = [np.abs(rng.standard_normal(n)).astype(dtype) for _ in range(ns)]
-        p_ref, st_ref = p.copy(), [s.copy() for s in st]
+        p_ref = rng.standard_normal(n).astype(dtype)
+        st_ref = [np.abs(rng.standard_normal(n)).astype(dtype) for _ in range(ns)]
+        p, st = to_device(p_ref.copy(), device), [to_device(s.copy(), device) for s in st_ref]
         for _ in range(3):
             g = rng.standard_normal(n).astype(dtype)
-            fn(p, g, *st, *scalars)
+            fn(p, to_device(g, device), *st, *scalars)
             step(p_ref, g, *st_ref, *scalars)
-        np.testing.assert_allclose(p, p_ref, **TOL_OPTIM[dtype], err_msg=name)
+        np.testing.assert_allclose(to_host(p), p_ref, **TOL_OPTIM[dtype], err_msg=name)
         for s, s_ref in zip(st, st_ref):
-            np.testing.assert_allclose(s, s_ref, **TOL_OPTIM[dtype], err_msg=name)
+            np.testing.assert_allclose(to_host(s), s_ref, **TOL_OPTIM[dtype], err_msg=name)
 
 
 # ======================================================================================================
@@ -555,26 +594,26 @@ QUAD_LR = {"SGD": 0.3, "Momentum": 0.1, "Nesterov": 0.1, "AdaGrad": 0.5, "RMSpro
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_minimises_quadratic(name, dtype):
+def test_minimises_quadratic(name, device, dtype):
     rng = np.random.default_rng(3)
     a = rng.uniform(0.5, 2.0, 11).astype(dtype)
     c = rng.standard_normal(11).astype(dtype)
-    x = np.zeros(11, dtype=dtype)
-    assert np.abs(x - c).max() > 0.5
+    assert np.abs(c).max() > 0.5  # x starts at 0
+    a, c, x = (to_device(v, device) for v in (a, c, np.zeros(11, dtype=dtype)))
     opt = getattr(F, name)(lr=QUAD_LR[name])
     for i in range(1200):
         if i and i % 400 == 0:
             opt.lr = opt.lr * 0.5
         opt.update({"x": x}, {"x": a * (x - c)})
     assert x.dtype == dtype
-    np.testing.assert_allclose(x, c, rtol=0, atol=1e-5, err_msg=name)
+    np.testing.assert_allclose(to_host(x), to_host(c), rtol=0, atol=1e-5, err_msg=name)
 
 
-def test_weight_decay_shifts_the_minimum():
+def test_weight_decay_shifts_the_minimum(device):
     """With L2 the minimiser of 0.5*a*(x-c)**2 + 0.5*w*x**2 is a*c / (a + w)."""
     a, c, w = np.array([1.0, 2.0]), np.array([1.0, -1.0]), 0.5
-    x = np.zeros(2)
+    ad, cd, x = to_device(a, device), to_device(c, device), to_device(np.zeros(2), device)
     opt = F.SGD(lr=0.3, weight_decay=w)
     for _ in range(500):
-        opt.update({"x": x}, {"x": a * (x - c)})
-    np.testing.assert_allclose(x, a * c / (a + w), rtol=1e-10)
+        opt.update({"x": x}, {"x": ad * (x - cd)})
+    np.testing.assert_allclose(to_host(x), a * c / (a + w), rtol=1e-10)

@@ -51,19 +51,19 @@ void sigmoid_backward_py(py::array dout, py::array out, py::array dx) {
 }  // namespace
 
 void bind_activation(py::module_& m) {
-  FC_DEF_F32_F64(m, "relu_forward", relu_forward_py,
-                 "ReLU: out = (x <= 0) ? 0 : x on 1-D arrays of length n. Overwrites out.", py::arg("x"),
-                 py::arg("out"));
-  FC_DEF_F32_F64(m, "relu_backward", relu_backward_py,
-                 "ReLU backward: dx = (out <= 0) ? 0 : dout, out being the forward output. Overwrites dx.",
-                 py::arg("dout"), py::arg("out"), py::arg("dx"));
-  FC_DEF_F32_F64(m, "sigmoid_forward", sigmoid_forward_py,
-                 "Sigmoid, overflow-free piecewise form: out = 1/(1+exp(-x)) for x >= 0, exp(x)/(1+exp(x)) "
-                 "below. Overwrites out.",
-                 py::arg("x"), py::arg("out"));
-  FC_DEF_F32_F64(m, "sigmoid_backward", sigmoid_backward_py,
-                 "Sigmoid backward: dx = (dout * (1 - out)) * out. Overwrites dx.", py::arg("dout"),
-                 py::arg("out"), py::arg("dx"));
+  FC_DEF_FLOATS(m, "relu_forward", relu_forward_py,
+                "ReLU: out = (x <= 0) ? 0 : x on 1-D arrays of length n. Overwrites out.", py::arg("x"),
+                py::arg("out"));
+  FC_DEF_FLOATS(m, "relu_backward", relu_backward_py,
+                "ReLU backward: dx = (out <= 0) ? 0 : dout, out being the forward output. Overwrites dx.",
+                py::arg("dout"), py::arg("out"), py::arg("dx"));
+  FC_DEF_FLOATS(m, "sigmoid_forward", sigmoid_forward_py,
+                "Sigmoid, overflow-free piecewise form: out = 1/(1+exp(-x)) for x >= 0, exp(x)/(1+exp(x)) "
+                "below. Overwrites out.",
+                py::arg("x"), py::arg("out"));
+  FC_DEF_FLOATS(m, "sigmoid_backward", sigmoid_backward_py,
+                "Sigmoid backward: dx = (dout * (1 - out)) * out. Overwrites dx.", py::arg("dout"),
+                py::arg("out"), py::arg("dx"));
 }
 
 }  // namespace fastconv::bind

@@ -30,10 +30,10 @@ void affine_backward_py(py::array x, py::array w, py::array dout, py::array dx, 
 }
 
 void bind_affine(py::module_& m) {
-  FC_DEF_F32_F64(m, "affine_forward", affine_forward_py, "out = x @ W + b.", py::arg("x"), py::arg("W"),
-                 py::arg("b"), py::arg("out"));
-  FC_DEF_F32_F64(m, "affine_backward", affine_backward_py, "dx = dout @ W.T, dW = x.T @ dout, db = dout.sum(0).",
-                 py::arg("x"), py::arg("W"), py::arg("dout"), py::arg("dx"), py::arg("dW"), py::arg("db"));
+  FC_DEF_FLOATS(m, "affine_forward", affine_forward_py, "out = x @ W + b.", py::arg("x"), py::arg("W"),
+                py::arg("b"), py::arg("out"));
+  FC_DEF_FLOATS(m, "affine_backward", affine_backward_py, "dx = dout @ W.T, dW = x.T @ dout, db = dout.sum(0).",
+                py::arg("x"), py::arg("W"), py::arg("dout"), py::arg("dx"), py::arg("dW"), py::arg("db"));
 }
 
 }  // namespace fastconv::bind

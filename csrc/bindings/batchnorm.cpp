@@ -82,22 +82,22 @@ void batchnorm_backward_py(py::array dout, py::array xc, py::array xn, py::array
 }  // namespace
 
 void bind_batchnorm(py::module_& m) {
-  FC_DEF_F32_F64(m, "batchnorm_forward_train", batchnorm_forward_train_py,
-                 "Batch norm, training: per-column mean / variance of x (N, D); writes xc = x - mu, std = "
-                 "sqrt(var + eps), xn = xc / std, out = gamma * xn + beta, and updates running_mean / "
-                 "running_var in place with momentum.",
-                 py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("running_mean"), py::arg("running_var"),
-                 py::arg("out"), py::arg("xc"), py::arg("xn"), py::arg("std"), py::arg("momentum"),
-                 py::arg("eps"));
-  FC_DEF_F32_F64(m, "batchnorm_forward_infer", batchnorm_forward_infer_py,
-                 "Batch norm, inference: out = gamma * ((x - running_mean) / sqrt(running_var + eps)) + beta.",
-                 py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("running_mean"), py::arg("running_var"),
-                 py::arg("out"), py::arg("eps"));
-  FC_DEF_F32_F64(m, "batchnorm_backward", batchnorm_backward_py,
-                 "Batch norm backward (the book's formulas): writes dx (N, D), dgamma and dbeta (D,) from dout, "
-                 "xc, xn (N, D) and std, gamma (D,).",
-                 py::arg("dout"), py::arg("xc"), py::arg("xn"), py::arg("std"), py::arg("gamma"), py::arg("dx"),
-                 py::arg("dgamma"), py::arg("dbeta"));
+  FC_DEF_FLOATS(m, "batchnorm_forward_train", batchnorm_forward_train_py,
+                "Batch norm, training: per-column mean / variance of x (N, D); writes xc = x - mu, std = "
+                "sqrt(var + eps), xn = xc / std, out = gamma * xn + beta, and updates running_mean / "
+                "running_var in place with momentum.",
+                py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("running_mean"), py::arg("running_var"),
+                py::arg("out"), py::arg("xc"), py::arg("xn"), py::arg("std"), py::arg("momentum"),
+                py::arg("eps"));
+  FC_DEF_FLOATS(m, "batchnorm_forward_infer", batchnorm_forward_infer_py,
+                "Batch norm, inference: out = gamma * ((x - running_mean) / sqrt(running_var + eps)) + beta.",
+                py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("running_mean"), py::arg("running_var"),
+                py::arg("out"), py::arg("eps"));
+  FC_DEF_FLOATS(m, "batchnorm_backward", batchnorm_backward_py,
+                "Batch norm backward (the book's formulas): writes dx (N, D), dgamma and dbeta (D,) from dout, "
+                "xc, xn (N, D) and std, gamma (D,).",
+                py::arg("dout"), py::arg("xc"), py::arg("xn"), py::arg("std"), py::arg("gamma"), py::arg("dx"),
+                py::arg("dgamma"), py::arg("dbeta"));
 }
 
 }  // namespace fastconv::bind

@@ -11,6 +11,8 @@
 #include <sstream>
 #include <string>
 
+#include "common/dtype.h"
+
 namespace fastconv::bind {
 namespace py = pybind11;
 
@@ -71,25 +73,13 @@ inline std::int64_t dim(const py::array& a, const char* name, int ndim, int i) {
   return a.shape(i);
 }
 
-inline void check_positive(std::int64_t v, const char* name) {
-  if (v <= 0) throw py::value_error(std::string(name) + " must be > 0, got " + std::to_string(v));
-}
-inline void check_nonneg(std::int64_t v, const char* name) {
-  if (v < 0) throw py::value_error(std::string(name) + " must be >= 0, got " + std::to_string(v));
-}
-// Window parameters beyond this are rejected before any arithmetic on them can overflow.
-constexpr std::int64_t kMaxWindowParam = std::int64_t(1) << 40;
-inline void check_window_param(std::int64_t v, const char* name) {
-  if (v > kMaxWindowParam)
-    throw py::value_error(std::string(name) + " is too large: " + std::to_string(v) + " (limit 2**40)");
-}
-
-// Register fn<float> as name_f32 and fn<double> as name_f64.
-#define FC_DEF_F32_F64(m, name, fn, doc, ...)                       \
-  do {                                                              \
-    (m).def(name "_f32", &fn<float>, doc, __VA_ARGS__);             \
-    (m).def(name "_f64", &fn<double>, doc, __VA_ARGS__);            \
-  } while (0)
+// Register fn<T> as name_<suffix> for every T of FC_FLOAT_TYPES (common/dtype.h): name_f32, name_f64, ...
+#define FC_DEF_FLOATS(m, name, fn, doc, ...)                                                          \
+  ::fastconv::for_each_float([&](auto tag) {                                                          \
+    using T_ = typename decltype(tag)::type;                                                          \
+    (m).def((std::string(name) + "_" + ::fastconv::dtype_suffix<T_>::value).c_str(), &fn<T_>, doc,   \
+            __VA_ARGS__);                                                                             \
+  })
 
 void bind_gemm(py::module_& m);
 void bind_im2col(py::module_& m);

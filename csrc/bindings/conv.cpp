@@ -1,39 +1,18 @@
 // bindings/conv.cpp: conv_forward / conv_backward and im2col / col2im (book layout).
 #include "bindings/bind_util.h"
-#include "common/check.h"
+#include "common/geom.h"
 #include "cpu/conv.h"
 #include "cpu/im2col.h"
 #include "cpu/threads.h"
 
 namespace fastconv::bind {
 
-// Checks a window geometry and returns it with OH, OW; names the offending argument.
-inline ConvGeom checked_geom(std::int64_t N, std::int64_t C, std::int64_t H, std::int64_t W, std::int64_t FH,
-                             std::int64_t FW, std::int64_t stride, std::int64_t pad) {
-  check_positive(FH, "filter_h");
-  check_positive(FW, "filter_w");
-  check_positive(stride, "stride");
-  check_nonneg(pad, "pad");
-  check_window_param(FH, "filter_h");
-  check_window_param(FW, "filter_w");
-  check_window_param(stride, "stride");
-  check_window_param(pad, "pad");
-  if (H + 2 * pad < FH || W + 2 * pad < FW)
-    throw py::value_error("filter " + std::to_string(FH) + "x" + std::to_string(FW) +
-                          " is larger than the padded input " + std::to_string(H + 2 * pad) + "x" +
-                          std::to_string(W + 2 * pad));
-  ConvGeom g = make_geom(N, C, H, W, FH, FW, stride, pad);
-  checked_size("conv sizes", N, C, H, W);
-  checked_size("conv sizes", N, g.OH, g.OW, C, FH, FW);
-  return g;
-}
-
 template <typename T>
 void conv_forward_py(py::array x, py::array w, py::array b, py::array out, std::int64_t stride, std::int64_t pad,
                      bool relu) {
   const std::int64_t N = dim(x, "x", 4, 0), C = dim(x, "x", 4, 1), H = dim(x, "x", 4, 2), W = dim(x, "x", 4, 3);
   const std::int64_t FN = dim(w, "W", 4, 0), FH = dim(w, "W", 4, 2), FW = dim(w, "W", 4, 3);
-  const ConvGeom g = checked_geom(N, C, H, W, FH, FW, stride, pad);
+  const ConvGeom g = check_geom(WindowKind::filter, "x", N, C, H, W, FH, FW, stride, pad);
   const T* px = in_ptr<T>(x, "x", {N, C, H, W});
   const T* pw = in_ptr<T>(w, "W", {FN, C, FH, FW});
   const T* pb = in_ptr<T>(b, "b", {FN});
@@ -47,7 +26,7 @@ void conv_backward_py(py::array x, py::array w, py::array dout, py::object dx, p
                       std::int64_t stride, std::int64_t pad) {
   const std::int64_t N = dim(x, "x", 4, 0), C = dim(x, "x", 4, 1), H = dim(x, "x", 4, 2), W = dim(x, "x", 4, 3);
   const std::int64_t FN = dim(w, "W", 4, 0), FH = dim(w, "W", 4, 2), FW = dim(w, "W", 4, 3);
-  const ConvGeom g = checked_geom(N, C, H, W, FH, FW, stride, pad);
+  const ConvGeom g = check_geom(WindowKind::filter, "x", N, C, H, W, FH, FW, stride, pad);
   const T* px = in_ptr<T>(x, "x", {N, C, H, W});
   const T* pw = in_ptr<T>(w, "W", {FN, C, FH, FW});
   const T* pd = in_ptr<T>(dout, "dout", {N, FN, g.OH, g.OW});
@@ -70,9 +49,9 @@ void im2col_py(py::array x, py::array col, std::int64_t filter_h, std::int64_t f
                std::int64_t pad) {
   const std::int64_t N = dim(x, "input_data", 4, 0), C = dim(x, "input_data", 4, 1);
   const std::int64_t H = dim(x, "input_data", 4, 2), W = dim(x, "input_data", 4, 3);
-  const ConvGeom g = checked_geom(N, C, H, W, filter_h, filter_w, stride, pad);
+  const ConvGeom g = check_geom(WindowKind::filter, "input_data", N, C, H, W, filter_h, filter_w, stride, pad);
   const T* px = in_ptr<T>(x, "input_data", {N, C, H, W});
-  T* pc = out_ptr<T>(col, "col", {N * g.OH * g.OW, C * filter_h * filter_w});
+  T* pc = out_ptr<T>(col, "col", {g.col_rows(), g.col_cols()});
   py::gil_scoped_release nogil;
   cpu::im2col<T>(px, g, pc, cpu::num_threads());
 }
@@ -81,31 +60,31 @@ template <typename T>
 void col2im_py(py::array col, py::array x, std::int64_t filter_h, std::int64_t filter_w, std::int64_t stride,
                std::int64_t pad) {
   const std::int64_t N = dim(x, "x", 4, 0), C = dim(x, "x", 4, 1), H = dim(x, "x", 4, 2), W = dim(x, "x", 4, 3);
-  const ConvGeom g = checked_geom(N, C, H, W, filter_h, filter_w, stride, pad);
-  const T* pc = in_ptr<T>(col, "col", {N * g.OH * g.OW, C * filter_h * filter_w});
+  const ConvGeom g = check_geom(WindowKind::filter, "x", N, C, H, W, filter_h, filter_w, stride, pad);
+  const T* pc = in_ptr<T>(col, "col", {g.col_rows(), g.col_cols()});
   T* px = out_ptr<T>(x, "x", {N, C, H, W});
   py::gil_scoped_release nogil;
   cpu::col2im<T>(pc, g, px, cpu::num_threads());
 }
 
 void bind_conv(py::module_& m) {
-  FC_DEF_F32_F64(m, "conv_forward", conv_forward_py,
-                 "out = conv2d(x, W) + b (cross-correlation, NCHW), ReLU'd in the same pass if relu.", py::arg("x"),
-                 py::arg("W"), py::arg("b"), py::arg("out"), py::arg("stride"), py::arg("pad"),
-                 py::arg("relu") = false);
-  FC_DEF_F32_F64(m, "conv_backward", conv_backward_py,
-                 "dx, dW, db of conv_forward, written into dx, dW, db (dx None: dW and db only).",
-                 py::arg("x"), py::arg("W"), py::arg("dout"), py::arg("dx"), py::arg("dW"), py::arg("db"),
-                 py::arg("stride"), py::arg("pad"));
+  FC_DEF_FLOATS(m, "conv_forward", conv_forward_py,
+                "out = conv2d(x, W) + b (cross-correlation, NCHW), ReLU'd in the same pass if relu.", py::arg("x"),
+                py::arg("W"), py::arg("b"), py::arg("out"), py::arg("stride"), py::arg("pad"),
+                py::arg("relu") = false);
+  FC_DEF_FLOATS(m, "conv_backward", conv_backward_py,
+                "dx, dW, db of conv_forward, written into dx, dW, db (dx None: dW and db only).",
+                py::arg("x"), py::arg("W"), py::arg("dout"), py::arg("dx"), py::arg("dW"), py::arg("db"),
+                py::arg("stride"), py::arg("pad"));
 }
 
 void bind_im2col(py::module_& m) {
-  FC_DEF_F32_F64(m, "im2col", im2col_py, "Book layout: x (N, C, H, W) -> col (N*OH*OW, C*FH*FW).",
-                 py::arg("input_data"), py::arg("col"), py::arg("filter_h"), py::arg("filter_w"), py::arg("stride"),
-                 py::arg("pad"));
-  FC_DEF_F32_F64(m, "col2im", col2im_py, "Adjoint of im2col: scatter-add col into x (N, C, H, W).",
-                 py::arg("col"), py::arg("x"), py::arg("filter_h"), py::arg("filter_w"), py::arg("stride"),
-                 py::arg("pad"));
+  FC_DEF_FLOATS(m, "im2col", im2col_py, "Book layout: x (N, C, H, W) -> col (N*OH*OW, C*FH*FW).",
+                py::arg("input_data"), py::arg("col"), py::arg("filter_h"), py::arg("filter_w"), py::arg("stride"),
+                py::arg("pad"));
+  FC_DEF_FLOATS(m, "col2im", col2im_py, "Adjoint of im2col: scatter-add col into x (N, C, H, W).",
+                py::arg("col"), py::arg("x"), py::arg("filter_h"), py::arg("filter_w"), py::arg("stride"),
+                py::arg("pad"));
 }
 
 }  // namespace fastconv::bind

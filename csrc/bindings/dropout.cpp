@@ -35,12 +35,12 @@ void dropout_backward_py(py::array dout, py::array mask, py::array dx) {
 }  // namespace
 
 void bind_dropout(py::module_& m) {
-  FC_DEF_F32_F64(m, "dropout_forward", dropout_forward_py,
-                 "Dropout: mask[i] = u(seed, i) > ratio (counter-based uniform in [0, 1), independent of the "
-                 "thread count), out = x * mask. ratio in [0, 1), seed a uint64. Overwrites out and mask (bool).",
-                 py::arg("x"), py::arg("out"), py::arg("mask"), py::arg("ratio"), py::arg("seed"));
-  FC_DEF_F32_F64(m, "dropout_backward", dropout_backward_py, "Dropout backward: dx = dout * mask. Overwrites dx.",
-                 py::arg("dout"), py::arg("mask"), py::arg("dx"));
+  FC_DEF_FLOATS(m, "dropout_forward", dropout_forward_py,
+                "Dropout: mask[i] = u(seed, i) > ratio (counter-based uniform in [0, 1), independent of the "
+                "thread count), out = x * mask. ratio in [0, 1), seed a uint64. Overwrites out and mask (bool).",
+                py::arg("x"), py::arg("out"), py::arg("mask"), py::arg("ratio"), py::arg("seed"));
+  FC_DEF_FLOATS(m, "dropout_backward", dropout_backward_py, "Dropout backward: dx = dout * mask. Overwrites dx.",
+                py::arg("dout"), py::arg("mask"), py::arg("dx"));
 }
 
 }  // namespace fastconv::bind

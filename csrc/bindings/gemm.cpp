@@ -24,11 +24,11 @@ void gemm_py(py::array a, py::array b, py::array out, bool trans_a, bool trans_b
 }
 
 void bind_gemm(py::module_& m) {
-  FC_DEF_F32_F64(m, "gemm", gemm_py,
-                 "out = alpha * op(a) @ op(b) + beta * out, op = transpose when trans_* is set. C-contiguous 2-D "
-                 "arrays of one dtype; out is (M, N).",
-                 py::arg("a"), py::arg("b"), py::arg("out"), py::arg("trans_a") = false, py::arg("trans_b") = false,
-                 py::arg("alpha") = 1.0, py::arg("beta") = 0.0);
+  FC_DEF_FLOATS(m, "gemm", gemm_py,
+                "out = alpha * op(a) @ op(b) + beta * out, op = transpose when trans_* is set. C-contiguous 2-D "
+                "arrays of one dtype; out is (M, N).",
+                py::arg("a"), py::arg("b"), py::arg("out"), py::arg("trans_a") = false, py::arg("trans_b") = false,
+                py::arg("alpha") = 1.0, py::arg("beta") = 0.0);
 }
 
 }  // namespace fastconv::bind

@@ -86,22 +86,22 @@ void softmax_ce_backward_dense_py(py::array y, py::array t, py::array dx, double
 }  // namespace
 
 void bind_loss(py::module_& m) {
-  FC_DEF_F32_F64(m, "softmax_forward", softmax_forward_py,
-                 "Row softmax of x (N, K): y = exp(x - rowmax) / rowsum. Overwrites y.", py::arg("x"), py::arg("y"));
-  FC_DEF_F32_F64(m, "softmax_ce_forward_labels", softmax_ce_forward_labels_py,
-                 "y = softmax(x) for x (N, K) and int64 labels t (N,) in [0, K); returns the cross-entropy "
-                 "-(sum_n log(y[n, t[n]] + 1e-7)) / N as a float (double accumulation).",
-                 py::arg("x"), py::arg("t"), py::arg("y"));
-  FC_DEF_F32_F64(m, "softmax_ce_forward_dense", softmax_ce_forward_dense_py,
-                 "y = softmax(x) for x (N, K) and dense targets t (N, K); returns "
-                 "-(sum_n sum_k t[n, k] * log(y[n, k] + 1e-7)) / N as a float (double accumulation).",
-                 py::arg("x"), py::arg("t"), py::arg("y"));
-  FC_DEF_F32_F64(m, "softmax_ce_backward_labels", softmax_ce_backward_labels_py,
-                 "dx = ((y - onehot(t)) / N) * dout for y (N, K) and int64 labels t (N,). Overwrites dx.",
-                 py::arg("y"), py::arg("t"), py::arg("dx"), py::arg("dout"));
-  FC_DEF_F32_F64(m, "softmax_ce_backward_dense", softmax_ce_backward_dense_py,
-                 "dx = ((y - t) / N) * dout for y and dense targets t, both (N, K). Overwrites dx.", py::arg("y"),
-                 py::arg("t"), py::arg("dx"), py::arg("dout"));
+  FC_DEF_FLOATS(m, "softmax_forward", softmax_forward_py,
+                "Row softmax of x (N, K): y = exp(x - rowmax) / rowsum. Overwrites y.", py::arg("x"), py::arg("y"));
+  FC_DEF_FLOATS(m, "softmax_ce_forward_labels", softmax_ce_forward_labels_py,
+                "y = softmax(x) for x (N, K) and int64 labels t (N,) in [0, K); returns the cross-entropy "
+                "-(sum_n log(y[n, t[n]] + 1e-7)) / N as a float (double accumulation).",
+                py::arg("x"), py::arg("t"), py::arg("y"));
+  FC_DEF_FLOATS(m, "softmax_ce_forward_dense", softmax_ce_forward_dense_py,
+                "y = softmax(x) for x (N, K) and dense targets t (N, K); returns "
+                "-(sum_n sum_k t[n, k] * log(y[n, k] + 1e-7)) / N as a float (double accumulation).",
+                py::arg("x"), py::arg("t"), py::arg("y"));
+  FC_DEF_FLOATS(m, "softmax_ce_backward_labels", softmax_ce_backward_labels_py,
+                "dx = ((y - onehot(t)) / N) * dout for y (N, K) and int64 labels t (N,). Overwrites dx.",
+                py::arg("y"), py::arg("t"), py::arg("dx"), py::arg("dout"));
+  FC_DEF_FLOATS(m, "softmax_ce_backward_dense", softmax_ce_backward_dense_py,
+                "dx = ((y - t) / N) * dout for y and dense targets t, both (N, K). Overwrites dx.", py::arg("y"),
+                py::arg("t"), py::arg("dx"), py::arg("dout"));
 }
 
 }  // namespace fastconv::bind

@@ -3,7 +3,7 @@
 #include <pybind11/pybind11.h>
 
 #include "bindings/bind_util.h"
-#include "cpu/gemm/gemm.h"
+#include "cpu/isa.h"
 #include "cpu/threads.h"
 #include "cpu/workspace.h"
 
@@ -33,7 +33,7 @@ PYBIND11_MODULE(_cpu, m) {
     d["sanitizers"] = FASTCONV_SANITIZE_STR;
     d["avx512_emulated"] = bool(FASTCONV_EMULATE_AVX512);
     py::list isas;
-    for (const char* s : cpu::gemm_compiled_isas()) isas.append(s);
+    for (const char* s : cpu::compiled_isas()) isas.append(s);
     d["simd_compiled"] = isas;
     return d;
   }, "Compile-time facts: version, compiler, OpenMP, CUDA, the ISAs the GEMM micro-kernels were built for.");
@@ -43,14 +43,14 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("thread_limit", &cpu::thread_limit, "Most threads: 4 per CPU this process may run on, at least 16.");
   m.def("forked_child", &cpu::forked_child,
         "True in a process forked after this module was loaded; its kernels run on 1 thread.");
-  m.def("cpu_isa", [] { return std::string(cpu::gemm_active_isa()); },
+  m.def("cpu_isa", [] { return std::string(cpu::active_isa_name()); },
         "The GEMM micro-kernel ISA in use (chosen from CPUID, or forced by FASTCONV_ISA).");
   m.def("supported_isas", [] {
     py::list l;
-    for (const char* s : cpu::gemm_supported_isas()) l.append(s);
+    for (const char* s : cpu::supported_isas()) l.append(s);
     return l;
   }, "ISAs compiled into this build and supported by this CPU (every one can be forced with set_cpu_isa).");
-  m.def("set_cpu_isa", [](const std::string& isa) { cpu::gemm_set_isa(isa); }, py::arg("isa"),
+  m.def("set_cpu_isa", [](const std::string& isa) { cpu::set_isa(isa); }, py::arg("isa"),
         "Force the GEMM micro-kernel ISA: 'avx512', 'avx2' or 'scalar'. Raises ValueError if the CPU or the "
         "build lacks it.");
 

@@ -203,32 +203,32 @@ void adadelta_update_py(py::list p, py::list g, py::list h, py::list d, double l
 void bind_optim(py::module_& m) {
   m.def("optim_variant", [] { return std::string(cpu::optim_variant()); },
         "The optimizer kernel variant in use, 'avx2' or 'baseline' (follows cpu_isa()).");
-  FC_DEF_F32_F64(m, "sgd_update", sgd_update_py, "SGD in place, every parameter i: p[i] -= lr * g[i].",
-                 py::arg("p"), py::arg("g"), py::arg("lr"), py::arg("weight_decay"), py::arg("keys") = py::none());
-  FC_DEF_F32_F64(m, "momentum_update", momentum_update_py,
-                 "Momentum in place: v = momentum*v - lr*g; p += v.", py::arg("p"), py::arg("g"), py::arg("v"),
-                 py::arg("lr"), py::arg("momentum"), py::arg("weight_decay"), py::arg("keys") = py::none());
-  FC_DEF_F32_F64(m, "nesterov_update", nesterov_update_py,
-                 "Nesterov (book form) in place: v = momentum*v - lr*g; p += momentum**2*v - (1+momentum)*lr*g.",
-                 py::arg("p"), py::arg("g"), py::arg("v"), py::arg("lr"), py::arg("momentum"),
-                 py::arg("weight_decay"), py::arg("keys") = py::none());
-  FC_DEF_F32_F64(m, "adagrad_update", adagrad_update_py,
-                 "AdaGrad in place: h += g*g; p -= lr*g / (sqrt(h) + eps).", py::arg("p"), py::arg("g"),
-                 py::arg("h"), py::arg("lr"), py::arg("eps"), py::arg("weight_decay"), py::arg("keys") = py::none());
-  FC_DEF_F32_F64(m, "rmsprop_update", rmsprop_update_py,
-                 "RMSprop in place: h = decay_rate*h + (1-decay_rate)*g*g; p -= lr*g / (sqrt(h) + eps).",
-                 py::arg("p"), py::arg("g"), py::arg("h"), py::arg("lr"), py::arg("decay_rate"), py::arg("eps"),
-                 py::arg("weight_decay"), py::arg("keys") = py::none());
-  FC_DEF_F32_F64(m, "adam_update", adam_update_py,
-                 "Adam (book form, bias correction in lr_t) in place: m += (1-beta1)*(g-m); "
-                 "v += (1-beta2)*(g*g-v); p -= lr_t*m / (sqrt(v) + eps).",
-                 py::arg("p"), py::arg("g"), py::arg("m"), py::arg("v"), py::arg("lr_t"), py::arg("beta1"),
-                 py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), py::arg("keys") = py::none());
-  FC_DEF_F32_F64(m, "adadelta_update", adadelta_update_py,
-                 "Adadelta in place: h = rho*h + (1-rho)*g*g; dx = sqrt(d+eps)/sqrt(h+eps)*g; "
-                 "d = rho*d + (1-rho)*dx*dx; p -= lr*dx.",
-                 py::arg("p"), py::arg("g"), py::arg("h"), py::arg("d"), py::arg("lr"), py::arg("rho"),
-                 py::arg("eps"), py::arg("weight_decay"), py::arg("keys") = py::none());
+  FC_DEF_FLOATS(m, "sgd_update", sgd_update_py, "SGD in place, every parameter i: p[i] -= lr * g[i].",
+                py::arg("p"), py::arg("g"), py::arg("lr"), py::arg("weight_decay"), py::arg("keys") = py::none());
+  FC_DEF_FLOATS(m, "momentum_update", momentum_update_py,
+                "Momentum in place: v = momentum*v - lr*g; p += v.", py::arg("p"), py::arg("g"), py::arg("v"),
+                py::arg("lr"), py::arg("momentum"), py::arg("weight_decay"), py::arg("keys") = py::none());
+  FC_DEF_FLOATS(m, "nesterov_update", nesterov_update_py,
+                "Nesterov (book form) in place: v = momentum*v - lr*g; p += momentum**2*v - (1+momentum)*lr*g.",
+                py::arg("p"), py::arg("g"), py::arg("v"), py::arg("lr"), py::arg("momentum"),
+                py::arg("weight_decay"), py::arg("keys") = py::none());
+  FC_DEF_FLOATS(m, "adagrad_update", adagrad_update_py,
+                "AdaGrad in place: h += g*g; p -= lr*g / (sqrt(h) + eps).", py::arg("p"), py::arg("g"),
+                py::arg("h"), py::arg("lr"), py::arg("eps"), py::arg("weight_decay"), py::arg("keys") = py::none());
+  FC_DEF_FLOATS(m, "rmsprop_update", rmsprop_update_py,
+                "RMSprop in place: h = decay_rate*h + (1-decay_rate)*g*g; p -= lr*g / (sqrt(h) + eps).",
+                py::arg("p"), py::arg("g"), py::arg("h"), py::arg("lr"), py::arg("decay_rate"), py::arg("eps"),
+                py::arg("weight_decay"), py::arg("keys") = py::none());
+  FC_DEF_FLOATS(m, "adam_update", adam_update_py,
+                "Adam (book form, bias correction in lr_t) in place: m += (1-beta1)*(g-m); "
+                "v += (1-beta2)*(g*g-v); p -= lr_t*m / (sqrt(v) + eps).",
+                py::arg("p"), py::arg("g"), py::arg("m"), py::arg("v"), py::arg("lr_t"), py::arg("beta1"),
+                py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), py::arg("keys") = py::none());
+  FC_DEF_FLOATS(m, "adadelta_update", adadelta_update_py,
+                "Adadelta in place: h = rho*h + (1-rho)*g*g; dx = sqrt(d+eps)/sqrt(h+eps)*g; "
+                "d = rho*d + (1-rho)*dx*dx; p -= lr*dx.",
+                py::arg("p"), py::arg("g"), py::arg("h"), py::arg("d"), py::arg("lr"), py::arg("rho"),
+                py::arg("eps"), py::arg("weight_decay"), py::arg("keys") = py::none());
 }
 
 }  // namespace fastconv::bind

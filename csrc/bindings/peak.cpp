@@ -5,7 +5,7 @@
 #include <optional>
 #include <string>
 
-#include "cpu/gemm/gemm.h"
+#include "cpu/isa.h"
 #include "cpu/peak.h"
 
 namespace fastconv::bind {
@@ -15,7 +15,7 @@ void bind_peak(py::module_& m) {
   m.def(
       "fma_peak",
       [](const std::string& dtype, int threads, std::optional<std::string> isa, double seconds) {
-        const std::string use = isa ? *isa : std::string(cpu::gemm_active_isa());
+        const std::string use = isa ? *isa : std::string(cpu::active_isa_name());
         py::gil_scoped_release nogil;
         return cpu::fma_peak(dtype, threads, use, seconds);
       },

@@ -11,8 +11,9 @@
 
 namespace fastconv {
 
-// Output extent of a sliding window: floor((in + 2*pad - k) / stride) + 1. Caller guarantees
-// in + 2*pad >= k and stride > 0 (checked in ops.py and again in the bindings).
+// Output extent of a sliding window: floor((in + 2*pad - k) / stride) + 1, the one place C++ computes it
+// (Python: fastconv._checks.conv_output_size). Caller guarantees in + 2*pad >= k and stride > 0 (checked in
+// ops.py and again by check_geom, common/geom.h).
 FC_HD inline std::int64_t conv_out_size(std::int64_t in, std::int64_t k, std::int64_t stride, std::int64_t pad) {
   return (in + 2 * pad - k) / stride + 1;
 }
@@ -23,6 +24,12 @@ struct ConvGeom {
   std::int64_t FH, FW;         // window
   std::int64_t stride, pad;
   std::int64_t OH, OW;         // output
+
+  // the book's column matrix (im2col): (N*OH*OW, C*FH*FW)
+  FC_HD std::int64_t col_rows() const { return N * OH * OW; }
+  FC_HD std::int64_t col_cols() const { return C * FH * FW; }
+  // pixels of one (n, c) plane of the input (pooling's argmax indexes them)
+  FC_HD std::int64_t plane() const { return H * W; }
 };
 
 inline ConvGeom make_geom(std::int64_t N, std::int64_t C, std::int64_t H, std::int64_t W, std::int64_t FH,

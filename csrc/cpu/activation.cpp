@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "common/dtype.h"
 #include "cpu/threads.h"
 
 namespace fastconv::cpu {
@@ -75,13 +76,12 @@ void sigmoid_backward(const T* dout, const T* out, T* dx, std::int64_t n) {
 // ---------------------------------------------------------------------------------------------------------------
 // explicit instantiations
 
-#define FC_ACTIVATION_INSTANTIATE(T)                                              \
+#define FC_ACTIVATION_INSTANTIATE(T, S)                                                \
   template void relu_forward<T>(const T*, T*, std::int64_t);                      \
   template void relu_backward<T>(const T*, const T*, T*, std::int64_t);           \
   template void sigmoid_forward<T>(const T*, T*, std::int64_t);                   \
   template void sigmoid_backward<T>(const T*, const T*, T*, std::int64_t);
-FC_ACTIVATION_INSTANTIATE(float)
-FC_ACTIVATION_INSTANTIATE(double)
+FC_FLOAT_TYPES(FC_ACTIVATION_INSTANTIATE)
 #undef FC_ACTIVATION_INSTANTIATE
 
 }  // namespace fastconv::cpu

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "common/dtype.h"
+
 namespace fastconv::cpu {
 
 template <typename T>
@@ -23,13 +25,10 @@ void affine_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db,
     for (index_t h = 0; h < H; ++h) db[h] += dout[n * H + h];
 }
 
-template void affine_forward<float>(const float*, const float*, const float*, float*, index_t, index_t, index_t,
-                                    int);
-template void affine_forward<double>(const double*, const double*, const double*, double*, index_t, index_t,
-                                     index_t, int);
-template void affine_backward<float>(const float*, const float*, const float*, float*, float*, float*, index_t,
-                                     index_t, index_t, int);
-template void affine_backward<double>(const double*, const double*, const double*, double*, double*, double*,
-                                      index_t, index_t, index_t, int);
+#define FC_AFFINE_INSTANTIATE(T, S)                                                                      \
+  template void affine_forward<T>(const T*, const T*, const T*, T*, index_t, index_t, index_t, int);       \
+  template void affine_backward<T>(const T*, const T*, const T*, T*, T*, T*, index_t, index_t, index_t, int);
+FC_FLOAT_TYPES(FC_AFFINE_INSTANTIATE)
+#undef FC_AFFINE_INSTANTIATE
 
 }  // namespace fastconv::cpu

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/dtype.h"
 #include "cpu/threads.h"
 
 namespace fastconv::cpu {
@@ -175,15 +176,14 @@ void batchnorm_backward(const T* dout, const T* xc, const T* xn, const T* stdev,
 // ---------------------------------------------------------------------------------------------------------------
 // explicit instantiations
 
-#define FC_BATCHNORM_INSTANTIATE(T)                                                                            \
+#define FC_BATCHNORM_INSTANTIATE(T, S)                                                                              \
   template void batchnorm_forward_train<T>(const T*, const T*, const T*, T*, T*, T*, T*, T*, T*, std::int64_t, \
                                            std::int64_t, double, double);                                      \
   template void batchnorm_forward_infer<T>(const T*, const T*, const T*, const T*, const T*, T*, std::int64_t, \
                                            std::int64_t, double);                                              \
   template void batchnorm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*,            \
                                       std::int64_t, std::int64_t);
-FC_BATCHNORM_INSTANTIATE(float)
-FC_BATCHNORM_INSTANTIATE(double)
+FC_FLOAT_TYPES(FC_BATCHNORM_INSTANTIATE)
 #undef FC_BATCHNORM_INSTANTIATE
 
 }  // namespace fastconv::cpu

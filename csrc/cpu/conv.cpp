@@ -29,6 +29,7 @@
 #include <cstring>
 #include <vector>
 
+#include "common/dtype.h"
 #include "cpu/activation.h"
 #include "cpu/gemm/config.h"
 #include "cpu/im2col.h"
@@ -341,13 +342,10 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
   }
 }
 
-template void conv_forward<float>(const float*, const float*, const float*, float*, const ConvGeom&, index_t, int,
-                                  bool);
-template void conv_forward<double>(const double*, const double*, const double*, double*, const ConvGeom&, index_t,
-                                   int, bool);
-template void conv_backward<float>(const float*, const float*, const float*, float*, float*, float*,
-                                   const ConvGeom&, index_t, int);
-template void conv_backward<double>(const double*, const double*, const double*, double*, double*, double*,
-                                    const ConvGeom&, index_t, int);
+#define FC_CONV_INSTANTIATE(T, S)                                                                           \
+  template void conv_forward<T>(const T*, const T*, const T*, T*, const ConvGeom&, index_t, int, bool);      \
+  template void conv_backward<T>(const T*, const T*, const T*, T*, T*, T*, const ConvGeom&, index_t, int);
+FC_FLOAT_TYPES(FC_CONV_INSTANTIATE)
+#undef FC_CONV_INSTANTIATE
 
 }  // namespace fastconv::cpu

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "common/dtype.h"
 #include "cpu/threads.h"
 
 namespace fastconv::cpu {
@@ -87,11 +88,10 @@ void dropout_backward(const T* dout, const std::uint8_t* mask, T* dx, std::int64
 // ---------------------------------------------------------------------------------------------------------------
 // explicit instantiations
 
-#define FC_DROPOUT_INSTANTIATE(T)                                                                          \
+#define FC_DROPOUT_INSTANTIATE(T, S)                                                                            \
   template void dropout_forward<T>(const T*, T*, std::uint8_t*, std::int64_t, double, std::uint64_t);      \
   template void dropout_backward<T>(const T*, const std::uint8_t*, T*, std::int64_t);
-FC_DROPOUT_INSTANTIATE(float)
-FC_DROPOUT_INSTANTIATE(double)
+FC_FLOAT_TYPES(FC_DROPOUT_INSTANTIATE)
 #undef FC_DROPOUT_INSTANTIATE
 
 }  // namespace fastconv::cpu

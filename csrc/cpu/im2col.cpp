@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/dtype.h"
+
 namespace fastconv::cpu {
 
 namespace {
@@ -175,13 +177,13 @@ void col2im(const T* col, const ConvGeom& g, T* x, int nthreads) {
   }
 }
 
-#define FC_INSTANTIATE_IM2COL(T)                                        \
+#define FC_INSTANTIATE_IM2COL(T, S)                                          \
   template void im2col_image<T>(const T*, const ConvGeom&, T*);        \
   template void im2col_image_packed<T>(const T*, const ConvGeom&, int, index_t, T*, T*); \
   template void col2im_image<T>(const T*, const ConvGeom&, T*);        \
   template void im2col<T>(const T*, const ConvGeom&, T*, int);         \
   template void col2im<T>(const T*, const ConvGeom&, T*, int);
-FC_INSTANTIATE_IM2COL(float)
-FC_INSTANTIATE_IM2COL(double)
+FC_FLOAT_TYPES(FC_INSTANTIATE_IM2COL)
+#undef FC_INSTANTIATE_IM2COL
 
 }  // namespace fastconv::cpu

@@ -10,6 +10,7 @@
 #include <limits>
 #include <vector>
 
+#include "common/dtype.h"
 #include "cpu/threads.h"
 
 namespace fastconv::cpu {
@@ -127,15 +128,14 @@ void softmax_ce_backward_dense(const T* y, const T* t, T* dx, std::int64_t N, st
 // ---------------------------------------------------------------------------------------------------------------
 // explicit instantiations
 
-#define FC_LOSS_INSTANTIATE(T)                                                                                 \
+#define FC_LOSS_INSTANTIATE(T, S)                                                                                   \
   template void softmax_forward<T>(const T*, T*, std::int64_t, std::int64_t);                                  \
   template double softmax_ce_forward_labels<T>(const T*, const std::int64_t*, T*, std::int64_t, std::int64_t); \
   template double softmax_ce_forward_dense<T>(const T*, const T*, T*, std::int64_t, std::int64_t);             \
   template void softmax_ce_backward_labels<T>(const T*, const std::int64_t*, T*, std::int64_t, std::int64_t,    \
                                               double);                                                         \
   template void softmax_ce_backward_dense<T>(const T*, const T*, T*, std::int64_t, std::int64_t, double);
-FC_LOSS_INSTANTIATE(float)
-FC_LOSS_INSTANTIATE(double)
+FC_FLOAT_TYPES(FC_LOSS_INSTANTIATE)
 #undef FC_LOSS_INSTANTIATE
 
 }  // namespace fastconv::cpu

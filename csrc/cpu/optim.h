@@ -14,8 +14,9 @@
 //   adadelta: Zeiler 2012: h = h*rho + (1-rho)*g*g; dx = sqrt(d + eps) / sqrt(h + eps) * g;
 //             d = d*rho + (1-rho)*dx*dx; p -= lr*dx
 // fastconv::cpu::<op>_update picks a variant at run time: optim_avx2 (AVX2, no FMA) when the ISA in use
-// (cpu_isa(): FASTCONV_ISA / set_cpu_isa, else CPUID) is avx2 or avx512, otherwise optim_base. The variants
-// give the same bits.
+// (cpu/isa.h: FASTCONV_ISA / set_cpu_isa, else CPUID) has AVX2, otherwise optim_base. The variants give the same
+// bits. optim_kernels.h defines and instantiates both variants (optim.cpp, optim_avx2.cpp); the dispatching
+// entry points below are inline and need no instantiation of their own.
 #pragma once
 #include <cstdint>
 
@@ -38,11 +39,6 @@
   void adadelta_update(T* p, const T* g, T* h, T* d, std::int64_t n, double lr, double rho, double eps,           \
                        double weight_decay);
 
-namespace fastconv::cpu {
-FC_OPTIM_DECLARATIONS  // the dispatching entry points (optim.cpp)
-// The name of the variant the entry points use now: "avx2" or "baseline".
-const char* optim_variant();
-}  // namespace fastconv::cpu
 namespace fastconv::cpu::optim_base {
 FC_OPTIM_DECLARATIONS  // optim.cpp
 }
@@ -50,3 +46,36 @@ namespace fastconv::cpu::optim_avx2 {
 FC_OPTIM_DECLARATIONS  // optim_avx2.cpp (x86-64 builds only)
 }
 #undef FC_OPTIM_DECLARATIONS
+
+namespace fastconv::cpu {
+
+// Whether the entry points use the AVX2 variant now (the ISA in use has AVX2; never on non-x86 builds).
+bool optim_use_avx2();
+// The name of the variant the entry points use now: "avx2" or "baseline".
+const char* optim_variant();
+
+// The dispatching entry points, one per update: fastconv::cpu::<op>_update<T>(...) takes the arguments of the
+// variants' declarations above (pointers and scalars, passed by value: nothing here instantiates a std::
+// template, see optim_kernels.h) and calls the variant the ISA in use selects.
+#if FASTCONV_HAVE_X86_UKR
+#define FC_OPTIM_DISPATCH_(op)                                                          \
+  template <typename T, typename... Args>                                               \
+  inline void op(Args... args) {                                                        \
+    if (optim_use_avx2())                                                               \
+      optim_avx2::op<T>(args...);                                                       \
+    else                                                                                \
+      optim_base::op<T>(args...);                                                       \
+  }
+#else
+#define FC_OPTIM_DISPATCH_(op)                                                          \
+  template <typename T, typename... Args>                                               \
+  inline void op(Args... args) {                                                        \
+    optim_base::op<T>(args...);                                                         \
+  }
+#endif
+FC_OPTIM_DISPATCH_(sgd_update) FC_OPTIM_DISPATCH_(momentum_update) FC_OPTIM_DISPATCH_(nesterov_update)
+FC_OPTIM_DISPATCH_(adagrad_update) FC_OPTIM_DISPATCH_(rmsprop_update) FC_OPTIM_DISPATCH_(adam_update)
+FC_OPTIM_DISPATCH_(adadelta_update)
+#undef FC_OPTIM_DISPATCH_
+
+}  // namespace fastconv::cpu

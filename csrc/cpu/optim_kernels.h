@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "common/dtype.h"
 #include "cpu/optim.h"
 #include "cpu/threads.h"
 
@@ -229,7 +230,7 @@ void adadelta_update(T* p, const T* g, T* h, T* d, i64 n, double lr, double rho,
 // -----------------------------------------------------------------------------------------------------------
 // explicit instantiations
 
-#define FC_OPTIM_INSTANTIATE(T)                                                                          \
+#define FC_OPTIM_INSTANTIATE(T, S)                                                                            \
   template void sgd_update<T>(T*, const T*, i64, double, double);                                        \
   template void momentum_update<T>(T*, const T*, T*, i64, double, double, double);                       \
   template void nesterov_update<T>(T*, const T*, T*, i64, double, double, double);                       \
@@ -237,8 +238,7 @@ void adadelta_update(T* p, const T* g, T* h, T* d, i64 n, double lr, double rho,
   template void rmsprop_update<T>(T*, const T*, T*, i64, double, double, double, double);                \
   template void adam_update<T>(T*, const T*, T*, T*, i64, double, double, double, double, double);       \
   template void adadelta_update<T>(T*, const T*, T*, T*, i64, double, double, double, double);
-FC_OPTIM_INSTANTIATE(float)
-FC_OPTIM_INSTANTIATE(double)
+FC_FLOAT_TYPES(FC_OPTIM_INSTANTIATE)
 #undef FC_OPTIM_INSTANTIATE
 
 }  // namespace fastconv::cpu::FC_OPTIM_NS

@@ -24,7 +24,7 @@
 #include <immintrin.h>
 #endif
 
-#include "cpu/gemm/gemm.h"
+#include "cpu/isa.h"
 
 namespace fastconv::cpu {
 
@@ -187,10 +187,10 @@ double fma_peak(const std::string& dtype, int threads, const std::string& isa, d
   if (!(seconds > 0.0 && seconds <= 60.0))  // also rejects NaN
     throw std::invalid_argument("seconds: expected a duration in (0, 60], got " + std::to_string(seconds));
   bool known = false;
-  for (const char* s : gemm_supported_isas()) known = known || isa == s;
+  for (const char* s : supported_isas()) known = known || isa == s;
   if (!known) {
     std::string have;
-    for (const char* s : gemm_supported_isas()) have += std::string(have.empty() ? "" : ", ") + s;
+    for (const char* s : supported_isas()) have += std::string(have.empty() ? "" : ", ") + s;
     throw std::invalid_argument("isa: '" + isa + "' is not supported by this CPU or build (supported: " + have + ")");
   }
   const PeakKernel k = select_kernel(isa, dtype == "float64");

@@ -7,7 +7,7 @@
 namespace fastconv::cpu {
 
 // Best GFLOP/s over repeated runs lasting about `seconds` in total. `dtype` is "float32" or "float64";
-// `isa` is "avx512", "avx2" or "scalar" and must be supported by this CPU and build (gemm_supported_isas()).
+// `isa` is "avx512", "avx2" or "scalar" and must be supported by this CPU and build (supported_isas(), cpu/isa.h).
 // Throws std::invalid_argument naming the argument on bad input.
 double fma_peak(const std::string& dtype, int threads, const std::string& isa, double seconds);
 

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "common/dtype.h"
 #include "common/shapes.h"
 #include "cpu/threads.h"
 
@@ -27,21 +28,35 @@ inline bool beats(T v, T best) {
   return v > best || (v != v && best == best);
 }
 
-// The window of output (oh, ow) clamped to the plane: rows [h0, h1), columns [w0, w1). The bindings'
+// The window of output (oh, ow) clamped to the plane: rows [h0, h1), columns [w0, w1). check_geom's
 // preconditions (pad < pool size, H + 2*pad >= pool size) make it non-empty.
 struct Window {
   std::int64_t h0, h1, w0, w1;
 };
 
-inline Window clamp_window(std::int64_t oh, std::int64_t ow, std::int64_t H, std::int64_t W, std::int64_t pool_h,
-                           std::int64_t pool_w, std::int64_t stride, std::int64_t pad) {
-  const std::int64_t hs = oh * stride - pad, ws = ow * stride - pad;
-  return Window{std::max<std::int64_t>(hs, 0), std::min(hs + pool_h, H), std::max<std::int64_t>(ws, 0),
-                std::min(ws + pool_w, W)};
+inline Window clamp_window(std::int64_t oh, std::int64_t ow, const ConvGeom& g) {
+  const std::int64_t hs = oh * g.stride - g.pad, ws = ow * g.stride - g.pad;
+  return Window{std::max<std::int64_t>(hs, 0), std::min(hs + g.FH, g.H), std::max<std::int64_t>(ws, 0),
+                std::min(ws + g.FW, g.W)};
 }
 
-inline bool is_2x2_s2(std::int64_t pool_h, std::int64_t pool_w, std::int64_t stride, std::int64_t pad) {
-  return pool_h == 2 && pool_w == 2 && stride == 2 && pad == 0;
+// What every kernel loops over: planes (n, c) of HW input and OHW output values, split across threads when
+// there are enough of them; fast: the 2x2 stride-2 pad-0 windows of the book's Pooling, which never touch
+// padding. area: the divisor of average pooling (padding counts as zeros).
+struct Planes {
+  std::int64_t count, HW, OHW;
+  bool parallel, fast;
+};
+
+inline Planes planes_of(const ConvGeom& g) {
+  const std::int64_t count = g.N * g.C, HW = g.H * g.W;
+  return Planes{count, HW, g.OH * g.OW, count * HW >= kParallelMin,
+                g.FH == 2 && g.FW == 2 && g.stride == 2 && g.pad == 0};
+}
+
+template <typename T>
+inline T area_of(const ConvGeom& g) {
+  return static_cast<T>(g.FH * g.FW);
 }
 
 // Output columns [lo, hi) whose windows lie wholly inside the plane horizontally (ow*stride - pad >= 0 and
@@ -50,8 +65,8 @@ struct Interior {
   std::int64_t lo, hi;
 };
 
-inline Interior interior_cols(std::int64_t W, std::int64_t OW, std::int64_t pool_w, std::int64_t stride,
-                              std::int64_t pad) {
+inline Interior interior_cols(const ConvGeom& g) {
+  const std::int64_t W = g.W, OW = g.OW, pool_w = g.FW, stride = g.stride, pad = g.pad;
   const std::int64_t lo = std::min(pad / stride + (pad % stride != 0), OW);  // ceil(pad / stride), no overflow
   const std::int64_t hi = (W + pad - pool_w < 0) ? 0 : std::min(OW, (W + pad - pool_w) / stride + 1);
   return Interior{lo, std::max(lo, hi)};
@@ -81,19 +96,16 @@ inline void max_window(const T* xp, std::int64_t W, const Window& w, T* best_out
 // max pooling
 
 template <typename T>
-void maxpool_forward(const T* x, T* out, std::int32_t* argmax, std::int64_t N, std::int64_t C, std::int64_t H,
-                     std::int64_t W, std::int64_t pool_h, std::int64_t pool_w, std::int64_t stride,
-                     std::int64_t pad) {
-  const std::int64_t OH = conv_out_size(H, pool_h, stride, pad), OW = conv_out_size(W, pool_w, stride, pad);
-  const std::int64_t planes = N * C, HW = H * W, OHW = OH * OW;
-  const bool fast = is_2x2_s2(pool_h, pool_w, stride, pad);
+void maxpool_forward(const T* x, T* out, std::int32_t* argmax, const ConvGeom& g) {
+  const Planes pl = planes_of(g);
+  const std::int64_t H = g.H, W = g.W, OH = g.OH, OW = g.OW, HW = pl.HW, OHW = pl.OHW;
 
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (planes * HW >= kParallelMin)
-  for (std::int64_t p = 0; p < planes; ++p) {
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (pl.parallel)
+  for (std::int64_t p = 0; p < pl.count; ++p) {
     const T* xp = x + p * HW;  // (H, W) plane
     T* op = out + p * OHW;     // (OH, OW) plane
     std::int32_t* ap = argmax + p * OHW;
-    if (fast) {
+    if (pl.fast) {
       // Two input rows make one output row; the four candidates are compared in row-major window order.
       for (std::int64_t oh = 0; oh < OH; ++oh) {
         const T* r0 = xp + 2 * oh * W;
@@ -116,13 +128,12 @@ void maxpool_forward(const T* x, T* out, std::int32_t* argmax, std::int64_t N, s
     // interior columns are swept once per window position (ih, j) in row-major order, each sweep a
     // branch-free, vectorisable compare-and-select over the output row. Every output still sees its inputs
     // in row-major window order, so ties and NaN resolve exactly as in the scalar loop.
-    const Interior in = interior_cols(W, OW, pool_w, stride, pad);
+    const Interior in = interior_cols(g);
+    const std::int64_t pool_h = g.FH, pool_w = g.FW, stride = g.stride, pad = g.pad;
     for (std::int64_t oh = 0; oh < OH; ++oh) {
       T* orow = op + oh * OW;  // output row oh of (OH, OW)
       std::int32_t* arow = ap + oh * OW;
-      auto border = [&](std::int64_t ow) {
-        max_window(xp, W, clamp_window(oh, ow, H, W, pool_h, pool_w, stride, pad), &orow[ow], &arow[ow]);
-      };
+      auto border = [&](std::int64_t ow) { max_window(xp, W, clamp_window(oh, ow, g), &orow[ow], &arow[ow]); };
       for (std::int64_t ow = 0; ow < in.lo; ++ow) border(ow);
       for (std::int64_t ow = in.hi; ow < OW; ++ow) border(ow);
       if (in.lo == in.hi) continue;
@@ -149,18 +160,15 @@ void maxpool_forward(const T* x, T* out, std::int32_t* argmax, std::int64_t N, s
 }
 
 template <typename T>
-std::int64_t maxpool_backward(const T* dout, const std::int32_t* argmax, T* dx, std::int64_t N, std::int64_t C,
-                              std::int64_t H, std::int64_t W, std::int64_t pool_h, std::int64_t pool_w,
-                              std::int64_t stride, std::int64_t pad) {
-  const std::int64_t OH = conv_out_size(H, pool_h, stride, pad), OW = conv_out_size(W, pool_w, stride, pad);
-  const std::int64_t planes = N * C, HW = H * W, OHW = OH * OW;
+std::int64_t maxpool_backward(const T* dout, const std::int32_t* argmax, T* dx, const ConvGeom& g) {
+  const Planes pl = planes_of(g);
+  const std::int64_t HW = pl.HW, OHW = pl.OHW;
   std::int64_t first_bad = INT64_MAX;
 
   // Zeroing the plane and scattering into it touches only that plane, which stays in L1/L2 for the book's
   // sizes, so this is still one pass over dx in memory. Out-of-range indices are skipped and reported.
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (planes * HW >= kParallelMin) \
-    reduction(min : first_bad)
-  for (std::int64_t p = 0; p < planes; ++p) {
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (pl.parallel) reduction(min : first_bad)
+  for (std::int64_t p = 0; p < pl.count; ++p) {
     T* dxp = dx + p * HW;  // (H, W) plane
     const T* dp = dout + p * OHW;
     const std::int32_t* ap = argmax + p * OHW;
@@ -181,18 +189,16 @@ std::int64_t maxpool_backward(const T* dout, const std::int32_t* argmax, T* dx, 
 // average pooling (count_include_pad: always divide by pool_h * pool_w)
 
 template <typename T>
-void avgpool_forward(const T* x, T* out, std::int64_t N, std::int64_t C, std::int64_t H, std::int64_t W,
-                     std::int64_t pool_h, std::int64_t pool_w, std::int64_t stride, std::int64_t pad) {
-  const std::int64_t OH = conv_out_size(H, pool_h, stride, pad), OW = conv_out_size(W, pool_w, stride, pad);
-  const std::int64_t planes = N * C, HW = H * W, OHW = OH * OW;
-  const T area = static_cast<T>(pool_h * pool_w);
-  const bool fast = is_2x2_s2(pool_h, pool_w, stride, pad);
+void avgpool_forward(const T* x, T* out, const ConvGeom& g) {
+  const Planes pl = planes_of(g);
+  const std::int64_t W = g.W, OH = g.OH, OW = g.OW;
+  const T area = area_of<T>(g);
 
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (planes * HW >= kParallelMin)
-  for (std::int64_t p = 0; p < planes; ++p) {
-    const T* xp = x + p * HW;  // (H, W) plane
-    T* op = out + p * OHW;     // (OH, OW) plane
-    if (fast) {
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (pl.parallel)
+  for (std::int64_t p = 0; p < pl.count; ++p) {
+    const T* xp = x + p * pl.HW;  // (H, W) plane
+    T* op = out + p * pl.OHW;     // (OH, OW) plane
+    if (pl.fast) {
       for (std::int64_t oh = 0; oh < OH; ++oh) {
         const T* r0 = xp + 2 * oh * W;
         const T* r1 = r0 + W;
@@ -204,11 +210,12 @@ void avgpool_forward(const T* x, T* out, std::int64_t N, std::int64_t C, std::in
     }
     // As in max pooling: clamped scalar windows at the border columns, vectorised sweeps over the interior
     // columns. Both add a window's real positions to 0 in row-major order.
-    const Interior in = interior_cols(W, OW, pool_w, stride, pad);
+    const Interior in = interior_cols(g);
+    const std::int64_t H = g.H, pool_h = g.FH, pool_w = g.FW, stride = g.stride, pad = g.pad;
     for (std::int64_t oh = 0; oh < OH; ++oh) {
       T* orow = op + oh * OW;  // output row oh of (OH, OW)
       auto border = [&](std::int64_t ow) {
-        const Window w = clamp_window(oh, ow, H, W, pool_h, pool_w, stride, pad);
+        const Window w = clamp_window(oh, ow, g);
         T s = T(0);
         for (std::int64_t ih = w.h0; ih < w.h1; ++ih)
           for (std::int64_t iw = w.w0; iw < w.w1; ++iw) s += xp[ih * W + iw];
@@ -234,42 +241,40 @@ void avgpool_forward(const T* x, T* out, std::int64_t N, std::int64_t C, std::in
 }
 
 template <typename T>
-void avgpool_backward(const T* dout, T* dx, std::int64_t N, std::int64_t C, std::int64_t H, std::int64_t W,
-                      std::int64_t pool_h, std::int64_t pool_w, std::int64_t stride, std::int64_t pad) {
-  const std::int64_t OH = conv_out_size(H, pool_h, stride, pad), OW = conv_out_size(W, pool_w, stride, pad);
-  const std::int64_t planes = N * C, HW = H * W, OHW = OH * OW;
-  const T area = static_cast<T>(pool_h * pool_w);
-  const bool fast = is_2x2_s2(pool_h, pool_w, stride, pad);
+void avgpool_backward(const T* dout, T* dx, const ConvGeom& g) {
+  const Planes pl = planes_of(g);
+  const std::int64_t W = g.W, OH = g.OH, OW = g.OW, HW = pl.HW;
+  const T area = area_of<T>(g);
 
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (planes * HW >= kParallelMin)
-  for (std::int64_t p = 0; p < planes; ++p) {
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (pl.parallel)
+  for (std::int64_t p = 0; p < pl.count; ++p) {
     T* dxp = dx + p * HW;  // (H, W) plane
-    const T* dp = dout + p * OHW;
+    const T* dp = dout + p * pl.OHW;
     // Positions no window covers (the last row when H is odd under 2x2 stride 2, or gaps when stride > pool)
     // stay zero.
     std::fill(dxp, dxp + HW, T(0));
-    if (fast) {
+    if (pl.fast) {
       // 2x2 stride-2 windows tile the plane without overlap: plain stores.
       for (std::int64_t oh = 0; oh < OH; ++oh) {
         T* r0 = dxp + 2 * oh * W;
         T* r1 = r0 + W;
 #pragma omp simd
         for (std::int64_t ow = 0; ow < OW; ++ow) {
-          const T g = dp[oh * OW + ow] / area;
-          r0[2 * ow] = g;
-          r0[2 * ow + 1] = g;
-          r1[2 * ow] = g;
-          r1[2 * ow + 1] = g;
+          const T d = dp[oh * OW + ow] / area;
+          r0[2 * ow] = d;
+          r0[2 * ow + 1] = d;
+          r1[2 * ow] = d;
+          r1[2 * ow + 1] = d;
         }
       }
       continue;
     }
     for (std::int64_t oh = 0; oh < OH; ++oh) {
       for (std::int64_t ow = 0; ow < OW; ++ow) {
-        const Window w = clamp_window(oh, ow, H, W, pool_h, pool_w, stride, pad);
-        const T g = dp[oh * OW + ow] / area;
+        const Window w = clamp_window(oh, ow, g);
+        const T d = dp[oh * OW + ow] / area;
         for (std::int64_t ih = w.h0; ih < w.h1; ++ih)
-          for (std::int64_t iw = w.w0; iw < w.w1; ++iw) dxp[ih * W + iw] += g;
+          for (std::int64_t iw = w.w0; iw < w.w1; ++iw) dxp[ih * W + iw] += d;
       }
     }
   }
@@ -278,18 +283,12 @@ void avgpool_backward(const T* dout, T* dx, std::int64_t N, std::int64_t C, std:
 // ---------------------------------------------------------------------------------------------------------------
 // explicit instantiations
 
-#define FC_POOL_INSTANTIATE(T)                                                                                   \
-  template void maxpool_forward<T>(const T*, T*, std::int32_t*, std::int64_t, std::int64_t, std::int64_t,        \
-                                   std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t);        \
-  template std::int64_t maxpool_backward<T>(const T*, const std::int32_t*, T*, std::int64_t, std::int64_t,       \
-                                            std::int64_t, std::int64_t, std::int64_t, std::int64_t,             \
-                                            std::int64_t, std::int64_t);                                         \
-  template void avgpool_forward<T>(const T*, T*, std::int64_t, std::int64_t, std::int64_t, std::int64_t,         \
-                                   std::int64_t, std::int64_t, std::int64_t, std::int64_t);                      \
-  template void avgpool_backward<T>(const T*, T*, std::int64_t, std::int64_t, std::int64_t, std::int64_t,        \
-                                    std::int64_t, std::int64_t, std::int64_t, std::int64_t);
-FC_POOL_INSTANTIATE(float)
-FC_POOL_INSTANTIATE(double)
+#define FC_POOL_INSTANTIATE(T, S)                                                                       \
+  template void maxpool_forward<T>(const T*, T*, std::int32_t*, const ConvGeom&);                       \
+  template std::int64_t maxpool_backward<T>(const T*, const std::int32_t*, T*, const ConvGeom&);        \
+  template void avgpool_forward<T>(const T*, T*, const ConvGeom&);                                      \
+  template void avgpool_backward<T>(const T*, T*, const ConvGeom&);
+FC_FLOAT_TYPES(FC_POOL_INSTANTIATE)
 #undef FC_POOL_INSTANTIATE
 
 }  // namespace fastconv::cpu

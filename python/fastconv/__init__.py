@@ -11,7 +11,7 @@ import warnings as _warnings
 
 import numpy as _np
 
-from ._backend import CUDA_REASON, _cpu
+from ._backend import CUDA_REASON, _cpu, array_module
 
 __version__ = _cpu.build_info()["version"]
 
@@ -74,8 +74,12 @@ def cuda_available() -> bool:
 
 
 def get_array_module(x):
-    """Return the array module of ``x``: ``numpy`` (``cupy`` once CUDA arrays are supported)."""
-    return _np
+    """Return the array module of ``x``: ``numpy`` (``cupy`` once CUDA arrays are supported).
+
+    The module fastconv allocates results with for ``x`` (``fastconv._backend.array_module``), for code that must
+    run on either device (DeZero's ``get_array_module``).
+    """
+    return array_module(x)
 
 
 def info() -> dict:

@@ -1,6 +1,7 @@
 """The book's free functions (``common/functions.py``, plus ``numerical_gradient`` of ``common/gradient.py``).
 
-Activations and softmax run on fastconv's kernels; the rest are NumPy one-liners shared with the reference.
+Activations and softmax run on fastconv's kernels; the rest are NumPy one-liners (``numerical_gradient`` and the
+target parsing come from ``fastconv._helpers``, which the reference shares).
 """
 
 from __future__ import annotations
@@ -8,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import ops
-from .reference import functions as _ref
-from .reference.functions import numerical_gradient
+from ._helpers import as_float, numerical_gradient, parse_targets
 
 __all__ = [
     "identity_function",
@@ -75,11 +75,12 @@ def cross_entropy_error(y, t):
     [0, K): NumPy indexing would raise an IndexError for a label >= K and silently read another class for a
     negative one.
     """
-    y = ops.as_array(y, "y")
-    y2, t2, dense = _ref._targets(_ref._as_float(y), t)
-    if not dense:
-        ops.check_labels(t2, y2.shape[1])
-    return _ref.cross_entropy_error(y, t)
+    y2, t2, dense = parse_targets(as_float(ops.as_array(y, "y")), t)
+    n = y2.shape[0]
+    if dense:
+        return -np.sum(t2 * np.log(y2 + 1e-7)) / n
+    ops.check_labels(t2, y2.shape[1])
+    return -np.sum(np.log(y2[np.arange(n), t2] + 1e-7)) / n
 
 
 def softmax_loss(X, t):

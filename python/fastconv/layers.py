@@ -236,6 +236,21 @@ class Convolution:
         input gradient nothing reads."""
         _, self.dW, self.db = ops.conv_backward(self.x, self.W, dout, self.stride, self.pad, need_dx=False)
 
+    # the fast paths a network asks its layers for (fastconv.models.Net): a layer that has one returns a
+    # callable, anything else None. Subclasses get None: their forward or backward may not be this one.
+
+    def fused_forward(self, next_layer):
+        """A callable ``x -> next_layer.forward(self.forward(x))`` that runs both layers in one pass
+        (:meth:`forward_relu` when ``next_layer`` is a :class:`Relu`), or None when the pair has none."""
+        if type(self) is Convolution and type(next_layer) is Relu:
+            return lambda x: self.forward_relu(x, next_layer)
+        return None
+
+    def first_layer_backward(self):
+        """A callable ``dout -> None`` for this layer as a network's first, whose input gradient nothing reads
+        (:meth:`backward_params`: the same ``dW`` and ``db``), or None when it has none."""
+        return self.backward_params if type(self) is Convolution else None
+
 
 class Pooling:
     """Max pooling over pool_h x pool_w windows; the output size accounts for ``pad`` (padding never wins)."""

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import ops
-from .reference.optimizer import adam_lr_t
+from . import _checks, _optim
+from ._helpers import adam_lr_t
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "Adadelta"]
 
@@ -40,7 +40,7 @@ class _Optimizer:
     _STATE: tuple = ()
 
     def _check_hyper(self) -> dict:
-        return ops.optimizer_hyperparameters(**{n: getattr(self, n) for n in self._HYPER})
+        return _optim.optimizer_hyperparameters(**{n: getattr(self, n) for n in self._HYPER})
 
     def _scalars(self, hyper: dict) -> dict:
         return hyper
@@ -61,7 +61,7 @@ class _Optimizer:
         """
         scalars = self._scalars(self._check_hyper())
         state = {n: {} if getattr(self, n) is None else getattr(self, n) for n in self._STATE}
-        ops.optimizer_update(self._METHOD, params, grads, state, **scalars)
+        _optim.optimizer_update(self._METHOD, params, grads, state, **scalars)
         for n in self._STATE:  # created on the first update, as in the book
             setattr(self, n, state[n])
 
@@ -102,7 +102,7 @@ class _Optimizer:
         missing = [k for k in (*self._HYPER, *self._STATE, *self._extra_keys()) if k not in d]
         if missing:
             raise ValueError(f"state_dict: missing entries {missing}")
-        hyper = ops.optimizer_hyperparameters(**{n: d[n] for n in self._HYPER})
+        hyper = _optim.optimizer_hyperparameters(**{n: d[n] for n in self._HYPER})
         states = {}
         for n in self._STATE:
             s = d[n]
@@ -113,7 +113,7 @@ class _Optimizer:
                 raise TypeError(f"state_dict[{n!r}]: expected None or a dict of arrays, got {type(s).__name__}")
             states[n] = {}
             for k, a in s.items():
-                a = ops.as_array(a, f"state_dict[{n!r}][{k!r}]")
+                a = _checks.array(a, f"state_dict[{n!r}][{k!r}]")
                 if a.dtype.kind != "f":
                     raise TypeError(f"state_dict[{n!r}][{k!r}]: dtype {a.dtype}, expected a floating dtype")
                 states[n][k] = np.array(a, copy=True, order="C")
@@ -304,7 +304,7 @@ class Adam(_Optimizer):
         t = self.iter + 1  # counted only once the update has gone through
         lr_t = adam_lr_t(h["lr"], h["beta1"], h["beta2"], t)
         state = {n: {} if getattr(self, n) is None else getattr(self, n) for n in self._STATE}
-        ops.optimizer_update("adam", params, grads, state, lr_t=lr_t, beta1=h["beta1"], beta2=h["beta2"],
+        _optim.optimizer_update("adam", params, grads, state, lr_t=lr_t, beta1=h["beta1"], beta2=h["beta2"],
                              eps=_EPS, weight_decay=h["weight_decay"])
         self.m, self.v = state["m"], state["v"]
         self.iter = t

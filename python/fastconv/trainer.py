@@ -88,11 +88,6 @@ def make_optimizer(name, optimizer_param=None):
         raise ValueError(f"optimizer: unknown optimizer {name!r}; expected one of {sorted(OPTIMIZER_KEYS)}")
     cls = getattr(optimizer_module, OPTIMIZER_KEYS[key], None)
     if cls is None:
-        # an optimizer with only its reference implementation so far
-        from .reference import optimizer as reference_optimizer
-
-        cls = getattr(reference_optimizer, OPTIMIZER_KEYS[key], None)
-    if cls is None:
         raise ValueError(
             f"optimizer: {OPTIMIZER_KEYS[key]} is not available in this version of fastconv.optimizer"
         )

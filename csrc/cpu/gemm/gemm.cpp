@@ -5,94 +5,23 @@
 #include "cpu/gemm/gemm.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <stdexcept>
-#include <string>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
+#include "common/dtype.h"
 #include "cpu/gemm/config.h"
+#include "cpu/isa.h"
 #include "cpu/workspace.h"
 
 namespace fastconv::cpu {
 using namespace gemm_config;
 
 // ------------------------------------------------------------------------------------------------------
-// ISA dispatch
-
-namespace {
-
-enum Isa : int { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
-const char* const kIsaNames[] = {"scalar", "avx2", "avx512"};
-
-bool cpu_has(Isa isa) {
-#if FASTCONV_HAVE_X86_UKR
-  __builtin_cpu_init();
-  switch (isa) {
-#if FASTCONV_EMULATE_AVX512
-    // test build: ukr_avx512.cpp was compiled for AVX2 (CMakeLists.txt), so it runs wherever AVX2 does
-    case ISA_AVX512: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    case ISA_AVX512: return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
-#endif
-    case ISA_AVX2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    default: return true;
-  }
-#else
-  return isa == ISA_SCALAR;
-#endif
-}
-
-Isa parse_isa(const std::string& s) {
-  for (int i = 0; i < 3; ++i)
-    if (s == kIsaNames[i]) return static_cast<Isa>(i);
-  throw std::invalid_argument("FASTCONV_ISA / isa: unknown ISA '" + s + "', expected one of avx512, avx2, scalar");
-}
-
-Isa initial_isa() {
-  Isa best = cpu_has(ISA_AVX512) ? ISA_AVX512 : cpu_has(ISA_AVX2) ? ISA_AVX2 : ISA_SCALAR;
-  if (const char* env = std::getenv("FASTCONV_ISA")) {
-    // a forced ISA may only lower the choice; an unknown or unsupported value keeps the best one
-    // (an import must not fail because of an environment variable; fastconv.info() shows the outcome)
-    try {
-      Isa want = parse_isa(env);
-      if (cpu_has(want)) return want;
-    } catch (const std::exception&) {
-    }
-  }
-  return best;
-}
-
-std::atomic<int> g_isa{initial_isa()};
-
-}  // namespace
-
-const char* gemm_active_isa() { return kIsaNames[g_isa.load()]; }
-
-void gemm_set_isa(const std::string& isa) {
-  Isa want = parse_isa(isa);
-  if (!cpu_has(want)) throw std::invalid_argument("isa: '" + isa + "' is not supported by this CPU or build");
-  g_isa.store(want);
-}
-
-std::vector<const char*> gemm_compiled_isas() {
-#if FASTCONV_HAVE_X86_UKR
-  return {"scalar", "avx2", "avx512"};
-#else
-  return {"scalar"};
-#endif
-}
-
-std::vector<const char*> gemm_supported_isas() {
-  std::vector<const char*> out;
-  for (int i = 0; i < 3; ++i)
-    if (cpu_has(static_cast<Isa>(i))) out.push_back(kIsaNames[i]);
-  return out;
-}
+// micro-kernel dispatch (the ISA in use: cpu/isa.h)
 
 // The registry of micro-kernels per element type, indexed by Isa (unbuilt ISAs fall back to the portable one).
 #if FASTCONV_HAVE_X86_UKR
@@ -101,17 +30,14 @@ std::vector<const char*> gemm_supported_isas() {
 #define FC_UKR_TABLE(SUF) {ukr_ref_##SUF(), ukr_ref_##SUF(), ukr_ref_##SUF()}
 #endif
 
-template <>
-const Ukr<float>& active_ukr<float>() {
-  static const Ukr<float> table[3] = FC_UKR_TABLE(f32);
-  return table[g_isa.load(std::memory_order_relaxed)];
-}
-
-template <>
-const Ukr<double>& active_ukr<double>() {
-  static const Ukr<double> table[3] = FC_UKR_TABLE(f64);
-  return table[g_isa.load(std::memory_order_relaxed)];
-}
+#define FC_ACTIVE_UKR_(T, S)                                   \
+  template <>                                                  \
+  const Ukr<T>& active_ukr<T>() {                              \
+    static const Ukr<T> table[3] = FC_UKR_TABLE(S);            \
+    return table[static_cast<int>(active_isa())];              \
+  }
+FC_FLOAT_TYPES(FC_ACTIVE_UKR_)
+#undef FC_ACTIVE_UKR_
 #undef FC_UKR_TABLE
 
 // ------------------------------------------------------------------------------------------------------
@@ -296,7 +222,7 @@ void gemm_prepacked(const Ukr<T>& u, index_t M, index_t N, index_t K, T alpha, c
   }
 }
 
-#define FC_INSTANTIATE_GEMM(T)                                                                              \
+#define FC_INSTANTIATE_GEMM(T, S)                                                                              \
   template void gemm_serial<T>(index_t, index_t, index_t, T, const T*, index_t, index_t, const T*, index_t, \
                                index_t, T, T*, index_t);                                                    \
   template void gemm<T>(index_t, index_t, index_t, T, const T*, index_t, index_t, const T*, index_t, index_t, \
@@ -306,7 +232,7 @@ void gemm_prepacked(const Ukr<T>& u, index_t M, index_t N, index_t K, T alpha, c
   template void pack_b_full<T>(const Ukr<T>&, index_t, index_t, const T*, index_t, index_t, T*);            \
   template void gemm_prepacked<T>(const Ukr<T>&, index_t, index_t, index_t, T, const T*, const T*, T, T*,   \
                                   index_t);
-FC_INSTANTIATE_GEMM(float)
-FC_INSTANTIATE_GEMM(double)
+FC_FLOAT_TYPES(FC_INSTANTIATE_GEMM)
+#undef FC_INSTANTIATE_GEMM
 
 }  // namespace fastconv::cpu

@@ -5,8 +5,6 @@
 // Geijn, "BLIS: A Framework for Rapidly Instantiating BLAS Functionality", 2015).
 #pragma once
 #include <cstdint>
-#include <string>
-#include <vector>
 
 #include "cpu/activation.h"
 
@@ -60,14 +58,9 @@ void transpose_bias_ref(const T* src, index_t lds, index_t rows, index_t cols, c
     }
 }
 
-// The micro-kernel in use for T (follows the ISA chosen at import or by gemm_set_isa).
+// The micro-kernel in use for T (follows the ISA in use, cpu/isa.h).
 template <typename T>
 const Ukr<T>& active_ukr();
-
-const char* gemm_active_isa();
-void gemm_set_isa(const std::string& isa);      // "avx512" | "avx2" | "scalar"; throws if unavailable
-std::vector<const char*> gemm_compiled_isas();
-std::vector<const char*> gemm_supported_isas();  // compiled and supported by this CPU
 
 // Runs on the calling thread only (used inside parallel regions, e.g. one image per thread).
 template <typename T>

@@ -4,6 +4,7 @@
 // valid part is merged into C.
 #include <algorithm>
 
+#include "common/dtype.h"
 #include "cpu/gemm/config.h"
 #include "cpu/gemm/gemm.h"
 
@@ -37,9 +38,9 @@ void macro_kernel(const Ukr<T>& u, index_t mc, index_t nc, index_t kc, T alpha, 
   }    // end loop 2
 }
 
-template void macro_kernel<float>(const Ukr<float>&, index_t, index_t, index_t, float, const float*,
-                                  const float*, float, float*, index_t);
-template void macro_kernel<double>(const Ukr<double>&, index_t, index_t, index_t, double, const double*,
-                                   const double*, double, double*, index_t);
+#define FC_MACRO_KERNEL_INSTANTIATE(T, S) \
+  template void macro_kernel<T>(const Ukr<T>&, index_t, index_t, index_t, T, const T*, const T*, T, T*, index_t);
+FC_FLOAT_TYPES(FC_MACRO_KERNEL_INSTANTIATE)
+#undef FC_MACRO_KERNEL_INSTANTIATE
 
 }  // namespace fastconv::cpu

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/dtype.h"
 #include "cpu/gemm/gemm.h"
 
 namespace fastconv::cpu {
@@ -102,9 +103,10 @@ void pack_b_kc_nc(index_t kc, index_t nc, const T* B, index_t rsb, index_t csb, 
   pack_slivers_any<T>(nr, nc, kc, B, csb, rsb, dst);
 }
 
-template void pack_a_mc_kc<float>(index_t, index_t, const float*, index_t, index_t, int, float*);
-template void pack_a_mc_kc<double>(index_t, index_t, const double*, index_t, index_t, int, double*);
-template void pack_b_kc_nc<float>(index_t, index_t, const float*, index_t, index_t, int, float*);
-template void pack_b_kc_nc<double>(index_t, index_t, const double*, index_t, index_t, int, double*);
+#define FC_PACK_INSTANTIATE(T, S)                                                          \
+  template void pack_a_mc_kc<T>(index_t, index_t, const T*, index_t, index_t, int, T*);    \
+  template void pack_b_kc_nc<T>(index_t, index_t, const T*, index_t, index_t, int, T*);
+FC_FLOAT_TYPES(FC_PACK_INSTANTIATE)
+#undef FC_PACK_INSTANTIATE
 
 }  // namespace fastconv::cpu

@@ -10,127 +10,23 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .. import io as _io
+from .._checks import conv_output_size
+from ._base import Net, layers_module
 
 __all__ = ["SimpleConvNet", "DeepConvNet"]
 
 
-def _layers_module(layers):
-    if layers is None:
-        from .. import layers as fc_layers
-
-        return fc_layers
-    return layers
-
-
-class _Net:
-    """Shared book methods: loss, accuracy, save_params, load_params."""
-
-    params: dict
-    last_layer: object
-
-    def loss(self, x, t):
-        y = self.predict(x, train_flg=True)
-        return self.last_layer.forward(y, t)
-
-    def accuracy(self, x, t, batch_size=100):
-        if t.ndim != 1:
-            t = np.argmax(t, axis=1)
-        acc = 0.0
-        for i in range(int(np.ceil(x.shape[0] / batch_size))):
-            tx = x[i * batch_size:(i + 1) * batch_size]
-            tt = t[i * batch_size:(i + 1) * batch_size]
-            y = np.argmax(self.predict(tx, train_flg=False), axis=1)
-            acc += np.sum(y == tt)
-        return acc / x.shape[0]
-
-    def _layer_items(self) -> list:
-        """(key, layer) for each layer in order: the keys of a dict of layers, the indices of a list."""
-        return list(self.layers.items() if isinstance(self.layers, dict) else enumerate(self.layers))
-
-    def _forward(self, x, forward):
-        """Runs ``x`` through ``self.layers`` (a dict or a list) in order, ``forward(key, layer, x)`` for
-        each, except that a fastconv Convolution directly followed by a fastconv Relu runs as one pass
-        (:meth:`fastconv.layers.Convolution.forward_relu`: the same numbers and layer state, one pass over
-        memory fewer). Layers of other modules (``layers=``) run one by one."""
-        from .. import layers as fc_layers
-
-        items = self._layer_items()
-        i = 0
-        while i < len(items):
-            key, layer = items[i]
-            if (i + 1 < len(items) and type(layer) is fc_layers.Convolution
-                    and type(items[i + 1][1]) is fc_layers.Relu):
-                x = layer.forward_relu(x, items[i + 1][1])
-                i += 2
-            else:
-                x = forward(key, layer, x)
-                i += 1
-        return x
-
-    def _backprop(self, dout):
-        """Runs ``dout`` back through ``self.layers`` (a dict or a list) in reverse order. A fastconv
-        Convolution as the first layer computes only its dW and db (:meth:`fastconv.layers.Convolution.
-        backward_params`): the gradient of the network's input is not a parameter's, and nothing reads it."""
-        from .. import layers as fc_layers
-
-        layers = [layer for _, layer in self._layer_items()]
-        for i in range(len(layers) - 1, -1, -1):
-            if i == 0 and type(layers[0]) is fc_layers.Convolution:
-                layers[0].backward_params(dout)
-                return None
-            dout = layers[i].backward(dout)
-        return dout
-
-    def _buffers(self) -> dict:
-        """State saved beside ``params``: name -> (layer, attribute, an array of its shape and dtype)."""
-        return {}
-
-    def save_params(self, file_name="params.npz"):
-        """Write ``params`` (and any batch-norm running statistics) to ``file_name`` with
-        :func:`fastconv.io.save_params`: ``.npz``, no pickle, atomic (temporary file, fsync, rename)."""
-        arrays = dict(self.params)
-        for key, (layer, attr, _) in self._buffers().items():
-            value = getattr(layer, attr)
-            if value is not None:
-                arrays[key] = value
-        _io.save_params(arrays, file_name)
-
-    def load_params(self, file_name="params.npz"):
-        """Read parameters with :func:`fastconv.io.load_params` (``.npz``, or the book's ``.pkl`` through a
-        restricted unpickler), check their names and shapes, cast them to this network's dtype and rebind
-        them in the layers."""
-        buffers = self._buffers()
-        # names and shapes are checked by the reader, from the .npz headers before any array is inflated
-        expected = {**{k: v.shape for k, v in self.params.items()},
-                    **{k: like.shape for k, (_, _, like) in buffers.items()}}
-        data = _io.load_params(file_name, expected=expected, optional=buffers)
-        loaded = {}
-        for key, current in self.params.items():
-            value = data[key]
-            if value.dtype.kind not in "fiu":
-                raise _io.ParamMismatchError(f"{file_name}: {key} has dtype {value.dtype}, expected a real "
-                                             "number type")
-            # contiguous and writable: the optimizers update parameters in place
-            loaded[key] = np.require(value, dtype=current.dtype, requirements=["C", "W"])
-        self.params.update(loaded)
-        self._bind_params()
-        for key, (layer, attr, like) in buffers.items():
-            if key in data:
-                setattr(layer, attr, np.require(data[key], dtype=like.dtype, requirements=["C", "W"]))
-
-
-class SimpleConvNet(_Net):
+class SimpleConvNet(Net):
     """conv - relu - pool - affine - relu - affine - softmax (book ch07)."""
 
     def __init__(self, input_dim=(1, 28, 28), conv_param=None, hidden_size=100, output_size=10,
                  weight_init_std=0.01, dtype=np.float32, layers=None):
         conv_param = conv_param or {"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1}
-        L = _layers_module(layers)
+        L = layers_module(layers)
         fn, fs = conv_param["filter_num"], conv_param["filter_size"]
         pad, stride = conv_param["pad"], conv_param["stride"]
         in_size = input_dim[1]
-        conv_out = (in_size - fs + 2 * pad) // stride + 1
+        conv_out = conv_output_size(in_size, fs, stride, pad)
         pool_out = int(fn * (conv_out / 2) * (conv_out / 2))
         self.params = {
             "W1": (weight_init_std * np.random.randn(fn, input_dim[0], fs, fs)).astype(dtype),
@@ -167,7 +63,7 @@ class SimpleConvNet(_Net):
         return grads
 
 
-class DeepConvNet(_Net):
+class DeepConvNet(Net):
     """Six 3x3 convolutions with ReLU, three max-pools, two affine layers with dropout (book ch08, He init)."""
 
     _PARAM_LAYERS = (0, 2, 5, 7, 10, 12, 15, 18)
@@ -176,7 +72,7 @@ class DeepConvNet(_Net):
                  conv_param_1=None, conv_param_2=None, conv_param_3=None,
                  conv_param_4=None, conv_param_5=None, conv_param_6=None,
                  hidden_size=50, output_size=10, dtype=np.float32, layers=None):
-        L = _layers_module(layers)
+        L = layers_module(layers)
         conv_params = [
             conv_param_1 or {"filter_num": 16, "filter_size": 3, "pad": 1, "stride": 1},
             conv_param_2 or {"filter_num": 16, "filter_size": 3, "pad": 1, "stride": 1},

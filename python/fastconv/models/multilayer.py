@@ -14,7 +14,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .convnets import _layers_module, _Net
+from ._base import Net, layers_module
 
 __all__ = ["MultiLayerNet", "MultiLayerNetExtend"]
 
@@ -47,7 +47,7 @@ def _init_scale(weight_init_std, n_prev):
     return float(weight_init_std)
 
 
-class MultiLayerNet(_Net):
+class MultiLayerNet(Net):
     """Fully connected network: (Affine - activation) x len(hidden_size_list) - Affine - SoftmaxWithLoss.
 
     Parameters
@@ -94,7 +94,7 @@ class MultiLayerNet(_Net):
         self.weight_decay_lambda = float(weight_decay_lambda)
         if not self.weight_decay_lambda >= 0:
             raise ValueError(f"weight_decay_lambda: expected a number >= 0, got {weight_decay_lambda!r}")
-        self._L = _layers_module(layers)
+        self._L = layers_module(layers)
         self._activation = self._L.Relu if activation == "relu" else self._L.Sigmoid
         self._dtype = np.dtype(dtype)
         self.params = {}

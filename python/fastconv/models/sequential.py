@@ -19,7 +19,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .convnets import _layers_module, _Net
+from .._checks import conv_output_size
+from ._base import Net, layers_module
 
 __all__ = [
     "Sequential",
@@ -104,7 +105,7 @@ INITS = ("xavier", "he")
 # container
 
 
-class Sequential(_Net):
+class Sequential(Net):
     """A stack of the book's layers with a ``SoftmaxWithLoss`` on top, built from specs with shape inference.
 
     Parameters
@@ -136,7 +137,7 @@ class Sequential(_Net):
     def __init__(self, input_dim, specs, init="xavier", dtype=np.float32, layers=None):
         if init not in INITS:
             raise ValueError(f"init: expected one of {INITS}, got {init!r}")
-        L = _layers_module(layers)
+        L = layers_module(layers)
         shape = self._input_shape(input_dim)
         self.input_dim = shape
         self._dtype = np.dtype(dtype)
@@ -164,7 +165,7 @@ class Sequential(_Net):
                     raise ValueError(f"specs[{i}] ({name}): convolution needs (C, H, W) input, got {shape}")
                 C, H, W = shape
                 FN, FS, s, p = kw["filter_num"], kw["filter_size"], kw["stride"], kw["pad"]
-                OH, OW = (H + 2 * p - FS) // s + 1, (W + 2 * p - FS) // s + 1
+                OH, OW = conv_output_size(H, FS, s, p), conv_output_size(W, FS, s, p)
                 if H + 2 * p < FS or W + 2 * p < FS:
                     raise ValueError(f"specs[{i}] ({name}): {FS}x{FS} filter larger than the padded input "
                                      f"{shape} (pad {p})")
@@ -194,7 +195,7 @@ class Sequential(_Net):
                                      f"input {shape}")
                 cls = L.Pooling if kind == "max_pool" else L.AvgPooling
                 layer = cls(pool_h=size, pool_w=size, stride=s)
-                shape = (C, (H - size) // s + 1, (W - size) // s + 1)
+                shape = (C, conv_output_size(H, size, s), conv_output_size(W, size, s))
             elif kind == "batch_norm":
                 D = int(np.prod(shape))
                 n_bn += 1

@@ -12,9 +12,10 @@ book's in-place form, and are the oracle of the fused kernels of
 update in place). With ``weight_decay != 0`` the gradient used is
 ``g + weight_decay * p`` (L2 regularisation), the parameter taken before the step.
 """
-import math
-
 import numpy as np
+
+# shared with fastconv.optimizer: the reference imports it, never the reverse
+from .._helpers import adam_lr_t
 
 __all__ = [
     "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "Adadelta",
@@ -259,13 +260,6 @@ class RMSprop:
                          float(self.weight_decay))
 
     update.__doc__ = _UPDATE_DOC
-
-
-def adam_lr_t(lr, beta1, beta2, t):
-    """The book's bias-corrected Adam step size ``lr * sqrt(1 - beta2**t) / (1 - beta1**t)`` (a Python float)."""
-    # math.sqrt keeps lr_t a Python float: a NumPy float64 scalar would
-    # promote float32 parameters' intermediates to float64.
-    return lr * math.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)
 
 
 class Adam:

@@ -7,34 +7,16 @@ The column matrix has the book's layout: ``col`` is (N*OH*OW, C*FH*FW), row
 """
 import numpy as np
 
+# shared with fastconv.util: the reference imports them, never the reverse
+from .._checks import conv_output_size
+from .._helpers import shuffle_dataset, smooth_curve
+
 __all__ = ["conv_output_size", "im2col", "col2im", "shuffle_dataset", "smooth_curve"]
 
 
 # ============================================================================
 # sizes
 # ============================================================================
-
-def conv_output_size(input_size, filter_size, stride=1, pad=0):
-    """Output length of a convolution or pooling window sliding along one axis.
-
-    Parameters
-    ----------
-    input_size : int
-        Input length (H or W).
-    filter_size : int
-        Window length (FH or FW).
-    stride : int, optional
-        Step between windows.
-    pad : int, optional
-        Zero padding added on both sides.
-
-    Returns
-    -------
-    int
-        ``(input_size + 2*pad - filter_size) // stride + 1``.
-    """
-    return (input_size + 2 * pad - filter_size) // stride + 1
-
 
 def _out_hw(H, W, FH, FW, stride, pad):
     """(OH, OW) for the given geometry; ValueError when no window fits."""
@@ -131,58 +113,3 @@ def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
     if pad:
         img = np.ascontiguousarray(img[:, :, pad:pad + H, pad:pad + W])
     return img
-
-
-# ============================================================================
-# data helpers
-# ============================================================================
-
-def shuffle_dataset(x, t):
-    """Shuffle samples and their targets with one permutation of the first axis.
-
-    Parameters
-    ----------
-    x : ndarray
-        Samples, shape (N, ...).
-    t : ndarray
-        Targets, shape (N,) (labels) or (N, K) (one-hot).
-
-    Returns
-    -------
-    x : ndarray
-        Shuffled samples.
-    t : ndarray
-        Targets shuffled with the same permutation.
-    """
-    if len(x) != len(t):
-        raise ValueError(f"x and t must have the same length, got {len(x)} and {len(t)}")
-    perm = np.random.permutation(len(x))
-    return x[perm], t[perm]
-
-
-def smooth_curve(x):
-    """Smooth a 1-D curve (e.g. a loss history) with a normalised Kaiser window.
-
-    The curve is mirrored by 10 samples at both ends, convolved with
-    ``np.kaiser(11, 2)`` normalised to sum 1, and trimmed back to its length.
-
-    Parameters
-    ----------
-    x : array_like
-        1-D curve of at least 11 samples.
-
-    Returns
-    -------
-    ndarray
-        Smoothed curve of the same length (and floating dtype) as ``x``.
-    """
-    x = np.asarray(x)
-    dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64
-    x = x.astype(dtype, copy=False)
-    window_len = 11
-    if x.ndim != 1 or x.shape[0] < window_len:
-        raise ValueError(f"x must be 1-D with at least {window_len} samples, got shape {x.shape}")
-    s = np.r_[x[window_len - 1:0:-1], x, x[-1:-window_len:-1]]
-    w = np.kaiser(window_len, 2)
-    y = np.convolve((w / w.sum()).astype(dtype), s, mode="valid")
-    return y[5:len(y) - 5]

@@ -1,0 +1,483 @@
+"""Argument validation shared by every op and every backend: types, dtypes, ranks, shapes, window geometry and
+scalar ranges, read from shapes and dtypes only (never from the data, so a device array costs no transfer).
+
+Each check raises a ``TypeError`` or ``ValueError`` whose message names the argument, the shape seen and the
+shape expected. ``fastconv.ops`` calls these once per op before it allocates anything; the optimizer engine
+(``fastconv._optim``) uses the parameter, gradient, state and hyperparameter checks at the end of this module.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Mapping
+
+import numpy as np
+
+from ._backend import CUDA_REASON, KERNEL_DTYPES
+
+# Largest element count any array may have; sizes are checked against it before anything is allocated.
+MAX_ELEMENTS = 2**62 // 8
+# Window parameters (filter and pool sizes, stride, pad) above this are rejected, as in the C++ geometry check
+# (csrc/common/geom.h).
+MAX_WINDOW_PARAM = 2**40
+
+
+# ======================================================================================================
+# arrays, dtypes and ranks
+
+
+def shape_str(s) -> str:
+    return str(tuple(int(v) for v in s))
+
+
+def array(x, name: str) -> np.ndarray:
+    """``x`` as an ndarray (no copy for ndarrays), or a TypeError naming ``name``."""
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "__cuda_array_interface__"):
+        raise TypeError(f"{name}: CUDA arrays are not supported by this build ({CUDA_REASON})")
+    if x is None:
+        raise TypeError(f"{name}: expected an array, got None")
+    try:
+        a = np.asarray(x)
+    except Exception as exc:  # e.g. ragged nested lists
+        raise TypeError(f"{name}: cannot convert {type(x).__name__} to an array ({exc})") from exc
+    return a
+
+
+def check_float(a, name: str) -> None:
+    """A dtype the kernels take (non-native byte order is converted by ops, as NumPy would)."""
+    if a.dtype.newbyteorder("=") not in KERNEL_DTYPES:
+        hint = ""
+        if a.dtype.kind in "iub":
+            hint = f"; convert it first, e.g. {name}.astype(np.float32)"
+        elif a.dtype == np.float16:
+            hint = "; float16 kernels are not available yet, use float32"
+        raise TypeError(f"{name}: dtype {a.dtype} is not supported, expected float32 or float64{hint}")
+
+
+def floats(**named) -> tuple[np.dtype, dict]:
+    """Arrays of a float dtype the kernels take, and their common result dtype (np.result_type)."""
+    arrays = {}
+    for name, x in named.items():
+        a = array(x, name)
+        check_float(a, name)
+        arrays[name] = a
+    return np.result_type(*arrays.values()).newbyteorder("="), arrays
+
+
+def ndim(a, name: str, n: int, layout: str) -> None:
+    if a.ndim != n:
+        raise ValueError(f"{name}: expected a {n}-D array {layout}, got shape {shape_str(a.shape)}")
+
+
+def nonempty(a, name: str) -> None:
+    if a.size == 0:
+        raise ValueError(f"{name}: empty array (shape {shape_str(a.shape)}); every dimension must be >= 1")
+
+
+def same_shape(a, name: str, expected, expected_from: str) -> None:
+    if tuple(a.shape) != tuple(expected):
+        raise ValueError(f"{name}: shape {shape_str(a.shape)}, expected {shape_str(expected)} ({expected_from})")
+
+
+def rows(x, name: str):
+    """A 1-D (K,) or 2-D (N, K) non-empty array as (N, K) (a view)."""
+    if x.ndim not in (1, 2):
+        raise ValueError(f"{name}: expected a 1-D (K,) or 2-D (N, K) array, got shape {shape_str(x.shape)}")
+    nonempty(x, name)
+    return x.reshape(1, -1) if x.ndim == 1 else x
+
+
+def check_elements(name: str, *dims: int, culprit: str | None = None) -> None:
+    """Reject an array of ``name`` whose element count would exceed MAX_ELEMENTS; the message starts with the
+    argument that made it large (``culprit``), defaulting to ``name``."""
+    total = math.prod(int(d) for d in dims)
+    if total > MAX_ELEMENTS:
+        raise ValueError(f"{culprit or name}: the {name} array would have {total} elements, too large "
+                         f"(sizes {shape_str(dims)})")
+
+
+class ShapeOnly:
+    """Stand-in with the ndim/shape/size of an array that need not exist (for shape-only checks)."""
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+        self.ndim = len(shape)
+        self.size = math.prod(shape)  # Python ints: np.prod would wrap around in int64
+
+
+def shape_arg(shape, name: str) -> tuple:
+    """A shape argument (N, C, H, W) as a tuple of 4 positive ints, checked for size."""
+    try:
+        out = tuple(integer(s, name, 1) for s in shape)
+    except TypeError:
+        raise TypeError(f"{name}: expected a sequence of 4 ints, got {shape!r}") from None
+    if len(out) != 4:
+        raise ValueError(f"{name}: expected (N, C, H, W), got {shape!r}")
+    return out
+
+
+# ======================================================================================================
+# scalars
+
+
+def integer(v, name: str, minimum: int, maximum: float = MAX_WINDOW_PARAM) -> int:
+    """A Python int in [minimum, maximum] (NumPy integers accepted; bool and float rejected)."""
+    if isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected an int, got bool")
+    try:
+        i = operator.index(v)
+    except TypeError:
+        raise TypeError(f"{name}: expected an int, got {type(v).__name__} {v!r}") from None
+    if i < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {i}")
+    if i > maximum:
+        raise ValueError(f"{name} is too large: {i} (limit {maximum})")
+    return i
+
+
+def real(v, name: str) -> float:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a real number, got {type(v).__name__}")
+    return float(v)
+
+
+def ratio(v) -> float:
+    r = real(v, "dropout_ratio")
+    if not 0.0 <= r < 1.0:
+        raise ValueError(f"dropout_ratio must be in [0, 1), got {r}")
+    return r
+
+
+def eps(v) -> float:
+    e = real(v, "eps")
+    if not e > 0.0:
+        raise ValueError(f"eps must be > 0, got {e}")
+    return e
+
+
+def check_seed(seed) -> int:
+    """``seed`` as an int in [0, 2**64), or a TypeError / ValueError naming it."""
+    i = integer(seed, "seed", 0, maximum=math.inf)
+    if i >= 2**64:
+        raise ValueError(f"seed must be < 2**64, got {i}")
+    return i
+
+
+# ======================================================================================================
+# window geometry (convolution, im2col, pooling)
+
+
+def conv_output_size(input_size, filter_size, stride=1, pad=0):
+    """Output length of a convolution or pooling window sliding along one axis.
+
+    Parameters
+    ----------
+    input_size : int
+        Input length (H or W).
+    filter_size : int
+        Window length (FH or FW).
+    stride : int, optional
+        Step between windows.
+    pad : int, optional
+        Zero padding added on both sides.
+
+    Returns
+    -------
+    int
+        ``(input_size + 2*pad - filter_size) // stride + 1``.
+    """
+    return (input_size + 2 * pad - filter_size) // stride + 1
+
+
+def stride_pad(stride, pad) -> tuple[int, int]:
+    return integer(stride, "stride", 1), integer(pad, "pad", 0)
+
+
+def size_culprit(H: int, W: int, pad: int, array_name: str) -> str:
+    """Which argument to blame for an oversized window output: the pad when it dwarfs the input, else the input."""
+    return "pad" if 2 * pad > max(H, W) else array_name
+
+
+def nhwc_hint(x_shape, channels_fit) -> str:
+    """A hint for an (N, H, W, C) array passed where (N, C, H, W) is expected: when ``channels_fit(t)`` holds for
+    the transposed shape ``t`` (the check that failed would pass), suggest the transpose."""
+    if len(x_shape) != 4:
+        return ""
+    t = (x_shape[0], x_shape[3], x_shape[1], x_shape[2])
+    if not channels_fit(t):
+        return ""
+    return (f"; x looks channels-last (N, H, W, C): pass x.transpose(0, 3, 1, 2), of shape {shape_str(t)}, "
+            "for the (N, C, H, W) layout")
+
+
+def window(H: int, W: int, fh: int, fw: int, stride: int, pad: int, what: str, x_name: str, x_shape,
+           hint: str = "") -> tuple:
+    """Output size of a sliding window, or a ValueError if the window does not fit the padded input."""
+    if H + 2 * pad < fh or W + 2 * pad < fw:
+        raise ValueError(
+            f"{what} {fh}x{fw} is larger than the padded input {H + 2 * pad}x{W + 2 * pad} "
+            f"({x_name} shape {shape_str(x_shape)}, pad={pad}){hint}"
+        )
+    return conv_output_size(H, fh, stride, pad), conv_output_size(W, fw, stride, pad)
+
+
+def conv_shapes(x, W, stride: int, pad: int) -> tuple[int, int]:
+    """(OH, OW) of a convolution of x (N, C, H, W) with W (FN, C, FH, FW), sizes checked."""
+    ndim(x, "x", 4, "(N, C, H, W)")
+    ndim(W, "W", 4, "(FN, C, FH, FW)")
+    nonempty(x, "x")
+    nonempty(W, "W")
+    if W.shape[1] != x.shape[1]:
+        hint = nhwc_hint(x.shape, lambda t: t[1] == W.shape[1])
+        raise ValueError(
+            f"W: shape {shape_str(W.shape)} expects {W.shape[1]} input channels, "
+            f"but x: shape {shape_str(x.shape)} has {x.shape[1]}{hint}"
+        )
+    OH, OW = window(x.shape[2], x.shape[3], W.shape[2], W.shape[3], stride, pad, "filter", "x", x.shape)
+    culprit = size_culprit(x.shape[2], x.shape[3], pad, "x")
+    check_elements("out", x.shape[0], W.shape[0], OH, OW, culprit=culprit)
+    check_elements("columns", OH, OW, W.shape[1], W.shape[2], W.shape[3], culprit=culprit)
+    return OH, OW
+
+
+def im2col_shapes(x_shape, fh: int, fw: int, stride: int, pad: int, x_name: str) -> tuple[int, int]:
+    """(OH, OW) of im2col / col2im over an input of ``x_shape`` (N, C, H, W), the column matrix size checked."""
+    N, C, H, W = x_shape
+    OH, OW = window(H, W, fh, fw, stride, pad, "filter", x_name, x_shape)
+    check_elements("col", N, OH, OW, C, fh, fw, culprit=size_culprit(H, W, pad, x_name))
+    return OH, OW
+
+
+def pool_args(x, pool_h, pool_w, stride, pad) -> tuple[int, int, int, int, int, int]:
+    """(pool_h, pool_w, stride, pad, OH, OW) of a pooling of x (N, C, H, W), sizes checked."""
+    ndim(x, "x", 4, "(N, C, H, W)")
+    nonempty(x, "x")
+    ph, pw = integer(pool_h, "pool_h", 1), integer(pool_w, "pool_w", 1)
+    stride, pad = stride_pad(stride, pad)
+    if pad >= ph or pad >= pw:
+        raise ValueError(f"pad must be smaller than the pool window {ph}x{pw}, got pad={pad}")
+    hint = nhwc_hint(x.shape, lambda t: t[2] + 2 * pad >= ph and t[3] + 2 * pad >= pw)
+    OH, OW = window(x.shape[2], x.shape[3], ph, pw, stride, pad, "pool window", "x", x.shape, hint)
+    check_elements("out", x.shape[0], x.shape[1], OH, OW, culprit=size_culprit(x.shape[2], x.shape[3], pad, "x"))
+    if x.shape[2] * x.shape[3] >= 2**31:
+        raise ValueError(f"x: image plane {x.shape[2]}x{x.shape[3]} is too large for pooling (>= 2**31 pixels)")
+    return ph, pw, stride, pad, OH, OW
+
+
+def pool_grad_shape(dout, x_shape, pool_h, pool_w, stride, pad):
+    """(x_shape, pool_h, pool_w, stride, pad) of a pooling backward, dout checked against the forward output."""
+    ndim(dout, "dout", 4, "(N, C, OH, OW)")
+    shape = shape_arg(x_shape, "x_shape")
+    check_elements("dx", *shape, culprit="x_shape")
+    ph, pw, stride, pad, OH, OW = pool_args(ShapeOnly(shape), pool_h, pool_w, stride, pad)
+    same_shape(dout, "dout", (shape[0], shape[1], OH, OW), "the shape of the forward output")
+    return shape, ph, pw, stride, pad
+
+
+# ======================================================================================================
+# affine, labels and targets, batch normalization
+
+
+def affine_shapes(x, W) -> None:
+    ndim(x, "x", 2, "(N, D)")
+    ndim(W, "W", 2, "(D, H)")
+    nonempty(x, "x")
+    nonempty(W, "W")
+    if x.shape[1] != W.shape[0]:
+        raise ValueError(
+            f"W: shape {shape_str(W.shape)} expects {W.shape[0]} input features, "
+            f"but x: shape {shape_str(x.shape)} has {x.shape[1]}"
+        )
+
+
+def labels(t, name: str, n: int) -> None:
+    """Integer labels of shape (n,) (their range is checked by the kernel, which never trusts an index)."""
+    if t.dtype.kind == "b" or t.dtype.kind not in "iu":
+        raise TypeError(
+            f"{name}: labels must be integers, got dtype {t.dtype}; pass one-hot targets with the shape of x instead"
+        )
+    if t.shape != (n,):
+        raise ValueError(f"{name}: shape {shape_str(t.shape)}, expected ({n},) labels or one-hot targets of x's "
+                         "shape")
+
+
+def targets(t, x2_shape, x_shape):
+    """(t, is_labels, t2_shape): ``t`` as an array, whether it holds integer labels (N,) rather than dense targets
+    of x's shape, and the shape to view it as. ``x2_shape`` is x as (N, K)."""
+    t = array(t, "t")
+    n, k = x2_shape
+    if t.shape in (tuple(x_shape), tuple(x2_shape)) and t.dtype.kind in "fiub":
+        # dense (one-hot or probability) targets of x's shape, any real dtype; they take x's dtype (as the
+        # book: t.size == y.size means one-hot, also for a single class)
+        if t.dtype.kind == "f":
+            check_float(t, "t")
+        return t, False, (n, k)
+    if t.ndim == 0 and n == 1:
+        t = t.reshape(1)
+    if t.dtype.kind == "f":
+        raise TypeError(
+            f"t: float targets must have the shape of x {shape_str(x_shape)} (one-hot), got {shape_str(t.shape)}; "
+            "labels must be integers"
+        )
+    labels(t, "t", n)
+    return t, True, (n,)
+
+
+def bn_param(p, name: str, x, x_name: str = "x"):
+    """A per-feature batch-norm array of x's D elements (any shape holding D elements)."""
+    p = array(p, name)
+    check_float(p, name)
+    d = x.shape[1]
+    if p.size != d:
+        raise ValueError(f"{name}: shape {shape_str(p.shape)} has {p.size} elements, expected {d} ({x_name} has "
+                         f"shape {shape_str(x.shape)})")
+    return p
+
+
+def writeable(a, name: str, why: str) -> None:
+    if not a.flags.writeable:
+        raise ValueError(f"{name}: array is read-only ({why})")
+
+
+# ======================================================================================================
+# optimizer updates: hyperparameters, parameter dicts, parameters, gradients and state
+
+# hyperparameter -> (low, high, high included): every one must be >= low (eps: > 0) and finite
+OPTIM_RANGE = {
+    "lr": (0.0, math.inf, False),
+    "lr_t": (0.0, math.inf, False),
+    "weight_decay": (0.0, math.inf, False),
+    "momentum": (0.0, 1.0, True),
+    "decay_rate": (0.0, 1.0, True),
+    "rho": (0.0, 1.0, True),
+    "beta1": (0.0, 1.0, False),  # 1 - beta1**t divides the step size
+    "beta2": (0.0, 1.0, False),
+    "eps": (0.0, math.inf, False),
+}
+
+
+def optimizer_hyperparameters(**values) -> dict:
+    """Check optimizer hyperparameters by name and return them as Python floats.
+
+    ``lr``, ``lr_t`` and ``weight_decay`` must be finite and >= 0, ``eps`` finite and > 0, ``momentum``,
+    ``decay_rate`` and ``rho`` in [0, 1], ``beta1`` and ``beta2`` in [0, 1).
+
+    Returns
+    -------
+    dict of str to float
+    """
+    out = {}
+    for name, v in values.items():
+        if name not in OPTIM_RANGE:
+            raise TypeError(f"unknown optimizer hyperparameter {name!r}")
+        f = real(v, name)
+        lo, hi, hi_in = OPTIM_RANGE[name]
+        ok = (f > lo if name == "eps" else f >= lo) and (f <= hi if hi_in else f < hi)
+        if not ok:
+            left = "(" if name == "eps" else "["
+            right = "]" if hi_in else ")"
+            raise ValueError(f"{name} must be in {left}{lo:g}, {hi:g}{right}, got {v!r}")
+        out[name] = f
+    return out
+
+
+def check_param_dicts(params, grads) -> None:
+    """Check that ``params`` and ``grads`` are dicts with the same keys (ValueError naming the odd keys)."""
+    if type(params) is dict and type(grads) is dict and params.keys() == grads.keys():
+        return  # the common case, without building lists
+    for name, d in (("params", params), ("grads", grads)):
+        if not isinstance(d, Mapping):
+            raise TypeError(f"{name}: expected a dict of arrays, got {type(d).__name__}")
+    missing = [k for k in params if k not in grads]
+    if missing:
+        raise ValueError(f"grads: no gradient for parameter(s) {missing} (params has keys {list(params)})")
+    extra = [k for k in grads if k not in params]
+    if extra:
+        raise ValueError(f"grads: key(s) {extra} are not in params (params has keys {list(params)})")
+
+
+def opt_param(p, pname: str):
+    """A parameter: a writeable float array (updated in place)."""
+    if not isinstance(p, np.ndarray):
+        if hasattr(p, "__cuda_array_interface__"):
+            raise TypeError(f"{pname}: CUDA arrays are not supported by this build ({CUDA_REASON})")
+        raise TypeError(f"{pname}: expected a NumPy array (parameters are updated in place), got {type(p).__name__}")
+    if p.dtype.kind != "f":
+        raise TypeError(f"{pname}: dtype {p.dtype} is not supported, expected a floating dtype (float32 or float64)")
+    writeable(p, pname, "parameters are updated in place")
+    return p
+
+
+def opt_grad(g, p, gname: str, pname: str):
+    """A gradient: a float array of its parameter's shape (any float dtype: it is cast to the parameter's)."""
+    g = array(g, gname)
+    if g.dtype.kind != "f":
+        hint = f"; convert it first, e.g. {gname}.astype(np.float32)" if g.dtype.kind in "iub" else ""
+        raise TypeError(f"{gname}: dtype {g.dtype} is not supported, expected a floating dtype{hint}")
+    same_shape(g, gname, p.shape, f"the shape of {pname}")
+    return g
+
+
+def opt_state(s, p, sname: str, pname: str, exact_dtype: bool):
+    """An optimizer state array of its parameter's shape, not overlapping it; with ``exact_dtype`` (caller-owned
+    state, updated in place) of its parameter's dtype and writeable."""
+    if not isinstance(s, np.ndarray):
+        raise TypeError(f"{sname}: expected a NumPy array, got {type(s).__name__}")
+    same_shape(s, sname, p.shape, f"the shape of {pname}")
+    if exact_dtype and s.dtype != p.dtype:
+        raise TypeError(f"{sname}: dtype {s.dtype}, expected {p.dtype} (the dtype of {pname})")
+    if exact_dtype:
+        writeable(s, sname, "optimizer state is updated in place")
+    if np.may_share_memory(s, p):
+        raise ValueError(f"{sname}: shares memory with {pname}")
+    return s
+
+
+# ======================================================================================================
+# GEMM and output arrays
+
+
+def gemm_shapes(a, b, trans_a: bool, trans_b: bool) -> tuple[int, int, int]:
+    """(M, N, K) of op(a) (M, K) @ op(b) (K, N)."""
+    ndim(a, "a", 2, "(M, K)")
+    ndim(b, "b", 2, "(K, N)")
+    M, K = (a.shape[1], a.shape[0]) if trans_a else a.shape
+    Kb, N = (b.shape[1], b.shape[0]) if trans_b else b.shape
+    if K != Kb:
+        raise ValueError(
+            f"b: shape {shape_str(b.shape)} does not match a: shape {shape_str(a.shape)} "
+            f"(op(a) is {M}x{K}, op(b) is {Kb}x{N})"
+        )
+    return M, N, K
+
+
+def out_array(out, dtype, shape, expected_from: str) -> None:
+    """A caller's output array: an ndarray of ``dtype`` and ``shape``, C-contiguous and writeable."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out: expected an ndarray, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"out: dtype {out.dtype}, expected {dtype} (the result dtype of a and b)")
+    same_shape(out, "out", shape, expected_from)
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError("out: must be a writeable C-contiguous array")
+
+
+def argmax_array(argmax, dout_shape):
+    """Max-pooling argmax: an integer array of dout's shape (its values are checked by ops and the kernel)."""
+    argmax = array(argmax, "argmax")
+    if argmax.dtype.kind not in "iu" or argmax.dtype.kind == "b":
+        raise TypeError(f"argmax: expected an integer array, got dtype {argmax.dtype}")
+    same_shape(argmax, "argmax", dout_shape, "the shape of dout")
+    return argmax
+
+
+def bool_mask(mask, dout_shape):
+    """A dropout mask: a bool array of dout's shape."""
+    mask = array(mask, "mask")
+    if mask.dtype != np.bool_:
+        raise TypeError(f"mask: expected a bool array, got dtype {mask.dtype}")
+    same_shape(mask, "mask", dout_shape, "the shape of dout")
+    return mask
