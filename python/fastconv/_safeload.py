@@ -694,53 +694,32 @@ def _setitems(r: _PickleReader):
     r.set_items(r.stack[-1] if r.stack else r.pop(), flat)
 
 
-def _memo_put(r: _PickleReader, index: int):
-    if r.stack:
-        r.memo[index] = r.stack[-1]
-    else:
+def _memo_index(r: _PickleReader) -> int:
+    """The memo index after a PUT / GET opcode: text, one byte or four bytes; MEMOIZE takes the next one."""
+    if r.op in (pickle.PUT, pickle.GET):
+        return r.text_int(r.readline())
+    if r.op in (pickle.BINPUT, pickle.BINGET):
+        return r.read(1)[0]
+    if r.op in (pickle.LONG_BINPUT, pickle.LONG_BINGET):
+        return r.unpack("<I")
+    return len(r.memo)
+
+
+@_h(pickle.PUT, pickle.BINPUT, pickle.LONG_BINPUT, pickle.MEMOIZE)
+def _memo_put(r: _PickleReader):
+    index = _memo_index(r)
+    if not r.stack:
         r.fail("memo store from an empty stack")
+    r.memo[index] = r.stack[-1]
 
 
-def _memo_get(r: _PickleReader, index: int):
+@_h(pickle.GET, pickle.BINGET, pickle.LONG_BINGET)
+def _memo_get(r: _PickleReader):
+    index = _memo_index(r)
     try:
         r.push(r.memo[index])
     except KeyError:
         r.fail(f"memo entry {index} was never stored")
-
-
-@_h(pickle.PUT)
-def _put(r: _PickleReader):
-    _memo_put(r, r.text_int(r.readline()))
-
-
-@_h(pickle.BINPUT)
-def _binput(r: _PickleReader):
-    _memo_put(r, r.read(1)[0])
-
-
-@_h(pickle.LONG_BINPUT)
-def _long_binput(r: _PickleReader):
-    _memo_put(r, r.unpack("<I"))
-
-
-@_h(pickle.MEMOIZE)
-def _memoize(r: _PickleReader):
-    _memo_put(r, len(r.memo))
-
-
-@_h(pickle.GET)
-def _get(r: _PickleReader):
-    _memo_get(r, r.text_int(r.readline()))
-
-
-@_h(pickle.BINGET)
-def _binget(r: _PickleReader):
-    _memo_get(r, r.read(1)[0])
-
-
-@_h(pickle.LONG_BINGET)
-def _long_binget(r: _PickleReader):
-    _memo_get(r, r.unpack("<I"))
 
 
 @_h(pickle.GLOBAL)
