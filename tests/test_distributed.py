@@ -107,11 +107,13 @@ def test_uneven_shards_weighted(ranks):
     ref_opt.update(ref.params, ref.gradient(x, t))
     for k in ref.params:
         np.testing.assert_allclose(net.params[k], ref.params[k], rtol=1e-12, atol=1e-14, err_msg=k)
-    print("rank", r, len(part), "ok", flush=True)
+    sizes = dist.allgather(len(part))
+    if r == 0:  # one process prints: two writing to mpiexec's stdout could interleave
+        print(*sizes, "ok", flush=True)
     """
     run = ranks(2, script)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert sorted(run.stdout.splitlines()) == ["rank 0 51 ok", "rank 1 50 ok"]
+    assert run.stdout.split() == ["51", "50", "ok"], run.stdout
 
 
 def test_broadcast_optimizer_state(ranks):
