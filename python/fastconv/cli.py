@@ -406,7 +406,7 @@ def _read_json(path):
 
 
 def _checkpoints(out):
-    from .trainer import _list_checkpoints
+    from .checkpoint import _list_checkpoints
 
     return [path for _, path in _list_checkpoints(os.path.join(out, "checkpoints"))]
 
@@ -868,7 +868,7 @@ def _command(config, out):
 
 def _show_run(out):
     """Print a run's status, configuration, per-epoch metrics and files."""
-    from .trainer import _read_checkpoint
+    from .checkpoint import _read_checkpoint
 
     history_path = os.path.join(out, "history.json")
     history = _read_json(history_path)

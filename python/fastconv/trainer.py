@@ -9,31 +9,27 @@ accuracies and losses in inference mode, a JSON history and loss/accuracy curves
 
 Every file the Trainer writes (checkpoints, history, curves) goes through one writer,
 :func:`fastconv._atomic.atomic_write` (temporary file, fsync, rename, fsync of the directory), so a crash or a
-power loss leaves the old file or the complete new one. Checkpoints are single ``.npz`` files
-(``allow_pickle=False``): parameters under ``param/<key>``, optimizer state arrays under ``opt/<attr>/<key>``,
-NumPy's global RNG key under ``np_random/keys`` and everything else (counters, histories, RNG states,
-optimizer scalars) as JSON in ``__meta__``.
+power loss leaves the old file or the complete new one. This module is the training loop; checkpoint I/O (and
+the checkpoint format) is in :mod:`fastconv.checkpoint`, the history and the curves in :mod:`fastconv.history`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import math
 import numbers
 import os
-import re
 import signal
 import sys
 import threading
 import time
-import warnings
-import zipfile
 
 import numpy as np
 
-from ._atomic import atomic_write, temp_target
+from . import checkpoint as _checkpoint
+from . import history as _history
+from .checkpoint import _list_checkpoints, _remove_stale_temporaries
 
 __all__ = [
     "OPTIMIZER_KEYS",
@@ -319,108 +315,6 @@ class TrainingDiverged(RuntimeError):
         self.checkpoint = checkpoint
 
 
-def _finite_or_none(values):
-    return [float(v) if v is not None and math.isfinite(v) else None for v in values]
-
-
-def _augment_rng(augment):
-    """The np.random.Generator an augmenter draws from (attribute ``rng`` or ``_rng``), if any."""
-    for name in ("rng", "_rng"):
-        rng = getattr(augment, name, None)
-        if isinstance(rng, np.random.Generator):
-            return rng
-    return None
-
-
-def _layer_list(network):
-    """The network's layers in order (``layers`` as the book's OrderedDict or list), else []."""
-    layers = getattr(network, "layers", None)
-    if isinstance(layers, dict):
-        return list(layers.values())
-    if isinstance(layers, (list, tuple)):
-        return list(layers)
-    return []
-
-
-# Non-trainable layer state that a checkpoint must carry for an exact resume: batch-norm running statistics.
-_LAYER_BUFFERS = ("running_mean", "running_var")
-
-
-# Checkpoint names: ``epoch-NNNN.npz`` after NNNN whole epochs; ``epoch-NNNN-step-SSSSSS.npz`` after NNNN
-# epochs and SSSSSS steps of the next one (written on Ctrl-C and every ``checkpoint_interval`` seconds).
-_CKPT_RE = re.compile(r"^epoch-(\d{4,})(?:-step-(\d{6,}))?\.npz$")
-_CKPT_FORMAT = "fastconv-trainer-checkpoint"
-
-
-def _ckpt_name(epoch, step=0):
-    return f"epoch-{epoch:04d}.npz" if step == 0 else f"epoch-{epoch:04d}-step-{step:06d}.npz"
-
-
-def _list_checkpoints(directory):
-    """((epochs, steps), path) of the checkpoints in ``directory``, oldest first."""
-    if not os.path.isdir(directory):
-        return []
-    found = []
-    for name in os.listdir(directory):
-        m = _CKPT_RE.match(name)
-        if m:
-            found.append(((int(m.group(1)), int(m.group(2) or 0)), os.path.join(directory, name)))
-    return sorted(found)
-
-
-# What the Trainer's writer before fastconv._atomic left behind when killed mid-checkpoint:
-# tempfile.mkstemp(prefix=".tmp-", suffix=<checkpoint name>).
-_LEGACY_TMP_RE = re.compile(r"^\.tmp-[a-z0-9_]{8}(epoch-\d{4,}\.npz)$")
-
-
-def _remove_stale_temporaries(directory):
-    """Remove the temporary files that a killed checkpoint write left in ``directory``.
-
-    Only names of the form the checkpoint writer produces for a checkpoint (``.epoch-NNNN.npz.<8 hex>.tmp``,
-    ``.epoch-NNNN-step-SSSSSS.npz.<8 hex>.tmp``, and the older ``.tmp-<8 chars>epoch-NNNN.npz``) are removed;
-    every other file stays.
-    """
-    for name in os.listdir(directory):
-        target = temp_target(name)
-        if target is None:
-            m = _LEGACY_TMP_RE.match(name)
-            target = None if m is None else m.group(1)
-        if target is not None and _CKPT_RE.match(target):
-            try:
-                os.unlink(os.path.join(directory, name))
-            except FileNotFoundError:
-                pass
-
-
-class _UnreadableCheckpoint(ValueError):
-    """A checkpoint file that cannot be read at all (empty, truncated, not an .npz): resume skips it."""
-
-
-def _read_checkpoint(path):
-    """(meta, arrays) of a checkpoint file; _UnreadableCheckpoint when its content cannot be read."""
-    # The file is opened here, not by np.load, which leaves it open when the zip directory is unreadable.
-    with open(path, "rb") as f:
-        try:
-            data = np.load(f, allow_pickle=False)
-            if not isinstance(data, np.lib.npyio.NpzFile):  # a lone .npy array
-                raise _UnreadableCheckpoint(f"{path}: not a fastconv trainer checkpoint")
-            with data:
-                if "__meta__" not in data.files:
-                    raise _UnreadableCheckpoint(f"{path}: not a fastconv trainer checkpoint")
-                meta = json.loads(str(data["__meta__"]))
-                arrays = {k: data[k] for k in data.files if k != "__meta__"}
-        except _UnreadableCheckpoint:
-            raise
-        except (ValueError, EOFError, zipfile.BadZipFile) as exc:
-            # np.load: EOFError for an empty file, BadZipFile for a truncated one or a bad CRC, ValueError
-            # for other bytes; json: ValueError
-            reason = str(exc) or type(exc).__name__
-            raise _UnreadableCheckpoint(f"{path}: cannot read checkpoint ({reason})") from exc
-    if not isinstance(meta, dict) or meta.get("format") != _CKPT_FORMAT:
-        raise _UnreadableCheckpoint(f"{path}: not a fastconv trainer checkpoint")
-    return meta, arrays
-
-
 # ======================================================================================================
 # Trainer
 
@@ -641,7 +535,7 @@ class Trainer:
             _remove_stale_temporaries(self.checkpoint_dir)
             found = _list_checkpoints(self.checkpoint_dir)
             if resume and found:
-                self._resume_from(found)
+                _checkpoint.resume_from(self, found)
             elif resume:
                 self._say(f"resume: no checkpoint in {self.checkpoint_dir}, starting from scratch")
             else:
@@ -650,31 +544,6 @@ class Trainer:
 
     # --------------------------------------------------------------------------------------------------
     # set-up helpers
-
-    def _resume_from(self, found):
-        """Load the newest checkpoint of ``found`` that can be read, with one warning naming those skipped.
-
-        A checkpoint that reads but does not match this trainer raises ValueError at once: an older one
-        would not match either, and silently going back in time would hide the mismatch.
-        """
-        skipped = []
-        for _, path in reversed(found):
-            try:
-                meta, arrays = _read_checkpoint(path)
-            except (OSError, _UnreadableCheckpoint) as exc:
-                skipped.append(str(exc) if isinstance(exc, ValueError) else f"{path}: {exc.strerror or exc}")
-                continue
-            if skipped:
-                # one warning, before anything is restored (a "error" warnings filter then changes nothing)
-                warnings.warn(
-                    f"resume: skipped {len(skipped)} newer checkpoint{'s' * (len(skipped) > 1)} that cannot "
-                    f"be read ({'; '.join(skipped)}); resuming from {path}",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-            self._restore_checkpoint(path, meta, arrays)
-            return
-        raise ValueError(f"resume: no checkpoint in {self.checkpoint_dir} can be read: " + "; ".join(skipped))
 
     @staticmethod
     def _data(x, t, xname, tname):
@@ -1021,32 +890,7 @@ class Trainer:
     @property
     def history(self):
         """The run so far as a JSON-able dict (NaN/Inf values become None)."""
-        return {
-            "train_loss": _finite_or_none(self.train_loss_list),
-            "train_acc": _finite_or_none(self.train_acc_list),
-            "test_acc": _finite_or_none(self.test_acc_list),
-            "train_eval_loss": _finite_or_none(self.train_eval_loss_list),
-            "test_loss": _finite_or_none(self.test_loss_list),
-            "epoch_train_loss": _finite_or_none(self.epoch_loss_list),
-            "epoch_running_train_acc": _finite_or_none(self.epoch_running_acc_list),
-            "epoch_time_s": _finite_or_none(self.epoch_time_list),
-            "examples_per_sec": _finite_or_none(self.examples_per_sec_list),
-            "lr": _finite_or_none(self.lr_list),
-            "final_test_acc": None if self.final_test_acc is None else float(self.final_test_acc),
-            "final_test_loss": None if self.final_test_loss is None else float(self.final_test_loss),
-            "current_iter": self.current_iter,
-            "current_epoch": self.current_epoch,
-            "iter_per_epoch": self.iter_per_epoch,
-            "max_iter": self.max_iter,
-            "epochs": self.epochs,
-            "mini_batch_size": self.batch_size,
-            "train_size": self.train_size,
-            "test_size": len(self.x_test),
-            "eval_samples": self.evaluate_sample_num_per_epoch,
-            "sampling": self.sampling,
-            "optimizer": type(self.optimizer).__name__,
-            "base_lr": None if self.base_lr is None else float(self.base_lr),
-        }
+        return _history.history(self)
 
     def save_history(self, path, extra=None):
         """Write :attr:`history` to ``path`` as JSON (strict: no NaN), atomically.
@@ -1058,13 +902,7 @@ class Trainer:
         extra : dict, optional
             More JSON-able entries to store beside the history (e.g. the run's configuration).
         """
-        record = self.history
-        if extra is not None:
-            if not isinstance(extra, dict):
-                raise TypeError(f"extra: expected a dict, got {type(extra).__name__}")
-            record.update(extra)
-        text = json.dumps(record, indent=1, allow_nan=False) + "\n"
-        atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+        _history.save_history(self, path, extra)
 
     def plot(self, path, *, title=None):
         """Save the loss and accuracy curves as a PNG: a figure for a report.
@@ -1086,125 +924,18 @@ class Trainer:
         ImportError
             When matplotlib is not installed (``pip install "fastconv[plot]"``).
         """
-        fig = self.figure(title=title)
-        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
+        _history.plot(self, path, title=title)
 
     def figure(self, *, title=None):
         """The :meth:`plot` figure, a ``matplotlib.figure.Figure`` (with an Agg canvas; pyplot untouched)."""
-        try:
-            from matplotlib.backends.backend_agg import FigureCanvasAgg
-            from matplotlib.figure import Figure
-            from matplotlib.ticker import MaxNLocator, PercentFormatter
-        except ImportError as exc:
-            raise ImportError('Trainer.plot needs matplotlib: pip install "fastconv[plot]"') from exc
-
-        def floats(values):
-            return np.array([np.nan if v is None else v for v in values], dtype=float)
-
-        if title is None:
-            title = f"{type(self.network).__name__}: {self.result_text()}"
-        # A Figure with its own Agg canvas: no pyplot, no change to the user's global backend.
-        fig = Figure(figsize=(10, 4.4))
-        FigureCanvasAgg(fig)
-        ax_loss, ax_acc = fig.subplots(1, 2)
-        fig.suptitle(title, fontsize=12)
-
-        loss = floats(self.train_loss_list)
-        at = np.arange(1, len(loss) + 1) / self.iter_per_epoch  # a step's position in epochs
-        ax_loss.plot(at, loss, color="0.82", linewidth=0.6, label="train, per step (training mode)")
-        window = max(1, self.iter_per_epoch // 10)
-        if len(loss) > window > 1 and np.isfinite(loss).all():
-            mean = np.convolve(loss, np.ones(window) / window, mode="valid")
-            ax_loss.plot(
-                at[window - 1 :],
-                mean,
-                color="C0",
-                linewidth=1.0,
-                alpha=0.6,
-                label=f"train, mean of {window} steps (training mode)",
-            )
-        epochs = np.arange(1, len(self.test_acc_list) + 1)
-        eval_loss = floats(self.train_eval_loss_list), floats(self.test_loss_list)
-        if np.isfinite(eval_loss[0]).any():
-            ax_loss.plot(epochs, eval_loss[0], "o-", color="C0", label="train (inference mode)")
-        if np.isfinite(eval_loss[1]).any():
-            ax_loss.plot(epochs, eval_loss[1], "s-", color="C1", label="test")
-        shown = np.concatenate([loss[np.isfinite(loss)], *(v[np.isfinite(v)] for v in eval_loss)])
-        if len(shown):
-            # the first steps' loss (~2.3) would squash the curves: the axis stops above most of it
-            top = max(
-                np.percentile(loss[np.isfinite(loss)], 98) if np.isfinite(loss).any() else 0,
-                *(v[np.isfinite(v)].max(initial=0) for v in eval_loss),
-            )
-            ax_loss.set_ylim(0, 1.08 * top if top > 0 else 1)
-        ax_loss.set_xlabel("epoch")
-        ax_loss.set_ylabel("cross-entropy loss")
-        ax_loss.set_xlim(0, max(len(epochs), at[-1] if len(at) else 0, 1) + 0.05)
-        ax_loss.grid(alpha=0.3)
-
-        accs = floats(self.train_acc_list), floats(self.test_acc_list)
-        ax_acc.plot(epochs, accs[0], "o-", color="C0", label="train (inference mode)")
-        ax_acc.plot(epochs, accs[1], "s-", color="C1", label="test")
-        values = np.concatenate([v[np.isfinite(v)] for v in accs])
-        if self.final_test_acc is not None:
-            values = np.append(values, self.final_test_acc)
-            ax_acc.axhline(
-                self.final_test_acc,
-                color="C1",
-                linestyle=":",
-                linewidth=1,
-                label=f"final test accuracy {self.final_test_acc:.2%}",
-            )
-        if len(values):
-            # zoomed to the values (84-91% must not be a thin band at the top of 0-100%)
-            lo, hi = float(values.min()), float(values.max())
-            pad = max(0.01, 0.15 * (hi - lo))
-            ax_acc.set_ylim(max(0.0, lo - pad), min(1.0, hi + pad) + 1e-9)
-        ax_acc.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=None))
-        ax_acc.set_xlabel("epoch")
-        ax_acc.set_ylabel("accuracy")
-        ax_acc.set_xlim(0.5, max(len(epochs), 1) + 0.5)
-        ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax_acc.grid(alpha=0.3)
-        for ax in (ax_loss, ax_acc):
-            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False, fontsize=9)
-        fig.tight_layout()
-        return fig
+        return _history.figure(self, title=title)
 
     def result_text(self):
         """``"test accuracy 91.23% (10,000 images) after 5 epochs"``: the run's result in words."""
-        done = f"after {self.current_epoch} epoch{'s' * (self.current_epoch != 1)}"
-        if self.current_epoch < self.epochs:
-            done += f" of {self.epochs}"
-        if self.final_test_acc is not None:
-            return f"test accuracy {self.final_test_acc:.2%} ({len(self.x_test):,} images) {done}"
-        if self.test_acc_list and self.test_acc_list[-1] is not None:
-            return f"test accuracy {self.test_acc_list[-1]:.2%} {done}"
-        return done
+        return _history.result_text(self)
 
     # --------------------------------------------------------------------------------------------------
     # checkpoints
-
-    def _optimizer_state(self):
-        arrays, scalars, dicts, plain = {}, {}, [], []
-        for attr, value in vars(self.optimizer).items():
-            if isinstance(value, dict) and all(isinstance(v, np.ndarray) for v in value.values()):
-                dicts.append(attr)
-                for key, arr in value.items():
-                    arrays[f"opt/{attr}/{key}"] = arr
-            elif isinstance(value, np.ndarray):
-                plain.append(attr)
-                arrays[f"opt/{attr}"] = value
-            elif value is None or isinstance(value, (bool, int, float, str)):
-                scalars[attr] = value
-            elif isinstance(value, np.generic):
-                scalars[attr] = value.item()
-            else:
-                raise TypeError(
-                    f"optimizer: cannot checkpoint attribute {attr!r} of type {type(value).__name__}"
-                )
-        meta = {"class": type(self.optimizer).__name__, "scalars": scalars, "dicts": dicts, "arrays": plain}
-        return meta, arrays
 
     def save_checkpoint(self, path=None):
         """Write a checkpoint (parameters, optimizer state, counters, histories, RNG states).
@@ -1221,95 +952,7 @@ class Trainer:
         str
             The path written.
         """
-        default = path is None
-        if default:
-            if self.checkpoint_dir is None:
-                raise ValueError("path: needed when the trainer has no checkpoint_dir")
-            step = self.current_iter % self.iter_per_epoch
-            path = os.path.join(self.checkpoint_dir, _ckpt_name(self.current_epoch, step))
-        path = os.fspath(path)
-        opt_meta, arrays = self._optimizer_state()
-        for key, value in self.network.params.items():
-            arrays[f"param/{key}"] = value
-        buffers, layer_rngs = {}, {}
-        for i, layer in enumerate(_layer_list(self.network)):
-            for attr in _LAYER_BUFFERS:
-                value = getattr(layer, attr, None)
-                if isinstance(value, np.ndarray):
-                    arrays[f"buffer/{i}/{attr}"] = value
-                    buffers.setdefault(str(i), []).append(attr)
-            rng = getattr(layer, "_rng", None)  # e.g. Dropout(seed=...) has its own generator
-            if isinstance(rng, np.random.Generator):
-                layer_rngs[str(i)] = rng.bit_generator.state
-        np_state = np.random.get_state()
-        arrays["np_random/keys"] = np_state[1]
-        mid_epoch = self.current_iter % self.iter_per_epoch != 0
-        if mid_epoch and self._perm is not None:
-            arrays["epoch_perm"] = self._perm  # this epoch's order: the rest of it follows it
-        aug_rng = _augment_rng(self.augment)
-        meta = {
-            "format": _CKPT_FORMAT,
-            "version": 2,
-            "current_iter": self.current_iter,
-            "current_epoch": self.current_epoch,
-            "iter_per_epoch": self.iter_per_epoch,
-            "train_size": self.train_size,
-            "mini_batch_size": self.batch_size,
-            "sampling": self.sampling,
-            "base_lr": self.base_lr,
-            "params": list(self.network.params),
-            "buffers": buffers,
-            "layer_rngs": layer_rngs,
-            "optimizer": opt_meta,
-            "rng": self.rng.bit_generator.state,
-            "np_random": {
-                "pos": int(np_state[2]),
-                "has_gauss": int(np_state[3]),
-                "cached_gaussian": float(np_state[4]),
-            },
-            "augment_rng": None if aug_rng is None else aug_rng.bit_generator.state,
-            # the running sums of the epoch in progress (zero at the end of an epoch)
-            "epoch_state": {
-                "steps": self._epoch_steps,
-                "loss_sum": self._epoch_loss_sum,
-                "correct": self._epoch_correct,
-                "seen": self._epoch_seen,
-                "train_time": self._epoch_train_time,
-            },
-            "lists": {
-                "train_loss_list": self.train_loss_list,
-                "train_acc_list": self.train_acc_list,
-                "test_acc_list": self.test_acc_list,
-                "train_eval_loss_list": self.train_eval_loss_list,
-                "test_loss_list": self.test_loss_list,
-                "epoch_loss_list": self.epoch_loss_list,
-                "epoch_running_acc_list": self.epoch_running_acc_list,
-                "epoch_time_list": self.epoch_time_list,
-                "examples_per_sec_list": self.examples_per_sec_list,
-                "lr_list": self.lr_list,
-            },
-        }
-        arrays["__meta__"] = np.array(json.dumps(meta, allow_nan=True))
-        atomic_write(path, lambda f: np.savez(f, **arrays))
-        self.last_checkpoint = path
-        self._checkpoint_iter = self.current_iter
-        self._checkpoint_time = time.monotonic()
-        if default:
-            self._prune_checkpoints(path)
-        return path
-
-    def _prune_checkpoints(self, newest):
-        """Remove mid-epoch checkpoints but ``newest``, and end-of-epoch ones beyond keep_checkpoints."""
-        found = _list_checkpoints(self.checkpoint_dir)
-        ends = [p for (_, step), p in found if step == 0]
-        old = [p for (_, step), p in found if step != 0 and p != newest]
-        if self.keep_checkpoints is not None:
-            old += ends[: -self.keep_checkpoints]
-        for path in old:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+        return _checkpoint.save(self, path)
 
     def load_checkpoint(self, path):
         """Restore the state saved by :meth:`save_checkpoint` into this trainer, its network and optimizer.
@@ -1327,107 +970,4 @@ class Trainer:
         OSError
             When the file cannot be opened.
         """
-        path = os.fspath(path)
-        meta, arrays = _read_checkpoint(path)
-        self._restore_checkpoint(path, meta, arrays)
-
-    def _restore_checkpoint(self, path, meta, arrays):
-        for key, mine in (
-            ("train_size", self.train_size),
-            ("mini_batch_size", self.batch_size),
-            ("iter_per_epoch", self.iter_per_epoch),
-            ("sampling", self.sampling),
-        ):
-            if meta[key] != mine:
-                raise ValueError(f"{path}: checkpoint has {key}={meta[key]!r}, this trainer {mine!r}")
-        perm = arrays.get("epoch_perm")
-        if perm is not None and (perm.shape != (self.train_size,) or perm.dtype.kind not in "iu"):
-            raise ValueError(
-                f"{path}: checkpoint's epoch order has shape {perm.shape}, not ({self.train_size},)"
-            )
-        if meta["current_iter"] > self.max_iter:
-            raise ValueError(
-                f"{path}: checkpoint is at epoch {meta['current_epoch']}, beyond epochs={self.epochs}"
-            )
-        params = self.network.params
-        if sorted(meta["params"]) != sorted(params):
-            raise ValueError(
-                f"{path}: checkpoint has parameters {sorted(meta['params'])}, the network {sorted(params)}"
-            )
-        for key, value in params.items():
-            saved = arrays[f"param/{key}"]
-            if saved.shape != value.shape or saved.dtype != value.dtype:
-                raise ValueError(
-                    f"{path}: parameter {key!r} is {saved.dtype}{saved.shape}, "
-                    f"the network's {value.dtype}{value.shape}"
-                )
-        layers = _layer_list(self.network)
-        for i, attrs in meta["buffers"].items():
-            for attr in attrs:
-                i_ = int(i)
-                current = getattr(layers[i_], attr, None) if i_ < len(layers) else None
-                saved = arrays[f"buffer/{i}/{attr}"]
-                if current is not None and getattr(current, "shape", None) != saved.shape:
-                    raise ValueError(
-                        f"{path}: layer {i} {attr} is {saved.shape}, the network's {current.shape}"
-                    )
-                if i_ >= len(layers) or not hasattr(layers[i_], attr):
-                    raise ValueError(
-                        f"{path}: checkpoint has {attr} for layer {i}, the network has no such layer"
-                    )
-        opt = meta["optimizer"]
-        if opt["class"] != type(self.optimizer).__name__:
-            raise ValueError(
-                f"{path}: checkpoint was written with optimizer {opt['class']}, "
-                f"this trainer uses {type(self.optimizer).__name__}"
-            )
-
-        # Everything is checked: now change state. Parameters in place, so layers keep sharing them.
-        for key, value in params.items():
-            value[...] = arrays[f"param/{key}"]
-        for i, attrs in meta["buffers"].items():
-            for attr in attrs:
-                setattr(layers[int(i)], attr, arrays[f"buffer/{i}/{attr}"].copy())
-        for i, state in meta["layer_rngs"].items():
-            rng = getattr(layers[int(i)], "_rng", None) if int(i) < len(layers) else None
-            if isinstance(rng, np.random.Generator):
-                rng.bit_generator.state = state
-        for attr, value in opt["scalars"].items():
-            setattr(self.optimizer, attr, value)
-        for attr in opt["dicts"]:
-            prefix = f"opt/{attr}/"
-            setattr(
-                self.optimizer,
-                attr,
-                {k[len(prefix) :]: v.copy() for k, v in arrays.items() if k.startswith(prefix)},
-            )
-        for attr in opt["arrays"]:
-            setattr(self.optimizer, attr, arrays[f"opt/{attr}"].copy())
-        self.base_lr = meta["base_lr"]
-        self.current_iter = meta["current_iter"]
-        self.current_epoch = meta["current_epoch"]
-        for name, values in meta["lists"].items():
-            setattr(self, name, list(values))
-        for name in ("train_eval_loss_list", "test_loss_list"):  # not in version-1 checkpoints
-            if name not in meta["lists"]:
-                setattr(self, name, [None] * len(self.test_acc_list))
-        state = meta.get("epoch_state") or {}
-        self._epoch_steps = int(state.get("steps", 0))
-        self._epoch_loss_sum = float(state.get("loss_sum", 0.0))
-        self._epoch_correct = state.get("correct", 0)
-        self._epoch_seen = int(state.get("seen", 0))
-        self._epoch_train_time = float(state.get("train_time", 0.0))
-        self.rng.bit_generator.state = meta["rng"]
-        npr = meta["np_random"]
-        np.random.set_state(
-            ("MT19937", arrays["np_random/keys"], npr["pos"], npr["has_gauss"], npr["cached_gaussian"])
-        )
-        aug_rng = _augment_rng(self.augment)
-        if aug_rng is not None and meta["augment_rng"] is not None:
-            aug_rng.bit_generator.state = meta["augment_rng"]
-        self._perm = None if perm is None else perm.copy()
-        self.last_checkpoint = path
-        self._checkpoint_iter = self.current_iter
-        step = self.current_iter % self.iter_per_epoch
-        where = f"epoch {self.current_epoch}" + (f" + {step} steps" if step else "")
-        self._say(f"resumed from {path} ({where}, iteration {self.current_iter})")
+        _checkpoint.load(self, path)
