@@ -275,6 +275,45 @@ def test_conv2d_groups_and_channels_first(rng):
     np.testing.assert_allclose(cf(x.transpose(0, 3, 1, 2)), out.transpose(0, 3, 1, 2), rtol=1e-5, atol=1e-6)
 
 
+def dilated(kernel, rate):
+    """Keras' dilated kernel as the plain kernel it equals: taps spread apart by zeros."""
+    kh, kw = kernel.shape[:2]
+    out = np.zeros(((kh - 1) * rate[0] + 1, (kw - 1) * rate[1] + 1, *kernel.shape[2:]))
+    out[:: rate[0], :: rate[1]] = kernel
+    return out
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_dilated_depthwise_separable_match_definition(rng, padding):
+    x = rng.standard_normal((2, 9, 8, 3)).astype(np.float32)
+    conv = L.Conv2D(4, 3, dilation_rate=(2, 1), padding=padding)
+    out = conv(x)
+    k, b = conv.get_weights()
+    pads = (*same_pads(9, 5, 1), *same_pads(8, 3, 1)) if padding == "same" else (0, 0, 0, 0)
+    np.testing.assert_allclose(out, conv_nhwc(x, dilated(k, (2, 1)), b, 1, pads), rtol=1e-4, atol=1e-5)
+    dw = L.DepthwiseConv2D(3, depth_multiplier=2, padding=padding, use_bias=False)
+    out = dw(x)
+    (k,) = dw.get_weights()
+    assert k.shape == (3, 3, 3, 2) and out.shape[-1] == 6
+    pads = (*same_pads(9, 3, 1), *same_pads(8, 3, 1)) if padding == "same" else (0, 0, 0, 0)
+    ref = np.concatenate(
+        [conv_nhwc(x[..., c : c + 1], k[:, :, c : c + 1, :], 0.0, 1, pads) for c in range(3)], -1
+    )
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)  # output channel c*m + j, as Keras
+    sep = L.SeparableConv2D(5, 3, depth_multiplier=2, padding=padding, activation="relu")
+    out = sep(x)
+    kd, kp, b = sep.get_weights()
+    assert (kd.shape, kp.shape, b.shape) == ((3, 3, 3, 2), (1, 1, 6, 5), (5,))
+    mid = np.concatenate(
+        [conv_nhwc(x[..., c : c + 1], kd[:, :, c : c + 1, :], 0.0, 1, pads) for c in range(3)], -1
+    )
+    np.testing.assert_allclose(out, np.maximum(mid @ kp[0, 0] + b, 0), rtol=1e-4, atol=1e-5)
+    with pytest.raises(
+        ValueError, match="`strides > 1` not supported in conjunction with `dilation_rate > 1`"
+    ):
+        L.Conv2D(2, 3, strides=2, dilation_rate=2)
+
+
 def test_pooling_layers_match_definition(rng):
     x = rng.standard_normal((2, 7, 6, 3)).astype(np.float32)
     mp = L.MaxPooling2D((2, 2), padding="same")(x)  # 7 -> 4 rows: one -inf row after, which never wins
@@ -386,7 +425,9 @@ def test_gradients_match_finite_differences(rng, loss):
     backend.set_floatx("float64")
     inp = keras.Input((7, 6, 2))
     a = L.Conv2D(3, 3, strides=2, padding="same", activation="relu")(inp)  # asymmetric 'same'
-    b = L.Conv2D(3, (2, 1), padding="same")(inp)
+    b = L.Conv2D(3, (2, 1), padding="same", dilation_rate=(1, 2))(inp)
+    b = L.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(b)
+    b = L.SeparableConv2D(3, 2, padding="same", activation="relu")(b)
     b = L.MaxPooling2D(padding="same")(b)
     h = L.Add()([a, b])
     h = L.BatchNormalization()(h)
@@ -722,10 +763,7 @@ def test_missing_kernels_raise_not_implemented():
     for make, msg in [
         (lambda: L.LeakyReLU(), "LeakyReLU"),
         (lambda: L.Conv2DTranspose(2, 3), "transposed"),
-        (lambda: L.DepthwiseConv2D(3), "depthwise"),
         (lambda: L.UpSampling2D(), "upsampling"),
-        (lambda: L.SeparableConv2D(2, 3), "separable"),
-        (lambda: L.Conv2D(2, 3, dilation_rate=2), "dilated"),
         (lambda: L.Conv2D(2, 3, strides=(1, 2)), "unequal strides"),
         (lambda: L.Dense(2, activation="tanh"), "tanh"),
         (lambda: L.ReLU(negative_slope=0.1), "leaky"),
@@ -842,3 +880,27 @@ def test_against_keras_tutorial_shapes(real_keras):
     assert theirs.count_params() == mine.count_params() == 1_199_882
     assert [w.shape for w in theirs.get_weights()] == [w.shape for w in mine.get_weights()]
     assert [la.output.shape for la in theirs.layers] == [la.output.shape for la in mine.layers]
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_against_keras_dilated_depthwise_separable(real_keras, rng):
+    def build(K):
+        Lk = K.layers
+        inp = K.Input((9, 8, 3))
+        a = Lk.Conv2D(4, 3, dilation_rate=(2, 1), padding="same")(inp)
+        b = Lk.DepthwiseConv2D(3, depth_multiplier=2, padding="same")(inp)
+        c = Lk.SeparableConv2D(5, 3, depth_multiplier=2, padding="same", activation="relu")(inp)
+        h = Lk.GlobalMaxPooling2D()(Lk.Concatenate()([a, b, c]))
+        return K.Model(inp, Lk.Dense(3, activation="softmax")(h))
+
+    km, fm = _both(real_keras, build)
+    assert [v.name for v in km.weights] == [v.name for v in fm.weights]
+    x, y = rng.standard_normal((4, 9, 8, 3)).astype(np.float32), rng.integers(0, 3, 4)
+    np.testing.assert_allclose(fm.predict(x, verbose=0), km.predict(x, verbose=0), rtol=1e-4, atol=1e-6)
+    for m in (km, fm):
+        m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    for _ in range(3):
+        km.train_on_batch(x, y)
+        fm.train_on_batch(x, y)
+    for a, b in zip(km.get_weights(), fm.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)

@@ -267,7 +267,7 @@ class ProgbarLogger(Callback):
         self._bar = Progbar(target, verbose=self.params.get("verbose", 1))
 
     def on_epoch_begin(self, epoch, logs=None):
-        if self.params.get("verbose", 1) and self.params.get("epochs", 1) >= 1:
+        if self.params.get("verbose", 1) and self.params.get("epochs", 1) > 1:  # as Keras: not for one epoch
             print(f"Epoch {epoch + 1}/{self.params['epochs']}")
             sys.stdout.flush()
         self._make(self.params["steps"])

@@ -614,14 +614,87 @@ def _crop_nchw(x, pads):
 # convolution
 
 
+def _dilate(W, rate):
+    """(F, C, kh, kw) filters spread to (F, C, (kh-1)*dh+1, (kw-1)*dw+1) with zeros between the taps: a
+    dilated convolution is the plain convolution with this kernel (a layout of the weights, no arithmetic)."""
+    dh, dw = rate
+    if (dh, dw) == (1, 1):
+        return W
+    f, c, kh, kw = W.shape
+    out = np.zeros((f, c, (kh - 1) * dh + 1, (kw - 1) * dw + 1), dtype=W.dtype)
+    out[:, :, ::dh, ::dw] = W
+    return out
+
+
+def _conv_apply(x, W, b, stride, pads, groups, rate, relu, ctx):
+    """Keras' convolution of (N, C, H, W) ``x`` on fastconv's kernels; saves what the backward needs in ctx.
+
+    ``pads`` (top, bottom, left, right): symmetric padding goes to the kernel, asymmetric padding is a zero-padded
+    copy; ``groups`` > 1 runs one convolution per group of channels; ``rate`` dilates the kernel.
+    """
+    kpad = pads[0]
+    if not pads[0] == pads[1] == pads[2] == pads[3]:
+        x = _pad_nchw(x, pads)
+        kpad = 0
+    Wd = _dilate(W, rate)
+    ctx["x"], ctx["pads"], ctx["kpad"], ctx["Wd"] = x, pads, kpad, Wd
+    if groups == 1:
+        return ops.conv_forward(x, Wd, b, stride, kpad, relu=relu)
+    cg, fg = x.shape[1] // groups, Wd.shape[0] // groups
+    return np.concatenate(
+        [
+            ops.conv_forward(
+                x[:, g * cg : (g + 1) * cg],
+                Wd[g * fg : (g + 1) * fg],
+                b[g * fg : (g + 1) * fg],
+                stride,
+                kpad,
+                relu=relu,
+            )
+            for g in range(groups)
+        ],
+        axis=1,
+    )
+
+
+def _conv_grad(dout, ctx, stride, groups, rate, need_dx):
+    """(dx or None, dW in the undilated filter shape, db) of :func:`_conv_apply`."""
+    x, Wd, kpad = ctx["x"], ctx["Wd"], ctx["kpad"]
+    if groups == 1:
+        dx, dW, db = ops.conv_backward(x, Wd, dout, stride, kpad, need_dx=need_dx)
+    else:
+        cg, fg = x.shape[1] // groups, Wd.shape[0] // groups
+        parts = [
+            ops.conv_backward(
+                x[:, g * cg : (g + 1) * cg],
+                Wd[g * fg : (g + 1) * fg],
+                dout[:, g * fg : (g + 1) * fg],
+                stride,
+                kpad,
+                need_dx=need_dx,
+            )
+            for g in range(groups)
+        ]
+        dx = np.concatenate([q[0] for q in parts], axis=1) if need_dx else None
+        dW = np.concatenate([q[1] for q in parts], axis=0)
+        db = np.concatenate([q[2] for q in parts], axis=0)
+    if rate != (1, 1):
+        dW = np.ascontiguousarray(dW[:, :, :: rate[0], :: rate[1]])  # the taps the dilated kernel has
+    if dx is not None and kpad == 0 and any(ctx["pads"]):
+        dx = _crop_nchw(dx, ctx["pads"])
+    return dx, dW, db
+
+
 class Conv2D(_ImageLayer):
     """2-D convolution: ``Conv2D(filters, kernel_size, strides=(1, 1), padding='valid', ...)`` as Keras 3.
 
     Runs ``ops.conv_forward`` (a ReLU activation fused into it) and ``ops.conv_backward``; the kernel is
     stored (filters, in, kh, kw) and seen as Keras' (kh, kw, in, filters). ``padding='same'`` pads as Keras
     (output ceil(size / stride), an odd pixel at the bottom / right); symmetric padding goes to the kernel,
-    asymmetric padding is a zero-padded copy. ``groups`` splits the channels into independent convolutions.
-    Not supported (no kernel yet): ``dilation_rate`` > 1, unequal strides, regularizers and constraints.
+    asymmetric padding is a zero-padded copy. ``groups`` runs one convolution per group of channels (a loop:
+    fastconv has no grouped kernel). ``dilation_rate`` runs the convolution with the kernel's taps spread
+    apart by zeros (exact; it multiplies the zeros too). Not supported: unequal strides, regularizers and
+    constraints.
     """
 
     def __init__(
@@ -652,34 +725,15 @@ class Conv2D(_ImageLayer):
                 f"Received filters={filters}."
             )
         self.filters = int(filters)
-        self.kernel_size = _tuple2(kernel_size, "kernel_size")
-        if 0 in self.kernel_size or min(self.kernel_size) < 0:
-            raise ValueError(
-                f"The argument `kernel_size` cannot contain 0. Received kernel_size={self.kernel_size}."
-            )
-        self.strides = _tuple2(strides, "strides")
-        if min(self.strides) <= 0:
-            raise ValueError(f"The argument `strides` cannot contains 0. Received strides={self.strides}")
-        self.padding = _padding(padding)
-        self.dilation_rate = _tuple2(dilation_rate, "dilation_rate")
-        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups <= 0:
-            raise ValueError(f"The number of groups must be a positive integer. Received: groups={groups}.")
-        self.groups = int(groups)
+        self._init_conv(
+            kernel_size, strides, padding, dilation_rate, groups, activation, use_bias, bias_initializer
+        )
         if self.filters % self.groups:
             raise ValueError(
                 "The number of filters must be evenly divisible by the number of groups. "
                 f"Received: groups={self.groups}, filters={self.filters}."
             )
-        self.activation = _activations.get(activation)
-        self.use_bias = bool(use_bias)
         self.kernel_initializer = _initializers.get(kernel_initializer)
-        self.bias_initializer = _initializers.get(bias_initializer)
-        if self.dilation_rate != (1, 1):
-            _unsupported(f"{type(self).__name__}: dilation_rate={self.dilation_rate} (a dilated convolution)")
-        if self.strides[0] != self.strides[1]:
-            _unsupported(f"{type(self).__name__}: strides={self.strides} (unequal strides)")
-        if self.activation == "softmax":
-            _unsupported(f"{type(self).__name__}: activation='softmax' (a softmax over channels)")
         _reject(
             type(self).__name__,
             kernel_regularizer=kernel_regularizer,
@@ -690,13 +744,41 @@ class Conv2D(_ImageLayer):
             lora_rank=lora_rank,
         )
 
-    def build(self, input_shape):
-        c = self._hwc(input_shape)[2]
-        if c is None:
+    def _init_conv(
+        self, kernel_size, strides, padding, dilation_rate, groups, activation, use_bias, bias_initializer
+    ):
+        self.kernel_size = _tuple2(kernel_size, "kernel_size")
+        if min(self.kernel_size) <= 0:
             raise ValueError(
-                f"The channel dimension of the inputs should be defined. Received input shape "
-                f"{_fmt_shape(input_shape)}"
+                f"The argument `kernel_size` cannot contain 0. Received kernel_size={self.kernel_size}."
             )
+        self.strides = _tuple2(strides, "strides")
+        if min(self.strides) <= 0:
+            raise ValueError(f"The argument `strides` cannot contains 0. Received strides={self.strides}")
+        self.padding = _padding(padding)
+        self.dilation_rate = _tuple2(dilation_rate, "dilation_rate")
+        if min(self.dilation_rate) <= 0:
+            raise ValueError(
+                f"The argument `dilation_rate` cannot contain 0. Received dilation_rate={self.dilation_rate}"
+            )
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(
+                "`strides > 1` not supported in conjunction with `dilation_rate > 1`. Received: "
+                f"strides={self.strides} and dilation_rate={self.dilation_rate}"
+            )
+        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups <= 0:
+            raise ValueError(f"The number of groups must be a positive integer. Received: groups={groups}.")
+        self.groups = int(groups)
+        self.activation = _activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.bias_initializer = _initializers.get(bias_initializer)
+        if self.strides[0] != self.strides[1]:
+            _unsupported(f"{type(self).__name__}: strides={self.strides} (unequal strides)")
+        if self.activation == "softmax":
+            _unsupported(f"{type(self).__name__}: activation='softmax' (a softmax over channels)")
+
+    def build(self, input_shape):
+        c = self._input_channels(input_shape)
         if c % self.groups:
             raise ValueError(
                 f"The number of input channels must be evenly divisible by the number of groups. "
@@ -704,80 +786,72 @@ class Conv2D(_ImageLayer):
                 f"is {_fmt_shape(input_shape)})."
             )
         kh, kw = self.kernel_size
-        kshape = (kh, kw, c // self.groups, self.filters)
         # Keras (kh, kw, in, out) <-> fastconv (out, in, kh, kw)
         self.kernel = self._add_weight(
             "kernel",
-            kshape,
+            (kh, kw, c // self.groups, self.filters),
             self.kernel_initializer,
             to_keras=lambda a: a.transpose(2, 3, 1, 0),
             from_keras=lambda a: np.ascontiguousarray(a.transpose(3, 2, 0, 1)),
         )
-        if self.use_bias:
-            self.bias = self._add_weight("bias", (self.filters,), self.bias_initializer)
-            self._zero_bias = None
-        else:
-            self.bias = None
-            self._zero_bias = np.zeros(self.filters, dtype=self.dtype)
+        self._build_bias(self.filters)
         self._axes = {self._channel_axis(): c}
 
-    def _geometry(self, h, w):
-        """(pads (t, b, l, r), kernel pad or None when the pads are asymmetric, output h, w)."""
-        kh, kw = self.kernel_size
-        s = self.strides[0]
-        if self.padding == "valid":
-            pads = (0, 0, 0, 0)
+    def _input_channels(self, input_shape):
+        c = self._hwc(input_shape)[2]
+        if c is None:
+            raise ValueError(
+                f"The channel dimension of the inputs should be defined. Received input shape "
+                f"{_fmt_shape(input_shape)}"
+            )
+        return c
+
+    def _build_bias(self, n):
+        if self.use_bias:
+            self.bias = self._add_weight("bias", (n,), self.bias_initializer)
         else:
-            pads = (*_same_pads(h, kh, s), *_same_pads(w, kw, s))
-        oh = (h + pads[0] + pads[1] - kh) // s + 1
-        ow = (w + pads[2] + pads[3] - kw) // s + 1
-        sym = pads[0] == pads[1] == pads[2] == pads[3]
-        return pads, (pads[0] if sym else None), oh, ow
+            self.bias = None
+            self._zero_bias = np.zeros(n, dtype=self.dtype)
+
+    def _bias(self):
+        return self.bias._data if self.use_bias else self._zero_bias
+
+    def _geometry(self, h, w):
+        """(pads (t, b, l, r), output h, w) for the dilated kernel's extent."""
+        kh, kw = ((k - 1) * d + 1 for k, d in zip(self.kernel_size, self.dilation_rate))
+        s = self.strides[0]
+        pads = (0, 0, 0, 0) if self.padding == "valid" else (*_same_pads(h, kh, s), *_same_pads(w, kw, s))
+        return pads, (h + pads[0] + pads[1] - kh) // s + 1, (w + pads[2] + pads[3] - kw) // s + 1
 
     def compute_output_shape(self, input_shape):
         h, w, _ = self._hwc(input_shape)
         oh = ow = None
         if h is not None and w is not None:
-            _, _, oh, ow = self._geometry(h, w)
+            _, oh, ow = self._geometry(h, w)
             if oh <= 0 or ow <= 0:
                 raise ValueError(
                     f"Computed output size would be negative. Received `inputs shape="
                     f"{_fmt_shape(input_shape)}`, `kernel shape={self.kernel.shape}`, "
                     f"`dilation_rate={list(self.dilation_rate)}`."
                 )
-        return self._image_shape(input_shape[0], oh, ow, self.filters)
+        return self._image_shape(input_shape[0], oh, ow, self._out_channels())
 
-    def _bias(self):
-        return self.bias._data if self.use_bias else self._zero_bias
+    def _out_channels(self):
+        return self.filters
 
     def _fwd1(self, x, ctx, training, logits):
-        h, w = x.shape[2], x.shape[3]
-        pads, kpad, _, _ = self._geometry(h, w)
-        if kpad is None:
-            x = _pad_nchw(x, pads)
-            kpad = 0
-        ctx["x"], ctx["pads"], ctx["kpad"] = x, pads, kpad
-        s = self.strides[0]
-        relu = self.activation == "relu"
-        W, b = self.kernel._data, self._bias()
-        if self.groups == 1:
-            out = ops.conv_forward(x, W, b, s, kpad, relu=relu)
-        else:
-            cg, fg = x.shape[1] // self.groups, self.filters // self.groups
-            out = np.concatenate(
-                [
-                    ops.conv_forward(
-                        x[:, g * cg : (g + 1) * cg],
-                        W[g * fg : (g + 1) * fg],
-                        b[g * fg : (g + 1) * fg],
-                        s,
-                        kpad,
-                        relu=relu,
-                    )
-                    for g in range(self.groups)
-                ],
-                axis=1,
-            )
+        pads, _, _ = self._geometry(x.shape[2], x.shape[3])
+        out = _conv_apply(
+            x,
+            self.kernel._data,
+            self._bias(),
+            self.strides[0],
+            pads,
+            self.groups,
+            self.dilation_rate,
+            self.activation == "relu",
+            ctx,
+        )
         if self.activation == "sigmoid":
             out = ops.sigmoid_forward(out)
         ctx["out"] = out
@@ -788,47 +862,256 @@ class Conv2D(_ImageLayer):
             dout = ops.relu_backward(dout, ctx["out"])
         elif self.activation == "sigmoid":
             dout = ops.sigmoid_backward(dout, ctx["out"])
-        x, s, kpad = ctx["x"], self.strides[0], ctx["kpad"]
-        W = self.kernel._data
-        if self.groups == 1:
-            dx, dW, db = ops.conv_backward(x, W, dout, s, kpad, need_dx=need_dx)
-        else:
-            cg, fg = x.shape[1] // self.groups, self.filters // self.groups
-            parts = [
-                ops.conv_backward(
-                    x[:, g * cg : (g + 1) * cg],
-                    W[g * fg : (g + 1) * fg],
-                    dout[:, g * fg : (g + 1) * fg],
-                    s,
-                    kpad,
-                    need_dx=need_dx,
-                )
-                for g in range(self.groups)
-            ]
-            dx = np.concatenate([p[0] for p in parts], axis=1) if need_dx else None
-            dW = np.concatenate([p[1] for p in parts], axis=0)
-            db = np.concatenate([p[2] for p in parts], axis=0)
+        dx, dW, db = _conv_grad(dout, ctx, self.strides[0], self.groups, self.dilation_rate, need_dx)
         if self.trainable:
             self.kernel._accumulate(dW)
             if self.use_bias:
                 self.bias._accumulate(db)
-        if dx is not None and ctx["kpad"] == 0 and any(ctx["pads"]):
-            dx = _crop_nchw(dx, ctx["pads"])
         return dx
 
-    def get_config(self):
+    def _conv_config(self):
         return {
-            **super().get_config(),
-            "filters": self.filters,
             "kernel_size": list(self.kernel_size),
             "strides": list(self.strides),
             "padding": self.padding,
             "dilation_rate": list(self.dilation_rate),
-            "groups": self.groups,
             "activation": self.activation,
             "use_bias": self.use_bias,
-            "kernel_initializer": _initializers.serialize(self.kernel_initializer),
             "bias_initializer": _initializers.serialize(self.bias_initializer),
+        }
+
+    def get_config(self):
+        return {
+            **_ImageLayer.get_config(self),
+            "filters": self.filters,
+            "groups": self.groups,
+            **self._conv_config(),
+            "kernel_initializer": _initializers.serialize(self.kernel_initializer),
+        }
+
+
+class DepthwiseConv2D(Conv2D):
+    """``DepthwiseConv2D(kernel_size, strides=(1, 1), padding='valid', depth_multiplier=1, ...)`` as Keras 3:
+    each input channel convolved with its own ``depth_multiplier`` filters (output channel c*m + j).
+
+    Runs as a Conv2D with one group per input channel (one fastconv convolution per channel: a loop, as
+    fastconv has no depthwise kernel). The kernel is Keras' (kh, kw, channels, depth_multiplier).
+    """
+
+    def __init__(
+        self,
+        kernel_size,
+        strides=(1, 1),
+        padding="valid",
+        depth_multiplier=1,
+        data_format=None,
+        dilation_rate=(1, 1),
+        activation=None,
+        use_bias=True,
+        depthwise_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        depthwise_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        depthwise_constraint=None,
+        bias_constraint=None,
+        **kwargs,
+    ):
+        _ImageLayer.__init__(self, data_format=data_format, **kwargs)
+        if (
+            isinstance(depth_multiplier, bool)
+            or not isinstance(depth_multiplier, (int, np.integer))
+            or depth_multiplier <= 0
+        ):
+            raise ValueError(
+                "Invalid value for argument `depth_multiplier`. Expected a strictly positive value. "
+                f"Received depth_multiplier={depth_multiplier}."
+            )
+        self.depth_multiplier = int(depth_multiplier)
+        self._init_conv(
+            kernel_size, strides, padding, dilation_rate, 1, activation, use_bias, bias_initializer
+        )
+        self.depthwise_initializer = _initializers.get(depthwise_initializer)
+        _reject(
+            type(self).__name__,
+            depthwise_regularizer=depthwise_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            depthwise_constraint=depthwise_constraint,
+            bias_constraint=bias_constraint,
+        )
+
+    def build(self, input_shape):
+        c = self._input_channels(input_shape)
+        m = self.depth_multiplier
+        kh, kw = self.kernel_size
+        self.groups = c
+        self.filters = c * m
+        # Keras (kh, kw, C, m) <-> fastconv grouped filters (C*m, 1, kh, kw), filter c*m + j
+        self.kernel = self._add_weight(
+            "kernel",
+            (kh, kw, c, m),
+            self.depthwise_initializer,
+            to_keras=lambda a: a.reshape(c, m, kh, kw).transpose(2, 3, 0, 1),
+            from_keras=lambda a: np.ascontiguousarray(a.transpose(2, 3, 0, 1).reshape(c * m, 1, kh, kw)),
+        )
+        self._build_bias(c * m)
+        self._axes = {self._channel_axis(): c}
+
+    def _out_channels(self):
+        return self.filters
+
+    def compute_output_shape(self, input_shape):
+        self.filters = self._hwc(input_shape)[2] * self.depth_multiplier
+        return super().compute_output_shape(input_shape)
+
+    def get_config(self):
+        return {
+            **_ImageLayer.get_config(self),
+            "depth_multiplier": self.depth_multiplier,
+            **self._conv_config(),
+            "depthwise_initializer": _initializers.serialize(self.depthwise_initializer),
+        }
+
+
+class SeparableConv2D(Conv2D):
+    """``SeparableConv2D(filters, kernel_size, ..., depth_multiplier=1)`` as Keras 3: a depthwise convolution
+    (no bias) then a 1x1 convolution to ``filters`` channels with the bias and the activation.
+
+    Weights (Keras' order and layouts): depthwise_kernel (kh, kw, C, m), pointwise_kernel (1, 1, C*m, filters),
+    bias. The depthwise part runs one fastconv convolution per input channel (see ``DepthwiseConv2D``).
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=(1, 1),
+        padding="valid",
+        data_format=None,
+        dilation_rate=(1, 1),
+        depth_multiplier=1,
+        activation=None,
+        use_bias=True,
+        depthwise_initializer="glorot_uniform",
+        pointwise_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        depthwise_regularizer=None,
+        pointwise_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        depthwise_constraint=None,
+        pointwise_constraint=None,
+        bias_constraint=None,
+        **kwargs,
+    ):
+        _ImageLayer.__init__(self, data_format=data_format, **kwargs)
+        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
+            raise ValueError(
+                "Invalid value for argument `filters`. Expected a strictly positive value. "
+                f"Received filters={filters}."
+            )
+        if (
+            isinstance(depth_multiplier, bool)
+            or not isinstance(depth_multiplier, (int, np.integer))
+            or depth_multiplier <= 0
+        ):
+            raise ValueError(
+                "Invalid value for argument `depth_multiplier`. Expected a strictly positive value. "
+                f"Received depth_multiplier={depth_multiplier}."
+            )
+        self.filters, self.depth_multiplier = int(filters), int(depth_multiplier)
+        self._init_conv(
+            kernel_size, strides, padding, dilation_rate, 1, activation, use_bias, bias_initializer
+        )
+        self.depthwise_initializer = _initializers.get(depthwise_initializer)
+        self.pointwise_initializer = _initializers.get(pointwise_initializer)
+        _reject(
+            type(self).__name__,
+            depthwise_regularizer=depthwise_regularizer,
+            pointwise_regularizer=pointwise_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            depthwise_constraint=depthwise_constraint,
+            pointwise_constraint=pointwise_constraint,
+            bias_constraint=bias_constraint,
+        )
+
+    def build(self, input_shape):
+        c = self._input_channels(input_shape)
+        m = self.depth_multiplier
+        kh, kw = self.kernel_size
+        self.groups = c
+        self.depthwise_kernel = self._add_weight(
+            "depthwise_kernel",
+            (kh, kw, c, m),
+            self.depthwise_initializer,
+            to_keras=lambda a: a.reshape(c, m, kh, kw).transpose(2, 3, 0, 1),
+            from_keras=lambda a: np.ascontiguousarray(a.transpose(2, 3, 0, 1).reshape(c * m, 1, kh, kw)),
+        )
+        self.kernel = self.pointwise_kernel = self._add_weight(
+            "pointwise_kernel",
+            (1, 1, c * m, self.filters),
+            self.pointwise_initializer,
+            to_keras=lambda a: a.transpose(2, 3, 1, 0),
+            from_keras=lambda a: np.ascontiguousarray(a.transpose(3, 2, 0, 1)),
+        )
+        self._build_bias(self.filters)
+        self._zero_dw_bias = np.zeros(c * m, dtype=self.dtype)
+        self._axes = {self._channel_axis(): c}
+
+    def _fwd1(self, x, ctx, training, logits):
+        pads, _, _ = self._geometry(x.shape[2], x.shape[3])
+        ctx["dw"], ctx["pw"] = {}, {}
+        mid = _conv_apply(
+            x,
+            self.depthwise_kernel._data,
+            self._zero_dw_bias,
+            self.strides[0],
+            pads,
+            self.groups,
+            self.dilation_rate,
+            False,
+            ctx["dw"],
+        )
+        out = _conv_apply(
+            mid,
+            self.pointwise_kernel._data,
+            self._bias(),
+            1,
+            (0, 0, 0, 0),
+            1,
+            (1, 1),
+            self.activation == "relu",
+            ctx["pw"],
+        )
+        if self.activation == "sigmoid":
+            out = ops.sigmoid_forward(out)
+        ctx["out"] = out
+        return out
+
+    def _bwd1(self, dout, ctx, need_dx):
+        if self.activation == "relu":
+            dout = ops.relu_backward(dout, ctx["out"])
+        elif self.activation == "sigmoid":
+            dout = ops.sigmoid_backward(dout, ctx["out"])
+        dmid, dpw, db = _conv_grad(dout, ctx["pw"], 1, 1, (1, 1), True)
+        dx, ddw, _ = _conv_grad(dmid, ctx["dw"], self.strides[0], self.groups, self.dilation_rate, need_dx)
+        if self.trainable:
+            self.depthwise_kernel._accumulate(ddw)
+            self.pointwise_kernel._accumulate(dpw)
+            if self.use_bias:
+                self.bias._accumulate(db)
+        return dx
+
+    def get_config(self):
+        return {
+            **_ImageLayer.get_config(self),
+            "filters": self.filters,
+            "depth_multiplier": self.depth_multiplier,
+            **self._conv_config(),
+            "depthwise_initializer": _initializers.serialize(self.depthwise_initializer),
+            "pointwise_initializer": _initializers.serialize(self.pointwise_initializer),
         }
 
 
@@ -1652,8 +1935,6 @@ def _missing(name: str, what: str):
 
 
 Conv2DTranspose = _missing("Conv2DTranspose", "a transposed convolution")
-DepthwiseConv2D = _missing("DepthwiseConv2D", "a depthwise convolution")
-SeparableConv2D = _missing("SeparableConv2D", "a depthwise-separable convolution")
 UpSampling2D = _missing("UpSampling2D", "nearest / bilinear upsampling")
 LeakyReLU = _missing("LeakyReLU", "a leaky ReLU")
 
@@ -1664,6 +1945,8 @@ LAYERS = {
     for cls in (
         InputLayer,
         Conv2D,
+        DepthwiseConv2D,
+        SeparableConv2D,
         MaxPooling2D,
         AveragePooling2D,
         GlobalAveragePooling2D,
