@@ -66,11 +66,15 @@ __all__ = [
 
 def _to_t(x):
     """Logical (N, H, W, C) -> internal (N, C, H, W)."""
+    if x.shape[3] == 1 and x.flags.c_contiguous:  # one channel: the same bytes, no copy
+        return x.reshape(x.shape[0], 1, x.shape[1], x.shape[2])
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
 def _from_t(x):
     """Internal (N, C, H, W) -> logical (N, H, W, C)."""
+    if x.shape[1] == 1 and x.flags.c_contiguous:
+        return x.reshape(x.shape[0], x.shape[2], x.shape[3], 1)
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
 
 
