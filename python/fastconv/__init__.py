@@ -26,6 +26,15 @@ __all__ = [
 ]
 
 
+def __getattr__(name):
+    # ``import fastconv as tf; tf.keras.utils.to_categorical(...)``: the Keras front end loads on first use
+    if name == "keras":
+        import importlib
+
+        return importlib.import_module(".keras", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def set_num_threads(n: int) -> None:
     """Set the number of threads every kernel uses (default: OpenMP's, i.e. ``OMP_NUM_THREADS`` or all cores).
 
