@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from .. import ops
-from ..reference.optimizer import adam_lr_t
+from .._helpers import adam_lr_t
 
 __all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "Optimizer", "RMSprop", "get"]
 
