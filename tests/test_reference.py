@@ -751,3 +751,28 @@ def test_optimizer_state_is_per_key_and_lazy():
     opt.update(params, {"a": np.ones(2), "b": np.ones((2, 2), dtype=np.float32)})
     assert set(opt.v) == {"a", "b"} and opt.v["b"].dtype == np.float32
     np.testing.assert_array_equal(params["a"], [-1.0, -1.0])
+
+
+def test_shipped_code_never_imports_the_oracle():
+    """The oracle stays independent: no module of fastconv outside reference/ imports fastconv.reference
+    (otherwise a test of that module would compare the reference with itself)."""
+    import ast
+    from pathlib import Path
+
+    import fastconv
+
+    root = Path(fastconv.__file__).resolve().parent
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        if "reference" in path.relative_to(root).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [a.name for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            if any(n == "reference" or n.startswith("reference.") or ".reference" in n for n in names):
+                offenders.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert offenders == [], offenders
