@@ -4,10 +4,11 @@ The same model code (the tutorial's Sequential convnet, Adam, categorical cross-
 ``fastconv.keras`` and on Keras 3 with its PyTorch backend (``KERAS_BACKEND=torch``, the local torch), each in
 its own process with the same thread count (fastconv's OpenMP threads / torch's intra-op threads). Each trains
 one epoch on the 60,000 real training images and is then evaluated on the 10,000 test images. One run of
-each; the epoch time includes everything ``fit`` does (batching, progress bookkeeping). To compare accuracies
-rather than random draws, both sides start from the same weights (Glorot uniform, drawn once here) and see the
-images in the same shuffled order (shuffled once here, ``fit(shuffle=False)`` for one epoch); only their
-dropout masks differ.
+each; the epoch time includes everything ``fit`` does (batching, progress bookkeeping). To compare
+accuracies rather than random draws, both sides start from the same weights (Glorot uniform, drawn once here)
+and see the images in the same shuffled order (shuffled once here, ``fit(shuffle=False)`` for one epoch); only
+their dropout masks differ. The table also gives each epoch's CPU time and the 1-minute load average before
+and after it: on a shared machine the ratio of two runs moves with what the other tenants run.
 
     python bench/bench_keras.py                    # both, 2 threads, full epoch
     python bench/bench_keras.py --only fastconv    # one side
@@ -71,7 +72,8 @@ def worker(side: str, threads: int, train: int, epochs: int, batch: int, start: 
         from fastconv import keras as K
 
         fastconv.set_num_threads(threads)
-        version = f"fastconv {fastconv.__version__} ({fastconv.get_num_threads()} threads, {fastconv.info()['simd']})"
+        simd = fastconv.info()["simd"]
+        version = f"fastconv {fastconv.__version__} ({fastconv.get_num_threads()} threads, {simd})"
     from fastconv.keras.datasets import fashion_mnist  # the same arrays for both sides
 
     (x_train, y_train), (x_test, y_test) = fashion_mnist.load_data()
@@ -85,9 +87,9 @@ def worker(side: str, threads: int, train: int, epochs: int, batch: int, start: 
     K.utils.set_random_seed(0)
     model = tutorial_model(K)
     model.set_weights(weights)
-    t0 = time.perf_counter()
+    load0, cpu0, t0 = os.getloadavg()[0], time.process_time(), time.perf_counter()
     model.fit(x_train, y_train, batch_size=batch, epochs=epochs, verbose=2, shuffle=epochs > 1)
-    fit_s = time.perf_counter() - t0
+    fit_s, fit_cpu, load1 = time.perf_counter() - t0, time.process_time() - cpu0, os.getloadavg()[0]
     t0 = time.perf_counter()
     loss, acc = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
     eval_s = time.perf_counter() - t0
@@ -99,6 +101,8 @@ def worker(side: str, threads: int, train: int, epochs: int, batch: int, start: 
         "test_accuracy": float(acc),
         "test_loss": float(loss),
         "eval_s": eval_s,
+        "cpu_s": fit_cpu / epochs,
+        "load": f"{load0:.1f} -> {load1:.1f}",
         "params": model.count_params(),
     }
 
@@ -117,7 +121,7 @@ def main(argv=None):
         res = worker(a.worker, a.threads, a.train, a.epochs, a.batch_size, a.start)
         print("RESULT " + json.dumps(res), flush=True)
         return 0
-    # the shared start: initial weights (fastconv.keras's Glorot uniform, in Keras' layouts) and the batch order
+    # the shared start: initial weights (fastconv.keras's Glorot uniform, Keras' layouts), the batch order
     import tempfile
 
     import numpy as np
@@ -128,7 +132,8 @@ def main(argv=None):
     order = np.random.default_rng(0).permutation(60000)[: a.train]
     np.savez(start, order=order, **{f"w{i}": w for i, w in enumerate(tutorial_model(fk).get_weights())})
     print(
-        f"CPU: {cpu_model()}, {os.cpu_count()} CPUs; {a.threads} threads per side; {a.train} training images, "
+        f"CPU: {cpu_model()}, {os.cpu_count()} CPUs; {a.threads} threads per side; {a.train} training "
+        "images, "
         f"{a.epochs} epoch(s), batch {a.batch_size}",
         flush=True,
     )
@@ -163,12 +168,12 @@ def main(argv=None):
                 print("  " + ln)
         results[side] = json.loads(lines[-1][len("RESULT ") :])
     print()
-    print("| side | epoch s | examples/s | test accuracy | version |")
-    print("|---|---:|---:|---:|---|")
+    print("| side | epoch s | examples/s | test accuracy | CPU s | load average | version |")
+    print("|---|---:|---:|---:|---:|---|---|")
     for r in results.values():
         print(
-            f"| {r['side']} | {r['epoch_s']:.1f} | {r['examples_per_s']:,.0f} | {100 * r['test_accuracy']:.2f}% | "
-            f"{r['version']} |"
+            f"| {r['side']} | {r['epoch_s']:.1f} | {r['examples_per_s']:,.0f} | "
+            f"{100 * r['test_accuracy']:.2f}% | {r['cpu_s']:.0f} | {r['load']} | {r['version']} |"
         )
     if len(results) == 2:
         f, k = results["fastconv"], results["keras"]

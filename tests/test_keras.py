@@ -788,6 +788,21 @@ def test_subclassed_model_is_refused():
         Net()
 
 
+def test_shared_layer_two_inputs_trains_and_round_trips(tmp_path, rng):
+    a, b = keras.Input((6,)), keras.Input((6,))
+    shared = L.Dense(4, activation="relu")
+    model = keras.Model([a, b], L.Dense(2, activation="softmax")(L.Concatenate()([shared(a), shared(b)])))
+    assert len(model.weights) == 4 and model.count_params() == 6 * 4 + 4 + 8 * 2 + 2
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    x1, x2, y = rng.standard_normal((8, 6)), rng.standard_normal((8, 6)), rng.integers(0, 2, 8)
+    before = shared.get_weights()[0].copy()
+    model.fit([x1, x2], y, epochs=2, verbose=0)
+    assert not np.array_equal(before, shared.get_weights()[0])  # the gradients of both calls, summed
+    model.save(tmp_path / "s.keras")
+    loaded = keras.models.load_model(tmp_path / "s.keras")
+    np.testing.assert_array_equal(loaded.predict([x1, x2], verbose=0), model.predict([x1, x2], verbose=0))
+
+
 def test_nested_sequential_in_functional(rng):
     block = keras.Sequential(
         [keras.Input((6, 6, 2)), L.Conv2D(3, 3, padding="same", activation="relu")], name="block"

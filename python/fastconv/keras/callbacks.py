@@ -209,7 +209,7 @@ def _fmt_eta(sec: float) -> str:
 class Progbar:
     """Keras' progress line: ``938/938 ━━━━━━━━━━━━━━━━━━━━ 42s 45ms/step - accuracy: 0.9012 - loss: 0.2710``.
 
-    ``verbose=1``: the bar, redrawn in place on a terminal (only the final line of each epoch elsewhere, so logs
+    ``verbose=1``: the bar, redrawn in place on a terminal (only the last line of an epoch elsewhere, so logs
     stay readable); ``verbose=2``: the final line only, without the bar.
     """
 
@@ -434,7 +434,8 @@ class ModelCheckpoint(Callback):
             if self.verbose > 0:
                 prev = "inf" if self.best is None else f"{self.best:.5f}"
                 print(
-                    f"\nEpoch {epoch + 1}: {self.monitor} improved from {prev} to {current:.5f}, saving model to "
+                    f"\nEpoch {epoch + 1}: {self.monitor} improved from {prev} to {current:.5f}, "
+                    "saving model to "
                     f"{path}"
                 )
             self.best = current
@@ -551,7 +552,7 @@ class CSVLogger(Callback):
 
     def on_train_begin(self, logs=None):
         exists = self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
-        self._file = open(self.filename, "a" if self.append else "w", newline="")  # noqa: SIM115 (closed at the end)
+        self._file = open(self.filename, "a" if self.append else "w", newline="")  # noqa: SIM115
         self._append_header = not exists
         self._writer = None
 

@@ -33,7 +33,8 @@ __all__ = [
     "serialize",
 ]
 
-# stddev of a standard normal truncated to [-2, 2]: Keras divides by it so the truncated draw keeps the variance
+# stddev of a standard normal truncated to [-2, 2]: Keras divides by it, so the truncated draw keeps the
+# variance
 _TRUNC_STD = 0.87962566103423978
 
 

@@ -10,7 +10,7 @@ Layouts. Users see Keras' layouts: images are (N, H, W, C) (``data_format='chann
 and weights are Keras' shapes (a Conv2D kernel is (kh, kw, in, out)). fastconv's kernels work on (N, C, H, W)
 and (out, in, kh, kw). A model converts its inputs once at its edge; inside, every 4-D channels-last tensor is
 held as (N, C, H, W) (the tensor's ``_t`` flag says so), and a layer that needs Keras' logical layout
-(``Flatten``, ``Reshape``, ``Dense`` on images, ``BatchNormalization``) converts it back. Weights are stored in
+(``Flatten``, ``Reshape``, ``Dense`` on images, ``BatchNormalization``) converts it back. Weights are kept in
 fastconv's layout and converted by ``get_weights`` / ``set_weights``. ``data_format='channels_first'`` is
 accepted on every image layer.
 
@@ -197,7 +197,7 @@ class Variable:
         return np.array(self._to_keras(self._data), copy=True)
 
     def assign(self, value) -> None:
-        """Write ``value`` (Keras' layout and shape) into the weight, in place (optimizers keep their state)."""
+        """Write ``value`` (Keras' layout and shape) into the weight, in place (optimizer state stays)."""
         a = np.asarray(value)
         if a.shape != self.shape:
             raise ValueError(
@@ -633,7 +633,7 @@ def _dilate(W, rate):
 def _conv_apply(x, W, b, stride, pads, groups, rate, relu, ctx):
     """Keras' convolution of (N, C, H, W) ``x`` on fastconv's kernels; saves what the backward needs in ctx.
 
-    ``pads`` (top, bottom, left, right): symmetric padding goes to the kernel, asymmetric padding is a zero-padded
+    ``pads`` (top, bottom, left, right): symmetric padding goes to the kernel, asymmetric padding is a padded
     copy; ``groups`` > 1 runs one convolution per group of channels; ``rate`` dilates the kernel.
     """
     kpad = pads[0]
@@ -982,7 +982,7 @@ class SeparableConv2D(Conv2D):
     """``SeparableConv2D(filters, kernel_size, ..., depth_multiplier=1)`` as Keras 3: a depthwise convolution
     (no bias) then a 1x1 convolution to ``filters`` channels with the bias and the activation.
 
-    Weights (Keras' order and layouts): depthwise_kernel (kh, kw, C, m), pointwise_kernel (1, 1, C*m, filters),
+    Weights (Keras' order, layouts): depthwise_kernel (kh, kw, C, m), pointwise_kernel (1, 1, C*m, filters),
     bias. The depthwise part runs one fastconv convolution per input channel (see ``DepthwiseConv2D``).
     """
 
@@ -1694,7 +1694,7 @@ class BatchNormalization(Layer):
     """``BatchNormalization(axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, ...)`` as Keras 3.
 
     Statistics per channel (the ``axis`` feature), over the batch and every other axis, by
-    ``ops.batchnorm_*`` on the (samples * pixels, channels) view. Defaults follow Keras, not the book: momentum
+    ``ops.batchnorm_*`` on the (samples * pixels, channels) view. Keras' defaults, not the book's: momentum
     0.99 (the weight of the old moving average), epsilon 1e-3, moving variance starting at 1. In training the
     moving statistics move toward the batch's (biased) variance, as Keras'; a non-trainable layer normalises
     with its moving statistics, as in Keras 3. Weights: [gamma, beta, moving_mean, moving_variance].

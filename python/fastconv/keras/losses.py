@@ -275,7 +275,8 @@ _FUNCS = {
 
 
 def get(identifier):
-    """A :class:`Loss` from a name (``'categorical_crossentropy'``, ``'CategoricalCrossentropy'``), one of this
+    """A :class:`Loss` from a name (``'categorical_crossentropy'``, ``'CategoricalCrossentropy'``), one of
+    this
     module's functions, a config dict or an instance."""
     if isinstance(identifier, Loss):
         return identifier

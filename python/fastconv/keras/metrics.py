@@ -134,7 +134,7 @@ _NOT_YET = (
 
 
 def get(identifier, loss_kind: str = "categorical"):
-    """A metric from a name or instance; ``'accuracy'`` / ``'acc'`` follow the loss (``loss_kind``) as Keras'."""
+    """A metric from a name or instance; ``'accuracy'`` / ``'acc'`` follow the loss (``loss_kind``)."""
     if isinstance(identifier, Metric):
         return identifier
     if isinstance(identifier, str):

@@ -62,7 +62,7 @@ def _positive_int(value, name):
 
 
 class Model(Layer):
-    """A functional model: ``Model(inputs, outputs, name=None)`` with ``inputs`` / ``outputs`` symbolic tensors
+    """A functional model: ``Model(inputs, outputs, name=None)``, ``inputs`` / ``outputs`` symbolic tensors
     (one or a list) from ``fastconv.keras.Input`` and layer calls. A model is itself a layer: it can be called
     on symbolic tensors (a nested model) or on arrays (inference)."""
 
@@ -273,7 +273,7 @@ class Model(Layer):
         return req
 
     def _run_forward(self, xs, training, logits=False):
-        """Outputs (fastconv layouts) and the per-node contexts of a forward pass; ``logits``: the output layer
+        """Outputs (fastconv layouts) and per-node contexts of a forward pass; ``logits``: the output layer
         skips its softmax / sigmoid (fused with the loss)."""
         vals = [None] * self._nslots
         for s, x in zip(self._in_slots, xs):
@@ -374,7 +374,7 @@ class Model(Layer):
     # ---- data at the model's edge
 
     def _prepare_x(self, x) -> list:
-        """Input arrays as the graph takes them: float dtype of the Input, fastconv's layout, shapes checked."""
+        """Input arrays as the graph takes them: the Input's dtype, fastconv's layout, shapes checked."""
         if isinstance(x, dict):
             names = [_producer(t).layer.name for t in self.inputs]
             missing = [n for n in names if n not in x]
@@ -454,9 +454,9 @@ class Model(Layer):
         jit_compile="auto",
         auto_scale_loss=True,
     ):
-        """Configure training: ``optimizer`` and ``loss`` by name or object, ``metrics`` a list (``['accuracy']``).
+        """Configure training: ``optimizer``, ``loss`` by name or object, ``metrics`` a list (e.g. accuracy).
 
-        Keras' default optimizer is ``'rmsprop'``. ``loss_weights`` and ``weighted_metrics`` are not supported.
+        Keras' default optimizer is ``'rmsprop'``. ``loss_weights``, ``weighted_metrics``: not supported.
         """
         if loss_weights is not None or weighted_metrics is not None:
             raise NotImplementedError(
@@ -515,7 +515,8 @@ class Model(Layer):
             return
         if act != want or not isinstance(layer, (Dense, Activation)):
             raise NotImplementedError(
-                f"{loss.name} with from_logits=False runs fused with the model's output {want} (fastconv has no "
+                f"{loss.name} with from_logits=False runs fused with the model's output {want} (fastconv has "
+                f"no "
                 f'cross-entropy kernel on probabilities), but the output layer "{layer.name}" '
                 f"({type(layer).__name__}) applies {act!r}. End the model with activation='{want}' (e.g. "
                 f"Dense(units, activation='{want}')) or compile with from_logits=True."
@@ -530,14 +531,12 @@ class Model(Layer):
         return out, out.reshape(-1, out.shape[-1]) if out.ndim > 1 else out.reshape(-1, 1)
 
     def _step(self, xs, y, train: bool) -> float:
-        """Forward (and backward + update when ``train``) on one batch; updates the loss and metric trackers."""
+        """Forward (and backward + update when ``train``) on one batch; updates the loss / metric trackers."""
         outs, ctxs = self._run_forward(xs, train, logits=self._fuse)
         logical, scores = self._scores(outs[0])
         scores, t = self._loss_obj._prepare(scores, y)
         loss, probs, grad = self._loss_obj._fused(scores, t, train)
         if train:
-            if not math.isfinite(loss):
-                pass  # Keras trains on; TerminateOnNaN stops it
             tv = self._train_vars
             for v in tv:
                 v._grad = None
@@ -568,7 +567,7 @@ class Model(Layer):
         return logs
 
     def reset_metrics(self) -> None:
-        """Reset the loss and metric trackers (``train_on_batch`` / ``test_on_batch`` accumulate, as Keras 3)."""
+        """Reset the loss and metric trackers (``train_on_batch`` / ``test_on_batch`` accumulate: Keras 3)."""
         self._loss_tracker.reset_state()
         for m in self._metric_objs:
             m.reset_state()
@@ -739,7 +738,7 @@ class Model(Layer):
         callbacks=None,
         return_dict=False,
     ):
-        """Loss and metrics on ``(x, y)``: ``[loss, *metrics]`` (the loss alone without metrics), or a dict."""
+        """Loss and metrics on ``(x, y)``: ``[loss, *metrics]`` (the loss alone without metrics) or a dict."""
         if sample_weight is not None or steps is not None:
             raise NotImplementedError(
                 "evaluate: `sample_weight` and `steps` are not supported by fastconv.keras"
@@ -805,10 +804,11 @@ class Model(Layer):
         return self._results(return_dict)
 
     def predict_on_batch(self, x):
-        """The outputs on one batch."""
-        return self.predict(
-            x, batch_size=max(1, len(np.asarray(x[0] if isinstance(x, (list, tuple)) else x))), verbose=0
-        )
+        """The outputs on one batch (one forward pass, inference mode)."""
+        self._ensure_built(x)
+        outs, _ = self._run_forward(self._prepare_x(x), False)
+        outs = [_convert(o, t._t, False) for o, t in zip(outs, self.outputs)]
+        return outs[0] if len(outs) == 1 else outs
 
     # ---- weights
 
@@ -835,7 +835,7 @@ class Model(Layer):
     # ---- saving
 
     def save(self, filepath, overwrite=True, zipped=None, **kwargs):
-        """Write ``filepath`` (``.keras``): a zip of ``config.json``, ``metadata.json`` and ``model.weights.npz``
+        """Write ``filepath`` (``.keras``): a zip of ``config.json``, ``metadata.json``, ``model.weights.npz``
         (the weights and the optimizer state as NumPy arrays; no pickle)."""
         from . import saving
 
@@ -923,7 +923,7 @@ class Model(Layer):
         show_trainable=False,
         layer_range=None,
     ):
-        """Print Keras' table: layer (type), output shape, param # (and connections for non-sequential graphs),
+        """Print Keras' table: layer (type), output shape, param # (and connections in non-sequential graphs),
         then the totals (``Total params: 1,199,882 (4.58 MB)``)."""
         if not self.built:
             raise ValueError(
@@ -966,7 +966,7 @@ class Sequential(Model):
         return [la for la in self._seq if not isinstance(la, InputLayer)]
 
     def add(self, layer, rebuild=True):
-        """Append a layer (or an ``Input`` tensor, first) and rebuild the graph when the input shape is known."""
+        """Append a layer (or an ``Input``, first); the graph is rebuilt when the input shape is known."""
         if isinstance(layer, KerasTensor) and isinstance(_producer(layer).layer, InputLayer):
             layer = _producer(layer).layer
         if not isinstance(layer, Layer):

@@ -1,4 +1,4 @@
-"""Keras 3 optimizers (names, arguments, defaults) on fastconv's fused update kernels (``ops.optimizer_update``).
+"""Keras 3 optimizers (names, arguments, defaults) on fastconv's fused update kernels (ops.optimizer_update).
 
 Each step updates every trainable weight in place with one kernel call per dtype. The formulas are Keras':
 
@@ -120,7 +120,7 @@ class Optimizer:
 
     @property
     def variables(self) -> list:
-        """The optimizer's variables as Keras counts them: iterations, learning rate, then the state arrays."""
+        """The optimizer's variables as Keras counts them: iterations, learning rate, the state arrays."""
         out = [np.array(self.iterations, dtype=np.int64), np.array(self.learning_rate, dtype=np.float32)]
         for s in self._STATE:
             out.extend(self._state[s].values())

@@ -174,7 +174,7 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True, zipped=N
 
 
 def save_weights(model, filepath, overwrite=True):
-    """Write the weights (Keras' layouts, ``model.weights`` order) to ``filepath`` ending in ``.weights.npz``."""
+    """Write the weights (Keras' layouts, ``model.weights`` order) to ``filepath`` (``*.weights.npz``)."""
     path = os.fspath(filepath)
     if not path.endswith(".weights.npz"):
         raise ValueError(
@@ -211,7 +211,7 @@ def _json(data: bytes, what: str, path: str):
 
 
 def _load_npz_member(z, path, expected: dict, optional) -> dict:
-    """The weights member, extracted (size-checked) to a temporary file and read by fastconv.io.load_params."""
+    """The weights member, extracted (size-checked) to a temporary file, read by fastconv.io.load_params."""
     try:
         info = z.getinfo(_WEIGHTS)
     except KeyError:

@@ -6,7 +6,7 @@ import numpy as np
 
 
 def keras_shapes(split):
-    """((x_train, y_train), (x_test, y_test)) with uint8 images (N, 28, 28) and uint8 labels (N,), as Keras."""
+    """((x_train, y_train), (x_test, y_test)) with uint8 images (N, 28, 28), uint8 labels (N,), as Keras."""
     out = []
     for x, t in split:
         out.append((np.ascontiguousarray(x.reshape(x.shape[0], x.shape[2], x.shape[3])), t.astype(np.uint8)))

@@ -15,7 +15,8 @@ def load_data(path=None):
     ----------
     path : str, optional
         A directory holding the four IDX files; otherwise ``fastconv.datasets.load_mnist`` looks in
-        ``$FASTCONV_DATA``, the user cache and ``/usr/share/datasets/mnist``, then downloads (verified). (Keras'
+        ``$FASTCONV_DATA``, the user cache and ``/usr/share/datasets/mnist``, then downloads (verified).
+        (Keras'
         ``path`` names a cache file ``mnist.npz``; a path ending in ``.npz`` is ignored here.)
     """
     if path is not None and str(path).endswith(".npz"):
