@@ -218,6 +218,25 @@ class Variable:
 # base layer
 
 
+
+def _assign_weights(owner: str, params: list, weights) -> None:
+    """``set_weights`` of a layer or model named ``owner``: every shape is checked (Keras' messages) before
+    any variable is written, so a misfit list changes nothing."""
+    weights = list(weights)
+    if len(params) != len(weights):
+        raise ValueError(
+            f'You called `set_weights(weights)` on layer "{owner}" with a weight list of length '
+            f"{len(weights)}, but the layer was expecting {len(params)} weights."
+        )
+    for v, w in zip(params, weights):
+        if np.shape(w) != v.shape:
+            raise ValueError(
+                f"Layer {v._layer.name} weight shape {v.shape} is not compatible with provided weight "
+                f"shape {np.shape(w)}."
+            )
+    for v, w in zip(params, weights):
+        v.assign(w)
+
 class Layer:
     """Base of every layer: naming, weights, symbolic and eager calls, config.
 
@@ -321,21 +340,7 @@ class Layer:
 
     def set_weights(self, weights) -> None:
         """Set the weights from arrays in Keras' layouts and order, as ``get_weights`` returns them."""
-        params = self.weights
-        weights = list(weights)
-        if len(params) != len(weights):
-            raise ValueError(
-                f'You called `set_weights(weights)` on layer "{self.name}" with a weight list of '
-                f"length {len(weights)}, but the layer was expecting {len(params)} weights."
-            )
-        for v, w in zip(params, weights):
-            if np.shape(w) != v.shape:
-                raise ValueError(
-                    f"Layer {self.name} weight shape {v.shape} is not compatible with provided weight "
-                    f"shape {np.shape(w)}."
-                )
-        for v, w in zip(params, weights):
-            v.assign(w)
+        _assign_weights(self.name, self.weights, weights)
 
     def count_params(self) -> int:
         """Number of weight values (trainable and not)."""

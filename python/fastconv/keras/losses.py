@@ -70,7 +70,13 @@ class Loss:
     kind = ""
     activation = "softmax"
 
-    def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None, from_logits=False):
+    def __init__(
+        self, name=None, reduction="sum_over_batch_size", dtype=None, from_logits=False, label_smoothing=0.0
+    ):
+        if label_smoothing:
+            raise NotImplementedError(
+                f"{type(self).__name__}(label_smoothing={label_smoothing}) is not supported"
+            )
         if reduction not in ("sum_over_batch_size", "auto", None):
             raise NotImplementedError(
                 f"{type(self).__name__}: reduction={reduction!r} is not supported "
@@ -132,11 +138,7 @@ class CategoricalCrossentropy(Loss):
         name="categorical_crossentropy",
         dtype=None,
     ):
-        super().__init__(name, reduction, dtype, from_logits)
-        if label_smoothing:
-            raise NotImplementedError(
-                f"CategoricalCrossentropy(label_smoothing={label_smoothing}) is not supported"
-            )
+        super().__init__(name, reduction, dtype, from_logits, label_smoothing)
         if axis != -1:
             raise NotImplementedError(f"CategoricalCrossentropy(axis={axis}): only axis=-1 is supported")
 
@@ -210,11 +212,7 @@ class BinaryCrossentropy(Loss):
         name="binary_crossentropy",
         dtype=None,
     ):
-        super().__init__(name, reduction, dtype, from_logits)
-        if label_smoothing:
-            raise NotImplementedError(
-                f"BinaryCrossentropy(label_smoothing={label_smoothing}) is not supported"
-            )
+        super().__init__(name, reduction, dtype, from_logits, label_smoothing)
 
     def _targets(self, y, scores):
         y = np.asarray(y)

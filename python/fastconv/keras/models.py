@@ -24,10 +24,27 @@ from . import callbacks as _callbacks
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
-from .layers import Activation, Dense, InputLayer, KerasTensor, Layer, Node, _convert, _fmt_shape
+from .layers import (
+    Activation,
+    Dense,
+    InputLayer,
+    KerasTensor,
+    Layer,
+    Node,
+    _assign_weights,
+    _convert,
+    _fmt_shape,
+)
 
 __all__ = ["Model", "Sequential", "clone_model", "load_model", "model_from_json"]
 
+
+
+def _tensor_list(ts) -> list:
+    """A model's ``inputs`` or ``outputs`` argument (a tensor, a list / tuple or a dict of them) as a list."""
+    if isinstance(ts, dict):
+        return list(ts.values())
+    return list(ts) if isinstance(ts, (list, tuple)) else [ts]
 
 class _Step:
     """One node of the plan: the layer, where its inputs and output live, and the layouts involved."""
@@ -87,20 +104,7 @@ class Model(Layer):
     def _init_graph(self, inputs, outputs):
         self._single_input = not isinstance(inputs, (list, tuple, dict))
         self._single_output = not isinstance(outputs, (list, tuple, dict))
-        ins = (
-            list(inputs.values())
-            if isinstance(inputs, dict)
-            else [inputs]
-            if self._single_input
-            else list(inputs)
-        )
-        outs = (
-            list(outputs.values())
-            if isinstance(outputs, dict)
-            else [outputs]
-            if self._single_output
-            else list(outputs)
-        )
+        ins, outs = _tensor_list(inputs), _tensor_list(outputs)
         for what, ts in (("inputs", ins), ("outputs", outs)):
             for t in ts:
                 if not isinstance(t, KerasTensor):
@@ -816,21 +820,7 @@ class Model(Layer):
         return [v.numpy() for v in self.weights]
 
     def set_weights(self, weights) -> None:
-        params = self.weights
-        weights = list(weights)
-        if len(params) != len(weights):
-            raise ValueError(
-                f'You called `set_weights(weights)` on layer "{self.name}" with a weight list of length '
-                f"{len(weights)}, but the layer was expecting {len(params)} weights."
-            )
-        for v, w in zip(params, weights):
-            if np.shape(w) != v.shape:
-                raise ValueError(
-                    f"Layer {v._layer.name} weight shape {v.shape} is not compatible with provided weight "
-                    f"shape {np.shape(w)}."
-                )
-        for v, w in zip(params, weights):
-            v.assign(w)
+        _assign_weights(self.name, self.weights, weights)
 
     # ---- saving
 
