@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
+
+# --isa LEVEL: the environment that caps fastconv (FASTCONV_ISA) and PyTorch (ATen's kernels: ATEN_CPU_CAPABILITY;
+# oneDNN's convolutions: ONEDNN_MAX_CPU_ISA) at the same instruction set. Both read it once, when they load.
+ISA_ENV = {
+    "avx2": {"FASTCONV_ISA": "avx2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "avx512": {"FASTCONV_ISA": "avx512", "ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+}
 
 
 # NumPy's OpenBLAS keeps its worker threads spinning for a while after every BLAS call. An OpenMP kernel
@@ -40,6 +48,34 @@ def interleaved_best(fns: dict, rounds: int = 2, repeat: int = 5, warmup: int = 
         for name in names if r % 2 == 0 else reversed(names):
             best[name] = min(best[name], best_time(fns[name], repeat, warmup, settle))
     return best
+
+
+def force_isa(argv=None) -> str | None:
+    """Apply ``--isa avx2|avx512`` (or ``--isa=...``) from ``argv`` (default ``sys.argv``) to the environment of
+    fastconv and PyTorch: see ISA_ENV. Call it before either is imported; it fails loudly if one already is,
+    since neither would see the change. Returns the level, or None when the option is absent. The option stays in
+    ``argv`` for the script's own parser (which should accept ``--isa`` with ``choices=ISA_ENV``)."""
+    argv = sys.argv[1:] if argv is None else argv
+    level = None
+    for i, arg in enumerate(argv):
+        if arg == "--isa" and i + 1 < len(argv):
+            level = argv[i + 1]
+        elif arg.startswith("--isa="):
+            level = arg.split("=", 1)[1]
+    if level is None or level not in ISA_ENV:
+        return None  # absent, or a bad value the script's parser reports
+    loaded = [m for m in ("fastconv", "torch") if m in sys.modules]
+    if loaded:
+        raise RuntimeError(f"force_isa must run before importing {', '.join(loaded)}")
+    os.environ.update(ISA_ENV[level])
+    return level
+
+
+def isa_line(level: str | None) -> str:
+    """What ``--isa`` set, for the header of a benchmark's output."""
+    if level is None:
+        return "ISA: each library's best for this CPU"
+    return "ISA forced to " + level + ": " + " ".join(f"{k}={v}" for k, v in ISA_ENV[level].items())
 
 
 def cpu_model() -> str:

@@ -1,6 +1,10 @@
 """DeepConvNet and SimpleConvNet (book ch08 / ch07) on fastconv.layers vs the NumPy reference vs PyTorch.
 
 Usage:  python bench/bench_layers.py [--batch 100] [--repeat 7] [--rounds 3] [--threads N] [--no-torch] [--quick]
+                                     [--isa avx2|avx512]
+
+--isa caps fastconv (FASTCONV_ISA) and PyTorch (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA) at the same instruction
+set in the same run, so each of fastconv's paths is measured against a peer at its level.
 
 Implementations, all built from the same seed with the same weights:
   fastconv float32 / float64   the book's networks on fastconv.layers;
@@ -38,11 +42,13 @@ import sys
 
 import numpy as np
 
-from _timing import interleaved_best, machine_line
+from _timing import ISA_ENV, force_isa, interleaved_best, isa_line, machine_line
 
-import fastconv
-from fastconv.models import DeepConvNet, SimpleConvNet
-from fastconv.reference import layers as ref_layers
+ISA = force_isa()  # before fastconv and torch load: they read the ISA caps once
+
+import fastconv  # noqa: E402
+from fastconv.models import DeepConvNet, SimpleConvNet  # noqa: E402
+from fastconv.reference import layers as ref_layers  # noqa: E402
 
 NETS = {"DeepConvNet": DeepConvNet, "SimpleConvNet": SimpleConvNet}
 REF = "reference float64 (book)"
@@ -367,6 +373,7 @@ def main() -> None:
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if it is installed")
     parser.add_argument("--no-layers", action="store_true", help="skip the per-layer table")
     parser.add_argument("--quick", action="store_true", help="2 repeats x 1 round (smoke run)")
+    parser.add_argument("--isa", choices=sorted(ISA_ENV), help="cap fastconv and torch at this instruction set")
     args = parser.parse_args()
     if args.quick:
         args.repeat, args.rounds = 2, 1
@@ -378,6 +385,7 @@ def main() -> None:
     if torch is not None:
         torch.set_num_threads(threads)
     print(machine_line(threads=threads) + (f" | torch threads {torch.get_num_threads()}" if torch else ""))
+    print(isa_line(ISA))
     verify(torch)
 
     rng = np.random.default_rng(0)

@@ -1,12 +1,14 @@
 """Whole networks: fastconv float32 vs the NumPy reference (float64, the book's path) vs PyTorch, one run.
 
-Usage:  python bench/bench_models.py [--batch 100] [--repeat 10] [--ref-repeat 3] [--threads N]
+Usage:  python bench/bench_models.py [--batch 100] [--repeat 10] [--rounds 3] [--ref-repeat 3] [--threads N]
                                      [--models deepconvnet,simpleconvnet,lenet,kerascnn] [--no-torch]
+                                     [--isa avx2|avx512]
 
 For DeepConvNet, SimpleConvNet, LeNet and KerasCNN (fastconv.models, input batch x 1x28x28):
   train  = one ``gradient(x, t)`` (forward + loss + backward); PyTorch: zero_grad, forward, cross-entropy,
            backward;
-  infer  = ``predict(x)`` (inference mode); PyTorch: eval() forward under no_grad.
+  infer  = ``predict(x)`` (inference mode); PyTorch: eval() forward under no_grad;
+  infer1 = the same on one image: the latency a user serving the model sees.
 The PyTorch peer is built from the fastconv network itself (same layers in the same order, its float32
 weights copied), in NCHW and in channels_last memory format, with ``torch.set_num_threads`` equal to
 fastconv's thread count. PyTorch is optional: without it (or with --no-torch) its rows are left out.
@@ -14,7 +16,10 @@ Before timing, every network's fastconv gradients are checked against the refere
 float32 to 1e-3 of each gradient's scale, dropout off) and the PyTorch peer's loss and gradients against
 fastconv float32; then "All results match." Each time is the minimum of --repeat runs (--ref-repeat for the
 slow reference) after one warm-up run, each block after a pause that lets NumPy's BLAS threads park (see
-_timing.py). Columns: x vs reference = reference time / time; x vs torch = best PyTorch time / time.
+_timing.py); fastconv's and PyTorch's blocks alternate (--rounds blocks each, A B C then C B A ...) and each keeps
+its best, so a load change on a shared host hits every side. --isa caps fastconv (FASTCONV_ISA) and PyTorch
+(ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA) at the same instruction set in the same run.
+Columns: x vs reference = reference time / time; x vs torch = best PyTorch layout's time / time.
 """
 
 from __future__ import annotations
@@ -24,11 +29,13 @@ import sys
 
 import numpy as np
 
-from _timing import best_time, machine_line
+from _timing import ISA_ENV, best_time, force_isa, interleaved_best, isa_line, machine_line
 
-import fastconv
-from fastconv import models
-from fastconv.reference import layers as ref_layers
+ISA = force_isa()  # before fastconv and torch load: they read the ISA caps once
+
+import fastconv  # noqa: E402
+from fastconv import models  # noqa: E402
+from fastconv.reference import layers as ref_layers  # noqa: E402
 
 try:
     import torch
@@ -150,42 +157,69 @@ def verify(names, use_torch, batch=8):
 # timing
 
 
-def time_numpy_net(net, x, t, repeat):
-    train = best_time(lambda: net.gradient(x, t), repeat)
-    infer = best_time(lambda: net.predict(x), repeat)
-    return train, infer
+MODES = ("train", "infer", "infer1")
 
 
-def time_torch(model, x, t, repeat, channels_last):
-    xt, tt = torch.from_numpy(x), torch.from_numpy(t)
+def numpy_net_fns(net, x, t, x1):
+    return {"train": lambda: net.gradient(x, t), "infer": lambda: net.predict(x), "infer1": lambda: net.predict(x1)}
+
+
+def torch_fns(model, x, t, x1, channels_last):
+    """Callables for each mode; train() / eval() is set inside, as the mode of each block needs."""
+    xt, tt, x1t = torch.from_numpy(x), torch.from_numpy(t), torch.from_numpy(x1)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         xt = xt.contiguous(memory_format=torch.channels_last)
+        x1t = x1t.contiguous(memory_format=torch.channels_last)
 
     def train_step():
+        model.train()
         model.zero_grad(set_to_none=True)
         torch.nn.functional.cross_entropy(model(xt), tt).backward()
 
-    def infer():
+    def infer(inp):
+        model.eval()
         with torch.no_grad():
-            model(xt)
+            model(inp)
 
-    model.train()
-    train = best_time(train_step, repeat)
-    model.eval()
-    inf = best_time(infer, repeat)
-    return train, inf
+    return {"train": train_step, "infer": lambda: infer(xt), "infer1": lambda: infer(x1t)}
+
+
+def time_model(name, x, t, x1, args, use_torch):
+    """{impl: {mode: seconds}}: fastconv and PyTorch in alternating blocks, the reference on its own."""
+    fc = build(name, np.float32)
+    ref = build(name, np.float64, ref_layers)
+    impls = {"fastconv float32": numpy_net_fns(fc, x.astype(np.float32), t, x1.astype(np.float32))}
+    if use_torch:
+        impls["torch float32 NCHW"] = torch_fns(torch_peer(fc), x.astype(np.float32), t, x1.astype(np.float32),
+                                                False)
+        impls["torch float32 ch_last"] = torch_fns(torch_peer(fc), x.astype(np.float32), t,
+                                                   x1.astype(np.float32), True)
+    times = {impl: {} for impl in impls}
+    for mode in MODES:
+        best = interleaved_best({impl: fns[mode] for impl, fns in impls.items()}, rounds=args.rounds,
+                                repeat=args.repeat)
+        for impl, sec in best.items():
+            times[impl][mode] = sec
+    ref_fns = numpy_net_fns(ref, x, t, x1)
+    times["reference float64 (book)"] = {mode: best_time(ref_fns[mode], args.ref_repeat) for mode in MODES}
+    return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--repeat", type=int, default=10, help="repeats for fastconv and PyTorch")
+    parser.add_argument("--repeat", type=int, default=10, help="repeats per block for fastconv and PyTorch")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating blocks per implementation")
     parser.add_argument("--ref-repeat", type=int, default=3, help="repeats for the (slow) NumPy reference")
     parser.add_argument("--threads", type=int, default=None, help="fastconv threads (default: all cores)")
     parser.add_argument("--models", default=",".join(NAMES), help="comma-separated subset of " + ",".join(NAMES))
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--isa", choices=sorted(ISA_ENV), help="cap fastconv and torch at this instruction set")
     args = parser.parse_args()
+    if min(args.batch, args.repeat, args.rounds, args.ref_repeat) < 1 or (args.threads is not None and
+                                                                        args.threads < 1):
+        parser.error("--batch, --repeat, --rounds, --ref-repeat and --threads must be >= 1")
     names = [n.strip().lower() for n in args.models.split(",") if n.strip()]
     unknown = sorted(set(names) - set(NAMES))
     if unknown:
@@ -194,6 +228,7 @@ def main() -> None:
         fastconv.set_num_threads(args.threads)
     use_torch = torch is not None and not args.no_torch
     print(machine_line())
+    print(isa_line(ISA))
     if use_torch:
         torch.set_num_threads(fastconv.get_num_threads())
         print(f"torch {torch.__version__}, threads={torch.get_num_threads()}")
@@ -204,24 +239,19 @@ def main() -> None:
     rng = np.random.default_rng(0)
     x = rng.random((args.batch, 1, 28, 28))
     t = rng.integers(0, 10, args.batch)
-    x32 = x.astype(np.float32)
-    print(f"\nbatch {args.batch} x 1x28x28; min of {args.repeat} runs (reference: {args.ref_repeat}); ms")
-    print(f"{'model':13s} | {'mode':5s} | {'impl':24s} | {'ms':>9s} | {'x vs reference':>14s} | {'x vs torch':>10s}")
+    x1 = x[:1].copy()
+    print(f"\nbatch {args.batch} x 1x28x28 (infer1: one image); min of {args.repeat} runs x {args.rounds} "
+          f"alternating blocks (reference: {args.ref_repeat} runs); ms")
+    print(f"{'model':13s} | {'mode':6s} | {'impl':24s} | {'ms':>9s} | {'x vs reference':>14s} | {'x vs torch':>10s}")
     for name in names:
-        fc = build(name, np.float32)
-        ref = build(name, np.float64, ref_layers)
-        rows = {"fastconv float32": time_numpy_net(fc, x32, t, args.repeat),
-                "reference float64 (book)": time_numpy_net(ref, x, t, args.ref_repeat)}
-        if use_torch:
-            rows["torch float32 NCHW"] = time_torch(torch_peer(fc), x32, t, args.repeat, False)
-            rows["torch float32 ch_last"] = time_torch(torch_peer(fc), x32, t, args.repeat, True)
-        for m, mode in enumerate(("train", "infer")):
-            base = rows["reference float64 (book)"][m]
-            best_torch = min((v[m] for k, v in rows.items() if k.startswith("torch")), default=None)
-            for impl, times in rows.items():
-                sec = times[m]
+        times = time_model(name, x, t, x1, args, use_torch)
+        for mode in MODES:
+            base = times["reference float64 (book)"][mode]
+            best_torch = min((v[mode] for k, v in times.items() if k.startswith("torch")), default=None)
+            for impl, per_mode in times.items():
+                sec = per_mode[mode]
                 vs_torch = f"{best_torch / sec:9.2f}x" if best_torch else f"{'-':>10s}"
-                print(f"{DISPLAY[name]:13s} | {mode:5s} | {impl:24s} | {sec * 1e3:9.2f} | {base / sec:13.1f}x | "
+                print(f"{DISPLAY[name]:13s} | {mode:6s} | {impl:24s} | {sec * 1e3:9.3f} | {base / sec:13.1f}x | "
                       f"{vs_torch}")
 
 
