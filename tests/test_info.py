@@ -83,6 +83,27 @@ def test_cuda_array_rejected_with_reason():
         ops.relu_forward(FakeCudaArray())
 
 
+def test_cuda_module_built_and_loadable_where_nvcc_was():
+    """Where the build found nvcc, fastconv._cuda exists, loads (without a GPU or driver too) and says why no device
+    can be used; where it did not, info() says the module was not built."""
+    import importlib.util
+
+    from fastconv import _backend
+
+    built = bool(fastconv._cpu.build_info()["cuda_built"])
+    assert built == (importlib.util.find_spec("fastconv._cuda") is not None)
+    if not built:
+        assert "was not built" in _backend.CUDA_REASON
+        return
+    assert _backend._cuda is not None, _backend.CUDA_REASON
+    info = _backend._cuda.build_info()
+    assert info["version"] == fastconv.info()["version"]
+    assert "90" in info["architectures"] and "80" in info["architectures"]
+    if _backend._cuda.device_count() == 0:
+        assert _backend._cuda.device_status() in _backend.CUDA_REASON
+        assert _backend.CUDA_REASON.startswith("fastconv._cuda is built but ")
+
+
 def test_get_array_module():
     assert fastconv.get_array_module(np.zeros(2)) is np
 

@@ -28,7 +28,7 @@ PYBIND11_MODULE(_cpu, m) {
     d["compiler"] = "unknown";
 #endif
     d["openmp"] = cpu::openmp_enabled();
-    d["cuda_built"] = false;
+    d["cuda_built"] = bool(FASTCONV_CUDA_BUILT);
     d["cuda_status"] = FASTCONV_CUDA_STATUS;
     d["sanitizers"] = FASTCONV_SANITIZE_STR;
     d["avx512_emulated"] = bool(FASTCONV_EMULATE_AVX512);

@@ -1,12 +1,13 @@
 // dropout.cpp: dropout forward (draw the keep mask, multiply) and backward (multiply by the mask), on
-// contiguous 1-D arrays. The draw is a counter-based hash of (seed, index) (splitmix64's finaliser applied to
-// the index-th point of a Weyl sequence keyed by the hashed seed), so any split of the index range over
-// threads yields the same mask: results are identical for every thread count.
+// contiguous 1-D arrays. The draw is a counter-based hash of (seed, index) (common/dropout_hash.h, shared with
+// the CUDA kernel), so any split of the index range over threads yields the same mask: results are identical
+// for every thread count, and on the GPU.
 #include "cpu/dropout.h"
 
 #include <algorithm>
 #include <cstdint>
 
+#include "common/dropout_hash.h"
 #include "common/dtype.h"
 #include "cpu/threads.h"
 
@@ -20,23 +21,8 @@ constexpr std::int64_t kParallelMin = 1 << 15;
 // Elements per block of the forward pass (hash loop, then multiply loop).
 constexpr std::int64_t kBlock = 1024;
 
-constexpr std::uint64_t kGolden = 0x9E3779B97F4A7C15ull;
-
-// splitmix64's output function (Steele, Lea, Flood 2014): a bijective 64-bit mixer.
-inline std::uint64_t mix64(std::uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-// Hashing the seed first keeps nearby seeds (0, 1, 2, ...) from giving shifted copies of one stream.
-inline std::uint64_t stream_key(std::uint64_t seed) { return mix64(seed); }
-
-// Top 53 bits -> a double in [0, 1) with every value a multiple of 2^-53 (exact, no rounding up to 1).
-inline double draw(std::uint64_t key, std::int64_t i) {
-  const std::uint64_t h = mix64(key + (static_cast<std::uint64_t>(i) + 1) * kGolden);
-  return static_cast<double>(h >> 11) * 0x1.0p-53;
-}
+using dropout_hash::draw;
+using dropout_hash::stream_key;
 
 }  // namespace
 

@@ -1,0 +1,59 @@
+// kernels.h: the CUDA kernels' host entry points, as the bindings (compiled by the host compiler) see them. Every
+// pointer is device memory, every launch goes to `stream` (CuPy's current stream, passed by the binding) and
+// nothing synchronises the device except the functions that return a value to the host (the losses). The
+// semantics of each entry point are those of its namesake in csrc/cpu/*.h; float and double are instantiated.
+#pragma once
+#include <cstdint>
+
+struct CUstream_st;  // cudaStream_t is CUstream_st*: the bindings need no CUDA header
+
+namespace fastconv::cuda {
+
+using Stream = CUstream_st*;
+
+// number of visible devices (0 when there is no driver or no device), why there is none ("" when there is one:
+// no device, a driver older than the runtime, the runtime's message), and the name of the current one
+int device_count();
+const char* device_status();
+const char* device_name();
+
+// activation (cpu/activation.h)
+template <typename T> void relu_forward(const T* x, T* out, std::int64_t n, Stream s);
+template <typename T> void relu_backward(const T* dout, const T* out, T* dx, std::int64_t n, Stream s);
+template <typename T> void sigmoid_forward(const T* x, T* out, std::int64_t n, Stream s);
+template <typename T> void sigmoid_backward(const T* dout, const T* out, T* dx, std::int64_t n, Stream s);
+
+// dropout (cpu/dropout.h): the same mask as the CPU for a seed
+template <typename T>
+void dropout_forward(const T* x, T* out, std::uint8_t* mask, std::int64_t n, double ratio, std::uint64_t seed,
+                     Stream s);
+template <typename T> void dropout_backward(const T* dout, const std::uint8_t* mask, T* dx, std::int64_t n, Stream s);
+
+// loss (cpu/loss.h); the forward losses wait for the stream to return the loss
+template <typename T> void softmax_forward(const T* x, T* y, std::int64_t N, std::int64_t K, Stream s);
+template <typename T>
+double softmax_ce_forward_labels(const T* x, const std::int64_t* t, T* y, std::int64_t N, std::int64_t K, Stream s);
+template <typename T>
+double softmax_ce_forward_dense(const T* x, const T* t, T* y, std::int64_t N, std::int64_t K, Stream s);
+template <typename T>
+void softmax_ce_backward_labels(const T* y, const std::int64_t* t, T* dx, std::int64_t N, std::int64_t K,
+                                double dout, Stream s);
+template <typename T>
+void softmax_ce_backward_dense(const T* y, const T* t, T* dx, std::int64_t N, std::int64_t K, double dout, Stream s);
+
+// gemm (cpu/gemm/gemm.h): C (M, N) = alpha * op(A) op(B) + beta * C, row-major, op = transpose when trans_*;
+// lda/ldb/ldc are row strides in elements; beta == 0 never reads C. bias (N,), when given, is added to every row
+// of the result (the affine layer's epilogue).
+template <typename T>
+void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, T alpha, const T* A,
+          std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C, std::int64_t ldc, const T* bias, Stream s);
+
+// affine (cpu/affine.h): out = x W + b; backward dx = dout W^T, dW = x^T dout, db = column sums of dout
+template <typename T>
+void affine_forward(const T* x, const T* W, const T* b, T* out, std::int64_t N, std::int64_t D, std::int64_t M,
+                    Stream s);
+template <typename T>
+void affine_backward(const T* x, const T* W, const T* dout, T* dx, T* dW, T* db, std::int64_t N, std::int64_t D,
+                     std::int64_t M, Stream s);
+
+}  // namespace fastconv::cuda
