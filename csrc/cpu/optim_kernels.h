@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "common/dtype.h"
+#include "common/optim_step.h"
 #include "cpu/optim.h"
 #include "cpu/threads.h"
 
@@ -21,6 +22,7 @@ namespace fastconv::cpu::FC_OPTIM_NS {
 
 namespace {
 using i64 = std::int64_t;
+using namespace optim_step;
 
 // Below this many elements the OpenMP fork/join costs more than the pass itself (a DeepConvNet conv weight
 // of 9,216 floats updates in ~2 us on one core; waking a second thread costs about as much).
@@ -43,122 +45,23 @@ inline void parallel_range(i64 n, const Body& body) {
   for (i64 b = 0; b < blocks; ++b) body(b * kBlock, (b + 1) * kBlock < n ? (b + 1) * kBlock : n);
 }
 
-// The gradient the update uses: g, or g + weight_decay * p (L2), rounded in this order as the reference's
-// g = g + weight_decay * p.
-template <bool WD, typename T>
-inline T grad(T g, T p, T wd) {
-  if constexpr (WD) {
-    return g + wd * p;
-  } else {
-    return g;
-  }
-}
-
-// -----------------------------------------------------------------------------------------------------------
-// kernels: p, g and the state are (n,), distinct; scalars are already rounded to T
-
-template <typename T, bool WD>
-void sgd_kernel(T* __restrict__ p, const T* __restrict__ g, i64 n, T lr, T wd) {
+// One pass: body(i) for every i, in parallel_range's blocks. The steps (common/optim_step.h) are inlined here, so
+// the loop vectorises with them.
+template <bool WD, typename Opt, typename... Arrays>
+inline void update(const Opt& opt, i64 n, Arrays... arrays) {
   parallel_range(n, [&](i64 lo, i64 hi) {
 #pragma omp simd
-    for (i64 i = lo; i < hi; ++i) {
-      const T gi = grad<WD>(g[i], p[i], wd);
-      p[i] = p[i] - lr * gi;
-    }
+    for (i64 i = lo; i < hi; ++i) opt.template step<WD>(arrays[i]...);
   });
 }
 
-template <typename T, bool WD>
-void momentum_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ v, i64 n, T lr, T mu, T wd) {
-  parallel_range(n, [&](i64 lo, i64 hi) {
-#pragma omp simd
-    for (i64 i = lo; i < hi; ++i) {
-      const T gi = grad<WD>(g[i], p[i], wd);
-      const T vi = v[i] * mu - lr * gi;  // v *= momentum; v -= lr * g
-      v[i] = vi;
-      p[i] = p[i] + vi;
-    }
-  });
-}
-
-// mu2 = momentum**2 and c = (1 + momentum) * lr, both formed in double and rounded once, as the reference's
-// Python scalars are.
-template <typename T, bool WD>
-void nesterov_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ v, i64 n, T lr, T mu, T mu2, T c,
-                     T wd) {
-  parallel_range(n, [&](i64 lo, i64 hi) {
-#pragma omp simd
-    for (i64 i = lo; i < hi; ++i) {
-      const T gi = grad<WD>(g[i], p[i], wd);
-      const T vi = v[i] * mu - lr * gi;
-      v[i] = vi;
-      // two separate in-place steps in the reference: p += mu2 * v, then p -= c * g
-      const T pi = p[i] + mu2 * vi;
-      p[i] = pi - c * gi;
-    }
-  });
-}
-
-template <typename T, bool WD>
-void adagrad_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ h, i64 n, T lr, T eps, T wd) {
-  parallel_range(n, [&](i64 lo, i64 hi) {
-#pragma omp simd
-    for (i64 i = lo; i < hi; ++i) {
-      const T gi = grad<WD>(g[i], p[i], wd);
-      const T hi = h[i] + gi * gi;
-      h[i] = hi;
-      p[i] = p[i] - (lr * gi) / (std::sqrt(hi) + eps);  // lr * g / (sqrt(h) + eps), left to right
-    }
-  });
-}
-
-// c = 1 - decay_rate
-template <typename T, bool WD>
-void rmsprop_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ h, i64 n, T lr, T rho, T c, T eps,
-                    T wd) {
-  parallel_range(n, [&](i64 lo, i64 hi) {
-#pragma omp simd
-    for (i64 i = lo; i < hi; ++i) {
-      const T gi = grad<WD>(g[i], p[i], wd);
-      const T hi = h[i] * rho + (c * gi) * gi;  // h *= rho; h += (1 - rho) * g * g
-      h[i] = hi;
-      p[i] = p[i] - (lr * gi) / (std::sqrt(hi) + eps);
-    }
-  });
-}
-
-// c1 = 1 - beta1, c2 = 1 - beta2
-template <typename T, bool WD>
-void adam_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m, T* __restrict__ v, i64 n, T lr_t,
-                 T c1, T c2, T eps, T wd) {
-  parallel_range(n, [&](i64 lo, i64 hi) {
-#pragma omp simd
-    for (i64 i = lo; i < hi; ++i) {
-      const T gi = grad<WD>(g[i], p[i], wd);
-      const T mi = m[i] + c1 * (gi - m[i]);
-      const T vi = v[i] + c2 * (gi * gi - v[i]);
-      m[i] = mi;
-      v[i] = vi;
-      p[i] = p[i] - (lr_t * mi) / (std::sqrt(vi) + eps);
-    }
-  });
-}
-
-// c = 1 - rho; h is the running mean of g**2, d the running mean of the squared steps
-template <typename T, bool WD>
-void adadelta_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ h, T* __restrict__ d, i64 n, T lr,
-                     T rho, T c, T eps, T wd) {
-  parallel_range(n, [&](i64 lo, i64 hi) {
-#pragma omp simd
-    for (i64 i = lo; i < hi; ++i) {
-      const T gi = grad<WD>(g[i], p[i], wd);
-      const T hi = h[i] * rho + (c * gi) * gi;
-      const T dx = (std::sqrt(d[i] + eps) / std::sqrt(hi + eps)) * gi;
-      h[i] = hi;
-      d[i] = d[i] * rho + (c * dx) * dx;
-      p[i] = p[i] - lr * dx;
-    }
-  });
+// The weight-decay variant (no branch in the loop) of update.
+template <typename Opt, typename... Arrays>
+inline void run(const Opt& opt, double weight_decay, i64 n, Arrays... arrays) {
+  if (weight_decay != 0.0)
+    update<true>(opt, n, arrays...);
+  else
+    update<false>(opt, n, arrays...);
 }
 
 }  // namespace
@@ -168,63 +71,38 @@ void adadelta_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__
 
 template <typename T>
 void sgd_update(T* p, const T* g, i64 n, double lr, double weight_decay) {
-  if (weight_decay != 0.0)
-    sgd_kernel<T, true>(p, g, n, T(lr), T(weight_decay));
-  else
-    sgd_kernel<T, false>(p, g, n, T(lr), T(0));
+  run(Sgd<T>::make(lr, weight_decay), weight_decay, n, p, g);
 }
 
 template <typename T>
 void momentum_update(T* p, const T* g, T* v, i64 n, double lr, double momentum, double weight_decay) {
-  if (weight_decay != 0.0)
-    momentum_kernel<T, true>(p, g, v, n, T(lr), T(momentum), T(weight_decay));
-  else
-    momentum_kernel<T, false>(p, g, v, n, T(lr), T(momentum), T(0));
+  run(Momentum<T>::make(lr, momentum, weight_decay), weight_decay, n, p, g, v);
 }
 
 template <typename T>
 void nesterov_update(T* p, const T* g, T* v, i64 n, double lr, double momentum, double weight_decay) {
-  const T mu2 = T(momentum * momentum), c = T((1.0 + momentum) * lr);
-  if (weight_decay != 0.0)
-    nesterov_kernel<T, true>(p, g, v, n, T(lr), T(momentum), mu2, c, T(weight_decay));
-  else
-    nesterov_kernel<T, false>(p, g, v, n, T(lr), T(momentum), mu2, c, T(0));
+  run(Nesterov<T>::make(lr, momentum, weight_decay), weight_decay, n, p, g, v);
 }
 
 template <typename T>
 void adagrad_update(T* p, const T* g, T* h, i64 n, double lr, double eps, double weight_decay) {
-  if (weight_decay != 0.0)
-    adagrad_kernel<T, true>(p, g, h, n, T(lr), T(eps), T(weight_decay));
-  else
-    adagrad_kernel<T, false>(p, g, h, n, T(lr), T(eps), T(0));
+  run(AdaGrad<T>::make(lr, eps, weight_decay), weight_decay, n, p, g, h);
 }
 
 template <typename T>
 void rmsprop_update(T* p, const T* g, T* h, i64 n, double lr, double decay_rate, double eps, double weight_decay) {
-  const T c = T(1.0 - decay_rate);
-  if (weight_decay != 0.0)
-    rmsprop_kernel<T, true>(p, g, h, n, T(lr), T(decay_rate), c, T(eps), T(weight_decay));
-  else
-    rmsprop_kernel<T, false>(p, g, h, n, T(lr), T(decay_rate), c, T(eps), T(0));
+  run(RMSprop<T>::make(lr, decay_rate, eps, weight_decay), weight_decay, n, p, g, h);
 }
 
 template <typename T>
 void adam_update(T* p, const T* g, T* m, T* v, i64 n, double lr_t, double beta1, double beta2, double eps,
                  double weight_decay) {
-  const T c1 = T(1.0 - beta1), c2 = T(1.0 - beta2);
-  if (weight_decay != 0.0)
-    adam_kernel<T, true>(p, g, m, v, n, T(lr_t), c1, c2, T(eps), T(weight_decay));
-  else
-    adam_kernel<T, false>(p, g, m, v, n, T(lr_t), c1, c2, T(eps), T(0));
+  run(Adam<T>::make(lr_t, beta1, beta2, eps, weight_decay), weight_decay, n, p, g, m, v);
 }
 
 template <typename T>
 void adadelta_update(T* p, const T* g, T* h, T* d, i64 n, double lr, double rho, double eps, double weight_decay) {
-  const T c = T(1.0 - rho);
-  if (weight_decay != 0.0)
-    adadelta_kernel<T, true>(p, g, h, d, n, T(lr), T(rho), c, T(eps), T(weight_decay));
-  else
-    adadelta_kernel<T, false>(p, g, h, d, n, T(lr), T(rho), c, T(eps), T(0));
+  run(Adadelta<T>::make(lr, rho, eps, weight_decay), weight_decay, n, p, g, h, d);
 }
 
 // -----------------------------------------------------------------------------------------------------------

@@ -56,4 +56,22 @@ template <typename T>
 void affine_backward(const T* x, const T* W, const T* dout, T* dx, T* dW, T* db, std::int64_t N, std::int64_t D,
                      std::int64_t M, Stream s);
 
+// optim (cpu/optim.h): in-place fused updates, the reference's bits (common/optim_step.h)
+template <typename T> void sgd_update(T* p, const T* g, std::int64_t n, double lr, double weight_decay, Stream s);
+template <typename T>
+void momentum_update(T* p, const T* g, T* v, std::int64_t n, double lr, double momentum, double weight_decay, Stream s);
+template <typename T>
+void nesterov_update(T* p, const T* g, T* v, std::int64_t n, double lr, double momentum, double weight_decay, Stream s);
+template <typename T>
+void adagrad_update(T* p, const T* g, T* h, std::int64_t n, double lr, double eps, double weight_decay, Stream s);
+template <typename T>
+void rmsprop_update(T* p, const T* g, T* h, std::int64_t n, double lr, double decay_rate, double eps,
+                    double weight_decay, Stream s);
+template <typename T>
+void adam_update(T* p, const T* g, T* m, T* v, std::int64_t n, double lr_t, double beta1, double beta2, double eps,
+                 double weight_decay, Stream s);
+template <typename T>
+void adadelta_update(T* p, const T* g, T* h, T* d, std::int64_t n, double lr, double rho, double eps,
+                     double weight_decay, Stream s);
+
 }  // namespace fastconv::cuda
