@@ -133,6 +133,36 @@ def _reject(layer: str, **args) -> None:
 # symbolic tensors, nodes, variables
 
 
+
+def _act_forward(act, x, ctx, logits=False, relu_done=False):
+    """A layer's ``activation`` on its output ``x`` (``logits``: the model's loss applies the sigmoid / softmax,
+    fused with itself; ``relu_done``: a convolution fused the ReLU into its write-back). Keeps what the backward
+    pass needs in ``ctx``. Softmax runs on the last axis (Keras' layout)."""
+    if act == "relu":
+        out = x if relu_done else ops.relu_forward(x)
+    elif act == "sigmoid" and not logits:
+        out = ops.sigmoid_forward(x)
+    elif act == "softmax" and not logits:
+        out = ops.softmax(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+    else:
+        out = x
+    ctx["out"], ctx["act_logits"] = out, logits
+    return out
+
+
+def _act_backward(act, dout, ctx, layer_name):
+    """The gradient through :func:`_act_forward`'s activation."""
+    if act == "relu":
+        return ops.relu_backward(dout, ctx["out"])
+    if act == "sigmoid" and not ctx["act_logits"]:
+        return ops.sigmoid_backward(dout, ctx["out"])
+    if act == "softmax" and not ctx["act_logits"]:
+        _unsupported(
+            f"training a softmax ({layer_name}) anywhere but as the output of a model with a cross-entropy loss "
+            "(a softmax backward pass)"
+        )
+    return dout
+
 class KerasTensor:
     """A symbolic tensor: what ``Input`` returns and what layers return when called on one.
 
@@ -861,16 +891,10 @@ class Conv2D(_ImageLayer):
             self.activation == "relu",
             ctx,
         )
-        if self.activation == "sigmoid":
-            out = ops.sigmoid_forward(out)
-        ctx["out"] = out
-        return out
+        return _act_forward(self.activation, out, ctx, relu_done=True)
 
     def _bwd1(self, dout, ctx, need_dx):
-        if self.activation == "relu":
-            dout = ops.relu_backward(dout, ctx["out"])
-        elif self.activation == "sigmoid":
-            dout = ops.sigmoid_backward(dout, ctx["out"])
+        dout = _act_backward(self.activation, dout, ctx, self.name)
         dx, dW, db = _conv_grad(dout, ctx, self.strides[0], self.groups, self.dilation_rate, need_dx)
         if self.trainable:
             self.kernel._accumulate(dW)
@@ -1094,16 +1118,10 @@ class SeparableConv2D(Conv2D):
             self.activation == "relu",
             ctx["pw"],
         )
-        if self.activation == "sigmoid":
-            out = ops.sigmoid_forward(out)
-        ctx["out"] = out
-        return out
+        return _act_forward(self.activation, out, ctx, relu_done=True)
 
     def _bwd1(self, dout, ctx, need_dx):
-        if self.activation == "relu":
-            dout = ops.relu_backward(dout, ctx["out"])
-        elif self.activation == "sigmoid":
-            dout = ops.sigmoid_backward(dout, ctx["out"])
+        dout = _act_backward(self.activation, dout, ctx, self.name)
         dmid, dpw, db = _conv_grad(dout, ctx["pw"], 1, 1, (1, 1), True)
         dx, ddw, _ = _conv_grad(dmid, ctx["dw"], self.strides[0], self.groups, self.dilation_rate, need_dx)
         if self.trainable:
@@ -1429,29 +1447,12 @@ class Dense(Layer):
         lead = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1])
         out = ops.affine_forward(x2, self.kernel._data, self.bias._data if self.use_bias else self._zero_bias)
-        act = self.activation
-        if act == "relu":
-            out = ops.relu_forward(out)
-        elif act == "sigmoid" and not logits:
-            out = ops.sigmoid_forward(out)
-        elif act == "softmax" and not logits:
-            out = ops.softmax(out)
-        ctx["x"], ctx["out"], ctx["logits"] = x2, out, logits
-        return out.reshape(*lead, self.units)
+        ctx["x"] = x2
+        return _act_forward(self.activation, out, ctx, logits).reshape(*lead, self.units)
 
     def _bwd1(self, dout, ctx, need_dx):
         shape = dout.shape
-        dout = dout.reshape(-1, self.units)
-        act = self.activation
-        if act == "relu":
-            dout = ops.relu_backward(dout, ctx["out"])
-        elif act == "sigmoid" and not ctx["logits"]:
-            dout = ops.sigmoid_backward(dout, ctx["out"])
-        elif act == "softmax" and not ctx["logits"]:
-            _unsupported(
-                f"training Dense(activation='softmax') ({self.name}) anywhere but as the output of a "
-                "model with a cross-entropy loss (a softmax backward pass)"
-            )
+        dout = _act_backward(self.activation, dout.reshape(-1, self.units), ctx, self.name)
         dx, dW, db = ops.affine_backward(ctx["x"], self.kernel._data, dout)
         if self.trainable:
             self.kernel._accumulate(dW)
@@ -1576,31 +1577,10 @@ class Activation(Layer):
         return wants[0]
 
     def _fwd1(self, x, ctx, training, logits):
-        act = self.activation
-        ctx["logits"] = logits
-        if act == "relu":
-            out = ops.relu_forward(x)
-        elif act == "sigmoid" and not logits:
-            out = ops.sigmoid_forward(x)
-        elif act == "softmax" and not logits:
-            out = ops.softmax(x.reshape(-1, x.shape[-1])).reshape(x.shape)
-        else:
-            out = x
-        ctx["out"] = out
-        return out
+        return _act_forward(self.activation, x, ctx, logits)
 
     def _bwd1(self, dout, ctx, need_dx):
-        act = self.activation
-        if act == "relu":
-            return ops.relu_backward(dout, ctx["out"])
-        if act == "sigmoid" and not ctx["logits"]:
-            return ops.sigmoid_backward(dout, ctx["out"])
-        if act == "softmax" and not ctx["logits"]:
-            _unsupported(
-                f"training a softmax ({self.name}) anywhere but as the output of a model with a "
-                "cross-entropy loss (a softmax backward pass)"
-            )
-        return dout
+        return _act_backward(self.activation, dout, ctx, self.name)
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation}
