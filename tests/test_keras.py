@@ -767,7 +767,6 @@ def test_missing_kernels_raise_not_implemented():
         (lambda: L.Conv2D(2, 3, strides=(1, 2)), "unequal strides"),
         (lambda: L.Dense(2, activation="tanh"), "tanh"),
         (lambda: L.ReLU(negative_slope=0.1), "leaky"),
-        (lambda: keras.optimizers.SGD(nesterov=True), "Nesterov"),
         (lambda: keras.optimizers.Adam(weight_decay=0.01), "weight_decay"),
     ]:
         with pytest.raises(NotImplementedError, match=msg):
@@ -865,9 +864,14 @@ def test_against_keras_predictions_and_training(real_keras, rng):
     assert km.count_params() == fm.count_params()
     np.testing.assert_allclose(fm.predict(x, verbose=0), km.predict(x, verbose=0), rtol=1e-4, atol=1e-6)
     y = rng.integers(0, 5, 7)
-    for opt in ("adam", "sgd", "adagrad", "adadelta"):
+    for opt in ("adam", "sgd", "adagrad", "adadelta", "rmsprop", "nesterov"):
         km, fm = _both(real_keras, build)
-        km.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        if opt == "nesterov":
+            km_opt = real_keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True)
+            opt = keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True)
+        else:
+            km_opt = opt
+        km.compile(optimizer=km_opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         fm.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         for _ in range(3):
             km.train_on_batch(x, y)

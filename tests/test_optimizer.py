@@ -333,6 +333,9 @@ def test_numpy_fallback_matches_reference_bit_for_bit(dt, weight_decay, rng):
         "rmsprop": (R.rmsprop_step, 1, (0.1, 0.9, 1e-7)),
         "adam": (R.adam_step, 2, (0.01, 0.9, 0.999, 1e-7)),
         "adadelta": (R.adadelta_step, 2, (1.0, 0.9, 1e-6)),
+        "keras_nesterov": (R.keras_nesterov_step, 1, (0.1, 0.9)),
+        "keras_adagrad": (R.keras_adagrad_step, 1, (0.1, 1e-7)),
+        "keras_rmsprop": (R.keras_rmsprop_step, 1, (0.1, 0.9, 1e-7)),
     }
     for method, (step, ns, hyper) in cases.items():
         p = rng.standard_normal(37).astype(dt)
@@ -385,6 +388,24 @@ def test_ops_functions_match_reference_steps(device, dtype, rng):
         ("adam", ops.adam_update, R.adam_step, 2, (0.01, 0.9, 0.999, 1e-7, 0.01)),
         ("adadelta", ops.adadelta_update, R.adadelta_step, 2, (1.0, 0.9, 1e-6, 0.01)),
     ]
+    keras_cases = [  # through optimizer_update: the Keras forms have no per-array function of their own
+        ("keras_nesterov", R.keras_nesterov_step, ("v",), {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.01}),
+        ("keras_adagrad", R.keras_adagrad_step, ("h",), {"lr": 0.1, "eps": 1e-7, "weight_decay": 0.01}),
+        ("keras_rmsprop", R.keras_rmsprop_step, ("h",), {"lr": 0.1, "rho": 0.9, "eps": 1e-7, "weight_decay": 0.01}),
+    ]
+    for method, step, names, hyper in keras_cases:
+        p_ref = rng.standard_normal(n).astype(dtype)
+        st_ref = [np.abs(rng.standard_normal(n)).astype(dtype) for _ in names]
+        params = {"w": to_device(p_ref.copy(), device)}
+        state = {name: {"w": to_device(s.copy(), device)} for name, s in zip(names, st_ref)}
+        for _ in range(3):
+            g = rng.standard_normal(n).astype(dtype)
+            ops.optimizer_update(method, params, {"w": to_device(g, device)}, state, **hyper)
+            step(p_ref, g, *st_ref, *hyper.values())
+        # the same operations in the same order: the reference's bits
+        np.testing.assert_array_equal(to_host(params["w"]), p_ref, err_msg=method)
+        for name, s_ref in zip(names, st_ref):
+            np.testing.assert_array_equal(to_host(state[name]["w"]), s_ref, err_msg=method)
     for name, fn, step, ns, scalars in cases:
         p_ref = rng.standard_normal(n).astype(dtype)
         st_ref = [np.abs(rng.standard_normal(n)).astype(dtype) for _ in range(ns)]

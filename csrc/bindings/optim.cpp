@@ -1,4 +1,5 @@
-// bindings/optim.cpp: <opt>_update_{f32,f64} for sgd, momentum, nesterov, adagrad, rmsprop, adam, adadelta.
+// bindings/optim.cpp: <opt>_update_{f32,f64} for sgd, momentum, nesterov, adagrad, rmsprop, adam, adadelta and
+// Keras' keras_nesterov, keras_adagrad, keras_rmsprop.
 // One call updates a whole parameter set in place: lists of parameters p, gradients g and each state array
 // (entry i of every list belongs to parameter i), then the scalars, then optional keys for error messages.
 // Every array is checked (dtype, C-contiguous, aligned, writeable where written, its parameter's shape), and
@@ -198,6 +199,33 @@ void adadelta_update_py(py::list p, py::list g, py::list h, py::list d, double l
   });
 }
 
+template <typename T>
+void keras_nesterov_update_py(py::list p, py::list g, py::list v, double lr, double momentum, double weight_decay,
+                              py::object keys) {
+  auto b = collect<T, 1>(p, g, {v}, {"v"}, keys);
+  run(b, [&](std::size_t i, const T* gi) {
+    cpu::keras_nesterov_update<T>(b.p[i], gi, b.s[0][i], b.n[i], lr, momentum, weight_decay);
+  });
+}
+
+template <typename T>
+void keras_adagrad_update_py(py::list p, py::list g, py::list h, double lr, double eps, double weight_decay,
+                             py::object keys) {
+  auto b = collect<T, 1>(p, g, {h}, {"h"}, keys);
+  run(b, [&](std::size_t i, const T* gi) {
+    cpu::keras_adagrad_update<T>(b.p[i], gi, b.s[0][i], b.n[i], lr, eps, weight_decay);
+  });
+}
+
+template <typename T>
+void keras_rmsprop_update_py(py::list p, py::list g, py::list h, double lr, double rho, double eps,
+                             double weight_decay, py::object keys) {
+  auto b = collect<T, 1>(p, g, {h}, {"h"}, keys);
+  run(b, [&](std::size_t i, const T* gi) {
+    cpu::keras_rmsprop_update<T>(b.p[i], gi, b.s[0][i], b.n[i], lr, rho, eps, weight_decay);
+  });
+}
+
 }  // namespace
 
 void bind_optim(py::module_& m) {
@@ -229,6 +257,17 @@ void bind_optim(py::module_& m) {
                 "d = rho*d + (1-rho)*dx*dx; p -= lr*dx.",
                 py::arg("p"), py::arg("g"), py::arg("h"), py::arg("d"), py::arg("lr"), py::arg("rho"),
                 py::arg("eps"), py::arg("weight_decay"), py::arg("keys") = py::none());
+  FC_DEF_FLOATS(m, "keras_nesterov_update", keras_nesterov_update_py,
+                "Keras' Nesterov SGD in place: v = v*momentum - g*lr; p += v*momentum - g*lr.", py::arg("p"),
+                py::arg("g"), py::arg("v"), py::arg("lr"), py::arg("momentum"), py::arg("weight_decay"),
+                py::arg("keys") = py::none());
+  FC_DEF_FLOATS(m, "keras_adagrad_update", keras_adagrad_update_py,
+                "Keras' Adagrad in place: h += g*g; p -= lr*g / sqrt(h + eps).", py::arg("p"), py::arg("g"),
+                py::arg("h"), py::arg("lr"), py::arg("eps"), py::arg("weight_decay"), py::arg("keys") = py::none());
+  FC_DEF_FLOATS(m, "keras_rmsprop_update", keras_rmsprop_update_py,
+                "Keras' RMSprop in place: h = rho*h + (1-rho)*(g*g); p -= lr*g / sqrt(h + eps).", py::arg("p"),
+                py::arg("g"), py::arg("h"), py::arg("lr"), py::arg("rho"), py::arg("eps"), py::arg("weight_decay"),
+                py::arg("keys") = py::none());
 }
 
 }  // namespace fastconv::bind

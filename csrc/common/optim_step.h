@@ -137,5 +137,51 @@ struct Adadelta {
   }
 };
 
+// ---- Keras 3's forms (keras.optimizers), where they differ from the book's, in Keras' order of operations
+
+// SGD(momentum, nesterov=True): v = v * momentum - g * lr; p += v * momentum - g * lr
+template <typename T>
+struct KerasNesterov {
+  T lr, mu, wd;
+  static KerasNesterov make(double lr, double momentum, double wd) { return {T(lr), T(momentum), T(wd)}; }
+  template <bool WD>
+  FC_HD void step(T& p, T g, T& v) const {
+    const T gi = grad<WD>(g, p, wd);
+    const T vi = v * mu - gi * lr;
+    v = vi;
+    p = p + (vi * mu - gi * lr);
+  }
+};
+
+// Adagrad: h += g * g; p -= lr * g / sqrt(h + eps) (epsilon inside the root)
+template <typename T>
+struct KerasAdagrad {
+  T lr, eps, wd;
+  static KerasAdagrad make(double lr, double eps, double wd) { return {T(lr), T(eps), T(wd)}; }
+  template <bool WD>
+  FC_HD void step(T& p, T g, T& h) const {
+    const T gi = grad<WD>(g, p, wd);
+    const T hi = h + gi * gi;
+    h = hi;
+    p = p - (lr * gi) / std::sqrt(hi + eps);
+  }
+};
+
+// RMSprop: h = rho * h + (1 - rho) * (g * g); p -= lr * g / sqrt(h + eps) (epsilon inside the root)
+template <typename T>
+struct KerasRMSprop {
+  T lr, rho, c, eps, wd;
+  static KerasRMSprop make(double lr, double rho, double eps, double wd) {
+    return {T(lr), T(rho), T(1.0 - rho), T(eps), T(wd)};
+  }
+  template <bool WD>
+  FC_HD void step(T& p, T g, T& h) const {
+    const T gi = grad<WD>(g, p, wd);
+    const T hi = rho * h + c * (gi * gi);
+    h = hi;
+    p = p - (lr * gi) / std::sqrt(hi + eps);
+  }
+};
+
 }  // namespace
 }  // namespace fastconv::optim_step

@@ -13,6 +13,10 @@
 //             m += (1-beta1)*(g - m); v += (1-beta2)*(g*g - v); p -= lr_t*m / (sqrt(v) + eps)
 //   adadelta: Zeiler 2012: h = h*rho + (1-rho)*g*g; dx = sqrt(d + eps) / sqrt(h + eps) * g;
 //             d = d*rho + (1-rho)*dx*dx; p -= lr*dx
+//   Keras 3's forms, in its order of operations (fastconv.keras.optimizers):
+//   keras_nesterov: v = v*momentum - g*lr; p += v*momentum - g*lr
+//   keras_adagrad:  h += g*g; p -= lr*g / sqrt(h + eps)
+//   keras_rmsprop:  h = rho*h + (1-rho)*(g*g); p -= lr*g / sqrt(h + eps)
 // fastconv::cpu::<op>_update picks a variant at run time: optim_avx2 (AVX2, no FMA) when the ISA in use
 // (cpu/isa.h: FASTCONV_ISA / set_cpu_isa, else CPUID) has AVX2, otherwise optim_base. The variants give the same
 // bits. optim_kernels.h defines and instantiates both variants (optim.cpp, optim_avx2.cpp); the dispatching
@@ -37,7 +41,15 @@
                    double eps, double weight_decay);                                                              \
   template <typename T>                                                                                           \
   void adadelta_update(T* p, const T* g, T* h, T* d, std::int64_t n, double lr, double rho, double eps,           \
-                       double weight_decay);
+                       double weight_decay);                                                                      \
+  template <typename T>                                                                                           \
+  void keras_nesterov_update(T* p, const T* g, T* v, std::int64_t n, double lr, double momentum,                 \
+                             double weight_decay);                                                                \
+  template <typename T>                                                                                           \
+  void keras_adagrad_update(T* p, const T* g, T* h, std::int64_t n, double lr, double eps, double weight_decay);  \
+  template <typename T>                                                                                           \
+  void keras_rmsprop_update(T* p, const T* g, T* h, std::int64_t n, double lr, double rho, double eps,           \
+                            double weight_decay);
 
 namespace fastconv::cpu::optim_base {
 FC_OPTIM_DECLARATIONS  // optim.cpp
@@ -75,7 +87,8 @@ const char* optim_variant();
 #endif
 FC_OPTIM_DISPATCH_(sgd_update) FC_OPTIM_DISPATCH_(momentum_update) FC_OPTIM_DISPATCH_(nesterov_update)
 FC_OPTIM_DISPATCH_(adagrad_update) FC_OPTIM_DISPATCH_(rmsprop_update) FC_OPTIM_DISPATCH_(adam_update)
-FC_OPTIM_DISPATCH_(adadelta_update)
+FC_OPTIM_DISPATCH_(adadelta_update) FC_OPTIM_DISPATCH_(keras_nesterov_update)
+FC_OPTIM_DISPATCH_(keras_adagrad_update) FC_OPTIM_DISPATCH_(keras_rmsprop_update)
 #undef FC_OPTIM_DISPATCH_
 
 }  // namespace fastconv::cpu

@@ -105,6 +105,21 @@ void adadelta_update(T* p, const T* g, T* h, T* d, i64 n, double lr, double rho,
   run(Adadelta<T>::make(lr, rho, eps, weight_decay), weight_decay, n, p, g, h, d);
 }
 
+template <typename T>
+void keras_nesterov_update(T* p, const T* g, T* v, i64 n, double lr, double momentum, double weight_decay) {
+  run(KerasNesterov<T>::make(lr, momentum, weight_decay), weight_decay, n, p, g, v);
+}
+
+template <typename T>
+void keras_adagrad_update(T* p, const T* g, T* h, i64 n, double lr, double eps, double weight_decay) {
+  run(KerasAdagrad<T>::make(lr, eps, weight_decay), weight_decay, n, p, g, h);
+}
+
+template <typename T>
+void keras_rmsprop_update(T* p, const T* g, T* h, i64 n, double lr, double rho, double eps, double weight_decay) {
+  run(KerasRMSprop<T>::make(lr, rho, eps, weight_decay), weight_decay, n, p, g, h);
+}
+
 // -----------------------------------------------------------------------------------------------------------
 // explicit instantiations
 
@@ -115,7 +130,10 @@ void adadelta_update(T* p, const T* g, T* h, T* d, i64 n, double lr, double rho,
   template void adagrad_update<T>(T*, const T*, T*, i64, double, double, double);                        \
   template void rmsprop_update<T>(T*, const T*, T*, i64, double, double, double, double);                \
   template void adam_update<T>(T*, const T*, T*, T*, i64, double, double, double, double, double);       \
-  template void adadelta_update<T>(T*, const T*, T*, T*, i64, double, double, double, double);
+  template void adadelta_update<T>(T*, const T*, T*, T*, i64, double, double, double, double);              \
+  template void keras_nesterov_update<T>(T*, const T*, T*, i64, double, double, double);                 \
+  template void keras_adagrad_update<T>(T*, const T*, T*, i64, double, double, double);                  \
+  template void keras_rmsprop_update<T>(T*, const T*, T*, i64, double, double, double, double);
 FC_FLOAT_TYPES(FC_OPTIM_INSTANTIATE)
 #undef FC_OPTIM_INSTANTIATE
 

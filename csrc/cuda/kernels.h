@@ -73,5 +73,14 @@ void adam_update(T* p, const T* g, T* m, T* v, std::int64_t n, double lr_t, doub
 template <typename T>
 void adadelta_update(T* p, const T* g, T* h, T* d, std::int64_t n, double lr, double rho, double eps,
                      double weight_decay, Stream s);
+template <typename T>
+void keras_nesterov_update(T* p, const T* g, T* v, std::int64_t n, double lr, double momentum, double weight_decay,
+                           Stream s);
+template <typename T>
+void keras_adagrad_update(T* p, const T* g, T* h, std::int64_t n, double lr, double eps, double weight_decay,
+                          Stream s);
+template <typename T>
+void keras_rmsprop_update(T* p, const T* g, T* h, std::int64_t n, double lr, double rho, double eps,
+                          double weight_decay, Stream s);
 
 }  // namespace fastconv::cuda

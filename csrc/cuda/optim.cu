@@ -67,6 +67,23 @@ void adadelta_update(T* p, const T* g, T* h, T* d, i64 n, double lr, double rho,
   run(Adadelta<T>::make(lr, rho, eps, weight_decay), weight_decay, n, s, "adadelta_update", p, g, h, d);
 }
 
+template <typename T>
+void keras_nesterov_update(T* p, const T* g, T* v, i64 n, double lr, double momentum, double weight_decay,
+                           Stream s) {
+  run(KerasNesterov<T>::make(lr, momentum, weight_decay), weight_decay, n, s, "keras_nesterov_update", p, g, v);
+}
+
+template <typename T>
+void keras_adagrad_update(T* p, const T* g, T* h, i64 n, double lr, double eps, double weight_decay, Stream s) {
+  run(KerasAdagrad<T>::make(lr, eps, weight_decay), weight_decay, n, s, "keras_adagrad_update", p, g, h);
+}
+
+template <typename T>
+void keras_rmsprop_update(T* p, const T* g, T* h, i64 n, double lr, double rho, double eps, double weight_decay,
+                          Stream s) {
+  run(KerasRMSprop<T>::make(lr, rho, eps, weight_decay), weight_decay, n, s, "keras_rmsprop_update", p, g, h);
+}
+
 #define FC_OPTIM_INSTANTIATE(T, S)                                                                       \
   template void sgd_update<T>(T*, const T*, i64, double, double, Stream);                               \
   template void momentum_update<T>(T*, const T*, T*, i64, double, double, double, Stream);              \
@@ -74,7 +91,10 @@ void adadelta_update(T* p, const T* g, T* h, T* d, i64 n, double lr, double rho,
   template void adagrad_update<T>(T*, const T*, T*, i64, double, double, double, Stream);               \
   template void rmsprop_update<T>(T*, const T*, T*, i64, double, double, double, double, Stream);       \
   template void adam_update<T>(T*, const T*, T*, T*, i64, double, double, double, double, double, Stream); \
-  template void adadelta_update<T>(T*, const T*, T*, T*, i64, double, double, double, double, Stream);
+  template void adadelta_update<T>(T*, const T*, T*, T*, i64, double, double, double, double, Stream);  \
+  template void keras_nesterov_update<T>(T*, const T*, T*, i64, double, double, double, Stream);       \
+  template void keras_adagrad_update<T>(T*, const T*, T*, i64, double, double, double, Stream);        \
+  template void keras_rmsprop_update<T>(T*, const T*, T*, i64, double, double, double, double, Stream);
 FC_FLOAT_TYPES(FC_OPTIM_INSTANTIATE)
 #undef FC_OPTIM_INSTANTIATE
 

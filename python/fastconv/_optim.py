@@ -39,6 +39,10 @@ _OPTIM_ARGS = {
     "rmsprop": (("h",), ("lr", "decay_rate", "eps", "weight_decay")),
     "adam": (("m", "v"), ("lr_t", "beta1", "beta2", "eps", "weight_decay")),
     "adadelta": (("h", "d"), ("lr", "rho", "eps", "weight_decay")),
+    # Keras 3's forms (fastconv.keras.optimizers), where they differ from the book's
+    "keras_nesterov": (("v",), ("lr", "momentum", "weight_decay")),
+    "keras_adagrad": (("h",), ("lr", "eps", "weight_decay")),
+    "keras_rmsprop": (("h",), ("lr", "rho", "eps", "weight_decay")),
 }
 
 
@@ -76,6 +80,21 @@ def _numpy_step(method: str, p, g, states: list, scalars: tuple) -> None:
     if method == "sgd":
         (lr,) = hyper
         p -= lr * g
+    elif method == "keras_nesterov":  # v = v*momentum - g*lr; p += v*momentum - g*lr
+        (v,), (lr, mu) = states, hyper
+        v *= mu
+        v -= g * lr
+        p += v * mu - g * lr
+    elif method in ("keras_adagrad", "keras_rmsprop"):  # epsilon inside the square root
+        (h,) = states
+        if method == "keras_adagrad":
+            lr, eps = hyper
+            h += g * g
+        else:
+            lr, rho, eps = hyper
+            h *= rho
+            h += (1 - rho) * (g * g)
+        p -= lr * g / np.sqrt(h + eps)
     elif method in ("momentum", "nesterov"):
         (v,), (lr, mu) = states, hyper
         v *= mu
@@ -123,7 +142,8 @@ def optimizer_update(method: str, params, grads, state: dict, **hyper) -> None:
 
     Parameters
     ----------
-    method : {'sgd', 'momentum', 'nesterov', 'adagrad', 'rmsprop', 'adam', 'adadelta'}
+    method : {'sgd', 'momentum', 'nesterov', 'adagrad', 'rmsprop', 'adam', 'adadelta', 'keras_nesterov', \
+'keras_adagrad', 'keras_rmsprop'}
     params : dict of str to ndarray
         Parameters, writeable float arrays, updated in place.
     grads : dict of str to array_like

@@ -6,14 +6,14 @@ Each step updates every trainable weight in place with one kernel call per dtype
 - ``Adam(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7)``: the bias correction folded into
   the step, ``lr_t = lr*sqrt(1 - beta_2**t)/(1 - beta_1**t)``, ``w -= lr_t*m/(sqrt(v) + epsilon)``.
 - ``Adadelta(learning_rate=0.001, rho=0.95, epsilon=1e-7)``: Keras' formula exactly.
+- ``SGD(nesterov=True)``: Keras' form ``v = momentum*v - lr*g; w += momentum*v - lr*g`` (not the book's).
 - ``RMSprop(learning_rate=0.001, rho=0.9, epsilon=1e-7)`` and ``Adagrad(learning_rate=0.001,
-  initial_accumulator_value=0.1, epsilon=1e-7)``: fastconv's kernels add epsilon outside the square root,
-  ``g/(sqrt(h) + eps)``, where Keras divides by ``sqrt(h + eps)``. The two differ by at most eps/(2 sqrt(h))
-  relative, which matters only while the accumulated squared gradient h is near eps (RMSprop's first steps
-  on tiny gradients); Adagrad's accumulator starts at 0.1, where the difference is below float32 rounding.
+  initial_accumulator_value=0.1, epsilon=1e-7)``: Keras' forms, epsilon inside the square root,
+  ``w -= lr*g/sqrt(h + eps)`` (the book's optimizers add it outside).
+Each runs a fused kernel in Keras' order of operations (``keras_*`` in fastconv.ops.optimizer_update).
 
 Keras arguments that need work no kernel does (``weight_decay`` (decoupled), ``clipnorm``, ``clipvalue``,
-``global_clipnorm``, ``use_ema``, ``amsgrad``, ``nesterov``, RMSprop's ``momentum`` and ``centered``) raise
+``global_clipnorm``, ``use_ema``, ``amsgrad``, RMSprop's ``momentum`` and ``centered``) raise
 ``NotImplementedError`` when given a value other than their default. ``learning_rate`` may be a float or a
 callable of the step (a schedule); it is read at every step, so callbacks can change it.
 """
@@ -165,14 +165,9 @@ class SGD(Optimizer):
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name="SGD", **kwargs):
         if not 0.0 <= float(momentum) <= 1.0:
             raise ValueError("`momentum` must be a float between [0, 1].")
-        if nesterov:
-            raise NotImplementedError(
-                "SGD(nesterov=True): Keras' Nesterov step (w += momentum*v - lr*g) is not the "
-                "book's form fastconv's kernel computes"
-            )
         self.momentum = float(momentum)
-        self.nesterov = False
-        self._METHOD = "momentum" if self.momentum > 0 else "sgd"
+        self.nesterov = bool(nesterov)
+        self._METHOD = ("keras_nesterov" if self.nesterov else "momentum") if self.momentum > 0 else "sgd"
         self._STATE = ("v",) if self.momentum > 0 else ()
         self._HYPER = ("momentum", "nesterov")
         super().__init__(learning_rate, name, **kwargs)
@@ -223,10 +218,9 @@ class Adam(Optimizer):
 
 
 class RMSprop(Optimizer):
-    """``RMSprop(learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False)`` (epsilon outside
-    the square root: see the module docstring)."""
+    """``RMSprop(learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False)``."""
 
-    _METHOD = "rmsprop"
+    _METHOD = "keras_rmsprop"
     _STATE = ("h",)
     _HYPER = ("rho", "momentum", "epsilon", "centered")
 
@@ -247,18 +241,17 @@ class RMSprop(Optimizer):
         if centered:
             raise NotImplementedError("RMSprop(centered=True) needs a kernel fastconv does not have yet")
         self.rho, self.momentum, self.epsilon, self.centered = float(rho), 0.0, float(epsilon), False
-        ops.optimizer_hyperparameters(decay_rate=self.rho, eps=self.epsilon)
+        ops.optimizer_hyperparameters(rho=self.rho, eps=self.epsilon)
         super().__init__(learning_rate, name, **kwargs)
 
     def _hyper(self, lr):
-        return {"lr": lr, "decay_rate": self.rho, "eps": self.epsilon, "weight_decay": 0.0}
+        return {"lr": lr, "rho": self.rho, "eps": self.epsilon, "weight_decay": 0.0}
 
 
 class Adagrad(Optimizer):
-    """``Adagrad(learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7)`` (epsilon outside the
-    square root: see the module docstring)."""
+    """``Adagrad(learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7)``."""
 
-    _METHOD = "adagrad"
+    _METHOD = "keras_adagrad"
     _STATE = ("h",)
     _HYPER = ("initial_accumulator_value", "epsilon")
 

@@ -107,6 +107,32 @@ def adadelta_step(p, g, h, d, lr, rho, eps, weight_decay=0.0):
     p -= lr * dx
 
 
+# Keras 3's forms (keras.optimizers, its order of operations), where they differ from the book's: the definitions
+# fastconv.keras.optimizers follows.
+
+def keras_nesterov_step(p, g, v, lr, momentum, weight_decay=0.0):
+    """Keras' ``SGD(momentum, nesterov=True)``: ``v = v*momentum - g*lr; p += v*momentum - g*lr``."""
+    g = _decayed(p, g, weight_decay)
+    v *= momentum
+    v -= g * lr
+    p += v * momentum - g * lr
+
+
+def keras_adagrad_step(p, g, h, lr, eps=_EPS, weight_decay=0.0):
+    """Keras' Adagrad: ``h += g*g; p -= lr * g / sqrt(h + eps)`` (epsilon inside the square root)."""
+    g = _decayed(p, g, weight_decay)
+    h += g * g
+    p -= lr * g / np.sqrt(h + eps)
+
+
+def keras_rmsprop_step(p, g, h, lr, rho, eps=_EPS, weight_decay=0.0):
+    """Keras' RMSprop: ``h = rho*h + (1 - rho)*(g*g); p -= lr * g / sqrt(h + eps)`` (epsilon inside the root)."""
+    g = _decayed(p, g, weight_decay)
+    h *= rho
+    h += (1 - rho) * (g * g)
+    p -= lr * g / np.sqrt(h + eps)
+
+
 _UPDATE_DOC = """Update every array of ``params`` in place.
 
         Parameters
