@@ -793,6 +793,8 @@ def _c(*shape, dtype=np.float64):
     return np.zeros(shape, dtype=dtype)
 
 
+# conv and pool kernels take stride (sh, sw) and pad (top, bottom, left, right)
+S1, P0 = (1, 1), (0, 0, 0, 0)
 RAW_CALLS = [
     (
         "gemm dtype",
@@ -854,32 +856,32 @@ RAW_CALLS = [
     ),
     (
         "conv stride 0",
-        lambda: _cpu.conv_forward_f64(_c(1, 1, 5, 5), _c(1, 1, 3, 3), _c(1), _c(1, 1, 3, 3), 0, 0),
+        lambda: _cpu.conv_forward_f64(_c(1, 1, 5, 5), _c(1, 1, 3, 3), _c(1), _c(1, 1, 3, 3), (0, 0), P0),
         ValueError,
         r"^stride must be > 0",
     ),
     (
         "conv channels",
-        lambda: _cpu.conv_forward_f64(_c(1, 2, 5, 5), _c(1, 1, 3, 3), _c(1), _c(1, 1, 3, 3), 1, 0),
+        lambda: _cpu.conv_forward_f64(_c(1, 2, 5, 5), _c(1, 1, 3, 3), _c(1), _c(1, 1, 3, 3), S1, P0),
         ValueError,
         r"^W: shape",
     ),
     (
         "conv out read-only",
-        lambda: _cpu.conv_forward_f64(_c(1, 1, 5, 5), _c(1, 1, 3, 3), _c(1), _readonly(_c(1, 1, 3, 3)), 1, 0),
+        lambda: _cpu.conv_forward_f64(_c(1, 1, 5, 5), _c(1, 1, 3, 3), _c(1), _readonly(_c(1, 1, 3, 3)), S1, P0),
         ValueError,
         r"^out: array is read-only",
     ),
     (
         "conv b dtype",
-        lambda: _cpu.conv_forward_f64(_c(1, 1, 5, 5), _c(1, 1, 3, 3), _c(1, dtype=F32), _c(1, 1, 3, 3), 1, 0),
+        lambda: _cpu.conv_forward_f64(_c(1, 1, 5, 5), _c(1, 1, 3, 3), _c(1, dtype=F32), _c(1, 1, 3, 3), S1, P0),
         TypeError,
         r"^b: dtype float32",
     ),
     (
         "conv_backward dW shape",
         lambda: _cpu.conv_backward_f64(
-            _c(1, 1, 5, 5), _c(1, 1, 3, 3), _c(1, 1, 3, 3), _c(1, 1, 5, 5), _c(1, 1, 3, 2), _c(1), 1, 0
+            _c(1, 1, 5, 5), _c(1, 1, 3, 3), _c(1, 1, 3, 3), _c(1, 1, 5, 5), _c(1, 1, 3, 2), _c(1), S1, P0
         ),
         ValueError,
         r"^dW: shape",
@@ -887,7 +889,7 @@ RAW_CALLS = [
     (
         "conv_backward dx not an array",  # None means "no dx"; anything else must be the output array itself
         lambda: _cpu.conv_backward_f64(
-            _c(1, 1, 5, 5), _c(1, 1, 3, 3), _c(1, 1, 3, 3), [[[[0.0] * 5] * 5]], _c(1, 1, 3, 3), _c(1), 1, 0
+            _c(1, 1, 5, 5), _c(1, 1, 3, 3), _c(1, 1, 3, 3), [[[[0.0] * 5] * 5]], _c(1, 1, 3, 3), _c(1), S1, P0
         ),
         TypeError,
         r"^dx: expected a NumPy array or None",
@@ -895,7 +897,7 @@ RAW_CALLS = [
     (
         "conv_backward dx shape",
         lambda: _cpu.conv_backward_f64(
-            _c(1, 1, 5, 5), _c(1, 1, 3, 3), _c(1, 1, 3, 3), _c(1, 1, 5, 4), _c(1, 1, 3, 3), _c(1), 1, 0
+            _c(1, 1, 5, 5), _c(1, 1, 3, 3), _c(1, 1, 3, 3), _c(1, 1, 5, 4), _c(1, 1, 3, 3), _c(1), S1, P0
         ),
         ValueError,
         r"^dx: shape",
@@ -903,21 +905,21 @@ RAW_CALLS = [
     (
         "maxpool pad",
         lambda: _cpu.maxpool_forward_f64(
-            _c(1, 1, 4, 4), _c(1, 1, 3, 3), _c(1, 1, 3, 3, dtype=np.int32), 2, 2, 1, 2
+            _c(1, 1, 4, 4), _c(1, 1, 3, 3), _c(1, 1, 3, 3, dtype=np.int32), 2, 2, S1, (2,) * 4
         ),
         ValueError,
         r"^pad must be < pool_h",
     ),
     (
         "maxpool argmax dtype",
-        lambda: _cpu.maxpool_forward_f64(_c(1, 1, 4, 4), _c(1, 1, 2, 2), _c(1, 1, 2, 2), 2, 2, 2, 0),
+        lambda: _cpu.maxpool_forward_f64(_c(1, 1, 4, 4), _c(1, 1, 2, 2), _c(1, 1, 2, 2), 2, 2, (2, 2), P0),
         TypeError,
         r"^argmax: dtype",
     ),
     (
         "maxpool_backward argmax range",
         lambda: _cpu.maxpool_backward_f64(
-            np.ones((1, 1, 2, 2)), np.full((1, 1, 2, 2), 99, np.int32), _c(1, 1, 4, 4), 2, 2, 2, 0
+            np.ones((1, 1, 2, 2)), np.full((1, 1, 2, 2), 99, np.int32), _c(1, 1, 4, 4), 2, 2, (2, 2), P0
         ),
         ValueError,
         r"^argmax: value 99 at flat index 0 is out of range \[0, 16\)",
@@ -925,21 +927,21 @@ RAW_CALLS = [
     (
         "maxpool_backward argmax negative",
         lambda: _cpu.maxpool_backward_f64(
-            np.ones((1, 1, 2, 2)), np.full((1, 1, 2, 2), -5, np.int32), _c(1, 1, 4, 4), 2, 2, 2, 0
+            np.ones((1, 1, 2, 2)), np.full((1, 1, 2, 2), -5, np.int32), _c(1, 1, 4, 4), 2, 2, (2, 2), P0
         ),
         ValueError,
         r"^argmax: value -5",
     ),
     (
         "avgpool huge pad",
-        lambda: _cpu.avgpool_forward_f64(_c(1, 1, 4, 4), _c(1, 1, 3, 3), 2**62, 2**62, 1, 2**62 - 1),
+        lambda: _cpu.avgpool_forward_f64(_c(1, 1, 4, 4), _c(1, 1, 3, 3), 2**62, 2**62, S1, (2**62 - 1,) * 4),
         ValueError,
         r"^pad is too large",
     ),
     (
         "maxpool huge window",  # the window-parameter limit of the one geometry check (common/geom.h)
         lambda: _cpu.maxpool_forward_f64(
-            _c(1, 1, 4, 4), _c(1, 1, 1, 1), _c(1, 1, 1, 1, dtype=np.int32), 2**41, 2, 1, 1
+            _c(1, 1, 4, 4), _c(1, 1, 1, 1), _c(1, 1, 1, 1, dtype=np.int32), 2**41, 2, S1, (1,) * 4
         ),
         ValueError,
         r"^pool_h is too large: 2199023255552 \(limit 2\*\*40\)",
@@ -1074,7 +1076,7 @@ def test_raw_binding_rejects(f, exc, match):
 @pytest.mark.parametrize(
     "f",
     [
-        lambda: _cpu.conv_forward_f64(_c(1, 1, 4, 4), _c(1, 1, 3, 3), _c(1), _c(1, 1, 3, 3), 1, 2**62),
+        lambda: _cpu.conv_forward_f64(_c(1, 1, 4, 4), _c(1, 1, 3, 3), _c(1), _c(1, 1, 3, 3), S1, (2**62,) * 4),
         lambda: _cpu.im2col_f64(_c(1, 1, 4, 4), _c(1, 9), 3, 3, 1, 2**62),
         lambda: _cpu.col2im_f64(_c(1, 9), _c(1, 1, 4, 4), 3, 3, 1, 2**62),
     ],

@@ -70,13 +70,18 @@ dout_conv = arr(2, 4, 6, 6)
 for name, bad in BAD_ARRAYS.items():
     add(f"conv_forward x={name}", lambda b=bad: ops.conv_forward(b, W4, arr(4), 1, 1))
     add(f"conv_forward W={name}", lambda b=bad: ops.conv_forward(X4, b, arr(4), 1, 1))
-    add(f"conv_forward b={name}", lambda b=bad: ops.conv_forward(X4, W4, b, 1, 1))
+    if name != "None":  # b=None is a convolution without bias
+        add(f"conv_forward b={name}", lambda b=bad: ops.conv_forward(X4, W4, b, 1, 1))
     add(f"conv_backward x={name}", lambda b=bad: ops.conv_backward(b, W4, dout_conv, 1, 1))
     add(f"conv_backward dout={name}", lambda b=bad: ops.conv_backward(X4, W4, b, 1, 1))
     add(f"im2col x={name}", lambda b=bad: ops.im2col(b, 3, 3, 1, 1))
     add(f"col2im col={name}", lambda b=bad: ops.col2im(b, (2, 3, 6, 6), 3, 3, 1, 1))
     add(f"maxpool_forward x={name}", lambda b=bad: ops.maxpool_forward(b, 2, 2, 2, 0))
     add(f"avgpool_forward x={name}", lambda b=bad: ops.avgpool_forward(b, 2, 2, 2, 0))
+    add(f"deconv_forward x={name}", lambda b=bad: ops.deconv_forward(b, arr(3, 4, 3, 3), None, 2, 1))
+    add(f"deconv_forward W={name}", lambda b=bad: ops.deconv_forward(X4, b, None, 2, 1))
+    add(f"zeropad x={name}", lambda b=bad: ops.zeropad(b, 1))
+    add(f"crop x={name}", lambda b=bad: ops.crop(b, 1))
     add(f"maxpool_backward dout={name}", lambda b=bad: ops.maxpool_backward(b, np.zeros((2, 3, 3, 3), np.int32), (2, 3, 6, 6), 2, 2, 2, 0))
     add(f"maxpool_backward argmax={name}", lambda b=bad: ops.maxpool_backward(arr(2, 3, 3, 3), b, (2, 3, 6, 6), 2, 2, 2, 0))
     add(f"avgpool_backward dout={name}", lambda b=bad: ops.avgpool_backward(b, (2, 3, 6, 6), 2, 2, 2, 0))
@@ -110,6 +115,18 @@ for pos in range(4):
     if pos >= 2:
         add(f"conv_forward int arg {pos}={iname}", lambda a=tuple(args[2:]): ops.conv_forward(X4, W4, arr(4), *a))
         add(f"conv_backward int arg {pos}={iname}", lambda a=tuple(args[2:]): ops.conv_backward(X4, W4, dout_conv, *a))
+# the geometry arguments beyond the book's: groups, dilation, per-side pads, output padding
+for gname, gval in {**BAD_STRIDE, "2 of 3 channels": 2, "(1, 1)": (1, 1)}.items():
+    add(f"conv_forward groups={gname}", lambda g=gval: ops.conv_forward(X4, W4, None, groups=g))
+for dname, dval in {**BAD_STRIDE, "4 (too wide)": 4, "(1, 1, 1)": (1, 1, 1)}.items():
+    add(f"conv_forward dilation={dname}", lambda d=dval: ops.conv_forward(X4, W4, None, dilation=d))
+for pname, pval in {**BAD_PAD, "'full'": "full", "(1, 2, 3)": (1, 2, 3)}.items():
+    quad = pval if isinstance(pval, (str, tuple)) else (pval, 0, 0, 0)
+    add(f"conv_forward pad={pname}", lambda p=quad: ops.conv_forward(X4, W4, None, 1, p))
+    add(f"maxpool_forward pad={pname}", lambda p=quad: ops.maxpool_forward(X4, 2, 2, 2, p))
+    add(f"deconv_forward output_padding={pname}", lambda p=pval: ops.deconv_forward(X4, arr(3, 4, 3, 3), None, 1, 0, p))
+    add(f"zeropad pad={pname}", lambda p=quad: ops.zeropad(X4, p))
+    add(f"crop crop={pname}", lambda p=quad: ops.crop(X4, p))
 for sname, shape in BAD_SHAPES.items():
     add(f"col2im input_shape={sname}", lambda s=shape: ops.col2im(arr(72, 27), s, 3, 3, 1, 1))
     add(f"maxpool_backward x_shape={sname}", lambda s=shape: ops.maxpool_backward(arr(2, 3, 3, 3), np.zeros((2, 3, 3, 3), np.int32), s, 2, 2, 2, 0))

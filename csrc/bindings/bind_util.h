@@ -84,6 +84,7 @@ inline std::int64_t dim(const py::array& a, const char* name, int ndim, int i) {
 void bind_gemm(py::module_& m);
 void bind_im2col(py::module_& m);
 void bind_conv(py::module_& m);
+void bind_zeropad(py::module_& m);
 void bind_affine(py::module_& m);
 void bind_pool(py::module_& m);
 void bind_activation(py::module_& m);

@@ -67,6 +67,7 @@ PYBIND11_MODULE(_cpu, m) {
   bind::bind_gemm(m);
   bind::bind_im2col(m);
   bind::bind_conv(m);
+  bind::bind_zeropad(m);
   bind::bind_affine(m);
   bind::bind_pool(m);
   bind::bind_activation(m);

@@ -1,6 +1,9 @@
 // bindings/pool.cpp: maxpool_{forward,backward}_{f32,f64}, avgpool_{forward,backward}_{f32,f64}.
-// Checks the window geometry (common/geom.h), every array's dtype / shape / layout and (backward) every argmax
-// value.
+// stride is (sh, sw), pad (top, bottom, left, right). Checks the window geometry (common/geom.h), every
+// array's dtype / shape / layout and (backward) every argmax value.
+#include <pybind11/stl.h>
+
+#include <array>
 #include <cstdint>
 #include <string>
 
@@ -14,14 +17,17 @@ namespace {
 using i64 = std::int64_t;
 
 // The geometry of a pooling over `a` (x forward, dx backward): its 4-D extents and the one window check.
-ConvGeom pool_geom(const py::array& a, const char* name, i64 pool_h, i64 pool_w, i64 stride, i64 pad) {
+using Pair = std::array<i64, 2>;
+using Quad = std::array<i64, 4>;
+
+ConvGeom pool_geom(const py::array& a, const char* name, i64 pool_h, i64 pool_w, Pair stride, Quad pad) {
   return check_geom(WindowKind::pool, name, dim(a, name, 4, 0), dim(a, name, 4, 1), dim(a, name, 4, 2),
-                    dim(a, name, 4, 3), pool_h, pool_w, stride, pad);
+                    dim(a, name, 4, 3), WindowArgs{pool_h, pool_w, stride, pad, {1, 1}});
 }
 
 template <typename T>
-void maxpool_forward_py(py::array x, py::array out, py::array argmax, i64 pool_h, i64 pool_w, i64 stride,
-                        i64 pad) {
+void maxpool_forward_py(py::array x, py::array out, py::array argmax, i64 pool_h, i64 pool_w, Pair stride,
+                        Quad pad) {
   const ConvGeom g = pool_geom(x, "x", pool_h, pool_w, stride, pad);
   const T* xp = in_ptr<T>(x, "x", {g.N, g.C, g.H, g.W});
   T* op = out_ptr<T>(out, "out", {g.N, g.C, g.OH, g.OW});
@@ -31,8 +37,8 @@ void maxpool_forward_py(py::array x, py::array out, py::array argmax, i64 pool_h
 }
 
 template <typename T>
-void maxpool_backward_py(py::array dout, py::array argmax, py::array dx, i64 pool_h, i64 pool_w, i64 stride,
-                         i64 pad) {
+void maxpool_backward_py(py::array dout, py::array argmax, py::array dx, i64 pool_h, i64 pool_w, Pair stride,
+                         Quad pad) {
   const ConvGeom g = pool_geom(dx, "dx", pool_h, pool_w, stride, pad);
   T* dxp = out_ptr<T>(dx, "dx", {g.N, g.C, g.H, g.W});
   const T* dp = in_ptr<T>(dout, "dout", {g.N, g.C, g.OH, g.OW});
@@ -48,7 +54,7 @@ void maxpool_backward_py(py::array dout, py::array argmax, py::array dx, i64 poo
 }
 
 template <typename T>
-void avgpool_forward_py(py::array x, py::array out, i64 pool_h, i64 pool_w, i64 stride, i64 pad) {
+void avgpool_forward_py(py::array x, py::array out, i64 pool_h, i64 pool_w, Pair stride, Quad pad) {
   const ConvGeom g = pool_geom(x, "x", pool_h, pool_w, stride, pad);
   const T* xp = in_ptr<T>(x, "x", {g.N, g.C, g.H, g.W});
   T* op = out_ptr<T>(out, "out", {g.N, g.C, g.OH, g.OW});
@@ -57,7 +63,7 @@ void avgpool_forward_py(py::array x, py::array out, i64 pool_h, i64 pool_w, i64 
 }
 
 template <typename T>
-void avgpool_backward_py(py::array dout, py::array dx, i64 pool_h, i64 pool_w, i64 stride, i64 pad) {
+void avgpool_backward_py(py::array dout, py::array dx, i64 pool_h, i64 pool_w, Pair stride, Quad pad) {
   const ConvGeom g = pool_geom(dx, "dx", pool_h, pool_w, stride, pad);
   T* dxp = out_ptr<T>(dx, "dx", {g.N, g.C, g.H, g.W});
   const T* dp = in_ptr<T>(dout, "dout", {g.N, g.C, g.OH, g.OW});

@@ -2,9 +2,10 @@
 // matrix. x (N, C, H, W), W (FN, C, FH, FW) viewed as (FN, CK) with CK = C*FH*FW, out (N, FN, OH, OW).
 //
 // Stride 1 (every layer of the book's networks) -- gather tiles, no im2col at all:
-//   The image is copied once into a zero-padded buffer xp (C, Hp, Wp) and read flat: element (p, k) of the
-//   column matrix, output pixel p = (oh, ow) and tap k = (c, fh, fw), is xp[pos[p] + offs[k]] with
-//   pos[p] = oh*Wp + ow and offs[k] = c*Hp*Wp + fh*Wp + fw. The gather tile (ukr_simd.h) broadcasts A from
+//   The image is copied once into a zero-padded buffer xp (C, Hp, Wp) (Hp = pt + H + pb, Wp = pl + W + pr)
+//   and read flat: element (p, k) of the column matrix, output pixel p = (oh, ow) and tap k = (c, fh, fw),
+//   is xp[pos[p] + offs[k]] with pos[p] = oh*Wp + ow and offs[k] = c*Hp*Wp + fh*dh*Wp + fw*dw (dilation
+//   only spreads the taps' offsets). The gather tile (ukr_simd.h) broadcasts A from
 //   there and multiplies packed slivers of nr filters, so only valid pixels are computed and no column
 //   matrix is packed; every product is one of im2col's GEMM (inf / NaN propagate the same way).
 //     forward  out_n^T (P, FN) = col_n (P, CK) @ W^T (CK, FN): tiles of rows_mr pixels x rows_nr filters,
@@ -12,7 +13,8 @@
 //     dW      dW^T (CK, FN) = sum over images of col_n^T (CK, P) @ dout_n^T (P, FN): tiles of taps x filters,
 //             the accumulators kept in registers across a batch of images.
 //     dx      the adjoint of a stride-1 cross-correlation is a stride-1 cross-correlation of dout with the
-//             filters flipped and channels swapped, padded by FH-1-pad: it runs on the forward path.
+//             filters flipped and channels swapped, padded by dh*(FH-1)-pt on top (and so on per side):
+//             it runs on the forward path.
 //   Against the earlier form (B read as vector loads from shifted views on the output grid widened to Wp
 //   columns, filters on the micro-kernel's rows), measured on Zen 3, 2 threads, DeepConvNet's six layers at
 //   batch 100, alternating processes (the best of 3 each): forward 14.5 -> 12.2 ms, backward 29.4 -> 24.6
@@ -60,8 +62,8 @@ T row_sum(const T* v, index_t n) {
 // its taps in there.
 struct GatherGeom {
   index_t Hp, Wp;             // padded image
-  index_t xp_size;            // C*Hp*Wp: every pixel + tap offset stays inside (OH + FH - 1 == Hp)
-  std::vector<index_t> offs;  // (ckpad,): tap k = (c, fh, fw) at c*Hp*Wp + fh*Wp + fw; padding rows 0
+  index_t xp_size;            // C*Hp*Wp: every pixel + tap offset stays inside (OH + dh*(FH-1) == Hp)
+  std::vector<index_t> offs;  // (ckpad,): tap k = (c, fh, fw) at c*Hp*Wp + fh*dh*Wp + fw*dw; padding rows 0
   std::vector<index_t> pos;   // (ppad,): output pixel p = (oh, ow) at oh*Wp + ow; padding rows 0
   index_t CK, P;              // taps and pixels before padding
 };
@@ -70,8 +72,8 @@ struct GatherGeom {
 // memory and are discarded).
 GatherGeom make_gather_geom(const ConvGeom& g, int rmr) {
   GatherGeom s;
-  s.Hp = g.H + 2 * g.pad;
-  s.Wp = g.W + 2 * g.pad;
+  s.Hp = g.H + g.pt + g.pb;
+  s.Wp = g.W + g.pl + g.pr;
   s.xp_size = g.C * s.Hp * s.Wp;
   s.CK = g.C * g.FH * g.FW;
   s.P = g.OH * g.OW;
@@ -80,7 +82,7 @@ GatherGeom make_gather_geom(const ConvGeom& g, int rmr) {
   index_t k = 0;
   for (index_t c = 0; c < g.C; ++c)
     for (index_t fh = 0; fh < g.FH; ++fh)
-      for (index_t fw = 0; fw < g.FW; ++fw) s.offs[k++] = (c * s.Hp + fh) * s.Wp + fw;
+      for (index_t fw = 0; fw < g.FW; ++fw) s.offs[k++] = (c * s.Hp + fh * g.dh) * s.Wp + fw * g.dw;
   index_t p = 0;
   for (index_t oh = 0; oh < g.OH; ++oh)
     for (index_t ow = 0; ow < g.OW; ++ow) s.pos[p++] = oh * s.Wp + ow;
@@ -90,12 +92,12 @@ GatherGeom make_gather_geom(const ConvGeom& g, int rmr) {
 // xp (C, Hp, Wp) <- image x (C, H, W) with zero borders.
 template <typename T>
 void pad_image(const T* x, const ConvGeom& g, const GatherGeom& s, T* xp) {
-  const index_t pad = g.pad, plane = s.Hp * s.Wp;
+  const index_t pt = g.pt, pl = g.pl, plane = s.Hp * s.Wp;
   for (index_t c = 0; c < g.C; ++c) {
     T* xc = xp + c * plane;
-    std::fill(xc, xc + pad * s.Wp + pad, T(0));  // top rows and the left border of the first image row
+    std::fill(xc, xc + pt * s.Wp + pl, T(0));  // top rows and the left border of the first image row
     for (index_t h = 0; h < g.H; ++h) {
-      T* dst = xc + (h + pad) * s.Wp + pad;
+      T* dst = xc + (h + pt) * s.Wp + pl;
       const T* src = x + (c * g.H + h) * g.W;
       // 8 values per fixed-size copy (inlined as vector moves; a loop or std::copy here becomes a memmove
       // call per image row, which measured at 7% of a 28x28 forward)
@@ -103,9 +105,9 @@ void pad_image(const T* x, const ConvGeom& g, const GatherGeom& s, T* xp) {
       for (; w + 8 <= g.W; w += 8) std::memcpy(dst + w, src + w, 8 * sizeof(T));
       for (; w < g.W; ++w) dst[w] = src[w];
       // right border of this row and left border of the next one are adjacent in the flat layout
-      std::fill(dst + g.W, dst + g.W + 2 * pad, T(0));
+      std::fill(dst + g.W, dst + g.W + g.pr + pl, T(0));
     }
-    std::fill(xc + (g.H + pad) * s.Wp + pad, xc + plane, T(0));  // bottom rows
+    std::fill(xc + (g.H + pt) * s.Wp + pl, xc + plane, T(0));  // bottom rows
   }
 }
 
@@ -184,6 +186,34 @@ inline int threads_inside_image(index_t N, index_t macs_per_image, int nthreads)
   return N < nthreads && macs_per_image >= gemm_config::PARALLEL_MIN_MACS ? nthreads : 1;
 }
 
+// dx of a stride-1 convolution as a forward convolution: dx[c, ih, iw] = sum_{f,i,j} W[f, c, FH-1-i, FW-1-j] *
+// dout_pad[f, ih + i*dh, iw + j*dw] with dout padded by dh*(FH-1) - pt on top, dh*(FH-1) - pb at the bottom
+// (dw*(FW-1) - pl, - pr at the sides): a forward convolution with C filters. Used for square filters whose
+// padding leaves those pads >= 0, and only when C fills at least half of the gather tile's filter sliver
+// (C = 1, 3, 6 take col2im).
+template <typename T>
+bool dx_by_flipped_conv(const ConvGeom& g, const Ukr<T>& u) {
+  const index_t eh = g.dh * (g.FH - 1), ew = g.dw * (g.FW - 1);
+  return g.sh == 1 && g.sw == 1 && g.FH == g.FW && g.pt <= eh && g.pb <= eh && g.pl <= ew && g.pr <= ew &&
+         round_up(g.C, u.rows_nr) <= 2 * g.C;
+}
+
+// The geometry of that forward convolution: input dout (N, FN, OH, OW), output (N, C, H, W).
+inline ConvGeom flipped_geom(const ConvGeom& g, index_t FN) {
+  const index_t eh = g.dh * (g.FH - 1), ew = g.dw * (g.FW - 1);
+  return make_geom(g.N, FN, g.OH, g.OW, g.FH, g.FW, 1, 1, eh - g.pt, eh - g.pb, ew - g.pl, ew - g.pr, g.dh,
+                   g.dw);  // OH + eh - pt - pb == H
+}
+
+// wflip (C, FN, FH, FW) = W (FN, C, FH, FW) with channels swapped and taps reversed.
+template <typename T>
+void flip_filters(const T* w, const ConvGeom& g, index_t FN, T* wflip) {
+  const index_t KK = g.FH * g.FW;
+  for (index_t f = 0; f < FN; ++f)
+    for (index_t c = 0; c < g.C; ++c)
+      for (index_t k = 0; k < KK; ++k) wflip[(c * FN + f) * KK + (KK - 1 - k)] = w[(f * g.C + c) * KK + k];
+}
+
 // ------------------------------------------------------------------------------------------------------
 // stride > 1: im2col
 
@@ -195,7 +225,7 @@ void conv_forward_im2col_image(const Ukr<T>& u, const T* apack, const T* b, cons
   T* row = thread_workspace<T>(WS_CONV_ROW, static_cast<std::size_t>(npad));
   T* bpack = thread_workspace<T>(WS_CONV_BPACK, static_cast<std::size_t>(npad * CK));
   im2col_image_packed<T>(xn, g, u.nr, gemm_kc<T>(), row, bpack);
-  for (index_t f = 0; f < FN; ++f) std::fill(on + f * P, on + (f + 1) * P, b[f]);
+  for (index_t f = 0; f < FN; ++f) std::fill(on + f * P, on + (f + 1) * P, b ? b[f] : T(0));
   gemm_prepacked<T>(u, FN, P, CK, T(1), apack, bpack, T(1), on, P);
   if (relu)  // while the image's output is in cache
     for (index_t i = 0; i < FN * P; ++i) on[i] = relu_value(on[i]);
@@ -211,7 +241,7 @@ void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g,
                   bool relu) {
   const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW, xs = g.C * g.H * g.W;
   const Ukr<T>& u = active_ukr<T>();
-  if (g.stride == 1) {
+  if (g.sh == 1 && g.sw == 1) {
     // W^T (CK, fnpad) packed once per call as slivers of nr filters, shared read-only by every image
     Scratch<T> wt(static_cast<std::size_t>(round_up(FN, u.rows_nr) * CK));
     pack_slivers_t<T>(u, w, FN, CK, wt.data());
@@ -244,24 +274,15 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
                    int nthreads) {
   const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW, xs = g.C * g.H * g.W;
   const Ukr<T>& u = active_ukr<T>();
-  const bool gather = g.stride == 1, want_dx = dx != nullptr;
-
-  // dx, stride 1: dx[c, ih, iw] = sum_{f,i,j} W[f, c, FH-1-i, FW-1-j] * dout_pad[f, ih + i, iw + j] with
-  // dout padded by FH-1-pad (FW-1-pad): a forward convolution with C filters. Square filters only (one pad
-  // argument), and only when C fills at least half of the gather tile's filter sliver (C = 1, 3, 6: col2im).
-  const bool dx_by_conv =
-      want_dx && gather && g.FH == g.FW && g.pad <= g.FH - 1 && round_up(g.C, u.rows_nr) <= 2 * g.C;
+  const bool gather = g.sh == 1 && g.sw == 1, want_dx = dx != nullptr;
+  const bool dx_by_conv = want_dx && dx_by_flipped_conv(g, u);
   const bool dx_by_col2im = want_dx && !dx_by_conv;
   // W^T (CK, FN) packed once for the dcol GEMMs: A(i=ck, k=f) = w[f*CK + ck]
   Scratch<T> wt_pack(dx_by_col2im ? static_cast<std::size_t>(round_up(CK, u.mr) * FN) : 0);
   if (dx_by_conv) {
     Scratch<T> wflip(static_cast<std::size_t>(FN * CK)), zero(static_cast<std::size_t>(g.C), true);
-    const index_t KK = g.FH * g.FW;
-    for (index_t f = 0; f < FN; ++f)
-      for (index_t c = 0; c < g.C; ++c)
-        for (index_t k = 0; k < KK; ++k) wflip[(c * FN + f) * KK + (KK - 1 - k)] = w[(f * g.C + c) * KK + k];
-    const ConvGeom gt = make_geom(g.N, FN, g.OH, g.OW, g.FH, g.FW, 1, g.FH - 1 - g.pad);  // gt.OH == H
-    conv_forward<T>(dout, wflip.data(), zero.data(), dx, gt, g.C, nthreads);
+    flip_filters(w, g, FN, wflip.data());
+    conv_forward<T>(dout, wflip.data(), zero.data(), dx, flipped_geom(g, FN), g.C, nthreads);
   } else if (dx_by_col2im) {
     pack_a_full<T>(u, CK, FN, w, 1, CK, wt_pack.data());
   }
@@ -342,9 +363,168 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
   }
 }
 
-#define FC_CONV_INSTANTIATE(T, S)                                                                           \
+// ------------------------------------------------------------------------------------------------------
+// backward data alone (the transposed convolution's forward)
+
+template <typename T>
+void conv_backward_data(const T* w, const T* dout, const T* bias, T* dx, const ConvGeom& g, index_t FN,
+                        int nthreads) {
+  const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW, xs = g.C * g.H * g.W, HW = g.H * g.W;
+  const Ukr<T>& u = active_ukr<T>();
+  if (dx_by_flipped_conv(g, u)) {  // stride 1: a forward convolution of dout, the bias added as it writes
+    Scratch<T> wflip(static_cast<std::size_t>(FN * CK));
+    flip_filters(w, g, FN, wflip.data());
+    conv_forward<T>(dout, wflip.data(), bias, dx, flipped_geom(g, FN), g.C, nthreads);
+    return;
+  }
+  // dcol_n (CK, P) = W^T @ dout_n, then dx_n = col2im(dcol_n) (+ bias per channel), one image per thread
+  Scratch<T> wt_pack(static_cast<std::size_t>(round_up(CK, u.mr) * FN));
+  pack_a_full<T>(u, CK, FN, w, 1, CK, wt_pack.data());
+  const index_t npad = round_up(P, u.nr);
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (index_t n = 0; n < g.N; ++n) {
+    T* bpack = thread_workspace<T>(WS_CONV_BPACK, static_cast<std::size_t>(npad * FN));
+    T* dcol = thread_workspace<T>(WS_CONV_DCOL, static_cast<std::size_t>(CK * P));
+    pack_b_full<T>(u, FN, P, dout + n * FN * P, P, 1, bpack);
+    gemm_prepacked<T>(u, CK, P, FN, T(1), wt_pack.data(), bpack, T(0), dcol, P);
+    T* dxn = dx + n * xs;  // (C, H, W)
+    col2im_image<T>(dcol, g, dxn);
+    if (bias)
+      for (index_t c = 0; c < g.C; ++c) {
+        T* plane = dxn + c * HW;
+        const T bc = bias[c];
+#pragma omp simd
+        for (index_t i = 0; i < HW; ++i) plane[i] += bc;
+      }
+  }
+}
+
+template <typename T>
+void channel_sums(const T* y, index_t N, index_t C, index_t HW, T* out, int nthreads) {
+  // per channel: the images' plane sums added in image order (the same bits on any thread count)
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (N * C * HW >= (1 << 15))
+  for (index_t c = 0; c < C; ++c) {
+    T acc = T(0);
+    for (index_t n = 0; n < N; ++n) acc += row_sum(y + (n * C + c) * HW, HW);
+    out[c] = acc;
+  }
+}
+
+// ------------------------------------------------------------------------------------------------------
+// grouped convolution (1 < groups < C): each group's channels copied out, convolved, copied back
+
+namespace {
+
+// dst (N, cn, HW) = src[:, c0:c0+cn] of src (N, C, HW), or the reverse when `back`.
+template <typename T>
+void copy_channels(T* grouped, T* full, index_t N, index_t C, index_t c0, index_t cn, index_t HW, bool back,
+                   int nthreads) {
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (N * cn * HW >= (1 << 15))
+  for (index_t n = 0; n < N; ++n) {
+    T* a = grouped + n * cn * HW;
+    T* b = full + (n * C + c0) * HW;
+    if (back)
+      std::copy(a, a + cn * HW, b);
+    else
+      std::copy(b, b + cn * HW, a);
+  }
+}
+
+// The geometry of one group: the same window over Cg = C / groups channels.
+inline ConvGeom group_geom(const ConvGeom& g, index_t groups) {
+  ConvGeom gg = g;
+  gg.C = g.C / groups;
+  return gg;
+}
+
+}  // namespace
+
+template <typename T>
+void conv_forward_grouped(const T* x, const T* w, const T* b, T* out, const ConvGeom& g, index_t FN,
+                          index_t groups, int nthreads, bool relu) {
+  const ConvGeom gg = group_geom(g, groups);
+  const index_t Cg = gg.C, FNg = FN / groups, HW = g.H * g.W, P = g.OH * g.OW, wg = FNg * Cg * g.FH * g.FW;
+  Scratch<T> xg(static_cast<std::size_t>(g.N * Cg * HW)), og(static_cast<std::size_t>(g.N * FNg * P));
+  for (index_t gi = 0; gi < groups; ++gi) {
+    copy_channels<T>(xg.data(), const_cast<T*>(x), g.N, g.C, gi * Cg, Cg, HW, false, nthreads);
+    conv_forward<T>(xg.data(), w + gi * wg, b ? b + gi * FNg : nullptr, og.data(), gg, FNg, nthreads, relu);
+    copy_channels<T>(og.data(), out, g.N, FN, gi * FNg, FNg, P, true, nthreads);
+  }
+}
+
+template <typename T>
+void conv_backward_grouped(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, const ConvGeom& g,
+                           index_t FN, index_t groups, int nthreads) {
+  const ConvGeom gg = group_geom(g, groups);
+  const index_t Cg = gg.C, FNg = FN / groups, HW = g.H * g.W, P = g.OH * g.OW, wg = FNg * Cg * g.FH * g.FW;
+  Scratch<T> xg(static_cast<std::size_t>(g.N * Cg * HW)), dg(static_cast<std::size_t>(g.N * FNg * P));
+  Scratch<T> dxg(dx ? static_cast<std::size_t>(g.N * Cg * HW) : 0);
+  for (index_t gi = 0; gi < groups; ++gi) {
+    copy_channels<T>(xg.data(), const_cast<T*>(x), g.N, g.C, gi * Cg, Cg, HW, false, nthreads);
+    copy_channels<T>(dg.data(), const_cast<T*>(dout), g.N, FN, gi * FNg, FNg, P, false, nthreads);
+    // dW and db of a group are contiguous slices of dW (FN, Cg, FH, FW) and db (FN,)
+    conv_backward<T>(xg.data(), w + gi * wg, dg.data(), dx ? dxg.data() : nullptr, dw + gi * wg, db + gi * FNg, gg,
+                     FNg, nthreads);
+    if (dx) copy_channels<T>(dxg.data(), dx, g.N, g.C, gi * Cg, Cg, HW, true, nthreads);
+  }
+}
+
+template <typename T>
+void conv_forward_groups(const T* x, const T* w, const T* b, T* out, const ConvGeom& g, index_t FN,
+                         index_t groups, int nthreads, bool relu) {
+  if (groups == 1)
+    conv_forward<T>(x, w, b, out, g, FN, nthreads, relu);
+  else if (groups == g.C)
+    depthwise_forward<T>(x, w, b, out, g, FN, nthreads, relu);
+  else
+    conv_forward_grouped<T>(x, w, b, out, g, FN, groups, nthreads, relu);
+}
+
+template <typename T>
+void conv_backward_groups(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, const ConvGeom& g,
+                          index_t FN, index_t groups, int nthreads) {
+  if (groups == 1)
+    conv_backward<T>(x, w, dout, dx, dw, db, g, FN, nthreads);
+  else if (groups == g.C)
+    depthwise_backward<T>(x, w, dout, dx, dw, db, g, FN, nthreads);
+  else
+    conv_backward_grouped<T>(x, w, dout, dx, dw, db, g, FN, groups, nthreads);
+}
+
+// ------------------------------------------------------------------------------------------------------
+// transposed convolution
+
+template <typename T>
+void deconv_forward(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, index_t C_in, int nthreads) {
+  conv_backward_data<T>(w, x, b, y, g, C_in, nthreads);
+}
+
+template <typename T>
+void deconv_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, const ConvGeom& g, index_t C_in,
+                     int nthreads) {
+  // dx: the convolution of dy (the adjoint of its backward data); dW: the convolution's weight gradient with
+  // the roles of input (dy) and output gradient (x) taken by the transposed convolution's output and input
+  if (dx) conv_forward<T>(dy, w, nullptr, dx, g, C_in, nthreads);
+  Scratch<T> unused_db(static_cast<std::size_t>(C_in));
+  conv_backward<T>(dy, w, x, nullptr, dw, unused_db.data(), g, C_in, nthreads);
+  channel_sums<T>(dy, g.N, g.C, g.H * g.W, db, nthreads);
+}
+
+#define FC_CONV_INSTANTIATE(T, S)                                                                            \
   template void conv_forward<T>(const T*, const T*, const T*, T*, const ConvGeom&, index_t, int, bool);      \
-  template void conv_backward<T>(const T*, const T*, const T*, T*, T*, T*, const ConvGeom&, index_t, int);
+  template void conv_backward<T>(const T*, const T*, const T*, T*, T*, T*, const ConvGeom&, index_t, int);   \
+  template void conv_backward_data<T>(const T*, const T*, const T*, T*, const ConvGeom&, index_t, int);      \
+  template void channel_sums<T>(const T*, index_t, index_t, index_t, T*, int);                               \
+  template void conv_forward_grouped<T>(const T*, const T*, const T*, T*, const ConvGeom&, index_t, index_t, \
+                                        int, bool);                                                          \
+  template void conv_forward_groups<T>(const T*, const T*, const T*, T*, const ConvGeom&, index_t, index_t,  \
+                                       int, bool);                                                           \
+  template void conv_backward_groups<T>(const T*, const T*, const T*, T*, T*, T*, const ConvGeom&, index_t,  \
+                                        index_t, int);                                                       \
+  template void conv_backward_grouped<T>(const T*, const T*, const T*, T*, T*, T*, const ConvGeom&, index_t, \
+                                         index_t, int);                                                      \
+  template void deconv_forward<T>(const T*, const T*, const T*, T*, const ConvGeom&, index_t, int);          \
+  template void deconv_backward<T>(const T*, const T*, const T*, T*, T*, T*, const ConvGeom&, index_t, int);
 FC_FLOAT_TYPES(FC_CONV_INSTANTIATE)
 #undef FC_CONV_INSTANTIATE
 

@@ -1,5 +1,6 @@
-// conv.h: 2-D convolution (cross-correlation, as in the book), forward and backward.
-// x (N, C, H, W), w (FN, C, FH, FW), b (FN,), out/dout (N, FN, OH, OW).
+// conv.h: 2-D convolution (cross-correlation, as in the book), forward and backward; grouped, depthwise and
+// transposed convolutions on the same kernels. x (N, C, H, W), w (FN, C, FH, FW), b (FN,) or null (no bias),
+// out/dout (N, FN, OH, OW); the geometry (strides, per-side padding, dilation) is g's.
 #pragma once
 #include "common/shapes.h"
 #include "cpu/gemm/gemm.h"
@@ -17,6 +18,53 @@ void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g,
 template <typename T>
 void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, const ConvGeom& g, index_t FN,
                    int nthreads);
+
+// dx (N, C, H, W) = the input gradient of conv_forward alone (+ bias[c] per channel unless bias is null):
+// the transposed convolution's forward.
+template <typename T>
+void conv_backward_data(const T* w, const T* dout, const T* bias, T* dx, const ConvGeom& g, index_t FN,
+                        int nthreads);
+
+// out (C,) = sum of y (N, C, HW) over images and pixels, in an order fixed by the shape (bias gradients).
+template <typename T>
+void channel_sums(const T* y, index_t N, index_t C, index_t HW, T* out, int nthreads);
+
+// Grouped convolution, 1 < groups < C: w (FN, C/groups, FH, FW), filter f sees the channels of group
+// f / (FN/groups). b may be null (no bias); dx may be null (no input gradient).
+template <typename T>
+void conv_forward_grouped(const T* x, const T* w, const T* b, T* out, const ConvGeom& g, index_t FN,
+                          index_t groups, int nthreads, bool relu = false);
+template <typename T>
+void conv_backward_grouped(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, const ConvGeom& g,
+                           index_t FN, index_t groups, int nthreads);
+
+// Any group count: groups == 1 is conv_forward, groups == C > 1 the depthwise kernel, anything else the
+// grouped convolution. w (FN, C/groups, FH, FW).
+template <typename T>
+void conv_forward_groups(const T* x, const T* w, const T* b, T* out, const ConvGeom& g, index_t FN,
+                         index_t groups, int nthreads, bool relu);
+template <typename T>
+void conv_backward_groups(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, const ConvGeom& g,
+                          index_t FN, index_t groups, int nthreads);
+
+// Depthwise convolution (groups == C): w (FN, 1, FH, FW) with FN = C*M, filter f reads channel f / M. A direct
+// kernel (conv_depthwise.cpp): threads over the N*FN planes, SIMD along the output row.
+template <typename T>
+void depthwise_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g, index_t FN, int nthreads,
+                       bool relu = false);
+template <typename T>
+void depthwise_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, const ConvGeom& g,
+                        index_t FN, int nthreads);
+
+// Transposed convolution of x (N, C_in, H, W) with w (C_in, C_out, FH, FW) into y (N, C_out, OH', OW'): g is
+// the geometry of the convolution it transposes, whose input is y (g.C = C_out, g.H = OH') and whose output
+// is x (g.OH = H). Forward: that convolution's input gradient (+ b per channel, b may be null); backward:
+// dx = conv(dy, w), dW = its weight gradient, db = sums of dy. dx may be null.
+template <typename T>
+void deconv_forward(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, index_t C_in, int nthreads);
+template <typename T>
+void deconv_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, const ConvGeom& g, index_t C_in,
+                     int nthreads);
 
 // The weight gradient is summed image by image, in order, into min(N, CONV_GRAD_SLOTS) slots of consecutive
 // images (one partial dW per slot, scratch per thread: one image), and the slots are added in order: all

@@ -1,8 +1,8 @@
 // im2col.cpp: im2col / col2im in the per-image transposed layout (conv's workhorse) and in the book's
 // layout (fastconv.util). Row r = (c*FH + fh)*FW + fw of col_t holds, for every output pixel (oh, ow), the
-// input x[c, oh*stride - pad + fh, ow*stride - pad + fw], or 0 in the padding. For each (r, oh) the valid
-// ow form one interval [ow_lo, ow_hi), computed once, so the inner loop has no bounds test and is a plain
-// copy when stride == 1.
+// input x[c, oh*sh - pt + fh*dh, ow*sw - pl + fw*dw], or 0 in the padding (per-side pads and dilation index
+// the input directly: no padded copy). For each (r, oh) the valid ow form one interval [ow_lo, ow_hi),
+// computed once, so the inner loop has no bounds test and is a plain copy when sw == 1.
 #include "cpu/im2col.h"
 
 #include <algorithm>
@@ -13,10 +13,9 @@
 namespace fastconv::cpu {
 
 namespace {
-// First and one-past-last output column whose input column ow*stride - pad + fw lies in [0, W).
-inline void valid_range(index_t W, index_t OW, index_t stride, index_t pad, index_t fw, index_t& lo,
-                        index_t& hi) {
-  const index_t off = fw - pad;  // iw = ow*stride + off
+// First and one-past-last output column whose input column ow*stride + off lies in [0, W) (off: the tap's
+// column offset fw*dw - pl).
+inline void valid_range(index_t W, index_t OW, index_t stride, index_t off, index_t& lo, index_t& hi) {
   lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
   hi = W - off <= 0 ? 0 : (W - off - 1) / stride + 1;
   lo = std::min(lo, OW);
@@ -31,11 +30,11 @@ inline void valid_range(index_t W, index_t OW, index_t stride, index_t pad, inde
 template <typename T>
 inline void im2col_row(const T* x, const ConvGeom& g, index_t c, index_t fh, index_t fw, T* row) {
   index_t lo, hi;
-  valid_range(g.W, g.OW, g.stride, g.pad, fw, lo, hi);
-  const index_t off = fw - g.pad;  // iw = ow*stride + off, >= 0 for ow >= lo
+  const index_t off = fw * g.dw - g.pl;  // iw = ow*sw + off, >= 0 for ow >= lo
+  valid_range(g.W, g.OW, g.sw, off, lo, hi);
   for (index_t oh = 0; oh < g.OH; ++oh) {
     T* dst = row + oh * g.OW;
-    const index_t ih = oh * g.stride - g.pad + fh;
+    const index_t ih = oh * g.sh - g.pt + fh * g.dh;
     if (ih < 0 || ih >= g.H) {
       std::fill(dst, dst + g.OW, T(0));
       continue;
@@ -43,12 +42,12 @@ inline void im2col_row(const T* x, const ConvGeom& g, index_t c, index_t fh, ind
     const T* src = x + (c * g.H + ih) * g.W;  // row ih of channel c
     // plain loops, not memcpy/fill: rows are short (MNIST: 28) and a libc call per row costs more than the copy
     for (index_t ow = 0; ow < lo; ++ow) dst[ow] = T(0);
-    if (g.stride == 1) {
+    if (g.sw == 1) {
       const T* s1 = src + off;
 #pragma omp simd
       for (index_t ow = lo; ow < hi; ++ow) dst[ow] = s1[ow];
     } else {
-      for (index_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * g.stride + off];
+      for (index_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * g.sw + off];
     }
     for (index_t ow = hi; ow < g.OW; ++ow) dst[ow] = T(0);
   }
@@ -111,18 +110,18 @@ void col2im_image(const T* col_t, const ConvGeom& g, T* x) {
       for (index_t fw = 0; fw < g.FW; ++fw) {
         const T* row = col_t + ((c * g.FH + fh) * g.FW + fw) * P;
         index_t lo, hi;
-        valid_range(g.W, g.OW, g.stride, g.pad, fw, lo, hi);
+        const index_t off = fw * g.dw - g.pl;  // iw = ow*sw + off
+        valid_range(g.W, g.OW, g.sw, off, lo, hi);
         for (index_t oh = 0; oh < g.OH; ++oh) {
-          const index_t ih = oh * g.stride - g.pad + fh;
+          const index_t ih = oh * g.sh - g.pt + fh * g.dh;
           if (ih < 0 || ih >= g.H) continue;
           const T* srcrow = row + oh * g.OW;
           T* dst = x + (c * g.H + ih) * g.W;  // row ih of channel c
-          const index_t off = fw - g.pad;
-          if (g.stride == 1) {
+          if (g.sw == 1) {
 #pragma omp simd
             for (index_t ow = lo; ow < hi; ++ow) dst[ow + off] += srcrow[ow];
           } else {
-            for (index_t ow = lo; ow < hi; ++ow) dst[ow * g.stride + off] += srcrow[ow];
+            for (index_t ow = lo; ow < hi; ++ow) dst[ow * g.sw + off] += srcrow[ow];
           }
         }
       }
@@ -143,9 +142,9 @@ void im2col(const T* x, const ConvGeom& g, T* col, int nthreads) {
         T* dst = coln + (oh * g.OW + ow) * CK;
         for (index_t c = 0; c < g.C; ++c)
           for (index_t fh = 0; fh < g.FH; ++fh) {
-            const index_t ih = oh * g.stride - g.pad + fh;
+            const index_t ih = oh * g.sh - g.pt + fh * g.dh;
             for (index_t fw = 0; fw < g.FW; ++fw) {
-              const index_t iw = ow * g.stride - g.pad + fw;
+              const index_t iw = ow * g.sw - g.pl + fw * g.dw;
               const bool in = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
               *dst++ = in ? xn[(c * g.H + ih) * g.W + iw] : T(0);
             }
@@ -167,9 +166,9 @@ void col2im(const T* col, const ConvGeom& g, T* x, int nthreads) {
         const T* src = coln + (oh * g.OW + ow) * CK;
         for (index_t c = 0; c < g.C; ++c)
           for (index_t fh = 0; fh < g.FH; ++fh) {
-            const index_t ih = oh * g.stride - g.pad + fh;
+            const index_t ih = oh * g.sh - g.pt + fh * g.dh;
             for (index_t fw = 0; fw < g.FW; ++fw, ++src) {
-              const index_t iw = ow * g.stride - g.pad + fw;
+              const index_t iw = ow * g.sw - g.pl + fw * g.dw;
               if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) xn[(c * g.H + ih) * g.W + iw] += *src;
             }
           }

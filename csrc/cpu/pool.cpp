@@ -35,7 +35,7 @@ struct Window {
 };
 
 inline Window clamp_window(std::int64_t oh, std::int64_t ow, const ConvGeom& g) {
-  const std::int64_t hs = oh * g.stride - g.pad, ws = ow * g.stride - g.pad;
+  const std::int64_t hs = oh * g.sh - g.pt, ws = ow * g.sw - g.pl;
   return Window{std::max<std::int64_t>(hs, 0), std::min(hs + g.FH, g.H), std::max<std::int64_t>(ws, 0),
                 std::min(ws + g.FW, g.W)};
 }
@@ -51,7 +51,8 @@ struct Planes {
 inline Planes planes_of(const ConvGeom& g) {
   const std::int64_t count = g.N * g.C, HW = g.H * g.W;
   return Planes{count, HW, g.OH * g.OW, count * HW >= kParallelMin,
-                g.FH == 2 && g.FW == 2 && g.stride == 2 && g.pad == 0};
+                g.FH == 2 && g.FW == 2 && g.sh == 2 && g.sw == 2 && g.pt == 0 && g.pb == 0 && g.pl == 0 &&
+                    g.pr == 0};
 }
 
 template <typename T>
@@ -59,14 +60,14 @@ inline T area_of(const ConvGeom& g) {
   return static_cast<T>(g.FH * g.FW);
 }
 
-// Output columns [lo, hi) whose windows lie wholly inside the plane horizontally (ow*stride - pad >= 0 and
-// ow*stride - pad + pool_w <= W); the columns outside it touch the padding and take the clamped scalar path.
+// Output columns [lo, hi) whose windows lie wholly inside the plane horizontally (ow*sw - pl >= 0 and
+// ow*sw - pl + pool_w <= W); the columns outside it touch the padding and take the clamped scalar path.
 struct Interior {
   std::int64_t lo, hi;
 };
 
 inline Interior interior_cols(const ConvGeom& g) {
-  const std::int64_t W = g.W, OW = g.OW, pool_w = g.FW, stride = g.stride, pad = g.pad;
+  const std::int64_t W = g.W, OW = g.OW, pool_w = g.FW, stride = g.sw, pad = g.pl;
   const std::int64_t lo = std::min(pad / stride + (pad % stride != 0), OW);  // ceil(pad / stride), no overflow
   const std::int64_t hi = (W + pad - pool_w < 0) ? 0 : std::min(OW, (W + pad - pool_w) / stride + 1);
   return Interior{lo, std::max(lo, hi)};
@@ -129,7 +130,7 @@ void maxpool_forward(const T* x, T* out, std::int32_t* argmax, const ConvGeom& g
     // branch-free, vectorisable compare-and-select over the output row. Every output still sees its inputs
     // in row-major window order, so ties and NaN resolve exactly as in the scalar loop.
     const Interior in = interior_cols(g);
-    const std::int64_t pool_h = g.FH, pool_w = g.FW, stride = g.stride, pad = g.pad;
+    const std::int64_t pool_h = g.FH, pool_w = g.FW, stride = g.sw, pad = g.pl;
     for (std::int64_t oh = 0; oh < OH; ++oh) {
       T* orow = op + oh * OW;  // output row oh of (OH, OW)
       std::int32_t* arow = ap + oh * OW;
@@ -137,7 +138,7 @@ void maxpool_forward(const T* x, T* out, std::int32_t* argmax, const ConvGeom& g
       for (std::int64_t ow = 0; ow < in.lo; ++ow) border(ow);
       for (std::int64_t ow = in.hi; ow < OW; ++ow) border(ow);
       if (in.lo == in.hi) continue;
-      const std::int64_t hs = oh * stride - pad;
+      const std::int64_t hs = oh * g.sh - g.pt;
       const std::int64_t h0 = std::max<std::int64_t>(hs, 0), h1 = std::min(hs + pool_h, H);
       for (std::int64_t ow = in.lo; ow < in.hi; ++ow) {
         orow[ow] = xp[h0 * W + ow * stride - pad];
@@ -145,7 +146,7 @@ void maxpool_forward(const T* x, T* out, std::int32_t* argmax, const ConvGeom& g
       }
       for (std::int64_t ih = h0; ih < h1; ++ih) {
         for (std::int64_t j = (ih == h0) ? 1 : 0; j < pool_w; ++j) {
-          const std::int64_t base = ih * W + j - pad;  // (ih, ow*stride - pad + j) is xp[base + ow*stride]
+          const std::int64_t base = ih * W + j - pad;  // (ih, ow*sw - pl + j) is xp[base + ow*sw]
 #pragma omp simd
           for (std::int64_t ow = in.lo; ow < in.hi; ++ow) {
             const T v = xp[base + ow * stride], b = orow[ow];
@@ -211,7 +212,7 @@ void avgpool_forward(const T* x, T* out, const ConvGeom& g) {
     // As in max pooling: clamped scalar windows at the border columns, vectorised sweeps over the interior
     // columns. Both add a window's real positions to 0 in row-major order.
     const Interior in = interior_cols(g);
-    const std::int64_t H = g.H, pool_h = g.FH, pool_w = g.FW, stride = g.stride, pad = g.pad;
+    const std::int64_t H = g.H, pool_h = g.FH, pool_w = g.FW, stride = g.sw, pad = g.pl;
     for (std::int64_t oh = 0; oh < OH; ++oh) {
       T* orow = op + oh * OW;  // output row oh of (OH, OW)
       auto border = [&](std::int64_t ow) {
@@ -224,12 +225,12 @@ void avgpool_forward(const T* x, T* out, const ConvGeom& g) {
       for (std::int64_t ow = 0; ow < in.lo; ++ow) border(ow);
       for (std::int64_t ow = in.hi; ow < OW; ++ow) border(ow);
       if (in.lo == in.hi) continue;
-      const std::int64_t hs = oh * stride - pad;
+      const std::int64_t hs = oh * g.sh - g.pt;
       const std::int64_t h0 = std::max<std::int64_t>(hs, 0), h1 = std::min(hs + pool_h, H);
       std::fill(orow + in.lo, orow + in.hi, T(0));
       for (std::int64_t ih = h0; ih < h1; ++ih) {
         for (std::int64_t j = 0; j < pool_w; ++j) {
-          const std::int64_t base = ih * W + j - pad;  // (ih, ow*stride - pad + j) is xp[base + ow*stride]
+          const std::int64_t base = ih * W + j - pad;  // (ih, ow*sw - pl + j) is xp[base + ow*sw]
 #pragma omp simd
           for (std::int64_t ow = in.lo; ow < in.hi; ++ow) orow[ow] += xp[base + ow * stride];
         }

@@ -1,6 +1,7 @@
 // pool.h: max and average pooling over (N, C, H, W) planes; output (N, C, OH, OW). The window is g.FH x g.FW
-// (pool_h x pool_w) with g.stride and g.pad. Preconditions (check_geom, common/geom.h, WindowKind::pool): pool
-// sizes and stride > 0, 0 <= pad < pool_h and pool_w, H + 2*pad >= pool_h, W + 2*pad >= pool_w, H*W < 2^31.
+// (pool_h x pool_w) with strides (g.sh, g.sw) and padding (g.pt, g.pb, g.pl, g.pr). Preconditions (check_geom,
+// common/geom.h, WindowKind::pool): pool sizes and strides > 0, 0 <= pt, pb < pool_h and 0 <= pl, pr < pool_w,
+// the padded input at least the window, H*W < 2^31.
 #pragma once
 #include <cstdint>
 

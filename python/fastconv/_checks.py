@@ -196,9 +196,56 @@ def stride_pad(stride, pad) -> tuple[int, int]:
     return integer(stride, "stride", 1), integer(pad, "pad", 0)
 
 
-def size_culprit(H: int, W: int, pad: int, array_name: str) -> str:
+def pair(v, name: str, minimum: int) -> tuple[int, int]:
+    """An int or a pair of ints (for H, W) as a pair, each >= ``minimum``."""
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{name}: expected an int or a pair (h, w), got {v!r}")
+        return integer(v[0], name, minimum), integer(v[1], name, minimum)
+    i = integer(v, name, minimum)
+    return i, i
+
+
+def same_padding(size: int, extent: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's 'same' padding of one axis: the output is ceil(size / stride), the odd pixel of padding goes
+    after (bottom / right). ``extent`` is the window's (dilated) extent."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + extent - size, 0)
+    return total // 2, total - total // 2
+
+
+def padding(pad, name: str = "pad", modes: tuple = ()) -> tuple[int, int, int, int] | str:
+    """A padding argument as (top, bottom, left, right), each >= 0: an int (every side), a pair (ph, pw) (both
+    sides of an axis), a 4-tuple (top, bottom, left, right) or a pair of pairs ((top, bottom), (left, right)).
+    A string in ``modes`` ("same", "valid") is returned as is, for the caller to resolve."""
+    if isinstance(pad, str):
+        if pad in modes:
+            return pad
+        allowed = "an int, a pair (ph, pw), (top, bottom, left, right)" + "".join(f", {m!r}" for m in modes)
+        raise ValueError(f"{name}: expected {allowed}, got {pad!r}")
+    if isinstance(pad, (tuple, list)):
+        if len(pad) == 2 and all(isinstance(p, (tuple, list)) for p in pad):
+            if any(len(p) != 2 for p in pad):
+                raise ValueError(f"{name}: expected ((top, bottom), (left, right)), got {pad!r}")
+            pad = (*pad[0], *pad[1])
+        elif len(pad) == 2:
+            pad = (pad[0], pad[0], pad[1], pad[1])
+        if len(pad) != 4:
+            raise ValueError(f"{name}: expected an int, a pair (ph, pw) or (top, bottom, left, right), got {pad!r}")
+        return tuple(integer(p, name, 0) for p in pad)
+    p = integer(pad, name, 0)
+    return p, p, p, p
+
+
+def pad_str(pads) -> str:
+    """A padding for messages: the int when every side is the same, else the 4-tuple."""
+    return str(pads[0]) if len(set(pads)) == 1 else str(tuple(pads))
+
+
+def size_culprit(H: int, W: int, pad, array_name: str) -> str:
     """Which argument to blame for an oversized window output: the pad when it dwarfs the input, else the input."""
-    return "pad" if 2 * pad > max(H, W) else array_name
+    pads = (pad,) if isinstance(pad, int) else pad
+    return "pad" if 2 * max(pads) > max(H, W) else array_name
 
 
 def nhwc_hint(x_shape, channels_fit) -> str:
@@ -213,34 +260,119 @@ def nhwc_hint(x_shape, channels_fit) -> str:
             "for the (N, C, H, W) layout")
 
 
-def window(H: int, W: int, fh: int, fw: int, stride: int, pad: int, what: str, x_name: str, x_shape,
-           hint: str = "") -> tuple:
-    """Output size of a sliding window, or a ValueError if the window does not fit the padded input."""
-    if H + 2 * pad < fh or W + 2 * pad < fw:
+def window(H: int, W: int, fh: int, fw: int, stride, pad, what: str, x_name: str, x_shape, hint: str = "",
+           dilation=(1, 1)) -> tuple:
+    """Output size of a sliding window, or a ValueError if the window does not fit the padded input. ``stride``
+    is an int or (sh, sw), ``pad`` an int or (top, bottom, left, right), ``dilation`` (dh, dw)."""
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    pt, pb, pl, pr = (pad,) * 4 if isinstance(pad, int) else pad
+    dh, dw = dilation
+    eh, ew = dh * (fh - 1) + 1, dw * (fw - 1) + 1
+    HP, WP = H + pt + pb, W + pl + pr
+    if HP < eh or WP < ew:
+        dil = "" if (dh, dw) == (1, 1) else f" (dilated {eh}x{ew})"
         raise ValueError(
-            f"{what} {fh}x{fw} is larger than the padded input {H + 2 * pad}x{W + 2 * pad} "
-            f"({x_name} shape {shape_str(x_shape)}, pad={pad}){hint}"
+            f"{what} {fh}x{fw}{dil} is larger than the padded input {HP}x{WP} "
+            f"({x_name} shape {shape_str(x_shape)}, pad={pad_str((pt, pb, pl, pr))}){hint}"
         )
-    return conv_output_size(H, fh, stride, pad), conv_output_size(W, fw, stride, pad)
+    return (HP - eh) // sh + 1, (WP - ew) // sw + 1
 
 
-def conv_shapes(x, W, stride: int, pad: int) -> tuple[int, int]:
-    """(OH, OW) of a convolution of x (N, C, H, W) with W (FN, C, FH, FW), sizes checked."""
+class Geometry(tuple):
+    """A checked window geometry: stride (sh, sw), pad (top, bottom, left, right), dilation (dh, dw) and the
+    output size (OH, OW), in the form the kernels take."""
+
+    __slots__ = ()
+
+    def __new__(cls, stride, pad, dilation, OH, OW):
+        return super().__new__(cls, (stride, pad, dilation, OH, OW))
+
+    stride = property(lambda self: self[0])
+    pad = property(lambda self: self[1])
+    dilation = property(lambda self: self[2])
+    OH = property(lambda self: self[3])
+    OW = property(lambda self: self[4])
+
+
+def conv_geometry(x, W, stride, pad, dilation=1, groups=1) -> Geometry:
+    """The geometry of a convolution of x (N, C, H, W) with W (FN, C/groups, FH, FW), sizes checked. ``pad`` may
+    be "valid" (0) or "same" (TensorFlow's rule: output ceil(H / sh), the odd pixel at the bottom / right)."""
     ndim(x, "x", 4, "(N, C, H, W)")
     ndim(W, "W", 4, "(FN, C, FH, FW)")
     nonempty(x, "x")
     nonempty(W, "W")
-    if W.shape[1] != x.shape[1]:
-        hint = nhwc_hint(x.shape, lambda t: t[1] == W.shape[1])
+    groups = integer(groups, "groups", 1)
+    C, FN = x.shape[1], W.shape[0]
+    if C % groups:
+        raise ValueError(f"groups: {groups} does not divide the {C} input channels of x (shape "
+                         f"{shape_str(x.shape)})")
+    if FN % groups:
+        raise ValueError(f"groups: {groups} does not divide the {FN} filters of W (shape {shape_str(W.shape)})")
+    if W.shape[1] * groups != C:
+        hint = nhwc_hint(x.shape, lambda t: t[1] == W.shape[1] * groups)
+        per = "" if groups == 1 else f" ({W.shape[1]} per group, groups={groups})"
         raise ValueError(
-            f"W: shape {shape_str(W.shape)} expects {W.shape[1]} input channels, "
-            f"but x: shape {shape_str(x.shape)} has {x.shape[1]}{hint}"
+            f"W: shape {shape_str(W.shape)} expects {W.shape[1] * groups} input channels{per}, "
+            f"but x: shape {shape_str(x.shape)} has {C}{hint}"
         )
-    OH, OW = window(x.shape[2], x.shape[3], W.shape[2], W.shape[3], stride, pad, "filter", "x", x.shape)
-    culprit = size_culprit(x.shape[2], x.shape[3], pad, "x")
-    check_elements("out", x.shape[0], W.shape[0], OH, OW, culprit=culprit)
-    check_elements("columns", OH, OW, W.shape[1], W.shape[2], W.shape[3], culprit=culprit)
-    return OH, OW
+    sh, sw = pair(stride, "stride", 1)
+    dh, dw = pair(dilation, "dilation", 1)
+    FH, FW = W.shape[2], W.shape[3]
+    pads = padding(pad, "pad", ("same", "valid"))
+    if pads == "valid":
+        pads = (0, 0, 0, 0)
+    elif pads == "same":
+        pads = (*same_padding(x.shape[2], dh * (FH - 1) + 1, sh), *same_padding(x.shape[3], dw * (FW - 1) + 1, sw))
+    OH, OW = window(x.shape[2], x.shape[3], FH, FW, (sh, sw), pads, "filter", "x", x.shape, dilation=(dh, dw))
+    culprit = size_culprit(x.shape[2], x.shape[3], pads, "x")
+    check_elements("out", x.shape[0], FN, OH, OW, culprit=culprit)
+    check_elements("columns", OH, OW, W.shape[1], FH, FW, culprit=culprit)
+    return Geometry((sh, sw), pads, (dh, dw), OH, OW)
+
+
+def conv_shapes(x, W, stride: int, pad: int) -> tuple[int, int]:
+    """(OH, OW) of a convolution of x (N, C, H, W) with W (FN, C, FH, FW), sizes checked."""
+    g = conv_geometry(x, W, stride, pad)
+    return g.OH, g.OW
+
+
+def deconv_geometry(x, W, stride, pad, output_padding) -> Geometry:
+    """The geometry of a transposed convolution of x (N, C_in, H, W) with W (C_in, C_out, FH, FW): the stride and
+    padding of the convolution it transposes and the output size (OH, OW) = ((H - 1)*sh + FH - pt - pb + oph,
+    ...). ``pad`` "same" (Keras' Conv2DTranspose: output H*sh) or "valid" (output H*sh + max(FH - sh, 0)) fixes
+    the output padding itself."""
+    ndim(x, "x", 4, "(N, C_in, H, W)")
+    ndim(W, "W", 4, "(C_in, C_out, FH, FW)")
+    nonempty(x, "x")
+    nonempty(W, "W")
+    if W.shape[0] != x.shape[1]:
+        hint = nhwc_hint(x.shape, lambda t: t[1] == W.shape[0])
+        raise ValueError(f"W: shape {shape_str(W.shape)} expects {W.shape[0]} input channels, "
+                         f"but x: shape {shape_str(x.shape)} has {x.shape[1]}{hint}")
+    sh, sw = pair(stride, "stride", 1)
+    oph, opw = pair(output_padding, "output_padding", 0)
+    H, Wd, FH, FW = x.shape[2], x.shape[3], W.shape[2], W.shape[3]
+    pads = padding(pad, "pad", ("same", "valid"))
+    if isinstance(pads, str):
+        if (oph, opw) != (0, 0):
+            raise ValueError(f"output_padding: must be 0 with pad={pads!r} (it fixes the output size), "
+                             f"got {output_padding!r}")
+        if pads == "same":  # the 'same' padding of the convolution of an output of H*sh
+            th, tw = max(FH - sh, 0), max(FW - sw, 0)
+            pads = (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+        else:
+            pads = (0, 0, 0, 0)
+        oph, opw = max(sh - FH, 0), max(sw - FW, 0)
+    if oph >= sh or opw >= sw:
+        raise ValueError(f"output_padding must be smaller than stride {(sh, sw)}, got {(oph, opw)}")
+    OH = (H - 1) * sh + FH - pads[0] - pads[1] + oph
+    OW = (Wd - 1) * sw + FW - pads[2] - pads[3] + opw
+    if OH < 1 or OW < 1:
+        raise ValueError(f"pad: {pad_str(pads)} leaves an empty output {OH}x{OW} (x shape {shape_str(x.shape)}, "
+                         f"filter {FH}x{FW}, stride {(sh, sw)})")
+    check_elements("y", x.shape[0], W.shape[1], OH, OW, culprit="pad" if max(pads) > max(H, Wd) else "x")
+    check_elements("columns", H, Wd, W.shape[1], FH, FW, culprit="x")
+    return Geometry((sh, sw), pads, (1, 1), OH, OW)
 
 
 def im2col_shapes(x_shape, fh: int, fw: int, stride: int, pad: int, x_name: str) -> tuple[int, int]:
@@ -251,30 +383,53 @@ def im2col_shapes(x_shape, fh: int, fw: int, stride: int, pad: int, x_name: str)
     return OH, OW
 
 
-def pool_args(x, pool_h, pool_w, stride, pad) -> tuple[int, int, int, int, int, int]:
-    """(pool_h, pool_w, stride, pad, OH, OW) of a pooling of x (N, C, H, W), sizes checked."""
+def pool_args(x, pool_h, pool_w, stride, pad) -> tuple:
+    """(pool_h, pool_w, geometry) of a pooling of x (N, C, H, W), sizes checked. ``stride`` is an int or a pair,
+    ``pad`` as for a convolution ("same": TensorFlow's rule; every side's padding must stay below the window)."""
     ndim(x, "x", 4, "(N, C, H, W)")
     nonempty(x, "x")
     ph, pw = integer(pool_h, "pool_h", 1), integer(pool_w, "pool_w", 1)
-    stride, pad = stride_pad(stride, pad)
-    if pad >= ph or pad >= pw:
-        raise ValueError(f"pad must be smaller than the pool window {ph}x{pw}, got pad={pad}")
-    hint = nhwc_hint(x.shape, lambda t: t[2] + 2 * pad >= ph and t[3] + 2 * pad >= pw)
-    OH, OW = window(x.shape[2], x.shape[3], ph, pw, stride, pad, "pool window", "x", x.shape, hint)
-    check_elements("out", x.shape[0], x.shape[1], OH, OW, culprit=size_culprit(x.shape[2], x.shape[3], pad, "x"))
+    sh, sw = pair(stride, "stride", 1)
+    pads = padding(pad, "pad", ("same", "valid"))
+    if pads == "valid":
+        pads = (0, 0, 0, 0)
+    elif pads == "same":
+        pads = (*same_padding(x.shape[2], ph, sh), *same_padding(x.shape[3], pw, sw))
+    if max(pads[:2]) >= ph or max(pads[2:]) >= pw:
+        raise ValueError(f"pad must be smaller than the pool window {ph}x{pw}, got pad={pad_str(pads)}")
+    fit = max(pads)
+    hint = nhwc_hint(x.shape, lambda t: t[2] + 2 * fit >= ph and t[3] + 2 * fit >= pw)
+    OH, OW = window(x.shape[2], x.shape[3], ph, pw, (sh, sw), pads, "pool window", "x", x.shape, hint)
+    check_elements("out", x.shape[0], x.shape[1], OH, OW, culprit=size_culprit(x.shape[2], x.shape[3], pads, "x"))
     if x.shape[2] * x.shape[3] >= 2**31:
         raise ValueError(f"x: image plane {x.shape[2]}x{x.shape[3]} is too large for pooling (>= 2**31 pixels)")
-    return ph, pw, stride, pad, OH, OW
+    return ph, pw, Geometry((sh, sw), pads, (1, 1), OH, OW)
 
 
 def pool_grad_shape(dout, x_shape, pool_h, pool_w, stride, pad):
-    """(x_shape, pool_h, pool_w, stride, pad) of a pooling backward, dout checked against the forward output."""
+    """(x_shape, pool_h, pool_w, geometry) of a pooling backward, dout checked against the forward output."""
     ndim(dout, "dout", 4, "(N, C, OH, OW)")
     shape = shape_arg(x_shape, "x_shape")
     check_elements("dx", *shape, culprit="x_shape")
-    ph, pw, stride, pad, OH, OW = pool_args(ShapeOnly(shape), pool_h, pool_w, stride, pad)
-    same_shape(dout, "dout", (shape[0], shape[1], OH, OW), "the shape of the forward output")
-    return shape, ph, pw, stride, pad
+    ph, pw, g = pool_args(ShapeOnly(shape), pool_h, pool_w, stride, pad)
+    same_shape(dout, "dout", (shape[0], shape[1], g.OH, g.OW), "the shape of the forward output")
+    return shape, ph, pw, g
+
+
+def zeropad_args(x, pad, name: str) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of a zero padding (name "pad") or a cropping (name "crop") of x (N, C, H, W);
+    a cropping must leave at least one row and one column."""
+    ndim(x, "x", 4, "(N, C, H, W)")
+    nonempty(x, "x")
+    t, b, l, r = padding(pad, name)
+    H, W = x.shape[2], x.shape[3]
+    if name == "crop":
+        if t + b >= H or l + r >= W:
+            raise ValueError(f"crop: {pad_str((t, b, l, r))} removes every row or column of x (shape "
+                             f"{shape_str(x.shape)}); top + bottom must be < {H}, left + right < {W}")
+    else:
+        check_elements("out", x.shape[0], x.shape[1], H + t + b, W + l + r, culprit="pad")
+    return t, b, l, r
 
 
 # ======================================================================================================

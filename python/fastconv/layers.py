@@ -20,8 +20,11 @@ __all__ = [
     "Dropout",
     "BatchNormalization",
     "Convolution",
+    "Deconvolution",
     "Pooling",
     "AvgPooling",
+    "ZeroPadding",
+    "Cropping",
 ]
 
 
@@ -201,19 +204,31 @@ class BatchNormalization:
 
 
 class Convolution:
-    """2-D convolution (cross-correlation) with filters W (FN, C, FH, FW) and bias b (FN,)."""
+    """2-D convolution (cross-correlation) with filters W (FN, C/groups, FH, FW) and bias b (FN,).
 
-    def __init__(self, W, b, stride=1, pad=0):
+    The book's ``Convolution(W, b, stride, pad)``, extended: ``b=None`` means no bias (``db`` stays None);
+    ``stride`` an int or (sh, sw); ``pad`` an int, (ph, pw), (top, bottom, left, right), "valid" or "same"
+    (TensorFlow's rule: output ceil(H / sh), the odd pixel of padding at the bottom / right); ``dilation`` an int
+    or (dh, dw); ``groups`` splits channels and filters into independent convolutions (``groups == C``: a
+    depthwise convolution, with its own direct kernel).
+    """
+
+    def __init__(self, W, b=None, stride=1, pad=0, dilation=1, groups=1):
         self.W = W
         self.b = b
         self.stride = stride
         self.pad = pad
+        self.dilation = dilation
+        self.groups = groups
         self.x = None
         self.dW = None
         self.db = None
 
+    def _geometry(self) -> dict:
+        return {"dilation": self.dilation, "groups": self.groups}
+
     def forward(self, x):
-        out = ops.conv_forward(x, self.W, self.b, self.stride, self.pad)
+        out = ops.conv_forward(x, self.W, self.b, self.stride, self.pad, **self._geometry())
         self.x = x
         return out
 
@@ -221,20 +236,23 @@ class Convolution:
         """``relu.forward(self.forward(x))`` in one pass: the ReLU is applied as the convolution writes its
         output, bit for bit the same result, and both layers are left as their two forwards leave them.
         The networks in ``fastconv.models`` call it for every Convolution directly followed by a Relu."""
-        out = ops.conv_forward(x, self.W, self.b, self.stride, self.pad, relu=True)
+        out = ops.conv_forward(x, self.W, self.b, self.stride, self.pad, relu=True, **self._geometry())
         self.x = x
         relu.out = out
         return out
 
     def backward(self, dout):
-        dx, self.dW, self.db = ops.conv_backward(self.x, self.W, dout, self.stride, self.pad)
+        dx, self.dW, db = ops.conv_backward(self.x, self.W, dout, self.stride, self.pad, **self._geometry())
+        self.db = None if self.b is None else db
         return dx
 
     def backward_params(self, dout):
         """``backward(dout)`` without the input gradient: sets ``dW`` and ``db`` (the same bits) and returns
         None. The networks in ``fastconv.models`` call it for a Convolution that is their first layer, whose
         input gradient nothing reads."""
-        _, self.dW, self.db = ops.conv_backward(self.x, self.W, dout, self.stride, self.pad, need_dx=False)
+        _, self.dW, db = ops.conv_backward(self.x, self.W, dout, self.stride, self.pad, need_dx=False,
+                                           **self._geometry())
+        self.db = None if self.b is None else db
 
     # the fast paths a network asks its layers for (fastconv.models.Net): a layer that has one returns a
     # callable, anything else None. Subclasses get None: their forward or backward may not be this one.
@@ -252,8 +270,71 @@ class Convolution:
         return self.backward_params if type(self) is Convolution else None
 
 
+class Deconvolution:
+    """Transposed convolution with W (C_in, C_out, FH, FW) and bias b (C_out,) or None, as
+    ``torch.nn.functional.conv_transpose2d``: the input gradient of the convolution with the same stride and
+    padding (its backward-data kernel), so an (H, W) input gives ((H - 1)*sh + FH - pt - pb + oph, ...).
+
+    ``stride`` an int or (sh, sw); ``pad`` an int, (ph, pw), (top, bottom, left, right) or "same" (Keras'
+    Conv2DTranspose: output H*sh x W*sw) or "valid" (Keras: H*sh + max(FH - sh, 0)); ``output_padding`` an int
+    or (oph, opw), each smaller than the stride (rows / columns added at the bottom / right).
+    """
+
+    def __init__(self, W, b=None, stride=1, pad=0, output_padding=0):
+        self.W = W
+        self.b = b
+        self.stride = stride
+        self.pad = pad
+        self.output_padding = output_padding
+        self.x = None
+        self.dW = None
+        self.db = None
+
+    def forward(self, x):
+        out = ops.deconv_forward(x, self.W, self.b, self.stride, self.pad, self.output_padding)
+        self.x = x
+        return out
+
+    def backward(self, dout):
+        dx, self.dW, db = ops.deconv_backward(self.x, self.W, dout, self.stride, self.pad, self.output_padding)
+        self.db = None if self.b is None else db
+        return dx
+
+
+class ZeroPadding:
+    """Zeros around every (H, W) plane of an (N, C, H, W) batch: ``pad`` an int, (ph, pw), (top, bottom, left,
+    right) or ((top, bottom), (left, right))."""
+
+    def __init__(self, pad):
+        self.pad = pad
+
+    def forward(self, x):
+        return ops.zeropad(x, self.pad)
+
+    def backward(self, dout):
+        return ops.crop(dout, self.pad)
+
+
+class Cropping:
+    """Rows and columns removed at the borders of every (H, W) plane: ``crop`` an int, (ch, cw), (top, bottom,
+    left, right) or ((top, bottom), (left, right))."""
+
+    def __init__(self, crop):
+        self.crop = crop
+
+    def forward(self, x):
+        return ops.crop(x, self.crop)
+
+    def backward(self, dout):
+        return ops.zeropad(dout, self.crop)
+
+
 class Pooling:
-    """Max pooling over pool_h x pool_w windows; the output size accounts for ``pad`` (padding never wins)."""
+    """Max pooling over pool_h x pool_w windows; the output size accounts for ``pad`` (padding never wins).
+
+    ``stride`` an int or (sh, sw); ``pad`` an int, (ph, pw), (top, bottom, left, right), "valid" or "same"
+    (TensorFlow's rule), every side's padding smaller than the window.
+    """
 
     def __init__(self, pool_h, pool_w, stride=2, pad=0):
         self.pool_h = pool_h
@@ -274,7 +355,8 @@ class Pooling:
 
 
 class AvgPooling:
-    """Average pooling (the d2l LeNet's); padded positions count as zeros."""
+    """Average pooling (the d2l LeNet's); padded positions count as zeros, also with ``pad="same"`` (where
+    TensorFlow divides by the real positions only). ``stride`` and ``pad`` as for :class:`Pooling`."""
 
     def __init__(self, pool_h, pool_w, stride=2, pad=0):
         self.pool_h = pool_h

@@ -37,6 +37,10 @@ __all__ = [
     "col2im",
     "conv_forward",
     "conv_backward",
+    "deconv_forward",
+    "deconv_backward",
+    "zeropad",
+    "crop",
     "maxpool_forward",
     "maxpool_backward",
     "avgpool_forward",
@@ -171,65 +175,159 @@ def col2im(col, input_shape, filter_h: int, filter_w: int, stride: int = 1, pad:
 # convolution
 
 
-def conv_forward(x, W, b, stride: int = 1, pad: int = 0, *, relu: bool = False):
-    """Convolution (cross-correlation) of x (N, C, H, W) with W (FN, C, FH, FW) plus b (FN,).
+def _bias(b, dtype):
+    """The bias as a contiguous array of ``dtype``, or None (no bias)."""
+    return None if b is None else _c(b, dtype)
 
-    With ``relu=True`` the result is ``relu_forward`` of it, applied as the kernel writes its output (no pass
-    over memory of its own; bit for bit the two calls' result).
+
+def conv_forward(x, W, b, stride=1, pad=0, *, dilation=1, groups: int = 1, relu: bool = False):
+    """Convolution (cross-correlation) of x (N, C, H, W) with W (FN, C/groups, FH, FW) plus b (FN,).
+
+    Parameters
+    ----------
+    x, W : array_like, float32 / float64
+    b : array_like (FN,) or None
+        None: no bias.
+    stride : int or (sh, sw)
+    pad : int, (ph, pw), (top, bottom, left, right), "valid" or "same"
+        "same" follows TensorFlow: the output is ceil(H / sh) x ceil(W / sw), the odd pixel of padding at the
+        bottom / right.
+    dilation : int or (dh, dw)
+        Taps ``dh`` rows (``dw`` columns) apart.
+    groups : int
+        Channels and filters split into ``groups`` independent convolutions; ``groups == C`` is a depthwise
+        convolution (its own direct kernel).
+    relu : bool
+        Return ``relu_forward`` of the result, applied as the kernel writes its output (no pass over memory of
+        its own; bit for bit the two calls' result).
 
     Returns
     -------
     ndarray (N, FN, OH, OW) of the result dtype of x, W and b.
     """
-    dtype, arr = chk.floats(x=x, W=W, b=b)
-    x, W, b = arr["x"], arr["W"], arr["b"]
-    stride, pad = chk.stride_pad(stride, pad)
-    OH, OW = chk.conv_shapes(x, W, stride, pad)
-    chk.same_shape(b, "b", (W.shape[0],), f"one bias per filter of W {chk.shape_str(W.shape)}")
-    out = array_module(x).empty((x.shape[0], W.shape[0], OH, OW), dtype=dtype)
-    kernel("conv_forward", dtype, x)(_c(x, dtype), _c(W, dtype), _c(b, dtype), out, stride, pad, bool(relu))
+    dtype, arr = chk.floats(x=x, W=W) if b is None else chk.floats(x=x, W=W, b=b)
+    x, W = arr["x"], arr["W"]
+    g = chk.conv_geometry(x, W, stride, pad, dilation, groups)
+    if b is not None:
+        chk.same_shape(arr["b"], "b", (W.shape[0],), f"one bias per filter of W {chk.shape_str(W.shape)}")
+    out = array_module(x).empty((x.shape[0], W.shape[0], g.OH, g.OW), dtype=dtype)
+    kernel("conv_forward", dtype, x)(_c(x, dtype), _c(W, dtype), _bias(arr.get("b"), dtype), out, g.stride, g.pad,
+                                     g.dilation, int(groups), bool(relu))
     return out
 
 
-def conv_backward(x, W, dout, stride: int = 1, pad: int = 0, *, need_dx: bool = True) -> tuple:
+def conv_backward(x, W, dout, stride=1, pad=0, *, dilation=1, groups: int = 1, need_dx: bool = True) -> tuple:
     """Gradients (dx, dW, db) of :func:`conv_forward` given ``dout`` (N, FN, OH, OW).
 
     With ``need_dx=False`` the input gradient is not computed (``dx`` is None); dW and db are the same bits.
     """
     dtype, arr = chk.floats(x=x, W=W, dout=dout)
     x, W, dout = arr["x"], arr["W"], arr["dout"]
-    stride, pad = chk.stride_pad(stride, pad)
-    OH, OW = chk.conv_shapes(x, W, stride, pad)
-    chk.same_shape(dout, "dout", (x.shape[0], W.shape[0], OH, OW), "the shape of the forward output")
+    g = chk.conv_geometry(x, W, stride, pad, dilation, groups)
+    chk.same_shape(dout, "dout", (x.shape[0], W.shape[0], g.OH, g.OW), "the shape of the forward output")
     xp = array_module(x)
     dx = xp.empty(x.shape, dtype=dtype) if need_dx else None
     dW = xp.empty(W.shape, dtype=dtype)
     db = xp.empty((W.shape[0],), dtype=dtype)
-    kernel("conv_backward", dtype, x)(_c(x, dtype), _c(W, dtype), _c(dout, dtype), dx, dW, db, stride, pad)
+    kernel("conv_backward", dtype, x)(_c(x, dtype), _c(W, dtype), _c(dout, dtype), dx, dW, db, g.stride, g.pad,
+                                      g.dilation, int(groups))
     return dx, dW, db
+
+
+def deconv_forward(x, W, b, stride=1, pad=0, output_padding=0):
+    """Transposed convolution of x (N, C_in, H, W) with W (C_in, C_out, FH, FW) plus b (C_out,) or None, as
+    ``torch.nn.functional.conv_transpose2d``: the input gradient of the convolution with the same stride and
+    padding, whose output is x.
+
+    Parameters
+    ----------
+    stride : int or (sh, sw)
+    pad : int, (ph, pw), (top, bottom, left, right), "same" or "valid"
+        The padding of the convolution it transposes (cropped from the output). "same" follows Keras'
+        Conv2DTranspose (output H*sh x W*sw), "valid" too (output H*sh + max(FH - sh, 0)).
+    output_padding : int or (oph, opw)
+        Rows (columns) added at the bottom (right) of the output, each < the stride.
+
+    Returns
+    -------
+    ndarray (N, C_out, (H - 1)*sh + FH - pt - pb + oph, (W - 1)*sw + FW - pl - pr + opw)
+    """
+    dtype, arr = chk.floats(x=x, W=W) if b is None else chk.floats(x=x, W=W, b=b)
+    x, W = arr["x"], arr["W"]
+    g = chk.deconv_geometry(x, W, stride, pad, output_padding)
+    if b is not None:
+        chk.same_shape(arr["b"], "b", (W.shape[1],), f"one bias per output channel of W {chk.shape_str(W.shape)}")
+    y = array_module(x).empty((x.shape[0], W.shape[1], g.OH, g.OW), dtype=dtype)
+    kernel("deconv_forward", dtype, x)(_c(x, dtype), _c(W, dtype), _bias(arr.get("b"), dtype), y, g.stride, g.pad)
+    return y
+
+
+def deconv_backward(x, W, dy, stride=1, pad=0, output_padding=0, *, need_dx: bool = True) -> tuple:
+    """Gradients (dx, dW, db) of :func:`deconv_forward` given ``dy`` (N, C_out, OH, OW); ``need_dx=False`` skips
+    dx (None)."""
+    dtype, arr = chk.floats(x=x, W=W, dy=dy)
+    x, W, dy = arr["x"], arr["W"], arr["dy"]
+    g = chk.deconv_geometry(x, W, stride, pad, output_padding)
+    chk.same_shape(dy, "dy", (x.shape[0], W.shape[1], g.OH, g.OW), "the shape of the forward output")
+    xp = array_module(x)
+    dx = xp.empty(x.shape, dtype=dtype) if need_dx else None
+    dW = xp.empty(W.shape, dtype=dtype)
+    db = xp.empty((W.shape[1],), dtype=dtype)
+    kernel("deconv_backward", dtype, x)(_c(x, dtype), _c(W, dtype), _c(dy, dtype), dx, dW, db, g.stride, g.pad)
+    return dx, dW, db
+
+
+# ======================================================================================================
+# zero padding and cropping (one kernel: a shift of every plane, zeros where nothing lands)
+
+
+def _shift(x, pads, sign: int, dtype):
+    t, b, l, r = pads
+    N, C, H, W = x.shape
+    out = array_module(x).empty((N, C, H + sign * (t + b), W + sign * (l + r)), dtype=dtype)
+    kernel("zeropad", dtype, x)(_c(x, dtype), out, sign * t, sign * l)
+    return out
+
+
+def zeropad(x, pad):
+    """x (N, C, H, W) with ``pad`` zeros around each plane: an int, (ph, pw), (top, bottom, left, right) or
+    ((top, bottom), (left, right)). Returns (N, C, H + top + bottom, W + left + right)."""
+    dtype, arr = chk.floats(x=x)
+    x = arr["x"]
+    return _shift(x, chk.zeropad_args(x, pad, "pad"), 1, dtype)
+
+
+def crop(x, crop):
+    """x (N, C, H, W) without ``crop`` rows and columns at its borders (the forms of :func:`zeropad`). Returns
+    (N, C, H - top - bottom, W - left - right)."""
+    dtype, arr = chk.floats(x=x)
+    x = arr["x"]
+    return _shift(x, chk.zeropad_args(x, crop, "crop"), -1, dtype)
 
 
 # ======================================================================================================
 # pooling
 
 
-def maxpool_forward(x, pool_h: int, pool_w: int, stride: int = 2, pad: int = 0) -> tuple:
-    """Max pooling; padding never wins. Returns (out, argmax) with argmax the int32 index ih*W+iw in each plane."""
+def maxpool_forward(x, pool_h: int, pool_w: int, stride=2, pad=0) -> tuple:
+    """Max pooling; padding never wins. Returns (out, argmax) with argmax the int32 index ih*W+iw in each plane.
+    ``stride`` is an int or (sh, sw); ``pad`` an int, (ph, pw), (top, bottom, left, right), "valid" or "same"
+    (TensorFlow's rule)."""
     dtype, arr = chk.floats(x=x)
     x = arr["x"]
-    ph, pw, stride, pad, OH, OW = chk.pool_args(x, pool_h, pool_w, stride, pad)
+    ph, pw, g = chk.pool_args(x, pool_h, pool_w, stride, pad)
     xp = array_module(x)
-    out = xp.empty((x.shape[0], x.shape[1], OH, OW), dtype=dtype)
+    out = xp.empty((x.shape[0], x.shape[1], g.OH, g.OW), dtype=dtype)
     argmax = xp.empty(out.shape, dtype=np.int32)
-    kernel("maxpool_forward", dtype, x)(_c(x, dtype), out, argmax, ph, pw, stride, pad)
+    kernel("maxpool_forward", dtype, x)(_c(x, dtype), out, argmax, ph, pw, g.stride, g.pad)
     return out, argmax
 
 
-def maxpool_backward(dout, argmax, x_shape, pool_h: int, pool_w: int, stride: int = 2, pad: int = 0):
+def maxpool_backward(dout, argmax, x_shape, pool_h: int, pool_w: int, stride=2, pad=0):
     """Gradient of :func:`maxpool_forward`: routes each dout to its argmax position."""
     dtype, arr = chk.floats(dout=dout)
     dout = arr["dout"]
-    shape, ph, pw, stride, pad = chk.pool_grad_shape(dout, x_shape, pool_h, pool_w, stride, pad)
+    shape, ph, pw, g = chk.pool_grad_shape(dout, x_shape, pool_h, pool_w, stride, pad)
     argmax = chk.argmax_array(argmax, dout.shape)
     if argmax.dtype != np.int32 and argmax.size:
         # a narrowing cast could wrap a bad index into a valid one; the kernel checks int32 values itself
@@ -240,27 +338,28 @@ def maxpool_backward(dout, argmax, x_shape, pool_h: int, pool_w: int, stride: in
     xp = array_module(dout)
     dx = xp.empty(shape, dtype=dtype)
     kernel("maxpool_backward", dtype, dout)(_c(dout, dtype), xp.ascontiguousarray(argmax, dtype=np.int32), dx, ph,
-                                            pw, stride, pad)
+                                            pw, g.stride, g.pad)
     return dx
 
 
-def avgpool_forward(x, pool_h: int, pool_w: int, stride: int = 2, pad: int = 0):
-    """Average pooling; padded positions count as zeros (divide by pool_h*pool_w)."""
+def avgpool_forward(x, pool_h: int, pool_w: int, stride=2, pad=0):
+    """Average pooling; padded positions count as zeros (divide by pool_h*pool_w, also with pad="same", where
+    TensorFlow divides by the real positions only). ``stride`` and ``pad`` as in :func:`maxpool_forward`."""
     dtype, arr = chk.floats(x=x)
     x = arr["x"]
-    ph, pw, stride, pad, OH, OW = chk.pool_args(x, pool_h, pool_w, stride, pad)
-    out = array_module(x).empty((x.shape[0], x.shape[1], OH, OW), dtype=dtype)
-    kernel("avgpool_forward", dtype, x)(_c(x, dtype), out, ph, pw, stride, pad)
+    ph, pw, g = chk.pool_args(x, pool_h, pool_w, stride, pad)
+    out = array_module(x).empty((x.shape[0], x.shape[1], g.OH, g.OW), dtype=dtype)
+    kernel("avgpool_forward", dtype, x)(_c(x, dtype), out, ph, pw, g.stride, g.pad)
     return out
 
 
-def avgpool_backward(dout, x_shape, pool_h: int, pool_w: int, stride: int = 2, pad: int = 0):
+def avgpool_backward(dout, x_shape, pool_h: int, pool_w: int, stride=2, pad=0):
     """Gradient of :func:`avgpool_forward`."""
     dtype, arr = chk.floats(dout=dout)
     dout = arr["dout"]
-    shape, ph, pw, stride, pad = chk.pool_grad_shape(dout, x_shape, pool_h, pool_w, stride, pad)
+    shape, ph, pw, g = chk.pool_grad_shape(dout, x_shape, pool_h, pool_w, stride, pad)
     dx = array_module(dout).empty(shape, dtype=dtype)
-    kernel("avgpool_backward", dtype, dout)(_c(dout, dtype), dx, ph, pw, stride, pad)
+    kernel("avgpool_backward", dtype, dout)(_c(dout, dtype), dx, ph, pw, g.stride, g.pad)
     return dx
 
 

@@ -13,7 +13,7 @@ from .util import col2im, conv_output_size, im2col
 
 __all__ = [
     "Relu", "Sigmoid", "Affine", "SoftmaxWithLoss", "Dropout", "BatchNormalization",
-    "Convolution", "Pooling", "AvgPooling",
+    "Convolution", "Deconvolution", "Pooling", "AvgPooling", "ZeroPadding", "Cropping",
 ]
 
 
@@ -386,30 +386,43 @@ def _check_4d(x, name="x"):
 
 
 class Convolution:
-    """2-D convolution (cross-correlation) through im2col and a matrix product.
+    """2-D convolution (cross-correlation) through im2col and a matrix product (the book's geometry), or
+    through one strided view of the padded input per tap (any other geometry).
 
     Parameters
     ----------
     W : ndarray
-        Filters, shape (FN, C, FH, FW).
-    b : ndarray
-        Bias, shape (FN,).
-    stride : int, optional
+        Filters, shape (FN, C/groups, FH, FW).
+    b : ndarray or None
+        Bias, shape (FN,); None: no bias (``db`` stays None).
+    stride : int or (sh, sw), optional
         Step between windows.
-    pad : int, optional
-        Zero padding on every side of H and W.
+    pad : int, (ph, pw), (top, bottom, left, right), "valid" or "same", optional
+        Zero padding; "same" gives an output of ceil(H / sh) x ceil(W / sw) with the odd pixel of padding at
+        the bottom / right (TensorFlow).
+    dilation : int or (dh, dw), optional
+        Distance between taps.
+    groups : int, optional
+        Filters f of group g = f // (FN/groups) see only the channels of group g.
     """
 
-    def __init__(self, W, b, stride=1, pad=0):
+    def __init__(self, W, b=None, stride=1, pad=0, dilation=1, groups=1):
         self.W = W
         self.b = b
         self.stride = stride
         self.pad = pad
+        self.dilation = dilation
+        self.groups = groups
         self.x = None
         self.col = None
         self.col_W = None
         self.dW = None
         self.db = None
+
+    def _book(self):
+        """The book's geometry (int stride and pad, no dilation, one group, a bias): its im2col path."""
+        return (isinstance(self.stride, (int, np.integer)) and isinstance(self.pad, (int, np.integer))
+                and self.dilation == 1 and self.groups == 1 and self.b is not None)
 
     def forward(self, x):
         """Convolve.
@@ -425,6 +438,10 @@ class Convolution:
             Feature maps, shape (N, FN, OH, OW).
         """
         _check_4d(x)
+        if not self._book():
+            self.x = x
+            out, self._geom = _conv_general(x, self.W, self.stride, self.pad, self.dilation, self.groups)
+            return out if self.b is None else out + self.b.reshape(1, -1, 1, 1)
         FN, C, FH, FW = self.W.shape
         N, xC, H, W = x.shape
         if xC != C:
@@ -452,12 +469,277 @@ class Convolution:
         ndarray
             ``dx``, shape (N, C, H, W).
         """
+        if not self._book():
+            dx, self.dW = _conv_general_backward(self.x, self.W, dout, self._geom, self.groups)
+            self.db = None if self.b is None else np.sum(dout, axis=(0, 2, 3))
+            return dx
         FN, C, FH, FW = self.W.shape
         dout = dout.transpose(0, 2, 3, 1).reshape(-1, FN)   # (N*OH*OW, FN)
         self.db = np.sum(dout, axis=0)
         self.dW = (self.col.T @ dout).T.reshape(FN, C, FH, FW)
         dcol = dout @ self.col_W.T                           # (N*OH*OW, C*FH*FW)
         return col2im(dcol, self.x.shape, FH, FW, self.stride, self.pad)
+
+
+def _pair(v):
+    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
+
+
+def _pads(pad, H, W, eh, ew, sh, sw):
+    """(top, bottom, left, right) of a padding argument; "same" pads (out - 1)*stride + extent - size in
+    all, half of it (rounded down) before, so that out = ceil(size / stride)."""
+    if isinstance(pad, str):
+        if pad == "valid":
+            return 0, 0, 0, 0
+        if pad != "same":
+            raise ValueError(f"unknown padding {pad!r}")
+        out = []
+        for size, extent, stride in ((H, eh, sh), (W, ew, sw)):
+            total = max((-(-size // stride) - 1) * stride + extent - size, 0)
+            out += [total // 2, total - total // 2]
+        return tuple(out)
+    if isinstance(pad, (tuple, list)):
+        if len(pad) == 2 and isinstance(pad[0], (tuple, list)):
+            return (*pad[0], *pad[1])
+        if len(pad) == 2:
+            return pad[0], pad[0], pad[1], pad[1]
+        return tuple(pad)
+    return pad, pad, pad, pad
+
+
+def _conv_general(x, Wt, stride, pad, dilation, groups):
+    """out (N, FN, OH, OW) = sum over taps (fh, fw) of the padded input seen at (oh*sh + fh*dh, ow*sw + fw*dw),
+    times W[:, :, fh, fw], group by group; and the geometry for the backward pass."""
+    N, C, H, W = x.shape
+    FN, Cg, FH, FW = Wt.shape
+    if Cg * groups != C or FN % groups:
+        raise ValueError(f"W {Wt.shape} does not fit x {x.shape} with groups={groups}")
+    sh, sw = _pair(stride)
+    dh, dw = _pair(dilation)
+    pt, pb, pl, pr = _pads(pad, H, W, dh * (FH - 1) + 1, dw * (FW - 1) + 1, sh, sw)
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    OH = (H + pt + pb - dh * (FH - 1) - 1) // sh + 1
+    OW = (W + pl + pr - dw * (FW - 1) - 1) // sw + 1
+    if OH < 1 or OW < 1:
+        raise ValueError(f"filter {FH}x{FW} does not fit the padded input {xp.shape[2:]}")
+    G, FNg = groups, FN // groups
+    out = np.zeros((N, G, FNg, OH, OW), dtype=np.result_type(x, Wt))
+    for fh in range(FH):
+        for fw in range(FW):
+            # (N, C, OH, OW): tap (fh, fw) of every output pixel
+            v = xp[:, :, fh * dh:fh * dh + sh * (OH - 1) + 1:sh, fw * dw:fw * dw + sw * (OW - 1) + 1:sw]
+            wk = Wt[:, :, fh, fw].reshape(G, FNg, Cg)
+            out += np.einsum("ngchw,gfc->ngfhw", v.reshape(N, G, Cg, OH, OW), wk)
+    geom = (sh, sw, pt, pb, pl, pr, dh, dw, OH, OW)
+    return out.reshape(N, FN, OH, OW), geom
+
+
+def _conv_general_backward(x, Wt, dout, geom, groups):
+    """(dx, dW) of :func:`_conv_general`: each tap's products scattered back and summed."""
+    N, C, H, W = x.shape
+    FN, Cg, FH, FW = Wt.shape
+    sh, sw, pt, pb, pl, pr, dh, dw, OH, OW = geom
+    G, FNg = groups, FN // groups
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    dxp = np.zeros(xp.shape, dtype=np.result_type(x, Wt, dout))
+    dW = np.zeros(Wt.shape, dtype=dxp.dtype)
+    dg = dout.reshape(N, G, FNg, OH, OW)
+    for fh in range(FH):
+        for fw in range(FW):
+            hs = slice(fh * dh, fh * dh + sh * (OH - 1) + 1, sh)
+            ws = slice(fw * dw, fw * dw + sw * (OW - 1) + 1, sw)
+            v = xp[:, :, hs, ws].reshape(N, G, Cg, OH, OW)
+            wk = Wt[:, :, fh, fw].reshape(G, FNg, Cg)
+            dxp[:, :, hs, ws] += np.einsum("ngfhw,gfc->ngchw", dg, wk).reshape(N, C, OH, OW)
+            dW[:, :, fh, fw] = np.einsum("ngchw,ngfhw->gfc", v, dg).reshape(FN, Cg)
+    return np.ascontiguousarray(dxp[:, :, pt:pt + H, pl:pl + W]), dW
+
+
+class Deconvolution:
+    """Transposed convolution, from its definition: input pixel (ih, iw) of channel ci adds
+    ``x[n, ci, ih, iw] * W[ci, co, fh, fw]`` to output (ih*sh + fh - pt, iw*sw + fw - pl) of channel co
+    (torch.nn.functional.conv_transpose2d).
+
+    Parameters
+    ----------
+    W : ndarray
+        Filters, shape (C_in, C_out, FH, FW).
+    b : ndarray or None
+        Bias, shape (C_out,).
+    stride : int or (sh, sw), optional
+    pad : int, (ph, pw), (top, bottom, left, right), "same" or "valid", optional
+        Rows and columns cropped from the full output; "same" (Keras' Conv2DTranspose) gives H*sh x W*sw,
+        "valid" H*sh + max(FH - sh, 0).
+    output_padding : int or (oph, opw), optional
+        Rows / columns added at the bottom / right.
+    """
+
+    def __init__(self, W, b=None, stride=1, pad=0, output_padding=0):
+        self.W = W
+        self.b = b
+        self.stride = stride
+        self.pad = pad
+        self.output_padding = output_padding
+        self.x = None
+        self.dW = None
+        self.db = None
+
+    def _geometry(self, H, W):
+        FH, FW = self.W.shape[2:]
+        sh, sw = _pair(self.stride)
+        if isinstance(self.pad, str):
+            th, tw = (max(FH - sh, 0), max(FW - sw, 0)) if self.pad == "same" else (0, 0)
+            pads = (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+            oph, opw = max(sh - FH, 0), max(sw - FW, 0)
+        else:
+            pads = _pads(self.pad, H, W, FH, FW, sh, sw)
+            oph, opw = _pair(self.output_padding)
+        OH = (H - 1) * sh + FH - pads[0] - pads[1] + oph
+        OW = (W - 1) * sw + FW - pads[2] - pads[3] + opw
+        # the full output, before cropping: every product lands inside, and the cropped window fits
+        full = ((H - 1) * sh + FH + oph, (W - 1) * sw + FW + opw)
+        return sh, sw, pads, OH, OW, full
+
+    def forward(self, x):
+        """Scatter every input pixel's products into the full output and crop it.
+
+        Parameters
+        ----------
+        x : ndarray
+            Input, shape (N, C_in, H, W).
+
+        Returns
+        -------
+        ndarray
+            Output, shape (N, C_out, OH, OW).
+        """
+        _check_4d(x)
+        N, _, H, W = x.shape
+        _, C_out, FH, FW = self.W.shape
+        sh, sw, (pt, _, pl, _), OH, OW, full = self._geometry(H, W)
+        y = np.zeros((N, C_out) + full, dtype=np.result_type(x, self.W))
+        for fh in range(FH):
+            for fw in range(FW):
+                # input pixel (ih, iw) lands at (ih*sh + fh, iw*sw + fw) of the full output
+                y[:, :, fh:fh + sh * (H - 1) + 1:sh, fw:fw + sw * (W - 1) + 1:sw] += np.einsum(
+                    "nihw,io->nohw", x, self.W[:, :, fh, fw])
+        self.x = x
+        out = y[:, :, pt:pt + OH, pl:pl + OW]
+        if self.b is not None:
+            out = out + self.b.reshape(1, -1, 1, 1)
+        return np.ascontiguousarray(out)
+
+    def backward(self, dout):
+        """Gradients; stores ``dW`` and ``db``.
+
+        Parameters
+        ----------
+        dout : ndarray
+            Upstream gradient, shape (N, C_out, OH, OW).
+
+        Returns
+        -------
+        ndarray
+            ``dx``, shape (N, C_in, H, W).
+        """
+        x = self.x
+        N, _, H, W = x.shape
+        _, C_out, FH, FW = self.W.shape
+        sh, sw, (pt, _, pl, _), OH, OW, full = self._geometry(H, W)
+        dy = np.zeros((N, C_out) + full, dtype=np.result_type(dout, self.W))
+        dy[:, :, pt:pt + OH, pl:pl + OW] = dout
+        dx = np.zeros(x.shape, dtype=dy.dtype)
+        self.dW = np.zeros(self.W.shape, dtype=dy.dtype)
+        for fh in range(FH):
+            for fw in range(FW):
+                v = dy[:, :, fh:fh + sh * (H - 1) + 1:sh, fw:fw + sw * (W - 1) + 1:sw]  # (N, C_out, H, W)
+                dx += np.einsum("nohw,io->nihw", v, self.W[:, :, fh, fw])
+                self.dW[:, :, fh, fw] = np.einsum("nihw,nohw->io", x, v)
+        self.db = None if self.b is None else np.sum(dout, axis=(0, 2, 3))
+        return dx
+
+
+class ZeroPadding:
+    """Zero padding of every (H, W) plane (Keras' ZeroPadding2D in NCHW).
+
+    Parameters
+    ----------
+    pad : int, (ph, pw), (top, bottom, left, right) or ((top, bottom), (left, right))
+    """
+
+    def __init__(self, pad):
+        self.pad = pad
+
+    def forward(self, x):
+        """Pad with zeros; returns (N, C, H + top + bottom, W + left + right)."""
+        _check_4d(x)
+        t, b, l, r = _pads(self.pad, 0, 0, 0, 0, 1, 1)
+        return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)))
+
+    def backward(self, dout):
+        """The gradient: dout without the padded border."""
+        t, b, l, r = _pads(self.pad, 0, 0, 0, 0, 1, 1)
+        return np.ascontiguousarray(dout[:, :, t:dout.shape[2] - b, l:dout.shape[3] - r])
+
+
+class Cropping:
+    """Cropping of every (H, W) plane (Keras' Cropping2D in NCHW).
+
+    Parameters
+    ----------
+    crop : int, (ch, cw), (top, bottom, left, right) or ((top, bottom), (left, right))
+    """
+
+    def __init__(self, crop):
+        self.crop = crop
+        self.x_shape = None
+
+    def forward(self, x):
+        """Crop; returns (N, C, H - top - bottom, W - left - right)."""
+        _check_4d(x)
+        t, b, l, r = _pads(self.crop, 0, 0, 0, 0, 1, 1)
+        self.x_shape = x.shape
+        return np.ascontiguousarray(x[:, :, t:x.shape[2] - b, l:x.shape[3] - r])
+
+    def backward(self, dout):
+        """The gradient: dout put back in place, zeros where the border was."""
+        t, b, l, r = _pads(self.crop, 0, 0, 0, 0, 1, 1)
+        dx = np.zeros(self.x_shape, dtype=dout.dtype)
+        dx[:, :, t:self.x_shape[2] - b, l:self.x_shape[3] - r] = dout
+        return dx
+
+
+def _pool_windows(x, pool_h, pool_w, stride, pad, fill):
+    """(windows, geometry): windows (N, C, OH, OW, pool_h*pool_w) of x padded with ``fill`` per side."""
+    N, C, H, W = x.shape
+    sh, sw = _pair(stride)
+    pt, pb, pl, pr = _pads(pad, H, W, pool_h, pool_w, sh, sw)
+    if max(pt, pb) >= pool_h or max(pl, pr) >= pool_w:
+        raise ValueError(f"pad must be smaller than the pool window, got pad={(pt, pb, pl, pr)} "
+                         f"for pool=({pool_h}, {pool_w})")
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=fill)
+    OH = (H + pt + pb - pool_h) // sh + 1
+    OW = (W + pl + pr - pool_w) // sw + 1
+    win = np.empty((N, C, OH, OW, pool_h * pool_w), dtype=x.dtype)
+    for i in range(pool_h):
+        for j in range(pool_w):
+            win[..., i * pool_w + j] = xp[:, :, i:i + sh * (OH - 1) + 1:sh, j:j + sw * (OW - 1) + 1:sw]
+    return win, (sh, sw, pt, pb, pl, pr, OH, OW)
+
+
+def _pool_scatter(dwin, x_shape, pool_h, pool_w, geom):
+    """The adjoint of :func:`_pool_windows`: dwin (N, C, OH, OW, pool_h*pool_w) summed back into x's shape."""
+    N, C, H, W = x_shape
+    sh, sw, pt, pb, pl, pr, OH, OW = geom
+    dxp = np.zeros((N, C, H + pt + pb, W + pl + pr), dtype=dwin.dtype)
+    for i in range(pool_h):
+        for j in range(pool_w):
+            dxp[:, :, i:i + sh * (OH - 1) + 1:sh, j:j + sw * (OW - 1) + 1:sw] += dwin[..., i * pool_w + j]
+    return np.ascontiguousarray(dxp[:, :, pt:pt + H, pl:pl + W])
+
+
+def _book_pool(stride, pad):
+    return isinstance(stride, (int, np.integer)) and isinstance(pad, (int, np.integer))
 
 
 class Pooling:
@@ -474,7 +756,8 @@ class Pooling:
     """
 
     def __init__(self, pool_h, pool_w, stride=2, pad=0):
-        _check_pool_args(pool_h, pool_w, stride, pad)
+        if _book_pool(stride, pad):
+            _check_pool_args(pool_h, pool_w, stride, pad)
         self.pool_h = pool_h
         self.pool_w = pool_w
         self.stride = stride
@@ -496,6 +779,11 @@ class Pooling:
             Pooled maps, shape (N, C, OH, OW) with ``OH = (H + 2*pad - pool_h)//stride + 1``.
         """
         _check_4d(x)
+        if not _book_pool(self.stride, self.pad):  # per-side padding or per-axis stride
+            win, self._geom = _pool_windows(x, self.pool_h, self.pool_w, self.stride, self.pad, -np.inf)
+            self.arg_max = np.argmax(win, axis=-1)  # (N, C, OH, OW): first maximum in row-major window order
+            self.x = x
+            return np.take_along_axis(win, self.arg_max[..., None], axis=-1)[..., 0]
         N, C, H, W = x.shape
         p = self.pad
         OH = conv_output_size(H, self.pool_h, self.stride, p)
@@ -524,6 +812,10 @@ class Pooling:
             ``dx``, shape (N, C, H, W).
         """
         pool_size = self.pool_h * self.pool_w
+        if not _book_pool(self.stride, self.pad):
+            dwin = np.zeros(dout.shape + (pool_size,), dtype=dout.dtype)
+            np.put_along_axis(dwin, self.arg_max[..., None], dout[..., None], axis=-1)
+            return _pool_scatter(dwin, self.x.shape, self.pool_h, self.pool_w, self._geom)
         dflat = dout.transpose(0, 2, 3, 1).reshape(-1)       # (N*OH*OW*C,)
         dmax = np.zeros((dflat.size, pool_size), dtype=dout.dtype)
         dmax[np.arange(dflat.size), self.arg_max] = dflat
@@ -548,7 +840,8 @@ class AvgPooling:
     """
 
     def __init__(self, pool_h, pool_w, stride=2, pad=0):
-        _check_pool_args(pool_h, pool_w, stride, pad)
+        if _book_pool(stride, pad):
+            _check_pool_args(pool_h, pool_w, stride, pad)
         self.pool_h = pool_h
         self.pool_w = pool_w
         self.stride = stride
@@ -569,6 +862,10 @@ class AvgPooling:
             Pooled maps, shape (N, C, OH, OW).
         """
         _check_4d(x)
+        if not _book_pool(self.stride, self.pad):  # per-side padding or per-axis stride
+            win, self._geom = _pool_windows(x, self.pool_h, self.pool_w, self.stride, self.pad, 0)
+            self.x = x
+            return win.mean(axis=-1)
         N, C, H, W = x.shape
         OH = conv_output_size(H, self.pool_h, self.stride, self.pad)
         OW = conv_output_size(W, self.pool_w, self.stride, self.pad)
@@ -591,6 +888,9 @@ class AvgPooling:
             ``dx``, shape (N, C, H, W).
         """
         pool_size = self.pool_h * self.pool_w
+        if not _book_pool(self.stride, self.pad):
+            dwin = np.broadcast_to((dout / pool_size)[..., None], dout.shape + (pool_size,))
+            return _pool_scatter(dwin, self.x.shape, self.pool_h, self.pool_w, self._geom)
         N, C = self.x.shape[:2]
         dflat = dout.transpose(0, 2, 3, 1).reshape(-1, 1) / pool_size  # (N*OH*OW*C, 1)
         dcol = np.broadcast_to(dflat, (dflat.shape[0], pool_size)).reshape(-1, C * pool_size)

@@ -1,0 +1,62 @@
+// conv_depthwise.cpp: the depthwise convolution (groups == C) entry points of conv.h. The direct kernels live
+// in conv_depthwise_kernels.h; this file compiles them for baseline x86-64 (or any CPU) as dw_base,
+// conv_depthwise_avx2.cpp (AVX2+FMA) and conv_depthwise_avx512.cpp (AVX-512) compile them again, and each call
+// picks the variant of the ISA in use (cpu/isa.h: CPUID, FASTCONV_ISA or set_cpu_isa), so the ISA tests cover
+// every variant. FMA variants round differently from the baseline (within the tests' tolerances).
+#define FC_DW_NS dw_base
+#include "cpu/conv_depthwise_kernels.h"
+
+#include "cpu/conv.h"
+#include "cpu/isa.h"
+#include "cpu/workspace.h"
+
+namespace fastconv::cpu {
+
+#if FASTCONV_HAVE_X86_UKR
+#define FC_DW_VARIANT_DECL(NS)                                                                               \
+  namespace NS {                                                                                             \
+  template <typename T>                                                                                      \
+  void depthwise_forward(const T*, const T*, const T*, T*, const ConvGeom&, index_t, int, bool);             \
+  template <typename T>                                                                                      \
+  void depthwise_backward(const T*, const T*, const T*, T*, T*, T*, const ConvGeom&, index_t, int, T*);      \
+  }
+FC_DW_VARIANT_DECL(dw_avx2)
+FC_DW_VARIANT_DECL(dw_avx512)
+#undef FC_DW_VARIANT_DECL
+#endif
+
+template <typename T>
+void depthwise_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g, index_t FN, int nthreads,
+                       bool relu) {
+#if FASTCONV_HAVE_X86_UKR
+  switch (active_isa()) {
+    case Isa::avx512: return dw_avx512::depthwise_forward<T>(x, w, b, out, g, FN, nthreads, relu);
+    case Isa::avx2: return dw_avx2::depthwise_forward<T>(x, w, b, out, g, FN, nthreads, relu);
+    default: break;
+  }
+#endif
+  dw_base::depthwise_forward<T>(x, w, b, out, g, FN, nthreads, relu);
+}
+
+template <typename T>
+void depthwise_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, const ConvGeom& g,
+                        index_t FN, int nthreads) {
+  // one partial dW and db per (image, filter), summed over the images in order by the kernel
+  Scratch<T> part(static_cast<std::size_t>(g.N * FN * (g.FH * g.FW + 1)));
+#if FASTCONV_HAVE_X86_UKR
+  switch (active_isa()) {
+    case Isa::avx512: return dw_avx512::depthwise_backward<T>(x, w, dout, dx, dw, db, g, FN, nthreads, part.data());
+    case Isa::avx2: return dw_avx2::depthwise_backward<T>(x, w, dout, dx, dw, db, g, FN, nthreads, part.data());
+    default: break;
+  }
+#endif
+  dw_base::depthwise_backward<T>(x, w, dout, dx, dw, db, g, FN, nthreads, part.data());
+}
+
+#define FC_DW_ENTRY_INSTANTIATE(T, S)                                                                        \
+  template void depthwise_forward<T>(const T*, const T*, const T*, T*, const ConvGeom&, index_t, int, bool); \
+  template void depthwise_backward<T>(const T*, const T*, const T*, T*, T*, T*, const ConvGeom&, index_t, int);
+FC_FLOAT_TYPES(FC_DW_ENTRY_INSTANTIATE)
+#undef FC_DW_ENTRY_INSTANTIATE
+
+}  // namespace fastconv::cpu

@@ -1,0 +1,253 @@
+// conv_depthwise_kernels.h: the depthwise convolution's direct kernels (groups == C), included by one file per
+// instruction set (conv_depthwise.cpp: baseline, conv_depthwise_avx2.cpp, conv_depthwise_avx512.cpp), each
+// with its own FC_DW_NS, so the same loops are compiled for SSE2, AVX2+FMA and AVX-512 and picked at run time
+// from the ISA in use (cpu/isa.h). x (N, C, H, W), w (FN, 1, FH, FW) with FN = C*M (filter f reads channel
+// f / M), out / dout (N, FN, OH, OW).
+// A GEMM of one row per channel wastes the GEMM's blocking, so these work plane by plane: threads over the
+// N*FN (forward, weight gradient) or N*C (input gradient) planes, SIMD along an output row. Forward: every
+// output pixel of a row's interior (all taps inside the image) sums its FH*FW taps in registers, one store per
+// pixel; border pixels test each tap. Weight gradient: per plane and tap, one dot product of dout with the
+// shifted input, into a partial per (image, filter) summed over the images in order (the same bits on any
+// thread count). Input gradient: stride 1 with M == 1 and pads <= the dilated window runs the forward loops on
+// dout with the taps reversed; otherwise each tap scatter-adds a scaled dout row.
+#pragma once
+#include <cstdint>
+
+#include "common/dtype.h"
+#include "common/shapes.h"
+
+#ifndef FC_DW_NS
+#error "define FC_DW_NS (the variant's namespace) before including conv_depthwise_kernels.h"
+#endif
+
+namespace fastconv::cpu::FC_DW_NS {
+
+using index_t = std::int64_t;
+
+// Everything here has internal linkage: the files that include this header are compiled with different
+// instruction sets, and the linker must never pick one file's copy of a helper for another.
+namespace {
+
+inline index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
+inline index_t min_i(index_t a, index_t b) { return a < b ? a : b; }
+inline index_t max_i(index_t a, index_t b) { return a > b ? a : b; }
+
+// Output columns [lo, hi) whose every tap column ow*sw - pl + fw*dw (fw < FW) lies in [0, W).
+inline void interior(index_t W, index_t OW, index_t FW, index_t sw, index_t pl, index_t dw, index_t& lo,
+                     index_t& hi) {
+  lo = min_i(ceil_div(pl, sw), OW);
+  const index_t last = W - 1 + pl - (FW - 1) * dw;  // ow*sw <= last
+  hi = last < 0 ? lo : max_i(lo, min_i(OW, last / sw + 1));
+}
+
+// Taps [lo, hi) of one axis whose input index base + k*dil lies in [0, n).
+inline void tap_range(index_t base, index_t n, index_t dil, index_t K, index_t& lo, index_t& hi) {
+  lo = base >= 0 ? 0 : ceil_div(-base, dil);
+  hi = base > n - 1 ? 0 : min_i(K, (n - 1 - base) / dil + 1);
+  if (hi < lo) hi = lo;
+}
+
+// Outputs per interior block of a row (fwd_plane): a buffer of OB accumulators stays in L1.
+constexpr index_t OB = 128;
+
+template <typename T>
+inline T finish(T acc, T bias, bool relu) {
+  const T v = acc + bias;
+  return relu ? (v <= T(0) ? T(0) : v) : v;  // as relu_value (activation.h): NaN passes
+}
+
+// One output plane o (OH, OW) = sum over taps of wf (FH, FW) * the input plane xc (H, W), + bias. KW > 0 fixes
+// FW at compile time (the inner tap loop unrolled, so the row loop vectorises plainly); KW == 0: any FW.
+template <typename T, int KW>
+void fwd_plane(const T* xc, const T* wf, T bias, T* o, const ConvGeom& g, bool relu) {
+  const index_t H = g.H, W = g.W, OW = g.OW, FH = g.FH, FW = KW > 0 ? KW : g.FW;
+  const index_t sh = g.sh, sw = g.sw, dh = g.dh, dw = g.dw, pt = g.pt, pl = g.pl;
+  index_t lo, hi;
+  interior(W, OW, FW, sw, pl, dw, lo, hi);
+  for (index_t oh = 0; oh < g.OH; ++oh) {
+    const index_t ih0 = oh * sh - pt;
+    index_t fh0, fh1;
+    tap_range(ih0, H, dh, FH, fh0, fh1);
+    T* orow = o + oh * OW;  // output row oh of (OH, OW)
+    auto border = [&](index_t ow) {
+      T acc = T(0);
+      const index_t iw0 = ow * sw - pl;
+      for (index_t fh = fh0; fh < fh1; ++fh) {
+        const T* xr = xc + (ih0 + fh * dh) * W;
+        for (index_t fw = 0; fw < FW; ++fw) {
+          const index_t iw = iw0 + fw * dw;
+          if (iw >= 0 && iw < W) acc += wf[fh * FW + fw] * xr[iw];
+        }
+      }
+      orow[ow] = finish(acc, bias, relu);
+    };
+    for (index_t ow = 0; ow < lo; ++ow) border(ow);
+    for (index_t ow = hi; ow < OW; ++ow) border(ow);
+    // interior: blocks of up to OB outputs accumulated tap by tap in an L1-resident buffer, each tap one
+    // vectorised sweep (an outer-loop-vectorised form with the taps inside did not vectorise with GCC 12)
+    const T* x0 = xc + ih0 * W - pl;  // x0[ow*sw + fh*dh*W + fw*dw] is tap (fh, fw) of output ow
+    for (index_t ow0 = lo; ow0 < hi; ow0 += OB) {
+      const index_t nb = min_i(OB, hi - ow0);
+      T acc[OB];
+      for (index_t i = 0; i < nb; ++i) acc[i] = T(0);
+      for (index_t fh = fh0; fh < fh1; ++fh)
+        for (index_t fw = 0; fw < FW; ++fw) {
+          const T wv = wf[fh * FW + fw];
+          const T* src = x0 + ow0 * sw + fh * dh * W + fw * dw;
+          if (sw == 1) {
+#pragma omp simd
+            for (index_t i = 0; i < nb; ++i) acc[i] += wv * src[i];
+          } else {
+#pragma omp simd
+            for (index_t i = 0; i < nb; ++i) acc[i] += wv * src[i * sw];
+          }
+        }
+#pragma omp simd
+      for (index_t i = 0; i < nb; ++i) orow[ow0 + i] = finish(acc[i], bias, relu);
+    }
+  }
+}
+
+template <typename T>
+void fwd_plane_any(const T* xc, const T* wf, T bias, T* o, const ConvGeom& g, bool relu) {
+  switch (g.FW) {
+    case 3: fwd_plane<T, 3>(xc, wf, bias, o, g, relu); break;
+    case 5: fwd_plane<T, 5>(xc, wf, bias, o, g, relu); break;
+    default: fwd_plane<T, 0>(xc, wf, bias, o, g, relu); break;
+  }
+}
+
+// dxc (H, W) += the input gradient of one filter's plane: every tap scatter-adds w * dout row into a dx row.
+template <typename T>
+void dx_scatter_plane(const T* dp, const T* wf, T* dxc, const ConvGeom& g) {
+  const index_t H = g.H, W = g.W, OW = g.OW, FH = g.FH, FW = g.FW;
+  const index_t sh = g.sh, sw = g.sw, dh = g.dh, dw = g.dw;
+  for (index_t oh = 0; oh < g.OH; ++oh) {
+    const index_t ih0 = oh * sh - g.pt;
+    index_t fh0, fh1;
+    tap_range(ih0, H, dh, FH, fh0, fh1);
+    const T* drow = dp + oh * OW;
+    for (index_t fh = fh0; fh < fh1; ++fh) {
+      T* dxr = dxc + (ih0 + fh * dh) * W;
+      for (index_t fw = 0; fw < FW; ++fw) {
+        const index_t off = fw * dw - g.pl;  // iw = ow*sw + off
+        index_t lo, hi;
+        tap_range(off, W, sw, OW, lo, hi);
+        const T wv = wf[fh * FW + fw];
+        if (sw == 1) {
+#pragma omp simd
+          for (index_t ow = lo; ow < hi; ++ow) dxr[ow + off] += wv * drow[ow];
+        } else {
+          for (index_t ow = lo; ow < hi; ++ow) dxr[ow * sw + off] += wv * drow[ow];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------------------------
+// kernels
+
+template <typename T>
+void depthwise_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g, index_t FN, int nthreads,
+                       bool relu) {
+  const index_t M = FN / g.C, HW = g.H * g.W, P = g.OH * g.OW, KK = g.FH * g.FW;
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (g.N * FN * P >= (1 << 14))
+  for (index_t nf = 0; nf < g.N * FN; ++nf) {
+    const index_t n = nf / FN, f = nf % FN;
+    fwd_plane_any<T>(x + (n * g.C + f / M) * HW, w + f * KK, b ? b[f] : T(0), out + nf * P, g, relu);
+  }
+}
+
+// part: scratch of N*FN*(KK + 1) values (a partial dW and db per image and filter).
+template <typename T>
+void depthwise_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, const ConvGeom& g,
+                        index_t FN, int nthreads, T* part) {
+  const index_t C = g.C, M = FN / C, H = g.H, W = g.W, HW = H * W, OW = g.OW, P = g.OH * OW;
+  const index_t FH = g.FH, FW = g.FW, KK = FH * FW, N = g.N;
+  const bool par = N * FN * P >= (1 << 14);
+
+  // dW and db: per (image, filter) plane, each tap's dot product of dout with the shifted input
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (par)
+  for (index_t nf = 0; nf < N * FN; ++nf) {
+    const index_t n = nf / FN, f = nf % FN;
+    const T* xc = x + (n * C + f / M) * HW;  // (H, W)
+    const T* dp = dout + nf * P;             // (OH, OW)
+    T* pp = part + nf * (KK + 1);
+    for (index_t fh = 0; fh < FH; ++fh)
+      for (index_t fw = 0; fw < FW; ++fw) {
+        const index_t off = fw * g.dw - g.pl;
+        index_t lo, hi;
+        tap_range(off, W, g.sw, OW, lo, hi);
+        T acc = T(0);
+        for (index_t oh = 0; oh < g.OH; ++oh) {
+          const index_t ih = oh * g.sh - g.pt + fh * g.dh;
+          if (ih < 0 || ih >= H) continue;
+          const T* xr = xc + ih * W + off;
+          const T* drow = dp + oh * OW;
+          if (g.sw == 1) {
+#pragma omp simd reduction(+ : acc)
+            for (index_t ow = lo; ow < hi; ++ow) acc += drow[ow] * xr[ow];
+          } else {
+            for (index_t ow = lo; ow < hi; ++ow) acc += drow[ow] * xr[ow * g.sw];
+          }
+        }
+        pp[fh * FW + fw] = acc;
+      }
+    T s = T(0);
+#pragma omp simd reduction(+ : s)
+    for (index_t i = 0; i < P; ++i) s += dp[i];
+    pp[KK] = s;
+  }
+  // the images' partials added in image order
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (par)
+  for (index_t f = 0; f < FN; ++f) {
+    for (index_t k = 0; k <= KK; ++k) {
+      T acc = T(0);
+      for (index_t n = 0; n < N; ++n) acc += part[(n * FN + f) * (KK + 1) + k];
+      if (k < KK)
+        dw[f * KK + k] = acc;
+      else
+        db[f] = acc;
+    }
+  }
+  if (!dx) return;
+
+  // dx: per (image, channel) plane, the sum over the channel's M filters
+  const index_t eh = g.dh * (FH - 1), ew = g.dw * (FW - 1);
+  const bool by_flip = g.sh == 1 && g.sw == 1 && M == 1 && g.pt <= eh && g.pb <= eh && g.pl <= ew && g.pr <= ew;
+  // the flipped geometry: dout (OH, OW) padded by eh - pt, ... convolved with the reversed taps gives (H, W)
+  // (built field by field: an inline function of a shared header, compiled here with this file's ISA, could
+  // be the copy the linker keeps for every file)
+  const ConvGeom gt{N, FN, g.OH, g.OW, FH, FW, 1, 1, eh - g.pt, eh - g.pb, ew - g.pl, ew - g.pr, g.dh, g.dw, H, W};
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (par)
+  for (index_t nc = 0; nc < N * C; ++nc) {
+    const index_t n = nc / C, c = nc % C;
+    T* dxc = dx + nc * HW;
+    if (by_flip) {
+      T wflip[64];
+      const T* wf = w + c * KK;
+      if (KK <= 64) {
+        for (index_t k = 0; k < KK; ++k) wflip[k] = wf[KK - 1 - k];
+        fwd_plane_any<T>(dout + (n * FN + c) * P, wflip, T(0), dxc, gt, false);
+        continue;
+      }
+    }
+    for (index_t i = 0; i < HW; ++i) dxc[i] = T(0);
+    for (index_t m = 0; m < M; ++m) {
+      const index_t f = c * M + m;
+      dx_scatter_plane<T>(dout + (n * FN + f) * P, w + f * KK, dxc, g);
+    }
+  }
+}
+
+#define FC_DW_INSTANTIATE(T, S)                                                                              \
+  template void depthwise_forward<T>(const T*, const T*, const T*, T*, const ConvGeom&, index_t, int, bool); \
+  template void depthwise_backward<T>(const T*, const T*, const T*, T*, T*, T*, const ConvGeom&, index_t, int, \
+                                      T*);
+FC_FLOAT_TYPES(FC_DW_INSTANTIATE)
+#undef FC_DW_INSTANTIATE
+
+}  // namespace fastconv::cpu::FC_DW_NS
