@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import TOL, f64, randn, to_device, to_host
+from conftest import GRAD_TOL, TOL, TOL_F64_TIGHT, f64, randn, to_device, to_host
 from fastconv import functions, layers, ops
 from fastconv.reference import functions as ref_functions
 from fastconv.reference import layers as ref_layers
@@ -116,3 +116,113 @@ def test_empty_input(device, dtype):
     x = to_device(np.empty((0, 3), dtype=dtype), device)
     assert ops.relu_forward(x).shape == (0, 3)
     assert ops.sigmoid_forward(x).shape == (0, 3)
+
+
+# ======================================================================================================
+# LeakyRelu and Tanh (issue 16)
+
+
+def _tol(dtype):
+    return TOL_F64_TIGHT if dtype == np.float64 else TOL[dtype]
+
+
+@pytest.mark.parametrize("alpha", [0.2, 0.0, 0.01, 1.5])
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+def test_leaky_relu_layer(rng, device, dtype, shape, alpha):
+    x = randn(rng, shape, dtype)
+    x.flat[0] = 0.0  # the kink: the book's mask x <= 0 takes the alpha side
+    dout = randn(rng, shape, dtype)
+    ref, layer = ref_layers.LeakyRelu(alpha), layers.LeakyRelu(alpha)
+    r_out, r_dx = ref.forward(f64(x)), ref.backward(f64(dout))
+    out = to_host(layer.forward(to_device(x, device)))
+    assert out.dtype == dtype and out.shape == shape
+    np.testing.assert_allclose(out, r_out, **_tol(dtype), err_msg=f"{shape} alpha={alpha}")
+    dx = to_host(layer.backward(to_device(dout, device)))
+    assert dx.dtype == dtype
+    np.testing.assert_allclose(dx, r_dx, **_tol(dtype), err_msg=f"{shape} alpha={alpha}")
+
+
+def test_leaky_relu_default_alpha_and_nan(device, dtype):
+    x = np.array([np.nan, -2.0, 0.0, 3.0, -np.inf, np.inf], dtype=dtype)
+    layer = layers.LeakyRelu()
+    assert layer.alpha == 0.2
+    out = to_host(layer.forward(to_device(x, device)))
+    np.testing.assert_array_equal(out, np.array([np.nan, -0.4, 0.0, 3.0, -np.inf, np.inf], dtype=dtype))
+    ref = ref_layers.LeakyRelu()
+    ref.forward(x)
+    dout = np.arange(1, 7, dtype=dtype)
+    dx = to_host(layer.backward(to_device(dout, device)))
+    np.testing.assert_array_equal(dx, ref.backward(dout))
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+def test_tanh_layer(rng, device, dtype, shape):
+    x = (3 * randn(rng, shape, dtype)).astype(dtype)
+    dout = randn(rng, shape, dtype)
+    ref, layer = ref_layers.Tanh(), layers.Tanh()
+    r_out, r_dx = ref.forward(f64(x)), ref.backward(f64(dout))
+    out = to_host(layer.forward(to_device(x, device)))
+    assert out.dtype == dtype and out.shape == shape
+    np.testing.assert_allclose(out, r_out, **_tol(dtype), err_msg=f"{shape}")
+    dx = to_host(layer.backward(to_device(dout, device)))
+    assert dx.dtype == dtype
+    # dx uses the layer's own rounded output: compare on the scale of dout
+    np.testing.assert_allclose(dx, r_dx, rtol=_tol(dtype)["rtol"], atol=_tol(dtype)["atol"] * 10,
+                               err_msg=f"{shape}")
+
+
+def test_tanh_extremes(device, dtype):
+    x = np.array([-1000.0, -30.0, 0.0, 30.0, 1000.0, np.nan], dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = to_host(ops.tanh_forward(to_device(x, device)))
+    np.testing.assert_array_equal(out[:5], np.array([-1, -1, 0, 1, 1], dtype=dtype))
+    assert np.isnan(out[5])
+
+
+def test_leaky_relu_tanh_non_contiguous(rng, device, dtype):
+    for name, x in views(rng, dtype):
+        dout = randn(rng, x.shape, dtype)[..., ::-1]
+        pairs = ((layers.LeakyRelu(0.1), ref_layers.LeakyRelu(0.1)), (layers.Tanh(), ref_layers.Tanh()))
+        for layer, ref in pairs:
+            out = to_host(layer.forward(to_device(x, device)))
+            np.testing.assert_allclose(out, ref.forward(f64(x)), **TOL[dtype], err_msg=name)
+            dx = to_host(layer.backward(to_device(dout, device)))
+            np.testing.assert_allclose(dx, ref.backward(f64(dout)), rtol=TOL[dtype]["rtol"],
+                                       atol=10 * TOL[dtype]["atol"], err_msg=name)
+
+
+@pytest.mark.parametrize("mod", ["fastconv", "reference"])
+def test_leaky_relu_tanh_numerical_gradient(rng, mod):
+    x = rng.standard_normal((3, 4, 5))
+    x[np.abs(x) < 1e-3] = 0.5  # keep central differences off the kink
+    w = rng.standard_normal(x.shape)
+    m = layers if mod == "fastconv" else ref_layers
+    for layer in (m.LeakyRelu(0.3), m.Tanh()):
+        def loss(_, layer=layer):
+            return float(np.sum(w * layer.forward(x)))
+
+        loss(None)
+        dx = layer.backward(w)
+        np.testing.assert_allclose(dx, ref_functions.numerical_gradient(loss, x), **GRAD_TOL,
+                                   err_msg=type(layer).__name__)
+
+
+@pytest.mark.parametrize(
+    "f, exc, match",
+    [
+        (lambda: layers.LeakyRelu(-0.1).forward(np.ones(3)), ValueError,
+          r"^alpha must be a finite number >= 0, got -0.1"),
+        (lambda: layers.LeakyRelu(float("nan")).forward(np.ones(3)), ValueError, r"^alpha must be a finite"),
+        (lambda: layers.LeakyRelu("0.2").forward(np.ones(3)), TypeError, r"^alpha: expected a real number"),
+        (lambda: layers.LeakyRelu().forward(np.ones(3, int)), TypeError, r"^x: dtype int64"),
+        (lambda: layers.Tanh().forward(np.ones(3, np.float16)), TypeError, r"^x: dtype float16"),
+        (lambda: ops.leaky_relu_backward(np.ones(3), np.ones(4)), ValueError,
+         r"^dout: shape \(3,\), expected \(4,\)"),
+        (lambda: ops.tanh_backward(np.ones((2, 3)), np.ones((3, 2))), ValueError, r"^dout: shape \(2, 3\)"),
+        (lambda: ops.tanh_forward(None), TypeError, r"^x: expected an array, got None"),
+    ],
+)
+def test_leaky_relu_tanh_bad_input(f, exc, match):
+    with pytest.raises(exc, match=match):
+        f()

@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import TOL, f64, randn, to_device, to_host
+from conftest import GRAD_TOL, TOL, TOL_F64_TIGHT, f64, randn, to_device, to_host
 from fastconv import functions, layers, ops
 from fastconv.reference import functions as ref_functions
 from fastconv.reference import layers as ref_layers
@@ -143,3 +143,144 @@ def test_integer_one_hot_targets(rng, device, dtype):
     loss = layer.forward(to_device(x, device), to_device(t, device))
     np.testing.assert_allclose(loss, ref.forward(f64(x), t), **TOL[dtype])
     np.testing.assert_allclose(to_host(layer.backward()), ref.backward(), **TOL[dtype])
+
+
+# ======================================================================================================
+# SigmoidWithLoss and MeanSquaredError (issue 16): targets of the shape of the scores
+
+
+ELEMENTWISE_SHAPES = [(1, 1), (8, 1), (5, 3), (4, 2, 3, 3), (7,), (300, 70)]
+ELEMENTWISE_IDS = ["x".join(map(str, s)) for s in ELEMENTWISE_SHAPES]
+
+
+def _tol(dtype):
+    return TOL_F64_TIGHT if dtype == np.float64 else TOL[dtype]
+
+
+@pytest.mark.parametrize("soft", [False, True], ids=["labels01", "soft"])
+@pytest.mark.parametrize("shape", ELEMENTWISE_SHAPES, ids=ELEMENTWISE_IDS)
+def test_sigmoid_with_loss(rng, device, dtype, shape, soft):
+    x = (3 * randn(rng, shape, dtype)).astype(dtype)
+    t = rng.random(shape) if soft else (rng.random(shape) > 0.5)
+    t = t.astype(dtype)
+    ref, layer = ref_layers.SigmoidWithLoss(), layers.SigmoidWithLoss()
+    r_loss = ref.forward(f64(x), f64(t))
+    r_dx = ref.backward(2.5)
+    loss = layer.forward(to_device(x, device), to_device(t, device))
+    assert isinstance(loss, float)
+    np.testing.assert_allclose(loss, r_loss, **_tol(dtype), err_msg=f"{shape}")
+    np.testing.assert_allclose(to_host(layer.y), ref.y, **_tol(dtype))
+    dx = to_host(layer.backward(2.5))
+    assert dx.dtype == dtype and dx.shape == shape
+    np.testing.assert_allclose(dx, r_dx, **_tol(dtype), err_msg=f"{shape}")
+
+
+def test_sigmoid_with_loss_matches_the_definition_and_torch(rng):
+    """The stable form equals -t*log(y) - (1-t)*log(1-y) where that can be evaluated, and torch's
+    BCEWithLogitsLoss (mean reduction) where torch is importable."""
+    x = rng.standard_normal((6, 4)) * 3
+    t = (rng.random((6, 4)) > 0.4).astype(np.float64)
+    y = 1 / (1 + np.exp(-x))
+    direct = np.mean(-t * np.log(y) - (1 - t) * np.log(1 - y))
+    loss = layers.SigmoidWithLoss().forward(x, t)
+    np.testing.assert_allclose(loss, direct, rtol=1e-12)
+    try:
+        import torch
+    except ImportError:
+        return
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    want = bce(torch.from_numpy(x), torch.from_numpy(t)).item()
+    np.testing.assert_allclose(loss, want, rtol=1e-12)
+
+
+def test_sigmoid_with_loss_extreme_logits(device, dtype):
+    """Logits of +-1000 give finite losses (the naive log(sigmoid) would be log(0)) and no warnings."""
+    x = np.array([[-1000.0], [1000.0], [-1000.0], [1000.0], [0.0]], dtype=dtype)
+    t = np.array([[0.0], [1.0], [1.0], [0.0], [1.0]], dtype=dtype)
+    layer = layers.SigmoidWithLoss()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss = layer.forward(to_device(x, device), to_device(t, device))
+        dx = to_host(layer.backward())
+    # two confident right answers cost 0, two confident wrong ones 1000 each, x = 0 costs log 2
+    np.testing.assert_allclose(loss, (2000 + np.log(2)) / 5, rtol=1e-6)
+    np.testing.assert_allclose(dx.ravel(), np.array([0, 0, -1, 1, -0.5]) / 5, atol=1e-7)
+
+
+@pytest.mark.parametrize("shape", ELEMENTWISE_SHAPES, ids=ELEMENTWISE_IDS)
+def test_mean_squared_error_layer(rng, device, dtype, shape):
+    y = randn(rng, shape, dtype)
+    t = randn(rng, shape, dtype)
+    ref, layer = ref_layers.MeanSquaredError(), layers.MeanSquaredError()
+    r_loss = ref.forward(f64(y), f64(t))
+    loss = layer.forward(to_device(y, device), to_device(t, device))
+    assert isinstance(loss, float)
+    np.testing.assert_allclose(loss, r_loss, **_tol(dtype))
+    np.testing.assert_allclose(loss, np.mean((f64(y) - f64(t)) ** 2), **_tol(dtype))  # Keras' mse
+    dx = to_host(layer.backward(0.5))
+    assert dx.dtype == dtype and dx.shape == shape
+    np.testing.assert_allclose(dx, ref.backward(0.5), **_tol(dtype))
+
+
+def test_elementwise_losses_integer_targets_and_torch(rng):
+    """0/1 integer or bool targets are accepted (as float); MSE equals torch's MSELoss where torch exists."""
+    x = rng.standard_normal((5, 2))
+    t = rng.integers(0, 2, size=(5, 2))
+    assert layers.SigmoidWithLoss().forward(x, t) == layers.SigmoidWithLoss().forward(x, t.astype(float))
+    mse = layers.MeanSquaredError()
+    assert mse.forward(x, t.astype(bool)) == mse.forward(x, t * 1.0)
+    try:
+        import torch
+    except ImportError:
+        return
+    want = torch.nn.functional.mse_loss(torch.from_numpy(x), torch.from_numpy(t * 1.0)).item()
+    np.testing.assert_allclose(layers.MeanSquaredError().forward(x, t), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("mod", ["fastconv", "reference"])
+def test_elementwise_losses_numerical_gradient(rng, mod):
+    m = layers if mod == "fastconv" else ref_layers
+    x = rng.standard_normal((4, 3))
+    t = rng.random((4, 3))
+    for layer in (m.SigmoidWithLoss(), m.MeanSquaredError()):
+        def loss(_, layer=layer):
+            return float(layer.forward(x, t))
+
+        loss(None)
+        dx = layer.backward(1)
+        np.testing.assert_allclose(dx, ref_functions.numerical_gradient(loss, x), **GRAD_TOL,
+                                   err_msg=type(layer).__name__)
+
+
+def test_elementwise_losses_same_bits_any_thread_count(rng, num_threads):
+    x = randn(rng, (300, 500), np.float32)
+    t = (rng.random((300, 500)) > 0.5).astype(np.float32)
+    got = []
+    for n in (1, 2, 3):
+        num_threads(n)
+        got.append((ops.sigmoid_cross_entropy(x, t)[0], ops.mean_squared_error(x, t)))
+    assert got[0] == got[1] == got[2]
+
+
+@pytest.mark.parametrize(
+    "f, exc, match",
+    [
+        (lambda: layers.SigmoidWithLoss().forward(np.zeros((3, 1)), np.zeros(3)), ValueError,
+         r"^t: shape \(3,\), expected \(3, 1\) \(the shape of x\)"),
+        (lambda: layers.SigmoidWithLoss().forward(np.zeros((3, 1), int), np.zeros((3, 1))), TypeError,
+         r"^x: dtype int64"),
+        (lambda: layers.SigmoidWithLoss().forward(np.zeros((0, 1)), np.zeros((0, 1))), ValueError,
+         r"^x: empty array"),
+        (lambda: layers.SigmoidWithLoss().forward(np.zeros(2), np.array(["a", "b"])), TypeError,
+         r"^t: dtype <U1 is not supported"),
+        (lambda: layers.MeanSquaredError().forward(np.zeros((2, 3)), np.zeros((3, 2))), ValueError,
+         r"^t: shape \(3, 2\), expected \(2, 3\) \(the shape of y\)"),
+        (lambda: layers.MeanSquaredError().forward(np.zeros((2, 3)), None), TypeError,
+         r"^t: expected an array, got None"),
+        (lambda: ops.mean_squared_error_backward(np.zeros(2), np.zeros(2), "1"), TypeError,
+         r"^dout: expected a real number"),
+    ],
+)
+def test_elementwise_losses_bad_input(f, exc, match):
+    with pytest.raises(exc, match=match):
+        f()

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <string>
 
+#include "common/check.h"
 #include "common/dtype.h"
 
 namespace fastconv::bind {
@@ -73,6 +74,20 @@ inline std::int64_t dim(const py::array& a, const char* name, int ndim, int i) {
   return a.shape(i);
 }
 
+// The extents of a 4-D array (N, C, H, W) with every dimension >= 1 and a product that fits in int64 (the
+// per-channel and per-plane kernels: spatial batch norm, global pooling, upsampling).
+struct Nchw {
+  std::int64_t N, C, H, W;
+};
+
+inline Nchw nchw(const py::array& a, const char* name) {
+  const Nchw d{dim(a, name, 4, 0), dim(a, name, 4, 1), dim(a, name, 4, 2), dim(a, name, 4, 3)};
+  if (d.N < 1 || d.C < 1 || d.H < 1 || d.W < 1)
+    throw py::value_error(std::string(name) + ": shape " + shape_str(a) + ", expected every dimension >= 1");
+  checked_size(name, d.N, d.C, d.H, d.W);
+  return d;
+}
+
 // Register fn<T> as name_<suffix> for every T of FC_FLOAT_TYPES (common/dtype.h): name_f32, name_f64, ...
 #define FC_DEF_FLOATS(m, name, fn, doc, ...)                                                          \
   ::fastconv::for_each_float([&](auto tag) {                                                          \
@@ -91,5 +106,8 @@ void bind_activation(py::module_& m);
 void bind_loss(py::module_& m);
 void bind_dropout(py::module_& m);
 void bind_batchnorm(py::module_& m);
+void bind_spatial_batchnorm(py::module_& m);
+void bind_global_pool(py::module_& m);
+void bind_upsample(py::module_& m);
 
 }  // namespace fastconv::bind

@@ -1,6 +1,7 @@
 // bindings/loss.cpp: softmax_forward, softmax_ce_{forward,backward}_{labels,dense}, each _f32 / _f64.
 // x, y, dx are (N, K) with N, K >= 1; labels t are int64 (N,) and every label is checked to be in [0, K);
-// dense t is (N, K) of the same dtype as x.
+// dense t is (N, K) of the same dtype as x. sigmoid_bce_{forward,backward} and mse_{forward,backward} take
+// ravelled 1-D arrays of one length n >= 1.
 #include <cstdint>
 #include <string>
 
@@ -83,6 +84,51 @@ void softmax_ce_backward_dense_py(py::array y, py::array t, py::array dx, double
   cpu::softmax_ce_backward_dense<T>(yp, tp, dxp, d.N, d.K, dout);
 }
 
+i64 flat_len(const py::array& a, const char* name) {
+  const i64 n = dim(a, name, 1, 0);
+  if (n < 1) throw py::value_error(std::string(name) + ": empty array, expected at least one value");
+  return n;
+}
+
+template <typename T>
+double sigmoid_bce_forward_py(py::array x, py::array t, py::array y) {
+  const i64 n = flat_len(x, "x");
+  const T* xp = in_ptr<T>(x, "x", {n});
+  const T* tp = in_ptr<T>(t, "t", {n});
+  T* yp = out_ptr<T>(y, "y", {n});
+  py::gil_scoped_release release;
+  return cpu::sigmoid_bce_forward<T>(xp, tp, yp, n);
+}
+
+template <typename T>
+void sigmoid_bce_backward_py(py::array y, py::array t, py::array dx, double dout) {
+  const i64 n = flat_len(y, "y");
+  const T* yp = in_ptr<T>(y, "y", {n});
+  const T* tp = in_ptr<T>(t, "t", {n});
+  T* dxp = out_ptr<T>(dx, "dx", {n});
+  py::gil_scoped_release release;
+  cpu::sigmoid_bce_backward<T>(yp, tp, dxp, n, dout);
+}
+
+template <typename T>
+double mse_forward_py(py::array y, py::array t) {
+  const i64 n = flat_len(y, "y");
+  const T* yp = in_ptr<T>(y, "y", {n});
+  const T* tp = in_ptr<T>(t, "t", {n});
+  py::gil_scoped_release release;
+  return cpu::mse_forward<T>(yp, tp, n);
+}
+
+template <typename T>
+void mse_backward_py(py::array y, py::array t, py::array dx, double dout) {
+  const i64 n = flat_len(y, "y");
+  const T* yp = in_ptr<T>(y, "y", {n});
+  const T* tp = in_ptr<T>(t, "t", {n});
+  T* dxp = out_ptr<T>(dx, "dx", {n});
+  py::gil_scoped_release release;
+  cpu::mse_backward<T>(yp, tp, dxp, n, dout);
+}
+
 }  // namespace
 
 void bind_loss(py::module_& m) {
@@ -101,6 +147,19 @@ void bind_loss(py::module_& m) {
                 py::arg("y"), py::arg("t"), py::arg("dx"), py::arg("dout"));
   FC_DEF_FLOATS(m, "softmax_ce_backward_dense", softmax_ce_backward_dense_py,
                 "dx = ((y - t) / N) * dout for y and dense targets t, both (N, K). Overwrites dx.", py::arg("y"),
+                py::arg("t"), py::arg("dx"), py::arg("dout"));
+  FC_DEF_FLOATS(m, "sigmoid_bce_forward", sigmoid_bce_forward_py,
+                "y = sigmoid(x) for logits x and targets t (1-D, length n); returns the mean over the n "
+                "values of max(x, 0) - x*t + log(1 + exp(-|x|)) (binary cross-entropy, double accumulation).",
+                py::arg("x"), py::arg("t"), py::arg("y"));
+  FC_DEF_FLOATS(m, "sigmoid_bce_backward", sigmoid_bce_backward_py,
+                "dx = (y - t) * (dout / n) for y = sigmoid(x) and t (1-D, length n). Overwrites dx.",
+                py::arg("y"), py::arg("t"), py::arg("dx"), py::arg("dout"));
+  FC_DEF_FLOATS(m, "mse_forward", mse_forward_py,
+                "Returns mean((y - t)^2) over the n values of y and t (1-D; double accumulation).",
+                py::arg("y"), py::arg("t"));
+  FC_DEF_FLOATS(m, "mse_backward", mse_backward_py,
+                "dx = (y - t) * (2 * dout / n) for y and t (1-D, length n). Overwrites dx.", py::arg("y"),
                 py::arg("t"), py::arg("dx"), py::arg("dout"));
 }
 

@@ -74,6 +74,9 @@ PYBIND11_MODULE(_cpu, m) {
   bind::bind_loss(m);
   bind::bind_dropout(m);
   bind::bind_batchnorm(m);
+  bind::bind_spatial_batchnorm(m);
+  bind::bind_global_pool(m);
+  bind::bind_upsample(m);
   bind::bind_optim(m);
   bind::bind_peak(m);
 }

@@ -1,5 +1,6 @@
-// activation.h: elementwise ReLU and sigmoid, forward and backward, on contiguous 1-D arrays of length n
-// (the caller passes ravelled views). Any aliasing of input and output at the same address is allowed.
+// activation.h: elementwise ReLU, sigmoid, leaky ReLU and tanh, forward and backward, on contiguous 1-D
+// arrays of length n (the caller passes ravelled views). Any aliasing of input and output at the same address
+// is allowed.
 #pragma once
 #include <cstdint>
 
@@ -27,5 +28,22 @@ void sigmoid_forward(const T* x, T* out, std::int64_t n);
 // dx = (dout * (1 - out)) * out
 template <typename T>
 void sigmoid_backward(const T* dout, const T* out, T* dx, std::int64_t n);
+
+// out = (x <= 0) ? alpha * x : x (NaN passes through)
+template <typename T>
+void leaky_relu_forward(const T* x, T* out, std::int64_t n, double alpha);
+
+// dx = (out <= 0) ? alpha * dout : dout, out being the forward output; right for alpha >= 0 (the caller
+// checks), where out <= 0 exactly where x <= 0
+template <typename T>
+void leaky_relu_backward(const T* dout, const T* out, T* dx, std::int64_t n, double alpha);
+
+// out = tanh(x)
+template <typename T>
+void tanh_forward(const T* x, T* out, std::int64_t n);
+
+// dx = dout * (1 - out * out)
+template <typename T>
+void tanh_backward(const T* dout, const T* out, T* dx, std::int64_t n);
 
 }  // namespace fastconv::cpu

@@ -3,8 +3,12 @@
 // into a buffer that is then added in row order, so the loss has the same bits for any thread count.
 // The exp sum and the losses are accumulated in double (then rounded to T where the reference stays in T).
 // Labels are either int64 class indices (N,) or dense (N, K) targets (one-hot or probabilities).
+// Elementwise losses (sigmoid + binary cross-entropy, squared error) run on ravelled arrays of n values;
+// their sums go block by block (kLossBlock values each, a block's partial in double), then the partials in
+// block order, so the loss too is the same for any thread count.
 #include "cpu/loss.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -126,6 +130,70 @@ void softmax_ce_backward_dense(const T* y, const T* t, T* dx, std::int64_t N, st
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// elementwise losses: sigmoid + binary cross-entropy on logits, mean squared error
+
+namespace {
+
+// Values per partial sum of the elementwise losses (fixed, so the summation order is too).
+constexpr std::int64_t kLossBlock = 4096;
+
+// sum_i f(i) over [0, n) in double, block partials added in block order.
+template <typename F>
+double blocked_sum(std::int64_t n, F f) {
+  const std::int64_t blocks = (n + kLossBlock - 1) / kLossBlock;
+  std::vector<double> part(static_cast<std::size_t>(blocks));
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    const std::int64_t i1 = std::min(n, (b + 1) * kLossBlock);
+    double s = 0.0;
+    for (std::int64_t i = b * kLossBlock; i < i1; ++i) s += f(i);
+    part[b] = s;
+  }
+  double s = 0.0;
+  for (double v : part) s += v;
+  return s;
+}
+
+}  // namespace
+
+template <typename T>
+double sigmoid_bce_forward(const T* x, const T* t, T* y, std::int64_t n) {
+  // Per element, with e = exp(-|x|) (never overflows): loss = max(x, 0) - x*t + log1p(e), which is
+  // -t*log(sigmoid(x)) - (1-t)*log(1 - sigmoid(x)) rearranged; y = sigmoid(x) in the same piecewise form as
+  // sigmoid_forward, kept for the backward.
+  const double sum = blocked_sum(n, [&](std::int64_t i) {
+    const double v = static_cast<double>(x[i]);
+    const double e = std::exp(-std::fabs(v));
+    y[i] = static_cast<T>((v >= 0.0 ? 1.0 : e) / (1.0 + e));
+    return (v > 0.0 ? v : 0.0) - v * static_cast<double>(t[i]) + std::log1p(e);
+  });
+  return sum / static_cast<double>(n);
+}
+
+template <typename T>
+void sigmoid_bce_backward(const T* y, const T* t, T* dx, std::int64_t n, double dout) {
+  const T k = static_cast<T>(dout / static_cast<double>(n));
+#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
+  for (std::int64_t i = 0; i < n; ++i) dx[i] = (y[i] - t[i]) * k;
+}
+
+template <typename T>
+double mse_forward(const T* y, const T* t, std::int64_t n) {
+  const double sum = blocked_sum(n, [&](std::int64_t i) {
+    const double d = static_cast<double>(y[i]) - static_cast<double>(t[i]);
+    return d * d;
+  });
+  return sum / static_cast<double>(n);
+}
+
+template <typename T>
+void mse_backward(const T* y, const T* t, T* dx, std::int64_t n, double dout) {
+  const T k = static_cast<T>(2.0 * dout / static_cast<double>(n));
+#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
+  for (std::int64_t i = 0; i < n; ++i) dx[i] = (y[i] - t[i]) * k;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // explicit instantiations
 
 #define FC_LOSS_INSTANTIATE(T, S)                                                                                   \
@@ -134,7 +202,11 @@ void softmax_ce_backward_dense(const T* y, const T* t, T* dx, std::int64_t N, st
   template double softmax_ce_forward_dense<T>(const T*, const T*, T*, std::int64_t, std::int64_t);             \
   template void softmax_ce_backward_labels<T>(const T*, const std::int64_t*, T*, std::int64_t, std::int64_t,    \
                                               double);                                                         \
-  template void softmax_ce_backward_dense<T>(const T*, const T*, T*, std::int64_t, std::int64_t, double);
+  template void softmax_ce_backward_dense<T>(const T*, const T*, T*, std::int64_t, std::int64_t, double);     \
+  template double sigmoid_bce_forward<T>(const T*, const T*, T*, std::int64_t);                                \
+  template void sigmoid_bce_backward<T>(const T*, const T*, T*, std::int64_t, double);                         \
+  template double mse_forward<T>(const T*, const T*, std::int64_t);                                            \
+  template void mse_backward<T>(const T*, const T*, T*, std::int64_t, double);
 FC_FLOAT_TYPES(FC_LOSS_INSTANTIATE)
 #undef FC_LOSS_INSTANTIATE
 

@@ -31,4 +31,21 @@ void softmax_ce_backward_labels(const T* y, const std::int64_t* t, T* dx, std::i
 template <typename T>
 void softmax_ce_backward_dense(const T* y, const T* t, T* dx, std::int64_t N, std::int64_t K, double dout);
 
+// Sigmoid + binary cross-entropy on logits x against targets t, both n values (ravelled): y = sigmoid(x);
+// returns mean_i [max(x, 0) - x*t + log(1 + exp(-|x|))] (stable for any x), the mean over all n values.
+template <typename T>
+double sigmoid_bce_forward(const T* x, const T* t, T* y, std::int64_t n);
+
+// dx = (y - t) * (dout / n), in T.
+template <typename T>
+void sigmoid_bce_backward(const T* y, const T* t, T* dx, std::int64_t n, double dout);
+
+// Returns mean_i (y - t)^2 over all n values (double accumulation).
+template <typename T>
+double mse_forward(const T* y, const T* t, std::int64_t n);
+
+// dx = (y - t) * (2 * dout / n), in T.
+template <typename T>
+void mse_backward(const T* y, const T* t, T* dx, std::int64_t n, double dout);
+
 }  // namespace fastconv::cpu

@@ -636,3 +636,77 @@ def bool_mask(mask, dout_shape):
         raise TypeError(f"mask: expected a bool array, got dtype {mask.dtype}")
     same_shape(mask, "mask", dout_shape, "the shape of dout")
     return mask
+
+
+# ======================================================================================================
+# layers of issue 16: leaky ReLU, spatial batch norm, global pooling, upsampling, two-input layers, losses
+
+
+def alpha(v) -> float:
+    """The leaky ReLU slope: a finite real number >= 0 (the backward reads the input's sign from the
+    output)."""
+    a = real(v, "alpha")
+    if not (math.isfinite(a) and a >= 0.0):
+        raise ValueError(f"alpha must be a finite number >= 0, got {a}")
+    return a
+
+
+def nchw(x, name: str) -> None:
+    """A non-empty 4-D array (N, C, H, W)."""
+    ndim(x, name, 4, "(N, C, H, W)")
+    nonempty(x, name)
+
+
+def scale_pair(scale) -> tuple[int, int]:
+    """An upsampling factor: an int or a pair (scale_h, scale_w) of ints, each >= 1."""
+    if isinstance(scale, (tuple, list)):
+        if len(scale) != 2:
+            raise ValueError(f"scale: expected an int or a pair (scale_h, scale_w), got {scale!r}")
+        return integer(scale[0], "scale[0]", 1), integer(scale[1], "scale[1]", 1)
+    s = integer(scale, "scale", 1)
+    return s, s
+
+
+UPSAMPLE_MODES = ("nearest", "bilinear")
+
+
+def upsample_mode(mode) -> str:
+    if not isinstance(mode, str) or mode not in UPSAMPLE_MODES:
+        raise ValueError(f"mode: expected one of {', '.join(map(repr, UPSAMPLE_MODES))}, got {mode!r}")
+    return mode
+
+
+def upsample_shapes(x_shape, sh: int, sw: int, x_name: str) -> tuple:
+    """The output shape (N, C, H*sh, W*sw) of an upsampling of ``x_shape``, its size checked."""
+    N, C, H, W = x_shape
+    check_elements("out", N, C, H, sh, W, sw, culprit="scale")
+    return (N, C, H * sh, W * sw)
+
+
+def concat_axis(axis, nd: int, name: str = "axis") -> int:
+    """An axis of an array of ``nd`` dimensions (negative counts from the end), as a non-negative int."""
+    a = integer(axis, name, -nd, nd - 1) if nd else None
+    if a is None:
+        raise ValueError(f"{name}: cannot concatenate 0-D arrays")
+    return a % nd
+
+
+def concat_shapes(a, b, axis: int) -> None:
+    """a and b of the same rank and of equal extents on every axis but ``axis``."""
+    if a.ndim != b.ndim:
+        raise ValueError(f"b: shape {shape_str(b.shape)} has {b.ndim} dimensions, expected {a.ndim} "
+                         f"(the rank of a: shape {shape_str(a.shape)})")
+    for i, (p, q) in enumerate(zip(a.shape, b.shape)):
+        if i != axis and p != q:
+            raise ValueError(f"b: shape {shape_str(b.shape)} differs from a: shape {shape_str(a.shape)} "
+                             f"on axis {i}; only axis {axis} (the concatenation axis) may differ")
+
+
+def loss_targets(t, x_shape, x_name: str = "x"):
+    """Float targets of the shape of the scores ``x_shape`` (elementwise losses)."""
+    t = array(t, "t")
+    if t.dtype.kind in "iub":
+        t = t.astype(np.float64)
+    check_float(t, "t")
+    same_shape(t, "t", x_shape, f"the shape of {x_name}")
+    return t

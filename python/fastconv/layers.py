@@ -372,3 +372,240 @@ class AvgPooling:
 
     def backward(self, dout):
         return ops.avgpool_backward(dout, self.x_shape, self.pool_h, self.pool_w, self.stride, self.pad)
+
+
+# ======================================================================================================
+# layers of issue 16 (elementwise and normalisation half): the convolutional networks' activations, spatial
+# batch norm, global pooling, upsampling, two-input layers and elementwise losses
+
+__all__ += [
+    "LeakyRelu",
+    "Tanh",
+    "SpatialBatchNormalization",
+    "GlobalAvgPooling",
+    "GlobalMaxPooling",
+    "Upsampling",
+    "Add",
+    "Concat",
+    "SigmoidWithLoss",
+    "MeanSquaredError",
+]
+
+
+class LeakyRelu:
+    """Leaky ReLU: ``x`` where x > 0, ``alpha * x`` elsewhere (Keras' ``LeakyReLU(negative_slope)``);
+    ``alpha`` >= 0."""
+
+    def __init__(self, alpha=0.2):
+        self.alpha = alpha
+        self.out = None
+
+    def forward(self, x):
+        self.out = ops.leaky_relu_forward(x, self.alpha)
+        return self.out
+
+    def backward(self, dout):
+        return ops.leaky_relu_backward(dout, self.out, self.alpha)
+
+
+class Tanh:
+    """Hyperbolic tangent; remembers its output for the backward pass."""
+
+    def __init__(self):
+        self.out = None
+
+    def forward(self, x):
+        self.out = ops.tanh_forward(x)
+        return self.out
+
+    def backward(self, dout):
+        return ops.tanh_backward(dout, self.out)
+
+
+class SpatialBatchNormalization:
+    """Batch normalization of x (N, C, H, W) with one mean and variance per channel, taken over (N, H, W)
+    (torch's ``BatchNorm2d``, Keras' ``BatchNormalization`` on images); the book's :class:`BatchNormalization`
+    normalises each of the C*H*W features instead.
+
+    Training mode (``forward(x, train_flg=True)``) uses the batch statistics and updates the running ones as
+    the book does: ``running = momentum * running + (1 - momentum) * batch``, the biased batch variance
+    included (torch keeps the unbiased one and counts its momentum the other way round). Inference uses the
+    running statistics, which start as zeros of the input dtype when None (as the book's). ``gamma`` and
+    ``beta`` hold C values in any shape; ``dgamma`` and ``dbeta`` take their shapes.
+
+    Parameters
+    ----------
+    gamma, beta : ndarray, C elements
+    momentum : float, optional
+        Weight of the old value in the running averages.
+    eps : float, optional
+        Added to the variance before the square root (> 0).
+    running_mean, running_var : ndarray (C,), optional
+    """
+
+    def __init__(self, gamma, beta, momentum=0.9, eps=1e-5, running_mean=None, running_var=None):
+        self.gamma = gamma
+        self.beta = beta
+        self.momentum = momentum
+        self.eps = eps
+        self.running_mean = running_mean
+        self.running_var = running_var
+        self.x = None
+        self.mean = None
+        self.invstd = None
+        self.dgamma = None
+        self.dbeta = None
+
+    def forward(self, x, train_flg=True):
+        x = ops.as_array(x, "x")
+        if x.ndim == 4 and x.dtype.kind == "f":
+            c, dtype = x.shape[1], x.dtype
+            if self.running_mean is None:
+                self.running_mean = np.zeros(c, dtype=dtype)
+            if self.running_var is None:
+                self.running_var = np.zeros(c, dtype=dtype)
+        if train_flg:
+            out, self.mean, self.invstd = ops.spatial_batchnorm_forward_train(
+                x, self.gamma, self.beta, self.running_mean, self.running_var, self.momentum, self.eps
+            )
+            self.x = x
+            return out
+        return ops.spatial_batchnorm_forward_infer(x, self.gamma, self.beta, self.running_mean,
+                                                   self.running_var, self.eps)
+
+    def backward(self, dout):
+        if self.x is None:
+            raise ValueError("dout: backward needs a training-mode forward first "
+                             "(forward(x, train_flg=True))")
+        dx, dgamma, dbeta = ops.spatial_batchnorm_backward(dout, self.x, self.mean, self.invstd, self.gamma)
+        self.dgamma = dgamma.reshape(np.shape(self.gamma))
+        self.dbeta = dbeta.reshape(np.shape(self.beta))
+        return dx
+
+
+class GlobalAvgPooling:
+    """Mean over each (H, W) plane: (N, C, H, W) -> (N, C) (Keras' ``GlobalAveragePooling2D``)."""
+
+    def __init__(self):
+        self.x_shape = None
+
+    def forward(self, x):
+        out = ops.global_avgpool_forward(x)
+        self.x_shape = np.shape(x)
+        return out
+
+    def backward(self, dout):
+        return ops.global_avgpool_backward(dout, self.x_shape)
+
+
+class GlobalMaxPooling:
+    """Max over each (H, W) plane: (N, C, H, W) -> (N, C); the gradient goes to the first maximum."""
+
+    def __init__(self):
+        self.x_shape = None
+        self.arg_max = None
+
+    def forward(self, x):
+        out, self.arg_max = ops.global_maxpool_forward(x)
+        self.x_shape = np.shape(x)
+        return out
+
+    def backward(self, dout):
+        return ops.global_maxpool_backward(dout, self.arg_max, self.x_shape)
+
+
+class Upsampling:
+    """Upsampling of (N, C, H, W) by integer factors (Keras' ``UpSampling2D``): ``scale`` an int or (scale_h,
+    scale_w); ``mode`` "nearest" (repeat each pixel) or "bilinear" (torch's ``align_corners=False``)."""
+
+    def __init__(self, scale=2, mode="nearest"):
+        self.scale = scale
+        self.mode = mode
+        self.x_shape = None
+
+    def forward(self, x):
+        out = ops.upsample_forward(x, self.scale, self.mode)
+        self.x_shape = np.shape(x)
+        return out
+
+    def backward(self, dout):
+        return ops.upsample_backward(dout, self.x_shape, self.scale, self.mode)
+
+
+class Add:
+    """Sum of two inputs of one shape (a residual connection): ``forward(a, b)``; ``backward(dout)`` returns
+    ``(da, db)``, both ``dout`` (one copy each, in the dtypes of a and b)."""
+
+    def __init__(self):
+        self.dtypes = None
+
+    def forward(self, a, b):
+        out = ops.add_forward(a, b)
+        self.dtypes = (ops.as_array(a, "a").dtype, ops.as_array(b, "b").dtype)
+        return out
+
+    def backward(self, dout):
+        dout = ops.as_array(dout, "dout")
+        da_dtype, db_dtype = self.dtypes
+        return dout.astype(da_dtype, copy=True), dout.astype(db_dtype, copy=True)
+
+
+class Concat:
+    """Concatenation of two inputs along ``axis`` (channels by default, as Inception's branches are joined):
+    ``forward(a, b)``; ``backward(dout)`` splits dout into ``(da, db)``."""
+
+    def __init__(self, axis=1):
+        self.axis = axis
+        self.a_len = None
+
+    def forward(self, a, b):
+        out = ops.concat_forward(a, b, self.axis)
+        a = ops.as_array(a, "a")
+        self.a_len = a.shape[self.axis]
+        return out
+
+    def backward(self, dout):
+        return ops.concat_backward(dout, self.a_len, self.axis)
+
+
+class SigmoidWithLoss:
+    """Sigmoid followed by the binary cross-entropy, on logits (numerically stable for any x), against
+    targets ``t`` of x's shape (0/1 labels or probabilities), averaged over all elements as Keras'
+    ``BinaryCrossentropy(from_logits=True)`` and torch's ``BCEWithLogitsLoss`` (for the usual (N, 1) output
+    of a discriminator this is the mean over the batch, as SoftmaxWithLoss). ``y`` is ``sigmoid(x)``."""
+
+    def __init__(self):
+        self.loss = None
+        self.y = None
+        self.t = None
+
+    def forward(self, x, t):
+        self.t = t
+        self.loss, self.y = ops.sigmoid_cross_entropy(x, t)
+        return self.loss
+
+    def backward(self, dout=1):
+        return ops.sigmoid_cross_entropy_backward(self.y, self.t, dout)
+
+
+class MeanSquaredError:
+    """Mean squared error ``mean((y - t)**2)`` over all elements of y (Keras' ``mse``, torch's ``MSELoss``).
+
+    This is not the book's ``mean_squared_error`` (``0.5 * sum((y - t)**2)``, no division at all, kept as is
+    in :mod:`fastconv.functions`): a mean over all elements keeps the loss and its gradient independent of the
+    batch size and of the output size, so learning rates carry over between them, and it is the loss the Keras
+    networks this layer serves are trained with. ``backward`` returns ``2 * (y - t) / y.size * dout``.
+    """
+
+    def __init__(self):
+        self.loss = None
+        self.y = None
+        self.t = None
+
+    def forward(self, x, t):
+        self.y, self.t = x, t
+        self.loss = ops.mean_squared_error(x, t)
+        return self.loss
+
+    def backward(self, dout=1):
+        return ops.mean_squared_error_backward(self.y, self.t, dout)

@@ -610,3 +610,308 @@ def batchnorm_backward(dout, xc, xn, std, gamma) -> tuple:
     kernel("batchnorm_backward", dtype, dout)(_c(dout, dtype), _c(arr["xc"], dtype), _c(arr["xn"], dtype), p["std"],
                                               p["gamma"], dx, dgamma, dbeta)
     return dx, dgamma, dbeta
+
+
+# ======================================================================================================
+# layers of issue 16 (elementwise and normalisation half): leaky ReLU, tanh, spatial batch norm, global
+# pooling, upsampling, two-input layers, elementwise losses
+
+__all__ += [
+    "leaky_relu_forward",
+    "leaky_relu_backward",
+    "tanh_forward",
+    "tanh_backward",
+    "spatial_batchnorm_forward_train",
+    "spatial_batchnorm_forward_infer",
+    "spatial_batchnorm_backward",
+    "global_avgpool_forward",
+    "global_avgpool_backward",
+    "global_maxpool_forward",
+    "global_maxpool_backward",
+    "upsample_forward",
+    "upsample_backward",
+    "add_forward",
+    "concat_forward",
+    "concat_backward",
+    "sigmoid_cross_entropy",
+    "sigmoid_cross_entropy_backward",
+    "mean_squared_error",
+    "mean_squared_error_backward",
+]
+
+
+def leaky_relu_forward(x, alpha: float = 0.2):
+    """``x`` where x > 0, ``alpha * x`` elsewhere (NaN propagates); ``alpha`` >= 0."""
+    dtype, arr = chk.floats(x=x)
+    a = chk.alpha(alpha)
+    x = _c(arr["x"], dtype)
+    out = array_module(x).empty(x.shape, dtype=dtype)
+    if x.size:
+        kernel("leaky_relu_forward", dtype, x)(x.reshape(-1), out.reshape(-1), a)
+    return out
+
+
+def leaky_relu_backward(dout, out, alpha: float = 0.2):
+    """``dout`` where the forward output ``out`` is > 0, ``alpha * dout`` elsewhere."""
+    dtype, arr = chk.floats(dout=dout, out=out)
+    a = chk.alpha(alpha)
+    dout, out = arr["dout"], arr["out"]
+    chk.same_shape(dout, "dout", out.shape, "the shape of the forward output")
+    dout, out = _c(dout, dtype), _c(out, dtype)
+    dx = array_module(out).empty(out.shape, dtype=dtype)
+    if dx.size:
+        kernel("leaky_relu_backward", dtype, out)(dout.reshape(-1), out.reshape(-1), dx.reshape(-1), a)
+    return dx
+
+
+def tanh_forward(x):
+    """tanh(x) elementwise."""
+    return _unary("tanh_forward", x)
+
+
+def tanh_backward(dout, out):
+    """``dout * (1 - out**2)``, with ``out`` the forward output."""
+    return _binary("tanh_backward", dout, out)
+
+
+# ------------------------------------------------------------------------------------------------------
+# spatial batch normalization (per-channel statistics over N, H, W)
+
+
+def _sbn_x(x, name: str = "x"):
+    dtype, arr = chk.floats(**{name: x})
+    chk.nchw(arr[name], name)
+    return dtype, _c(arr[name], dtype)
+
+
+def spatial_batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum: float = 0.9,
+                                    eps: float = 1e-5) -> tuple:
+    """Training-mode batch normalization of x (N, C, H, W) with one mean and (biased) variance per channel
+    over (N, H, W); updates running_mean / running_var in place: ``running = momentum * running +
+    (1 - momentum) * batch``.
+
+    Returns
+    -------
+    out : ndarray (N, C, H, W)
+    mean, invstd : float64 ndarrays (C,), the batch mean and ``1 / sqrt(var + eps)`` (for the backward)
+    """
+    dtype, x = _sbn_x(x)
+    p = _bn_params(x, dtype, gamma=gamma, beta=beta)
+    rm, rv = chk.array(running_mean, "running_mean"), chk.array(running_var, "running_var")
+    for name, a in (("running_mean", rm), ("running_var", rv)):
+        chk.writeable(a, name, "training mode updates it in place")
+    stats = _bn_params(x, dtype, running_mean=rm, running_var=rv)
+    momentum, eps = chk.real(momentum, "momentum"), chk.eps(eps)
+    xp = array_module(x)
+    c = x.shape[1]
+    out = xp.empty(x.shape, dtype=dtype)
+    mean, invstd = xp.empty((c,), dtype=np.float64), xp.empty((c,), dtype=np.float64)
+    kernel("spatial_batchnorm_forward_train", dtype, x)(x, p["gamma"], p["beta"], stats["running_mean"],
+                                                        stats["running_var"], out, mean, invstd, momentum,
+                                                        eps)
+    # the kernel updated contiguous working copies; copy them back where they are not the caller's arrays
+    for user, work in ((rm, stats["running_mean"]), (rv, stats["running_var"])):
+        if work is not user and not xp.shares_memory(work, user):
+            user[...] = work.reshape(user.shape)
+    return out, mean, invstd
+
+
+def spatial_batchnorm_forward_infer(x, gamma, beta, running_mean, running_var, eps: float = 1e-5):
+    """Inference-mode spatial batch normalization of x (N, C, H, W) with the running statistics."""
+    dtype, x = _sbn_x(x)
+    p = _bn_params(x, dtype, gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var)
+    out = array_module(x).empty(x.shape, dtype=dtype)
+    kernel("spatial_batchnorm_forward_infer", dtype, x)(x, p["gamma"], p["beta"], p["running_mean"],
+                                                        p["running_var"], out, chk.eps(eps))
+    return out
+
+
+def spatial_batchnorm_backward(dout, x, mean, invstd, gamma) -> tuple:
+    """Gradients (dx, dgamma, dbeta) of :func:`spatial_batchnorm_forward_train`, given its input ``x`` and the
+    ``mean`` and ``invstd`` it returned."""
+    dtype, arr = chk.floats(dout=dout, x=x, gamma=gamma)
+    dout, x = arr["dout"], arr["x"]
+    chk.nchw(dout, "dout")
+    chk.same_shape(x, "x", dout.shape, "the shape of dout")
+    p = _bn_params(dout, dtype, "dout", gamma=arr["gamma"])
+    st = {}
+    for name, a in (("mean", mean), ("invstd", invstd)):
+        a = chk.array(a, name)
+        chk.check_float(a, name)
+        chk.same_shape(a, name, (dout.shape[1],),
+                       f"one value per channel of dout {chk.shape_str(dout.shape)}")
+        st[name] = _c(a, np.float64)
+    xp = array_module(dout)
+    c = dout.shape[1]
+    dx = xp.empty(dout.shape, dtype=dtype)
+    dgamma, dbeta = xp.empty((c,), dtype=dtype), xp.empty((c,), dtype=dtype)
+    kernel("spatial_batchnorm_backward", dtype, dout)(_c(dout, dtype), _c(x, dtype), st["mean"], st["invstd"],
+                                                      p["gamma"], dx, dgamma, dbeta)
+    return dx, dgamma, dbeta
+
+
+# ------------------------------------------------------------------------------------------------------
+# global pooling: (N, C, H, W) -> (N, C)
+
+
+def _pool_grad(dout, x_shape) -> tuple:
+    """(dtype, dout, x_shape) of a global pooling backward: dout (N, C) against the forward input's shape."""
+    dtype, arr = chk.floats(dout=dout)
+    shape = chk.shape_arg(x_shape, "x_shape")
+    chk.check_elements("dx", *shape, culprit="x_shape")
+    chk.same_shape(arr["dout"], "dout", shape[:2], "the shape of the forward output (N, C)")
+    return dtype, _c(arr["dout"], dtype), shape
+
+
+def global_avgpool_forward(x):
+    """Mean of each (H, W) plane of x (N, C, H, W): an (N, C) array."""
+    dtype, x = _sbn_x(x)
+    out = array_module(x).empty(x.shape[:2], dtype=dtype)
+    kernel("global_avgpool_forward", dtype, x)(x, out)
+    return out
+
+
+def global_avgpool_backward(dout, x_shape):
+    """Gradient of :func:`global_avgpool_forward`: dout[n, c] / (H * W) over each plane."""
+    dtype, dout, shape = _pool_grad(dout, x_shape)
+    dx = array_module(dout).empty(shape, dtype=dtype)
+    kernel("global_avgpool_backward", dtype, dout)(dout, dx)
+    return dx
+
+
+def global_maxpool_forward(x) -> tuple:
+    """Max of each (H, W) plane of x (N, C, H, W). Returns (out, argmax), both (N, C); argmax is the int64
+    index h*W + w of the first maximum in its plane (the first NaN if there is one, as np.argmax)."""
+    dtype, x = _sbn_x(x)
+    xp = array_module(x)
+    out = xp.empty(x.shape[:2], dtype=dtype)
+    argmax = xp.empty(x.shape[:2], dtype=np.int64)
+    kernel("global_maxpool_forward", dtype, x)(x, out, argmax)
+    return out, argmax
+
+
+def global_maxpool_backward(dout, argmax, x_shape):
+    """Gradient of :func:`global_maxpool_forward`: each dout[n, c] goes to its argmax position."""
+    dtype, dout, shape = _pool_grad(dout, x_shape)
+    argmax = chk.argmax_array(argmax, dout.shape)
+    xp = array_module(dout)
+    dx = xp.empty(shape, dtype=dtype)
+    # int64 holds every integer dtype's values except uint64 above 2**63, which the kernel's range check then
+    # sees as negative: a bad index is rejected either way
+    kernel("global_maxpool_backward", dtype, dout)(dout, xp.ascontiguousarray(argmax, dtype=np.int64), dx)
+    return dx
+
+
+# ------------------------------------------------------------------------------------------------------
+# upsampling by integer factors
+
+
+def upsample_forward(x, scale=2, mode: str = "nearest"):
+    """Upsample x (N, C, H, W) by ``scale`` (an int or (scale_h, scale_w)) to (N, C, H*scale_h, W*scale_w):
+    ``mode="nearest"`` repeats pixels, ``"bilinear"`` interpolates as torch's ``align_corners=False``."""
+    dtype, x = _sbn_x(x)
+    sh, sw = chk.scale_pair(scale)
+    mode = chk.upsample_mode(mode)
+    out = array_module(x).empty(chk.upsample_shapes(x.shape, sh, sw, "x"), dtype=dtype)
+    kernel(f"upsample_{mode}_forward", dtype, x)(x, out, sh, sw)
+    return out
+
+
+def upsample_backward(dout, x_shape, scale=2, mode: str = "nearest"):
+    """Gradient of :func:`upsample_forward` with respect to its input of shape ``x_shape``."""
+    dtype, arr = chk.floats(dout=dout)
+    shape = chk.shape_arg(x_shape, "x_shape")
+    sh, sw = chk.scale_pair(scale)
+    mode = chk.upsample_mode(mode)
+    chk.check_elements("dx", *shape, culprit="x_shape")
+    chk.same_shape(arr["dout"], "dout", chk.upsample_shapes(shape, sh, sw, "x_shape"),
+                   "the shape of the forward output")
+    dout = _c(arr["dout"], dtype)
+    dx = array_module(dout).empty(shape, dtype=dtype)
+    kernel(f"upsample_{mode}_backward", dtype, dout)(dout, dx, sh, sw)
+    return dx
+
+
+# ------------------------------------------------------------------------------------------------------
+# two inputs: sum and concatenation (pure data movement, done by the array module at memory bandwidth)
+
+
+def add_forward(a, b):
+    """``a + b`` for two arrays of one shape (no broadcasting), in their result dtype."""
+    dtype, arr = chk.floats(a=a, b=b)
+    a, b = arr["a"], arr["b"]
+    chk.same_shape(b, "b", a.shape, "the shape of a")
+    return array_module(a).add(a, b, dtype=dtype)
+
+
+def concat_forward(a, b, axis: int = 1):
+    """``a`` and ``b`` joined along ``axis``; every other extent must match."""
+    dtype, arr = chk.floats(a=a, b=b)
+    a, b = arr["a"], arr["b"]
+    ax = chk.concat_axis(axis, a.ndim)
+    chk.concat_shapes(a, b, ax)
+    return array_module(a).concatenate((a, b), axis=ax).astype(dtype, copy=False)
+
+
+def concat_backward(dout, a_len: int, axis: int = 1) -> tuple:
+    """Split ``dout`` along ``axis`` into the gradients (da, db) of :func:`concat_forward`, ``a`` having had
+    ``a_len`` entries along that axis. Both are new C-contiguous arrays (never views of dout)."""
+    dtype, arr = chk.floats(dout=dout)
+    dout = arr["dout"]
+    ax = chk.concat_axis(axis, dout.ndim)
+    k = chk.integer(a_len, "a_len", 0, dout.shape[ax])
+    xp = array_module(dout)
+    da, db = xp.split(dout, [k], axis=ax)
+    return xp.array(da, dtype=dtype, order="C", copy=True), xp.array(db, dtype=dtype, order="C", copy=True)
+
+
+# ------------------------------------------------------------------------------------------------------
+# elementwise losses (targets of the shape of the scores)
+
+
+def _loss_args(y, t, y_name: str) -> tuple:
+    dtype, arr = chk.floats(**{y_name: y})
+    y = arr[y_name]
+    chk.nonempty(y, y_name)
+    t = chk.loss_targets(t, y.shape, y_name)
+    return dtype, _c(y, dtype), _c(t, dtype)
+
+
+def sigmoid_cross_entropy(x, t) -> tuple:
+    """Sigmoid of logits ``x`` and the binary cross-entropy against targets ``t`` of x's shape, averaged over
+    all elements (Keras' ``BinaryCrossentropy(from_logits=True)``, torch's ``BCEWithLogitsLoss``); computed
+    as ``max(x, 0) - x*t + log(1 + exp(-|x|))``, finite for any finite x.
+
+    Returns
+    -------
+    loss : float
+    y : ndarray, ``sigmoid(x)`` (x's shape), for the backward
+    """
+    dtype, x, t = _loss_args(x, t, "x")
+    y = array_module(x).empty(x.shape, dtype=dtype)
+    loss = kernel("sigmoid_bce_forward", dtype, x)(x.reshape(-1), t.reshape(-1), y.reshape(-1))
+    return float(loss), y
+
+
+def sigmoid_cross_entropy_backward(y, t, dout: float = 1.0):
+    """Gradient of :func:`sigmoid_cross_entropy` with respect to the logits: ``(y - t) / y.size * dout``."""
+    dtype, y, t = _loss_args(y, t, "y")
+    dout = chk.real(dout, "dout")
+    dx = array_module(y).empty(y.shape, dtype=dtype)
+    kernel("sigmoid_bce_backward", dtype, y)(y.reshape(-1), t.reshape(-1), dx.reshape(-1), dout)
+    return dx
+
+
+def mean_squared_error(y, t) -> float:
+    """``mean((y - t)**2)`` over all elements (Keras' ``mse``, torch's ``MSELoss``)."""
+    dtype, y, t = _loss_args(y, t, "y")
+    return float(kernel("mse_forward", dtype, y)(y.reshape(-1), t.reshape(-1)))
+
+
+def mean_squared_error_backward(y, t, dout: float = 1.0):
+    """Gradient of :func:`mean_squared_error` with respect to ``y``: ``2 * (y - t) / y.size * dout``."""
+    dtype, y, t = _loss_args(y, t, "y")
+    dout = chk.real(dout, "dout")
+    dx = array_module(y).empty(y.shape, dtype=dtype)
+    kernel("mse_backward", dtype, y)(y.reshape(-1), t.reshape(-1), dx.reshape(-1), dout)
+    return dx

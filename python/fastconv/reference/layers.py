@@ -895,3 +895,252 @@ class AvgPooling:
         dflat = dout.transpose(0, 2, 3, 1).reshape(-1, 1) / pool_size  # (N*OH*OW*C, 1)
         dcol = np.broadcast_to(dflat, (dflat.shape[0], pool_size)).reshape(-1, C * pool_size)
         return col2im(dcol, self.x.shape, self.pool_h, self.pool_w, self.stride, self.pad)
+
+
+# ============================================================================
+# layers of issue 16 (elementwise and normalisation half)
+# ============================================================================
+
+__all__ += [
+    "LeakyRelu", "Tanh", "SpatialBatchNormalization", "GlobalAvgPooling", "GlobalMaxPooling", "Upsampling",
+    "Add", "Concat", "SigmoidWithLoss", "MeanSquaredError",
+]
+
+
+class LeakyRelu:
+    """Leaky ReLU: ``x`` where ``x > 0``, ``alpha * x`` where ``x <= 0``."""
+
+    def __init__(self, alpha=0.2):
+        self.alpha = alpha
+        self.mask = None
+
+    def forward(self, x):
+        self.mask = x <= 0
+        out = x.copy()
+        out[self.mask] *= self.alpha
+        return out
+
+    def backward(self, dout):
+        dx = dout.copy()
+        dx[self.mask] *= self.alpha
+        return dx
+
+
+class Tanh:
+    """Hyperbolic tangent; ``d tanh(x) / dx = 1 - tanh(x)**2``."""
+
+    def __init__(self):
+        self.out = None
+
+    def forward(self, x):
+        self.out = np.tanh(x)
+        return self.out
+
+    def backward(self, dout):
+        return dout * (1.0 - self.out ** 2)
+
+
+class SpatialBatchNormalization:
+    """Batch normalisation of (N, C, H, W) with statistics per channel over (N, H, W).
+
+    The formulas of the book's BatchNormalization with the reduction taken over the axes (0, 2, 3):
+    ``xn = (x - mu) / sqrt(var + eps)`` with the biased variance, ``out = gamma * xn + beta``; running
+    averages ``momentum * running + (1 - momentum) * batch``, zeros of x's dtype when None.
+    """
+
+    def __init__(self, gamma, beta, momentum=0.9, eps=1e-5, running_mean=None, running_var=None):
+        self.gamma = gamma
+        self.beta = beta
+        self.momentum = momentum
+        self.eps = eps
+        self.running_mean = running_mean
+        self.running_var = running_var
+        self.xc = None
+        self.xn = None
+        self.std = None
+        self.dgamma = None
+        self.dbeta = None
+
+    @staticmethod
+    def _c(v):
+        """A per-channel vector as (1, C, 1, 1), to broadcast over (N, C, H, W)."""
+        return np.reshape(v, (1, -1, 1, 1))
+
+    def forward(self, x, train_flg=True):
+        C = x.shape[1]
+        if self.running_mean is None:
+            self.running_mean = np.zeros(C, dtype=x.dtype)
+        if self.running_var is None:
+            self.running_var = np.zeros(C, dtype=x.dtype)
+        if train_flg:
+            mu = x.mean(axis=(0, 2, 3))
+            xc = x - self._c(mu)
+            var = np.mean(xc ** 2, axis=(0, 2, 3))
+            std = np.sqrt(var + self.eps)
+            xn = xc / self._c(std)
+            self.xc, self.xn, self.std = xc, xn, std
+            self.running_mean = self.momentum * self.running_mean + (1 - self.momentum) * mu
+            self.running_var = self.momentum * self.running_var + (1 - self.momentum) * var
+        else:
+            xn = (x - self._c(self.running_mean)) / self._c(np.sqrt(self.running_var + self.eps))
+        return self._c(self.gamma) * xn + self._c(self.beta)
+
+    def backward(self, dout):
+        # the book's chain rule, summed over (N, H, W) where the book sums over N
+        M = dout.shape[0] * dout.shape[2] * dout.shape[3]
+        axes = (0, 2, 3)
+        self.dbeta = dout.sum(axis=axes).reshape(np.shape(self.beta))
+        self.dgamma = np.sum(self.xn * dout, axis=axes).reshape(np.shape(self.gamma))
+        dxn = self._c(self.gamma) * dout
+        dxc = dxn / self._c(self.std)
+        dstd = -np.sum((dxn * self.xc) / self._c(self.std * self.std), axis=axes)
+        dvar = 0.5 * dstd / self.std
+        dxc = dxc + (2.0 / M) * self.xc * self._c(dvar)
+        dmu = np.sum(dxc, axis=axes)
+        return dxc - self._c(dmu) / M
+
+
+class GlobalAvgPooling:
+    """Mean over each (H, W) plane: (N, C, H, W) -> (N, C)."""
+
+    def __init__(self):
+        self.x_shape = None
+
+    def forward(self, x):
+        self.x_shape = x.shape
+        return x.mean(axis=(2, 3))
+
+    def backward(self, dout):
+        H, W = self.x_shape[2:]
+        return np.broadcast_to((dout / (H * W))[:, :, None, None], self.x_shape).copy()
+
+
+class GlobalMaxPooling:
+    """Max over each (H, W) plane: (N, C, H, W) -> (N, C); the gradient goes to the first maximum."""
+
+    def __init__(self):
+        self.x_shape = None
+        self.arg_max = None
+
+    def forward(self, x):
+        self.x_shape = x.shape
+        flat = x.reshape(x.shape[0], x.shape[1], -1)
+        self.arg_max = np.argmax(flat, axis=2)
+        return np.max(flat, axis=2)
+
+    def backward(self, dout):
+        N, C, H, W = self.x_shape
+        dx = np.zeros((N, C, H * W), dtype=dout.dtype)
+        n, c = np.meshgrid(np.arange(N), np.arange(C), indexing="ij")
+        dx[n, c, self.arg_max] = dout
+        return dx.reshape(self.x_shape)
+
+
+def _bilinear_matrix(n_in, scale, dtype):
+    """The (n_in * scale, n_in) interpolation matrix of one axis, align_corners=False: output o samples the
+    input at ``src = (o + 0.5) / scale - 0.5`` (clamped at 0), linearly between its two neighbours (the last
+    index repeated at the border)."""
+    n_out = n_in * scale
+    A = np.zeros((n_out, n_in), dtype=dtype)
+    for o in range(n_out):
+        src = max((o + 0.5) / scale - 0.5, 0.0)
+        i0 = min(int(np.floor(src)), n_in - 1)
+        i1 = min(i0 + 1, n_in - 1)
+        lam = src - i0
+        A[o, i0] += 1.0 - lam
+        A[o, i1] += lam
+    return A
+
+
+class Upsampling:
+    """Upsampling of (N, C, H, W) by integer factors: nearest (each pixel repeated) or bilinear
+    (align_corners=False), written as out = Ah @ x @ Aw.T per plane with one interpolation matrix per axis, so
+    the backward is the transpose: dx = Ah.T @ dout @ Aw."""
+
+    def __init__(self, scale=2, mode="nearest"):
+        self.scale = scale
+        self.mode = mode
+        self.mats = None
+
+    def _matrices(self, H, W, dtype):
+        sh, sw = self.scale if isinstance(self.scale, (tuple, list)) else (self.scale, self.scale)
+        if self.mode == "nearest":
+            Ah = np.repeat(np.eye(H, dtype=dtype), sh, axis=0)
+            Aw = np.repeat(np.eye(W, dtype=dtype), sw, axis=0)
+        elif self.mode == "bilinear":
+            Ah, Aw = _bilinear_matrix(H, sh, dtype), _bilinear_matrix(W, sw, dtype)
+        else:
+            raise ValueError(f"mode: expected 'nearest' or 'bilinear', got {self.mode!r}")
+        return Ah, Aw
+
+    def forward(self, x):
+        self.mats = self._matrices(x.shape[2], x.shape[3], x.dtype)
+        Ah, Aw = self.mats
+        return np.einsum("oh,nchw,pw->ncop", Ah, x, Aw)
+
+    def backward(self, dout):
+        Ah, Aw = self.mats
+        return np.einsum("oh,ncop,pw->nchw", Ah, dout, Aw)
+
+
+class Add:
+    """``a + b``; the gradient reaches both inputs unchanged."""
+
+    def forward(self, a, b):
+        return a + b
+
+    def backward(self, dout):
+        return dout.copy(), dout.copy()
+
+
+class Concat:
+    """Concatenation of two inputs along ``axis``; the backward splits the gradient where they were joined."""
+
+    def __init__(self, axis=1):
+        self.axis = axis
+        self.a_len = None
+
+    def forward(self, a, b):
+        self.a_len = a.shape[self.axis]
+        return np.concatenate((a, b), axis=self.axis)
+
+    def backward(self, dout):
+        da, db = np.split(dout, [self.a_len], axis=self.axis)
+        return da.copy(), db.copy()
+
+
+class SigmoidWithLoss:
+    """Sigmoid + binary cross-entropy on logits, the mean over all elements of
+    ``-t * log(y) - (1 - t) * log(1 - y)`` with ``y = sigmoid(x)``, evaluated as ``max(x, 0) - x * t +
+    log(1 + exp(-|x|))`` (the same value, without overflow or log(0)). ``d loss / dx = (y - t) / x.size``."""
+
+    def __init__(self):
+        self.loss = None
+        self.y = None
+        self.t = None
+
+    def forward(self, x, t):
+        self.t = t
+        self.y = sigmoid(x)
+        self.loss = np.mean(np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x))))
+        return self.loss
+
+    def backward(self, dout=1):
+        return (self.y - self.t) * (dout / self.y.size)
+
+
+class MeanSquaredError:
+    """``mean((y - t)**2)`` over all elements; ``d loss / dy = 2 * (y - t) / y.size``."""
+
+    def __init__(self):
+        self.loss = None
+        self.y = None
+        self.t = None
+
+    def forward(self, x, t):
+        self.y, self.t = x, t
+        self.loss = np.mean((x - t) ** 2)
+        return self.loss
+
+    def backward(self, dout=1):
+        return (self.y - self.t) * (2.0 * dout / self.y.size)
