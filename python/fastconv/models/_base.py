@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import io as _io
 
-__all__ = ["Net", "layers_module"]
+__all__ = ["Net", "layers_module", "run_layers"]
 
 
 def layers_module(layers):
@@ -20,6 +20,26 @@ def layers_module(layers):
         return fc_layers
     return layers
 
+
+
+def run_layers(items, x, forward):
+    """Runs ``x`` through ``items`` (layers, or (key, layer) pairs) in order, ``forward(key, layer, x)`` for each
+    (key None for bare layers), except where a layer offers a one-pass forward of itself and the next layer
+    (``fused_forward``, e.g. a fastconv Convolution followed by a fastconv Relu: the same numbers and layer state,
+    one pass over memory fewer). Layers without the method (``layers=`` another module) run one by one."""
+    items = [it if isinstance(it, tuple) else (None, it) for it in items]
+    i = 0
+    while i < len(items):
+        key, layer = items[i]
+        fuse = getattr(layer, "fused_forward", None) if i + 1 < len(items) else None
+        fused = fuse(items[i + 1][1]) if fuse is not None else None
+        if fused is not None:
+            x = fused(x)
+            i += 2
+        else:
+            x = forward(key, layer, x)
+            i += 1
+    return x
 
 class Net:
     """Shared book methods: loss, accuracy, save_params, load_params, and running the layers in order."""
@@ -47,23 +67,8 @@ class Net:
         return list(self.layers.items() if isinstance(self.layers, dict) else enumerate(self.layers))
 
     def _forward(self, x, forward):
-        """Runs ``x`` through ``self.layers`` (a dict or a list) in order, ``forward(key, layer, x)`` for
-        each, except where a layer offers a one-pass forward of itself and the next layer (``fused_forward``,
-        e.g. a fastconv Convolution followed by a fastconv Relu: the same numbers and layer state, one pass over
-        memory fewer). Layers without the method (``layers=`` another module) run one by one."""
-        items = self._layer_items()
-        i = 0
-        while i < len(items):
-            key, layer = items[i]
-            fuse = getattr(layer, "fused_forward", None) if i + 1 < len(items) else None
-            fused = fuse(items[i + 1][1]) if fuse is not None else None
-            if fused is not None:
-                x = fused(x)
-                i += 2
-            else:
-                x = forward(key, layer, x)
-                i += 1
-        return x
+        """Runs ``x`` through ``self.layers`` (a dict or a list) in order: :func:`run_layers`."""
+        return run_layers(self._layer_items(), x, forward)
 
     def _backprop(self, dout):
         """Runs ``dout`` back through ``self.layers`` (a dict or a list) in reverse order. A first layer that
