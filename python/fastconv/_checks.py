@@ -691,14 +691,14 @@ def concat_axis(axis, nd: int, name: str = "axis") -> int:
     return a % nd
 
 
-def concat_shapes(a, b, axis: int) -> None:
-    """a and b of the same rank and of equal extents on every axis but ``axis``."""
+def concat_shapes(a, b, axis: int, b_name: str = "b") -> None:
+    """``b`` (named ``b_name``) of a's rank and of a's extents on every axis but ``axis``."""
     if a.ndim != b.ndim:
-        raise ValueError(f"b: shape {shape_str(b.shape)} has {b.ndim} dimensions, expected {a.ndim} "
+        raise ValueError(f"{b_name}: shape {shape_str(b.shape)} has {b.ndim} dimensions, expected {a.ndim} "
                          f"(the rank of a: shape {shape_str(a.shape)})")
     for i, (p, q) in enumerate(zip(a.shape, b.shape)):
         if i != axis and p != q:
-            raise ValueError(f"b: shape {shape_str(b.shape)} differs from a: shape {shape_str(a.shape)} "
+            raise ValueError(f"{b_name}: shape {shape_str(b.shape)} differs from a: shape {shape_str(a.shape)} "
                              f"on axis {i}; only axis {axis} (the concatenation axis) may differ")
 
 

@@ -551,21 +551,21 @@ class Add:
 
 
 class Concat:
-    """Concatenation of two inputs along ``axis`` (channels by default, as Inception's branches are joined):
-    ``forward(a, b)``; ``backward(dout)`` splits dout into ``(da, db)``."""
+    """Concatenation of two or more inputs along ``axis`` (channels by default, as Inception's branches are
+    joined): ``forward(a, b, ...)``; ``backward(dout)`` splits dout into ``(da, db, ...)``."""
 
     def __init__(self, axis=1):
         self.axis = axis
-        self.a_len = None
+        self.lengths = None
 
-    def forward(self, a, b):
-        out = ops.concat_forward(a, b, self.axis)
-        a = ops.as_array(a, "a")
-        self.a_len = a.shape[self.axis]
+    def forward(self, *xs):
+        out = ops.concat_forward(xs, self.axis)
+        ax = self.axis % out.ndim
+        self.lengths = [x.shape[ax] for x in xs]
         return out
 
     def backward(self, dout):
-        return ops.concat_backward(dout, self.a_len, self.axis)
+        return ops.concat_backward(dout, self.lengths, self.axis)
 
 
 class SigmoidWithLoss:

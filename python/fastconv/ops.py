@@ -844,25 +844,43 @@ def add_forward(a, b):
     return array_module(a).add(a, b, dtype=dtype)
 
 
-def concat_forward(a, b, axis: int = 1):
-    """``a`` and ``b`` joined along ``axis``; every other extent must match."""
-    dtype, arr = chk.floats(a=a, b=b)
-    a, b = arr["a"], arr["b"]
-    ax = chk.concat_axis(axis, a.ndim)
-    chk.concat_shapes(a, b, ax)
-    return array_module(a).concatenate((a, b), axis=ax).astype(dtype, copy=False)
+def _input_name(i: int) -> str:
+    """The name of a layer's i-th input in messages: a, b, c, ... (x26, x27, ... beyond)."""
+    return chr(ord("a") + i) if i < 26 else f"x{i}"
 
 
-def concat_backward(dout, a_len: int, axis: int = 1) -> tuple:
-    """Split ``dout`` along ``axis`` into the gradients (da, db) of :func:`concat_forward`, ``a`` having had
-    ``a_len`` entries along that axis. Both are new C-contiguous arrays (never views of dout)."""
+def concat_forward(xs, axis: int = 1):
+    """The arrays of ``xs`` (two or more, named a, b, c, ... in messages) joined along ``axis``; every other
+    extent must match."""
+    xs = list(xs)
+    if len(xs) < 2:
+        raise ValueError(f"xs: expected two or more arrays to join, got {len(xs)}")
+    names = [_input_name(i) for i in range(len(xs))]
+    dtype, arr = chk.floats(**dict(zip(names, xs)))
+    xs = [arr[n] for n in names]
+    ax = chk.concat_axis(axis, xs[0].ndim)
+    for n, x in zip(names[1:], xs[1:]):
+        chk.concat_shapes(xs[0], x, ax, n)
+    return array_module(xs[0]).concatenate(xs, axis=ax).astype(dtype, copy=False)
+
+
+def concat_backward(dout, lengths, axis: int = 1) -> tuple:
+    """Split ``dout`` along ``axis`` into the gradients of :func:`concat_forward`'s inputs: ``lengths`` lists each
+    input's extent along the axis (an int is the first of two inputs'). New C-contiguous arrays (never views of
+    dout)."""
     dtype, arr = chk.floats(dout=dout)
     dout = arr["dout"]
     ax = chk.concat_axis(axis, dout.ndim)
-    k = chk.integer(a_len, "a_len", 0, dout.shape[ax])
+    if isinstance(lengths, (list, tuple)):
+        sizes = [chk.integer(k, f"lengths[{i}]", 0, dout.shape[ax]) for i, k in enumerate(lengths)]
+        if sum(sizes) != dout.shape[ax]:
+            raise ValueError(f"lengths: {list(sizes)} add up to {sum(sizes)}, but dout has {dout.shape[ax]} entries "
+                             f"along axis {ax}")
+        cuts = list(np.cumsum(sizes[:-1]))
+    else:
+        cuts = [chk.integer(lengths, "a_len", 0, dout.shape[ax])]
     xp = array_module(dout)
-    da, db = xp.split(dout, [k], axis=ax)
-    return xp.array(da, dtype=dtype, order="C", copy=True), xp.array(db, dtype=dtype, order="C", copy=True)
+    return tuple(xp.array(part, dtype=dtype, order="C", copy=True) for part in xp.split(dout, cuts, axis=ax))
 
 
 # ------------------------------------------------------------------------------------------------------

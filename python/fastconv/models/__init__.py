@@ -2,7 +2,9 @@
 book's layer classes), plus the registry the ``fastconv`` command picks them from.
 
 ``SimpleConvNet`` (ch07), ``DeepConvNet`` (ch08), ``MultiLayerNet`` / ``MultiLayerNetExtend`` (ch06),
-``LeNet`` (d2l), ``KerasCNN`` (the Keras MNIST convnet example) and the ``Sequential`` container they use.
+``LeNet`` (d2l), ``KerasCNN`` (the Keras MNIST convnet example) and the ``Sequential`` container they use;
+``VGG``, ``ResNet``, ``MobileNet`` and ``InceptionNet`` (ch08 and the tutorials' networks, on the blocks of
+:mod:`fastconv.models.graph`) and the DCGAN of :mod:`fastconv.models.dcgan`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from .convnets import DeepConvNet, SimpleConvNet
+from .inception import InceptionNet
+from .mobilenet import MobileNet
 from .multilayer import MultiLayerNet, MultiLayerNetExtend
 from .sequential import (
     KerasCNN,
@@ -24,12 +28,18 @@ from .sequential import (
     relu,
     sigmoid,
 )
+from .resnet import ResNet
+from .vgg import VGG
 
 __all__ = [
     "SimpleConvNet",
     "DeepConvNet",
     "LeNet",
     "KerasCNN",
+    "VGG",
+    "ResNet",
+    "MobileNet",
+    "InceptionNet",
     "MultiLayerNet",
     "MultiLayerNetExtend",
     "Sequential",
@@ -51,6 +61,10 @@ MODELS = {
     "simpleconvnet": SimpleConvNet,
     "lenet": LeNet,
     "kerascnn": KerasCNN,
+    "vgg": VGG,
+    "resnet": ResNet,
+    "mobilenet": MobileNet,
+    "inception": InceptionNet,
 }
 
 
@@ -61,7 +75,7 @@ def build(name, dtype=np.float32, seed=None, **kwargs):
     ----------
     name : str
         A key of :data:`MODELS` (case-insensitive): ``'deepconvnet'``, ``'simpleconvnet'``, ``'lenet'``,
-        ``'kerascnn'``.
+        ``'kerascnn'``, ``'vgg'``, ``'resnet'``, ``'mobilenet'``, ``'inception'``.
     dtype : numpy dtype, optional
         Parameter dtype (float32 by default).
     seed : int, optional

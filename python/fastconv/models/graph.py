@@ -153,10 +153,13 @@ class GraphNet(Net):
 
     def bn(self, c, spatial=True, momentum=0.9):
         """A batch norm over ``c`` channels (``SpatialBatchNormalization``; ``spatial=False``: the book's
-        ``BatchNormalization`` over ``c`` features)."""
+        ``BatchNormalization`` over ``c`` features), running statistics starting at mean 0 and variance 1."""
         gamma, beta = np.ones(c, dtype=self._dtype), np.zeros(c, dtype=self._dtype)
         cls = self.L.SpatialBatchNormalization if spatial else self.L.BatchNormalization
-        layer = cls(gamma, beta, momentum=momentum)
+        # running statistics start at mean 0, variance 1 (as torch and Keras; the book starts the variance at 0,
+        # which makes an untrained network's inference blow up by 1/sqrt(eps) per batch norm)
+        layer = cls(gamma, beta, momentum=momentum, running_mean=np.zeros(c, dtype=self._dtype),
+                    running_var=np.ones(c, dtype=self._dtype))
         self._n_bn += 1
         self._new("gamma", gamma, layer, "gamma")
         self._new("beta", beta, layer, "beta")

@@ -1094,19 +1094,20 @@ class Add:
 
 
 class Concat:
-    """Concatenation of two inputs along ``axis``; the backward splits the gradient where they were joined."""
+    """Concatenation of two or more inputs along ``axis``; the backward splits the gradient where they were
+    joined."""
 
     def __init__(self, axis=1):
         self.axis = axis
-        self.a_len = None
+        self.lengths = None
 
-    def forward(self, a, b):
-        self.a_len = a.shape[self.axis]
-        return np.concatenate((a, b), axis=self.axis)
+    def forward(self, *xs):
+        self.lengths = [x.shape[self.axis] for x in xs]
+        return np.concatenate(xs, axis=self.axis)
 
     def backward(self, dout):
-        da, db = np.split(dout, [self.a_len], axis=self.axis)
-        return da.copy(), db.copy()
+        parts = np.split(dout, np.cumsum(self.lengths[:-1]), axis=self.axis)
+        return tuple(p.copy() for p in parts)
 
 
 class SigmoidWithLoss:
