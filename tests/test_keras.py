@@ -761,12 +761,9 @@ def test_errors_name_the_problem(rng):
 
 def test_missing_kernels_raise_not_implemented():
     for make, msg in [
-        (lambda: L.LeakyReLU(), "LeakyReLU"),
-        (lambda: L.Conv2DTranspose(2, 3), "transposed"),
-        (lambda: L.UpSampling2D(), "upsampling"),
-        (lambda: L.Conv2D(2, 3, strides=(1, 2)), "unequal strides"),
-        (lambda: L.Dense(2, activation="tanh"), "tanh"),
-        (lambda: L.ReLU(negative_slope=0.1), "leaky"),
+        (lambda: L.Conv2DTranspose(2, 3, dilation_rate=2), "dilated transposed"),
+        (lambda: L.ReLU(max_value=6.0), "clipped"),
+        (lambda: L.Dense(2, activation="gelu"), "gelu"),
         (lambda: keras.optimizers.Adam(weight_decay=0.01), "weight_decay"),
     ]:
         with pytest.raises(NotImplementedError, match=msg):
@@ -923,3 +920,53 @@ def test_against_keras_dilated_depthwise_separable(real_keras, rng):
         fm.train_on_batch(x, y)
     for a, b in zip(km.get_weights(), fm.get_weights()):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_against_keras_transposed_upsampling_leaky_tanh(real_keras, rng, padding):
+    """The DCGAN tutorial's layers: Conv2DTranspose (strides 1 and 2, with and without output_padding), UpSampling2D
+    (nearest, bilinear), LeakyReLU, ReLU(negative_slope), tanh, unequal strides: predictions and three SGD steps."""
+
+    def build(K):
+        Lk = K.layers
+        inp = K.Input((5, 6, 3))
+        a = Lk.Conv2DTranspose(4, (3, 3), strides=2, padding=padding, use_bias=False)(inp)
+        a = Lk.LeakyReLU()(a)
+        a = Lk.Conv2DTranspose(3, (5, 4), strides=(1, 2), padding=padding, activation="tanh")(a)
+        b = Lk.UpSampling2D((2, 3), interpolation="bilinear")(inp)
+        b = Lk.Conv2D(4, 3, strides=(2, 1), padding="same")(b)
+        b = Lk.ReLU(negative_slope=0.1)(b)
+        c = Lk.UpSampling2D(2)(inp)
+        c = Lk.Conv2DTranspose(2, 3, strides=2, padding=padding, output_padding=1, activation="leaky_relu")(c)
+        h = Lk.Concatenate()([Lk.GlobalAveragePooling2D()(t) for t in (a, b, c)])
+        return K.Model(inp, Lk.Dense(3, activation="softmax")(h))
+
+    km, fm = _both(real_keras, build)
+    assert [v.shape for v in km.weights] == [v.shape for v in fm.weights]
+    assert [tuple(la.output.shape) for la in km.layers] == [tuple(la.output.shape) for la in fm.layers]
+    x, y = rng.standard_normal((4, 5, 6, 3)).astype(np.float32), rng.integers(0, 3, 4)
+    np.testing.assert_allclose(fm.predict(x, verbose=0), km.predict(x, verbose=0), rtol=1e-4, atol=1e-6)
+    for m in (km, fm):
+        m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    for _ in range(3):
+        km.train_on_batch(x, y)
+        fm.train_on_batch(x, y)
+    for a, b in zip(km.get_weights(), fm.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+
+
+def test_transposed_upsampling_leaky_round_trip(tmp_path, rng):
+    """The new layers save and load (config and weights) and keep their outputs bit for bit."""
+    inp = keras.Input((4, 4, 2))
+    h = L.Conv2DTranspose(3, 3, strides=2, padding="same", output_padding=1)(inp)
+    h = L.LeakyReLU(0.1)(h)
+    h = L.UpSampling2D((1, 2), interpolation="bilinear")(h)
+    h = L.Activation("tanh")(h)
+    model = keras.Model(inp, L.Dense(2)(L.Flatten()(h)))
+    x = rng.standard_normal((3, 4, 4, 2)).astype(np.float32)
+    before = model.predict(x, verbose=0)
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(again.predict(x, verbose=0), before)
+    assert again.layers[2].negative_slope == 0.1 and again.layers[3].interpolation == "bilinear"

@@ -1,7 +1,8 @@
 """Keras activation names mapped onto fastconv's kernels.
 
-``relu``, ``sigmoid``, ``softmax`` and ``linear`` (also ``None``) run on ``fastconv.ops``. Keras' other
-activations (``tanh``, ``elu``, ``gelu``, ``leaky_relu``, ...) need kernels fastconv does not have yet: naming
+``relu``, ``sigmoid``, ``tanh``, ``leaky_relu`` (negative slope 0.2, as ``keras.activations.leaky_relu``),
+``softmax`` and ``linear`` (also ``None``) run on ``fastconv.ops``. Keras' other activations (``elu``, ``gelu``,
+``swish``, ...) need kernels fastconv does not have yet: naming
 one raises ``NotImplementedError`` saying so; an unknown name raises Keras' ``ValueError``. The functions here
 can also be called on arrays (``fastconv.keras.activations.relu(x)``), as Keras' can.
 """
@@ -12,11 +13,13 @@ import numpy as np
 
 from .. import ops
 
-__all__ = ["get", "linear", "relu", "serialize", "sigmoid", "softmax"]
+__all__ = ["get", "leaky_relu", "linear", "relu", "serialize", "sigmoid", "softmax", "tanh"]
+
+# keras.activations.leaky_relu's default negative slope (the LeakyReLU layer's is 0.3)
+LEAKY_SLOPE = 0.2
 
 # Keras 3 activations without a fastconv kernel (yet)
 _NO_KERNEL = (
-    "tanh",
     "elu",
     "selu",
     "softplus",
@@ -24,7 +27,6 @@ _NO_KERNEL = (
     "gelu",
     "swish",
     "silu",
-    "leaky_relu",
     "relu6",
     "hard_sigmoid",
     "hard_silu",
@@ -56,6 +58,16 @@ def sigmoid(x):
     return ops.sigmoid_forward(x)
 
 
+def tanh(x):
+    """The hyperbolic tangent."""
+    return ops.tanh_forward(x)
+
+
+def leaky_relu(x, negative_slope=LEAKY_SLOPE):
+    """x for x >= 0, negative_slope * x below."""
+    return ops.leaky_relu_forward(x, negative_slope)
+
+
 def softmax(x, axis=-1):
     """Softmax over the last axis (the only axis fastconv's kernel takes)."""
     x = np.asarray(x)
@@ -72,12 +84,13 @@ def linear(x):
     return x
 
 
-_FUNCS = {"relu": relu, "sigmoid": sigmoid, "softmax": softmax, "linear": linear}
+_FUNCS = {"relu": relu, "sigmoid": sigmoid, "tanh": tanh, "leaky_relu": leaky_relu, "softmax": softmax,
+          "linear": linear}
 
 
 def get(identifier) -> str:
-    """The canonical name (``'relu'``, ``'sigmoid'``, ``'softmax'``, ``'linear'``) of an activation given by
-    name, by one of this module's functions, or ``None`` (linear)."""
+    """The canonical name (``'relu'``, ``'sigmoid'``, ``'tanh'``, ``'leaky_relu'``, ``'softmax'``, ``'linear'``) of
+    an activation given by name, by one of this module's functions, or ``None`` (linear)."""
     if identifier is None:
         return "linear"
     if isinstance(identifier, str):

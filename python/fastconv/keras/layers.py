@@ -14,9 +14,9 @@ held as (N, C, H, W) (the tensor's ``_t`` flag says so), and a layer that needs 
 fastconv's layout and converted by ``get_weights`` / ``set_weights``. ``data_format='channels_first'`` is
 accepted on every image layer.
 
-Where a Keras argument needs a kernel fastconv does not have (dilation, unequal strides, ``LeakyReLU``,
-transposed / depthwise / separable convolutions, upsampling), the layer raises ``NotImplementedError`` naming
-it instead of computing it here.
+Where a Keras argument needs a kernel fastconv does not have (e.g. ``ReLU(max_value=...)``, a softmax over
+channels, a dilated transposed convolution), the layer raises ``NotImplementedError`` naming it instead of
+computing it here.
 """
 
 from __future__ import annotations
@@ -134,12 +134,17 @@ def _reject(layer: str, **args) -> None:
 
 
 
-def _act_forward(act, x, ctx, logits=False, relu_done=False):
+def _act_forward(act, x, ctx, logits=False, relu_done=False, slope=_activations.LEAKY_SLOPE):
     """A layer's ``activation`` on its output ``x`` (``logits``: the model's loss applies the sigmoid / softmax,
-    fused with itself; ``relu_done``: a convolution fused the ReLU into its write-back). Keeps what the backward
-    pass needs in ``ctx``. Softmax runs on the last axis (Keras' layout)."""
+    fused with itself; ``relu_done``: a convolution fused the ReLU into its write-back; ``slope``: the leaky ReLU's
+    negative slope). Keeps what the backward pass needs in ``ctx``. Softmax runs on the last axis (Keras' layout)."""
     if act == "relu":
         out = x if relu_done else ops.relu_forward(x)
+    elif act == "tanh":
+        out = ops.tanh_forward(x)
+    elif act == "leaky_relu":
+        out = ops.leaky_relu_forward(x, slope)
+        ctx["slope"] = slope
     elif act == "sigmoid" and not logits:
         out = ops.sigmoid_forward(x)
     elif act == "softmax" and not logits:
@@ -154,6 +159,10 @@ def _act_backward(act, dout, ctx, layer_name):
     """The gradient through :func:`_act_forward`'s activation."""
     if act == "relu":
         return ops.relu_backward(dout, ctx["out"])
+    if act == "tanh":
+        return ops.tanh_backward(dout, ctx["out"])
+    if act == "leaky_relu":
+        return ops.leaky_relu_backward(dout, ctx["out"], ctx["slope"])
     if act == "sigmoid" and not ctx["act_logits"]:
         return ops.sigmoid_backward(dout, ctx["out"])
     if act == "softmax" and not ctx["act_logits"]:
@@ -653,75 +662,18 @@ def _crop_nchw(x, pads):
 # convolution
 
 
-def _dilate(W, rate):
-    """(F, C, kh, kw) filters spread to (F, C, (kh-1)*dh+1, (kw-1)*dw+1) with zeros between the taps: a
-    dilated convolution is the plain convolution with this kernel (a layout of the weights, no arithmetic)."""
-    dh, dw = rate
-    if (dh, dw) == (1, 1):
-        return W
-    f, c, kh, kw = W.shape
-    out = np.zeros((f, c, (kh - 1) * dh + 1, (kw - 1) * dw + 1), dtype=W.dtype)
-    out[:, :, ::dh, ::dw] = W
-    return out
-
-
 def _conv_apply(x, W, b, stride, pads, groups, rate, relu, ctx):
-    """Keras' convolution of (N, C, H, W) ``x`` on fastconv's kernels; saves what the backward needs in ctx.
-
-    ``pads`` (top, bottom, left, right): symmetric padding goes to the kernel, asymmetric padding is a padded
-    copy; ``groups`` > 1 runs one convolution per group of channels; ``rate`` dilates the kernel.
-    """
-    kpad = pads[0]
-    if not pads[0] == pads[1] == pads[2] == pads[3]:
-        x = _pad_nchw(x, pads)
-        kpad = 0
-    Wd = _dilate(W, rate)
-    ctx["x"], ctx["pads"], ctx["kpad"], ctx["Wd"] = x, pads, kpad, Wd
-    if groups == 1:
-        return ops.conv_forward(x, Wd, b, stride, kpad, relu=relu)
-    cg, fg = x.shape[1] // groups, Wd.shape[0] // groups
-    return np.concatenate(
-        [
-            ops.conv_forward(
-                x[:, g * cg : (g + 1) * cg],
-                Wd[g * fg : (g + 1) * fg],
-                b[g * fg : (g + 1) * fg],
-                stride,
-                kpad,
-                relu=relu,
-            )
-            for g in range(groups)
-        ],
-        axis=1,
-    )
+    """Keras' convolution of (N, C, H, W) ``x`` on fastconv's kernel: ``stride`` (sh, sw), ``pads`` (top, bottom,
+    left, right), ``groups`` (depthwise with groups == C), dilation ``rate``, the ReLU fused when ``relu``;
+    saves what the backward needs in ctx."""
+    ctx["x"], ctx["W"], ctx["pads"] = x, W, pads
+    return ops.conv_forward(x, W, b, stride, pads, dilation=rate, groups=groups, relu=relu)
 
 
 def _conv_grad(dout, ctx, stride, groups, rate, need_dx):
-    """(dx or None, dW in the undilated filter shape, db) of :func:`_conv_apply`."""
-    x, Wd, kpad = ctx["x"], ctx["Wd"], ctx["kpad"]
-    if groups == 1:
-        dx, dW, db = ops.conv_backward(x, Wd, dout, stride, kpad, need_dx=need_dx)
-    else:
-        cg, fg = x.shape[1] // groups, Wd.shape[0] // groups
-        parts = [
-            ops.conv_backward(
-                x[:, g * cg : (g + 1) * cg],
-                Wd[g * fg : (g + 1) * fg],
-                dout[:, g * fg : (g + 1) * fg],
-                stride,
-                kpad,
-                need_dx=need_dx,
-            )
-            for g in range(groups)
-        ]
-        dx = np.concatenate([q[0] for q in parts], axis=1) if need_dx else None
-        dW = np.concatenate([q[1] for q in parts], axis=0)
-        db = np.concatenate([q[2] for q in parts], axis=0)
-    if rate != (1, 1):
-        dW = np.ascontiguousarray(dW[:, :, :: rate[0], :: rate[1]])  # the taps the dilated kernel has
-    if dx is not None and kpad == 0 and any(ctx["pads"]):
-        dx = _crop_nchw(dx, ctx["pads"])
-    return dx, dW, db
+    """(dx or None, dW, db) of :func:`_conv_apply`."""
+    return ops.conv_backward(ctx["x"], ctx["W"], dout, stride, ctx["pads"], dilation=rate, groups=groups,
+                             need_dx=need_dx)
 
 
 class Conv2D(_ImageLayer):
@@ -729,11 +681,8 @@ class Conv2D(_ImageLayer):
 
     Runs ``ops.conv_forward`` (a ReLU activation fused into it) and ``ops.conv_backward``; the kernel is
     stored (filters, in, kh, kw) and seen as Keras' (kh, kw, in, filters). ``padding='same'`` pads as Keras
-    (output ceil(size / stride), an odd pixel at the bottom / right); symmetric padding goes to the kernel,
-    asymmetric padding is a zero-padded copy. ``groups`` runs one convolution per group of channels (a loop:
-    fastconv has no grouped kernel). ``dilation_rate`` runs the convolution with the kernel's taps spread
-    apart by zeros (exact; it multiplies the zeros too). Not supported: unequal strides, regularizers and
-    constraints.
+    (output ceil(size / stride), an odd pixel at the bottom / right); strides, dilation and groups go to the
+    kernel as they are (depthwise convolutions have their own). Not supported: regularizers and constraints.
     """
 
     def __init__(
@@ -811,8 +760,6 @@ class Conv2D(_ImageLayer):
         self.activation = _activations.get(activation)
         self.use_bias = bool(use_bias)
         self.bias_initializer = _initializers.get(bias_initializer)
-        if self.strides[0] != self.strides[1]:
-            _unsupported(f"{type(self).__name__}: strides={self.strides} (unequal strides)")
         if self.activation == "softmax":
             _unsupported(f"{type(self).__name__}: activation='softmax' (a softmax over channels)")
 
@@ -858,9 +805,9 @@ class Conv2D(_ImageLayer):
     def _geometry(self, h, w):
         """(pads (t, b, l, r), output h, w) for the dilated kernel's extent."""
         kh, kw = ((k - 1) * d + 1 for k, d in zip(self.kernel_size, self.dilation_rate))
-        s = self.strides[0]
-        pads = (0, 0, 0, 0) if self.padding == "valid" else (*_same_pads(h, kh, s), *_same_pads(w, kw, s))
-        return pads, (h + pads[0] + pads[1] - kh) // s + 1, (w + pads[2] + pads[3] - kw) // s + 1
+        sh, sw = self.strides
+        pads = (0, 0, 0, 0) if self.padding == "valid" else (*_same_pads(h, kh, sh), *_same_pads(w, kw, sw))
+        return pads, (h + pads[0] + pads[1] - kh) // sh + 1, (w + pads[2] + pads[3] - kw) // sw + 1
 
     def compute_output_shape(self, input_shape):
         h, w, _ = self._hwc(input_shape)
@@ -884,7 +831,7 @@ class Conv2D(_ImageLayer):
             x,
             self.kernel._data,
             self._bias(),
-            self.strides[0],
+            self.strides,
             pads,
             self.groups,
             self.dilation_rate,
@@ -895,7 +842,7 @@ class Conv2D(_ImageLayer):
 
     def _bwd1(self, dout, ctx, need_dx):
         dout = _act_backward(self.activation, dout, ctx, self.name)
-        dx, dW, db = _conv_grad(dout, ctx, self.strides[0], self.groups, self.dilation_rate, need_dx)
+        dx, dW, db = _conv_grad(dout, ctx, self.strides, self.groups, self.dilation_rate, need_dx)
         if self.trainable:
             self.kernel._accumulate(dW)
             if self.use_bias:
@@ -1012,7 +959,7 @@ class SeparableConv2D(Conv2D):
     (no bias) then a 1x1 convolution to ``filters`` channels with the bias and the activation.
 
     Weights (Keras' order, layouts): depthwise_kernel (kh, kw, C, m), pointwise_kernel (1, 1, C*m, filters),
-    bias. The depthwise part runs one fastconv convolution per input channel (see ``DepthwiseConv2D``).
+    bias. The depthwise part runs fastconv's depthwise kernel (see ``DepthwiseConv2D``).
     """
 
     def __init__(
@@ -1090,7 +1037,6 @@ class SeparableConv2D(Conv2D):
             from_keras=lambda a: np.ascontiguousarray(a.transpose(3, 2, 0, 1)),
         )
         self._build_bias(self.filters)
-        self._zero_dw_bias = np.zeros(c * m, dtype=self.dtype)
         self._axes = {self._channel_axis(): c}
 
     def _fwd1(self, x, ctx, training, logits):
@@ -1099,8 +1045,8 @@ class SeparableConv2D(Conv2D):
         mid = _conv_apply(
             x,
             self.depthwise_kernel._data,
-            self._zero_dw_bias,
-            self.strides[0],
+            None,
+            self.strides,
             pads,
             self.groups,
             self.dilation_rate,
@@ -1123,7 +1069,7 @@ class SeparableConv2D(Conv2D):
     def _bwd1(self, dout, ctx, need_dx):
         dout = _act_backward(self.activation, dout, ctx, self.name)
         dmid, dpw, db = _conv_grad(dout, ctx["pw"], 1, 1, (1, 1), True)
-        dx, ddw, _ = _conv_grad(dmid, ctx["dw"], self.strides[0], self.groups, self.dilation_rate, need_dx)
+        dx, ddw, _ = _conv_grad(dmid, ctx["dw"], self.strides, self.groups, self.dilation_rate, need_dx)
         if self.trainable:
             self.depthwise_kernel._accumulate(ddw)
             self.pointwise_kernel._accumulate(dpw)
@@ -1144,6 +1090,98 @@ class SeparableConv2D(Conv2D):
 
 # ======================================================================================================
 # pooling
+
+
+class Conv2DTranspose(Conv2D):
+    """``Conv2DTranspose(filters, kernel_size, strides=(1, 1), padding='valid', output_padding=None, ...)`` as
+    Keras 3: the transposed convolution (the input gradient of the convolution with these strides and padding),
+    on ``ops.deconv_forward`` / ``deconv_backward``. Output size per axis: ``'same'`` in * stride, ``'valid'``
+    in * stride + max(kernel - stride, 0); with ``output_padding`` Keras' (in - 1) * stride + kernel - 2 * pad +
+    output_padding, pad = kernel // 2 for ``'same'``. The kernel is Keras' (kh, kw, filters, in), held as fastconv's
+    (in, filters, kh, kw). Not supported: ``dilation_rate`` other than 1, regularizers and constraints.
+    """
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", output_padding=None, data_format=None,
+                 dilation_rate=(1, 1), activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(filters, kernel_size, strides=strides, padding=padding, data_format=data_format,
+                         dilation_rate=dilation_rate, activation=activation, use_bias=use_bias,
+                         kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
+                         kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+                         activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+                         bias_constraint=bias_constraint, **kwargs)
+        if self.dilation_rate != (1, 1):
+            _unsupported(f"Conv2DTranspose(dilation_rate={self.dilation_rate}) (a dilated transposed convolution)")
+        if output_padding is None:
+            self.output_padding = None
+        else:
+            op = (output_padding, output_padding) if isinstance(output_padding, (int, np.integer)) else output_padding
+            self.output_padding = tuple(int(v) for v in op)
+            if len(self.output_padding) != 2 or any(not 0 <= o < s for o, s in zip(self.output_padding,
+                                                                                   self.strides)):
+                raise ValueError(
+                    f"Strides {self.strides} must be greater than output padding {output_padding}.")
+
+    def build(self, input_shape):
+        c = self._input_channels(input_shape)
+        kh, kw = self.kernel_size
+        # Keras (kh, kw, filters, in) <-> fastconv (in, filters, kh, kw)
+        self.kernel = self._add_weight(
+            "kernel",
+            (kh, kw, self.filters, c),
+            self.kernel_initializer,
+            to_keras=lambda a: a.transpose(2, 3, 1, 0),
+            from_keras=lambda a: np.ascontiguousarray(a.transpose(3, 2, 0, 1)),
+        )
+        self._build_bias(self.filters)
+        self._axes = {self._channel_axis(): c}
+
+    def _deconv_args(self):
+        """(pad, output_padding) for ops.deconv_*. With ``output_padding`` given, Keras (TensorFlow's alignment,
+        which its torch backend reproduces) crops total = 2 * (kernel // 2) - output_padding rows for ``'same'``
+        (-output_padding for ``'valid'``) from the full transposed output, the smaller half at the top / left;
+        a negative total is rows added at the bottom / right."""
+        if self.output_padding is None:
+            return self.padding, 0
+        pads, extra = [], []
+        for k, op in zip(self.kernel_size, self.output_padding):
+            total = (2 * (k // 2) if self.padding == "same" else 0) - op
+            pads += [max(total, 0) // 2, max(total, 0) - max(total, 0) // 2]
+            extra.append(max(-total, 0))
+        return (pads[0], pads[1], pads[2], pads[3]), tuple(extra)
+
+    def _geometry(self, h, w):
+        out = []
+        for size, k, s, i in zip((h, w), self.kernel_size, self.strides, range(2)):
+            if self.output_padding is None:
+                out.append(size * s + (max(k - s, 0) if self.padding == "valid" else 0))
+            else:
+                pad = k // 2 if self.padding == "same" else 0
+                out.append((size - 1) * s + k - 2 * pad + self.output_padding[i])
+        return None, out[0], out[1]
+
+    def _fwd1(self, x, ctx, training, logits):
+        pad, op = self._deconv_args()
+        ctx["x"] = x
+        out = ops.deconv_forward(x, self.kernel._data, self.bias._data if self.use_bias else None, self.strides,
+                                 pad, op)
+        return _act_forward(self.activation, out, ctx)
+
+    def _bwd1(self, dout, ctx, need_dx):
+        dout = _act_backward(self.activation, dout, ctx, self.name)
+        pad, op = self._deconv_args()
+        dx, dW, db = ops.deconv_backward(ctx["x"], self.kernel._data, dout, self.strides, pad, op, need_dx=need_dx)
+        if self.trainable:
+            self.kernel._accumulate(dW)
+            if self.use_bias:
+                self.bias._accumulate(db)
+        return dx
+
+    def get_config(self):
+        cfg = super().get_config()
+        del cfg["groups"]
+        return {**cfg, "output_padding": None if self.output_padding is None else list(self.output_padding)}
 
 
 class _Pooling2D(_ImageLayer):
@@ -1309,6 +1347,41 @@ def _pairs(value, name):
     if min(out) < 0:
         raise ValueError(f"`{name}` cannot be negative. Received: {name}={value}.")
     return out
+
+
+class UpSampling2D(_ImageLayer):
+    """``UpSampling2D(size=(2, 2), interpolation='nearest' | 'bilinear')`` as Keras 3 (bilinear as
+    ``align_corners=False``: half-pixel centres), on ``ops.upsample_*``."""
+
+    def __init__(self, size=(2, 2), data_format=None, interpolation="nearest", **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        size = (size, size) if isinstance(size, (int, np.integer)) and not isinstance(size, bool) else size
+        try:
+            self.size = tuple(int(v) for v in size)
+        except (TypeError, ValueError):
+            raise ValueError(f"The `size` argument must be a tuple of 2 integers. Received: size={size}") from None
+        if len(self.size) != 2 or min(self.size) < 1:
+            raise ValueError(f"The `size` argument must be a tuple of 2 positive integers. Received: size={size}")
+        if interpolation not in ("nearest", "bilinear"):
+            raise ValueError(
+                f"`interpolation` argument should be one of: 'nearest', 'bilinear' (fastconv's kernels). "
+                f"Received: interpolation={interpolation}")
+        self.interpolation = interpolation
+
+    def compute_output_shape(self, input_shape):
+        h, w, c = self._hwc(input_shape)
+        return self._image_shape(input_shape[0], None if h is None else h * self.size[0],
+                                 None if w is None else w * self.size[1], c)
+
+    def _fwd1(self, x, ctx, training, logits):
+        ctx["shape"] = x.shape
+        return ops.upsample_forward(x, self.size, self.interpolation)
+
+    def _bwd1(self, dout, ctx, need_dx):
+        return ops.upsample_backward(dout, ctx["shape"], self.size, self.interpolation) if need_dx else None
+
+    def get_config(self):
+        return {**super().get_config(), "size": list(self.size), "interpolation": self.interpolation}
 
 
 class ZeroPadding2D(_ImageLayer):
@@ -1564,7 +1637,9 @@ class Reshape(Layer):
 
 
 class Activation(Layer):
-    """``Activation('relu' | 'sigmoid' | 'softmax' | 'linear')`` on fastconv's kernels."""
+    """``Activation('relu' | 'sigmoid' | 'tanh' | 'leaky_relu' | 'softmax' | 'linear')`` on fastconv's kernels."""
+
+    _slope = _activations.LEAKY_SLOPE
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
@@ -1577,7 +1652,7 @@ class Activation(Layer):
         return wants[0]
 
     def _fwd1(self, x, ctx, training, logits):
-        return _act_forward(self.activation, x, ctx, logits)
+        return _act_forward(self.activation, x, ctx, logits, slope=self._slope)
 
     def _bwd1(self, dout, ctx, need_dx):
         return _act_backward(self.activation, dout, ctx, self.name)
@@ -1587,8 +1662,8 @@ class Activation(Layer):
 
 
 class ReLU(Activation):
-    """``ReLU()``: max(x, 0). ``max_value``, ``negative_slope`` and ``threshold`` other than Keras' defaults
-    need kernels fastconv does not have."""
+    """``ReLU()``: max(x, 0); with ``negative_slope`` a leaky ReLU. ``max_value`` and ``threshold`` other than
+    Keras' defaults need kernels fastconv does not have."""
 
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
         super().__init__("relu", **kwargs)
@@ -1600,14 +1675,33 @@ class ReLU(Activation):
             )
         if max_value is not None:
             _unsupported(f"ReLU(max_value={max_value}) (a clipped ReLU)")
-        if negative_slope:
-            _unsupported(f"ReLU(negative_slope={negative_slope}) (a leaky ReLU)")
         if threshold:
             _unsupported(f"ReLU(threshold={threshold}) (a thresholded ReLU)")
+        self.negative_slope = float(negative_slope)
+        if self.negative_slope:
+            self.activation, self._slope = "leaky_relu", self.negative_slope
 
     def get_config(self):
         cfg = Layer.get_config(self)
-        return {**cfg, "max_value": None, "negative_slope": 0.0, "threshold": 0.0}
+        return {**cfg, "max_value": None, "negative_slope": self.negative_slope, "threshold": 0.0}
+
+
+class LeakyReLU(Activation):
+    """``LeakyReLU(negative_slope=0.3)`` as Keras 3: x for x >= 0, negative_slope * x below."""
+
+    def __init__(self, negative_slope=0.3, **kwargs):
+        if "alpha" in kwargs:
+            raise ValueError("Argument `alpha` is no longer supported. Use `negative_slope` instead.")
+        super().__init__("leaky_relu", **kwargs)
+        if negative_slope is None or negative_slope < 0:
+            raise ValueError(
+                "The negative_slope value of a Leaky ReLU layer cannot be None or negative value. Expected a "
+                f"float. Received: negative_slope={negative_slope}"
+            )
+        self.negative_slope = self._slope = float(negative_slope)
+
+    def get_config(self):
+        return {**Layer.get_config(self), "negative_slope": self.negative_slope}
 
 
 class Softmax(Activation):
@@ -1904,36 +1998,13 @@ class Concatenate(_Merge):
         return {**super().get_config(), "axis": self.axis}
 
 
-# ======================================================================================================
-# Keras layers that need kernels fastconv does not have yet
-
-
-def _missing(name: str, what: str):
-    def __init__(self, *args, **kwargs):
-        _unsupported(f"{name} ({what})")
-
-    return type(
-        name,
-        (Layer,),
-        {
-            "__init__": __init__,
-            "__doc__": f"Not available: {what} needs a kernel fastconv "
-            "does not have yet (raises NotImplementedError).",
-        },
-    )
-
-
-Conv2DTranspose = _missing("Conv2DTranspose", "a transposed convolution")
-UpSampling2D = _missing("UpSampling2D", "nearest / bilinear upsampling")
-LeakyReLU = _missing("LeakyReLU", "a leaky ReLU")
-
-
 # every layer a saved model may name (load_model builds only these)
 LAYERS = {
     cls.__name__: cls
     for cls in (
         InputLayer,
         Conv2D,
+        Conv2DTranspose,
         DepthwiseConv2D,
         SeparableConv2D,
         MaxPooling2D,
@@ -1942,11 +2013,13 @@ LAYERS = {
         GlobalMaxPooling2D,
         ZeroPadding2D,
         Cropping2D,
+        UpSampling2D,
         Dense,
         Flatten,
         Reshape,
         Activation,
         ReLU,
+        LeakyReLU,
         Softmax,
         Dropout,
         BatchNormalization,

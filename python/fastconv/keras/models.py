@@ -40,6 +40,48 @@ __all__ = ["Model", "Sequential", "clone_model", "load_model", "model_from_json"
 
 
 
+
+def _keras_layer_order(ins, outs, order) -> list:
+    """The model's layers in Keras' order (``model.layers``, and so ``weights`` and ``summary()``): by decreasing
+    depth, a node's depth being its longest path to an output and a layer's the largest of its nodes', ties
+    broken by the pre-order of a depth-first walk from the outputs (Keras' ``map_graph``). ``order``: the nodes
+    between inputs and outputs, parents first."""
+    input_ids = {id(t) for t in ins}
+    first_seen: dict = {}  # id(layer) -> pre-order index
+    layer_of: dict = {}
+    finished = set()
+    for root in outs:
+        stack = [root]
+        while stack:
+            t = stack.pop()
+            node = _producer(t)
+            if id(node) in finished:
+                continue
+            finished.add(id(node))
+            layer = node.layer
+            if id(layer) not in first_seen:
+                first_seen[id(layer)] = len(first_seen)
+                layer_of[id(layer)] = layer
+            if id(t) not in input_ids and not isinstance(layer, InputLayer):
+                stack.extend(reversed(node.inputs))  # visited in input order
+    depth: dict = {id(_producer(t)): 0 for t in outs}
+    for node in reversed(order):
+        d = depth.get(id(node), 0)
+        for t in node.inputs:
+            parent = _producer(t)
+            depth[id(parent)] = max(depth.get(id(parent), 0), d + 1)
+    layer_depth: dict = {}
+    nodes = {id(n): n for n in order}
+    nodes.update({id(_producer(t)): _producer(t) for t in ins})
+    for node_id, d in depth.items():
+        node = nodes.get(node_id)
+        if node is not None:
+            layer_depth[id(node.layer)] = max(layer_depth.get(id(node.layer), 0), d)
+    return sorted(
+        (layer_of[k] for k in first_seen if k in layer_depth),
+        key=lambda layer: (-layer_depth[id(layer)], first_seen[id(layer)]),
+    )
+
 def _tensor_list(ts) -> list:
     """A model's ``inputs`` or ``outputs`` argument (a tensor, a list / tuple or a dict of them) as a list."""
     if isinstance(ts, dict):
@@ -163,17 +205,7 @@ class Model(Layer):
         self._plan, self._nslots = plan, len(slots)
         self._in_slots = list(range(len(ins)))
         self._out_slots = [slots[id(t)] for t in outs]
-        layers = []
-        seen = set()
-        for t in ins:
-            layer = _producer(t).layer
-            if isinstance(layer, InputLayer) and id(layer) not in seen:
-                seen.add(id(layer))
-                layers.append(layer)
-        for st in plan:
-            if id(st.layer) not in seen:
-                seen.add(id(st.layer))
-                layers.append(st.layer)
+        layers = _keras_layer_order(ins, outs, order)
         names = {}
         for layer in layers:
             names[layer.name] = names.get(layer.name, 0) + 1
