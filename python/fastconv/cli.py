@@ -871,10 +871,11 @@ def _train(args):
         it, ipe = trainer.current_iter, trainer.iter_per_epoch
         step = it % ipe or (ipe if it else 0)
         epoch = trainer.current_epoch + (1 if it % ipe else 0)
+        launcher = f"mpiexec -n {ranks} " if ranks > 1 else ""
         print(
             f"\nfastconv train: interrupted in epoch {epoch}/{trainer.epochs} after step {step}/{ipe} "
             f"(iteration {it}); checkpoint: {trainer.last_checkpoint or 'none'}\n"
-            f"continue with: fastconv train --out {out} --resume",
+            f"continue with: {launcher}fastconv train --out {out} --resume",
             file=sys.stderr,
         )
         return 130
@@ -953,7 +954,8 @@ def _size(path):
 
 def _command(config, out):
     """The run's configuration as the ``fastconv train`` command that starts it (options off left out)."""
-    words = ["fastconv train"]
+    ranks = config.get("ranks")
+    words = ([f"mpiexec -n {ranks}"] if isinstance(ranks, int) and ranks > 1 else []) + ["fastconv train"]
     for key in ("model", "dataset", "epochs", *RUN_OPTIONS[2:]):
         value = config.get(key)
         if (

@@ -892,23 +892,27 @@ class Trainer:
         if len(x) == 0:
             return float("nan"), None
         if self._dist is None:
-            correct, loss_sum = self._evaluate_sums(x, t)
+            correct, loss_sum, accuracy = self._evaluate_sums(x, t)
+            if accuracy is not None:
+                return accuracy, None
         else:
             part = self._dist.shard(np.arange(len(x)), self.rank, self.ranks)
             lo, hi = (int(part[0]), int(part[-1]) + 1) if len(part) else (0, 0)
-            correct, loss_sum = self._evaluate_sums(x[lo:hi], t[lo:hi]) if hi > lo else (0, 0.0)
+            correct, loss_sum, _ = self._evaluate_sums(x[lo:hi], t[lo:hi]) if hi > lo else (0, 0.0, None)
             total = self._agree([correct, 0.0 if loss_sum is None else loss_sum, loss_sum is None])
-            correct, loss_sum = int(total[0]), None if total[2] else float(total[1])
-        if loss_sum is None:
-            return correct / len(x), None
+            correct, loss_sum = float(total[0]), None if total[2] else float(total[1])
+            if loss_sum is None:
+                return correct / len(x), None
         loss = loss_sum / len(x)
         return correct / len(x), (loss if math.isfinite(loss) else None)
 
     def _evaluate_sums(self, x, t):
-        """(correct count, summed cross-entropy or None) on ``x`` (not empty), as :meth:`_evaluate` says."""
+        """(correct count, summed cross-entropy, None) on ``x`` (not empty), as :meth:`_evaluate` says; or
+        (``accuracy * len(x)``, None, accuracy) when the network's own ``accuracy`` gives it."""
         predict = self._inference()
         if predict is None:
-            return round(self._accuracy(x, t) * len(x)), None
+            accuracy = self._accuracy(x, t)
+            return accuracy * len(x), None, accuracy
         labels = t if t.ndim == 1 else np.argmax(t, axis=1)
         correct, loss_sum = 0, 0.0
         for i in range(0, len(x), self.eval_batch_size):
@@ -920,11 +924,12 @@ class Trainer:
                 or tt.max(initial=0) >= y.shape[1]
                 or tt.min(initial=0) < 0
             ):
-                return round(self._accuracy(x, t) * len(x)), None
+                accuracy = self._accuracy(x, t)
+                return accuracy * len(x), None, accuracy
             correct += int(np.count_nonzero(np.argmax(y, axis=1) == tt))
             z = y.astype(np.float64) - np.max(y, axis=1, keepdims=True)
             loss_sum += float(np.sum(np.log(np.sum(np.exp(z), axis=1)) - z[np.arange(len(tt)), tt]))
-        return correct, loss_sum
+        return correct, loss_sum, None
 
     def _end_epoch(self):
         self.current_epoch += 1
