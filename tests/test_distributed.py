@@ -529,3 +529,21 @@ def test_distributed_trainer_on_one_rank_is_the_plain_trainer():
         assert tr.history["train_loss"] == runs[0].history["train_loss"]
         assert tr.final_test_acc == runs[0].final_test_acc
         assert all(np.array_equal(tr.network.params[k], runs[0].network.params[k]) for k in tr.network.params)
+
+
+def test_resume_of_a_batch_per_rank_run_on_other_ranks_is_refused(tmp_path, capsys):
+    """--batch-per-rank makes the number of ranks part of the run: resuming it on another number is refused
+    before anything is loaded, naming the command that resumes it."""
+    import json
+
+    from fastconv.__main__ import main
+
+    out = tmp_path / "run"
+    out.mkdir()
+    config = {"model": "lenet", "batch_size": 25, "batch_per_rank": True, "ranks": 2}
+    (out / "history.json").write_text(json.dumps({"config": config, "status": "interrupted"}))
+    assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"fastconv train: error: --resume: the run in {out} has --batch-per-rank on 2 ranks, this job "
+                   f"has 1: its global batch would change; resume it with mpiexec -n 2 fastconv train --out {out} "
+                   "--resume\n"), err

@@ -717,6 +717,14 @@ def _train(args):
                 "--resume/--overwrite: one or the other (continue the run in --out, or replace it)"
             )
         resumed = _resolve_options(args)
+        stored_ranks = (_stored_config(args.out) or {}).get("ranks", 1) if resumed else ranks
+        if args.batch_per_rank and stored_ranks != ranks:
+            launcher = f"mpiexec -n {stored_ranks} " if stored_ranks > 1 else ""
+            raise CommandError(
+                f"--resume: the run in {args.out} has --batch-per-rank on {_plural(stored_ranks, 'rank')}, "
+                f"this job has {ranks}: its global batch would change; resume it with {launcher}fastconv train "
+                f"--out {args.out} --resume"
+            )
         previous = _previous_run(args.out)
         if previous is not None and not (args.resume or args.overwrite):
             raise CommandError(
