@@ -335,8 +335,9 @@ def test_train_command_resume_continues_identically(ranks, have_data, tmp_path):
 
 
 def test_train_command_resume_after_a_kill(ranks, have_data, tmp_path):
-    """The job killed (mpiexec gets SIGTERM, as on Ctrl-C) after a checkpoint in the middle of an epoch;
-    --resume ends with the parameters of a run that was never stopped."""
+    """Ctrl-C on mpiexec (SIGINT; Open MPI's mpiexec then sends SIGTERM to the ranks and kills them) after a
+    checkpoint in the middle of an epoch ends the job; --resume ends with the parameters of a run that was
+    never stopped."""
     import signal
 
     common = ["--epochs", "2", "--batch-size", "10", "--train-size", "1500", "--checkpoint-every", "0.002"]
@@ -347,12 +348,12 @@ def test_train_command_resume_after_a_kill(ranks, have_data, tmp_path):
         if ckpts.is_dir() and any("-step-" in name for name in os.listdir(ckpts)):
             break
         time.sleep(0.02)
-    job.send_signal(signal.SIGTERM)
+    job.send_signal(signal.SIGINT)
     try:
         job.communicate(timeout=30)
     except subprocess.TimeoutExpired:
         job.kill()
-        pytest.fail("mpiexec did not end within 30 s of SIGTERM")
+        pytest.fail("mpiexec did not end within 30 s of SIGINT")
     assert job.returncode != 0
     assert _history(tmp_path / "killed")["status"] == "running"  # killed: no status written after the start
     assert not (tmp_path / "killed" / "params.npz").exists()
