@@ -169,6 +169,7 @@ def main():
 
     fastconv.set_num_threads(2)
     print(machine_line(2))
+    print("load average (1, 5, 15 min) at the start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     names = args.models.split(",")
     single = {n: float("inf") for n in names}
     multi: dict = {}
@@ -190,7 +191,8 @@ def main():
         for k, v in single[n + ":check"].items():
             np.testing.assert_allclose(np.asarray(multi[n]["check"][k], np.float32), v, rtol=1e-4, atol=1e-4,
                                        err_msg=f"{n} {k}")
-    print("All results match (2x1 parameters after 3 steps equal 1x2's; ranks bit-identical).\n")
+    print("All results match (2x1 parameters after 3 steps equal 1x2's; ranks bit-identical).")
+    print("load average (1, 5, 15 min) after the timed runs: {:.2f} {:.2f} {:.2f}\n".format(*os.getloadavg()))
 
     print(f"training step, global batch {args.batch}, float32, Adam; best mean of {args.steps} steps, "
           f"{args.rounds} alternating rounds")

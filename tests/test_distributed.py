@@ -33,12 +33,19 @@ def ranks():
     if reason:
         pytest.skip(reason)
 
-    def run(n, script, timeout=120):
+    def run(n, script, timeout=120, cwd=None, popen=False):
+        """``script``: Python source (run with -c), or a list of arguments of the Python interpreter (a
+        module to run). ``popen``: start it and return the Popen instead of waiting."""
         env = dict(os.environ, OMP_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
                    OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_rmaps_base_oversubscribe="1")
-        cmd = ["mpiexec", "-n", str(n), sys.executable, "-c", textwrap.dedent(script)]
+        argv = ["-c", textwrap.dedent(script)] if isinstance(script, str) else list(script)
+        cmd = ["mpiexec", "-n", str(n), sys.executable, *argv]
+        if popen:
+            return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                    cwd=cwd)
         try:
-            return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False,
+                                  cwd=cwd)
         except subprocess.TimeoutExpired as exc:
             pytest.fail(f"mpiexec -n {n} hung past {timeout} s: {exc.stdout!r} {exc.stderr!r}")
 
@@ -225,3 +232,319 @@ def test_two_hosts_over_tcp(ranks):
     assert all("mean 1.5 (expected 1.5)" in line for line in lines[:2]), run.stdout
     sent = int(lines[-1].rsplit(" ", 1)[1])
     assert sent >= 6 * (16 << 20), run.stdout  # six 16 MiB allreduces crossed the veth link
+
+
+# ======================================================================================================
+# the Trainer and `fastconv train` on several ranks
+
+
+@pytest.fixture(scope="module")
+def have_data():
+    """Real Fashion-MNIST images (the CLI tests train on a few hundred of them)."""
+    import fastconv.datasets
+    from conftest import no_real_data
+
+    try:
+        fastconv.datasets.load_fashion_mnist(flatten=False, download=False)
+    except FileNotFoundError as exc:
+        no_real_data(exc)
+
+
+def _train_argv(out, *extra):
+    """``python -m fastconv train`` on 301 images of Fashion-MNIST, LeNet (no dropout), float64."""
+    return ["-m", "fastconv", "train", "--model", "lenet", "--train-size", "301", "--test-size", "120",
+            "--eval-samples", "120", "--dtype", "float64", "--seed", "0", "--no-progress", "--out", str(out),
+            *extra]
+
+
+def _one_process(argv, timeout=120):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for name in distributed._LAUNCHER_SIZE_VARS:
+        env.pop(name, None)
+    run = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=timeout, env=env,
+                         check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run
+
+
+def _params(path):
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def _history(out):
+    import json
+
+    with open(out / "history.json", encoding="utf-8") as f:
+        return json.load(f)
+
+
+@pytest.mark.parametrize(
+    "two_ranks, one_process",
+    [
+        # a global batch of 45 (23 + 22 per rank) and a last batch of 31 (16 + 15): weighted every step
+        (["--epochs", "1", "--batch-size", "45"], ["--epochs", "1", "--batch-size", "45"]),
+        # 25 per rank: the global batch is 50
+        (["--epochs", "1", "--batch-size", "25", "--batch-per-rank"],
+         ["--epochs", "1", "--batch-size", "50"]),
+    ],
+    ids=["global-batch-uneven", "batch-per-rank"],
+)
+def test_train_command_on_two_ranks_equals_one_process(ranks, have_data, tmp_path, two_ranks, one_process):
+    """`mpiexec -n 2 fastconv train`: one params file, one history, one checkpoint, the accuracy printed once;
+    its parameters, per-step losses and accuracies are one process's on the same global batches."""
+    run = ranks(2, _train_argv(tmp_path / "two", *two_ranks), timeout=180)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert sorted(os.listdir(tmp_path / "two")) == ["checkpoints", "curves.png", "history.json", "params.npz"]
+    assert os.listdir(tmp_path / "two" / "checkpoints") == ["epoch-0001.npz"]
+    lines = run.stdout.splitlines()
+    assert sum(line.startswith("test accuracy") for line in lines) == 1, run.stdout
+    assert sum(line.startswith("final test accuracy") for line in lines) == 1, run.stdout
+    assert sum(line.startswith("epoch 1/1:") for line in lines) == 1, run.stdout
+    assert "2 ranks x 1 thread" in lines[0], lines[0]
+    assert run.stderr == "", run.stderr
+
+    _one_process(_train_argv(tmp_path / "one", *one_process))
+    two, one = _history(tmp_path / "two"), _history(tmp_path / "one")
+    assert two["ranks"] == 2 and one["ranks"] == 1 and two["status"] == "finished"
+    assert two["mini_batch_size"] == one["mini_batch_size"] and two["iter_per_epoch"] == one["iter_per_epoch"]
+    np.testing.assert_allclose(two["train_loss"], one["train_loss"], rtol=1e-10)
+    for key in ("test_acc", "train_acc", "final_test_acc", "epoch_running_train_acc"):
+        assert two[key] == one[key], key
+    for key in ("test_loss", "train_eval_loss", "final_test_loss"):
+        np.testing.assert_allclose(two[key], one[key], rtol=1e-10, err_msg=key)
+    p2, p1 = _params(tmp_path / "two" / "params.npz"), _params(tmp_path / "one" / "params.npz")
+    for k in p1:
+        np.testing.assert_allclose(p2[k], p1[k], rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+def test_train_command_resume_continues_identically(ranks, have_data, tmp_path):
+    """Two epochs at once equal one epoch, then --resume for the second (rank 0 reads the checkpoint and sends
+    it; the Trainer checks after each epoch that the ranks' parameters are bit-identical)."""
+    run = ranks(2, _train_argv(tmp_path / "straight", "--epochs", "2", "--batch-size", "50"), timeout=180)
+    assert run.returncode == 0, run.stdout + run.stderr
+    run = ranks(2, _train_argv(tmp_path / "split", "--epochs", "1", "--batch-size", "50"), timeout=180)
+    assert run.returncode == 0, run.stdout + run.stderr
+    run = ranks(2, ["-m", "fastconv", "train", "--out", str(tmp_path / "split"), "--resume", "--epochs", "2",
+                    "--no-progress"], timeout=180)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.count("resumed from") == 1, run.stdout
+    a, b = _params(tmp_path / "straight" / "params.npz"), _params(tmp_path / "split" / "params.npz")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert _history(tmp_path / "straight")["train_loss"] == _history(tmp_path / "split")["train_loss"]
+
+
+def test_train_command_resume_after_a_kill(ranks, have_data, tmp_path):
+    """Ctrl-C on mpiexec (SIGINT; Open MPI's mpiexec then sends SIGTERM to the ranks and kills them) after a
+    checkpoint in the middle of an epoch ends the job; --resume ends with the parameters of a run that was
+    never stopped."""
+    import signal
+
+    common = ["--epochs", "2", "--batch-size", "10", "--train-size", "1500", "--checkpoint-every", "0.002"]
+    job = ranks(2, _train_argv(tmp_path / "killed", *common), popen=True)  # the later --train-size wins
+    ckpts = tmp_path / "killed" / "checkpoints"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and job.poll() is None:
+        if ckpts.is_dir() and any("-step-" in name for name in os.listdir(ckpts)):
+            break
+        time.sleep(0.02)
+    job.send_signal(signal.SIGINT)
+    try:
+        job.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        job.kill()
+        pytest.fail("mpiexec did not end within 30 s of SIGINT")
+    assert job.returncode != 0
+    assert _history(tmp_path / "killed")["status"] == "running"  # killed: no status written after the start
+    assert not (tmp_path / "killed" / "params.npz").exists()
+    resume = ["-m", "fastconv", "train", "--out", str(tmp_path / "killed"), "--resume", "--no-progress"]
+    run = ranks(2, resume, timeout=180)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "-step-" in run.stdout.split("resumed from", 1)[1].splitlines()[0], run.stdout
+    run = ranks(2, _train_argv(tmp_path / "whole", *common), timeout=180)
+    assert run.returncode == 0, run.stdout + run.stderr
+    a, b = _params(tmp_path / "whole" / "params.npz"), _params(tmp_path / "killed" / "params.npz")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+TRAINER = """
+import os, signal, sys, time
+import numpy as np
+from fastconv import distributed as dist
+from fastconv.models import build
+from fastconv.trainer import Trainer
+
+dist.init(timeout=60)
+r = dist.rank()
+rng = np.random.default_rng(0)
+x, t = rng.standard_normal((130, 1, 28, 28)), rng.integers(0, 10, 130)
+x_test, t_test = x[:40], t[:40]
+ckpt = sys.argv[1]
+
+def trainer(**kw):
+    net = build("lenet", dtype=np.float64, seed=1 + r)  # rank 0's weights win
+    return Trainer(net, x, t, x_test, t_test, epochs=2, mini_batch_size=20, optimizer="adam",
+                   optimizer_param={{"lr": 1e-3}}, verbose=False, progress=False, distributed=True, seed=r,
+                   checkpoint_interval=None, **kw)
+
+def digest(tr):
+    return dist.allgather([tr.network.params[k].tobytes() for k in sorted(tr.network.params)])
+{body}
+"""
+
+
+def test_trainer_resumes_mid_epoch_on_every_rank(ranks, tmp_path):
+    """A checkpoint after 3 steps of epoch 2, then a new Trainer resumes from it: every rank ends with the
+    parameters of the run never stopped (each rank starts from other weights and seeds: rank 0's win)."""
+    body = """
+whole = trainer()
+whole.train()
+a = trainer(checkpoint_dir=ckpt)
+for _ in range(a.iter_per_epoch + 3):
+    a.train_step()
+a.save_checkpoint()
+b = trainer(checkpoint_dir=ckpt, resume=True)
+assert b.current_iter == a.iter_per_epoch + 3
+b.train()
+got, want = digest(b), digest(whole)
+assert got[0] == got[1] == want[0] == want[1], "ranks or runs differ"
+assert b.history["train_loss"] == whole.history["train_loss"]
+if r == 0:
+    print(sorted(os.listdir(ckpt)), b.final_test_acc == whole.final_test_acc, flush=True)
+"""
+    run = ranks(2, [*("-c", TRAINER.format(body=body)), str(tmp_path / "ck")])
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.split() == ["['epoch-0001.npz',", "'epoch-0002.npz']", "True"], run.stdout
+
+
+def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(ranks, tmp_path):
+    """SIGINT reaching rank 1 alone: both ranks finish the same step, rank 0 writes one checkpoint, both raise
+    KeyboardInterrupt with ``interrupted`` set."""
+    body = """
+tr = trainer(checkpoint_dir=ckpt)
+net = tr.network
+gradient = net.gradient
+calls = []
+
+def gradient_then_signal(xb, tb):
+    calls.append(1)
+    if r == 1 and len(calls) == 4:
+        os.kill(os.getpid(), signal.SIGINT)
+    return gradient(xb, tb)
+
+net.gradient = gradient_then_signal
+try:
+    tr.train()
+except KeyboardInterrupt:
+    pass
+states = dist.allgather((tr.interrupted, tr.current_iter))
+if r == 0:
+    print(states, sorted(os.listdir(ckpt)), flush=True)
+"""
+    run = ranks(2, [*("-c", TRAINER.format(body=body)), str(tmp_path / "ck")])
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.strip() == "[(True, 4), (True, 4)] ['epoch-0000-step-000004.npz']", run.stdout
+
+
+def test_a_rank_raising_mid_epoch_ends_the_trainer_job(ranks, tmp_path):
+    body = """
+tr = trainer()
+gradient = tr.network.gradient
+calls = []
+
+def failing(xb, tb):
+    calls.append(1)
+    if r == 1 and len(calls) == 3:
+        raise RuntimeError("rank one's gradient broke at step 3")
+    return gradient(xb, tb)
+
+tr.network.gradient = failing
+tr.train()
+print("finished", flush=True)
+"""
+    t0 = time.perf_counter()
+    run = ranks(2, [*("-c", TRAINER.format(body=body)), str(tmp_path / "ck")], timeout=60)
+    elapsed = time.perf_counter() - t0
+    assert run.returncode != 0
+    assert "rank 1/2: uncaught exception" in run.stderr, run.stderr
+    assert "rank one's gradient broke at step 3" in run.stderr
+    assert "finished" not in run.stdout
+    assert elapsed < 30, elapsed
+
+
+def test_train_command_error_on_one_rank_ends_the_job(ranks, have_data, tmp_path):
+    """An error that only rank 0 meets (--overwrite cannot remove the old params.npz: a directory) ends every
+    rank, the other one waiting in the first step's allreduce, with rank 0's message."""
+    out = tmp_path / "run"
+    (out / "params.npz").mkdir(parents=True)
+    t0 = time.perf_counter()
+    run = ranks(2, _train_argv(out, "--epochs", "1", "--batch-size", "50", "--overwrite"), timeout=60)
+    assert run.returncode != 0
+    assert time.perf_counter() - t0 < 30
+    assert "rank 0/2: fastconv train: error: --overwrite: " in run.stderr, run.stderr
+    assert "params.npz: cannot remove" in run.stderr, run.stderr
+
+
+# ======================================================================================================
+# one process
+
+
+def test_launched_size_reads_the_launchers_environment():
+    assert distributed.launched_size({}) == 1
+    assert distributed.launched_size({"OMPI_COMM_WORLD_SIZE": "4"}) == 4
+    assert distributed.launched_size({"PMI_SIZE": "3"}) == 3
+    assert distributed.launched_size({"PMI_SIZE": "x"}) == 1
+
+
+def test_train_under_a_launcher_without_mpi4py_says_how_to_install(monkeypatch, tmp_path, capsys):
+    from fastconv.__main__ import main
+
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    monkeypatch.setitem(distributed._state, "MPI", None)
+    monkeypatch.setitem(distributed._state, "comm", None)
+    assert main(["train", "--model", "lenet", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastconv train: error: mpiexec: started 2 ranks, but fastconv.distributed needs "
+                          "mpi4py"), err
+    assert "pip install 'fastconv[mpi]'" in err and not (tmp_path / "r").exists()
+
+
+def test_distributed_trainer_on_one_rank_is_the_plain_trainer():
+    """Outside mpiexec ``distributed=True`` is one rank: the same steps, bit for bit."""
+    if importlib.util.find_spec("mpi4py") is None:
+        pytest.skip("mpi4py not installed (pip install 'fastconv[mpi]')")
+    from fastconv.models import build
+    from fastconv.trainer import Trainer
+
+    rng = np.random.default_rng(0)
+    x, t = rng.standard_normal((70, 1, 28, 28)), rng.integers(0, 10, 70)
+    runs = []
+    for kw in ({}, {"distributed": True}, {"distributed": True, "batch_per_rank": True}):
+        tr = Trainer(build("lenet", dtype=np.float64, seed=0), x, t, x[:20], t[:20], epochs=1,
+                     mini_batch_size=30, optimizer="adam", verbose=False, progress=False, seed=0, **kw)
+        tr.train()
+        assert tr.ranks == 1 and tr.batch_size == 30
+        runs.append(tr)
+    for tr in runs[1:]:
+        assert tr.history["train_loss"] == runs[0].history["train_loss"]
+        assert tr.final_test_acc == runs[0].final_test_acc
+        assert all(np.array_equal(tr.network.params[k], runs[0].network.params[k]) for k in tr.network.params)
+
+
+def test_resume_of_a_batch_per_rank_run_on_other_ranks_is_refused(tmp_path, capsys):
+    """--batch-per-rank makes the number of ranks part of the run: resuming it on another number is refused
+    before anything is loaded, naming the command that resumes it."""
+    import json
+
+    from fastconv.__main__ import main
+
+    out = tmp_path / "run"
+    out.mkdir()
+    config = {"model": "lenet", "batch_size": 25, "batch_per_rank": True, "ranks": 2}
+    (out / "history.json").write_text(json.dumps({"config": config, "status": "interrupted"}))
+    assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"fastconv train: error: --resume: the run in {out} has --batch-per-rank on 2 ranks, this job "
+                   f"has 1: its global batch would change; resume it with mpiexec -n 2 fastconv train --out {out} "
+                   "--resume\n"), err

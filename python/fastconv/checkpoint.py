@@ -10,6 +10,7 @@ Checkpoints are single ``.npz`` files (``allow_pickle=False``), written by
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -95,10 +96,11 @@ class _UnreadableCheckpoint(ValueError):
     """A checkpoint file that cannot be read at all (empty, truncated, not an .npz): resume skips it."""
 
 
-def _read_checkpoint(path):
-    """(meta, arrays) of a checkpoint file; _UnreadableCheckpoint when its content cannot be read."""
+def _read_checkpoint(path, raw=None):
+    """(meta, arrays) of a checkpoint file, or of its bytes ``raw`` (read by rank 0 of a distributed run);
+    _UnreadableCheckpoint when its content cannot be read."""
     # The file is opened here, not by np.load, which leaves it open when the zip directory is unreadable.
-    with open(path, "rb") as f:
+    with open(path, "rb") if raw is None else io.BytesIO(raw) as f:
         try:
             data = np.load(f, allow_pickle=False)
             if not isinstance(data, np.lib.npyio.NpzFile):  # a lone .npy array
@@ -120,30 +122,44 @@ def _read_checkpoint(path):
     return meta, arrays
 
 
-def resume_from(trainer, found):
-    """Load the newest checkpoint of ``found`` that can be read, with one warning naming those skipped.
+def newest_readable(found):
+    """(path, bytes, skipped) of the newest checkpoint of ``found`` that can be read; path and bytes are None
+    when none can. ``skipped`` lists, newest first, why each newer one could not be read."""
+    skipped = []
+    for _, path in reversed(found):
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+            _read_checkpoint(path, raw)
+        except (OSError, _UnreadableCheckpoint) as exc:
+            skipped.append(str(exc) if isinstance(exc, ValueError) else f"{path}: {exc.strerror or exc}")
+            continue
+        return path, raw, skipped
+    return None, None, skipped
+
+
+def resume_from(trainer, picked, warn=True):
+    """Restore the checkpoint that :func:`newest_readable` ``picked``, with one warning (when ``warn``) naming
+    the newer ones it skipped.
 
     A checkpoint that reads but does not match this trainer raises ValueError at once: an older one
     would not match either, and silently going back in time would hide the mismatch.
     """
-    skipped = []
-    for _, path in reversed(found):
-        try:
-            meta, arrays = _read_checkpoint(path)
-        except (OSError, _UnreadableCheckpoint) as exc:
-            skipped.append(str(exc) if isinstance(exc, ValueError) else f"{path}: {exc.strerror or exc}")
-            continue
-        if skipped:
-            # one warning, before anything is restored (a "error" warnings filter then changes nothing)
-            warnings.warn(
-                f"resume: skipped {len(skipped)} newer checkpoint{'s' * (len(skipped) > 1)} that cannot "
-                f"be read ({'; '.join(skipped)}); resuming from {path}",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        restore(trainer, path, meta, arrays)
-        return
-    raise ValueError(f"resume: no checkpoint in {trainer.checkpoint_dir} can be read: " + "; ".join(skipped))
+    path, raw, skipped = picked
+    if path is None:
+        raise ValueError(
+            f"resume: no checkpoint in {trainer.checkpoint_dir} can be read: " + "; ".join(skipped)
+        )
+    meta, arrays = _read_checkpoint(path, raw)
+    if skipped and warn:
+        # one warning, before anything is restored (a "error" warnings filter then changes nothing)
+        warnings.warn(
+            f"resume: skipped {len(skipped)} newer checkpoint{'s' * (len(skipped) > 1)} that cannot "
+            f"be read ({'; '.join(skipped)}); resuming from {path}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    restore(trainer, path, meta, arrays)
 
 
 def optimizer_state(trainer):
@@ -166,15 +182,60 @@ def optimizer_state(trainer):
     return meta, arrays
 
 
+def default_path(trainer):
+    """Where :func:`save` writes without a path: ``checkpoint_dir/epoch-NNNN[-step-SSSSSS].npz``."""
+    if trainer.checkpoint_dir is None:
+        raise ValueError("path: needed when the trainer has no checkpoint_dir")
+    step = trainer.current_iter % trainer.iter_per_epoch
+    return os.path.join(trainer.checkpoint_dir, _ckpt_name(trainer.current_epoch, step))
+
+
+def rng_states(trainer):
+    """Every random state a checkpoint carries: the trainer's generator, NumPy's global one, the augmenter's
+    and the layers' own generators (a distributed trainer gives rank 0's to every rank)."""
+    aug = _augment_rng(trainer.augment)
+    layers = {}
+    for i, layer in enumerate(_layer_list(trainer.network)):
+        rng = getattr(layer, "_rng", None)
+        if isinstance(rng, np.random.Generator):
+            layers[i] = rng.bit_generator.state
+    return {
+        "rng": trainer.rng.bit_generator.state,
+        "np_random": np.random.get_state(),
+        "augment": None if aug is None else aug.bit_generator.state,
+        "layers": layers,
+    }
+
+
+def set_rng_states(trainer, states):
+    """Set the states :func:`rng_states` returned (of the same network and augmenter)."""
+    trainer.rng.bit_generator.state = states["rng"]
+    np.random.set_state(states["np_random"])
+    aug = _augment_rng(trainer.augment)
+    if aug is not None and states["augment"] is not None:
+        aug.bit_generator.state = states["augment"]
+    layers = _layer_list(trainer.network)
+    for i, state in states["layers"].items():
+        layers[i]._rng.bit_generator.state = state
+
+
+def layer_buffers(trainer):
+    """The layers' non-trainable arrays a checkpoint carries (batch-norm running statistics), by
+    ``"<layer index>/<attribute>"``: the arrays themselves, so that changing them in place changes the
+    layers."""
+    out = {}
+    for i, layer in enumerate(_layer_list(trainer.network)):
+        for attr in _LAYER_BUFFERS:
+            value = getattr(layer, attr, None)
+            if isinstance(value, np.ndarray):
+                out[f"{i}/{attr}"] = value
+    return out
+
+
 def save(trainer, path=None):
     """Write a checkpoint of ``trainer``: the work of :meth:`fastconv.trainer.Trainer.save_checkpoint`."""
     default = path is None
-    if default:
-        if trainer.checkpoint_dir is None:
-            raise ValueError("path: needed when the trainer has no checkpoint_dir")
-        step = trainer.current_iter % trainer.iter_per_epoch
-        path = os.path.join(trainer.checkpoint_dir, _ckpt_name(trainer.current_epoch, step))
-    path = os.fspath(path)
+    path = default_path(trainer) if default else os.fspath(path)
     opt_meta, arrays = optimizer_state(trainer)
     for key, value in trainer.network.params.items():
         arrays[f"param/{key}"] = value
@@ -260,10 +321,11 @@ def prune(trainer, newest):
             pass
 
 
-def load(trainer, path):
-    """Restore a checkpoint into ``trainer``: the work of :meth:`fastconv.trainer.Trainer.load_checkpoint`."""
+def load(trainer, path, raw=None):
+    """Restore a checkpoint into ``trainer``: the work of :meth:`fastconv.trainer.Trainer.load_checkpoint`
+    (``raw``: the file's bytes, read by rank 0 of a distributed run)."""
     path = os.fspath(path)
-    meta, arrays = _read_checkpoint(path)
+    meta, arrays = _read_checkpoint(path, raw)
     restore(trainer, path, meta, arrays)
 
 

@@ -69,6 +69,7 @@ TRAIN_DEFAULTS = {
     "train_size": None,
     "test_size": None,
     "eval_samples": 10000,
+    "batch_per_rank": False,
     "out": "fastconv-run",
     "checkpoint_every": 5.0,
 }
@@ -95,6 +96,7 @@ RUN_OPTIONS = (
     "train_size",
     "test_size",
     "eval_samples",
+    "batch_per_rank",
 )
 # The files of a run in its --out directory (checkpoints/ besides).
 RUN_FILES = ("history.json", "params.npz", "curves.png")
@@ -109,7 +111,15 @@ _PARAMS_FILE_ERRORS = (OSError, ValueError, TypeError)
 
 
 class CommandError(Exception):
-    """A user error: printed as ``fastconv <command>: error: <message>`` on one line, exit code 2."""
+    """A user error: printed as ``fastconv <command>: error: <message>`` on one line, exit code 2.
+
+    ``agreed``: under ``mpiexec``, every rank raised it (rank 0 prints it and every rank exits with code 2);
+    any other error of one rank ends the whole job (MPI_Abort).
+    """
+
+    def __init__(self, message, agreed=False):
+        super().__init__(message)
+        self.agreed = agreed
 
 
 def _one_line(text):
@@ -240,7 +250,17 @@ def add_commands(subparsers):
     )
     t.add_argument("--no-download", action="store_true", help="never download the data set")
     opt("--epochs", type=_int_at_least(1), metavar="N", help="passes over the training images")
-    opt("--batch-size", type=_int_at_least(1), metavar="N", help="images per step")
+    opt(
+        "--batch-size",
+        type=_int_at_least(1),
+        metavar="N",
+        help="images per step (under mpiexec: over all ranks, split between them)",
+    )
+    opt(
+        "--batch-per-rank",
+        action="store_true",
+        help="under mpiexec -n N: --batch-size is each rank's batch, the global batch N times it",
+    )
     opt("--optimizer", type=str.lower, choices=sorted(OPTIMIZER_KEYS))
     opt("--lr", type=_float_in(0, low_open=True), metavar="X", help="base learning rate")
     opt(
@@ -636,35 +656,101 @@ def _set_threads(threads):
 # commands
 
 
+def _dist():
+    from . import distributed
+
+    return distributed
+
+
+def _start_ranks():
+    """The number of ranks: 1, or under ``mpiexec -n N`` (N > 1) N, after starting MPI."""
+    dist = _dist()
+    if dist.launched_size() == 1:
+        return 1
+    try:
+        dist.init()
+    except ImportError as exc:
+        raise CommandError(f"mpiexec: started {dist.launched_size()} ranks, but {exc}") from exc
+    return dist.size()
+
+
+def _multi_rank():
+    """Whether this process is one of several ranks of a started MPI job."""
+    dist = _dist()
+    return dist.is_initialized() and dist.size() > 1
+
+
+def _collectively(ranks, work, broadcast=False):
+    """``work()`` on every rank, and its errors agreed: when it raises CommandError on any rank, every rank
+    raises it (the first such rank's message). ``broadcast``: return rank 0's result on every rank."""
+    if ranks == 1:
+        return work()
+    dist = _dist()
+    result, error = None, None
+    try:
+        result = work()
+    except CommandError as exc:
+        error = str(exc) if dist.rank() == 0 else f"rank {dist.rank()}/{ranks}: {exc}"
+    errors = [e for e in dist.allgather(error) if e is not None]
+    if errors:
+        raise CommandError(errors[0], agreed=True)
+    return dist.broadcast_object(result) if broadcast else result
+
+
+def _split(batch, ranks):
+    """``"50"`` or ``"34/33"``: the sizes of a batch's shards over the ranks."""
+    low, extra = divmod(batch, ranks)
+    return f"{low}" if not extra else f"{low + 1}/{low}"
+
+
 def _train(args):
     import numpy as np
 
     from .trainer import Trainer, TrainingDiverged
 
-    if args.resume and args.overwrite:
-        raise CommandError(
-            "--resume/--overwrite: one or the other (continue the run in --out, or replace it)"
-        )
-    resumed = _resolve_options(args)
+    ranks = _start_ranks()
+    root = ranks == 1 or _dist().rank() == 0
+
+    def settle():
+        if args.resume and args.overwrite:
+            raise CommandError(
+                "--resume/--overwrite: one or the other (continue the run in --out, or replace it)"
+            )
+        resumed = _resolve_options(args)
+        stored_ranks = (_stored_config(args.out) or {}).get("ranks", 1) if resumed else ranks
+        if args.batch_per_rank and stored_ranks != ranks:
+            launcher = f"mpiexec -n {stored_ranks} " if stored_ranks > 1 else ""
+            raise CommandError(
+                f"--resume: the run in {args.out} has --batch-per-rank on {_plural(stored_ranks, 'rank')}, "
+                f"this job has {ranks}: its global batch would change; resume it with {launcher}fastconv train "
+                f"--out {args.out} --resume"
+            )
+        previous = _previous_run(args.out)
+        if previous is not None and not (args.resume or args.overwrite):
+            raise CommandError(
+                f"--out {args.out}: holds a run ({previous}); --resume continues it, --overwrite replaces "
+                "it, or choose another --out"
+            )
+        if args.resume and not resumed and previous is not None:
+            print(
+                f"fastconv train: note: {args.out}/history.json holds no configuration; using the options "
+                "given",
+                file=sys.stderr,
+            )
+        return previous
+
+    # Rank 0 alone reads --out (the ranks of a job on several machines may not share it): its options go to
+    # every rank.
+    previous, settled = _collectively(ranks, lambda: (settle(), vars(args)) if root else None, broadcast=True)
+    vars(args).update(settled)
     out = args.out
-    previous = _previous_run(out)
-    if previous is not None and not (args.resume or args.overwrite):
-        raise CommandError(
-            f"--out {out}: holds a run ({previous}); --resume continues it, --overwrite replaces it, "
-            "or choose another --out"
-        )
-    if args.resume and not resumed and previous is not None:
-        print(
-            f"fastconv train: note: {out}/history.json holds no configuration; using the options given",
-            file=sys.stderr,
-        )
     schedule_param = {}
     if args.step_size is not None:
         schedule_param["step_size"] = args.step_size
     if args.gamma is not None:
         schedule_param["gamma"] = args.gamma
     if schedule_param and args.schedule != "step":
-        raise CommandError("--step-size/--gamma: only with --schedule step")
+        raise CommandError("--step-size/--gamma: only with --schedule step", agreed=True)
     if args.warmup:
         schedule_param["warmup_epochs"] = args.warmup
     optimizer_param = {"lr": args.lr}
@@ -676,8 +762,9 @@ def _train(args):
     if args.seed is not None:
         # Dropout layers without their own seed draw from NumPy's global generator (as in the book).
         np.random.seed(args.seed)
-    (x_train, t_train), (x_test, t_test) = _load_data(args, dtype)
-    network = _build_model(args.model, dtype, args.seed)
+    # every rank loads the data set (from its own machine) and builds the network; rank 0's weights win
+    (x_train, t_train), (x_test, t_test) = _collectively(ranks, lambda: _load_data(args, dtype))
+    network = _collectively(ranks, lambda: _build_model(args.model, dtype, args.seed))
 
     augment = None
     if args.augment or args.shift is not None or args.rotation is not None or args.flip:
@@ -694,16 +781,21 @@ def _train(args):
             seed=args.seed,
         )
 
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as exc:
-        raise CommandError(f"--out {out}: {exc}") from exc
+    def make_out():
+        try:
+            os.makedirs(out, exist_ok=True)
+        except OSError as exc:
+            raise CommandError(f"--out {out}: {exc}") from exc
+
+    _collectively(ranks, lambda: make_out() if root else None)
     config = {key: value for key, value in vars(args).items() if key not in ("command", "data_source")}
+    config["ranks"] = ranks
     history_path = os.path.join(out, "history.json")
     running = {"config": config, "status": "running", "pid": os.getpid(), "host": socket.gethostname()}
 
     def save_history(trainer, **extra):
-        _write(history_path, lambda p: trainer.save_history(p, extra={**running, **extra}))
+        if root:  # rank 0 alone writes the run's files
+            _write(history_path, lambda p: trainer.save_history(p, extra={**running, **extra}))
 
     checkpoint_dir = os.path.join(out, "checkpoints")
     # --resume skipping an unreadable checkpoint warns (RuntimeWarning "resume: ..."): one line here too
@@ -731,35 +823,46 @@ def _train(args):
                 progress=not args.no_progress,
                 checkpoint_interval=60.0 * args.checkpoint_every if args.checkpoint_every > 0 else None,
                 on_epoch_end=save_history,
+                distributed=ranks > 1,
+                batch_per_rank=args.batch_per_rank,
             )
+        # Under mpiexec every rank meets the same error here: the same arguments, and what rank 0 found in
+        # the checkpoint directory (sent to every rank)
         except (TypeError, ValueError) as exc:
-            raise CommandError(str(exc)) from exc
+            raise CommandError(str(exc), agreed=True) from exc
         except OSError as exc:  # the checkpoint directory cannot be made, listed or cleaned
             path = os.fspath(exc.filename) if exc.filename is not None else checkpoint_dir
-            raise CommandError(f"{path}: {_reason(exc, path)}") from exc
+            raise CommandError(f"{path}: {_reason(exc, path)}", agreed=True) from exc
     _relay([w for w in caught if str(w.message).startswith("resume: ")], "train")
     _relay([w for w in caught if not str(w.message).startswith("resume: ")], "train")
-    if args.overwrite:
+    if args.overwrite and root:
         _remove_run_files(out)
 
     import fastconv
 
     schedule = "" if args.schedule == "none" else f" {args.schedule}"
-    print(
-        f"fastconv train: {args.model} on {args.dataset}, {_plural(args.epochs, 'epoch')} of "
-        f"{_plural(trainer.iter_per_epoch, 'step')}, batch {args.batch_size}, {args.optimizer} lr {args.lr:g}"
-        f"{schedule}{', augmented' if augment is not None else ''}, {args.dtype}, "
-        f"{_plural(fastconv.get_num_threads(), 'thread')}, seed {_describe(args.seed)}\n"
-        f"data: {len(x_train):,} train / {len(x_test):,} test images from {args.data_source}\n"
-        f"out: {out}{' (replacing the run there)' if previous and args.overwrite else ''}",
-        flush=True,
-    )
+    batch = f"batch {args.batch_size}"
+    threads = _plural(fastconv.get_num_threads(), "thread")
+    if ranks > 1:
+        batch = f"batch {trainer.batch_size} ({_split(trainer.batch_size, ranks)} per rank)"
+        threads = f"{ranks} ranks x {threads}"
+    if root:
+        print(
+            f"fastconv train: {args.model} on {args.dataset}, {_plural(args.epochs, 'epoch')} of "
+            f"{_plural(trainer.iter_per_epoch, 'step')}, {batch}, {args.optimizer} lr {args.lr:g}"
+            f"{schedule}{', augmented' if augment is not None else ''}, {args.dtype}, "
+            f"{threads}, seed {_describe(args.seed)}\n"
+            f"data: {len(x_train):,} train / {len(x_test):,} test images from {args.data_source}\n"
+            f"out: {out}{' (replacing the run there)' if previous and args.overwrite else ''}",
+            flush=True,
+        )
     try:
         save_history(trainer)
         trainer.train()
-    except TrainingDiverged as exc:
+    except TrainingDiverged as exc:  # under mpiexec: on every rank after the same step
         save_history(trainer, status="diverged", diverged=str(exc))
-        print(f"fastconv: {exc}", file=sys.stderr)
+        if root:
+            print(f"fastconv: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
         if exc.filename is None:  # not a file the trainer writes (its writer names the file): not ours
@@ -768,25 +871,32 @@ def _train(args):
         last = trainer.last_checkpoint or "none"
         raise CommandError(f"{path}: cannot write ({_reason(exc, path)}); last checkpoint: {last}") from exc
     except KeyboardInterrupt:
+        if ranks > 1 and not trainer.interrupted:  # a second Ctrl-C: not after a step the ranks agreed on
+            raise
         save_history(trainer, status="interrupted")
+        if not root:
+            return 130
         it, ipe = trainer.current_iter, trainer.iter_per_epoch
         step = it % ipe or (ipe if it else 0)
         epoch = trainer.current_epoch + (1 if it % ipe else 0)
+        launcher = f"mpiexec -n {ranks} " if ranks > 1 else ""
         print(
             f"\nfastconv train: interrupted in epoch {epoch}/{trainer.epochs} after step {step}/{ipe} "
             f"(iteration {it}); checkpoint: {trainer.last_checkpoint or 'none'}\n"
-            f"continue with: fastconv train --out {out} --resume",
+            f"continue with: {launcher}fastconv train --out {out} --resume",
             file=sys.stderr,
         )
         return 130
 
+    if not root:
+        return 0
     params_path = os.path.join(out, "params.npz")
     _write(params_path, network.save_params)
     save_history(trainer, status="finished")
     written = [params_path, history_path]
     title = (
         f"{MODEL_TITLES[args.model]} on {DATASET_TITLES[args.dataset]}: {trainer.result_text()}\n"
-        f"{args.optimizer} lr {args.lr:g}{schedule}, batch {args.batch_size}"
+        f"{args.optimizer} lr {args.lr:g}{schedule}, {batch}"
         f"{', augmented' if augment is not None else ''}, {args.dtype}, {len(x_train):,} training images"
     )
     try:
@@ -852,7 +962,8 @@ def _size(path):
 
 def _command(config, out):
     """The run's configuration as the ``fastconv train`` command that starts it (options off left out)."""
-    words = ["fastconv train"]
+    ranks = config.get("ranks")
+    words = ([f"mpiexec -n {ranks}"] if isinstance(ranks, int) and ranks > 1 else []) + ["fastconv train"]
     for key in ("model", "dataset", "epochs", *RUN_OPTIONS[2:]):
         value = config.get(key)
         if (
@@ -985,8 +1096,14 @@ def run(args) -> int:
             return _runs(args)
         raise CommandError(f"unknown command {args.command!r}")
     except CommandError as exc:
-        print(f"fastconv {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        text = f"fastconv {args.command}: error: {_one_line(exc)}"
+        if _multi_rank() and not exc.agreed:  # one rank's error: the others would wait for it forever
+            _dist().abort(text, 2)
+        if not _multi_rank() or _dist().rank() == 0:
+            print(text, file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # before the training loop, which handles its own
+        if _multi_rank():
+            _dist().abort(f"fastconv {args.command}: interrupted", 130)
         print(f"\nfastconv {args.command}: interrupted", file=sys.stderr)
         return 130

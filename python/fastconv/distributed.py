@@ -17,6 +17,7 @@ collective of this module that does not complete within ``timeout`` seconds does
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import traceback
@@ -35,6 +36,10 @@ __all__ = [
     "broadcast_params",
     "broadcast_optimizer",
     "shard",
+    "reduce_sum",
+    "broadcast_object",
+    "abort",
+    "launched_size",
     "DistributedOptimizer",
     "DEFAULT_TIMEOUT",
 ]
@@ -103,11 +108,40 @@ def _comm():
     return _state["comm"] if _state["comm"] is not None else init(_state["timeout"])
 
 
-def _abort(comm, message: str) -> None:
+# Environment variables in which MPI launchers pass the number of ranks to each process: Open MPI's mpiexec,
+# and the PMI one of MPICH's Hydra and Intel MPI.
+_LAUNCHER_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
+
+
+def launched_size(environ=None) -> int:
+    """The number of ranks an MPI launcher (``mpiexec -n N``) started, read from its environment; 1 when this
+    process was not started by one. Does not import mpi4py nor start MPI."""
+    env = os.environ if environ is None else environ
+    for name in _LAUNCHER_SIZE_VARS:
+        value = env.get(name, "")
+        if value.strip().isdigit():
+            return max(int(value), 1)
+    return 1
+
+
+def abort(message: str, code: int = 1) -> None:
+    """Print ``message`` as this rank's and end every rank of the job with exit code ``code`` (MPI_Abort).
+
+    Outside ``mpiexec`` (one rank) this only prints the message and raises ``SystemExit(code)``.
+    """
+    comm = _state["comm"]
+    if comm is None or comm.Get_size() == 1:
+        sys.stderr.write(message.rstrip("\n") + "\n")
+        sys.stderr.flush()
+        raise SystemExit(code)
+    _abort(comm, message, code)
+
+
+def _abort(comm, message: str, code: int = 1) -> None:
     """Print ``message`` for this rank and end every rank of the job."""
     sys.stderr.write(f"fastconv.distributed: rank {comm.Get_rank()}/{comm.Get_size()}: {message}\n")
     sys.stderr.flush()
-    comm.Abort(1)
+    comm.Abort(code)
 
 
 def _install_abort_hooks(comm) -> None:
@@ -239,6 +273,31 @@ def allreduce_mean(arrays: dict, buffers: dict | None = None) -> dict:
 
     _collective_on(arrays, {} if buffers is None else buffers, run)
     return arrays
+
+
+def reduce_sum(values) -> np.ndarray:
+    """The element-wise sum over the ranks of a short float64 vector (metrics, counts, flags), on every rank.
+
+    One ``Allreduce`` of the whole vector: a step's loss, correct count, example count and stop flags
+    cost one message together.
+    """
+    out = np.array(values, dtype=np.float64).reshape(-1)
+    comm = _comm()
+    if comm.Get_size() == 1:
+        return out
+    MPI = _mpi()
+    with _Watchdog("allreduce of the metrics"):
+        comm.Allreduce(MPI.IN_PLACE, out, op=MPI.SUM)
+    return out
+
+
+def broadcast_object(obj, root: int = 0):
+    """Rank ``root``'s ``obj`` on every rank (pickled: settings, RNG states, a checkpoint file's bytes)."""
+    comm = _comm()
+    if comm.Get_size() == 1:
+        return obj
+    with _Watchdog("broadcast"):
+        return comm.bcast(obj, root=root)
 
 
 def broadcast_params(params: dict, root: int = 0) -> dict:

@@ -45,6 +45,7 @@ def history(trainer):
         "sampling": trainer.sampling,
         "optimizer": type(trainer.optimizer).__name__,
         "base_lr": None if trainer.base_lr is None else float(trainer.base_lr),
+        "ranks": getattr(trainer, "ranks", 1),
     }
 
 

@@ -16,6 +16,7 @@ the checkpoint format) is in :mod:`fastconv.checkpoint`, the history and the cur
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import inspect
 import math
 import numbers
@@ -399,6 +400,27 @@ class Trainer:
         update, as the book does (one more forward pass per step).
     eval_batch_size : int, optional
         Batch size of the accuracy evaluations.
+    distributed : bool, optional
+        Data-parallel training over MPI (:mod:`fastconv.distributed`; run the script under ``mpiexec -n N``):
+        every rank holds the data and the network and runs this Trainer with the same arguments. Each rank
+        takes its shard of every global batch (:func:`fastconv.distributed.shard`: contiguous, sizes
+        differing by at most one, no example twice) of the epoch's permutation, which is the same on every
+        rank; the gradients are averaged with one allreduce per step, weighted by shard size when the
+        shards are uneven (the last batch of an epoch, or a batch that the ranks do not divide), so a step
+        equals one process's step on the whole batch up to rounding. At the start every rank takes rank 0's
+        parameters, optimizer state and random states (batch order, NumPy's global generator that dropout
+        draws from, augmentation): the ranks draw the same dropout masks and augmentations for the same
+        positions of their shards. Metrics (loss, accuracies, examples/s) are reduced over the ranks; the
+        per-epoch and final evaluations are sharded and reduced. Only rank 0 prints and writes checkpoints;
+        ``resume`` has rank 0 read the checkpoint and send it to every rank. Batch-norm running statistics
+        are averaged over the ranks before each evaluation and checkpoint. The parameters are checked to be
+        bit-identical on every rank after each epoch. Ctrl-C on any rank stops every rank after the same
+        step. An exception on one rank ends the job (:func:`fastconv.distributed.init`). Outside
+        ``mpiexec`` this is one rank.
+    batch_per_rank : bool, optional
+        With ``distributed``: False (default), ``mini_batch_size`` is the global batch, split over the
+        ranks (the same steps whatever the number of ranks); True, each rank takes ``mini_batch_size``
+        examples per step, the global batch being ``mini_batch_size`` times the number of ranks.
 
     Attributes
     ----------
@@ -415,6 +437,10 @@ class Trainer:
         Accuracy and cross-entropy on the whole test set, after :meth:`train`.
     interrupted : bool
         True when :meth:`train` stopped on Ctrl-C (after writing a checkpoint).
+    batch_size : int
+        The global batch: examples per step over all ranks.
+    rank, ranks : int
+        This process's rank and the number of ranks (0 and 1 unless ``distributed``).
     """
 
     def __init__(
@@ -444,6 +470,8 @@ class Trainer:
         eval_batch_size=100,
         checkpoint_interval=300.0,
         on_epoch_end=None,
+        distributed=False,
+        batch_per_rank=False,
     ):
         for attr in ("params", "gradient", "loss", "accuracy"):
             if not hasattr(network, attr):
@@ -458,13 +486,25 @@ class Trainer:
             raise ValueError("x_train: no training examples")
         self.epochs = _int_arg(epochs, "epochs", 1)
         self.batch_size = _int_arg(mini_batch_size, "mini_batch_size", 1)
+        self.distributed = bool(distributed)
+        self.batch_per_rank = bool(batch_per_rank)
+        self._dist = None
+        self.rank, self.ranks = 0, 1
+        if self.distributed:
+            from . import distributed as _distributed
+
+            _distributed.init()
+            self._dist = _distributed
+            self.rank, self.ranks = _distributed.rank(), _distributed.size()
+        if self.batch_per_rank:
+            self.batch_size *= self.ranks
         if evaluate_sample_num_per_epoch is not None:
             evaluate_sample_num_per_epoch = _int_arg(
                 evaluate_sample_num_per_epoch, "evaluate_sample_num_per_epoch", 1
             )
         self.evaluate_sample_num_per_epoch = evaluate_sample_num_per_epoch
         self.eval_batch_size = _int_arg(eval_batch_size, "eval_batch_size", 1)
-        self.verbose = bool(verbose)
+        self.verbose = bool(verbose) and self.rank == 0  # one rank speaks
         self.progress = bool(progress)
         self.loss_after_update = bool(loss_after_update)
         if sampling not in ("shuffle", "replace"):
@@ -523,6 +563,11 @@ class Trainer:
         self._epoch_correct = 0
         self._epoch_seen = 0
         self._epoch_train_time = 0.0
+        self._updater = self.optimizer
+        if self._dist is not None:
+            self._updater = self._dist.DistributedOptimizer(self.optimizer)
+        self._agreed_stop = self._agreed_due = False  # distributed: the ranks' decisions after the last step
+        self._sigint = []
 
         self.checkpoint_dir = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
         self.last_checkpoint = None
@@ -531,19 +576,77 @@ class Trainer:
         if resume and self.checkpoint_dir is None:
             raise ValueError("resume: needs checkpoint_dir")
         if self.checkpoint_dir is not None:
-            os.makedirs(self.checkpoint_dir, exist_ok=True)
-            _remove_stale_temporaries(self.checkpoint_dir)
-            found = _list_checkpoints(self.checkpoint_dir)
-            if resume and found:
-                _checkpoint.resume_from(self, found)
+            # Rank 0 alone touches the directory; what it found (or the error it met) goes to every rank.
+            outcome = None
+            if self.rank == 0:
+                try:
+                    outcome = self._prepare_checkpoint_dir(resume)
+                except OSError as exc:
+                    outcome = ("error", exc)
+            outcome = self._from_rank0(outcome)
+            if outcome[0] == "error":
+                raise outcome[1]
+            if outcome[0] == "resume":
+                _checkpoint.resume_from(self, outcome[1], warn=self.rank == 0)
             elif resume:
                 self._say(f"resume: no checkpoint in {self.checkpoint_dir}, starting from scratch")
-            else:
-                for _, path in found:
-                    os.unlink(path)
+        if self._dist is not None:
+            self._start_equal()
 
     # --------------------------------------------------------------------------------------------------
     # set-up helpers
+
+    def _prepare_checkpoint_dir(self, resume):
+        """Make the directory, clean it; ("resume", newest_readable(...)) or ("fresh", None)."""
+        os.makedirs(self.checkpoint_dir, exist_ok=True)
+        _remove_stale_temporaries(self.checkpoint_dir)
+        found = _list_checkpoints(self.checkpoint_dir)
+        if resume and found:
+            return "resume", _checkpoint.newest_readable(found)
+        if not resume:
+            for _, path in found:
+                os.unlink(path)
+        return "fresh", None
+
+    # --------------------------------------------------------------------------------------------------
+    # several ranks (fastconv.distributed): the only calls to it
+
+    def _from_rank0(self, obj):
+        """Rank 0's ``obj`` on every rank (``obj`` itself with one rank)."""
+        return obj if self._dist is None else self._dist.broadcast_object(obj)
+
+    def _start_equal(self):
+        """Give every rank rank 0's parameters, layer buffers, optimizer state and random states."""
+        dist = self._dist
+        dist.broadcast_params(self.network.params)
+        buffers = _checkpoint.layer_buffers(self)
+        if buffers:
+            dist.broadcast_params(buffers)
+        if callable(getattr(self.optimizer, "state_dict", None)):
+            dist.broadcast_optimizer(self.optimizer)
+        _checkpoint.set_rng_states(self, dist.broadcast_object(_checkpoint.rng_states(self)))
+
+    def _sync_buffers(self):
+        """Average the layers' running statistics over the ranks (each rank updated them on its shard)."""
+        buffers = _checkpoint.layer_buffers(self) if self._dist is not None else None
+        if buffers:
+            self._dist.allreduce_mean(buffers)
+
+    def _check_equal(self):
+        """Raise on every rank when the ranks' parameters differ (they are bit-identical by construction)."""
+        digest = hashlib.blake2b(digest_size=16)
+        for key in sorted(self.network.params):
+            digest.update(np.ascontiguousarray(self.network.params[key]).tobytes())
+        digests = self._dist.allgather(digest.hexdigest())
+        if len(set(digests)) > 1:
+            raise RuntimeError(
+                f"distributed: the ranks' parameters differ after epoch {self.current_epoch} "
+                f"(digests {digests}); the ranks must run the same network on the same data"
+            )
+
+    def _agree(self, values):
+        """Sum ``values`` over the ranks (one small allreduce)."""
+        return self._dist.reduce_sum(values)
 
     @staticmethod
     def _data(x, t, xname, tname):
@@ -662,9 +765,13 @@ class Trainer:
             self.optimizer.lr = self.base_lr * float(factor)
 
         idx = self._next_batch()
+        batch = len(idx)
+        if self._dist is not None:
+            idx = self._dist.shard(idx, self.rank, self.ranks)
+        n = len(idx)  # this rank's examples: the whole batch with one rank, none when batch < ranks
         x_batch = self.x_train[idx]
         t_batch = self.t_train[idx]
-        if self.augment is not None:
+        if self.augment is not None and n:
             augmented = self.augment(x_batch)
             if getattr(augmented, "shape", None) != x_batch.shape:
                 raise ValueError(
@@ -673,22 +780,37 @@ class Trainer:
                 )
             x_batch = augmented
 
-        grads = self.network.gradient(x_batch, t_batch)
-        loss = None if self.loss_after_update else self._last_layer_loss()
+        if n:
+            grads = self.network.gradient(x_batch, t_batch)
+            loss = None if self.loss_after_update else self._last_layer_loss()
+        else:
+            grads = {k: np.zeros_like(v) for k, v in self.network.params.items()}
+            loss = None
+        bad = next((key for key, g in grads.items() if not np.isfinite(g).all()), None)
+        bad = None if bad is None else f"gradient {bad!r} is not finite"
+        correct = None if loss is None else self._count_correct(t_batch)
+        if self._dist is not None:
+            loss, correct, bad = self._agree_step(loss, correct, bad, n, batch)
         if loss is not None and not math.isfinite(loss):
             self.train_loss_list.append(loss)
             self._diverged(loss, f"loss is {loss}")
-        for key, g in grads.items():
-            if not np.isfinite(g).all():
-                if loss is not None:
-                    self.train_loss_list.append(loss)
-                self._diverged(loss, f"gradient {key!r} is not finite")
-        correct = None if loss is None else self._count_correct(t_batch)
-        self.optimizer.update(self.network.params, grads)
+        if bad is not None:
+            if loss is not None:
+                self.train_loss_list.append(loss)
+            self._diverged(loss, bad)
+        if self._dist is None:
+            self.optimizer.update(self.network.params, grads)
+        else:  # shards of unequal sizes: each rank's mean gradient weighted by its share of the batch
+            weight = None if batch % self.ranks == 0 else n / batch
+            self._updater.update(self.network.params, grads, weight=weight)
         if loss is None:
             # The book's order: the loss of the batch after the update (an extra forward pass).
-            loss = float(self.network.loss(x_batch, t_batch))
-            correct = self._count_correct(t_batch)
+            loss = float(self.network.loss(x_batch, t_batch)) if n else 0.0
+            correct = self._count_correct(t_batch) if n else 0
+            if self._dist is not None:
+                total = self._agree([loss * n, correct or 0, n and correct is None])
+                loss = float(total[0]) / batch
+                correct = None if total[2] else int(total[1])
             if not math.isfinite(loss):
                 self.train_loss_list.append(loss)
                 self._diverged(loss, f"loss after the update is {loss}")
@@ -696,13 +818,38 @@ class Trainer:
 
         self._epoch_steps += 1
         self._epoch_loss_sum += loss
-        self._epoch_seen += len(t_batch)
+        self._epoch_seen += batch
         if correct is not None and self._epoch_correct is not None:
             self._epoch_correct += correct
         else:
             self._epoch_correct = None
         self._epoch_train_time += time.perf_counter() - t0
         self.current_iter += 1
+
+    def _agree_step(self, loss, correct, bad, n, batch):
+        """The batch's (loss, correct, what is not finite) from every rank's shard, and the ranks' decisions
+        to stop (Ctrl-C on any rank) and to checkpoint (rank 0's clock), in one small allreduce."""
+        due = (
+            self.rank == 0
+            and self.checkpoint_dir is not None
+            and self.checkpoint_interval is not None
+            and time.monotonic() - self._checkpoint_time >= self.checkpoint_interval
+        )
+        total = self._agree([
+            0.0 if loss is None else loss * n,
+            correct or 0,
+            n > 0 and loss is None,  # loss after the update (loss_after_update, or no last_layer.loss)
+            n > 0 and correct is None,
+            bad is not None,
+            bool(self._sigint),
+            due,
+        ])
+        self._agreed_stop, self._agreed_due = bool(total[5]), bool(total[6])
+        loss = None if total[2] else float(total[0]) / batch
+        correct = None if total[2] or total[3] else int(total[1])
+        if total[4]:
+            bad = f"a gradient is not finite on {int(total[4])} of {self.ranks} ranks"
+        return loss, correct, bad
 
     def _running_text(self):
         """The running means of this epoch so far, labelled: what the optimizer saw, in training mode."""
@@ -739,13 +886,33 @@ class Trainer:
 
         One pass of ``predict`` gives both (the accuracy is the book's: argmax of the scores against the
         labels); a network without ``predict``, or whose scores are not (N, classes), gets its own
-        ``accuracy`` and no loss.
+        ``accuracy`` and no loss. Distributed: each rank evaluates its contiguous shard of ``x`` and the
+        counts and loss sums are added over the ranks.
         """
         if len(x) == 0:
             return float("nan"), None
+        if self._dist is None:
+            correct, loss_sum, accuracy = self._evaluate_sums(x, t)
+            if accuracy is not None:
+                return accuracy, None
+        else:
+            part = self._dist.shard(np.arange(len(x)), self.rank, self.ranks)
+            lo, hi = (int(part[0]), int(part[-1]) + 1) if len(part) else (0, 0)
+            correct, loss_sum, _ = self._evaluate_sums(x[lo:hi], t[lo:hi]) if hi > lo else (0, 0.0, None)
+            total = self._agree([correct, 0.0 if loss_sum is None else loss_sum, loss_sum is None])
+            correct, loss_sum = float(total[0]), None if total[2] else float(total[1])
+            if loss_sum is None:
+                return correct / len(x), None
+        loss = loss_sum / len(x)
+        return correct / len(x), (loss if math.isfinite(loss) else None)
+
+    def _evaluate_sums(self, x, t):
+        """(correct count, summed cross-entropy, None) on ``x`` (not empty), as :meth:`_evaluate` says; or
+        (``accuracy * len(x)``, None, accuracy) when the network's own ``accuracy`` gives it."""
         predict = self._inference()
         if predict is None:
-            return self._accuracy(x, t), None
+            accuracy = self._accuracy(x, t)
+            return accuracy * len(x), None, accuracy
         labels = t if t.ndim == 1 else np.argmax(t, axis=1)
         correct, loss_sum = 0, 0.0
         for i in range(0, len(x), self.eval_batch_size):
@@ -757,12 +924,12 @@ class Trainer:
                 or tt.max(initial=0) >= y.shape[1]
                 or tt.min(initial=0) < 0
             ):
-                return self._accuracy(x, t), None
+                accuracy = self._accuracy(x, t)
+                return accuracy * len(x), None, accuracy
             correct += int(np.count_nonzero(np.argmax(y, axis=1) == tt))
             z = y.astype(np.float64) - np.max(y, axis=1, keepdims=True)
             loss_sum += float(np.sum(np.log(np.sum(np.exp(z), axis=1)) - z[np.arange(len(tt)), tt]))
-        loss = loss_sum / len(x)
-        return correct / len(x), (loss if math.isfinite(loss) else None)
+        return correct, loss_sum, None
 
     def _end_epoch(self):
         self.current_epoch += 1
@@ -770,6 +937,9 @@ class Trainer:
         x_tr, t_tr, x_te, t_te = self.x_train, self.t_train, self.x_test, self.t_test
         if n is not None:
             x_tr, t_tr, x_te, t_te = x_tr[:n], t_tr[:n], x_te[:n], t_te[:n]
+        if self._dist is not None:
+            self._sync_buffers()
+            self._check_equal()
         t0 = time.perf_counter()
         train_acc, train_loss = self._evaluate(x_tr, t_tr)
         test_acc, test_loss = self._evaluate(x_te, t_te)
@@ -828,6 +998,16 @@ class Trainer:
         finally:
             signal.signal(signal.SIGINT, previous)
 
+    def _checkpoint_due(self):
+        """Whether to write a checkpoint in the middle of the epoch now (distributed: rank 0's clock)."""
+        if self._dist is not None:
+            return self._agreed_due
+        return (
+            self.checkpoint_dir is not None
+            and self.checkpoint_interval is not None
+            and time.monotonic() - self._checkpoint_time >= self.checkpoint_interval
+        )
+
     def _stop_interrupted(self):
         """Checkpoint the state after the last whole step (unless that is written already), then raise."""
         self.interrupted = True
@@ -853,7 +1033,13 @@ class Trainer:
         show = self.progress and self.verbose
         self.interrupted = False
         self._checkpoint_time = time.monotonic()
-        with self._deferred_interrupt() as interrupted:
+        self._agreed_stop = self._agreed_due = False
+        with self._deferred_interrupt() as flag:
+            self._sigint = flag
+
+            def stop():  # every rank stops after the same step: on the ranks' agreed decision
+                return self._agreed_stop if self._dist is not None else bool(flag)
+
             while self.current_iter < self.max_iter:
                 bar = _progress(show, self.iter_per_epoch, f"epoch {self.current_epoch + 1}/{self.epochs}")
                 try:
@@ -861,24 +1047,21 @@ class Trainer:
                         self._step()
                         done = self.current_iter % self.iter_per_epoch or self.iter_per_epoch
                         bar.update(done, self._status_text())
-                        if done == self.iter_per_epoch or interrupted:
+                        if done == self.iter_per_epoch or stop():
                             break
-                        if (
-                            self.checkpoint_dir is not None
-                            and self.checkpoint_interval is not None
-                            and time.monotonic() - self._checkpoint_time >= self.checkpoint_interval
-                        ):
+                        if self._checkpoint_due():
                             self.save_checkpoint()
                 finally:
                     bar.close()
                 if self.current_iter % self.iter_per_epoch == 0:
                     self._end_epoch()
-                if interrupted:
+                if stop():
                     self._stop_interrupted()
+            self._sync_buffers()
             self.final_test_acc, self.final_test_loss = (
                 self._evaluate(self.x_test, self.t_test) if len(self.x_test) else (None, None)
             )
-            if interrupted:
+            if stop():
                 self._stop_interrupted()
         if self.final_test_acc is not None:
             self._say(f"final test accuracy {self.final_test_acc:.4f} ({len(self.x_test):,} images)")
@@ -950,8 +1133,16 @@ class Trainer:
         Returns
         -------
         str
-            The path written.
+            The path written (distributed: rank 0 writes it; the other ranks only take part in averaging
+            the batch-norm running statistics and return the same path).
         """
+        if self._dist is not None:
+            self._sync_buffers()
+            if self.rank != 0:
+                self.last_checkpoint = _checkpoint.default_path(self) if path is None else os.fspath(path)
+                self._checkpoint_iter = self.current_iter
+                self._checkpoint_time = time.monotonic()
+                return self.last_checkpoint
         return _checkpoint.save(self, path)
 
     def load_checkpoint(self, path):
@@ -969,5 +1160,22 @@ class Trainer:
             does not match the network, optimizer or data of this trainer.
         OSError
             When the file cannot be opened.
+
+        Notes
+        -----
+        Distributed: rank 0 reads the file and sends its bytes to every rank; every rank restores them.
         """
-        _checkpoint.load(self, path)
+        if self._dist is None:
+            _checkpoint.load(self, path)
+            return
+        raw = None
+        if self.rank == 0:
+            try:
+                with open(path, "rb") as f:
+                    raw = f.read()
+            except OSError as exc:
+                raw = exc
+        raw = self._from_rank0(raw)
+        if isinstance(raw, OSError):
+            raise raw
+        _checkpoint.load(self, path, raw)
