@@ -30,13 +30,19 @@ import warnings
 
 __all__ = ["DATASETS", "DEFAULT_EPOCHS", "MODELS", "TRAIN_DEFAULTS", "add_commands", "run"]
 
-MODELS = ("deepconvnet", "simpleconvnet", "lenet", "kerascnn")
+MODELS = ("deepconvnet", "simpleconvnet", "lenet", "kerascnn", "vgg", "resnet", "mobilenet", "inception")
+# Generative models: `fastconv train` runs their own loop (no classifier, no `evaluate`).
+GAN_MODELS = ("dcgan",)
 DATASETS = ("fashion-mnist", "mnist")
 MODEL_TITLES = {
     "deepconvnet": "DeepConvNet",
     "simpleconvnet": "SimpleConvNet",
     "lenet": "LeNet",
     "kerascnn": "KerasCNN",
+    "vgg": "VGG",
+    "resnet": "ResNet-20",
+    "mobilenet": "MobileNet",
+    "inception": "InceptionNet",
 }
 DATASET_TITLES = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST"}
 # One DeepConvNet epoch over 60,000 images takes ~30 s on 2 Zen 3 cores: 5 epochs finish in ~3 minutes.
@@ -240,7 +246,7 @@ def add_commands(subparsers):
         key = key or name[2:].replace("-", "_")
         t.add_argument(name, default=None, help=(help + _default_text(key)).strip(), **kwargs)
 
-    opt("--model", choices=MODELS, help="the network")
+    opt("--model", choices=MODELS + GAN_MODELS, help="the network (dcgan: the generative adversarial pair)")
     opt("--dataset", type=_dataset_name, metavar="{" + ",".join(DATASETS) + "}", help="the data set")
     t.add_argument(
         "--data-dir",
@@ -703,11 +709,42 @@ def _split(batch, ranks):
     return f"{low}" if not extra else f"{low + 1}/{low}"
 
 
+def _train_dcgan(args):
+    """``fastconv train --model dcgan``: the DCGAN tutorial's loop on the training images (models.dcgan)."""
+    from .models.dcgan import train_dcgan
+
+    for flag, given in (("--resume", args.resume), ("--augment", args.augment)):
+        if given:
+            raise CommandError(f"{flag}: not available with --model dcgan")
+    if _dist().launched_size() > 1:
+        raise CommandError("--model dcgan: runs on one process (not under mpiexec)")
+    _resolve_options(args)
+    previous = _previous_run(args.out)
+    if previous is not None and not args.overwrite:
+        raise CommandError(
+            f"--out {args.out}: holds a run ({previous}); --overwrite replaces it, or choose another --out"
+        )
+    _set_threads(args.threads)
+    (x_train, _), _ = _load_data(args, "float32")
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"--out {args.out}: {exc}") from exc
+    hist = train_dcgan(x_train, epochs=args.epochs, batch_size=args.batch_size, out_dir=args.out,
+                       seed=0 if args.seed is None else args.seed, progress=not args.no_progress)
+    print(f"generator loss {hist['g_loss'][-1]:.4f}, discriminator loss {hist['d_loss'][-1]:.4f} after "
+          f"{_plural(len(hist['g_loss']), 'epoch')}; wrote samples_epoch_*.png, losses.png, history.json, "
+          f"generator.npz and discriminator.npz to {args.out}")
+    return 0
+
+
 def _train(args):
     import numpy as np
 
     from .trainer import Trainer, TrainingDiverged
 
+    if args.model == "dcgan":
+        return _train_dcgan(args)
     ranks = _start_ranks()
     root = ranks == 1 or _dist().rank() == 0
 

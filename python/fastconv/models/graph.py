@@ -172,6 +172,33 @@ class GraphNet(Net):
 
     # ---- the book's methods
 
+    @property
+    def layers(self) -> list:
+        """Every layer of the network, in the order a forward pass reaches them (blocks flattened): what the
+        Trainer's checkpoints walk for batch-norm statistics and dropout generators."""
+        out = []
+
+        def walk(item):
+            if isinstance(item, Chain):
+                for it in item.items:
+                    walk(it)
+            elif isinstance(item, Residual):
+                walk(item.body)
+                if item.shortcut is not None:
+                    walk(item.shortcut)
+                out.append(item.add)
+                if item.post is not None:
+                    out.append(item.post)
+            elif isinstance(item, Branches):
+                for b in item.branches:
+                    walk(b)
+                out.append(item.concat)
+            else:
+                out.append(item)
+
+        walk(self.body)
+        return out
+
     def _bind_params(self):
         for key, (layer, attr) in self._slots.items():
             setattr(layer, attr, self.params[key])
