@@ -676,7 +676,7 @@ def upsample_mode(mode) -> str:
     return mode
 
 
-def upsample_shapes(x_shape, sh: int, sw: int, x_name: str) -> tuple:
+def upsample_shapes(x_shape, sh: int, sw: int) -> tuple:
     """The output shape (N, C, H*sh, W*sw) of an upsampling of ``x_shape``, its size checked."""
     N, C, H, W = x_shape
     check_elements("out", N, C, H, sh, W, sw, culprit="scale")

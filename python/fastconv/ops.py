@@ -812,7 +812,7 @@ def upsample_forward(x, scale=2, mode: str = "nearest"):
     dtype, x = _sbn_x(x)
     sh, sw = chk.scale_pair(scale)
     mode = chk.upsample_mode(mode)
-    out = array_module(x).empty(chk.upsample_shapes(x.shape, sh, sw, "x"), dtype=dtype)
+    out = array_module(x).empty(chk.upsample_shapes(x.shape, sh, sw), dtype=dtype)
     kernel(f"upsample_{mode}_forward", dtype, x)(x, out, sh, sw)
     return out
 
@@ -824,7 +824,7 @@ def upsample_backward(dout, x_shape, scale=2, mode: str = "nearest"):
     sh, sw = chk.scale_pair(scale)
     mode = chk.upsample_mode(mode)
     chk.check_elements("dx", *shape, culprit="x_shape")
-    chk.same_shape(arr["dout"], "dout", chk.upsample_shapes(shape, sh, sw, "x_shape"),
+    chk.same_shape(arr["dout"], "dout", chk.upsample_shapes(shape, sh, sw),
                    "the shape of the forward output")
     dout = _c(arr["dout"], dtype)
     dx = array_module(dout).empty(shape, dtype=dtype)

@@ -1076,11 +1076,13 @@ class Upsampling:
     def forward(self, x):
         self.mats = self._matrices(x.shape[2], x.shape[3], x.dtype)
         Ah, Aw = self.mats
-        return np.einsum("oh,nchw,pw->ncop", Ah, x, Aw)
+        rows = np.einsum("oh,nchw->ncow", Ah, x)  # along H first, then along W: two small products
+        return np.einsum("ncow,pw->ncop", rows, Aw)
 
     def backward(self, dout):
         Ah, Aw = self.mats
-        return np.einsum("oh,ncop,pw->nchw", Ah, dout, Aw)
+        cols = np.einsum("ncop,pw->ncow", dout, Aw)
+        return np.einsum("oh,ncow->nchw", Ah, cols)
 
 
 class Add:
