@@ -344,7 +344,7 @@ BAD = [
     (
         "stride triple",
         lambda: ops.conv_forward(X, W4, None, (1, 1, 1), groups=2),
-        ValueError,
+        TypeError,
         r"^stride: expected an int or a pair \(h, w\), got \(1, 1, 1\)",
     ),
     (
@@ -363,7 +363,7 @@ BAD = [
     (
         "pad triple",
         lambda: ops.conv_forward(X, W4, None, 1, (1, 1, 1), groups=2),
-        ValueError,
+        TypeError,
         r"^pad: expected an int, a pair \(ph, pw\) or \(top, bottom, left, right\), got \(1, 1, 1\)",
     ),
     (
@@ -394,7 +394,7 @@ BAD = [
     (
         "pool stride triple",
         lambda: layers.Pooling(2, 2, (2, 2, 2)).forward(X),
-        ValueError,
+        TypeError,
         r"^stride: expected",
     ),
 ]
