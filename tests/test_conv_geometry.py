@@ -453,3 +453,21 @@ def test_reference_convolution_numerical_gradient(rng, case):
 
     for got, arr in ((dx, x), (ref.dW, Wt)):
         np.testing.assert_allclose(got, numerical_gradient(loss, arr), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("value", [np.inf, np.nan])
+@pytest.mark.parametrize("col", [0, 8])
+def test_depthwise_nonfinite_inputs_propagate_like_reference(rng, isa, value, col):
+    """The depthwise kernel's stride-1 path reads the plane on a widened grid: an inf / NaN in the first or last
+    column must still reach exactly the outputs and weight gradients the reference pairs it with."""
+    x = rng.standard_normal((2, 3, 7, 9))
+    Wt, b = rng.standard_normal((3, 1, 3, 3)), rng.standard_normal(3)
+    x[1, 2, 3, col] = value
+    kw = {"stride": 1, "pad": "same", "dilation": 1, "groups": 3}
+    out = ops.conv_forward(x, Wt, b, **kw)
+    dout = rng.standard_normal(out.shape)
+    r_out, r_dx, r_dW, r_db, _ = geom_reference(x, Wt, b, kw, dout)
+    dx, dW, db = ops.conv_backward(x, Wt, dout, **kw)
+    for name, got, want in (("out", out, r_out), ("dx", dx, r_dx), ("dW", dW, r_dW), ("db", db, r_db)):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"{isa} {name} NaN pattern")
+        np.testing.assert_allclose(got, want, **TOL_DOT[np.float64], equal_nan=True, err_msg=f"{isa} {name}")
