@@ -10,47 +10,74 @@
 #include "cpu/isa.h"
 #include "cpu/workspace.h"
 
+#include <algorithm>
+
 namespace fastconv::cpu {
 
 #if FASTCONV_HAVE_X86_UKR
 #define FC_DW_VARIANT_DECL(NS)                                                                               \
   namespace NS {                                                                                             \
   template <typename T>                                                                                      \
-  void depthwise_forward(const T*, const T*, const T*, T*, const ConvGeom&, index_t, int, bool);             \
+  void depthwise_forward(const T*, const T*, const T*, T*, const ConvGeom&, index_t, int, bool, T*, index_t); \
   template <typename T>                                                                                      \
-  void depthwise_backward(const T*, const T*, const T*, T*, T*, T*, const ConvGeom&, index_t, int, T*);      \
+  void depthwise_backward(const T*, const T*, const T*, T*, T*, T*, const ConvGeom&, index_t, int, T*, T*,   \
+                          index_t);                                                                          \
   }
 FC_DW_VARIANT_DECL(dw_avx2)
 FC_DW_VARIANT_DECL(dw_avx512)
 #undef FC_DW_VARIANT_DECL
 #endif
 
+namespace {
+
+// Values of scratch one thread needs for the stride-1 wide path of geometry g (conv_depthwise_kernels.h): the
+// padded plane, a tail of zeros and two wide grids (forward output or dout, and the backward's mask).
+index_t wide_scratch(const ConvGeom& g) {
+  const index_t Hp = g.H + g.pt + g.pb, Wp = g.W + g.pl + g.pr, VB = 64;
+  const index_t Q = (g.OH * Wp + VB - 1) / VB * VB;
+  return Hp * Wp + 3 * Q + VB;
+}
+
+}  // namespace
+
 template <typename T>
 void depthwise_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g, index_t FN, int nthreads,
                        bool relu) {
+  const index_t per = wide_scratch(g);
+  Scratch<T> ws(static_cast<std::size_t>(per * nthreads));
 #if FASTCONV_HAVE_X86_UKR
   switch (active_isa()) {
-    case Isa::avx512: return dw_avx512::depthwise_forward<T>(x, w, b, out, g, FN, nthreads, relu);
-    case Isa::avx2: return dw_avx2::depthwise_forward<T>(x, w, b, out, g, FN, nthreads, relu);
+    case Isa::avx512:
+      return dw_avx512::depthwise_forward<T>(x, w, b, out, g, FN, nthreads, relu, ws.data(), per);
+    case Isa::avx2: return dw_avx2::depthwise_forward<T>(x, w, b, out, g, FN, nthreads, relu, ws.data(), per);
     default: break;
   }
 #endif
-  dw_base::depthwise_forward<T>(x, w, b, out, g, FN, nthreads, relu);
+  dw_base::depthwise_forward<T>(x, w, b, out, g, FN, nthreads, relu, ws.data(), per);
 }
 
 template <typename T>
 void depthwise_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, const ConvGeom& g,
                         index_t FN, int nthreads) {
-  // one partial dW and db per (image, filter), summed over the images in order by the kernel
+  // one partial dW and db per (image, filter), summed over the images in order by the kernel; the wide path's
+  // scratch fits both the weight gradient's geometry and the flipped one of the input gradient
   Scratch<T> part(static_cast<std::size_t>(g.N * FN * (g.FH * g.FW + 1)));
+  const index_t eh = g.dh * (g.FH - 1), ew = g.dw * (g.FW - 1);
+  const ConvGeom gt = make_geom(g.N, FN, g.OH, g.OW, g.FH, g.FW, 1, 1, eh - g.pt, eh - g.pb, ew - g.pl,
+                                ew - g.pr, g.dh, g.dw);
+  const bool flip = g.pt <= eh && g.pb <= eh && g.pl <= ew && g.pr <= ew;
+  const index_t per = std::max(wide_scratch(g), flip ? wide_scratch(gt) : 0);
+  Scratch<T> ws(static_cast<std::size_t>(per * nthreads));
 #if FASTCONV_HAVE_X86_UKR
   switch (active_isa()) {
-    case Isa::avx512: return dw_avx512::depthwise_backward<T>(x, w, dout, dx, dw, db, g, FN, nthreads, part.data());
-    case Isa::avx2: return dw_avx2::depthwise_backward<T>(x, w, dout, dx, dw, db, g, FN, nthreads, part.data());
+    case Isa::avx512:
+      return dw_avx512::depthwise_backward<T>(x, w, dout, dx, dw, db, g, FN, nthreads, part.data(), ws.data(), per);
+    case Isa::avx2:
+      return dw_avx2::depthwise_backward<T>(x, w, dout, dx, dw, db, g, FN, nthreads, part.data(), ws.data(), per);
     default: break;
   }
 #endif
-  dw_base::depthwise_backward<T>(x, w, dout, dx, dw, db, g, FN, nthreads, part.data());
+  dw_base::depthwise_backward<T>(x, w, dout, dx, dw, db, g, FN, nthreads, part.data(), ws.data(), per);
 }
 
 #define FC_DW_ENTRY_INSTANTIATE(T, S)                                                                        \

@@ -13,6 +13,10 @@
 #pragma once
 #include <cstdint>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "common/dtype.h"
 #include "common/shapes.h"
 
@@ -31,6 +35,14 @@ namespace {
 inline index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
 inline index_t min_i(index_t a, index_t b) { return a < b ? a : b; }
 inline index_t max_i(index_t a, index_t b) { return a > b ? a : b; }
+
+inline index_t thread_id() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
 
 // Output columns [lo, hi) whose every tap column ow*sw - pl + fw*dw (fw < FW) lies in [0, W).
 inline void interior(index_t W, index_t OW, index_t FW, index_t sw, index_t pl, index_t dw, index_t& lo,
@@ -108,13 +120,111 @@ void fwd_plane(const T* xc, const T* wf, T bias, T* o, const ConvGeom& g, bool r
   }
 }
 
+// ------------------------------------------------------------------------------------------------------
+// stride 1: the plane copied into a zero-padded buffer xp (Hp, Wp) and read on a widened grid of Wp columns per
+// output row, so that tap (fh, fw) of every output q = oh*Wp + ow is xp[q + fh*dh*Wp + fw*dw]: one long
+// contiguous sweep per tap over the whole plane instead of a short one per row (the per-row loops above cost
+// more in loop overhead than in arithmetic on 7x7 to 28x28 planes). The Wp - OW extra columns of each row are
+// computed and dropped.
+
+// The wide grid is padded to a multiple of kVB values (whole vectors; reads stay inside the scratch).
 template <typename T>
-void fwd_plane_any(const T* xc, const T* wf, T bias, T* o, const ConvGeom& g, bool relu) {
+constexpr index_t kVB = 256 / sizeof(T);
+
+// Stride 1, not too many taps for the offsets on the stack.
+inline bool wide_ok(const ConvGeom& g) { return g.sh == 1 && g.sw == 1 && g.FH * g.FW <= 64; }
+
+// xp (Hp, Wp) <- plane xc (H, W) with zero borders; `tail` more zeros after it (reads past the last row).
+template <typename T>
+void pad_plane(const T* xc, const ConvGeom& g, index_t Wp, index_t Hp, index_t tail, T* xp) {
+  for (index_t i = 0; i < g.pt * Wp; ++i) xp[i] = T(0);
+  for (index_t h = 0; h < g.H; ++h) {
+    T* row = xp + (g.pt + h) * Wp;
+    for (index_t i = 0; i < g.pl; ++i) row[i] = T(0);
+    const T* src = xc + h * g.W;
+    for (index_t i = 0; i < g.W; ++i) row[g.pl + i] = src[i];
+    for (index_t i = g.pl + g.W; i < Wp; ++i) row[i] = T(0);
+  }
+  for (index_t i = (g.pt + g.H) * Wp; i < Hp * Wp + tail; ++i) xp[i] = T(0);
+}
+
+// wide (Q = round_up(OH*Wp, VB)) = sum over taps of wf[t] * xp[q + off[t]]: tap by tap, each one contiguous
+// sweep over the plane into `wide` (L1-resident); restrict, so that no run-time alias check sends the loop to
+// its scalar version (measured: the blocked form with a local accumulator array ran scalar after LTO).
+template <typename T>
+void wide_sweep(const T* __restrict xp, const index_t* off, const T* wf, index_t KK, index_t Q,
+                T* __restrict wide) {
+  {
+    const T wv = wf[0];
+    const T* __restrict src = xp + off[0];
+#pragma omp simd
+    for (index_t q = 0; q < Q; ++q) wide[q] = wv * src[q];
+  }
+  // (GCC's unroll-and-jam of this tap loop leaves the jammed sweep scalar: CMakeLists.txt turns it off here)
+  for (index_t t = 1; t < KK; ++t) {
+    const T wv = wf[t];
+    const T* __restrict src = xp + off[t];
+#pragma omp simd
+    for (index_t q = 0; q < Q; ++q) wide[q] += wv * src[q];
+  }
+}
+
+template <typename T>
+void fwd_plane_wide(const T* xc, const T* wf, T bias, T* o, const ConvGeom& g, bool relu, T* ws) {
+  const index_t Hp = g.H + g.pt + g.pb, Wp = g.W + g.pl + g.pr, KK = g.FH * g.FW;
+  const index_t Q = (g.OH * Wp + kVB<T> - 1) / kVB<T> * kVB<T>;
+  index_t off[64];
+  for (index_t fh = 0, t = 0; fh < g.FH; ++fh)
+    for (index_t fw = 0; fw < g.FW; ++fw, ++t) off[t] = fh * g.dh * Wp + fw * g.dw;
+  // xp (Hp, Wp) and Q zeros after it: q + off[t] < Q + (Hp - OH)*Wp + (FW-1)*dw <= Hp*Wp + Q
+  T* xp = ws;
+  T* wide = ws + Hp * Wp + Q;  // (Q,)
+  pad_plane(xc, g, Wp, Hp, Q, xp);
+  wide_sweep(xp, off, wf, KK, Q, wide);
+  for (index_t oh = 0; oh < g.OH; ++oh) {
+    const T* src = wide + oh * Wp;
+    T* dst = o + oh * g.OW;
+#pragma omp simd
+    for (index_t ow = 0; ow < g.OW; ++ow) dst[ow] = finish(src[ow], bias, relu);
+  }
+}
+
+template <typename T>
+void fwd_plane_any(const T* xc, const T* wf, T bias, T* o, const ConvGeom& g, bool relu, T* ws) {
+  if (ws && wide_ok(g)) return fwd_plane_wide(xc, wf, bias, o, g, relu, ws);
   switch (g.FW) {
     case 3: fwd_plane<T, 3>(xc, wf, bias, o, g, relu); break;
     case 5: fwd_plane<T, 5>(xc, wf, bias, o, g, relu); break;
     default: fwd_plane<T, 0>(xc, wf, bias, o, g, relu); break;
   }
+}
+
+// The weight gradient of one plane on the wide grid: dW[t] = sum over the valid q of dwide[q] * xp[q + off[t]],
+// dout laid out as (OH, Wp). The extra columns' products are masked out rather than multiplied by zero, so an
+// inf / NaN the convolution never pairs with dout does not reach dW (as in the reference).
+template <typename T>
+void dw_plane_wide(const T* xc, const T* dp, T* pp, const ConvGeom& g, T* __restrict ws) {
+  const index_t Hp = g.H + g.pt + g.pb, Wp = g.W + g.pl + g.pr;
+  const index_t Q = (g.OH * Wp + kVB<T> - 1) / kVB<T> * kVB<T>;
+  T* xp = ws;                      // as in fwd_plane_wide
+  T* dwide = ws + Hp * Wp + Q;     // (Q,)
+  T* valid = dwide + Q;            // (Q,): 1 on the OH x OW outputs, 0 elsewhere
+  pad_plane(xc, g, Wp, Hp, Q, xp);
+  for (index_t q = 0; q < Q; ++q) {
+    const bool in = q < g.OH * Wp && q % Wp < g.OW;
+    dwide[q] = in ? dp[q / Wp * g.OW + q % Wp] : T(0);
+    valid[q] = in ? T(1) : T(0);
+  }
+  for (index_t fh = 0, t = 0; fh < g.FH; ++fh)
+    for (index_t fw = 0; fw < g.FW; ++fw, ++t) {
+      const T* __restrict src = xp + fh * g.dh * Wp + fw * g.dw;
+      const T* __restrict dq = dwide;
+      const T* __restrict vq = valid;
+      T acc = T(0);
+#pragma omp simd reduction(+ : acc)
+      for (index_t q = 0; q < Q; ++q) acc += vq[q] != T(0) ? dq[q] * src[q] : T(0);
+      pp[t] = acc;
+    }
 }
 
 // dxc (H, W) += the input gradient of one filter's plane: every tap scatter-adds w * dout row into a dx row.
@@ -150,21 +260,23 @@ void dx_scatter_plane(const T* dp, const T* wf, T* dxc, const ConvGeom& g) {
 // ------------------------------------------------------------------------------------------------------
 // kernels
 
+// ws: scratch of nthreads * ws_per values (the wide path's buffers, one block per thread).
 template <typename T>
 void depthwise_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g, index_t FN, int nthreads,
-                       bool relu) {
+                       bool relu, T* ws, index_t ws_per) {
   const index_t M = FN / g.C, HW = g.H * g.W, P = g.OH * g.OW, KK = g.FH * g.FW;
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (g.N * FN * P >= (1 << 14))
   for (index_t nf = 0; nf < g.N * FN; ++nf) {
     const index_t n = nf / FN, f = nf % FN;
-    fwd_plane_any<T>(x + (n * g.C + f / M) * HW, w + f * KK, b ? b[f] : T(0), out + nf * P, g, relu);
+    fwd_plane_any<T>(x + (n * g.C + f / M) * HW, w + f * KK, b ? b[f] : T(0), out + nf * P, g, relu,
+                     ws + thread_id() * ws_per);
   }
 }
 
 // part: scratch of N*FN*(KK + 1) values (a partial dW and db per image and filter).
 template <typename T>
 void depthwise_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, const ConvGeom& g,
-                        index_t FN, int nthreads, T* part) {
+                        index_t FN, int nthreads, T* part, T* ws, index_t ws_per) {
   const index_t C = g.C, M = FN / C, H = g.H, W = g.W, HW = H * W, OW = g.OW, P = g.OH * OW;
   const index_t FH = g.FH, FW = g.FW, KK = FH * FW, N = g.N;
   const bool par = N * FN * P >= (1 << 14);
@@ -176,26 +288,30 @@ void depthwise_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* 
     const T* xc = x + (n * C + f / M) * HW;  // (H, W)
     const T* dp = dout + nf * P;             // (OH, OW)
     T* pp = part + nf * (KK + 1);
-    for (index_t fh = 0; fh < FH; ++fh)
-      for (index_t fw = 0; fw < FW; ++fw) {
-        const index_t off = fw * g.dw - g.pl;
-        index_t lo, hi;
-        tap_range(off, W, g.sw, OW, lo, hi);
-        T acc = T(0);
-        for (index_t oh = 0; oh < g.OH; ++oh) {
-          const index_t ih = oh * g.sh - g.pt + fh * g.dh;
-          if (ih < 0 || ih >= H) continue;
-          const T* xr = xc + ih * W + off;
-          const T* drow = dp + oh * OW;
-          if (g.sw == 1) {
+    if (wide_ok(g)) {
+      dw_plane_wide(xc, dp, pp, g, ws + thread_id() * ws_per);
+    } else {
+      for (index_t fh = 0; fh < FH; ++fh)
+        for (index_t fw = 0; fw < FW; ++fw) {
+          const index_t off = fw * g.dw - g.pl;
+          index_t lo, hi;
+          tap_range(off, W, g.sw, OW, lo, hi);
+          T acc = T(0);
+          for (index_t oh = 0; oh < g.OH; ++oh) {
+            const index_t ih = oh * g.sh - g.pt + fh * g.dh;
+            if (ih < 0 || ih >= H) continue;
+            const T* xr = xc + ih * W + off;
+            const T* drow = dp + oh * OW;
+            if (g.sw == 1) {
 #pragma omp simd reduction(+ : acc)
-            for (index_t ow = lo; ow < hi; ++ow) acc += drow[ow] * xr[ow];
-          } else {
-            for (index_t ow = lo; ow < hi; ++ow) acc += drow[ow] * xr[ow * g.sw];
+              for (index_t ow = lo; ow < hi; ++ow) acc += drow[ow] * xr[ow];
+            } else {
+              for (index_t ow = lo; ow < hi; ++ow) acc += drow[ow] * xr[ow * g.sw];
+            }
           }
+          pp[fh * FW + fw] = acc;
         }
-        pp[fh * FW + fw] = acc;
-      }
+    }
     T s = T(0);
 #pragma omp simd reduction(+ : s)
     for (index_t i = 0; i < P; ++i) s += dp[i];
@@ -231,7 +347,7 @@ void depthwise_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* 
       const T* wf = w + c * KK;
       if (KK <= 64) {
         for (index_t k = 0; k < KK; ++k) wflip[k] = wf[KK - 1 - k];
-        fwd_plane_any<T>(dout + (n * FN + c) * P, wflip, T(0), dxc, gt, false);
+        fwd_plane_any<T>(dout + (n * FN + c) * P, wflip, T(0), dxc, gt, false, ws + thread_id() * ws_per);
         continue;
       }
     }
@@ -244,9 +360,10 @@ void depthwise_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* 
 }
 
 #define FC_DW_INSTANTIATE(T, S)                                                                              \
-  template void depthwise_forward<T>(const T*, const T*, const T*, T*, const ConvGeom&, index_t, int, bool); \
+  template void depthwise_forward<T>(const T*, const T*, const T*, T*, const ConvGeom&, index_t, int, bool, T*,  \
+                                     index_t);                                                                \
   template void depthwise_backward<T>(const T*, const T*, const T*, T*, T*, T*, const ConvGeom&, index_t, int, \
-                                      T*);
+                                      T*, T*, index_t);
 FC_FLOAT_TYPES(FC_DW_INSTANTIATE)
 #undef FC_DW_INSTANTIATE
 

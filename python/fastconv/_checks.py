@@ -200,7 +200,7 @@ def pair(v, name: str, minimum: int) -> tuple[int, int]:
     """An int or a pair of ints (for H, W) as a pair, each >= ``minimum``."""
     if isinstance(v, (tuple, list)):
         if len(v) != 2:
-            raise ValueError(f"{name}: expected an int or a pair (h, w), got {v!r}")
+            raise TypeError(f"{name}: expected an int or a pair (h, w), got {v!r}")
         return integer(v[0], name, minimum), integer(v[1], name, minimum)
     i = integer(v, name, minimum)
     return i, i
@@ -226,12 +226,12 @@ def padding(pad, name: str = "pad", modes: tuple = ()) -> tuple[int, int, int, i
     if isinstance(pad, (tuple, list)):
         if len(pad) == 2 and all(isinstance(p, (tuple, list)) for p in pad):
             if any(len(p) != 2 for p in pad):
-                raise ValueError(f"{name}: expected ((top, bottom), (left, right)), got {pad!r}")
+                raise TypeError(f"{name}: expected ((top, bottom), (left, right)), got {pad!r}")
             pad = (*pad[0], *pad[1])
         elif len(pad) == 2:
             pad = (pad[0], pad[0], pad[1], pad[1])
         if len(pad) != 4:
-            raise ValueError(f"{name}: expected an int, a pair (ph, pw) or (top, bottom, left, right), got {pad!r}")
+            raise TypeError(f"{name}: expected an int, a pair (ph, pw) or (top, bottom, left, right), got {pad!r}")
         return tuple(integer(p, name, 0) for p in pad)
     p = integer(pad, name, 0)
     return p, p, p, p
