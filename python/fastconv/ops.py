@@ -555,6 +555,14 @@ def _bn_x(x, name: str = "x"):
     return dtype, _c(x, dtype)
 
 
+def _write_back_running(xp, users, works) -> None:
+    """The batch norms' kernels update contiguous working copies of the running statistics: write them back where
+    they are not the caller's arrays."""
+    for user, work in zip(users, works):
+        if work is not user and not xp.shares_memory(work, user):
+            user[...] = work.reshape(user.shape)
+
+
 def batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum: float = 0.9, eps: float = 1e-6):
     """Training-mode batch normalization of x (N, D) over the batch; updates running_mean/var in place.
 
@@ -576,10 +584,7 @@ def batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum:
     std = xp.empty((d,), dtype=dtype)
     kernel("batchnorm_forward_train", dtype, x)(x, p["gamma"], p["beta"], stats["running_mean"],
                                                 stats["running_var"], out, xc, xn, std, momentum, eps)
-    # the kernel updated the contiguous working copies; write them back where they are not the caller's arrays
-    for user, work in ((rm, stats["running_mean"]), (rv, stats["running_var"])):
-        if work is not user and not xp.shares_memory(work, user):
-            user[...] = work.reshape(user.shape)
+    _write_back_running(xp, (rm, rv), (stats["running_mean"], stats["running_var"]))
     return out, xc, xn, std
 
 
@@ -709,10 +714,7 @@ def spatial_batchnorm_forward_train(x, gamma, beta, running_mean, running_var, m
     kernel("spatial_batchnorm_forward_train", dtype, x)(x, p["gamma"], p["beta"], stats["running_mean"],
                                                         stats["running_var"], out, mean, invstd, momentum,
                                                         eps)
-    # the kernel updated contiguous working copies; copy them back where they are not the caller's arrays
-    for user, work in ((rm, stats["running_mean"]), (rv, stats["running_var"])):
-        if work is not user and not xp.shares_memory(work, user):
-            user[...] = work.reshape(user.shape)
+    _write_back_running(xp, (rm, rv), (stats["running_mean"], stats["running_var"]))
     return out, mean, invstd
 
 
