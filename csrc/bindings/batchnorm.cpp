@@ -10,21 +10,6 @@
 namespace fastconv::bind {
 namespace {
 
-using i64 = std::int64_t;
-
-struct RowsCols {
-  i64 N, D;
-};
-
-RowsCols rows_cols(const py::array& a, const char* name) {
-  const RowsCols d{dim(a, name, 2, 0), dim(a, name, 2, 1)};
-  if (d.N < 1 || d.D < 1)
-    throw py::value_error(std::string(name) + ": shape " + shape_str(a) +
-                          ", expected (N, D) with N >= 1 and D >= 1");
-  checked_size(name, d.N, d.D);
-  return d;
-}
-
 void check_eps(double eps) {
   if (!(eps > 0.0)) throw py::value_error("eps must be > 0, got " + std::string(py::str(py::float_(eps))));
 }
@@ -33,50 +18,50 @@ template <typename T>
 void batchnorm_forward_train_py(py::array x, py::array gamma, py::array beta, py::array running_mean,
                                 py::array running_var, py::array out, py::array xc, py::array xn, py::array stdev,
                                 double momentum, double eps) {
-  const RowsCols d = rows_cols(x, "x");
+  const auto [N, D] = matrix_dims(x, "x", "D");
   check_eps(eps);
-  const T* xp = in_ptr<T>(x, "x", {d.N, d.D});
-  const T* gp = in_ptr<T>(gamma, "gamma", {d.D});
-  const T* bp = in_ptr<T>(beta, "beta", {d.D});
-  T* rmp = out_ptr<T>(running_mean, "running_mean", {d.D});
-  T* rvp = out_ptr<T>(running_var, "running_var", {d.D});
-  T* op = out_ptr<T>(out, "out", {d.N, d.D});
-  T* xcp = out_ptr<T>(xc, "xc", {d.N, d.D});
-  T* xnp = out_ptr<T>(xn, "xn", {d.N, d.D});
-  T* sp = out_ptr<T>(stdev, "std", {d.D});
+  const T* xp = in_ptr<T>(x, "x", {N, D});
+  const T* gp = in_ptr<T>(gamma, "gamma", {D});
+  const T* bp = in_ptr<T>(beta, "beta", {D});
+  T* rmp = out_ptr<T>(running_mean, "running_mean", {D});
+  T* rvp = out_ptr<T>(running_var, "running_var", {D});
+  T* op = out_ptr<T>(out, "out", {N, D});
+  T* xcp = out_ptr<T>(xc, "xc", {N, D});
+  T* xnp = out_ptr<T>(xn, "xn", {N, D});
+  T* sp = out_ptr<T>(stdev, "std", {D});
   py::gil_scoped_release release;
-  cpu::batchnorm_forward_train<T>(xp, gp, bp, rmp, rvp, op, xcp, xnp, sp, d.N, d.D, momentum, eps);
+  cpu::batchnorm_forward_train<T>(xp, gp, bp, rmp, rvp, op, xcp, xnp, sp, N, D, momentum, eps);
 }
 
 template <typename T>
 void batchnorm_forward_infer_py(py::array x, py::array gamma, py::array beta, py::array running_mean,
                                 py::array running_var, py::array out, double eps) {
-  const RowsCols d = rows_cols(x, "x");
+  const auto [N, D] = matrix_dims(x, "x", "D");
   check_eps(eps);
-  const T* xp = in_ptr<T>(x, "x", {d.N, d.D});
-  const T* gp = in_ptr<T>(gamma, "gamma", {d.D});
-  const T* bp = in_ptr<T>(beta, "beta", {d.D});
-  const T* rmp = in_ptr<T>(running_mean, "running_mean", {d.D});
-  const T* rvp = in_ptr<T>(running_var, "running_var", {d.D});
-  T* op = out_ptr<T>(out, "out", {d.N, d.D});
+  const T* xp = in_ptr<T>(x, "x", {N, D});
+  const T* gp = in_ptr<T>(gamma, "gamma", {D});
+  const T* bp = in_ptr<T>(beta, "beta", {D});
+  const T* rmp = in_ptr<T>(running_mean, "running_mean", {D});
+  const T* rvp = in_ptr<T>(running_var, "running_var", {D});
+  T* op = out_ptr<T>(out, "out", {N, D});
   py::gil_scoped_release release;
-  cpu::batchnorm_forward_infer<T>(xp, gp, bp, rmp, rvp, op, d.N, d.D, eps);
+  cpu::batchnorm_forward_infer<T>(xp, gp, bp, rmp, rvp, op, N, D, eps);
 }
 
 template <typename T>
 void batchnorm_backward_py(py::array dout, py::array xc, py::array xn, py::array stdev, py::array gamma,
                            py::array dx, py::array dgamma, py::array dbeta) {
-  const RowsCols d = rows_cols(dout, "dout");
-  const T* dp = in_ptr<T>(dout, "dout", {d.N, d.D});
-  const T* xcp = in_ptr<T>(xc, "xc", {d.N, d.D});
-  const T* xnp = in_ptr<T>(xn, "xn", {d.N, d.D});
-  const T* sp = in_ptr<T>(stdev, "std", {d.D});
-  const T* gp = in_ptr<T>(gamma, "gamma", {d.D});
-  T* dxp = out_ptr<T>(dx, "dx", {d.N, d.D});
-  T* dgp = out_ptr<T>(dgamma, "dgamma", {d.D});
-  T* dbp = out_ptr<T>(dbeta, "dbeta", {d.D});
+  const auto [N, D] = matrix_dims(dout, "dout", "D");
+  const T* dp = in_ptr<T>(dout, "dout", {N, D});
+  const T* xcp = in_ptr<T>(xc, "xc", {N, D});
+  const T* xnp = in_ptr<T>(xn, "xn", {N, D});
+  const T* sp = in_ptr<T>(stdev, "std", {D});
+  const T* gp = in_ptr<T>(gamma, "gamma", {D});
+  T* dxp = out_ptr<T>(dx, "dx", {N, D});
+  T* dgp = out_ptr<T>(dgamma, "dgamma", {D});
+  T* dbp = out_ptr<T>(dbeta, "dbeta", {D});
   py::gil_scoped_release release;
-  cpu::batchnorm_backward<T>(dp, xcp, xnp, sp, gp, dxp, dgp, dbp, d.N, d.D);
+  cpu::batchnorm_backward<T>(dp, xcp, xnp, sp, gp, dxp, dgp, dbp, N, D);
 }
 
 }  // namespace

@@ -88,11 +88,30 @@ inline Nchw nchw(const py::array& a, const char* name) {
   return d;
 }
 
+// Extents of a 2-D array of rows (N) by columns, both >= 1, whose element count fits an int64: the one
+// check of the row-wise ops (batch norm's (N, D), the losses' (N, K)). cols names the columns in the message.
+struct Matrix {
+  std::int64_t rows, cols;
+};
+
+inline Matrix matrix_dims(const py::array& a, const char* name, const char* cols) {
+  const Matrix m{dim(a, name, 2, 0), dim(a, name, 2, 1)};
+  if (m.rows < 1 || m.cols < 1)
+    throw py::value_error(std::string(name) + ": shape " + shape_str(a) + ", expected (N, " + cols +
+                          ") with N >= 1 and " + cols + " >= 1");
+  checked_size(name, m.rows, m.cols);
+  return m;
+}
+
 // Register fn<T> as name_<suffix> for every T of FC_FLOAT_TYPES (common/dtype.h): name_f32, name_f64, ...
-#define FC_DEF_FLOATS(m, name, fn, doc, ...)                                                          \
+#define FC_DEF_FLOATS(m, name, fn, doc, ...) FC_DEF_FLOATS_PTR(m, name, &fn<T_>, doc, __VA_ARGS__)
+
+// The same for a function pointer written in terms of the type T_, e.g. (&forward_py<T_, cpu::relu_forward<T_>>)
+// for a binding template that takes its kernel as a template argument (parenthesised: it holds a comma).
+#define FC_DEF_FLOATS_PTR(m, name, ptr, doc, ...)                                                     \
   ::fastconv::for_each_float([&](auto tag) {                                                          \
     using T_ = typename decltype(tag)::type;                                                          \
-    (m).def((std::string(name) + "_" + ::fastconv::dtype_suffix<T_>::value).c_str(), &fn<T_>, doc,   \
+    (m).def((std::string(name) + "_" + ::fastconv::dtype_suffix<T_>::value).c_str(), ptr, doc,        \
             __VA_ARGS__);                                                                             \
   })
 

@@ -14,74 +14,62 @@ namespace {
 
 using i64 = std::int64_t;
 
-struct RowsCols {
-  i64 N, K;
-};
-
-RowsCols rows_cols(const py::array& a, const char* name) {
-  const RowsCols d{dim(a, name, 2, 0), dim(a, name, 2, 1)};
-  if (d.N < 1 || d.K < 1)
-    throw py::value_error(std::string(name) + ": shape " + shape_str(a) + ", expected (N, K) with N >= 1 and K >= 1");
-  checked_size(name, d.N, d.K);
-  return d;
-}
-
-const std::int64_t* labels_ptr(const py::array& t, const RowsCols& d) {
-  const std::int64_t* tp = in_ptr<std::int64_t>(t, "t", {d.N});
-  const i64 bad = cpu::first_bad_label(tp, d.N, d.K);
+const std::int64_t* labels_ptr(const py::array& t, i64 N, i64 K) {
+  const std::int64_t* tp = in_ptr<std::int64_t>(t, "t", {N});
+  const i64 bad = cpu::first_bad_label(tp, N, K);
   if (bad >= 0)
     throw py::value_error("t: label " + std::to_string(tp[bad]) + " at index " + std::to_string(bad) +
-                          " is out of range [0, " + std::to_string(d.K) + ")");
+                          " is out of range [0, " + std::to_string(K) + ")");
   return tp;
 }
 
 template <typename T>
 void softmax_forward_py(py::array x, py::array y) {
-  const RowsCols d = rows_cols(x, "x");
-  const T* xp = in_ptr<T>(x, "x", {d.N, d.K});
-  T* yp = out_ptr<T>(y, "y", {d.N, d.K});
+  const auto [N, K] = matrix_dims(x, "x", "K");
+  const T* xp = in_ptr<T>(x, "x", {N, K});
+  T* yp = out_ptr<T>(y, "y", {N, K});
   py::gil_scoped_release release;
-  cpu::softmax_forward<T>(xp, yp, d.N, d.K);
+  cpu::softmax_forward<T>(xp, yp, N, K);
 }
 
 template <typename T>
 double softmax_ce_forward_labels_py(py::array x, py::array t, py::array y) {
-  const RowsCols d = rows_cols(x, "x");
-  const T* xp = in_ptr<T>(x, "x", {d.N, d.K});
-  const std::int64_t* tp = labels_ptr(t, d);
-  T* yp = out_ptr<T>(y, "y", {d.N, d.K});
+  const auto [N, K] = matrix_dims(x, "x", "K");
+  const T* xp = in_ptr<T>(x, "x", {N, K});
+  const std::int64_t* tp = labels_ptr(t, N, K);
+  T* yp = out_ptr<T>(y, "y", {N, K});
   py::gil_scoped_release release;
-  return cpu::softmax_ce_forward_labels<T>(xp, tp, yp, d.N, d.K);
+  return cpu::softmax_ce_forward_labels<T>(xp, tp, yp, N, K);
 }
 
 template <typename T>
 double softmax_ce_forward_dense_py(py::array x, py::array t, py::array y) {
-  const RowsCols d = rows_cols(x, "x");
-  const T* xp = in_ptr<T>(x, "x", {d.N, d.K});
-  const T* tp = in_ptr<T>(t, "t", {d.N, d.K});
-  T* yp = out_ptr<T>(y, "y", {d.N, d.K});
+  const auto [N, K] = matrix_dims(x, "x", "K");
+  const T* xp = in_ptr<T>(x, "x", {N, K});
+  const T* tp = in_ptr<T>(t, "t", {N, K});
+  T* yp = out_ptr<T>(y, "y", {N, K});
   py::gil_scoped_release release;
-  return cpu::softmax_ce_forward_dense<T>(xp, tp, yp, d.N, d.K);
+  return cpu::softmax_ce_forward_dense<T>(xp, tp, yp, N, K);
 }
 
 template <typename T>
 void softmax_ce_backward_labels_py(py::array y, py::array t, py::array dx, double dout) {
-  const RowsCols d = rows_cols(y, "y");
-  const T* yp = in_ptr<T>(y, "y", {d.N, d.K});
-  const std::int64_t* tp = labels_ptr(t, d);
-  T* dxp = out_ptr<T>(dx, "dx", {d.N, d.K});
+  const auto [N, K] = matrix_dims(y, "y", "K");
+  const T* yp = in_ptr<T>(y, "y", {N, K});
+  const std::int64_t* tp = labels_ptr(t, N, K);
+  T* dxp = out_ptr<T>(dx, "dx", {N, K});
   py::gil_scoped_release release;
-  cpu::softmax_ce_backward_labels<T>(yp, tp, dxp, d.N, d.K, dout);
+  cpu::softmax_ce_backward_labels<T>(yp, tp, dxp, N, K, dout);
 }
 
 template <typename T>
 void softmax_ce_backward_dense_py(py::array y, py::array t, py::array dx, double dout) {
-  const RowsCols d = rows_cols(y, "y");
-  const T* yp = in_ptr<T>(y, "y", {d.N, d.K});
-  const T* tp = in_ptr<T>(t, "t", {d.N, d.K});
-  T* dxp = out_ptr<T>(dx, "dx", {d.N, d.K});
+  const auto [N, K] = matrix_dims(y, "y", "K");
+  const T* yp = in_ptr<T>(y, "y", {N, K});
+  const T* tp = in_ptr<T>(t, "t", {N, K});
+  T* dxp = out_ptr<T>(dx, "dx", {N, K});
   py::gil_scoped_release release;
-  cpu::softmax_ce_backward_dense<T>(yp, tp, dxp, d.N, d.K, dout);
+  cpu::softmax_ce_backward_dense<T>(yp, tp, dxp, N, K, dout);
 }
 
 i64 flat_len(const py::array& a, const char* name) {

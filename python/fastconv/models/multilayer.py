@@ -144,11 +144,20 @@ class MultiLayerNet(Net):
         """Gradients of :meth:`loss` by backpropagation (``dW`` has ``+ lambda * W``), keyed as ``params``."""
         self.loss(x, t)
         self._backprop(self.last_layer.backward(1))
+        return self._grads()
+
+    def _grads(self):
+        """The layers' gradients after a backward pass, keyed and ordered as ``params``: per hidden layer
+        ``WK`` (with ``+ lambda * W``), ``bK``, and where the layer has batch norm ``gammaK``, ``betaK``."""
         grads = {}
         for idx in range(1, self.hidden_layer_num + 2):
             layer = self.layers["Affine" + str(idx)]
             grads["W" + str(idx)] = layer.dW + self.weight_decay_lambda * layer.W
             grads["b" + str(idx)] = layer.db
+            bn = self.layers.get("BatchNorm" + str(idx))
+            if bn is not None:
+                grads["gamma" + str(idx)] = bn.dgamma
+                grads["beta" + str(idx)] = bn.dbeta
         return grads
 
 
@@ -234,13 +243,4 @@ class MultiLayerNetExtend(MultiLayerNet):
         """Gradients of the training-mode :meth:`loss`, keyed as ``params`` (with ``gammaK``, ``betaK``)."""
         self.loss(x, t, train_flg=True)
         self._backprop(self.last_layer.backward(1))
-        grads = {}
-        for idx in range(1, self.hidden_layer_num + 2):
-            layer = self.layers["Affine" + str(idx)]
-            grads["W" + str(idx)] = layer.dW + self.weight_decay_lambda * layer.W
-            grads["b" + str(idx)] = layer.db
-            if self.use_batchnorm and idx != self.hidden_layer_num + 1:
-                bn = self.layers["BatchNorm" + str(idx)]
-                grads["gamma" + str(idx)] = bn.dgamma
-                grads["beta" + str(idx)] = bn.dbeta
-        return grads
+        return self._grads()
