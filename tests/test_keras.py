@@ -970,3 +970,38 @@ def test_transposed_upsampling_leaky_round_trip(tmp_path, rng):
     again = keras.models.load_model(tmp_path / "m.keras")
     np.testing.assert_array_equal(again.predict(x, verbose=0), before)
     assert again.layers[2].negative_slope == 0.1 and again.layers[3].interpolation == "bilinear"
+
+
+def test_mse_loss_is_the_mean_of_squares_and_trains_through_the_output_activation(rng):
+    x = rng.standard_normal((6, 4)).astype(np.float32)
+    y = rng.standard_normal((6, 3)).astype(np.float32)
+    model = keras.Sequential([keras.Input((4,)), L.Dense(3, activation="tanh")])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    pred = model.predict(x, verbose=0)
+    np.testing.assert_allclose(model.evaluate(x, y, verbose=0), np.mean((pred - y) ** 2), rtol=1e-6)
+    kernel = model.get_weights()[0].astype(np.float64)
+    model.train_on_batch(x, y)
+    # one SGD step by hand: d mean((tanh(xW + b) - y)^2) / dW = x^T (2 (p - y) / size * (1 - p^2))
+    p = np.tanh(x.astype(np.float64) @ kernel)
+    grad = x.T @ (2 * (p - y) / y.size * (1 - p**2))
+    np.testing.assert_allclose(model.get_weights()[0], kernel - 0.1 * grad, rtol=1e-5, atol=1e-6)
+    assert keras.losses.get("mean_squared_error").name == "mean_squared_error"
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_against_keras_mse_regression(real_keras, rng):
+    def build(K):
+        inp = K.Input((5, 5, 2))
+        h = K.layers.Conv2D(3, 3, padding="same", activation="relu")(inp)
+        return K.Model(inp, K.layers.Dense(2, activation="sigmoid")(K.layers.Flatten()(h)))
+
+    km, fm = _both(real_keras, build)
+    x, y = rng.standard_normal((4, 5, 5, 2)).astype(np.float32), rng.random((4, 2)).astype(np.float32)
+    for m in (km, fm):
+        m.compile(optimizer="adam", loss="mse")
+    for _ in range(3):
+        np.testing.assert_allclose(fm.evaluate(x, y, verbose=0), km.evaluate(x, y, verbose=0), rtol=1e-5)
+        km.train_on_batch(x, y)
+        fm.train_on_batch(x, y)
+    for a, b in zip(km.get_weights(), fm.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)

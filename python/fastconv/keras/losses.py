@@ -10,8 +10,10 @@ is (1 - sigmoid(z), sigmoid(z)), so the loss and its gradient sigmoid(z) - t are
 The loss is the mean over samples (Keras' ``sum_over_batch_size``); probabilities are guarded by 1e-7 inside
 the log, where Keras clips them to [1e-7, 1 - 1e-7].
 
-``mean_squared_error``, ``mean_absolute_error``, ``huber``, ``kl_divergence``, ... need kernels fastconv does
-not have yet (``NotImplementedError``).
+``mean_squared_error`` (``mse``) runs ``ops.mean_squared_error`` on the model's output as it is (after its
+activation, whatever it is): Keras' mean over the last axis, then over the batch, is the mean over all elements.
+``mean_absolute_error``, ``huber``, ``kl_divergence``, ... need kernels fastconv does not have yet
+(``NotImplementedError``).
 """
 
 from __future__ import annotations
@@ -24,16 +26,16 @@ __all__ = [
     "BinaryCrossentropy",
     "CategoricalCrossentropy",
     "Loss",
+    "MeanSquaredError",
     "SparseCategoricalCrossentropy",
     "binary_crossentropy",
     "categorical_crossentropy",
     "get",
+    "mean_squared_error",
     "sparse_categorical_crossentropy",
 ]
 
 _NO_KERNEL = (
-    "mean_squared_error",
-    "mse",
     "mean_absolute_error",
     "mae",
     "mean_absolute_percentage_error",
@@ -54,7 +56,6 @@ _NO_KERNEL = (
     "ctc",
     "dice",
     "tversky",
-    "MeanSquaredError",
     "MeanAbsoluteError",
     "Huber",
     "KLDivergence",
@@ -240,6 +241,41 @@ class BinaryCrossentropy(Loss):
         return loss, probs[:, 1].copy(), grad
 
 
+class MeanSquaredError(Loss):
+    """``MeanSquaredError()`` / ``'mse'``: mean((y_pred - y_true)**2) over all elements, on the model's output as
+    its last layer computes it (no fused activation: the output's activation runs, and is differentiated, as a
+    layer's)."""
+
+    kind = "regression"
+    activation = None
+    _default_name = "mean_squared_error"
+
+    def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error", dtype=None):
+        super().__init__(name, reduction, dtype, from_logits=True)
+
+    def _targets(self, y, scores):
+        y = np.asarray(y)
+        if y.size != scores.size:
+            raise ValueError(
+                f"Arguments `target` and `output` must have the same shape. Received: "
+                f"target.shape={(None, *y.shape[1:])}, output.shape={(None, *scores.shape[1:])}"
+            )
+        return y.reshape(scores.shape).astype(scores.dtype, copy=False)
+
+    def _fused(self, scores, y, need_grad):
+        loss = ops.mean_squared_error(scores, y)
+        grad = ops.mean_squared_error_backward(scores, y) if need_grad else None
+        return loss, scores, grad
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "reduction": self.reduction}
+
+
+def mean_squared_error(y_true, y_pred):
+    """Keras' function form: the mean of the squared differences."""
+    return MeanSquaredError()(y_true, y_pred)
+
+
 def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
     """Keras' function form; fastconv computes it from logits (see :class:`CategoricalCrossentropy`)."""
     return CategoricalCrossentropy(from_logits, label_smoothing, axis)(y_true, y_pred)
@@ -259,16 +295,20 @@ _CLASSES = {
     "CategoricalCrossentropy": CategoricalCrossentropy,
     "SparseCategoricalCrossentropy": SparseCategoricalCrossentropy,
     "BinaryCrossentropy": BinaryCrossentropy,
+    "MeanSquaredError": MeanSquaredError,
 }
 _NAMES = {
     "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "binary_crossentropy": BinaryCrossentropy,
+    "mean_squared_error": MeanSquaredError,
+    "mse": MeanSquaredError,
 }
 _FUNCS = {
     categorical_crossentropy: CategoricalCrossentropy,
     sparse_categorical_crossentropy: SparseCategoricalCrossentropy,
     binary_crossentropy: BinaryCrossentropy,
+    mean_squared_error: MeanSquaredError,
 }
 
 

@@ -541,6 +541,9 @@ class Model(Layer):
             layer.activation if isinstance(layer, (Dense, Activation)) else getattr(layer, "activation", None)
         )
         want = loss.activation
+        if want is None:  # a loss on the output as it is (mse): the output's activation runs as a layer's
+            self._fuse = False
+            return
         if loss.from_logits:
             if act == want:
                 raise NotImplementedError(
