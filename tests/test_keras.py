@@ -502,21 +502,20 @@ def test_fit_logs_history_and_progress(capsys, rng):
     np.testing.assert_array_equal(model.predict_on_batch(x[:7]), model.predict(x[:7], verbose=0))
 
 
-def test_train_on_batch_accumulates_until_reset(rng):
+def test_train_and_test_on_batch_report_their_own_batch(rng):
+    """Keras 3.15 resets the metrics at each train_on_batch / test_on_batch call: each reports its batch."""
     x, y = blobs(rng, 32)
     model = resnet_model()
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     loss1, _ = model.train_on_batch(x[:16], y[:16])
     assert np.isfinite(loss1)
-    model.reset_metrics()
-    model.test_on_batch(x[:16], y[:16])
-    halves = model.test_on_batch(x[16:], y[16:])  # the running mean over both halves, as Keras 3
-    model.reset_metrics()
-    whole = model.test_on_batch(x, y)
-    assert halves == pytest.approx(whole, rel=1e-6)
-    model.reset_metrics()
+    first = model.test_on_batch(x[:16], y[:16])
+    second = model.test_on_batch(x[16:], y[16:])
+    alone = model.evaluate(x[16:], y[16:], batch_size=16, verbose=0)
+    assert second == pytest.approx(alone, rel=1e-6)
+    assert first != pytest.approx(second)
     assert model.test_on_batch(x, y, return_dict=True) == pytest.approx(
-        {"accuracy": whole[1], "loss": whole[0]}
+        dict(zip(("loss", "accuracy"), model.evaluate(x, y, batch_size=32, verbose=0)))
     )
 
 
@@ -1000,8 +999,6 @@ def test_against_keras_mse_regression(real_keras, rng):
     for m in (km, fm):
         m.compile(optimizer="adam", loss="mse")
     for _ in range(3):
-        np.testing.assert_allclose(fm.evaluate(x, y, verbose=0), km.evaluate(x, y, verbose=0), rtol=1e-5)
-        km.train_on_batch(x, y)
-        fm.train_on_batch(x, y)
+        np.testing.assert_allclose(fm.train_on_batch(x, y), km.train_on_batch(x, y), rtol=1e-5)
     for a, b in zip(km.get_weights(), fm.get_weights()):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)

@@ -822,23 +822,25 @@ class Model(Layer):
         return res[0] if len(res) == 1 else res
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
-        """One training step on one batch; returns the loss and metrics accumulated since the last
-        ``reset_metrics()`` (Keras 3 does not reset them between calls)."""
+        """One training step on one batch; returns that batch's loss and metrics (the metrics are reset first,
+        as Keras 3.15 does)."""
         if sample_weight is not None or class_weight is not None:
             raise NotImplementedError("train_on_batch: sample and class weights are not supported")
         if not self.compiled:
             raise ValueError("You must call `compile()` before using the model.")
         xs, y = self._xy(x, y)
         self._prepare_train()
+        self.reset_metrics()
         self._step(xs, y, True)
         return self._results(return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
-        """Loss and metrics of one batch (accumulated as :meth:`train_on_batch`'s)."""
+        """Loss and metrics of one batch (the metrics reset first, as :meth:`train_on_batch`'s)."""
         if sample_weight is not None:
             raise NotImplementedError("test_on_batch: sample weights are not supported")
         self._setup_loss()
         xs, y = self._xy(x, y)
+        self.reset_metrics()
         self._step(xs, y, False)
         return self._results(return_dict)
 
