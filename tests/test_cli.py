@@ -230,7 +230,7 @@ def test_info_still_works(capsys):
         (["train", "--batch-size", "x"], "argument --batch-size: expected an integer, got 'x'"),
         (["train", "--lr", "-1"], "argument --lr: expected a finite number > 0"),
         (["train", "--lr", "nan"], "argument --lr: expected a finite number > 0"),
-        (["train", "--model", "resnet"], "argument --model: invalid choice: 'resnet'"),
+        (["train", "--model", "resnet50"], "argument --model: invalid choice: 'resnet50'"),
         (["train", "--optimizer", "adamw"], "argument --optimizer: invalid choice: 'adamw'"),
         (["train", "--dtype", "float16"], "argument --dtype: invalid choice"),
         (["train", "--threads", "0"], "argument --threads"),
