@@ -459,7 +459,8 @@ def test_sequential_spec_errors():
 
 def test_models_registry():
     assert models.MODELS == {"deepconvnet": DeepConvNet, "simpleconvnet": SimpleConvNet, "lenet": LeNet,
-                             "kerascnn": KerasCNN}
+                             "kerascnn": KerasCNN, "vgg": models.VGG, "resnet": models.ResNet,
+                             "mobilenet": models.MobileNet, "inception": models.InceptionNet}
 
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))
