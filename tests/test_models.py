@@ -491,8 +491,8 @@ def test_build_kwargs_and_layers(rng):
 
 
 def test_build_errors():
-    with pytest.raises(ValueError, match="deepconvnet, simpleconvnet, lenet, kerascnn"):
-        models.build("resnet")
+    with pytest.raises(ValueError, match="deepconvnet, simpleconvnet, lenet, kerascnn, vgg, resnet, mobilenet"):
+        models.build("resnet50")
     with pytest.raises(TypeError, match="name"):
         models.build(LeNet)
     for seed in (-1, 2**32, 1.5, True):
