@@ -994,3 +994,47 @@ def test_runs_shows_an_interrupted_run(tmp_path, capsys, have_data, monkeypatch)
         f"continue it with: fastconv train --out {tmp_path / 'run'} --resume\n"
     )
     assert "epoch-0001-step-000001.npz" in out
+
+
+# ======================================================================================================
+# the block networks and the DCGAN
+
+
+def test_train_and_resume_a_batch_norm_network(tmp_path, capsys, have_data):
+    """ResNet through the Trainer: its batch-norm running statistics go into the checkpoint, so a resumed run
+    continues from the same statistics, and the params file loads back into the network."""
+    sizes = ("--model", "resnet", "--train-size", "100", "--test-size", "50")
+    assert train(tmp_path, *sizes) == 0
+    capsys.readouterr()
+    assert train(tmp_path, *sizes, "--epochs", "2", "--resume") == 0
+    out = capsys.readouterr().out
+    assert "resumed from" in out and "epoch 2/2" in out
+    with np.load(tmp_path / "run" / "checkpoints" / "epoch-0002.npz", allow_pickle=False) as ck:
+        stats = [k for k in ck.files if k.startswith("buffer/") and k.endswith("running_var")]
+    assert len(stats) == 21  # every batch norm of ResNet-20 (19 convolutions + 2 projections)
+    net = fastconv.models.build("resnet")
+    net.load_params(str(tmp_path / "run" / "params.npz"))
+
+
+def test_train_dcgan_writes_samples_losses_and_both_networks(tmp_path, capsys, have_data):
+    out = tmp_path / "gan"
+    rc = main(["train", "--model", "dcgan", "--epochs", "1", "--train-size", "64", "--batch-size", "32",
+               "--no-progress", "--threads", "2", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0 and "generator loss" in text
+    hist = strict_json(out / "history.json")
+    assert len(hist["g_loss"]) == len(hist["d_loss"]) == 1 and all(np.isfinite(hist["g_loss"]))
+    for name in ("generator.npz", "discriminator.npz"):
+        with np.load(out / name, allow_pickle=False) as p:
+            assert p.files and all(np.isfinite(p[k]).all() for k in p.files)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        assert (out / "samples_epoch_001.png").read_bytes()[:4] == b"\x89PNG"
+    # a second run into the same --out is refused without --overwrite; --resume is not offered
+    assert main(["train", "--model", "dcgan", "--epochs", "1", "--out", str(out)]) == 2
+    assert main(["train", "--model", "dcgan", "--resume", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "holds a run" in err and "--resume: not available with --model dcgan" in err
