@@ -511,3 +511,214 @@ def batchnorm_backward(dout, xc, xn, std, gamma) -> tuple:
     kernel("batchnorm_backward", dtype, dout)(_c(dout, dtype), _c(arr["xc"], dtype), _c(arr["xn"], dtype), p["std"],
                                               p["gamma"], dx, dgamma, dbeta)
     return dx, dgamma, dbeta
+
+
+# ======================================================================================================
+# recurrent cells over whole sequences (the sequel's TimeRNN / TimeLSTM / TimeGRU). xs is (N, T, D), Wx (D, G*H),
+# Wh (H, G*H), b (G*H,) with G = 1 (RNN), 4 (LSTM: f, g, i, o), 3 (GRU: z, r, h); states are (N, H).
+
+
+def _recurrent(xs, Wx, Wh, b, n_gates: int, cell: str, **more) -> tuple:
+    """Checked, contiguous arrays of the result dtype and the sizes (N, T, D, H); ``more`` are the states and
+    caches, checked against the shapes they must have (named as in the kernels)."""
+    named = {"xs": xs, "Wx": Wx, "Wh": Wh, **({"b": b} if b is not None else {}), **more}
+    dtype, arr = chk.floats(**named)
+    N, T, D, H = chk.recurrent_shapes(arr["xs"], arr["Wx"], arr["Wh"], arr.get("b"), n_gates, cell)
+    G = n_gates * H
+    shapes = {"h0": (N, H), "c0": (N, H), "hs": (N, T, H), "cs": (N, T, H), "dhs": (N, T, H), "rh": (N, T, H),
+              "gates": (N, T, G)}
+    chk.seq_arrays(shapes, **{k: arr[k] for k in more})
+    return dtype, {k: _c(a, dtype) for k, a in arr.items()}, (N, T, D, H)
+
+
+def _recurrent_grads(xp, dtype, N, T, D, H, n_gates: int, states: int) -> tuple:
+    """Fresh (dxs, dWx, dWh, db, dh0[, dc0]) for a backward pass."""
+    G = n_gates * H
+    out = [xp.empty((N, T, D), dtype=dtype), xp.empty((D, G), dtype=dtype), xp.empty((H, G), dtype=dtype),
+           xp.empty((G,), dtype=dtype)]
+    return tuple(out + [xp.empty((N, H), dtype=dtype) for _ in range(states)])
+
+
+def rnn_forward(xs, Wx, Wh, b, h0):
+    """Simple RNN over all T steps: ``hs[:, t] = tanh(xs[:, t] @ Wx + h_{t-1} @ Wh + b)``, h_{-1} = h0.
+
+    Returns
+    -------
+    hs : ndarray (N, T, H)
+    """
+    dtype, a, (N, T, _, H) = _recurrent(xs, Wx, Wh, b, 1, "RNN", h0=h0)
+    hs = array_module(a["xs"]).empty((N, T, H), dtype=dtype)
+    kernel("rnn_forward", dtype, a["xs"])(a["xs"], a["Wx"], a["Wh"], a["b"], a["h0"], hs)
+    return hs
+
+
+def rnn_backward(xs, Wx, Wh, h0, hs, dhs) -> tuple:
+    """Backward through time of :func:`rnn_forward`: (dxs, dWx, dWh, db, dh0) for the gradient ``dhs`` of hs."""
+    dtype, a, (N, T, D, H) = _recurrent(xs, Wx, Wh, None, 1, "RNN", h0=h0, hs=hs, dhs=dhs)
+    g = _recurrent_grads(array_module(a["xs"]), dtype, N, T, D, H, 1, 1)
+    kernel("rnn_backward", dtype, a["xs"])(a["xs"], a["Wx"], a["Wh"], a["h0"], a["hs"], a["dhs"], *g)
+    return g
+
+
+def lstm_forward(xs, Wx, Wh, b, h0, c0) -> tuple:
+    """LSTM over all T steps, gate columns (f, g, i, o) as the sequel's: ``c = f*c_prev + g*i``, ``h = o*tanh(c)``.
+
+    Returns
+    -------
+    hs, cs : ndarray (N, T, H)
+        Hidden and cell states of every step.
+    gates : ndarray (N, T, 4H)
+        The activated gates of every step (for :func:`lstm_backward`).
+    """
+    dtype, a, (N, T, _, H) = _recurrent(xs, Wx, Wh, b, 4, "LSTM", h0=h0, c0=c0)
+    xp = array_module(a["xs"])
+    hs, cs, gates = xp.empty((N, T, H), dtype=dtype), xp.empty((N, T, H), dtype=dtype), \
+        xp.empty((N, T, 4 * H), dtype=dtype)
+    kernel("lstm_forward", dtype, a["xs"])(a["xs"], a["Wx"], a["Wh"], a["b"], a["h0"], a["c0"], hs, cs, gates)
+    return hs, cs, gates
+
+
+def lstm_backward(xs, Wx, Wh, h0, c0, hs, cs, gates, dhs) -> tuple:
+    """Backward through time of :func:`lstm_forward`: (dxs, dWx, dWh, db, dh0, dc0)."""
+    dtype, a, (N, T, D, H) = _recurrent(xs, Wx, Wh, None, 4, "LSTM", h0=h0, c0=c0, hs=hs, cs=cs, gates=gates,
+                                        dhs=dhs)
+    g = _recurrent_grads(array_module(a["xs"]), dtype, N, T, D, H, 4, 2)
+    kernel("lstm_backward", dtype, a["xs"])(a["xs"], a["Wx"], a["Wh"], a["h0"], a["c0"], a["hs"], a["cs"],
+                                            a["gates"], a["dhs"], *g)
+    return g
+
+
+def gru_forward(xs, Wx, Wh, b, h0) -> tuple:
+    """GRU over all T steps, gate columns (z, r, h) as the sequel's:
+    ``h = (1 - z) * h_prev + z * tanh(x Wxh + (r * h_prev) Whh + bh)``.
+
+    Returns
+    -------
+    hs : ndarray (N, T, H)
+    gates : ndarray (N, T, 3H)
+        The activated z, r and candidate of every step.
+    rh : ndarray (N, T, H)
+        ``r * h_prev`` of every step (gates and rh are kept for :func:`gru_backward`).
+    """
+    dtype, a, (N, T, _, H) = _recurrent(xs, Wx, Wh, b, 3, "GRU", h0=h0)
+    xp = array_module(a["xs"])
+    hs, gates, rh = xp.empty((N, T, H), dtype=dtype), xp.empty((N, T, 3 * H), dtype=dtype), \
+        xp.empty((N, T, H), dtype=dtype)
+    kernel("gru_forward", dtype, a["xs"])(a["xs"], a["Wx"], a["Wh"], a["b"], a["h0"], hs, gates, rh)
+    return hs, gates, rh
+
+
+def gru_backward(xs, Wx, Wh, h0, hs, gates, rh, dhs) -> tuple:
+    """Backward through time of :func:`gru_forward`: (dxs, dWx, dWh, db, dh0)."""
+    dtype, a, (N, T, D, H) = _recurrent(xs, Wx, Wh, None, 3, "GRU", h0=h0, hs=hs, gates=gates, rh=rh, dhs=dhs)
+    g = _recurrent_grads(array_module(a["xs"]), dtype, N, T, D, H, 3, 1)
+    kernel("gru_backward", dtype, a["xs"])(a["xs"], a["Wx"], a["Wh"], a["h0"], a["hs"], a["gates"], a["rh"],
+                                           a["dhs"], *g)
+    return g
+
+
+# ======================================================================================================
+# embedding (gather of table rows, scatter-add backward) and softmax-with-loss over time
+
+
+def embedding_forward(W, idx):
+    """Rows of W (V, D) picked by the integer ids ``idx`` (any shape): ``W[idx]``, of shape idx.shape + (D,)."""
+    dtype, arr = chk.floats(W=W)
+    W = arr["W"]
+    chk.ndim(W, "W", 2, "(V, D)")
+    chk.nonempty(W, "W")
+    idx = chk.ids(idx)
+    xp = array_module(W)
+    out = xp.empty(idx.shape + (W.shape[1],), dtype=dtype)
+    flat = xp.ascontiguousarray(idx, dtype=np.int64).reshape(-1)
+    kernel("embedding_forward", dtype, W)(_c(W, dtype), flat, out.reshape(flat.size, W.shape[1]))
+    return out
+
+
+def embedding_backward(dout, idx, W_shape, out=None):
+    """Gradient of :func:`embedding_forward` for the table: zeros of ``W_shape`` (V, D) with every row of ``dout``
+    (idx.shape + (D,)) added into the row its id picked (repeated ids accumulate).
+
+    ``out``, when given, is a C-contiguous writeable (V, D) array of dout's dtype that receives the result in place.
+    """
+    dtype, arr = chk.floats(dout=dout)
+    dout = arr["dout"]
+    idx = chk.ids(idx)
+    V, D = chk.table_shape(W_shape)
+    chk.same_shape(dout, "dout", idx.shape + (D,), f"one row of {D} per id of idx {chk.shape_str(idx.shape)}")
+    xp = array_module(dout)
+    if out is None:
+        out = xp.empty((V, D), dtype=dtype)
+    else:
+        chk.out_array(out, dtype, (V, D), "W_shape")
+    flat = xp.ascontiguousarray(idx, dtype=np.int64).reshape(-1)
+    kernel("embedding_backward", dtype, dout)(_c(dout, dtype).reshape(flat.size, D), flat, out)
+    return out
+
+
+def time_softmax_ce(xs, ts, ignore_label: int = -1) -> tuple:
+    """Softmax of scores xs (N, T, V) and the cross-entropy averaged over the steps whose label is not
+    ``ignore_label`` (the sequel's TimeSoftmaxWithLoss).
+
+    Parameters
+    ----------
+    xs : array_like (N, T, V)
+    ts : integer labels (N, T) in [0, V) or equal to ``ignore_label``, or one-hot targets (N, T, V)
+    ignore_label : int
+
+    Returns
+    -------
+    loss : float
+        ``sum(-log y[label]) / kept`` over the kept steps (no 1e-7 inside the log, as the sequel); NaN when every
+        step is ignored (0 / 0, as the sequel).
+    ys : ndarray (N, T, V), the softmax of xs
+    labels : ndarray (N, T) int64, the labels used (argmax of one-hot targets)
+    kept : int, the number of steps that count
+    """
+    dtype, arr = chk.floats(xs=xs)
+    xs = arr["xs"]
+    chk.ndim(xs, "xs", 3, "(N, T, V)")
+    chk.nonempty(xs, "xs")
+    ignore = chk.integer(ignore_label, "ignore_label", -(2**63), 2**63 - 1)
+    xp = array_module(xs)
+    labels = xp.ascontiguousarray(chk.time_targets(ts, xs.shape), dtype=np.int64)
+    N, T, V = xs.shape
+    ys = xp.empty(xs.shape, dtype=dtype)
+    total, kept = kernel("time_softmax_ce_forward", dtype, xs)(_c(xs, dtype).reshape(N * T, V), labels.reshape(-1),
+                                                               ys.reshape(N * T, V), ignore)
+    loss = total / kept if kept else float("nan")
+    return loss, ys, labels, kept
+
+
+def time_softmax_ce_backward(ys, labels, kept: int, dout: float = 1.0, ignore_label: int = -1):
+    """Gradient of :func:`time_softmax_ce` for the scores: ``(ys - onehot(labels)) * dout / kept`` on the kept
+    steps, 0 on the ignored ones."""
+    dtype, arr = chk.floats(ys=ys)
+    ys = arr["ys"]
+    chk.ndim(ys, "ys", 3, "(N, T, V)")
+    chk.nonempty(ys, "ys")
+    labels = chk.time_targets(labels, ys.shape)
+    ignore = chk.integer(ignore_label, "ignore_label", -(2**63), 2**63 - 1)
+    kept = chk.integer(kept, "kept", 0)
+    scale = chk.real(dout, "dout") / kept if kept else float("nan")
+    N, T, V = ys.shape
+    xp = array_module(ys)
+    dx = xp.empty(ys.shape, dtype=dtype)
+    kernel("time_softmax_ce_backward", dtype, ys)(_c(ys, dtype).reshape(N * T, V),
+                                                  xp.ascontiguousarray(labels, dtype=np.int64).reshape(-1),
+                                                  dx.reshape(N * T, V), ignore, scale)
+    return dx
+
+
+__all__ += [
+    "embedding_backward",
+    "embedding_forward",
+    "gru_backward",
+    "gru_forward",
+    "lstm_backward",
+    "lstm_forward",
+    "rnn_backward",
+    "rnn_forward",
+    "time_softmax_ce",
+    "time_softmax_ce_backward",
+]

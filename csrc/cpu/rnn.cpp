@@ -1,0 +1,295 @@
+// rnn.cpp: simple RNN, LSTM and GRU over whole sequences (layouts in rnn.h).
+// Forward: the input projections of all N*L steps are ONE GEMM (xs (N*L, D) @ Wx, onto the bias rows), then per
+// step one GEMM accumulates h_{t-1} @ Wh onto that step's rows (strided views, no copies; the GRU makes two, its
+// candidate needs r first) and one pass applies the gate nonlinearities and the state update in place.
+// Backward through time runs per step only what depends on the next step's carry (the elementwise gate
+// gradients and dh_{t-1} = dA_t @ Wh^T); dWx, dWh, db and dxs are then whole-sequence GEMMs over the N*L rows
+// of dA, so nothing is accumulated step by step. Every GEMM is the project's (gemm/gemm.h); every element is
+// computed by one thread in a fixed order, so results do not depend on the thread count.
+#include "cpu/rnn.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/dtype.h"
+#include "cpu/activation.h"
+#include "cpu/threads.h"
+#include "cpu/workspace.h"
+
+namespace fastconv::cpu {
+
+namespace {
+
+// Below this many elements per step the elementwise pass stays on one thread (fork/join costs more).
+constexpr index_t kParallelMin = 1 << 14;
+
+// out (M, GH) = b (every row) + x (M, D) @ W (D, GH): the input projections of every step in one GEMM.
+template <typename T>
+void project_inputs(const T* x, const T* w, const T* b, T* out, index_t M, index_t D, index_t GH, int nthreads) {
+  for (index_t m = 0; m < M; ++m) std::copy(b, b + GH, out + m * GH);
+  gemm<T>(M, GH, D, T(1), x, D, 1, w, GH, 1, T(1), out, GH, nthreads);
+}
+
+// The state entering step t: h0 (row stride H) at t = 0, else row t-1 of hs (row stride L*H).
+template <typename T>
+struct Prev {
+  const T* p;
+  index_t ld;
+};
+template <typename T>
+inline Prev<T> prev_state(const T* h0, const T* hs, index_t t, index_t L, index_t H) {
+  return t == 0 ? Prev<T>{h0, H} : Prev<T>{hs + (t - 1) * H, L * H};
+}
+
+// out (N, L, H): the state entering every step, h0 then hs shifted by one step (for the dWh GEMM).
+template <typename T>
+void shifted_states(const T* h0, const T* hs, T* out, index_t N, index_t L, index_t H) {
+  for (index_t n = 0; n < N; ++n) {
+    std::copy(h0 + n * H, h0 + (n + 1) * H, out + n * L * H);
+    std::copy(hs + n * L * H, hs + (n * L + L - 1) * H, out + (n * L + 1) * H);
+  }
+}
+
+// C (M, GH, row stride ldc) = A^T @ dA for A (rows, M) and dA (rows, GH, row stride ldd): a weight gradient
+// summed over every step of every sequence by one GEMM.
+template <typename T>
+void weight_grad(const T* a, index_t M, const T* da, index_t ldd, index_t GH, index_t rows, T* c, index_t ldc,
+                 int nthreads) {
+  gemm<T>(M, GH, rows, T(1), a, 1, M, da, ldd, 1, T(0), c, ldc, nthreads);
+}
+
+// The gradients every cell finishes with, from dA (NL, GH): dWx = xs^T dA, db = column sums of dA (each column
+// summed in row order by one thread) and dxs = dA Wx^T.
+template <typename T>
+void input_grads(const T* xs, const T* wx, const T* da, T* dxs, T* dwx, T* db, index_t NL, index_t D, index_t GH,
+                 int nthreads) {
+  weight_grad(xs, D, da, GH, GH, NL, dwx, GH, nthreads);
+  gemm<T>(NL, D, GH, T(1), da, GH, 1, wx, 1, GH, T(0), dxs, D, nthreads);  // B(k, j) = wx[j*GH + k]
+  std::fill(db, db + GH, T(0));
+  for (index_t m = 0; m < NL; ++m)
+    for (index_t j = 0; j < GH; ++j) db[j] += da[m * GH + j];
+}
+
+// dh (N, H) = dA_t (N, K, row stride ldd) @ W^T + beta * dh, where W^T (K, H) reads wh columns [0, K) with row
+// stride ldw: the gradient that flows to the previous step's state.
+template <typename T>
+void back_to_state(const T* da, index_t ldd, const T* wh, index_t ldw, T beta, T* dh, index_t N, index_t H,
+                   index_t K, int nthreads) {
+  gemm<T>(N, H, K, T(1), da, ldd, 1, wh, 1, ldw, beta, dh, H, nthreads);  // B(k, j) = wh[j*ldw + k]
+}
+
+template <typename T>
+inline void tanh_inplace(T* v, index_t n) {
+  for (index_t j = 0; j < n; ++j) v[j] = std::tanh(v[j]);
+}
+
+// Runs body(n) for every sequence n of a step, on several threads when the step is large enough.
+template <typename F>
+void for_each_row(index_t N, index_t work, const F& body) {
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (work >= kParallelMin)
+  for (index_t n = 0; n < N; ++n) body(n);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------------
+// simple RNN: the pre-activations are built in hs itself and replaced by their tanh step by step
+
+template <typename T>
+void rnn_forward(const T* xs, const T* wx, const T* wh, const T* b, const T* h0, T* hs, index_t N, index_t L,
+                 index_t D, index_t H, int nthreads) {
+  project_inputs(xs, wx, b, hs, N * L, D, H, nthreads);
+  for (index_t t = 0; t < L; ++t) {
+    const Prev<T> hp = prev_state(h0, static_cast<const T*>(hs), t, L, H);
+    // hs[:, t, :] (N, H, row stride L*H) += h_{t-1} @ Wh
+    gemm<T>(N, H, H, T(1), hp.p, hp.ld, 1, wh, H, 1, T(1), hs + t * H, L * H, nthreads);
+    for_each_row(N, N * H, [&](index_t n) { tanh_inplace(hs + (n * L + t) * H, H); });
+  }
+}
+
+template <typename T>
+void rnn_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* hs, const T* dhs, T* dxs, T* dwx,
+                  T* dwh, T* db, T* dh0, index_t N, index_t L, index_t D, index_t H, int nthreads) {
+  Scratch<T> da(static_cast<std::size_t>(N * L * H)), carry(static_cast<std::size_t>(N * H), true);
+  for (index_t t = L - 1; t >= 0; --t) {
+    for_each_row(N, N * H, [&](index_t n) {
+      const index_t r = (n * L + t) * H;
+      for (index_t j = 0; j < H; ++j) {
+        const T h = hs[r + j];
+        da[r + j] = (dhs[r + j] + carry[n * H + j]) * (T(1) - h * h);
+      }
+    });
+    back_to_state(da.data() + t * H, L * H, wh, H, T(0), carry.data(), N, H, H, nthreads);
+  }
+  std::copy(carry.data(), carry.data() + N * H, dh0);
+  Scratch<T> hprev(static_cast<std::size_t>(N * L * H));
+  shifted_states(h0, hs, hprev.data(), N, L, H);
+  weight_grad(hprev.data(), H, da.data(), H, H, N * L, dwh, H, nthreads);
+  input_grads(xs, wx, da.data(), dxs, dwx, db, N * L, D, H, nthreads);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// LSTM: gates holds each step's pre-activations, replaced in place by sigmoid(f), tanh(g), sigmoid(i), sigmoid(o)
+
+template <typename T>
+void lstm_forward(const T* xs, const T* wx, const T* wh, const T* b, const T* h0, const T* c0, T* hs, T* cs,
+                  T* gates, index_t N, index_t L, index_t D, index_t H, int nthreads) {
+  const index_t G = 4 * H;
+  project_inputs(xs, wx, b, gates, N * L, D, G, nthreads);
+  for (index_t t = 0; t < L; ++t) {
+    const Prev<T> hp = prev_state(h0, static_cast<const T*>(hs), t, L, H);
+    const Prev<T> cp = prev_state(c0, static_cast<const T*>(cs), t, L, H);
+    // gates[:, t, :] (N, 4H, row stride L*4H) += h_{t-1} @ Wh
+    gemm<T>(N, G, H, T(1), hp.p, hp.ld, 1, wh, G, 1, T(1), gates + t * G, L * G, nthreads);
+    for_each_row(N, N * G, [&](index_t n) {
+      T* a = gates + (n * L + t) * G;
+      sigmoid_forward(a, a, H);                  // f
+      tanh_inplace(a + H, H);                    // g
+      sigmoid_forward(a + 2 * H, a + 2 * H, 2 * H);  // i, o
+      const T* c_prev = cp.p + n * cp.ld;
+      T* c = cs + (n * L + t) * H;
+      T* h = hs + (n * L + t) * H;
+      for (index_t j = 0; j < H; ++j) {
+        c[j] = a[j] * c_prev[j] + a[H + j] * a[2 * H + j];
+        h[j] = a[3 * H + j] * std::tanh(c[j]);
+      }
+    });
+  }
+}
+
+template <typename T>
+void lstm_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* c0, const T* hs, const T* cs,
+                   const T* gates, const T* dhs, T* dxs, T* dwx, T* dwh, T* db, T* dh0, T* dc0, index_t N,
+                   index_t L, index_t D, index_t H, int nthreads) {
+  const index_t G = 4 * H;
+  Scratch<T> da(static_cast<std::size_t>(N * L * G));
+  Scratch<T> dh(static_cast<std::size_t>(N * H), true), dc(static_cast<std::size_t>(N * H), true);
+  for (index_t t = L - 1; t >= 0; --t) {
+    const Prev<T> cp = prev_state(c0, cs, t, L, H);
+    for_each_row(N, N * G, [&](index_t n) {
+      const index_t r = (n * L + t) * H;
+      const T* a = gates + (n * L + t) * G;
+      T* d = da.data() + (n * L + t) * G;
+      const T* c_prev = cp.p + n * cp.ld;
+      for (index_t j = 0; j < H; ++j) {
+        const T f = a[j], g = a[H + j], i = a[2 * H + j], o = a[3 * H + j];
+        const T tc = std::tanh(cs[r + j]);
+        const T dhj = dhs[r + j] + dh[n * H + j];
+        // c reaches the loss through the next cell state and through h = o * tanh(c)
+        const T ds = dc[n * H + j] + dhj * o * (T(1) - tc * tc);
+        dc[n * H + j] = ds * f;
+        d[j] = ds * c_prev[j] * f * (T(1) - f);
+        d[H + j] = ds * i * (T(1) - g * g);
+        d[2 * H + j] = ds * g * i * (T(1) - i);
+        d[3 * H + j] = dhj * tc * o * (T(1) - o);
+      }
+    });
+    back_to_state(da.data() + t * G, L * G, wh, G, T(0), dh.data(), N, H, G, nthreads);
+  }
+  std::copy(dh.data(), dh.data() + N * H, dh0);
+  std::copy(dc.data(), dc.data() + N * H, dc0);
+  Scratch<T> hprev(static_cast<std::size_t>(N * L * H));
+  shifted_states(h0, hs, hprev.data(), N, L, H);
+  weight_grad(hprev.data(), H, da.data(), G, G, N * L, dwh, G, nthreads);
+  input_grads(xs, wx, da.data(), dxs, dwx, db, N * L, D, G, nthreads);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// GRU: gates holds z, r (sigmoid) and the candidate (tanh) of each step; the candidate's recurrent term is
+// (r * h_{t-1}) @ Whh, so each step makes two GEMMs: h_{t-1} @ [Whz Whr] first, then rh @ Whh once r is known
+
+template <typename T>
+void gru_forward(const T* xs, const T* wx, const T* wh, const T* b, const T* h0, T* hs, T* gates, T* rh,
+                 index_t N, index_t L, index_t D, index_t H, int nthreads) {
+  const index_t G = 3 * H;
+  project_inputs(xs, wx, b, gates, N * L, D, G, nthreads);
+  for (index_t t = 0; t < L; ++t) {
+    const Prev<T> hp = prev_state(h0, static_cast<const T*>(hs), t, L, H);
+    // gates[:, t, :2H] += h_{t-1} @ Wh[:, :2H] (row stride 3H)
+    gemm<T>(N, 2 * H, H, T(1), hp.p, hp.ld, 1, wh, G, 1, T(1), gates + t * G, L * G, nthreads);
+    for_each_row(N, N * G, [&](index_t n) {
+      T* a = gates + (n * L + t) * G;
+      sigmoid_forward(a, a, 2 * H);  // z, r
+      const T* h_prev = hp.p + n * hp.ld;
+      T* q = rh + (n * L + t) * H;
+      for (index_t j = 0; j < H; ++j) q[j] = a[H + j] * h_prev[j];
+    });
+    // gates[:, t, 2H:] += rh_t @ Wh[:, 2H:]
+    gemm<T>(N, H, H, T(1), rh + t * H, L * H, 1, wh + 2 * H, G, 1, T(1), gates + t * G + 2 * H, L * G, nthreads);
+    for_each_row(N, N * G, [&](index_t n) {
+      T* a = gates + (n * L + t) * G;
+      tanh_inplace(a + 2 * H, H);
+      const T* h_prev = hp.p + n * hp.ld;
+      T* h = hs + (n * L + t) * H;
+      for (index_t j = 0; j < H; ++j) h[j] = (T(1) - a[j]) * h_prev[j] + a[j] * a[2 * H + j];
+    });
+  }
+}
+
+template <typename T>
+void gru_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* hs, const T* gates, const T* rh,
+                  const T* dhs, T* dxs, T* dwx, T* dwh, T* db, T* dh0, index_t N, index_t L, index_t D, index_t H,
+                  int nthreads) {
+  const index_t G = 3 * H;
+  Scratch<T> da(static_cast<std::size_t>(N * L * G)), drh(static_cast<std::size_t>(N * H));
+  Scratch<T> dh(static_cast<std::size_t>(N * H), true), dh_next(static_cast<std::size_t>(N * H));
+  for (index_t t = L - 1; t >= 0; --t) {
+    const Prev<T> hp = prev_state(h0, hs, t, L, H);
+    // candidate and update gate; dh_next collects the direct path (1 - z) * dh
+    for_each_row(N, N * G, [&](index_t n) {
+      const index_t r = (n * L + t) * H;
+      const T* a = gates + (n * L + t) * G;
+      T* d = da.data() + (n * L + t) * G;
+      const T* h_prev = hp.p + n * hp.ld;
+      for (index_t j = 0; j < H; ++j) {
+        const T z = a[j], hh = a[2 * H + j];
+        const T dhj = dhs[r + j] + dh[n * H + j];
+        d[2 * H + j] = dhj * z * (T(1) - hh * hh);
+        d[j] = dhj * (hh - h_prev[j]) * z * (T(1) - z);
+        dh_next[n * H + j] = dhj * (T(1) - z);
+      }
+    });
+    // drh = dA_h @ Whh^T, the gradient of r * h_{t-1}
+    back_to_state(da.data() + t * G + 2 * H, L * G, wh + 2 * H, G, T(0), drh.data(), N, H, H, nthreads);
+    for_each_row(N, N * G, [&](index_t n) {
+      const T* a = gates + (n * L + t) * G;
+      T* d = da.data() + (n * L + t) * G;
+      const T* h_prev = hp.p + n * hp.ld;
+      for (index_t j = 0; j < H; ++j) {
+        const T rj = a[H + j], g = drh[n * H + j];
+        d[H + j] = g * h_prev[j] * rj * (T(1) - rj);
+        dh_next[n * H + j] += g * rj;
+      }
+    });
+    // dh_next += [dA_z dA_r] @ [Whz Whr]^T
+    back_to_state(da.data() + t * G, L * G, wh, G, T(1), dh_next.data(), N, H, 2 * H, nthreads);
+    std::copy(dh_next.data(), dh_next.data() + N * H, dh.data());
+  }
+  std::copy(dh.data(), dh.data() + N * H, dh0);
+  Scratch<T> hprev(static_cast<std::size_t>(N * L * H));
+  shifted_states(h0, hs, hprev.data(), N, L, H);
+  weight_grad(hprev.data(), H, da.data(), G, 2 * H, N * L, dwh, G, nthreads);             // dWh[:, :2H]
+  weight_grad(rh, H, da.data() + 2 * H, G, H, N * L, dwh + 2 * H, G, nthreads);          // dWh[:, 2H:]
+  input_grads(xs, wx, da.data(), dxs, dwx, db, N * L, D, G, nthreads);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// explicit instantiations
+
+#define FC_RNN_INSTANTIATE(T, S)                                                                                \
+  template void rnn_forward<T>(const T*, const T*, const T*, const T*, const T*, T*, index_t, index_t, index_t,  \
+                               index_t, int);                                                                   \
+  template void rnn_backward<T>(const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*, T*, T*,  \
+                                index_t, index_t, index_t, index_t, int);                                       \
+  template void lstm_forward<T>(const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*, index_t, \
+                                index_t, index_t, index_t, int);                                                \
+  template void lstm_backward<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*, const T*, \
+                                 const T*, T*, T*, T*, T*, T*, T*, index_t, index_t, index_t, index_t, int);     \
+  template void gru_forward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, index_t, index_t,   \
+                               index_t, index_t, int);                                                          \
+  template void gru_backward<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*, const T*,  \
+                                T*, T*, T*, T*, T*, index_t, index_t, index_t, index_t, int);
+FC_FLOAT_TYPES(FC_RNN_INSTANTIATE)
+#undef FC_RNN_INSTANTIATE
+
+}  // namespace fastconv::cpu
