@@ -71,8 +71,8 @@ void lstm_forward_py(py::array xs, py::array wx, py::array wh, py::array b, py::
 
 template <typename T>
 void lstm_backward_py(py::array xs, py::array wx, py::array wh, py::array h0, py::array c0, py::array hs,
-                      py::array cs, py::array gates, py::array dhs, py::array dxs, py::array dwx, py::array dwh,
-                      py::array db, py::array dh0, py::array dc0) {
+                      py::array cs, py::array gates, py::array dhs, py::array dc_last, py::array dxs,
+                      py::array dwx, py::array dwh, py::array db, py::array dh0, py::array dc0) {
   const Seq s = seq_dims(xs, wh);
   const i64 G = 4 * s.H;
   const T* px = in_ptr<T>(xs, "xs", {s.N, s.L, s.D});
@@ -84,6 +84,7 @@ void lstm_backward_py(py::array xs, py::array wx, py::array wh, py::array h0, py
   const T* pcs = in_ptr<T>(cs, "cs", {s.N, s.L, s.H});
   const T* pg = in_ptr<T>(gates, "gates", {s.N, s.L, G});
   const T* pdhs = in_ptr<T>(dhs, "dhs", {s.N, s.L, s.H});
+  const T* pdcl = in_ptr<T>(dc_last, "dc_last", {s.N, s.H});
   T* pdxs = out_ptr<T>(dxs, "dxs", {s.N, s.L, s.D});
   T* pdwx = out_ptr<T>(dwx, "dWx", {s.D, G});
   T* pdwh = out_ptr<T>(dwh, "dWh", {s.H, G});
@@ -91,7 +92,7 @@ void lstm_backward_py(py::array xs, py::array wx, py::array wh, py::array h0, py
   T* pdh0 = out_ptr<T>(dh0, "dh0", {s.N, s.H});
   T* pdc0 = out_ptr<T>(dc0, "dc0", {s.N, s.H});
   py::gil_scoped_release nogil;
-  cpu::lstm_backward<T>(px, pwx, pwh, ph0, pc0, phs, pcs, pg, pdhs, pdxs, pdwx, pdwh, pdb, pdh0, pdc0, s.N, s.L,
+  cpu::lstm_backward<T>(px, pwx, pwh, ph0, pc0, phs, pcs, pg, pdhs, pdcl, pdxs, pdwx, pdwh, pdb, pdh0, pdc0, s.N, s.L,
                         s.D, s.H, cpu::num_threads());
 }
 
@@ -149,8 +150,8 @@ void bind_rnn(py::module_& m) {
                 py::arg("cs"), py::arg("gates"));
   FC_DEF_FLOATS(m, "lstm_backward", lstm_backward_py, "Backward through time of lstm_forward.", py::arg("xs"),
                 py::arg("Wx"), py::arg("Wh"), py::arg("h0"), py::arg("c0"), py::arg("hs"), py::arg("cs"),
-                py::arg("gates"), py::arg("dhs"), py::arg("dxs"), py::arg("dWx"), py::arg("dWh"), py::arg("db"),
-                py::arg("dh0"), py::arg("dc0"));
+                py::arg("gates"), py::arg("dhs"), py::arg("dc_last"), py::arg("dxs"), py::arg("dWx"),
+                py::arg("dWh"), py::arg("db"), py::arg("dh0"), py::arg("dc0"));
   FC_DEF_FLOATS(m, "gru_forward", gru_forward_py, "GRU (gates z, r, h) over all steps.", py::arg("xs"),
                 py::arg("Wx"), py::arg("Wh"), py::arg("b"), py::arg("h0"), py::arg("hs"), py::arg("gates"),
                 py::arg("rh"));

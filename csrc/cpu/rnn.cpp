@@ -159,11 +159,12 @@ void lstm_forward(const T* xs, const T* wx, const T* wh, const T* b, const T* h0
 
 template <typename T>
 void lstm_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* c0, const T* hs, const T* cs,
-                   const T* gates, const T* dhs, T* dxs, T* dwx, T* dwh, T* db, T* dh0, T* dc0, index_t N,
-                   index_t L, index_t D, index_t H, int nthreads) {
+                   const T* gates, const T* dhs, const T* dc_last, T* dxs, T* dwx, T* dwh, T* db, T* dh0, T* dc0,
+                   index_t N, index_t L, index_t D, index_t H, int nthreads) {
   const index_t G = 4 * H;
   Scratch<T> da(static_cast<std::size_t>(N * L * G));
-  Scratch<T> dh(static_cast<std::size_t>(N * H), true), dc(static_cast<std::size_t>(N * H), true);
+  Scratch<T> dh(static_cast<std::size_t>(N * H), true), dc(static_cast<std::size_t>(N * H));
+  std::copy(dc_last, dc_last + N * H, dc.data());
   for (index_t t = L - 1; t >= 0; --t) {
     const Prev<T> cp = prev_state(c0, cs, t, L, H);
     for_each_row(N, N * G, [&](index_t n) {
@@ -284,7 +285,8 @@ void gru_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* h
   template void lstm_forward<T>(const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*, index_t, \
                                 index_t, index_t, index_t, int);                                                \
   template void lstm_backward<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*, const T*, \
-                                 const T*, T*, T*, T*, T*, T*, T*, index_t, index_t, index_t, index_t, int);     \
+                                 const T*, const T*, T*, T*, T*, T*, T*, T*, index_t, index_t, index_t, index_t, \
+                                 int);                                                                          \
   template void gru_forward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, index_t, index_t,   \
                                index_t, index_t, int);                                                          \
   template void gru_backward<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*, const T*,  \

@@ -23,10 +23,12 @@ template <typename T>
 void lstm_forward(const T* xs, const T* wx, const T* wh, const T* b, const T* h0, const T* c0, T* hs, T* cs,
                   T* gates, index_t N, index_t L, index_t D, index_t H, int nthreads);
 
+// dc_last (N, H) is the gradient of the last cell state (zeros for the sequel's TimeLSTM, dc_next for one LSTM
+// step).
 template <typename T>
 void lstm_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* c0, const T* hs, const T* cs,
-                   const T* gates, const T* dhs, T* dxs, T* dwx, T* dwh, T* db, T* dh0, T* dc0, index_t N,
-                   index_t L, index_t D, index_t H, int nthreads);
+                   const T* gates, const T* dhs, const T* dc_last, T* dxs, T* dwx, T* dwh, T* db, T* dh0, T* dc0,
+                   index_t N, index_t L, index_t D, index_t H, int nthreads);
 
 // hs, gates (the activated z, r and candidate of every step) and rh = r * h_{t-1} (N, L, H), kept for backward.
 template <typename T>

@@ -578,13 +578,23 @@ def lstm_forward(xs, Wx, Wh, b, h0, c0) -> tuple:
     return hs, cs, gates
 
 
-def lstm_backward(xs, Wx, Wh, h0, c0, hs, cs, gates, dhs) -> tuple:
-    """Backward through time of :func:`lstm_forward`: (dxs, dWx, dWh, db, dh0, dc0)."""
+def lstm_backward(xs, Wx, Wh, h0, c0, hs, cs, gates, dhs, dc_last=None) -> tuple:
+    """Backward through time of :func:`lstm_forward`: (dxs, dWx, dWh, db, dh0, dc0).
+
+    ``dc_last`` (N, H) is the gradient of the last cell state; None (the sequel's TimeLSTM) means zeros.
+    """
     dtype, a, (N, T, D, H) = _recurrent(xs, Wx, Wh, None, 4, "LSTM", h0=h0, c0=c0, hs=hs, cs=cs, gates=gates,
                                         dhs=dhs)
-    g = _recurrent_grads(array_module(a["xs"]), dtype, N, T, D, H, 4, 2)
+    xp = array_module(a["xs"])
+    if dc_last is None:
+        dcl = xp.zeros((N, H), dtype=dtype)
+    else:
+        _, d = chk.floats(dc_last=dc_last)
+        chk.same_shape(d["dc_last"], "dc_last", (N, H), "the shape of the cell state")
+        dcl = _c(d["dc_last"], dtype)
+    g = _recurrent_grads(xp, dtype, N, T, D, H, 4, 2)
     kernel("lstm_backward", dtype, a["xs"])(a["xs"], a["Wx"], a["Wh"], a["h0"], a["c0"], a["hs"], a["cs"],
-                                            a["gates"], a["dhs"], *g)
+                                            a["gates"], a["dhs"], dcl, *g)
     return g
 
 
