@@ -53,6 +53,22 @@ def test_time_cell(rng, device, isa, dtype, name, case):
 
 
 @pytest.mark.parametrize("name", list(GATES))
+def test_time_cell_same_bits_any_thread_count(rng, num_threads, name):
+    """Sizes that take the kernels' parallel paths (step GEMMs, gate passes) give the same bits on 1 and 2
+    threads."""
+    N, T, D, H = 20, 4, 40, 256
+    params = cell_params(rng, D, H, GATES[name], np.float32)
+    xs, dhs = randn(rng, (N, T, D), np.float32), randn(rng, (N, T, H), np.float32)
+    results = []
+    for n in (1, 2):
+        num_threads(n)
+        layer = getattr(time_layers, name)(*params)
+        results.append([layer.forward(xs), layer.backward(dhs), *(g.copy() for g in layer.grads)])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", list(GATES))
 def test_time_cell_stateful_carry(rng, device, name):
     """Stateful: two calls over halves equal one call over the whole; not stateful: every call starts from 0."""
     N, T, D, H = 2, 6, 3, 4
@@ -280,6 +296,57 @@ def test_losses_numerical_gradient(rng):
 
 
 # ======================================================================================================
+# attention (the sequel's ch08)
+
+# (N, S, L, H): encoder steps S and decoder steps L differ; batch 1; sizes past the GEMM tiles
+ATT_CASES = [(1, 1, 1, 1), (3, 5, 4, 6), (2, 7, 1, 3), (4, 29, 11, 33)]
+ATT_IDS = ["N{}S{}L{}H{}".format(*c) for c in ATT_CASES]
+
+
+@pytest.mark.parametrize("case", ATT_CASES, ids=ATT_IDS)
+def test_attention_layers(rng, device, isa, dtype, case):
+    N, S, L, H = case
+    enc, dec, dout = (randn(rng, s, dtype) for s in ((N, S, H), (N, L, H), (N, L, H)))
+    layer, r = time_layers.TimeAttention(), ref.TimeAttention()
+    out = to_host(layer.forward(to_device(enc, device), to_device(dec, device)))
+    assert out.dtype == dtype and out.shape == (N, L, H)
+    np.testing.assert_allclose(out, r.forward(f64(enc), f64(dec)), **TOL_DOT[dtype], err_msg=f"{isa} {case} out")
+    np.testing.assert_allclose(np.array([to_host(w) for w in layer.attention_weights]),
+                               np.array(r.attention_weights), **TOL[dtype])
+    for got, want, name in zip(layer.backward(to_device(dout, device)), r.backward(f64(dout)), ("enc", "dec")):
+        np.testing.assert_allclose(to_host(got), want, **TOL_DOT[dtype], err_msg=f"{isa} {case} dhs_{name}")
+    # one decoder step: Attention, and its two parts
+    h, dc = dec[:, 0, :], dout[:, 0, :]
+    for cls in ("Attention", "AttentionWeight"):
+        layer, r = getattr(time_layers, cls)(), getattr(ref, cls)()
+        got = to_host(layer.forward(to_device(enc, device), to_device(h, device)))
+        np.testing.assert_allclose(got, r.forward(f64(enc), f64(h)), **TOL_DOT[dtype], err_msg=cls)
+        d = dc if cls == "Attention" else randn(rng, got.shape, dtype)
+        for g, w in zip(layer.backward(to_device(d, device)), r.backward(f64(d))):
+            np.testing.assert_allclose(to_host(g), w, **TOL_DOT[dtype], err_msg=f"{cls} backward")
+    a = np.abs(randn(rng, (N, S), dtype))
+    layer, r = time_layers.WeightSum(), ref.WeightSum()
+    np.testing.assert_allclose(to_host(layer.forward(to_device(enc, device), to_device(a, device))),
+                               r.forward(f64(enc), f64(a)), **TOL_DOT[dtype])
+    for g, w in zip(layer.backward(to_device(dc, device)), r.backward(f64(dc))):
+        np.testing.assert_allclose(to_host(g), w, **TOL_DOT[dtype], err_msg="WeightSum backward")
+
+
+def test_attention_numerical_gradient(rng):
+    enc, dec, w = rng.standard_normal((2, 4, 3)), rng.standard_normal((2, 3, 3)), rng.standard_normal((2, 3, 3))
+    for impl in (time_layers, ref):
+        layer = impl.TimeAttention()
+
+        def loss(_, f=layer):
+            return float(np.sum(f.forward(enc, dec) * w))
+
+        layer.forward(enc, dec)
+        d_enc, d_dec = layer.backward(w)
+        np.testing.assert_allclose(d_enc, numerical_gradient(loss, enc), **GRAD_TOL, err_msg=impl.__name__)
+        np.testing.assert_allclose(d_dec, numerical_gradient(loss, dec), **GRAD_TOL, err_msg=impl.__name__)
+
+
+# ======================================================================================================
 # a sequel-style Rnnlm (its ch06 model, written as the sequel writes it) on either module
 
 
@@ -335,7 +402,7 @@ def test_star_import_hands_on_the_sequels_names():
     for n in ("np", "GPU", "softmax", "sigmoid", "cross_entropy_error", "Affine", "MatMul", "SoftmaxWithLoss",
               "Sigmoid", "SigmoidWithLoss", "Dropout", "Embedding", "TimeRNN", "TimeLSTM", "TimeGRU",
               "TimeEmbedding", "TimeAffine", "TimeSoftmaxWithLoss", "TimeSigmoidWithLoss", "TimeDropout",
-              "TimeBiLSTM", "RNN", "LSTM", "GRU"):
+              "TimeBiLSTM", "RNN", "LSTM", "GRU", "WeightSum", "AttentionWeight", "Attention", "TimeAttention"):
         assert n in names, n
     assert names["np"] is np and names["GPU"] is False
 
@@ -372,6 +439,10 @@ def test_bad_input_names_the_argument(rng):
         loss.forward(np.zeros((1, 3, 5)), np.array([[0, 1]]))
     with pytest.raises(TypeError, match=r"ts: expected integer labels"):
         loss.forward(np.zeros((1, 3, 5)), np.zeros((1, 3)))
+    with pytest.raises(ValueError, match=r"hs_dec: shape \(2, 3, 5\), expected \(2, 3, 4\) \(hs_enc has shape"):
+        time_layers.TimeAttention().forward(np.zeros((2, 6, 4)), np.zeros((2, 3, 5)))
+    with pytest.raises(ValueError, match=r"h: shape \(3, 4\), expected \(2, 4\)"):
+        time_layers.Attention().forward(np.zeros((2, 6, 4)), np.zeros((3, 4)))
     with pytest.raises(ValueError, match=r"dc_last: shape \(1, 2\), expected \(2, 2\)"):
         ops.lstm_backward(xs, *params[:2], *(np.zeros(s, np.float32) for s in ((2, 2), (2, 2), (2, 4, 2),
                                                                                   (2, 4, 2), (2, 4, 8), (2, 4, 2))),

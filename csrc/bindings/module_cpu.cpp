@@ -16,6 +16,7 @@ void bind_peak(py::module_& m);  // bindings/peak.cpp
 void bind_rnn(py::module_& m);        // bindings/rnn.cpp
 void bind_embedding(py::module_& m);  // bindings/embedding.cpp
 void bind_time_loss(py::module_& m);  // bindings/time_loss.cpp
+void bind_attention(py::module_& m);  // bindings/attention.cpp
 }  // namespace fastconv::bind
 
 PYBIND11_MODULE(_cpu, m) {
@@ -81,4 +82,5 @@ PYBIND11_MODULE(_cpu, m) {
   bind::bind_rnn(m);
   bind::bind_embedding(m);
   bind::bind_time_loss(m);
+  bind::bind_attention(m);
 }

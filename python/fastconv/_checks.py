@@ -538,3 +538,16 @@ def time_targets(ts, xs_shape):
                         f"shape {shape_str(xs_shape)}, got dtype {ts.dtype}")
     same_shape(ts, "ts", xs_shape[:-1], f"one label per step of xs {shape_str(xs_shape)}")
     return ts
+
+
+def attention_shapes(hs, hs_name: str, other, other_name: str, other_layout: str) -> tuple[int, int, int]:
+    """(N, S, H) of encoder states hs (N, S, H), checked against a decoder state (N, H), decoder states (N, L, H)
+    or weights (N, S) named ``other_name`` (its layout in ``other_layout``)."""
+    ndim(hs, hs_name, 3, "(N, S, H)")
+    nonempty(hs, hs_name)
+    N, S, H = hs.shape
+    ndim(other, other_name, len(other_layout.split(",")), other_layout)
+    nonempty(other, other_name)
+    want = {"(N, H)": (N, H), "(N, S)": (N, S), "(N, L, H)": (N, other.shape[1], H)}[other_layout]
+    same_shape(other, other_name, want, f"{hs_name} has shape {shape_str(hs.shape)}")
+    return N, S, H

@@ -732,3 +732,91 @@ __all__ += [
     "time_softmax_ce",
     "time_softmax_ce_backward",
 ]
+
+
+# ======================================================================================================
+# dot-product attention (the sequel's ch08 WeightSum, AttentionWeight, TimeAttention): encoder states hs
+# (N, S, H), a decoder state h (N, H) or decoder states hs_dec (N, L, H)
+
+
+def _attention_args(hs_name, hs, other_name, other, layout, **more):
+    dtype, arr = chk.floats(**{hs_name: hs, other_name: other}, **more)
+    N, S, H = chk.attention_shapes(arr[hs_name], hs_name, arr[other_name], other_name, layout)
+    return dtype, {k: _c(a, dtype) for k, a in arr.items()}, (N, S, H)
+
+
+def weight_sum_forward(hs, a):
+    """Context ``c[n] = sum_s a[n, s] * hs[n, s]`` (N, H) of hs (N, S, H) under weights a (N, S)."""
+    dtype, x, (N, _, H) = _attention_args("hs", hs, "a", a, "(N, S)")
+    c = array_module(x["hs"]).empty((N, H), dtype=dtype)
+    kernel("weight_sum_forward", dtype, x["hs"])(x["hs"], x["a"], c)
+    return c
+
+
+def weight_sum_backward(hs, a, dc) -> tuple:
+    """Gradients (dhs, da) of :func:`weight_sum_forward` for the gradient dc (N, H) of the context."""
+    dtype, x, (N, S, H) = _attention_args("hs", hs, "a", a, "(N, S)", dc=dc)
+    chk.same_shape(x["dc"], "dc", (N, H), "the shape of the context")
+    xp = array_module(x["hs"])
+    dhs, da = xp.empty((N, S, H), dtype=dtype), xp.empty((N, S), dtype=dtype)
+    kernel("weight_sum_backward", dtype, x["hs"])(x["hs"], x["a"], x["dc"], dhs, da)
+    return dhs, da
+
+
+def attention_weight_forward(hs, h):
+    """Attention weights ``a[n] = softmax_s(hs[n, s] . h[n])`` (N, S) of hs (N, S, H) for h (N, H)."""
+    dtype, x, (N, S, _) = _attention_args("hs", hs, "h", h, "(N, H)")
+    a = array_module(x["hs"]).empty((N, S), dtype=dtype)
+    kernel("attention_weight_forward", dtype, x["hs"])(x["hs"], x["h"], a)
+    return a
+
+
+def attention_weight_backward(hs, h, a, da) -> tuple:
+    """Gradients (dhs, dh) of :func:`attention_weight_forward` (whose output is ``a``) for the gradient da."""
+    dtype, x, (N, S, H) = _attention_args("hs", hs, "h", h, "(N, H)", a=a, da=da)
+    for name in ("a", "da"):
+        chk.same_shape(x[name], name, (N, S), "the shape of the attention weights")
+    xp = array_module(x["hs"])
+    dhs, dh = xp.empty((N, S, H), dtype=dtype), xp.empty((N, H), dtype=dtype)
+    kernel("attention_weight_backward", dtype, x["hs"])(x["hs"], x["h"], x["a"], x["da"], dhs, dh)
+    return dhs, dh
+
+
+def attention_forward(hs_enc, hs_dec) -> tuple:
+    """Attention of every decoder step over the encoder states.
+
+    Returns
+    -------
+    out : ndarray (N, L, H)
+        ``a[n] @ hs_enc[n]``, the context of each decoder step.
+    a : ndarray (N, L, S)
+        ``softmax(hs_dec[n] @ hs_enc[n].T)``, the weights (kept for :func:`attention_backward`).
+    """
+    dtype, x, (N, S, H) = _attention_args("hs_enc", hs_enc, "hs_dec", hs_dec, "(N, L, H)")
+    L = x["hs_dec"].shape[1]
+    xp = array_module(x["hs_enc"])
+    out, a = xp.empty((N, L, H), dtype=dtype), xp.empty((N, L, S), dtype=dtype)
+    kernel("attention_forward", dtype, x["hs_enc"])(x["hs_enc"], x["hs_dec"], a, out)
+    return out, a
+
+
+def attention_backward(hs_enc, hs_dec, a, dout) -> tuple:
+    """Gradients (dhs_enc, dhs_dec) of :func:`attention_forward` for the gradient dout (N, L, H) of its output."""
+    dtype, x, (N, S, H) = _attention_args("hs_enc", hs_enc, "hs_dec", hs_dec, "(N, L, H)", a=a, dout=dout)
+    L = x["hs_dec"].shape[1]
+    chk.same_shape(x["a"], "a", (N, L, S), "the shape of the attention weights")
+    chk.same_shape(x["dout"], "dout", (N, L, H), "the shape of the forward output")
+    xp = array_module(x["hs_enc"])
+    dhs_enc, dhs_dec = xp.empty((N, S, H), dtype=dtype), xp.empty((N, L, H), dtype=dtype)
+    kernel("attention_backward", dtype, x["hs_enc"])(x["hs_enc"], x["hs_dec"], x["a"], x["dout"], dhs_enc, dhs_dec)
+    return dhs_enc, dhs_dec
+
+
+__all__ += [
+    "attention_backward",
+    "attention_forward",
+    "attention_weight_backward",
+    "attention_weight_forward",
+    "weight_sum_backward",
+    "weight_sum_forward",
+]

@@ -1,5 +1,5 @@
-"""The book sequel's sequence layers (``common/time_layers.py`` of *Deep Learning from Scratch 2*) on fastconv's
-kernels.
+"""The book sequel's sequence layers (``common/time_layers.py`` of *Deep Learning from Scratch 2*, and the attention
+layers of its ``ch08/attention_layer.py``) on fastconv's kernels.
 
 Change ``from common.time_layers import *`` to ``from fastconv.time_layers import *``: the classes keep the
 sequel's names, constructors, methods and public attributes -- ``params`` / ``grads`` lists holding the caller's
@@ -11,8 +11,8 @@ arrays (gradients are written into the same arrays with ``[...] =``, as the sequ
 
 Where this module differs from the sequel, on purpose:
 
-- A whole sequence is one kernel call (``fastconv.ops.lstm_forward`` ...), so ``TimeLSTM.layers`` (the sequel's
-  per-step cell objects) stays None.
+- A whole sequence is one kernel call (``fastconv.ops.lstm_forward``, ``attention_forward`` ...), so
+  ``TimeLSTM.layers`` and ``TimeAttention.layers`` (the sequel's per-step objects) stay None.
 - Outputs follow the dtype of the inputs and parameters (the sequel always allocates float32): float32 models,
   as the sequel builds them, get float32 everywhere; float64 ones stay float64.
 - Dropout masks come from fastconv's counter-based generator keyed from NumPy's global generator
@@ -36,6 +36,8 @@ __all__ = [
     "LSTM",
     "RNN",
     "Affine",
+    "Attention",
+    "AttentionWeight",
     "Dropout",
     "Embedding",
     "MatMul",
@@ -43,6 +45,7 @@ __all__ = [
     "SigmoidWithLoss",
     "SoftmaxWithLoss",
     "TimeAffine",
+    "TimeAttention",
     "TimeBiLSTM",
     "TimeDropout",
     "TimeEmbedding",
@@ -51,6 +54,7 @@ __all__ = [
     "TimeRNN",
     "TimeSigmoidWithLoss",
     "TimeSoftmaxWithLoss",
+    "WeightSum",
     "cross_entropy_error",
     "np",
     "sigmoid",
@@ -493,3 +497,80 @@ class TimeDropout:
         dx = ops.dropout_backward(dout, self._keep)
         dx *= self._scale
         return dx
+
+
+# ======================================================================================================
+# attention (the sequel's ch08/attention_layer.py)
+
+
+class WeightSum:
+    """Context ``c[n] = sum_s a[n, s] * hs[n, s]``: ``forward(hs, a) -> c``, ``backward(dc) -> (dhs, da)``."""
+
+    def __init__(self):
+        self.params, self.grads = [], []
+        self.cache = None
+
+    def forward(self, hs, a):
+        self.cache = (hs, a)
+        return ops.weight_sum_forward(hs, a)
+
+    def backward(self, dc):
+        return ops.weight_sum_backward(*self.cache, dc)
+
+
+class AttentionWeight:
+    """Weights ``a[n] = softmax_s(hs[n, s] . h[n])``: ``forward(hs, h) -> a``, ``backward(da) -> (dhs, dh)``."""
+
+    def __init__(self):
+        self.params, self.grads = [], []
+        self.cache = None
+
+    def forward(self, hs, h):
+        a = ops.attention_weight_forward(hs, h)
+        self.cache = (hs, h, a)
+        return a
+
+    def backward(self, da):
+        return ops.attention_weight_backward(*self.cache, da)
+
+
+class Attention:
+    """AttentionWeight then WeightSum for one decoder state: ``forward(hs, h) -> c``,
+    ``backward(dout) -> (dhs, dh)``; ``attention_weight`` holds the last weights (N, S)."""
+
+    def __init__(self):
+        self.params, self.grads = [], []
+        self.attention_weight_layer = AttentionWeight()
+        self.weight_sum_layer = WeightSum()
+        self.attention_weight = None
+
+    def forward(self, hs, h):
+        self.attention_weight = self.attention_weight_layer.forward(hs, h)
+        return self.weight_sum_layer.forward(hs, self.attention_weight)
+
+    def backward(self, dout):
+        dhs, da = self.weight_sum_layer.backward(dout)
+        dhs_weight, dh = self.attention_weight_layer.backward(da)
+        dhs += dhs_weight
+        return dhs, dh
+
+
+class TimeAttention:
+    """Attention of every decoder step at once: ``forward(hs_enc (N, S, H), hs_dec (N, L, H)) -> (N, L, H)``,
+    ``backward(dout) -> (dhs_enc, dhs_dec)``. ``attention_weights`` lists the weights (N, S) of each step, as the
+    sequel's; ``layers`` stays None (one kernel call, no per-step Attention objects)."""
+
+    def __init__(self):
+        self.params, self.grads = [], []
+        self.layers = None
+        self.attention_weights = None
+        self._cache = None
+
+    def forward(self, hs_enc, hs_dec):
+        out, a = ops.attention_forward(hs_enc, hs_dec)
+        self._cache = (hs_enc, hs_dec, a)
+        self.attention_weights = [a[:, t, :] for t in range(a.shape[1])]
+        return out
+
+    def backward(self, dout):
+        return ops.attention_backward(*self._cache, dout)

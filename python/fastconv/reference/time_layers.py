@@ -15,8 +15,11 @@ __all__ = [
     "GRU",
     "LSTM",
     "RNN",
+    "Attention",
+    "AttentionWeight",
     "Embedding",
     "TimeAffine",
+    "TimeAttention",
     "TimeBiLSTM",
     "TimeDropout",
     "TimeEmbedding",
@@ -25,6 +28,7 @@ __all__ = [
     "TimeRNN",
     "TimeSigmoidWithLoss",
     "TimeSoftmaxWithLoss",
+    "WeightSum",
     "gru_backward",
     "gru_forward",
     "lstm_backward",
@@ -438,3 +442,83 @@ class TimeBiLSTM:
         dx1 = self.forward_lstm.backward(dhs[:, :, :H])
         dx2 = self.backward_lstm.backward(dhs[:, ::-1, H:])[:, ::-1]
         return dx1 + dx2
+
+
+# ============================================================================
+# attention (the sequel's ch08/attention_layer.py): dot-product scores over the encoder states hs (N, S, H)
+# ============================================================================
+
+class WeightSum:
+    """Context ``c[n] = sum_s a[n, s] hs[n, s]`` of encoder states hs (N, S, H) under weights a (N, S)."""
+
+    def __init__(self):
+        self.params, self.grads = [], []
+        self.cache = None
+
+    def forward(self, hs, a):
+        self.cache = (hs, a)
+        return np.einsum("ns,nsh->nh", a, hs)
+
+    def backward(self, dc):
+        hs, a = self.cache
+        return a[:, :, None] * dc[:, None, :], np.einsum("nsh,nh->ns", hs, dc)
+
+
+class AttentionWeight:
+    """Weights ``a[n] = softmax_s(hs[n, s] . h[n])`` of encoder states hs (N, S, H) for a decoder state h (N, H)."""
+
+    def __init__(self):
+        self.params, self.grads = [], []
+        self.cache = None
+
+    def forward(self, hs, h):
+        a = softmax(np.einsum("nsh,nh->ns", hs, h))
+        self.cache = (hs, h, a)
+        return a
+
+    def backward(self, da):
+        hs, h, a = self.cache
+        ds = a * (da - np.sum(a * da, axis=1, keepdims=True))   # through the softmax
+        return ds[:, :, None] * h[:, None, :], np.einsum("ns,nsh->nh", ds, hs)
+
+
+class Attention:
+    """AttentionWeight then WeightSum: ``forward(hs, h) -> c``, ``backward(dc) -> (dhs, dh)``."""
+
+    def __init__(self):
+        self.params, self.grads = [], []
+        self.attention_weight_layer = AttentionWeight()
+        self.weight_sum_layer = WeightSum()
+        self.attention_weight = None
+
+    def forward(self, hs, h):
+        self.attention_weight = self.attention_weight_layer.forward(hs, h)
+        return self.weight_sum_layer.forward(hs, self.attention_weight)
+
+    def backward(self, dout):
+        dhs_sum, da = self.weight_sum_layer.backward(dout)
+        dhs_weight, dh = self.attention_weight_layer.backward(da)
+        return dhs_sum + dhs_weight, dh
+
+
+class TimeAttention:
+    """Attention for every decoder step: hs_enc (N, S, H), hs_dec (N, L, H) -> contexts (N, L, H)."""
+
+    def __init__(self):
+        self.params, self.grads = [], []
+        self.layers = None
+        self.attention_weights = None
+
+    def forward(self, hs_enc, hs_dec):
+        self.layers = [Attention() for _ in range(hs_dec.shape[1])]
+        out = np.stack([layer.forward(hs_enc, hs_dec[:, t, :]) for t, layer in enumerate(self.layers)], axis=1)
+        self.attention_weights = [layer.attention_weight for layer in self.layers]
+        return out
+
+    def backward(self, dout):
+        dhs_enc, dhs_dec = 0, []
+        for t, layer in enumerate(self.layers):
+            dhs, dh = layer.backward(dout[:, t, :])
+            dhs_enc = dhs_enc + dhs
+            dhs_dec.append(dh)
+        return dhs_enc, np.stack(dhs_dec, axis=1)
