@@ -17,6 +17,7 @@ void bind_rnn(py::module_& m);        // bindings/rnn.cpp
 void bind_embedding(py::module_& m);  // bindings/embedding.cpp
 void bind_time_loss(py::module_& m);  // bindings/time_loss.cpp
 void bind_attention(py::module_& m);  // bindings/attention.cpp
+void bind_layernorm(py::module_& m);  // bindings/layernorm.cpp
 }  // namespace fastconv::bind
 
 PYBIND11_MODULE(_cpu, m) {
@@ -83,4 +84,5 @@ PYBIND11_MODULE(_cpu, m) {
   bind::bind_embedding(m);
   bind::bind_time_loss(m);
   bind::bind_attention(m);
+  bind::bind_layernorm(m);
 }

@@ -551,3 +551,11 @@ def attention_shapes(hs, hs_name: str, other, other_name: str, other_layout: str
     want = {"(N, H)": (N, H), "(N, S)": (N, S), "(N, L, H)": (N, other.shape[1], H)}[other_layout]
     same_shape(other, other_name, want, f"{hs_name} has shape {shape_str(hs.shape)}")
     return N, S, H
+
+
+def last_axis_rows(x, name: str):
+    """A non-empty array (..., D) with at least one axis, as rows (M, D) (a view when it can be one)."""
+    if x.ndim < 1:
+        raise ValueError(f"{name}: expected an array (..., D), got a 0-D array")
+    nonempty(x, name)
+    return x.reshape(-1, x.shape[-1])

@@ -820,3 +820,51 @@ __all__ += [
     "weight_sum_backward",
     "weight_sum_forward",
 ]
+
+
+# ======================================================================================================
+# layer normalisation over the last axis (Keras' LayerNormalization, torch.nn.LayerNorm)
+
+
+def layernorm_forward(x, gamma, beta, eps: float = 1e-5) -> tuple:
+    """Layer normalisation of x (..., D) over its last axis: ``(x - mean) / sqrt(var + eps) * gamma + beta``, with
+    each row's mean and biased variance.
+
+    Returns
+    -------
+    out : ndarray of x's shape
+    mean, rstd : ndarray (M,)
+        Each row's mean and ``1 / sqrt(var + eps)``, M = x.size // D (kept for :func:`layernorm_backward`).
+    """
+    dtype, arr = chk.floats(x=x, gamma=gamma, beta=beta)
+    x = arr["x"]
+    x2 = _c(chk.last_axis_rows(x, "x"), dtype)
+    M, D = x2.shape
+    for name in ("gamma", "beta"):
+        chk.same_shape(arr[name], name, (D,), f"one per feature of x {chk.shape_str(x.shape)}")
+    xp = array_module(x)
+    out, mean, rstd = xp.empty((M, D), dtype=dtype), xp.empty((M,), dtype=dtype), xp.empty((M,), dtype=dtype)
+    kernel("layernorm_forward", dtype, x)(x2, _c(arr["gamma"], dtype), _c(arr["beta"], dtype), out, mean, rstd,
+                                          chk.eps(eps))
+    return out.reshape(x.shape), mean, rstd
+
+
+def layernorm_backward(x, gamma, mean, rstd, dout) -> tuple:
+    """Gradients (dx, dgamma, dbeta) of :func:`layernorm_forward` for the gradient dout of its output."""
+    dtype, arr = chk.floats(x=x, gamma=gamma, mean=mean, rstd=rstd, dout=dout)
+    x = arr["x"]
+    x2 = _c(chk.last_axis_rows(x, "x"), dtype)
+    M, D = x2.shape
+    chk.same_shape(arr["gamma"], "gamma", (D,), f"one per feature of x {chk.shape_str(x.shape)}")
+    for name in ("mean", "rstd"):
+        chk.same_shape(arr[name], name, (M,), "one per row of x")
+    chk.same_shape(arr["dout"], "dout", x.shape, "the shape of x")
+    xp = array_module(x)
+    dx, dgamma, dbeta = xp.empty((M, D), dtype=dtype), xp.empty((D,), dtype=dtype), xp.empty((D,), dtype=dtype)
+    kernel("layernorm_backward", dtype, x)(x2, _c(arr["gamma"], dtype), _c(arr["mean"], dtype),
+                                           _c(arr["rstd"], dtype), _c(arr["dout"], dtype).reshape(M, D), dx, dgamma,
+                                           dbeta)
+    return dx.reshape(x.shape), dgamma, dbeta
+
+
+__all__ += ["layernorm_backward", "layernorm_forward"]
