@@ -16,7 +16,7 @@
 #endif
 
 #include "common/dtype.h"
-#include "cpu/activation.h"
+#include "cpu/fast_exp.h"
 #include "cpu/threads.h"
 #include "cpu/workspace.h"
 
@@ -128,10 +128,6 @@ StepGemm<T> back_to_state(const T* wh, index_t ldw, index_t N, index_t H, index_
   return StepGemm<T>(N, H, K, wh, 1, ldw, nthreads);  // B(k, j) = wh[j*ldw + k]
 }
 
-template <typename T>
-inline void tanh_inplace(T* v, index_t n) {
-  for (index_t j = 0; j < n; ++j) v[j] = std::tanh(v[j]);
-}
 
 // Runs body(n) for every sequence n of a step, on several threads when the step is large enough.
 template <typename F>
@@ -154,7 +150,7 @@ void rnn_forward(const T* xs, const T* wx, const T* wh, const T* b, const T* h0,
     const Prev<T> hp = prev_state(h0, static_cast<const T*>(hs), t, L, H);
     // hs[:, t, :] (N, H, row stride L*H) += h_{t-1} @ Wh
     rec.run(hp.p, hp.ld, T(1), hs + t * H, L * H);
-    for_each_row(N, N * H, [&](index_t n) { tanh_inplace(hs + (n * L + t) * H, H); });
+    for_each_row(N, N * H, [&](index_t n) { tanh_to(hs + (n * L + t) * H, hs + (n * L + t) * H, H); });
   }
 }
 
@@ -196,16 +192,15 @@ void lstm_forward(const T* xs, const T* wx, const T* wh, const T* b, const T* h0
     rec.run(hp.p, hp.ld, T(1), gates + t * G, L * G);
     for_each_row(N, N * G, [&](index_t n) {
       T* a = gates + (n * L + t) * G;
-      sigmoid_forward(a, a, H);                  // f
-      tanh_inplace(a + H, H);                    // g
-      sigmoid_forward(a + 2 * H, a + 2 * H, 2 * H);  // i, o
+      sigmoid_to(a, a, H);                   // f
+      tanh_to(a + H, a + H, H);              // g
+      sigmoid_to(a + 2 * H, a + 2 * H, 2 * H);  // i, o
       const T* c_prev = cp.p + n * cp.ld;
       T* c = cs + (n * L + t) * H;
       T* h = hs + (n * L + t) * H;
-      for (index_t j = 0; j < H; ++j) {
-        c[j] = a[j] * c_prev[j] + a[H + j] * a[2 * H + j];
-        h[j] = a[3 * H + j] * std::tanh(c[j]);
-      }
+      for (index_t j = 0; j < H; ++j) c[j] = a[j] * c_prev[j] + a[H + j] * a[2 * H + j];
+      tanh_to(c, h, H);
+      for (index_t j = 0; j < H; ++j) h[j] *= a[3 * H + j];
     });
   }
 }
@@ -218,6 +213,7 @@ void lstm_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* 
   Scratch<T> da(static_cast<std::size_t>(N * L * G));
   Scratch<T> dh(static_cast<std::size_t>(N * H), true), dc(static_cast<std::size_t>(N * H));
   std::copy(dc_last, dc_last + N * H, dc.data());
+  Scratch<T> tcs(static_cast<std::size_t>(N * H));  // tanh(c_t) of the step's rows
   StepGemm<T> back = back_to_state(wh, G, N, H, G, nthreads);
   for (index_t t = L - 1; t >= 0; --t) {
     const Prev<T> cp = prev_state(c0, cs, t, L, H);
@@ -226,9 +222,11 @@ void lstm_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* 
       const T* a = gates + (n * L + t) * G;
       T* d = da.data() + (n * L + t) * G;
       const T* c_prev = cp.p + n * cp.ld;
+      T* tcn = tcs.data() + n * H;
+      tanh_to(cs + r, tcn, H);
       for (index_t j = 0; j < H; ++j) {
         const T f = a[j], g = a[H + j], i = a[2 * H + j], o = a[3 * H + j];
-        const T tc = std::tanh(cs[r + j]);
+        const T tc = tcn[j];
         const T dhj = dhs[r + j] + dh[n * H + j];
         // c reaches the loss through the next cell state and through h = o * tanh(c)
         const T ds = dc[n * H + j] + dhj * o * (T(1) - tc * tc);
@@ -265,7 +263,7 @@ void gru_forward(const T* xs, const T* wx, const T* wh, const T* b, const T* h0,
     rec_zr.run(hp.p, hp.ld, T(1), gates + t * G, L * G);
     for_each_row(N, N * G, [&](index_t n) {
       T* a = gates + (n * L + t) * G;
-      sigmoid_forward(a, a, 2 * H);  // z, r
+      sigmoid_to(a, a, 2 * H);  // z, r
       const T* h_prev = hp.p + n * hp.ld;
       T* q = rh + (n * L + t) * H;
       for (index_t j = 0; j < H; ++j) q[j] = a[H + j] * h_prev[j];
@@ -274,7 +272,7 @@ void gru_forward(const T* xs, const T* wx, const T* wh, const T* b, const T* h0,
     rec_h.run(rh + t * H, L * H, T(1), gates + t * G + 2 * H, L * G);
     for_each_row(N, N * G, [&](index_t n) {
       T* a = gates + (n * L + t) * G;
-      tanh_inplace(a + 2 * H, H);
+      tanh_to(a + 2 * H, a + 2 * H, H);
       const T* h_prev = hp.p + n * hp.ld;
       T* h = hs + (n * L + t) * H;
       for (index_t j = 0; j < H; ++j) h[j] = (T(1) - a[j]) * h_prev[j] + a[j] * a[2 * H + j];
