@@ -1,22 +1,24 @@
-"""The sequel's BetterRnnlm (2-layer LSTM language model with tied embedding) on fastconv.time_layers vs the NumPy
-reference vs PyTorch: one training step's forward + backward.
+"""The sequel's BetterRnnlm (2-layer LSTM language model with tied embedding) on fastconv.time_layers vs the
+NumPy reference vs PyTorch: one training step's forward + backward.
 
 Usage:  python bench/bench_sequence.py [--vocab 10000] [--hidden 650] [--batch 20] [--steps 35] [--repeat 2]
-                                        [--rounds 1] [--threads N] [--no-torch] [--no-reference] [--sequel DIR]
+            [--rounds 1] [--threads N] [--no-torch] [--no-reference] [--sequel DIR]
 
 Implementations, float32, all from the same weights:
-  fastconv      the model as the sequel's ch06/better_rnnlm.py writes it (TimeEmbedding, TimeDropout, two stateful
-                TimeLSTMs, TimeAffine on the embedding's transpose, TimeSoftmaxWithLoss) on fastconv.time_layers;
-  reference     the same model on fastconv.reference.time_layers (plain NumPy, one step at a time, as the sequel);
-  sequel        (with --sequel DIR, a checkout of deep-learning-from-scratch-2) the same model on the sequel's own
-                common/time_layers.py;
-  torch         nn.Embedding + 2-layer nn.LSTM (batch_first) + nn.Linear sharing the embedding's weight, dropout
-                between them, F.cross_entropy; a step is zero_grad + forward + backward (no optimizer update on any
-                side), the LSTM state carried between steps (detached) as the stateful TimeLSTMs carry theirs.
-Before timing, the losses of fastconv and the reference (and the sequel) are compared on one batch with dropout
-off. fastconv and torch run with the same thread count; the NumPy paths use NumPy's BLAS with its default threads.
-Blocks of the implementations alternate (see _timing.py); each keeps its best. Ratios are measured side by side
-in one run; absolute times vary with the load of a shared host, so the load average is printed with them.
+  fastconv   the model as the sequel's ch06/better_rnnlm.py writes it (TimeEmbedding, TimeDropout, two
+             stateful TimeLSTMs, TimeAffine on the embedding's transpose, TimeSoftmaxWithLoss) on
+             fastconv.time_layers;
+  reference  the same model on fastconv.reference.time_layers (plain NumPy, one step at a time, as the sequel);
+  sequel     (with --sequel DIR, a checkout of deep-learning-from-scratch-2) the same model on the sequel's own
+             common/time_layers.py;
+  torch      nn.Embedding + 2-layer nn.LSTM (batch_first) + nn.Linear sharing the embedding's weight, dropout
+             between them, F.cross_entropy; a step is zero_grad + forward + backward (no optimizer update on
+             any side), the LSTM state carried between steps (detached) as the stateful TimeLSTMs carry theirs.
+Before timing, the losses of fastconv, the reference, the sequel and torch, and the first LSTM's gradients of
+fastconv and the reference, are compared on one batch with dropout off. fastconv and torch run with the same
+thread count; the NumPy paths use NumPy's BLAS with its default threads. Blocks of the implementations
+alternate (see _timing.py); each keeps its best. Ratios are measured side by side in one run; absolute times
+vary with the load of a shared host, so the load average is printed with them.
 """
 
 from __future__ import annotations
@@ -26,17 +28,16 @@ import importlib
 import os
 import sys
 
+import fastconv
 import numpy as np
-
 from _timing import interleaved_best, machine_line
-
-import fastconv  # noqa: E402
-from fastconv import time_layers  # noqa: E402
-from fastconv.reference import time_layers as ref_time_layers  # noqa: E402
+from fastconv import time_layers
+from fastconv.reference import time_layers as ref_time_layers
 
 
 class BetterRnnlm:
-    """The sequel's BetterRnnlm, written as its ch06/better_rnnlm.py writes it, over the time-layer module ``tl``."""
+    """The sequel's BetterRnnlm, written as its ch06/better_rnnlm.py writes it, over the time-layer module
+    ``tl``."""
 
     def __init__(self, tl, params, dropout_ratio):
         embed_W, Wx1, Wh1, b1, Wx2, Wh2, b2, affine_b = (p.copy() for p in params)
@@ -109,10 +110,12 @@ def torch_model(params, V, H, dropout_ratio):
     with torch.no_grad():
         m.embed.weight.copy_(torch.from_numpy(embed_W))
         m.out.bias.copy_(torch.from_numpy(affine_b))
-        # the sequel's gate columns (f, g, i, o) -> torch's rows (i, f, g, o); torch has two biases, one zeroed
+        # the sequel's gate columns (f, g, i, o) -> torch's rows (i, f, g, o); torch has two biases, one
+        # zeroed
         for layer, (Wx, Wh, b) in enumerate(((Wx1, Wh1, b1), (Wx2, Wh2, b2))):
-            order = np.concatenate([np.arange(2 * H, 3 * H), np.arange(0, H), np.arange(H, 2 * H),
-                                    np.arange(3 * H, 4 * H)])
+            order = np.concatenate(
+                [np.arange(2 * H, 3 * H), np.arange(0, H), np.arange(H, 2 * H), np.arange(3 * H, 4 * H)]
+            )
             getattr(m.lstm, f"weight_ih_l{layer}").copy_(torch.from_numpy(Wx[:, order].T.copy()))
             getattr(m.lstm, f"weight_hh_l{layer}").copy_(torch.from_numpy(Wh[:, order].T.copy()))
             getattr(m.lstm, f"bias_ih_l{layer}").copy_(torch.from_numpy(b[order].copy()))
@@ -132,13 +135,17 @@ def main():
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-reference", action="store_true")
-    ap.add_argument("--sequel", default=None, help="a checkout of deep-learning-from-scratch-2, to time its own code")
+    ap.add_argument(
+        "--sequel", default=None, help="a checkout of deep-learning-from-scratch-2, to time its own code"
+    )
     args = ap.parse_args()
     V, H, N, T = args.vocab, args.hidden, args.batch, args.steps
     threads = args.threads or len(os.sched_getaffinity(0))
     fastconv.set_num_threads(threads)
     print(machine_line())
-    print(f"BetterRnnlm: vocab {V}, {H} units, batch {N}, {T} steps, dropout {args.dropout}; threads {threads}")
+    print(
+        f"BetterRnnlm: vocab {V}, {H} units, batch {N}, {T} steps, dropout {args.dropout}; threads {threads}"
+    )
 
     params = init_params(V, H, 0)
     data = np.random.default_rng(1).integers(0, V, size=(N, T + 1))
@@ -150,8 +157,18 @@ def main():
         sys.path.insert(0, args.sequel)
         modules["sequel"] = importlib.import_module("common.time_layers")
 
-    # check: the same loss with dropout off (one batch, fresh states)
-    losses = {name: float(BetterRnnlm(tl, params, 0.0).forward(xs, ts)) for name, tl in modules.items()}
+    # check, dropout off, fresh states: the loss and the first LSTM's weight gradients. The sequel's embedding
+    # init (randn / 100) makes every logit ~0 and the loss ~log(V) whatever the code computes, so the check
+    # uses
+    # an embedding of unit scale, where the loss depends on every layer.
+    check = [params[0] * 100, *params[1:]]
+    losses, grads = {}, {}
+    for name, tl in modules.items():
+        model = BetterRnnlm(tl, check, 0.0)
+        losses[name] = float(model.forward(xs, ts))
+        if name in ("fastconv", "reference"):
+            model.backward()
+            grads[name] = [np.asarray(g, np.float64) for g in model.layers[2].grads]
     if not args.no_torch:
         try:
             import torch
@@ -159,16 +176,28 @@ def main():
             pass
         else:
             with torch.no_grad():
-                losses["torch"] = float(torch_model(params, V, H, 0.0)(torch.from_numpy(xs), torch.from_numpy(ts)))
+                losses["torch"] = float(
+                    torch_model(check, V, H, 0.0)(torch.from_numpy(xs), torch.from_numpy(ts))
+                )
     for name, loss in losses.items():
         print(f"  loss (dropout off) {name:10s} {loss:.6f}")
         assert abs(loss - losses["fastconv"]) < 1e-4 * abs(losses["fastconv"]), f"{name} disagrees"
+    if "reference" in grads:
+        err = max(
+            float(np.abs(a - b).max() / np.abs(b).max())
+            for a, b in zip(grads["fastconv"], grads["reference"])
+        )
+        print(
+            f"  first LSTM's dWx, dWh, db: fastconv vs reference max error {err:.1e} of the largest element"
+        )
+        assert err < 1e-4, "gradients disagree"
     print("All results match. Starting benchmarks.")
 
     def step_of(model):
         def step():
             model.forward(xs, ts)
             model.backward()
+
         return step
 
     fns = {name: step_of(BetterRnnlm(tl, params, args.dropout)) for name, tl in modules.items()}

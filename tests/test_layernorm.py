@@ -1,4 +1,5 @@
-"""Layer normalisation (ops.layernorm_*) against fastconv.reference.layernorm, numerical gradients, bad input."""
+"""Layer normalisation (ops.layernorm_*) against fastconv.reference.layernorm, numerical gradients, bad
+input."""
 
 import numpy as np
 import pytest
@@ -21,7 +22,9 @@ def test_layernorm(rng, device, dtype, shape):
     out, mean, rstd = ops.layernorm_forward(*(to_device(a, device) for a in (x, gamma, beta)))
     assert to_host(out).dtype == dtype and out.shape == shape
     np.testing.assert_allclose(to_host(out), r_out, **TOL[dtype], err_msg=f"{shape} out")
-    got = ops.layernorm_backward(*(to_device(a, device) for a in (x, gamma)), mean, rstd, to_device(dout, device))
+    got = ops.layernorm_backward(
+        *(to_device(a, device) for a in (x, gamma)), mean, rstd, to_device(dout, device)
+    )
     # dgamma and dbeta sum over every row: float32 sums of many terms get TOL_DOT-like absolute error
     tol = TOL[dtype] if dtype == np.float64 else {"rtol": 1e-4, "atol": 1e-4}
     for g, w, name in zip(got, ref.layernorm_backward(f64(dout), cache), ("dx", "dgamma", "dbeta")):
@@ -44,7 +47,9 @@ def test_layernorm_numerical_gradient(rng):
 
 def test_layernorm_bad_input():
     x = np.zeros((2, 4))
-    with pytest.raises(ValueError, match=r"gamma: shape \(3,\), expected \(4,\) \(one per feature of x \(2, 4\)\)"):
+    with pytest.raises(
+        ValueError, match=r"gamma: shape \(3,\), expected \(4,\) \(one per feature of x \(2, 4\)\)"
+    ):
         ops.layernorm_forward(x, np.ones(3), np.zeros(4))
     with pytest.raises(ValueError, match=r"x: empty array"):
         ops.layernorm_forward(np.zeros((0, 4)), np.ones(4), np.zeros(4))

@@ -1,5 +1,6 @@
-"""fastconv.time_layers (the sequel's common/time_layers.py) and its ops against fastconv.reference.time_layers:
-forward, backward and every gradient in float32 and float64 for each GEMM ISA, numerical gradients on tiny sizes,
+"""fastconv.time_layers (the sequel's common/time_layers.py) and its ops against
+fastconv.reference.time_layers: forward, backward and every gradient in float32 and float64 for each GEMM ISA,
+numerical gradients on tiny sizes,
 stateful carry across calls, the params / grads contract, bad input, and a sequel-style Rnnlm end to end."""
 
 import numpy as np
@@ -17,8 +18,11 @@ GATES = {"TimeRNN": 1, "TimeLSTM": 4, "TimeGRU": 3}
 
 
 def cell_params(rng, D, H, G, dtype):
-    return [(randn(rng, (D, G * H), dtype) / np.sqrt(D)).astype(dtype),
-            (randn(rng, (H, G * H), dtype) / np.sqrt(H)).astype(dtype), randn(rng, (G * H,), dtype)]
+    return [
+        (randn(rng, (D, G * H), dtype) / np.sqrt(D)).astype(dtype),
+        (randn(rng, (H, G * H), dtype) / np.sqrt(H)).astype(dtype),
+        randn(rng, (G * H,), dtype),
+    ]
 
 
 def assert_grads(got, want, tol, what):
@@ -70,7 +74,8 @@ def test_time_cell_same_bits_any_thread_count(rng, num_threads, name):
 
 @pytest.mark.parametrize("name", list(GATES))
 def test_time_cell_stateful_carry(rng, device, name):
-    """Stateful: two calls over halves equal one call over the whole; not stateful: every call starts from 0."""
+    """Stateful: two calls over halves equal one call over the whole; not stateful: every call starts from
+    0."""
     N, T, D, H = 2, 6, 3, 4
     params = [to_device(p, device) for p in cell_params(rng, D, H, GATES[name], np.float64)]
     xs = to_device(rng.standard_normal((N, T, D)), device)
@@ -81,14 +86,17 @@ def test_time_cell_stateful_carry(rng, device, name):
     fresh = getattr(time_layers, name)(*params)
     fresh.forward(xs[:, :3])
     second = to_host(fresh.forward(xs[:, 3:]))  # starts from zeros again, not from the first call's state
-    np.testing.assert_allclose(second, to_host(getattr(time_layers, name)(*params).forward(xs[:, 3:])), rtol=1e-12)
+    np.testing.assert_allclose(
+        second, to_host(getattr(time_layers, name)(*params).forward(xs[:, 3:])), rtol=1e-12
+    )
     assert np.abs(second - whole[:, 3:]).max() > 1e-3
     carry.reset_state()
     np.testing.assert_allclose(to_host(carry.forward(xs)), whole, rtol=1e-12, atol=1e-14)
 
 
 def test_time_lstm_set_state(rng, device):
-    """set_state(h, c) starts a stateful TimeLSTM there (the sequel's seq2seq decoder); c=None starts c at 0."""
+    """set_state(h, c) starts a stateful TimeLSTM there (the sequel's seq2seq decoder); c=None starts c at
+    0."""
     N, T, D, H = 3, 4, 5, 2
     params = cell_params(rng, D, H, 4, np.float64)
     xs, h, c = rng.standard_normal((N, T, D)), rng.standard_normal((N, H)), rng.standard_normal((N, H))
@@ -127,9 +135,12 @@ def test_bilstm(rng, device, dtype):
     xs, dhs = randn(rng, (N, T, D), dtype), randn(rng, (N, T, 2 * H), dtype)
     r = ref.TimeBiLSTM(*f64(*params))
     layer = time_layers.TimeBiLSTM(*(to_device(p, device) for p in params))
-    np.testing.assert_allclose(to_host(layer.forward(to_device(xs, device))), r.forward(f64(xs)), **TOL_DOT[dtype])
-    np.testing.assert_allclose(to_host(layer.backward(to_device(dhs, device))), r.backward(f64(dhs)),
-                               **TOL_DOT[dtype])
+    np.testing.assert_allclose(
+        to_host(layer.forward(to_device(xs, device))), r.forward(f64(xs)), **TOL_DOT[dtype]
+    )
+    np.testing.assert_allclose(
+        to_host(layer.backward(to_device(dhs, device))), r.backward(f64(dhs)), **TOL_DOT[dtype]
+    )
     assert_grads(layer.grads, r.grads, TOL_DOT[dtype], "TimeBiLSTM")
     assert layer.params[0] is layer.forward_lstm.params[0] and layer.grads[3] is layer.backward_lstm.grads[0]
 
@@ -139,7 +150,8 @@ def test_bilstm(rng, device, dtype):
 
 
 def test_params_and_grads_are_the_callers_arrays(rng, device):
-    """params hold the caller's arrays, read at every call; gradients are written into the same grads arrays."""
+    """params hold the caller's arrays, read at every call; gradients are written into the same grads
+    arrays."""
     params = [to_device(p, device) for p in cell_params(rng, 3, 2, 4, np.float32)]
     layer = time_layers.TimeLSTM(*params)
     assert all(a is b for a, b in zip(layer.params, params))
@@ -155,16 +167,20 @@ def test_params_and_grads_are_the_callers_arrays(rng, device):
 
 
 def test_tied_embedding_affine(rng, device, dtype):
-    """BetterRnnlm's weight tying: TimeAffine(embed_W.T, b) takes a transposed view and fills its own grads."""
+    """BetterRnnlm's weight tying: TimeAffine(embed_W.T, b) takes a transposed view and fills its own
+    grads."""
     V, D, N, T = 11, 4, 2, 3
     W, b = randn(rng, (V, D), dtype), randn(rng, (V,), dtype)
     xs, dout = randn(rng, (N, T, D), dtype), randn(rng, (N, T, V), dtype)
     Wd = to_device(W, device)
     layer = time_layers.TimeAffine(Wd.T, to_device(b, device))
     r = ref.TimeAffine(f64(W).T, f64(b))
-    np.testing.assert_allclose(to_host(layer.forward(to_device(xs, device))), r.forward(f64(xs)), **TOL_DOT[dtype])
-    np.testing.assert_allclose(to_host(layer.backward(to_device(dout, device))), r.backward(f64(dout)),
-                               **TOL_DOT[dtype])
+    np.testing.assert_allclose(
+        to_host(layer.forward(to_device(xs, device))), r.forward(f64(xs)), **TOL_DOT[dtype]
+    )
+    np.testing.assert_allclose(
+        to_host(layer.backward(to_device(dout, device))), r.backward(f64(dout)), **TOL_DOT[dtype]
+    )
     assert_grads(layer.grads, r.grads, TOL_DOT[dtype], "TimeAffine")
     assert layer.params[0].base is Wd
 
@@ -213,7 +229,7 @@ def test_time_softmax_with_loss(rng, device, dtype, shape, targets):
     xs = (3 * randn(rng, shape, dtype)).astype(dtype)
     ts = rng.integers(0, V, size=(N, T))
     if targets == "ignored":
-        ts.flat[:: 2] = -1
+        ts.flat[::2] = -1
         ts.flat[-1] = V - 1
     elif targets == "onehot":
         ts = np.eye(V, dtype=np.int32)[ts]
@@ -235,8 +251,9 @@ def test_time_softmax_with_loss_all_ignored():
 def test_time_sigmoid_with_loss(rng, device, dtype):
     xs, ts = (3 * randn(rng, (4, 6), dtype)).astype(dtype), rng.integers(0, 2, size=(4, 6))
     layer, r = time_layers.TimeSigmoidWithLoss(), ref.TimeSigmoidWithLoss()
-    np.testing.assert_allclose(layer.forward(to_device(xs, device), to_device(ts, device)), r.forward(f64(xs), ts),
-                               **TOL[dtype])
+    np.testing.assert_allclose(
+        layer.forward(to_device(xs, device), to_device(ts, device)), r.forward(f64(xs), ts), **TOL[dtype]
+    )
     np.testing.assert_allclose(to_host(layer.backward(2.0)), r.backward(2.0), **TOL[dtype])
 
 
@@ -252,7 +269,9 @@ def test_time_dropout(rng, device):
     dout = rng.standard_normal(out.shape).astype(np.float32)
     np.testing.assert_allclose(to_host(layer.backward(to_device(dout, device))), dout * mask, rtol=1e-6)
     np.random.seed(3)
-    np.testing.assert_array_equal(to_host(time_layers.TimeDropout(0.25).forward(xs)), out)  # np.random.seed repeats
+    np.testing.assert_array_equal(
+        to_host(time_layers.TimeDropout(0.25).forward(xs)), out
+    )  # np.random.seed repeats
     layer.train_flg = False
     assert layer.forward(xs) is xs
 
@@ -274,10 +293,16 @@ def test_time_cell_numerical_gradient(rng, name):
         layer = getattr(impl, name)(*params)
         layer.forward(xs)
         dxs = layer.backward(w)
-        np.testing.assert_allclose(dxs, numerical_gradient(lambda _, f=layer: loss_of(f, xs, w), xs), **GRAD_TOL)
+        np.testing.assert_allclose(
+            dxs, numerical_gradient(lambda _, f=layer: loss_of(f, xs, w), xs), **GRAD_TOL
+        )
         for p, g in zip(layer.params, layer.grads):
-            np.testing.assert_allclose(g, numerical_gradient(lambda _, f=layer: loss_of(f, xs, w), p), **GRAD_TOL,
-                                       err_msg=f"{impl.__name__} {name}")
+            np.testing.assert_allclose(
+                g,
+                numerical_gradient(lambda _, f=layer: loss_of(f, xs, w), p),
+                **GRAD_TOL,
+                err_msg=f"{impl.__name__} {name}",
+            )
 
 
 def test_losses_numerical_gradient(rng):
@@ -286,13 +311,15 @@ def test_losses_numerical_gradient(rng):
     for impl in (time_layers, ref):
         layer = impl.TimeSoftmaxWithLoss()
         layer.forward(xs, ts)
-        np.testing.assert_allclose(layer.backward(), numerical_gradient(lambda _, f=layer: f.forward(xs, ts), xs),
-                                   **GRAD_TOL)
+        np.testing.assert_allclose(
+            layer.backward(), numerical_gradient(lambda _, f=layer: f.forward(xs, ts), xs), **GRAD_TOL
+        )
     xs2, ts2 = rng.standard_normal((3, 4)), rng.integers(0, 2, size=(3, 4))
     layer = time_layers.TimeSigmoidWithLoss()
     layer.forward(xs2, ts2)
-    np.testing.assert_allclose(layer.backward(), numerical_gradient(lambda _: layer.forward(xs2, ts2), xs2),
-                               **GRAD_TOL)
+    np.testing.assert_allclose(
+        layer.backward(), numerical_gradient(lambda _: layer.forward(xs2, ts2), xs2), **GRAD_TOL
+    )
 
 
 # ======================================================================================================
@@ -310,10 +337,15 @@ def test_attention_layers(rng, device, isa, dtype, case):
     layer, r = time_layers.TimeAttention(), ref.TimeAttention()
     out = to_host(layer.forward(to_device(enc, device), to_device(dec, device)))
     assert out.dtype == dtype and out.shape == (N, L, H)
-    np.testing.assert_allclose(out, r.forward(f64(enc), f64(dec)), **TOL_DOT[dtype], err_msg=f"{isa} {case} out")
-    np.testing.assert_allclose(np.array([to_host(w) for w in layer.attention_weights]),
-                               np.array(r.attention_weights), **TOL[dtype])
-    for got, want, name in zip(layer.backward(to_device(dout, device)), r.backward(f64(dout)), ("enc", "dec")):
+    np.testing.assert_allclose(
+        out, r.forward(f64(enc), f64(dec)), **TOL_DOT[dtype], err_msg=f"{isa} {case} out"
+    )
+    np.testing.assert_allclose(
+        np.array([to_host(w) for w in layer.attention_weights]), np.array(r.attention_weights), **TOL[dtype]
+    )
+    for got, want, name in zip(
+        layer.backward(to_device(dout, device)), r.backward(f64(dout)), ("enc", "dec")
+    ):
         np.testing.assert_allclose(to_host(got), want, **TOL_DOT[dtype], err_msg=f"{isa} {case} dhs_{name}")
     # one decoder step: Attention, and its two parts
     h, dc = dec[:, 0, :], dout[:, 0, :]
@@ -326,14 +358,21 @@ def test_attention_layers(rng, device, isa, dtype, case):
             np.testing.assert_allclose(to_host(g), w, **TOL_DOT[dtype], err_msg=f"{cls} backward")
     a = np.abs(randn(rng, (N, S), dtype))
     layer, r = time_layers.WeightSum(), ref.WeightSum()
-    np.testing.assert_allclose(to_host(layer.forward(to_device(enc, device), to_device(a, device))),
-                               r.forward(f64(enc), f64(a)), **TOL_DOT[dtype])
+    np.testing.assert_allclose(
+        to_host(layer.forward(to_device(enc, device), to_device(a, device))),
+        r.forward(f64(enc), f64(a)),
+        **TOL_DOT[dtype],
+    )
     for g, w in zip(layer.backward(to_device(dc, device)), r.backward(f64(dc))):
         np.testing.assert_allclose(to_host(g), w, **TOL_DOT[dtype], err_msg="WeightSum backward")
 
 
 def test_attention_numerical_gradient(rng):
-    enc, dec, w = rng.standard_normal((2, 4, 3)), rng.standard_normal((2, 3, 3)), rng.standard_normal((2, 3, 3))
+    enc, dec, w = (
+        rng.standard_normal((2, 4, 3)),
+        rng.standard_normal((2, 3, 3)),
+        rng.standard_normal((2, 3, 3)),
+    )
     for impl in (time_layers, ref):
         layer = impl.TimeAttention()
 
@@ -399,10 +438,36 @@ def test_rnnlm_loss_and_gradients(dtype):
 
 def test_star_import_hands_on_the_sequels_names():
     names = {n: getattr(time_layers, n) for n in time_layers.__all__}  # what `import *` binds
-    for n in ("np", "GPU", "softmax", "sigmoid", "cross_entropy_error", "Affine", "MatMul", "SoftmaxWithLoss",
-              "Sigmoid", "SigmoidWithLoss", "Dropout", "Embedding", "TimeRNN", "TimeLSTM", "TimeGRU",
-              "TimeEmbedding", "TimeAffine", "TimeSoftmaxWithLoss", "TimeSigmoidWithLoss", "TimeDropout",
-              "TimeBiLSTM", "RNN", "LSTM", "GRU", "WeightSum", "AttentionWeight", "Attention", "TimeAttention"):
+    for n in (
+        "np",
+        "GPU",
+        "softmax",
+        "sigmoid",
+        "cross_entropy_error",
+        "Affine",
+        "MatMul",
+        "SoftmaxWithLoss",
+        "Sigmoid",
+        "SigmoidWithLoss",
+        "Dropout",
+        "Embedding",
+        "TimeRNN",
+        "TimeLSTM",
+        "TimeGRU",
+        "TimeEmbedding",
+        "TimeAffine",
+        "TimeSoftmaxWithLoss",
+        "TimeSigmoidWithLoss",
+        "TimeDropout",
+        "TimeBiLSTM",
+        "RNN",
+        "LSTM",
+        "GRU",
+        "WeightSum",
+        "AttentionWeight",
+        "Attention",
+        "TimeAttention",
+    ):
         assert n in names, n
     assert names["np"] is np and names["GPU"] is False
 
@@ -416,7 +481,9 @@ def test_bad_input_names_the_argument(rng):
     xs = randn(rng, (2, 4, 3), np.float32)
     with pytest.raises(ValueError, match=r"xs: expected a 3-D array \(N, T, D\), got shape \(4, 3\)"):
         time_layers.TimeLSTM(*params).forward(xs[0])
-    with pytest.raises(ValueError, match=r"Wx: shape \(3, 8\), expected \(3, 6\) \(xs has D = 3 features; GRU"):
+    with pytest.raises(
+        ValueError, match=r"Wx: shape \(3, 8\), expected \(3, 6\) \(xs has D = 3 features; GRU"
+    ):
         time_layers.TimeGRU(params[0], params[1][:, :6], params[2][:6]).forward(xs)
     with pytest.raises(ValueError, match=r"Wx: shape \(5, 8\), expected \(3, 8\) \(xs has D = 3"):
         time_layers.TimeLSTM(randn(rng, (5, 8), np.float32), *params[1:]).forward(xs)
@@ -439,11 +506,37 @@ def test_bad_input_names_the_argument(rng):
         loss.forward(np.zeros((1, 3, 5)), np.array([[0, 1]]))
     with pytest.raises(TypeError, match=r"ts: expected integer labels"):
         loss.forward(np.zeros((1, 3, 5)), np.zeros((1, 3)))
-    with pytest.raises(ValueError, match=r"hs_dec: shape \(2, 3, 5\), expected \(2, 3, 4\) \(hs_enc has shape"):
+    with pytest.raises(
+        ValueError, match=r"hs_dec: shape \(2, 3, 5\), expected \(2, 3, 4\) \(hs_enc has shape"
+    ):
         time_layers.TimeAttention().forward(np.zeros((2, 6, 4)), np.zeros((2, 3, 5)))
     with pytest.raises(ValueError, match=r"h: shape \(3, 4\), expected \(2, 4\)"):
         time_layers.Attention().forward(np.zeros((2, 6, 4)), np.zeros((3, 4)))
     with pytest.raises(ValueError, match=r"dc_last: shape \(1, 2\), expected \(2, 2\)"):
-        ops.lstm_backward(xs, *params[:2], *(np.zeros(s, np.float32) for s in ((2, 2), (2, 2), (2, 4, 2),
-                                                                                  (2, 4, 2), (2, 4, 8), (2, 4, 2))),
-                          dc_last=np.zeros((1, 2), np.float32))
+        ops.lstm_backward(
+            xs,
+            *params[:2],
+            *(np.zeros(s, np.float32) for s in ((2, 2), (2, 2), (2, 4, 2), (2, 4, 2), (2, 4, 8), (2, 4, 2))),
+            dc_last=np.zeros((1, 2), np.float32),
+        )
+
+
+def test_sequel_common_layers(rng):
+    """The common/layers.py names the sequel hands on: params / grads lists, gradients in place."""
+    x, W, b, dout = (rng.standard_normal(s) for s in ((4, 3), (3, 5), (5,), (4, 5)))
+    for cls, args, out in ((time_layers.Affine, (W, b), x @ W + b), (time_layers.MatMul, (W,), x @ W)):
+        layer = cls(*args)
+        grads = list(layer.grads)
+        np.testing.assert_allclose(layer.forward(x), out, rtol=1e-12)
+        np.testing.assert_allclose(layer.backward(dout), dout @ W.T, rtol=1e-12)
+        assert layer.grads[0] is grads[0]
+        np.testing.assert_allclose(layer.grads[0], x.T @ dout, rtol=1e-12)
+    for name in ("Sigmoid", "SoftmaxWithLoss", "SigmoidWithLoss", "Dropout", "TimeDropout"):
+        layer = getattr(time_layers, name)()
+        assert layer.params == [] and layer.grads == []
+    s = time_layers.Sigmoid()
+    np.testing.assert_allclose(s.forward(x), 1 / (1 + np.exp(-x)), rtol=1e-12)
+    loss = time_layers.SoftmaxWithLoss()
+    t = np.array([0, 4, 2, 1])
+    y = np.exp(dout) / np.exp(dout).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(loss.forward(dout, t), -np.mean(np.log(y[np.arange(4), t] + 1e-7)), rtol=1e-12)

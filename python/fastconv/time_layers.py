@@ -1,13 +1,13 @@
-"""The book sequel's sequence layers (``common/time_layers.py`` of *Deep Learning from Scratch 2*, and the attention
-layers of its ``ch08/attention_layer.py``) on fastconv's kernels.
+"""The book sequel's sequence layers (``common/time_layers.py`` of *Deep Learning from Scratch 2*, and the
+attention layers of its ``ch08/attention_layer.py``) on fastconv's kernels.
 
 Change ``from common.time_layers import *`` to ``from fastconv.time_layers import *``: the classes keep the
-sequel's names, constructors, methods and public attributes -- ``params`` / ``grads`` lists holding the caller's
-arrays (gradients are written into the same arrays with ``[...] =``, as the sequel's optimizers and
+sequel's names, constructors, methods and public attributes -- ``params`` / ``grads`` lists holding the
+caller's arrays (gradients are written into the same arrays with ``[...] =``, as the sequel's optimizers and
 ``clip_grads`` expect), the LSTM gate columns (f, g, i, o) and GRU columns (z, r, h), ``stateful``,
 ``set_state``, ``reset_state`` and ``dh`` -- and the names the sequel's module hands on through ``import *``
-(``np``, ``GPU``, ``softmax``, ``sigmoid``, ``cross_entropy_error``, ``Affine``, ``MatMul``, ``SoftmaxWithLoss``,
-``Sigmoid``, ``SigmoidWithLoss``, ``Dropout``, ``Embedding``).
+(``np``, ``GPU``, ``softmax``, ``sigmoid``, ``cross_entropy_error``, ``Affine``, ``MatMul``,
+``SoftmaxWithLoss``, ``Sigmoid``, ``SigmoidWithLoss``, ``Dropout``, ``Embedding``).
 
 Where this module differs from the sequel, on purpose:
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import layers as _book
 from . import ops
 from .functions import cross_entropy_error, sigmoid, softmax
 
@@ -101,8 +102,9 @@ def _step(x):
 
 
 class _TimeCell:
-    """Shared state handling: the hidden state h (and the LSTM's c) carries over between calls when ``stateful``;
-    ``set_state`` gives it and ``reset_state`` forgets it. ``dh`` is the gradient of the initial h after
+    """Shared state handling: the hidden state h (and the LSTM's c) carries over between calls when
+    ``stateful``; ``set_state`` gives it and ``reset_state`` forgets it. ``dh`` is the gradient of the initial
+    h after
     ``backward`` (seq2seq encoders read it)."""
 
     def __init__(self, Wx, Wh, b, stateful=False):
@@ -146,7 +148,8 @@ class TimeRNN(_TimeCell):
 
 
 class TimeLSTM(_TimeCell):
-    """LSTM over sequences (N, T, D) -> (N, T, H), gate columns (f, g, i, o) of Wx (D, 4H), Wh (H, 4H), b (4H,).
+    """LSTM over sequences (N, T, D) -> (N, T, H), gate columns (f, g, i, o) of Wx (D, 4H), Wh (H, 4H), b
+    (4H,).
 
     Only the gradient of the initial h is kept (``dh``), as the sequel: the last states get no gradient.
     """
@@ -177,7 +180,8 @@ class TimeLSTM(_TimeCell):
 
 
 class TimeGRU(_TimeCell):
-    """GRU over sequences (N, T, D) -> (N, T, H), gate columns (z, r, h) of Wx (D, 3H), Wh (H, 3H), b (3H,)."""
+    """GRU over sequences (N, T, D) -> (N, T, H), gate columns (z, r, h) of Wx (D, 3H), Wh (H, 3H), b
+    (3H,)."""
 
     def forward(self, xs):
         Wx, Wh, b = self.params
@@ -195,7 +199,8 @@ class TimeGRU(_TimeCell):
 
 
 class TimeBiLSTM:
-    """Two TimeLSTMs, one reading the sequence forwards and one backwards; outputs concatenated to (N, T, 2H)."""
+    """Two TimeLSTMs, one reading the sequence forwards and one backwards; outputs concatenated to (N, T,
+    2H)."""
 
     def __init__(self, Wx1, Wh1, b1, Wx2, Wh2, b2, stateful=False):
         self.forward_lstm = TimeLSTM(Wx1, Wh1, b1, stateful)
@@ -237,7 +242,9 @@ class RNN(_Cell):
 
     def backward(self, dh_next):
         xs, h_prev, hs = self.cache
-        dxs, *g, dh_prev = ops.rnn_backward(xs, *self.params[:2], h_prev, hs, ops.as_array(dh_next)[:, None, :])
+        dxs, *g, dh_prev = ops.rnn_backward(
+            xs, *self.params[:2], h_prev, hs, ops.as_array(dh_next)[:, None, :]
+        )
         _set_grads(self.grads, g)
         return dxs[:, 0, :], dh_prev
 
@@ -254,8 +261,9 @@ class LSTM(_Cell):
 
     def backward(self, dh_next, dc_next):
         xs, *rest = self.cache
-        dxs, *g, dh_prev, dc_prev = ops.lstm_backward(xs, *self.params[:2], *rest,
-                                                      ops.as_array(dh_next)[:, None, :], dc_last=dc_next)
+        dxs, *g, dh_prev, dc_prev = ops.lstm_backward(
+            xs, *self.params[:2], *rest, ops.as_array(dh_next)[:, None, :], dc_last=dc_next
+        )
         _set_grads(self.grads, g)
         return dxs[:, 0, :], dh_prev, dc_prev
 
@@ -295,8 +303,12 @@ class Embedding:
 
     def backward(self, dout):
         dW = self.grads[0]
-        inplace = isinstance(dW, np.ndarray) and dW.flags.c_contiguous and dW.flags.writeable and \
-            dW.dtype == np.result_type(ops.as_array(dout, "dout"))
+        inplace = (
+            isinstance(dW, np.ndarray)
+            and dW.flags.c_contiguous
+            and dW.flags.writeable
+            and dW.dtype == np.result_type(ops.as_array(dout, "dout"))
+        )
         got = ops.embedding_backward(dout, self.idx, dW.shape, out=dW if inplace else None)
         if not inplace:
             dW[...] = got
@@ -361,26 +373,19 @@ class TimeAffine(Affine):
         return dx.reshape(self.x.shape)
 
 
-class SoftmaxWithLoss:
-    """Softmax and the mean cross-entropy (``log(y + 1e-7)``) of a batch; integer labels or one-hot targets."""
+class SoftmaxWithLoss(_book.SoftmaxWithLoss):
+    """Softmax and the mean cross-entropy (``log(y + 1e-7)``) of a batch, integer labels or one-hot targets:
+    fastconv.layers' layer with the sequel's empty ``params`` / ``grads``."""
 
     def __init__(self):
+        super().__init__()
         self.params, self.grads = [], []
-        self.y = None
-        self.t = None
-
-    def forward(self, x, t):
-        self.t = t
-        loss, self.y = ops.softmax_cross_entropy(x, t)
-        return loss
-
-    def backward(self, dout=1):
-        return ops.softmax_cross_entropy_backward(self.y, self.t, dout)
 
 
 class TimeSoftmaxWithLoss:
     """Softmax of scores (N, T, V) and the cross-entropy averaged over the steps whose label is not
-    ``ignore_label`` (-1); labels (N, T) or one-hot targets (N, T, V). The loss is a scalar of the scores' dtype."""
+    ``ignore_label`` (-1); labels (N, T) or one-hot targets (N, T, V). The loss is a scalar of the scores'
+    dtype."""
 
     def __init__(self):
         self.params, self.grads = [], []
@@ -397,26 +402,20 @@ class TimeSoftmaxWithLoss:
         return ops.time_softmax_ce_backward(ys, labels, kept, dout, self.ignore_label)
 
 
-class Sigmoid:
-    """Logistic sigmoid."""
+class Sigmoid(_book.Sigmoid):
+    """Logistic sigmoid: fastconv.layers' layer with the sequel's empty ``params`` / ``grads``."""
 
     def __init__(self):
+        super().__init__()
         self.params, self.grads = [], []
-        self.out = None
-
-    def forward(self, x):
-        self.out = ops.sigmoid_forward(x)
-        return self.out
-
-    def backward(self, dout):
-        return ops.sigmoid_backward(dout, self.out)
 
 
 class SigmoidWithLoss:
     """Sigmoid of scores and the mean binary cross-entropy against 0/1 integer labels of the same shape.
 
-    As the sequel, the loss is the cross-entropy of the two-class probabilities (1 - y, y) with ``log(p + 1e-7)``;
-    they are the softmax of the scores (0, x), so the op is fastconv's softmax cross-entropy over two columns.
+    As the sequel, the loss is the cross-entropy of the two-class probabilities (1 - y, y) with ``log(p +
+    1e-7)``; they are the softmax of the scores (0, x), so the op is fastconv's softmax cross-entropy over two
+    columns.
     """
 
     def __init__(self):
@@ -443,28 +442,13 @@ class TimeSigmoidWithLoss(SigmoidWithLoss):
     """SigmoidWithLoss over scores (N, T) and 0/1 labels (N, T): the mean over the N*T steps."""
 
 
-class Dropout:
-    """Dropout of the first book (no rescaling): in training keep each element with probability 1 - ratio; at test
-    time multiply by 1 - ratio. ``mask`` is the boolean keep-mask."""
+class Dropout(_book.Dropout):
+    """Dropout of the first book (no rescaling; at test time x * (1 - ratio)): fastconv.layers' layer, whose
+    masks are keyed from NumPy's global generator, with the sequel's empty ``params`` / ``grads``."""
 
     def __init__(self, dropout_ratio=0.5):
+        super().__init__(dropout_ratio)
         self.params, self.grads = [], []
-        self.dropout_ratio = dropout_ratio
-        self.mask = None
-
-    def forward(self, x, train_flg=True):
-        if train_flg:
-            out, self.mask = ops.dropout_forward(x, self.dropout_ratio, _dropout_key())
-            return out
-        return ops.dropout_infer(x, self.dropout_ratio)
-
-    def backward(self, dout):
-        return ops.dropout_backward(dout, self.mask)
-
-
-def _dropout_key() -> int:
-    """A dropout key from NumPy's global generator, so ``np.random.seed`` makes masks repeatable."""
-    return int(np.random.randint(0, 2**63 - 1, dtype=np.int64))
 
 
 class TimeDropout:
@@ -478,6 +462,7 @@ class TimeDropout:
         self.train_flg = True
         self._keep = None
         self._scale = None
+        self._keys = _book.Dropout()  # mask keys from NumPy's global generator, as the book's layer
 
     @property
     def mask(self):
@@ -488,7 +473,7 @@ class TimeDropout:
     def forward(self, xs):
         if not self.train_flg:
             return xs
-        out, self._keep = ops.dropout_forward(xs, self.dropout_ratio, _dropout_key())
+        out, self._keep = ops.dropout_forward(xs, self.dropout_ratio, self._keys._next_key())
         self._scale = out.dtype.type(1.0 / (1.0 - self.dropout_ratio))
         out *= self._scale
         return out
@@ -519,7 +504,8 @@ class WeightSum:
 
 
 class AttentionWeight:
-    """Weights ``a[n] = softmax_s(hs[n, s] . h[n])``: ``forward(hs, h) -> a``, ``backward(da) -> (dhs, dh)``."""
+    """Weights ``a[n] = softmax_s(hs[n, s] . h[n])``: ``forward(hs, h) -> a``, ``backward(da) -> (dhs,
+    dh)``."""
 
     def __init__(self):
         self.params, self.grads = [], []
@@ -557,7 +543,8 @@ class Attention:
 
 class TimeAttention:
     """Attention of every decoder step at once: ``forward(hs_enc (N, S, H), hs_dec (N, L, H)) -> (N, L, H)``,
-    ``backward(dout) -> (dhs_enc, dhs_dec)``. ``attention_weights`` lists the weights (N, S) of each step, as the
+    ``backward(dout) -> (dhs_enc, dhs_dec)``. ``attention_weights`` lists the weights (N, S) of each step, as
+    the
     sequel's; ``layers`` stays None (one kernel call, no per-step Attention objects)."""
 
     def __init__(self):

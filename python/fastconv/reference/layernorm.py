@@ -1,6 +1,8 @@
-"""Reference layer normalisation over the last axis (Ba, Kiros & Hinton, "Layer Normalization", 2016), in plain
-NumPy: the definition Keras' LayerNormalization and torch.nn.LayerNorm compute (biased variance, eps inside the
+"""Reference layer normalisation over the last axis (Ba, Kiros & Hinton, "Layer Normalization", 2016), in
+plain NumPy: the definition Keras' LayerNormalization and torch.nn.LayerNorm compute (biased variance, eps
+inside the
 square root). Follows the input dtype."""
+
 import numpy as np
 
 __all__ = ["layernorm_backward", "layernorm_forward"]
@@ -19,7 +21,7 @@ def layernorm_backward(dout, cache):
     xhat, std, gamma = cache
     axes = tuple(range(dout.ndim - 1))
     dgamma, dbeta = (dout * xhat).sum(axis=axes), dout.sum(axis=axes)
-    g = dout * gamma                      # gradient of xhat
+    g = dout * gamma  # gradient of xhat
     # xhat = (x - mean) / std: the mean and std of the row depend on every element of it
     dx = (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True)) / std
     return dx, dgamma, dbeta

@@ -9,6 +9,7 @@ out), so tests can compare fastconv's float32 and float64 paths with a float64 o
 Shape letters: a batch of N sequences of T steps, inputs of D features, H hidden units, V classes or words.
 Sequences are (N, T, D); weights are Wx (D, G*H), Wh (H, G*H), b (G*H,) with G gates (1 RNN, 4 LSTM, 3 GRU).
 """
+
 import numpy as np
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
 # functions
 # ============================================================================
 
+
 def sigmoid(x):
     """Logistic function ``1 / (1 + exp(-x))``, evaluated without overflow for either sign of ``x``."""
     e = np.exp(-np.abs(x))
@@ -60,6 +62,7 @@ def softmax(x):
 # one step of each cell: forward returns (new state..., cache), backward the input gradients
 # ============================================================================
 
+
 def _rnn_step(x, h_prev, Wx, Wh, b):
     h = np.tanh(x @ Wx + h_prev @ Wh + b)
     return h, (x, h_prev, h)
@@ -67,7 +70,7 @@ def _rnn_step(x, h_prev, Wx, Wh, b):
 
 def _rnn_step_backward(dh, cache, Wx, Wh):
     x, h_prev, h = cache
-    da = dh * (1 - h * h)            # through tanh
+    da = dh * (1 - h * h)  # through tanh
     return da @ Wx.T, da @ Wh.T, (x.T @ da, h_prev.T @ da, da.sum(axis=0))
 
 
@@ -75,9 +78,9 @@ def _lstm_step(x, h_prev, c_prev, Wx, Wh, b):
     H = h_prev.shape[1]
     a = x @ Wx + h_prev @ Wh + b
     f = sigmoid(a[:, :H])
-    g = np.tanh(a[:, H:2 * H])
-    i = sigmoid(a[:, 2 * H:3 * H])
-    o = sigmoid(a[:, 3 * H:])
+    g = np.tanh(a[:, H : 2 * H])
+    i = sigmoid(a[:, 2 * H : 3 * H])
+    o = sigmoid(a[:, 3 * H :])
     c = f * c_prev + g * i
     h = o * np.tanh(c)
     return h, c, (x, h_prev, c_prev, f, g, i, o, c)
@@ -86,13 +89,16 @@ def _lstm_step(x, h_prev, c_prev, Wx, Wh, b):
 def _lstm_step_backward(dh, dc, cache, Wx, Wh):
     x, h_prev, c_prev, f, g, i, o, c = cache
     tc = np.tanh(c)
-    dc_total = dc + dh * o * (1 - tc * tc)     # c reaches the loss directly and through h = o * tanh(c)
-    da = np.concatenate([
-        dc_total * c_prev * f * (1 - f),         # forget gate
-        dc_total * i * (1 - g * g),              # candidate
-        dc_total * g * i * (1 - i),              # input gate
-        dh * tc * o * (1 - o),                   # output gate
-    ], axis=1)
+    dc_total = dc + dh * o * (1 - tc * tc)  # c reaches the loss directly and through h = o * tanh(c)
+    da = np.concatenate(
+        [
+            dc_total * c_prev * f * (1 - f),  # forget gate
+            dc_total * i * (1 - g * g),  # candidate
+            dc_total * g * i * (1 - i),  # input gate
+            dh * tc * o * (1 - o),  # output gate
+        ],
+        axis=1,
+    )
     return da @ Wx.T, da @ Wh.T, dc_total * f, (x.T @ da, h_prev.T @ da, da.sum(axis=0))
 
 
@@ -100,8 +106,8 @@ def _gru_step(x, h_prev, Wx, Wh, b):
     H = h_prev.shape[1]
     ax = x @ Wx + b
     z = sigmoid(ax[:, :H] + h_prev @ Wh[:, :H])
-    r = sigmoid(ax[:, H:2 * H] + h_prev @ Wh[:, H:2 * H])
-    hh = np.tanh(ax[:, 2 * H:] + (r * h_prev) @ Wh[:, 2 * H:])
+    r = sigmoid(ax[:, H : 2 * H] + h_prev @ Wh[:, H : 2 * H])
+    hh = np.tanh(ax[:, 2 * H :] + (r * h_prev) @ Wh[:, 2 * H :])
     h = (1 - z) * h_prev + z * hh
     return h, (x, h_prev, z, r, hh)
 
@@ -109,19 +115,20 @@ def _gru_step(x, h_prev, Wx, Wh, b):
 def _gru_step_backward(dh, cache, Wx, Wh):
     x, h_prev, z, r, hh = cache
     H = h_prev.shape[1]
-    da_h = dh * z * (1 - hh * hh)                # candidate, through tanh
-    drh = da_h @ Wh[:, 2 * H:].T                 # gradient of r * h_prev
+    da_h = dh * z * (1 - hh * hh)  # candidate, through tanh
+    drh = da_h @ Wh[:, 2 * H :].T  # gradient of r * h_prev
     da_z = dh * (hh - h_prev) * z * (1 - z)
     da_r = drh * h_prev * r * (1 - r)
     da = np.concatenate([da_z, da_r, da_h], axis=1)
-    dh_prev = dh * (1 - z) + drh * r + da[:, :2 * H] @ Wh[:, :2 * H].T
-    dWh = np.concatenate([h_prev.T @ da[:, :2 * H], (r * h_prev).T @ da_h], axis=1)
+    dh_prev = dh * (1 - z) + drh * r + da[:, : 2 * H] @ Wh[:, : 2 * H].T
+    dWh = np.concatenate([h_prev.T @ da[:, : 2 * H], (r * h_prev).T @ da_h], axis=1)
     return da @ Wx.T, dh_prev, (x.T @ da, dWh, da.sum(axis=0))
 
 
 # ============================================================================
 # whole sequences (N, T, D) -> (N, T, H)
 # ============================================================================
+
 
 def _run(step, xs, states, *weights):
     """Run ``step`` over the T steps of xs; returns hs (N, T, H), the final states and the per-step caches."""
@@ -134,7 +141,8 @@ def _run(step, xs, states, *weights):
 
 
 def _run_backward(step_backward, dhs, caches, n_carry, Wx, Wh):
-    """Backward through time: returns dxs (N, T, D), the gradients of the initial states and (dWx, dWh, db)."""
+    """Backward through time: returns dxs (N, T, D), the gradients of the initial states and (dWx, dWh,
+    db)."""
     carry = [0] * n_carry
     dxs, grads = [], [0, 0, 0]
     for t in reversed(range(dhs.shape[1])):
@@ -184,6 +192,7 @@ def gru_backward(dhs, caches, Wx, Wh):
 # ============================================================================
 # layers with the sequel's interface
 # ============================================================================
+
 
 def _write_grads(grads, values):
     for g, v in zip(grads, values):
@@ -319,7 +328,7 @@ class Embedding:
     def backward(self, dout):
         dW = self.grads[0]
         dW[...] = 0
-        np.add.at(dW, self.idx, dout)     # repeated ids accumulate
+        np.add.at(dW, self.idx, dout)  # repeated ids accumulate
 
 
 class TimeEmbedding(Embedding):
@@ -382,7 +391,8 @@ class TimeSoftmaxWithLoss:
 
 
 class TimeSigmoidWithLoss:
-    """Sigmoid of scores (N, T) and the binary cross-entropy against 0/1 targets (N, T), averaged over N and T.
+    """Sigmoid of scores (N, T) and the binary cross-entropy against 0/1 targets (N, T), averaged over N and
+    T.
 
     As the sequel (its SigmoidWithLoss per step), each log is of ``p + 1e-7``.
     """
@@ -402,8 +412,9 @@ class TimeSigmoidWithLoss:
 
 
 class TimeDropout:
-    """Inverted dropout: in training (``train_flg``) each element is kept with probability 1 - ratio and scaled
-    by 1 / (1 - ratio); at test time the identity. ``mask`` holds the scaled keep-mask of the last forward,
+    """Inverted dropout: in training (``train_flg``) each element is kept with probability 1 - ratio and
+    scaled by 1 / (1 - ratio); at test time the identity. ``mask`` holds the scaled keep-mask of the last
+    forward,
     drawn from NumPy's global generator as the sequel does."""
 
     def __init__(self, dropout_ratio=0.5):
@@ -448,6 +459,7 @@ class TimeBiLSTM:
 # attention (the sequel's ch08/attention_layer.py): dot-product scores over the encoder states hs (N, S, H)
 # ============================================================================
 
+
 class WeightSum:
     """Context ``c[n] = sum_s a[n, s] hs[n, s]`` of encoder states hs (N, S, H) under weights a (N, S)."""
 
@@ -465,7 +477,8 @@ class WeightSum:
 
 
 class AttentionWeight:
-    """Weights ``a[n] = softmax_s(hs[n, s] . h[n])`` of encoder states hs (N, S, H) for a decoder state h (N, H)."""
+    """Weights ``a[n] = softmax_s(hs[n, s] . h[n])`` of encoder states hs (N, S, H) for a decoder state h (N,
+    H)."""
 
     def __init__(self):
         self.params, self.grads = [], []
@@ -478,7 +491,7 @@ class AttentionWeight:
 
     def backward(self, da):
         hs, h, a = self.cache
-        ds = a * (da - np.sum(a * da, axis=1, keepdims=True))   # through the softmax
+        ds = a * (da - np.sum(a * da, axis=1, keepdims=True))  # through the softmax
         return ds[:, :, None] * h[:, None, :], np.einsum("ns,nsh->nh", ds, hs)
 
 
@@ -511,7 +524,9 @@ class TimeAttention:
 
     def forward(self, hs_enc, hs_dec):
         self.layers = [Attention() for _ in range(hs_dec.shape[1])]
-        out = np.stack([layer.forward(hs_enc, hs_dec[:, t, :]) for t, layer in enumerate(self.layers)], axis=1)
+        out = np.stack(
+            [layer.forward(hs_enc, hs_dec[:, t, :]) for t, layer in enumerate(self.layers)], axis=1
+        )
         self.attention_weights = [layer.attention_weight for layer in self.layers]
         return out
 
