@@ -8,12 +8,14 @@ Implementations, float32, all from the same weights:
   fastconv   the model as the sequel's ch06/better_rnnlm.py writes it (TimeEmbedding, TimeDropout, two
              stateful TimeLSTMs, TimeAffine on the embedding's transpose, TimeSoftmaxWithLoss) on
              fastconv.time_layers;
-  reference  the same model on fastconv.reference.time_layers (plain NumPy, one step at a time, as the sequel);
-  sequel     (with --sequel DIR, a checkout of deep-learning-from-scratch-2) the same model on the sequel's own
-             common/time_layers.py;
+  reference  the same model on fastconv.reference.time_layers (plain NumPy, one step at a time, as the
+             sequel);
+  sequel     (with --sequel DIR, a checkout of deep-learning-from-scratch-2) the same model on the sequel's
+             own common/time_layers.py;
   torch      nn.Embedding + 2-layer nn.LSTM (batch_first) + nn.Linear sharing the embedding's weight, dropout
              between them, F.cross_entropy; a step is zero_grad + forward + backward (no optimizer update on
-             any side), the LSTM state carried between steps (detached) as the stateful TimeLSTMs carry theirs.
+             any side), the LSTM state carried between steps (detached) as the stateful TimeLSTMs carry
+             theirs.
 Before timing, the losses of fastconv, the reference, the sequel and torch, and the first LSTM's gradients of
 fastconv and the reference, are compared on one batch with dropout off. fastconv and torch run with the same
 thread count; the NumPy paths use NumPy's BLAS with its default threads. Blocks of the implementations

@@ -92,8 +92,8 @@ void lstm_backward_py(py::array xs, py::array wx, py::array wh, py::array h0, py
   T* pdh0 = out_ptr<T>(dh0, "dh0", {s.N, s.H});
   T* pdc0 = out_ptr<T>(dc0, "dc0", {s.N, s.H});
   py::gil_scoped_release nogil;
-  cpu::lstm_backward<T>(px, pwx, pwh, ph0, pc0, phs, pcs, pg, pdhs, pdcl, pdxs, pdwx, pdwh, pdb, pdh0, pdc0, s.N, s.L,
-                        s.D, s.H, cpu::num_threads());
+  cpu::lstm_backward<T>(px, pwx, pwh, ph0, pc0, phs, pcs, pg, pdhs, pdcl, pdxs, pdwx, pdwh, pdb, pdh0, pdc0,
+                        s.N, s.L, s.D, s.H, cpu::num_threads());
 }
 
 template <typename T>
@@ -157,7 +157,8 @@ void bind_rnn(py::module_& m) {
                 py::arg("rh"));
   FC_DEF_FLOATS(m, "gru_backward", gru_backward_py, "Backward through time of gru_forward.", py::arg("xs"),
                 py::arg("Wx"), py::arg("Wh"), py::arg("h0"), py::arg("hs"), py::arg("gates"), py::arg("rh"),
-                py::arg("dhs"), py::arg("dxs"), py::arg("dWx"), py::arg("dWh"), py::arg("db"), py::arg("dh0"));
+                py::arg("dhs"), py::arg("dxs"), py::arg("dWx"), py::arg("dWh"), py::arg("db"),
+                py::arg("dh0"));
 }
 
 }  // namespace fastconv::bind

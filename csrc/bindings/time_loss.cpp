@@ -36,7 +36,8 @@ std::pair<double, std::int64_t> time_softmax_ce_forward_py(py::array x, py::arra
 }
 
 template <typename T>
-void time_softmax_ce_backward_py(py::array y, py::array t, py::array dx, std::int64_t ignore_label, double scale) {
+void time_softmax_ce_backward_py(py::array y, py::array t, py::array dx, std::int64_t ignore_label,
+                                 double scale) {
   const std::int64_t M = dim(y, "y", 2, 0), V = dim(y, "y", 2, 1);
   const T* py_ = in_ptr<T>(y, "y", {M, V});
   const std::int64_t* pt = time_labels_ptr(t, M, V, ignore_label);
@@ -49,8 +50,8 @@ void time_softmax_ce_backward_py(py::array y, py::array t, py::array dx, std::in
 
 void bind_time_loss(py::module_& m) {
   FC_DEF_FLOATS(m, "time_softmax_ce_forward", time_softmax_ce_forward_py,
-                "y = softmax(xs); returns (sum of -log y[t] over kept rows, number of kept rows).", py::arg("xs"),
-                py::arg("ts"), py::arg("y"), py::arg("ignore_label"));
+                "y = softmax(xs); returns (sum of -log y[t] over kept rows, number of kept rows).",
+                py::arg("xs"), py::arg("ts"), py::arg("y"), py::arg("ignore_label"));
   FC_DEF_FLOATS(m, "time_softmax_ce_backward", time_softmax_ce_backward_py,
                 "dx = (y - onehot(t)) * scale on kept rows, 0 on ignored rows.", py::arg("y"), py::arg("ts"),
                 py::arg("dx"), py::arg("ignore_label"), py::arg("scale"));

@@ -1,9 +1,9 @@
-// attention.cpp: dot-product attention (layouts in attention.h). Every kernel is parallel over the N sequences,
-// each sequence computed by one thread in a fixed order, so results do not depend on the thread count. The
-// one-step layers (WeightSum, AttentionWeight) are single passes over hs; TimeAttention makes, per sequence,
-// the score GEMM dec @ enc^T, a row softmax (loss.h's softmax_forward) and the context GEMM a @ enc with
-// gemm_serial (the caller's thread; the team is spread over sequences), and its backward four GEMMs:
-// dA = dout enc^T, dS = A * (dA - rowsum(A * dA)), ddec = dS enc, denc = dS^T dec + A^T dout.
+// attention.cpp: dot-product attention (layouts in attention.h). Every kernel is parallel over the N
+// sequences, each sequence computed by one thread in a fixed order, so results do not depend on the thread
+// count. The one-step layers (WeightSum, AttentionWeight) are single passes over hs; TimeAttention makes, per
+// sequence, the score GEMM dec @ enc^T, a row softmax (loss.h's softmax_forward) and the context GEMM a @ enc
+// with gemm_serial (the caller's thread; the team is spread over sequences), and its backward four GEMMs: dA
+// = dout enc^T, dS = A * (dA - rowsum(A * dA)), ddec = dS enc, denc = dS^T dec + A^T dout.
 #include "cpu/attention.h"
 
 #include <algorithm>
@@ -35,7 +35,7 @@ inline void softmax_row_backward(const T* a, const T* da, T* ds, std::int64_t S)
 }
 }  // namespace
 
-// ---------------------------------------------------------------------------------------------------------------
+// -----------------------------------------------------------------------------------------------------------
 // one decoder step: WeightSum and AttentionWeight
 
 template <typename T>
@@ -76,8 +76,8 @@ void attention_weight_forward(const T* hs, const T* h, T* a, std::int64_t N, std
 }
 
 template <typename T>
-void attention_weight_backward(const T* hs, const T* h, const T* a, const T* da, T* dhs, T* dh, std::int64_t N,
-                               std::int64_t S, std::int64_t H) {
+void attention_weight_backward(const T* hs, const T* h, const T* a, const T* da, T* dhs, T* dh,
+                               std::int64_t N, std::int64_t S, std::int64_t H) {
 #pragma omp parallel for schedule(static) num_threads(num_threads()) if (N * S * H >= kParallelMin)
   for (std::int64_t n = 0; n < N; ++n) {
     std::vector<T> ds(static_cast<std::size_t>(S));
@@ -94,12 +94,12 @@ void attention_weight_backward(const T* hs, const T* h, const T* a, const T* da,
   }
 }
 
-// ---------------------------------------------------------------------------------------------------------------
+// -----------------------------------------------------------------------------------------------------------
 // every decoder step at once: TimeAttention
 
 template <typename T>
-void attention_forward(const T* enc, const T* dec, T* a, T* out, std::int64_t N, std::int64_t S, std::int64_t L,
-                       std::int64_t H) {
+void attention_forward(const T* enc, const T* dec, T* a, T* out, std::int64_t N, std::int64_t S,
+                       std::int64_t L, std::int64_t H) {
 #pragma omp parallel for schedule(static) num_threads(num_threads()) if (N * S * L * H >= kParallelMin)
   for (std::int64_t n = 0; n < N; ++n) {
     const T* e = enc + n * S * H;  // (S, H)
@@ -112,8 +112,8 @@ void attention_forward(const T* enc, const T* dec, T* a, T* out, std::int64_t N,
 }
 
 template <typename T>
-void attention_backward(const T* enc, const T* dec, const T* a, const T* dout, T* denc, T* ddec, std::int64_t N,
-                        std::int64_t S, std::int64_t L, std::int64_t H) {
+void attention_backward(const T* enc, const T* dec, const T* a, const T* dout, T* denc, T* ddec,
+                        std::int64_t N, std::int64_t S, std::int64_t L, std::int64_t H) {
 #pragma omp parallel for schedule(static) num_threads(num_threads()) if (N * S * L * H >= kParallelMin)
   for (std::int64_t n = 0; n < N; ++n) {
     const T* e = enc + n * S * H;
@@ -122,7 +122,8 @@ void attention_backward(const T* enc, const T* dec, const T* a, const T* dout, T
     const T* g = dout + n * L * H;
     std::vector<T> ds(static_cast<std::size_t>(L * S));  // dA, then dS in place
     gemm_serial<T>(L, S, H, T(1), g, H, 1, e, 1, H, T(0), ds.data(), S);  // dA = dout enc^T
-    for (std::int64_t l = 0; l < L; ++l) softmax_row_backward(an + l * S, ds.data() + l * S, ds.data() + l * S, S);
+    for (std::int64_t l = 0; l < L; ++l) softmax_row_backward(an + l * S, ds.data() + l * S,
+         ds.data() + l * S, S);
     gemm_serial<T>(L, H, S, T(1), ds.data(), S, 1, e, H, 1, T(0), ddec + n * L * H, H);  // ddec = dS enc
     T* de = denc + n * S * H;
     gemm_serial<T>(S, H, L, T(1), ds.data(), 1, S, d, H, 1, T(0), de, H);  // denc = dS^T dec
@@ -130,17 +131,18 @@ void attention_backward(const T* enc, const T* dec, const T* a, const T* dout, T
   }
 }
 
-#define FC_ATTENTION_INSTANTIATE(T, S_)                                                                          \
-  template void weight_sum_forward<T>(const T*, const T*, T*, std::int64_t, std::int64_t, std::int64_t);          \
-  template void weight_sum_backward<T>(const T*, const T*, const T*, T*, T*, std::int64_t, std::int64_t,          \
-                                       std::int64_t);                                                            \
-  template void attention_weight_forward<T>(const T*, const T*, T*, std::int64_t, std::int64_t, std::int64_t);    \
-  template void attention_weight_backward<T>(const T*, const T*, const T*, const T*, T*, T*, std::int64_t,        \
-                                             std::int64_t, std::int64_t);                                        \
-  template void attention_forward<T>(const T*, const T*, T*, T*, std::int64_t, std::int64_t, std::int64_t,        \
-                                     std::int64_t);                                                              \
-  template void attention_backward<T>(const T*, const T*, const T*, const T*, T*, T*, std::int64_t, std::int64_t, \
-                                      std::int64_t, std::int64_t);
+#define FC_ATTENTION_INSTANTIATE(T, S_)                                                                      \
+  template void weight_sum_forward<T>(const T*, const T*, T*, std::int64_t, std::int64_t, std::int64_t);     \
+  template void weight_sum_backward<T>(const T*, const T*, const T*, T*, T*, std::int64_t, std::int64_t,     \
+                                       std::int64_t);                                                        \
+  template void attention_weight_forward<T>(const T*, const T*, T*, std::int64_t, std::int64_t,              \
+                                            std::int64_t);                                                   \
+  template void attention_weight_backward<T>(const T*, const T*, const T*, const T*, T*, T*, std::int64_t,   \
+                                             std::int64_t, std::int64_t);                                    \
+  template void attention_forward<T>(const T*, const T*, T*, T*, std::int64_t, std::int64_t, std::int64_t,   \
+                                     std::int64_t);                                                          \
+  template void attention_backward<T>(const T*, const T*, const T*, const T*, T*, T*, std::int64_t,          \
+                                      std::int64_t, std::int64_t, std::int64_t);
 FC_FLOAT_TYPES(FC_ATTENTION_INSTANTIATE)
 #undef FC_ATTENTION_INSTANTIATE
 

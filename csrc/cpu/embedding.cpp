@@ -1,7 +1,7 @@
 // embedding.cpp: gather of table rows, and its adjoint, the scatter-add of gradient rows into a zeroed table.
-// The gather is parallel over ids. The scatter-add is parallel over column blocks of D: each thread adds every
-// row m, in order, into its own columns, so repeated ids never race and the sums do not depend on the thread
-// count (no atomics, no per-thread copies of the table).
+// The gather is parallel over ids. The scatter-add is parallel over column blocks of D: each thread adds
+// every row m, in order, into its own columns, so repeated ids never race and the sums do not depend on the
+// thread count (no atomics, no per-thread copies of the table).
 #include "cpu/embedding.h"
 
 #include <algorithm>

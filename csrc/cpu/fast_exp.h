@@ -1,13 +1,13 @@
 // fast_exp.h: exp and sigmoid over arrays, written so that GCC vectorises the float loops (libm's scalar expf
-// costs 7.5 ns an element here; the LSTM's gates and the time softmax take millions a step). float: exp by range
-// reduction x = n ln2 + r (|r| <= ln2/2, ln2 split in two parts so n*ln2 is exact), e^r by its Taylor series to
-// degree 7 (truncation r^8/8! < 6e-9, under float's 6e-8), 2^n put in the exponent bits: within 2 ulp of libm
-// on [-87, 88], clamped outside (so sigmoid saturates at +-inf), NaN kept; sigmoid = 1 / (1 + e^-x) keeps that
-// relative accuracy (no cancellation). The loops are `omp simd` and vectorise with -fno-trapping-math
-// (CMakeLists.txt). Measured (1M floats, CPU time, loaded host): sigmoid 2.1 ns an element, libm's 7.5 ns.
-// double: libm, for float64's 1e-10 tolerances. tanh stays libm's for both: 1 - 2 / (1 + e^{2x}) has an
-// absolute error ~2e-7 near 0 (a large relative one) and moved the float32 Rnnlm test's gradients past float32
-// rounding (tests/test_time_layers.py).
+// costs 7.5 ns an element here; the LSTM's gates and the time softmax take millions a step). float: exp by
+// range reduction x = n ln2 + r (|r| <= ln2/2, ln2 split in two parts so n*ln2 is exact), e^r by its Taylor
+// series to degree 7 (truncation r^8/8! < 6e-9, under float's 6e-8), 2^n put in the exponent bits: within 2
+// ulp of libm on [-87, 88], clamped outside (so sigmoid saturates at +-inf), NaN kept; sigmoid = 1 / (1 +
+// e^-x) keeps that relative accuracy (no cancellation). The loops are `omp simd` and vectorise with
+// -fno-trapping-math (CMakeLists.txt). Measured (1M floats, CPU time, loaded host): sigmoid 2.1 ns an
+// element, libm's 7.5 ns. double: libm, for float64's 1e-10 tolerances. tanh stays libm's for both: 1 - 2 /
+// (1 + e^{2x}) has an absolute error ~2e-7 near 0 (a large relative one) and moved the float32 Rnnlm test's
+// gradients past float32 rounding (tests/test_time_layers.py).
 #pragma once
 #include <cmath>
 #include <cstdint>

@@ -1,8 +1,8 @@
 // layernorm.cpp: layer normalisation forward and backward on rows (M, D). Row statistics are accumulated in
-// double, two passes (mean, then the centred sum of squares: no cancellation). Rows are split across threads for
-// the forward pass and dx; dgamma and dbeta are column sums taken by column blocks, each block summing the rows in
-// order, so every result has the same bits for any thread count.
-// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dout * gamma, xhat = (x - mean) * rstd.
+// double, two passes (mean, then the centred sum of squares: no cancellation). Rows are split across threads
+// for the forward pass and dx; dgamma and dbeta are column sums taken by column blocks, each block summing
+// the rows in order, so every result has the same bits for any thread count. dx = rstd * (g - mean(g) - xhat
+// * mean(g * xhat)) with g = dout * gamma, xhat = (x - mean) * rstd.
 #include "cpu/layernorm.h"
 
 #include <algorithm>
@@ -42,8 +42,8 @@ void layernorm_forward(const T* x, const T* gamma, const T* beta, T* out, T* mea
 }
 
 template <typename T>
-void layernorm_backward(const T* x, const T* gamma, const T* mean, const T* rstd, const T* dout, T* dx, T* dgamma,
-                        T* dbeta, std::int64_t M, std::int64_t D) {
+void layernorm_backward(const T* x, const T* gamma, const T* mean, const T* rstd, const T* dout, T* dx,
+                        T* dgamma, T* dbeta, std::int64_t M, std::int64_t D) {
 #pragma omp parallel num_threads(num_threads()) if (M * D >= kParallelMin)
   {
 #pragma omp for schedule(static)
@@ -56,7 +56,8 @@ void layernorm_backward(const T* x, const T* gamma, const T* mean, const T* rstd
         sg += gj;
         sgx += gj * static_cast<double>((xr[j] - mean[m]) * rstd[m]);
       }
-      const T mg = static_cast<T>(sg / static_cast<double>(D)), mgx = static_cast<T>(sgx / static_cast<double>(D));
+      const T mg = static_cast<T>(sg / static_cast<double>(D));
+      const T mgx = static_cast<T>(sgx / static_cast<double>(D));
       T* d = dx + m * D;
       for (std::int64_t j = 0; j < D; ++j) {
         const T xhat = (xr[j] - mean[m]) * rstd[m];
@@ -79,11 +80,11 @@ void layernorm_backward(const T* x, const T* gamma, const T* mean, const T* rstd
   }
 }
 
-#define FC_LAYERNORM_INSTANTIATE(T, S)                                                                        \
-  template void layernorm_forward<T>(const T*, const T*, const T*, T*, T*, T*, std::int64_t, std::int64_t,     \
-                                     double);                                                                 \
-  template void layernorm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, std::int64_t, \
-                                      std::int64_t);
+#define FC_LAYERNORM_INSTANTIATE(T, S)                                                                       \
+  template void layernorm_forward<T>(const T*, const T*, const T*, T*, T*, T*, std::int64_t, std::int64_t,   \
+                                     double);                                                                \
+  template void layernorm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*,          \
+                                      std::int64_t, std::int64_t);
 FC_FLOAT_TYPES(FC_LAYERNORM_INSTANTIATE)
 #undef FC_LAYERNORM_INSTANTIATE
 

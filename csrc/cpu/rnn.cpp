@@ -1,11 +1,11 @@
-// rnn.cpp: simple RNN, LSTM and GRU over whole sequences (layouts in rnn.h).
-// Forward: the input projections of all N*L steps are ONE GEMM (xs (N*L, D) @ Wx, onto the bias rows), then per
-// step one GEMM accumulates h_{t-1} @ Wh onto that step's rows (strided views, no copies; the GRU makes two, its
-// candidate needs r first) and one pass applies the gate nonlinearities and the state update in place.
-// Backward through time runs per step only what depends on the next step's carry (the elementwise gate
-// gradients and dh_{t-1} = dA_t @ Wh^T); dWx, dWh, db and dxs are then whole-sequence GEMMs over the N*L rows
-// of dA, so nothing is accumulated step by step. Every GEMM is the project's (gemm/gemm.h); every element is
-// computed by one thread in a fixed order, so results do not depend on the thread count.
+// rnn.cpp: simple RNN, LSTM and GRU over whole sequences (layouts in rnn.h). Forward: the input projections
+// of all N*L steps are ONE GEMM (xs (N*L, D) @ Wx, onto the bias rows), then per step one GEMM accumulates
+// h_{t-1} @ Wh onto that step's rows (strided views, no copies; the GRU makes two, its candidate needs r
+// first) and one pass applies the gate nonlinearities and the state update in place. Backward through time
+// runs per step only what depends on the next step's carry (the elementwise gate gradients and dh_{t-1} =
+// dA_t @ Wh^T); dWx, dWh, db and dxs are then whole-sequence GEMMs over the N*L rows of dA, so nothing is
+// accumulated step by step. Every GEMM is the project's (gemm/gemm.h); every element is computed by one
+// thread in a fixed order, so results do not depend on the thread count.
 #include "cpu/rnn.h"
 
 #include <algorithm>
@@ -30,8 +30,8 @@ constexpr index_t kParallelMin = 1 << 14;
 constexpr index_t kGemmParallelMin = 1 << 16;
 
 // The per-step recurrent GEMM C (M, N, row stride ldc) = A (M, K) @ B + beta * C with B (K, N) the same for
-// every step (Wh or a transposed slice of it): B is packed once per call and reused by all L steps, instead of
-// being packed again by every step's gemm() (Wh is 650 x 2600 floats in the sequel's BetterRnnlm, while a
+// every step (Wh or a transposed slice of it): B is packed once per call and reused by all L steps, instead
+// of being packed again by every step's gemm() (Wh is 650 x 2600 floats in the sequel's BetterRnnlm, while a
 // step's A is only the batch's 20 rows). Threads split the columns in NR-wide slivers of the packed panel;
 // each element of C is summed over the same K blocks in the same order whatever the thread count.
 template <typename T>
@@ -61,8 +61,8 @@ class StepGemm {
       // loop 4 around micro-kernel: pc += KC, over this thread's columns [j0, j1) of every packed block
       for (index_t pc = 0; pc < K_ && j0 < j1; pc += kc_) {
         const index_t kc = std::min(kc_, K_ - pc);
-        macro_kernel<T>(u_, M_, j1 - j0, kc, T(1), apack_.data() + mpad_ * pc, bpack_.data() + npad_ * pc + j0 * kc,
-                        pc == 0 ? beta : T(1), C + j0, ldc);
+        macro_kernel<T>(u_, M_, j1 - j0, kc, T(1), apack_.data() + mpad_ * pc,
+                        bpack_.data() + npad_ * pc + j0 * kc, pc == 0 ? beta : T(1), C + j0, ldc);
       }  // end loop 4
     }
   }
@@ -76,7 +76,8 @@ class StepGemm {
 
 // out (M, GH) = b (every row) + x (M, D) @ W (D, GH): the input projections of every step in one GEMM.
 template <typename T>
-void project_inputs(const T* x, const T* w, const T* b, T* out, index_t M, index_t D, index_t GH, int nthreads) {
+void project_inputs(const T* x, const T* w, const T* b, T* out, index_t M, index_t D, index_t GH,
+                    int nthreads) {
   for (index_t m = 0; m < M; ++m) std::copy(b, b + GH, out + m * GH);
   gemm<T>(M, GH, D, T(1), x, D, 1, w, GH, 1, T(1), out, GH, nthreads);
 }
@@ -109,11 +110,11 @@ void weight_grad(const T* a, index_t M, const T* da, index_t ldd, index_t GH, in
   gemm<T>(M, GH, rows, T(1), a, 1, M, da, ldd, 1, T(0), c, ldc, nthreads);
 }
 
-// The gradients every cell finishes with, from dA (NL, GH): dWx = xs^T dA, db = column sums of dA (each column
-// summed in row order by one thread) and dxs = dA Wx^T.
+// The gradients every cell finishes with, from dA (NL, GH): dWx = xs^T dA, db = column sums of dA (each
+// column summed in row order by one thread) and dxs = dA Wx^T.
 template <typename T>
-void input_grads(const T* xs, const T* wx, const T* da, T* dxs, T* dwx, T* db, index_t NL, index_t D, index_t GH,
-                 int nthreads) {
+void input_grads(const T* xs, const T* wx, const T* da, T* dxs, T* dwx, T* db, index_t NL, index_t D,
+                 index_t GH, int nthreads) {
   weight_grad(xs, D, da, GH, GH, NL, dwx, GH, nthreads);
   gemm<T>(NL, D, GH, T(1), da, GH, 1, wx, 1, GH, T(0), dxs, D, nthreads);  // B(k, j) = wx[j*GH + k]
   std::fill(db, db + GH, T(0));
@@ -138,7 +139,7 @@ void for_each_row(index_t N, index_t work, const F& body) {
 
 }  // namespace
 
-// ---------------------------------------------------------------------------------------------------------------
+// -----------------------------------------------------------------------------------------------------------
 // simple RNN: the pre-activations are built in hs itself and replaced by their tanh step by step
 
 template <typename T>
@@ -155,8 +156,8 @@ void rnn_forward(const T* xs, const T* wx, const T* wh, const T* b, const T* h0,
 }
 
 template <typename T>
-void rnn_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* hs, const T* dhs, T* dxs, T* dwx,
-                  T* dwh, T* db, T* dh0, index_t N, index_t L, index_t D, index_t H, int nthreads) {
+void rnn_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* hs, const T* dhs, T* dxs,
+                  T* dwx, T* dwh, T* db, T* dh0, index_t N, index_t L, index_t D, index_t H, int nthreads) {
   Scratch<T> da(static_cast<std::size_t>(N * L * H)), carry(static_cast<std::size_t>(N * H), true);
   StepGemm<T> back = back_to_state(wh, H, N, H, H, nthreads);
   for (index_t t = L - 1; t >= 0; --t) {
@@ -176,8 +177,9 @@ void rnn_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* h
   input_grads(xs, wx, da.data(), dxs, dwx, db, N * L, D, H, nthreads);
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// LSTM: gates holds each step's pre-activations, replaced in place by sigmoid(f), tanh(g), sigmoid(i), sigmoid(o)
+// -----------------------------------------------------------------------------------------------------------
+// LSTM: gates holds each step's pre-activations, replaced in place by sigmoid(f), tanh(g), sigmoid(i),
+// sigmoid(o)
 
 template <typename T>
 void lstm_forward(const T* xs, const T* wx, const T* wh, const T* b, const T* h0, const T* c0, T* hs, T* cs,
@@ -207,8 +209,8 @@ void lstm_forward(const T* xs, const T* wx, const T* wh, const T* b, const T* h0
 
 template <typename T>
 void lstm_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* c0, const T* hs, const T* cs,
-                   const T* gates, const T* dhs, const T* dc_last, T* dxs, T* dwx, T* dwh, T* db, T* dh0, T* dc0,
-                   index_t N, index_t L, index_t D, index_t H, int nthreads) {
+                   const T* gates, const T* dhs, const T* dc_last, T* dxs, T* dwx, T* dwh, T* db, T* dh0,
+                   T* dc0, index_t N, index_t L, index_t D, index_t H, int nthreads) {
   const index_t G = 4 * H;
   Scratch<T> da(static_cast<std::size_t>(N * L * G));
   Scratch<T> dh(static_cast<std::size_t>(N * H), true), dc(static_cast<std::size_t>(N * H));
@@ -247,7 +249,7 @@ void lstm_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* 
   input_grads(xs, wx, da.data(), dxs, dwx, db, N * L, D, G, nthreads);
 }
 
-// ---------------------------------------------------------------------------------------------------------------
+// -----------------------------------------------------------------------------------------------------------
 // GRU: gates holds z, r (sigmoid) and the candidate (tanh) of each step; the candidate's recurrent term is
 // (r * h_{t-1}) @ Whh, so each step makes two GEMMs: h_{t-1} @ [Whz Whr] first, then rh @ Whh once r is known
 
@@ -281,9 +283,9 @@ void gru_forward(const T* xs, const T* wx, const T* wh, const T* b, const T* h0,
 }
 
 template <typename T>
-void gru_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* hs, const T* gates, const T* rh,
-                  const T* dhs, T* dxs, T* dwx, T* dwh, T* db, T* dh0, index_t N, index_t L, index_t D, index_t H,
-                  int nthreads) {
+void gru_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* hs, const T* gates,
+                  const T* rh, const T* dhs, T* dxs, T* dwx, T* dwh, T* db, T* dh0, index_t N, index_t L,
+                  index_t D, index_t H, int nthreads) {
   const index_t G = 3 * H;
   Scratch<T> da(static_cast<std::size_t>(N * L * G)), drh(static_cast<std::size_t>(N * H));
   Scratch<T> dh(static_cast<std::size_t>(N * H), true), dh_next(static_cast<std::size_t>(N * H));
@@ -329,23 +331,23 @@ void gru_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* h
   input_grads(xs, wx, da.data(), dxs, dwx, db, N * L, D, G, nthreads);
 }
 
-// ---------------------------------------------------------------------------------------------------------------
+// -----------------------------------------------------------------------------------------------------------
 // explicit instantiations
 
-#define FC_RNN_INSTANTIATE(T, S)                                                                                \
-  template void rnn_forward<T>(const T*, const T*, const T*, const T*, const T*, T*, index_t, index_t, index_t,  \
-                               index_t, int);                                                                   \
-  template void rnn_backward<T>(const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*, T*, T*,  \
-                                index_t, index_t, index_t, index_t, int);                                       \
-  template void lstm_forward<T>(const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*, index_t, \
-                                index_t, index_t, index_t, int);                                                \
-  template void lstm_backward<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*, const T*, \
-                                 const T*, const T*, T*, T*, T*, T*, T*, T*, index_t, index_t, index_t, index_t, \
-                                 int);                                                                          \
-  template void gru_forward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, index_t, index_t,   \
-                               index_t, index_t, int);                                                          \
-  template void gru_backward<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*, const T*,  \
-                                T*, T*, T*, T*, T*, index_t, index_t, index_t, index_t, int);
+#define FC_RNN_INSTANTIATE(T, S)                                                                             \
+  template void rnn_forward<T>(const T*, const T*, const T*, const T*, const T*, T*, index_t, index_t,       \
+                               index_t, index_t, int);                                                       \
+  template void rnn_backward<T>(const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*,      \
+                                T*, T*, index_t, index_t, index_t, index_t, int);                            \
+  template void lstm_forward<T>(const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*,      \
+                                index_t, index_t, index_t, index_t, int);                                    \
+  template void lstm_backward<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*,       \
+                                 const T*, const T*, const T*, T*, T*, T*, T*, T*, T*, index_t, index_t,     \
+                                 index_t, index_t, int);                                                     \
+  template void gru_forward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, index_t,        \
+                               index_t, index_t, index_t, int);                                              \
+  template void gru_backward<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*,        \
+                                const T*, T*, T*, T*, T*, T*, index_t, index_t, index_t, index_t, int);
 FC_FLOAT_TYPES(FC_RNN_INSTANTIATE)
 #undef FC_RNN_INSTANTIATE
 

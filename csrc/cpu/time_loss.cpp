@@ -1,6 +1,6 @@
 // time_loss.cpp: softmax + cross-entropy over N*T rows with an ignore label. Parallel over rows; each row is
-// computed by one thread, its loss goes to a per-row buffer summed in row order afterwards, so the loss has the
-// same bits for any thread count. The exp sums and the losses are accumulated in double; float exps are
+// computed by one thread, its loss goes to a per-row buffer summed in row order afterwards, so the loss has
+// the same bits for any thread count. The exp sums and the losses are accumulated in double; float exps are
 // fast_exp.h's (within 2 ulp of libm).
 #include "cpu/time_loss.h"
 
@@ -17,7 +17,8 @@ namespace {
 constexpr std::int64_t kParallelMin = 1 << 14;
 }  // namespace
 
-std::int64_t first_bad_time_label(const std::int64_t* t, std::int64_t M, std::int64_t V, std::int64_t ignore_label) {
+std::int64_t first_bad_time_label(const std::int64_t* t, std::int64_t M, std::int64_t V,
+                                  std::int64_t ignore_label) {
   for (std::int64_t m = 0; m < M; ++m)
     if (t[m] != ignore_label && (t[m] < 0 || t[m] >= V)) return m;
   return -1;
