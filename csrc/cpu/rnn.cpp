@@ -24,55 +24,63 @@ namespace fastconv::cpu {
 
 namespace {
 
-// Below this many elements per step the elementwise pass stays on one thread (fork/join costs more).
-constexpr index_t kParallelMin = 1 << 14;
-// Below this many multiply-adds a step's GEMM stays on one thread.
-constexpr index_t kGemmParallelMin = 1 << 16;
+// Below this many multiply-adds (a whole call's recurrent GEMMs) the time loop stays on one thread.
+constexpr index_t kGemmParallelMin = 1 << 18;
 
 // The per-step recurrent GEMM C (M, N, row stride ldc) = A (M, K) @ B + beta * C with B (K, N) the same for
-// every step (Wh or a transposed slice of it): B is packed once per call and reused by all L steps, instead
-// of being packed again by every step's gemm() (Wh is 650 x 2600 floats in the sequel's BetterRnnlm, while a
-// step's A is only the batch's 20 rows). Threads split the columns in NR-wide slivers of the packed panel;
-// each element of C is summed over the same K blocks in the same order whatever the thread count.
+// every step (Wh or a transposed slice of it): B is packed once per call and shared read-only by all L steps
+// and all threads, instead of being packed again by every step's gemm() (Wh is 650 x 2600 floats in the
+// sequel's BetterRnnlm, while a step's A is only the batch's 20 rows). run() is serial: the threads split the
+// batch (for_row_blocks), each with its own packed A.
 template <typename T>
-class StepGemm {
+class PackedB {
  public:
-  StepGemm(index_t M, index_t N, index_t K, const T* B, index_t rsb, index_t csb, int nthreads)
-      : u_(active_ukr<T>()), M_(M), N_(N), K_(K), kc_(gemm_kc<T>()),
-        mpad_(round_up(M, u_.mr)), npad_(round_up(N, u_.nr)),
-        apack_(static_cast<std::size_t>(mpad_ * K)), bpack_(static_cast<std::size_t>(npad_ * K)) {
+  PackedB(index_t N, index_t K, const T* B, index_t rsb, index_t csb)
+      : u_(active_ukr<T>()), N_(N), K_(K), kc_(gemm_kc<T>()), npad_(round_up(N, u_.nr)),
+        bpack_(static_cast<std::size_t>(npad_ * K)) {
     pack_b_full(u_, K, N, B, rsb, csb, bpack_.data());
-    const index_t slivers = npad_ / u_.nr;
-    nt_ = M * N * K < kGemmParallelMin ? 1 : static_cast<int>(std::min<index_t>(nthreads, slivers));
   }
 
-  // C = A @ B + beta * C for A with row stride rsa.
-  void run(const T* A, index_t rsa, T beta, T* C, index_t ldc) {
-    pack_a_full(u_, M_, K_, A, rsa, 1, apack_.data());
-    const index_t slivers = npad_ / u_.nr;
-#pragma omp parallel num_threads(nt_) if (nt_ > 1)
-    {
-#ifdef _OPENMP
-      const index_t t = omp_get_thread_num(), n = omp_get_num_threads();
-#else
-      const index_t t = 0, n = 1;
-#endif
-      const index_t j0 = slivers * t / n * u_.nr, j1 = std::min(N_, slivers * (t + 1) / n * u_.nr);
-      // loop 4 around micro-kernel: pc += KC, over this thread's columns [j0, j1) of every packed block
-      for (index_t pc = 0; pc < K_ && j0 < j1; pc += kc_) {
-        const index_t kc = std::min(kc_, K_ - pc);
-        macro_kernel<T>(u_, M_, j1 - j0, kc, T(1), apack_.data() + mpad_ * pc,
-                        bpack_.data() + npad_ * pc + j0 * kc, pc == 0 ? beta : T(1), C + j0, ldc);
-      }  // end loop 4
-    }
+  // Elements of the packed-A buffer run() needs for M rows.
+  std::size_t apack_elems(index_t M) const { return static_cast<std::size_t>(round_up(M, u_.mr) * K_); }
+
+  // C (M, N) = A (M, K, row stride rsa) @ B + beta * C, on the calling thread; apack has apack_elems(M).
+  void run(index_t M, const T* A, index_t rsa, T beta, T* C, index_t ldc, T* apack) const {
+    const index_t mpad = round_up(M, u_.mr);
+    pack_a_full(u_, M, K_, A, rsa, 1, apack);
+    // loop 4 around micro-kernel: pc += KC (the same K blocks, so the same sums, for any split of the rows)
+    for (index_t pc = 0; pc < K_; pc += kc_) {
+      const index_t kc = std::min(kc_, K_ - pc);
+      macro_kernel<T>(u_, M, N_, kc, T(1), apack + mpad * pc, bpack_.data() + npad_ * pc,
+                      pc == 0 ? beta : T(1), C, ldc);
+    }  // end loop 4
   }
 
  private:
   const Ukr<T>& u_;
-  index_t M_, N_, K_, kc_, mpad_, npad_;
-  Scratch<T> apack_, bpack_;
-  int nt_ = 1;
+  index_t N_, K_, kc_, npad_;
+  Scratch<T> bpack_;
 };
+
+// The sequences of the batch are independent through time (step t of sequence n needs only its own step t-1),
+// so the whole time loop runs on disjoint blocks of rows [n0, n1), one per thread, with no barrier between
+// steps: a barrier per step (a parallel GEMM and gate pass per step) cost 7x on a host whose cores are shared
+// (measured: BetterRnnlm's LSTM forward 1016 ms on 2 threads vs 142 ms on 1, load average 6 on 2 CPUs).
+// Each element is computed by the same operations in the same order whatever the blocks.
+template <typename F>
+void for_row_blocks(index_t N, index_t work, int nthreads, const F& body) {
+  const int nt = work < kGemmParallelMin ? 1 : static_cast<int>(std::min<index_t>(nthreads, N));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+#ifdef _OPENMP
+    const index_t t = omp_get_thread_num(), n = omp_get_num_threads();
+#else
+    const index_t t = 0, n = 1;
+#endif
+    const index_t n0 = N * t / n, n1 = N * (t + 1) / n;
+    if (n0 < n1) body(n0, n1);
+  }
+}
 
 // out (M, GH) = b (every row) + x (M, D) @ W (D, GH): the input projections of every step in one GEMM.
 template <typename T>
@@ -122,21 +130,6 @@ void input_grads(const T* xs, const T* wx, const T* da, T* dxs, T* dwx, T* db, i
     for (index_t j = 0; j < GH; ++j) db[j] += da[m * GH + j];
 }
 
-// The step GEMM dh (N, H) = dA_t (N, K) @ W^T + beta * dh, where W^T (K, H) reads columns [0, K) of wh (row
-// stride ldw): the gradient that flows to the previous step's state.
-template <typename T>
-StepGemm<T> back_to_state(const T* wh, index_t ldw, index_t N, index_t H, index_t K, int nthreads) {
-  return StepGemm<T>(N, H, K, wh, 1, ldw, nthreads);  // B(k, j) = wh[j*ldw + k]
-}
-
-
-// Runs body(n) for every sequence n of a step, on several threads when the step is large enough.
-template <typename F>
-void for_each_row(index_t N, index_t work, const F& body) {
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (work >= kParallelMin)
-  for (index_t n = 0; n < N; ++n) body(n);
-}
-
 }  // namespace
 
 // -----------------------------------------------------------------------------------------------------------
@@ -146,30 +139,37 @@ template <typename T>
 void rnn_forward(const T* xs, const T* wx, const T* wh, const T* b, const T* h0, T* hs, index_t N, index_t L,
                  index_t D, index_t H, int nthreads) {
   project_inputs(xs, wx, b, hs, N * L, D, H, nthreads);
-  StepGemm<T> rec(N, H, H, wh, H, 1, nthreads);
-  for (index_t t = 0; t < L; ++t) {
-    const Prev<T> hp = prev_state(h0, static_cast<const T*>(hs), t, L, H);
-    // hs[:, t, :] (N, H, row stride L*H) += h_{t-1} @ Wh
-    rec.run(hp.p, hp.ld, T(1), hs + t * H, L * H);
-    for_each_row(N, N * H, [&](index_t n) { tanh_to(hs + (n * L + t) * H, hs + (n * L + t) * H, H); });
-  }
+  const PackedB<T> rec(H, H, wh, H, 1);
+  for_row_blocks(N, N * L * H * H, nthreads, [&](index_t n0, index_t n1) {
+    Scratch<T> ap(rec.apack_elems(n1 - n0));
+    for (index_t t = 0; t < L; ++t) {
+      const Prev<T> hp = prev_state(h0, static_cast<const T*>(hs), t, L, H);
+      // hs[n0:n1, t, :] (row stride L*H) += h_{t-1} @ Wh
+      rec.run(n1 - n0, hp.p + n0 * hp.ld, hp.ld, T(1), hs + n0 * L * H + t * H, L * H, ap.data());
+      for (index_t n = n0; n < n1; ++n) tanh_to(hs + (n * L + t) * H, hs + (n * L + t) * H, H);
+    }
+  });
 }
 
 template <typename T>
 void rnn_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* hs, const T* dhs, T* dxs,
                   T* dwx, T* dwh, T* db, T* dh0, index_t N, index_t L, index_t D, index_t H, int nthreads) {
   Scratch<T> da(static_cast<std::size_t>(N * L * H)), carry(static_cast<std::size_t>(N * H), true);
-  StepGemm<T> back = back_to_state(wh, H, N, H, H, nthreads);
-  for (index_t t = L - 1; t >= 0; --t) {
-    for_each_row(N, N * H, [&](index_t n) {
-      const index_t r = (n * L + t) * H;
-      for (index_t j = 0; j < H; ++j) {
-        const T h = hs[r + j];
-        da[r + j] = (dhs[r + j] + carry[n * H + j]) * (T(1) - h * h);
+  const PackedB<T> back(H, H, wh, 1, H);  // Wh^T: B(k, j) = wh[j*H + k]
+  for_row_blocks(N, N * L * H * H, nthreads, [&](index_t n0, index_t n1) {
+    Scratch<T> ap(back.apack_elems(n1 - n0));
+    for (index_t t = L - 1; t >= 0; --t) {
+      for (index_t n = n0; n < n1; ++n) {
+        const index_t r = (n * L + t) * H;
+        for (index_t j = 0; j < H; ++j) {
+          const T h = hs[r + j];
+          da[r + j] = (dhs[r + j] + carry[n * H + j]) * (T(1) - h * h);
+        }
       }
-    });
-    back.run(da.data() + t * H, L * H, T(0), carry.data(), H);
-  }
+      // carry[n0:n1] = dA_t @ Wh^T
+      back.run(n1 - n0, da.data() + n0 * L * H + t * H, L * H, T(0), carry.data() + n0 * H, H, ap.data());
+    }
+  });
   std::copy(carry.data(), carry.data() + N * H, dh0);
   Scratch<T> hprev(static_cast<std::size_t>(N * L * H));
   shifted_states(h0, hs, hprev.data(), N, L, H);
@@ -186,25 +186,28 @@ void lstm_forward(const T* xs, const T* wx, const T* wh, const T* b, const T* h0
                   T* gates, index_t N, index_t L, index_t D, index_t H, int nthreads) {
   const index_t G = 4 * H;
   project_inputs(xs, wx, b, gates, N * L, D, G, nthreads);
-  StepGemm<T> rec(N, G, H, wh, G, 1, nthreads);
-  for (index_t t = 0; t < L; ++t) {
-    const Prev<T> hp = prev_state(h0, static_cast<const T*>(hs), t, L, H);
-    const Prev<T> cp = prev_state(c0, static_cast<const T*>(cs), t, L, H);
-    // gates[:, t, :] (N, 4H, row stride L*4H) += h_{t-1} @ Wh
-    rec.run(hp.p, hp.ld, T(1), gates + t * G, L * G);
-    for_each_row(N, N * G, [&](index_t n) {
-      T* a = gates + (n * L + t) * G;
-      sigmoid_to(a, a, H);                   // f
-      tanh_to(a + H, a + H, H);              // g
-      sigmoid_to(a + 2 * H, a + 2 * H, 2 * H);  // i, o
-      const T* c_prev = cp.p + n * cp.ld;
-      T* c = cs + (n * L + t) * H;
-      T* h = hs + (n * L + t) * H;
-      for (index_t j = 0; j < H; ++j) c[j] = a[j] * c_prev[j] + a[H + j] * a[2 * H + j];
-      tanh_to(c, h, H);
-      for (index_t j = 0; j < H; ++j) h[j] *= a[3 * H + j];
-    });
-  }
+  const PackedB<T> rec(G, H, wh, G, 1);
+  for_row_blocks(N, N * L * G * H, nthreads, [&](index_t n0, index_t n1) {
+    Scratch<T> ap(rec.apack_elems(n1 - n0));
+    for (index_t t = 0; t < L; ++t) {
+      const Prev<T> hp = prev_state(h0, static_cast<const T*>(hs), t, L, H);
+      const Prev<T> cp = prev_state(c0, static_cast<const T*>(cs), t, L, H);
+      // gates[n0:n1, t, :] (row stride L*4H) += h_{t-1} @ Wh
+      rec.run(n1 - n0, hp.p + n0 * hp.ld, hp.ld, T(1), gates + n0 * L * G + t * G, L * G, ap.data());
+      for (index_t n = n0; n < n1; ++n) {
+        T* a = gates + (n * L + t) * G;
+        sigmoid_to(a, a, H);                   // f
+        tanh_to(a + H, a + H, H);              // g
+        sigmoid_to(a + 2 * H, a + 2 * H, 2 * H);  // i, o
+        const T* c_prev = cp.p + n * cp.ld;
+        T* c = cs + (n * L + t) * H;
+        T* h = hs + (n * L + t) * H;
+        for (index_t j = 0; j < H; ++j) c[j] = a[j] * c_prev[j] + a[H + j] * a[2 * H + j];
+        tanh_to(c, h, H);
+        for (index_t j = 0; j < H; ++j) h[j] *= a[3 * H + j];
+      }
+    }
+  });
 }
 
 template <typename T>
@@ -216,31 +219,35 @@ void lstm_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* 
   Scratch<T> dh(static_cast<std::size_t>(N * H), true), dc(static_cast<std::size_t>(N * H));
   std::copy(dc_last, dc_last + N * H, dc.data());
   Scratch<T> tcs(static_cast<std::size_t>(N * H));  // tanh(c_t) of the step's rows
-  StepGemm<T> back = back_to_state(wh, G, N, H, G, nthreads);
-  for (index_t t = L - 1; t >= 0; --t) {
-    const Prev<T> cp = prev_state(c0, cs, t, L, H);
-    for_each_row(N, N * G, [&](index_t n) {
-      const index_t r = (n * L + t) * H;
-      const T* a = gates + (n * L + t) * G;
-      T* d = da.data() + (n * L + t) * G;
-      const T* c_prev = cp.p + n * cp.ld;
-      T* tcn = tcs.data() + n * H;
-      tanh_to(cs + r, tcn, H);
-      for (index_t j = 0; j < H; ++j) {
-        const T f = a[j], g = a[H + j], i = a[2 * H + j], o = a[3 * H + j];
-        const T tc = tcn[j];
-        const T dhj = dhs[r + j] + dh[n * H + j];
-        // c reaches the loss through the next cell state and through h = o * tanh(c)
-        const T ds = dc[n * H + j] + dhj * o * (T(1) - tc * tc);
-        dc[n * H + j] = ds * f;
-        d[j] = ds * c_prev[j] * f * (T(1) - f);
-        d[H + j] = ds * i * (T(1) - g * g);
-        d[2 * H + j] = ds * g * i * (T(1) - i);
-        d[3 * H + j] = dhj * tc * o * (T(1) - o);
+  const PackedB<T> back(H, G, wh, 1, G);  // Wh^T: B(k, j) = wh[j*4H + k]
+  for_row_blocks(N, N * L * G * H, nthreads, [&](index_t n0, index_t n1) {
+    Scratch<T> ap(back.apack_elems(n1 - n0));
+    for (index_t t = L - 1; t >= 0; --t) {
+      const Prev<T> cp = prev_state(c0, cs, t, L, H);
+      for (index_t n = n0; n < n1; ++n) {
+        const index_t r = (n * L + t) * H;
+        const T* a = gates + (n * L + t) * G;
+        T* d = da.data() + (n * L + t) * G;
+        const T* c_prev = cp.p + n * cp.ld;
+        T* tcn = tcs.data() + n * H;
+        tanh_to(cs + r, tcn, H);
+        for (index_t j = 0; j < H; ++j) {
+          const T f = a[j], g = a[H + j], i = a[2 * H + j], o = a[3 * H + j];
+          const T tc = tcn[j];
+          const T dhj = dhs[r + j] + dh[n * H + j];
+          // c reaches the loss through the next cell state and through h = o * tanh(c)
+          const T ds = dc[n * H + j] + dhj * o * (T(1) - tc * tc);
+          dc[n * H + j] = ds * f;
+          d[j] = ds * c_prev[j] * f * (T(1) - f);
+          d[H + j] = ds * i * (T(1) - g * g);
+          d[2 * H + j] = ds * g * i * (T(1) - i);
+          d[3 * H + j] = dhj * tc * o * (T(1) - o);
+        }
       }
-    });
-    back.run(da.data() + t * G, L * G, T(0), dh.data(), H);
-  }
+      // dh[n0:n1] = dA_t @ Wh^T
+      back.run(n1 - n0, da.data() + n0 * L * G + t * G, L * G, T(0), dh.data() + n0 * H, H, ap.data());
+    }
+  });
   std::copy(dh.data(), dh.data() + N * H, dh0);
   std::copy(dc.data(), dc.data() + N * H, dc0);
   Scratch<T> hprev(static_cast<std::size_t>(N * L * H));
@@ -258,28 +265,33 @@ void gru_forward(const T* xs, const T* wx, const T* wh, const T* b, const T* h0,
                  index_t N, index_t L, index_t D, index_t H, int nthreads) {
   const index_t G = 3 * H;
   project_inputs(xs, wx, b, gates, N * L, D, G, nthreads);
-  StepGemm<T> rec_zr(N, 2 * H, H, wh, G, 1, nthreads), rec_h(N, H, H, wh + 2 * H, G, 1, nthreads);
-  for (index_t t = 0; t < L; ++t) {
-    const Prev<T> hp = prev_state(h0, static_cast<const T*>(hs), t, L, H);
-    // gates[:, t, :2H] += h_{t-1} @ Wh[:, :2H] (row stride 3H)
-    rec_zr.run(hp.p, hp.ld, T(1), gates + t * G, L * G);
-    for_each_row(N, N * G, [&](index_t n) {
-      T* a = gates + (n * L + t) * G;
-      sigmoid_to(a, a, 2 * H);  // z, r
-      const T* h_prev = hp.p + n * hp.ld;
-      T* q = rh + (n * L + t) * H;
-      for (index_t j = 0; j < H; ++j) q[j] = a[H + j] * h_prev[j];
-    });
-    // gates[:, t, 2H:] += rh_t @ Wh[:, 2H:]
-    rec_h.run(rh + t * H, L * H, T(1), gates + t * G + 2 * H, L * G);
-    for_each_row(N, N * G, [&](index_t n) {
-      T* a = gates + (n * L + t) * G;
-      tanh_to(a + 2 * H, a + 2 * H, H);
-      const T* h_prev = hp.p + n * hp.ld;
-      T* h = hs + (n * L + t) * H;
-      for (index_t j = 0; j < H; ++j) h[j] = (T(1) - a[j]) * h_prev[j] + a[j] * a[2 * H + j];
-    });
-  }
+  const PackedB<T> rec_zr(2 * H, H, wh, G, 1), rec_h(H, H, wh + 2 * H, G, 1);
+  for_row_blocks(N, N * L * G * H, nthreads, [&](index_t n0, index_t n1) {
+    const index_t M = n1 - n0;
+    Scratch<T> ap(rec_zr.apack_elems(M));  // K = H for both
+    for (index_t t = 0; t < L; ++t) {
+      const Prev<T> hp = prev_state(h0, static_cast<const T*>(hs), t, L, H);
+      // gates[n0:n1, t, :2H] += h_{t-1} @ Wh[:, :2H] (row stride 3H)
+      rec_zr.run(M, hp.p + n0 * hp.ld, hp.ld, T(1), gates + n0 * L * G + t * G, L * G, ap.data());
+      for (index_t n = n0; n < n1; ++n) {
+        T* a = gates + (n * L + t) * G;
+        sigmoid_to(a, a, 2 * H);  // z, r
+        const T* h_prev = hp.p + n * hp.ld;
+        T* q = rh + (n * L + t) * H;
+        for (index_t j = 0; j < H; ++j) q[j] = a[H + j] * h_prev[j];
+      }
+      // gates[n0:n1, t, 2H:] += rh_t @ Wh[:, 2H:]
+      rec_h.run(M, rh + n0 * L * H + t * H, L * H, T(1), gates + n0 * L * G + t * G + 2 * H, L * G,
+                ap.data());
+      for (index_t n = n0; n < n1; ++n) {
+        T* a = gates + (n * L + t) * G;
+        tanh_to(a + 2 * H, a + 2 * H, H);
+        const T* h_prev = hp.p + n * hp.ld;
+        T* h = hs + (n * L + t) * H;
+        for (index_t j = 0; j < H; ++j) h[j] = (T(1) - a[j]) * h_prev[j] + a[j] * a[2 * H + j];
+      }
+    }
+  });
 }
 
 template <typename T>
@@ -289,40 +301,44 @@ void gru_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* h
   const index_t G = 3 * H;
   Scratch<T> da(static_cast<std::size_t>(N * L * G)), drh(static_cast<std::size_t>(N * H));
   Scratch<T> dh(static_cast<std::size_t>(N * H), true), dh_next(static_cast<std::size_t>(N * H));
-  StepGemm<T> back_h = back_to_state(wh + 2 * H, G, N, H, H, nthreads);
-  StepGemm<T> back_zr = back_to_state(wh, G, N, H, 2 * H, nthreads);
-  for (index_t t = L - 1; t >= 0; --t) {
-    const Prev<T> hp = prev_state(h0, hs, t, L, H);
-    // candidate and update gate; dh_next collects the direct path (1 - z) * dh
-    for_each_row(N, N * G, [&](index_t n) {
-      const index_t r = (n * L + t) * H;
-      const T* a = gates + (n * L + t) * G;
-      T* d = da.data() + (n * L + t) * G;
-      const T* h_prev = hp.p + n * hp.ld;
-      for (index_t j = 0; j < H; ++j) {
-        const T z = a[j], hh = a[2 * H + j];
-        const T dhj = dhs[r + j] + dh[n * H + j];
-        d[2 * H + j] = dhj * z * (T(1) - hh * hh);
-        d[j] = dhj * (hh - h_prev[j]) * z * (T(1) - z);
-        dh_next[n * H + j] = dhj * (T(1) - z);
+  const PackedB<T> back_h(H, H, wh + 2 * H, 1, G);  // Whh^T
+  const PackedB<T> back_zr(H, 2 * H, wh, 1, G);     // [Whz Whr]^T
+  for_row_blocks(N, N * L * G * H, nthreads, [&](index_t n0, index_t n1) {
+    const index_t M = n1 - n0;
+    Scratch<T> ap(back_zr.apack_elems(M));  // the larger K (2H) of the two
+    for (index_t t = L - 1; t >= 0; --t) {
+      const Prev<T> hp = prev_state(h0, hs, t, L, H);
+      // candidate and update gate; dh_next collects the direct path (1 - z) * dh
+      for (index_t n = n0; n < n1; ++n) {
+        const index_t r = (n * L + t) * H;
+        const T* a = gates + (n * L + t) * G;
+        T* d = da.data() + (n * L + t) * G;
+        const T* h_prev = hp.p + n * hp.ld;
+        for (index_t j = 0; j < H; ++j) {
+          const T z = a[j], hh = a[2 * H + j];
+          const T dhj = dhs[r + j] + dh[n * H + j];
+          d[2 * H + j] = dhj * z * (T(1) - hh * hh);
+          d[j] = dhj * (hh - h_prev[j]) * z * (T(1) - z);
+          dh_next[n * H + j] = dhj * (T(1) - z);
+        }
       }
-    });
-    // drh = dA_h @ Whh^T, the gradient of r * h_{t-1}
-    back_h.run(da.data() + t * G + 2 * H, L * G, T(0), drh.data(), H);
-    for_each_row(N, N * G, [&](index_t n) {
-      const T* a = gates + (n * L + t) * G;
-      T* d = da.data() + (n * L + t) * G;
-      const T* h_prev = hp.p + n * hp.ld;
-      for (index_t j = 0; j < H; ++j) {
-        const T rj = a[H + j], g = drh[n * H + j];
-        d[H + j] = g * h_prev[j] * rj * (T(1) - rj);
-        dh_next[n * H + j] += g * rj;
+      // drh = dA_h @ Whh^T, the gradient of r * h_{t-1}
+      back_h.run(M, da.data() + n0 * L * G + t * G + 2 * H, L * G, T(0), drh.data() + n0 * H, H, ap.data());
+      for (index_t n = n0; n < n1; ++n) {
+        const T* a = gates + (n * L + t) * G;
+        T* d = da.data() + (n * L + t) * G;
+        const T* h_prev = hp.p + n * hp.ld;
+        for (index_t j = 0; j < H; ++j) {
+          const T rj = a[H + j], g = drh[n * H + j];
+          d[H + j] = g * h_prev[j] * rj * (T(1) - rj);
+          dh_next[n * H + j] += g * rj;
+        }
       }
-    });
-    // dh_next += [dA_z dA_r] @ [Whz Whr]^T
-    back_zr.run(da.data() + t * G, L * G, T(1), dh_next.data(), H);
-    std::copy(dh_next.data(), dh_next.data() + N * H, dh.data());
-  }
+      // dh_next += [dA_z dA_r] @ [Whz Whr]^T
+      back_zr.run(M, da.data() + n0 * L * G + t * G, L * G, T(1), dh_next.data() + n0 * H, H, ap.data());
+      std::copy(dh_next.data() + n0 * H, dh_next.data() + n1 * H, dh.data() + n0 * H);
+    }
+  });
   std::copy(dh.data(), dh.data() + N * H, dh0);
   Scratch<T> hprev(static_cast<std::size_t>(N * L * H));
   shifted_states(h0, hs, hprev.data(), N, L, H);
