@@ -13,6 +13,11 @@ using namespace fastconv;
 namespace fastconv::bind {
 void bind_optim(py::module_& m);  // bindings/optim.cpp
 void bind_peak(py::module_& m);  // bindings/peak.cpp
+void bind_rnn(py::module_& m);        // bindings/rnn.cpp
+void bind_embedding(py::module_& m);  // bindings/embedding.cpp
+void bind_time_loss(py::module_& m);  // bindings/time_loss.cpp
+void bind_attention(py::module_& m);  // bindings/attention.cpp
+void bind_layernorm(py::module_& m);  // bindings/layernorm.cpp
 }  // namespace fastconv::bind
 
 PYBIND11_MODULE(_cpu, m) {
@@ -79,4 +84,9 @@ PYBIND11_MODULE(_cpu, m) {
   bind::bind_upsample(m);
   bind::bind_optim(m);
   bind::bind_peak(m);
+  bind::bind_rnn(m);
+  bind::bind_embedding(m);
+  bind::bind_time_loss(m);
+  bind::bind_attention(m);
+  bind::bind_layernorm(m);
 }

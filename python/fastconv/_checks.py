@@ -710,3 +710,81 @@ def loss_targets(t, x_shape, x_name: str = "x"):
     check_float(t, "t")
     same_shape(t, "t", x_shape, f"the shape of {x_name}")
     return t
+
+
+# ======================================================================================================
+# recurrent cells, embeddings and losses over time (fastconv.time_layers)
+
+
+def recurrent_shapes(xs, Wx, Wh, b, gates: int, cell: str) -> tuple[int, int, int, int]:
+    """(N, T, D, H) of a recurrent cell with ``gates`` gate blocks over xs (N, T, D): Wx (D, G*H), Wh (H, G*H) and
+    (when given) b (G*H,)."""
+    ndim(xs, "xs", 3, "(N, T, D)")
+    nonempty(xs, "xs")
+    ndim(Wh, "Wh", 2, f"(H, {gates}*H)")
+    nonempty(Wh, "Wh")
+    N, T, D = xs.shape
+    H = Wh.shape[0]
+    layout = f"{cell}: {gates} gate block(s) of H = {H} units (H from Wh's rows)" if gates > 1 else \
+        f"{cell}: H = {H} units (from Wh's rows)"
+    same_shape(Wh, "Wh", (H, gates * H), layout)
+    same_shape(Wx, "Wx", (D, gates * H), f"xs has D = {D} features; {layout}")
+    if b is not None:
+        same_shape(b, "b", (gates * H,), layout)
+    check_elements("gates", N, T, gates * H, culprit="xs")
+    return N, T, D, H
+
+
+def seq_arrays(shapes: dict, **arrays) -> None:
+    """Each named array has the shape ``shapes[name]`` (states (N, H), sequences (N, T, H), ...)."""
+    for name, a in arrays.items():
+        same_shape(a, name, shapes[name], "the shapes of xs and the weights")
+
+
+def ids(idx, name: str = "idx"):
+    """Integer ids (any shape); their range is checked by the kernel, which never trusts an index."""
+    idx = array(idx, name)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected integer ids, got dtype {idx.dtype}")
+    return idx
+
+
+def table_shape(W_shape) -> tuple[int, int]:
+    """The (V, D) shape of an embedding table, both >= 1."""
+    if not isinstance(W_shape, (tuple, list)) or len(W_shape) != 2:
+        raise ValueError(f"W_shape: expected (V, D), got {W_shape!r}")
+    return integer(W_shape[0], "W_shape", 1), integer(W_shape[1], "W_shape", 1)
+
+
+def time_targets(ts, xs_shape):
+    """Labels (N, T) for scores (N, T, V): integer labels as they are, one-hot targets (N, T, V) as their argmax
+    (as the sequel's TimeSoftmaxWithLoss)."""
+    ts = array(ts, "ts")
+    if tuple(ts.shape) == tuple(xs_shape) and ts.dtype.kind in "fiub":
+        return ts.argmax(axis=-1)
+    if ts.dtype.kind not in "iu":
+        raise TypeError(f"ts: expected integer labels of shape {shape_str(xs_shape[:-1])} or one-hot targets of "
+                        f"shape {shape_str(xs_shape)}, got dtype {ts.dtype}")
+    same_shape(ts, "ts", xs_shape[:-1], f"one label per step of xs {shape_str(xs_shape)}")
+    return ts
+
+
+def attention_shapes(hs, hs_name: str, other, other_name: str, other_layout: str) -> tuple[int, int, int]:
+    """(N, S, H) of encoder states hs (N, S, H), checked against a decoder state (N, H), decoder states (N, L, H)
+    or weights (N, S) named ``other_name`` (its layout in ``other_layout``)."""
+    ndim(hs, hs_name, 3, "(N, S, H)")
+    nonempty(hs, hs_name)
+    N, S, H = hs.shape
+    ndim(other, other_name, len(other_layout.split(",")), other_layout)
+    nonempty(other, other_name)
+    want = {"(N, H)": (N, H), "(N, S)": (N, S), "(N, L, H)": (N, other.shape[1], H)}[other_layout]
+    same_shape(other, other_name, want, f"{hs_name} has shape {shape_str(hs.shape)}")
+    return N, S, H
+
+
+def last_axis_rows(x, name: str):
+    """A non-empty array (..., D) with at least one axis, as rows (M, D) (a view when it can be one)."""
+    if x.ndim < 1:
+        raise ValueError(f"{name}: expected an array (..., D), got a 0-D array")
+    nonempty(x, name)
+    return x.reshape(-1, x.shape[-1])

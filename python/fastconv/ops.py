@@ -935,3 +935,360 @@ def mean_squared_error_backward(y, t, dout: float = 1.0):
     dx = array_module(y).empty(y.shape, dtype=dtype)
     kernel("mse_backward", dtype, y)(y.reshape(-1), t.reshape(-1), dx.reshape(-1), dout)
     return dx
+
+
+# ======================================================================================================
+# recurrent cells over whole sequences (the sequel's TimeRNN / TimeLSTM / TimeGRU). xs is (N, T, D), Wx (D, G*H),
+# Wh (H, G*H), b (G*H,) with G = 1 (RNN), 4 (LSTM: f, g, i, o), 3 (GRU: z, r, h); states are (N, H).
+
+
+def _recurrent(xs, Wx, Wh, b, n_gates: int, cell: str, **more) -> tuple:
+    """Checked, contiguous arrays of the result dtype and the sizes (N, T, D, H); ``more`` are the states and
+    caches, checked against the shapes they must have (named as in the kernels)."""
+    named = {"xs": xs, "Wx": Wx, "Wh": Wh, **({"b": b} if b is not None else {}), **more}
+    dtype, arr = chk.floats(**named)
+    N, T, D, H = chk.recurrent_shapes(arr["xs"], arr["Wx"], arr["Wh"], arr.get("b"), n_gates, cell)
+    G = n_gates * H
+    shapes = {"h0": (N, H), "c0": (N, H), "hs": (N, T, H), "cs": (N, T, H), "dhs": (N, T, H), "rh": (N, T, H),
+              "gates": (N, T, G)}
+    chk.seq_arrays(shapes, **{k: arr[k] for k in more})
+    return dtype, {k: _c(a, dtype) for k, a in arr.items()}, (N, T, D, H)
+
+
+def _recurrent_grads(xp, dtype, N, T, D, H, n_gates: int, states: int) -> tuple:
+    """Fresh (dxs, dWx, dWh, db, dh0[, dc0]) for a backward pass."""
+    G = n_gates * H
+    out = [xp.empty((N, T, D), dtype=dtype), xp.empty((D, G), dtype=dtype), xp.empty((H, G), dtype=dtype),
+           xp.empty((G,), dtype=dtype)]
+    return tuple(out + [xp.empty((N, H), dtype=dtype) for _ in range(states)])
+
+
+def rnn_forward(xs, Wx, Wh, b, h0):
+    """Simple RNN over all T steps: ``hs[:, t] = tanh(xs[:, t] @ Wx + h_{t-1} @ Wh + b)``, h_{-1} = h0.
+
+    Returns
+    -------
+    hs : ndarray (N, T, H)
+    """
+    dtype, a, (N, T, _, H) = _recurrent(xs, Wx, Wh, b, 1, "RNN", h0=h0)
+    hs = array_module(a["xs"]).empty((N, T, H), dtype=dtype)
+    kernel("rnn_forward", dtype, a["xs"])(a["xs"], a["Wx"], a["Wh"], a["b"], a["h0"], hs)
+    return hs
+
+
+def rnn_backward(xs, Wx, Wh, h0, hs, dhs) -> tuple:
+    """Backward through time of :func:`rnn_forward`: (dxs, dWx, dWh, db, dh0) for the gradient ``dhs`` of hs."""
+    dtype, a, (N, T, D, H) = _recurrent(xs, Wx, Wh, None, 1, "RNN", h0=h0, hs=hs, dhs=dhs)
+    g = _recurrent_grads(array_module(a["xs"]), dtype, N, T, D, H, 1, 1)
+    kernel("rnn_backward", dtype, a["xs"])(a["xs"], a["Wx"], a["Wh"], a["h0"], a["hs"], a["dhs"], *g)
+    return g
+
+
+def lstm_forward(xs, Wx, Wh, b, h0, c0) -> tuple:
+    """LSTM over all T steps, gate columns (f, g, i, o) as the sequel's: ``c = f*c_prev + g*i``, ``h = o*tanh(c)``.
+
+    Returns
+    -------
+    hs, cs : ndarray (N, T, H)
+        Hidden and cell states of every step.
+    gates : ndarray (N, T, 4H)
+        The activated gates of every step (for :func:`lstm_backward`).
+    """
+    dtype, a, (N, T, _, H) = _recurrent(xs, Wx, Wh, b, 4, "LSTM", h0=h0, c0=c0)
+    xp = array_module(a["xs"])
+    hs, cs, gates = xp.empty((N, T, H), dtype=dtype), xp.empty((N, T, H), dtype=dtype), \
+        xp.empty((N, T, 4 * H), dtype=dtype)
+    kernel("lstm_forward", dtype, a["xs"])(a["xs"], a["Wx"], a["Wh"], a["b"], a["h0"], a["c0"], hs, cs, gates)
+    return hs, cs, gates
+
+
+def lstm_backward(xs, Wx, Wh, h0, c0, hs, cs, gates, dhs, dc_last=None) -> tuple:
+    """Backward through time of :func:`lstm_forward`: (dxs, dWx, dWh, db, dh0, dc0).
+
+    ``dc_last`` (N, H) is the gradient of the last cell state; None (the sequel's TimeLSTM) means zeros.
+    """
+    dtype, a, (N, T, D, H) = _recurrent(xs, Wx, Wh, None, 4, "LSTM", h0=h0, c0=c0, hs=hs, cs=cs, gates=gates,
+                                        dhs=dhs)
+    xp = array_module(a["xs"])
+    if dc_last is None:
+        dcl = xp.zeros((N, H), dtype=dtype)
+    else:
+        _, d = chk.floats(dc_last=dc_last)
+        chk.same_shape(d["dc_last"], "dc_last", (N, H), "the shape of the cell state")
+        dcl = _c(d["dc_last"], dtype)
+    g = _recurrent_grads(xp, dtype, N, T, D, H, 4, 2)
+    kernel("lstm_backward", dtype, a["xs"])(a["xs"], a["Wx"], a["Wh"], a["h0"], a["c0"], a["hs"], a["cs"],
+                                            a["gates"], a["dhs"], dcl, *g)
+    return g
+
+
+def gru_forward(xs, Wx, Wh, b, h0) -> tuple:
+    """GRU over all T steps, gate columns (z, r, h) as the sequel's:
+    ``h = (1 - z) * h_prev + z * tanh(x Wxh + (r * h_prev) Whh + bh)``.
+
+    Returns
+    -------
+    hs : ndarray (N, T, H)
+    gates : ndarray (N, T, 3H)
+        The activated z, r and candidate of every step.
+    rh : ndarray (N, T, H)
+        ``r * h_prev`` of every step (gates and rh are kept for :func:`gru_backward`).
+    """
+    dtype, a, (N, T, _, H) = _recurrent(xs, Wx, Wh, b, 3, "GRU", h0=h0)
+    xp = array_module(a["xs"])
+    hs, gates, rh = xp.empty((N, T, H), dtype=dtype), xp.empty((N, T, 3 * H), dtype=dtype), \
+        xp.empty((N, T, H), dtype=dtype)
+    kernel("gru_forward", dtype, a["xs"])(a["xs"], a["Wx"], a["Wh"], a["b"], a["h0"], hs, gates, rh)
+    return hs, gates, rh
+
+
+def gru_backward(xs, Wx, Wh, h0, hs, gates, rh, dhs) -> tuple:
+    """Backward through time of :func:`gru_forward`: (dxs, dWx, dWh, db, dh0)."""
+    dtype, a, (N, T, D, H) = _recurrent(xs, Wx, Wh, None, 3, "GRU", h0=h0, hs=hs, gates=gates, rh=rh, dhs=dhs)
+    g = _recurrent_grads(array_module(a["xs"]), dtype, N, T, D, H, 3, 1)
+    kernel("gru_backward", dtype, a["xs"])(a["xs"], a["Wx"], a["Wh"], a["h0"], a["hs"], a["gates"], a["rh"],
+                                           a["dhs"], *g)
+    return g
+
+
+# ======================================================================================================
+# embedding (gather of table rows, scatter-add backward) and softmax-with-loss over time
+
+
+def embedding_forward(W, idx):
+    """Rows of W (V, D) picked by the integer ids ``idx`` (any shape): ``W[idx]``, of shape idx.shape + (D,)."""
+    dtype, arr = chk.floats(W=W)
+    W = arr["W"]
+    chk.ndim(W, "W", 2, "(V, D)")
+    chk.nonempty(W, "W")
+    idx = chk.ids(idx)
+    xp = array_module(W)
+    out = xp.empty(idx.shape + (W.shape[1],), dtype=dtype)
+    flat = xp.ascontiguousarray(idx, dtype=np.int64).reshape(-1)
+    kernel("embedding_forward", dtype, W)(_c(W, dtype), flat, out.reshape(flat.size, W.shape[1]))
+    return out
+
+
+def embedding_backward(dout, idx, W_shape, out=None):
+    """Gradient of :func:`embedding_forward` for the table: zeros of ``W_shape`` (V, D) with every row of ``dout``
+    (idx.shape + (D,)) added into the row its id picked (repeated ids accumulate).
+
+    ``out``, when given, is a C-contiguous writeable (V, D) array of dout's dtype that receives the result in place.
+    """
+    dtype, arr = chk.floats(dout=dout)
+    dout = arr["dout"]
+    idx = chk.ids(idx)
+    V, D = chk.table_shape(W_shape)
+    chk.same_shape(dout, "dout", idx.shape + (D,), f"one row of {D} per id of idx {chk.shape_str(idx.shape)}")
+    xp = array_module(dout)
+    if out is None:
+        out = xp.empty((V, D), dtype=dtype)
+    else:
+        chk.out_array(out, dtype, (V, D), "W_shape")
+    flat = xp.ascontiguousarray(idx, dtype=np.int64).reshape(-1)
+    kernel("embedding_backward", dtype, dout)(_c(dout, dtype).reshape(flat.size, D), flat, out)
+    return out
+
+
+def time_softmax_ce(xs, ts, ignore_label: int = -1) -> tuple:
+    """Softmax of scores xs (N, T, V) and the cross-entropy averaged over the steps whose label is not
+    ``ignore_label`` (the sequel's TimeSoftmaxWithLoss).
+
+    Parameters
+    ----------
+    xs : array_like (N, T, V)
+    ts : integer labels (N, T) in [0, V) or equal to ``ignore_label``, or one-hot targets (N, T, V)
+    ignore_label : int
+
+    Returns
+    -------
+    loss : float
+        ``sum(-log y[label]) / kept`` over the kept steps (no 1e-7 inside the log, as the sequel); NaN when every
+        step is ignored (0 / 0, as the sequel).
+    ys : ndarray (N, T, V), the softmax of xs
+    labels : ndarray (N, T) int64, the labels used (argmax of one-hot targets)
+    kept : int, the number of steps that count
+    """
+    dtype, arr = chk.floats(xs=xs)
+    xs = arr["xs"]
+    chk.ndim(xs, "xs", 3, "(N, T, V)")
+    chk.nonempty(xs, "xs")
+    ignore = chk.integer(ignore_label, "ignore_label", -(2**63), 2**63 - 1)
+    xp = array_module(xs)
+    labels = xp.ascontiguousarray(chk.time_targets(ts, xs.shape), dtype=np.int64)
+    N, T, V = xs.shape
+    ys = xp.empty(xs.shape, dtype=dtype)
+    total, kept = kernel("time_softmax_ce_forward", dtype, xs)(_c(xs, dtype).reshape(N * T, V), labels.reshape(-1),
+                                                               ys.reshape(N * T, V), ignore)
+    loss = total / kept if kept else float("nan")
+    return loss, ys, labels, kept
+
+
+def time_softmax_ce_backward(ys, labels, kept: int, dout: float = 1.0, ignore_label: int = -1):
+    """Gradient of :func:`time_softmax_ce` for the scores: ``(ys - onehot(labels)) * dout / kept`` on the kept
+    steps, 0 on the ignored ones."""
+    dtype, arr = chk.floats(ys=ys)
+    ys = arr["ys"]
+    chk.ndim(ys, "ys", 3, "(N, T, V)")
+    chk.nonempty(ys, "ys")
+    labels = chk.time_targets(labels, ys.shape)
+    ignore = chk.integer(ignore_label, "ignore_label", -(2**63), 2**63 - 1)
+    kept = chk.integer(kept, "kept", 0)
+    scale = chk.real(dout, "dout") / kept if kept else float("nan")
+    N, T, V = ys.shape
+    xp = array_module(ys)
+    dx = xp.empty(ys.shape, dtype=dtype)
+    kernel("time_softmax_ce_backward", dtype, ys)(_c(ys, dtype).reshape(N * T, V),
+                                                  xp.ascontiguousarray(labels, dtype=np.int64).reshape(-1),
+                                                  dx.reshape(N * T, V), ignore, scale)
+    return dx
+
+
+__all__ += [
+    "embedding_backward",
+    "embedding_forward",
+    "gru_backward",
+    "gru_forward",
+    "lstm_backward",
+    "lstm_forward",
+    "rnn_backward",
+    "rnn_forward",
+    "time_softmax_ce",
+    "time_softmax_ce_backward",
+]
+
+
+# ======================================================================================================
+# dot-product attention (the sequel's ch08 WeightSum, AttentionWeight, TimeAttention): encoder states hs
+# (N, S, H), a decoder state h (N, H) or decoder states hs_dec (N, L, H)
+
+
+def _attention_args(hs_name, hs, other_name, other, layout, **more):
+    dtype, arr = chk.floats(**{hs_name: hs, other_name: other}, **more)
+    N, S, H = chk.attention_shapes(arr[hs_name], hs_name, arr[other_name], other_name, layout)
+    return dtype, {k: _c(a, dtype) for k, a in arr.items()}, (N, S, H)
+
+
+def weight_sum_forward(hs, a):
+    """Context ``c[n] = sum_s a[n, s] * hs[n, s]`` (N, H) of hs (N, S, H) under weights a (N, S)."""
+    dtype, x, (N, _, H) = _attention_args("hs", hs, "a", a, "(N, S)")
+    c = array_module(x["hs"]).empty((N, H), dtype=dtype)
+    kernel("weight_sum_forward", dtype, x["hs"])(x["hs"], x["a"], c)
+    return c
+
+
+def weight_sum_backward(hs, a, dc) -> tuple:
+    """Gradients (dhs, da) of :func:`weight_sum_forward` for the gradient dc (N, H) of the context."""
+    dtype, x, (N, S, H) = _attention_args("hs", hs, "a", a, "(N, S)", dc=dc)
+    chk.same_shape(x["dc"], "dc", (N, H), "the shape of the context")
+    xp = array_module(x["hs"])
+    dhs, da = xp.empty((N, S, H), dtype=dtype), xp.empty((N, S), dtype=dtype)
+    kernel("weight_sum_backward", dtype, x["hs"])(x["hs"], x["a"], x["dc"], dhs, da)
+    return dhs, da
+
+
+def attention_weight_forward(hs, h):
+    """Attention weights ``a[n] = softmax_s(hs[n, s] . h[n])`` (N, S) of hs (N, S, H) for h (N, H)."""
+    dtype, x, (N, S, _) = _attention_args("hs", hs, "h", h, "(N, H)")
+    a = array_module(x["hs"]).empty((N, S), dtype=dtype)
+    kernel("attention_weight_forward", dtype, x["hs"])(x["hs"], x["h"], a)
+    return a
+
+
+def attention_weight_backward(hs, h, a, da) -> tuple:
+    """Gradients (dhs, dh) of :func:`attention_weight_forward` (whose output is ``a``) for the gradient da."""
+    dtype, x, (N, S, H) = _attention_args("hs", hs, "h", h, "(N, H)", a=a, da=da)
+    for name in ("a", "da"):
+        chk.same_shape(x[name], name, (N, S), "the shape of the attention weights")
+    xp = array_module(x["hs"])
+    dhs, dh = xp.empty((N, S, H), dtype=dtype), xp.empty((N, H), dtype=dtype)
+    kernel("attention_weight_backward", dtype, x["hs"])(x["hs"], x["h"], x["a"], x["da"], dhs, dh)
+    return dhs, dh
+
+
+def attention_forward(hs_enc, hs_dec) -> tuple:
+    """Attention of every decoder step over the encoder states.
+
+    Returns
+    -------
+    out : ndarray (N, L, H)
+        ``a[n] @ hs_enc[n]``, the context of each decoder step.
+    a : ndarray (N, L, S)
+        ``softmax(hs_dec[n] @ hs_enc[n].T)``, the weights (kept for :func:`attention_backward`).
+    """
+    dtype, x, (N, S, H) = _attention_args("hs_enc", hs_enc, "hs_dec", hs_dec, "(N, L, H)")
+    L = x["hs_dec"].shape[1]
+    xp = array_module(x["hs_enc"])
+    out, a = xp.empty((N, L, H), dtype=dtype), xp.empty((N, L, S), dtype=dtype)
+    kernel("attention_forward", dtype, x["hs_enc"])(x["hs_enc"], x["hs_dec"], a, out)
+    return out, a
+
+
+def attention_backward(hs_enc, hs_dec, a, dout) -> tuple:
+    """Gradients (dhs_enc, dhs_dec) of :func:`attention_forward` for the gradient dout (N, L, H) of its output."""
+    dtype, x, (N, S, H) = _attention_args("hs_enc", hs_enc, "hs_dec", hs_dec, "(N, L, H)", a=a, dout=dout)
+    L = x["hs_dec"].shape[1]
+    chk.same_shape(x["a"], "a", (N, L, S), "the shape of the attention weights")
+    chk.same_shape(x["dout"], "dout", (N, L, H), "the shape of the forward output")
+    xp = array_module(x["hs_enc"])
+    dhs_enc, dhs_dec = xp.empty((N, S, H), dtype=dtype), xp.empty((N, L, H), dtype=dtype)
+    kernel("attention_backward", dtype, x["hs_enc"])(x["hs_enc"], x["hs_dec"], x["a"], x["dout"], dhs_enc, dhs_dec)
+    return dhs_enc, dhs_dec
+
+
+__all__ += [
+    "attention_backward",
+    "attention_forward",
+    "attention_weight_backward",
+    "attention_weight_forward",
+    "weight_sum_backward",
+    "weight_sum_forward",
+]
+
+
+# ======================================================================================================
+# layer normalisation over the last axis (Keras' LayerNormalization, torch.nn.LayerNorm)
+
+
+def layernorm_forward(x, gamma, beta, eps: float = 1e-5) -> tuple:
+    """Layer normalisation of x (..., D) over its last axis: ``(x - mean) / sqrt(var + eps) * gamma + beta``, with
+    each row's mean and biased variance.
+
+    Returns
+    -------
+    out : ndarray of x's shape
+    mean, rstd : ndarray (M,)
+        Each row's mean and ``1 / sqrt(var + eps)``, M = x.size // D (kept for :func:`layernorm_backward`).
+    """
+    dtype, arr = chk.floats(x=x, gamma=gamma, beta=beta)
+    x = arr["x"]
+    x2 = _c(chk.last_axis_rows(x, "x"), dtype)
+    M, D = x2.shape
+    for name in ("gamma", "beta"):
+        chk.same_shape(arr[name], name, (D,), f"one per feature of x {chk.shape_str(x.shape)}")
+    xp = array_module(x)
+    out, mean, rstd = xp.empty((M, D), dtype=dtype), xp.empty((M,), dtype=dtype), xp.empty((M,), dtype=dtype)
+    kernel("layernorm_forward", dtype, x)(x2, _c(arr["gamma"], dtype), _c(arr["beta"], dtype), out, mean, rstd,
+                                          chk.eps(eps))
+    return out.reshape(x.shape), mean, rstd
+
+
+def layernorm_backward(x, gamma, mean, rstd, dout) -> tuple:
+    """Gradients (dx, dgamma, dbeta) of :func:`layernorm_forward` for the gradient dout of its output."""
+    dtype, arr = chk.floats(x=x, gamma=gamma, mean=mean, rstd=rstd, dout=dout)
+    x = arr["x"]
+    x2 = _c(chk.last_axis_rows(x, "x"), dtype)
+    M, D = x2.shape
+    chk.same_shape(arr["gamma"], "gamma", (D,), f"one per feature of x {chk.shape_str(x.shape)}")
+    for name in ("mean", "rstd"):
+        chk.same_shape(arr[name], name, (M,), "one per row of x")
+    chk.same_shape(arr["dout"], "dout", x.shape, "the shape of x")
+    xp = array_module(x)
+    dx, dgamma, dbeta = xp.empty((M, D), dtype=dtype), xp.empty((D,), dtype=dtype), xp.empty((D,), dtype=dtype)
+    kernel("layernorm_backward", dtype, x)(x2, _c(arr["gamma"], dtype), _c(arr["mean"], dtype),
+                                           _c(arr["rstd"], dtype), _c(arr["dout"], dtype).reshape(M, D), dx, dgamma,
+                                           dbeta)
+    return dx.reshape(x.shape), dgamma, dbeta
+
+
+__all__ += ["layernorm_backward", "layernorm_forward"]

@@ -1,0 +1,370 @@
+// rnn.cpp: simple RNN, LSTM and GRU over whole sequences (layouts in rnn.h). Forward: the input projections
+// of all N*L steps are ONE GEMM (xs (N*L, D) @ Wx, onto the bias rows), then per step one GEMM accumulates
+// h_{t-1} @ Wh onto that step's rows (strided views, no copies; the GRU makes two, its candidate needs r
+// first) and one pass applies the gate nonlinearities and the state update in place. Backward through time
+// runs per step only what depends on the next step's carry (the elementwise gate gradients and dh_{t-1} =
+// dA_t @ Wh^T); dWx, dWh, db and dxs are then whole-sequence GEMMs over the N*L rows of dA, so nothing is
+// accumulated step by step. Every GEMM is the project's (gemm/gemm.h); every element is computed by one
+// thread in a fixed order, so results do not depend on the thread count.
+#include "cpu/rnn.h"
+
+#include <algorithm>
+#include <cmath>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "common/dtype.h"
+#include "cpu/fast_exp.h"
+#include "cpu/threads.h"
+#include "cpu/workspace.h"
+
+namespace fastconv::cpu {
+
+namespace {
+
+// Below this many multiply-adds (a whole call's recurrent GEMMs) the time loop stays on one thread.
+constexpr index_t kGemmParallelMin = 1 << 18;
+
+// The per-step recurrent GEMM C (M, N, row stride ldc) = A (M, K) @ B + beta * C with B (K, N) the same for
+// every step (Wh or a transposed slice of it): B is packed once per call and shared read-only by all L steps
+// and all threads, instead of being packed again by every step's gemm() (Wh is 650 x 2600 floats in the
+// sequel's BetterRnnlm, while a step's A is only the batch's 20 rows). run() is serial: the threads split the
+// batch (for_row_blocks), each with its own packed A.
+template <typename T>
+class PackedB {
+ public:
+  PackedB(index_t N, index_t K, const T* B, index_t rsb, index_t csb)
+      : u_(active_ukr<T>()), N_(N), K_(K), kc_(gemm_kc<T>()), npad_(round_up(N, u_.nr)),
+        bpack_(static_cast<std::size_t>(npad_ * K)) {
+    pack_b_full(u_, K, N, B, rsb, csb, bpack_.data());
+  }
+
+  // Elements of the packed-A buffer run() needs for M rows.
+  std::size_t apack_elems(index_t M) const { return static_cast<std::size_t>(round_up(M, u_.mr) * K_); }
+
+  // C (M, N) = A (M, K, row stride rsa) @ B + beta * C, on the calling thread; apack has apack_elems(M).
+  void run(index_t M, const T* A, index_t rsa, T beta, T* C, index_t ldc, T* apack) const {
+    const index_t mpad = round_up(M, u_.mr);
+    pack_a_full(u_, M, K_, A, rsa, 1, apack);
+    // loop 4 around micro-kernel: pc += KC (the same K blocks, so the same sums, for any split of the rows)
+    for (index_t pc = 0; pc < K_; pc += kc_) {
+      const index_t kc = std::min(kc_, K_ - pc);
+      macro_kernel<T>(u_, M, N_, kc, T(1), apack + mpad * pc, bpack_.data() + npad_ * pc,
+                      pc == 0 ? beta : T(1), C, ldc);
+    }  // end loop 4
+  }
+
+ private:
+  const Ukr<T>& u_;
+  index_t N_, K_, kc_, npad_;
+  Scratch<T> bpack_;
+};
+
+// The sequences of the batch are independent through time (step t of sequence n needs only its own step t-1),
+// so the whole time loop runs on disjoint blocks of rows [n0, n1), one per thread, with no barrier between
+// steps: a barrier per step (a parallel GEMM and gate pass per step) cost 7x on a host whose cores are shared
+// (measured: BetterRnnlm's LSTM forward 1016 ms on 2 threads vs 142 ms on 1, load average 6 on 2 CPUs).
+// Each element is computed by the same operations in the same order whatever the blocks.
+template <typename F>
+void for_row_blocks(index_t N, index_t work, int nthreads, const F& body) {
+  const int nt = work < kGemmParallelMin ? 1 : static_cast<int>(std::min<index_t>(nthreads, N));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+#ifdef _OPENMP
+    const index_t t = omp_get_thread_num(), n = omp_get_num_threads();
+#else
+    const index_t t = 0, n = 1;
+#endif
+    const index_t n0 = N * t / n, n1 = N * (t + 1) / n;
+    if (n0 < n1) body(n0, n1);
+  }
+}
+
+// out (M, GH) = b (every row) + x (M, D) @ W (D, GH): the input projections of every step in one GEMM.
+template <typename T>
+void project_inputs(const T* x, const T* w, const T* b, T* out, index_t M, index_t D, index_t GH,
+                    int nthreads) {
+  for (index_t m = 0; m < M; ++m) std::copy(b, b + GH, out + m * GH);
+  gemm<T>(M, GH, D, T(1), x, D, 1, w, GH, 1, T(1), out, GH, nthreads);
+}
+
+// The state entering step t: h0 (row stride H) at t = 0, else row t-1 of hs (row stride L*H).
+template <typename T>
+struct Prev {
+  const T* p;
+  index_t ld;
+};
+template <typename T>
+inline Prev<T> prev_state(const T* h0, const T* hs, index_t t, index_t L, index_t H) {
+  return t == 0 ? Prev<T>{h0, H} : Prev<T>{hs + (t - 1) * H, L * H};
+}
+
+// out (N, L, H): the state entering every step, h0 then hs shifted by one step (for the dWh GEMM).
+template <typename T>
+void shifted_states(const T* h0, const T* hs, T* out, index_t N, index_t L, index_t H) {
+  for (index_t n = 0; n < N; ++n) {
+    std::copy(h0 + n * H, h0 + (n + 1) * H, out + n * L * H);
+    std::copy(hs + n * L * H, hs + (n * L + L - 1) * H, out + (n * L + 1) * H);
+  }
+}
+
+// C (M, GH, row stride ldc) = A^T @ dA for A (rows, M) and dA (rows, GH, row stride ldd): a weight gradient
+// summed over every step of every sequence by one GEMM.
+template <typename T>
+void weight_grad(const T* a, index_t M, const T* da, index_t ldd, index_t GH, index_t rows, T* c, index_t ldc,
+                 int nthreads) {
+  gemm<T>(M, GH, rows, T(1), a, 1, M, da, ldd, 1, T(0), c, ldc, nthreads);
+}
+
+// The gradients every cell finishes with, from dA (NL, GH): dWx = xs^T dA, db = column sums of dA (each
+// column summed in row order by one thread) and dxs = dA Wx^T.
+template <typename T>
+void input_grads(const T* xs, const T* wx, const T* da, T* dxs, T* dwx, T* db, index_t NL, index_t D,
+                 index_t GH, int nthreads) {
+  weight_grad(xs, D, da, GH, GH, NL, dwx, GH, nthreads);
+  gemm<T>(NL, D, GH, T(1), da, GH, 1, wx, 1, GH, T(0), dxs, D, nthreads);  // B(k, j) = wx[j*GH + k]
+  std::fill(db, db + GH, T(0));
+  for (index_t m = 0; m < NL; ++m)
+    for (index_t j = 0; j < GH; ++j) db[j] += da[m * GH + j];
+}
+
+}  // namespace
+
+// -----------------------------------------------------------------------------------------------------------
+// simple RNN: the pre-activations are built in hs itself and replaced by their tanh step by step
+
+template <typename T>
+void rnn_forward(const T* xs, const T* wx, const T* wh, const T* b, const T* h0, T* hs, index_t N, index_t L,
+                 index_t D, index_t H, int nthreads) {
+  project_inputs(xs, wx, b, hs, N * L, D, H, nthreads);
+  const PackedB<T> rec(H, H, wh, H, 1);
+  for_row_blocks(N, N * L * H * H, nthreads, [&](index_t n0, index_t n1) {
+    Scratch<T> ap(rec.apack_elems(n1 - n0));
+    for (index_t t = 0; t < L; ++t) {
+      const Prev<T> hp = prev_state(h0, static_cast<const T*>(hs), t, L, H);
+      // hs[n0:n1, t, :] (row stride L*H) += h_{t-1} @ Wh
+      rec.run(n1 - n0, hp.p + n0 * hp.ld, hp.ld, T(1), hs + n0 * L * H + t * H, L * H, ap.data());
+      for (index_t n = n0; n < n1; ++n) tanh_to(hs + (n * L + t) * H, hs + (n * L + t) * H, H);
+    }
+  });
+}
+
+template <typename T>
+void rnn_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* hs, const T* dhs, T* dxs,
+                  T* dwx, T* dwh, T* db, T* dh0, index_t N, index_t L, index_t D, index_t H, int nthreads) {
+  Scratch<T> da(static_cast<std::size_t>(N * L * H)), carry(static_cast<std::size_t>(N * H), true);
+  const PackedB<T> back(H, H, wh, 1, H);  // Wh^T: B(k, j) = wh[j*H + k]
+  for_row_blocks(N, N * L * H * H, nthreads, [&](index_t n0, index_t n1) {
+    Scratch<T> ap(back.apack_elems(n1 - n0));
+    for (index_t t = L - 1; t >= 0; --t) {
+      for (index_t n = n0; n < n1; ++n) {
+        const index_t r = (n * L + t) * H;
+        for (index_t j = 0; j < H; ++j) {
+          const T h = hs[r + j];
+          da[r + j] = (dhs[r + j] + carry[n * H + j]) * (T(1) - h * h);
+        }
+      }
+      // carry[n0:n1] = dA_t @ Wh^T
+      back.run(n1 - n0, da.data() + n0 * L * H + t * H, L * H, T(0), carry.data() + n0 * H, H, ap.data());
+    }
+  });
+  std::copy(carry.data(), carry.data() + N * H, dh0);
+  Scratch<T> hprev(static_cast<std::size_t>(N * L * H));
+  shifted_states(h0, hs, hprev.data(), N, L, H);
+  weight_grad(hprev.data(), H, da.data(), H, H, N * L, dwh, H, nthreads);
+  input_grads(xs, wx, da.data(), dxs, dwx, db, N * L, D, H, nthreads);
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// LSTM: gates holds each step's pre-activations, replaced in place by sigmoid(f), tanh(g), sigmoid(i),
+// sigmoid(o)
+
+template <typename T>
+void lstm_forward(const T* xs, const T* wx, const T* wh, const T* b, const T* h0, const T* c0, T* hs, T* cs,
+                  T* gates, index_t N, index_t L, index_t D, index_t H, int nthreads) {
+  const index_t G = 4 * H;
+  project_inputs(xs, wx, b, gates, N * L, D, G, nthreads);
+  const PackedB<T> rec(G, H, wh, G, 1);
+  for_row_blocks(N, N * L * G * H, nthreads, [&](index_t n0, index_t n1) {
+    Scratch<T> ap(rec.apack_elems(n1 - n0));
+    for (index_t t = 0; t < L; ++t) {
+      const Prev<T> hp = prev_state(h0, static_cast<const T*>(hs), t, L, H);
+      const Prev<T> cp = prev_state(c0, static_cast<const T*>(cs), t, L, H);
+      // gates[n0:n1, t, :] (row stride L*4H) += h_{t-1} @ Wh
+      rec.run(n1 - n0, hp.p + n0 * hp.ld, hp.ld, T(1), gates + n0 * L * G + t * G, L * G, ap.data());
+      for (index_t n = n0; n < n1; ++n) {
+        T* a = gates + (n * L + t) * G;
+        sigmoid_to(a, a, H);                   // f
+        tanh_to(a + H, a + H, H);              // g
+        sigmoid_to(a + 2 * H, a + 2 * H, 2 * H);  // i, o
+        const T* c_prev = cp.p + n * cp.ld;
+        T* c = cs + (n * L + t) * H;
+        T* h = hs + (n * L + t) * H;
+        for (index_t j = 0; j < H; ++j) c[j] = a[j] * c_prev[j] + a[H + j] * a[2 * H + j];
+        tanh_to(c, h, H);
+        for (index_t j = 0; j < H; ++j) h[j] *= a[3 * H + j];
+      }
+    }
+  });
+}
+
+template <typename T>
+void lstm_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* c0, const T* hs, const T* cs,
+                   const T* gates, const T* dhs, const T* dc_last, T* dxs, T* dwx, T* dwh, T* db, T* dh0,
+                   T* dc0, index_t N, index_t L, index_t D, index_t H, int nthreads) {
+  const index_t G = 4 * H;
+  Scratch<T> da(static_cast<std::size_t>(N * L * G));
+  Scratch<T> dh(static_cast<std::size_t>(N * H), true), dc(static_cast<std::size_t>(N * H));
+  std::copy(dc_last, dc_last + N * H, dc.data());
+  Scratch<T> tcs(static_cast<std::size_t>(N * H));  // tanh(c_t) of the step's rows
+  const PackedB<T> back(H, G, wh, 1, G);  // Wh^T: B(k, j) = wh[j*4H + k]
+  for_row_blocks(N, N * L * G * H, nthreads, [&](index_t n0, index_t n1) {
+    Scratch<T> ap(back.apack_elems(n1 - n0));
+    for (index_t t = L - 1; t >= 0; --t) {
+      const Prev<T> cp = prev_state(c0, cs, t, L, H);
+      for (index_t n = n0; n < n1; ++n) {
+        const index_t r = (n * L + t) * H;
+        const T* a = gates + (n * L + t) * G;
+        T* d = da.data() + (n * L + t) * G;
+        const T* c_prev = cp.p + n * cp.ld;
+        T* tcn = tcs.data() + n * H;
+        tanh_to(cs + r, tcn, H);
+        for (index_t j = 0; j < H; ++j) {
+          const T f = a[j], g = a[H + j], i = a[2 * H + j], o = a[3 * H + j];
+          const T tc = tcn[j];
+          const T dhj = dhs[r + j] + dh[n * H + j];
+          // c reaches the loss through the next cell state and through h = o * tanh(c)
+          const T ds = dc[n * H + j] + dhj * o * (T(1) - tc * tc);
+          dc[n * H + j] = ds * f;
+          d[j] = ds * c_prev[j] * f * (T(1) - f);
+          d[H + j] = ds * i * (T(1) - g * g);
+          d[2 * H + j] = ds * g * i * (T(1) - i);
+          d[3 * H + j] = dhj * tc * o * (T(1) - o);
+        }
+      }
+      // dh[n0:n1] = dA_t @ Wh^T
+      back.run(n1 - n0, da.data() + n0 * L * G + t * G, L * G, T(0), dh.data() + n0 * H, H, ap.data());
+    }
+  });
+  std::copy(dh.data(), dh.data() + N * H, dh0);
+  std::copy(dc.data(), dc.data() + N * H, dc0);
+  Scratch<T> hprev(static_cast<std::size_t>(N * L * H));
+  shifted_states(h0, hs, hprev.data(), N, L, H);
+  weight_grad(hprev.data(), H, da.data(), G, G, N * L, dwh, G, nthreads);
+  input_grads(xs, wx, da.data(), dxs, dwx, db, N * L, D, G, nthreads);
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// GRU: gates holds z, r (sigmoid) and the candidate (tanh) of each step; the candidate's recurrent term is
+// (r * h_{t-1}) @ Whh, so each step makes two GEMMs: h_{t-1} @ [Whz Whr] first, then rh @ Whh once r is known
+
+template <typename T>
+void gru_forward(const T* xs, const T* wx, const T* wh, const T* b, const T* h0, T* hs, T* gates, T* rh,
+                 index_t N, index_t L, index_t D, index_t H, int nthreads) {
+  const index_t G = 3 * H;
+  project_inputs(xs, wx, b, gates, N * L, D, G, nthreads);
+  const PackedB<T> rec_zr(2 * H, H, wh, G, 1), rec_h(H, H, wh + 2 * H, G, 1);
+  for_row_blocks(N, N * L * G * H, nthreads, [&](index_t n0, index_t n1) {
+    const index_t M = n1 - n0;
+    Scratch<T> ap(rec_zr.apack_elems(M));  // K = H for both
+    for (index_t t = 0; t < L; ++t) {
+      const Prev<T> hp = prev_state(h0, static_cast<const T*>(hs), t, L, H);
+      // gates[n0:n1, t, :2H] += h_{t-1} @ Wh[:, :2H] (row stride 3H)
+      rec_zr.run(M, hp.p + n0 * hp.ld, hp.ld, T(1), gates + n0 * L * G + t * G, L * G, ap.data());
+      for (index_t n = n0; n < n1; ++n) {
+        T* a = gates + (n * L + t) * G;
+        sigmoid_to(a, a, 2 * H);  // z, r
+        const T* h_prev = hp.p + n * hp.ld;
+        T* q = rh + (n * L + t) * H;
+        for (index_t j = 0; j < H; ++j) q[j] = a[H + j] * h_prev[j];
+      }
+      // gates[n0:n1, t, 2H:] += rh_t @ Wh[:, 2H:]
+      rec_h.run(M, rh + n0 * L * H + t * H, L * H, T(1), gates + n0 * L * G + t * G + 2 * H, L * G,
+                ap.data());
+      for (index_t n = n0; n < n1; ++n) {
+        T* a = gates + (n * L + t) * G;
+        tanh_to(a + 2 * H, a + 2 * H, H);
+        const T* h_prev = hp.p + n * hp.ld;
+        T* h = hs + (n * L + t) * H;
+        for (index_t j = 0; j < H; ++j) h[j] = (T(1) - a[j]) * h_prev[j] + a[j] * a[2 * H + j];
+      }
+    }
+  });
+}
+
+template <typename T>
+void gru_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* hs, const T* gates,
+                  const T* rh, const T* dhs, T* dxs, T* dwx, T* dwh, T* db, T* dh0, index_t N, index_t L,
+                  index_t D, index_t H, int nthreads) {
+  const index_t G = 3 * H;
+  Scratch<T> da(static_cast<std::size_t>(N * L * G)), drh(static_cast<std::size_t>(N * H));
+  Scratch<T> dh(static_cast<std::size_t>(N * H), true), dh_next(static_cast<std::size_t>(N * H));
+  const PackedB<T> back_h(H, H, wh + 2 * H, 1, G);  // Whh^T
+  const PackedB<T> back_zr(H, 2 * H, wh, 1, G);     // [Whz Whr]^T
+  for_row_blocks(N, N * L * G * H, nthreads, [&](index_t n0, index_t n1) {
+    const index_t M = n1 - n0;
+    Scratch<T> ap(back_zr.apack_elems(M));  // the larger K (2H) of the two
+    for (index_t t = L - 1; t >= 0; --t) {
+      const Prev<T> hp = prev_state(h0, hs, t, L, H);
+      // candidate and update gate; dh_next collects the direct path (1 - z) * dh
+      for (index_t n = n0; n < n1; ++n) {
+        const index_t r = (n * L + t) * H;
+        const T* a = gates + (n * L + t) * G;
+        T* d = da.data() + (n * L + t) * G;
+        const T* h_prev = hp.p + n * hp.ld;
+        for (index_t j = 0; j < H; ++j) {
+          const T z = a[j], hh = a[2 * H + j];
+          const T dhj = dhs[r + j] + dh[n * H + j];
+          d[2 * H + j] = dhj * z * (T(1) - hh * hh);
+          d[j] = dhj * (hh - h_prev[j]) * z * (T(1) - z);
+          dh_next[n * H + j] = dhj * (T(1) - z);
+        }
+      }
+      // drh = dA_h @ Whh^T, the gradient of r * h_{t-1}
+      back_h.run(M, da.data() + n0 * L * G + t * G + 2 * H, L * G, T(0), drh.data() + n0 * H, H, ap.data());
+      for (index_t n = n0; n < n1; ++n) {
+        const T* a = gates + (n * L + t) * G;
+        T* d = da.data() + (n * L + t) * G;
+        const T* h_prev = hp.p + n * hp.ld;
+        for (index_t j = 0; j < H; ++j) {
+          const T rj = a[H + j], g = drh[n * H + j];
+          d[H + j] = g * h_prev[j] * rj * (T(1) - rj);
+          dh_next[n * H + j] += g * rj;
+        }
+      }
+      // dh_next += [dA_z dA_r] @ [Whz Whr]^T
+      back_zr.run(M, da.data() + n0 * L * G + t * G, L * G, T(1), dh_next.data() + n0 * H, H, ap.data());
+      std::copy(dh_next.data() + n0 * H, dh_next.data() + n1 * H, dh.data() + n0 * H);
+    }
+  });
+  std::copy(dh.data(), dh.data() + N * H, dh0);
+  Scratch<T> hprev(static_cast<std::size_t>(N * L * H));
+  shifted_states(h0, hs, hprev.data(), N, L, H);
+  weight_grad(hprev.data(), H, da.data(), G, 2 * H, N * L, dwh, G, nthreads);             // dWh[:, :2H]
+  weight_grad(rh, H, da.data() + 2 * H, G, H, N * L, dwh + 2 * H, G, nthreads);          // dWh[:, 2H:]
+  input_grads(xs, wx, da.data(), dxs, dwx, db, N * L, D, G, nthreads);
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// explicit instantiations
+
+#define FC_RNN_INSTANTIATE(T, S)                                                                             \
+  template void rnn_forward<T>(const T*, const T*, const T*, const T*, const T*, T*, index_t, index_t,       \
+                               index_t, index_t, int);                                                       \
+  template void rnn_backward<T>(const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*,      \
+                                T*, T*, index_t, index_t, index_t, index_t, int);                            \
+  template void lstm_forward<T>(const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*,      \
+                                index_t, index_t, index_t, index_t, int);                                    \
+  template void lstm_backward<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*,       \
+                                 const T*, const T*, const T*, T*, T*, T*, T*, T*, T*, index_t, index_t,     \
+                                 index_t, index_t, int);                                                     \
+  template void gru_forward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, index_t,        \
+                               index_t, index_t, index_t, int);                                              \
+  template void gru_backward<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*,        \
+                                const T*, T*, T*, T*, T*, T*, index_t, index_t, index_t, index_t, int);
+FC_FLOAT_TYPES(FC_RNN_INSTANTIATE)
+#undef FC_RNN_INSTANTIATE
+
+}  // namespace fastconv::cpu

@@ -1,0 +1,80 @@
+// time_loss.cpp: softmax + cross-entropy over N*T rows with an ignore label. Parallel over rows; each row is
+// computed by one thread, its loss goes to a per-row buffer summed in row order afterwards, so the loss has
+// the same bits for any thread count. The exp sums and the losses are accumulated in double; float exps are
+// fast_exp.h's (within 2 ulp of libm).
+#include "cpu/time_loss.h"
+
+#include <cmath>
+#include <vector>
+
+#include "common/dtype.h"
+#include "cpu/fast_exp.h"
+#include "cpu/threads.h"
+
+namespace fastconv::cpu {
+
+namespace {
+constexpr std::int64_t kParallelMin = 1 << 14;
+}  // namespace
+
+std::int64_t first_bad_time_label(const std::int64_t* t, std::int64_t M, std::int64_t V,
+                                  std::int64_t ignore_label) {
+  for (std::int64_t m = 0; m < M; ++m)
+    if (t[m] != ignore_label && (t[m] < 0 || t[m] >= V)) return m;
+  return -1;
+}
+
+template <typename T>
+double time_softmax_ce_forward(const T* x, const std::int64_t* t, T* y, std::int64_t M, std::int64_t V,
+                               std::int64_t ignore_label, std::int64_t* kept) {
+  std::vector<double> row_loss(static_cast<std::size_t>(M), 0.0);
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (M * V >= kParallelMin)
+  for (std::int64_t m = 0; m < M; ++m) {
+    const T* xr = x + m * V;   // x, y are (M, V)
+    T* yr = y + m * V;
+    T mx = xr[0];
+    for (std::int64_t k = 1; k < V; ++k) mx = (xr[k] > mx) ? xr[k] : mx;
+    for (std::int64_t k = 0; k < V; ++k) yr[k] = exp_t(xr[k] - mx);  // vectorised (fast_exp.h)
+    double s = 0.0;
+    for (std::int64_t k = 0; k < V; ++k) s += static_cast<double>(yr[k]);
+    const T st = static_cast<T>(s);
+    for (std::int64_t k = 0; k < V; ++k) yr[k] = yr[k] / st;
+    if (t[m] != ignore_label)
+      row_loss[m] = std::log(s) + static_cast<double>(mx) - static_cast<double>(xr[t[m]]);
+  }
+  double total = 0.0;
+  std::int64_t n = 0;
+  for (std::int64_t m = 0; m < M; ++m) {
+    total += row_loss[m];
+    n += (t[m] != ignore_label);
+  }
+  *kept = n;
+  return total;
+}
+
+template <typename T>
+void time_softmax_ce_backward(const T* y, const std::int64_t* t, T* dx, std::int64_t M, std::int64_t V,
+                              std::int64_t ignore_label, double scale) {
+  const T s = static_cast<T>(scale);
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (M * V >= kParallelMin)
+  for (std::int64_t m = 0; m < M; ++m) {
+    const T* yr = y + m * V;
+    T* dr = dx + m * V;
+    if (t[m] == ignore_label) {
+      for (std::int64_t k = 0; k < V; ++k) dr[k] = T(0);
+      continue;
+    }
+    for (std::int64_t k = 0; k < V; ++k) dr[k] = yr[k] * s;
+    dr[t[m]] = (yr[t[m]] - T(1)) * s;
+  }
+}
+
+#define FC_TIME_LOSS_INSTANTIATE(T, S)                                                                      \
+  template double time_softmax_ce_forward<T>(const T*, const std::int64_t*, T*, std::int64_t, std::int64_t,  \
+                                             std::int64_t, std::int64_t*);                                  \
+  template void time_softmax_ce_backward<T>(const T*, const std::int64_t*, T*, std::int64_t, std::int64_t,   \
+                                            std::int64_t, double);
+FC_FLOAT_TYPES(FC_TIME_LOSS_INSTANTIATE)
+#undef FC_TIME_LOSS_INSTANTIATE
+
+}  // namespace fastconv::cpu
