@@ -40,37 +40,38 @@ def _check_batch(x, name: str = "x") -> None:
 # activations
 
 
-class Relu:
-    """ReLU: ``max(0, x)``."""
+class _Elementwise:
+    """An activation that keeps its output for the backward pass: ``out = _forward(x)``,
+    ``dx = _backward(dout, out)`` (the ops functions named by the subclass)."""
+
+    _forward = _backward = None
 
     def __init__(self):
         self.out = None
+
+    def forward(self, x):
+        self.out = type(self)._forward(x)
+        return self.out
+
+    def backward(self, dout):
+        return type(self)._backward(dout, self.out)
+
+
+class Relu(_Elementwise):
+    """ReLU: ``max(0, x)``."""
+
+    _forward, _backward = staticmethod(ops.relu_forward), staticmethod(ops.relu_backward)
 
     @property
     def mask(self):
         """Where the input was <= 0 (the book's attribute), derived from the stored output."""
         return None if self.out is None else self.out <= 0
 
-    def forward(self, x):
-        self.out = ops.relu_forward(x)
-        return self.out
 
-    def backward(self, dout):
-        return ops.relu_backward(dout, self.out)
-
-
-class Sigmoid:
+class Sigmoid(_Elementwise):
     """Logistic sigmoid ``1 / (1 + exp(-x))``."""
 
-    def __init__(self):
-        self.out = None
-
-    def forward(self, x):
-        self.out = ops.sigmoid_forward(x)
-        return self.out
-
-    def backward(self, dout):
-        return ops.sigmoid_backward(dout, self.out)
+    _forward, _backward = staticmethod(ops.sigmoid_forward), staticmethod(ops.sigmoid_backward)
 
 
 # ======================================================================================================
@@ -408,18 +409,10 @@ class LeakyRelu:
         return ops.leaky_relu_backward(dout, self.out, self.alpha)
 
 
-class Tanh:
+class Tanh(_Elementwise):
     """Hyperbolic tangent; remembers its output for the backward pass."""
 
-    def __init__(self):
-        self.out = None
-
-    def forward(self, x):
-        self.out = ops.tanh_forward(x)
-        return self.out
-
-    def backward(self, dout):
-        return ops.tanh_backward(dout, self.out)
+    _forward, _backward = staticmethod(ops.tanh_forward), staticmethod(ops.tanh_backward)
 
 
 class SpatialBatchNormalization:
