@@ -9,7 +9,6 @@ installs: without them these tests fail, unless FASTCONV_ALLOW_NO_DATA=1 is set 
 import gzip
 import hashlib
 import io
-import os
 import struct
 import urllib.error
 from pathlib import Path

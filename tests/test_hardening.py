@@ -4,14 +4,13 @@ from Python threads, and bit-identical training losses for a fixed seed and thre
 import json
 import subprocess
 import sys
-import textwrap
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 import fastconv
-from fastconv import layers, ops
+from fastconv import ops
 
 # ======================================================================================================
 # crash harness

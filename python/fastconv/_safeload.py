@@ -754,8 +754,6 @@ def _build(r: _PickleReader):
     r.build(r.stack[-1], state)
 
 
-
-
 def read_pickle(data: bytes, where: str, max_bytes: int = MAX_PARAM_BYTES):
     """Interpret a pickle's bytes as data (see the module docstring); the object it describes.
 

@@ -133,7 +133,6 @@ def _reject(layer: str, **args) -> None:
 # symbolic tensors, nodes, variables
 
 
-
 def _act_forward(act, x, ctx, logits=False, relu_done=False, slope=_activations.LEAKY_SLOPE):
     """A layer's ``activation`` on its output ``x`` (``logits``: the model's loss applies the sigmoid / softmax,
     fused with itself; ``relu_done``: a convolution fused the ReLU into its write-back; ``slope``: the leaky ReLU's
@@ -171,6 +170,7 @@ def _act_backward(act, dout, ctx, layer_name):
             "(a softmax backward pass)"
         )
     return dout
+
 
 class KerasTensor:
     """A symbolic tensor: what ``Input`` returns and what layers return when called on one.
@@ -257,7 +257,6 @@ class Variable:
 # base layer
 
 
-
 def _assign_weights(owner: str, params: list, weights) -> None:
     """``set_weights`` of a layer or model named ``owner``: every shape is checked (Keras' messages) before
     any variable is written, so a misfit list changes nothing."""
@@ -275,6 +274,7 @@ def _assign_weights(owner: str, params: list, weights) -> None:
             )
     for v, w in zip(params, weights):
         v.assign(w)
+
 
 class Layer:
     """Base of every layer: naming, weights, symbolic and eager calls, config.

@@ -39,8 +39,6 @@ from .layers import (
 __all__ = ["Model", "Sequential", "clone_model", "load_model", "model_from_json"]
 
 
-
-
 def _keras_layer_order(ins, outs, order) -> list:
     """The model's layers in Keras' order (``model.layers``, and so ``weights`` and ``summary()``): by decreasing
     depth, a node's depth being its longest path to an output and a layer's the largest of its nodes', ties
@@ -82,11 +80,13 @@ def _keras_layer_order(ins, outs, order) -> list:
         key=lambda layer: (-layer_depth[id(layer)], first_seen[id(layer)]),
     )
 
+
 def _tensor_list(ts) -> list:
     """A model's ``inputs`` or ``outputs`` argument (a tensor, a list / tuple or a dict of them) as a list."""
     if isinstance(ts, dict):
         return list(ts.values())
     return list(ts) if isinstance(ts, (list, tuple)) else [ts]
+
 
 class _Step:
     """One node of the plan: the layer, where its inputs and output live, and the layouts involved."""

@@ -21,7 +21,6 @@ def layers_module(layers):
     return layers
 
 
-
 def run_layers(items, x, forward):
     """Runs ``x`` through ``items`` (layers, or (key, layer) pairs) in order, ``forward(key, layer, x)`` for each
     (key None for bare layers), except where a layer offers a one-pass forward of itself and the next layer
@@ -40,6 +39,7 @@ def run_layers(items, x, forward):
             x = forward(key, layer, x)
             i += 1
     return x
+
 
 class Net:
     """Shared book methods: loss, accuracy, save_params, load_params, and running the layers in order."""
