@@ -7,6 +7,10 @@
 namespace py = pybind11;
 using namespace fastconv;
 
+namespace fastconv::bind {
+void bind_activation_cuda(py::module_& m);  // bindings/activation_cuda.cpp
+}  // namespace fastconv::bind
+
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "fastconv CUDA kernels (float32 / float64) on CuPy arrays. Use fastconv.ops, which validates arguments.";
   m.def("device_count", &cuda::device_count, "CUDA devices visible to this process (0 without driver or device).");
@@ -20,4 +24,6 @@ PYBIND11_MODULE(_cuda, m) {
     d["architectures"] = FASTCONV_CUDA_ARCHS;
     return d;
   }, "Compile-time facts: version, the CUDA toolkit, the GPU architectures compiled for.");
+
+  bind::bind_activation_cuda(m);
 }

@@ -4,14 +4,13 @@
 #pragma once
 #include <cstdint>
 
+#include "common/activation_step.h"
+
 namespace fastconv::cpu {
 
 // The ReLU of one value as every ReLU here computes it (relu_forward, and the one fused into the convolution's
-// write-back): (v <= 0) ? 0 : v, so NaN passes through and -0.0 becomes +0.0.
-template <typename T>
-inline T relu_value(T v) {
-  return v <= T(0) ? T(0) : v;
-}
+// write-back), shared with the CUDA kernels: common/activation_step.h.
+using fastconv::relu_value;
 
 // out = relu_value(x) elementwise
 template <typename T>

@@ -21,22 +21,22 @@ __global__ void column_sums_k(const T* dout, T* db, i64 N, i64 M) {
 }  // namespace
 
 template <typename T>
-void affine_forward(const T* x, const T* W, const T* b, T* out, i64 N, i64 D, i64 M, Stream s) {
-  gemm<T>(false, false, N, M, D, T(1), x, D, W, M, T(0), out, M, b, s);
+void affine_forward(const T* x, const T* W, const T* b, T* out, i64 N, i64 D, i64 M) {
+  gemm<T>(false, false, N, M, D, T(1), x, D, W, M, T(0), out, M, b);
 }
 
 template <typename T>
-void affine_backward(const T* x, const T* W, const T* dout, T* dx, T* dW, T* db, i64 N, i64 D, i64 M, Stream s) {
-  gemm<T>(false, true, N, D, M, T(1), dout, M, W, M, T(0), dx, D, nullptr, s);
-  gemm<T>(true, false, D, M, N, T(1), x, D, dout, M, T(0), dW, M, nullptr, s);
+void affine_backward(const T* x, const T* W, const T* dout, T* dx, T* dW, T* db, i64 N, i64 D, i64 M) {
+  gemm<T>(false, true, N, D, M, T(1), dout, M, W, M, T(0), dx, D, nullptr);
+  gemm<T>(true, false, D, M, N, T(1), x, D, dout, M, T(0), dW, M, nullptr);
   if (M == 0) return;
-  column_sums_k<T><<<blocks_for(M), kThreads, 0, s>>>(dout, db, N, M);
+  column_sums_k<T><<<blocks_for(M), kThreads, 0, stream()>>>(dout, db, N, M);
   FC_CUDA_LAUNCHED("affine_backward db");
 }
 
 #define FC_AFFINE_INSTANTIATE(T, S)                                                         \
-  template void affine_forward<T>(const T*, const T*, const T*, T*, i64, i64, i64, Stream); \
-  template void affine_backward<T>(const T*, const T*, const T*, T*, T*, T*, i64, i64, i64, Stream);
+  template void affine_forward<T>(const T*, const T*, const T*, T*, i64, i64, i64); \
+  template void affine_backward<T>(const T*, const T*, const T*, T*, T*, T*, i64, i64, i64);
 FC_FLOAT_TYPES(FC_AFFINE_INSTANTIATE)
 #undef FC_AFFINE_INSTANTIATE
 

@@ -6,6 +6,16 @@
 
 namespace fastconv::cuda {
 
+namespace {
+thread_local Stream current = nullptr;
+}  // namespace
+
+Stream stream() { return current; }
+
+StreamScope::StreamScope(Stream s) : previous_(current) { current = s; }
+
+StreamScope::~StreamScope() { current = previous_; }
+
 int device_count() {
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess) {

@@ -26,22 +26,22 @@ __global__ void dropout_backward_k(const T* dout, const std::uint8_t* mask, T* d
 }  // namespace
 
 template <typename T>
-void dropout_forward(const T* x, T* out, std::uint8_t* mask, i64 n, double ratio, std::uint64_t seed, Stream s) {
+void dropout_forward(const T* x, T* out, std::uint8_t* mask, i64 n, double ratio, std::uint64_t seed) {
   if (n == 0) return;
-  dropout_forward_k<T><<<blocks_for(n), kThreads, 0, s>>>(x, out, mask, n, ratio, dropout_hash::stream_key(seed));
+  dropout_forward_k<T><<<blocks_for(n), kThreads, 0, stream()>>>(x, out, mask, n, ratio, dropout_hash::stream_key(seed));
   FC_CUDA_LAUNCHED("dropout_forward");
 }
 
 template <typename T>
-void dropout_backward(const T* dout, const std::uint8_t* mask, T* dx, i64 n, Stream s) {
+void dropout_backward(const T* dout, const std::uint8_t* mask, T* dx, i64 n) {
   if (n == 0) return;
-  dropout_backward_k<T><<<blocks_for(n), kThreads, 0, s>>>(dout, mask, dx, n);
+  dropout_backward_k<T><<<blocks_for(n), kThreads, 0, stream()>>>(dout, mask, dx, n);
   FC_CUDA_LAUNCHED("dropout_backward");
 }
 
 #define FC_DROPOUT_INSTANTIATE(T, S)                                                                \
-  template void dropout_forward<T>(const T*, T*, std::uint8_t*, i64, double, std::uint64_t, Stream); \
-  template void dropout_backward<T>(const T*, const std::uint8_t*, T*, i64, Stream);
+  template void dropout_forward<T>(const T*, T*, std::uint8_t*, i64, double, std::uint64_t); \
+  template void dropout_backward<T>(const T*, const std::uint8_t*, T*, i64);
 FC_FLOAT_TYPES(FC_DROPOUT_INSTANTIATE)
 #undef FC_DROPOUT_INSTANTIATE
 

@@ -89,22 +89,21 @@ __global__ void scale_k(i64 M, i64 N, T beta, T* C, i64 ldc, const T* bias) {
 
 template <typename T>
 void gemm(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, T alpha, const T* A, i64 lda, const T* B, i64 ldb,
-          T beta, T* C, i64 ldc, const T* bias, Stream s) {
+          T beta, T* C, i64 ldc, const T* bias) {
   if (M == 0 || N == 0) return;
   if (K == 0) {
-    scale_k<T><<<blocks_for(M * N), kThreads, 0, s>>>(M, N, beta, C, ldc, bias);
+    scale_k<T><<<blocks_for(M * N), kThreads, 0, stream()>>>(M, N, beta, C, ldc, bias);
     FC_CUDA_LAUNCHED("gemm (K = 0)");
     return;
   }
   const dim3 grid(static_cast<unsigned>((N + BN - 1) / BN), static_cast<unsigned>((M + BM - 1) / BM));
   if (grid.y > 65535) throw std::invalid_argument("gemm: M is too large for one launch (more than 65535 * 64 rows)");
-  gemm_k<T><<<grid, kGemmThreads, 0, s>>>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias);
+  gemm_k<T><<<grid, kGemmThreads, 0, stream()>>>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias);
   FC_CUDA_LAUNCHED("gemm");
 }
 
 #define FC_GEMM_INSTANTIATE(T, S)                                                                          \
-  template void gemm<T>(bool, bool, i64, i64, i64, T, const T*, i64, const T*, i64, T, T*, i64, const T*, \
-                        Stream);
+  template void gemm<T>(bool, bool, i64, i64, i64, T, const T*, i64, const T*, i64, T, T*, i64, const T*);
 FC_FLOAT_TYPES(FC_GEMM_INSTANTIATE)
 #undef FC_GEMM_INSTANTIATE
 

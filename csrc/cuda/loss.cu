@@ -104,14 +104,14 @@ unsigned row_blocks(i64 N) { return static_cast<unsigned>((N + kRowsPerBlock - 1
 struct LossScratch {
   double* rows = nullptr;
   double* out = nullptr;
-  Stream s;
-  LossScratch(i64 N, Stream stream) : s(stream) {
+  Stream s = stream();
+  explicit LossScratch(i64 N) {
     FC_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&rows), sizeof(double) * (N + 1), s));
     out = rows + N;
   }
   ~LossScratch() { cudaFreeAsync(rows, s); }
   double finish(i64 N) {
-    mean_neg_k<<<1, kThreads, 0, s>>>(rows, N, out);
+    mean_neg_k<<<1, kThreads, 0, stream()>>>(rows, N, out);
     FC_CUDA_LAUNCHED("softmax_ce mean");
     double host = 0.0;
     FC_CUDA_CHECK(cudaMemcpyAsync(&host, out, sizeof(double), cudaMemcpyDeviceToHost, s));
@@ -123,50 +123,50 @@ struct LossScratch {
 }  // namespace
 
 template <typename T>
-void softmax_forward(const T* x, T* y, i64 N, i64 K, Stream s) {
+void softmax_forward(const T* x, T* y, i64 N, i64 K) {
   if (N == 0 || K == 0) return;
-  softmax_k<T><<<row_blocks(N), kThreads, 0, s>>>(x, y, N, K);
+  softmax_k<T><<<row_blocks(N), kThreads, 0, stream()>>>(x, y, N, K);
   FC_CUDA_LAUNCHED("softmax_forward");
 }
 
 template <typename T>
-double softmax_ce_forward_labels(const T* x, const i64* t, T* y, i64 N, i64 K, Stream s) {
-  LossScratch scratch(N, s);
-  softmax_ce_labels_k<T><<<row_blocks(N), kThreads, 0, s>>>(x, t, y, scratch.rows, N, K);
+double softmax_ce_forward_labels(const T* x, const i64* t, T* y, i64 N, i64 K) {
+  LossScratch scratch(N);
+  softmax_ce_labels_k<T><<<row_blocks(N), kThreads, 0, stream()>>>(x, t, y, scratch.rows, N, K);
   FC_CUDA_LAUNCHED("softmax_ce_forward_labels");
   return scratch.finish(N);
 }
 
 template <typename T>
-double softmax_ce_forward_dense(const T* x, const T* t, T* y, i64 N, i64 K, Stream s) {
-  LossScratch scratch(N, s);
-  softmax_ce_dense_k<T><<<row_blocks(N), kThreads, 0, s>>>(x, t, y, scratch.rows, N, K);
+double softmax_ce_forward_dense(const T* x, const T* t, T* y, i64 N, i64 K) {
+  LossScratch scratch(N);
+  softmax_ce_dense_k<T><<<row_blocks(N), kThreads, 0, stream()>>>(x, t, y, scratch.rows, N, K);
   FC_CUDA_LAUNCHED("softmax_ce_forward_dense");
   return scratch.finish(N);
 }
 
 template <typename T>
-void softmax_ce_backward_labels(const T* y, const i64* t, T* dx, i64 N, i64 K, double dout, Stream s) {
+void softmax_ce_backward_labels(const T* y, const i64* t, T* dx, i64 N, i64 K, double dout) {
   if (N * K == 0) return;
-  softmax_ce_backward_labels_k<T><<<blocks_for(N * K), kThreads, 0, s>>>(y, t, dx, N, K, static_cast<T>(N),
+  softmax_ce_backward_labels_k<T><<<blocks_for(N * K), kThreads, 0, stream()>>>(y, t, dx, N, K, static_cast<T>(N),
                                                                          static_cast<T>(dout));
   FC_CUDA_LAUNCHED("softmax_ce_backward_labels");
 }
 
 template <typename T>
-void softmax_ce_backward_dense(const T* y, const T* t, T* dx, i64 N, i64 K, double dout, Stream s) {
+void softmax_ce_backward_dense(const T* y, const T* t, T* dx, i64 N, i64 K, double dout) {
   if (N * K == 0) return;
-  softmax_ce_backward_dense_k<T><<<blocks_for(N * K), kThreads, 0, s>>>(y, t, dx, N * K, static_cast<T>(N),
+  softmax_ce_backward_dense_k<T><<<blocks_for(N * K), kThreads, 0, stream()>>>(y, t, dx, N * K, static_cast<T>(N),
                                                                         static_cast<T>(dout));
   FC_CUDA_LAUNCHED("softmax_ce_backward_dense");
 }
 
 #define FC_LOSS_INSTANTIATE(T, S)                                                                      \
-  template void softmax_forward<T>(const T*, T*, i64, i64, Stream);                                   \
-  template double softmax_ce_forward_labels<T>(const T*, const i64*, T*, i64, i64, Stream);           \
-  template double softmax_ce_forward_dense<T>(const T*, const T*, T*, i64, i64, Stream);              \
-  template void softmax_ce_backward_labels<T>(const T*, const i64*, T*, i64, i64, double, Stream);    \
-  template void softmax_ce_backward_dense<T>(const T*, const T*, T*, i64, i64, double, Stream);
+  template void softmax_forward<T>(const T*, T*, i64, i64);                                   \
+  template double softmax_ce_forward_labels<T>(const T*, const i64*, T*, i64, i64);           \
+  template double softmax_ce_forward_dense<T>(const T*, const T*, T*, i64, i64);              \
+  template void softmax_ce_backward_labels<T>(const T*, const i64*, T*, i64, i64, double);    \
+  template void softmax_ce_backward_dense<T>(const T*, const T*, T*, i64, i64, double);
 FC_FLOAT_TYPES(FC_LOSS_INSTANTIATE)
 #undef FC_LOSS_INSTANTIATE
 

@@ -18,83 +18,79 @@ __global__ void update_k(Opt opt, i64 n, Arrays... arrays) {
 }
 
 template <typename Opt, typename... Arrays>
-void run(const Opt& opt, double weight_decay, i64 n, Stream s, const char* name, Arrays... arrays) {
+void run(const Opt& opt, double weight_decay, i64 n, const char* name, Arrays... arrays) {
   if (n == 0) return;
   if (weight_decay != 0.0)
-    update_k<true><<<blocks_for(n), kThreads, 0, s>>>(opt, n, arrays...);
+    update_k<true><<<blocks_for(n), kThreads, 0, stream()>>>(opt, n, arrays...);
   else
-    update_k<false><<<blocks_for(n), kThreads, 0, s>>>(opt, n, arrays...);
+    update_k<false><<<blocks_for(n), kThreads, 0, stream()>>>(opt, n, arrays...);
   FC_CUDA_LAUNCHED(name);
 }
 
 }  // namespace
 
 template <typename T>
-void sgd_update(T* p, const T* g, i64 n, double lr, double weight_decay, Stream s) {
-  run(Sgd<T>::make(lr, weight_decay), weight_decay, n, s, "sgd_update", p, g);
+void sgd_update(T* p, const T* g, i64 n, double lr, double weight_decay) {
+  run(Sgd<T>::make(lr, weight_decay), weight_decay, n, "sgd_update", p, g);
 }
 
 template <typename T>
-void momentum_update(T* p, const T* g, T* v, i64 n, double lr, double momentum, double weight_decay, Stream s) {
-  run(Momentum<T>::make(lr, momentum, weight_decay), weight_decay, n, s, "momentum_update", p, g, v);
+void momentum_update(T* p, const T* g, T* v, i64 n, double lr, double momentum, double weight_decay) {
+  run(Momentum<T>::make(lr, momentum, weight_decay), weight_decay, n, "momentum_update", p, g, v);
 }
 
 template <typename T>
-void nesterov_update(T* p, const T* g, T* v, i64 n, double lr, double momentum, double weight_decay, Stream s) {
-  run(Nesterov<T>::make(lr, momentum, weight_decay), weight_decay, n, s, "nesterov_update", p, g, v);
+void nesterov_update(T* p, const T* g, T* v, i64 n, double lr, double momentum, double weight_decay) {
+  run(Nesterov<T>::make(lr, momentum, weight_decay), weight_decay, n, "nesterov_update", p, g, v);
 }
 
 template <typename T>
-void adagrad_update(T* p, const T* g, T* h, i64 n, double lr, double eps, double weight_decay, Stream s) {
-  run(AdaGrad<T>::make(lr, eps, weight_decay), weight_decay, n, s, "adagrad_update", p, g, h);
+void adagrad_update(T* p, const T* g, T* h, i64 n, double lr, double eps, double weight_decay) {
+  run(AdaGrad<T>::make(lr, eps, weight_decay), weight_decay, n, "adagrad_update", p, g, h);
 }
 
 template <typename T>
-void rmsprop_update(T* p, const T* g, T* h, i64 n, double lr, double decay_rate, double eps, double weight_decay,
-                    Stream s) {
-  run(RMSprop<T>::make(lr, decay_rate, eps, weight_decay), weight_decay, n, s, "rmsprop_update", p, g, h);
+void rmsprop_update(T* p, const T* g, T* h, i64 n, double lr, double decay_rate, double eps, double weight_decay) {
+  run(RMSprop<T>::make(lr, decay_rate, eps, weight_decay), weight_decay, n, "rmsprop_update", p, g, h);
 }
 
 template <typename T>
 void adam_update(T* p, const T* g, T* m, T* v, i64 n, double lr_t, double beta1, double beta2, double eps,
-                 double weight_decay, Stream s) {
-  run(Adam<T>::make(lr_t, beta1, beta2, eps, weight_decay), weight_decay, n, s, "adam_update", p, g, m, v);
+                 double weight_decay) {
+  run(Adam<T>::make(lr_t, beta1, beta2, eps, weight_decay), weight_decay, n, "adam_update", p, g, m, v);
 }
 
 template <typename T>
-void adadelta_update(T* p, const T* g, T* h, T* d, i64 n, double lr, double rho, double eps, double weight_decay,
-                     Stream s) {
-  run(Adadelta<T>::make(lr, rho, eps, weight_decay), weight_decay, n, s, "adadelta_update", p, g, h, d);
+void adadelta_update(T* p, const T* g, T* h, T* d, i64 n, double lr, double rho, double eps, double weight_decay) {
+  run(Adadelta<T>::make(lr, rho, eps, weight_decay), weight_decay, n, "adadelta_update", p, g, h, d);
 }
 
 template <typename T>
-void keras_nesterov_update(T* p, const T* g, T* v, i64 n, double lr, double momentum, double weight_decay,
-                           Stream s) {
-  run(KerasNesterov<T>::make(lr, momentum, weight_decay), weight_decay, n, s, "keras_nesterov_update", p, g, v);
+void keras_nesterov_update(T* p, const T* g, T* v, i64 n, double lr, double momentum, double weight_decay) {
+  run(KerasNesterov<T>::make(lr, momentum, weight_decay), weight_decay, n, "keras_nesterov_update", p, g, v);
 }
 
 template <typename T>
-void keras_adagrad_update(T* p, const T* g, T* h, i64 n, double lr, double eps, double weight_decay, Stream s) {
-  run(KerasAdagrad<T>::make(lr, eps, weight_decay), weight_decay, n, s, "keras_adagrad_update", p, g, h);
+void keras_adagrad_update(T* p, const T* g, T* h, i64 n, double lr, double eps, double weight_decay) {
+  run(KerasAdagrad<T>::make(lr, eps, weight_decay), weight_decay, n, "keras_adagrad_update", p, g, h);
 }
 
 template <typename T>
-void keras_rmsprop_update(T* p, const T* g, T* h, i64 n, double lr, double rho, double eps, double weight_decay,
-                          Stream s) {
-  run(KerasRMSprop<T>::make(lr, rho, eps, weight_decay), weight_decay, n, s, "keras_rmsprop_update", p, g, h);
+void keras_rmsprop_update(T* p, const T* g, T* h, i64 n, double lr, double rho, double eps, double weight_decay) {
+  run(KerasRMSprop<T>::make(lr, rho, eps, weight_decay), weight_decay, n, "keras_rmsprop_update", p, g, h);
 }
 
 #define FC_OPTIM_INSTANTIATE(T, S)                                                                       \
-  template void sgd_update<T>(T*, const T*, i64, double, double, Stream);                               \
-  template void momentum_update<T>(T*, const T*, T*, i64, double, double, double, Stream);              \
-  template void nesterov_update<T>(T*, const T*, T*, i64, double, double, double, Stream);              \
-  template void adagrad_update<T>(T*, const T*, T*, i64, double, double, double, Stream);               \
-  template void rmsprop_update<T>(T*, const T*, T*, i64, double, double, double, double, Stream);       \
-  template void adam_update<T>(T*, const T*, T*, T*, i64, double, double, double, double, double, Stream); \
-  template void adadelta_update<T>(T*, const T*, T*, T*, i64, double, double, double, double, Stream);  \
-  template void keras_nesterov_update<T>(T*, const T*, T*, i64, double, double, double, Stream);       \
-  template void keras_adagrad_update<T>(T*, const T*, T*, i64, double, double, double, Stream);        \
-  template void keras_rmsprop_update<T>(T*, const T*, T*, i64, double, double, double, double, Stream);
+  template void sgd_update<T>(T*, const T*, i64, double, double);                               \
+  template void momentum_update<T>(T*, const T*, T*, i64, double, double, double);              \
+  template void nesterov_update<T>(T*, const T*, T*, i64, double, double, double);              \
+  template void adagrad_update<T>(T*, const T*, T*, i64, double, double, double);               \
+  template void rmsprop_update<T>(T*, const T*, T*, i64, double, double, double, double);       \
+  template void adam_update<T>(T*, const T*, T*, T*, i64, double, double, double, double, double); \
+  template void adadelta_update<T>(T*, const T*, T*, T*, i64, double, double, double, double);  \
+  template void keras_nesterov_update<T>(T*, const T*, T*, i64, double, double, double);       \
+  template void keras_adagrad_update<T>(T*, const T*, T*, i64, double, double, double);        \
+  template void keras_rmsprop_update<T>(T*, const T*, T*, i64, double, double, double, double);
 FC_FLOAT_TYPES(FC_OPTIM_INSTANTIATE)
 #undef FC_OPTIM_INSTANTIATE
 
