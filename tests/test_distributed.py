@@ -548,3 +548,93 @@ def test_resume_of_a_batch_per_rank_run_on_other_ranks_is_refused(tmp_path, caps
     assert err == (f"fastconv train: error: --resume: the run in {out} has --batch-per-rank on 2 ranks, this job "
                    f"has 1: its global batch would change; resume it with mpiexec -n 2 fastconv train --out {out} "
                    "--resume\n"), err
+
+
+# ======================================================================================================
+# fastconv.keras: Model.fit / evaluate data-parallel over the ranks (fastconv.keras.distribution)
+
+KERAS_FIT = """
+import json, sys
+import numpy as np
+from fastconv import keras
+from fastconv.keras import layers, distribution
+keras.backend.set_floatx("float64")
+if {single}:
+    distribution.set_distribution(None)
+keras.utils.set_random_seed(3 + {seed_rank})  # different initial weights per rank: fit broadcasts rank 0's
+rng = np.random.default_rng(0)
+x = rng.standard_normal((100, 8, 8, 1))
+y = keras.utils.to_categorical(rng.integers(0, 4, 100), 4)
+model = keras.Sequential([keras.Input((8, 8, 1)), layers.Conv2D(3, 3, activation="relu"), layers.Flatten(),
+                          layers.Dense(4, activation="softmax")])
+model.compile(optimizer=keras.optimizers.{opt}, loss="categorical_crossentropy", metrics=["accuracy"])
+h = model.fit(x[:80], y[:80], batch_size=25, epochs=2, shuffle=False, verbose=0,
+              validation_data=(x[80:], y[80:]))
+ev = model.evaluate(x, y, batch_size=7, verbose=0)
+dp = distribution.distribution()
+if dp is None or dp.rank == 0:
+    with open(sys.argv[1], "w") as f:
+        json.dump({{"history": h.history, "evaluate": ev, "ranks": 1 if dp is None else dp.size,
+                   "weights": [w.tolist() for w in model.get_weights()]}}, f)
+"""
+
+
+@pytest.mark.parametrize("opt", ["SGD(0.1, momentum=0.9)", "Adam(1e-2)"])
+def test_keras_fit_on_two_ranks_equals_one_process(ranks, tmp_path, opt):
+    """Under `mpiexec -n 2` the tutorial's `fit` runs data-parallel by itself: the global batch of 25 is split
+    13 + 12, and weights, history (loss, accuracy, val_*) and `evaluate` equal one process's run to float64
+    rounding, although the ranks started from different weights."""
+    two, one = tmp_path / "two.json", tmp_path / "one.json"
+    run = ranks(2, ["-c", KERAS_FIT.format(single=False, seed_rank="__import__('fastconv.distributed').distributed.rank()",
+                                           opt=opt), str(two)])
+    assert run.returncode == 0, run.stdout + run.stderr
+    proc = subprocess.run([sys.executable, "-c", KERAS_FIT.format(single=True, seed_rank=0, opt=opt), str(one)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    a, b = json.loads(two.read_text()), json.loads(one.read_text())
+    assert (a["ranks"], b["ranks"]) == (2, 1)
+    assert a["history"].keys() == b["history"].keys() == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    for key in a["history"]:
+        np.testing.assert_allclose(a["history"][key], b["history"][key], rtol=1e-12, atol=1e-14, err_msg=key)
+    np.testing.assert_allclose(a["evaluate"], b["evaluate"], rtol=1e-12)
+    for wa, wb in zip(a["weights"], b["weights"], strict=True):
+        np.testing.assert_allclose(wa, wb, rtol=1e-10, atol=1e-13)
+
+
+def test_keras_fit_ranks_agree_with_shuffle_and_checkpoints(ranks, tmp_path):
+    """With shuffling and dropout the ranks still draw the same permutation and end bit-identical (fit checks it
+    after each epoch); only rank 0 prints the progress and writes the checkpoint file."""
+    script = f"""
+    import numpy as np, hashlib
+    from fastconv import keras, distributed
+    from fastconv.keras import layers
+    keras.utils.set_random_seed(7)
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((64, 6)).astype("float32"), rng.integers(0, 3, 64)
+    m = keras.Sequential([keras.Input((6,)), layers.Dense(8, activation="relu"), layers.Dropout(0.3),
+                          layers.Dense(3, activation="softmax")])
+    m.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    ck = keras.callbacks.ModelCheckpoint({str(tmp_path / 'm.keras')!r})
+    m.fit(x, y, batch_size=16, epochs=3, verbose=2, callbacks=[ck])
+    h = hashlib.sha256(b"".join(w.tobytes() for w in m.get_weights())).hexdigest()
+    print("DIGEST", distributed.rank(), h)
+    """
+    run = ranks(2, script)
+    assert run.returncode == 0, run.stdout + run.stderr
+    digests = {line.split()[1]: line.split()[2] for line in run.stdout.splitlines() if line.startswith("DIGEST")}
+    assert len(digests) == 2 and len(set(digests.values())) == 1, run.stdout
+    assert run.stdout.count("Epoch 3/3") == 1, run.stdout
+    assert (tmp_path / "m.keras").exists()
+
+
+def test_keras_distribution_arguments():
+    """DataParallel's `devices` must match the ranks; set_distribution takes a DataParallel or None."""
+    from fastconv.keras import distribution
+
+    with pytest.raises(ValueError, match="devices"):
+        distribution.DataParallel(devices=["cpu:0", "cpu:1"])
+    with pytest.raises(ValueError, match="set_distribution"):
+        distribution.set_distribution("data_parallel")
+    assert distribution.DataParallel(devices=1).size == 1

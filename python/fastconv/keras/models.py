@@ -21,6 +21,7 @@ import numpy as np
 from .. import ops
 from . import backend
 from . import callbacks as _callbacks
+from . import distribution as _distribution
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
@@ -37,6 +38,9 @@ from .layers import (
 )
 
 __all__ = ["Model", "Sequential", "clone_model", "load_model", "model_from_json"]
+
+# Callbacks whose only effect is a file: on ranks other than 0 of a data-parallel fit they are left out.
+_RANK0_CALLBACKS = (_callbacks.ModelCheckpoint, _callbacks.CSVLogger)
 
 
 def _keras_layer_order(ins, outs, order) -> list:
@@ -569,8 +573,11 @@ class Model(Layer):
         out = _convert(out, t._t, False)
         return out, out.reshape(-1, out.shape[-1]) if out.ndim > 1 else out.reshape(-1, 1)
 
-    def _step(self, xs, y, train: bool) -> float:
-        """Forward (and backward + update when ``train``) on one batch; updates the loss / metric trackers."""
+    def _step(self, xs, y, train: bool, dp=None, weight: float = 1.0) -> float:
+        """Forward (and backward + update when ``train``) on one batch; updates the loss / metric trackers.
+
+        ``dp`` (a :class:`~fastconv.keras.distribution.DataParallel`): the batch is this rank's shard, holding
+        ``weight`` of the global batch; the gradients are summed over the ranks before the update."""
         outs, ctxs = self._run_forward(xs, train, logits=self._fuse)
         logical, scores = self._scores(outs[0])
         scores, t = self._loss_obj._prepare(scores, y)
@@ -586,6 +593,8 @@ class Model(Layer):
                 if v._grad is not None:
                     params[k], grads[k] = v._data, v._grad
             if params:
+                if dp is not None:
+                    dp.average_gradients(grads, weight)
                 self.optimizer.apply(params, grads)
             for v in tv:
                 v._grad = None
@@ -714,6 +723,10 @@ class Model(Layer):
             else _positive_int(validation_batch_size, "validation_batch_size")
         )
         self._prepare_train()
+        dp = _distribution.distribution()
+        if dp is not None and dp.rank != 0:  # only rank 0 prints and writes files
+            verbose = 0
+            callbacks = [c for c in callbacks or [] if not isinstance(c, _RANK0_CALLBACKS)]
         steps = -(-n // batch_size)
         history = _callbacks.History()
         cbs = list(callbacks or [])
@@ -723,7 +736,7 @@ class Model(Layer):
         cbl = _callbacks.CallbackList(cbs, model=self, verbose=verbose, epochs=epochs, steps=steps)
         self.stop_training = False
         self.history = history
-        rng = backend.rng()
+        rng = backend.rng() if dp is None else dp.begin(self)
         cbl.on_train_begin()
         logs = {}
         for epoch in range(int(initial_epoch), epochs):
@@ -735,21 +748,36 @@ class Model(Layer):
                 sel = slice(step * batch_size, min(n, (step + 1) * batch_size))
                 if perm is not None:
                     sel = perm[sel]
-                self._step([a[sel] for a in xs], y[sel], True)
+                if dp is None:
+                    self._step([a[sel] for a in xs], y[sel], True)
+                else:
+                    glob = np.arange(n)[sel] if isinstance(sel, slice) else sel
+                    part = dp.shard(glob)
+                    if part is not None:
+                        self._step([a[part] for a in xs], y[part], True, dp, len(part) / len(glob))
                 cbl.on_train_batch_end(step, self._logs())
                 if self.stop_training:
                     break
+            if dp is not None:
+                dp.reduce_trackers([self._loss_tracker, *self._metric_objs])
+                dp.average_buffers(self)
             logs = self._logs()
             if val is not None and (epoch + 1) % int(validation_freq) == 0:
-                logs.update({f"val_{k}": v for k, v in self._evaluate_arrays(*val, val_bs).items()})
+                logs.update({f"val_{k}": v for k, v in self._evaluate_arrays(*val, val_bs, dp=dp).items()})
+            if dp is not None:
+                dp.check_in_step(self, epoch)
             cbl.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
         cbl.on_train_end(logs)
         return history
 
-    def _evaluate_arrays(self, xs, y, batch_size, cbl=None) -> dict:
+    def _evaluate_arrays(self, xs, y, batch_size, cbl=None, dp=None) -> dict:
+        """Loss and metrics over ``(xs, y)``; with ``dp`` each rank takes its part and the sums are added."""
         self.reset_metrics()
+        if dp is not None:
+            part = dp.local_part(xs[0].shape[0])
+            xs, y = [a[part] for a in xs], y[part]
         n = xs[0].shape[0]
         steps = -(-n // batch_size)
         if cbl is not None:
@@ -761,6 +789,8 @@ class Model(Layer):
             self._step([a[sel] for a in xs], y[sel], False)
             if cbl is not None:
                 cbl.on_test_batch_end(step, self._logs())
+        if dp is not None:
+            dp.reduce_trackers([self._loss_tracker, *self._metric_objs])
         logs = self._logs()
         if cbl is not None:
             cbl.on_test_end(logs)
@@ -786,12 +816,16 @@ class Model(Layer):
         batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
         self._setup_loss()
         xs, y = self._xy(x, y)
+        dp = _distribution.distribution()
+        if dp is not None and dp.rank != 0:
+            verbose = 0
         cbs = list(callbacks or [])
         if verbose:
             cbs.insert(0, _callbacks.ProgbarLogger())
-        steps = -(-xs[0].shape[0] // batch_size)
+        n = xs[0].shape[0] if dp is None else len(dp.local_part(xs[0].shape[0]))
+        steps = -(-n // batch_size)
         cbl = _callbacks.CallbackList(cbs, model=self, verbose=verbose, epochs=1, steps=steps, mode="test")
-        self._evaluate_arrays(xs, y, batch_size, cbl)
+        self._evaluate_arrays(xs, y, batch_size, cbl, dp=dp)
         return self._results(return_dict)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
