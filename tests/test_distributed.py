@@ -5,6 +5,7 @@ skipped, with the reason, where mpiexec or mpi4py is missing (``.ci/run`` instal
 """
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -14,7 +15,6 @@ import time
 
 import numpy as np
 import pytest
-
 from fastconv import distributed
 
 
@@ -273,7 +273,6 @@ def _params(path):
 
 
 def _history(out):
-    import json
 
     with open(out / "history.json", encoding="utf-8") as f:
         return json.load(f)
@@ -535,7 +534,6 @@ def test_distributed_trainer_on_one_rank_is_the_plain_trainer():
 def test_resume_of_a_batch_per_rank_run_on_other_ranks_is_refused(tmp_path, capsys):
     """--batch-per-rank makes the number of ranks part of the run: resuming it on another number is refused
     before anything is loaded, naming the command that resumes it."""
-    import json
 
     from fastconv.__main__ import main
 
@@ -591,7 +589,6 @@ def test_keras_fit_on_two_ranks_equals_one_process(ranks, tmp_path, opt):
     proc = subprocess.run([sys.executable, "-c", KERAS_FIT.format(single=True, seed_rank=0, opt=opt), str(one)],
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
-    import json
 
     a, b = json.loads(two.read_text()), json.loads(one.read_text())
     assert (a["ranks"], b["ranks"]) == (2, 1)
