@@ -284,3 +284,24 @@ def test_elementwise_losses_same_bits_any_thread_count(rng, num_threads):
 def test_elementwise_losses_bad_input(f, exc, match):
     with pytest.raises(exc, match=match):
         f()
+
+
+@pytest.mark.parametrize("make, target", [
+    (layers.SoftmaxWithLoss, lambda rng, x: rng.integers(0, x.shape[1], x.shape[0])),
+    (layers.SigmoidWithLoss, lambda rng, x: (rng.random(x.shape) > 0.5).astype(x.dtype)),
+    (layers.MeanSquaredError, lambda rng, x: rng.standard_normal(x.shape).astype(x.dtype)),
+], ids=["softmax", "sigmoid", "mse"])
+def test_loss_scale_multiplies_the_gradient(rng, make, target):
+    """`loss_scale` (set by mixed-precision training) scales the gradient handed back, exactly for a power of
+    two, and leaves the loss alone; the default 1 is the unscaled gradient bit for bit."""
+    x = rng.standard_normal((6, 5)).astype(np.float32)
+    t = target(rng, x)
+    layer = make()
+    loss = layer.forward(x, t)
+    plain = layer.backward()
+    layer.loss_scale = 1024.0
+    assert layer.forward(x, t) == loss
+    np.testing.assert_array_equal(layer.backward(), plain * np.float32(1024.0))
+    np.testing.assert_array_equal(layer.backward(0.5), plain * np.float32(512.0))
+    layer.loss_scale = 1.0
+    np.testing.assert_array_equal(layer.backward(), plain)

@@ -101,20 +101,34 @@ class Affine:
         return dx.reshape(self.original_x_shape)
 
 
-class SoftmaxWithLoss:
-    """Softmax followed by the mean cross-entropy; ``t`` is integer labels or one-hot targets."""
+class _LossLayer:
+    """A network's last layer: ``forward(x, t)`` returns the loss, ``backward(dout=1)`` its gradient in x.
+
+    ``loss_scale`` (default 1) multiplies the gradient handed back, as if the loss had been multiplied by it:
+    mixed-precision training (:mod:`fastconv.precision`) sets it so that small float16 gradients do not
+    flush to zero, and divides the parameters' gradients by it again in float32. The book's ``gradient()``
+    methods call ``backward(1)`` and need no change.
+    """
 
     def __init__(self):
         self.loss = None
         self.y = None
         self.t = None
+        self.loss_scale = 1.0
+
+    def backward(self, dout=1):
+        return self._backward(dout if self.loss_scale == 1.0 else dout * self.loss_scale)
+
+
+class SoftmaxWithLoss(_LossLayer):
+    """Softmax followed by the mean cross-entropy; ``t`` is integer labels or one-hot targets."""
 
     def forward(self, x, t):
         self.t = t
         self.loss, self.y = ops.softmax_cross_entropy(x, t)
         return self.loss
 
-    def backward(self, dout=1):
+    def _backward(self, dout):
         return ops.softmax_cross_entropy_backward(self.y, self.t, dout)
 
 
@@ -561,27 +575,22 @@ class Concat:
         return ops.concat_backward(dout, self.lengths, self.axis)
 
 
-class SigmoidWithLoss:
+class SigmoidWithLoss(_LossLayer):
     """Sigmoid followed by the binary cross-entropy, on logits (numerically stable for any x), against
     targets ``t`` of x's shape (0/1 labels or probabilities), averaged over all elements as Keras'
     ``BinaryCrossentropy(from_logits=True)`` and torch's ``BCEWithLogitsLoss`` (for the usual (N, 1) output
     of a discriminator this is the mean over the batch, as SoftmaxWithLoss). ``y`` is ``sigmoid(x)``."""
-
-    def __init__(self):
-        self.loss = None
-        self.y = None
-        self.t = None
 
     def forward(self, x, t):
         self.t = t
         self.loss, self.y = ops.sigmoid_cross_entropy(x, t)
         return self.loss
 
-    def backward(self, dout=1):
+    def _backward(self, dout):
         return ops.sigmoid_cross_entropy_backward(self.y, self.t, dout)
 
 
-class MeanSquaredError:
+class MeanSquaredError(_LossLayer):
     """Mean squared error ``mean((y - t)**2)`` over all elements of y (Keras' ``mse``, torch's ``MSELoss``).
 
     This is not the book's ``mean_squared_error`` (``0.5 * sum((y - t)**2)``, no division at all, kept as is
@@ -590,15 +599,10 @@ class MeanSquaredError:
     networks this layer serves are trained with. ``backward`` returns ``2 * (y - t) / y.size * dout``.
     """
 
-    def __init__(self):
-        self.loss = None
-        self.y = None
-        self.t = None
-
     def forward(self, x, t):
         self.y, self.t = x, t
         self.loss = ops.mean_squared_error(x, t)
         return self.loss
 
-    def backward(self, dout=1):
+    def _backward(self, dout):
         return ops.mean_squared_error_backward(self.y, self.t, dout)
