@@ -162,6 +162,16 @@ def resume_from(trainer, picked, warn=True):
     restore(trainer, path, meta, arrays)
 
 
+def _storable_dtype(dtype):
+    """The dtype an array of ``dtype`` is written in: float32 for bfloat16 (``ml_dtypes``, which ``.npz``
+    cannot name), its own otherwise. bfloat16 -> float32 -> bfloat16 is exact."""
+    return np.dtype(np.float32) if dtype.kind == "V" and dtype.name == "bfloat16" else dtype
+
+
+def _storable(a):
+    return a.astype(np.float32) if _storable_dtype(a.dtype) != a.dtype else a
+
+
 def optimizer_state(trainer):
     arrays, scalars, dicts, plain = {}, {}, [], []
     for attr, value in vars(trainer.optimizer).items():
@@ -238,13 +248,13 @@ def save(trainer, path=None):
     path = default_path(trainer) if default else os.fspath(path)
     opt_meta, arrays = optimizer_state(trainer)
     for key, value in trainer.network.params.items():
-        arrays[f"param/{key}"] = value
+        arrays[f"param/{key}"] = _storable(value)
     buffers, layer_rngs = {}, {}
     for i, layer in enumerate(_layer_list(trainer.network)):
         for attr in _LAYER_BUFFERS:
             value = getattr(layer, attr, None)
             if isinstance(value, np.ndarray):
-                arrays[f"buffer/{i}/{attr}"] = value
+                arrays[f"buffer/{i}/{attr}"] = _storable(value)
                 buffers.setdefault(str(i), []).append(attr)
         rng = getattr(layer, "_rng", None)  # e.g. Dropout(seed=...) has its own generator
         if isinstance(rng, np.random.Generator):
@@ -284,7 +294,10 @@ def save(trainer, path=None):
             "seen": trainer._epoch_seen,
             "train_time": trainer._epoch_train_time,
         },
+        "mixed": None,
         "lists": {
+            "loss_scale_list": trainer.loss_scale_list,
+            "skipped_steps_list": trainer.skipped_steps_list,
             "train_loss_list": trainer.train_loss_list,
             "train_acc_list": trainer.train_acc_list,
             "test_acc_list": trainer.test_acc_list,
@@ -297,6 +310,10 @@ def save(trainer, path=None):
             "lr_list": trainer.lr_list,
         },
     }
+    if trainer.mixed is not None:
+        meta["mixed"], master = trainer.mixed.state()
+        arrays.update(master)
+    meta["epoch_state"]["skipped"] = trainer._epoch_skipped
     arrays["__meta__"] = np.array(json.dumps(meta, allow_nan=True))
     atomic_write(path, lambda f: np.savez(f, **arrays))
     trainer.last_checkpoint = path
@@ -347,6 +364,12 @@ def restore(trainer, path, meta, arrays):
         raise ValueError(
             f"{path}: checkpoint is at epoch {meta['current_epoch']}, beyond epochs={trainer.epochs}"
         )
+    mixed = meta.get("mixed")
+    if (mixed is None) != (trainer.mixed is None):
+        raise ValueError(
+            f"{path}: checkpoint was written {'without' if mixed is None else 'with'} mixed precision, "
+            f"this trainer runs {'with' if trainer.mixed is not None else 'without'} it"
+        )
     params = trainer.network.params
     if sorted(meta["params"]) != sorted(params):
         raise ValueError(
@@ -354,7 +377,7 @@ def restore(trainer, path, meta, arrays):
         )
     for key, value in params.items():
         saved = arrays[f"param/{key}"]
-        if saved.shape != value.shape or saved.dtype != value.dtype:
+        if saved.shape != value.shape or saved.dtype != _storable_dtype(value.dtype):
             raise ValueError(
                 f"{path}: parameter {key!r} is {saved.dtype}{saved.shape}, "
                 f"the network's {value.dtype}{value.shape}"
@@ -378,12 +401,17 @@ def restore(trainer, path, meta, arrays):
             f"this trainer uses {type(trainer.optimizer).__name__}"
         )
 
+    if mixed is not None:
+        trainer.mixed.load_state(mixed, arrays, path)  # checks everything before it writes
     # Everything is checked: now change state. Parameters in place, so layers keep sharing them.
     for key, value in params.items():
         value[...] = arrays[f"param/{key}"]
     for i, attrs in meta["buffers"].items():
         for attr in attrs:
-            setattr(layers[int(i)], attr, arrays[f"buffer/{i}/{attr}"].copy())
+            current = getattr(layers[int(i)], attr, None)
+            saved = arrays[f"buffer/{i}/{attr}"]
+            setattr(layers[int(i)], attr,
+                    saved.astype(current.dtype) if isinstance(current, np.ndarray) else saved.copy())
     for i, state in meta["layer_rngs"].items():
         rng = getattr(layers[int(i)], "_rng", None) if int(i) < len(layers) else None
         if isinstance(rng, np.random.Generator):
@@ -413,6 +441,7 @@ def restore(trainer, path, meta, arrays):
     trainer._epoch_correct = state.get("correct", 0)
     trainer._epoch_seen = int(state.get("seen", 0))
     trainer._epoch_train_time = float(state.get("train_time", 0.0))
+    trainer._epoch_skipped = int(state.get("skipped", 0))
     trainer.rng.bit_generator.state = meta["rng"]
     npr = meta["np_random"]
     np.random.set_state(

@@ -71,6 +71,7 @@ TRAIN_DEFAULTS = {
     "rotation": None,
     "flip": False,
     "dtype": "float32",
+    "precision": None,
     "seed": None,
     "train_size": None,
     "test_size": None,
@@ -98,6 +99,7 @@ RUN_OPTIONS = (
     "rotation",
     "flip",
     "dtype",
+    "precision",
     "seed",
     "train_size",
     "test_size",
@@ -305,6 +307,12 @@ def add_commands(subparsers):
     )
     opt("--flip", action="store_true", help="augmentation: random horizontal flips (implies --augment)")
     opt("--dtype", choices=("float32", "float64"))
+    opt(
+        "--precision",
+        choices=("float32", "float16", "bfloat16"),
+        help="mixed-precision training: the network in float16 or bfloat16, float32 master weights, "
+        "loss scaling for float16 (default: --dtype throughout)",
+    )
     t.add_argument(
         "--threads",
         type=_int_at_least(1),
@@ -639,6 +647,13 @@ def _check_images(x, source, split, model):
         )
 
 
+def _numerics(args):
+    """``float32``, or ``float16 mixed precision`` for a --precision run."""
+    if args.precision in (None, "float32"):
+        return args.dtype
+    return f"{args.precision} mixed precision"
+
+
 def _build_model(name, dtype, seed):
     from . import models
 
@@ -795,13 +810,24 @@ def _train(args):
         optimizer_param["weight_decay"] = args.weight_decay
 
     dtype = np.dtype(args.dtype).type
+    if args.precision is not None:
+        from . import precision as _precision
+
+        if args.dtype != "float32":
+            raise CommandError(f"--precision {args.precision}: not with --dtype {args.dtype}", agreed=True)
+        try:
+            net_dtype = _precision.dtype_of(args.precision)
+        except ImportError as exc:
+            raise CommandError(f"--precision {args.precision}: {exc}", agreed=True) from exc
+    else:
+        net_dtype = dtype
     _set_threads(args.threads)
     if args.seed is not None:
         # Dropout layers without their own seed draw from NumPy's global generator (as in the book).
         np.random.seed(args.seed)
     # every rank loads the data set (from its own machine) and builds the network; rank 0's weights win
     (x_train, t_train), (x_test, t_test) = _collectively(ranks, lambda: _load_data(args, dtype))
-    network = _collectively(ranks, lambda: _build_model(args.model, dtype, args.seed))
+    network = _collectively(ranks, lambda: _build_model(args.model, net_dtype, args.seed))
 
     augment = None
     if args.augment or args.shift is not None or args.rotation is not None or args.flip:
@@ -862,6 +888,7 @@ def _train(args):
                 on_epoch_end=save_history,
                 distributed=ranks > 1,
                 batch_per_rank=args.batch_per_rank,
+                precision=args.precision,
             )
         # Under mpiexec every rank meets the same error here: the same arguments, and what rank 0 found in
         # the checkpoint directory (sent to every rank)
@@ -887,7 +914,7 @@ def _train(args):
         print(
             f"fastconv train: {args.model} on {args.dataset}, {_plural(args.epochs, 'epoch')} of "
             f"{_plural(trainer.iter_per_epoch, 'step')}, {batch}, {args.optimizer} lr {args.lr:g}"
-            f"{schedule}{', augmented' if augment is not None else ''}, {args.dtype}, "
+            f"{schedule}{', augmented' if augment is not None else ''}, {_numerics(args)}, "
             f"{threads}, seed {_describe(args.seed)}\n"
             f"data: {len(x_train):,} train / {len(x_test):,} test images from {args.data_source}\n"
             f"out: {out}{' (replacing the run there)' if previous and args.overwrite else ''}",
@@ -934,7 +961,7 @@ def _train(args):
     title = (
         f"{MODEL_TITLES[args.model]} on {DATASET_TITLES[args.dataset]}: {trainer.result_text()}\n"
         f"{args.optimizer} lr {args.lr:g}{schedule}, {batch}"
-        f"{', augmented' if augment is not None else ''}, {args.dtype}, {len(x_train):,} training images"
+        f"{', augmented' if augment is not None else ''}, {_numerics(args)}, {len(x_train):,} training images"
     )
     try:
         _write(os.path.join(out, "curves.png"), lambda p: trainer.plot(p, title=title))

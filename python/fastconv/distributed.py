@@ -388,11 +388,16 @@ class DistributedOptimizer:
             This rank's share of the global batch (its shard size / the batch size) when shards are uneven;
             the gradients are then summed as ``weight * grad`` instead of averaged.
         """
+        self.average(grads, weight)
+        self.optimizer.update(params, grads)
+
+    def average(self, grads, weight: float | None = None):
+        """The first half of :meth:`update`: ``grads`` averaged over the ranks in place (weighted sum when
+        ``weight`` is given), without updating (mixed precision checks them before its own update)."""
         if weight is not None and size() > 1:
             for g in grads.values():
                 g *= g.dtype.type(weight * size())
         allreduce_mean(grads, self._buffers)
-        self.optimizer.update(params, grads)
 
     def state_dict(self):
         return self.optimizer.state_dict()

@@ -46,6 +46,9 @@ def history(trainer):
         "optimizer": type(trainer.optimizer).__name__,
         "base_lr": None if trainer.base_lr is None else float(trainer.base_lr),
         "ranks": getattr(trainer, "ranks", 1),
+        "precision": getattr(trainer, "precision", None),
+        "loss_scale": _finite_or_none(getattr(trainer, "loss_scale_list", [])),
+        "skipped_steps": list(getattr(trainer, "skipped_steps_list", [])),
     }
 
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from . import checkpoint as _checkpoint
 from . import history as _history
+from . import precision as _precision
 from .checkpoint import _list_checkpoints, _remove_stale_temporaries
 
 __all__ = [
@@ -421,6 +422,13 @@ class Trainer:
         With ``distributed``: False (default), ``mini_batch_size`` is the global batch, split over the
         ranks (the same steps whatever the number of ranks); True, each rank takes ``mini_batch_size``
         examples per step, the global batch being ``mini_batch_size`` times the number of ranks.
+    precision : {None, "float32", "float16", "bfloat16"}, optional
+        None (default): train in the network's own dtype. ``"float16"`` / ``"bfloat16"``: mixed-precision
+        training (:mod:`fastconv.precision`) of a network built in that dtype (``DeepConvNet(dtype=np.float16)``,
+        ``fastconv.models.build(name, dtype="float16")``): forward and backward run in it, the optimizer updates
+        float32 master weights, and with float16 the loss is scaled dynamically (steps with an inf/NaN
+        gradient are skipped and the scale backs off). The training and test data are converted to the
+        network's dtype once, here. ``"float32"`` checks that the network is float32.
 
     Attributes
     ----------
@@ -441,6 +449,10 @@ class Trainer:
         The global batch: examples per step over all ranks.
     rank, ranks : int
         This process's rank and the number of ranks (0 and 1 unless ``distributed``).
+    mixed : fastconv.precision.MixedPrecision or None
+        The master weights and loss scaler of a float16 / bfloat16 run.
+    loss_scale_list, skipped_steps_list : list
+        Mixed precision: the loss scale at the end of each epoch, and the steps skipped in it.
     """
 
     def __init__(
@@ -472,6 +484,7 @@ class Trainer:
         on_epoch_end=None,
         distributed=False,
         batch_per_rank=False,
+        precision=None,
     ):
         for attr in ("params", "gradient", "loss", "accuracy"):
             if not hasattr(network, attr):
@@ -482,6 +495,24 @@ class Trainer:
         self.network = network
         self.x_train, self.t_train = self._data(x_train, t_train, "x_train", "t_train")
         self.x_test, self.t_test = self._data(x_test, t_test, "x_test", "t_test")
+        self.precision = precision
+        self.mixed = None
+        if precision is not None:
+            want = _precision.dtype_of(precision)
+            have = {v.dtype for v in network.params.values()}
+            if have != {want}:
+                raise ValueError(
+                    f"precision: {precision!r} needs a network built in {precision}, this one's parameters are "
+                    f"{', '.join(sorted(str(d) for d in have))} (build it with dtype={precision!r})"
+                )
+            if want != np.float32:
+                self.mixed = _precision.MixedPrecision(network.params)
+                # the data in the network's dtype, converted once (not per batch)
+                self.x_train = self.x_train.astype(want, copy=False)
+                self.x_test = self.x_test.astype(want, copy=False)
+        self.loss_scale_list = []
+        self.skipped_steps_list = []
+        self._epoch_skipped = 0
         if len(self.x_train) == 0:
             raise ValueError("x_train: no training examples")
         self.epochs = _int_arg(epochs, "epochs", 1)
@@ -780,13 +811,27 @@ class Trainer:
                 )
             x_batch = augmented
 
+        mixed = self.mixed
+        if mixed is not None:
+            last = getattr(self.network, "last_layer", None)
+            if mixed.scaler is not None and not hasattr(last, "loss_scale"):
+                raise TypeError(
+                    f"precision: float16 training scales the loss at network.last_layer, which has no "
+                    f"loss_scale ({type(last).__name__}); use a fastconv loss layer"
+                )
+            if last is not None and hasattr(last, "loss_scale"):
+                last.loss_scale = mixed.loss_scale
         if n:
             grads = self.network.gradient(x_batch, t_batch)
             loss = None if self.loss_after_update else self._last_layer_loss()
         else:
             grads = {k: np.zeros_like(v) for k, v in self.network.params.items()}
             loss = None
+        if mixed is not None:
+            grads = mixed.unscale(grads)  # float32, divided by the loss scale
         bad = next((key for key, g in grads.items() if not np.isfinite(g).all()), None)
+        if mixed is not None and mixed.scaler is not None:
+            bad = None  # float16: a non-finite gradient skips the step (below) instead of ending the run
         bad = None if bad is None else f"gradient {bad!r} is not finite"
         correct = None if loss is None else self._count_correct(t_batch)
         if self._dist is not None:
@@ -798,10 +843,16 @@ class Trainer:
             if loss is not None:
                 self.train_loss_list.append(loss)
             self._diverged(loss, bad)
-        if self._dist is None:
+        weight = None if self._dist is None or batch % self.ranks == 0 else n / batch
+        if mixed is not None:
+            # the ranks' float32 gradients are averaged first, so they all see the same inf and skip alike
+            if self._dist is not None:
+                self._updater.average(grads, weight)
+            if not mixed.step(self.network.params, grads, self.optimizer.update):
+                self._epoch_skipped += 1
+        elif self._dist is None:
             self.optimizer.update(self.network.params, grads)
         else:  # shards of unequal sizes: each rank's mean gradient weighted by its share of the batch
-            weight = None if batch % self.ranks == 0 else n / batch
             self._updater.update(self.network.params, grads, weight=weight)
         if loss is None:
             # The book's order: the loss of the batch after the update (an extra forward pass).
@@ -957,6 +1008,10 @@ class Trainer:
         self.examples_per_sec_list.append(rate)
         self.epoch_time_list.append(self._epoch_train_time + eval_time)
         self.lr_list.append(getattr(self.optimizer, "lr", None))
+        if self.mixed is not None:
+            self.loss_scale_list.append(self.mixed.loss_scale)
+            self.skipped_steps_list.append(self._epoch_skipped)
+            self._epoch_skipped = 0
         self._epoch_steps, self._epoch_loss_sum, self._epoch_correct = 0, 0.0, 0
         self._epoch_seen, self._epoch_train_time = 0, 0.0
 

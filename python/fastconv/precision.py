@@ -1,0 +1,170 @@
+"""Reduced precision: the dtypes by name, and mixed-precision training (float32 master weights, loss scaling).
+
+``Trainer(..., precision="float16")`` (and ``fastconv train --precision float16``) trains a network whose
+parameters and activations are float16, as the book's ch08 suggests, without losing the small updates that
+float16 cannot hold: :class:`MixedPrecision` keeps a float32 **master copy** of every parameter; each step's
+float16 gradients are converted to float32, divided by the loss scale, and the optimizer updates the masters;
+the float16 parameters are then the masters rounded once (round to nearest even). The optimizer's own state
+(momenta, Adam's moments) is float32 too, since it is keyed to the masters.
+
+**Loss scaling (float16 only)**, as PyTorch's ``GradScaler`` does it: the loss layer's gradient is multiplied by
+the scale (``loss_scale`` of :class:`fastconv.layers.SoftmaxWithLoss` and the other loss layers) so that small
+gradients stay above float16's smallest subnormal (6e-8) through the backward pass; the scale starts at 2**16,
+doubles after 2000 consecutive steps with finite gradients, and a step whose gradients hold an inf or NaN is
+skipped (the masters and the optimizer stay as they were) and halves the scale. The scale is a power of two,
+so scaling and unscaling are exact. bfloat16 has float32's exponent range and needs no scaling: its scale stays 1
+and a non-finite gradient is a diverged run, as in float32.
+
+``float16`` is NumPy's; ``bfloat16`` is ``ml_dtypes.bfloat16`` (``pip install 'fastconv[bf16]'``), imported only
+when asked for.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["PRECISIONS", "LossScaler", "MixedPrecision", "dtype_of"]
+
+PRECISIONS = ("float32", "float16", "bfloat16")
+
+
+def dtype_of(precision) -> np.dtype:
+    """The NumPy dtype named by ``precision``: ``"float32"``, ``"float16"`` or ``"bfloat16"``."""
+    if precision == "bfloat16":
+        try:
+            import ml_dtypes
+        except ImportError as exc:
+            raise ImportError(
+                "precision='bfloat16' needs the ml_dtypes package: pip install 'fastconv[bf16]' "
+                "(or pip install ml_dtypes)"
+            ) from exc
+        return np.dtype(ml_dtypes.bfloat16)
+    if precision in ("float32", "float16"):
+        return np.dtype(precision)
+    raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+
+
+class LossScaler:
+    """Dynamic loss scale (PyTorch's ``GradScaler`` rule).
+
+    Parameters
+    ----------
+    init_scale : float
+        The first scale (2**16).
+    growth_factor, backoff_factor : float
+        The scale is multiplied by ``growth_factor`` (2) after ``growth_interval`` (2000) consecutive finite
+        steps, and by ``backoff_factor`` (0.5) at a step with a non-finite gradient, which is skipped.
+    """
+
+    def __init__(self, init_scale=2.0**16, growth_factor=2.0, backoff_factor=0.5, growth_interval=2000):
+        self.scale = float(init_scale)
+        self.growth_factor = float(growth_factor)
+        self.backoff_factor = float(backoff_factor)
+        self.growth_interval = int(growth_interval)
+        if not (self.scale > 0 and self.growth_factor > 1 and 0 < self.backoff_factor < 1
+                and self.growth_interval >= 1):
+            raise ValueError(
+                f"LossScaler: expected init_scale > 0, growth_factor > 1, 0 < backoff_factor < 1, "
+                f"growth_interval >= 1; got {init_scale}, {growth_factor}, {backoff_factor}, {growth_interval}"
+            )
+        self.good_steps = 0  # consecutive finite steps since the last change of scale
+        self.skipped = 0  # steps skipped so far
+
+    def update(self, finite: bool) -> None:
+        """After a step: grow the scale after ``growth_interval`` finite steps, back off after a bad one."""
+        if finite:
+            self.good_steps += 1
+            if self.good_steps == self.growth_interval:
+                self.scale *= self.growth_factor
+                self.good_steps = 0
+        else:
+            self.scale *= self.backoff_factor
+            self.good_steps = 0
+            self.skipped += 1
+
+    def state(self) -> dict:
+        return {"scale": self.scale, "good_steps": self.good_steps, "skipped": self.skipped}
+
+    def load_state(self, state: dict) -> None:
+        scale, good, skipped = state["scale"], state["good_steps"], state["skipped"]
+        if not (isinstance(scale, float) and scale > 0 and isinstance(good, int) and good >= 0
+                and isinstance(skipped, int) and skipped >= 0):
+            raise ValueError(f"loss scaler state: expected a scale > 0 and counts >= 0, got {state!r}")
+        self.scale, self.good_steps, self.skipped = scale, good, skipped
+
+
+class MixedPrecision:
+    """Float32 master weights for a network whose ``params`` are float16 or bfloat16, and the loss scale.
+
+    Parameters
+    ----------
+    params : dict of str -> ndarray
+        The network's parameters, all of one reduced dtype (float16 or bfloat16); they stay the arrays the
+        layers hold and are overwritten in place after every applied step.
+    scaler : LossScaler or None, optional
+        Default: a :class:`LossScaler` for float16, none (scale 1) for bfloat16.
+    """
+
+    def __init__(self, params: dict, scaler="auto"):
+        dtypes = {v.dtype for v in params.values()}
+        if len(dtypes) != 1:
+            raise ValueError(f"params: expected one dtype, got {sorted(str(d) for d in dtypes)}")
+        self.dtype = dtypes.pop()
+        if self.dtype.itemsize != 2 or self.dtype.kind not in "fV":
+            raise ValueError(f"params: expected float16 or bfloat16 parameters, got {self.dtype}")
+        self.master = {k: v.astype(np.float32) for k, v in params.items()}
+        if scaler == "auto":
+            scaler = LossScaler() if self.dtype == np.float16 else None
+        self.scaler = scaler
+
+    @property
+    def loss_scale(self) -> float:
+        return 1.0 if self.scaler is None else self.scaler.scale
+
+    def unscale(self, grads: dict) -> dict:
+        """The gradients in float32, divided by the loss scale (exact: a power of two)."""
+        inv = np.float32(1.0 / self.loss_scale)
+        out = {}
+        for k, g in grads.items():
+            g32 = g.astype(np.float32)
+            if inv != 1:
+                g32 *= inv
+            out[k] = g32
+        return out
+
+    @staticmethod
+    def first_non_finite(grads: dict):
+        """The key of the first gradient holding an inf or NaN, or None."""
+        return next((k for k, g in grads.items() if not np.isfinite(g).all()), None)
+
+    def step(self, params: dict, grads32: dict, update) -> bool:
+        """Apply ``update(master, grads32)`` (the optimizer's) and round the masters into ``params``, unless a
+        gradient is not finite and there is a scaler: then skip, back off the scale and return False."""
+        finite = self.first_non_finite(grads32) is None
+        if self.scaler is not None:
+            self.scaler.update(finite)
+            if not finite:
+                return False
+        update(self.master, grads32)
+        for k, p in params.items():
+            p[...] = self.master[k]
+        return True
+
+    def state(self) -> tuple[dict, dict]:
+        """(JSON-able scalars, arrays) for a checkpoint: the scaler's state and the master weights."""
+        meta = {"dtype": str(self.dtype), "scaler": None if self.scaler is None else self.scaler.state()}
+        return meta, {f"master/{k}": v for k, v in self.master.items()}
+
+    def load_state(self, meta: dict, arrays: dict, where: str = "checkpoint") -> None:
+        if meta.get("dtype") != str(self.dtype):
+            raise ValueError(f"{where}: written with precision {meta.get('dtype')}, this run uses {self.dtype}")
+        if (meta.get("scaler") is None) != (self.scaler is None):
+            raise ValueError(f"{where}: its loss-scaler state does not match this run's precision")
+        for k, v in self.master.items():
+            saved = arrays.get(f"master/{k}")
+            if saved is None or saved.shape != v.shape or saved.dtype != np.float32:
+                raise ValueError(f"{where}: master weight {k!r} missing or not float32 of shape {v.shape}")
+        for k, v in self.master.items():
+            v[...] = arrays[f"master/{k}"]
+        if self.scaler is not None:
+            self.scaler.load_state(meta["scaler"])
