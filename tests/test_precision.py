@@ -271,3 +271,14 @@ def test_checkpoint_written_without_mixed_precision_is_refused(tmp_path):
     _trainer(_SoftmaxRegression(np.float32), None, epochs=1, checkpoint_dir=tmp_path).train()
     with pytest.raises(ValueError, match="without mixed precision"):
         _trainer(_SoftmaxRegression(np.float16), "float16", checkpoint_dir=tmp_path, resume=True)
+
+
+def test_bfloat16_params_round_trip_through_npz(tmp_path):
+    """.npz cannot name bfloat16: save_params writes it as float32 (exact), and loading casts back."""
+    from fastconv import io
+
+    a = (np.arange(12, dtype=np.float32) / 7).astype(bf16)
+    io.save_params({"w": a, "h": np.ones(2, np.float16)}, tmp_path / "p.npz")
+    back = io.load_params(tmp_path / "p.npz")
+    assert back["w"].dtype == np.float32 and back["h"].dtype == np.float16
+    np.testing.assert_array_equal(back["w"].astype(bf16), a)

@@ -20,6 +20,7 @@ import zipfile
 
 import numpy as np
 
+from . import io as _io
 from ._atomic import atomic_write, temp_target
 
 
@@ -162,16 +163,6 @@ def resume_from(trainer, picked, warn=True):
     restore(trainer, path, meta, arrays)
 
 
-def _storable_dtype(dtype):
-    """The dtype an array of ``dtype`` is written in: float32 for bfloat16 (``ml_dtypes``, which ``.npz``
-    cannot name), its own otherwise. bfloat16 -> float32 -> bfloat16 is exact."""
-    return np.dtype(np.float32) if dtype.kind == "V" and dtype.name == "bfloat16" else dtype
-
-
-def _storable(a):
-    return a.astype(np.float32) if _storable_dtype(a.dtype) != a.dtype else a
-
-
 def optimizer_state(trainer):
     arrays, scalars, dicts, plain = {}, {}, [], []
     for attr, value in vars(trainer.optimizer).items():
@@ -248,13 +239,13 @@ def save(trainer, path=None):
     path = default_path(trainer) if default else os.fspath(path)
     opt_meta, arrays = optimizer_state(trainer)
     for key, value in trainer.network.params.items():
-        arrays[f"param/{key}"] = _storable(value)
+        arrays[f"param/{key}"] = _io.storable(value)
     buffers, layer_rngs = {}, {}
     for i, layer in enumerate(_layer_list(trainer.network)):
         for attr in _LAYER_BUFFERS:
             value = getattr(layer, attr, None)
             if isinstance(value, np.ndarray):
-                arrays[f"buffer/{i}/{attr}"] = _storable(value)
+                arrays[f"buffer/{i}/{attr}"] = _io.storable(value)
                 buffers.setdefault(str(i), []).append(attr)
         rng = getattr(layer, "_rng", None)  # e.g. Dropout(seed=...) has its own generator
         if isinstance(rng, np.random.Generator):
@@ -377,7 +368,7 @@ def restore(trainer, path, meta, arrays):
         )
     for key, value in params.items():
         saved = arrays[f"param/{key}"]
-        if saved.shape != value.shape or saved.dtype != _storable_dtype(value.dtype):
+        if saved.shape != value.shape or saved.dtype != _io.storable_dtype(value.dtype):
             raise ValueError(
                 f"{path}: parameter {key!r} is {saved.dtype}{saved.shape}, "
                 f"the network's {value.dtype}{value.shape}"

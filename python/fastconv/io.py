@@ -110,6 +110,19 @@ def _check_params(params, where: str) -> dict:
 # save / load
 
 
+def storable_dtype(dtype) -> np.dtype:
+    """The dtype an array of ``dtype`` is written in: float32 for ``ml_dtypes.bfloat16`` (which ``.npz`` can
+    only record as raw 2-byte records, ``|V2``), ``dtype`` otherwise. bfloat16 -> float32 -> bfloat16 is exact,
+    and loading casts to the network's dtype."""
+    dtype = np.dtype(dtype)
+    return np.dtype(np.float32) if dtype.kind == "V" and dtype.name == "bfloat16" else dtype
+
+
+def storable(a: np.ndarray) -> np.ndarray:
+    """``a`` as written to a file: :func:`storable_dtype`."""
+    return a.astype(np.float32) if storable_dtype(a.dtype) != a.dtype else a
+
+
 def save_params(params, path) -> None:
     """Write a dict of arrays to ``path`` as ``.npz``, atomically.
 
@@ -120,7 +133,8 @@ def save_params(params, path) -> None:
     Parameters
     ----------
     params : dict of str -> ndarray
-        The parameters (e.g. a network's ``params``); object arrays are refused.
+        The parameters (e.g. a network's ``params``); object arrays are refused; bfloat16 arrays are written
+        as float32 (:func:`storable_dtype`).
     path : str or os.PathLike
         Target file. Whatever its extension, the content is an ``.npz`` archive (no pickle): the book's
         ``save_params("params.pkl")`` then ``load_params("params.pkl")`` keeps working, safely.
@@ -133,7 +147,7 @@ def save_params(params, path) -> None:
         An array has an object dtype.
     """
     path = _check_path(path)
-    arrays = _check_params(params, "params")
+    arrays = {k: storable(v) for k, v in _check_params(params, "params").items()}
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
