@@ -634,10 +634,19 @@ class MultiHeadAttention:
         Wq, bq, Wk, bk, Wv, bv, Wo, bo = self.params
         H, N = self.num_heads, q.shape[0]
         xs = (q, k, v)
-        Q, K, V = (
-            _heads(ops.affine_forward(_rows(x, n), W, b).reshape(*x.shape[:-1], -1), H)
-            for x, n, W, b in zip(xs, ("query", "key", "value"), (Wq, Wk, Wv), (bq, bk, bv))
-        )
+        if q is k and k is v:
+            # self-attention: the three projections as one GEMM on [Wq Wk Wv] (one pass over x, wider tiles)
+            W, b = np.concatenate((Wq, Wk, Wv), axis=1), np.concatenate((bq, bk, bv))
+            qkv = ops.affine_forward(_rows(q, "query"), W, b)
+            cuts = np.cumsum([Wq.shape[1], Wk.shape[1]])
+            Q, K, V = (_heads(a.reshape(*q.shape[:-1], -1), H) for a in np.split(qkv, cuts, axis=1))
+            fused = W
+        else:
+            Q, K, V = (
+                _heads(ops.affine_forward(_rows(x, n), W, b).reshape(*x.shape[:-1], -1), H)
+                for x, n, W, b in zip(xs, ("query", "key", "value"), (Wq, Wk, Wv), (bq, bk, bv))
+            )
+            fused = None
         mask = None
         if self.train_flg and self.dropout > 0.0:
             _, keep = ops.dropout_forward(
@@ -650,16 +659,24 @@ class MultiHeadAttention:
         O, p = ops.sdpa_forward(Q, K, V, scale, mask=mask)
         O = _merge_heads(O, N)
         out = ops.affine_forward(_rows(O, "O"), Wo, bo)
-        self._cache = (xs, Q, K, V, O, p, mask, scale)
+        self._cache = (xs, Q, K, V, O, p, mask, scale, fused)
         return out.reshape(*q.shape[:-1], -1)
 
     def backward(self, dout):
-        """Returns (dq, dk, dv); for self-attention the caller adds them."""
-        xs, Q, K, V, O, p, mask, scale = self._cache
+        """Returns (dq, dk, dv); after a self-attention forward (k and v None, or q itself) (dx, None, None),
+        dx the whole gradient of x."""
+        xs, Q, K, V, O, p, mask, scale, fused = self._cache
         Wq, _, Wk, _, Wv, _, Wo, _ = self.params
         N, H = xs[0].shape[0], self.num_heads
         dO, dWo, dbo = ops.affine_backward(_rows(O, "O"), Wo, _rows(dout, "dout"))
         dQ, dK, dV = ops.sdpa_backward(Q, K, V, p, _heads(dO.reshape(O.shape), H), scale, mask=mask)
+        if fused is not None:
+            d = np.concatenate([_rows(_merge_heads(a, N), "d") for a in (dQ, dK, dV)], axis=1)
+            dx, dW, db = ops.affine_backward(_rows(xs[0], "x"), fused, d)
+            cuts = np.cumsum([Wq.shape[1], Wk.shape[1]])
+            grads = [g for pair in zip(np.split(dW, cuts, axis=1), np.split(db, cuts)) for g in pair]
+            _set_grads(self.grads, grads + [dWo, dbo])
+            return dx.reshape(xs[0].shape), None, None
         dxs, grads = [], []
         for x, W, d in zip(xs, (Wq, Wk, Wv), (dQ, dK, dV)):
             dx, dW, db = ops.affine_backward(_rows(x, "x"), W, _rows(_merge_heads(d, N), "d"))
@@ -725,7 +742,8 @@ class TransformerEncoderLayer:
         return self._drop(2, self.ff2.forward(self._drop(1, self._relu_out)))
 
     def _sa_back(self, d):
-        return sum(self.attn.backward(self.drops[0].backward(d) if self.drops[0].train_flg else d))
+        dq, dk, dv = self.attn.backward(self.drops[0].backward(d) if self.drops[0].train_flg else d)
+        return dq if dk is None else dq + dk + dv
 
     def _ff_back(self, d):
         d = self.drops[2].backward(d) if self.drops[2].train_flg else d
