@@ -8,8 +8,8 @@ Usage:  python bench/bench_sequence.py [--vocab 10000] [--hidden 650] [--batch 2
 
 Transformer row (--batch, --steps as above, the PyTorch tutorial's sizes by default): fastconv's
 time_layers.TransformerEncoderLayer against nn.TransformerEncoderLayer(d_model, nhead, ff, dropout=0.1,
-batch_first=True), float32, the same weights, both in training mode (dropout on); a step is forward + backward of
-a fixed output gradient (no optimizer update). Before timing, outputs and input gradients are compared with
+batch_first=True), float32, the same weights, both in training mode (dropout on); a step is forward + backward
+of a fixed output gradient (no optimizer update). Before timing, outputs and input gradients are compared with
 dropout off.
 
 Implementations, float32, all from the same weights:
@@ -289,9 +289,9 @@ def transformer_rows(args, threads):
     g = rng.standard_normal((N, T, d)).astype(np.float32)
     tx, tg = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(g)
 
-    # check, dropout off: output and input gradient of fastconv (float32 and float64) and torch (float32) against
-    # torch in float64 (fastconv and torch agree to ~1e-15 there; measured, torch's float32 input gradient is
-    # the less accurate of the two float32 results at these sizes, ~4e-3 of its largest element)
+    # check, dropout off: output and input gradient of fastconv (float32 and float64) and torch (float32)
+    # against torch in float64 (fastconv and torch agree to ~1e-15 there; measured, torch's float32 input
+    # gradient is the less accurate of the two float32 results at these sizes, ~4e-3 of its largest element)
     t64 = copy.deepcopy(tm).double().eval()
     x64 = torch.from_numpy(x.astype(np.float64)).requires_grad_(True)
     y64 = t64(x64)  # with gradients on: torch's plain path, not its fused inference one
