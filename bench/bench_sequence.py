@@ -1,8 +1,16 @@
 """The sequel's BetterRnnlm (2-layer LSTM language model with tied embedding) on fastconv.time_layers vs the
-NumPy reference vs PyTorch: one training step's forward + backward.
+NumPy reference vs PyTorch, and a Transformer encoder layer vs torch.nn.TransformerEncoderLayer: one training
+step's forward + backward.
 
 Usage:  python bench/bench_sequence.py [--vocab 10000] [--hidden 650] [--batch 20] [--steps 35] [--repeat 2]
             [--rounds 1] [--threads N] [--no-torch] [--no-reference] [--sequel DIR]
+            [--no-rnnlm] [--no-transformer] [--d-model 512] [--nhead 8] [--ff 2048]
+
+Transformer row (--batch, --steps as above, the PyTorch tutorial's sizes by default): fastconv's
+time_layers.TransformerEncoderLayer against nn.TransformerEncoderLayer(d_model, nhead, ff, dropout=0.1,
+batch_first=True), float32, the same weights, both in training mode (dropout on); a step is forward + backward
+of a fixed output gradient (no optimizer update). Before timing, outputs and input gradients are compared with
+dropout off.
 
 Implementations, float32, all from the same weights:
   fastconv   the model as the sequel's ch06/better_rnnlm.py writes it (TimeEmbedding, TimeDropout, two
@@ -26,6 +34,7 @@ vary with the load of a shared host, so the load average is printed with them.
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import os
 import sys
@@ -140,11 +149,23 @@ def main():
     ap.add_argument(
         "--sequel", default=None, help="a checkout of deep-learning-from-scratch-2, to time its own code"
     )
+    ap.add_argument("--no-rnnlm", action="store_true")
+    ap.add_argument("--no-transformer", action="store_true")
+    ap.add_argument("--d-model", type=int, default=512)
+    ap.add_argument("--nhead", type=int, default=8)
+    ap.add_argument("--ff", type=int, default=2048)
     args = ap.parse_args()
-    V, H, N, T = args.vocab, args.hidden, args.batch, args.steps
     threads = args.threads or len(os.sched_getaffinity(0))
     fastconv.set_num_threads(threads)
     print(machine_line())
+    if not args.no_rnnlm:
+        rnnlm_rows(args, threads)
+    if not args.no_transformer and not args.no_torch:
+        transformer_rows(args, threads)
+
+
+def rnnlm_rows(args, threads):
+    V, H, N, T = args.vocab, args.hidden, args.batch, args.steps
     print(
         f"BetterRnnlm: vocab {V}, {H} units, batch {N}, {T} steps, dropout {args.dropout}; threads {threads}"
     )
@@ -219,6 +240,96 @@ def main():
 
             fns["torch"] = torch_step
     best = interleaved_best(fns, rounds=args.rounds, repeat=args.repeat)
+    print(f"{'impl':10s} | {'fwd+bwd ms':>10s} | fastconv speed-up")
+    for name, t in best.items():
+        print(f"{name:10s} | {t * 1e3:10.1f} | {t / best['fastconv']:.2f}x")
+    print("load average:", " ".join(f"{v:.2f}" for v in os.getloadavg()))
+
+
+# ======================================================================================================
+# a Transformer encoder layer
+
+
+def transformer_rows(args, threads):
+    try:
+        import torch
+    except ImportError:
+        print("torch not importable: the Transformer row is skipped")
+        return
+    N, T, d, nhead, ff = args.batch, args.steps, args.d_model, args.nhead, args.ff
+    print(
+        f"TransformerEncoderLayer: d_model {d}, nhead {nhead}, feed-forward {ff}, batch {N}, {T} steps, "
+        f"dropout 0.1, float32; threads {threads}"
+    )
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    tm = torch.nn.TransformerEncoderLayer(d, nhead, dim_feedforward=ff, dropout=0.1, batch_first=True)
+
+    def a(p):
+        return np.ascontiguousarray(p.detach().numpy())
+
+    W, b = a(tm.self_attn.in_proj_weight), a(tm.self_attn.in_proj_bias)
+    attn = []
+    for i in range(3):  # torch stacks the (out, in) matrices of q, k and v
+        attn += [np.ascontiguousarray(W[i * d : (i + 1) * d].T), b[i * d : (i + 1) * d].copy()]
+    attn += [np.ascontiguousarray(a(tm.self_attn.out_proj.weight).T), a(tm.self_attn.out_proj.bias)]
+    rest = [
+        np.ascontiguousarray(a(tm.linear1.weight).T),
+        a(tm.linear1.bias),
+        np.ascontiguousarray(a(tm.linear2.weight).T),
+        a(tm.linear2.bias),
+        a(tm.norm1.weight),
+        a(tm.norm1.bias),
+        a(tm.norm2.weight),
+        a(tm.norm2.bias),
+    ]
+    mine = time_layers.TransformerEncoderLayer(attn, *rest, nhead=nhead, dropout=0.1)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((N, T, d)).astype(np.float32)
+    g = rng.standard_normal((N, T, d)).astype(np.float32)
+    tx, tg = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(g)
+
+    # check, dropout off: output and input gradient of fastconv (float32 and float64) and torch (float32)
+    # against torch in float64 (fastconv and torch agree to ~1e-15 there; measured, torch's float32 input
+    # gradient is the less accurate of the two float32 results at these sizes, ~4e-3 of its largest element)
+    t64 = copy.deepcopy(tm).double().eval()
+    x64 = torch.from_numpy(x.astype(np.float64)).requires_grad_(True)
+    y64 = t64(x64)  # with gradients on: torch's plain path, not its fused inference one
+    y64.backward(torch.from_numpy(g.astype(np.float64)))
+    want = {"output": y64.detach().numpy(), "dx": x64.grad.numpy()}
+    tm.eval()
+    ty = tm(tx)
+    ty.backward(tg)
+    got = {"torch float32": (ty.detach().numpy(), tx.grad.numpy())}
+    for dt in (np.float32, np.float64):
+        m = time_layers.TransformerEncoderLayer(
+            [p.astype(dt) for p in attn], *(p.astype(dt) for p in rest), nhead=nhead, dropout=0.1
+        )
+        m.train_flg = False
+        got[f"fastconv {np.dtype(dt).name}"] = (m.forward(x.astype(dt)), m.backward(g.astype(dt)))
+    for impl, pair in got.items():
+        for (name, w), v in zip(want.items(), pair):
+            err = float(np.abs(v - w).max() / np.abs(w).max())
+            print(f"  {name:6s} {impl:16s} vs torch float64: max error {err:.1e} of the largest element")
+            if impl.startswith("fastconv"):
+                assert err < (1e-4 if "32" in impl else 1e-10), f"{impl} {name} disagrees"
+    print("All results match. Starting benchmarks.")
+
+    tm.train()
+    mine.train_flg = True
+
+    def fastconv_step():
+        mine.forward(x)
+        mine.backward(g)
+
+    def torch_step():
+        tm.zero_grad(set_to_none=True)
+        tx.grad = None
+        tm(tx).backward(tg)
+
+    best = interleaved_best(
+        {"fastconv": fastconv_step, "torch": torch_step}, rounds=args.rounds, repeat=args.repeat
+    )
     print(f"{'impl':10s} | {'fwd+bwd ms':>10s} | fastconv speed-up")
     for name, t in best.items():
         print(f"{name:10s} | {t * 1e3:10.1f} | {t / best['fastconv']:.2f}x")

@@ -137,6 +137,50 @@ void gru_backward_py(py::array xs, py::array wx, py::array wh, py::array h0, py:
                        cpu::num_threads());
 }
 
+template <typename T>
+void gru_reset_after_forward_py(py::array xs, py::array wx, py::array wh, py::array bx, py::array bh,
+                                py::array h0, py::array hs, py::array gates, py::array rec) {
+  const Seq s = seq_dims(xs, wh);
+  const i64 G = 3 * s.H;
+  const T* px = in_ptr<T>(xs, "xs", {s.N, s.L, s.D});
+  const T* pwx = in_ptr<T>(wx, "Wx", {s.D, G});
+  const T* pwh = in_ptr<T>(wh, "Wh", {s.H, G});
+  const T* pbx = in_ptr<T>(bx, "bx", {G});
+  const T* pbh = in_ptr<T>(bh, "bh", {G});
+  const T* ph0 = in_ptr<T>(h0, "h0", {s.N, s.H});
+  T* phs = out_ptr<T>(hs, "hs", {s.N, s.L, s.H});
+  T* pg = out_ptr<T>(gates, "gates", {s.N, s.L, G});
+  T* prec = out_ptr<T>(rec, "rec", {s.N, s.L, s.H});
+  py::gil_scoped_release nogil;
+  cpu::gru_reset_after_forward<T>(px, pwx, pwh, pbx, pbh, ph0, phs, pg, prec, s.N, s.L, s.D, s.H,
+                                  cpu::num_threads());
+}
+
+template <typename T>
+void gru_reset_after_backward_py(py::array xs, py::array wx, py::array wh, py::array h0, py::array hs,
+                                 py::array gates, py::array rec, py::array dhs, py::array dxs, py::array dwx,
+                                 py::array dwh, py::array dbx, py::array dbh, py::array dh0) {
+  const Seq s = seq_dims(xs, wh);
+  const i64 G = 3 * s.H;
+  const T* px = in_ptr<T>(xs, "xs", {s.N, s.L, s.D});
+  const T* pwx = in_ptr<T>(wx, "Wx", {s.D, G});
+  const T* pwh = in_ptr<T>(wh, "Wh", {s.H, G});
+  const T* ph0 = in_ptr<T>(h0, "h0", {s.N, s.H});
+  const T* phs = in_ptr<T>(hs, "hs", {s.N, s.L, s.H});
+  const T* pg = in_ptr<T>(gates, "gates", {s.N, s.L, G});
+  const T* prec = in_ptr<T>(rec, "rec", {s.N, s.L, s.H});
+  const T* pdhs = in_ptr<T>(dhs, "dhs", {s.N, s.L, s.H});
+  T* pdxs = out_ptr<T>(dxs, "dxs", {s.N, s.L, s.D});
+  T* pdwx = out_ptr<T>(dwx, "dWx", {s.D, G});
+  T* pdwh = out_ptr<T>(dwh, "dWh", {s.H, G});
+  T* pdbx = out_ptr<T>(dbx, "dbx", {G});
+  T* pdbh = out_ptr<T>(dbh, "dbh", {G});
+  T* pdh0 = out_ptr<T>(dh0, "dh0", {s.N, s.H});
+  py::gil_scoped_release nogil;
+  cpu::gru_reset_after_backward<T>(px, pwx, pwh, ph0, phs, pg, prec, pdhs, pdxs, pdwx, pdwh, pdbx, pdbh, pdh0,
+                                   s.N, s.L, s.D, s.H, cpu::num_threads());
+}
+
 }  // namespace
 
 void bind_rnn(py::module_& m) {
@@ -158,6 +202,15 @@ void bind_rnn(py::module_& m) {
   FC_DEF_FLOATS(m, "gru_backward", gru_backward_py, "Backward through time of gru_forward.", py::arg("xs"),
                 py::arg("Wx"), py::arg("Wh"), py::arg("h0"), py::arg("hs"), py::arg("gates"), py::arg("rh"),
                 py::arg("dhs"), py::arg("dxs"), py::arg("dWx"), py::arg("dWh"), py::arg("db"),
+                py::arg("dh0"));
+  FC_DEF_FLOATS(m, "gru_reset_after_forward", gru_reset_after_forward_py,
+                "Keras 3's GRU (reset_after=True; gates z, r, h) over all steps.", py::arg("xs"),
+                py::arg("Wx"), py::arg("Wh"), py::arg("bx"), py::arg("bh"), py::arg("h0"), py::arg("hs"),
+                py::arg("gates"), py::arg("rec"));
+  FC_DEF_FLOATS(m, "gru_reset_after_backward", gru_reset_after_backward_py,
+                "Backward through time of gru_reset_after_forward.", py::arg("xs"), py::arg("Wx"),
+                py::arg("Wh"), py::arg("h0"), py::arg("hs"), py::arg("gates"), py::arg("rec"), py::arg("dhs"),
+                py::arg("dxs"), py::arg("dWx"), py::arg("dWh"), py::arg("dbx"), py::arg("dbh"),
                 py::arg("dh0"));
 }
 

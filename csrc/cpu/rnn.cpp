@@ -1,11 +1,11 @@
 // rnn.cpp: simple RNN, LSTM and GRU over whole sequences (layouts in rnn.h). Forward: the input projections
 // of all N*L steps are ONE GEMM (xs (N*L, D) @ Wx, onto the bias rows), then per step one GEMM accumulates
-// h_{t-1} @ Wh onto that step's rows (strided views, no copies; the GRU makes two, its candidate needs r
-// first) and one pass applies the gate nonlinearities and the state update in place. Backward through time
-// runs per step only what depends on the next step's carry (the elementwise gate gradients and dh_{t-1} =
-// dA_t @ Wh^T); dWx, dWh, db and dxs are then whole-sequence GEMMs over the N*L rows of dA, so nothing is
-// accumulated step by step. Every GEMM is the project's (gemm/gemm.h); every element is computed by one
-// thread in a fixed order, so results do not depend on the thread count.
+// h_{t-1} @ Wh onto that step's rows (strided views, no copies; the sequel's GRU makes two, its candidate
+// needs r first, Keras' reset-after GRU one) and one pass applies the gate nonlinearities and the state
+// update in place. Backward through time runs per step only what depends on the next step's carry (the
+// elementwise gate gradients and dh_{t-1} = dA_t @ Wh^T); dWx, dWh, db and dxs are then whole-sequence GEMMs
+// over the N*L rows of dA, so nothing is accumulated step by step. Every GEMM is the project's (gemm/gemm.h);
+// every element is computed by one thread in a fixed order, so results do not depend on the thread count.
 #include "cpu/rnn.h"
 
 #include <algorithm>
@@ -348,6 +348,88 @@ void gru_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* h
 }
 
 // -----------------------------------------------------------------------------------------------------------
+// GRU with the reset gate applied after the recurrent GEMM (Keras 3's default, cuDNN's GRU): one GEMM per
+// step, h_{t-1} @ Wh for all three gates at once, since r multiplies its result instead of its input
+
+template <typename T>
+void gru_reset_after_forward(const T* xs, const T* wx, const T* wh, const T* bx, const T* bh, const T* h0,
+                             T* hs, T* gates, T* rec, index_t N, index_t L, index_t D, index_t H,
+                             int nthreads) {
+  const index_t G = 3 * H;
+  project_inputs(xs, wx, bx, gates, N * L, D, G, nthreads);
+  const PackedB<T> rw(G, H, wh, G, 1);
+  for_row_blocks(N, N * L * G * H, nthreads, [&](index_t n0, index_t n1) {
+    const index_t M = n1 - n0;
+    Scratch<T> ap(rw.apack_elems(M)), u(static_cast<std::size_t>(M * G));  // u: h_{t-1} @ Wh of the rows
+    for (index_t t = 0; t < L; ++t) {
+      const Prev<T> hp = prev_state(h0, static_cast<const T*>(hs), t, L, H);
+      rw.run(M, hp.p + n0 * hp.ld, hp.ld, T(0), u.data(), G, ap.data());
+      for (index_t n = n0; n < n1; ++n) {
+        T* a = gates + (n * L + t) * G;  // (z, r, h) pre-activations of the inputs, then the activated gates
+        const T* un = u.data() + (n - n0) * G;
+        T* rh = rec + (n * L + t) * H;
+        for (index_t j = 0; j < 2 * H; ++j) a[j] += un[j] + bh[j];
+        sigmoid_to(a, a, 2 * H);
+        for (index_t j = 0; j < H; ++j) {
+          rh[j] = un[2 * H + j] + bh[2 * H + j];
+          a[2 * H + j] += a[H + j] * rh[j];
+        }
+        tanh_to(a + 2 * H, a + 2 * H, H);
+        const T* h_prev = hp.p + n * hp.ld;
+        T* h = hs + (n * L + t) * H;
+        for (index_t j = 0; j < H; ++j) h[j] = a[j] * h_prev[j] + (T(1) - a[j]) * a[2 * H + j];
+      }
+    }
+  });
+}
+
+template <typename T>
+void gru_reset_after_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* hs, const T* gates,
+                              const T* rec, const T* dhs, T* dxs, T* dwx, T* dwh, T* dbx, T* dbh, T* dh0,
+                              index_t N, index_t L, index_t D, index_t H, int nthreads) {
+  const index_t G = 3 * H;
+  // da: gradient of the input pre-activations; du: of h_{t-1} @ Wh + bh (the same but r * da_h in the h part)
+  Scratch<T> da(static_cast<std::size_t>(N * L * G)), du(static_cast<std::size_t>(N * L * G));
+  Scratch<T> dh(static_cast<std::size_t>(N * H), true);
+  const PackedB<T> back(H, G, wh, 1, G);  // Wh^T: B(k, j) = wh[j*3H + k]
+  for_row_blocks(N, N * L * G * H, nthreads, [&](index_t n0, index_t n1) {
+    const index_t M = n1 - n0;
+    Scratch<T> ap(back.apack_elems(M)), dnext(static_cast<std::size_t>(M * H));
+    for (index_t t = L - 1; t >= 0; --t) {
+      const Prev<T> hp = prev_state(h0, hs, t, L, H);
+      for (index_t n = n0; n < n1; ++n) {
+        const index_t r0 = (n * L + t) * H, g0 = (n * L + t) * G;
+        const T* a = gates + g0;
+        const T* h_prev = hp.p + n * hp.ld;
+        T* dx = da.data() + g0;
+        T* dr = du.data() + g0;
+        for (index_t j = 0; j < H; ++j) {
+          const T z = a[j], r = a[H + j], hh = a[2 * H + j];
+          const T dhj = dhs[r0 + j] + dh[n * H + j];
+          const T dah = dhj * (T(1) - z) * (T(1) - hh * hh);
+          dx[j] = dr[j] = dhj * (h_prev[j] - hh) * z * (T(1) - z);
+          dx[H + j] = dr[H + j] = dah * rec[r0 + j] * r * (T(1) - r);
+          dx[2 * H + j] = dah;
+          dr[2 * H + j] = dah * r;
+          dnext[(n - n0) * H + j] = dhj * z;  // the direct path h = z * h_{t-1} + ...
+        }
+      }
+      // dh[n0:n1] = dh * z + dU_t @ Wh^T
+      back.run(M, du.data() + n0 * L * G + t * G, L * G, T(1), dnext.data(), H, ap.data());
+      std::copy(dnext.data(), dnext.data() + M * H, dh.data() + n0 * H);
+    }
+  });
+  std::copy(dh.data(), dh.data() + N * H, dh0);
+  Scratch<T> hprev(static_cast<std::size_t>(N * L * H));
+  shifted_states(h0, hs, hprev.data(), N, L, H);
+  weight_grad(hprev.data(), H, du.data(), G, G, N * L, dwh, G, nthreads);
+  std::fill(dbh, dbh + G, T(0));
+  for (index_t m = 0; m < N * L; ++m)
+    for (index_t j = 0; j < G; ++j) dbh[j] += du[m * G + j];
+  input_grads(xs, wx, da.data(), dxs, dwx, dbx, N * L, D, G, nthreads);
+}
+
+// -----------------------------------------------------------------------------------------------------------
 // explicit instantiations
 
 #define FC_RNN_INSTANTIATE(T, S)                                                                             \
@@ -363,7 +445,12 @@ void gru_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* h
   template void gru_forward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, index_t,        \
                                index_t, index_t, index_t, int);                                              \
   template void gru_backward<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*,        \
-                                const T*, T*, T*, T*, T*, T*, index_t, index_t, index_t, index_t, int);
+                                const T*, T*, T*, T*, T*, T*, index_t, index_t, index_t, index_t, int);  \
+  template void gru_reset_after_forward<T>(const T*, const T*, const T*, const T*, const T*, const T*, T*,   \
+                                           T*, T*, index_t, index_t, index_t, index_t, int);                 \
+  template void gru_reset_after_backward<T>(const T*, const T*, const T*, const T*, const T*, const T*,      \
+                                            const T*, const T*, T*, T*, T*, T*, T*, T*, index_t, index_t,   \
+                                            index_t, index_t, int);
 FC_FLOAT_TYPES(FC_RNN_INSTANTIATE)
 #undef FC_RNN_INSTANTIATE
 

@@ -1,8 +1,9 @@
 // rnn.h: recurrent cells over whole sequences, forward and backward through time in one call each: the simple
 // RNN (tanh), the LSTM (gate columns f, g, i, o) and the GRU (gate columns z, r, h), in the layouts of the
-// book sequel's common/time_layers.py. Shape letters: N sequences of L steps (the sequel's T; T here is the
-// element type), D input features, H hidden units, G gates (1, 4, 3). xs (N, L, D), Wx (D, G*H), Wh (H, G*H),
-// b (G*H,), h0 / c0 / dh0 / dc0 (N, H), hs / cs (N, L, H), gates / dA (N, L, G*H), all row-major.
+// book sequel's common/time_layers.py, and Keras 3's GRU (reset_after=True, the same columns). Shape letters:
+// N sequences of L steps (the sequel's T; T here is the element type), D input features, H hidden units, G
+// gates (1, 4, 3). xs (N, L, D), Wx (D, G*H), Wh (H, G*H), b (G*H,), h0 / c0 / dh0 / dc0 (N, H), hs / cs (N,
+// L, H), gates / dA (N, L, G*H), all row-major.
 #pragma once
 #include "cpu/gemm/gemm.h"
 
@@ -40,5 +41,20 @@ template <typename T>
 void gru_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* hs, const T* gates,
                   const T* rh, const T* dhs, T* dxs, T* dwx, T* dwh, T* db, T* dh0, index_t N, index_t L,
                   index_t D, index_t H, int nthreads);
+
+// The GRU of Keras 3 and cuDNN (reset_after=True): z = sig(x Wz + bz + h Uz + cz), r = sig(x Wr + br + h Ur +
+// cr), h~ = tanh(x Wh + bh + r * (h Uh + ch)), h = z * h_{t-1} + (1 - z) * h~, gate columns (z, r, h), bx the
+// input bias and bh the recurrent one (3H each). gates keeps the activated z, r, h~ and rec (N, L, H) the
+// candidate's recurrent term h Uh + ch of every step, for the backward pass.
+template <typename T>
+void gru_reset_after_forward(const T* xs, const T* wx, const T* wh, const T* bx, const T* bh, const T* h0,
+                             T* hs, T* gates, T* rec, index_t N, index_t L, index_t D, index_t H,
+                             int nthreads);
+
+// dxs, dWx, dWh, dbx, dbh and dh0 are overwritten.
+template <typename T>
+void gru_reset_after_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* hs, const T* gates,
+                              const T* rec, const T* dhs, T* dxs, T* dwx, T* dwh, T* dbx, T* dbh, T* dh0,
+                              index_t N, index_t L, index_t D, index_t H, int nthreads);
 
 }  // namespace fastconv::cpu

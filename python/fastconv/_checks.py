@@ -788,3 +788,17 @@ def last_axis_rows(x, name: str):
         raise ValueError(f"{name}: expected an array (..., D), got a 0-D array")
     nonempty(x, name)
     return x.reshape(-1, x.shape[-1])
+
+
+def sdpa_shapes(q, k, v) -> tuple[int, int, int, int, int]:
+    """(B, L, S, E, F) of scaled dot-product attention's queries q (B, L, E), keys k (B, S, E) and values v
+    (B, S, F), every one non-empty."""
+    for a, name, layout in ((q, "q", "(B, L, E)"), (k, "k", "(B, S, E)"), (v, "v", "(B, S, F)")):
+        ndim(a, name, 3, layout)
+        nonempty(a, name)
+    B, L, E = q.shape
+    S = k.shape[1]
+    same_shape(k, "k", (B, S, E), f"q has shape {shape_str(q.shape)}")
+    same_shape(v, "v", (B, S, v.shape[2]), f"k has shape {shape_str(k.shape)}")
+    check_elements("p", B, L, S)
+    return B, L, S, E, v.shape[2]

@@ -950,7 +950,7 @@ def _recurrent(xs, Wx, Wh, b, n_gates: int, cell: str, **more) -> tuple:
     N, T, D, H = chk.recurrent_shapes(arr["xs"], arr["Wx"], arr["Wh"], arr.get("b"), n_gates, cell)
     G = n_gates * H
     shapes = {"h0": (N, H), "c0": (N, H), "hs": (N, T, H), "cs": (N, T, H), "dhs": (N, T, H), "rh": (N, T, H),
-              "gates": (N, T, G)}
+              "gates": (N, T, G), "bh": (G,), "rec": (N, T, H)}
     chk.seq_arrays(shapes, **{k: arr[k] for k in more})
     return dtype, {k: _c(a, dtype) for k, a in arr.items()}, (N, T, D, H)
 
@@ -1051,6 +1051,59 @@ def gru_backward(xs, Wx, Wh, h0, hs, gates, rh, dhs) -> tuple:
     return g
 
 
+def gru_reset_after_forward(xs, Wx, Wh, bx, bh, h0) -> tuple:
+    """Keras 3's GRU (``reset_after=True``, cuDNN's) over all T steps, gate columns (z, r, h):
+    ``h~ = tanh(x Wxh + bxh + r * (h_prev Whh + bhh))``, ``h = z * h_prev + (1 - z) * h~``, with the input
+    bias bx and the recurrent bias bh (3H each).
+
+    Returns
+    -------
+    hs : ndarray (N, T, H)
+    gates : ndarray (N, T, 3H)
+        The activated z, r and candidate of every step.
+    rec : ndarray (N, T, H)
+        ``h_prev Whh + bhh`` of every step (gates and rec are kept for :func:`gru_reset_after_backward`).
+    """
+    dtype, a, (N, T, _, H) = _recurrent(xs, Wx, Wh, bx, 3, "GRU", bh=bh, h0=h0)
+    xp = array_module(a["xs"])
+    hs, gates, rec = (
+        xp.empty((N, T, H), dtype=dtype),
+        xp.empty((N, T, 3 * H), dtype=dtype),
+        xp.empty((N, T, H), dtype=dtype),
+    )
+    kernel("gru_reset_after_forward", dtype, a["xs"])(
+        a["xs"], a["Wx"], a["Wh"], a["b"], a["bh"], a["h0"], hs, gates, rec
+    )
+    return hs, gates, rec
+
+
+def gru_reset_after_backward(xs, Wx, Wh, h0, hs, gates, rec, dhs) -> tuple:
+    """Backward through time of :func:`gru_reset_after_forward`: (dxs, dWx, dWh, dbx, dbh, dh0)."""
+    dtype, a, (N, T, D, H) = _recurrent(
+        xs, Wx, Wh, None, 3, "GRU", h0=h0, hs=hs, gates=gates, rec=rec, dhs=dhs
+    )
+    xp = array_module(a["xs"])
+    dxs, dWx, dWh, dbx, dh0 = _recurrent_grads(xp, dtype, N, T, D, H, 3, 1)
+    dbh = xp.empty((3 * H,), dtype=dtype)
+    kernel("gru_reset_after_backward", dtype, a["xs"])(
+        a["xs"],
+        a["Wx"],
+        a["Wh"],
+        a["h0"],
+        a["hs"],
+        a["gates"],
+        a["rec"],
+        a["dhs"],
+        dxs,
+        dWx,
+        dWh,
+        dbx,
+        dbh,
+        dh0,
+    )
+    return dxs, dWx, dWh, dbx, dbh, dh0
+
+
 # ======================================================================================================
 # embedding (gather of table rows, scatter-add backward) and softmax-with-loss over time
 
@@ -1149,6 +1202,8 @@ __all__ += [
     "embedding_forward",
     "gru_backward",
     "gru_forward",
+    "gru_reset_after_backward",
+    "gru_reset_after_forward",
     "lstm_backward",
     "lstm_forward",
     "rnn_backward",
@@ -1292,3 +1347,54 @@ def layernorm_backward(x, gamma, mean, rstd, dout) -> tuple:
 
 
 __all__ += ["layernorm_backward", "layernorm_forward"]
+
+
+# ======================================================================================================
+# scaled dot-product attention of many heads (Keras' MultiHeadAttention, torch.nn.MultiheadAttention): queries
+# q (B, L, E), keys k (B, S, E), values v (B, S, F), B = batch * heads
+
+
+def _sdpa_args(q, k, v, scale, mask, **more):
+    dtype, arr = chk.floats(q=q, k=k, v=v, **more, **({} if mask is None else {"mask": mask}))
+    dims = chk.sdpa_shapes(arr["q"], arr["k"], arr["v"])
+    B, L, S = dims[:3]
+    for name in ("p", "mask"):
+        if name in arr:
+            chk.same_shape(arr[name], name, (B, L, S), "one weight per query and key of each head")
+    return dtype, {n: _c(a, dtype) for n, a in arr.items()}, dims, chk.real(scale, "scale")
+
+
+def sdpa_forward(q, k, v, scale: float, mask=None) -> tuple:
+    """Scaled dot-product attention of every head: ``p = softmax(scale * q @ k^T)`` over the keys,
+    ``out = p @ v``, or ``(p * mask) @ v`` with ``mask`` (B, L, S) the attention dropout's factors.
+
+    Returns
+    -------
+    out : ndarray (B, L, F)
+    p : ndarray (B, L, S), the attention weights before dropout (kept for :func:`sdpa_backward`)
+    """
+    dtype, a, (B, L, S, _, F), scale = _sdpa_args(q, k, v, scale, mask)
+    xp = array_module(a["q"])
+    out, p = xp.empty((B, L, F), dtype=dtype), xp.empty((B, L, S), dtype=dtype)
+    kernel("sdpa_forward", dtype, a["q"])(a["q"], a["k"], a["v"], a.get("mask"), p, out, scale)
+    return out, p
+
+
+def sdpa_backward(q, k, v, p, dout, scale: float, mask=None) -> tuple:
+    """Gradients (dq, dk, dv) of :func:`sdpa_forward` (whose weights are ``p``) for the gradient dout (B, L,
+    F)."""
+    dtype, a, (B, L, S, E, F), scale = _sdpa_args(q, k, v, scale, mask, p=p, dout=dout)
+    chk.same_shape(a["dout"], "dout", (B, L, F), "the shape of the forward output")
+    xp = array_module(a["q"])
+    dq, dk, dv = (
+        xp.empty((B, L, E), dtype=dtype),
+        xp.empty((B, S, E), dtype=dtype),
+        xp.empty((B, S, F), dtype=dtype),
+    )
+    kernel("sdpa_backward", dtype, a["q"])(
+        a["q"], a["k"], a["v"], a["p"], a.get("mask"), a["dout"], dq, dk, dv, scale
+    )
+    return dq, dk, dv
+
+
+__all__ += ["sdpa_backward", "sdpa_forward"]

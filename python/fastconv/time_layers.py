@@ -41,7 +41,9 @@ __all__ = [
     "AttentionWeight",
     "Dropout",
     "Embedding",
+    "LayerNorm",
     "MatMul",
+    "MultiHeadAttention",
     "Sigmoid",
     "SigmoidWithLoss",
     "SoftmaxWithLoss",
@@ -55,6 +57,7 @@ __all__ = [
     "TimeRNN",
     "TimeSigmoidWithLoss",
     "TimeSoftmaxWithLoss",
+    "TransformerEncoderLayer",
     "WeightSum",
     "cross_entropy_error",
     "np",
@@ -561,3 +564,205 @@ class TimeAttention:
 
     def backward(self, dout):
         return ops.attention_backward(*self._cache, dout)
+
+
+# ======================================================================================================
+# Transformer blocks (not in the sequel): multi-head attention, layer normalisation and the encoder layer of
+# torch.nn.TransformerEncoderLayer, batch first (N, T, D), with the sequel's params / grads lists
+
+
+class LayerNorm:
+    """Layer normalisation over the last axis: ``(x - mean) / sqrt(var + eps) * gamma + beta``
+    (``ops.layernorm_*``)."""
+
+    def __init__(self, gamma, beta, eps=1e-5):
+        self.params = [gamma, beta]
+        self.grads = [np.zeros_like(gamma), np.zeros_like(beta)]
+        self.eps = eps
+        self._cache = None
+
+    def forward(self, x):
+        out, mean, rstd = ops.layernorm_forward(x, *self.params, eps=self.eps)
+        self._cache = (x, mean, rstd)
+        return out
+
+    def backward(self, dout):
+        x, mean, rstd = self._cache
+        dx, *g = ops.layernorm_backward(x, self.params[0], mean, rstd, dout)
+        _set_grads(self.grads, g)
+        return dx
+
+
+def _heads(x, n_heads: int):
+    """(N, T, n_heads * d) -> (N * n_heads, T, d): one row block per head, as the attention kernel takes
+    them."""
+    N, T, HD = x.shape
+    return np.ascontiguousarray(x.reshape(N, T, n_heads, HD // n_heads).transpose(0, 2, 1, 3)).reshape(
+        N * n_heads, T, HD // n_heads
+    )
+
+
+def _merge_heads(x, N: int):
+    """The inverse of :func:`_heads`: (N * n_heads, T, d) -> (N, T, n_heads * d)."""
+    B, T, d = x.shape
+    return np.ascontiguousarray(x.reshape(N, B // N, T, d).transpose(0, 2, 1, 3)).reshape(N, T, B // N * d)
+
+
+class MultiHeadAttention:
+    """Multi-head scaled dot-product attention (Vaswani et al. 2017) of queries (N, L, Dq) over keys (N, S,
+    Dk) and values (N, S, Dv).
+
+    ``params`` = [Wq (Dq, H*E), bq (H*E,), Wk (Dk, H*E), bk, Wv (Dv, H*F), bv (H*F,), Wo (H*F, Do), bo (Do,)]
+    with H = ``num_heads``: the projections are ``ops.affine_*`` over all N*T rows, the heads are
+    ``ops.sdpa_*`` with scale 1 / sqrt(E), and ``dropout`` drops attention weights in training (inverted,
+    ``train_flg`` as the sequel's layers; masks from NumPy's global generator).
+    """
+
+    def __init__(self, Wq, bq, Wk, bk, Wv, bv, Wo, bo, num_heads, dropout=0.0):
+        self.params = [Wq, bq, Wk, bk, Wv, bv, Wo, bo]
+        self.grads = [np.zeros_like(p) for p in self.params]
+        self.num_heads = int(num_heads)
+        self.dropout = float(dropout)
+        self.train_flg = True
+        self._keys = _book.Dropout()
+        self._cache = None
+
+    def forward(self, q, k=None, v=None):
+        """Attention of q over k and v (self-attention when both are None; v defaults to k)."""
+        k = q if k is None else k
+        v = k if v is None else v
+        Wq, bq, Wk, bk, Wv, bv, Wo, bo = self.params
+        H, N = self.num_heads, q.shape[0]
+        xs = (q, k, v)
+        if q is k and k is v:
+            # self-attention: the three projections as one GEMM on [Wq Wk Wv] (one pass over x, wider tiles)
+            W, b = np.concatenate((Wq, Wk, Wv), axis=1), np.concatenate((bq, bk, bv))
+            qkv = ops.affine_forward(_rows(q, "query"), W, b)
+            cuts = np.cumsum([Wq.shape[1], Wk.shape[1]])
+            Q, K, V = (_heads(a.reshape(*q.shape[:-1], -1), H) for a in np.split(qkv, cuts, axis=1))
+            fused = W
+        else:
+            Q, K, V = (
+                _heads(ops.affine_forward(_rows(x, n), W, b).reshape(*x.shape[:-1], -1), H)
+                for x, n, W, b in zip(xs, ("query", "key", "value"), (Wq, Wk, Wv), (bq, bk, bv))
+            )
+            fused = None
+        mask = None
+        if self.train_flg and self.dropout > 0.0:
+            _, keep = ops.dropout_forward(
+                np.ones((Q.shape[0], Q.shape[1], K.shape[1]), dtype=Q.dtype),
+                self.dropout,
+                self._keys._next_key(),
+            )
+            mask = keep.astype(Q.dtype) * Q.dtype.type(1.0 / (1.0 - self.dropout))
+        scale = 1.0 / np.sqrt(Q.shape[-1])
+        O, p = ops.sdpa_forward(Q, K, V, scale, mask=mask)
+        O = _merge_heads(O, N)
+        out = ops.affine_forward(_rows(O, "O"), Wo, bo)
+        self._cache = (xs, Q, K, V, O, p, mask, scale, fused)
+        return out.reshape(*q.shape[:-1], -1)
+
+    def backward(self, dout):
+        """Returns (dq, dk, dv); after a self-attention forward (k and v None, or q itself) (dx, None, None),
+        dx the whole gradient of x."""
+        xs, Q, K, V, O, p, mask, scale, fused = self._cache
+        Wq, _, Wk, _, Wv, _, Wo, _ = self.params
+        N, H = xs[0].shape[0], self.num_heads
+        dO, dWo, dbo = ops.affine_backward(_rows(O, "O"), Wo, _rows(dout, "dout"))
+        dQ, dK, dV = ops.sdpa_backward(Q, K, V, p, _heads(dO.reshape(O.shape), H), scale, mask=mask)
+        if fused is not None:
+            d = np.concatenate([_rows(_merge_heads(a, N), "d") for a in (dQ, dK, dV)], axis=1)
+            dx, dW, db = ops.affine_backward(_rows(xs[0], "x"), fused, d)
+            cuts = np.cumsum([Wq.shape[1], Wk.shape[1]])
+            grads = [g for pair in zip(np.split(dW, cuts, axis=1), np.split(db, cuts)) for g in pair]
+            _set_grads(self.grads, grads + [dWo, dbo])
+            return dx.reshape(xs[0].shape), None, None
+        dxs, grads = [], []
+        for x, W, d in zip(xs, (Wq, Wk, Wv), (dQ, dK, dV)):
+            dx, dW, db = ops.affine_backward(_rows(x, "x"), W, _rows(_merge_heads(d, N), "d"))
+            dxs.append(dx.reshape(x.shape))
+            grads += [dW, db]
+        _set_grads(self.grads, grads + [dWo, dbo])
+        return tuple(dxs)
+
+
+class TransformerEncoderLayer:
+    """The encoder layer of ``torch.nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout,
+    activation='relu', layer_norm_eps, batch_first=True, norm_first)``: self-attention, dropout, add & norm,
+    feed-forward (Linear, ReLU, dropout, Linear), dropout, add & norm (``norm_first`` normalises before each
+    block instead). x is (N, T, d_model).
+
+    ``params`` = the attention's 8 (:class:`MultiHeadAttention`), W1 (d_model, ff), b1, W2 (ff, d_model), b2,
+    gamma1, beta1, gamma2, beta2. The first feed-forward GEMM and its ReLU are one ``ops.affine_forward`` and
+    ``ops.relu_forward``; dropout is the inverted dropout of :class:`TimeDropout`, on with ``train_flg``.
+    """
+
+    def __init__(
+        self,
+        attn_params,
+        W1,
+        b1,
+        W2,
+        b2,
+        gamma1,
+        beta1,
+        gamma2,
+        beta2,
+        nhead,
+        dropout=0.1,
+        layer_norm_eps=1e-5,
+        norm_first=False,
+    ):
+        self.attn = MultiHeadAttention(*attn_params, num_heads=nhead, dropout=dropout)
+        self.ff1, self.ff2 = TimeAffine(W1, b1), TimeAffine(W2, b2)
+        self.norm1, self.norm2 = (
+            LayerNorm(gamma1, beta1, layer_norm_eps),
+            LayerNorm(gamma2, beta2, layer_norm_eps),
+        )
+        self.drops = [TimeDropout(dropout) for _ in range(3)]  # after attention, inside and after the FFN
+        self.layers = [self.attn, self.ff1, self.ff2, self.norm1, self.norm2]
+        self.params = [p for la in self.layers for p in la.params]
+        self.grads = [g for la in self.layers for g in la.grads]
+        self.norm_first = bool(norm_first)
+        self.dropout = float(dropout)
+        self.train_flg = True
+        self._relu_out = None
+
+    def _drop(self, i, x):
+        d = self.drops[i]
+        d.train_flg = self.train_flg and self.dropout > 0.0
+        return d.forward(x)
+
+    def _sa(self, x):
+        self.attn.train_flg = self.train_flg
+        return self._drop(0, self.attn.forward(x))
+
+    def _ff(self, x):
+        self._relu_out = ops.relu_forward(self.ff1.forward(x))
+        return self._drop(2, self.ff2.forward(self._drop(1, self._relu_out)))
+
+    def _sa_back(self, d):
+        dq, dk, dv = self.attn.backward(self.drops[0].backward(d) if self.drops[0].train_flg else d)
+        return dq if dk is None else dq + dk + dv
+
+    def _ff_back(self, d):
+        d = self.drops[2].backward(d) if self.drops[2].train_flg else d
+        d = self.ff2.backward(d)
+        d = self.drops[1].backward(d) if self.drops[1].train_flg else d
+        return self.ff1.backward(ops.relu_backward(d, self._relu_out))
+
+    def forward(self, x):
+        if self.norm_first:
+            x = x + self._sa(self.norm1.forward(x))
+            return x + self._ff(self.norm2.forward(x))
+        x = self.norm1.forward(x + self._sa(x))
+        return self.norm2.forward(x + self._ff(x))
+
+    def backward(self, dout):
+        if self.norm_first:
+            d = dout + self.norm2.backward(self._ff_back(dout))
+            return d + self.norm1.backward(self._sa_back(d))
+        d = self.norm2.backward(dout)
+        d = d + self._ff_back(d)
+        d = self.norm1.backward(d)
+        return d + self._sa_back(d)

@@ -24,6 +24,7 @@ __all__ = [
     "LecunNormal",
     "LecunUniform",
     "Ones",
+    "Orthogonal",
     "RandomNormal",
     "RandomUniform",
     "TruncatedNormal",
@@ -229,6 +230,36 @@ LecunNormal = _preset(
 )
 LecunUniform = _preset("LecunUniform", 1.0, "fan_in", "uniform", "U(-a, a), a = sqrt(3 / fan_in).")
 
+
+class Orthogonal(Initializer):
+    """``Orthogonal(gain=1.0, seed=None)``: a random orthogonal matrix (Saxe et al. 2014) of shape (rows,
+    cols), rows = the product of every axis but the last, from the QR decomposition of a standard normal draw
+    with the signs of R's diagonal folded into Q (so Q is uniform over orthogonal matrices), times ``gain``;
+    Keras' default recurrent kernel initialiser."""
+
+    def __init__(self, gain=1.0, seed=None):
+        super().__init__(seed)
+        self.gain = float(gain)
+
+    def __call__(self, shape, dtype=None):
+        shape = tuple(int(s) for s in shape)
+        if len(shape) < 2:
+            raise ValueError(
+                f"The tensor to initialize must be at least two-dimensional. Received: shape={shape} of rank "
+                f"{len(shape)}."
+            )
+        rows, cols = math.prod(shape[:-1]), shape[-1]
+        a = self._rng().standard_normal((max(rows, cols), min(rows, cols)))
+        q, r = np.linalg.qr(a)
+        q = q * np.sign(np.diag(r))
+        if rows < cols:
+            q = q.T
+        return (self.gain * q).reshape(shape).astype(_dtype(dtype))
+
+    def get_config(self):
+        return {"gain": self.gain, "seed": self.seed}
+
+
 _ALL = {
     cls.__name__: cls
     for cls in (
@@ -245,6 +276,7 @@ _ALL = {
         HeUniform,
         LecunNormal,
         LecunUniform,
+        Orthogonal,
     )
 }
 _BY_NAME = {backend.to_snake_case(k): v for k, v in _ALL.items()}

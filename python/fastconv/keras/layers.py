@@ -25,12 +25,14 @@ import math
 
 import numpy as np
 
-from .. import ops
+from .. import ops, time_layers
 from . import activations as _activations
 from . import backend
 from . import initializers as _initializers
 
 __all__ = [
+    "GRU",
+    "LSTM",
     "Activation",
     "Add",
     "AveragePooling2D",
@@ -42,6 +44,7 @@ __all__ = [
     "Dense",
     "DepthwiseConv2D",
     "Dropout",
+    "Embedding",
     "Flatten",
     "GlobalAveragePooling2D",
     "GlobalMaxPooling2D",
@@ -49,12 +52,16 @@ __all__ = [
     "InputLayer",
     "KerasTensor",
     "Layer",
+    "LayerNormalization",
     "LeakyReLU",
     "MaxPooling2D",
+    "MultiHeadAttention",
     "ReLU",
     "Reshape",
     "SeparableConv2D",
+    "SimpleRNN",
     "Softmax",
+    "TransformerEncoder",
     "UpSampling2D",
     "ZeroPadding2D",
 ]
@@ -2027,3 +2034,866 @@ LAYERS = {
         Concatenate,
     )
 }
+
+
+# ======================================================================================================
+# sequence layers (issue 20): Embedding, SimpleRNN / LSTM / GRU, LayerNormalization, MultiHeadAttention and a
+# Transformer encoder. Sequences are (N, T, D) in Keras' layout and fastconv's alike, so no layout changes.
+
+
+def _positive(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(
+            f"Received an invalid value for argument `{name}`, expected a positive integer. Received: "
+            f"{name}={value}"
+        )
+    return int(value)
+
+
+def _only(layer: str, name: str, value, allowed) -> None:
+    """A Keras argument whose other values need a kernel fastconv does not have."""
+    if value not in allowed:
+        _unsupported(f"{layer}({name}={value!r}) (fastconv's kernels compute {name}={allowed[0]!r})")
+
+
+class Embedding(Layer):
+    """``Embedding(input_dim, output_dim, embeddings_initializer='uniform', mask_zero=False, ...)``.
+
+    Integer ids (N, ...) -> rows of the table (N, ..., output_dim) through ``ops.embedding_forward`` (gather)
+    and ``ops.embedding_backward`` (scatter-add). Ids given as floats (a model casts its inputs to the Input's
+    dtype) are cast back to integers. ``input_length`` (Keras 2's argument, which tutorials still pass) is
+    accepted and ignored, as Keras 3 does; ``mask_zero=True`` is not supported (fastconv's recurrent kernels
+    take no mask).
+    """
+
+    def __init__(
+        self,
+        input_dim,
+        output_dim,
+        embeddings_initializer="uniform",
+        embeddings_regularizer=None,
+        embeddings_constraint=None,
+        mask_zero=False,
+        weights=None,
+        lora_rank=None,
+        input_length=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.input_dim = _positive(input_dim, "input_dim")
+        self.output_dim = _positive(output_dim, "output_dim")
+        self.embeddings_initializer = _initializers.get(embeddings_initializer)
+        self.mask_zero = bool(mask_zero)
+        if self.mask_zero:
+            _unsupported("Embedding(mask_zero=True) (masked steps in the recurrent layers)")
+        _reject(
+            "Embedding",
+            embeddings_regularizer=embeddings_regularizer,
+            embeddings_constraint=embeddings_constraint,
+            lora_rank=lora_rank,
+        )
+        self._initial_weights = weights
+
+    def build(self, input_shape):
+        self.embeddings = self._add_weight(
+            "embeddings", (self.input_dim, self.output_dim), self.embeddings_initializer
+        )
+        if self._initial_weights is not None:
+            self.set_weights(self._initial_weights)
+            self._initial_weights = None
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, self.output_dim)
+
+    def _want_t(self, i, ndim, have):
+        return False
+
+    def _out_t(self, wants, out_shape):
+        return False
+
+    def _fwd1(self, x, ctx, training, logits):
+        idx = x if x.dtype.kind in "iu" else x.astype(np.int64)
+        if x.dtype.kind == "f" and not np.array_equal(idx, x):
+            raise ValueError(f'Layer "{self.name}": expected integer ids, got non-integer values')
+        ctx["idx"] = idx
+        return ops.embedding_forward(self.embeddings._data, idx)
+
+    def _bwd1(self, dout, ctx, need_dx):
+        # integer ids have no gradient: only the table's is computed
+        if self.trainable:
+            self.embeddings._accumulate(ops.embedding_backward(dout, ctx["idx"], self.embeddings._data.shape))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "input_dim": self.input_dim,
+            "output_dim": self.output_dim,
+            "embeddings_initializer": _initializers.serialize(self.embeddings_initializer),
+            "mask_zero": self.mask_zero,
+        }
+
+
+def _gate_perm(order, units: int):
+    """Column indices that reorder k blocks of ``units`` columns: block i of the result is block order[i]."""
+    return np.concatenate([np.arange(b * units, (b + 1) * units) for b in order])
+
+
+class _RNN(Layer):
+    """Shared by SimpleRNN, LSTM and GRU: arguments, weights (Keras' kernel (D, G*units), recurrent_kernel
+    (units, G*units), bias), ``return_sequences`` and ``go_backwards`` over a whole-sequence kernel.
+
+    Weights are stored in the kernel's gate layout; ``_to_kernel`` / ``_to_keras`` translate (a column
+    permutation, and for the GRU without ``reset_after`` a sign) once per ``set_weights`` / ``get_weights``,
+    never per call.
+    """
+
+    _gates = 1
+    _has_recurrent_activation = False
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        seed=None,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        cls = type(self).__name__
+        self.units = _positive(units, "units")
+        self.activation = activation
+        self.recurrent_activation = recurrent_activation
+        _only(cls, "activation", activation, ("tanh",))
+        if self._has_recurrent_activation:
+            _only(cls, "recurrent_activation", recurrent_activation, ("sigmoid",))
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = _initializers.get(kernel_initializer)
+        self.recurrent_initializer = _initializers.get(recurrent_initializer)
+        self.bias_initializer = _initializers.get(bias_initializer)
+        for name, v in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                raise ValueError(
+                    f"Invalid value received for argument `{name}`: {v!r}; expected a float in [0, 1]"
+                )
+            if v:
+                _unsupported(f"{cls}({name}={v}) (dropout inside the recurrent kernel)")
+        _reject(
+            cls,
+            kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint,
+        )
+        if return_state:
+            _unsupported(f"{cls}(return_state=True) (layers with several outputs)")
+        if stateful:
+            _unsupported(f"{cls}(stateful=True)")
+        self.return_sequences = bool(return_sequences)
+        self.go_backwards = bool(go_backwards)
+        self.seed = seed
+        self._ndim = 3
+
+    # ---- layouts: identity by default; LSTM and GRU override
+
+    def _to_kernel(self, a):
+        return a
+
+    def _to_keras(self, a):
+        return a
+
+    def _bias_shape(self):
+        return (self._gates * self.units,)
+
+    def _bias_init(self):
+        return self.bias_initializer
+
+    def build(self, input_shape):
+        d = input_shape[-1]
+        if d is None:
+            raise ValueError(
+                f"The last dimension of the inputs to {type(self).__name__} should be defined. Found None."
+            )
+        G = self._gates * self.units
+        conv = {"to_keras": self._to_keras, "from_keras": self._to_kernel}
+        self.kernel = self._add_weight("kernel", (d, G), self.kernel_initializer, **conv)
+        self.recurrent_kernel = self._add_weight(
+            "recurrent_kernel", (self.units, G), self.recurrent_initializer, **conv
+        )
+        if self.use_bias:
+            self.bias = self._add_weight("bias", self._bias_shape(), self._bias_init(), **conv)
+        self._axes = {-1: d}
+
+    def compute_output_shape(self, input_shape):
+        return (
+            (input_shape[0], input_shape[1], self.units)
+            if self.return_sequences
+            else (input_shape[0], self.units)
+        )
+
+    def _want_t(self, i, ndim, have):
+        return False
+
+    def _out_t(self, wants, out_shape):
+        return False
+
+    def _bias_data(self):
+        if self.use_bias:
+            return self.bias._data
+        return np.zeros(self._bias_shape(), dtype=self.dtype)
+
+    def _fwd1(self, x, ctx, training, logits):
+        if self.go_backwards:
+            x = x[:, ::-1]
+        x = np.ascontiguousarray(x)
+        h0 = np.zeros((x.shape[0], self.units), dtype=x.dtype)
+        ctx["x"], ctx["h0"] = x, h0
+        hs = self._run(x, h0, ctx)
+        ctx["T"] = hs.shape[1]
+        return hs if self.return_sequences else np.ascontiguousarray(hs[:, -1])
+
+    def _bwd1(self, dout, ctx, need_dx):
+        if self.return_sequences:
+            dhs = np.ascontiguousarray(dout)
+        else:
+            dhs = np.zeros((dout.shape[0], ctx["T"], self.units), dtype=dout.dtype)
+            dhs[:, -1] = dout
+        dx, dWx, dWh, db = self._grads(dhs, ctx)
+        if self.trainable:
+            self.kernel._accumulate(dWx)
+            self.recurrent_kernel._accumulate(dWh)
+            if self.use_bias:
+                self.bias._accumulate(db)
+        if not need_dx:
+            return None
+        return dx[:, ::-1] if self.go_backwards else dx
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "activation": self.activation,
+            "use_bias": self.use_bias,
+            "kernel_initializer": _initializers.serialize(self.kernel_initializer),
+            "recurrent_initializer": _initializers.serialize(self.recurrent_initializer),
+            "bias_initializer": _initializers.serialize(self.bias_initializer),
+            "return_sequences": self.return_sequences,
+            "go_backwards": self.go_backwards,
+            "seed": self.seed,
+        }
+
+
+class SimpleRNN(_RNN):
+    """``SimpleRNN(units, activation='tanh', use_bias=True, return_sequences=False, go_backwards=False,
+    ...)``: ``h_t = tanh(x_t W + h_{t-1} U + b)`` over the whole sequence in one ``ops.rnn_forward`` call
+    (Keras' and the kernel's layouts agree). Only ``activation='tanh'`` (the default) has a kernel."""
+
+    def __init__(self, units, activation="tanh", **kwargs):
+        kwargs.pop("recurrent_activation", None)  # SimpleRNN has none
+        super().__init__(units, activation=activation, **kwargs)
+
+    def _run(self, x, h0, ctx):
+        hs = ops.rnn_forward(x, self.kernel._data, self.recurrent_kernel._data, self._bias_data(), h0)
+        ctx["hs"] = hs
+        return hs
+
+    def _grads(self, dhs, ctx):
+        dx, dWx, dWh, db, _ = ops.rnn_backward(
+            ctx["x"], self.kernel._data, self.recurrent_kernel._data, ctx["h0"], ctx["hs"], dhs
+        )
+        return dx, dWx, dWh, db
+
+
+# Keras' LSTM gate blocks are (i, f, c, o); the kernel's (the sequel's) are (f, g, i, o) with g = c
+_LSTM_TO_KERNEL = (1, 2, 0, 3)
+_LSTM_TO_KERAS = (2, 0, 1, 3)
+
+
+class LSTM(_RNN):
+    """``LSTM(units, activation='tanh', recurrent_activation='sigmoid', use_bias=True, unit_forget_bias=True,
+    return_sequences=False, go_backwards=False, ...)`` on ``ops.lstm_forward`` / ``lstm_backward``.
+
+    Keras' weights have gate blocks (i, f, c, o); they are stored in the kernel's order (f, g, i, o), the
+    columns permuted when weights are set or read. ``unit_forget_bias`` initialises the forget gate's bias to
+    ones.
+    """
+
+    _gates = 4
+    _has_recurrent_activation = True
+
+    def __init__(self, units, unit_forget_bias=True, **kwargs):
+        self.unit_forget_bias = bool(unit_forget_bias)
+        super().__init__(units, **kwargs)
+
+    def _to_kernel(self, a):
+        return np.ascontiguousarray(a[..., _gate_perm(_LSTM_TO_KERNEL, self.units)])
+
+    def _to_keras(self, a):
+        return a[..., _gate_perm(_LSTM_TO_KERAS, self.units)]
+
+    def _bias_init(self):
+        if not self.unit_forget_bias:
+            return self.bias_initializer
+        init, u = self.bias_initializer, self.units
+
+        def forget_ones(shape, dtype=None):
+            b = np.asarray(init((shape[0],), dtype=dtype))
+            b[u : 2 * u] = 1  # Keras' block f
+            return b
+
+        return forget_ones
+
+    def _run(self, x, h0, ctx):
+        hs, cs, gates = ops.lstm_forward(
+            x, self.kernel._data, self.recurrent_kernel._data, self._bias_data(), h0, h0
+        )
+        ctx.update(hs=hs, cs=cs, gates=gates)
+        return hs
+
+    def _grads(self, dhs, ctx):
+        dx, dWx, dWh, db, _, _ = ops.lstm_backward(
+            ctx["x"],
+            self.kernel._data,
+            self.recurrent_kernel._data,
+            ctx["h0"],
+            ctx["h0"],
+            ctx["hs"],
+            ctx["cs"],
+            ctx["gates"],
+            dhs,
+        )
+        return dx, dWx, dWh, db
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "recurrent_activation": self.recurrent_activation,
+            "unit_forget_bias": self.unit_forget_bias,
+        }
+
+
+class GRU(_RNN):
+    """``GRU(units, activation='tanh', recurrent_activation='sigmoid', use_bias=True, reset_after=True,
+    return_sequences=False, go_backwards=False, ...)``, gate blocks (z, r, h) as Keras'.
+
+    ``reset_after=True`` (Keras 3's default: ``h~ = tanh(x Wh + bh + r * (h Uh + ch))``, bias (2, 3*units):
+    the input bias, then the recurrent one) runs ``ops.gru_reset_after_*``. ``reset_after=False`` (``h~ =
+    tanh(x Wh + (r * h) Uh + bh)``) is the sequel's GRU, ``ops.gru_*``, whose update gate is Keras' 1 - z:
+    since 1 - sigmoid(a) = sigmoid(-a), the z columns are stored negated.
+    """
+
+    _gates = 3
+    _has_recurrent_activation = True
+
+    def __init__(self, units, reset_after=True, **kwargs):
+        self.reset_after = bool(reset_after)
+        super().__init__(units, **kwargs)
+
+    def _bias_shape(self):
+        return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
+
+    def _to_kernel(self, a):
+        if self.reset_after:
+            return a
+        a = np.array(a, copy=True)
+        a[..., : self.units] *= -1
+        return a
+
+    _to_keras = _to_kernel  # negating the z columns is its own inverse
+
+    def _run(self, x, h0, ctx):
+        Wx, Wh, b = self.kernel._data, self.recurrent_kernel._data, self._bias_data()
+        if self.reset_after:
+            hs, gates, rec = ops.gru_reset_after_forward(x, Wx, Wh, b[0], b[1], h0)
+        else:
+            hs, gates, rec = ops.gru_forward(x, Wx, Wh, b, h0)
+        ctx.update(hs=hs, gates=gates, rec=rec)
+        return hs
+
+    def _grads(self, dhs, ctx):
+        args = (
+            ctx["x"],
+            self.kernel._data,
+            self.recurrent_kernel._data,
+            ctx["h0"],
+            ctx["hs"],
+            ctx["gates"],
+            ctx["rec"],
+            dhs,
+        )
+        if self.reset_after:
+            dx, dWx, dWh, dbx, dbh, _ = ops.gru_reset_after_backward(*args)
+            return dx, dWx, dWh, np.stack([dbx, dbh])
+        dx, dWx, dWh, db, _ = ops.gru_backward(*args)
+        return dx, dWx, dWh, db
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "recurrent_activation": self.recurrent_activation,
+            "reset_after": self.reset_after,
+        }
+
+
+class LayerNormalization(Layer):
+    """``LayerNormalization(axis=-1, epsilon=1e-3, center=True, scale=True, ...)`` (Keras' epsilon 1e-3, where
+    torch.nn.LayerNorm's is 1e-5) on ``ops.layernorm_*``; weights [gamma, beta] as Keras'. Only the last axis
+    has a kernel."""
+
+    def __init__(
+        self,
+        axis=-1,
+        epsilon=1e-3,
+        center=True,
+        scale=True,
+        rms_scaling=False,
+        beta_initializer="zeros",
+        gamma_initializer="ones",
+        beta_regularizer=None,
+        gamma_regularizer=None,
+        beta_constraint=None,
+        gamma_constraint=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(axis, (list, tuple)) and len(axis) == 1:
+            axis = axis[0]
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise TypeError(
+                f"Expected an int or a list/tuple of ints for the argument 'axis', but received: {axis}"
+            )
+        self.axis = int(axis)
+        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float, np.floating)) or not epsilon > 0:
+            raise ValueError(
+                f"Invalid value received for argument `epsilon`: {epsilon}; expected a float > 0"
+            )
+        self.epsilon = float(epsilon)
+        self.center, self.scale = bool(center), bool(scale)
+        if rms_scaling:
+            _unsupported("LayerNormalization(rms_scaling=True)")
+        self.beta_initializer = _initializers.get(beta_initializer)
+        self.gamma_initializer = _initializers.get(gamma_initializer)
+        _reject(
+            "LayerNormalization",
+            beta_regularizer=beta_regularizer,
+            gamma_regularizer=gamma_regularizer,
+            beta_constraint=beta_constraint,
+            gamma_constraint=gamma_constraint,
+        )
+        self._min_ndim = 1
+
+    def build(self, input_shape):
+        nd = len(input_shape)
+        if not -nd <= self.axis < nd:
+            raise ValueError(f"Invalid value for `axis` argument: {self.axis}; the input has rank {nd}")
+        if self.axis % nd != nd - 1:
+            _unsupported(
+                f"LayerNormalization(axis={self.axis}) (fastconv normalises over the last axis only)"
+            )
+        d = input_shape[-1]
+        self.gamma = self._add_weight("gamma", (d,), self.gamma_initializer) if self.scale else None
+        self.beta = self._add_weight("beta", (d,), self.beta_initializer) if self.center else None
+        self._ones, self._zeros = np.ones(d, dtype=self.dtype), np.zeros(d, dtype=self.dtype)
+        self._axes = {-1: d}
+
+    def _want_t(self, i, ndim, have):
+        return False
+
+    def _out_t(self, wants, out_shape):
+        return False
+
+    def _fwd1(self, x, ctx, training, logits):
+        gamma = self.gamma._data if self.scale else self._ones
+        out, mean, rstd = ops.layernorm_forward(
+            x, gamma, self.beta._data if self.center else self._zeros, eps=self.epsilon
+        )
+        ctx.update(x=x, gamma=gamma, mean=mean, rstd=rstd)
+        return out
+
+    def _bwd1(self, dout, ctx, need_dx):
+        dx, dgamma, dbeta = ops.layernorm_backward(ctx["x"], ctx["gamma"], ctx["mean"], ctx["rstd"], dout)
+        if self.trainable:
+            if self.scale:
+                self.gamma._accumulate(dgamma)
+            if self.center:
+                self.beta._accumulate(dbeta)
+        return dx if need_dx else None
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "axis": self.axis,
+            "epsilon": self.epsilon,
+            "center": self.center,
+            "scale": self.scale,
+            "beta_initializer": _initializers.serialize(self.beta_initializer),
+            "gamma_initializer": _initializers.serialize(self.gamma_initializer),
+        }
+
+
+class _AttentionWeights:
+    """The 8 Keras-shaped weights of a multi-head attention, stored as the 2-D matrices and flat biases of
+    ``time_layers.MultiHeadAttention`` (a reshape of the same values: Keras' query kernel (D, heads, key_dim)
+    is the (D, heads * key_dim) matrix row for row)."""
+
+    @staticmethod
+    def add(layer, prefix, dq, dk, dv, dout, heads, kd, vd, use_bias, kinit, binit):
+        out = []
+        for name, d, e in (("query", dq, kd), ("key", dk, kd), ("value", dv, vd)):
+            out.append(
+                layer._add_weight(
+                    f"{prefix}{name}/kernel",
+                    (d, heads, e),
+                    kinit,
+                    to_keras=lambda a, s=(d, heads, e): a.reshape(s),
+                    from_keras=lambda a, s=(d, heads * e): a.reshape(s),
+                )
+            )
+            out.append(
+                layer._add_weight(
+                    f"{prefix}{name}/bias",
+                    (heads, e),
+                    binit,
+                    to_keras=lambda a, s=(heads, e): a.reshape(s),
+                    from_keras=lambda a: a.reshape(-1),
+                )
+                if use_bias
+                else None
+            )
+        out.append(
+            layer._add_weight(
+                f"{prefix}attention_output/kernel",
+                (heads, vd, dout),
+                kinit,
+                to_keras=lambda a, s=(heads, vd, dout): a.reshape(s),
+                from_keras=lambda a, s=(heads * vd, dout): a.reshape(s),
+            )
+        )
+        out.append(layer._add_weight(f"{prefix}attention_output/bias", (dout,), binit) if use_bias else None)
+        return out
+
+    @staticmethod
+    def arrays(variables, dtype):
+        """The kernel-layout arrays, zeros for the biases of a layer without them."""
+        kernels = [variables[i]._data for i in (0, 2, 4, 6)]
+        biases = [
+            v._data if v is not None else np.zeros(k.shape[1], dtype=dtype)
+            for v, k in zip(variables[1::2], kernels)
+        ]
+        return [a for pair in zip(kernels, biases) for a in pair]
+
+
+def _accumulate_grads(variables, grads, trainable) -> None:
+    """Hand a time layer's gradients (arrays it overwrites at its next backward: copied) to the variables."""
+    if trainable:
+        for v, g in zip(variables, grads):
+            if v is not None:
+                v._accumulate(g.copy())
+
+
+class MultiHeadAttention(Layer):
+    """``MultiHeadAttention(num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True, output_shape=None,
+    ...)``, called as ``mha(query, value, key=None, training=None)`` on (N, T, D) sequences.
+
+    Keras' weights and order ([query, key, value, attention_output] x [kernel, bias], kernels (D, heads, dim),
+    the output kernel (heads, value_dim, D_out)), so ``get_weights`` / ``set_weights`` interchange with Keras.
+    The computation is ``time_layers.MultiHeadAttention``: projections by ``ops.affine_*``, every head's
+    softmax(q k^T / sqrt(key_dim)) v by ``ops.sdpa_*``, ``dropout`` on the attention weights in training.
+    Masks, ``attention_axes`` and ``return_attention_scores`` are not supported.
+    """
+
+    _n_inputs = None
+
+    def __init__(
+        self,
+        num_heads,
+        key_dim,
+        value_dim=None,
+        dropout=0.0,
+        use_bias=True,
+        output_shape=None,
+        attention_axes=None,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_heads = _positive(num_heads, "num_heads")
+        self.key_dim = _positive(key_dim, "key_dim")
+        self.value_dim = self.key_dim if value_dim is None else _positive(value_dim, "value_dim")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ValueError(
+                f"Invalid value received for argument `dropout`: {dropout!r}; expected a float in [0, 1)"
+            )
+        self.dropout = float(dropout)
+        self.use_bias = bool(use_bias)
+        if isinstance(output_shape, (list, tuple)) and len(output_shape) == 1:
+            output_shape = output_shape[0]
+        self.output_shape_ = None if output_shape is None else _positive(output_shape, "output_shape")
+        if attention_axes is not None:
+            _unsupported("MultiHeadAttention(attention_axes=...) (attention over the sequence axis only)")
+        self.kernel_initializer = _initializers.get(kernel_initializer)
+        self.bias_initializer = _initializers.get(bias_initializer)
+        _reject(
+            "MultiHeadAttention",
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint,
+        )
+        self.seed = seed
+
+    def __call__(
+        self,
+        query,
+        value=None,
+        key=None,
+        query_mask=None,
+        value_mask=None,
+        key_mask=None,
+        attention_mask=None,
+        return_attention_scores=False,
+        training=None,
+        use_causal_mask=False,
+    ):
+        for name, v in (
+            ("query_mask", query_mask),
+            ("value_mask", value_mask),
+            ("key_mask", key_mask),
+            ("attention_mask", attention_mask),
+        ):
+            if v is not None:
+                _unsupported(f"MultiHeadAttention({name}=...)")
+        if return_attention_scores or use_causal_mask:
+            _unsupported("MultiHeadAttention(return_attention_scores / use_causal_mask)")
+        if value is None and isinstance(query, (list, tuple)) and len(query) == 3:
+            query, value, key = query  # the node's inputs as a loaded model passes them: [query, value, key]
+        if value is None:
+            raise ValueError(
+                f'Layer "{self.name}" is called as mha(query, value, key=None): `value` is missing'
+            )
+        return super().__call__([query, value, value if key is None else key], training=training)
+
+    def build(self, input_shape):
+        q, v, k = (tuple(s) for s in input_shape)
+        for name, s in (("query", q), ("value", v), ("key", k)):
+            if len(s) != 3 or s[-1] is None:
+                raise ValueError(
+                    f'Layer "{self.name}": {name} must be (batch, steps, features), got {_fmt_shape(s)}'
+                )
+        self._vars = _AttentionWeights.add(
+            self,
+            "",
+            q[-1],
+            k[-1],
+            v[-1],
+            self.output_shape_ or q[-1],
+            self.num_heads,
+            self.key_dim,
+            self.value_dim,
+            self.use_bias,
+            self.kernel_initializer,
+            self.bias_initializer,
+        )
+        self._mha = time_layers.MultiHeadAttention(
+            *_AttentionWeights.arrays(self._vars, self.dtype), num_heads=self.num_heads, dropout=self.dropout
+        )
+
+    def compute_output_shape(self, input_shape):
+        q = tuple(input_shape[0])
+        return (*q[:-1], self.output_shape_ or q[-1])
+
+    def _want_t(self, i, ndim, have):
+        return False
+
+    def _out_t(self, wants, out_shape):
+        return False
+
+    def _forward(self, xs, ctx, training, logits):
+        self._mha.train_flg = bool(training)
+        q, v, k = xs
+        out = self._mha.forward(q, k, v)
+        ctx["cache"] = self._mha._cache  # a layer called at several nodes keeps each node's
+        return out
+
+    def _backward(self, dout, ctx, need):
+        self._mha._cache = ctx["cache"]
+        dq, dk, dv = self._mha.backward(dout)
+        _accumulate_grads(self._vars, self._mha.grads, self.trainable)
+        return [d if n else None for d, n in zip((dq, dv, dk), need)]
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_heads": self.num_heads,
+            "key_dim": self.key_dim,
+            "value_dim": self.value_dim,
+            "dropout": self.dropout,
+            "use_bias": self.use_bias,
+            "output_shape": self.output_shape_,
+            "kernel_initializer": _initializers.serialize(self.kernel_initializer),
+            "bias_initializer": _initializers.serialize(self.bias_initializer),
+            "seed": self.seed,
+        }
+
+
+class TransformerEncoder(Layer):
+    """``TransformerEncoder(intermediate_dim=2048, num_heads=8, dropout=0.1, activation='relu',
+    layer_norm_epsilon=1e-5, normalize_first=False)``: the encoder layer of the PyTorch tutorial,
+    ``torch.nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, activation='relu',
+    layer_norm_eps, batch_first=True, norm_first)``, on (N, T, d_model) sequences (d_model from the input).
+
+    Self-attention (key_dim = d_model / num_heads), dropout, add & norm, then Linear(intermediate_dim), ReLU,
+    dropout, Linear(d_model), dropout, add & norm (keras_hub's argument names; torch's defaults and its
+    dropout after the ReLU). The computation is ``time_layers.TransformerEncoderLayer``. Weights: the
+    attention's 8 as ``MultiHeadAttention``'s, then the two feed-forward kernels (in, out) and biases, then
+    gamma and beta of the two layer norms.
+    """
+
+    def __init__(
+        self,
+        intermediate_dim=2048,
+        num_heads=8,
+        dropout=0.1,
+        activation="relu",
+        layer_norm_epsilon=1e-5,
+        normalize_first=False,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.intermediate_dim = _positive(intermediate_dim, "intermediate_dim")
+        self.num_heads = _positive(num_heads, "num_heads")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ValueError(
+                f"Invalid value received for argument `dropout`: {dropout!r}; expected a float in [0, 1)"
+            )
+        self.dropout = float(dropout)
+        _only("TransformerEncoder", "activation", activation, ("relu",))
+        self.activation = activation
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        if not self.layer_norm_epsilon > 0:
+            raise ValueError(
+                f"Invalid value received for argument `layer_norm_epsilon`: {layer_norm_epsilon}; "
+                "expected a float > 0"
+            )
+        self.normalize_first = bool(normalize_first)
+        self.kernel_initializer = _initializers.get(kernel_initializer)
+        self.bias_initializer = _initializers.get(bias_initializer)
+        self._ndim = 3
+
+    def build(self, input_shape):
+        d = input_shape[-1]
+        if d is None or d % self.num_heads:
+            raise ValueError(
+                f'Layer "{self.name}": the feature size of the input ({d}) must be a multiple of '
+                f"num_heads={self.num_heads}"
+            )
+        h, ff = self.num_heads, self.intermediate_dim
+        self._vars = _AttentionWeights.add(
+            self,
+            "self_attention/",
+            d,
+            d,
+            d,
+            d,
+            h,
+            d // h,
+            d // h,
+            True,
+            self.kernel_initializer,
+            self.bias_initializer,
+        )
+        self._vars += [
+            self._add_weight("feedforward_intermediate/kernel", (d, ff), self.kernel_initializer),
+            self._add_weight("feedforward_intermediate/bias", (ff,), self.bias_initializer),
+            self._add_weight("feedforward_output/kernel", (ff, d), self.kernel_initializer),
+            self._add_weight("feedforward_output/bias", (d,), self.bias_initializer),
+        ]
+        for name in ("self_attention_layer_norm", "feedforward_layer_norm"):
+            self._vars += [
+                self._add_weight(f"{name}/gamma", (d,), "ones"),
+                self._add_weight(f"{name}/beta", (d,), "zeros"),
+            ]
+        arrays = [v._data for v in self._vars]
+        self._block = time_layers.TransformerEncoderLayer(
+            arrays[:8],
+            *arrays[8:],
+            nhead=h,
+            dropout=self.dropout,
+            layer_norm_eps=self.layer_norm_epsilon,
+            norm_first=self.normalize_first,
+        )
+        self._axes = {-1: d}
+
+    def _want_t(self, i, ndim, have):
+        return False
+
+    def _out_t(self, wants, out_shape):
+        return False
+
+    def _fwd1(self, x, ctx, training, logits):
+        self._block.train_flg = bool(training)
+        return self._block.forward(x)
+
+    def _bwd1(self, dout, ctx, need_dx):
+        dx = self._block.backward(dout)
+        _accumulate_grads(self._vars, self._block.grads, self.trainable)
+        return dx if need_dx else None
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "intermediate_dim": self.intermediate_dim,
+            "num_heads": self.num_heads,
+            "dropout": self.dropout,
+            "activation": self.activation,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+            "normalize_first": self.normalize_first,
+            "kernel_initializer": _initializers.serialize(self.kernel_initializer),
+            "bias_initializer": _initializers.serialize(self.bias_initializer),
+        }
+
+
+LAYERS.update(
+    {
+        cls.__name__: cls
+        for cls in (
+            Embedding,
+            SimpleRNN,
+            LSTM,
+            GRU,
+            LayerNormalization,
+            MultiHeadAttention,
+            TransformerEncoder,
+        )
+    }
+)

@@ -7,6 +7,6 @@ NumPy. It is the oracle every fastconv kernel and layer is tested against.
 Unlike the book's code, every function follows the input dtype and
 ``Pooling`` handles ``pad`` correctly.
 """
-from . import functions, util, layers, optimizer, time_layers, layernorm
+from . import functions, util, layers, optimizer, time_layers, layernorm, sdpa
 
-__all__ = ["functions", "util", "layers", "optimizer", "time_layers", "layernorm"]
+__all__ = ["functions", "util", "layers", "optimizer", "time_layers", "layernorm", "sdpa"]

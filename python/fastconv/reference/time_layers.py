@@ -189,6 +189,39 @@ def gru_backward(dhs, caches, Wx, Wh):
     return (dxs, dh0, *grads)
 
 
+def _gru_reset_after_step(x, h_prev, Wx, Wh, bx, bh):
+    H = h_prev.shape[1]
+    ax, u = x @ Wx + bx, h_prev @ Wh + bh  # the reset gate multiplies u, the recurrent product
+    z = sigmoid(ax[:, :H] + u[:, :H])
+    r = sigmoid(ax[:, H : 2 * H] + u[:, H : 2 * H])
+    hh = np.tanh(ax[:, 2 * H :] + r * u[:, 2 * H :])
+    return z * h_prev + (1 - z) * hh, (x, h_prev, z, r, hh, u[:, 2 * H :])
+
+
+def gru_reset_after_forward(xs, Wx, Wh, bx, bh, h0):
+    """Keras 3's GRU (``reset_after=True``), gate columns (z, r, h):
+    ``h_t = z h_{t-1} + (1 - z) tanh(x Wxh + bxh + r (h_{t-1} Whh + bhh))``; returns (hs, caches)."""
+    hs, _, caches = _run(_gru_reset_after_step, xs, [h0], Wx, Wh, bx, bh)
+    return hs, caches
+
+
+def gru_reset_after_backward(dhs, caches, Wx, Wh):
+    """Returns (dxs, dh0, dWx, dWh, dbx, dbh)."""
+    dh_next, dxs, grads = 0, [], [0, 0, 0, 0]
+    for t in reversed(range(dhs.shape[1])):
+        x, h_prev, z, r, hh, uh = caches[t]
+        dh = dhs[:, t, :] + dh_next
+        da_h = dh * (1 - z) * (1 - hh * hh)
+        da_z = dh * (h_prev - hh) * z * (1 - z)
+        da_r = da_h * uh * r * (1 - r)
+        da = np.concatenate([da_z, da_r, da_h], axis=1)  # of the input pre-activations
+        du = np.concatenate([da_z, da_r, da_h * r], axis=1)  # of h_prev @ Wh + bh
+        dh_next = dh * z + du @ Wh.T
+        dxs.append(da @ Wx.T)
+        grads = [g + s for g, s in zip(grads, (x.T @ da, h_prev.T @ du, da.sum(axis=0), du.sum(axis=0)))]
+    return (np.stack(dxs[::-1], axis=1), dh_next, *grads)
+
+
 # ============================================================================
 # layers with the sequel's interface
 # ============================================================================
