@@ -627,3 +627,29 @@ def _batches(x, t, batch_size, shuffle, replace, gen, drop_last):
     for i in range(0, stop, batch_size):
         idx = perm[i : i + batch_size]
         yield x[idx], t[idx]
+
+
+# ======================================================================================================
+# text: Debian's fortune files and the generated seq2seq tasks (the sequel's data; see fastconv._textdata)
+
+from ._textdata import (
+    addition_lines,
+    date_lines,
+    load_addition,
+    load_date,
+    load_fortunes,
+    load_fortunes_zh,
+    read_fortunes,
+    sequence_vocab,
+)
+
+__all__ += [
+    "addition_lines",
+    "date_lines",
+    "load_addition",
+    "load_date",
+    "load_fortunes",
+    "load_fortunes_zh",
+    "read_fortunes",
+    "sequence_vocab",
+]

@@ -28,8 +28,15 @@ from ._safeload import (
     read_pickle,
 )
 
-__all__ = ["save_params", "load_params", "safe_pickle_load", "ParamFileError", "ParamMismatchError",
-           "MAX_PARAM_BYTES"]
+__all__ = [
+    "MAX_PARAM_BYTES",
+    "ParamFileError",
+    "ParamMismatchError",
+    "load_params",
+    "safe_pickle_load",
+    "save_params",
+]
+__all__ += ["load_param_list", "save_param_list"]
 
 NPZ_SUFFIXES = (".npz",)
 PICKLE_SUFFIXES = (".pkl", ".pickle")
@@ -221,3 +228,80 @@ def load_params(path, *, expected=None, optional=(), max_bytes: int = MAX_PARAM_
         f"path: unknown parameter file type {path!r}; expected one of "
         f"{', '.join(NPZ_SUFFIXES + PICKLE_SUFFIXES)}"
     )
+
+
+# ======================================================================================================
+# parameter lists (the book sequel's BaseModel.save_params: a pickled list of float16 arrays)
+
+_LIST_KEY = "p{:04d}"  # .npz member names of save_param_list, in list order
+
+
+def save_param_list(params, path, dtype=None) -> None:
+    """Write a list of arrays (a sequel model's ``params``) to ``path`` as ``.npz``, atomically.
+
+    Parameters
+    ----------
+    params : sequence of ndarray
+    path : str or os.PathLike
+    dtype : numpy dtype, optional
+        Cast every array to it first (the sequel saves ``float16``).
+    """
+    if isinstance(params, (Mapping, str, bytes)) or not hasattr(params, "__len__"):
+        raise TypeError(f"params: expected a list of ndarrays, got {type(params).__name__}")
+    arrays = {_LIST_KEY.format(i): (p if dtype is None else np.asarray(p).astype(dtype))
+              for i, p in enumerate(params)}
+    save_params(arrays, path)
+
+
+def load_param_list(path, like=None, *, max_bytes: int = MAX_PARAM_BYTES) -> list:
+    """Read a list of arrays: the sequel's ``save_params`` pickle (``.pkl``, a list of float16 arrays) read
+    as data by :func:`safe_pickle_load` (no code runs), or the ``.npz`` of :func:`save_param_list`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    like : sequence of ndarray, optional
+        The model's parameters: the file must hold as many arrays, of the same shapes; each array is
+        returned cast to the dtype of its counterpart (the sequel casts to float32).
+
+    Returns
+    -------
+    list of ndarray
+
+    Raises
+    ------
+    ParamFileError
+        Malformed or hostile file, or not a list of numeric arrays (:class:`ParamMismatchError` when the
+        count or a shape differs from ``like``); the message starts with the path.
+    """
+    path = _check_path(path)
+    if path.lower().endswith(NPZ_SUFFIXES) or _is_zip(path):
+        data = read_npz(path, None, (), max_bytes)
+        keys = [_LIST_KEY.format(i) for i in range(len(data))]
+        if sorted(data) != keys:
+            raise ParamFileError(f"{path}: expected members {keys[:3]}... written by save_param_list, got "
+                                 f"{sorted(data)[:5]}")
+        arrays = [data[k] for k in keys]
+    elif path.lower().endswith(PICKLE_SUFFIXES):
+        with open(path, "rb") as f:
+            obj = safe_pickle_load(f, max_bytes)
+        if not isinstance(obj, (list, tuple)):
+            raise ParamFileError(f"{path}: expected a pickled list of arrays, got {type(obj).__name__}")
+        arrays = list(_check_params({str(i): v for i, v in enumerate(obj)}, path).values())
+    else:
+        raise ValueError(f"path: unknown parameter file type {path!r}; expected one of "
+                         f"{', '.join(NPZ_SUFFIXES + PICKLE_SUFFIXES)}")
+    for i, a in enumerate(arrays):
+        if a.dtype.kind not in "fiu":
+            raise ParamFileError(f"{path}: array {i} has dtype {a.dtype}, expected a real number type")
+    if like is None:
+        return arrays
+    like = list(like)
+    if len(arrays) != len(like):
+        raise ParamMismatchError(f"{path}: holds {len(arrays)} arrays, the model has {len(like)} parameters")
+    out = []
+    for i, (a, p) in enumerate(zip(arrays, like)):
+        if a.shape != p.shape:
+            raise ParamMismatchError(f"{path}: array {i} has shape {a.shape}, expected {p.shape}")
+        out.append(np.require(a, dtype=p.dtype, requirements=["C", "W"]))
+    return out

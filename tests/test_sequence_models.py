@@ -1,0 +1,188 @@
+"""fastconv.models.sequence (the sequel's BetterRnnlm, Seq2seq / PeekySeq2seq and an RNN classifier on
+fastconv.time_layers) and fastconv.io's parameter lists: numerical gradients of each model in float64, the
+tied weight's gradient, and the sequel's ``BaseModel.save_params`` files (pickled lists of float16 arrays) read
+through the safe reader into a model; hostile or mismatched files are refused.
+"""
+
+import pickle
+
+import numpy as np
+import pytest
+from fastconv import io as fio
+from fastconv.models.sequence import (
+    BetterRnnlm,
+    PeekySeq2seq,
+    RnnClassifier,
+    Seq2seq,
+    clip_grads,
+    unique_params,
+)
+
+# ======================================================================================================
+# helpers
+
+
+def numerical_check(model, loss, n_per_param=4, eps=1e-6, seed=0):
+    """Central differences at a few elements of each unique parameter against the model's gradient."""
+    loss()
+    model.backward()
+    params, grads = unique_params(model.params, model.grads)
+    grads = [g.copy() for g in grads]
+    rng = np.random.default_rng(seed)
+    for k, (p, g) in enumerate(zip(params, grads)):
+        for _ in range(n_per_param):
+            idx = tuple(int(rng.integers(s)) for s in p.shape)
+            old = p[idx]
+            p[idx] = old + eps
+            up = loss()
+            p[idx] = old - eps
+            down = loss()
+            p[idx] = old
+            num = (up - down) / (2 * eps)
+            assert abs(num - g[idx]) <= 1e-6 + 1e-5 * abs(num), f"param {k} {p.shape} at {idx}: {num} vs {g[idx]}"
+
+
+# ======================================================================================================
+# gradients
+
+
+def test_better_rnnlm_gradients_float64():
+    rng = np.random.default_rng(1)
+    model = BetterRnnlm(11, 6, 6, 0.0, rng=rng, dtype=np.float64)
+    for p in model.params[1:]:  # non-zero biases so that every term is exercised
+        p[...] += rng.standard_normal(p.shape) * 0.1
+    xs, ts = rng.integers(0, 11, (3, 5)), rng.integers(0, 11, (3, 5))
+
+    def loss():
+        model.reset_state()
+        return float(model.forward(xs, ts))
+
+    assert len(model.params) == 9 and np.shares_memory(model.params[0], model.params[7])
+    numerical_check(model, loss)
+
+
+@pytest.mark.parametrize("cls", [Seq2seq, PeekySeq2seq])
+def test_seq2seq_gradients_float64(cls):
+    rng = np.random.default_rng(2)
+    model = cls(13, 4, 5, rng=rng, dtype=np.float64)
+    for p in model.params:
+        p[...] += rng.standard_normal(p.shape) * 0.1
+    xs, ts = rng.integers(0, 13, (3, 7)), rng.integers(0, 13, (3, 5))
+    numerical_check(model, lambda: float(model.forward(xs, ts)))
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_classifier_gradients_float64(cell):
+    rng = np.random.default_rng(3)
+    model = RnnClassifier(17, 4, 5, 3, cell, rng=rng, dtype=np.float64)
+    xs, t = rng.integers(0, 17, (4, 6)), rng.integers(0, 3, 4)
+    numerical_check(model, lambda: float(model.forward(xs, t)))
+
+
+def test_unique_params_adds_the_tied_gradient():
+    model = BetterRnnlm(7, 3, 3, 0.0, rng=np.random.default_rng(0), dtype=np.float64)
+    model.reset_state()
+    model.forward(np.zeros((2, 3), dtype=np.int64), np.ones((2, 3), dtype=np.int64))
+    model.backward()
+    embed_grad, affine_grad = model.grads[0].copy(), model.grads[7].copy()
+    params, grads = unique_params(model.params, model.grads)
+    assert len(params) == 8 and params[0] is model.params[0] and params[7] is model.params[8]
+    np.testing.assert_allclose(grads[0], embed_grad + affine_grad.T)
+
+
+def test_clip_grads_scales_to_the_norm():
+    grads = [np.full(4, 3.0), np.full((2, 2), 4.0)]
+    norm = clip_grads(grads, 1.0)
+    assert norm == pytest.approx(10.0)
+    assert np.sqrt(sum(np.sum(g**2) for g in grads)) == pytest.approx(1.0, rel=1e-6)
+
+
+def test_peeky_generate_matches_argmax_of_forward():
+    rng = np.random.default_rng(4)
+    model = PeekySeq2seq(9, 4, 6, rng=rng, dtype=np.float64)
+    for p in model.params:
+        p[...] += rng.standard_normal(p.shape)
+    xs = rng.integers(0, 9, (5, 4))
+    out = model.generate(xs, 2, 3)
+    # teacher-forcing the greedy output reproduces it
+    ts = np.concatenate((np.full((5, 1), 2), out), axis=1)
+    h = model.encoder.forward(xs)
+    scores = model.decoder.forward(ts[:, :-1], h)
+    np.testing.assert_array_equal(scores.argmax(axis=2), out)
+
+
+# ======================================================================================================
+# the sequel's save_params files
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, pickle.DEFAULT_PROTOCOL, pickle.HIGHEST_PROTOCOL])
+def test_sequel_pickle_loads_into_better_rnnlm(tmp_path, protocol):
+    src = BetterRnnlm(13, 8, 8, rng=np.random.default_rng(5))
+    path = tmp_path / "BetterRnnlm.pkl"
+    with open(path, "wb") as f:  # what the sequel's BaseModel.save_params writes
+        pickle.dump([p.astype(np.float16) for p in src.params], f, protocol=protocol)
+    dst = BetterRnnlm(13, 8, 8, rng=np.random.default_rng(6))
+    ids = [id(p) for p in dst.params]
+    dst.load_params(str(path))
+    assert [id(p) for p in dst.params] == ids  # loaded in place, as the sequel's load_params
+    for a, b in zip(src.params, dst.params):
+        assert b.dtype == np.float32
+        np.testing.assert_array_equal(b, a.astype(np.float16).astype(np.float32))
+    assert np.shares_memory(dst.params[0], dst.params[7])
+    # the loaded model computes what the saved one computes with its weights rounded to float16
+    for p in src.params:
+        p[...] = p.astype(np.float16)
+    xs, ts = np.arange(6).reshape(2, 3), np.arange(1, 7).reshape(2, 3)
+    src.reset_state()
+    np.testing.assert_allclose(float(dst.forward(xs, ts, train_flg=False)),
+                               float(src.forward(xs, ts, train_flg=False)), rtol=1e-6)
+
+
+def test_save_param_list_roundtrip(tmp_path):
+    src = PeekySeq2seq(10, 3, 4, rng=np.random.default_rng(7))
+    src.save_params(str(tmp_path / "p.npz"), dtype=np.float16)
+    dst = PeekySeq2seq(10, 3, 4, rng=np.random.default_rng(8))
+    dst.load_params(str(tmp_path / "p.npz"))
+    for a, b in zip(src.params, dst.params):
+        np.testing.assert_array_equal(b, a.astype(np.float16).astype(np.float32))
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned",))
+
+
+def test_hostile_pickle_is_refused(tmp_path):
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps([np.zeros(3, np.float16), _Evil()], protocol=2))
+    model = RnnClassifier(5, 2, 2, 2, rng=np.random.default_rng(0))
+    with pytest.raises(fio.ParamFileError, match="evil.pkl"):
+        model.load_params(str(path))
+
+
+@pytest.mark.parametrize(
+    "obj, msg",
+    [
+        ({"W": np.zeros(2)}, "expected a pickled list of arrays, got dict"),
+        ([np.zeros(2, np.float16)], "holds 1 arrays, the model has 6 parameters"),
+        (["text"] * 6, "is a str, expected an ndarray"),
+    ],
+)
+def test_mismatched_pickles_are_refused(tmp_path, obj, msg):
+    path = tmp_path / "m.pkl"
+    path.write_bytes(pickle.dumps(obj))
+    model = RnnClassifier(5, 2, 2, 2, rng=np.random.default_rng(0))
+    with pytest.raises((fio.ParamFileError, TypeError), match=msg):
+        model.load_params(str(path))
+
+
+def test_shape_mismatch_is_refused(tmp_path):
+    model = RnnClassifier(5, 2, 2, 2, rng=np.random.default_rng(0))
+    arrays = [p.astype(np.float16) for p in model.params]
+    arrays[1] = np.zeros((3, 3), np.float16)
+    path = tmp_path / "s.pkl"
+    path.write_bytes(pickle.dumps(arrays))
+    with pytest.raises(fio.ParamMismatchError, match=r"array 1 has shape \(3, 3\), expected \(2, 2\)"):
+        model.load_params(str(path))
