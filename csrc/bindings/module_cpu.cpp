@@ -18,6 +18,7 @@ void bind_embedding(py::module_& m);  // bindings/embedding.cpp
 void bind_time_loss(py::module_& m);  // bindings/time_loss.cpp
 void bind_attention(py::module_& m);  // bindings/attention.cpp
 void bind_layernorm(py::module_& m);  // bindings/layernorm.cpp
+void bind_half(py::module_& m);       // bindings/half.cpp
 }  // namespace fastconv::bind
 
 PYBIND11_MODULE(_cpu, m) {
@@ -89,4 +90,5 @@ PYBIND11_MODULE(_cpu, m) {
   bind::bind_time_loss(m);
   bind::bind_attention(m);
   bind::bind_layernorm(m);
+  bind::bind_half(m);
 }
