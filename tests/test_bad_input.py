@@ -5,6 +5,7 @@ naming the argument; odd memory layouts (non-contiguous, sliced, Fortran, read-o
 contiguous arrays.
 """
 
+import contextlib
 import re
 
 import numpy as np
@@ -71,15 +72,27 @@ DTYPE_SITES = {
 def test_bad_dtype(site, bad):
     f, name = DTYPE_SITES[site]
     a = np.arange(25).astype(bad)
+    if bad is np.float16 and site in HALF_SITES:
+        # these ops have float16 kernels (tests/test_half.py): the dtype is accepted (gemm then refuses the
+        # 1-D array's shape)
+        with contextlib.suppress(ValueError):
+            f(a)
+        return
     with pytest.raises(TypeError, match=rf"^{name}: dtype"):
         f(a)
+
+
+# The sites of DTYPE_SITES whose ops have float16 / bfloat16 kernels.
+HALF_SITES = {"gemm.a", "gemm.b", "relu", "Relu", "sigmoid", "Affine.x", "Affine.W", "conv.x", "conv.W", "conv.b",
+              "conv_backward.dout", "Convolution", "Pooling", "AvgPooling", "softmax", "SoftmaxWithLoss.x", "Dropout",
+              "Dropout.infer", "maxpool_backward.dout"}
 
 
 def test_dtype_hints():
     with pytest.raises(TypeError, match=r"astype\(np.float32\)"):
         ops.relu_forward(np.arange(3))
-    with pytest.raises(TypeError, match="float16 kernels are not available"):
-        ops.relu_forward(np.zeros(3, np.float16))
+    with pytest.raises(TypeError, match="this op has no float16 kernels yet"):
+        ops.zeropad(np.zeros((1, 1, 2, 2), np.float16), 1)
 
 
 def test_none_and_ragged():

@@ -61,7 +61,13 @@ BAD_SHAPES = {"(2**40,)*4": (2**40, 2**40, 2**40, 2**40), "(0,3,6,6)": (0, 3, 6,
               "(2,3,-6,6)": (2, 3, -6, 6), "None": None, "'abc'": "abc"}
 
 calls = []   # (description, thunk)
+# ops with float16 kernels (tests/test_half.py): a float16 array is a valid argument there
+HAS_HALF = {"conv_forward", "conv_backward", "deconv_forward", "Convolution.forward", "Affine.forward", "gemm",
+            "Relu.forward", "Sigmoid.forward", "functions.sigmoid", "maxpool_forward", "avgpool_forward",
+            "maxpool_backward", "avgpool_backward", "Pooling.forward", "Dropout.forward", "softmax"}
 def add(desc, f):
+    if "=float16" in desc and desc.split()[0] in HAS_HALF:
+        return
     calls.append((desc, f))
 
 # conv / im2col / col2im / pooling: every array argument and every integer argument replaced

@@ -5,6 +5,9 @@
 
 namespace fastconv::bind {
 
-void bind_activation(py::module_& m) { FC_BIND_ACTIVATION(m, CpuBackend, cpu); }
+void bind_activation(py::module_& m) {
+  FC_BIND_ACTIVATION(m, CpuBackend, cpu);
+  FC_BIND_ACTIVATION_DEFS(m, CpuBackend, cpu, FC_DEF_HALVES_PTR);
+}
 
 }  // namespace fastconv::bind

@@ -62,33 +62,35 @@ void leaky_backward_py(typename B::Array dout, typename B::Array out, typename B
 }  // namespace fastconv::bind::activation
 
 // Registers every activation binding in module m for backend B with the kernels of namespace fastconv::NS.
-#define FC_BIND_ACTIVATION(m, B, NS)                                                                                 \
+#define FC_BIND_ACTIVATION(m, B, NS) FC_BIND_ACTIVATION_DEFS(m, B, NS, FC_DEF_FLOATS_PTR)
+// The same for the dtypes a registration macro DEF iterates over (FC_DEF_HALVES_PTR: f16, bf16 on the CPU).
+#define FC_BIND_ACTIVATION_DEFS(m, B, NS, DEF)                                                                       \
   do {                                                                                                               \
     using namespace ::fastconv::bind::activation;                                                                   \
-    FC_DEF_FLOATS_PTR(m, "relu_forward", (&forward_py<B, T_, ::fastconv::NS::relu_forward<T_>>),                   \
+    DEF(m, "relu_forward", (&forward_py<B, T_, ::fastconv::NS::relu_forward<T_>>),                   \
                       "ReLU: out = (x <= 0) ? 0 : x on 1-D arrays of length n. Overwrites out.", py::arg("x"),       \
                       py::arg("out"));                                                                               \
-    FC_DEF_FLOATS_PTR(m, "relu_backward", (&backward_py<B, T_, ::fastconv::NS::relu_backward<T_>>),                \
+    DEF(m, "relu_backward", (&backward_py<B, T_, ::fastconv::NS::relu_backward<T_>>),                \
                       "ReLU backward: dx = (out <= 0) ? 0 : dout, out being the forward output. Overwrites dx.",     \
                       py::arg("dout"), py::arg("out"), py::arg("dx"));                                               \
-    FC_DEF_FLOATS_PTR(m, "sigmoid_forward", (&forward_py<B, T_, ::fastconv::NS::sigmoid_forward<T_>>),             \
+    DEF(m, "sigmoid_forward", (&forward_py<B, T_, ::fastconv::NS::sigmoid_forward<T_>>),             \
                       "Sigmoid, overflow-free piecewise form: out = 1/(1+exp(-x)) for x >= 0, exp(x)/(1+exp(x)) "   \
                       "below. Overwrites out.",                                                                      \
                       py::arg("x"), py::arg("out"));                                                                 \
-    FC_DEF_FLOATS_PTR(m, "sigmoid_backward", (&backward_py<B, T_, ::fastconv::NS::sigmoid_backward<T_>>),          \
+    DEF(m, "sigmoid_backward", (&backward_py<B, T_, ::fastconv::NS::sigmoid_backward<T_>>),          \
                       "Sigmoid backward: dx = (dout * (1 - out)) * out. Overwrites dx.", py::arg("dout"),           \
                       py::arg("out"), py::arg("dx"));                                                                \
-    FC_DEF_FLOATS_PTR(m, "leaky_relu_forward", (&leaky_forward_py<B, T_, ::fastconv::NS::leaky_relu_forward<T_>>), \
+    DEF(m, "leaky_relu_forward", (&leaky_forward_py<B, T_, ::fastconv::NS::leaky_relu_forward<T_>>), \
                       "Leaky ReLU: out = (x <= 0) ? alpha * x : x, alpha >= 0. Overwrites out.", py::arg("x"),       \
                       py::arg("out"), py::arg("alpha"));                                                             \
-    FC_DEF_FLOATS_PTR(m, "leaky_relu_backward",                                                                      \
+    DEF(m, "leaky_relu_backward",                                                                      \
                       (&leaky_backward_py<B, T_, ::fastconv::NS::leaky_relu_backward<T_>>),                         \
                       "Leaky ReLU backward: dx = (out <= 0) ? alpha * dout : dout, out being the forward output. "  \
                       "Overwrites dx.",                                                                              \
                       py::arg("dout"), py::arg("out"), py::arg("dx"), py::arg("alpha"));                             \
-    FC_DEF_FLOATS_PTR(m, "tanh_forward", (&forward_py<B, T_, ::fastconv::NS::tanh_forward<T_>>),                   \
+    DEF(m, "tanh_forward", (&forward_py<B, T_, ::fastconv::NS::tanh_forward<T_>>),                   \
                       "out = tanh(x). Overwrites out.", py::arg("x"), py::arg("out"));                               \
-    FC_DEF_FLOATS_PTR(m, "tanh_backward", (&backward_py<B, T_, ::fastconv::NS::tanh_backward<T_>>),                \
+    DEF(m, "tanh_backward", (&backward_py<B, T_, ::fastconv::NS::tanh_backward<T_>>),                \
                       "Tanh backward: dx = dout * (1 - out * out), out being the forward output. Overwrites dx.",    \
                       py::arg("dout"), py::arg("out"), py::arg("dx"));                                               \
   } while (0)

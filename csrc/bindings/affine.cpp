@@ -34,6 +34,11 @@ void bind_affine(py::module_& m) {
                 py::arg("b"), py::arg("out"));
   FC_DEF_FLOATS(m, "affine_backward", affine_backward_py, "dx = dout @ W.T, dW = x.T @ dout, db = dout.sum(0).",
                 py::arg("x"), py::arg("W"), py::arg("dout"), py::arg("dx"), py::arg("dW"), py::arg("db"));
+  FC_DEF_HALVES(m, "affine_forward", affine_forward_py, "out = x @ W + b (float32 accumulation, one rounding).",
+                py::arg("x"), py::arg("W"), py::arg("b"), py::arg("out"));
+  FC_DEF_HALVES(m, "affine_backward", affine_backward_py,
+                "dx = dout @ W.T, dW = x.T @ dout, db = dout.sum(0) (float32 accumulation, one rounding each).",
+                py::arg("x"), py::arg("W"), py::arg("dout"), py::arg("dx"), py::arg("dW"), py::arg("db"));
 }
 
 }  // namespace fastconv::bind

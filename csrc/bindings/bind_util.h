@@ -10,6 +10,7 @@
 #include <initializer_list>
 #include <sstream>
 #include <string>
+#include <type_traits>
 
 #include "common/check.h"
 #include "common/dtype.h"
@@ -36,12 +37,25 @@ inline std::string shape_str(std::initializer_list<std::int64_t> s) {
   return os.str();
 }
 
+// The NumPy dtype of T: float16 for f16, ml_dtypes.bfloat16 for bf16 (ml_dtypes imported on first use only).
+template <typename T>
+inline py::dtype dtype_of() {
+  if constexpr (std::is_same_v<T, f16>) {
+    return py::dtype("float16");
+  } else if constexpr (std::is_same_v<T, bf16>) {
+    return py::dtype::from_args(py::module_::import("ml_dtypes").attr("bfloat16"));
+  } else {
+    return py::dtype::of<T>();
+  }
+}
+
 template <typename T>
 inline void check_array(const py::array& a, const char* name, std::initializer_list<std::int64_t> shape,
                         bool writeable) {
-  if (!a.dtype().equal(py::dtype::of<T>()))  // equal, not is: pickled or aliased dtypes; byte-swapped ones differ
+  const py::dtype want = dtype_of<T>();
+  if (!a.dtype().equal(want))  // equal, not is: pickled or aliased dtypes; byte-swapped ones differ
     throw py::type_error(std::string(name) + ": dtype " + std::string(py::str(a.dtype())) + ", expected " +
-                         std::string(py::str(py::dtype::of<T>())));
+                         std::string(py::str(want)));
   bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
   if (ok) {
     py::ssize_t i = 0;
@@ -114,6 +128,15 @@ inline Matrix matrix_dims(const py::array& a, const char* name, const char* cols
     (m).def((std::string(name) + "_" + ::fastconv::dtype_suffix<T_>::value).c_str(), ptr, doc,        \
             __VA_ARGS__);                                                                             \
   })
+
+// The same for the 16-bit storage types of FC_HALF_TYPES (name_f16, name_bf16), for the ops that have them.
+#define FC_DEF_HALVES_PTR(m, name, ptr, doc, ...)                                                     \
+  ::fastconv::for_each_half([&](auto tag) {                                                           \
+    using T_ = typename decltype(tag)::type;                                                          \
+    (m).def((std::string(name) + "_" + ::fastconv::dtype_suffix<T_>::value).c_str(), ptr, doc,        \
+            __VA_ARGS__);                                                                             \
+  })
+#define FC_DEF_HALVES(m, name, fn, doc, ...) FC_DEF_HALVES_PTR(m, name, &fn<T_>, doc, __VA_ARGS__)
 
 void bind_gemm(py::module_& m);
 void bind_im2col(py::module_& m);

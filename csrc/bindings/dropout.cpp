@@ -41,6 +41,10 @@ void bind_dropout(py::module_& m) {
                 py::arg("x"), py::arg("out"), py::arg("mask"), py::arg("ratio"), py::arg("seed"));
   FC_DEF_FLOATS(m, "dropout_backward", dropout_backward_py, "Dropout backward: dx = dout * mask. Overwrites dx.",
                 py::arg("dout"), py::arg("mask"), py::arg("dx"));
+  FC_DEF_HALVES(m, "dropout_forward", dropout_forward_py, "dropout_forward for float16 / bfloat16 (same mask).",
+                py::arg("x"), py::arg("out"), py::arg("mask"), py::arg("ratio"), py::arg("seed"));
+  FC_DEF_HALVES(m, "dropout_backward", dropout_backward_py, "dropout_backward for float16 / bfloat16.",
+                py::arg("dout"), py::arg("mask"), py::arg("dx"));
 }
 
 }  // namespace fastconv::bind

@@ -1,4 +1,4 @@
-// bindings/gemm.cpp: gemm_{f32,f64}(a, b, out, trans_a, trans_b, alpha, beta).
+// bindings/gemm.cpp: gemm_{f32,f64,f16,bf16}(a, b, out, trans_a, trans_b, alpha, beta).
 #include "bindings/bind_util.h"
 #include "cpu/gemm/gemm.h"
 #include "cpu/threads.h"
@@ -20,13 +20,18 @@ void gemm_py(py::array a, py::array b, py::array out, bool trans_a, bool trans_b
   const std::int64_t rsa = trans_a ? 1 : a1, csa = trans_a ? a1 : 1;
   const std::int64_t rsb = trans_b ? 1 : b1, csb = trans_b ? b1 : 1;
   py::gil_scoped_release nogil;
-  cpu::gemm<T>(M, N, K, T(alpha), pa, rsa, csa, pb, rsb, csb, T(beta), pc, N, cpu::num_threads());
+  cpu::gemm<T>(M, N, K, compute_t<T>(alpha), pa, rsa, csa, pb, rsb, csb, compute_t<T>(beta), pc, N,
+                cpu::num_threads());
 }
 
 void bind_gemm(py::module_& m) {
   FC_DEF_FLOATS(m, "gemm", gemm_py,
                 "out = alpha * op(a) @ op(b) + beta * out, op = transpose when trans_* is set. C-contiguous 2-D "
                 "arrays of one dtype; out is (M, N).",
+                py::arg("a"), py::arg("b"), py::arg("out"), py::arg("trans_a") = false, py::arg("trans_b") = false,
+                py::arg("alpha") = 1.0, py::arg("beta") = 0.0);
+  FC_DEF_HALVES(m, "gemm", gemm_py,
+                "The same for float16 / bfloat16 arrays: float32 accumulation, one rounding per element of out.",
                 py::arg("a"), py::arg("b"), py::arg("out"), py::arg("trans_a") = false, py::arg("trans_b") = false,
                 py::arg("alpha") = 1.0, py::arg("beta") = 0.0);
 }

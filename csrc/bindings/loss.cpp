@@ -136,6 +136,19 @@ void bind_loss(py::module_& m) {
   FC_DEF_FLOATS(m, "softmax_ce_backward_dense", softmax_ce_backward_dense_py,
                 "dx = ((y - t) / N) * dout for y and dense targets t, both (N, K). Overwrites dx.", py::arg("y"),
                 py::arg("t"), py::arg("dx"), py::arg("dout"));
+  FC_DEF_HALVES(m, "softmax_forward", softmax_forward_py, "softmax_forward for float16 / bfloat16.", py::arg("x"),
+                py::arg("y"));
+  FC_DEF_HALVES(m, "softmax_ce_forward_labels", softmax_ce_forward_labels_py,
+                "softmax_ce_forward_labels for float16 / bfloat16 (float32 softmax, double loss).", py::arg("x"),
+                py::arg("t"), py::arg("y"));
+  FC_DEF_HALVES(m, "softmax_ce_forward_dense", softmax_ce_forward_dense_py,
+                "softmax_ce_forward_dense for float16 / bfloat16.", py::arg("x"), py::arg("t"), py::arg("y"));
+  FC_DEF_HALVES(m, "softmax_ce_backward_labels", softmax_ce_backward_labels_py,
+                "softmax_ce_backward_labels for float16 / bfloat16.", py::arg("y"), py::arg("t"), py::arg("dx"),
+                py::arg("dout"));
+  FC_DEF_HALVES(m, "softmax_ce_backward_dense", softmax_ce_backward_dense_py,
+                "softmax_ce_backward_dense for float16 / bfloat16.", py::arg("y"), py::arg("t"), py::arg("dx"),
+                py::arg("dout"));
   FC_DEF_FLOATS(m, "sigmoid_bce_forward", sigmoid_bce_forward_py,
                 "y = sigmoid(x) for logits x and targets t (1-D, length n); returns the mean over the n "
                 "values of max(x, 0) - x*t + log(1 + exp(-|x|)) (binary cross-entropy, double accumulation).",

@@ -19,6 +19,7 @@ void bind_time_loss(py::module_& m);  // bindings/time_loss.cpp
 void bind_attention(py::module_& m);  // bindings/attention.cpp
 void bind_layernorm(py::module_& m);  // bindings/layernorm.cpp
 void bind_sdpa(py::module_& m);       // bindings/sdpa.cpp
+void bind_half(py::module_& m);       // bindings/half.cpp
 }  // namespace fastconv::bind
 
 PYBIND11_MODULE(_cpu, m) {
@@ -91,4 +92,5 @@ PYBIND11_MODULE(_cpu, m) {
   bind::bind_attention(m);
   bind::bind_layernorm(m);
   bind::bind_sdpa(m);
+  bind::bind_half(m);
 }

@@ -94,6 +94,18 @@ void bind_pool(py::module_& m) {
                 "dout / (pool_h*pool_w).",
                 py::arg("dout"), py::arg("dx"), py::arg("pool_h"), py::arg("pool_w"), py::arg("stride"),
                 py::arg("pad"));
+  FC_DEF_HALVES(m, "maxpool_forward", maxpool_forward_py, "maxpool_forward for float16 / bfloat16.", py::arg("x"),
+                py::arg("out"), py::arg("argmax"), py::arg("pool_h"), py::arg("pool_w"), py::arg("stride"),
+                py::arg("pad"));
+  FC_DEF_HALVES(m, "maxpool_backward", maxpool_backward_py,
+                "maxpool_backward for float16 / bfloat16 (float32 sums, one rounding).", py::arg("dout"),
+                py::arg("argmax"), py::arg("dx"), py::arg("pool_h"), py::arg("pool_w"), py::arg("stride"),
+                py::arg("pad"));
+  FC_DEF_HALVES(m, "avgpool_forward", avgpool_forward_py, "avgpool_forward for float16 / bfloat16.", py::arg("x"),
+                py::arg("out"), py::arg("pool_h"), py::arg("pool_w"), py::arg("stride"), py::arg("pad"));
+  FC_DEF_HALVES(m, "avgpool_backward", avgpool_backward_py, "avgpool_backward for float16 / bfloat16.",
+                py::arg("dout"), py::arg("dx"), py::arg("pool_h"), py::arg("pool_w"), py::arg("stride"),
+                py::arg("pad"));
 }
 
 }  // namespace fastconv::bind

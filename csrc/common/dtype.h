@@ -3,9 +3,17 @@
 // <name>_<suffix> for each type through for_each_float (bindings/bind_util.h: FC_DEF_FLOATS), so a new dtype
 // (float16, bfloat16) joins this list and every op follows. The Python side lists the same suffixes in
 // fastconv/_backend.py (KERNEL_DTYPES).
+// The 16-bit storage types (common/half.h: f16, bf16; arithmetic in float32) are a list of their own,
+// FC_HALF_TYPES, because not every op has kernels for them yet: an op that does instantiates and registers
+// FC_HALF_TYPES as well (FC_DEF_HALVES_PTR), and fastconv/_checks.py accepts float16 / bfloat16 exactly for the
+// ops whose wrappers ask for it (floats(..., half=True)); the others refuse them with the usual one-line
+// TypeError. When every op has them, FC_HALF_TYPES joins FC_FLOAT_TYPES.
 #pragma once
 
+#include "common/half.h"
+
 #define FC_FLOAT_TYPES(X) X(float, f32) X(double, f64)
+#define FC_HALF_TYPES(X) X(::fastconv::f16, f16) X(::fastconv::bf16, bf16)
 
 namespace fastconv {
 
@@ -18,6 +26,7 @@ struct dtype_suffix;
     static constexpr const char* value = #S;    \
   };
 FC_FLOAT_TYPES(FC_DTYPE_SUFFIX_)
+FC_HALF_TYPES(FC_DTYPE_SUFFIX_)
 #undef FC_DTYPE_SUFFIX_
 
 template <typename T>
@@ -30,6 +39,14 @@ template <typename F>
 void for_each_float(F&& f) {
 #define FC_CALL_WITH_TAG_(T, S) f(type_tag<T>{});
   FC_FLOAT_TYPES(FC_CALL_WITH_TAG_)
+#undef FC_CALL_WITH_TAG_
+}
+
+// Calls f(type_tag<T>{}) for every T of FC_HALF_TYPES, in order.
+template <typename F>
+void for_each_half(F&& f) {
+#define FC_CALL_WITH_TAG_(T, S) f(type_tag<T>{});
+  FC_HALF_TYPES(FC_CALL_WITH_TAG_)
 #undef FC_CALL_WITH_TAG_
 }
 

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "common/dtype.h"
+#include "cpu/half_convert.h"
 #include "cpu/threads.h"
 
 namespace fastconv::cpu {
@@ -109,6 +110,81 @@ void tanh_backward(const T* dout, const T* out, T* dx, std::int64_t n) {
 #pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
   for (std::int64_t i = 0; i < n; ++i) dx[i] = tanh_grad(dout[i], out[i]);
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// f16 / bf16: load-convert-compute-store per block of kBlock values (two L1-resident float buffers per thread),
+// the float kernel on the block (its own parallel region is off below kParallelMin), one rounding on the store
+
+namespace {
+
+template <typename S, typename F>
+void half_unary(const S* x, S* out, std::int64_t n, F&& f) {
+  const std::int64_t blocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    const std::int64_t i0 = b * kBlock, w = std::min(kBlock, n - i0);
+    float xf[kBlock];
+    widen(x + i0, xf, w);
+    f(xf, xf, w);
+    narrow(xf, out + i0, w);
+  }
+}
+
+template <typename S, typename F>
+void half_binary(const S* dout, const S* out, S* dx, std::int64_t n, F&& f) {
+  const std::int64_t blocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    const std::int64_t i0 = b * kBlock, w = std::min(kBlock, n - i0);
+    float df[kBlock], of[kBlock];
+    widen(dout + i0, df, w);
+    widen(out + i0, of, w);
+    f(df, of, df, w);
+    narrow(df, dx + i0, w);
+  }
+}
+
+}  // namespace
+
+#define FC_ACTIVATION_HALF_(S, SUF)                                                                        \
+  template <>                                                                                              \
+  void relu_forward<S>(const S* x, S* out, std::int64_t n) {                                               \
+    half_unary(x, out, n, relu_forward<float>);                                                            \
+  }                                                                                                        \
+  template <>                                                                                              \
+  void relu_backward<S>(const S* dout, const S* out, S* dx, std::int64_t n) {                              \
+    half_binary(dout, out, dx, n, relu_backward<float>);                                                   \
+  }                                                                                                        \
+  template <>                                                                                              \
+  void sigmoid_forward<S>(const S* x, S* out, std::int64_t n) {                                            \
+    half_unary(x, out, n, sigmoid_forward<float>);                                                         \
+  }                                                                                                        \
+  template <>                                                                                              \
+  void sigmoid_backward<S>(const S* dout, const S* out, S* dx, std::int64_t n) {                           \
+    half_binary(dout, out, dx, n, sigmoid_backward<float>);                                                \
+  }                                                                                                        \
+  template <>                                                                                              \
+  void leaky_relu_forward<S>(const S* x, S* out, std::int64_t n, double alpha) {                           \
+    half_unary(x, out, n, [alpha](const float* a, float* o, std::int64_t w) {                              \
+      leaky_relu_forward<float>(a, o, w, alpha);                                                           \
+    });                                                                                                    \
+  }                                                                                                        \
+  template <>                                                                                              \
+  void leaky_relu_backward<S>(const S* dout, const S* out, S* dx, std::int64_t n, double alpha) {          \
+    half_binary(dout, out, dx, n, [alpha](const float* d, const float* o, float* r, std::int64_t w) {      \
+      leaky_relu_backward<float>(d, o, r, w, alpha);                                                       \
+    });                                                                                                    \
+  }                                                                                                        \
+  template <>                                                                                              \
+  void tanh_forward<S>(const S* x, S* out, std::int64_t n) {                                               \
+    half_unary(x, out, n, tanh_forward<float>);                                                            \
+  }                                                                                                        \
+  template <>                                                                                              \
+  void tanh_backward<S>(const S* dout, const S* out, S* dx, std::int64_t n) {                              \
+    half_binary(dout, out, dx, n, tanh_backward<float>);                                                   \
+  }
+FC_HALF_TYPES(FC_ACTIVATION_HALF_)
+#undef FC_ACTIVATION_HALF_
 
 // ---------------------------------------------------------------------------------------------------------------
 // explicit instantiations

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "common/activation_step.h"
+#include "common/dtype.h"
 
 namespace fastconv::cpu {
 
@@ -44,5 +45,19 @@ void tanh_forward(const T* x, T* out, std::int64_t n);
 // dx = dout * (1 - out * out)
 template <typename T>
 void tanh_backward(const T* dout, const T* out, T* dx, std::int64_t n);
+
+// f16 / bf16 (activation.cpp): blocks of values widened to float, the float kernel's formula, one rounding on the
+// store; the same results as the float32 kernel on the widened input, rounded.
+#define FC_ACTIVATION_HALF_DECL_(S, SUF)                                           \
+  template <> void relu_forward<S>(const S*, S*, std::int64_t);                    \
+  template <> void relu_backward<S>(const S*, const S*, S*, std::int64_t);         \
+  template <> void sigmoid_forward<S>(const S*, S*, std::int64_t);                 \
+  template <> void sigmoid_backward<S>(const S*, const S*, S*, std::int64_t);      \
+  template <> void leaky_relu_forward<S>(const S*, S*, std::int64_t, double);      \
+  template <> void leaky_relu_backward<S>(const S*, const S*, S*, std::int64_t, double); \
+  template <> void tanh_forward<S>(const S*, S*, std::int64_t);                    \
+  template <> void tanh_backward<S>(const S*, const S*, S*, std::int64_t);
+FC_HALF_TYPES(FC_ACTIVATION_HALF_DECL_)
+#undef FC_ACTIVATION_HALF_DECL_
 
 }  // namespace fastconv::cpu

@@ -2,6 +2,7 @@
 // transposed convolutions on the same kernels. x (N, C, H, W), w (FN, C, FH, FW), b (FN,) or null (no bias),
 // out/dout (N, FN, OH, OW); the geometry (strides, per-side padding, dilation) is g's.
 #pragma once
+#include "common/dtype.h"
 #include "common/shapes.h"
 #include "cpu/gemm/gemm.h"
 
@@ -65,6 +66,20 @@ void deconv_forward(const T* x, const T* w, const T* b, T* y, const ConvGeom& g,
 template <typename T>
 void deconv_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, const ConvGeom& g, index_t C_in,
                      int nthreads);
+
+// f16 / bf16 (conv_half.cpp): the float kernels above on per-image (forward) or per-slot (backward) float
+// copies, float32 accumulation, one rounding per stored value; dW and db summed over the slots in order.
+#define FC_CONV_HALF_DECL_(S, SUF)                                                                              \
+  template <>                                                                                                   \
+  void conv_forward_groups<S>(const S*, const S*, const S*, S*, const ConvGeom&, index_t, index_t, int, bool);  \
+  template <>                                                                                                   \
+  void conv_backward_groups<S>(const S*, const S*, const S*, S*, S*, S*, const ConvGeom&, index_t, index_t, int); \
+  template <>                                                                                                   \
+  void deconv_forward<S>(const S*, const S*, const S*, S*, const ConvGeom&, index_t, int);                      \
+  template <>                                                                                                   \
+  void deconv_backward<S>(const S*, const S*, const S*, S*, S*, S*, const ConvGeom&, index_t, int);
+FC_HALF_TYPES(FC_CONV_HALF_DECL_)
+#undef FC_CONV_HALF_DECL_
 
 // The weight gradient is summed image by image, in order, into min(N, CONV_GRAD_SLOTS) slots of consecutive
 // images (one partial dW per slot, scratch per thread: one image), and the slots are added in order: all

@@ -54,8 +54,9 @@ void dropout_forward(const T* x, T* out, std::uint8_t* mask, std::int64_t n, dou
     T* ob = out + i0;
 #pragma omp simd
     for (std::int64_t j = 0; j < w; ++j) {
-      const T f = keep_factor<T>(mb[j]), v = xb[j];
-      ob[j] = v * f;
+      // compute_t: float for f16 / bf16 (load-convert-multiply-store; exact, NaN * 0 stays NaN)
+      const compute_t<T> f = keep_factor<compute_t<T>>(mb[j]), v = to_compute(xb[j]);
+      ob[j] = from_compute<T>(v * f);
     }
   }
 }
@@ -66,8 +67,8 @@ void dropout_backward(const T* dout, const std::uint8_t* mask, T* dx, std::int64
   // and loading such a byte as a C++ bool would be undefined.
 #pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
   for (std::int64_t i = 0; i < n; ++i) {
-    const T f = keep_factor<T>(mask[i]), v = dout[i];
-    dx[i] = v * f;
+    const compute_t<T> f = keep_factor<compute_t<T>>(mask[i]), v = to_compute(dout[i]);
+    dx[i] = from_compute<T>(v * f);
   }
 }
 
@@ -78,6 +79,7 @@ void dropout_backward(const T* dout, const std::uint8_t* mask, T* dx, std::int64
   template void dropout_forward<T>(const T*, T*, std::uint8_t*, std::int64_t, double, std::uint64_t);      \
   template void dropout_backward<T>(const T*, const std::uint8_t*, T*, std::int64_t);
 FC_FLOAT_TYPES(FC_DROPOUT_INSTANTIATE)
+FC_HALF_TYPES(FC_DROPOUT_INSTANTIATE)
 #undef FC_DROPOUT_INSTANTIATE
 
 }  // namespace fastconv::cpu

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/dtype.h"
+#include "cpu/half_convert.h"
 #include "cpu/threads.h"
 
 namespace fastconv::cpu {
@@ -128,6 +129,86 @@ void softmax_ce_backward_dense(const T* y, const T* t, T* dx, std::int64_t N, st
 #pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (NK >= kParallelMin)
   for (std::int64_t i = 0; i < NK; ++i) dx[i] = ((y[i] - t[i]) / Nt) * d;
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// f16 / bf16: each row widened into a per-thread float buffer, the float formulas above, one rounding on the store.
+// The loss is taken from the float probabilities (before they are rounded), in double as for float32.
+
+namespace {
+
+template <typename S, typename F>
+void half_rows(std::int64_t N, std::int64_t K, F&& f) {
+#pragma omp parallel num_threads(num_threads()) if (N * K >= kParallelMin)
+  {
+    std::vector<float> a(static_cast<std::size_t>(K)), b(static_cast<std::size_t>(K));
+#pragma omp for schedule(static)
+    for (std::int64_t n = 0; n < N; ++n) f(n, a.data(), b.data());
+  }
+}
+
+}  // namespace
+
+#define FC_LOSS_HALF_(S, SUF)                                                                                   \
+  template <>                                                                                                   \
+  void softmax_forward<S>(const S* x, S* y, std::int64_t N, std::int64_t K) {                                   \
+    half_rows<S>(N, K, [&](std::int64_t n, float* a, float*) {                                                  \
+      widen(x + n * K, a, K);                                                                                   \
+      softmax_row(a, a, K);                                                                                     \
+      narrow(a, y + n * K, K);                                                                                  \
+    });                                                                                                         \
+  }                                                                                                             \
+  template <>                                                                                                   \
+  double softmax_ce_forward_labels<S>(const S* x, const std::int64_t* t, S* y, std::int64_t N, std::int64_t K) { \
+    std::vector<double> row(static_cast<std::size_t>(N));                                                       \
+    half_rows<S>(N, K, [&](std::int64_t n, float* a, float*) {                                                  \
+      widen(x + n * K, a, K);                                                                                   \
+      softmax_row(a, a, K);                                                                                     \
+      const std::int64_t lab = t[n];                                                                            \
+      row[n] = (lab >= 0 && lab < K) ? std::log(static_cast<double>(a[lab]) + kLogEps)                          \
+                                     : std::numeric_limits<double>::quiet_NaN();                                \
+      narrow(a, y + n * K, K);                                                                                  \
+    });                                                                                                         \
+    return mean_neg(row, N);                                                                                    \
+  }                                                                                                             \
+  template <>                                                                                                   \
+  double softmax_ce_forward_dense<S>(const S* x, const S* t, S* y, std::int64_t N, std::int64_t K) {            \
+    std::vector<double> row(static_cast<std::size_t>(N));                                                       \
+    half_rows<S>(N, K, [&](std::int64_t n, float* a, float* b) {                                                \
+      widen(x + n * K, a, K);                                                                                   \
+      widen(t + n * K, b, K);                                                                                   \
+      softmax_row(a, a, K);                                                                                     \
+      double s = 0.0;                                                                                           \
+      for (std::int64_t k = 0; k < K; ++k)                                                                      \
+        s += static_cast<double>(b[k]) * std::log(static_cast<double>(a[k]) + kLogEps);                         \
+      row[n] = s;                                                                                               \
+      narrow(a, y + n * K, K);                                                                                  \
+    });                                                                                                         \
+    return mean_neg(row, N);                                                                                    \
+  }                                                                                                             \
+  template <>                                                                                                   \
+  void softmax_ce_backward_labels<S>(const S* y, const std::int64_t* t, S* dx, std::int64_t N, std::int64_t K,  \
+                                     double dout) {                                                             \
+    const float Nt = static_cast<float>(N), d = static_cast<float>(dout);                                       \
+    half_rows<S>(N, K, [&](std::int64_t n, float* a, float*) {                                                  \
+      widen(y + n * K, a, K); /* before dx is written: dx may be y */                                           \
+      const std::int64_t lab = t[n];                                                                            \
+      if (lab >= 0 && lab < K) a[lab] -= 1.0f;                                                                  \
+      for (std::int64_t k = 0; k < K; ++k) a[k] = (a[k] / Nt) * d;                                              \
+      narrow(a, dx + n * K, K);                                                                                 \
+    });                                                                                                         \
+  }                                                                                                             \
+  template <>                                                                                                   \
+  void softmax_ce_backward_dense<S>(const S* y, const S* t, S* dx, std::int64_t N, std::int64_t K, double dout) { \
+    const float Nt = static_cast<float>(N), d = static_cast<float>(dout);                                       \
+    half_rows<S>(N, K, [&](std::int64_t n, float* a, float* b) {                                                \
+      widen(y + n * K, a, K);                                                                                   \
+      widen(t + n * K, b, K);                                                                                   \
+      for (std::int64_t k = 0; k < K; ++k) a[k] = ((a[k] - b[k]) / Nt) * d;                                     \
+      narrow(a, dx + n * K, K);                                                                                 \
+    });                                                                                                         \
+  }
+FC_HALF_TYPES(FC_LOSS_HALF_)
+#undef FC_LOSS_HALF_
 
 // ---------------------------------------------------------------------------------------------------------------
 // elementwise losses: sigmoid + binary cross-entropy on logits, mean squared error

@@ -4,6 +4,8 @@
 #pragma once
 #include <cstdint>
 
+#include "common/dtype.h"
+
 namespace fastconv::cpu {
 
 // y = exp(x - rowmax) / rowsum
@@ -47,5 +49,16 @@ double mse_forward(const T* y, const T* t, std::int64_t n);
 // dx = (y - t) * (2 * dout / n), in T.
 template <typename T>
 void mse_backward(const T* y, const T* t, T* dx, std::int64_t n, double dout);
+
+// f16 / bf16 (loss.cpp): softmax and softmax + cross-entropy per row in float32, one rounding on the store.
+#define FC_LOSS_HALF_DECL_(S, SUF)                                                                                \
+  template <> void softmax_forward<S>(const S*, S*, std::int64_t, std::int64_t);                                  \
+  template <> double softmax_ce_forward_labels<S>(const S*, const std::int64_t*, S*, std::int64_t, std::int64_t); \
+  template <> double softmax_ce_forward_dense<S>(const S*, const S*, S*, std::int64_t, std::int64_t);             \
+  template <> void softmax_ce_backward_labels<S>(const S*, const std::int64_t*, S*, std::int64_t, std::int64_t,   \
+                                                 double);                                                         \
+  template <> void softmax_ce_backward_dense<S>(const S*, const S*, S*, std::int64_t, std::int64_t, double);
+FC_HALF_TYPES(FC_LOSS_HALF_DECL_)
+#undef FC_LOSS_HALF_DECL_
 
 }  // namespace fastconv::cpu

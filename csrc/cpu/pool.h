@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 
+#include "common/dtype.h"
 #include "common/shapes.h"
 
 namespace fastconv::cpu {
@@ -26,5 +27,15 @@ void avgpool_forward(const T* x, T* out, const ConvGeom& g);
 // dx = 0, then every real position of each window gets dout / (pool_h * pool_w).
 template <typename T>
 void avgpool_backward(const T* dout, T* dx, const ConvGeom& g);
+
+// f16 / bf16 (pool_half.cpp): the float kernels on chunks of whole planes widened to float, one rounding on the
+// store.
+#define FC_POOL_HALF_DECL_(S, SUF)                                                                        \
+  template <> void maxpool_forward<S>(const S*, S*, std::int32_t*, const ConvGeom&);                      \
+  template <> std::int64_t maxpool_backward<S>(const S*, const std::int32_t*, S*, const ConvGeom&);       \
+  template <> void avgpool_forward<S>(const S*, S*, const ConvGeom&);                                     \
+  template <> void avgpool_backward<S>(const S*, S*, const ConvGeom&);
+FC_HALF_TYPES(FC_POOL_HALF_DECL_)
+#undef FC_POOL_HALF_DECL_
 
 }  // namespace fastconv::cpu

@@ -34,9 +34,39 @@ else:
             CUDA_REASON = (f"fastconv._cuda is built and sees {_cuda.device_name()}, but its kernels are not yet "
                            "bound to fastconv.ops")
 
-KERNEL_DTYPES = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
-__all__ = ["_cpu", "_cuda", "CUDA_REASON", "KERNEL_DTYPES", "array_module", "kernels", "kernel"]
+
+def is_bfloat16(dtype) -> bool:
+    """Whether ``dtype`` is ``ml_dtypes.bfloat16``, told by its name and module so that ml_dtypes is never imported
+    here (an array of it exists only where ml_dtypes was imported)."""
+    t = getattr(dtype, "type", None)
+    return getattr(dtype, "name", None) == "bfloat16" and getattr(t, "__module__", "").startswith("ml_dtypes")
+
+
+class _KernelDtypes(dict):
+    """dtype -> suffix of the kernel entry points; ml_dtypes' bfloat16 is recognised by ``is_bfloat16``."""
+
+    def __missing__(self, key):
+        if is_bfloat16(key):
+            return "bf16"
+        raise KeyError(key)
+
+    def __contains__(self, key):
+        return dict.__contains__(self, key) or is_bfloat16(key)
+
+
+# float16 and bfloat16 are 16-bit storage types with float32 arithmetic; only the ops listed in
+# csrc/common/dtype.h's FC_HALF_TYPES registrations have kernels for them (``_checks.floats(..., half=True)``).
+KERNEL_DTYPES = _KernelDtypes({np.dtype(np.float32): "f32", np.dtype(np.float64): "f64", np.dtype(np.float16): "f16"})
+HALF_SUFFIXES = ("f16", "bf16")
+
+__all__ = ["CUDA_REASON", "HALF_SUFFIXES", "KERNEL_DTYPES", "_cpu", "_cuda", "array_module", "is_bfloat16",
+           "is_half", "kernel", "kernels"]
+
+
+def is_half(dtype) -> bool:
+    """Whether ``dtype`` is one of the 16-bit storage types (float16, bfloat16)."""
+    return dtype in KERNEL_DTYPES and KERNEL_DTYPES[dtype] in HALF_SUFFIXES
 
 
 def array_module(x):

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ._backend import CUDA_REASON, KERNEL_DTYPES
+from ._backend import CUDA_REASON, KERNEL_DTYPES, is_half
 
 # Largest element count any array may have; sizes are checked against it before anything is allocated.
 MAX_ELEMENTS = 2**62 // 8
@@ -46,23 +46,27 @@ def array(x, name: str) -> np.ndarray:
     return a
 
 
-def check_float(a, name: str) -> None:
-    """A dtype the kernels take (non-native byte order is converted by ops, as NumPy would)."""
-    if a.dtype.newbyteorder("=") not in KERNEL_DTYPES:
+def check_float(a, name: str, half: bool = False) -> None:
+    """A dtype the kernels take (non-native byte order is converted by ops, as NumPy would); float16 and
+    bfloat16 only where ``half`` (the op has kernels for them)."""
+    dt = a.dtype.newbyteorder("=")
+    if dt not in KERNEL_DTYPES or (is_half(dt) and not half):
         hint = ""
+        expected = "float32, float64, float16 or bfloat16" if half else "float32 or float64"
         if a.dtype.kind in "iub":
             hint = f"; convert it first, e.g. {name}.astype(np.float32)"
-        elif a.dtype == np.float16:
-            hint = "; float16 kernels are not available yet, use float32"
-        raise TypeError(f"{name}: dtype {a.dtype} is not supported, expected float32 or float64{hint}")
+        elif is_half(dt):
+            hint = f"; this op has no {a.dtype} kernels yet, use float32"
+        raise TypeError(f"{name}: dtype {a.dtype} is not supported, expected {expected}{hint}")
 
 
-def floats(**named) -> tuple[np.dtype, dict]:
-    """Arrays of a float dtype the kernels take, and their common result dtype (np.result_type)."""
+def floats(half: bool = False, **named) -> tuple[np.dtype, dict]:
+    """Arrays of a float dtype the kernels take, and their common result dtype (np.result_type); float16 and
+    bfloat16 are accepted only where ``half`` (see check_float)."""
     arrays = {}
     for name, x in named.items():
         a = array(x, name)
-        check_float(a, name)
+        check_float(a, name, half)
         arrays[name] = a
     return np.result_type(*arrays.values()).newbyteorder("="), arrays
 
@@ -464,15 +468,16 @@ def targets(t, x2_shape, x_shape):
     of x's shape, and the shape to view it as. ``x2_shape`` is x as (N, K)."""
     t = array(t, "t")
     n, k = x2_shape
-    if t.shape in (tuple(x_shape), tuple(x2_shape)) and t.dtype.kind in "fiub":
+    kind = "f" if is_half(t.dtype) else t.dtype.kind  # ml_dtypes' bfloat16 has kind "V"
+    if t.shape in (tuple(x_shape), tuple(x2_shape)) and kind in "fiub":
         # dense (one-hot or probability) targets of x's shape, any real dtype; they take x's dtype (as the
         # book: t.size == y.size means one-hot, also for a single class)
-        if t.dtype.kind == "f":
-            check_float(t, "t")
+        if kind == "f":
+            check_float(t, "t", half=True)
         return t, False, (n, k)
     if t.ndim == 0 and n == 1:
         t = t.reshape(1)
-    if t.dtype.kind == "f":
+    if kind == "f":
         raise TypeError(
             f"t: float targets must have the shape of x {shape_str(x_shape)} (one-hot), got {shape_str(t.shape)}; "
             "labels must be integers"

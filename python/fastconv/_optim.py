@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _checks as chk
-from ._backend import KERNEL_DTYPES, array_module, kernel
+from ._backend import KERNEL_DTYPES, array_module, is_half, kernel
 from ._checks import check_param_dicts, optimizer_hyperparameters
 
 __all__ = [
@@ -56,7 +56,8 @@ _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 def _kernel_ready(a: np.ndarray) -> bool:
     """Whether the kernels can update ``a`` in place (the binding checks the same, and writeability)."""
     f = a.flags
-    return f.c_contiguous and f.aligned and a.dtype in KERNEL_DTYPES
+    # float16 / bfloat16 parameters have no update kernels: they take the NumPy path (_numpy_step)
+    return f.c_contiguous and f.aligned and a.dtype in KERNEL_DTYPES and not is_half(a.dtype)
 
 
 def _kernel_grad(g: np.ndarray, dtype) -> np.ndarray:

@@ -112,7 +112,7 @@ def gemm(a, b, *, trans_a: bool = False, trans_b: bool = False, alpha: float = 1
     -------
     ndarray (M, N)
     """
-    dtype, arr = chk.floats(a=a, b=b)
+    dtype, arr = chk.floats(half=True, a=a, b=b)
     a, b = arr["a"], arr["b"]
     M, N, _ = chk.gemm_shapes(a, b, trans_a, trans_b)
     alpha, beta = chk.real(alpha, "alpha"), chk.real(beta, "beta")
@@ -205,7 +205,7 @@ def conv_forward(x, W, b, stride=1, pad=0, *, dilation=1, groups: int = 1, relu:
     -------
     ndarray (N, FN, OH, OW) of the result dtype of x, W and b.
     """
-    dtype, arr = chk.floats(x=x, W=W) if b is None else chk.floats(x=x, W=W, b=b)
+    dtype, arr = chk.floats(half=True, x=x, W=W) if b is None else chk.floats(half=True, x=x, W=W, b=b)
     x, W = arr["x"], arr["W"]
     g = chk.conv_geometry(x, W, stride, pad, dilation, groups)
     if b is not None:
@@ -221,7 +221,7 @@ def conv_backward(x, W, dout, stride=1, pad=0, *, dilation=1, groups: int = 1, n
 
     With ``need_dx=False`` the input gradient is not computed (``dx`` is None); dW and db are the same bits.
     """
-    dtype, arr = chk.floats(x=x, W=W, dout=dout)
+    dtype, arr = chk.floats(half=True, x=x, W=W, dout=dout)
     x, W, dout = arr["x"], arr["W"], arr["dout"]
     g = chk.conv_geometry(x, W, stride, pad, dilation, groups)
     chk.same_shape(dout, "dout", (x.shape[0], W.shape[0], g.OH, g.OW), "the shape of the forward output")
@@ -252,7 +252,7 @@ def deconv_forward(x, W, b, stride=1, pad=0, output_padding=0):
     -------
     ndarray (N, C_out, (H - 1)*sh + FH - pt - pb + oph, (W - 1)*sw + FW - pl - pr + opw)
     """
-    dtype, arr = chk.floats(x=x, W=W) if b is None else chk.floats(x=x, W=W, b=b)
+    dtype, arr = chk.floats(half=True, x=x, W=W) if b is None else chk.floats(half=True, x=x, W=W, b=b)
     x, W = arr["x"], arr["W"]
     g = chk.deconv_geometry(x, W, stride, pad, output_padding)
     if b is not None:
@@ -265,7 +265,7 @@ def deconv_forward(x, W, b, stride=1, pad=0, output_padding=0):
 def deconv_backward(x, W, dy, stride=1, pad=0, output_padding=0, *, need_dx: bool = True) -> tuple:
     """Gradients (dx, dW, db) of :func:`deconv_forward` given ``dy`` (N, C_out, OH, OW); ``need_dx=False`` skips
     dx (None)."""
-    dtype, arr = chk.floats(x=x, W=W, dy=dy)
+    dtype, arr = chk.floats(half=True, x=x, W=W, dy=dy)
     x, W, dy = arr["x"], arr["W"], arr["dy"]
     g = chk.deconv_geometry(x, W, stride, pad, output_padding)
     chk.same_shape(dy, "dy", (x.shape[0], W.shape[1], g.OH, g.OW), "the shape of the forward output")
@@ -313,7 +313,7 @@ def maxpool_forward(x, pool_h: int, pool_w: int, stride=2, pad=0) -> tuple:
     """Max pooling; padding never wins. Returns (out, argmax) with argmax the int32 index ih*W+iw in each plane.
     ``stride`` is an int or (sh, sw); ``pad`` an int, (ph, pw), (top, bottom, left, right), "valid" or "same"
     (TensorFlow's rule)."""
-    dtype, arr = chk.floats(x=x)
+    dtype, arr = chk.floats(half=True, x=x)
     x = arr["x"]
     ph, pw, g = chk.pool_args(x, pool_h, pool_w, stride, pad)
     xp = array_module(x)
@@ -325,7 +325,7 @@ def maxpool_forward(x, pool_h: int, pool_w: int, stride=2, pad=0) -> tuple:
 
 def maxpool_backward(dout, argmax, x_shape, pool_h: int, pool_w: int, stride=2, pad=0):
     """Gradient of :func:`maxpool_forward`: routes each dout to its argmax position."""
-    dtype, arr = chk.floats(dout=dout)
+    dtype, arr = chk.floats(half=True, dout=dout)
     dout = arr["dout"]
     shape, ph, pw, g = chk.pool_grad_shape(dout, x_shape, pool_h, pool_w, stride, pad)
     argmax = chk.argmax_array(argmax, dout.shape)
@@ -345,7 +345,7 @@ def maxpool_backward(dout, argmax, x_shape, pool_h: int, pool_w: int, stride=2, 
 def avgpool_forward(x, pool_h: int, pool_w: int, stride=2, pad=0):
     """Average pooling; padded positions count as zeros (divide by pool_h*pool_w, also with pad="same", where
     TensorFlow divides by the real positions only). ``stride`` and ``pad`` as in :func:`maxpool_forward`."""
-    dtype, arr = chk.floats(x=x)
+    dtype, arr = chk.floats(half=True, x=x)
     x = arr["x"]
     ph, pw, g = chk.pool_args(x, pool_h, pool_w, stride, pad)
     out = array_module(x).empty((x.shape[0], x.shape[1], g.OH, g.OW), dtype=dtype)
@@ -355,7 +355,7 @@ def avgpool_forward(x, pool_h: int, pool_w: int, stride=2, pad=0):
 
 def avgpool_backward(dout, x_shape, pool_h: int, pool_w: int, stride=2, pad=0):
     """Gradient of :func:`avgpool_forward`."""
-    dtype, arr = chk.floats(dout=dout)
+    dtype, arr = chk.floats(half=True, dout=dout)
     dout = arr["dout"]
     shape, ph, pw, g = chk.pool_grad_shape(dout, x_shape, pool_h, pool_w, stride, pad)
     dx = array_module(dout).empty(shape, dtype=dtype)
@@ -368,7 +368,7 @@ def avgpool_backward(dout, x_shape, pool_h: int, pool_w: int, stride=2, pad=0):
 
 
 def _unary(name: str, x, x_name: str = "x"):
-    dtype, arr = chk.floats(**{x_name: x})
+    dtype, arr = chk.floats(half=True, **{x_name: x})
     x = _c(arr[x_name], dtype)
     out = array_module(x).empty(x.shape, dtype=dtype)
     if x.size:
@@ -377,7 +377,7 @@ def _unary(name: str, x, x_name: str = "x"):
 
 
 def _binary(name: str, dout, out):
-    dtype, arr = chk.floats(dout=dout, out=out)
+    dtype, arr = chk.floats(half=True, dout=dout, out=out)
     dout, out = arr["dout"], arr["out"]
     chk.same_shape(dout, "dout", out.shape, "the shape of the forward output")
     dout, out = _c(dout, dtype), _c(out, dtype)
@@ -413,7 +413,7 @@ def sigmoid_backward(dout, out):
 
 def affine_forward(x, W, b):
     """x (N, D) @ W (D, H) + b (H,)."""
-    dtype, arr = chk.floats(x=x, W=W, b=b)
+    dtype, arr = chk.floats(half=True, x=x, W=W, b=b)
     x, W, b = arr["x"], arr["W"], arr["b"]
     chk.affine_shapes(x, W)
     chk.same_shape(b, "b", (W.shape[1],), f"one bias per output of W {chk.shape_str(W.shape)}")
@@ -424,7 +424,7 @@ def affine_forward(x, W, b):
 
 def affine_backward(x, W, dout) -> tuple:
     """Gradients (dx, dW, db) of :func:`affine_forward`."""
-    dtype, arr = chk.floats(x=x, W=W, dout=dout)
+    dtype, arr = chk.floats(half=True, x=x, W=W, dout=dout)
     x, W, dout = arr["x"], arr["W"], arr["dout"]
     chk.affine_shapes(x, W)
     chk.same_shape(dout, "dout", (x.shape[0], W.shape[1]), "the shape of the forward output")
@@ -442,7 +442,7 @@ def affine_backward(x, W, dout) -> tuple:
 
 def softmax(x):
     """Row-wise softmax of a 1-D or 2-D array (max subtracted first)."""
-    dtype, arr = chk.floats(x=x)
+    dtype, arr = chk.floats(half=True, x=x)
     x = arr["x"]
     x2 = _c(chk.rows(x, "x"), dtype)
     y = array_module(x).empty(x2.shape, dtype=dtype)
@@ -472,7 +472,7 @@ def softmax_cross_entropy(x, t) -> tuple:
         ``-sum(log(y[label] + 1e-7)) / N`` (labels) or ``-sum(t * log(y + 1e-7)) / N`` (dense targets).
     y : ndarray, the softmax of x (same shape as x)
     """
-    dtype, arr = chk.floats(x=x)
+    dtype, arr = chk.floats(half=True, x=x)
     x = arr["x"]
     x2 = _c(chk.rows(x, "x"), dtype)
     tt, labels = _targets(t, x2, x.shape, dtype)
@@ -484,7 +484,7 @@ def softmax_cross_entropy(x, t) -> tuple:
 
 def softmax_cross_entropy_backward(y, t, dout: float = 1.0):
     """Gradient of :func:`softmax_cross_entropy` with respect to the scores: (y - onehot(t)) / N * dout."""
-    dtype, arr = chk.floats(y=y)
+    dtype, arr = chk.floats(half=True, y=y)
     y = arr["y"]
     y2 = _c(chk.rows(y, "y"), dtype)
     tt, labels = _targets(t, y2, y.shape, dtype)
@@ -505,7 +505,7 @@ def dropout_forward(x, dropout_ratio: float, seed: int) -> tuple:
     The mask comes from a counter-based generator keyed by ``seed``: the same seed gives the same mask
     whatever the thread count.
     """
-    dtype, arr = chk.floats(x=x)
+    dtype, arr = chk.floats(half=True, x=x)
     x = _c(arr["x"], dtype)
     r = chk.ratio(dropout_ratio)
     seed = check_seed(seed)
@@ -519,14 +519,14 @@ def dropout_forward(x, dropout_ratio: float, seed: int) -> tuple:
 
 def dropout_infer(x, dropout_ratio: float):
     """Inference-mode dropout: x * (1 - ratio), dtype preserved."""
-    dtype, arr = chk.floats(x=x)
+    dtype, arr = chk.floats(half=True, x=x)
     r = chk.ratio(dropout_ratio)
     return arr["x"] * dtype.type(1.0 - r)
 
 
 def dropout_backward(dout, mask):
     """dout * mask."""
-    dtype, arr = chk.floats(dout=dout)
+    dtype, arr = chk.floats(half=True, dout=dout)
     dout = _c(arr["dout"], dtype)
     mask = chk.bool_mask(mask, dout.shape)
     xp = array_module(dout)
@@ -647,7 +647,7 @@ __all__ += [
 
 def leaky_relu_forward(x, alpha: float = 0.2):
     """``x`` where x > 0, ``alpha * x`` elsewhere (NaN propagates); ``alpha`` >= 0."""
-    dtype, arr = chk.floats(x=x)
+    dtype, arr = chk.floats(half=True, x=x)
     a = chk.alpha(alpha)
     x = _c(arr["x"], dtype)
     out = array_module(x).empty(x.shape, dtype=dtype)
@@ -658,7 +658,7 @@ def leaky_relu_forward(x, alpha: float = 0.2):
 
 def leaky_relu_backward(dout, out, alpha: float = 0.2):
     """``dout`` where the forward output ``out`` is > 0, ``alpha * dout`` elsewhere."""
-    dtype, arr = chk.floats(dout=dout, out=out)
+    dtype, arr = chk.floats(half=True, dout=dout, out=out)
     a = chk.alpha(alpha)
     dout, out = arr["dout"], arr["out"]
     chk.same_shape(dout, "dout", out.shape, "the shape of the forward output")

@@ -47,6 +47,10 @@ template <> struct Blocks<double> {
   static constexpr std::int64_t MC = 96, KC = 384, NC = 2048;
 };
 
+// Column block of the f16 / bf16 GEMM (gemm_half.cpp), which packs B for all of K per block so that C is
+// rounded once: 256 columns keep a K = 4608 float panel at 4.5 MiB and the float C tile (MC x 256) in L2.
+constexpr std::int64_t HALF_NC = 256;
+
 // Row block of the multi-threaded GEMM (gemm.cpp, gemm_parallel_m), handed out dynamically: small enough that
 // the blocks even out between threads (SGEMM 1024^3: 22 blocks), large enough to reuse each B sliver over
 // 8 micro-kernel calls.

@@ -54,8 +54,8 @@ index_t k_block(index_t K) {
 }
 
 template <typename T>
-void gemm_serial(index_t M, index_t N, index_t K, T alpha, const T* A, index_t rsa, index_t csa, const T* B,
-                 index_t rsb, index_t csb, T beta, T* C, index_t ldc) {
+void gemm_serial(index_t M, index_t N, index_t K, compute_t<T> alpha, const T* A, index_t rsa, index_t csa,
+                 const T* B, index_t rsb, index_t csb, compute_t<T> beta, T* C, index_t ldc) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == T(0)) {  // C = beta * C, without reading C when beta == 0
     for (index_t i = 0; i < M; ++i)
@@ -154,8 +154,8 @@ void gemm_parallel_m(int nt, index_t M, index_t N, index_t K, T alpha, const T* 
 }
 
 template <typename T>
-void gemm(index_t M, index_t N, index_t K, T alpha, const T* A, index_t rsa, index_t csa, const T* B,
-          index_t rsb, index_t csb, T beta, T* C, index_t ldc, int nthreads) {
+void gemm(index_t M, index_t N, index_t K, compute_t<T> alpha, const T* A, index_t rsa, index_t csa, const T* B,
+          index_t rsb, index_t csb, compute_t<T> beta, T* C, index_t ldc, int nthreads) {
   const double macs = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
   if (nthreads <= 1 || macs < static_cast<double>(PARALLEL_MIN_MACS)) {
     gemm_serial<T>(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc);

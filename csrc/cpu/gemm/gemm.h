@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 
+#include "common/half.h"
 #include "cpu/activation.h"
 
 namespace fastconv::cpu {
@@ -63,15 +64,29 @@ template <typename T>
 const Ukr<T>& active_ukr();
 
 // Runs on the calling thread only (used inside parallel regions, e.g. one image per thread).
+// alpha and beta are compute_t<T> (float for the 16-bit storage types).
 template <typename T>
-void gemm_serial(index_t M, index_t N, index_t K, T alpha, const T* A, index_t rsa, index_t csa, const T* B,
-                 index_t rsb, index_t csb, T beta, T* C, index_t ldc);
+void gemm_serial(index_t M, index_t N, index_t K, compute_t<T> alpha, const T* A, index_t rsa, index_t csa,
+                 const T* B, index_t rsb, index_t csb, compute_t<T> beta, T* C, index_t ldc);
 
 // Splits C across up to `nthreads` OpenMP threads (rows or columns, whichever is longer). Every element of
 // C is computed by one thread in the same order, so the result does not depend on nthreads.
 template <typename T>
-void gemm(index_t M, index_t N, index_t K, T alpha, const T* A, index_t rsa, index_t csa, const T* B,
-          index_t rsb, index_t csb, T beta, T* C, index_t ldc, int nthreads);
+void gemm(index_t M, index_t N, index_t K, compute_t<T> alpha, const T* A, index_t rsa, index_t csa, const T* B,
+          index_t rsb, index_t csb, compute_t<T> beta, T* C, index_t ldc, int nthreads);
+
+// f16 / bf16 (gemm_half.cpp): float slivers packed from 16-bit A and B, float32 accumulation over all of K on
+// the float micro-kernel, one rounding of alpha * AB + beta * C per element; thread-count independent.
+#define FC_GEMM_HALF_DECL_(S)                                                                                  \
+  template <>                                                                                                  \
+  void gemm<S>(index_t, index_t, index_t, float, const S*, index_t, index_t, const S*, index_t, index_t, float, \
+               S*, index_t, int);                                                                              \
+  template <>                                                                                                  \
+  void gemm_serial<S>(index_t, index_t, index_t, float, const S*, index_t, index_t, const S*, index_t, index_t, \
+                      float, S*, index_t);
+FC_GEMM_HALF_DECL_(f16)
+FC_GEMM_HALF_DECL_(bf16)
+#undef FC_GEMM_HALF_DECL_
 
 // ------------------------------------------------------------------------------------------------------
 // pre-packed operands, for callers that reuse a packed operand across many GEMMs (conv: W for every image)

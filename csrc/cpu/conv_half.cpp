@@ -1,0 +1,142 @@
+// conv_half.cpp: convolution (every group count, stride, padding and dilation), its backward and the transposed
+// convolution for the 16-bit storage types (f16, bf16) on the float kernels of conv.cpp. Inputs are widened
+// image by image (forward) or per gradient slot of consecutive images (backward) into per-thread float buffers,
+// the float kernel runs on them, and the results are rounded once on the store: dx and out per image, dW and
+// db after the slots' float partial sums are added in order (fixed by N alone, so the bits do not depend on
+// the thread count). The filters (small) are widened once per call.
+// Not yet done: the conversion inside the gather tiles / im2col packing themselves (the staging buffers cost
+// one float copy of one image, or one slot's images, per thread).
+#include <algorithm>
+#include <vector>
+
+#include "common/half.h"
+#include "cpu/conv.h"
+#include "cpu/half_convert.h"
+#include "cpu/workspace.h"
+
+namespace fastconv::cpu {
+
+namespace {
+
+template <typename S>
+std::vector<float> widened(const S* p, index_t n) {
+  std::vector<float> v(static_cast<std::size_t>(n));
+  if (p) widen(p, v.data(), n);
+  return v;
+}
+
+// The forward of any convolution-like kernel: fwd(xf, of, geom of `count` images, inner threads) per image.
+// xn = values per input image, on = per output image.
+template <typename S, typename F>
+void forward_by_image(const S* x, S* out, index_t N, index_t xn, index_t on, int nthreads, F&& fwd) {
+  // many images: one image per thread at a time; fewer images than threads: the float kernel's own threads
+  const bool outer = N >= nthreads && nthreads > 1;
+  const int inner = outer ? 1 : nthreads;
+#pragma omp parallel num_threads(nthreads) if (outer)
+  {
+    Scratch<float> xf(static_cast<std::size_t>(xn)), of(static_cast<std::size_t>(on));
+#pragma omp for schedule(static)
+    for (index_t n = 0; n < N; ++n) {
+      widen(x + n * xn, xf.data(), xn);
+      fwd(xf.data(), of.data(), inner);
+      narrow(of.data(), out + n * on, on);
+    }
+  }
+}
+
+// The backward: slots of consecutive images (min(N, CONV_GRAD_SLOTS)), each widened as a whole and run
+// through bwd(xf, df, dxf or null, dwf, dbf, images, inner threads) into its own float partial dW / db;
+// the partials are then added in slot order and rounded once.
+template <typename S, typename F>
+void backward_by_slot(const S* x, const S* dout, S* dx, S* dw, S* db, index_t N, index_t xn, index_t dn,
+                      index_t wsize, index_t bsize, int nthreads, F&& bwd) {
+  const index_t slots = std::min<index_t>(N, CONV_GRAD_SLOTS);
+  std::vector<float> pw(static_cast<std::size_t>(slots * wsize)), pb(static_cast<std::size_t>(slots * bsize));
+  const index_t per = (N + slots - 1) / slots;  // images per slot (the last may have fewer)
+  const bool outer = slots >= nthreads && nthreads > 1;
+  const int inner = outer ? 1 : nthreads;
+#pragma omp parallel num_threads(nthreads) if (outer)
+  {
+    Scratch<float> xf(static_cast<std::size_t>(per * xn)), df(static_cast<std::size_t>(per * dn));
+    Scratch<float> dxf(dx ? static_cast<std::size_t>(per * xn) : 0);
+#pragma omp for schedule(static)
+    for (index_t s = 0; s < slots; ++s) {
+      const index_t n0 = s * per, n1 = std::min(N, n0 + per);
+      if (n0 >= n1) {  // (only when N is not a multiple of per near the end) an empty slot adds zeros
+        std::fill(pw.begin() + s * wsize, pw.begin() + (s + 1) * wsize, 0.0f);
+        std::fill(pb.begin() + s * bsize, pb.begin() + (s + 1) * bsize, 0.0f);
+        continue;
+      }
+      const index_t cnt = n1 - n0;
+      widen(x + n0 * xn, xf.data(), cnt * xn);
+      widen(dout + n0 * dn, df.data(), cnt * dn);
+      bwd(xf.data(), df.data(), dx ? dxf.data() : nullptr, pw.data() + s * wsize, pb.data() + s * bsize, cnt,
+          inner);
+      if (dx) narrow(dxf.data(), dx + n0 * xn, cnt * xn);
+    }
+  }
+  for (index_t s = 1; s < slots; ++s) {
+    for (index_t i = 0; i < wsize; ++i) pw[i] += pw[s * wsize + i];
+    for (index_t i = 0; i < bsize; ++i) pb[i] += pb[s * bsize + i];
+  }
+  narrow(pw.data(), dw, wsize);
+  narrow(pb.data(), db, bsize);
+}
+
+inline ConvGeom with_images(ConvGeom g, index_t n) {
+  g.N = n;
+  return g;
+}
+
+}  // namespace
+
+#define FC_CONV_HALF_(S, SUF)                                                                                     \
+  template <>                                                                                                     \
+  void conv_forward_groups<S>(const S* x, const S* w, const S* b, S* out, const ConvGeom& g, index_t FN,          \
+                              index_t groups, int nthreads, bool relu) {                                          \
+    const std::vector<float> wf = widened(w, FN * (g.C / groups) * g.FH * g.FW), bf = widened(b, b ? FN : 0);    \
+    const ConvGeom g1 = with_images(g, 1);                                                                        \
+    forward_by_image(x, out, g.N, g.C * g.H * g.W, FN * g.OH * g.OW, nthreads,                                   \
+                     [&](const float* xf, float* of, int nt) {                                                    \
+                       conv_forward_groups<float>(xf, wf.data(), b ? bf.data() : nullptr, of, g1, FN, groups, nt, \
+                                                  relu);                                                          \
+                     });                                                                                          \
+  }                                                                                                               \
+  template <>                                                                                                     \
+  void conv_backward_groups<S>(const S* x, const S* w, const S* dout, S* dx, S* dw, S* db, const ConvGeom& g,     \
+                               index_t FN, index_t groups, int nthreads) {                                        \
+    const index_t wsize = FN * (g.C / groups) * g.FH * g.FW;                                                      \
+    const std::vector<float> wf = widened(w, wsize);                                                              \
+    backward_by_slot(x, dout, dx, dw, db, g.N, g.C * g.H * g.W, FN * g.OH * g.OW, wsize, FN, nthreads,            \
+                     [&](const float* xf, const float* df, float* dxf, float* dwf, float* dbf, index_t cnt,       \
+                         int nt) {                                                                                \
+                       conv_backward_groups<float>(xf, wf.data(), df, dxf, dwf, dbf, with_images(g, cnt), FN,     \
+                                                   groups, nt);                                                   \
+                     });                                                                                          \
+  }                                                                                                               \
+  template <>                                                                                                     \
+  void deconv_forward<S>(const S* x, const S* w, const S* b, S* y, const ConvGeom& g, index_t C_in,               \
+                         int nthreads) {                                                                          \
+    /* g is the geometry of the convolution it transposes: its input is y (g.C channels), its output x */        \
+    const std::vector<float> wf = widened(w, C_in * g.C * g.FH * g.FW), bf = widened(b, b ? g.C : 0);            \
+    const ConvGeom g1 = with_images(g, 1);                                                                        \
+    forward_by_image(x, y, g.N, C_in * g.OH * g.OW, g.C * g.H * g.W, nthreads,                                   \
+                     [&](const float* xf, float* yf, int nt) {                                                    \
+                       deconv_forward<float>(xf, wf.data(), b ? bf.data() : nullptr, yf, g1, C_in, nt);           \
+                     });                                                                                          \
+  }                                                                                                               \
+  template <>                                                                                                     \
+  void deconv_backward<S>(const S* x, const S* w, const S* dy, S* dx, S* dw, S* db, const ConvGeom& g,            \
+                          index_t C_in, int nthreads) {                                                           \
+    const index_t wsize = C_in * g.C * g.FH * g.FW;                                                               \
+    const std::vector<float> wf = widened(w, wsize);                                                              \
+    backward_by_slot(x, dy, dx, dw, db, g.N, C_in * g.OH * g.OW, g.C * g.H * g.W, wsize, g.C, nthreads,           \
+                     [&](const float* xf, const float* dyf, float* dxf, float* dwf, float* dbf, index_t cnt,      \
+                         int nt) {                                                                                \
+                       deconv_backward<float>(xf, wf.data(), dyf, dxf, dwf, dbf, with_images(g, cnt), C_in, nt);  \
+                     });                                                                                          \
+  }
+FC_HALF_TYPES(FC_CONV_HALF_)
+#undef FC_CONV_HALF_
+
+}  // namespace fastconv::cpu

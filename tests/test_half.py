@@ -1,0 +1,537 @@
+"""float16 and bfloat16 (``ml_dtypes.bfloat16``) kernels against the float64 reference, on every ISA path.
+
+The 16-bit types are storage types: kernels widen their inputs to float32 (exactly), compute in float32 and
+round once when they store. Every test runs the reference in float64 on the SAME rounded inputs, so the
+inputs carry no error and the allowed difference is derived, not tuned (``bound`` below):
+
+* a sum of K products accumulated in float32 (the GEMM; products of two 16-bit values are exact in float32)
+  is within ``K * u32 * sum|a||b|`` of the exact sum, u32 = 2**-24 (the standard gamma_K bound; alpha, beta and
+  the bias add a few more roundings, counted as extra terms of K);
+* an elementwise function in float32 (exp, tanh, a few products) is within a few float32 ulps:
+  ``c * u32 * |ref|`` with c = 4;
+* the final store rounds to nearest: relative error <= u_store = 2**-11 (float16) / 2**-8 (bfloat16) of the
+  value stored, plus half the smallest subnormal of the type (2**-25 for float16) where it underflows.
+
+So ``|out - ref| <= acc + u_store * (|ref| + acc) + tiny``, with ``acc`` the float32 bound. Overflow: a float16
+result is the float32 result rounded, so a value at or above 65520 (halfway above the largest float16, 65504)
+becomes inf, exactly as NumPy's ``astype(np.float16)`` of the float32 result would (test_gemm_overflow).
+The row conversions themselves are checked bit for bit against NumPy's float16 and ml_dtypes' bfloat16 casts.
+"""
+
+import fastconv
+import numpy as np
+import pytest
+from conftest import f64
+from fastconv import layers, ops, util
+from fastconv.reference import functions as ref_functions
+from fastconv.reference import layers as ref_layers
+
+ml_dtypes = pytest.importorskip("ml_dtypes")
+BF16 = np.dtype(ml_dtypes.bfloat16)
+F16 = np.dtype(np.float16)
+
+U32 = 2.0**-24
+U_STORE = {F16: 2.0**-11, BF16: 2.0**-8}
+TINY = {F16: 2.0**-25, BF16: 2.0**-134}
+SUFFIX = {F16: "f16", BF16: "bf16"}
+
+
+@pytest.fixture(params=[F16, BF16], ids=["f16", "bf16"])
+def hdtype(request):
+    """The 16-bit storage type under test."""
+    return request.param
+
+
+def bound(ref, hdtype, acc=0.0):
+    """Largest |out - ref| allowed for a result rounded once to ``hdtype`` from a float32 value within ``acc`` of
+    the exact ``ref`` (see the module docstring)."""
+    ref = np.abs(np.asarray(ref, dtype=np.float64))
+    return acc + U_STORE[hdtype] * (ref + acc) + TINY[hdtype]
+
+
+def assert_within(out, ref, tol, msg=""):
+    """Every |out - ref| <= tol; infinities and NaNs must match exactly."""
+    out = np.asarray(out, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    assert out.shape == ref.shape, msg
+    finite = np.isfinite(ref)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(ref), err_msg=f"NaN positions {msg}")
+    np.testing.assert_array_equal(out[np.isinf(ref)], ref[np.isinf(ref)], err_msg=f"infinities {msg}")
+    err = np.abs(out[finite] - ref[finite])
+    tol = np.broadcast_to(tol, ref.shape)[finite]
+    worst = np.argmax(err - tol) if err.size else 0
+    assert err.size == 0 or np.all(err <= tol), (
+        f"{msg}: |err| {err[worst]:.3g} > bound {tol[worst]:.3g} (ref {ref[finite][worst]:.6g})")
+
+
+def rand(rng, shape, hdtype, scale=1.0):
+    """Normal values rounded to ``hdtype`` (the reference then sees exactly the kernel's inputs)."""
+    return (scale * rng.standard_normal(shape)).astype(np.float32).astype(hdtype)
+
+
+# ======================================================================================================
+# the row conversions, bit for bit, on every ISA path
+
+
+def all_f16_patterns():
+    return np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+
+
+def narrow_inputs(rng):
+    """float32 values that exercise rounding: every float16 value, the exact midpoints between neighbours (ties)
+    and one float32 ulp either side of them, float32 subnormals, overflow thresholds, specials, random bits."""
+    h = all_f16_patterns().astype(np.float32)
+    h = h[np.isfinite(h)]
+    hs = np.sort(np.unique(h))
+    mid = ((hs[:-1].astype(np.float64) + hs[1:]) / 2).astype(np.float32)
+    up, down = np.nextafter(mid, np.float32(np.inf)), np.nextafter(mid, np.float32(-np.inf))
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 65504, 65519.996, 65520, 65536, 3.4e38, -3.4e38,
+                        2.0**-24, 2.0**-25, 2.0**-25 * 1.0000001, 2.0**-26, 1e-45, -1e-45, 1.17e-38, 2.0**-14],
+                       dtype=np.float32)
+    rnd = rng.integers(0, 2**32, 1 << 20, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    return np.concatenate([h, mid, up, down, special, rnd, -mid, -up])
+
+
+def cast(x, dtype):
+    """NumPy's / ml_dtypes' rounding of x to dtype (the oracle), overflow to inf being the expected result."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return x.astype(dtype)
+
+
+def same_bits_or_nan(got, want, msg):
+    gn, wn = np.isnan(got.astype(np.float32)), np.isnan(want.astype(np.float32))
+    np.testing.assert_array_equal(gn, wn, err_msg=f"NaN positions {msg}")
+    np.testing.assert_array_equal(got.view(np.uint16)[~gn], want.view(np.uint16)[~wn], err_msg=msg)
+
+
+def test_widen_f16_every_pattern(isa):
+    h = all_f16_patterns()
+    out = np.empty(h.size, np.float32)
+    fastconv._cpu.half_widen_f16(h, out)
+    want = h.astype(np.float32)
+    nan = np.isnan(want)
+    np.testing.assert_array_equal(np.isnan(out), nan)
+    np.testing.assert_array_equal(out.view(np.uint32)[~nan], want.view(np.uint32)[~nan], err_msg=isa)
+
+
+def test_widen_bf16_every_pattern(isa):
+    h = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(BF16)
+    out = np.empty(h.size, np.float32)
+    fastconv._cpu.half_widen_bf16(h, out)
+    # exact by definition: the pattern in the top 16 bits of a float32
+    np.testing.assert_array_equal(out.view(np.uint32), h.view(np.uint16).astype(np.uint32) << 16, err_msg=isa)
+
+
+@pytest.mark.parametrize("length", [1, 7, 8, 15, 16, 17, 33])
+def test_narrow_tails(rng, isa, hdtype, length):
+    """Lengths around the 8- and 16-lane vector widths: the scalar tail and the vector body agree."""
+    x = (rng.standard_normal(length) * 100).astype(np.float32)
+    out = np.empty(length, hdtype)
+    getattr(fastconv._cpu, f"half_narrow_{SUFFIX[hdtype]}")(x, out)
+    same_bits_or_nan(out, cast(x, hdtype), f"{isa} n={length}")
+
+
+def test_narrow_rounds_to_nearest_even(rng, isa, hdtype):
+    x = narrow_inputs(rng)
+    out = np.empty(x.size, hdtype)
+    getattr(fastconv._cpu, f"half_narrow_{SUFFIX[hdtype]}")(x, out)
+    same_bits_or_nan(out, cast(x, hdtype), isa)
+
+
+# ======================================================================================================
+# GEMM
+
+
+GEMM_SIZES = [(1, 1, 1), (3, 5, 7), (17, 19, 33), (16, 16, 16), (97, 257, 9), (100, 300, 800), (5, 600, 1700)]
+
+
+def gemm_ref(a, b, ta, tb):
+    A, B = f64(a, b)
+    return (A.T if ta else A) @ (B.T if tb else B)
+
+
+@pytest.mark.parametrize("size", GEMM_SIZES, ids=[f"{m}x{n}x{k}" for m, n, k in GEMM_SIZES])
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)],
+                         ids=["nn", "tn", "nt", "tt"])
+def test_gemm(rng, isa, hdtype, size, ta, tb):
+    M, N, K = size
+    a = rand(rng, (K, M) if ta else (M, K), hdtype)
+    b = rand(rng, (N, K) if tb else (K, N), hdtype)
+    out = ops.gemm(a, b, trans_a=ta, trans_b=tb)
+    assert out.dtype == hdtype and out.shape == (M, N)
+    ref = gemm_ref(a, b, ta, tb)
+    acc = K * U32 * gemm_ref(np.abs(f64(a)), np.abs(f64(b)), ta, tb)
+    assert_within(out, ref, bound(ref, hdtype, acc), f"{isa} {size} {ta} {tb}")
+
+
+@pytest.mark.parametrize("alpha,beta", [(1.0, 1.0), (0.5, -1.5), (0.0, 2.0), (3.0, 0.0)])
+def test_gemm_alpha_beta(rng, isa, hdtype, alpha, beta):
+    M, N, K = 37, 290, 130
+    a, b, c0 = rand(rng, (M, K), hdtype), rand(rng, (K, N), hdtype), rand(rng, (M, N), hdtype)
+    out = c0.copy()
+    assert ops.gemm(a, b, alpha=alpha, beta=beta, out=out) is out
+    ref = alpha * gemm_ref(a, b, False, False) + beta * f64(c0)
+    # K float32 roundings of the sum, then alpha * acc, beta * c and their sum: three more
+    mag = abs(alpha) * gemm_ref(np.abs(f64(a)), np.abs(f64(b)), False, False) + abs(beta) * np.abs(f64(c0))
+    assert_within(out, ref, bound(ref, hdtype, (K + 3) * U32 * mag), f"{isa} alpha={alpha} beta={beta}")
+
+
+def test_gemm_threads_same_bits(rng, hdtype):
+    a, b = rand(rng, (300, 500), hdtype), rand(rng, (500, 700), hdtype)
+    prev = fastconv.get_num_threads()
+    try:
+        fastconv.set_num_threads(1)
+        one = ops.gemm(a, b)
+        fastconv.set_num_threads(2)
+        two = ops.gemm(a, b)
+    finally:
+        fastconv.set_num_threads(prev)
+    np.testing.assert_array_equal(one.view(np.uint16), two.view(np.uint16))
+
+
+def test_gemm_overflow_f16(isa):
+    """float16 overflow is the float32 result rounded: 65504 + 8 stays 65504, 65504 + 16 (a tie) rounds to the
+    even neighbour 65536, which is inf; a large product is inf, not a saturated value."""
+    a = np.ones((1, 2), np.float16)
+    b = np.array([[65504.0, 65504.0, 300.0], [8.0, 16.0, 0.0]], np.float16)
+    out = ops.gemm(a, b)
+    np.testing.assert_array_equal(out, np.array([[65504.0, np.inf, 300.0]], np.float16))
+    big = ops.gemm(np.full((1, 1), 300.0, np.float16), np.full((1, 1), -300.0, np.float16))
+    assert np.isneginf(big[0, 0]) and big.dtype == np.float16
+    np.testing.assert_array_equal(out, cast((f64(a) @ f64(b)).astype(np.float32), np.float16))
+
+
+def test_mixed_dtypes_follow_numpy(rng):
+    a16, b32 = rand(rng, (4, 5), F16), rng.standard_normal((5, 3)).astype(np.float32)
+    assert ops.gemm(a16, b32).dtype == np.float32
+    assert ops.gemm(rand(rng, (4, 5), BF16), rand(rng, (5, 3), BF16)).dtype == BF16
+    assert ops.relu_forward(rand(rng, 5, BF16)).dtype == BF16
+
+
+# ======================================================================================================
+# affine
+
+
+@pytest.mark.parametrize("N,D,H", [(1, 1, 1), (7, 13, 5), (100, 300, 10), (33, 1000, 300)])
+def test_affine(rng, isa, hdtype, N, D, H):
+    x, W, b, dout = rand(rng, (N, D), hdtype), rand(rng, (D, H), hdtype, 0.1), rand(rng, H, hdtype), \
+        rand(rng, (N, H), hdtype)
+    out = ops.affine_forward(x, W, b)
+    ref = ref_layers.Affine(*f64(W, b))
+    want = ref.forward(f64(x))
+    mag = np.abs(f64(x)) @ np.abs(f64(W)) + np.abs(f64(b))
+    assert out.dtype == hdtype
+    assert_within(out, want, bound(want, hdtype, (D + 1) * U32 * mag), f"{isa} forward")
+    dx, dW, db = ops.affine_backward(x, W, dout)
+    rdx = ref.backward(f64(dout))
+    ad = np.abs(f64(dout))
+    assert_within(dx, rdx, bound(rdx, hdtype, H * U32 * (ad @ np.abs(f64(W)).T)), f"{isa} dx")
+    assert_within(dW, ref.dW, bound(ref.dW, hdtype, N * U32 * (np.abs(f64(x)).T @ ad)), f"{isa} dW")
+    assert_within(db, ref.db, bound(ref.db, hdtype, N * U32 * ad.sum(0)), f"{isa} db")
+    assert {dx.dtype, dW.dtype, db.dtype} == {hdtype}
+
+
+def test_affine_layer(rng, hdtype):
+    """The book's Affine layer takes 16-bit parameters and inputs and keeps their dtype."""
+    W, b, x = rand(rng, (20, 4), hdtype), rand(rng, 4, hdtype), rand(rng, (3, 20), hdtype)
+    layer = layers.Affine(W, b)
+    out = layer.forward(x)
+    dx = layer.backward(np.ones_like(out))
+    assert out.dtype == dx.dtype == layer.dW.dtype == layer.db.dtype == hdtype
+
+
+# ======================================================================================================
+# activations
+
+
+def special_values(hdtype):
+    return np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-7, -1e-7, 60000.0, -60000.0], np.float32).astype(hdtype)
+
+
+@pytest.mark.parametrize("n", [1, 17, 511, 513, 40000])
+def test_relu_and_leaky_exact(rng, isa, hdtype, n):
+    """ReLU and leaky ReLU with alpha a power of two are exact in float32, so the result is the reference
+    rounded once to the type (leaky ReLU of a tiny value underflows exactly as that rounding does)."""
+    x = np.concatenate([rand(rng, n, hdtype), special_values(hdtype)])
+    for got, want in [
+        (ops.relu_forward(x), ref_functions.relu(f64(x))),
+        (ops.leaky_relu_forward(x, 0.25), ref_layers.LeakyRelu(0.25).forward(f64(x))),
+    ]:
+        assert got.dtype == hdtype
+        # values, not bits: ReLU maps -0.0 to +0.0 (relu_value), the reference keeps -0.0
+        np.testing.assert_array_equal(f64(got), f64(cast(want, hdtype)), err_msg=isa)
+    dout = rand(rng, x.shape, hdtype)
+    out = ops.relu_forward(x)
+    dx = ops.relu_backward(dout, out)
+    np.testing.assert_array_equal(f64(dx), np.where(f64(out) <= 0, 0.0, f64(dout)))
+
+
+@pytest.mark.parametrize("n", [1, 513, 40000])
+def test_sigmoid_tanh(rng, isa, hdtype, n):
+    x = np.concatenate([rand(rng, n, hdtype, 4.0), special_values(hdtype)])
+    dout = rand(rng, x.shape, hdtype)
+    c = 4 * U32  # a few float32 ulps for exp/tanh and the products of the backward formulas
+    for name, fwd, bwd, ref_layer in [
+        ("sigmoid", ops.sigmoid_forward, ops.sigmoid_backward, ref_layers.Sigmoid()),
+        ("tanh", ops.tanh_forward, ops.tanh_backward, ref_layers.Tanh()),
+    ]:
+        out = fwd(x)
+        want = ref_layer.forward(f64(x))
+        assert out.dtype == hdtype
+        assert_within(out, want, bound(want, hdtype, c * np.abs(want)), f"{isa} {name}")
+        # backward on the kernel's own (rounded) forward output, as a layer would run it
+        dx = bwd(dout, out)
+        o, d = f64(out, dout)
+        rdx = d * (1 - o) * o if name == "sigmoid" else d * (1 - o * o)
+        assert_within(dx, rdx, bound(rdx, hdtype, c * (np.abs(d) * (1 + np.abs(o)) * np.abs(o) + np.abs(rdx))),
+                      f"{isa} {name} backward")
+
+
+def test_leaky_relu_backward(rng, isa, hdtype):
+    x = rand(rng, 1000, hdtype)
+    out = ops.leaky_relu_forward(x, 0.1)
+    dout = rand(rng, 1000, hdtype)
+    dx = ops.leaky_relu_backward(dout, out, 0.1)
+    want = np.where(f64(out) <= 0, 0.1 * f64(dout), f64(dout))
+    assert_within(dx, want, bound(want, hdtype, U32 * np.abs(want)), isa)
+
+
+def test_layers_keep_dtype(rng, hdtype):
+    x = rand(rng, (4, 6), hdtype)
+    for layer in (layers.Relu(), layers.Sigmoid()):
+        out = layer.forward(x)
+        assert out.dtype == layer.backward(np.ones_like(out)).dtype == hdtype
+
+
+# ======================================================================================================
+# ops without 16-bit kernels refuse them with the one-line message naming the argument
+
+
+def test_ops_without_half_kernels_refuse(rng, hdtype):
+    x = rand(rng, (1, 1, 4, 4), hdtype)
+    with pytest.raises(TypeError, match=rf"^x: dtype {hdtype} is not supported, expected float32 or float64; "
+                                        rf"this op has no {hdtype} kernels yet"):
+        ops.zeropad(x, 1)
+    with pytest.raises(TypeError, match=r"^input_data: dtype"):
+        util.im2col(x, 2, 2)
+
+
+def test_binding_checks_half_dtype(rng):
+    """The bindings check the 16-bit dtype too (a float16 array is not taken for a bfloat16 one)."""
+    a = rand(rng, (2, 2), F16)
+    with pytest.raises(TypeError, match="^a: dtype float16, expected bfloat16"):
+        fastconv._cpu.gemm_bf16(a, a, np.empty((2, 2), BF16))
+
+
+# ======================================================================================================
+# convolution (every group count, stride, padding, dilation) and the transposed convolution
+
+# (N, C, H, W, FN, FH, FW, stride, pad, dilation, groups)
+CONV_CASES = [
+    (2, 3, 7, 7, 4, 3, 3, 1, 1, 1, 1),
+    (3, 4, 9, 8, 6, 3, 3, 2, 0, 1, 2),
+    (1, 4, 6, 6, 8, 3, 3, 1, "same", 1, 4),
+    (17, 2, 5, 5, 3, 2, 2, 1, 0, 2, 1),
+    (20, 8, 12, 12, 16, 3, 3, 1, 1, 1, 1),
+]
+
+
+def conv_ref(x, Wt, b, dout, case):
+    """Reference results and their magnitudes (the same reference on |x|, |W|, |b|, |dout|)."""
+    *_, stride, pad, dilation, groups = case
+    out = []
+    for xa, Wa, ba, da in ((x, Wt, b, dout), (np.abs(x), np.abs(Wt), np.abs(b), np.abs(dout))):
+        ref = ref_layers.Convolution(Wa, ba, stride, pad, dilation, groups)
+        y = ref.forward(xa)
+        dx = ref.backward(da)
+        out.append((y, dx, ref.dW, ref.db))
+    return out
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=[f"case{i}" for i in range(len(CONV_CASES))])
+def test_conv(rng, isa, hdtype, case):
+    N, C, H, W, FN, FH, FW, stride, pad, dilation, groups = case
+    x, Wt, b = rand(rng, (N, C, H, W), hdtype), rand(rng, (FN, C // groups, FH, FW), hdtype, 0.3), \
+        rand(rng, FN, hdtype)
+    out = ops.conv_forward(x, Wt, b, stride, pad, dilation=dilation, groups=groups)
+    assert out.dtype == hdtype
+    dout = rand(rng, out.shape, hdtype)
+    (r_out, r_dx, r_dW, r_db), (m_out, m_dx, m_dW, m_db) = conv_ref(*f64(x, Wt, b, dout), case)
+    OH, OW = out.shape[2:]
+    k_fwd = C // groups * FH * FW + 1  # products per output, plus the bias
+    assert_within(out, r_out, bound(r_out, hdtype, k_fwd * U32 * m_out), f"{isa} {case} out")
+    dx, dW, db = ops.conv_backward(x, Wt, dout, stride, pad, dilation=dilation, groups=groups)
+    assert dx.dtype == dW.dtype == db.dtype == hdtype
+    k_dx, k_dW = FN // groups * FH * FW, N * OH * OW
+    assert_within(dx, r_dx, bound(r_dx, hdtype, k_dx * U32 * m_dx), f"{isa} {case} dx")
+    assert_within(dW, r_dW, bound(r_dW, hdtype, k_dW * U32 * m_dW), f"{isa} {case} dW")
+    assert_within(db, r_db, bound(r_db, hdtype, k_dW * U32 * m_db), f"{isa} {case} db")
+    _, dW2, db2 = ops.conv_backward(x, Wt, dout, stride, pad, dilation=dilation, groups=groups, need_dx=False)
+    np.testing.assert_array_equal(dW2.view(np.uint16), dW.view(np.uint16))
+    np.testing.assert_array_equal(db2.view(np.uint16), db.view(np.uint16))
+
+
+def test_conv_threads_same_bits(rng, hdtype):
+    x, Wt, dout = rand(rng, (37, 3, 10, 10), hdtype), rand(rng, (5, 3, 3, 3), hdtype), \
+        rand(rng, (37, 5, 8, 8), hdtype)
+    prev = fastconv.get_num_threads()
+    got = []
+    try:
+        for t in (1, 2):
+            fastconv.set_num_threads(t)
+            got.append((ops.conv_forward(x, Wt, None), *ops.conv_backward(x, Wt, dout)))
+    finally:
+        fastconv.set_num_threads(prev)
+    for a, b in zip(*got):
+        np.testing.assert_array_equal(a.view(np.uint16), b.view(np.uint16))
+
+
+def test_conv_fused_relu(rng, hdtype):
+    x, Wt, b = rand(rng, (2, 3, 6, 6), hdtype), rand(rng, (4, 3, 3, 3), hdtype), rand(rng, 4, hdtype)
+    plain = ops.conv_forward(x, Wt, b, 1, 1)
+    fused = ops.conv_forward(x, Wt, b, 1, 1, relu=True)
+    np.testing.assert_array_equal(f64(fused), f64(ops.relu_forward(plain)))
+
+
+@pytest.mark.parametrize("stride,pad", [(1, 0), (2, 1)])
+def test_deconv(rng, isa, hdtype, stride, pad):
+    x, Wt, b = rand(rng, (3, 4, 5, 5), hdtype), rand(rng, (4, 3, 3, 3), hdtype, 0.3), rand(rng, 3, hdtype)
+    y = ops.deconv_forward(x, Wt, b, stride, pad)
+    dy = rand(rng, y.shape, hdtype)
+    res = []
+    for xa, Wa, ba, da in (f64(x, Wt, b, dy), (np.abs(f64(x)), np.abs(f64(Wt)), np.abs(f64(b)), np.abs(f64(dy)))):
+        ref = ref_layers.Deconvolution(Wa, ba, stride, pad)
+        res.append((ref.forward(xa), ref.backward(da), ref.dW, ref.db))
+    (r_y, r_dx, r_dW, r_db), (m_y, m_dx, m_dW, m_db) = res
+    assert y.dtype == hdtype
+    assert_within(y, r_y, bound(r_y, hdtype, (4 * 9 + 1) * U32 * m_y), f"{isa} y")
+    dx, dW, db = ops.deconv_backward(x, Wt, dy, stride, pad)
+    assert_within(dx, r_dx, bound(r_dx, hdtype, 3 * 9 * U32 * m_dx), f"{isa} dx")
+    k = 3 * y.shape[2] * y.shape[3]
+    assert_within(dW, r_dW, bound(r_dW, hdtype, k * U32 * m_dW), f"{isa} dW")
+    assert_within(db, r_db, bound(r_db, hdtype, k * U32 * m_db), f"{isa} db")
+
+
+def test_convolution_layer(rng, hdtype):
+    """The book's Convolution layer runs in the 16-bit type and keeps it."""
+    Wt, b, x = rand(rng, (4, 3, 3, 3), hdtype), rand(rng, 4, hdtype), rand(rng, (2, 3, 8, 8), hdtype)
+    layer = layers.Convolution(Wt, b, stride=1, pad=1)
+    out = layer.forward(x)
+    dx = layer.backward(np.ones_like(out))
+    assert out.dtype == dx.dtype == layer.dW.dtype == layer.db.dtype == hdtype
+
+
+# ======================================================================================================
+# pooling, softmax with loss, dropout
+
+
+@pytest.mark.parametrize("shape,ph,pw,stride,pad", [((2, 3, 8, 8), 2, 2, 2, 0), ((3, 2, 7, 9), 3, 3, 2, 1),
+                                                   ((1, 1, 5, 5), 3, 3, 1, 1)])
+def test_pooling(rng, isa, hdtype, shape, ph, pw, stride, pad):
+    x = rand(rng, shape, hdtype)
+    # max pooling: the maximum is one of the inputs (exact); the backward sums dout where windows overlap
+    out, argmax = ops.maxpool_forward(x, ph, pw, stride, pad)
+    ref = ref_layers.Pooling(ph, pw, stride, pad)
+    want = ref.forward(f64(x))
+    assert out.dtype == hdtype
+    np.testing.assert_array_equal(f64(out), want, err_msg=isa)
+    dout = rand(rng, out.shape, hdtype)
+    dx = ops.maxpool_backward(dout, argmax, x.shape, ph, pw, stride, pad)
+    rdx = ref.backward(f64(dout))
+    k = int(np.ceil(ph / stride) * np.ceil(pw / stride))  # windows that can share an input position
+    mag = ref_layers.Pooling(ph, pw, stride, pad)
+    mag.forward(f64(x))
+    assert_within(dx, rdx, bound(rdx, hdtype, k * U32 * mag.backward(np.abs(f64(dout)))), f"{isa} max dx")
+    # average pooling: ph*pw values summed and divided in float32
+    aref = ref_layers.AvgPooling(ph, pw, stride, pad)
+    a_want = aref.forward(f64(x))
+    a_out = ops.avgpool_forward(x, ph, pw, stride, pad)
+    a_mag = ref_layers.AvgPooling(ph, pw, stride, pad).forward(np.abs(f64(x)))
+    assert_within(a_out, a_want, bound(a_want, hdtype, (ph * pw + 1) * U32 * a_mag), f"{isa} avg out")
+    a_dx = ops.avgpool_backward(dout, x.shape, ph, pw, stride, pad)
+    a_rdx = aref.backward(f64(dout))
+    a_dmag = ref_layers.AvgPooling(ph, pw, stride, pad)
+    a_dmag.forward(f64(x))
+    assert_within(a_dx, a_rdx, bound(a_rdx, hdtype, (k + 1) * U32 * a_dmag.backward(np.abs(f64(dout)))),
+                  f"{isa} avg dx")
+
+
+@pytest.mark.parametrize("N,K", [(1, 3), (7, 10), (100, 10), (3, 1000)])
+def test_softmax_with_loss(rng, hdtype, N, K):
+    x = rand(rng, (N, K), hdtype, 3.0)
+    t = rng.integers(0, K, N)
+    loss, y = ops.softmax_cross_entropy(x, t)
+    ref = ref_layers.SoftmaxWithLoss()
+    r_loss = ref.forward(f64(x), t)
+    c = 4 * U32 * K  # the float32 softmax: K terms in the sum, exp and the division a few ulps each
+    assert y.dtype == hdtype
+    assert_within(y, ref.y, bound(ref.y, hdtype, c * np.abs(ref.y)), "y")
+    # the loss is taken from the float32 probabilities in double: relative error c of each y, absolute in log
+    assert abs(loss - r_loss) <= c + 1e-12, (loss, r_loss)
+    dx = ops.softmax_cross_entropy_backward(y, t)
+    # the backward of the kernel's own (rounded) y, as a layer runs it: (y - onehot) / N in float32
+    onehot = np.zeros((N, K))
+    onehot[np.arange(N), t] = 1
+    rdx = (f64(y) - onehot) / N
+    assert_within(dx, rdx, bound(rdx, hdtype, 3 * U32 * np.abs(rdx)), "dx")
+    s = ops.softmax(x)
+    assert_within(s, ref.y, bound(ref.y, hdtype, c * np.abs(ref.y)), "softmax")
+    # dense one-hot targets of the same dtype give the same probabilities and loss
+    loss_d, y_d = ops.softmax_cross_entropy(x, onehot.astype(hdtype))
+    np.testing.assert_array_equal(y_d.view(np.uint16), y.view(np.uint16))
+    assert abs(loss_d - r_loss) <= c + 1e-12
+
+
+def test_dropout_same_mask_as_float32(rng, hdtype):
+    x = np.concatenate([rand(rng, 5000, hdtype), special_values(hdtype)])
+    out, mask = ops.dropout_forward(x, 0.3, 1234)
+    out32, mask32 = ops.dropout_forward(x.astype(np.float32), 0.3, 1234)
+    np.testing.assert_array_equal(mask, mask32)
+    assert out.dtype == hdtype
+    with np.errstate(invalid="ignore"):  # inf * 0 is NaN, in the kernel as here
+        np.testing.assert_array_equal(f64(out), f64(x) * mask)  # exact: x or 0 (NaN * 0 stays NaN)
+    dout = rand(rng, x.shape, hdtype)
+    np.testing.assert_array_equal(f64(ops.dropout_backward(dout, mask)), f64(dout) * mask)
+
+
+def test_layers_of_the_book_in_half(rng, hdtype):
+    """Convolution, Relu, Pooling, Affine, Dropout and SoftmaxWithLoss run a small network in the 16-bit type."""
+    x = rand(rng, (4, 1, 8, 8), hdtype)
+    conv = layers.Convolution(rand(rng, (3, 1, 3, 3), hdtype, 0.3), rand(rng, 3, hdtype, 0.1), 1, 1)
+    relu, pool = layers.Relu(), layers.Pooling(2, 2, 2)
+    drop = layers.Dropout(0.2)
+    aff = layers.Affine(rand(rng, (48, 5), hdtype, 0.1), rand(rng, 5, hdtype, 0.1))
+    loss_layer = layers.SoftmaxWithLoss()
+    h = pool.forward(relu.forward(conv.forward(x)))
+    h = drop.forward(h.reshape(4, -1), train_flg=True)
+    loss = loss_layer.forward(aff.forward(h), np.array([0, 1, 2, 3]))
+    assert np.isfinite(loss)
+    d = aff.backward(loss_layer.backward())
+    d = pool.backward(drop.backward(d).reshape(4, 3, 4, 4))
+    conv.backward(relu.backward(d))
+    for a in (conv.dW, conv.db, aff.dW, aff.db):
+        assert a.dtype == hdtype
+
+
+def test_deepconvnet_in_half(rng, hdtype):
+    """DeepConvNet(dtype=...) computes in the 16-bit type; with the float32 network's parameters rounded, its loss
+    is the float32 loss within the 16-bit rounding of 16 layers' activations (a loose, not a derived, check: the
+    per-op bounds above are the precise ones)."""
+    from fastconv import models
+
+    np.random.seed(3)
+    net32 = models.DeepConvNet(dtype=np.float32)
+    net16 = models.DeepConvNet(dtype=hdtype)
+    for k, v in net32.params.items():
+        net16.params[k][...] = v.astype(hdtype)
+        net32.params[k][...] = net16.params[k].astype(np.float32)  # both on the same rounded parameters
+    x = rng.random((8, 1, 28, 28)).astype(hdtype)
+    t = np.arange(8)
+    # inference mode: no dropout masks (in training mode each network would draw its own)
+    y16 = net16.predict(x, train_flg=False)
+    y32 = net32.predict(x.astype(np.float32), train_flg=False)
+    assert y16.dtype == hdtype
+    l16, l32 = (ref_layers.SoftmaxWithLoss().forward(f64(y), t) for y in (y16, y32))
+    assert abs(l16 - l32) <= 50 * U_STORE[hdtype] * abs(l32), (l16, l32)
+    grads = net16.gradient(x, t)
+    assert all(g.dtype == hdtype and np.all(np.isfinite(f64(g))) for g in grads.values())
