@@ -29,16 +29,15 @@ from _timing import ISA_ENV, force_isa, interleaved_best, isa_line, machine_line
 
 ISA = force_isa()
 
-import argparse  # noqa: E402  (after force_isa: fastconv must not be imported before it)
-import json  # noqa: E402
-import subprocess  # noqa: E402
+import argparse
+import json
+import subprocess
 
-import numpy as np  # noqa: E402
-
-import fastconv  # noqa: E402
-from fastconv import precision  # noqa: E402
-from fastconv.models import DeepConvNet  # noqa: E402
-from fastconv.optimizer import Adam  # noqa: E402
+import fastconv
+import numpy as np
+from fastconv import precision
+from fastconv.models import DeepConvNet
+from fastconv.optimizer import Adam
 
 NAMES = ("float32", "float16", "bfloat16")
 

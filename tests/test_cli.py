@@ -1038,3 +1038,31 @@ def test_train_dcgan_writes_samples_losses_and_both_networks(tmp_path, capsys, h
     assert main(["train", "--model", "dcgan", "--resume", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "holds a run" in err and "--resume: not available with --model dcgan" in err
+
+
+# ======================================================================================================
+# --precision (mixed-precision training, fastconv.precision)
+
+
+@pytest.mark.parametrize("precision", ["float16", "bfloat16"])
+def test_train_mixed_precision(tmp_path, capsys, have_data, precision):
+    pytest.importorskip("ml_dtypes")
+    assert train(tmp_path, "--precision", precision) == 0
+    out, err = capsys.readouterr()
+    assert f", {precision} mixed precision," in out and "Traceback" not in err
+    hist = strict_json(tmp_path / "run" / "history.json")
+    assert hist["precision"] == precision and hist["config"]["precision"] == precision
+    assert hist["loss_scale"] == [65536.0 if precision == "float16" else 1.0]
+    assert len(hist["skipped_steps"]) == 1 and 0 <= hist["final_test_acc"] <= 1
+    with np.load(tmp_path / "run" / "params.npz", allow_pickle=False) as p:  # bfloat16 is stored as float32
+        assert p["W1"].dtype == (np.float16 if precision == "float16" else np.float32)
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--precision", "float16", "--model", "resnet"],
+     "--precision float16: --model resnet is not available in float16 yet (x: dtype float16 is not supported"),
+    (["--precision", "float16", "--dtype", "float64"], "--precision float16: not with --dtype float64"),
+])
+def test_train_precision_errors(tmp_path, capsys, have_data, extra, match):
+    err = run_error(["train", *QUICK, "--out", str(tmp_path / "run"), *extra], capsys)
+    assert match in err

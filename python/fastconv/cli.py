@@ -828,6 +828,15 @@ def _train(args):
     # every rank loads the data set (from its own machine) and builds the network; rank 0's weights win
     (x_train, t_train), (x_test, t_test) = _collectively(ranks, lambda: _load_data(args, dtype))
     network = _collectively(ranks, lambda: _build_model(args.model, net_dtype, args.seed))
+    if args.precision not in (None, "float32"):
+        # not every op has 16-bit kernels yet: one inference-mode image (no state changes) finds out now
+        try:
+            network.predict(x_test[:1].astype(net_dtype), train_flg=False)
+        except TypeError as exc:
+            raise CommandError(
+                f"--precision {args.precision}: --model {args.model} is not available in {args.precision} yet ({exc})",
+                agreed=True,
+            ) from exc
 
     augment = None
     if args.augment or args.shift is not None or args.rotation is not None or args.flip:
