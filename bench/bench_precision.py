@@ -136,7 +136,7 @@ def main() -> None:
     result = {
         "machine": machine_line(args.threads),
         "isa": isa_line(ISA),
-        "native": {k: info.get(k) for k in ("avx512_bf16", "avx512_fp16") if k in info},
+        "native": {"cpu": info["reduced_precision_cpu"], "used": info["reduced_precision_native"]},
         "step_ms": {k: 1e3 * v for k, v in times.items()},
         "speedup": {k: times["float32"] / v for k, v in times.items()},
         "memory": mem,
@@ -147,7 +147,8 @@ def main() -> None:
         print(json.dumps(result))
         return
     print(result["machine"])
-    print(result["isa"], "| native reduced precision:", result["native"] or "not reported by fastconv.info()")
+    print(result["isa"], "| 16-bit arithmetic the CPU has:", ", ".join(result["native"]["cpu"]) or "none",
+          "| used by fastconv:", ", ".join(result["native"]["used"]) or "none (converted to float32)")
     print(f"\nDeepConvNet training step, batch {args.batch} (best of {args.rounds} alternating blocks of "
           f"{args.repeat}):")
     for k in NAMES:

@@ -150,3 +150,20 @@ def test_set_cpu_isa_roundtrip():
     finally:
         _cpu.set_cpu_isa(prev)
     assert _cpu.cpu_isa() == prev
+
+
+def test_reduced_precision_features_match_the_kernel_s_cpu_flags():
+    """info() lists the 16-bit arithmetic the CPU reports, as Linux names it in /proc/cpuinfo."""
+    info = fastconv.info()
+    have = info["reduced_precision_cpu"]
+    assert set(have) <= {"f16c", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16"}
+    assert info["reduced_precision_native"] == []
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next(line for line in f if line.startswith("flags")).split(":", 1)[1].split()
+    except (OSError, StopIteration):
+        pytest.skip("no /proc/cpuinfo flags")
+    if "avx2" not in flags:
+        pytest.skip("not an x86-64 CPU with AVX2")
+    for name in ("f16c", "avx512_bf16", "avx512_fp16", "amx_bf16"):
+        assert (name in have) == (name in flags), name

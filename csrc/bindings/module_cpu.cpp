@@ -57,6 +57,11 @@ PYBIND11_MODULE(_cpu, m) {
     for (const char* s : cpu::supported_isas()) l.append(s);
     return l;
   }, "ISAs compiled into this build and supported by this CPU (every one can be forced with set_cpu_isa).");
+  m.def("cpu_features", [] {
+    py::list l;
+    for (const char* s : cpu::cpu_features()) l.append(s);
+    return l;
+  }, "Reduced-precision arithmetic this CPU reports (f16c, avx512_bf16, avx512_fp16, amx_bf16, amx_fp16).");
   m.def("set_cpu_isa", [](const std::string& isa) { cpu::set_isa(isa); }, py::arg("isa"),
         "Force the GEMM micro-kernel ISA: 'avx512', 'avx2' or 'scalar'. Raises ValueError if the CPU or the "
         "build lacks it.");

@@ -3,6 +3,9 @@
 #include "cpu/isa.h"
 
 #include <atomic>
+#if FASTCONV_HAVE_X86_UKR
+#include <cpuid.h>
+#endif
 #include <cstdlib>
 #include <stdexcept>
 
@@ -70,6 +73,24 @@ std::vector<const char*> compiled_isas() {
 #else
   return {"scalar"};
 #endif
+}
+
+std::vector<const char*> cpu_features() {
+  std::vector<const char*> out;
+#if FASTCONV_HAVE_X86_UKR
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29))) out.push_back("f16c");
+  __builtin_cpu_init();
+  const bool avx512 = __builtin_cpu_supports("avx512f");  // CPU and OS (XCR0) both enable AVX-512 state
+  unsigned a0 = 0, b0 = 0, c0 = 0, d0 = 0, a1 = 0, b1 = 0, c1 = 0, d1 = 0;
+  const bool leaf7 = __get_cpuid_count(7, 0, &a0, &b0, &c0, &d0);
+  const bool leaf71 = leaf7 && a0 >= 1 && __get_cpuid_count(7, 1, &a1, &b1, &c1, &d1);
+  if (avx512 && leaf71 && (a1 & (1u << 5))) out.push_back("avx512_bf16");
+  if (avx512 && leaf7 && (d0 & (1u << 23))) out.push_back("avx512_fp16");
+  if (leaf7 && (d0 & (1u << 22))) out.push_back("amx_bf16");
+  if (leaf71 && (a1 & (1u << 21))) out.push_back("amx_fp16");
+#endif
+  return out;
 }
 
 std::vector<const char*> supported_isas() {

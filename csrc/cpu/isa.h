@@ -14,6 +14,10 @@ const char* active_isa_name();                // "avx512" | "avx2" | "scalar"
 void set_isa(const std::string& name);        // throws std::invalid_argument if unknown or unavailable
 std::vector<const char*> compiled_isas();     // built into this module
 std::vector<const char*> supported_isas();    // built and supported by this CPU
+// Reduced-precision arithmetic this CPU reports (CPUID leaf 7): "f16c", "avx512_bf16", "avx512_fp16",
+// "amx_bf16", "amx_fp16"; reported by fastconv.info(), not yet used by any kernel (16-bit types are converted
+// to float32, csrc/common/half.h). AMX also needs the OS's permission (arch_prctl), not checked here.
+std::vector<const char*> cpu_features();
 
 // AVX-512 CPUs have AVX2 too: the kernels with an AVX2 variant use it under either.
 inline bool has_avx2(Isa isa) { return isa != Isa::scalar; }

@@ -104,6 +104,9 @@ def info() -> dict:
         "simd_compiled": list(b["simd_compiled"]),
         "simd_supported": list(_cpu.supported_isas()),
         "simd_forced": _os.environ.get("FASTCONV_ISA"),
+        # what the CPU offers for float16 / bfloat16; the kernels convert to float32 on every CPU today
+        "reduced_precision_cpu": list(_cpu.cpu_features()),
+        "reduced_precision_native": [],
         "openmp": bool(b["openmp"]),
         "num_threads": get_num_threads(),
         "num_threads_limit": int(_cpu.thread_limit()),
