@@ -627,11 +627,16 @@ def test_keras_fit_ranks_agree_with_shuffle_and_checkpoints(ranks, tmp_path):
 
 
 def test_keras_distribution_arguments():
-    """DataParallel's `devices` must match the ranks; set_distribution takes a DataParallel or None."""
+    """DataParallel's `devices` must match the ranks; set_distribution takes a DataParallel or None; without
+    mpi4py, DataParallel says how to install it."""
     from fastconv.keras import distribution
 
-    with pytest.raises(ValueError, match="devices"):
-        distribution.DataParallel(devices=["cpu:0", "cpu:1"])
     with pytest.raises(ValueError, match="set_distribution"):
         distribution.set_distribution("data_parallel")
+    if importlib.util.find_spec("mpi4py") is None:
+        with pytest.raises(ImportError, match="pip install 'fastconv\\[mpi\\]'"):
+            distribution.DataParallel()
+        return
+    with pytest.raises(ValueError, match="devices"):
+        distribution.DataParallel(devices=["cpu:0", "cpu:1"])
     assert distribution.DataParallel(devices=1).size == 1
