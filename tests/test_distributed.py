@@ -339,7 +339,9 @@ def test_train_command_resume_after_a_kill(ranks, have_data, tmp_path):
     never stopped."""
     import signal
 
-    common = ["--epochs", "2", "--batch-size", "10", "--train-size", "1500", "--checkpoint-every", "0.002"]
+    # 2 x 600 steps: the first mid-epoch checkpoint (after 0.12 s) comes long before the end, so SIGINT always
+    # lands mid-run (1500 images finished first once on an idle machine, before the signal took effect)
+    common = ["--epochs", "2", "--batch-size", "10", "--train-size", "6000", "--checkpoint-every", "0.002"]
     job = ranks(2, _train_argv(tmp_path / "killed", *common), popen=True)  # the later --train-size wins
     ckpts = tmp_path / "killed" / "checkpoints"
     deadline = time.monotonic() + 120
