@@ -33,6 +33,7 @@ __all__ = [
     "barrier",
     "allgather",
     "allreduce_mean",
+    "average_gradients",
     "broadcast_params",
     "broadcast_optimizer",
     "shard",
@@ -275,6 +276,15 @@ def allreduce_mean(arrays: dict, buffers: dict | None = None) -> dict:
     return arrays
 
 
+def average_gradients(grads: dict, weight: float | None = None, buffers: dict | None = None) -> dict:
+    """Average ``grads`` over the ranks in place (:func:`allreduce_mean`); with ``weight``, this rank's share
+    of the global batch when shards are uneven, the ranks' ``weight * grad`` are summed instead."""
+    if weight is not None and size() > 1:
+        for g in grads.values():
+            g *= g.dtype.type(weight * size())
+    return allreduce_mean(grads, buffers)
+
+
 def reduce_sum(values) -> np.ndarray:
     """The element-wise sum over the ranks of a short float64 vector (metrics, counts, flags), on every rank.
 
@@ -392,12 +402,9 @@ class DistributedOptimizer:
         self.optimizer.update(params, grads)
 
     def average(self, grads, weight: float | None = None):
-        """The first half of :meth:`update`: ``grads`` averaged over the ranks in place (weighted sum when
-        ``weight`` is given), without updating (mixed precision checks them before its own update)."""
-        if weight is not None and size() > 1:
-            for g in grads.values():
-                g *= g.dtype.type(weight * size())
-        allreduce_mean(grads, self._buffers)
+        """The first half of :meth:`update`: :func:`average_gradients` with this wrapper's buffers, without
+        updating (mixed precision checks the gradients before its own update)."""
+        average_gradients(grads, weight, self._buffers)
 
     def state_dict(self):
         return self.optimizer.state_dict()

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["PRECISIONS", "LossScaler", "MixedPrecision", "dtype_of"]
+__all__ = ["PRECISIONS", "LossScaler", "MixedPrecision", "dtype_of", "first_non_finite"]
 
 PRECISIONS = ("float32", "float16", "bfloat16")
 
@@ -42,6 +42,11 @@ def dtype_of(precision) -> np.dtype:
     if precision in ("float32", "float16"):
         return np.dtype(precision)
     raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+
+
+def first_non_finite(grads: dict):
+    """The key of the first gradient holding an inf or NaN, or None (the Trainer's divergence check too)."""
+    return next((k for k, g in grads.items() if not np.isfinite(g).all()), None)
 
 
 class LossScaler:
@@ -132,15 +137,10 @@ class MixedPrecision:
             out[k] = g32
         return out
 
-    @staticmethod
-    def first_non_finite(grads: dict):
-        """The key of the first gradient holding an inf or NaN, or None."""
-        return next((k for k, g in grads.items() if not np.isfinite(g).all()), None)
-
     def step(self, params: dict, grads32: dict, update) -> bool:
         """Apply ``update(master, grads32)`` (the optimizer's) and round the masters into ``params``, unless a
         gradient is not finite and there is a scaler: then skip, back off the scale and return False."""
-        finite = self.first_non_finite(grads32) is None
+        finite = first_non_finite(grads32) is None
         if self.scaler is not None:
             self.scaler.update(finite)
             if not finite:

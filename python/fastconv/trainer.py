@@ -829,7 +829,7 @@ class Trainer:
             loss = None
         if mixed is not None:
             grads = mixed.unscale(grads)  # float32, divided by the loss scale
-        bad = next((key for key, g in grads.items() if not np.isfinite(g).all()), None)
+        bad = _precision.first_non_finite(grads)
         if mixed is not None and mixed.scaler is not None:
             bad = None  # float16: a non-finite gradient skips the step (below) instead of ending the run
         bad = None if bad is None else f"gradient {bad!r} is not finite"

@@ -119,12 +119,7 @@ class DataParallel:
 
     def average_gradients(self, grads: dict, weight: float) -> None:
         """Replace ``grads`` in place by the ranks' weighted sum, ``weight`` = this shard's share of the batch."""
-        if self.size > 1:
-            scale = weight * self.size
-            if scale != 1.0:
-                for g in grads.values():
-                    g *= g.dtype.type(scale)
-        self._dist.allreduce_mean(grads, self._buffers)
+        self._dist.average_gradients(grads, weight, self._buffers)
 
     def reduce_trackers(self, trackers) -> None:
         """Add the running sums of the loss / metric trackers over the ranks (each then holds the global mean)."""
