@@ -435,6 +435,9 @@ def test_pooling(rng, isa, hdtype, shape, ph, pw, stride, pad):
     want = ref.forward(f64(x))
     assert out.dtype == hdtype
     np.testing.assert_array_equal(f64(out), want, err_msg=isa)
+    inf_out, no_argmax = ops.maxpool_forward(x, ph, pw, stride, pad, keep_argmax=False)  # inference
+    assert no_argmax is None
+    np.testing.assert_array_equal(f64(inf_out), want, err_msg=isa)
     dout = rand(rng, out.shape, hdtype)
     dx = ops.maxpool_backward(dout, argmax, x.shape, ph, pw, stride, pad)
     rdx = ref.backward(f64(dout))

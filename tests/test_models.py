@@ -483,6 +483,43 @@ def test_build_deterministic(name):
         np.testing.assert_array_equal(d.params[key].astype(np.float32), a.params[key])
 
 
+def layers_of(obj, cls, seen=None):
+    """Every fastconv layer of class ``cls`` reachable from a network's attributes (layer dicts, chains...)."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return []
+    seen.add(id(obj))
+    if isinstance(obj, cls):
+        return [obj]
+    if isinstance(obj, dict):
+        children = list(obj.values())
+    elif isinstance(obj, (list, tuple)):
+        children = list(obj)
+    elif hasattr(obj, "__dict__") and type(obj).__module__.startswith("fastconv."):
+        children = list(vars(obj).values())
+    else:
+        return []
+    return [p for c in children for p in layers_of(c, cls, seen)]
+
+
+@pytest.mark.parametrize("name", ["deepconvnet", "simpleconvnet", "kerascnn", "vgg", "inception"])
+def test_inference_keeps_no_pooling_argmax(rng, name):
+    """predict(train_flg=False) runs max pooling without its int32 argmax (inference memory); a gradient
+    after it runs the training forward again and gives what it gave before."""
+    net = models.build(name, seed=3, dtype=np.float64)
+    for layer in layers_of(net, fc_layers.Dropout):
+        layer.dropout_ratio = 0.0  # the same gradient twice
+    x, t = mnist_batch(rng, n=2)
+    before = {k: v.copy() for k, v in net.gradient(x, t).items()}
+    pools = layers_of(net, fc_layers.Pooling)
+    assert pools and all(p.arg_max is not None for p in pools)
+    net.predict(x, train_flg=False)
+    assert all(p.arg_max is None for p in pools)
+    after = net.gradient(x, t)
+    for k in before:
+        np.testing.assert_array_equal(after[k], before[k], err_msg=f"{name} {k}")
+
+
 def test_build_kwargs_and_layers(rng):
     net = models.build("lenet", seed=1, layers=ref_layers, dtype=np.float64)
     assert isinstance(net.layers["Conv1"], ref_layers.Convolution)

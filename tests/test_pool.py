@@ -42,6 +42,27 @@ def test_maxpool(rng, device, dtype, threads, case):
 
 
 @pytest.mark.parametrize("case", POOL_CASES, ids=POOL_IDS)
+def test_maxpool_inference_keeps_no_argmax(rng, device, dtype, threads, case):
+    """train_flg=False (the networks' predict): the same output, no argmax kept, and backward refuses until a
+    training forward has run again."""
+    N, C, H, W, PH, PW, stride, pad = case
+    x = to_device(randn(rng, (N, C, H, W), dtype), device)
+    layer = layers.Pooling(PH, PW, stride=stride, pad=pad)
+    want = to_host(layer.forward(x))
+    got = to_host(layer.forward(x, train_flg=False))
+    np.testing.assert_array_equal(got, want, err_msg=f"t{threads} {case}")
+    assert layer.arg_max is None
+    dout = to_device(np.ones(want.shape, dtype), device)
+    with pytest.raises(RuntimeError, match="train_flg=False"):
+        layer.backward(dout)
+    layer.forward(x, train_flg=True)
+    assert to_host(layer.backward(dout)).shape == x.shape
+    out, argmax = ops.maxpool_forward(x, PH, PW, stride, pad, keep_argmax=False)
+    assert argmax is None
+    np.testing.assert_array_equal(to_host(out), want)
+
+
+@pytest.mark.parametrize("case", POOL_CASES, ids=POOL_IDS)
 def test_avgpool(rng, device, dtype, threads, case):
     N, C, H, W, PH, PW, stride, pad = case
     x = randn(rng, (N, C, H, W), dtype)

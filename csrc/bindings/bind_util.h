@@ -81,6 +81,24 @@ inline T* out_ptr(py::array& a, const char* name, std::initializer_list<std::int
   return static_cast<T*>(a.mutable_data());
 }
 
+// An optional input (a bias, ...): the array, or None (nullptr)
+template <typename T>
+const T* optional_in(const py::object& a, const char* name, std::int64_t n) {
+  if (a.is_none()) return nullptr;
+  if (!py::isinstance<py::array>(a)) throw py::type_error(std::string(name) + ": expected a NumPy array or None");
+  return in_ptr<T>(py::reinterpret_borrow<py::array>(a), name, {n});
+}
+
+// An optional output (an input gradient, maxpool's argmax, ...): the array itself, or None (nullptr)
+template <typename T>
+T* optional_out(const py::object& a, const char* name, std::initializer_list<std::int64_t> shape) {
+  if (a.is_none()) return nullptr;
+  // (no conversion: an array made from another object here would take the result and be dropped)
+  if (!py::isinstance<py::array>(a)) throw py::type_error(std::string(name) + ": expected a NumPy array or None");
+  py::array arr = py::reinterpret_borrow<py::array>(a);
+  return out_ptr<T>(arr, name, shape);
+}
+
 inline std::int64_t dim(const py::array& a, const char* name, int ndim, int i) {
   if (a.ndim() != ndim)
     throw py::value_error(std::string(name) + ": expected a " + std::to_string(ndim) + "-D array, got shape " +

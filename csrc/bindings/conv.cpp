@@ -16,24 +16,6 @@ namespace fastconv::bind {
 using Pair = std::array<std::int64_t, 2>;
 using Quad = std::array<std::int64_t, 4>;
 
-// b or db: an array, or None (no bias: nullptr)
-template <typename T>
-const T* optional_in(const py::object& a, const char* name, std::int64_t n) {
-  if (a.is_none()) return nullptr;
-  if (!py::isinstance<py::array>(a)) throw py::type_error(std::string(name) + ": expected a NumPy array or None");
-  return in_ptr<T>(py::reinterpret_borrow<py::array>(a), name, {n});
-}
-
-// dx: the output array itself, or None (no input gradient)
-template <typename T>
-T* optional_out(const py::object& a, const char* name, std::initializer_list<std::int64_t> shape) {
-  if (a.is_none()) return nullptr;
-  // (no conversion: an array made from another object here would take the result and be dropped)
-  if (!py::isinstance<py::array>(a)) throw py::type_error(std::string(name) + ": expected a NumPy array or None");
-  py::array arr = py::reinterpret_borrow<py::array>(a);
-  return out_ptr<T>(arr, name, shape);
-}
-
 template <typename T>
 void conv_forward_py(py::array x, py::array w, py::object b, py::array out, Pair stride, Quad pad, Pair dilation,
                      std::int64_t groups, bool relu) {

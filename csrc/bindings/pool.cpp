@@ -26,12 +26,12 @@ ConvGeom pool_geom(const py::array& a, const char* name, i64 pool_h, i64 pool_w,
 }
 
 template <typename T>
-void maxpool_forward_py(py::array x, py::array out, py::array argmax, i64 pool_h, i64 pool_w, Pair stride,
+void maxpool_forward_py(py::array x, py::array out, py::object argmax, i64 pool_h, i64 pool_w, Pair stride,
                         Quad pad) {
   const ConvGeom g = pool_geom(x, "x", pool_h, pool_w, stride, pad);
   const T* xp = in_ptr<T>(x, "x", {g.N, g.C, g.H, g.W});
   T* op = out_ptr<T>(out, "out", {g.N, g.C, g.OH, g.OW});
-  std::int32_t* ap = out_ptr<std::int32_t>(argmax, "argmax", {g.N, g.C, g.OH, g.OW});
+  std::int32_t* ap = optional_out<std::int32_t>(argmax, "argmax", {g.N, g.C, g.OH, g.OW});
   py::gil_scoped_release release;
   cpu::maxpool_forward<T>(xp, op, ap, g);
 }
@@ -76,7 +76,8 @@ void avgpool_backward_py(py::array dout, py::array dx, i64 pool_h, i64 pool_w, P
 void bind_pool(py::module_& m) {
   FC_DEF_FLOATS(m, "maxpool_forward", maxpool_forward_py,
                 "Max pooling: x (N, C, H, W) -> out (N, C, OH, OW) and int32 argmax (ih*W + iw in the plane), "
-                "padding never wins, ties to the first, NaN propagates. Overwrites out and argmax.",
+                "padding never wins, ties to the first, NaN propagates. Overwrites out and argmax (None: no "
+                "argmax, for inference).",
                 py::arg("x"), py::arg("out"), py::arg("argmax"), py::arg("pool_h"), py::arg("pool_w"),
                 py::arg("stride"), py::arg("pad"));
   FC_DEF_FLOATS(m, "maxpool_backward", maxpool_backward_py,

@@ -1,5 +1,6 @@
 // pool.cpp: max and average pooling, forward and backward. x and dx are (N, C, H, W), out / dout / argmax
-// are (N, C, OH, OW); argmax is int32 holding ih*W + iw inside the (n, c) plane.
+// are (N, C, OH, OW); argmax is int32 holding ih*W + iw inside the (n, c) plane, or null where the caller
+// needs no backward (inference: max pooling then keeps no per-output index).
 // Variants: a tight loop for 2x2 stride-2 pad-0 windows (the book's Pooling; such windows never touch
 // padding), and a general path per output row: windows clamped to the plane at the border columns (padding is
 // never read), and for the interior columns one vectorised sweep over the row per window position.
@@ -13,6 +14,7 @@
 #include "common/dtype.h"
 #include "common/shapes.h"
 #include "cpu/threads.h"
+#include "cpu/workspace.h"
 
 namespace fastconv::cpu {
 
@@ -101,58 +103,63 @@ void maxpool_forward(const T* x, T* out, std::int32_t* argmax, const ConvGeom& g
   const Planes pl = planes_of(g);
   const std::int64_t H = g.H, W = g.W, OH = g.OH, OW = g.OW, HW = pl.HW, OHW = pl.OHW;
 
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (pl.parallel)
-  for (std::int64_t p = 0; p < pl.count; ++p) {
-    const T* xp = x + p * HW;  // (H, W) plane
-    T* op = out + p * OHW;     // (OH, OW) plane
-    std::int32_t* ap = argmax + p * OHW;
-    if (pl.fast) {
-      // Two input rows make one output row; the four candidates are compared in row-major window order.
-      for (std::int64_t oh = 0; oh < OH; ++oh) {
-        const T* r0 = xp + 2 * oh * W;
-        const T* r1 = r0 + W;
-        const std::int32_t base = static_cast<std::int32_t>(2 * oh * W);
-        for (std::int64_t ow = 0; ow < OW; ++ow) {
-          const std::int64_t iw = 2 * ow;
-          T m = r0[iw];
-          std::int32_t k = base + static_cast<std::int32_t>(iw);
-          if (beats(r0[iw + 1], m)) { m = r0[iw + 1]; k = base + static_cast<std::int32_t>(iw + 1); }
-          if (beats(r1[iw], m)) { m = r1[iw]; k = base + static_cast<std::int32_t>(W + iw); }
-          if (beats(r1[iw + 1], m)) { m = r1[iw + 1]; k = base + static_cast<std::int32_t>(W + iw + 1); }
-          op[oh * OW + ow] = m;
-          ap[oh * OW + ow] = k;
+#pragma omp parallel num_threads(num_threads()) if (pl.parallel)
+  {
+    // without argmax (inference), each thread's winners go to one plane of scratch that is never read
+    Scratch<std::int32_t> sink(argmax ? 0 : static_cast<std::size_t>(OHW));
+#pragma omp for schedule(static)
+    for (std::int64_t p = 0; p < pl.count; ++p) {
+      const T* xp = x + p * HW;  // (H, W) plane
+      T* op = out + p * OHW;     // (OH, OW) plane
+      std::int32_t* ap = argmax ? argmax + p * OHW : sink.data();
+      if (pl.fast) {
+        // Two input rows make one output row; the four candidates are compared in row-major window order.
+        for (std::int64_t oh = 0; oh < OH; ++oh) {
+          const T* r0 = xp + 2 * oh * W;
+          const T* r1 = r0 + W;
+          const std::int32_t base = static_cast<std::int32_t>(2 * oh * W);
+          for (std::int64_t ow = 0; ow < OW; ++ow) {
+            const std::int64_t iw = 2 * ow;
+            T m = r0[iw];
+            std::int32_t k = base + static_cast<std::int32_t>(iw);
+            if (beats(r0[iw + 1], m)) { m = r0[iw + 1]; k = base + static_cast<std::int32_t>(iw + 1); }
+            if (beats(r1[iw], m)) { m = r1[iw]; k = base + static_cast<std::int32_t>(W + iw); }
+            if (beats(r1[iw + 1], m)) { m = r1[iw + 1]; k = base + static_cast<std::int32_t>(W + iw + 1); }
+            op[oh * OW + ow] = m;
+            ap[oh * OW + ow] = k;
+          }
         }
+        continue;
       }
-      continue;
-    }
-    // General windows, one output row at a time. Border columns go through the clamped scalar window; the
-    // interior columns are swept once per window position (ih, j) in row-major order, each sweep a
-    // branch-free, vectorisable compare-and-select over the output row. Every output still sees its inputs
-    // in row-major window order, so ties and NaN resolve exactly as in the scalar loop.
-    const Interior in = interior_cols(g);
-    const std::int64_t pool_h = g.FH, pool_w = g.FW, stride = g.sw, pad = g.pl;
-    for (std::int64_t oh = 0; oh < OH; ++oh) {
-      T* orow = op + oh * OW;  // output row oh of (OH, OW)
-      std::int32_t* arow = ap + oh * OW;
-      auto border = [&](std::int64_t ow) { max_window(xp, W, clamp_window(oh, ow, g), &orow[ow], &arow[ow]); };
-      for (std::int64_t ow = 0; ow < in.lo; ++ow) border(ow);
-      for (std::int64_t ow = in.hi; ow < OW; ++ow) border(ow);
-      if (in.lo == in.hi) continue;
-      const std::int64_t hs = oh * g.sh - g.pt;
-      const std::int64_t h0 = std::max<std::int64_t>(hs, 0), h1 = std::min(hs + pool_h, H);
-      for (std::int64_t ow = in.lo; ow < in.hi; ++ow) {
-        orow[ow] = xp[h0 * W + ow * stride - pad];
-        arow[ow] = static_cast<std::int32_t>(h0 * W + ow * stride - pad);
-      }
-      for (std::int64_t ih = h0; ih < h1; ++ih) {
-        for (std::int64_t j = (ih == h0) ? 1 : 0; j < pool_w; ++j) {
-          const std::int64_t base = ih * W + j - pad;  // (ih, ow*sw - pl + j) is xp[base + ow*sw]
+      // General windows, one output row at a time. Border columns go through the clamped scalar window; the
+      // interior columns are swept once per window position (ih, j) in row-major order, each sweep a
+      // branch-free, vectorisable compare-and-select over the output row. Every output still sees its inputs
+      // in row-major window order, so ties and NaN resolve exactly as in the scalar loop.
+      const Interior in = interior_cols(g);
+      const std::int64_t pool_h = g.FH, pool_w = g.FW, stride = g.sw, pad = g.pl;
+      for (std::int64_t oh = 0; oh < OH; ++oh) {
+        T* orow = op + oh * OW;  // output row oh of (OH, OW)
+        std::int32_t* arow = ap + oh * OW;
+        auto border = [&](std::int64_t ow) { max_window(xp, W, clamp_window(oh, ow, g), &orow[ow], &arow[ow]); };
+        for (std::int64_t ow = 0; ow < in.lo; ++ow) border(ow);
+        for (std::int64_t ow = in.hi; ow < OW; ++ow) border(ow);
+        if (in.lo == in.hi) continue;
+        const std::int64_t hs = oh * g.sh - g.pt;
+        const std::int64_t h0 = std::max<std::int64_t>(hs, 0), h1 = std::min(hs + pool_h, H);
+        for (std::int64_t ow = in.lo; ow < in.hi; ++ow) {
+          orow[ow] = xp[h0 * W + ow * stride - pad];
+          arow[ow] = static_cast<std::int32_t>(h0 * W + ow * stride - pad);
+        }
+        for (std::int64_t ih = h0; ih < h1; ++ih) {
+          for (std::int64_t j = (ih == h0) ? 1 : 0; j < pool_w; ++j) {
+            const std::int64_t base = ih * W + j - pad;  // (ih, ow*sw - pl + j) is xp[base + ow*sw]
 #pragma omp simd
-          for (std::int64_t ow = in.lo; ow < in.hi; ++ow) {
-            const T v = xp[base + ow * stride], b = orow[ow];
-            const bool take = beats(v, b);
-            orow[ow] = take ? v : b;
-            arow[ow] = take ? static_cast<std::int32_t>(base + ow * stride) : arow[ow];
+            for (std::int64_t ow = in.lo; ow < in.hi; ++ow) {
+              const T v = xp[base + ow * stride], b = orow[ow];
+              const bool take = beats(v, b);
+              orow[ow] = take ? v : b;
+              arow[ow] = take ? static_cast<std::int32_t>(base + ow * stride) : arow[ow];
+            }
           }
         }
       }

@@ -12,6 +12,7 @@ namespace fastconv::cpu {
 
 // out = max over the real positions of each window (padding never wins); argmax = ih*W + iw of the
 // winner in its (n, c) plane; ties go to the first position in row-major order, a NaN wins and stays.
+// argmax may be null (inference): the winners' positions are then not stored.
 template <typename T>
 void maxpool_forward(const T* x, T* out, std::int32_t* argmax, const ConvGeom& g);
 

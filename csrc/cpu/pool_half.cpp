@@ -38,7 +38,7 @@ void by_plane_chunks(const ConvGeom& g, F&& f) {
     by_plane_chunks(g, [&](std::int64_t p0, const ConvGeom& c) {                                                  \
       Scratch<float> xf(static_cast<std::size_t>(c.C * in)), of(static_cast<std::size_t>(c.C * on));             \
       widen(x + p0 * in, xf.data(), c.C * in);                                                                     \
-      maxpool_forward<float>(xf.data(), of.data(), argmax + p0 * on, c);                                           \
+      maxpool_forward<float>(xf.data(), of.data(), argmax ? argmax + p0 * on : nullptr, c);                       \
       narrow(of.data(), out + p0 * on, c.C * on);                                                                  \
     });                                                                                                            \
   }                                                                                                                \

@@ -359,12 +359,21 @@ class Pooling:
         self.x = None
         self.arg_max = None
 
-    def forward(self, x):
-        out, self.arg_max = ops.maxpool_forward(x, self.pool_h, self.pool_w, self.stride, self.pad)
+    # The networks pass train_flg to this layer (models/_base.forward_layer): inference keeps no argmax.
+    takes_train_flg = True
+
+    def forward(self, x, train_flg=True):
+        """``train_flg=False`` (inference, the networks' ``predict``) keeps no argmax, so ``backward``
+        needs another forward first; the book's ``forward(x)`` keeps it."""
+        out, self.arg_max = ops.maxpool_forward(x, self.pool_h, self.pool_w, self.stride, self.pad,
+                                                keep_argmax=bool(train_flg))
         self.x = x
         return out
 
     def backward(self, dout):
+        if self.arg_max is None:
+            raise RuntimeError("Pooling.backward: the last forward ran with train_flg=False, which keeps no "
+                               "argmax; call forward(x) (train_flg=True) first")
         return ops.maxpool_backward(dout, self.arg_max, np.shape(self.x), self.pool_h, self.pool_w, self.stride,
                                     self.pad)
 

@@ -309,16 +309,17 @@ def crop(x, crop):
 # pooling
 
 
-def maxpool_forward(x, pool_h: int, pool_w: int, stride=2, pad=0) -> tuple:
+def maxpool_forward(x, pool_h: int, pool_w: int, stride=2, pad=0, *, keep_argmax: bool = True) -> tuple:
     """Max pooling; padding never wins. Returns (out, argmax) with argmax the int32 index ih*W+iw in each plane.
     ``stride`` is an int or (sh, sw); ``pad`` an int, (ph, pw), (top, bottom, left, right), "valid" or "same"
-    (TensorFlow's rule)."""
+    (TensorFlow's rule). ``keep_argmax=False`` (inference: no backward follows) returns (out, None) and saves
+    the int32 array, as large as ``out`` in float32."""
     dtype, arr = chk.floats(half=True, x=x)
     x = arr["x"]
     ph, pw, g = chk.pool_args(x, pool_h, pool_w, stride, pad)
     xp = array_module(x)
     out = xp.empty((x.shape[0], x.shape[1], g.OH, g.OW), dtype=dtype)
-    argmax = xp.empty(out.shape, dtype=np.int32)
+    argmax = xp.empty(out.shape, dtype=np.int32) if keep_argmax else None
     kernel("maxpool_forward", dtype, x)(_c(x, dtype), out, argmax, ph, pw, g.stride, g.pad)
     return out, argmax
 

@@ -9,7 +9,19 @@ import numpy as np
 
 from .. import io as _io
 
-__all__ = ["Net", "layers_module", "run_layers"]
+__all__ = ["TRAIN_FLG_LAYERS", "Net", "forward_layer", "layers_module", "run_layers"]
+
+# Layers whose forward takes ``train_flg`` in the book's code too (their output differs between training and
+# inference); a layer class can also declare ``takes_train_flg = True`` (fastconv's Pooling: inference keeps
+# no argmax).
+TRAIN_FLG_LAYERS = ("Dropout", "BatchNormalization", "SpatialBatchNormalization")
+
+
+def forward_layer(layer, x, train_flg):
+    """``layer.forward(x, train_flg)`` for the layers that take the mode, else ``layer.forward(x)``."""
+    if getattr(layer, "takes_train_flg", False) or type(layer).__name__ in TRAIN_FLG_LAYERS:
+        return layer.forward(x, train_flg)
+    return layer.forward(x)
 
 
 def layers_module(layers):

@@ -11,7 +11,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .._checks import conv_output_size
-from ._base import Net, layers_module
+from ._base import Net, forward_layer, layers_module
 
 __all__ = ["SimpleConvNet", "DeepConvNet"]
 
@@ -51,7 +51,7 @@ class SimpleConvNet(Net):
             self.layers[key].b = self.params["b" + str(i + 1)]
 
     def predict(self, x, train_flg=False):
-        return self._forward(x, lambda key, layer, x: layer.forward(x))
+        return self._forward(x, lambda key, layer, x: forward_layer(layer, x, train_flg))
 
     def gradient(self, x, t):
         self.loss(x, t)
@@ -117,10 +117,7 @@ class DeepConvNet(Net):
             self.layers[layer_idx].b = self.params["b" + str(i + 1)]
 
     def predict(self, x, train_flg=False):
-        def forward(key, layer, x):
-            return layer.forward(x, train_flg) if hasattr(layer, "dropout_ratio") else layer.forward(x)
-
-        return self._forward(x, forward)
+        return self._forward(x, lambda key, layer, x: forward_layer(layer, x, train_flg))
 
     def gradient(self, x, t):
         self.loss(x, t)

@@ -23,18 +23,14 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import conv_output_size
-from ._base import Net, layers_module, run_layers
+from ._base import TRAIN_FLG_LAYERS, Net, forward_layer, layers_module, run_layers
 
 __all__ = ["Chain", "Residual", "Branches", "GraphNet", "TRAIN_FLG_LAYERS"]
 
-# Layers whose forward takes ``train_flg`` (their behaviour differs between training and inference).
-TRAIN_FLG_LAYERS = ("Dropout", "BatchNormalization", "SpatialBatchNormalization")
-
-
 def _forward(layer, x, train_flg):
-    if isinstance(layer, (Chain, Residual, Branches)) or type(layer).__name__ in TRAIN_FLG_LAYERS:
+    if isinstance(layer, (Chain, Residual, Branches)):
         return layer.forward(x, train_flg)
-    return layer.forward(x)
+    return forward_layer(layer, x, train_flg)
 
 
 class Chain:

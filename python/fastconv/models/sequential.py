@@ -20,7 +20,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .._checks import conv_output_size
-from ._base import Net, layers_module
+from ._base import Net, forward_layer, layers_module
 
 __all__ = [
     "Sequential",
@@ -145,7 +145,6 @@ class Sequential(Net):
         self.layers = OrderedDict()
         self.shapes = OrderedDict()
         self._slots = {}  # param name -> (layer, attribute): where _bind_params and gradient look
-        self._train_flg_layers = set()
         self._bn = {}  # batch-norm index -> layer
         counts = dict.fromkeys(_PREFIX, 0)
         n_weight = n_bn = 0
@@ -205,10 +204,8 @@ class Sequential(Net):
                 layer = L.BatchNormalization(self.params[gk], self.params[bk], momentum=kw["momentum"])
                 self._slots[gk], self._slots[bk] = (layer, "gamma"), (layer, "beta")
                 self._bn[n_bn] = layer
-                self._train_flg_layers.add(name)
             elif kind == "dropout":
                 layer = L.Dropout(kw["dropout_ratio"])
-                self._train_flg_layers.add(name)
             else:
                 layer = L.Relu() if kind == "relu" else L.Sigmoid()
             self.layers[name] = layer
@@ -249,10 +246,7 @@ class Sequential(Net):
 
     def predict(self, x, train_flg=False):
         """Scores (before softmax), shape (N, output_size); ``train_flg`` drives dropout and batch norm."""
-        def forward(name, layer, x):
-            return layer.forward(x, train_flg) if name in self._train_flg_layers else layer.forward(x)
-
-        return self._forward(x, forward)
+        return self._forward(x, lambda name, layer, x: forward_layer(layer, x, train_flg))
 
     def gradient(self, x, t):
         """Gradients of ``loss(x, t)`` by backpropagation, keyed like ``params``."""
