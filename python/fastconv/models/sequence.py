@@ -175,6 +175,18 @@ class BetterRnnlm(SequelModel):
 # seq2seq (ch07)
 
 
+def _greedy(scores, n_rows, start_id, sample_size):
+    """Greedy decoding: ``scores`` maps ids (n_rows, 1) to scores (n_rows, 1, V) and advances the decoder's
+    state; it is fed ``start_id``, then its own argmax, ``sample_size`` times. Returns ids (n_rows,
+    sample_size)."""
+    x = np.full((n_rows, 1), start_id, dtype=np.int64)
+    out = []
+    for _ in range(sample_size):
+        x = scores(x).argmax(axis=2)
+        out.append(x[:, 0])
+    return np.stack(out, axis=1)
+
+
 class Encoder:
     """Embedding + LSTM; ``forward`` returns the last hidden state (N, H)."""
 
@@ -242,12 +254,7 @@ class Decoder:
         h = np.asarray(h)
         h = h.reshape(1, -1) if h.ndim == 1 else h
         self.lstm.set_state(h)
-        x = np.full((h.shape[0], 1), start_id, dtype=np.int64)
-        out = []
-        for _ in range(sample_size):
-            x = self._scores(x, h).argmax(axis=2)
-            out.append(x[:, 0])
-        return np.stack(out, axis=1)
+        return _greedy(lambda x: self._scores(x, h), h.shape[0], start_id, sample_size)
 
 
 class Seq2seq(SequelModel):
@@ -323,12 +330,7 @@ class AttentionDecoder:
         """Greedy decoding of ``sample_size`` ids for every row of ``enc_hs`` (N, S, H): an int array (N,
         sample_size) (the sequel decodes one row and returns a list)."""
         self.lstm.set_state(enc_hs[:, -1])
-        x = np.full((enc_hs.shape[0], 1), start_id, dtype=np.int64)
-        out = []
-        for _ in range(sample_size):
-            x = self._scores(x, enc_hs).argmax(axis=2)
-            out.append(x[:, 0])
-        return np.stack(out, axis=1)
+        return _greedy(lambda x: self._scores(x, enc_hs), enc_hs.shape[0], start_id, sample_size)
 
 
 class AttentionSeq2seq(SequelModel):
