@@ -3,7 +3,10 @@ and initial weights, with PyTorch (a benchmark peer; imported only here, in benc
 
 Usage:  python bench/train_sequence.py charlm   [--epochs 20] [--hidden 200] [--batch 20] [--steps 35]
         python bench/train_sequence.py addition [--epochs 25] [--hidden 128] [--wordvec 16] [--batch 128]
-        python bench/train_sequence.py classify [--cell rnn|lstm] [--epochs 10] [--hidden 64] [--wordvec 32]
+        python bench/train_sequence.py date     [--epochs 10] [--hidden 256] [--wordvec 16] [--batch 128]
+                                                [--train-size N]
+        python bench/train_sequence.py classify [--cell rnn|lstm|transformer] [--epochs 10] [--hidden 64]
+                                                [--wordvec 32] [--nhead 4] [--layers 1] [--dropout 0.1]
         common options: [--backends fastconv,torch] [--threads 1] [--seed 0]
 
 Tasks:
@@ -17,11 +20,18 @@ Tasks:
             128, batch 128, 25 epochs, Adam, clip 5.0); keeps the parameters of the epoch with the most exact
             validation answers and reports exact answers on the test questions, decoded greedily (and those
             of the last epoch).
+  date      AttentionSeq2seq on load_date() (45,000 training / 5,000 test dates, input reversed, --val held
+            out as above, --train-size keeps only the first N training questions), the sequel's ch08 recipe
+            (wordvec 16, hidden 256, batch 128, 10 epochs, Adam 0.001, clip 5.0); reported as addition.
   classify  RnnClassifier (Embedding + SimpleRNN or LSTM + affine + softmax) on load_fortunes() (four
-            categories, 10,000 words, 50 steps); reports accuracy and macro-F1 on the test split beside the
-            majority-class baseline.
-The PyTorch models are the same networks in nn.Embedding / nn.LSTM / nn.RNN / nn.Linear (gate rows permuted
-from the sequel's (f, g, i, o) to PyTorch's (i, f, g, o), b_hh zero), started from the same weights, fed the
+            categories, 10,000 words, 50 steps), or with --cell transformer TransformerClassifier (token and
+            learned position embeddings of size --wordvec, --layers post-norm encoder layers with --nhead heads,
+            feed-forward --hidden, --dropout, the mean over the non-padding tokens, affine; no attention mask
+            on either side); reports accuracy and macro-F1 on the test split beside the majority-class
+            baseline.
+The PyTorch models are the same networks in nn.Embedding / nn.LSTM / nn.RNN / nn.Linear /
+nn.TransformerEncoderLayer (gate rows permuted from the sequel's (f, g, i, o) to PyTorch's (i, f, g, o), b_hh
+zero; the sequel's attention as bmm + softmax), started from the same weights, fed the
 same batches in the same order, updated by the same Adam (the book's, written for tensors here;
 --torch-adam torch picks torch.optim.Adam); only dropout masks differ. Both run with --threads threads (default 1: these
 models are small, and on a busy 2-core host two OpenMP threads that wait for each other cost more than they
@@ -38,7 +48,15 @@ import fastconv
 import numpy as np
 from _timing import machine_line
 from fastconv import datasets
-from fastconv.models.sequence import BetterRnnlm, PeekySeq2seq, RnnClassifier, clip_grads, unique_params
+from fastconv.models.sequence import (
+    AttentionSeq2seq,
+    BetterRnnlm,
+    PeekySeq2seq,
+    RnnClassifier,
+    TransformerClassifier,
+    clip_grads,
+    unique_params,
+)
 from fastconv.optimizer import Adam
 
 # ======================================================================================================
@@ -244,22 +262,27 @@ def charlm(args):
 
 
 # ======================================================================================================
-# addition: PeekySeq2seq, reversed input
+# addition (PeekySeq2seq) and date (AttentionSeq2seq): reversed input, greedy decoding
 
 
-def addition(args):
-    (x_train, t_train), (x_test, t_test) = datasets.load_addition(seed=args.seed + 1984)
+def seq2seq(args):
+    task = args.task
+    load = datasets.load_addition if task == "addition" else datasets.load_date
+    (x_train, t_train), (x_test, t_test) = load(seed=args.seed + 1984)
     x_train, x_test = x_train[:, ::-1].copy(), x_test[:, ::-1].copy()  # the sequel's reversed input
     # the last --val training questions pick the epoch whose parameters are kept (never the test questions)
     x_val, t_val = x_train[-args.val:], t_train[-args.val:]
     x_train, t_train = x_train[: -args.val], t_train[: -args.val]
-    c2i, _ = datasets.sequence_vocab("addition")
+    if args.train_size:
+        x_train, t_train = x_train[: args.train_size], t_train[: args.train_size]
+    c2i, _ = datasets.sequence_vocab(task)
     V, D, H = len(c2i), args.wordvec, args.hidden
-    print(f"addition: {len(x_train)} / {len(x_val)} / {len(x_test)} train / val / test questions, reversed "
-          f"input; PeekySeq2seq wordvec {D}, hidden {H}, batch {args.batch}, {args.epochs} epochs, Adam lr "
+    Model = PeekySeq2seq if task == "addition" else AttentionSeq2seq
+    print(f"{task}: {len(x_train)} / {len(x_val)} / {len(x_test)} train / val / test questions, reversed "
+          f"input; {Model.__name__} wordvec {D}, hidden {H}, batch {args.batch}, {args.epochs} epochs, Adam lr "
           f"{args.lr}, clip {args.clip}; the epoch with the most exact validation answers is kept")
     start, n_out = c2i["_"], t_test.shape[1] - 1
-    init = PeekySeq2seq(V, D, H, rng=np.random.default_rng(args.seed))
+    init = Model(V, D, H, rng=np.random.default_rng(args.seed))
     orders = [np.random.default_rng(args.seed + 1 + ep).permutation(len(x_train)) for ep in range(args.epochs)]
     results = {}
 
@@ -287,7 +310,7 @@ def addition(args):
         results[name] = (exact(generate(x_test), t_test), best_ep, best, last, secs)
 
     if "fastconv" in args.backends:
-        model = PeekySeq2seq(V, D, H, rng=np.random.default_rng(args.seed))
+        model = Model(V, D, H, rng=np.random.default_rng(args.seed))
         opt = ListAdam(args.lr)
 
         def set_params(kept):
@@ -302,12 +325,16 @@ def addition(args):
         torch.manual_seed(args.seed)
         nn = torch.nn
         p = [a.copy() for a in init.params]
+        peeky = task == "addition"
 
-        class TorchPeeky(nn.Module):
+        class TorchSeq2seq(nn.Module):
+            """PeekySeq2seq (peeky) or AttentionSeq2seq: the same parameters in the same order."""
+
             def __init__(self):
                 super().__init__()
                 self.enc_embed, self.dec_embed = nn.Embedding(V, D), nn.Embedding(V, D)
-                self.enc, self.dec = nn.LSTM(D, H, batch_first=True), nn.LSTM(H + D, H, batch_first=True)
+                self.enc, self.dec = nn.LSTM(D, H, batch_first=True), nn.LSTM(H + D if peeky else D, H,
+                                                                             batch_first=True)
                 self.affine = nn.Linear(2 * H, V)
                 with torch.no_grad():
                     self.enc_embed.weight.copy_(torch.tensor(p[0]))
@@ -317,30 +344,36 @@ def addition(args):
                 set_rnn(torch, self.enc, *p[1:4])
                 set_rnn(torch, self.dec, *p[5:8])
 
-            def decode(self, x, h, state):
-                hs = h[:, None, :].expand(-1, x.shape[1], -1)
-                out, state = self.dec(torch.cat((hs, self.dec_embed(x)), 2), state)
-                return self.affine(torch.cat((hs, out), 2)), state
+            def decode(self, x, enc_hs, state):
+                if peeky:
+                    hs = enc_hs[:, -1:, :].expand(-1, x.shape[1], -1)
+                    out, state = self.dec(torch.cat((hs, self.dec_embed(x)), 2), state)
+                    return self.affine(torch.cat((hs, out), 2)), state
+                # the sequel's attention: softmax over the encoder steps of <h_enc, h_dec>, no scaling
+                out, state = self.dec(self.dec_embed(x), state)
+                a = torch.softmax(torch.bmm(out, enc_hs.transpose(1, 2)), dim=2)
+                return self.affine(torch.cat((torch.bmm(a, enc_hs), out), 2)), state
+
+            def encode(self, xs):
+                enc_hs, (h, _) = self.enc(self.enc_embed(xs))
+                return enc_hs, (h, torch.zeros_like(h))
 
             def forward(self, xs, dec_in):
-                _, (h, _) = self.enc(self.enc_embed(xs))
-                h = h[0]
-                return self.decode(dec_in, h, (h[None], torch.zeros_like(h)[None]))[0]
+                enc_hs, state = self.encode(xs)
+                return self.decode(dec_in, enc_hs, state)[0]
 
             @torch.no_grad()
             def generate(self, xs, n):
-                _, (h, _) = self.enc(self.enc_embed(xs))
-                h = h[0]
-                state = (h[None], torch.zeros_like(h)[None])
+                enc_hs, state = self.encode(xs)
                 x = torch.full((xs.shape[0], 1), start, dtype=torch.int64)
                 out = []
                 for _ in range(n):
-                    score, state = self.decode(x, h, state)
+                    score, state = self.decode(x, enc_hs, state)
                     x = score.argmax(2)
                     out.append(x[:, 0])
                 return torch.stack(out, 1)
 
-        tm = TorchPeeky()
+        tm = TorchSeq2seq()
         topt = torch_adam(torch, args, tm.parameters())
         ce = nn.functional.cross_entropy
 
@@ -372,17 +405,49 @@ def macro_f1(pred, t, k):
     return float(np.mean(f1))
 
 
+def torch_encoder_layer(torch, d, nhead, ff, dropout, params):
+    """nn.TransformerEncoderLayer (post-norm, ReLU, batch first) holding time_layers.TransformerEncoderLayer's 16
+    parameters: torch's in_proj stacks the (out, in) matrices of q, k and v."""
+    Wq, bq, Wk, bk, Wv, bv, Wo, bo, W1, b1, W2, b2, g1, be1, g2, be2 = (torch.tensor(a) for a in params)
+    layer = torch.nn.TransformerEncoderLayer(d, nhead, dim_feedforward=ff, dropout=dropout, batch_first=True)
+    with torch.no_grad():
+        for dst, src in ((layer.self_attn.in_proj_weight, torch.cat((Wq.T, Wk.T, Wv.T))),
+                         (layer.self_attn.in_proj_bias, torch.cat((bq, bk, bv))),
+                         (layer.self_attn.out_proj.weight, Wo.T), (layer.self_attn.out_proj.bias, bo),
+                         (layer.linear1.weight, W1.T), (layer.linear1.bias, b1),
+                         (layer.linear2.weight, W2.T), (layer.linear2.bias, b2),
+                         (layer.norm1.weight, g1), (layer.norm1.bias, be1),
+                         (layer.norm2.weight, g2), (layer.norm2.bias, be2)):
+            dst.copy_(src)
+    return layer
+
+
 def classify(args):
     cats = ("computers", "science", "politics", "songs-poems")
     (x_train, t_train), _, (x_test, t_test), _ = datasets.load_fortunes(cats, num_words=10000, maxlen=50)
-    V, D, H, K = 10000, args.wordvec, args.hidden, len(cats)
+    V, D, H, K, T = 10000, args.wordvec, args.hidden, len(cats), x_train.shape[1]
     major = np.bincount(t_train, minlength=K).argmax()
     base = np.full_like(t_test, major)
+    transformer = args.cell == "transformer"
+    if transformer:
+        desc = (f"transformer: d_model {D} (token + learned position embeddings), {args.layers} encoder "
+                f"layer(s), {args.nhead} heads, feed-forward {H}, dropout {args.dropout}, mean over the "
+                "non-padding tokens")
+    else:
+        desc = f"{args.cell}, wordvec {D}, hidden {H}"
     print(f"classify: fortunes {', '.join(cats)}; {len(x_train)} / {len(x_test)} train / test entries; "
-          f"{args.cell}, wordvec {D}, hidden {H}, batch {args.batch}, {args.epochs} epochs, Adam lr {args.lr}, "
-          f"clip {args.clip}")
+          f"{desc}, batch {args.batch}, {args.epochs} epochs, Adam lr {args.lr}, clip {args.clip}, seed "
+          f"{args.seed}")
     rows = {"majority baseline": (np.mean(base == t_test), macro_f1(base, t_test, K), 0.0)}
-    init = RnnClassifier(V, D, H, K, args.cell, rng=np.random.default_rng(args.seed))
+    np.random.seed(args.seed)  # fastconv's dropout masks are keyed from NumPy's global generator
+
+    def build():
+        rng = np.random.default_rng(args.seed)
+        if transformer:
+            return TransformerClassifier(V, D, args.nhead, H, K, args.layers, T, args.dropout, rng=rng)
+        return RnnClassifier(V, D, H, K, args.cell, rng=rng)
+
+    init = build()
     orders = [np.random.default_rng(args.seed + 1 + ep).permutation(len(x_train)) for ep in range(args.epochs)]
 
     def batches(order):
@@ -391,7 +456,7 @@ def classify(args):
             yield x_train[idx], t_train[idx]
 
     if "fastconv" in args.backends:
-        model = RnnClassifier(V, D, H, K, args.cell, rng=np.random.default_rng(args.seed))
+        model = build()
         opt = ListAdam(args.lr)
         t0 = time.perf_counter()
         for ep in range(args.epochs):
@@ -403,6 +468,7 @@ def classify(args):
     if "torch" in args.backends:
         import torch
 
+        torch.manual_seed(args.seed)  # dropout masks
         nn = torch.nn
         p = [a.copy() for a in init.params]
         lstm = args.cell == "lstm"
@@ -422,7 +488,31 @@ def classify(args):
             def forward(self, x):
                 return self.affine(self.rnn(self.embed(x))[0][:, -1])
 
-        tm = TorchClassifier()
+        class TorchTransformer(nn.Module):
+            """TransformerClassifier: the same parameters; no attention mask, the mean over non-padding ids."""
+
+            def __init__(self):
+                super().__init__()
+                self.embed = nn.Embedding(V, D)
+                self.pos = nn.Parameter(torch.tensor(p[1]))
+                self.blocks = nn.ModuleList(
+                    torch_encoder_layer(torch, D, args.nhead, H, args.dropout, p[2 + 16 * k: 18 + 16 * k])
+                    for k in range(args.layers))
+                self.affine = nn.Linear(D, K)
+                with torch.no_grad():
+                    self.embed.weight.copy_(torch.tensor(p[0]))
+                    self.affine.weight.copy_(torch.tensor(p[-2].T.copy()))
+                    self.affine.bias.copy_(torch.tensor(p[-1]))
+
+            def forward(self, x):
+                h = self.embed(x) + self.pos[: x.shape[1]]
+                for block in self.blocks:
+                    h = block(h)
+                keep = (x != 0).to(h.dtype)
+                w = keep / keep.sum(1, keepdim=True).clamp(min=1)
+                return self.affine(torch.einsum("nt,ntd->nd", w, h))
+
+        tm = TorchTransformer() if transformer else TorchClassifier()
         topt = torch_adam(torch, args, tm.parameters())
         ce = nn.functional.cross_entropy
         t0 = time.perf_counter()
@@ -431,6 +521,7 @@ def classify(args):
                 xb, tb = torch.from_numpy(x.astype(np.int64)), torch.from_numpy(t)
                 torch_step(torch, tm, topt, args.clip, lambda a, b: ce(tm(a), b), xb, tb)
         secs = time.perf_counter() - t0
+        tm.eval()
         with torch.no_grad():
             pred = tm(torch.from_numpy(x_test.astype(np.int64))).argmax(1).numpy()
         rows["torch"] = (np.mean(pred == t_test), macro_f1(pred, t_test, K), secs)
@@ -445,7 +536,7 @@ def classify(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("task", choices=("charlm", "addition", "classify"))
+    ap.add_argument("task", choices=("charlm", "addition", "date", "classify"))
     ap.add_argument("--backends", default="fastconv,torch")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
@@ -456,17 +547,23 @@ def main():
     ap.add_argument("--steps", type=int, default=35)
     ap.add_argument("--lr", type=float)
     ap.add_argument("--clip", type=float)
-    ap.add_argument("--dropout", type=float, default=0.5)
-    ap.add_argument("--cell", choices=("rnn", "lstm"), default="rnn")
+    ap.add_argument("--dropout", type=float)
+    ap.add_argument("--cell", choices=("rnn", "lstm", "transformer"), default="rnn")
+    ap.add_argument("--nhead", type=int, default=4, help="classify --cell transformer: attention heads")
+    ap.add_argument("--layers", type=int, default=1, help="classify --cell transformer: encoder layers")
+    ap.add_argument("--train-size", type=int, help="addition, date: train on the first N training questions")
     ap.add_argument("--torch-adam", choices=("book", "torch"), default="book",
                     help="PyTorch's optimizer: the book's Adam as fastconv runs it, or torch.optim.Adam")
     ap.add_argument("--val", type=int, default=5000, help="addition: validation questions held out of training")
     ap.add_argument("--prime", default="《春夜》\n作者：李白\n")
     args = ap.parse_args()
     defaults = {
-        "charlm": {"epochs": 20, "hidden": 200, "wordvec": 200, "batch": 20, "lr": 0.003, "clip": 1.0},
+        "charlm": {"epochs": 20, "hidden": 200, "wordvec": 200, "batch": 20, "lr": 0.003, "clip": 1.0,
+                   "dropout": 0.5},
         "addition": {"epochs": 25, "hidden": 128, "wordvec": 16, "batch": 128, "lr": 0.001, "clip": 5.0},
-        "classify": {"epochs": 10, "hidden": 64, "wordvec": 32, "batch": 32, "lr": 0.003, "clip": 5.0},
+        "date": {"epochs": 10, "hidden": 256, "wordvec": 16, "batch": 128, "lr": 0.001, "clip": 5.0},
+        "classify": {"epochs": 10, "hidden": 64, "wordvec": 32, "batch": 32, "lr": 0.003, "clip": 5.0,
+                     "dropout": 0.1},
     }[args.task]
     for k, v in defaults.items():
         if getattr(args, k) is None:
@@ -478,7 +575,7 @@ def main():
 
         torch.set_num_threads(args.threads)
     print(machine_line())
-    {"charlm": charlm, "addition": addition, "classify": classify}[args.task](args)
+    {"charlm": charlm, "addition": seq2seq, "date": seq2seq, "classify": classify}[args.task](args)
 
 
 if __name__ == "__main__":

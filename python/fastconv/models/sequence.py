@@ -1,6 +1,6 @@
 """The sequel's sequence models on :mod:`fastconv.time_layers`: ``BetterRnnlm`` (ch06), ``Seq2seq`` and
-``PeekySeq2seq`` (ch07), and an Embedding + RNN / LSTM text classifier (the Keras tutorial's model in the
-sequel's terms).
+``PeekySeq2seq`` (ch07), ``AttentionSeq2seq`` (ch08), an Embedding + RNN / LSTM text classifier (the Keras
+tutorial's model in the sequel's terms) and a Transformer-encoder text classifier.
 
 Each model keeps the sequel's ``params`` / ``grads`` lists (the layers' own arrays, in the sequel's order,
 so a list saved by the sequel's ``BaseModel.save_params`` loads in place) and its ``forward`` / ``backward``
@@ -19,7 +19,16 @@ import numpy as np
 from .. import io as _io
 from .. import time_layers as tl
 
-__all__ = ["BetterRnnlm", "PeekySeq2seq", "RnnClassifier", "Seq2seq", "clip_grads", "unique_params"]
+__all__ = [
+    "AttentionSeq2seq",
+    "BetterRnnlm",
+    "PeekySeq2seq",
+    "RnnClassifier",
+    "Seq2seq",
+    "TransformerClassifier",
+    "clip_grads",
+    "unique_params",
+]
 
 
 # ======================================================================================================
@@ -166,6 +175,18 @@ class BetterRnnlm(SequelModel):
 # seq2seq (ch07)
 
 
+def _greedy(scores, n_rows, start_id, sample_size):
+    """Greedy decoding: ``scores`` maps ids (n_rows, 1) to scores (n_rows, 1, V) and advances the decoder's
+    state; it is fed ``start_id``, then its own argmax, ``sample_size`` times. Returns ids (n_rows,
+    sample_size)."""
+    x = np.full((n_rows, 1), start_id, dtype=np.int64)
+    out = []
+    for _ in range(sample_size):
+        x = scores(x).argmax(axis=2)
+        out.append(x[:, 0])
+    return np.stack(out, axis=1)
+
+
 class Encoder:
     """Embedding + LSTM; ``forward`` returns the last hidden state (N, H)."""
 
@@ -233,12 +254,7 @@ class Decoder:
         h = np.asarray(h)
         h = h.reshape(1, -1) if h.ndim == 1 else h
         self.lstm.set_state(h)
-        x = np.full((h.shape[0], 1), start_id, dtype=np.int64)
-        out = []
-        for _ in range(sample_size):
-            x = self._scores(x, h).argmax(axis=2)
-            out.append(x[:, 0])
-        return np.stack(out, axis=1)
+        return _greedy(lambda x: self._scores(x, h), h.shape[0], start_id, sample_size)
 
 
 class Seq2seq(SequelModel):
@@ -269,6 +285,79 @@ class Seq2seq(SequelModel):
 class PeekySeq2seq(Seq2seq):
     __doc__ = Seq2seq.__doc__
     peeky = True
+
+
+# ======================================================================================================
+# seq2seq with attention (ch08)
+
+
+class AttentionDecoder:
+    """The sequel's ``AttentionDecoder``: embedding, an LSTM started from the encoder's last state, attention
+    of every decoder state over all encoder states (:class:`fastconv.time_layers.TimeAttention`), and an affine
+    layer over the concatenation (context, decoder state)."""
+
+    def __init__(self, vocab_size, wordvec_size, hidden_size, rng, dtype):
+        V, D, H = vocab_size, wordvec_size, hidden_size
+        self.embed = tl.TimeEmbedding(_randn(rng, (V, D), 1 / 100, dtype))
+        self.lstm = tl.TimeLSTM(_randn(rng, (D, 4 * H), 1 / np.sqrt(D), dtype),
+                                _randn(rng, (H, 4 * H), 1 / np.sqrt(H), dtype), np.zeros(4 * H, dtype),
+                                stateful=True)
+        self.attention = tl.TimeAttention()
+        self.affine = tl.TimeAffine(_randn(rng, (2 * H, V), 1 / np.sqrt(2 * H), dtype), np.zeros(V, dtype))
+        layers = (self.embed, self.lstm, self.attention, self.affine)
+        self.params = [p for layer in layers for p in layer.params]
+        self.grads = [g for layer in layers for g in layer.grads]
+
+    def _scores(self, xs, enc_hs):
+        dec_hs = self.lstm.forward(self.embed.forward(xs))
+        c = self.attention.forward(enc_hs, dec_hs)
+        return self.affine.forward(np.concatenate((c, dec_hs), axis=2))
+
+    def forward(self, xs, enc_hs):
+        self.lstm.set_state(enc_hs[:, -1])
+        return self._scores(xs, enc_hs)
+
+    def backward(self, dscore):
+        """Returns the gradient of the encoder states (N, S, H)."""
+        dout = self.affine.backward(dscore)
+        H = dout.shape[2] // 2
+        denc_hs, ddec_hs = self.attention.backward(np.ascontiguousarray(dout[:, :, :H]))
+        self.embed.backward(self.lstm.backward(ddec_hs + dout[:, :, H:]))
+        denc_hs[:, -1] += self.lstm.dh
+        return denc_hs
+
+    def generate(self, enc_hs, start_id, sample_size):
+        """Greedy decoding of ``sample_size`` ids for every row of ``enc_hs`` (N, S, H): an int array (N,
+        sample_size) (the sequel decodes one row and returns a list)."""
+        self.lstm.set_state(enc_hs[:, -1])
+        return _greedy(lambda x: self._scores(x, enc_hs), enc_hs.shape[0], start_id, sample_size)
+
+
+class AttentionSeq2seq(SequelModel):
+    """The sequel's ch08 ``AttentionSeq2seq``: an encoder whose states (all steps) the
+    :class:`AttentionDecoder` attends to. ``params`` in the sequel's order: encoder embedding, LSTM (Wx, Wh,
+    b); decoder embedding, LSTM (Wx, Wh, b), affine (W (2H, V), b). ``forward(xs, ts)``: the decoder reads
+    ``ts[:, :-1]`` and predicts ``ts[:, 1:]``."""
+
+    def __init__(self, vocab_size, wordvec_size, hidden_size, *, rng=None, dtype=np.float32):
+        rng = np.random.default_rng() if rng is None else rng
+        self.encoder = Encoder(vocab_size, wordvec_size, hidden_size, rng, dtype)
+        self.decoder = AttentionDecoder(vocab_size, wordvec_size, hidden_size, rng, dtype)
+        self.softmax = tl.TimeSoftmaxWithLoss()
+        self.params = self.encoder.params + self.decoder.params
+        self.grads = self.encoder.grads + self.decoder.grads
+
+    def forward(self, xs, ts):
+        self.encoder.forward(xs)
+        return self.softmax.forward(self.decoder.forward(ts[:, :-1], self.encoder.hs), ts[:, 1:])
+
+    def backward(self, dout=1):
+        denc_hs = self.decoder.backward(self.softmax.backward(dout))
+        self.encoder.embed.backward(self.encoder.lstm.backward(denc_hs))
+
+    def generate(self, xs, start_id, sample_size):
+        self.encoder.forward(xs)
+        return self.decoder.generate(self.encoder.hs, start_id, sample_size)
 
 
 # ======================================================================================================
@@ -309,3 +398,87 @@ class RnnClassifier(SequelModel):
         dhs = np.zeros_like(self.hs)
         dhs[:, -1, :] = dh
         self.embed.backward(self.rnn.backward(dhs))
+
+
+class TransformerClassifier(SequelModel):
+    """Token embedding plus a learned position embedding, ``num_layers`` Transformer encoder layers
+    (:class:`fastconv.time_layers.TransformerEncoderLayer`: torch's post-norm layer, ReLU feed-forward), the
+    mean of the last layer's outputs over the tokens that are not ``pad_id``, affine + softmax.
+
+    Attention has no padding mask (``MultiHeadAttention`` has none): every position, padding included, is
+    attended to; only the pooling leaves padding out. ``params``: token embedding (V, d_model), position
+    embedding (max_len, d_model), each encoder layer's 16 (attention's Wq, bq, Wk, bk, Wv, bv, Wo, bo, then
+    W1, b1, W2, b2, gamma1, beta1, gamma2, beta2), affine W (d_model, n_classes), b.
+
+    Parameters
+    ----------
+    vocab_size, d_model, nhead, dim_feedforward, n_classes : int
+    num_layers : int
+    max_len : int
+        The longest sequence ``forward`` accepts (rows of the position embedding).
+    dropout : float
+        The encoder layers' dropout (attention weights, after attention, inside and after the feed-forward).
+    pad_id : int
+        The padding id left out of the mean (``datasets.load_fortunes`` pads with 0).
+    rng : numpy.random.Generator, optional
+        Initial weights: embeddings normal / 100, weight matrices normal / sqrt(fan-in), zero biases, layer
+        norms gamma 1, beta 0.
+    dtype : float32 or float64
+    """
+
+    def __init__(self, vocab_size, d_model, nhead, dim_feedforward, n_classes, num_layers=1, max_len=50,
+                 dropout=0.1, *, pad_id=0, rng=None, dtype=np.float32):
+        if d_model % nhead:
+            raise ValueError(f"nhead: expected a divisor of d_model={d_model}, got {nhead}")
+        rng = np.random.default_rng() if rng is None else rng
+        V, D, F = vocab_size, d_model, dim_feedforward
+        self.embed = tl.TimeEmbedding(_randn(rng, (V, D), 1 / 100, dtype))
+        self.pos_W = _randn(rng, (max_len, D), 1 / 100, dtype)
+        self.pos_dW = np.zeros_like(self.pos_W)
+        self.blocks = []
+        for _ in range(num_layers):
+            attn = []
+            for _ in range(4):  # q, k, v, out
+                attn += [_randn(rng, (D, D), 1 / np.sqrt(D), dtype), np.zeros(D, dtype)]
+            self.blocks.append(tl.TransformerEncoderLayer(
+                attn, _randn(rng, (D, F), 1 / np.sqrt(D), dtype), np.zeros(F, dtype),
+                _randn(rng, (F, D), 1 / np.sqrt(F), dtype), np.zeros(D, dtype),
+                np.ones(D, dtype), np.zeros(D, dtype), np.ones(D, dtype), np.zeros(D, dtype),
+                nhead=nhead, dropout=dropout))
+        self.affine = tl.Affine(_randn(rng, (D, n_classes), 1 / np.sqrt(D), dtype), np.zeros(n_classes, dtype))
+        self.loss_layer = tl.SoftmaxWithLoss()
+        self.pad_id = pad_id
+        self.params = self.embed.params + [self.pos_W]
+        self.grads = self.embed.grads + [self.pos_dW]
+        for layer in self.blocks + [self.affine]:
+            self.params += layer.params
+            self.grads += layer.grads
+        self._weights = None
+
+    def predict(self, xs, train_flg=False):
+        """Class scores (N, n_classes) of id sequences xs (N, T), T <= max_len."""
+        xs = np.asarray(xs)
+        T, max_len = xs.shape[1], self.pos_W.shape[0]
+        if T > max_len:
+            raise ValueError(f"xs: expected at most max_len={max_len} steps, got shape {xs.shape}")
+        h = self.embed.forward(xs) + self.pos_W[:T]
+        for block in self.blocks:
+            block.train_flg = train_flg
+            h = block.forward(h)
+        # mean over the tokens that are not padding; a row of padding only gets a zero vector
+        keep = (xs != self.pad_id).astype(h.dtype)
+        self._weights = keep / np.maximum(keep.sum(axis=1, keepdims=True), 1)
+        return self.affine.forward(np.einsum("nt,ntd->nd", self._weights, h))
+
+    def forward(self, xs, t, train_flg=True):
+        return self.loss_layer.forward(self.predict(xs, train_flg), t)
+
+    def backward(self, dout=1):
+        dpooled = self.affine.backward(self.loss_layer.backward(dout))
+        dh = self._weights[:, :, None] * dpooled[:, None, :]
+        for block in reversed(self.blocks):
+            dh = block.backward(dh)
+        T = dh.shape[1]
+        self.pos_dW[...] = 0
+        self.pos_dW[:T] = dh.sum(axis=0)
+        self.embed.backward(dh)
