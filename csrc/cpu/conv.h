@@ -79,6 +79,7 @@ void deconv_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, c
   template <>                                                                                                   \
   void deconv_backward<S>(const S*, const S*, const S*, S*, S*, S*, const ConvGeom&, index_t, int);
 FC_HALF_TYPES(FC_CONV_HALF_DECL_)
+FC_POLICY_TYPES(FC_CONV_HALF_DECL_)  // the compute policy's float64 types, same staging (common/policy.h)
 #undef FC_CONV_HALF_DECL_
 
 // The weight gradient is summed image by image, in order, into min(N, CONV_GRAD_SLOTS) slots of consecutive

@@ -1,5 +1,6 @@
 // conv_half.cpp: convolution (every group count, stride, padding and dilation), its backward and the transposed
-// convolution for the 16-bit storage types (f16, bf16) on the float kernels of conv.cpp. Inputs are widened
+// convolution for the storage types computed in float (the 16-bit f16, bf16, and the compute policy's float64
+// types f64_as_f32, f64_as_f16, f64_as_bf16 of common/policy.h) on the float kernels of conv.cpp. Inputs are widened
 // image by image (forward) or per gradient slot of consecutive images (backward) into per-thread float buffers,
 // the float kernel runs on them, and the results are rounded once on the store: dx and out per image, dW and
 // db after the slots' float partial sums are added in order (fixed by N alone, so the bits do not depend on
@@ -137,6 +138,7 @@ inline ConvGeom with_images(ConvGeom g, index_t n) {
                      });                                                                                          \
   }
 FC_HALF_TYPES(FC_CONV_HALF_)
+FC_POLICY_TYPES(FC_CONV_HALF_)
 #undef FC_CONV_HALF_
 
 }  // namespace fastconv::cpu

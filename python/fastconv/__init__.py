@@ -12,6 +12,7 @@ import warnings as _warnings
 import numpy as _np
 
 from ._backend import CUDA_REASON, _cpu, array_module
+from .precision import compute_dtype, get_compute_dtype, set_compute_dtype
 
 __version__ = _cpu.build_info()["version"]
 
@@ -23,6 +24,9 @@ __all__ = [
     "cuda_available",
     "get_array_module",
     "measure_peak",
+    "set_compute_dtype",
+    "get_compute_dtype",
+    "compute_dtype",
 ]
 
 
