@@ -29,12 +29,11 @@ import tempfile
 import time
 
 import numpy as np
-
 from _timing import ISA_ENV, best_time, force_isa, isa_line, machine_line
 
 ISA = force_isa()
 
-import fastconv  # noqa: E402
+import fastconv
 
 DEFAULT_BOOK = "/work/.mirror/oreilly-japan+deep-learning-from-scratch/repo"
 BOOK_FILES = ("common/__init__.py", "common/functions.py", "common/util.py", "common/layers.py",

@@ -18,15 +18,15 @@ __version__ = _cpu.build_info()["version"]
 
 __all__ = [
     "__version__",
-    "info",
-    "set_num_threads",
-    "get_num_threads",
+    "compute_dtype",
     "cuda_available",
     "get_array_module",
+    "get_compute_dtype",
+    "get_num_threads",
+    "info",
     "measure_peak",
     "set_compute_dtype",
-    "get_compute_dtype",
-    "compute_dtype",
+    "set_num_threads",
 ]
 
 
