@@ -315,6 +315,20 @@ def test_deconv(rng, isa, stride, pad):
         check_same_as_half_kernels(policy, ops.deconv_backward, x, Wt, dy, stride, pad)
 
 
+def test_same_bits_for_any_thread_count(rng, num_threads):
+    x, Wt, dout = rng.standard_normal((37, 3, 10, 10)), rng.standard_normal((5, 3, 3, 3)), \
+        rng.standard_normal((37, 5, 8, 8))
+    a, b = rng.standard_normal((300, 500)), rng.standard_normal((500, 70))
+    for policy in POLICIES:
+        got = []
+        with fastconv.compute_dtype(policy):
+            for t in (1, 2):
+                num_threads(t)
+                got.append((ops.conv_forward(x, Wt, None), *ops.conv_backward(x, Wt, dout), ops.gemm(a, b)))
+        for u, v in zip(*got):
+            np.testing.assert_array_equal(u, v, err_msg=policy)
+
+
 # ======================================================================================================
 # the book's layers and a book-style network
 

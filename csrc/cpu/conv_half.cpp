@@ -33,11 +33,12 @@ std::vector<float> widened(const S* p, index_t n) {
 
 // The forward of any convolution-like kernel: fwd(xf, of, images, inner threads) on chunks of consecutive
 // images whose float copies (input and output) fit CONV_STAGE_BYTES, so the float kernel keeps its batch
-// blocking (one 8x8x64 image at a time runs it at a third of its speed) while the staged copies stay in L2.
+// blocking (one small image at a time ran it several times slower, measured for 8x8x64) while the staged
+// copies stay in L2.
 // xn = values per input image, on = per output image. The chunks depend on the shape alone, never on the
 // thread count, so the bits do not either.
 template <typename S, typename F>
-void forward_by_image(const S* x, S* out, index_t N, index_t xn, index_t on, int nthreads, F&& fwd) {
+void forward_by_chunk(const S* x, S* out, index_t N, index_t xn, index_t on, int nthreads, F&& fwd) {
   const index_t per = std::clamp<index_t>(CONV_STAGE_BYTES / (4 * (xn + on)), 1, N);
   const index_t chunks = (N + per - 1) / per;
   // many chunks: one chunk per thread at a time; fewer chunks than threads: the float kernel's own threads
@@ -107,7 +108,7 @@ inline ConvGeom with_images(ConvGeom g, index_t n) {
   void conv_forward_groups<S>(const S* x, const S* w, const S* b, S* out, const ConvGeom& g, index_t FN,          \
                               index_t groups, int nthreads, bool relu) {                                          \
     const std::vector<float> wf = widened(w, FN * (g.C / groups) * g.FH * g.FW), bf = widened(b, b ? FN : 0);    \
-    forward_by_image(x, out, g.N, g.C * g.H * g.W, FN * g.OH * g.OW, nthreads,                                   \
+    forward_by_chunk(x, out, g.N, g.C * g.H * g.W, FN * g.OH * g.OW, nthreads,                                   \
                      [&](const float* xf, float* of, index_t cnt, int nt) {                                       \
                        conv_forward_groups<float>(xf, wf.data(), b ? bf.data() : nullptr, of, with_images(g, cnt), \
                                                   FN, groups, nt, relu);                                          \
@@ -130,7 +131,7 @@ inline ConvGeom with_images(ConvGeom g, index_t n) {
                          int nthreads) {                                                                          \
     /* g is the geometry of the convolution it transposes: its input is y (g.C channels), its output x */        \
     const std::vector<float> wf = widened(w, C_in * g.C * g.FH * g.FW), bf = widened(b, b ? g.C : 0);            \
-    forward_by_image(x, y, g.N, C_in * g.OH * g.OW, g.C * g.H * g.W, nthreads,                                   \
+    forward_by_chunk(x, y, g.N, C_in * g.OH * g.OW, g.C * g.H * g.W, nthreads,                                   \
                      [&](const float* xf, float* yf, index_t cnt, int nt) {                                       \
                        deconv_forward<float>(xf, wf.data(), b ? bf.data() : nullptr, yf, with_images(g, cnt), C_in, \
                                              nt);                                                                 \

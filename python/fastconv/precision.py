@@ -1,4 +1,5 @@
-"""Reduced precision: the dtypes by name, and mixed-precision training (float32 master weights, loss scaling).
+"""Reduced precision: the dtypes by name, mixed-precision training (float32 master weights, loss scaling), and
+the compute policy (``set_compute_dtype``: float64 arrays computed in float32 / float16 / bfloat16, at the end).
 
 ``Trainer(..., precision="float16")`` (and ``fastconv train --precision float16``) trains a network whose
 parameters and activations are float16, as the book's ch08 suggests, without losing the small updates that
@@ -191,20 +192,23 @@ def set_compute_dtype(dtype) -> None:
 
     For the book's networks, whose weights ``np.random.randn`` makes float64: under a policy the GEMM-bound ops
     (``POLICY_OPS``: convolution of every geometry and its backward, transposed convolution, ``gemm``, the affine
-    layer; so the layers ``Convolution``, ``Deconvolution``, ``Affine``) convert their float64 inputs inside the
-    kernels (while staging an image or packing a GEMM panel, never in a pass of their own) and return float64
+    ops; so every layer built on them, e.g. ``Convolution``, ``Deconvolution``, ``Affine``, the sequel's
+    ``MatMul`` / ``TimeAffine``, Keras' ``Dense`` and ``Conv2D``) convert their float64 inputs inside the kernels
+    (while staging a chunk of images or packing a GEMM panel, never in a pass of their own) and return float64
     results and gradients, so the book's code, its in-place optimizers and ``load_params`` work unchanged.
 
-    - "float32": inputs rounded to float32, float32 accumulation; each result is the float32 kernel's result on
-      the rounded inputs, exactly (widened to float64), so within float32 rounding of the exact path: for a sum
-      of K products, ``|err| <= K * 2**-24 * sum|a||b|`` plus the input roundings.
+    - "float32": inputs rounded to float32, float32 accumulation on the float32 kernels, the float32 results
+      widened to float64 exactly; so within float32 rounding of the exact path: a sum of K products is within
+      about ``(K + 3) * 2**-24 * sum|a||b|`` of the exact one (K roundings of the sum, two of the inputs, one of
+      the product).
     - "float16" / "bfloat16": inputs rounded once (to nearest even) to the 16-bit type, float32 accumulation,
       results rounded to the 16-bit type: bit for bit the float16 / bfloat16 kernels on the rounded inputs. No
       speed gain on a CPU without 16-bit arithmetic; it shows what a 16-bit network would compute.
 
     Every other op stays exact float64 under a policy: ReLU and the other activations, max and average pooling,
-    softmax and the losses, dropout, batch normalisation, im2col / col2im, the sequence kernels and the
-    optimizers (memory-bound passes, or not yet converted). float32 / float16 / bfloat16 arrays are not affected.
+    softmax and the losses, dropout, batch normalisation, im2col / col2im, the recurrent, attention and
+    embedding kernels and the optimizers (memory-bound passes, or not yet converted). float32 / float16 /
+    bfloat16 arrays are not affected.
     The policy is process-wide (as ``set_num_threads``); ``compute_dtype(...)`` sets it for a ``with`` block.
 
     Parameters
