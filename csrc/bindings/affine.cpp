@@ -39,6 +39,11 @@ void bind_affine(py::module_& m) {
   FC_DEF_HALVES(m, "affine_backward", affine_backward_py,
                 "dx = dout @ W.T, dW = x.T @ dout, db = dout.sum(0) (float32 accumulation, one rounding each).",
                 py::arg("x"), py::arg("W"), py::arg("dout"), py::arg("dx"), py::arg("dW"), py::arg("db"));
+  FC_DEF_POLICY(m, "affine_forward", affine_forward_py,
+                "affine_forward on float64 arrays computed in float32 / float16 / bfloat16 (the compute policy).",
+                py::arg("x"), py::arg("W"), py::arg("b"), py::arg("out"));
+  FC_DEF_POLICY(m, "affine_backward", affine_backward_py, "affine_backward under the compute policy.",
+                py::arg("x"), py::arg("W"), py::arg("dout"), py::arg("dx"), py::arg("dW"), py::arg("db"));
 }
 
 }  // namespace fastconv::bind

@@ -37,10 +37,13 @@ inline std::string shape_str(std::initializer_list<std::int64_t> s) {
   return os.str();
 }
 
-// The NumPy dtype of T: float16 for f16, ml_dtypes.bfloat16 for bf16 (ml_dtypes imported on first use only).
+// The NumPy dtype of T: float16 for f16, ml_dtypes.bfloat16 for bf16 (ml_dtypes imported on first use only),
+// float64 for the compute policy's types (common/policy.h).
 template <typename T>
 inline py::dtype dtype_of() {
-  if constexpr (std::is_same_v<T, f16>) {
+  if constexpr (is_staged_v<T> && sizeof(T) == sizeof(double)) {
+    return py::dtype::of<double>();
+  } else if constexpr (std::is_same_v<T, f16>) {
     return py::dtype("float16");
   } else if constexpr (std::is_same_v<T, bf16>) {
     return py::dtype::from_args(py::module_::import("ml_dtypes").attr("bfloat16"));
@@ -155,6 +158,15 @@ inline Matrix matrix_dims(const py::array& a, const char* name, const char* cols
             __VA_ARGS__);                                                                             \
   })
 #define FC_DEF_HALVES(m, name, fn, doc, ...) FC_DEF_HALVES_PTR(m, name, &fn<T_>, doc, __VA_ARGS__)
+
+// The same for the compute policy's types of FC_POLICY_TYPES (name_f64_as_f32, name_f64_as_f16, ...).
+#define FC_DEF_POLICY_PTR(m, name, ptr, doc, ...)                                                     \
+  ::fastconv::for_each_policy([&](auto tag) {                                                         \
+    using T_ = typename decltype(tag)::type;                                                          \
+    (m).def((std::string(name) + "_" + ::fastconv::dtype_suffix<T_>::value).c_str(), ptr, doc,        \
+            __VA_ARGS__);                                                                             \
+  })
+#define FC_DEF_POLICY(m, name, fn, doc, ...) FC_DEF_POLICY_PTR(m, name, &fn<T_>, doc, __VA_ARGS__)
 
 void bind_gemm(py::module_& m);
 void bind_im2col(py::module_& m);

@@ -133,6 +133,18 @@ void bind_conv(py::module_& m) {
   FC_DEF_HALVES(m, "deconv_backward", deconv_backward_py, "deconv_backward for float16 / bfloat16.",
                 py::arg("x"), py::arg("W"), py::arg("dy"), py::arg("dx"), py::arg("dW"), py::arg("db"),
                 py::arg("stride"), py::arg("pad"));
+  FC_DEF_POLICY(m, "conv_forward", conv_forward_py,
+                "conv_forward on float64 arrays computed in float32 / float16 / bfloat16 (the compute policy).",
+                py::arg("x"), py::arg("W"), py::arg("b"), py::arg("out"), py::arg("stride"), py::arg("pad"),
+                py::arg("dilation") = Pair{1, 1}, py::arg("groups") = 1, py::arg("relu") = false);
+  FC_DEF_POLICY(m, "conv_backward", conv_backward_py, "conv_backward under the compute policy.", py::arg("x"),
+                py::arg("W"), py::arg("dout"), py::arg("dx"), py::arg("dW"), py::arg("db"), py::arg("stride"),
+                py::arg("pad"), py::arg("dilation") = Pair{1, 1}, py::arg("groups") = 1);
+  FC_DEF_POLICY(m, "deconv_forward", deconv_forward_py, "deconv_forward under the compute policy.", py::arg("x"),
+                py::arg("W"), py::arg("b"), py::arg("y"), py::arg("stride"), py::arg("pad"));
+  FC_DEF_POLICY(m, "deconv_backward", deconv_backward_py, "deconv_backward under the compute policy.",
+                py::arg("x"), py::arg("W"), py::arg("dy"), py::arg("dx"), py::arg("dW"), py::arg("db"),
+                py::arg("stride"), py::arg("pad"));
 }
 
 void bind_im2col(py::module_& m) {

@@ -1,4 +1,5 @@
-// bindings/gemm.cpp: gemm_{f32,f64,f16,bf16}(a, b, out, trans_a, trans_b, alpha, beta).
+// bindings/gemm.cpp: gemm_{f32,f64,f16,bf16,f64_as_f32,f64_as_f16,f64_as_bf16}(a, b, out, trans_a, trans_b,
+// alpha, beta).
 #include "bindings/bind_util.h"
 #include "cpu/gemm/gemm.h"
 #include "cpu/threads.h"
@@ -32,6 +33,10 @@ void bind_gemm(py::module_& m) {
                 py::arg("alpha") = 1.0, py::arg("beta") = 0.0);
   FC_DEF_HALVES(m, "gemm", gemm_py,
                 "The same for float16 / bfloat16 arrays: float32 accumulation, one rounding per element of out.",
+                py::arg("a"), py::arg("b"), py::arg("out"), py::arg("trans_a") = false, py::arg("trans_b") = false,
+                py::arg("alpha") = 1.0, py::arg("beta") = 0.0);
+  FC_DEF_POLICY(m, "gemm", gemm_py,
+                "The same for float64 arrays computed in float32 / float16 / bfloat16 (the compute policy).",
                 py::arg("a"), py::arg("b"), py::arg("out"), py::arg("trans_a") = false, py::arg("trans_b") = false,
                 py::arg("alpha") = 1.0, py::arg("beta") = 0.0);
 }

@@ -8,12 +8,20 @@
 // FC_HALF_TYPES as well (FC_DEF_HALVES_PTR), and fastconv/_checks.py accepts float16 / bfloat16 exactly for the
 // ops whose wrappers ask for it (floats(..., half=True)); the others refuse them with the usual one-line
 // TypeError. When every op has them, FC_HALF_TYPES joins FC_FLOAT_TYPES.
+// The compute policy's types (common/policy.h: float64 storage computed in float32 / float16 / bfloat16) are a
+// third list, FC_POLICY_TYPES, for the ops whose time is in GEMMs (convolution, deconvolution, gemm, affine):
+// their bindings register name_f64_as_f32, ... (FC_DEF_POLICY_PTR), and fastconv/_backend.py's kernel() picks
+// them for float64 arrays while a policy is set.
 #pragma once
 
 #include "common/half.h"
+#include "common/policy.h"
 
 #define FC_FLOAT_TYPES(X) X(float, f32) X(double, f64)
 #define FC_HALF_TYPES(X) X(::fastconv::f16, f16) X(::fastconv::bf16, bf16)
+#define FC_POLICY_TYPES(X)                                                         \
+  X(::fastconv::f64_as_f32, f64_as_f32) X(::fastconv::f64_as_f16, f64_as_f16) \
+      X(::fastconv::f64_as_bf16, f64_as_bf16)
 
 namespace fastconv {
 
@@ -27,6 +35,7 @@ struct dtype_suffix;
   };
 FC_FLOAT_TYPES(FC_DTYPE_SUFFIX_)
 FC_HALF_TYPES(FC_DTYPE_SUFFIX_)
+FC_POLICY_TYPES(FC_DTYPE_SUFFIX_)
 #undef FC_DTYPE_SUFFIX_
 
 template <typename T>
@@ -47,6 +56,14 @@ template <typename F>
 void for_each_half(F&& f) {
 #define FC_CALL_WITH_TAG_(T, S) f(type_tag<T>{});
   FC_HALF_TYPES(FC_CALL_WITH_TAG_)
+#undef FC_CALL_WITH_TAG_
+}
+
+// Calls f(type_tag<T>{}) for every T of FC_POLICY_TYPES, in order.
+template <typename F>
+void for_each_policy(F&& f) {
+#define FC_CALL_WITH_TAG_(T, S) f(type_tag<T>{});
+  FC_POLICY_TYPES(FC_CALL_WITH_TAG_)
 #undef FC_CALL_WITH_TAG_
 }
 

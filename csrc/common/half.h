@@ -29,9 +29,16 @@ struct is_half<bf16> : std::true_type {};
 template <typename T>
 inline constexpr bool is_half_v = is_half<T>::value;
 
+// A storage type whose kernels compute in float: f16, bf16, and the float64 types of the compute policy
+// (common/policy.h, which specialises this trait for them).
+template <typename T>
+struct is_staged : is_half<T> {};
+template <typename T>
+inline constexpr bool is_staged_v = is_staged<T>::value;
+
 // The arithmetic type of T's kernels: sums, products and every intermediate of a reduced-precision op are float.
 template <typename T>
-using compute_t = std::conditional_t<is_half_v<T>, float, T>;
+using compute_t = std::conditional_t<is_staged_v<T>, float, T>;
 
 inline std::uint32_t float_bits(float f) {
   std::uint32_t u;

@@ -36,6 +36,7 @@ void affine_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db,
   template void affine_backward<T>(const T*, const T*, const T*, T*, T*, T*, index_t, index_t, index_t, int);
 FC_FLOAT_TYPES(FC_AFFINE_INSTANTIATE)
 FC_HALF_TYPES(FC_AFFINE_INSTANTIATE)
+FC_POLICY_TYPES(FC_AFFINE_INSTANTIATE)
 #undef FC_AFFINE_INSTANTIATE
 
 }  // namespace fastconv::cpu

@@ -67,8 +67,9 @@ template <typename T>
 void deconv_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, const ConvGeom& g, index_t C_in,
                      int nthreads);
 
-// f16 / bf16 (conv_half.cpp): the float kernels above on per-image (forward) or per-slot (backward) float
-// copies, float32 accumulation, one rounding per stored value; dW and db summed over the slots in order.
+// f16 / bf16 and the compute policy's f64_as_* (conv_half.cpp): the float kernels above on per-chunk (forward)
+// or per-slot (backward) float copies, float32 accumulation, one rounding per stored value; dW and db summed
+// over the slots in order.
 #define FC_CONV_HALF_DECL_(S, SUF)                                                                              \
   template <>                                                                                                   \
   void conv_forward_groups<S>(const S*, const S*, const S*, S*, const ConvGeom&, index_t, index_t, int, bool);  \
@@ -79,6 +80,7 @@ void deconv_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, c
   template <>                                                                                                   \
   void deconv_backward<S>(const S*, const S*, const S*, S*, S*, S*, const ConvGeom&, index_t, int);
 FC_HALF_TYPES(FC_CONV_HALF_DECL_)
+FC_POLICY_TYPES(FC_CONV_HALF_DECL_)  // the compute policy's float64 types, same staging (common/policy.h)
 #undef FC_CONV_HALF_DECL_
 
 // The weight gradient is summed image by image, in order, into min(N, CONV_GRAD_SLOTS) slots of consecutive

@@ -1,11 +1,13 @@
-// conv_half.cpp: convolution (every group count, stride, padding and dilation), its backward and the transposed
-// convolution for the 16-bit storage types (f16, bf16) on the float kernels of conv.cpp. Inputs are widened
-// image by image (forward) or per gradient slot of consecutive images (backward) into per-thread float buffers,
-// the float kernel runs on them, and the results are rounded once on the store: dx and out per image, dW and
-// db after the slots' float partial sums are added in order (fixed by N alone, so the bits do not depend on
-// the thread count). The filters (small) are widened once per call.
+// conv_half.cpp: convolution (every group count, stride, padding and dilation), its backward and the
+// transposed convolution for the storage types computed in float (the 16-bit f16, bf16, and the compute
+// policy's float64 types f64_as_f32, f64_as_f16, f64_as_bf16 of common/policy.h) on the float kernels of
+// conv.cpp. Inputs are widened in chunks of consecutive images (forward) or per gradient slot of consecutive
+// images (backward) into per-thread float buffers, the float kernel runs on them, and the results are rounded
+// once on the store: dx and out per chunk, dW and db after the slots' float partial sums are added in order
+// (fixed by N alone, so the bits do not depend on the thread count). The filters (small) are widened once per
+// call.
 // Not yet done: the conversion inside the gather tiles / im2col packing themselves (the staging buffers cost
-// one float copy of one image, or one slot's images, per thread).
+// one float copy of one chunk, or one slot's images, per thread).
 #include <algorithm>
 #include <vector>
 
@@ -18,6 +20,10 @@ namespace fastconv::cpu {
 
 namespace {
 
+// The float copies of one forward chunk (input and output images) fit this: a good part of L2, so the copies
+// are still cached when the float kernel reads them and when they are narrowed.
+constexpr index_t CONV_STAGE_BYTES = 1 << 20;
+
 template <typename S>
 std::vector<float> widened(const S* p, index_t n) {
   std::vector<float> v(static_cast<std::size_t>(n));
@@ -25,21 +31,28 @@ std::vector<float> widened(const S* p, index_t n) {
   return v;
 }
 
-// The forward of any convolution-like kernel: fwd(xf, of, geom of `count` images, inner threads) per image.
-// xn = values per input image, on = per output image.
+// The forward of any convolution-like kernel: fwd(xf, of, images, inner threads) on chunks of consecutive
+// images whose float copies (input and output) fit CONV_STAGE_BYTES, so the float kernel keeps its batch
+// blocking (one small image at a time ran it several times slower, measured for 8x8x64) while the staged
+// copies stay in L2.
+// xn = values per input image, on = per output image. The chunks depend on the shape alone, never on the
+// thread count, so the bits do not either.
 template <typename S, typename F>
-void forward_by_image(const S* x, S* out, index_t N, index_t xn, index_t on, int nthreads, F&& fwd) {
-  // many images: one image per thread at a time; fewer images than threads: the float kernel's own threads
-  const bool outer = N >= nthreads && nthreads > 1;
+void forward_by_chunk(const S* x, S* out, index_t N, index_t xn, index_t on, int nthreads, F&& fwd) {
+  const index_t per = std::clamp<index_t>(CONV_STAGE_BYTES / (4 * (xn + on)), 1, N);
+  const index_t chunks = (N + per - 1) / per;
+  // many chunks: one chunk per thread at a time; fewer chunks than threads: the float kernel's own threads
+  const bool outer = chunks >= nthreads && nthreads > 1;
   const int inner = outer ? 1 : nthreads;
 #pragma omp parallel num_threads(nthreads) if (outer)
   {
-    Scratch<float> xf(static_cast<std::size_t>(xn)), of(static_cast<std::size_t>(on));
+    Scratch<float> xf(static_cast<std::size_t>(per * xn)), of(static_cast<std::size_t>(per * on));
 #pragma omp for schedule(static)
-    for (index_t n = 0; n < N; ++n) {
-      widen(x + n * xn, xf.data(), xn);
-      fwd(xf.data(), of.data(), inner);
-      narrow(of.data(), out + n * on, on);
+    for (index_t c = 0; c < chunks; ++c) {
+      const index_t n0 = c * per, cnt = std::min(per, N - n0);
+      widen(x + n0 * xn, xf.data(), cnt * xn);
+      fwd(xf.data(), of.data(), cnt, inner);
+      narrow(of.data(), out + n0 * on, cnt * on);
     }
   }
 }
@@ -95,11 +108,10 @@ inline ConvGeom with_images(ConvGeom g, index_t n) {
   void conv_forward_groups<S>(const S* x, const S* w, const S* b, S* out, const ConvGeom& g, index_t FN,          \
                               index_t groups, int nthreads, bool relu) {                                          \
     const std::vector<float> wf = widened(w, FN * (g.C / groups) * g.FH * g.FW), bf = widened(b, b ? FN : 0);    \
-    const ConvGeom g1 = with_images(g, 1);                                                                        \
-    forward_by_image(x, out, g.N, g.C * g.H * g.W, FN * g.OH * g.OW, nthreads,                                   \
-                     [&](const float* xf, float* of, int nt) {                                                    \
-                       conv_forward_groups<float>(xf, wf.data(), b ? bf.data() : nullptr, of, g1, FN, groups, nt, \
-                                                  relu);                                                          \
+    forward_by_chunk(x, out, g.N, g.C * g.H * g.W, FN * g.OH * g.OW, nthreads,                                   \
+                     [&](const float* xf, float* of, index_t cnt, int nt) {                                       \
+                       conv_forward_groups<float>(xf, wf.data(), b ? bf.data() : nullptr, of, with_images(g, cnt), \
+                                                  FN, groups, nt, relu);                                          \
                      });                                                                                          \
   }                                                                                                               \
   template <>                                                                                                     \
@@ -119,10 +131,10 @@ inline ConvGeom with_images(ConvGeom g, index_t n) {
                          int nthreads) {                                                                          \
     /* g is the geometry of the convolution it transposes: its input is y (g.C channels), its output x */        \
     const std::vector<float> wf = widened(w, C_in * g.C * g.FH * g.FW), bf = widened(b, b ? g.C : 0);            \
-    const ConvGeom g1 = with_images(g, 1);                                                                        \
-    forward_by_image(x, y, g.N, C_in * g.OH * g.OW, g.C * g.H * g.W, nthreads,                                   \
-                     [&](const float* xf, float* yf, int nt) {                                                    \
-                       deconv_forward<float>(xf, wf.data(), b ? bf.data() : nullptr, yf, g1, C_in, nt);           \
+    forward_by_chunk(x, y, g.N, C_in * g.OH * g.OW, g.C * g.H * g.W, nthreads,                                   \
+                     [&](const float* xf, float* yf, index_t cnt, int nt) {                                       \
+                       deconv_forward<float>(xf, wf.data(), b ? bf.data() : nullptr, yf, with_images(g, cnt), C_in, \
+                                             nt);                                                                 \
                      });                                                                                          \
   }                                                                                                               \
   template <>                                                                                                     \
@@ -137,6 +149,7 @@ inline ConvGeom with_images(ConvGeom g, index_t n) {
                      });                                                                                          \
   }
 FC_HALF_TYPES(FC_CONV_HALF_)
+FC_POLICY_TYPES(FC_CONV_HALF_)
 #undef FC_CONV_HALF_
 
 }  // namespace fastconv::cpu

@@ -46,4 +46,24 @@ void widen(const bf16* src, float* dst, std::int64_t n) { conv().widen_bf16(src,
 void narrow(const float* src, f16* dst, std::int64_t n) { conv().narrow_f16(src, dst, n); }
 void narrow(const float* src, bf16* dst, std::int64_t n) { conv().narrow_bf16(src, dst, n); }
 
+// the compute policy's rows: the scalar conversions of common/policy.h (f64_as_f32's are plain casts)
+void widen(const f64_as_f32* src, float* dst, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i].v);
+}
+void widen(const f64_as_f16* src, float* dst, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) dst[i] = to_compute(src[i]);
+}
+void widen(const f64_as_bf16* src, float* dst, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) dst[i] = to_compute(src[i]);
+}
+void narrow(const float* src, f64_as_f32* dst, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) dst[i].v = static_cast<double>(src[i]);
+}
+void narrow(const float* src, f64_as_f16* dst, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) dst[i] = from_compute<f64_as_f16>(src[i]);
+}
+void narrow(const float* src, f64_as_bf16* dst, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) dst[i] = from_compute<f64_as_bf16>(src[i]);
+}
+
 }  // namespace fastconv::cpu

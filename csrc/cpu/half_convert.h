@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "common/half.h"
+#include "common/policy.h"
 
 namespace fastconv::cpu {
 
@@ -16,16 +17,25 @@ void widen(const bf16* src, float* dst, std::int64_t n);
 // dst[i] = src[i] rounded to nearest, ties to even (overflow to inf)
 void narrow(const float* src, f16* dst, std::int64_t n);
 void narrow(const float* src, bf16* dst, std::int64_t n);
+// The compute policy's float64 rows (common/policy.h): widen gives the float each double is computed as (rounded
+// to float32, or once to float16 / bfloat16), narrow the double stored for a float result (itself, or rounded to
+// float16 / bfloat16). Plain loops the compiler vectorises for f64_as_f32; scalar for the 16-bit policies.
+void widen(const f64_as_f32* src, float* dst, std::int64_t n);
+void widen(const f64_as_f16* src, float* dst, std::int64_t n);
+void widen(const f64_as_bf16* src, float* dst, std::int64_t n);
+void narrow(const float* src, f64_as_f32* dst, std::int64_t n);
+void narrow(const float* src, f64_as_f16* dst, std::int64_t n);
+void narrow(const float* src, f64_as_bf16* dst, std::int64_t n);
 
 // The same for float / double rows (a copy), so templated kernels can write load_row / store_row for any T.
 template <typename T>
 inline void load_row(const T* src, compute_t<T>* dst, std::int64_t n) {
-  if constexpr (is_half_v<T>) widen(src, dst, n);
+  if constexpr (is_staged_v<T>) widen(src, dst, n);
   else for (std::int64_t i = 0; i < n; ++i) dst[i] = src[i];
 }
 template <typename T>
 inline void store_row(const compute_t<T>* src, T* dst, std::int64_t n) {
-  if constexpr (is_half_v<T>) narrow(src, dst, n);
+  if constexpr (is_staged_v<T>) narrow(src, dst, n);
   else for (std::int64_t i = 0; i < n; ++i) dst[i] = src[i];
 }
 

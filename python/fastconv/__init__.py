@@ -12,17 +12,21 @@ import warnings as _warnings
 import numpy as _np
 
 from ._backend import CUDA_REASON, _cpu, array_module
+from .precision import compute_dtype, get_compute_dtype, set_compute_dtype
 
 __version__ = _cpu.build_info()["version"]
 
 __all__ = [
     "__version__",
-    "info",
-    "set_num_threads",
-    "get_num_threads",
+    "compute_dtype",
     "cuda_available",
     "get_array_module",
+    "get_compute_dtype",
+    "get_num_threads",
+    "info",
     "measure_peak",
+    "set_compute_dtype",
+    "set_num_threads",
 ]
 
 

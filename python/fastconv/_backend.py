@@ -81,6 +81,20 @@ def kernels(x):
     return _cpu
 
 
+# The compute policy (fastconv.set_compute_dtype): None, or the suffix of the float64 kernels that compute in a
+# narrower type ("f64_as_f32", "f64_as_f16", "f64_as_bf16"; csrc/common/policy.h). Set only by fastconv.precision.
+policy_suffix: str | None = None
+
+
 def kernel(name: str, dtype, x=None):
-    """The entry point ``<name>_<suffix>`` of the kernel module for ``x``, for a dtype of ``KERNEL_DTYPES``."""
-    return getattr(kernels(x), f"{name}_{KERNEL_DTYPES[dtype]}")
+    """The entry point ``<name>_<suffix>`` of the kernel module for ``x``, for a dtype of ``KERNEL_DTYPES``.
+
+    While a compute policy is set, float64 arrays go to ``<name>_f64_as_<policy>`` where the op has that kernel
+    (the ops of ``fastconv.precision.POLICY_OPS``) and to the exact float64 kernel otherwise: this is the one place
+    that applies the policy."""
+    module, suffix = kernels(x), KERNEL_DTYPES[dtype]
+    if policy_suffix is not None and suffix == "f64":
+        fn = getattr(module, f"{name}_{policy_suffix}", None)
+        if fn is not None:
+            return fn
+    return getattr(module, f"{name}_{suffix}")

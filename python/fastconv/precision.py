@@ -1,4 +1,5 @@
-"""Reduced precision: the dtypes by name, and mixed-precision training (float32 master weights, loss scaling).
+"""Reduced precision: the dtypes by name, mixed-precision training (float32 master weights, loss scaling), and
+the compute policy (``set_compute_dtype``: float64 arrays computed in float32 / float16 / bfloat16, at the end).
 
 ``Trainer(..., precision="float16")`` (and ``fastconv train --precision float16``) trains a network whose
 parameters and activations are float16, as the book's ch08 suggests, without losing the small updates that
@@ -21,9 +22,14 @@ when asked for.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
-__all__ = ["PRECISIONS", "LossScaler", "MixedPrecision", "dtype_of", "first_non_finite"]
+from . import _backend
+
+__all__ = ["COMPUTE_DTYPES", "POLICY_OPS", "PRECISIONS", "LossScaler", "MixedPrecision", "compute_dtype",
+           "dtype_of", "first_non_finite", "get_compute_dtype", "set_compute_dtype"]
 
 PRECISIONS = ("float32", "float16", "bfloat16")
 
@@ -168,3 +174,71 @@ class MixedPrecision:
             v[...] = arrays[f"master/{k}"]
         if self.scaler is not None:
             self.scaler.load_state(meta["scaler"])
+
+
+# ======================================================================================================
+# the compute policy: float64 arrays computed in a narrower type
+
+COMPUTE_DTYPES = ("float32", "float16", "bfloat16")
+# The ops (fastconv.ops names) whose float64 kernels follow the policy: those with f64_as_* kernels (a test checks
+# this list against the compiled module).
+POLICY_OPS = ("affine_backward", "affine_forward", "conv_backward", "conv_forward", "deconv_backward",
+              "deconv_forward", "gemm")
+_SUFFIX = {"float32": "f64_as_f32", "float16": "f64_as_f16", "bfloat16": "f64_as_bf16"}
+
+
+def set_compute_dtype(dtype) -> None:
+    """Compute float64 arrays in ``dtype`` ("float32", "float16", "bfloat16"), or exactly (``None``, the default).
+
+    For the book's networks, whose weights ``np.random.randn`` makes float64: under a policy the GEMM-bound ops
+    (``POLICY_OPS``: convolution of every geometry and its backward, transposed convolution, ``gemm``, the affine
+    ops; so every layer built on them, e.g. ``Convolution``, ``Deconvolution``, ``Affine``, the sequel's
+    ``MatMul`` / ``TimeAffine``, Keras' ``Dense`` and ``Conv2D``) convert their float64 inputs inside the kernels
+    (while staging a chunk of images or packing a GEMM panel, never in a pass of their own) and return float64
+    results and gradients, so the book's code, its in-place optimizers and ``load_params`` work unchanged.
+
+    - "float32": inputs rounded to float32, float32 accumulation on the float32 kernels, the float32 results
+      widened to float64 exactly; so within float32 rounding of the exact path: a sum of K products is within
+      about ``(K + 3) * 2**-24 * sum|a||b|`` of the exact one (K roundings of the sum, two of the inputs, one of
+      the product).
+    - "float16" / "bfloat16": inputs rounded once (to nearest even) to the 16-bit type, float32 accumulation,
+      results rounded to the 16-bit type: bit for bit the float16 / bfloat16 kernels on the rounded inputs. No
+      speed gain on a CPU without 16-bit arithmetic; it shows what a 16-bit network would compute.
+
+    Every other op stays exact float64 under a policy: ReLU and the other activations, max and average pooling,
+    softmax and the losses, dropout, batch normalisation, im2col / col2im, the recurrent, attention and
+    embedding kernels and the optimizers (memory-bound passes, or not yet converted). float32 / float16 /
+    bfloat16 arrays are not affected.
+    The policy is process-wide (as ``set_num_threads``); ``compute_dtype(...)`` sets it for a ``with`` block.
+
+    Parameters
+    ----------
+    dtype : str, NumPy dtype or None
+        "float32", "float16", "bfloat16" (or the NumPy / ml_dtypes dtype of that name), or None for exact float64.
+    """
+    if dtype is not None and not isinstance(dtype, str):
+        try:
+            dtype = np.dtype(dtype).name
+        except (TypeError, ValueError):
+            pass
+    if dtype is not None and not (isinstance(dtype, str) and dtype in _SUFFIX):
+        raise ValueError(f"set_compute_dtype: dtype {dtype!r}, expected 'float32', 'float16', 'bfloat16' or None")
+    _backend.policy_suffix = None if dtype is None else _SUFFIX[dtype]
+
+
+def get_compute_dtype() -> str | None:
+    """The compute policy in force: "float32", "float16", "bfloat16", or None (exact float64)."""
+    suffix = _backend.policy_suffix
+    return None if suffix is None else next(k for k, v in _SUFFIX.items() if v == suffix)
+
+
+@contextlib.contextmanager
+def compute_dtype(dtype):
+    """``with compute_dtype("float32"): ...`` runs the block under that policy (see ``set_compute_dtype``) and
+    restores the previous one afterwards, also when the block raises."""
+    previous = get_compute_dtype()
+    set_compute_dtype(dtype)
+    try:
+        yield
+    finally:
+        set_compute_dtype(previous)

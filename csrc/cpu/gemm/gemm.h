@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "common/half.h"
+#include "common/policy.h"
 #include "cpu/activation.h"
 
 namespace fastconv::cpu {
@@ -86,6 +87,10 @@ void gemm(index_t M, index_t N, index_t K, compute_t<T> alpha, const T* A, index
                       float, S*, index_t);
 FC_GEMM_HALF_DECL_(f16)
 FC_GEMM_HALF_DECL_(bf16)
+// the compute policy's float64 types (common/policy.h), same code: packed as float, stored as double
+FC_GEMM_HALF_DECL_(f64_as_f32)
+FC_GEMM_HALF_DECL_(f64_as_f16)
+FC_GEMM_HALF_DECL_(f64_as_bf16)
 #undef FC_GEMM_HALF_DECL_
 
 // ------------------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-// gemm_half.cpp: C = alpha * A B + beta * C for the 16-bit storage types (f16, bf16; common/half.h) on the
-// float micro-kernel of the ISA in use. The packers read 16-bit A and B and write float slivers (the
-// conversion happens in packing, never as a pass over whole operands), the micro-kernel accumulates in float32
-// over the whole of K, and the write-back computes alpha * acc + beta * C in float and rounds once.
+// gemm_half.cpp: C = alpha * A B + beta * C for the storage types computed in float (is_staged: f16, bf16 of
+// common/half.h, and the compute policy's float64 types of common/policy.h) on the float micro-kernel of the ISA
+// in use. The packers read A and B in their storage type and write float slivers (the conversion happens in
+// packing, never as a pass over whole operands), the micro-kernel accumulates in float32 over the whole of K,
+// and the write-back computes alpha * acc + beta * C in float and rounds once (narrow).
 // Loop nest: blocks of C (MC rows x HALF_NC columns, config.h) handed to threads in a fixed order; per block,
 // B's column panel for all of K (KC-sliced as gemm_prepacked expects) and A's row block, then the macro-kernel
 // per K slice into a float C tile. Every element is computed by the same sequence for any thread count.
@@ -21,7 +22,7 @@ using namespace gemm_config;
 
 namespace {
 
-// Packs n x kc values of a 16-bit source into float slivers of width w (zero-padded), element (x, k) at
+// Packs n x kc values of a staged source (16-bit, or a policy's double) into float slivers of width w (zero-padded), element (x, k) at
 // S[x*rs + k*cs]: sliver x / w at dst + (x / w)*kc*w + k*w + x % w. Contiguous runs are widened first into
 // row (n or kc floats), then scattered.
 template <typename S>
@@ -137,6 +138,9 @@ void gemm_half(index_t M, index_t N, index_t K, float alpha, const S* A, index_t
   }
 FC_GEMM_HALF_(f16)
 FC_GEMM_HALF_(bf16)
+FC_GEMM_HALF_(f64_as_f32)
+FC_GEMM_HALF_(f64_as_f16)
+FC_GEMM_HALF_(f64_as_bf16)
 #undef FC_GEMM_HALF_
 
 }  // namespace fastconv::cpu
