@@ -18,6 +18,8 @@ becomes inf, exactly as NumPy's ``astype(np.float16)`` of the float32 result wou
 The row conversions themselves are checked bit for bit against NumPy's float16 and ml_dtypes' bfloat16 casts.
 """
 
+import functools
+
 import fastconv
 import numpy as np
 import pytest
@@ -25,6 +27,7 @@ from conftest import f64
 from fastconv import layers, ops, util
 from fastconv.reference import functions as ref_functions
 from fastconv.reference import layers as ref_layers
+from fastconv.reference import util as ref_util
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 BF16 = np.dtype(ml_dtypes.bfloat16)
@@ -308,12 +311,12 @@ def test_layers_keep_dtype(rng, hdtype):
 
 
 def test_ops_without_half_kernels_refuse(rng, hdtype):
-    x = rand(rng, (1, 1, 4, 4), hdtype)
+    x = rand(rng, (2, 3, 4), hdtype)
     with pytest.raises(TypeError, match=rf"^x: dtype {hdtype} is not supported, expected float32 or float64; "
                                         rf"this op has no {hdtype} kernels yet"):
-        ops.zeropad(x, 1)
-    with pytest.raises(TypeError, match=r"^input_data: dtype"):
-        util.im2col(x, 2, 2)
+        ops.layernorm_forward(x, np.ones(4, np.float32), np.zeros(4, np.float32))
+    with pytest.raises(TypeError, match=r"^W: dtype"):
+        ops.embedding_forward(rand(rng, (5, 3), hdtype), np.array([0, 1]))
 
 
 def test_binding_checks_half_dtype(rng):
@@ -535,3 +538,384 @@ def test_deepconvnet_in_half(rng, hdtype):
     assert abs(l16 - l32) <= 50 * U_STORE[hdtype] * abs(l32), (l16, l32)
     grads = net16.gradient(x, t)
     assert all(g.dtype == hdtype and np.all(np.isfinite(f64(g))) for g in grads.values())
+
+
+# ======================================================================================================
+# data movement: im2col (a copy), col2im (sums in float32), zero padding and cropping (copies)
+# A copy moves the 16-bit values unchanged, so those results equal the reference exactly.
+
+
+@pytest.mark.parametrize("shape,fh,fw,stride,pad", [((2, 3, 7, 7), 3, 3, 1, 1), ((1, 2, 6, 9), 2, 3, 2, 0),
+                                                   ((3, 1, 5, 5), 3, 3, 1, 2)])
+def test_im2col_col2im(rng, hdtype, shape, fh, fw, stride, pad):
+    x = np.concatenate([rand(rng, shape, hdtype).ravel()[:-4], special_values(hdtype)[:4]]).reshape(shape)
+    col = util.im2col(x, fh, fw, stride, pad)
+    assert col.dtype == hdtype
+    want = ref_util.im2col(f64(x), fh, fw, stride, pad)
+    np.testing.assert_array_equal(f64(col), want)
+    c = rand(rng, col.shape, hdtype)
+    back = util.col2im(c, shape, fh, fw, stride, pad)
+    assert back.dtype == hdtype
+    r_back = ref_util.col2im(f64(c), shape, fh, fw, stride, pad)
+    k = -(-fh // stride) * -(-fw // stride)  # windows that can cover one input position: terms of its sum
+    mag = ref_util.col2im(np.abs(f64(c)), shape, fh, fw, stride, pad)
+    assert_within(back, r_back, bound(r_back, hdtype, k * U32 * mag), "col2im")
+
+
+def test_col2im_threads_same_bits(rng, hdtype):
+    c = rand(rng, (37 * 64, 3 * 9), hdtype)
+    prev = fastconv.get_num_threads()
+    got = []
+    try:
+        for t in (1, 2):
+            fastconv.set_num_threads(t)
+            got.append(util.col2im(c, (37, 3, 10, 10), 3, 3, 1, 0))
+    finally:
+        fastconv.set_num_threads(prev)
+    np.testing.assert_array_equal(got[0].view(np.uint16), got[1].view(np.uint16))
+
+
+@pytest.mark.parametrize("pad", [1, (2, 0), (0, 1, 2, 3)])
+def test_zeropad_crop_exact(rng, hdtype, pad):
+    x = np.concatenate([rand(rng, 2 * 3 * 5 * 4 - 9, hdtype), special_values(hdtype)]).reshape(2, 3, 5, 4)
+    out = ops.zeropad(x, pad)
+    want = ref_layers.ZeroPadding(pad).forward(f64(x))
+    assert out.dtype == hdtype
+    np.testing.assert_array_equal(f64(out), want)
+    back = ops.crop(out, pad)
+    assert back.dtype == hdtype
+    np.testing.assert_array_equal(back.view(np.uint16), x.view(np.uint16))  # bits, NaN payloads and -0 kept
+    for layer in (layers.ZeroPadding(pad), layers.Cropping(pad)):
+        y = layer.forward(x if isinstance(layer, layers.ZeroPadding) else out)
+        assert y.dtype == layer.backward(np.ones_like(y)).dtype == hdtype
+
+
+# ======================================================================================================
+# global pooling and upsampling
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 5, 7), (3, 4, 16, 16)])
+def test_global_pooling(rng, hdtype, shape):
+    x = rand(rng, shape, hdtype)
+    # average: an H*W-term sum in double, rounded through float32 (one float32 rounding) and then once more
+    avg = ops.global_avgpool_forward(x)
+    ref = ref_layers.GlobalAvgPooling()
+    want = ref.forward(f64(x))
+    assert avg.dtype == hdtype
+    assert_within(avg, want, bound(want, hdtype, 2 * U32 * np.abs(f64(x)).mean(axis=(2, 3))), "avg")
+    dout = rand(rng, shape[:2], hdtype)
+    dx = ops.global_avgpool_backward(dout, shape)
+    rdx = ref.backward(f64(dout))
+    assert dx.dtype == hdtype
+    assert_within(dx, rdx, bound(rdx, hdtype, 2 * U32 * np.abs(rdx)), "avg dx")
+    # max: the maximum is one of the inputs and the backward a copy, both exact
+    mx, argmax = ops.global_maxpool_forward(x)
+    mref = ref_layers.GlobalMaxPooling()
+    np.testing.assert_array_equal(f64(mx), mref.forward(f64(x)))
+    np.testing.assert_array_equal(argmax, mref.arg_max)
+    mdx = ops.global_maxpool_backward(dout, argmax, shape)
+    assert mx.dtype == mdx.dtype == hdtype
+    np.testing.assert_array_equal(f64(mdx), mref.backward(f64(dout)))
+
+
+def test_global_maxpool_nan_and_ties(hdtype):
+    x = np.array([[[[1.0, 3.0], [3.0, -1.0]], [[2.0, np.nan], [5.0, np.nan]]]], np.float32).astype(hdtype)
+    out, argmax = ops.global_maxpool_forward(x)
+    np.testing.assert_array_equal(argmax, [[1, 1]])  # the first of equal values, the first NaN (np.argmax)
+    assert f64(out)[0, 0] == 3.0 and np.isnan(f64(out)[0, 1])
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+@pytest.mark.parametrize("scale", [2, (3, 1), (1, 4)])
+def test_upsampling(rng, isa, hdtype, mode, scale):
+    shape = (2, 3, 5, 4)
+    x = rand(rng, shape, hdtype)
+    sh, sw = scale if isinstance(scale, tuple) else (scale, scale)
+    out = ops.upsample_forward(x, scale, mode)
+    ref = ref_layers.Upsampling(scale, mode)
+    want = ref.forward(f64(x))
+    assert out.dtype == hdtype
+    mag = ref_layers.Upsampling(scale, mode).forward(np.abs(f64(x)))
+    if mode == "nearest":
+        np.testing.assert_array_equal(f64(out), want)  # a copy
+    else:
+        # two float32 weights per axis (each within one rounding of the exact weight), four products and
+        # three sums: a handful of roundings of terms bounded by the blend of |x|
+        assert_within(out, want, bound(want, hdtype, 8 * U32 * mag), f"{isa} {mode} out")
+    dout = rand(rng, out.shape, hdtype)
+    dx = ops.upsample_backward(dout, shape, scale, mode)
+    rdx = ref.backward(f64(dout))
+    dmag = ref.backward(np.abs(f64(dout)))
+    # every input sums the outputs it reaches: sh*sw of them (nearest), at most (2*sh)*(2*sw) (bilinear), each
+    # term a product of float32 weights (a few roundings more)
+    k = sh * sw if mode == "nearest" else 4 * sh * sw + 6
+    assert dx.dtype == hdtype
+    assert_within(dx, rdx, bound(rdx, hdtype, k * U32 * dmag), f"{isa} {mode} dx")
+
+
+# ======================================================================================================
+# batch normalization: the book's (N, D) form and the spatial (per-channel) form. The statistics are summed in
+# double (never in 16 bits); each float32 operation of the formulas adds at most one float32 rounding of the
+# size of the terms it combines, so the bounds count the operations of each formula (the comments list them).
+
+
+def bn_forward_magnitude(x, gamma, beta, mu, sd):
+    """|gamma| * (|x| + |mu|) / sd + |beta|: the size of every term in the forward formula."""
+    return np.abs(gamma) * (np.abs(x) + np.abs(mu)) / sd + np.abs(beta)
+
+
+@pytest.mark.parametrize("N,D", [(1, 1), (7, 13), (64, 130)])
+def test_batchnorm(rng, hdtype, N, D):
+    x, gamma, beta = rand(rng, (N, D), hdtype, 2.0), rand(rng, D, hdtype), rand(rng, D, hdtype)
+    x = (f64(x) + 3.0).astype(hdtype)  # a mean away from zero: x - mu cancels
+    rm, rv = rand(rng, D, hdtype), np.abs(rand(rng, D, hdtype))
+    rm0, rv0 = rm.copy(), rv.copy()
+    out, xc, xn, std = ops.batchnorm_forward_train(x, gamma, beta, rm, rv, 0.9)
+    assert {out.dtype, xc.dtype, xn.dtype, std.dtype, rm.dtype, rv.dtype} == {hdtype}
+    ref = ref_layers.BatchNormalization(*f64(gamma, beta), 0.9, *f64(rm0, rv0))
+    want = ref.forward(f64(x))
+    g, b = f64(gamma, beta)
+    mu = f64(x).mean(axis=0)
+    ac, sd, axn = np.abs(ref.xc), ref.std, np.abs(ref.xn)
+    var = (ref.xc**2).mean(axis=0)
+    # first-order error of each float32 step (the column sums are in double, exact to far below U32):
+    # mu is rounded once (U32 |mu|), so xc = x - mu is within U32 (|xc| + |mu|); the variance sums xc**2 in
+    # double (2 |xc| times the error of xc) and is rounded once; std = sqrt(var + eps) halves the variance's
+    # relative error and adds two roundings; xn = xc / std, then out = gamma * xn + beta, two more
+    e_xc = U32 * (ac + np.abs(mu))
+    e_var = U32 * (3 * var + 2 * np.abs(mu) * ac.mean(axis=0))
+    e_sd = e_var / (2 * sd) + 2 * U32 * sd
+    e_xn = (e_xc + axn * e_sd) / sd + U32 * axn
+    e_out = np.abs(g) * e_xn + 2 * U32 * (np.abs(g) * axn + np.abs(b))
+    assert_within(out, want, bound(want, hdtype, e_out), "out")
+    assert_within(xn, ref.xn, bound(ref.xn, hdtype, e_xn), "xn")
+    assert_within(xc, ref.xc, bound(ref.xc, hdtype, e_xc), "xc")
+    assert_within(std, sd, bound(sd, hdtype, e_sd), "std")
+    # running = 0.9 * running + 0.1 * batch: the two float32 constants, two products and a sum
+    assert_within(rm, ref.running_mean, bound(ref.running_mean, hdtype, U32 * (4 * np.abs(f64(rm0)) +
+                                                                                 5 * np.abs(mu))), "running_mean")
+    assert_within(rv, ref.running_var, bound(ref.running_var, hdtype, 0.1 * e_var + 4 * U32 * (f64(rv0) + var)),
+                  "running_var")
+    # inference with the running statistics just written
+    inf = ops.batchnorm_forward_infer(x, gamma, beta, rm, rv)
+    iref = ref_layers.BatchNormalization(*f64(gamma, beta), 0.9, *f64(rm, rv))
+    iwant = iref.forward(f64(x), train_flg=False)
+    isd = np.sqrt(f64(rv) + 1e-6)
+    # x - mean, + eps, sqrt, division, product, sum: 6 roundings
+    assert_within(inf, iwant, bound(iwant, hdtype, 6 * U32 * bn_forward_magnitude(f64(x), f64(gamma), f64(beta),
+                                                                                  f64(rm), isd)), "infer")
+    # backward on the kernel's own stored xc, xn, std (as the layer runs it)
+    dout = rand(rng, (N, D), hdtype)
+    dx, dgamma, dbeta = ops.batchnorm_backward(dout, xc, xn, std, gamma)
+    assert dx.dtype == dgamma.dtype == dbeta.dtype == hdtype
+    g, d, c, n_, s = f64(gamma), f64(dout), f64(xc), f64(xn), f64(std)
+    rb = ref_layers.BatchNormalization(g, f64(beta))
+    rb.batch_size, rb.xc, rb.xn, rb.std = N, c, n_, s
+    rdx = rb.backward(d)
+    assert_within(dbeta, rb.dbeta, bound(rb.dbeta, hdtype, U32 * np.abs(d).sum(0)), "dbeta")
+    assert_within(dgamma, rb.dgamma, bound(rb.dgamma, hdtype, 2 * U32 * np.abs(n_ * d).sum(0)), "dgamma")
+    # the same chain rule on magnitudes: every term of dx and of its column sums. The longest chain is the
+    # dvar term: dvar takes 6 float32 roundings (gamma * dout, * xc, std**2, the quotient, the column sum
+    # rounded, / std), then 2 / N, its product with xc, the product with dvar, the sum with dxn / std and the
+    # subtraction of dmu / N: 11 in all; 12 bounds every term
+    a_dxn = np.abs(g * d)
+    m_dvar = 0.5 * (a_dxn * np.abs(c)).sum(0) / s**3
+    m_dxc = a_dxn / s + (2.0 / N) * np.abs(c) * m_dvar
+    mag_dx = m_dxc + m_dxc.sum(0) / N
+    assert_within(dx, rdx, bound(rdx, hdtype, 12 * U32 * mag_dx), "dx")
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 2), (2, 3, 5, 7), (4, 8, 6, 6)])
+def test_spatial_batchnorm(rng, hdtype, shape):
+    """The spatial kernels compute in double from the widened inputs: their results are the double formulas
+    rounded through float32 (one float32 rounding) and then to the type; double's own error (2**-53 per
+    operation, N*H*W terms at most) is counted as one more float32 rounding."""
+    C = shape[1]
+    x = (f64(rand(rng, shape, hdtype, 2.0)) + 5.0).astype(hdtype)
+    gamma, beta = rand(rng, C, hdtype), rand(rng, C, hdtype)
+    rm, rv = rand(rng, C, hdtype), np.abs(rand(rng, C, hdtype))
+    rm0, rv0 = rm.copy(), rv.copy()
+    out, mean, invstd = ops.spatial_batchnorm_forward_train(x, gamma, beta, rm, rv, 0.9, 1e-5)
+    assert out.dtype == rm.dtype == rv.dtype == hdtype and mean.dtype == np.float64
+    ref = ref_layers.SpatialBatchNormalization(*f64(gamma, beta), 0.9, 1e-5, *f64(rm0, rv0))
+    want = ref.forward(f64(x))
+    cshape = (1, C, 1, 1)
+    mu = f64(x).mean(axis=(0, 2, 3))
+    mag = bn_forward_magnitude(f64(x), f64(gamma).reshape(cshape), f64(beta).reshape(cshape),
+                               mu.reshape(cshape), ref.std.reshape(cshape))
+    assert_within(out, want, bound(want, hdtype, 2 * U32 * mag), "out")
+    np.testing.assert_allclose(mean, mu, rtol=1e-12)
+    np.testing.assert_allclose(invstd, 1 / ref.std, rtol=1e-12)
+    var = ref.std**2 - 1e-5
+    assert_within(rm, ref.running_mean, bound(ref.running_mean, hdtype, 2 * U32 * (np.abs(f64(rm0)) + np.abs(mu))),
+                  "running_mean")
+    assert_within(rv, ref.running_var, bound(ref.running_var, hdtype, 2 * U32 * (f64(rv0) + var)), "running_var")
+    inf = ops.spatial_batchnorm_forward_infer(x, gamma, beta, rm, rv, 1e-5)
+    iref = ref_layers.SpatialBatchNormalization(*f64(gamma, beta), 0.9, 1e-5, *f64(rm, rv))
+    iwant = iref.forward(f64(x), train_flg=False)
+    imag = bn_forward_magnitude(f64(x), f64(gamma).reshape(cshape), f64(beta).reshape(cshape),
+                                f64(rm).reshape(cshape), np.sqrt(f64(rv) + 1e-5).reshape(cshape))
+    assert_within(inf, iwant, bound(iwant, hdtype, 2 * U32 * imag), "infer")
+    dout = rand(rng, shape, hdtype)
+    dx, dgamma, dbeta = ops.spatial_batchnorm_backward(dout, x, mean, invstd, gamma)
+    assert dx.dtype == dgamma.dtype == dbeta.dtype == hdtype
+    rdx = ref.backward(f64(dout))
+    ad = np.abs(f64(dout))
+    assert_within(dbeta, ref.dbeta, bound(ref.dbeta, hdtype, 2 * U32 * ad.sum(axis=(0, 2, 3))), "dbeta")
+    axn = np.abs(ref.xn)
+    assert_within(dgamma, ref.dgamma, bound(ref.dgamma, hdtype, 2 * U32 * (axn * ad).sum(axis=(0, 2, 3))),
+                  "dgamma")
+    M = shape[0] * shape[2] * shape[3]
+    a = (np.abs(f64(gamma)) / ref.std).reshape(cshape)
+    mag_dx = a * (ad + axn * (axn * ad).sum(axis=(0, 2, 3), keepdims=True) / M + ad.sum(axis=(0, 2, 3),
+                                                                                          keepdims=True) / M)
+    assert_within(dx, rdx, bound(rdx, hdtype, 2 * U32 * mag_dx), "dx")
+
+
+def test_batchnorm_layers_keep_dtype(rng, hdtype):
+    """The layers create their running statistics in the input's 16-bit type and train and infer in it."""
+    for layer, x in ((layers.BatchNormalization(rand(rng, 12, hdtype), rand(rng, 12, hdtype)),
+                      rand(rng, (5, 3, 2, 2), hdtype)),
+                     (layers.SpatialBatchNormalization(rand(rng, 3, hdtype), rand(rng, 3, hdtype)),
+                      rand(rng, (5, 3, 2, 2), hdtype))):
+        out = layer.forward(x, train_flg=True)
+        dx = layer.backward(np.ones_like(out))
+        assert out.dtype == dx.dtype == layer.dgamma.dtype == layer.running_mean.dtype == hdtype
+        assert layer.forward(x, train_flg=False).dtype == hdtype
+
+
+# ======================================================================================================
+# elementwise losses: sigmoid + binary cross-entropy, mean squared error
+
+
+@pytest.mark.parametrize("n", [1, 7, 5000])
+def test_sigmoid_bce_and_mse(rng, hdtype, n):
+    x = rand(rng, (n, 1), hdtype, 4.0)
+    t = rng.integers(0, 2, (n, 1)).astype(hdtype)
+    loss, y = ops.sigmoid_cross_entropy(x, t)
+    ref = ref_layers.SigmoidWithLoss()
+    r_loss = ref.forward(*f64(x, t))
+    assert y.dtype == hdtype
+    # y: sigmoid in double, rounded through float32 and then to the type; the loss: n terms of a few double
+    # operations each (exp, log1p), summed in double
+    assert_within(y, ref.y, bound(ref.y, hdtype, 2 * U32 * ref.y), "y")
+    xv, tv = f64(x, t)
+    terms = np.abs(np.maximum(xv, 0)) + np.abs(xv * tv) + np.log1p(np.exp(-np.abs(xv)))
+    # n - 1 double additions and a few operations per term, in the kernel and in the reference alike
+    assert abs(loss - r_loss) <= (2 * n + 8) * 2.0**-53 * terms.mean(), (loss, r_loss)
+    # backward on the kernel's own y: y - t, dout / n and the product, three float32 roundings
+    dx = ops.sigmoid_cross_entropy_backward(y, t, 2.0)
+    rdx = (f64(y) - tv) * (2.0 / n)
+    assert dx.dtype == hdtype
+    assert_within(dx, rdx, bound(rdx, hdtype, 3 * U32 * np.abs(rdx)), "bce dx")
+    yy = rand(rng, (n, 3), hdtype)
+    tt = rand(rng, (n, 3), hdtype)
+    mse = ops.mean_squared_error(yy, tt)
+    mref = ref_layers.MeanSquaredError()
+    r_mse = mref.forward(*f64(yy, tt))
+    # y - t is exact in double; the square, n - 1 additions and the division, in the kernel and the reference
+    assert abs(mse - r_mse) <= (2 * (3 * n) + 2) * 2.0**-53 * r_mse, (mse, r_mse)
+    mdx = ops.mean_squared_error_backward(yy, tt, 0.5)
+    r_mdx = mref.backward(0.5)
+    assert mdx.dtype == hdtype
+    assert_within(mdx, r_mdx, bound(r_mdx, hdtype, 3 * U32 * np.abs(r_mdx)), "mse dx")
+
+
+def test_loss_layers_keep_dtype(rng, hdtype):
+    x, t = rand(rng, (4, 2), hdtype), rng.integers(0, 2, (4, 2))
+    for layer in (layers.SigmoidWithLoss(), layers.MeanSquaredError()):
+        assert np.isfinite(layer.forward(x, t.astype(hdtype)))
+        assert layer.backward().dtype == hdtype
+
+
+def test_add_concat_keep_dtype(rng, hdtype):
+    a, b = rand(rng, (2, 3, 4, 4), hdtype), rand(rng, (2, 5, 4, 4), hdtype)
+    s = ops.add_forward(a, a)
+    assert s.dtype == hdtype
+    np.testing.assert_array_equal(f64(s), f64(cast(f64(a) * 2, hdtype)))  # doubling is exact
+    c = ops.concat_forward([a, b])
+    assert c.dtype == hdtype
+    da, db = ops.concat_backward(c, [3, 5])
+    np.testing.assert_array_equal(da.view(np.uint16), a.view(np.uint16))
+    np.testing.assert_array_equal(db.view(np.uint16), b.view(np.uint16))
+
+
+# ======================================================================================================
+# every layer of fastconv.layers and every image model of fastconv.models in the 16-bit types
+
+
+def half_layer_cases(rng, hd):
+    """name -> (layer, forward arguments): one small case per public layer of fastconv.layers."""
+    img = rand(rng, (2, 3, 6, 6), hd)
+    return {
+        "Relu": (layers.Relu(), (img,)),
+        "Sigmoid": (layers.Sigmoid(), (img,)),
+        "Affine": (layers.Affine(rand(rng, (108, 4), hd, 0.1), rand(rng, 4, hd)), (img,)),
+        "SoftmaxWithLoss": (layers.SoftmaxWithLoss(), (rand(rng, (2, 5), hd), np.array([1, 4]))),
+        "Dropout": (layers.Dropout(0.3, seed=1), (img,)),
+        "BatchNormalization": (layers.BatchNormalization(rand(rng, 108, hd), rand(rng, 108, hd)), (img,)),
+        "Convolution": (layers.Convolution(rand(rng, (4, 3, 3, 3), hd, 0.3), rand(rng, 4, hd), 1, 1), (img,)),
+        "Deconvolution": (layers.Deconvolution(rand(rng, (3, 2, 3, 3), hd, 0.3), rand(rng, 2, hd), 2, 1),
+                          (img,)),
+        "Pooling": (layers.Pooling(2, 2, 2), (img,)),
+        "AvgPooling": (layers.AvgPooling(3, 3, 1, 1), (img,)),
+        "ZeroPadding": (layers.ZeroPadding((1, 2)), (img,)),
+        "Cropping": (layers.Cropping(1), (img,)),
+        "LeakyRelu": (layers.LeakyRelu(0.1), (img,)),
+        "Tanh": (layers.Tanh(), (img,)),
+        "SpatialBatchNormalization": (layers.SpatialBatchNormalization(rand(rng, 3, hd), rand(rng, 3, hd)),
+                                      (img,)),
+        "GlobalAvgPooling": (layers.GlobalAvgPooling(), (img,)),
+        "GlobalMaxPooling": (layers.GlobalMaxPooling(), (img,)),
+        "Upsampling": (layers.Upsampling(2, "bilinear"), (img,)),
+        "Add": (layers.Add(), (img, rand(rng, img.shape, hd))),
+        "Concat": (layers.Concat(), (img, rand(rng, (2, 1, 6, 6), hd))),
+        "SigmoidWithLoss": (layers.SigmoidWithLoss(), (rand(rng, (2, 1), hd), np.array([[0.0], [1.0]]))),
+        "MeanSquaredError": (layers.MeanSquaredError(), (rand(rng, (2, 3), hd), rand(rng, (2, 3), hd))),
+    }
+
+
+def test_every_layer_in_half(rng, hdtype):
+    """Every public layer runs a forward and a backward in the type and keeps it (a layer added to
+    fastconv.layers without a case here fails)."""
+    cases = half_layer_cases(rng, hdtype)
+    assert set(cases) == set(layers.__all__)
+    for name, (layer, args) in cases.items():
+        out = layer.forward(*args)
+        if name.endswith("Loss") or name == "MeanSquaredError":
+            assert np.isfinite(out), name
+            grads = (layer.backward(),)
+        else:
+            assert out.dtype == hdtype, name
+            grads = layer.backward(np.ones_like(out))
+            grads = grads if isinstance(grads, tuple) else (grads,)
+        assert all(g.dtype == hdtype and g.shape == a.shape for g, a in zip(grads, args)), name
+        for attr in ("dW", "db", "dgamma", "dbeta"):
+            if getattr(layer, attr, None) is not None:
+                assert getattr(layer, attr).dtype == hdtype, f"{name}.{attr}"
+
+
+def half_models():
+    """Every image model of fastconv.models, built small where it has a size (name -> constructor)."""
+    from fastconv import models
+
+    cases = {name: functools.partial(lambda cls, hd: cls(dtype=hd), cls) for name, cls in models.MODELS.items()}
+    cases["multilayernet"] = lambda hd: models.MultiLayerNet(784, [20, 20], 10, dtype=hd)
+    cases["multilayernetextend"] = lambda hd: models.MultiLayerNetExtend(
+        784, [20, 20], 10, use_dropout=True, use_batchnorm=True, dtype=hd)
+    return cases
+
+
+@pytest.mark.parametrize("name", list(half_models()))
+def test_models_in_half(rng, hdtype, name):
+    """Each model builds in the type and its gradient() (a forward and a backward) keeps the type."""
+    np.random.seed(7)
+    net = half_models()[name](hdtype)
+    assert all(p.dtype == hdtype for p in net.params.values())
+    x = rng.random((2, 1, 28, 28)).astype(hdtype)
+    if name.startswith("multilayer"):
+        x = x.reshape(2, 784)
+    grads = net.gradient(x, np.array([3, 7]))
+    assert set(grads) == set(net.params)
+    for key, g in grads.items():
+        assert g.dtype == hdtype and np.all(np.isfinite(f64(g))), key

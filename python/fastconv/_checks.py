@@ -489,7 +489,7 @@ def targets(t, x2_shape, x_shape):
 def bn_param(p, name: str, x, x_name: str = "x"):
     """A per-feature batch-norm array of x's D elements (any shape holding D elements)."""
     p = array(p, name)
-    check_float(p, name)
+    check_float(p, name, half=True)
     d = x.shape[1]
     if p.size != d:
         raise ValueError(f"{name}: shape {shape_str(p.shape)} has {p.size} elements, expected {d} ({x_name} has "
@@ -712,7 +712,7 @@ def loss_targets(t, x_shape, x_name: str = "x"):
     t = array(t, "t")
     if t.dtype.kind in "iub":
         t = t.astype(np.float64)
-    check_float(t, "t")
+    check_float(t, "t", half=True)
     same_shape(t, "t", x_shape, f"the shape of {x_name}")
     return t
 
