@@ -919,3 +919,83 @@ def test_models_in_half(rng, hdtype, name):
     assert set(grads) == set(net.params)
     for key, g in grads.items():
         assert g.dtype == hdtype and np.all(np.isfinite(f64(g))), key
+
+
+# ======================================================================================================
+# optimizers: the fused update kernels on 16-bit parameters (state in the parameter's dtype, as PyTorch)
+# The 16-bit kernels widen p, g and the state exactly, run the float32 step (whose bits equal the float32
+# reference step's: tests/test_optimizer.py) and round each stored value once, so their result is the float32
+# reference step on the widened arrays, rounded to the type: bit for bit.
+
+# method -> its hyperparameters, in the order of its reference step's arguments (the step is <method>_step)
+OPTIM_HYPER = {
+    "sgd": {"lr": 0.1},
+    "momentum": {"lr": 0.1, "momentum": 0.9},
+    "nesterov": {"lr": 0.1, "momentum": 0.9},
+    "adagrad": {"lr": 0.1, "eps": 1e-7},
+    "rmsprop": {"lr": 0.1, "decay_rate": 0.9, "eps": 1e-7},
+    "adam": {"lr_t": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-7},
+    "adadelta": {"lr": 1.0, "rho": 0.9, "eps": 1e-6},
+    "keras_nesterov": {"lr": 0.1, "momentum": 0.9},
+    "keras_adagrad": {"lr": 0.1, "eps": 1e-7},
+    "keras_rmsprop": {"lr": 0.1, "rho": 0.9, "eps": 1e-7},
+}
+
+
+@pytest.fixture
+def no_numpy_fallback(monkeypatch):
+    """Fails a test whose update would leave the kernels for the NumPy formulas (fastconv._optim._numpy_step)."""
+    from fastconv import _optim
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a 16-bit parameter took the NumPy path")
+
+    monkeypatch.setattr(_optim, "_numpy_step", refuse)
+
+
+@pytest.mark.parametrize("method", list(OPTIM_HYPER))
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01], ids=["wd0", "wd"])
+def test_optimizer_kernels_in_half(rng, isa, hdtype, method, weight_decay, no_numpy_fallback):
+    from fastconv import _optim
+    from fastconv.reference import optimizer as ref_opt
+
+    hyper = OPTIM_HYPER[method]
+    names = _optim._OPTIM_ARGS[method][0]  # the state arrays, in the step's argument order
+    step_name = f"{method}_step"
+    # sizes around the kernels' 256-element tiles and the parallel threshold (2**15)
+    shapes = {"W": (3, 5), "b": (257,), "big": (40000,)}
+    params = {k: rand(rng, s, hdtype) for k, s in shapes.items()}
+    # non-negative accumulators where the method squares into them
+    state = {n: {k: np.abs(rand(rng, s, hdtype, 0.5)) for k, s in shapes.items()} for n in names}
+    held = dict(params)
+    for it in range(3):
+        grads = {k: rand(rng, s, hdtype) for k, s in shapes.items()}
+        want = {k: f64(p).astype(np.float32) for k, p in params.items()}
+        want_state = {n: {k: f64(a).astype(np.float32) for k, a in d.items()} for n, d in state.items()}
+        for k in params:
+            getattr(ref_opt, step_name)(want[k], f64(grads[k]).astype(np.float32),
+                                        *(want_state[n][k] for n in names), *hyper.values(),
+                                        weight_decay=weight_decay)
+        _optim.optimizer_update(method, params, grads, state, **hyper, weight_decay=weight_decay)
+        for k, p in params.items():
+            assert p is held[k] and p.dtype == hdtype
+            same_bits_or_nan(p, cast(want[k], hdtype), f"{isa} {method} step {it} {k}")
+            for n in names:
+                assert state[n][k].dtype == hdtype
+                same_bits_or_nan(state[n][k], cast(want_state[n][k], hdtype), f"{isa} {method} {n}[{k}]")
+
+
+@pytest.mark.parametrize("name", ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"])
+def test_book_optimizers_use_kernels_in_half(rng, hdtype, name, no_numpy_fallback):
+    """The book's optimizer classes update 16-bit parameters in place with the kernels, keeping the state in the
+    parameter's dtype."""
+    from fastconv import optimizer
+
+    params = {"W": rand(rng, (4, 3), hdtype), "b": rand(rng, 3, hdtype)}
+    held = dict(params)
+    opt = getattr(optimizer, name)()
+    before = {k: p.copy() for k, p in params.items()}
+    for _ in range(2):
+        opt.update(params, {k: rand(rng, p.shape, hdtype) for k, p in params.items()})
+    for k, p in params.items():
+        assert p is held[k] and p.dtype == hdtype and not np.array_equal(f64(p), f64(before[k]))
