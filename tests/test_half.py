@@ -311,12 +311,12 @@ def test_layers_keep_dtype(rng, hdtype):
 
 
 def test_ops_without_half_kernels_refuse(rng, hdtype):
-    x = rand(rng, (2, 3, 4), hdtype)
-    with pytest.raises(TypeError, match=rf"^x: dtype {hdtype} is not supported, expected float32 or float64; "
+    q = rand(rng, (2, 3, 4), hdtype)
+    with pytest.raises(TypeError, match=rf"^q: dtype {hdtype} is not supported, expected float32 or float64; "
                                         rf"this op has no {hdtype} kernels yet"):
-        ops.layernorm_forward(x, np.ones(4, np.float32), np.zeros(4, np.float32))
-    with pytest.raises(TypeError, match=r"^W: dtype"):
-        ops.embedding_forward(rand(rng, (5, 3), hdtype), np.array([0, 1]))
+        ops.sdpa_forward(q, q, q, 0.5)
+    with pytest.raises(TypeError, match=r"^xs: dtype"):
+        ops.rnn_forward(q, np.ones((4, 2)), np.ones((2, 2)), np.zeros(2), np.zeros((2, 2)))
 
 
 def test_binding_checks_half_dtype(rng):
@@ -1009,11 +1009,10 @@ NOT_KERNELS = {"as_array", "check_labels", "check_seed", "check_param_dicts", "o
 # Ops still without 16-bit kernels (issue 15, the sequence kernels): they must refuse the type with the one-line
 # TypeError. Take an op out of this set when its kernels land; the test then checks that it accepts the type.
 PENDING_HALF = {
-    "embedding_forward", "embedding_backward", "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
-    "gru_forward", "gru_backward", "gru_reset_after_forward", "gru_reset_after_backward", "time_softmax_ce",
-    "time_softmax_ce_backward", "weight_sum_forward", "weight_sum_backward", "attention_weight_forward",
-    "attention_weight_backward", "attention_forward", "attention_backward", "layernorm_forward",
-    "layernorm_backward", "sdpa_forward", "sdpa_backward",
+    "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_forward", "gru_backward",
+    "gru_reset_after_forward", "gru_reset_after_backward", "weight_sum_forward", "weight_sum_backward",
+    "attention_weight_forward", "attention_weight_backward", "attention_forward", "attention_backward",
+    "sdpa_forward", "sdpa_backward",
 }
 
 
@@ -1160,3 +1159,87 @@ def test_every_op_takes_half(rng, hdtype):
                   and not (name == "spatial_batchnorm_forward_train" and a.dtype == np.float64)]
         assert all(a.dtype == hdtype for a in arrays), (name, [a.dtype for a in arrays])
         assert arrays or result is None or isinstance(result, float), name
+
+
+# ======================================================================================================
+# sequence ops: embedding, layer norm, softmax with loss over time
+
+
+def test_embedding(rng, hdtype):
+    W = np.concatenate([rand(rng, (6, 5), hdtype).ravel()[:-3], special_values(hdtype)[:3]]).reshape(6, 5)
+    idx = np.array([[0, 5, 5], [2, 5, 0]])
+    out = ops.embedding_forward(W, idx)
+    assert out.dtype == hdtype
+    np.testing.assert_array_equal(out.view(np.uint16), W.view(np.uint16)[idx])  # a copy: the bits
+    # 40 columns: more than one of the scatter-add's 16-column blocks
+    dout = rand(rng, (2, 3, 40), hdtype)
+    dW = ops.embedding_backward(dout, idx, (6, 40))
+    want, mag = np.zeros((6, 40)), np.zeros((6, 40))
+    np.add.at(want, idx, f64(dout))
+    np.add.at(mag, idx, np.abs(f64(dout)))
+    k = np.bincount(idx.ravel(), minlength=6)[:, None]  # terms summed into each row, in float32
+    assert dW.dtype == hdtype
+    assert_within(dW, want, bound(want, hdtype, k * U32 * mag), "dW")
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (2, 4, 130)])
+def test_layernorm(rng, hdtype, shape):
+    from fastconv.reference import layernorm as ref_ln
+
+    D = shape[-1]
+    x = (f64(rand(rng, shape, hdtype, 2.0)) + 3.0).astype(hdtype)
+    gamma, beta = rand(rng, D, hdtype), rand(rng, D, hdtype)
+    out, mean, rstd = ops.layernorm_forward(x, gamma, beta)
+    assert out.dtype == mean.dtype == rstd.dtype == hdtype
+    want, (_, std, _) = ref_ln.layernorm_forward(*f64(x, gamma, beta))
+    mu = f64(x).mean(axis=-1, keepdims=True)
+    # the row statistics are in double, rounded once to float32 (mean, rstd); then x - mean, * rstd, * gamma and
+    # + beta: four float32 roundings of terms within |gamma| (|x| + |mean|) rstd and |beta|
+    g, b = f64(gamma, beta)
+    e_out = U32 * (5 * np.abs(g) * (np.abs(f64(x)) + np.abs(mu)) / std + np.abs(b))
+    assert_within(out, want, bound(want, hdtype, e_out), "out")
+    assert_within(mean, mu.ravel(), bound(mu.ravel(), hdtype, U32 * np.abs(mu.ravel())), "mean")
+    assert_within(rstd, 1 / std.ravel(), bound(1 / std.ravel(), hdtype, U32 / std.ravel()), "rstd")
+    # backward on the kernel's own (rounded) mean and rstd, as the layer runs it
+    dout = rand(rng, shape, hdtype)
+    dx, dgamma, dbeta = ops.layernorm_backward(x, gamma, mean, rstd, dout)
+    assert dx.dtype == dgamma.dtype == dbeta.dtype == hdtype
+    rs = f64(rstd).reshape(mu.shape)
+    xh = (f64(x) - f64(mean).reshape(mu.shape)) * rs
+    rdx, rdg, rdb = ref_ln.layernorm_backward(f64(dout), (xh, 1 / rs, g))
+    d = np.abs(f64(dout))
+    xm = (np.abs(f64(x)) + np.abs(f64(mean)).reshape(mu.shape)) * rs  # the size of xhat's terms
+    ag = d * np.abs(g)
+    # dx = rstd * (g - mean(g) - xhat * mean(g * xhat)): xhat two float32 roundings, the row means in double
+    # rounded once, the products, the two subtractions and the product by rstd: 8 roundings at most
+    mag_dx = rs * (ag + ag.mean(axis=-1, keepdims=True) + xm * (ag * xm).mean(axis=-1, keepdims=True))
+    assert_within(dx, rdx, bound(rdx, hdtype, 8 * U32 * mag_dx), "dx")
+    rows = int(np.prod(shape[:-1]))
+    axes = tuple(range(len(shape) - 1))
+    # column sums over the rows in float32, each term dout * xhat (three roundings)
+    assert_within(dgamma, rdg, bound(rdg, hdtype, (rows + 3) * U32 * (d * xm).sum(axis=axes)), "dgamma")
+    assert_within(dbeta, rdb, bound(rdb, hdtype, rows * U32 * d.sum(axis=axes)), "dbeta")
+
+
+@pytest.mark.parametrize("N,T,V", [(1, 1, 3), (2, 5, 10), (3, 4, 300)])
+def test_time_softmax_ce(rng, hdtype, N, T, V):
+    xs = rand(rng, (N, T, V), hdtype, 3.0)
+    ts = rng.integers(0, V, (N, T))
+    ts[0, 0] = -1  # an ignored step
+    loss, ys, labels, kept = ops.time_softmax_ce(xs, ts)
+    assert ys.dtype == hdtype and kept == N * T - 1
+    r_ys = ref_functions.softmax(f64(xs).reshape(-1, V)).reshape(xs.shape)
+    c = 4 * U32 * V  # the float32 softmax: V terms in the sum, exp and the division a few ulps each
+    assert_within(ys, r_ys, bound(r_ys, hdtype, c * np.abs(r_ys)), "ys")
+    keep = ts != -1
+    if kept:
+        picked = np.take_along_axis(r_ys, np.where(keep, ts, 0)[..., None], axis=-1)[..., 0]
+        r_loss = -np.log(picked[keep]).mean()
+        # each row's loss is log(sum) + max - x[label] in double from the float32 sum: relative c in the sum
+        assert abs(loss - r_loss) <= c + 1e-12, (loss, r_loss)
+    dx = ops.time_softmax_ce_backward(ys, labels, kept, 2.0)
+    onehot = np.zeros(xs.shape)
+    np.put_along_axis(onehot, np.where(keep, ts, 0)[..., None], 1.0, axis=-1)
+    rdx = np.where(keep[..., None], (f64(ys) - onehot) * (2.0 / max(kept, 1)), 0.0)
+    assert dx.dtype == hdtype
+    assert_within(dx, rdx, bound(rdx, hdtype, 3 * U32 * np.abs(rdx)), "dx")

@@ -1110,7 +1110,7 @@ def gru_reset_after_backward(xs, Wx, Wh, h0, hs, gates, rec, dhs) -> tuple:
 
 def embedding_forward(W, idx):
     """Rows of W (V, D) picked by the integer ids ``idx`` (any shape): ``W[idx]``, of shape idx.shape + (D,)."""
-    dtype, arr = chk.floats(W=W)
+    dtype, arr = chk.floats(half=True, W=W)
     W = arr["W"]
     chk.ndim(W, "W", 2, "(V, D)")
     chk.nonempty(W, "W")
@@ -1128,7 +1128,7 @@ def embedding_backward(dout, idx, W_shape, out=None):
 
     ``out``, when given, is a C-contiguous writeable (V, D) array of dout's dtype that receives the result in place.
     """
-    dtype, arr = chk.floats(dout=dout)
+    dtype, arr = chk.floats(half=True, dout=dout)
     dout = arr["dout"]
     idx = chk.ids(idx)
     V, D = chk.table_shape(W_shape)
@@ -1162,7 +1162,7 @@ def time_softmax_ce(xs, ts, ignore_label: int = -1) -> tuple:
     labels : ndarray (N, T) int64, the labels used (argmax of one-hot targets)
     kept : int, the number of steps that count
     """
-    dtype, arr = chk.floats(xs=xs)
+    dtype, arr = chk.floats(half=True, xs=xs)
     xs = arr["xs"]
     chk.ndim(xs, "xs", 3, "(N, T, V)")
     chk.nonempty(xs, "xs")
@@ -1180,7 +1180,7 @@ def time_softmax_ce(xs, ts, ignore_label: int = -1) -> tuple:
 def time_softmax_ce_backward(ys, labels, kept: int, dout: float = 1.0, ignore_label: int = -1):
     """Gradient of :func:`time_softmax_ce` for the scores: ``(ys - onehot(labels)) * dout / kept`` on the kept
     steps, 0 on the ignored ones."""
-    dtype, arr = chk.floats(ys=ys)
+    dtype, arr = chk.floats(half=True, ys=ys)
     ys = arr["ys"]
     chk.ndim(ys, "ys", 3, "(N, T, V)")
     chk.nonempty(ys, "ys")
@@ -1315,7 +1315,7 @@ def layernorm_forward(x, gamma, beta, eps: float = 1e-5) -> tuple:
     mean, rstd : ndarray (M,)
         Each row's mean and ``1 / sqrt(var + eps)``, M = x.size // D (kept for :func:`layernorm_backward`).
     """
-    dtype, arr = chk.floats(x=x, gamma=gamma, beta=beta)
+    dtype, arr = chk.floats(half=True, x=x, gamma=gamma, beta=beta)
     x = arr["x"]
     x2 = _c(chk.last_axis_rows(x, "x"), dtype)
     M, D = x2.shape
@@ -1330,7 +1330,7 @@ def layernorm_forward(x, gamma, beta, eps: float = 1e-5) -> tuple:
 
 def layernorm_backward(x, gamma, mean, rstd, dout) -> tuple:
     """Gradients (dx, dgamma, dbeta) of :func:`layernorm_forward` for the gradient dout of its output."""
-    dtype, arr = chk.floats(x=x, gamma=gamma, mean=mean, rstd=rstd, dout=dout)
+    dtype, arr = chk.floats(half=True, x=x, gamma=gamma, mean=mean, rstd=rstd, dout=dout)
     x = arr["x"]
     x2 = _c(chk.last_axis_rows(x, "x"), dtype)
     M, D = x2.shape
