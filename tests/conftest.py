@@ -76,9 +76,8 @@ GRAD_TOL = {"rtol": 1e-5, "atol": 1e-7}
 # Optimizer updates (test_optimizer): the fused kernels repeat the NumPy reference's operations in its order with
 # its roundings, so they agree bit for bit here (measured max difference 0 over 6 steps, every optimizer, both
 # dtypes). The tolerance allows a few ulps for a compiler or platform that rounds one step differently.
-# float16 parameters take the NumPy path in float16 (fastconv._optim._numpy_step): 3 steps stay within 1e-3.
+# float16 / bfloat16 parameters have their own bit-for-bit oracle (tests/test_half.py, test_optimizer.py).
 TOL_OPTIM = {
-    np.float16: {"rtol": 1e-3, "atol": 1e-3},
     np.float32: {"rtol": 1e-6, "atol": 1e-7},
     np.float64: {"rtol": 1e-14, "atol": 1e-15},
 }

@@ -1059,8 +1059,6 @@ def test_train_mixed_precision(tmp_path, capsys, have_data, precision):
 
 
 @pytest.mark.parametrize("extra, match", [
-    (["--precision", "float16", "--model", "resnet"],
-     "--precision float16: --model resnet is not available in float16 yet (x: dtype float16 is not supported"),
     (["--precision", "float16", "--dtype", "float64"], "--precision float16: not with --dtype float64"),
 ])
 def test_train_precision_errors(tmp_path, capsys, have_data, extra, match):

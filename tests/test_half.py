@@ -18,6 +18,8 @@ becomes inf, exactly as NumPy's ``astype(np.float16)`` of the float32 result wou
 The row conversions themselves are checked bit for bit against NumPy's float16 and ml_dtypes' bfloat16 casts.
 """
 
+import functools
+
 import fastconv
 import numpy as np
 import pytest
@@ -25,6 +27,7 @@ from conftest import f64
 from fastconv import layers, ops, util
 from fastconv.reference import functions as ref_functions
 from fastconv.reference import layers as ref_layers
+from fastconv.reference import util as ref_util
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 BF16 = np.dtype(ml_dtypes.bfloat16)
@@ -308,12 +311,12 @@ def test_layers_keep_dtype(rng, hdtype):
 
 
 def test_ops_without_half_kernels_refuse(rng, hdtype):
-    x = rand(rng, (1, 1, 4, 4), hdtype)
-    with pytest.raises(TypeError, match=rf"^x: dtype {hdtype} is not supported, expected float32 or float64; "
+    q = rand(rng, (2, 3, 4), hdtype)
+    with pytest.raises(TypeError, match=rf"^q: dtype {hdtype} is not supported, expected float32 or float64; "
                                         rf"this op has no {hdtype} kernels yet"):
-        ops.zeropad(x, 1)
-    with pytest.raises(TypeError, match=r"^input_data: dtype"):
-        util.im2col(x, 2, 2)
+        ops.sdpa_forward(q, q, q, 0.5)
+    with pytest.raises(TypeError, match=r"^xs: dtype"):
+        ops.rnn_forward(q, np.ones((4, 2)), np.ones((2, 2)), np.zeros(2), np.zeros((2, 2)))
 
 
 def test_binding_checks_half_dtype(rng):
@@ -538,3 +541,708 @@ def test_deepconvnet_in_half(rng, hdtype):
     assert abs(l16 - l32) <= 50 * U_STORE[hdtype] * abs(l32), (l16, l32)
     grads = net16.gradient(x, t)
     assert all(g.dtype == hdtype and np.all(np.isfinite(f64(g))) for g in grads.values())
+
+
+# ======================================================================================================
+# data movement: im2col (a copy), col2im (sums in float32), zero padding and cropping (copies)
+# A copy moves the 16-bit values unchanged, so those results equal the reference exactly.
+
+
+@pytest.mark.parametrize("shape,fh,fw,stride,pad", [((2, 3, 7, 7), 3, 3, 1, 1), ((1, 2, 6, 9), 2, 3, 2, 0),
+                                                   ((3, 1, 5, 5), 3, 3, 1, 2)])
+def test_im2col_col2im(rng, hdtype, shape, fh, fw, stride, pad):
+    x = np.concatenate([rand(rng, shape, hdtype).ravel()[:-4], special_values(hdtype)[:4]]).reshape(shape)
+    col = util.im2col(x, fh, fw, stride, pad)
+    assert col.dtype == hdtype
+    want = ref_util.im2col(f64(x), fh, fw, stride, pad)
+    np.testing.assert_array_equal(f64(col), want)
+    c = rand(rng, col.shape, hdtype)
+    back = util.col2im(c, shape, fh, fw, stride, pad)
+    assert back.dtype == hdtype
+    r_back = ref_util.col2im(f64(c), shape, fh, fw, stride, pad)
+    k = -(-fh // stride) * -(-fw // stride)  # windows that can cover one input position: terms of its sum
+    mag = ref_util.col2im(np.abs(f64(c)), shape, fh, fw, stride, pad)
+    assert_within(back, r_back, bound(r_back, hdtype, k * U32 * mag), "col2im")
+
+
+def test_col2im_threads_same_bits(rng, hdtype):
+    c = rand(rng, (37 * 64, 3 * 9), hdtype)
+    prev = fastconv.get_num_threads()
+    got = []
+    try:
+        for t in (1, 2):
+            fastconv.set_num_threads(t)
+            got.append(util.col2im(c, (37, 3, 10, 10), 3, 3, 1, 0))
+    finally:
+        fastconv.set_num_threads(prev)
+    np.testing.assert_array_equal(got[0].view(np.uint16), got[1].view(np.uint16))
+
+
+@pytest.mark.parametrize("pad", [1, (2, 0), (0, 1, 2, 3)])
+def test_zeropad_crop_exact(rng, hdtype, pad):
+    x = np.concatenate([rand(rng, 2 * 3 * 5 * 4 - 9, hdtype), special_values(hdtype)]).reshape(2, 3, 5, 4)
+    out = ops.zeropad(x, pad)
+    want = ref_layers.ZeroPadding(pad).forward(f64(x))
+    assert out.dtype == hdtype
+    np.testing.assert_array_equal(f64(out), want)
+    back = ops.crop(out, pad)
+    assert back.dtype == hdtype
+    np.testing.assert_array_equal(back.view(np.uint16), x.view(np.uint16))  # bits, NaN payloads and -0 kept
+    for layer in (layers.ZeroPadding(pad), layers.Cropping(pad)):
+        y = layer.forward(x if isinstance(layer, layers.ZeroPadding) else out)
+        assert y.dtype == layer.backward(np.ones_like(y)).dtype == hdtype
+
+
+# ======================================================================================================
+# global pooling and upsampling
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 5, 7), (3, 4, 16, 16)])
+def test_global_pooling(rng, hdtype, shape):
+    x = rand(rng, shape, hdtype)
+    # average: an H*W-term sum in double, rounded through float32 (one float32 rounding) and then once more
+    avg = ops.global_avgpool_forward(x)
+    ref = ref_layers.GlobalAvgPooling()
+    want = ref.forward(f64(x))
+    assert avg.dtype == hdtype
+    assert_within(avg, want, bound(want, hdtype, 2 * U32 * np.abs(f64(x)).mean(axis=(2, 3))), "avg")
+    dout = rand(rng, shape[:2], hdtype)
+    dx = ops.global_avgpool_backward(dout, shape)
+    rdx = ref.backward(f64(dout))
+    assert dx.dtype == hdtype
+    assert_within(dx, rdx, bound(rdx, hdtype, 2 * U32 * np.abs(rdx)), "avg dx")
+    # max: the maximum is one of the inputs and the backward a copy, both exact
+    mx, argmax = ops.global_maxpool_forward(x)
+    mref = ref_layers.GlobalMaxPooling()
+    np.testing.assert_array_equal(f64(mx), mref.forward(f64(x)))
+    np.testing.assert_array_equal(argmax, mref.arg_max)
+    mdx = ops.global_maxpool_backward(dout, argmax, shape)
+    assert mx.dtype == mdx.dtype == hdtype
+    np.testing.assert_array_equal(f64(mdx), mref.backward(f64(dout)))
+
+
+def test_global_maxpool_nan_and_ties(hdtype):
+    x = np.array([[[[1.0, 3.0], [3.0, -1.0]], [[2.0, np.nan], [5.0, np.nan]]]], np.float32).astype(hdtype)
+    out, argmax = ops.global_maxpool_forward(x)
+    np.testing.assert_array_equal(argmax, [[1, 1]])  # the first of equal values, the first NaN (np.argmax)
+    assert f64(out)[0, 0] == 3.0 and np.isnan(f64(out)[0, 1])
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+@pytest.mark.parametrize("scale", [2, (3, 1), (1, 4)])
+def test_upsampling(rng, isa, hdtype, mode, scale):
+    shape = (2, 3, 5, 4)
+    x = rand(rng, shape, hdtype)
+    sh, sw = scale if isinstance(scale, tuple) else (scale, scale)
+    out = ops.upsample_forward(x, scale, mode)
+    ref = ref_layers.Upsampling(scale, mode)
+    want = ref.forward(f64(x))
+    assert out.dtype == hdtype
+    mag = ref_layers.Upsampling(scale, mode).forward(np.abs(f64(x)))
+    if mode == "nearest":
+        np.testing.assert_array_equal(f64(out), want)  # a copy
+    else:
+        # two float32 weights per axis (each within one rounding of the exact weight), four products and
+        # three sums: a handful of roundings of terms bounded by the blend of |x|
+        assert_within(out, want, bound(want, hdtype, 8 * U32 * mag), f"{isa} {mode} out")
+    dout = rand(rng, out.shape, hdtype)
+    dx = ops.upsample_backward(dout, shape, scale, mode)
+    rdx = ref.backward(f64(dout))
+    dmag = ref.backward(np.abs(f64(dout)))
+    # every input sums the outputs it reaches: sh*sw of them (nearest), at most (2*sh)*(2*sw) (bilinear), each
+    # term a product of float32 weights (a few roundings more)
+    k = sh * sw if mode == "nearest" else 4 * sh * sw + 6
+    assert dx.dtype == hdtype
+    assert_within(dx, rdx, bound(rdx, hdtype, k * U32 * dmag), f"{isa} {mode} dx")
+
+
+# ======================================================================================================
+# batch normalization: the book's (N, D) form and the spatial (per-channel) form. The statistics are summed in
+# double (never in 16 bits); each float32 operation of the formulas adds at most one float32 rounding of the
+# size of the terms it combines, so the bounds count the operations of each formula (the comments list them).
+
+
+def bn_forward_magnitude(x, gamma, beta, mu, sd):
+    """|gamma| * (|x| + |mu|) / sd + |beta|: the size of every term in the forward formula."""
+    return np.abs(gamma) * (np.abs(x) + np.abs(mu)) / sd + np.abs(beta)
+
+
+@pytest.mark.parametrize("N,D", [(1, 1), (7, 13), (64, 130)])
+def test_batchnorm(rng, hdtype, N, D):
+    x, gamma, beta = rand(rng, (N, D), hdtype, 2.0), rand(rng, D, hdtype), rand(rng, D, hdtype)
+    x = (f64(x) + 3.0).astype(hdtype)  # a mean away from zero: x - mu cancels
+    rm, rv = rand(rng, D, hdtype), np.abs(rand(rng, D, hdtype))
+    rm0, rv0 = rm.copy(), rv.copy()
+    out, xc, xn, std = ops.batchnorm_forward_train(x, gamma, beta, rm, rv, 0.9)
+    assert {out.dtype, xc.dtype, xn.dtype, std.dtype, rm.dtype, rv.dtype} == {hdtype}
+    ref = ref_layers.BatchNormalization(*f64(gamma, beta), 0.9, *f64(rm0, rv0))
+    want = ref.forward(f64(x))
+    g, b = f64(gamma, beta)
+    mu = f64(x).mean(axis=0)
+    ac, sd, axn = np.abs(ref.xc), ref.std, np.abs(ref.xn)
+    var = (ref.xc**2).mean(axis=0)
+    # first-order error of each float32 step (the column sums are in double, exact to far below U32):
+    # mu is rounded once (U32 |mu|), so xc = x - mu is within U32 (|xc| + |mu|); the variance sums xc**2 in
+    # double (2 |xc| times the error of xc) and is rounded once; std = sqrt(var + eps) halves the variance's
+    # relative error and adds two roundings; xn = xc / std, then out = gamma * xn + beta, two more
+    e_xc = U32 * (ac + np.abs(mu))
+    e_var = U32 * (3 * var + 2 * np.abs(mu) * ac.mean(axis=0))
+    e_sd = e_var / (2 * sd) + 2 * U32 * sd
+    e_xn = (e_xc + axn * e_sd) / sd + U32 * axn
+    e_out = np.abs(g) * e_xn + 2 * U32 * (np.abs(g) * axn + np.abs(b))
+    assert_within(out, want, bound(want, hdtype, e_out), "out")
+    assert_within(xn, ref.xn, bound(ref.xn, hdtype, e_xn), "xn")
+    assert_within(xc, ref.xc, bound(ref.xc, hdtype, e_xc), "xc")
+    assert_within(std, sd, bound(sd, hdtype, e_sd), "std")
+    # running = 0.9 * running + 0.1 * batch: the two float32 constants, two products and a sum
+    assert_within(rm, ref.running_mean, bound(ref.running_mean, hdtype, U32 * (4 * np.abs(f64(rm0)) +
+                                                                                 5 * np.abs(mu))), "running_mean")
+    assert_within(rv, ref.running_var, bound(ref.running_var, hdtype, 0.1 * e_var + 4 * U32 * (f64(rv0) + var)),
+                  "running_var")
+    # inference with the running statistics just written
+    inf = ops.batchnorm_forward_infer(x, gamma, beta, rm, rv)
+    iref = ref_layers.BatchNormalization(*f64(gamma, beta), 0.9, *f64(rm, rv))
+    iwant = iref.forward(f64(x), train_flg=False)
+    isd = np.sqrt(f64(rv) + 1e-6)
+    # x - mean, + eps, sqrt, division, product, sum: 6 roundings
+    assert_within(inf, iwant, bound(iwant, hdtype, 6 * U32 * bn_forward_magnitude(f64(x), f64(gamma), f64(beta),
+                                                                                  f64(rm), isd)), "infer")
+    # backward on the kernel's own stored xc, xn, std (as the layer runs it)
+    dout = rand(rng, (N, D), hdtype)
+    dx, dgamma, dbeta = ops.batchnorm_backward(dout, xc, xn, std, gamma)
+    assert dx.dtype == dgamma.dtype == dbeta.dtype == hdtype
+    g, d, c, n_, s = f64(gamma), f64(dout), f64(xc), f64(xn), f64(std)
+    rb = ref_layers.BatchNormalization(g, f64(beta))
+    rb.batch_size, rb.xc, rb.xn, rb.std = N, c, n_, s
+    rdx = rb.backward(d)
+    assert_within(dbeta, rb.dbeta, bound(rb.dbeta, hdtype, U32 * np.abs(d).sum(0)), "dbeta")
+    assert_within(dgamma, rb.dgamma, bound(rb.dgamma, hdtype, 2 * U32 * np.abs(n_ * d).sum(0)), "dgamma")
+    # the same chain rule on magnitudes: every term of dx and of its column sums. The longest chain is the
+    # dvar term: dvar takes 6 float32 roundings (gamma * dout, * xc, std**2, the quotient, the column sum
+    # rounded, / std), then 2 / N, its product with xc, the product with dvar, the sum with dxn / std and the
+    # subtraction of dmu / N: 11 in all; 12 bounds every term
+    a_dxn = np.abs(g * d)
+    m_dvar = 0.5 * (a_dxn * np.abs(c)).sum(0) / s**3
+    m_dxc = a_dxn / s + (2.0 / N) * np.abs(c) * m_dvar
+    mag_dx = m_dxc + m_dxc.sum(0) / N
+    assert_within(dx, rdx, bound(rdx, hdtype, 12 * U32 * mag_dx), "dx")
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 2), (2, 3, 5, 7), (4, 8, 6, 6)])
+def test_spatial_batchnorm(rng, hdtype, shape):
+    """The spatial kernels compute in double from the widened inputs: their results are the double formulas
+    rounded through float32 (one float32 rounding) and then to the type; double's own error (2**-53 per
+    operation, N*H*W terms at most) is counted as one more float32 rounding."""
+    C = shape[1]
+    x = (f64(rand(rng, shape, hdtype, 2.0)) + 5.0).astype(hdtype)
+    gamma, beta = rand(rng, C, hdtype), rand(rng, C, hdtype)
+    rm, rv = rand(rng, C, hdtype), np.abs(rand(rng, C, hdtype))
+    rm0, rv0 = rm.copy(), rv.copy()
+    out, mean, invstd = ops.spatial_batchnorm_forward_train(x, gamma, beta, rm, rv, 0.9, 1e-5)
+    assert out.dtype == rm.dtype == rv.dtype == hdtype and mean.dtype == np.float64
+    ref = ref_layers.SpatialBatchNormalization(*f64(gamma, beta), 0.9, 1e-5, *f64(rm0, rv0))
+    want = ref.forward(f64(x))
+    cshape = (1, C, 1, 1)
+    mu = f64(x).mean(axis=(0, 2, 3))
+    mag = bn_forward_magnitude(f64(x), f64(gamma).reshape(cshape), f64(beta).reshape(cshape),
+                               mu.reshape(cshape), ref.std.reshape(cshape))
+    assert_within(out, want, bound(want, hdtype, 2 * U32 * mag), "out")
+    np.testing.assert_allclose(mean, mu, rtol=1e-12)
+    np.testing.assert_allclose(invstd, 1 / ref.std, rtol=1e-12)
+    var = ref.std**2 - 1e-5
+    assert_within(rm, ref.running_mean, bound(ref.running_mean, hdtype, 2 * U32 * (np.abs(f64(rm0)) + np.abs(mu))),
+                  "running_mean")
+    assert_within(rv, ref.running_var, bound(ref.running_var, hdtype, 2 * U32 * (f64(rv0) + var)), "running_var")
+    inf = ops.spatial_batchnorm_forward_infer(x, gamma, beta, rm, rv, 1e-5)
+    iref = ref_layers.SpatialBatchNormalization(*f64(gamma, beta), 0.9, 1e-5, *f64(rm, rv))
+    iwant = iref.forward(f64(x), train_flg=False)
+    imag = bn_forward_magnitude(f64(x), f64(gamma).reshape(cshape), f64(beta).reshape(cshape),
+                                f64(rm).reshape(cshape), np.sqrt(f64(rv) + 1e-5).reshape(cshape))
+    assert_within(inf, iwant, bound(iwant, hdtype, 2 * U32 * imag), "infer")
+    dout = rand(rng, shape, hdtype)
+    dx, dgamma, dbeta = ops.spatial_batchnorm_backward(dout, x, mean, invstd, gamma)
+    assert dx.dtype == dgamma.dtype == dbeta.dtype == hdtype
+    rdx = ref.backward(f64(dout))
+    ad = np.abs(f64(dout))
+    assert_within(dbeta, ref.dbeta, bound(ref.dbeta, hdtype, 2 * U32 * ad.sum(axis=(0, 2, 3))), "dbeta")
+    axn = np.abs(ref.xn)
+    assert_within(dgamma, ref.dgamma, bound(ref.dgamma, hdtype, 2 * U32 * (axn * ad).sum(axis=(0, 2, 3))),
+                  "dgamma")
+    M = shape[0] * shape[2] * shape[3]
+    a = (np.abs(f64(gamma)) / ref.std).reshape(cshape)
+    mag_dx = a * (ad + axn * (axn * ad).sum(axis=(0, 2, 3), keepdims=True) / M + ad.sum(axis=(0, 2, 3),
+                                                                                          keepdims=True) / M)
+    assert_within(dx, rdx, bound(rdx, hdtype, 2 * U32 * mag_dx), "dx")
+
+
+def test_batchnorm_layers_keep_dtype(rng, hdtype):
+    """The layers create their running statistics in the input's 16-bit type and train and infer in it."""
+    for layer, x in ((layers.BatchNormalization(rand(rng, 12, hdtype), rand(rng, 12, hdtype)),
+                      rand(rng, (5, 3, 2, 2), hdtype)),
+                     (layers.SpatialBatchNormalization(rand(rng, 3, hdtype), rand(rng, 3, hdtype)),
+                      rand(rng, (5, 3, 2, 2), hdtype))):
+        out = layer.forward(x, train_flg=True)
+        dx = layer.backward(np.ones_like(out))
+        assert out.dtype == dx.dtype == layer.dgamma.dtype == layer.running_mean.dtype == hdtype
+        assert layer.forward(x, train_flg=False).dtype == hdtype
+
+
+# ======================================================================================================
+# elementwise losses: sigmoid + binary cross-entropy, mean squared error
+
+
+@pytest.mark.parametrize("n", [1, 7, 5000])
+def test_sigmoid_bce_and_mse(rng, hdtype, n):
+    x = rand(rng, (n, 1), hdtype, 4.0)
+    t = rng.integers(0, 2, (n, 1)).astype(hdtype)
+    loss, y = ops.sigmoid_cross_entropy(x, t)
+    ref = ref_layers.SigmoidWithLoss()
+    r_loss = ref.forward(*f64(x, t))
+    assert y.dtype == hdtype
+    # y: sigmoid in double, rounded through float32 and then to the type; the loss: n terms of a few double
+    # operations each (exp, log1p), summed in double
+    assert_within(y, ref.y, bound(ref.y, hdtype, 2 * U32 * ref.y), "y")
+    xv, tv = f64(x, t)
+    terms = np.abs(np.maximum(xv, 0)) + np.abs(xv * tv) + np.log1p(np.exp(-np.abs(xv)))
+    # n - 1 double additions and a few operations per term, in the kernel and in the reference alike
+    assert abs(loss - r_loss) <= (2 * n + 8) * 2.0**-53 * terms.mean(), (loss, r_loss)
+    # backward on the kernel's own y: y - t, dout / n and the product, three float32 roundings
+    dx = ops.sigmoid_cross_entropy_backward(y, t, 2.0)
+    rdx = (f64(y) - tv) * (2.0 / n)
+    assert dx.dtype == hdtype
+    assert_within(dx, rdx, bound(rdx, hdtype, 3 * U32 * np.abs(rdx)), "bce dx")
+    yy = rand(rng, (n, 3), hdtype)
+    tt = rand(rng, (n, 3), hdtype)
+    mse = ops.mean_squared_error(yy, tt)
+    mref = ref_layers.MeanSquaredError()
+    r_mse = mref.forward(*f64(yy, tt))
+    # y - t is exact in double; the square, n - 1 additions and the division, in the kernel and the reference
+    assert abs(mse - r_mse) <= (2 * (3 * n) + 2) * 2.0**-53 * r_mse, (mse, r_mse)
+    mdx = ops.mean_squared_error_backward(yy, tt, 0.5)
+    r_mdx = mref.backward(0.5)
+    assert mdx.dtype == hdtype
+    assert_within(mdx, r_mdx, bound(r_mdx, hdtype, 3 * U32 * np.abs(r_mdx)), "mse dx")
+
+
+def test_loss_layers_keep_dtype(rng, hdtype):
+    x, t = rand(rng, (4, 2), hdtype), rng.integers(0, 2, (4, 2))
+    for layer in (layers.SigmoidWithLoss(), layers.MeanSquaredError()):
+        assert np.isfinite(layer.forward(x, t.astype(hdtype)))
+        assert layer.backward().dtype == hdtype
+
+
+def test_add_concat_keep_dtype(rng, hdtype):
+    a, b = rand(rng, (2, 3, 4, 4), hdtype), rand(rng, (2, 5, 4, 4), hdtype)
+    s = ops.add_forward(a, a)
+    assert s.dtype == hdtype
+    np.testing.assert_array_equal(f64(s), f64(cast(f64(a) * 2, hdtype)))  # doubling is exact
+    c = ops.concat_forward([a, b])
+    assert c.dtype == hdtype
+    da, db = ops.concat_backward(c, [3, 5])
+    np.testing.assert_array_equal(da.view(np.uint16), a.view(np.uint16))
+    np.testing.assert_array_equal(db.view(np.uint16), b.view(np.uint16))
+
+
+# ======================================================================================================
+# every layer of fastconv.layers and every image model of fastconv.models in the 16-bit types
+
+
+def half_layer_cases(rng, hd):
+    """name -> (layer, forward arguments): one small case per public layer of fastconv.layers."""
+    img = rand(rng, (2, 3, 6, 6), hd)
+    return {
+        "Relu": (layers.Relu(), (img,)),
+        "Sigmoid": (layers.Sigmoid(), (img,)),
+        "Affine": (layers.Affine(rand(rng, (108, 4), hd, 0.1), rand(rng, 4, hd)), (img,)),
+        "SoftmaxWithLoss": (layers.SoftmaxWithLoss(), (rand(rng, (2, 5), hd), np.array([1, 4]))),
+        "Dropout": (layers.Dropout(0.3, seed=1), (img,)),
+        "BatchNormalization": (layers.BatchNormalization(rand(rng, 108, hd), rand(rng, 108, hd)), (img,)),
+        "Convolution": (layers.Convolution(rand(rng, (4, 3, 3, 3), hd, 0.3), rand(rng, 4, hd), 1, 1), (img,)),
+        "Deconvolution": (layers.Deconvolution(rand(rng, (3, 2, 3, 3), hd, 0.3), rand(rng, 2, hd), 2, 1),
+                          (img,)),
+        "Pooling": (layers.Pooling(2, 2, 2), (img,)),
+        "AvgPooling": (layers.AvgPooling(3, 3, 1, 1), (img,)),
+        "ZeroPadding": (layers.ZeroPadding((1, 2)), (img,)),
+        "Cropping": (layers.Cropping(1), (img,)),
+        "LeakyRelu": (layers.LeakyRelu(0.1), (img,)),
+        "Tanh": (layers.Tanh(), (img,)),
+        "SpatialBatchNormalization": (layers.SpatialBatchNormalization(rand(rng, 3, hd), rand(rng, 3, hd)),
+                                      (img,)),
+        "GlobalAvgPooling": (layers.GlobalAvgPooling(), (img,)),
+        "GlobalMaxPooling": (layers.GlobalMaxPooling(), (img,)),
+        "Upsampling": (layers.Upsampling(2, "bilinear"), (img,)),
+        "Add": (layers.Add(), (img, rand(rng, img.shape, hd))),
+        "Concat": (layers.Concat(), (img, rand(rng, (2, 1, 6, 6), hd))),
+        "SigmoidWithLoss": (layers.SigmoidWithLoss(), (rand(rng, (2, 1), hd), np.array([[0.0], [1.0]]))),
+        "MeanSquaredError": (layers.MeanSquaredError(), (rand(rng, (2, 3), hd), rand(rng, (2, 3), hd))),
+    }
+
+
+def test_every_layer_in_half(rng, hdtype):
+    """Every public layer runs a forward and a backward in the type and keeps it (a layer added to
+    fastconv.layers without a case here fails)."""
+    cases = half_layer_cases(rng, hdtype)
+    assert set(cases) == set(layers.__all__)
+    for name, (layer, args) in cases.items():
+        out = layer.forward(*args)
+        if name.endswith("Loss") or name == "MeanSquaredError":
+            assert np.isfinite(out), name
+            grads = (layer.backward(),)
+        else:
+            assert out.dtype == hdtype, name
+            grads = layer.backward(np.ones_like(out))
+            grads = grads if isinstance(grads, tuple) else (grads,)
+        assert all(g.dtype == hdtype and g.shape == a.shape for g, a in zip(grads, args)), name
+        for attr in ("dW", "db", "dgamma", "dbeta"):
+            if getattr(layer, attr, None) is not None:
+                assert getattr(layer, attr).dtype == hdtype, f"{name}.{attr}"
+
+
+def half_models():
+    """Every image model of fastconv.models, built small where it has a size (name -> constructor)."""
+    from fastconv import models
+
+    cases = {name: functools.partial(lambda cls, hd: cls(dtype=hd), cls) for name, cls in models.MODELS.items()}
+    cases["multilayernet"] = lambda hd: models.MultiLayerNet(784, [20, 20], 10, dtype=hd)
+    cases["multilayernetextend"] = lambda hd: models.MultiLayerNetExtend(
+        784, [20, 20], 10, use_dropout=True, use_batchnorm=True, dtype=hd)
+    return cases
+
+
+@pytest.mark.parametrize("name", list(half_models()))
+def test_models_in_half(rng, hdtype, name):
+    """Each model builds in the type and its gradient() (a forward and a backward) keeps the type."""
+    np.random.seed(7)
+    net = half_models()[name](hdtype)
+    assert all(p.dtype == hdtype for p in net.params.values())
+    x = rng.random((2, 1, 28, 28)).astype(hdtype)
+    if name.startswith("multilayer"):
+        x = x.reshape(2, 784)
+    grads = net.gradient(x, np.array([3, 7]))
+    assert set(grads) == set(net.params)
+    for key, g in grads.items():
+        assert g.dtype == hdtype and np.all(np.isfinite(f64(g))), key
+
+
+# ======================================================================================================
+# optimizers: the fused update kernels on 16-bit parameters (state in the parameter's dtype, as PyTorch)
+# The 16-bit kernels widen p, g and the state exactly, run the float32 step (whose bits equal the float32
+# reference step's: tests/test_optimizer.py) and round each stored value once, so their result is the float32
+# reference step on the widened arrays, rounded to the type: bit for bit.
+
+# method -> its hyperparameters, in the order of its reference step's arguments (the step is <method>_step)
+OPTIM_HYPER = {
+    "sgd": {"lr": 0.1},
+    "momentum": {"lr": 0.1, "momentum": 0.9},
+    "nesterov": {"lr": 0.1, "momentum": 0.9},
+    "adagrad": {"lr": 0.1, "eps": 1e-7},
+    "rmsprop": {"lr": 0.1, "decay_rate": 0.9, "eps": 1e-7},
+    "adam": {"lr_t": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-7},
+    "adadelta": {"lr": 1.0, "rho": 0.9, "eps": 1e-6},
+    "keras_nesterov": {"lr": 0.1, "momentum": 0.9},
+    "keras_adagrad": {"lr": 0.1, "eps": 1e-7},
+    "keras_rmsprop": {"lr": 0.1, "rho": 0.9, "eps": 1e-7},
+}
+
+
+@pytest.fixture
+def no_numpy_fallback(monkeypatch):
+    """Fails a test whose update would leave the kernels for the NumPy formulas (fastconv._optim._numpy_step)."""
+    from fastconv import _optim
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a 16-bit parameter took the NumPy path")
+
+    monkeypatch.setattr(_optim, "_numpy_step", refuse)
+
+
+@pytest.mark.parametrize("method", list(OPTIM_HYPER))
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01], ids=["wd0", "wd"])
+def test_optimizer_kernels_in_half(rng, isa, hdtype, method, weight_decay, no_numpy_fallback):
+    from fastconv import _optim
+    from fastconv.reference import optimizer as ref_opt
+
+    hyper = OPTIM_HYPER[method]
+    names = _optim._OPTIM_ARGS[method][0]  # the state arrays, in the step's argument order
+    step_name = f"{method}_step"
+    # sizes around the kernels' 256-element tiles and the parallel threshold (2**15)
+    shapes = {"W": (3, 5), "b": (257,), "big": (40000,)}
+    params = {k: rand(rng, s, hdtype) for k, s in shapes.items()}
+    # non-negative accumulators where the method squares into them
+    state = {n: {k: np.abs(rand(rng, s, hdtype, 0.5)) for k, s in shapes.items()} for n in names}
+    held = dict(params)
+    for it in range(3):
+        grads = {k: rand(rng, s, hdtype) for k, s in shapes.items()}
+        want = {k: f64(p).astype(np.float32) for k, p in params.items()}
+        want_state = {n: {k: f64(a).astype(np.float32) for k, a in d.items()} for n, d in state.items()}
+        for k in params:
+            getattr(ref_opt, step_name)(want[k], f64(grads[k]).astype(np.float32),
+                                        *(want_state[n][k] for n in names), *hyper.values(),
+                                        weight_decay=weight_decay)
+        _optim.optimizer_update(method, params, grads, state, **hyper, weight_decay=weight_decay)
+        for k, p in params.items():
+            assert p is held[k] and p.dtype == hdtype
+            same_bits_or_nan(p, cast(want[k], hdtype), f"{isa} {method} step {it} {k}")
+            for n in names:
+                assert state[n][k].dtype == hdtype
+                same_bits_or_nan(state[n][k], cast(want_state[n][k], hdtype), f"{isa} {method} {n}[{k}]")
+
+
+@pytest.mark.parametrize("name", ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"])
+def test_book_optimizers_use_kernels_in_half(rng, hdtype, name, no_numpy_fallback):
+    """The book's optimizer classes update 16-bit parameters in place with the kernels, keeping the state in the
+    parameter's dtype."""
+    from fastconv import optimizer
+
+    params = {"W": rand(rng, (4, 3), hdtype), "b": rand(rng, 3, hdtype)}
+    held = dict(params)
+    opt = getattr(optimizer, name)()
+    before = {k: p.copy() for k, p in params.items()}
+    for _ in range(2):
+        opt.update(params, {k: rand(rng, p.shape, hdtype) for k, p in params.items()})
+    for k, p in params.items():
+        assert p is held[k] and p.dtype == hdtype and not np.array_equal(f64(p), f64(before[k]))
+
+
+# ======================================================================================================
+# every public op of fastconv.ops takes float16 and bfloat16 (an op added without 16-bit kernels fails here)
+
+# Ops that validate or convert rather than compute: no kernels of their own.
+NOT_KERNELS = {"as_array", "check_labels", "check_seed", "check_param_dicts", "optimizer_hyperparameters"}
+# Ops still without 16-bit kernels (issue 15, the sequence kernels): they must refuse the type with the one-line
+# TypeError. Take an op out of this set when its kernels land; the test then checks that it accepts the type.
+PENDING_HALF = {
+    "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_forward", "gru_backward",
+    "gru_reset_after_forward", "gru_reset_after_backward", "weight_sum_forward", "weight_sum_backward",
+    "attention_weight_forward", "attention_weight_backward", "attention_forward", "attention_backward",
+    "sdpa_forward", "sdpa_backward",
+}
+
+
+def op_calls(rng, hd):
+    """name -> a thunk calling that op of fastconv.ops on small valid arguments of the type ``hd`` (its float
+    arguments; labels and indices stay integers). Backward ops of the sequence cells take forward results
+    computed in float32 and rounded, so that their call is valid once their kernels exist."""
+    def r(*shape, scale=1.0):
+        return rand(rng, shape, hd, scale)
+
+    def h(*arrays):
+        return tuple(a.astype(hd) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in arrays)
+
+    x4, W4, b4 = r(2, 3, 6, 6), r(4, 3, 3, 3, scale=0.3), r(4)
+    out4, arg4 = ops.maxpool_forward(x4.astype(np.float32), 2, 2, 2)
+    gout, garg = ops.global_maxpool_forward(x4.astype(np.float32))
+    N, T, D, H = 2, 3, 4, 5
+    xs, h0, c0 = r(N, T, D), r(N, H), r(N, H)
+    f32 = {k: v.astype(np.float32) for k, v in {"xs": xs, "h0": h0, "c0": c0}.items()}
+    Wx = {g: r(D, g * H, scale=0.3) for g in (1, 3, 4)}
+    Wh = {g: r(H, g * H, scale=0.3) for g in (1, 3, 4)}
+    bb = {g: r(g * H) for g in (1, 3, 4)}
+    w32 = {g: (Wx[g].astype(np.float32), Wh[g].astype(np.float32), bb[g].astype(np.float32)) for g in (1, 3, 4)}
+    rnn_hs = ops.rnn_forward(f32["xs"], *w32[1], f32["h0"])
+    lstm = ops.lstm_forward(f32["xs"], *w32[4], f32["h0"], f32["c0"])
+    gru = ops.gru_forward(f32["xs"], *w32[3], f32["h0"])
+    gra = ops.gru_reset_after_forward(f32["xs"], *w32[3], w32[3][2], f32["h0"])
+    dhs = r(N, T, H)
+    ts_loss = ops.time_softmax_ce(r(N, T, 7).astype(np.float32), rng.integers(0, 7, (N, T)))
+    hs_enc, hs_dec, hq = r(N, 4, H), r(N, T, H), r(N, H)
+    att = ops.attention_forward(hs_enc.astype(np.float32), hs_dec.astype(np.float32))
+    aw = ops.attention_weight_forward(hs_enc.astype(np.float32), hq.astype(np.float32))
+    ln = ops.layernorm_forward(r(3, 6).astype(np.float32), np.ones(6, np.float32), np.zeros(6, np.float32))
+    q, k, v = r(2, 3, 4), r(2, 5, 4), r(2, 5, 4)
+    sd = ops.sdpa_forward(q.astype(np.float32), k.astype(np.float32), v.astype(np.float32), 0.5)
+    ln_x = r(3, 6)
+    idx = np.array([[0, 2], [2, 1]])
+
+    def state(*names):
+        return {n: {"w": np.zeros(5, hd)} for n in names}
+
+    return {
+        "gemm": lambda: ops.gemm(r(3, 4), r(4, 5)),
+        "im2col": lambda: ops.im2col(x4, 3, 3),
+        "col2im": lambda: ops.col2im(r(2 * 16, 27), x4.shape, 3, 3),
+        "conv_forward": lambda: ops.conv_forward(x4, W4, b4),
+        "conv_backward": lambda: ops.conv_backward(x4, W4, r(2, 4, 4, 4)),
+        "deconv_forward": lambda: ops.deconv_forward(r(2, 4, 3, 3), W4, r(3)),
+        "deconv_backward": lambda: ops.deconv_backward(r(2, 4, 3, 3), W4, r(2, 3, 5, 5)),
+        "zeropad": lambda: ops.zeropad(x4, 1),
+        "crop": lambda: ops.crop(x4, 1),
+        "maxpool_forward": lambda: ops.maxpool_forward(x4, 2, 2, 2),
+        "maxpool_backward": lambda: ops.maxpool_backward(*h(out4), arg4, x4.shape, 2, 2, 2),
+        "avgpool_forward": lambda: ops.avgpool_forward(x4, 2, 2, 2),
+        "avgpool_backward": lambda: ops.avgpool_backward(r(2, 3, 3, 3), x4.shape, 2, 2, 2),
+        "relu_forward": lambda: ops.relu_forward(x4),
+        "relu_backward": lambda: ops.relu_backward(x4, x4),
+        "sigmoid_forward": lambda: ops.sigmoid_forward(x4),
+        "sigmoid_backward": lambda: ops.sigmoid_backward(x4, x4),
+        "affine_forward": lambda: ops.affine_forward(r(2, 4), r(4, 3), r(3)),
+        "affine_backward": lambda: ops.affine_backward(r(2, 4), r(4, 3), r(2, 3)),
+        "softmax": lambda: ops.softmax(r(2, 5)),
+        "softmax_cross_entropy": lambda: ops.softmax_cross_entropy(r(2, 5), np.array([1, 4])),
+        "softmax_cross_entropy_backward": lambda: ops.softmax_cross_entropy_backward(r(2, 5), np.array([1, 4])),
+        "dropout_forward": lambda: ops.dropout_forward(x4, 0.5, 3),
+        "dropout_infer": lambda: ops.dropout_infer(x4, 0.5),
+        "dropout_backward": lambda: ops.dropout_backward(x4, ops.dropout_forward(x4, 0.5, 3)[1]),
+        "batchnorm_forward_train": lambda: ops.batchnorm_forward_train(r(4, 3), r(3), r(3), r(3), np.abs(r(3))),
+        "batchnorm_forward_infer": lambda: ops.batchnorm_forward_infer(r(4, 3), r(3), r(3), r(3), np.abs(r(3))),
+        "batchnorm_backward": lambda: ops.batchnorm_backward(r(4, 3), r(4, 3), r(4, 3), np.abs(r(3)) + 1, r(3)),
+        "leaky_relu_forward": lambda: ops.leaky_relu_forward(x4),
+        "leaky_relu_backward": lambda: ops.leaky_relu_backward(x4, x4),
+        "tanh_forward": lambda: ops.tanh_forward(x4),
+        "tanh_backward": lambda: ops.tanh_backward(x4, x4),
+        "spatial_batchnorm_forward_train": lambda: ops.spatial_batchnorm_forward_train(x4, r(3), r(3), r(3),
+                                                                                        np.abs(r(3))),
+        "spatial_batchnorm_forward_infer": lambda: ops.spatial_batchnorm_forward_infer(x4, r(3), r(3), r(3),
+                                                                                        np.abs(r(3))),
+        "spatial_batchnorm_backward": lambda: ops.spatial_batchnorm_backward(x4, x4, np.zeros(3), np.ones(3), r(3)),
+        "global_avgpool_forward": lambda: ops.global_avgpool_forward(x4),
+        "global_avgpool_backward": lambda: ops.global_avgpool_backward(r(2, 3), x4.shape),
+        "global_maxpool_forward": lambda: ops.global_maxpool_forward(x4),
+        "global_maxpool_backward": lambda: ops.global_maxpool_backward(*h(gout), garg, x4.shape),
+        "upsample_forward": lambda: ops.upsample_forward(x4, 2, "bilinear"),
+        "upsample_backward": lambda: ops.upsample_backward(r(2, 3, 12, 12), x4.shape, 2),
+        "add_forward": lambda: ops.add_forward(x4, x4),
+        "concat_forward": lambda: ops.concat_forward([x4, x4]),
+        "concat_backward": lambda: ops.concat_backward(x4, [1, 2]),
+        "sigmoid_cross_entropy": lambda: ops.sigmoid_cross_entropy(r(4, 1), np.array([[0], [1], [1], [0]])),
+        "sigmoid_cross_entropy_backward": lambda: ops.sigmoid_cross_entropy_backward(r(4, 1), np.ones((4, 1))),
+        "mean_squared_error": lambda: ops.mean_squared_error(r(4, 2), r(4, 2)),
+        "mean_squared_error_backward": lambda: ops.mean_squared_error_backward(r(4, 2), r(4, 2)),
+        "optimizer_update": lambda: ops.optimizer_update("adam", {"w": r(5)}, {"w": r(5)}, state("m", "v"),
+                                                         lr_t=0.01, beta1=0.9, beta2=0.999, eps=1e-7,
+                                                         weight_decay=0.0),
+        "sgd_update": lambda: ops.sgd_update(r(5), r(5), 0.1),
+        "momentum_update": lambda: ops.momentum_update(r(5), r(5), r(5), 0.1, 0.9),
+        "nesterov_update": lambda: ops.nesterov_update(r(5), r(5), r(5), 0.1, 0.9),
+        "adagrad_update": lambda: ops.adagrad_update(r(5), r(5), np.abs(r(5)), 0.1),
+        "rmsprop_update": lambda: ops.rmsprop_update(r(5), r(5), np.abs(r(5)), 0.1, 0.9),
+        "adam_update": lambda: ops.adam_update(r(5), r(5), r(5), np.abs(r(5)), 0.01, 0.9, 0.999),
+        "adadelta_update": lambda: ops.adadelta_update(r(5), r(5), np.abs(r(5)), np.abs(r(5)), 1.0, 0.9, 1e-6),
+        "embedding_forward": lambda: ops.embedding_forward(r(3, 4), idx),
+        "embedding_backward": lambda: ops.embedding_backward(r(2, 2, 4), idx, (3, 4)),
+        "rnn_forward": lambda: ops.rnn_forward(xs, Wx[1], Wh[1], bb[1], h0),
+        "rnn_backward": lambda: ops.rnn_backward(xs, Wx[1], Wh[1], h0, *h(rnn_hs), dhs),
+        "lstm_forward": lambda: ops.lstm_forward(xs, Wx[4], Wh[4], bb[4], h0, c0),
+        "lstm_backward": lambda: ops.lstm_backward(xs, Wx[4], Wh[4], h0, c0, *h(*lstm), dhs),
+        "gru_forward": lambda: ops.gru_forward(xs, Wx[3], Wh[3], bb[3], h0),
+        "gru_backward": lambda: ops.gru_backward(xs, Wx[3], Wh[3], h0, *h(*gru), dhs),
+        "gru_reset_after_forward": lambda: ops.gru_reset_after_forward(xs, Wx[3], Wh[3], bb[3], bb[3], h0),
+        "gru_reset_after_backward": lambda: ops.gru_reset_after_backward(xs, Wx[3], Wh[3], h0, *h(*gra), dhs),
+        "time_softmax_ce": lambda: ops.time_softmax_ce(r(N, T, 7), rng.integers(0, 7, (N, T))),
+        "time_softmax_ce_backward": lambda: ops.time_softmax_ce_backward(*h(*ts_loss[1:])),
+        "weight_sum_forward": lambda: ops.weight_sum_forward(hs_enc, r(N, 4)),
+        "weight_sum_backward": lambda: ops.weight_sum_backward(hs_enc, r(N, 4), r(N, H)),
+        "attention_weight_forward": lambda: ops.attention_weight_forward(hs_enc, hq),
+        "attention_weight_backward": lambda: ops.attention_weight_backward(hs_enc, hq, *h(aw), r(N, 4)),
+        "attention_forward": lambda: ops.attention_forward(hs_enc, hs_dec),
+        "attention_backward": lambda: ops.attention_backward(hs_enc, hs_dec, *h(att[1]), r(N, T, H)),
+        "layernorm_forward": lambda: ops.layernorm_forward(ln_x, r(6), r(6)),
+        "layernorm_backward": lambda: ops.layernorm_backward(ln_x, r(6), *h(*ln[1:]), r(3, 6)),
+        "sdpa_forward": lambda: ops.sdpa_forward(q, k, v, 0.5),
+        "sdpa_backward": lambda: ops.sdpa_backward(q, k, v, *h(sd[1]), r(2, 3, 4), 0.5),
+    }
+
+
+def test_every_op_takes_half(rng, hdtype):
+    """Every public op of fastconv.ops runs on float16 / bfloat16 arguments and returns arrays of the type (the
+    ops of PENDING_HALF refuse it with the one-line TypeError naming the argument, until their kernels land)."""
+    public = set(ops.__all__) - NOT_KERNELS
+    calls = op_calls(rng, hdtype)
+    assert set(calls) == public, f"ops without a case here: {sorted(public - set(calls))}"
+    for name, call in calls.items():
+        if name in PENDING_HALF:
+            with pytest.raises(TypeError, match=rf"^\w+: dtype {hdtype} is not supported, expected float32 or "
+                                                rf"float64; this op has no {hdtype} kernels yet, use float32$"):
+                call()
+            continue
+        result = call()
+        results = result if isinstance(result, tuple) else (result,)
+        # integer indices, boolean masks and the spatial batch norm's float64 statistics are not of the type
+        arrays = [a for a in results if isinstance(a, np.ndarray) and a.dtype.kind not in "iub"
+                  and not (name == "spatial_batchnorm_forward_train" and a.dtype == np.float64)]
+        assert all(a.dtype == hdtype for a in arrays), (name, [a.dtype for a in arrays])
+        assert arrays or result is None or isinstance(result, float), name
+
+
+# ======================================================================================================
+# sequence ops: embedding, layer norm, softmax with loss over time
+
+
+def test_embedding(rng, hdtype):
+    W = np.concatenate([rand(rng, (6, 5), hdtype).ravel()[:-3], special_values(hdtype)[:3]]).reshape(6, 5)
+    idx = np.array([[0, 5, 5], [2, 5, 0]])
+    out = ops.embedding_forward(W, idx)
+    assert out.dtype == hdtype
+    np.testing.assert_array_equal(out.view(np.uint16), W.view(np.uint16)[idx])  # a copy: the bits
+    # 40 columns: more than one of the scatter-add's 16-column blocks
+    dout = rand(rng, (2, 3, 40), hdtype)
+    dW = ops.embedding_backward(dout, idx, (6, 40))
+    want, mag = np.zeros((6, 40)), np.zeros((6, 40))
+    np.add.at(want, idx, f64(dout))
+    np.add.at(mag, idx, np.abs(f64(dout)))
+    k = np.bincount(idx.ravel(), minlength=6)[:, None]  # terms summed into each row, in float32
+    assert dW.dtype == hdtype
+    assert_within(dW, want, bound(want, hdtype, k * U32 * mag), "dW")
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (2, 4, 130)])
+def test_layernorm(rng, hdtype, shape):
+    from fastconv.reference import layernorm as ref_ln
+
+    D = shape[-1]
+    x = (f64(rand(rng, shape, hdtype, 2.0)) + 3.0).astype(hdtype)
+    gamma, beta = rand(rng, D, hdtype), rand(rng, D, hdtype)
+    out, mean, rstd = ops.layernorm_forward(x, gamma, beta)
+    assert out.dtype == mean.dtype == rstd.dtype == hdtype
+    want, (_, std, _) = ref_ln.layernorm_forward(*f64(x, gamma, beta))
+    mu = f64(x).mean(axis=-1, keepdims=True)
+    # the row statistics are in double, rounded once to float32 (mean, rstd); then x - mean, * rstd, * gamma and
+    # + beta: four float32 roundings of terms within |gamma| (|x| + |mean|) rstd and |beta|
+    g, b = f64(gamma, beta)
+    e_out = U32 * (5 * np.abs(g) * (np.abs(f64(x)) + np.abs(mu)) / std + np.abs(b))
+    assert_within(out, want, bound(want, hdtype, e_out), "out")
+    assert_within(mean, mu.ravel(), bound(mu.ravel(), hdtype, U32 * np.abs(mu.ravel())), "mean")
+    assert_within(rstd, 1 / std.ravel(), bound(1 / std.ravel(), hdtype, U32 / std.ravel()), "rstd")
+    # backward on the kernel's own (rounded) mean and rstd, as the layer runs it
+    dout = rand(rng, shape, hdtype)
+    dx, dgamma, dbeta = ops.layernorm_backward(x, gamma, mean, rstd, dout)
+    assert dx.dtype == dgamma.dtype == dbeta.dtype == hdtype
+    rs = f64(rstd).reshape(mu.shape)
+    xh = (f64(x) - f64(mean).reshape(mu.shape)) * rs
+    rdx, rdg, rdb = ref_ln.layernorm_backward(f64(dout), (xh, 1 / rs, g))
+    d = np.abs(f64(dout))
+    xm = (np.abs(f64(x)) + np.abs(f64(mean)).reshape(mu.shape)) * rs  # the size of xhat's terms
+    ag = d * np.abs(g)
+    # dx = rstd * (g - mean(g) - xhat * mean(g * xhat)): xhat two float32 roundings, the row means in double
+    # rounded once, the products, the two subtractions and the product by rstd: 8 roundings at most
+    mag_dx = rs * (ag + ag.mean(axis=-1, keepdims=True) + xm * (ag * xm).mean(axis=-1, keepdims=True))
+    assert_within(dx, rdx, bound(rdx, hdtype, 8 * U32 * mag_dx), "dx")
+    rows = int(np.prod(shape[:-1]))
+    axes = tuple(range(len(shape) - 1))
+    # column sums over the rows in float32, each term dout * xhat (three roundings)
+    assert_within(dgamma, rdg, bound(rdg, hdtype, (rows + 3) * U32 * (d * xm).sum(axis=axes)), "dgamma")
+    assert_within(dbeta, rdb, bound(rdb, hdtype, rows * U32 * d.sum(axis=axes)), "dbeta")
+
+
+@pytest.mark.parametrize("N,T,V", [(1, 1, 3), (2, 5, 10), (3, 4, 300)])
+def test_time_softmax_ce(rng, hdtype, N, T, V):
+    xs = rand(rng, (N, T, V), hdtype, 3.0)
+    ts = rng.integers(0, V, (N, T))
+    ts[0, 0] = -1  # an ignored step
+    loss, ys, labels, kept = ops.time_softmax_ce(xs, ts)
+    assert ys.dtype == hdtype and kept == N * T - 1
+    r_ys = ref_functions.softmax(f64(xs).reshape(-1, V)).reshape(xs.shape)
+    c = 4 * U32 * V  # the float32 softmax: V terms in the sum, exp and the division a few ulps each
+    assert_within(ys, r_ys, bound(r_ys, hdtype, c * np.abs(r_ys)), "ys")
+    keep = ts != -1
+    if kept:
+        picked = np.take_along_axis(r_ys, np.where(keep, ts, 0)[..., None], axis=-1)[..., 0]
+        r_loss = -np.log(picked[keep]).mean()
+        # each row's loss is log(sum) + max - x[label] in double from the float32 sum: relative c in the sum
+        assert abs(loss - r_loss) <= c + 1e-12, (loss, r_loss)
+    dx = ops.time_softmax_ce_backward(ys, labels, kept, 2.0)
+    onehot = np.zeros(xs.shape)
+    np.put_along_axis(onehot, np.where(keep, ts, 0)[..., None], 1.0, axis=-1)
+    rdx = np.where(keep[..., None], (f64(ys) - onehot) * (2.0 / max(kept, 1)), 0.0)
+    assert dx.dtype == hdtype
+    assert_within(dx, rdx, bound(rdx, hdtype, 3 * U32 * np.abs(rdx)), "dx")

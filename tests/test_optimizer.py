@@ -2,8 +2,8 @@
 
 Every optimizer runs side by side with the NumPy reference for several steps on a dict of awkward shapes, in
 float32 and float64, with and without weight decay, with the learning rate changed mid-run; then thread-count
-determinism, state_dict round trips, the in-place contract (same array objects; strided / float16 parameters
-take the NumPy path in place), bad input, and convergence on a quadratic.
+determinism, state_dict round trips, the in-place contract (same array objects; strided parameters take the
+NumPy path in place, float16 ones the 16-bit kernels), bad input, and convergence on a quadratic.
 """
 
 import fastconv
@@ -287,8 +287,10 @@ def test_updates_network_params_in_place(name, device):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_non_contiguous_and_float16_params_updated_in_place(name, rng):
-    """Arrays the kernel cannot take (strided view, Fortran order, float16, byte-swapped) get the NumPy formula,
-    in place on the caller's array."""
+    """Arrays the kernel cannot take (strided view, Fortran order, byte-swapped) get the NumPy formula, and float16
+    parameters the 16-bit kernels, in place on the caller's array. The 16-bit kernels compute each step in
+    float32 on the widened parameter and state and round both once (tests/test_half.py), so their oracle is the
+    float32 reference with the parameter and its state rounded to float16 after every step: the same bits."""
     base = rng.standard_normal((6, 10))
     base0 = base.copy()
     params = {
@@ -299,18 +301,25 @@ def test_non_contiguous_and_float16_params_updated_in_place(name, rng):
         "plain": rng.standard_normal(8).astype(np.float32),
     }
     held = dict(params)
-    ref = {k: np.array(v, copy=True) for k, v in params.items()}
+    ref = {k: np.array(v, copy=True) for k, v in params.items() if k != "half"}
+    half32 = {"half": params["half"].astype(np.float32)}
     opt, opt_ref = getattr(F, name)(**OPTIMIZERS[name]), getattr(R, name)(**OPTIMIZERS[name])
+    opt_half = getattr(R, name)(**OPTIMIZERS[name])
     for _ in range(3):
         grads = {k: rng.standard_normal(v.shape).astype(v.dtype) for k, v in params.items()}
         opt.update(params, grads)
-        opt_ref.update(ref, grads)
+        opt_ref.update(ref, {k: g for k, g in grads.items() if k != "half"})
+        opt_half.update(half32, {"half": grads["half"].astype(np.float32)})
+        for a in (half32["half"], *(getattr(opt_half, n)["half"] for n in STATE[name])):
+            a[...] = a.astype(np.float16)  # the 16-bit kernels store the parameter and its state in float16
     for k, arr in held.items():
         assert params[k] is arr
+        if k == "half":
+            assert arr.dtype == np.float16
+            np.testing.assert_array_equal(arr, half32["half"].astype(np.float16), err_msg=f"{name} {k}")
+            continue
         assert arr.dtype == ref[k].dtype
-        tol = TOL_OPTIM[np.float16] if arr.dtype == np.float16 else TOL_OPTIM[np.float64]
-        if arr.dtype == np.float32:
-            tol = TOL_OPTIM[np.float32]
+        tol = TOL_OPTIM[np.float32] if arr.dtype == np.float32 else TOL_OPTIM[np.float64]
         np.testing.assert_allclose(arr, ref[k], **tol, err_msg=f"{name} {k}")
     assert np.shares_memory(params["view"], base)
     np.testing.assert_allclose(base[:, ::3], ref["view"], **TOL_OPTIM[np.float64])

@@ -1532,10 +1532,9 @@ def bad_array(draw, shape, allowed_kinds="", exclude=()):
     return np.zeros(shape, dt), f"dtype {dt}"
 
 
-# The sites of SITES whose ops have no float16 / bfloat16 kernels; everywhere else float16 is a valid dtype
-# (tests/test_half.py) and is not drawn as a bad one.
-NO_HALF_SITES = {"ops.im2col", "util.im2col", "ops.col2im", "util.col2im", "ops.batchnorm_forward_train",
-                 "ops.batchnorm_forward_infer", "ops.batchnorm_backward", "layers.BatchNormalization"}
+# Every op of SITES has float16 / bfloat16 kernels (tests/test_half.py): float16 is a valid dtype there and is
+# not drawn as a bad one.
+HALF_OK = (np.dtype(np.float16),)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -1555,8 +1554,7 @@ def dtype_cases(draw):
         bad = draw(st.sampled_from([v for v in NOT_ARRAYS if not (v is None and arg == "b" and "onv" in site)]))
         what, exc = f"{type(bad).__name__} {bad!r}"[:40], (TypeError, ValueError)  # also of the wrong shape
     else:
-        half_ok = () if site in NO_HALF_SITES else (np.dtype(np.float16),)
-        bad, what = draw(bad_array(np.shape(a[arg]), exclude=half_ok))
+        bad, what = draw(bad_array(np.shape(a[arg]), exclude=HALF_OK))
         exc = TypeError
     a[arg] = bad
     return Case(f"{site}({arg}={what})", lambda put: call(put(a)), exc, arg)

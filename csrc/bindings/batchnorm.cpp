@@ -1,5 +1,5 @@
 // bindings/batchnorm.cpp: batchnorm_forward_train, batchnorm_forward_infer, batchnorm_backward, each
-// _f32 / _f64. x is (N, D) with N, D >= 1; per-column vectors are (D,); eps > 0.
+// _f32 / _f64 / _f16 / _bf16. x is (N, D) with N, D >= 1; per-column vectors are (D,); eps > 0.
 #include <cstdint>
 #include <string>
 
@@ -67,22 +67,22 @@ void batchnorm_backward_py(py::array dout, py::array xc, py::array xn, py::array
 }  // namespace
 
 void bind_batchnorm(py::module_& m) {
-  FC_DEF_FLOATS(m, "batchnorm_forward_train", batchnorm_forward_train_py,
-                "Batch norm, training: per-column mean / variance of x (N, D); writes xc = x - mu, std = "
-                "sqrt(var + eps), xn = xc / std, out = gamma * xn + beta, and updates running_mean / "
-                "running_var in place with momentum.",
-                py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("running_mean"), py::arg("running_var"),
-                py::arg("out"), py::arg("xc"), py::arg("xn"), py::arg("std"), py::arg("momentum"),
-                py::arg("eps"));
-  FC_DEF_FLOATS(m, "batchnorm_forward_infer", batchnorm_forward_infer_py,
-                "Batch norm, inference: out = gamma * ((x - running_mean) / sqrt(running_var + eps)) + beta.",
-                py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("running_mean"), py::arg("running_var"),
-                py::arg("out"), py::arg("eps"));
-  FC_DEF_FLOATS(m, "batchnorm_backward", batchnorm_backward_py,
-                "Batch norm backward (the book's formulas): writes dx (N, D), dgamma and dbeta (D,) from dout, "
-                "xc, xn (N, D) and std, gamma (D,).",
-                py::arg("dout"), py::arg("xc"), py::arg("xn"), py::arg("std"), py::arg("gamma"), py::arg("dx"),
-                py::arg("dgamma"), py::arg("dbeta"));
+  FC_DEF_ALL(m, "batchnorm_forward_train", batchnorm_forward_train_py,
+             "Batch norm, training: per-column mean / variance of x (N, D); writes xc = x - mu, std = "
+             "sqrt(var + eps), xn = xc / std, out = gamma * xn + beta, and updates running_mean / "
+             "running_var in place with momentum.",
+             py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("running_mean"), py::arg("running_var"),
+             py::arg("out"), py::arg("xc"), py::arg("xn"), py::arg("std"), py::arg("momentum"),
+             py::arg("eps"));
+  FC_DEF_ALL(m, "batchnorm_forward_infer", batchnorm_forward_infer_py,
+             "Batch norm, inference: out = gamma * ((x - running_mean) / sqrt(running_var + eps)) + beta.",
+             py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("running_mean"), py::arg("running_var"),
+             py::arg("out"), py::arg("eps"));
+  FC_DEF_ALL(m, "batchnorm_backward", batchnorm_backward_py,
+             "Batch norm backward (the book's formulas): writes dx (N, D), dgamma and dbeta (D,) from dout, "
+             "xc, xn (N, D) and std, gamma (D,).",
+             py::arg("dout"), py::arg("xc"), py::arg("xn"), py::arg("std"), py::arg("gamma"), py::arg("dx"),
+             py::arg("dgamma"), py::arg("dbeta"));
 }
 
 }  // namespace fastconv::bind

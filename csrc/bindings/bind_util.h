@@ -168,6 +168,11 @@ inline Matrix matrix_dims(const py::array& a, const char* name, const char* cols
   })
 #define FC_DEF_POLICY(m, name, fn, doc, ...) FC_DEF_POLICY_PTR(m, name, &fn<T_>, doc, __VA_ARGS__)
 
+// Both lists at once, one docstring: name_f32, name_f64, name_f16, name_bf16.
+#define FC_DEF_ALL(m, name, fn, doc, ...)              \
+  FC_DEF_FLOATS(m, name, fn, doc, __VA_ARGS__);         \
+  FC_DEF_HALVES(m, name, fn, doc, __VA_ARGS__)
+
 void bind_gemm(py::module_& m);
 void bind_im2col(py::module_& m);
 void bind_conv(py::module_& m);

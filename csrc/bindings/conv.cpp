@@ -148,12 +148,12 @@ void bind_conv(py::module_& m) {
 }
 
 void bind_im2col(py::module_& m) {
-  FC_DEF_FLOATS(m, "im2col", im2col_py, "Book layout: x (N, C, H, W) -> col (N*OH*OW, C*FH*FW).",
-                py::arg("input_data"), py::arg("col"), py::arg("filter_h"), py::arg("filter_w"), py::arg("stride"),
-                py::arg("pad"));
-  FC_DEF_FLOATS(m, "col2im", col2im_py, "Adjoint of im2col: scatter-add col into x (N, C, H, W).",
-                py::arg("col"), py::arg("x"), py::arg("filter_h"), py::arg("filter_w"), py::arg("stride"),
-                py::arg("pad"));
+  FC_DEF_ALL(m, "im2col", im2col_py, "Book layout: x (N, C, H, W) -> col (N*OH*OW, C*FH*FW).",
+             py::arg("input_data"), py::arg("col"), py::arg("filter_h"), py::arg("filter_w"), py::arg("stride"),
+             py::arg("pad"));
+  FC_DEF_ALL(m, "col2im", col2im_py, "Adjoint of im2col: scatter-add col into x (N, C, H, W).",
+             py::arg("col"), py::arg("x"), py::arg("filter_h"), py::arg("filter_w"), py::arg("stride"),
+             py::arg("pad"));
 }
 
 }  // namespace fastconv::bind

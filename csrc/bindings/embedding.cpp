@@ -41,10 +41,10 @@ void embedding_backward_py(py::array dout, py::array idx, py::array dw) {
 }  // namespace
 
 void bind_embedding(py::module_& m) {
-  FC_DEF_FLOATS(m, "embedding_forward", embedding_forward_py, "out[m] = W[idx[m]].", py::arg("W"),
-                py::arg("idx"), py::arg("out"));
-  FC_DEF_FLOATS(m, "embedding_backward", embedding_backward_py, "dW = 0; dW[idx[m]] += dout[m] for every m.",
-                py::arg("dout"), py::arg("idx"), py::arg("dW"));
+  FC_DEF_ALL(m, "embedding_forward", embedding_forward_py, "out[m] = W[idx[m]].", py::arg("W"),
+             py::arg("idx"), py::arg("out"));
+  FC_DEF_ALL(m, "embedding_backward", embedding_backward_py, "dW = 0; dW[idx[m]] += dout[m] for every m.",
+             py::arg("dout"), py::arg("idx"), py::arg("dW"));
 }
 
 }  // namespace fastconv::bind

@@ -1,5 +1,6 @@
 // bindings/global_pool.cpp: global_avgpool_{forward,backward}, global_maxpool_{forward,backward}, each _f32 /
-// _f64. x and dx are (N, C, H, W) with every dimension >= 1; out, dout and argmax (int64) are (N, C).
+// _f64 / _f16 / _bf16. x and dx are (N, C, H, W) with every dimension >= 1; out, dout and argmax (int64) are
+// (N, C).
 #include <cstdint>
 #include <string>
 
@@ -58,20 +59,20 @@ void global_maxpool_backward_py(py::array dout, py::array argmax, py::array dx) 
 }  // namespace
 
 void bind_global_pool(py::module_& m) {
-  FC_DEF_FLOATS(m, "global_avgpool_forward", global_avgpool_forward_py,
-                "Global average pooling: out (N, C) = mean of each (H, W) plane of x (N, C, H, W).",
-                py::arg("x"), py::arg("out"));
-  FC_DEF_FLOATS(m, "global_avgpool_backward", global_avgpool_backward_py,
-                "Global average pooling backward: dx[n, c, :, :] = dout[n, c] / (H * W). Overwrites dx.",
-                py::arg("dout"), py::arg("dx"));
-  FC_DEF_FLOATS(m, "global_maxpool_forward", global_maxpool_forward_py,
-                "Global max pooling: out (N, C) = max of each plane of x (N, C, H, W), argmax (N, C) int64 its "
-                "first position h*W + w (the first NaN if any).",
-                py::arg("x"), py::arg("out"), py::arg("argmax"));
-  FC_DEF_FLOATS(m, "global_maxpool_backward", global_maxpool_backward_py,
-                "Global max pooling backward: dx = 0 except dx[n, c] at argmax[n, c] = dout[n, c]. Raises "
-                "ValueError for an argmax outside [0, H*W).",
-                py::arg("dout"), py::arg("argmax"), py::arg("dx"));
+  FC_DEF_ALL(m, "global_avgpool_forward", global_avgpool_forward_py,
+             "Global average pooling: out (N, C) = mean of each (H, W) plane of x (N, C, H, W).",
+             py::arg("x"), py::arg("out"));
+  FC_DEF_ALL(m, "global_avgpool_backward", global_avgpool_backward_py,
+             "Global average pooling backward: dx[n, c, :, :] = dout[n, c] / (H * W). Overwrites dx.",
+             py::arg("dout"), py::arg("dx"));
+  FC_DEF_ALL(m, "global_maxpool_forward", global_maxpool_forward_py,
+             "Global max pooling: out (N, C) = max of each plane of x (N, C, H, W), argmax (N, C) int64 its "
+             "first position h*W + w (the first NaN if any).",
+             py::arg("x"), py::arg("out"), py::arg("argmax"));
+  FC_DEF_ALL(m, "global_maxpool_backward", global_maxpool_backward_py,
+             "Global max pooling backward: dx = 0 except dx[n, c] at argmax[n, c] = dout[n, c]. Raises "
+             "ValueError for an argmax outside [0, H*W).",
+             py::arg("dout"), py::arg("argmax"), py::arg("dx"));
 }
 
 }  // namespace fastconv::bind

@@ -39,13 +39,13 @@ void layernorm_backward_py(py::array x, py::array gamma, py::array mean, py::arr
 }  // namespace
 
 void bind_layernorm(py::module_& m) {
-  FC_DEF_FLOATS(m, "layernorm_forward", layernorm_forward_py,
-                "out = (x - mean) * rstd * gamma + beta per row; writes mean and rstd.", py::arg("x"),
-                py::arg("gamma"), py::arg("beta"), py::arg("out"), py::arg("mean"), py::arg("rstd"),
-                py::arg("eps"));
-  FC_DEF_FLOATS(m, "layernorm_backward", layernorm_backward_py, "dx, dgamma, dbeta of layernorm_forward.",
-                py::arg("x"), py::arg("gamma"), py::arg("mean"), py::arg("rstd"), py::arg("dout"),
-                py::arg("dx"), py::arg("dgamma"), py::arg("dbeta"));
+  FC_DEF_ALL(m, "layernorm_forward", layernorm_forward_py,
+             "out = (x - mean) * rstd * gamma + beta per row; writes mean and rstd.", py::arg("x"),
+             py::arg("gamma"), py::arg("beta"), py::arg("out"), py::arg("mean"), py::arg("rstd"),
+             py::arg("eps"));
+  FC_DEF_ALL(m, "layernorm_backward", layernorm_backward_py, "dx, dgamma, dbeta of layernorm_forward.",
+             py::arg("x"), py::arg("gamma"), py::arg("mean"), py::arg("rstd"), py::arg("dout"),
+             py::arg("dx"), py::arg("dgamma"), py::arg("dbeta"));
 }
 
 }  // namespace fastconv::bind

@@ -149,19 +149,19 @@ void bind_loss(py::module_& m) {
   FC_DEF_HALVES(m, "softmax_ce_backward_dense", softmax_ce_backward_dense_py,
                 "softmax_ce_backward_dense for float16 / bfloat16.", py::arg("y"), py::arg("t"), py::arg("dx"),
                 py::arg("dout"));
-  FC_DEF_FLOATS(m, "sigmoid_bce_forward", sigmoid_bce_forward_py,
-                "y = sigmoid(x) for logits x and targets t (1-D, length n); returns the mean over the n "
-                "values of max(x, 0) - x*t + log(1 + exp(-|x|)) (binary cross-entropy, double accumulation).",
-                py::arg("x"), py::arg("t"), py::arg("y"));
-  FC_DEF_FLOATS(m, "sigmoid_bce_backward", sigmoid_bce_backward_py,
-                "dx = (y - t) * (dout / n) for y = sigmoid(x) and t (1-D, length n). Overwrites dx.",
-                py::arg("y"), py::arg("t"), py::arg("dx"), py::arg("dout"));
-  FC_DEF_FLOATS(m, "mse_forward", mse_forward_py,
-                "Returns mean((y - t)^2) over the n values of y and t (1-D; double accumulation).",
-                py::arg("y"), py::arg("t"));
-  FC_DEF_FLOATS(m, "mse_backward", mse_backward_py,
-                "dx = (y - t) * (2 * dout / n) for y and t (1-D, length n). Overwrites dx.", py::arg("y"),
-                py::arg("t"), py::arg("dx"), py::arg("dout"));
+  FC_DEF_ALL(m, "sigmoid_bce_forward", sigmoid_bce_forward_py,
+             "y = sigmoid(x) for logits x and targets t (1-D, length n); returns the mean over the n "
+             "values of max(x, 0) - x*t + log(1 + exp(-|x|)) (binary cross-entropy, double accumulation).",
+             py::arg("x"), py::arg("t"), py::arg("y"));
+  FC_DEF_ALL(m, "sigmoid_bce_backward", sigmoid_bce_backward_py,
+             "dx = (y - t) * (dout / n) for y = sigmoid(x) and t (1-D, length n). Overwrites dx.",
+             py::arg("y"), py::arg("t"), py::arg("dx"), py::arg("dout"));
+  FC_DEF_ALL(m, "mse_forward", mse_forward_py,
+             "Returns mean((y - t)^2) over the n values of y and t (1-D; double accumulation).",
+             py::arg("y"), py::arg("t"));
+  FC_DEF_ALL(m, "mse_backward", mse_backward_py,
+             "dx = (y - t) * (2 * dout / n) for y and t (1-D, length n). Overwrites dx.", py::arg("y"),
+             py::arg("t"), py::arg("dx"), py::arg("dout"));
 }
 
 }  // namespace fastconv::bind

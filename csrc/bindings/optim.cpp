@@ -1,5 +1,5 @@
-// bindings/optim.cpp: <opt>_update_{f32,f64} for sgd, momentum, nesterov, adagrad, rmsprop, adam, adadelta and
-// Keras' keras_nesterov, keras_adagrad, keras_rmsprop.
+// bindings/optim.cpp: <opt>_update_{f32,f64,f16,bf16} for sgd, momentum, nesterov, adagrad, rmsprop, adam,
+// adadelta and Keras' keras_nesterov, keras_adagrad, keras_rmsprop.
 // One call updates a whole parameter set in place: lists of parameters p, gradients g and each state array
 // (entry i of every list belongs to parameter i), then the scalars, then optional keys for error messages.
 // Every array is checked (dtype, C-contiguous, aligned, writeable where written, its parameter's shape), and
@@ -91,7 +91,7 @@ Batch<T, S> collect(const py::list& p, const py::list& g, const std::array<py::l
     if (s[j].size() != count)
       throw py::value_error(std::string(s_names[j]) + ": " + std::to_string(s[j].size()) + " arrays for " +
                             std::to_string(count) + " parameters");
-  const py::dtype dt = py::dtype::of<T>();
+  const py::dtype dt = dtype_of<T>();
   Batch<T, S> b;
   b.keep.reserve(count * (2 + S));
   for (std::size_t i = 0; i < count; ++i) {
@@ -231,43 +231,43 @@ void keras_rmsprop_update_py(py::list p, py::list g, py::list h, double lr, doub
 void bind_optim(py::module_& m) {
   m.def("optim_variant", [] { return std::string(cpu::optim_variant()); },
         "The optimizer kernel variant in use, 'avx2' or 'baseline' (follows cpu_isa()).");
-  FC_DEF_FLOATS(m, "sgd_update", sgd_update_py, "SGD in place, every parameter i: p[i] -= lr * g[i].",
-                py::arg("p"), py::arg("g"), py::arg("lr"), py::arg("weight_decay"), py::arg("keys") = py::none());
-  FC_DEF_FLOATS(m, "momentum_update", momentum_update_py,
-                "Momentum in place: v = momentum*v - lr*g; p += v.", py::arg("p"), py::arg("g"), py::arg("v"),
-                py::arg("lr"), py::arg("momentum"), py::arg("weight_decay"), py::arg("keys") = py::none());
-  FC_DEF_FLOATS(m, "nesterov_update", nesterov_update_py,
-                "Nesterov (book form) in place: v = momentum*v - lr*g; p += momentum**2*v - (1+momentum)*lr*g.",
-                py::arg("p"), py::arg("g"), py::arg("v"), py::arg("lr"), py::arg("momentum"),
-                py::arg("weight_decay"), py::arg("keys") = py::none());
-  FC_DEF_FLOATS(m, "adagrad_update", adagrad_update_py,
-                "AdaGrad in place: h += g*g; p -= lr*g / (sqrt(h) + eps).", py::arg("p"), py::arg("g"),
-                py::arg("h"), py::arg("lr"), py::arg("eps"), py::arg("weight_decay"), py::arg("keys") = py::none());
-  FC_DEF_FLOATS(m, "rmsprop_update", rmsprop_update_py,
-                "RMSprop in place: h = decay_rate*h + (1-decay_rate)*g*g; p -= lr*g / (sqrt(h) + eps).",
-                py::arg("p"), py::arg("g"), py::arg("h"), py::arg("lr"), py::arg("decay_rate"), py::arg("eps"),
-                py::arg("weight_decay"), py::arg("keys") = py::none());
-  FC_DEF_FLOATS(m, "adam_update", adam_update_py,
-                "Adam (book form, bias correction in lr_t) in place: m += (1-beta1)*(g-m); "
-                "v += (1-beta2)*(g*g-v); p -= lr_t*m / (sqrt(v) + eps).",
-                py::arg("p"), py::arg("g"), py::arg("m"), py::arg("v"), py::arg("lr_t"), py::arg("beta1"),
-                py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), py::arg("keys") = py::none());
-  FC_DEF_FLOATS(m, "adadelta_update", adadelta_update_py,
-                "Adadelta in place: h = rho*h + (1-rho)*g*g; dx = sqrt(d+eps)/sqrt(h+eps)*g; "
-                "d = rho*d + (1-rho)*dx*dx; p -= lr*dx.",
-                py::arg("p"), py::arg("g"), py::arg("h"), py::arg("d"), py::arg("lr"), py::arg("rho"),
-                py::arg("eps"), py::arg("weight_decay"), py::arg("keys") = py::none());
-  FC_DEF_FLOATS(m, "keras_nesterov_update", keras_nesterov_update_py,
-                "Keras' Nesterov SGD in place: v = v*momentum - g*lr; p += v*momentum - g*lr.", py::arg("p"),
-                py::arg("g"), py::arg("v"), py::arg("lr"), py::arg("momentum"), py::arg("weight_decay"),
-                py::arg("keys") = py::none());
-  FC_DEF_FLOATS(m, "keras_adagrad_update", keras_adagrad_update_py,
-                "Keras' Adagrad in place: h += g*g; p -= lr*g / sqrt(h + eps).", py::arg("p"), py::arg("g"),
-                py::arg("h"), py::arg("lr"), py::arg("eps"), py::arg("weight_decay"), py::arg("keys") = py::none());
-  FC_DEF_FLOATS(m, "keras_rmsprop_update", keras_rmsprop_update_py,
-                "Keras' RMSprop in place: h = rho*h + (1-rho)*(g*g); p -= lr*g / sqrt(h + eps).", py::arg("p"),
-                py::arg("g"), py::arg("h"), py::arg("lr"), py::arg("rho"), py::arg("eps"), py::arg("weight_decay"),
-                py::arg("keys") = py::none());
+  FC_DEF_ALL(m, "sgd_update", sgd_update_py, "SGD in place, every parameter i: p[i] -= lr * g[i].",
+             py::arg("p"), py::arg("g"), py::arg("lr"), py::arg("weight_decay"), py::arg("keys") = py::none());
+  FC_DEF_ALL(m, "momentum_update", momentum_update_py,
+             "Momentum in place: v = momentum*v - lr*g; p += v.", py::arg("p"), py::arg("g"), py::arg("v"),
+             py::arg("lr"), py::arg("momentum"), py::arg("weight_decay"), py::arg("keys") = py::none());
+  FC_DEF_ALL(m, "nesterov_update", nesterov_update_py,
+             "Nesterov (book form) in place: v = momentum*v - lr*g; p += momentum**2*v - (1+momentum)*lr*g.",
+             py::arg("p"), py::arg("g"), py::arg("v"), py::arg("lr"), py::arg("momentum"),
+             py::arg("weight_decay"), py::arg("keys") = py::none());
+  FC_DEF_ALL(m, "adagrad_update", adagrad_update_py,
+             "AdaGrad in place: h += g*g; p -= lr*g / (sqrt(h) + eps).", py::arg("p"), py::arg("g"),
+             py::arg("h"), py::arg("lr"), py::arg("eps"), py::arg("weight_decay"), py::arg("keys") = py::none());
+  FC_DEF_ALL(m, "rmsprop_update", rmsprop_update_py,
+             "RMSprop in place: h = decay_rate*h + (1-decay_rate)*g*g; p -= lr*g / (sqrt(h) + eps).",
+             py::arg("p"), py::arg("g"), py::arg("h"), py::arg("lr"), py::arg("decay_rate"), py::arg("eps"),
+             py::arg("weight_decay"), py::arg("keys") = py::none());
+  FC_DEF_ALL(m, "adam_update", adam_update_py,
+             "Adam (book form, bias correction in lr_t) in place: m += (1-beta1)*(g-m); "
+             "v += (1-beta2)*(g*g-v); p -= lr_t*m / (sqrt(v) + eps).",
+             py::arg("p"), py::arg("g"), py::arg("m"), py::arg("v"), py::arg("lr_t"), py::arg("beta1"),
+             py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), py::arg("keys") = py::none());
+  FC_DEF_ALL(m, "adadelta_update", adadelta_update_py,
+             "Adadelta in place: h = rho*h + (1-rho)*g*g; dx = sqrt(d+eps)/sqrt(h+eps)*g; "
+             "d = rho*d + (1-rho)*dx*dx; p -= lr*dx.",
+             py::arg("p"), py::arg("g"), py::arg("h"), py::arg("d"), py::arg("lr"), py::arg("rho"),
+             py::arg("eps"), py::arg("weight_decay"), py::arg("keys") = py::none());
+  FC_DEF_ALL(m, "keras_nesterov_update", keras_nesterov_update_py,
+             "Keras' Nesterov SGD in place: v = v*momentum - g*lr; p += v*momentum - g*lr.", py::arg("p"),
+             py::arg("g"), py::arg("v"), py::arg("lr"), py::arg("momentum"), py::arg("weight_decay"),
+             py::arg("keys") = py::none());
+  FC_DEF_ALL(m, "keras_adagrad_update", keras_adagrad_update_py,
+             "Keras' Adagrad in place: h += g*g; p -= lr*g / sqrt(h + eps).", py::arg("p"), py::arg("g"),
+             py::arg("h"), py::arg("lr"), py::arg("eps"), py::arg("weight_decay"), py::arg("keys") = py::none());
+  FC_DEF_ALL(m, "keras_rmsprop_update", keras_rmsprop_update_py,
+             "Keras' RMSprop in place: h = rho*h + (1-rho)*(g*g); p -= lr*g / sqrt(h + eps).", py::arg("p"),
+             py::arg("g"), py::arg("h"), py::arg("lr"), py::arg("rho"), py::arg("eps"), py::arg("weight_decay"),
+             py::arg("keys") = py::none());
 }
 
 }  // namespace fastconv::bind

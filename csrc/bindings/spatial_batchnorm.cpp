@@ -1,6 +1,7 @@
 // bindings/spatial_batchnorm.cpp: spatial_batchnorm_forward_train, spatial_batchnorm_forward_infer,
-// spatial_batchnorm_backward, each _f32 / _f64. x is (N, C, H, W) with every dimension >= 1; per-channel vectors
-// are (C,) of the array dtype, except the saved batch statistics mean and invstd, (C,) float64; eps > 0.
+// spatial_batchnorm_backward, each _f32 / _f64 / _f16 / _bf16. x is (N, C, H, W) with every dimension >= 1;
+// per-channel vectors are (C,) of the array dtype, except the saved batch statistics mean and invstd, (C,)
+// float64; eps > 0.
 #include <cstdint>
 #include <string>
 
@@ -68,22 +69,22 @@ void spatial_batchnorm_backward_py(py::array dout, py::array x, py::array mean, 
 }  // namespace
 
 void bind_spatial_batchnorm(py::module_& m) {
-  FC_DEF_FLOATS(m, "spatial_batchnorm_forward_train", spatial_batchnorm_forward_train_py,
-                "Spatial batch norm, training: per-channel mean and biased variance of x (N, C, H, W) over "
-                "(N, H, W); writes out = gamma * (x - mean) * invstd + beta, the float64 (C,) mean and invstd = "
-                "1/sqrt(var + eps), and updates running_mean / running_var in place with momentum.",
-                py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("running_mean"), py::arg("running_var"),
-                py::arg("out"), py::arg("mean"), py::arg("invstd"), py::arg("momentum"), py::arg("eps"));
-  FC_DEF_FLOATS(m, "spatial_batchnorm_forward_infer", spatial_batchnorm_forward_infer_py,
-                "Spatial batch norm, inference: out = gamma * (x - running_mean) / sqrt(running_var + eps) + "
-                "beta, per channel of x (N, C, H, W).",
-                py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("running_mean"), py::arg("running_var"),
-                py::arg("out"), py::arg("eps"));
-  FC_DEF_FLOATS(m, "spatial_batchnorm_backward", spatial_batchnorm_backward_py,
-                "Spatial batch norm backward: writes dx (N, C, H, W), dgamma and dbeta (C,) from dout, the "
-                "forward input x, its float64 mean and invstd (C,), and gamma.",
-                py::arg("dout"), py::arg("x"), py::arg("mean"), py::arg("invstd"), py::arg("gamma"), py::arg("dx"),
-                py::arg("dgamma"), py::arg("dbeta"));
+  FC_DEF_ALL(m, "spatial_batchnorm_forward_train", spatial_batchnorm_forward_train_py,
+             "Spatial batch norm, training: per-channel mean and biased variance of x (N, C, H, W) over "
+             "(N, H, W); writes out = gamma * (x - mean) * invstd + beta, the float64 (C,) mean and invstd = "
+             "1/sqrt(var + eps), and updates running_mean / running_var in place with momentum.",
+             py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("running_mean"), py::arg("running_var"),
+             py::arg("out"), py::arg("mean"), py::arg("invstd"), py::arg("momentum"), py::arg("eps"));
+  FC_DEF_ALL(m, "spatial_batchnorm_forward_infer", spatial_batchnorm_forward_infer_py,
+             "Spatial batch norm, inference: out = gamma * (x - running_mean) / sqrt(running_var + eps) + "
+             "beta, per channel of x (N, C, H, W).",
+             py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("running_mean"), py::arg("running_var"),
+             py::arg("out"), py::arg("eps"));
+  FC_DEF_ALL(m, "spatial_batchnorm_backward", spatial_batchnorm_backward_py,
+             "Spatial batch norm backward: writes dx (N, C, H, W), dgamma and dbeta (C,) from dout, the "
+             "forward input x, its float64 mean and invstd (C,), and gamma.",
+             py::arg("dout"), py::arg("x"), py::arg("mean"), py::arg("invstd"), py::arg("gamma"), py::arg("dx"),
+             py::arg("dgamma"), py::arg("dbeta"));
 }
 
 }  // namespace fastconv::bind

@@ -49,12 +49,12 @@ void time_softmax_ce_backward_py(py::array y, py::array t, py::array dx, std::in
 }  // namespace
 
 void bind_time_loss(py::module_& m) {
-  FC_DEF_FLOATS(m, "time_softmax_ce_forward", time_softmax_ce_forward_py,
-                "y = softmax(xs); returns (sum of -log y[t] over kept rows, number of kept rows).",
-                py::arg("xs"), py::arg("ts"), py::arg("y"), py::arg("ignore_label"));
-  FC_DEF_FLOATS(m, "time_softmax_ce_backward", time_softmax_ce_backward_py,
-                "dx = (y - onehot(t)) * scale on kept rows, 0 on ignored rows.", py::arg("y"), py::arg("ts"),
-                py::arg("dx"), py::arg("ignore_label"), py::arg("scale"));
+  FC_DEF_ALL(m, "time_softmax_ce_forward", time_softmax_ce_forward_py,
+             "y = softmax(xs); returns (sum of -log y[t] over kept rows, number of kept rows).",
+             py::arg("xs"), py::arg("ts"), py::arg("y"), py::arg("ignore_label"));
+  FC_DEF_ALL(m, "time_softmax_ce_backward", time_softmax_ce_backward_py,
+             "dx = (y - onehot(t)) * scale on kept rows, 0 on ignored rows.", py::arg("y"), py::arg("ts"),
+             py::arg("dx"), py::arg("ignore_label"), py::arg("scale"));
 }
 
 }  // namespace fastconv::bind

@@ -1,5 +1,5 @@
-// bindings/upsample.cpp: upsample_{nearest,bilinear}_{forward,backward}, each _f32 / _f64. x and dx are
-// (N, C, H, W) with every dimension >= 1; out and dout are (N, C, H*sh, W*sw); sh, sw >= 1.
+// bindings/upsample.cpp: upsample_{nearest,bilinear}_{forward,backward}, each _f32 / _f64 / _f16 / _bf16.
+// x and dx are (N, C, H, W) with every dimension >= 1; out and dout are (N, C, H*sh, W*sw); sh, sw >= 1.
 #include <cstdint>
 #include <string>
 
@@ -59,19 +59,19 @@ void bilinear_backward_py(py::array dout, py::array dx, i64 sh, i64 sw) {
 }  // namespace
 
 void bind_upsample(py::module_& m) {
-  FC_DEF_FLOATS(m, "upsample_nearest_forward", nearest_forward_py,
-                "Nearest upsampling of x (N, C, H, W) into out (N, C, H*scale_h, W*scale_w).", py::arg("x"),
-                py::arg("out"), py::arg("scale_h"), py::arg("scale_w"));
-  FC_DEF_FLOATS(m, "upsample_nearest_backward", nearest_backward_py,
-                "Nearest upsampling backward: dx (N, C, H, W) = block sums of dout (N, C, H*scale_h, W*scale_w).",
-                py::arg("dout"), py::arg("dx"), py::arg("scale_h"), py::arg("scale_w"));
-  FC_DEF_FLOATS(m, "upsample_bilinear_forward", bilinear_forward_py,
-                "Bilinear upsampling (align_corners=False) of x (N, C, H, W) into out (N, C, H*scale_h, "
-                "W*scale_w).",
-                py::arg("x"), py::arg("out"), py::arg("scale_h"), py::arg("scale_w"));
-  FC_DEF_FLOATS(m, "upsample_bilinear_backward", bilinear_backward_py,
-                "Bilinear upsampling backward: dx (N, C, H, W), the adjoint of the forward applied to dout.",
-                py::arg("dout"), py::arg("dx"), py::arg("scale_h"), py::arg("scale_w"));
+  FC_DEF_ALL(m, "upsample_nearest_forward", nearest_forward_py,
+             "Nearest upsampling of x (N, C, H, W) into out (N, C, H*scale_h, W*scale_w).", py::arg("x"),
+             py::arg("out"), py::arg("scale_h"), py::arg("scale_w"));
+  FC_DEF_ALL(m, "upsample_nearest_backward", nearest_backward_py,
+             "Nearest upsampling backward: dx (N, C, H, W) = block sums of dout (N, C, H*scale_h, W*scale_w).",
+             py::arg("dout"), py::arg("dx"), py::arg("scale_h"), py::arg("scale_w"));
+  FC_DEF_ALL(m, "upsample_bilinear_forward", bilinear_forward_py,
+             "Bilinear upsampling (align_corners=False) of x (N, C, H, W) into out (N, C, H*scale_h, "
+             "W*scale_w).",
+             py::arg("x"), py::arg("out"), py::arg("scale_h"), py::arg("scale_w"));
+  FC_DEF_ALL(m, "upsample_bilinear_backward", bilinear_backward_py,
+             "Bilinear upsampling backward: dx (N, C, H, W), the adjoint of the forward applied to dout.",
+             py::arg("dout"), py::arg("dx"), py::arg("scale_h"), py::arg("scale_w"));
 }
 
 }  // namespace fastconv::bind

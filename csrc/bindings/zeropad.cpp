@@ -1,5 +1,5 @@
-// bindings/zeropad.cpp: zeropad_{f32,f64} (ZeroPadding forward and Cropping backward with offsets >= 0,
-// Cropping forward and ZeroPadding backward with offsets <= 0).
+// bindings/zeropad.cpp: zeropad_{f32,f64,f16,bf16} (ZeroPadding forward and Cropping backward with offsets
+// >= 0, Cropping forward and ZeroPadding backward with offsets <= 0).
 #include "bindings/bind_util.h"
 #include "common/check.h"
 #include "common/geom.h"
@@ -21,10 +21,10 @@ void zeropad_py(py::array x, py::array out, std::int64_t top, std::int64_t left)
 }
 
 void bind_zeropad(py::module_& m) {
-  FC_DEF_FLOATS(m, "zeropad", zeropad_py,
-                "out (N, C, OH, OW)[h, w] = x (N, C, H, W)[h - top, w - left] where inside x, else 0 (pads with "
-                "offsets >= 0, crops with offsets <= 0). Overwrites out.",
-                py::arg("x"), py::arg("out"), py::arg("top"), py::arg("left"));
+  FC_DEF_ALL(m, "zeropad", zeropad_py,
+             "out (N, C, OH, OW)[h, w] = x (N, C, H, W)[h - top, w - left] where inside x, else 0 (pads with "
+             "offsets >= 0, crops with offsets <= 0). Overwrites out.",
+             py::arg("x"), py::arg("out"), py::arg("top"), py::arg("left"));
 }
 
 }  // namespace fastconv::bind

@@ -1,12 +1,15 @@
 // embedding.cpp: gather of table rows, and its adjoint, the scatter-add of gradient rows into a zeroed table.
 // The gather is parallel over ids. The scatter-add is parallel over column blocks of D: each thread adds
 // every row m, in order, into its own columns, so repeated ids never race and the sums do not depend on the
-// thread count (no atomics, no per-thread copies of the table).
+// thread count (no atomics, no per-thread copies of the table). float16 / bfloat16: the gather copies the bits;
+// the scatter-add sums each column block in a per-thread float32 block of the table (V x 16) and rounds once.
 #include "cpu/embedding.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "common/dtype.h"
+#include "cpu/half_convert.h"
 #include "cpu/threads.h"
 
 namespace fastconv::cpu {
@@ -29,16 +32,34 @@ template <typename T>
 void embedding_backward(const T* dout, const std::int64_t* idx, T* dw, std::int64_t M, std::int64_t V,
                         std::int64_t D) {
   const std::int64_t VD = V * D;
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (VD >= kParallelMin)
-  for (std::int64_t i = 0; i < VD; ++i) dw[i] = T(0);
   const std::int64_t blocks = (D + kColBlock - 1) / kColBlock;
+  if constexpr (is_half_v<T>) {
+#pragma omp parallel num_threads(num_threads()) if (M * D >= kParallelMin && blocks > 1)
+    {
+      std::vector<float> acc(static_cast<std::size_t>(V * kColBlock));  // (V, w) sums of one column block
+#pragma omp for schedule(static)
+      for (std::int64_t cb = 0; cb < blocks; ++cb) {
+        const std::int64_t j0 = cb * kColBlock, w = std::min(D, j0 + kColBlock) - j0;
+        std::fill(acc.begin(), acc.begin() + V * w, 0.0f);
+        for (std::int64_t m = 0; m < M; ++m) {
+          float* row = acc.data() + idx[m] * w;
+          const T* g = dout + m * D + j0;
+          for (std::int64_t j = 0; j < w; ++j) row[j] += to_compute(g[j]);
+        }
+        for (std::int64_t v = 0; v < V; ++v) store_row(acc.data() + v * w, dw + v * D + j0, w);
+      }
+    }
+  } else {
+#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (VD >= kParallelMin)
+    for (std::int64_t i = 0; i < VD; ++i) dw[i] = T(0);
 #pragma omp parallel for schedule(static) num_threads(num_threads()) if (M * D >= kParallelMin && blocks > 1)
-  for (std::int64_t cb = 0; cb < blocks; ++cb) {
-    const std::int64_t j0 = cb * kColBlock, j1 = std::min(D, j0 + kColBlock);
-    for (std::int64_t m = 0; m < M; ++m) {
-      T* row = dw + idx[m] * D;          // dw is (V, D); dout is (M, D)
-      const T* g = dout + m * D;
-      for (std::int64_t j = j0; j < j1; ++j) row[j] += g[j];
+    for (std::int64_t cb = 0; cb < blocks; ++cb) {
+      const std::int64_t j0 = cb * kColBlock, j1 = std::min(D, j0 + kColBlock);
+      for (std::int64_t m = 0; m < M; ++m) {
+        T* row = dw + idx[m] * D;  // dw is (V, D); dout is (M, D)
+        const T* g = dout + m * D;
+        for (std::int64_t j = j0; j < j1; ++j) row[j] += g[j];
+      }
     }
   }
 }
@@ -48,6 +69,7 @@ void embedding_backward(const T* dout, const std::int64_t* idx, T* dw, std::int6
   template void embedding_backward<T>(const T*, const std::int64_t*, T*, std::int64_t, std::int64_t,    \
                                       std::int64_t);
 FC_FLOAT_TYPES(FC_EMBEDDING_INSTANTIATE)
+FC_HALF_TYPES(FC_EMBEDDING_INSTANTIATE)
 #undef FC_EMBEDDING_INSTANTIATE
 
 }  // namespace fastconv::cpu

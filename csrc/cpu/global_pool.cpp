@@ -1,7 +1,8 @@
 // global_pool.cpp: global average and max pooling over each (n, c) plane of x (N, C, H, W), forward and
 // backward. Every kernel is parallel over the P = N*C planes; one thread reads or writes a whole plane, so sums
 // have one order whatever the thread count. Average sums in double; max keeps the first of equal values and the
-// first NaN, as np.max / np.argmax.
+// first NaN, as np.max / np.argmax. float16 / bfloat16 are widened per value (to_compute) and rounded once on the
+// store; the max and its backward move the 16-bit values unchanged.
 #include "cpu/global_pool.h"
 
 #include <algorithm>
@@ -30,8 +31,8 @@ void global_avgpool_forward(const T* x, T* out, std::int64_t P, std::int64_t HW)
     const T* xs = x + p * HW;  // plane p of (P, HW)
     double s = 0.0;
 #pragma omp simd reduction(+ : s)
-    for (std::int64_t i = 0; i < HW; ++i) s += static_cast<double>(xs[i]);
-    out[p] = static_cast<T>(s * inv);
+    for (std::int64_t i = 0; i < HW; ++i) s += static_cast<double>(to_compute(xs[i]));
+    out[p] = from_double<T>(s * inv);
   }
 }
 
@@ -40,7 +41,7 @@ void global_avgpool_backward(const T* dout, T* dx, std::int64_t P, std::int64_t 
   const double inv = 1.0 / static_cast<double>(HW);
 #pragma omp parallel for schedule(static) num_threads(num_threads()) if (P * HW >= kParallelMin)
   for (std::int64_t p = 0; p < P; ++p) {
-    const T g = static_cast<T>(static_cast<double>(dout[p]) * inv);
+    const T g = from_double<T>(static_cast<double>(to_compute(dout[p])) * inv);
     std::fill(dx + p * HW, dx + (p + 1) * HW, g);
   }
 }
@@ -53,12 +54,12 @@ void global_maxpool_forward(const T* x, T* out, std::int64_t* argmax, std::int64
 #pragma omp parallel for schedule(static) num_threads(num_threads()) if (P * HW >= kParallelMin)
   for (std::int64_t p = 0; p < P; ++p) {
     const T* xs = x + p * HW;
-    T best = xs[0];
+    auto best = to_compute(xs[0]);
     std::int64_t at = 0;
     // strictly greater keeps the first of equal values; a NaN wins once and then nothing replaces it
     if (best == best) {
       for (std::int64_t i = 1; i < HW; ++i) {
-        const T v = xs[i];
+        const auto v = to_compute(xs[i]);
         if (v > best) {
           best = v;
           at = i;
@@ -69,7 +70,7 @@ void global_maxpool_forward(const T* x, T* out, std::int64_t* argmax, std::int64
         }
       }
     }
-    out[p] = best;
+    out[p] = xs[at];  // the input value itself (exact in every type)
     argmax[p] = at;
   }
 }
@@ -81,7 +82,7 @@ std::int64_t global_maxpool_backward(const T* dout, const std::int64_t* argmax, 
 #pragma omp parallel for schedule(static) num_threads(num_threads()) if (P * HW >= kParallelMin)
   for (std::int64_t p = 0; p < P; ++p) {
     T* xs = dx + p * HW;
-    std::fill(xs, xs + HW, T(0));
+    std::fill(xs, xs + HW, T{});
     const std::int64_t a = argmax[p];
     if (a >= 0 && a < HW) {
       xs[a] = dout[p];
@@ -103,6 +104,7 @@ std::int64_t global_maxpool_backward(const T* dout, const std::int64_t* argmax, 
   template std::int64_t global_maxpool_backward<T>(const T*, const std::int64_t*, T*, std::int64_t,      \
                                                    std::int64_t);
 FC_FLOAT_TYPES(FC_GLOBAL_POOL_INSTANTIATE)
+FC_HALF_TYPES(FC_GLOBAL_POOL_INSTANTIATE)
 #undef FC_GLOBAL_POOL_INSTANTIATE
 
 }  // namespace fastconv::cpu

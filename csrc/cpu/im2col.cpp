@@ -2,13 +2,16 @@
 // layout (fastconv.util). Row r = (c*FH + fh)*FW + fw of col_t holds, for every output pixel (oh, ow), the
 // input x[c, oh*sh - pt + fh*dh, ow*sw - pl + fw*dw], or 0 in the padding (per-side pads and dilation index
 // the input directly: no padded copy). For each (r, oh) the valid ow form one interval [ow_lo, ow_hi),
-// computed once, so the inner loop has no bounds test and is a plain copy when sw == 1.
+// computed once, so the inner loop has no bounds test and is a plain copy when sw == 1. The book layout also
+// takes float16 / bfloat16: im2col copies their bits, col2im sums in float32 and rounds once.
 #include "cpu/im2col.h"
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "common/dtype.h"
+#include "cpu/half_convert.h"
 
 namespace fastconv::cpu {
 
@@ -146,33 +149,42 @@ void im2col(const T* x, const ConvGeom& g, T* col, int nthreads) {
             for (index_t fw = 0; fw < g.FW; ++fw) {
               const index_t iw = ow * g.sw - g.pl + fw * g.dw;
               const bool in = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
-              *dst++ = in ? xn[(c * g.H + ih) * g.W + iw] : T(0);
+              *dst++ = in ? xn[(c * g.H + ih) * g.W + iw] : T{};
             }
           }
       }
   }
 }
 
+// float16 / bfloat16: each image's sums go into a per-thread float32 image, rounded once when it is stored.
 template <typename T>
 void col2im(const T* col, const ConvGeom& g, T* x, int nthreads) {
-  const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW;
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (index_t n = 0; n < g.N; ++n) {
-    T* xn = x + n * g.C * g.H * g.W;
-    const T* coln = col + n * P * CK;
-    std::fill(xn, xn + g.C * g.H * g.W, T(0));
-    for (index_t oh = 0; oh < g.OH; ++oh)
-      for (index_t ow = 0; ow < g.OW; ++ow) {
-        const T* src = coln + (oh * g.OW + ow) * CK;
-        for (index_t c = 0; c < g.C; ++c)
-          for (index_t fh = 0; fh < g.FH; ++fh) {
-            const index_t ih = oh * g.sh - g.pt + fh * g.dh;
-            for (index_t fw = 0; fw < g.FW; ++fw, ++src) {
-              const index_t iw = ow * g.sw - g.pl + fw * g.dw;
-              if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) xn[(c * g.H + ih) * g.W + iw] += *src;
+  using A = compute_t<T>;
+  const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW, CHW = g.C * g.H * g.W;
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<A> acc(is_half_v<T> ? CHW : 0);
+#pragma omp for schedule(static)
+    for (index_t n = 0; n < g.N; ++n) {
+      A* xn;  // (C, H, W) sums of image n: x itself for float / double
+      if constexpr (is_half_v<T>) xn = acc.data();
+      else xn = x + n * CHW;
+      const T* coln = col + n * P * CK;
+      std::fill(xn, xn + CHW, A(0));
+      for (index_t oh = 0; oh < g.OH; ++oh)
+        for (index_t ow = 0; ow < g.OW; ++ow) {
+          const T* src = coln + (oh * g.OW + ow) * CK;
+          for (index_t c = 0; c < g.C; ++c)
+            for (index_t fh = 0; fh < g.FH; ++fh) {
+              const index_t ih = oh * g.sh - g.pt + fh * g.dh;
+              for (index_t fw = 0; fw < g.FW; ++fw, ++src) {
+                const index_t iw = ow * g.sw - g.pl + fw * g.dw;
+                if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) xn[(c * g.H + ih) * g.W + iw] += to_compute(*src);
+              }
             }
-          }
-      }
+        }
+      if constexpr (is_half_v<T>) store_row(xn, x + n * CHW, CHW);
+    }
   }
 }
 
@@ -184,5 +196,12 @@ void col2im(const T* col, const ConvGeom& g, T* x, int nthreads) {
   template void col2im<T>(const T*, const ConvGeom&, T*, int);
 FC_FLOAT_TYPES(FC_INSTANTIATE_IM2COL)
 #undef FC_INSTANTIATE_IM2COL
+
+// The book layout for float16 / bfloat16 (the convolution stages its 16-bit tiles in conv_half.cpp instead).
+#define FC_INSTANTIATE_IM2COL_BOOK(T, S)                           \
+  template void im2col<T>(const T*, const ConvGeom&, T*, int); \
+  template void col2im<T>(const T*, const ConvGeom&, T*, int);
+FC_HALF_TYPES(FC_INSTANTIATE_IM2COL_BOOK)
+#undef FC_INSTANTIATE_IM2COL_BOOK
 
 }  // namespace fastconv::cpu

@@ -243,25 +243,25 @@ double sigmoid_bce_forward(const T* x, const T* t, T* y, std::int64_t n) {
   // -t*log(sigmoid(x)) - (1-t)*log(1 - sigmoid(x)) rearranged; y = sigmoid(x) in the same piecewise form as
   // sigmoid_forward, kept for the backward.
   const double sum = blocked_sum(n, [&](std::int64_t i) {
-    const double v = static_cast<double>(x[i]);
+    const double v = static_cast<double>(to_compute(x[i]));
     const double e = std::exp(-std::fabs(v));
-    y[i] = static_cast<T>((v >= 0.0 ? 1.0 : e) / (1.0 + e));
-    return (v > 0.0 ? v : 0.0) - v * static_cast<double>(t[i]) + std::log1p(e);
+    y[i] = from_double<T>((v >= 0.0 ? 1.0 : e) / (1.0 + e));
+    return (v > 0.0 ? v : 0.0) - v * static_cast<double>(to_compute(t[i])) + std::log1p(e);
   });
   return sum / static_cast<double>(n);
 }
 
 template <typename T>
 void sigmoid_bce_backward(const T* y, const T* t, T* dx, std::int64_t n, double dout) {
-  const T k = static_cast<T>(dout / static_cast<double>(n));
+  const compute_t<T> k = static_cast<compute_t<T>>(dout / static_cast<double>(n));
 #pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
-  for (std::int64_t i = 0; i < n; ++i) dx[i] = (y[i] - t[i]) * k;
+  for (std::int64_t i = 0; i < n; ++i) dx[i] = from_compute<T>((to_compute(y[i]) - to_compute(t[i])) * k);
 }
 
 template <typename T>
 double mse_forward(const T* y, const T* t, std::int64_t n) {
   const double sum = blocked_sum(n, [&](std::int64_t i) {
-    const double d = static_cast<double>(y[i]) - static_cast<double>(t[i]);
+    const double d = static_cast<double>(to_compute(y[i])) - static_cast<double>(to_compute(t[i]));
     return d * d;
   });
   return sum / static_cast<double>(n);
@@ -269,9 +269,9 @@ double mse_forward(const T* y, const T* t, std::int64_t n) {
 
 template <typename T>
 void mse_backward(const T* y, const T* t, T* dx, std::int64_t n, double dout) {
-  const T k = static_cast<T>(2.0 * dout / static_cast<double>(n));
+  const compute_t<T> k = static_cast<compute_t<T>>(2.0 * dout / static_cast<double>(n));
 #pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
-  for (std::int64_t i = 0; i < n; ++i) dx[i] = (y[i] - t[i]) * k;
+  for (std::int64_t i = 0; i < n; ++i) dx[i] = from_compute<T>((to_compute(y[i]) - to_compute(t[i])) * k);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -290,5 +290,15 @@ void mse_backward(const T* y, const T* t, T* dx, std::int64_t n, double dout) {
   template void mse_backward<T>(const T*, const T*, T*, std::int64_t, double);
 FC_FLOAT_TYPES(FC_LOSS_INSTANTIATE)
 #undef FC_LOSS_INSTANTIATE
+
+// The elementwise losses for float16 / bfloat16: the templates above widen each value (to_compute), sum in
+// double and round once on the store (the softmax family has its own staged rows, FC_LOSS_HALF_).
+#define FC_LOSS_ELEMENTWISE_INSTANTIATE(T, S)                                             \
+  template double sigmoid_bce_forward<T>(const T*, const T*, T*, std::int64_t);        \
+  template void sigmoid_bce_backward<T>(const T*, const T*, T*, std::int64_t, double); \
+  template double mse_forward<T>(const T*, const T*, std::int64_t);                    \
+  template void mse_backward<T>(const T*, const T*, T*, std::int64_t, double);
+FC_HALF_TYPES(FC_LOSS_ELEMENTWISE_INSTANTIATE)
+#undef FC_LOSS_ELEMENTWISE_INSTANTIATE
 
 }  // namespace fastconv::cpu

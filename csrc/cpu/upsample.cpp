@@ -4,6 +4,8 @@
 // Bilinear follows torch's align_corners=False: output index o maps to src = (o + 0.5) / s - 0.5, clamped at 0;
 // taps i0 = floor(src) and i1 = min(i0 + 1, size - 1), weights 1 - (src - i0) and src - i0. The taps and weights
 // of each output row and column are tabulated once per call (they do not depend on the plane).
+// float16 / bfloat16: nearest copies their bits; the sums and blends run in float32 (compute_t), the bilinear
+// backward scatters into a per-thread float32 plane, and each result is rounded once when it is stored.
 #include "cpu/upsample.h"
 
 #include <algorithm>
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "common/dtype.h"
+#include "cpu/half_convert.h"
 #include "cpu/threads.h"
 
 namespace fastconv::cpu {
@@ -73,16 +76,13 @@ void upsample_nearest_backward(const T* dout, T* dx, std::int64_t P, std::int64_
     const T* ds = dout + p * OH * OW;  // plane p of (P, OH, OW)
     T* xs = dx + p * H * W;            // plane p of (P, H, W)
     for (std::int64_t h = 0; h < H; ++h) {
-      T* xr = xs + h * W;
-      std::fill(xr, xr + W, T(0));
-      // rows in order, then the sw columns of each block in order: one summation order
-      for (std::int64_t r = 0; r < sh; ++r) {
-        const T* dr = ds + (h * sh + r) * OW;
-        for (std::int64_t w = 0; w < W; ++w) {
-          T s = xr[w];
-          for (std::int64_t c = 0; c < sw; ++c) s += dr[w * sw + c];
-          xr[w] = s;
-        }
+      const T* db = ds + h * sh * OW;  // the sh output rows of input row h
+      for (std::int64_t w = 0; w < W; ++w) {
+        // rows in order, then the sw columns of each block in order: one summation order
+        compute_t<T> s = 0;
+        for (std::int64_t r = 0; r < sh; ++r)
+          for (std::int64_t c = 0; c < sw; ++c) s += to_compute(db[r * OW + w * sw + c]);
+        xs[h * W + w] = from_compute<T>(s);
       }
     }
   }
@@ -95,19 +95,22 @@ template <typename T>
 void upsample_bilinear_forward(const T* x, T* out, std::int64_t P, std::int64_t H, std::int64_t W,
                                std::int64_t sh, std::int64_t sw) {
   const std::int64_t OH = H * sh, OW = W * sw;
-  const std::vector<Tap<T>> th = taps<T>(H, sh), tw = taps<T>(W, sw);
+  using A = compute_t<T>;
+  const std::vector<Tap<A>> th = taps<A>(H, sh), tw = taps<A>(W, sw);
 #pragma omp parallel for schedule(static) num_threads(num_threads()) if (P * OH * OW >= kParallelMin)
   for (std::int64_t p = 0; p < P; ++p) {
     const T* xs = x + p * H * W;
     T* os = out + p * OH * OW;
     for (std::int64_t oh = 0; oh < OH; ++oh) {
-      const Tap<T>& a = th[oh];
+      const Tap<A>& a = th[oh];
       const T* r0 = xs + a.i0 * W;  // the two input rows this output row blends
       const T* r1 = xs + a.i1 * W;
       T* orow = os + oh * OW;
       for (std::int64_t ow = 0; ow < OW; ++ow) {
-        const Tap<T>& b = tw[ow];
-        orow[ow] = a.w0 * (b.w0 * r0[b.i0] + b.w1 * r0[b.i1]) + a.w1 * (b.w0 * r1[b.i0] + b.w1 * r1[b.i1]);
+        const Tap<A>& b = tw[ow];
+        const A top = b.w0 * to_compute(r0[b.i0]) + b.w1 * to_compute(r0[b.i1]);
+        const A bottom = b.w0 * to_compute(r1[b.i0]) + b.w1 * to_compute(r1[b.i1]);
+        orow[ow] = from_compute<T>(a.w0 * top + a.w1 * bottom);
       }
     }
   }
@@ -117,25 +120,34 @@ template <typename T>
 void upsample_bilinear_backward(const T* dout, T* dx, std::int64_t P, std::int64_t H, std::int64_t W,
                                 std::int64_t sh, std::int64_t sw) {
   const std::int64_t OH = H * sh, OW = W * sw;
-  const std::vector<Tap<T>> th = taps<T>(H, sh), tw = taps<T>(W, sw);
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (P * OH * OW >= kParallelMin)
-  for (std::int64_t p = 0; p < P; ++p) {
-    const T* ds = dout + p * OH * OW;
-    T* xs = dx + p * H * W;
-    std::fill(xs, xs + H * W, T(0));
-    for (std::int64_t oh = 0; oh < OH; ++oh) {
-      const Tap<T>& a = th[oh];
-      T* r0 = xs + a.i0 * W;
-      T* r1 = xs + a.i1 * W;
-      const T* drow = ds + oh * OW;
-      for (std::int64_t ow = 0; ow < OW; ++ow) {
-        const Tap<T>& b = tw[ow];
-        const T g0 = a.w0 * drow[ow], g1 = a.w1 * drow[ow];
-        r0[b.i0] += b.w0 * g0;
-        r0[b.i1] += b.w1 * g0;
-        r1[b.i0] += b.w0 * g1;
-        r1[b.i1] += b.w1 * g1;
+  using A = compute_t<T>;
+  const std::vector<Tap<A>> th = taps<A>(H, sh), tw = taps<A>(W, sw);
+#pragma omp parallel num_threads(num_threads()) if (P * OH * OW >= kParallelMin)
+  {
+    std::vector<A> acc(is_half_v<T> ? H * W : 0);
+#pragma omp for schedule(static)
+    for (std::int64_t p = 0; p < P; ++p) {
+      const T* ds = dout + p * OH * OW;
+      A* xs;  // the sums of plane p: dx itself for float / double
+      if constexpr (is_half_v<T>) xs = acc.data();
+      else xs = dx + p * H * W;
+      std::fill(xs, xs + H * W, A(0));
+      for (std::int64_t oh = 0; oh < OH; ++oh) {
+        const Tap<A>& a = th[oh];
+        A* r0 = xs + a.i0 * W;
+        A* r1 = xs + a.i1 * W;
+        const T* drow = ds + oh * OW;
+        for (std::int64_t ow = 0; ow < OW; ++ow) {
+          const Tap<A>& b = tw[ow];
+          const A d = to_compute(drow[ow]);
+          const A g0 = a.w0 * d, g1 = a.w1 * d;
+          r0[b.i0] += b.w0 * g0;
+          r0[b.i1] += b.w1 * g0;
+          r1[b.i0] += b.w0 * g1;
+          r1[b.i1] += b.w1 * g1;
+        }
       }
+      if constexpr (is_half_v<T>) store_row(xs, dx + p * H * W, H * W);
     }
   }
 }
@@ -153,6 +165,7 @@ void upsample_bilinear_backward(const T* dout, T* dx, std::int64_t P, std::int64
   template void upsample_bilinear_backward<T>(const T*, T*, std::int64_t, std::int64_t, std::int64_t,          \
                                               std::int64_t, std::int64_t);
 FC_FLOAT_TYPES(FC_UPSAMPLE_INSTANTIATE)
+FC_HALF_TYPES(FC_UPSAMPLE_INSTANTIATE)
 #undef FC_UPSAMPLE_INSTANTIATE
 
 }  // namespace fastconv::cpu

@@ -1,6 +1,7 @@
 // zeropad.cpp: out (N, C, OH, OW) = x (N, C, H, W) shifted by (top, left), zeros where nothing lands (see
 // zeropad.h). A pass over memory: one copy per output row of the columns that come from x, zeros around them.
-// Parallel over the N*C planes (each written by one thread).
+// Parallel over the N*C planes (each written by one thread). A copy: float16 / bfloat16 move their bits
+// unchanged (T{} is +0 in every type).
 #include "cpu/zeropad.h"
 
 #include <algorithm>
@@ -21,14 +22,14 @@ void zeropad(const T* x, T* out, std::int64_t N, std::int64_t C, std::int64_t H,
   for (i64 p = 0; p < N * C; ++p) {
     const T* xp = x + p * H * W;  // (H, W) plane
     T* op = out + p * OH * OW;    // (OH, OW) plane
-    std::fill(op, op + h0 * OW, T(0));
+    std::fill(op, op + h0 * OW, T{});
     for (i64 h = h0; h < h1; ++h) {
       T* orow = op + h * OW;
-      std::fill(orow, orow + w0, T(0));
+      std::fill(orow, orow + w0, T{});
       if (w1 > w0) std::memcpy(orow + w0, xp + (h - top) * W + (w0 - left), (w1 - w0) * sizeof(T));
-      std::fill(orow + w1, orow + OW, T(0));
+      std::fill(orow + w1, orow + OW, T{});
     }
-    std::fill(op + h1 * OW, op + OH * OW, T(0));
+    std::fill(op + h1 * OW, op + OH * OW, T{});
   }
 }
 
@@ -36,6 +37,7 @@ void zeropad(const T* x, T* out, std::int64_t N, std::int64_t C, std::int64_t H,
   template void zeropad<T>(const T*, T*, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, \
                            std::int64_t, std::int64_t, std::int64_t, int);
 FC_FLOAT_TYPES(FC_ZEROPAD_INSTANTIATE)
+FC_HALF_TYPES(FC_ZEROPAD_INSTANTIATE)
 #undef FC_ZEROPAD_INSTANTIATE
 
 }  // namespace fastconv::cpu

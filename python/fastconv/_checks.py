@@ -489,7 +489,7 @@ def targets(t, x2_shape, x_shape):
 def bn_param(p, name: str, x, x_name: str = "x"):
     """A per-feature batch-norm array of x's D elements (any shape holding D elements)."""
     p = array(p, name)
-    check_float(p, name)
+    check_float(p, name, half=True)
     d = x.shape[1]
     if p.size != d:
         raise ValueError(f"{name}: shape {shape_str(p.shape)} has {p.size} elements, expected {d} ({x_name} has "
@@ -565,8 +565,9 @@ def opt_param(p, pname: str):
         if hasattr(p, "__cuda_array_interface__"):
             raise TypeError(f"{pname}: CUDA arrays are not supported by this build ({CUDA_REASON})")
         raise TypeError(f"{pname}: expected a NumPy array (parameters are updated in place), got {type(p).__name__}")
-    if p.dtype.kind != "f":
-        raise TypeError(f"{pname}: dtype {p.dtype} is not supported, expected a floating dtype (float32 or float64)")
+    if p.dtype.kind != "f" and not is_half(p.dtype):
+        raise TypeError(f"{pname}: dtype {p.dtype} is not supported, expected a floating dtype (float32, float64, "
+                        "float16 or bfloat16)")
     writeable(p, pname, "parameters are updated in place")
     return p
 
@@ -574,7 +575,7 @@ def opt_param(p, pname: str):
 def opt_grad(g, p, gname: str, pname: str):
     """A gradient: a float array of its parameter's shape (any float dtype: it is cast to the parameter's)."""
     g = array(g, gname)
-    if g.dtype.kind != "f":
+    if g.dtype.kind != "f" and not is_half(g.dtype):
         hint = f"; convert it first, e.g. {gname}.astype(np.float32)" if g.dtype.kind in "iub" else ""
         raise TypeError(f"{gname}: dtype {g.dtype} is not supported, expected a floating dtype{hint}")
     same_shape(g, gname, p.shape, f"the shape of {pname}")
@@ -712,7 +713,7 @@ def loss_targets(t, x_shape, x_name: str = "x"):
     t = array(t, "t")
     if t.dtype.kind in "iub":
         t = t.astype(np.float64)
-    check_float(t, "t")
+    check_float(t, "t", half=True)
     same_shape(t, "t", x_shape, f"the shape of {x_name}")
     return t
 

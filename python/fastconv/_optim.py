@@ -1,9 +1,10 @@
 """The optimizer-update engine behind ``fastconv.optimizer``: one fused in-place kernel per parameter.
 
-A parameter is updated by the kernel when it is a writeable, aligned, C-contiguous float32 / float64 array
-(native byte order); its state arrays are kept so (created as zeros, or replaced by a contiguous copy in its
-dtype). Any other writeable float array (a strided view, float16, byte-swapped) is updated in place by the NumPy
-formulas of ``_numpy_step``, which follow the kernels' order of operations. The gradient is cast to the
+A parameter is updated by the kernel when it is a writeable, aligned, C-contiguous float32 / float64 / float16 /
+bfloat16 array (native byte order); its state arrays are kept so (created as zeros, or replaced by a contiguous
+copy in its dtype: a 16-bit parameter's state is 16-bit too, as in PyTorch, and its kernels compute each update
+in float32 and round p and the state once). Any other writeable float array (a strided view, byte-swapped) is
+updated in place by the NumPy formulas of ``_numpy_step``, which follow the kernels' order of operations. The gradient is cast to the
 parameter's dtype and made contiguous once. A whole parameter set goes to the kernels in one binding call per
 dtype (Python's per-parameter work is a few identity and flag tests; the binding checks each array). Arguments
 are checked by ``fastconv._checks``; ``fastconv.ops`` re-exports the public functions.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _checks as chk
-from ._backend import KERNEL_DTYPES, array_module, is_half, kernel
+from ._backend import KERNEL_DTYPES, array_module, kernel
 from ._checks import check_param_dicts, optimizer_hyperparameters
 
 __all__ = [
@@ -56,8 +57,7 @@ _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 def _kernel_ready(a: np.ndarray) -> bool:
     """Whether the kernels can update ``a`` in place (the binding checks the same, and writeability)."""
     f = a.flags
-    # float16 / bfloat16 parameters have no update kernels: they take the NumPy path (_numpy_step)
-    return f.c_contiguous and f.aligned and a.dtype in KERNEL_DTYPES and not is_half(a.dtype)
+    return f.c_contiguous and f.aligned and a.dtype in KERNEL_DTYPES
 
 
 def _kernel_grad(g: np.ndarray, dtype) -> np.ndarray:
@@ -69,7 +69,7 @@ def _kernel_grad(g: np.ndarray, dtype) -> np.ndarray:
 
 
 def _numpy_step(method: str, p, g, states: list, scalars: tuple) -> None:
-    """The update of ``method`` in NumPy, in place, for a parameter the kernels cannot take (strided, float16,
+    """The update of ``method`` in NumPy, in place, for a parameter the kernels cannot take (strided,
     byte-swapped, ...): the formulas of csrc/cpu/optim.h with their order of operations, so float32 and float64
     results equal the kernels' (tests compare both with fastconv.reference.optimizer)."""
     g = g.astype(p.dtype, copy=False)
@@ -138,8 +138,8 @@ def optimizer_update(method: str, params, grads, state: dict, **hyper) -> None:
     """One optimizer step on every parameter, in place: the fused kernel of ``method`` per array.
 
     Every argument is checked before any array changes. Kernel-ready parameters (writeable, aligned,
-    C-contiguous float32 / float64) go to the kernels in one call per dtype; any other writeable float array is
-    updated in place by the reference formula (the same results).
+    C-contiguous float32 / float64 / float16 / bfloat16) go to the kernels in one call per dtype; any other
+    writeable float array is updated in place by the reference formula (the same results).
 
     Parameters
     ----------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import ops
+from ._backend import is_half
 
 __all__ = [
     "Relu",
@@ -189,7 +190,7 @@ class BatchNormalization:
         self.input_shape = x.shape
         x2 = x.reshape(x.shape[0], -1)
         d = x2.shape[1]
-        dtype = x2.dtype if x2.dtype.kind == "f" else np.dtype(np.float64)
+        dtype = x2.dtype if x2.dtype.kind == "f" or is_half(x2.dtype) else np.dtype(np.float64)
         if self.running_mean is None:
             self.running_mean = np.zeros(d, dtype=dtype)
         if self.running_var is None:
@@ -474,7 +475,7 @@ class SpatialBatchNormalization:
 
     def forward(self, x, train_flg=True):
         x = ops.as_array(x, "x")
-        if x.ndim == 4 and x.dtype.kind == "f":
+        if x.ndim == 4 and (x.dtype.kind == "f" or is_half(x.dtype)):
             c, dtype = x.shape[1], x.dtype
             if self.running_mean is None:
                 self.running_mean = np.zeros(c, dtype=dtype)

@@ -140,7 +140,7 @@ def gemm(a, b, *, trans_a: bool = False, trans_b: bool = False, alpha: float = 1
 
 def im2col(input_data, filter_h: int, filter_w: int, stride: int = 1, pad: int = 0):
     """Unfold (N, C, H, W) into the book's column matrix (N*OH*OW, C*FH*FW); dtype follows the input."""
-    dtype, arr = chk.floats(input_data=input_data)
+    dtype, arr = chk.floats(half=True, input_data=input_data)
     x = arr["input_data"]
     chk.ndim(x, "input_data", 4, "(N, C, H, W)")
     chk.nonempty(x, "input_data")
@@ -155,7 +155,7 @@ def im2col(input_data, filter_h: int, filter_w: int, stride: int = 1, pad: int =
 
 def col2im(col, input_shape, filter_h: int, filter_w: int, stride: int = 1, pad: int = 0):
     """Adjoint of :func:`im2col`: scatter-add the column matrix back into an array of ``input_shape``."""
-    dtype, arr = chk.floats(col=col)
+    dtype, arr = chk.floats(half=True, col=col)
     col = arr["col"]
     shape = chk.shape_arg(input_shape, "input_shape")
     fh, fw = chk.integer(filter_h, "filter_h", 1), chk.integer(filter_w, "filter_w", 1)
@@ -292,7 +292,7 @@ def _shift(x, pads, sign: int, dtype):
 def zeropad(x, pad):
     """x (N, C, H, W) with ``pad`` zeros around each plane: an int, (ph, pw), (top, bottom, left, right) or
     ((top, bottom), (left, right)). Returns (N, C, H + top + bottom, W + left + right)."""
-    dtype, arr = chk.floats(x=x)
+    dtype, arr = chk.floats(half=True, x=x)
     x = arr["x"]
     return _shift(x, chk.zeropad_args(x, pad, "pad"), 1, dtype)
 
@@ -300,7 +300,7 @@ def zeropad(x, pad):
 def crop(x, crop):
     """x (N, C, H, W) without ``crop`` rows and columns at its borders (the forms of :func:`zeropad`). Returns
     (N, C, H - top - bottom, W - left - right)."""
-    dtype, arr = chk.floats(x=x)
+    dtype, arr = chk.floats(half=True, x=x)
     x = arr["x"]
     return _shift(x, chk.zeropad_args(x, crop, "crop"), -1, dtype)
 
@@ -549,7 +549,7 @@ def _bn_params(x, dtype, x_name: str = "x", **params) -> dict:
 
 
 def _bn_x(x, name: str = "x"):
-    dtype, arr = chk.floats(**{name: x})
+    dtype, arr = chk.floats(half=True, **{name: x})
     x = arr[name]
     chk.ndim(x, name, 2, "(N, D)")
     chk.nonempty(x, name)
@@ -601,7 +601,7 @@ def batchnorm_forward_infer(x, gamma, beta, running_mean, running_var, eps: floa
 
 def batchnorm_backward(dout, xc, xn, std, gamma) -> tuple:
     """Gradients (dx, dgamma, dbeta) of training-mode batch normalization."""
-    dtype, arr = chk.floats(dout=dout, xc=xc, xn=xn, std=std, gamma=gamma)
+    dtype, arr = chk.floats(half=True, dout=dout, xc=xc, xn=xn, std=std, gamma=gamma)
     dout = arr["dout"]
     chk.ndim(dout, "dout", 2, "(N, D)")
     chk.nonempty(dout, "dout")
@@ -685,7 +685,7 @@ def tanh_backward(dout, out):
 
 
 def _sbn_x(x, name: str = "x"):
-    dtype, arr = chk.floats(**{name: x})
+    dtype, arr = chk.floats(half=True, **{name: x})
     chk.nchw(arr[name], name)
     return dtype, _c(arr[name], dtype)
 
@@ -732,7 +732,7 @@ def spatial_batchnorm_forward_infer(x, gamma, beta, running_mean, running_var, e
 def spatial_batchnorm_backward(dout, x, mean, invstd, gamma) -> tuple:
     """Gradients (dx, dgamma, dbeta) of :func:`spatial_batchnorm_forward_train`, given its input ``x`` and the
     ``mean`` and ``invstd`` it returned."""
-    dtype, arr = chk.floats(dout=dout, x=x, gamma=gamma)
+    dtype, arr = chk.floats(half=True, dout=dout, x=x, gamma=gamma)
     dout, x = arr["dout"], arr["x"]
     chk.nchw(dout, "dout")
     chk.same_shape(x, "x", dout.shape, "the shape of dout")
@@ -759,7 +759,7 @@ def spatial_batchnorm_backward(dout, x, mean, invstd, gamma) -> tuple:
 
 def _pool_grad(dout, x_shape) -> tuple:
     """(dtype, dout, x_shape) of a global pooling backward: dout (N, C) against the forward input's shape."""
-    dtype, arr = chk.floats(dout=dout)
+    dtype, arr = chk.floats(half=True, dout=dout)
     shape = chk.shape_arg(x_shape, "x_shape")
     chk.check_elements("dx", *shape, culprit="x_shape")
     chk.same_shape(arr["dout"], "dout", shape[:2], "the shape of the forward output (N, C)")
@@ -822,7 +822,7 @@ def upsample_forward(x, scale=2, mode: str = "nearest"):
 
 def upsample_backward(dout, x_shape, scale=2, mode: str = "nearest"):
     """Gradient of :func:`upsample_forward` with respect to its input of shape ``x_shape``."""
-    dtype, arr = chk.floats(dout=dout)
+    dtype, arr = chk.floats(half=True, dout=dout)
     shape = chk.shape_arg(x_shape, "x_shape")
     sh, sw = chk.scale_pair(scale)
     mode = chk.upsample_mode(mode)
@@ -841,7 +841,7 @@ def upsample_backward(dout, x_shape, scale=2, mode: str = "nearest"):
 
 def add_forward(a, b):
     """``a + b`` for two arrays of one shape (no broadcasting), in their result dtype."""
-    dtype, arr = chk.floats(a=a, b=b)
+    dtype, arr = chk.floats(half=True, a=a, b=b)
     a, b = arr["a"], arr["b"]
     chk.same_shape(b, "b", a.shape, "the shape of a")
     return array_module(a).add(a, b, dtype=dtype)
@@ -859,7 +859,7 @@ def concat_forward(xs, axis: int = 1):
     if len(xs) < 2:
         raise ValueError(f"xs: expected two or more arrays to join, got {len(xs)}")
     names = [_input_name(i) for i in range(len(xs))]
-    dtype, arr = chk.floats(**dict(zip(names, xs)))
+    dtype, arr = chk.floats(half=True, **dict(zip(names, xs)))
     xs = [arr[n] for n in names]
     ax = chk.concat_axis(axis, xs[0].ndim)
     for n, x in zip(names[1:], xs[1:]):
@@ -871,7 +871,7 @@ def concat_backward(dout, lengths, axis: int = 1) -> tuple:
     """Split ``dout`` along ``axis`` into the gradients of :func:`concat_forward`'s inputs: ``lengths`` lists each
     input's extent along the axis (an int is the first of two inputs'). New C-contiguous arrays (never views of
     dout)."""
-    dtype, arr = chk.floats(dout=dout)
+    dtype, arr = chk.floats(half=True, dout=dout)
     dout = arr["dout"]
     ax = chk.concat_axis(axis, dout.ndim)
     if isinstance(lengths, (list, tuple)):
@@ -891,7 +891,7 @@ def concat_backward(dout, lengths, axis: int = 1) -> tuple:
 
 
 def _loss_args(y, t, y_name: str) -> tuple:
-    dtype, arr = chk.floats(**{y_name: y})
+    dtype, arr = chk.floats(half=True, **{y_name: y})
     y = arr[y_name]
     chk.nonempty(y, y_name)
     t = chk.loss_targets(t, y.shape, y_name)
@@ -1111,7 +1111,7 @@ def gru_reset_after_backward(xs, Wx, Wh, h0, hs, gates, rec, dhs) -> tuple:
 
 def embedding_forward(W, idx):
     """Rows of W (V, D) picked by the integer ids ``idx`` (any shape): ``W[idx]``, of shape idx.shape + (D,)."""
-    dtype, arr = chk.floats(W=W)
+    dtype, arr = chk.floats(half=True, W=W)
     W = arr["W"]
     chk.ndim(W, "W", 2, "(V, D)")
     chk.nonempty(W, "W")
@@ -1129,7 +1129,7 @@ def embedding_backward(dout, idx, W_shape, out=None):
 
     ``out``, when given, is a C-contiguous writeable (V, D) array of dout's dtype that receives the result in place.
     """
-    dtype, arr = chk.floats(dout=dout)
+    dtype, arr = chk.floats(half=True, dout=dout)
     dout = arr["dout"]
     idx = chk.ids(idx)
     V, D = chk.table_shape(W_shape)
@@ -1163,7 +1163,7 @@ def time_softmax_ce(xs, ts, ignore_label: int = -1) -> tuple:
     labels : ndarray (N, T) int64, the labels used (argmax of one-hot targets)
     kept : int, the number of steps that count
     """
-    dtype, arr = chk.floats(xs=xs)
+    dtype, arr = chk.floats(half=True, xs=xs)
     xs = arr["xs"]
     chk.ndim(xs, "xs", 3, "(N, T, V)")
     chk.nonempty(xs, "xs")
@@ -1181,7 +1181,7 @@ def time_softmax_ce(xs, ts, ignore_label: int = -1) -> tuple:
 def time_softmax_ce_backward(ys, labels, kept: int, dout: float = 1.0, ignore_label: int = -1):
     """Gradient of :func:`time_softmax_ce` for the scores: ``(ys - onehot(labels)) * dout / kept`` on the kept
     steps, 0 on the ignored ones."""
-    dtype, arr = chk.floats(ys=ys)
+    dtype, arr = chk.floats(half=True, ys=ys)
     ys = arr["ys"]
     chk.ndim(ys, "ys", 3, "(N, T, V)")
     chk.nonempty(ys, "ys")
@@ -1316,7 +1316,7 @@ def layernorm_forward(x, gamma, beta, eps: float = 1e-5) -> tuple:
     mean, rstd : ndarray (M,)
         Each row's mean and ``1 / sqrt(var + eps)``, M = x.size // D (kept for :func:`layernorm_backward`).
     """
-    dtype, arr = chk.floats(x=x, gamma=gamma, beta=beta)
+    dtype, arr = chk.floats(half=True, x=x, gamma=gamma, beta=beta)
     x = arr["x"]
     x2 = _c(chk.last_axis_rows(x, "x"), dtype)
     M, D = x2.shape
@@ -1331,7 +1331,7 @@ def layernorm_forward(x, gamma, beta, eps: float = 1e-5) -> tuple:
 
 def layernorm_backward(x, gamma, mean, rstd, dout) -> tuple:
     """Gradients (dx, dgamma, dbeta) of :func:`layernorm_forward` for the gradient dout of its output."""
-    dtype, arr = chk.floats(x=x, gamma=gamma, mean=mean, rstd=rstd, dout=dout)
+    dtype, arr = chk.floats(half=True, x=x, gamma=gamma, mean=mean, rstd=rstd, dout=dout)
     x = arr["x"]
     x2 = _c(chk.last_axis_rows(x, "x"), dtype)
     M, D = x2.shape

@@ -114,7 +114,7 @@ class _Optimizer:
             states[n] = {}
             for k, a in s.items():
                 a = _checks.array(a, f"state_dict[{n!r}][{k!r}]")
-                if a.dtype.kind != "f":
+                if a.dtype.kind != "f" and not _checks.is_half(a.dtype):
                     raise TypeError(f"state_dict[{n!r}][{k!r}]: dtype {a.dtype}, expected a floating dtype")
                 states[n][k] = np.array(a, copy=True, order="C")
         self._load_extra(d)
