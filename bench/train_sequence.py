@@ -31,7 +31,7 @@ Tasks:
             baseline.
 The PyTorch models are the same networks in nn.Embedding / nn.LSTM / nn.RNN / nn.Linear /
 nn.TransformerEncoderLayer (gate rows permuted from the sequel's (f, g, i, o) to PyTorch's (i, f, g, o), b_hh
-zero; the sequel's attention as bmm + softmax), started from the same weights, fed the
+zero and frozen; the sequel's attention as bmm + softmax), started from the same weights, fed the
 same batches in the same order, updated by the same Adam (the book's, written for tensors here;
 --torch-adam torch picks torch.optim.Adam); only dropout masks differ. Both run with --threads threads (default 1: these
 models are small, and on a busy 2-core host two OpenMP threads that wait for each other cost more than they
@@ -105,6 +105,9 @@ def set_rnn(torch, rnn, Wx, Wh, b, lstm=True):
         rnn.weight_hh_l0.copy_(w_hh)
         rnn.bias_ih_l0.copy_(b_ih)
         rnn.bias_hh_l0.copy_(b_hh)
+    # The sequel's cells have one bias; PyTorch's second one stays zero and frozen (trained, it would add a
+    # second update of the summed bias every step and count its gradient twice in the clipping norm).
+    rnn.bias_hh_l0.requires_grad_(False)
 
 
 class TorchBookAdam:
