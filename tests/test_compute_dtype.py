@@ -124,6 +124,39 @@ def test_context_manager_restores(rng):
     assert fastconv.get_compute_dtype() == "bfloat16"
 
 
+def test_context_manager_blocks_of_two_threads_interleaved():
+    """Thread A enters a float32 block, B a float16 one, A leaves, then B: the policy is the latest open block's
+    while any is open and the one from before both afterwards (restoring "the previous policy" left float32,
+    the policy of A's block, which had ended)."""
+    import threading
+
+    fastconv.set_compute_dtype("bfloat16")
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def a():
+        with fastconv.compute_dtype("float32"):
+            a_in.set()
+            b_in.wait(10)
+        seen["after A left"] = fastconv.get_compute_dtype()
+        a_out.set()
+
+    def b():
+        a_in.wait(10)
+        with fastconv.compute_dtype("float16"):
+            seen["both open"] = fastconv.get_compute_dtype()
+            b_in.set()
+            a_out.wait(10)
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert seen == {"both open": "float16", "after A left": "float16"}
+    assert fastconv.get_compute_dtype() == "bfloat16"
+
+
 @pytest.mark.parametrize("bad", ["int8", "float64", "fp32", "", 3, np.int16, [1]])
 def test_bad_values(bad):
     fastconv.set_compute_dtype("float32")

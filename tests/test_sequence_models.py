@@ -217,6 +217,18 @@ def test_generate_matches_argmax_of_forward(cls):
     np.testing.assert_array_equal(scores.argmax(axis=2), out)
 
 
+@pytest.mark.parametrize("cls", [Seq2seq, AttentionSeq2seq])
+def test_generate_zero_steps_and_bad_sample_size(cls):
+    model = cls(9, 4, 6, rng=np.random.default_rng(5), dtype=np.float64)
+    xs = np.random.default_rng(6).integers(0, 9, (3, 4))
+    out = model.generate(xs, 2, 0)
+    assert out.shape == (3, 0) and out.dtype == np.int64
+    with pytest.raises(ValueError, match=r"^sample_size must be >= 0, got -1$"):
+        model.generate(xs, 2, -1)
+    with pytest.raises(TypeError, match=r"^sample_size: expected an int, got float 2.0$"):
+        model.generate(xs, 2, 2.0)
+
+
 # ======================================================================================================
 # the sequel's save_params files
 

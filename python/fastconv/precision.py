@@ -23,6 +23,7 @@ when asked for.
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import numpy as np
 
@@ -216,14 +217,39 @@ def set_compute_dtype(dtype) -> None:
     dtype : str, NumPy dtype or None
         "float32", "float16", "bfloat16" (or the NumPy / ml_dtypes dtype of that name), or None for exact float64.
     """
+    suffix = _suffix_of(dtype, "set_compute_dtype")
+    with _lock:
+        if _blocks:
+            _blocks[-1][1] = suffix  # inside a block: that block's exit still restores what preceded it
+        else:
+            _base[0] = suffix
+        _apply()
+
+
+# The policy outside every ``compute_dtype`` block, and the blocks open now as [token, suffix] in the order they
+# were entered. A block's exit removes its own entry, wherever it is, so blocks opened and closed by several
+# threads in any interleaving leave the policy as it was before the first of them (restoring "the previous
+# policy" instead left the policy of a block that had already ended).
+_lock = threading.Lock()
+_base: list = [None]
+_blocks: list = []
+
+
+def _suffix_of(dtype, where: str):
+    """The kernel suffix of policy ``dtype`` (None for exact float64); a one-line ValueError for anything else."""
     if dtype is not None and not isinstance(dtype, str):
         try:
             dtype = np.dtype(dtype).name
         except (TypeError, ValueError):
             pass
     if dtype is not None and not (isinstance(dtype, str) and dtype in _SUFFIX):
-        raise ValueError(f"set_compute_dtype: dtype {dtype!r}, expected 'float32', 'float16', 'bfloat16' or None")
-    _backend.policy_suffix = None if dtype is None else _SUFFIX[dtype]
+        raise ValueError(f"{where}: dtype {dtype!r}, expected 'float32', 'float16', 'bfloat16' or None")
+    return None if dtype is None else _SUFFIX[dtype]
+
+
+def _apply() -> None:
+    """Under ``_lock``: the policy in force is the latest open block's, else the one set outside blocks."""
+    _backend.policy_suffix = _blocks[-1][1] if _blocks else _base[0]
 
 
 def get_compute_dtype() -> str | None:
@@ -235,10 +261,16 @@ def get_compute_dtype() -> str | None:
 @contextlib.contextmanager
 def compute_dtype(dtype):
     """``with compute_dtype("float32"): ...`` runs the block under that policy (see ``set_compute_dtype``) and
-    restores the previous one afterwards, also when the block raises."""
-    previous = get_compute_dtype()
-    set_compute_dtype(dtype)
+    restores the previous one afterwards, also when the block raises. Blocks entered and left by several threads
+    in any order (the policy is still process-wide: the latest open block's applies) leave the policy as it was
+    before the first of them."""
+    entry = [object(), _suffix_of(dtype, "set_compute_dtype")]
+    with _lock:
+        _blocks.append(entry)
+        _apply()
     try:
         yield
     finally:
-        set_compute_dtype(previous)
+        with _lock:
+            _blocks.remove(entry)
+            _apply()

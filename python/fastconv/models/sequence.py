@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _checks as chk
 from .. import io as _io
 from .. import time_layers as tl
 
@@ -178,13 +179,14 @@ class BetterRnnlm(SequelModel):
 def _greedy(scores, n_rows, start_id, sample_size):
     """Greedy decoding: ``scores`` maps ids (n_rows, 1) to scores (n_rows, 1, V) and advances the decoder's
     state; it is fed ``start_id``, then its own argmax, ``sample_size`` times. Returns ids (n_rows,
-    sample_size)."""
+    sample_size); ``sample_size`` 0 gives (n_rows, 0)."""
+    sample_size = chk.integer(sample_size, "sample_size", 0)
     x = np.full((n_rows, 1), start_id, dtype=np.int64)
-    out = []
-    for _ in range(sample_size):
+    out = np.empty((n_rows, sample_size), dtype=np.int64)
+    for i in range(sample_size):
         x = scores(x).argmax(axis=2)
-        out.append(x[:, 0])
-    return np.stack(out, axis=1)
+        out[:, i] = x[:, 0]
+    return out
 
 
 class Encoder:
