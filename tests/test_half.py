@@ -597,6 +597,20 @@ def test_zeropad_crop_exact(rng, hdtype, pad):
 # global pooling and upsampling
 
 
+def test_double_results_rounded_once(hdtype):
+    """Kernels that sum in double round the double once to the 16-bit type: the mean lies just above a tie of
+    the 16-bit type, less than half a float32 ulp above it, so a double -> float32 -> 16-bit path lands on the
+    tie and rounds it to even, one step too low."""
+    if hdtype == np.float16:  # mean 512.25 + 2**-16: above the tie of 512 and 512.5 (float16's step is 0.5)
+        x, want = [2048.0, 1.0, 2.0**-14, 0.0], 512.5
+    else:  # mean 1 + 2**-8 + 2**-30: above the tie of 1 and 1 + 2**-7 (bfloat16's step)
+        x, want = [4.0, 2.0**-6, 2.0**-28, 0.0], 1.0 + 2.0**-7
+    x = np.array(x).astype(hdtype).reshape(1, 1, 2, 2)
+    assert np.array_equal(f64(x).ravel(), np.array(x.ravel(), np.float64))  # the inputs are exact
+    out = ops.global_avgpool_forward(x)
+    assert out.dtype == hdtype and f64(out)[0, 0] == want
+
+
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 5, 7), (3, 4, 16, 16)])
 def test_global_pooling(rng, hdtype, shape):
     x = rand(rng, shape, hdtype)

@@ -5,6 +5,7 @@
 // the store. Whole-row conversions (widen / narrow) run under the CPU's ISA dispatch (cpu/half_convert.cpp:
 // F16C / AVX-512 conversions for f16, 16-bit shifts with RNE for bf16, a portable scalar loop).
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -118,11 +119,26 @@ inline T from_compute(compute_t<T> v) {
   else return v;
 }
 
-// A double rounded to T (the kernels that sum or normalise in double): for f16 / bf16 through float, one more
-// rounding of at most 2**-24 relative, far below the 16-bit rounding that follows it.
+// double -> float rounded to odd: truncated toward zero, with the last bit set when anything was cut off. A
+// value rounded to odd with at least two more bits than a narrower format rounds to that format (to nearest
+// even) exactly as the double itself would (Boldo & Melquiond, "Emulation of FMA and correctly rounded sums:
+// proved algorithms using rounding to odd", 2008), so double -> f16 / bf16 is rounded once, not twice.
+inline float double_to_float_odd(double d) {
+  float f = static_cast<float>(d);  // to nearest even (inf past float's range)
+  if (static_cast<double>(f) != d && d == d) {
+    std::uint32_t u = float_bits(f);
+    if (std::fabs(static_cast<double>(f)) > std::fabs(d)) --u;  // rounded away from zero: step back (truncation)
+    f = bits_float(u | 1u);
+  }
+  return f;
+}
+
+// A double rounded to T (the kernels that sum or normalise in double): for f16 / bf16 through the float
+// rounded to odd, so the value is rounded once, as the double itself would be (a plain double -> float -> 16-bit
+// path rounds twice and can miss a tie by one 16-bit step).
 template <typename T>
 inline T from_double(double v) {
-  if constexpr (is_half_v<T>) return from_compute<T>(static_cast<float>(v));
+  if constexpr (is_half_v<T>) return from_compute<T>(double_to_float_odd(v));
   else return static_cast<T>(v);
 }
 

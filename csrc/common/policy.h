@@ -6,7 +6,6 @@
 // back to double. So a policy kernel gives the bits of the float32 / float16 / bfloat16 kernel run on the
 // rounded inputs, in float64 arrays. Row conversions: cpu/half_convert.h (widen / narrow).
 #pragma once
-#include <cmath>
 
 #include "common/half.h"
 
@@ -31,20 +30,6 @@ template <>
 struct is_staged<f64_as_f16> : std::true_type {};
 template <>
 struct is_staged<f64_as_bf16> : std::true_type {};
-
-// double -> float rounded to odd: truncated toward zero, with the last bit set when anything was cut off. A
-// value rounded to odd with at least two more bits than a narrower format rounds to that format (to nearest
-// even) exactly as the double itself would (Boldo & Melquiond, "Emulation of FMA and correctly rounded sums:
-// proved algorithms using rounding to odd", 2008), so double -> f16 / bf16 is rounded once, not twice.
-inline float double_to_float_odd(double d) {
-  float f = static_cast<float>(d);  // to nearest even (inf past float's range)
-  if (static_cast<double>(f) != d && d == d) {
-    std::uint32_t u = float_bits(f);
-    if (std::fabs(static_cast<double>(f)) > std::fabs(d)) --u;  // rounded away from zero: step back (truncation)
-    f = bits_float(u | 1u);
-  }
-  return f;
-}
 
 // The float32 value a kernel computes with, per policy type.
 inline float to_compute(f64_as_f32 v) { return static_cast<float>(v.v); }
