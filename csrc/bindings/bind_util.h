@@ -141,31 +141,25 @@ inline Matrix matrix_dims(const py::array& a, const char* name, const char* cols
 // Register fn<T> as name_<suffix> for every T of FC_FLOAT_TYPES (common/dtype.h): name_f32, name_f64, ...
 #define FC_DEF_FLOATS(m, name, fn, doc, ...) FC_DEF_FLOATS_PTR(m, name, &fn<T_>, doc, __VA_ARGS__)
 
-// The same for a function pointer written in terms of the type T_, e.g. (&forward_py<T_, cpu::relu_forward<T_>>)
-// for a binding template that takes its kernel as a template argument (parenthesised: it holds a comma).
-#define FC_DEF_FLOATS_PTR(m, name, ptr, doc, ...)                                                     \
-  ::fastconv::for_each_float([&](auto tag) {                                                          \
+// Registers ptr once per type of a dtype list (for_each: for_each_float, for_each_half, for_each_policy) as
+// name_<suffix>; T_ names the type inside ptr.
+#define FC_DEF_EACH_PTR_(for_each, m, name, ptr, doc, ...)                                            \
+  ::fastconv::for_each([&](auto tag) {                                                                \
     using T_ = typename decltype(tag)::type;                                                          \
     (m).def((std::string(name) + "_" + ::fastconv::dtype_suffix<T_>::value).c_str(), ptr, doc,        \
             __VA_ARGS__);                                                                             \
   })
 
+// The same for a function pointer written in terms of the type T_, e.g. (&forward_py<T_, cpu::relu_forward<T_>>)
+// for a binding template that takes its kernel as a template argument (parenthesised: it holds a comma).
+#define FC_DEF_FLOATS_PTR(m, name, ptr, doc, ...) FC_DEF_EACH_PTR_(for_each_float, m, name, ptr, doc, __VA_ARGS__)
+
 // The same for the 16-bit storage types of FC_HALF_TYPES (name_f16, name_bf16), for the ops that have them.
-#define FC_DEF_HALVES_PTR(m, name, ptr, doc, ...)                                                     \
-  ::fastconv::for_each_half([&](auto tag) {                                                           \
-    using T_ = typename decltype(tag)::type;                                                          \
-    (m).def((std::string(name) + "_" + ::fastconv::dtype_suffix<T_>::value).c_str(), ptr, doc,        \
-            __VA_ARGS__);                                                                             \
-  })
+#define FC_DEF_HALVES_PTR(m, name, ptr, doc, ...) FC_DEF_EACH_PTR_(for_each_half, m, name, ptr, doc, __VA_ARGS__)
 #define FC_DEF_HALVES(m, name, fn, doc, ...) FC_DEF_HALVES_PTR(m, name, &fn<T_>, doc, __VA_ARGS__)
 
 // The same for the compute policy's types of FC_POLICY_TYPES (name_f64_as_f32, name_f64_as_f16, ...).
-#define FC_DEF_POLICY_PTR(m, name, ptr, doc, ...)                                                     \
-  ::fastconv::for_each_policy([&](auto tag) {                                                         \
-    using T_ = typename decltype(tag)::type;                                                          \
-    (m).def((std::string(name) + "_" + ::fastconv::dtype_suffix<T_>::value).c_str(), ptr, doc,        \
-            __VA_ARGS__);                                                                             \
-  })
+#define FC_DEF_POLICY_PTR(m, name, ptr, doc, ...) FC_DEF_EACH_PTR_(for_each_policy, m, name, ptr, doc, __VA_ARGS__)
 #define FC_DEF_POLICY(m, name, fn, doc, ...) FC_DEF_POLICY_PTR(m, name, &fn<T_>, doc, __VA_ARGS__)
 
 // Both lists at once, one docstring: name_f32, name_f64, name_f16, name_bf16.
