@@ -147,7 +147,9 @@ POOL_IDS = [pool_id(c) for c in POOL_CASES]
 # ======================================================================================================
 # fixtures
 
-ISAS = ["scalar", "avx2", "avx512"]
+# AVX-512 twice: its float32 GEMM has one micro-kernel tile per kind of CPU (16x16, 12x32; isa.h), and both
+# run on every AVX-512 machine (emulated ones included), whichever this CPU would pick.
+ISAS = ["scalar", "avx2", "avx512-16x16", "avx512-12x32"]
 
 
 # Devices: every kernel, layer and model test takes the ``device`` fixture, puts its inputs there with
@@ -204,17 +206,22 @@ def dtype(request):
 
 @pytest.fixture(params=ISAS)
 def isa(request):
-    """Each GEMM micro-kernel ISA this CPU supports (skipped otherwise); the previous ISA is restored."""
-    prev = fastconv._cpu.cpu_isa()
+    """Each GEMM micro-kernel ISA (and AVX-512 tile) this CPU supports (skipped otherwise): yields the ISA's name
+    (the tile shows in the test id); the previous ISA and tile are restored."""
+    name, _, tile = request.param.partition("-")
+    prev, prev_tile = fastconv._cpu.cpu_isa(), fastconv._cpu.avx512_tile()
     try:
-        fastconv._cpu.set_cpu_isa(request.param)
+        fastconv._cpu.set_cpu_isa(name)
     except ValueError as exc:
-        pytest.skip(f"ISA {request.param} not available here: {exc}")
-    assert fastconv._cpu.cpu_isa() == request.param
+        pytest.skip(f"ISA {name} not available here: {exc}")
+    assert fastconv._cpu.cpu_isa() == name
+    if tile:
+        fastconv._cpu.set_avx512_tile(tile)
     try:
-        yield request.param
+        yield name
     finally:
         fastconv._cpu.set_cpu_isa(prev)
+        fastconv._cpu.set_avx512_tile(prev_tile)
 
 
 @pytest.fixture(params=[1, 2], ids=["t1", "t2"])

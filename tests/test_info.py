@@ -11,7 +11,7 @@ from fastconv import _cpu, ops
 
 
 def run_python(code, **env):
-    e = {k: v for k, v in os.environ.items() if k != "FASTCONV_ISA"}
+    e = {k: v for k, v in os.environ.items() if k not in ("FASTCONV_ISA", "FASTCONV_GEMM_TILE")}
     e.update({k: v for k, v in env.items() if v is not None})
     return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=e, timeout=60, check=False
@@ -167,3 +167,56 @@ def test_reduced_precision_features_match_the_kernel_s_cpu_flags():
         pytest.skip("not an x86-64 CPU with AVX2")
     for name in ("f16c", "avx512_bf16", "avx512_fp16", "amx_bf16"):
         assert (name in have) == (name in flags), name
+
+
+def _cpu_vendor():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def test_avx512_tile_default_follows_the_cpu_vendor():
+    """AMD's AVX-512 cores (one 512-bit FMA a cycle) keep the 16x16 float32 tile, the others get 12x32
+    (gemm/config.h has the measurements); FASTCONV_GEMM_TILE unset."""
+    vendor = _cpu_vendor()
+    if vendor is None:
+        pytest.skip("no /proc/cpuinfo vendor_id")
+    r = run_python("import fastconv; print(fastconv.info()['gemm_tile_avx512'])", FASTCONV_GEMM_TILE=None)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == ("16x16" if vendor == "AuthenticAMD" else "12x32")
+
+
+@pytest.mark.parametrize("tile", ["16x16", "12x32"])
+def test_fastconv_gemm_tile_env(tile):
+    code = (
+        "import fastconv, numpy as np; from fastconv import ops; "
+        "print(fastconv.info()['gemm_tile_avx512']); a = np.ones((40, 70), np.float32); "
+        "print(ops.gemm(a, a.T)[3, 5])"
+    )
+    r = run_python(code, FASTCONV_GEMM_TILE=tile)
+    assert r.returncode == 0, r.stderr
+    got, value = r.stdout.split()
+    assert got == tile and float(value) == 70.0
+    # an unknown value keeps the CPU's choice, as an unknown FASTCONV_ISA does
+    r = run_python("import fastconv; print(fastconv.info()['gemm_tile_avx512'])", FASTCONV_GEMM_TILE="9x9")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() in _cpu.avx512_tiles()
+
+
+def test_set_avx512_tile_roundtrip_and_rejects():
+    prev = _cpu.avx512_tile()
+    assert prev in _cpu.avx512_tiles() == ["16x16", "12x32"]
+    try:
+        for tile in _cpu.avx512_tiles():
+            _cpu.set_avx512_tile(tile)
+            assert _cpu.avx512_tile() == tile == fastconv.info()["gemm_tile_avx512"]
+        with pytest.raises(ValueError, match=r"tile: unknown AVX-512 GEMM tile '8x8', expected one of 16x16, 12x32"):
+            _cpu.set_avx512_tile("8x8")
+        assert _cpu.avx512_tile() == "12x32"
+    finally:
+        _cpu.set_avx512_tile(prev)

@@ -66,6 +66,17 @@ PYBIND11_MODULE(_cpu, m) {
         "Force the GEMM micro-kernel ISA: 'avx512', 'avx2' or 'scalar'. Raises ValueError if the CPU or the "
         "build lacks it.");
 
+  m.def("avx512_tile", [] { return std::string(cpu::avx512_tile_name()); },
+        "The AVX-512 float32 GEMM micro-kernel's tile, '16x16' or '12x32' (chosen per CPU, or forced by "
+        "FASTCONV_GEMM_TILE); used while cpu_isa() is 'avx512'.");
+  m.def("avx512_tiles", [] {
+    py::list l;
+    for (const char* s : cpu::avx512_tiles()) l.append(s);
+    return l;
+  }, "Every AVX-512 float32 GEMM tile this build has (each can be forced with set_avx512_tile).");
+  m.def("set_avx512_tile", [](const std::string& tile) { cpu::set_avx512_tile(tile); }, py::arg("tile"),
+        "Force the AVX-512 float32 GEMM tile: '16x16' or '12x32'. Raises ValueError if unknown.");
+
   m.def("workspace_bytes", [] {
     py::dict d;
     d["current"] = cpu::scratch_bytes_current();

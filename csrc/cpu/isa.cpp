@@ -55,7 +55,43 @@ Isa initial_isa() {
 
 std::atomic<int> g_isa{static_cast<int>(initial_isa())};
 
+const char* const kTileNames[] = {"16x16", "12x32"};
+
+Avx512Tile parse_tile(const std::string& s) {
+  for (int i = 0; i < 2; ++i)
+    if (s == kTileNames[i]) return static_cast<Avx512Tile>(i);
+  throw std::invalid_argument("FASTCONV_GEMM_TILE / tile: unknown AVX-512 GEMM tile '" + s +
+                              "', expected one of 16x16, 12x32");
+}
+
+// AMD's AVX-512 cores (Zen 4) split a 512-bit FMA over two 256-bit pipes: the 16x16 kernel measured there
+// stays. Every other vendor's (Intel's) has two 512-bit FMA pipes: 12x32 (gemm/config.h).
+Avx512Tile initial_tile() {
+  if (const char* env = std::getenv("FASTCONV_GEMM_TILE")) {
+    try {
+      return parse_tile(env);  // an unknown value keeps the CPU's choice, as FASTCONV_ISA does
+    } catch (const std::exception&) {
+    }
+  }
+#if FASTCONV_HAVE_X86_UKR
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  // vendor string "AuthenticAMD": ebx "Auth", edx "enti", ecx "cAMD"
+  if (__get_cpuid(0, &a, &b, &c, &d) && c == 0x444d4163u) return Avx512Tile::t16x16;
+#endif
+  return Avx512Tile::t12x32;
+}
+
+std::atomic<int> g_tile{static_cast<int>(initial_tile())};
+
 }  // namespace
+
+Avx512Tile avx512_tile() { return static_cast<Avx512Tile>(g_tile.load(std::memory_order_relaxed)); }
+
+const char* avx512_tile_name() { return kTileNames[g_tile.load()]; }
+
+void set_avx512_tile(const std::string& name) { g_tile.store(static_cast<int>(parse_tile(name))); }
+
+std::vector<const char*> avx512_tiles() { return {kTileNames[0], kTileNames[1]}; }
 
 Isa active_isa() { return static_cast<Isa>(g_isa.load(std::memory_order_relaxed)); }
 

@@ -19,6 +19,17 @@ std::vector<const char*> supported_isas();    // built and supported by this CPU
 // to float32, csrc/common/half.h). AMX also needs the OS's permission (arch_prctl), not checked here.
 std::vector<const char*> cpu_features();
 
+// The AVX-512 float32 GEMM micro-kernel (gemm/config.h has the measurements that chose each): "16x16" where
+// a core issues one 512-bit FMA a cycle (AMD Zen 4, two 256-bit pipes), "12x32" where it issues two (Intel
+// Xeon since Skylake-SP), whose 16x16 kernel is bound by its 17 loads per 16 FMAs. Chosen at import from the
+// CPU vendor, lowered to neither by FASTCONV_ISA, forced by FASTCONV_GEMM_TILE or set_avx512_tile (tests run
+// both on every AVX-512 machine, emulated ones included). float64 has one AVX-512 kernel (8 x 16).
+enum class Avx512Tile : int { t16x16 = 0, t12x32 = 1 };
+Avx512Tile avx512_tile();
+const char* avx512_tile_name();                // "16x16" | "12x32"
+void set_avx512_tile(const std::string& name);  // throws std::invalid_argument if unknown
+std::vector<const char*> avx512_tiles();        // every name set_avx512_tile takes
+
 // AVX-512 CPUs have AVX2 too: the kernels with an AVX2 variant use it under either.
 inline bool has_avx2(Isa isa) { return isa != Isa::scalar; }
 

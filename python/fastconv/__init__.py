@@ -108,6 +108,8 @@ def info() -> dict:
         "simd_compiled": list(b["simd_compiled"]),
         "simd_supported": list(_cpu.supported_isas()),
         "simd_forced": _os.environ.get("FASTCONV_ISA"),
+        # the AVX-512 float32 GEMM micro-kernel (used while simd is avx512): 16x16 or 12x32 per CPU
+        "gemm_tile_avx512": _cpu.avx512_tile(),
         # what the CPU offers for float16 / bfloat16; the kernels convert to float32 on every CPU today
         "reduced_precision_cpu": list(_cpu.cpu_features()),
         "reduced_precision_native": [],

@@ -18,13 +18,24 @@
 //  - SGEMM 1024^3 with MC/KC = 96/768, 96/256, 144/256, 120/384, 192/384, 144/512: all 65-70 GFLOP/s in the
 //    same rounds (differences below the noise), so the AVX-512 machine's choice is kept for both ISAs.
 //    Prefetching the C tile in the micro-kernel (ukr_simd.h) was the measurable win: 67 -> 71-78 GFLOP/s.
+// Re-measured on Intel Xeon (Emerald Rapids: two 512-bit FMA pipes, 184 GFLOP/s f32 per core by peak.cpp,
+// L1d 48 KiB, L2 2 MiB per core), one core, macro-kernel alone (mc 96, nc 2048; /tmp harness over
+// ukr_simd.h), GFLOP/s at kc 768 / 384 / 256:
+//  - 16 x 16: 124 / 137 / 144. Each k step issues 16 FMAs (8 cycles on two pipes) and 17 loads (one B
+//    vector, 16 broadcasts of A): the two load ports, not the FMAs, set the pace.
+//  - 12 x 32: 160 / 166 / 172; 14 x 32: 162 / 167 / 171; 8 x 48: 167 / 165 / 171; 6 x 64: 166 / 163 / 167
+//    (24-28 accumulators, 14 loads per 24 FMAs). 12 x 32 is kept: MC = 96 and MC_PAR = 48 are multiples of
+//    12, and NR = 32 fits MAX_NR. SGEMM 1024^3 (bench_gemm.py, alternating runs, 1 thread): 16 x 16 72% of
+//    peak, NumPy (OpenBLAS) 88-90%; 12 x 32 81-85% with KC 768 or 384 alike (within noise), so KC stays.
+//  - float64 8 x 16 (current) 78-81, 12 x 16 82-84 of 92: within 5%, one f64 kernel is kept.
 #pragma once
 #include <cstdint>
 
 namespace fastconv::cpu::gemm_config {
 
 // Register blocking per ISA (rows of C x columns of C per micro-kernel call).
-constexpr int AVX512_MR_F32 = 16, AVX512_NR_F32 = 16;
+constexpr int AVX512_MR_F32 = 16, AVX512_NR_F32 = 16;      // one 512-bit FMA a cycle (AMD Zen 4)
+constexpr int AVX512W_MR_F32 = 12, AVX512W_NR_F32 = 32;    // two 512-bit FMA pipes (Intel Xeon); isa.h
 constexpr int AVX512_MR_F64 = 8, AVX512_NR_F64 = 16;
 constexpr int AVX2_MR_F32 = 6, AVX2_NR_F32 = 16;
 constexpr int AVX2_MR_F64 = 6, AVX2_NR_F64 = 8;

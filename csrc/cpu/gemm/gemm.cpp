@@ -23,21 +23,29 @@ using namespace gemm_config;
 // ------------------------------------------------------------------------------------------------------
 // micro-kernel dispatch (the ISA in use: cpu/isa.h)
 
-// The registry of micro-kernels per element type, indexed by Isa (unbuilt ISAs fall back to the portable one).
+// The registry of micro-kernels per element type, indexed by Isa (unbuilt ISAs fall back to the portable one);
+// float's AVX-512 entry is one of two tiles (isa.h: avx512_tile).
 #if FASTCONV_HAVE_X86_UKR
 #define FC_UKR_TABLE(SUF) {ukr_ref_##SUF(), ukr_avx2_##SUF(), ukr_avx512_##SUF()}
+#define FC_UKR_WIDE_F32 ukr_avx512w_f32()
 #else
 #define FC_UKR_TABLE(SUF) {ukr_ref_##SUF(), ukr_ref_##SUF(), ukr_ref_##SUF()}
+#define FC_UKR_WIDE_F32 ukr_ref_f32()
 #endif
 
-#define FC_ACTIVE_UKR_(T, S)                                   \
-  template <>                                                  \
-  const Ukr<T>& active_ukr<T>() {                              \
-    static const Ukr<T> table[3] = FC_UKR_TABLE(S);            \
-    return table[static_cast<int>(active_isa())];              \
-  }
-FC_FLOAT_TYPES(FC_ACTIVE_UKR_)
-#undef FC_ACTIVE_UKR_
+template <>
+const Ukr<float>& active_ukr<float>() {
+  static const Ukr<float> table[3] = FC_UKR_TABLE(f32);
+  static const Ukr<float> wide = FC_UKR_WIDE_F32;
+  const Isa isa = active_isa();
+  return isa == Isa::avx512 && avx512_tile() == Avx512Tile::t12x32 ? wide : table[static_cast<int>(isa)];
+}
+template <>
+const Ukr<double>& active_ukr<double>() {
+  static const Ukr<double> table[3] = FC_UKR_TABLE(f64);
+  return table[static_cast<int>(active_isa())];
+}
+#undef FC_UKR_WIDE_F32
 #undef FC_UKR_TABLE
 
 // ------------------------------------------------------------------------------------------------------

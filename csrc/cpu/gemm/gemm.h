@@ -1,6 +1,6 @@
 // gemm.h: C = alpha * A B + beta * C, row-major C, A and B given as strided views so that transposes are
 // free: element (i, k) of A is A[i*rsa + k*csa], element (k, j) of B is B[k*rsb + j*csb].
-// Variants: micro-kernels ukr_ref_4x8 (portable), ukr_avx2_6x16/6x8, ukr_avx512_16x16/8x16, chosen at run
+// Variants: micro-kernels ukr_ref_4x8 (portable), ukr_avx2_6x16/6x8, ukr_avx512_16x16 or 12x32 / 8x16, chosen at run
 // time from CPUID or forced with FASTCONV_ISA / set_cpu_isa. The loop nest follows BLIS (Van Zee & van de
 // Geijn, "BLIS: A Framework for Rapidly Instantiating BLAS Functionality", 2015).
 #pragma once
@@ -129,6 +129,7 @@ Ukr<double> ukr_ref_f64();
 Ukr<float> ukr_avx2_f32();
 Ukr<double> ukr_avx2_f64();
 Ukr<float> ukr_avx512_f32();
+Ukr<float> ukr_avx512w_f32();  // 12 x 32, for two 512-bit FMA pipes (isa.h: avx512_tile)
 Ukr<double> ukr_avx512_f64();
 #endif
 
