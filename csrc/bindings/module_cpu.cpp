@@ -20,6 +20,7 @@ void bind_attention(py::module_& m);  // bindings/attention.cpp
 void bind_layernorm(py::module_& m);  // bindings/layernorm.cpp
 void bind_sdpa(py::module_& m);       // bindings/sdpa.cpp
 void bind_half(py::module_& m);       // bindings/half.cpp
+void bind_vecmath(py::module_& m);    // bindings/vecmath.cpp
 }  // namespace fastconv::bind
 
 PYBIND11_MODULE(_cpu, m) {
@@ -109,4 +110,5 @@ PYBIND11_MODULE(_cpu, m) {
   bind::bind_layernorm(m);
   bind::bind_sdpa(m);
   bind::bind_half(m);
+  bind::bind_vecmath(m);
 }

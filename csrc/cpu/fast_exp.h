@@ -1,17 +1,18 @@
-// fast_exp.h: exp and sigmoid over arrays, written so that GCC vectorises the float loops (libm's scalar expf
-// costs 7.5 ns an element here; the LSTM's gates and the time softmax take millions a step). float: exp by
-// range reduction x = n ln2 + r (|r| <= ln2/2, ln2 split in two parts so n*ln2 is exact), e^r by its Taylor
-// series to degree 7 (truncation r^8/8! < 6e-9, under float's 6e-8), 2^n put in the exponent bits: within 2
-// ulp of libm on [-87, 88], clamped outside (so sigmoid saturates at +-inf), NaN kept; sigmoid = 1 / (1 +
-// e^-x) keeps that relative accuracy (no cancellation). The loops are `omp simd` and vectorise with
-// -fno-trapping-math (CMakeLists.txt). Measured (1M floats, CPU time, loaded host): sigmoid 2.1 ns an
-// element, libm's 7.5 ns. double: libm, for float64's 1e-10 tolerances. tanh stays libm's for both: 1 - 2 /
-// (1 + e^{2x}) has an absolute error ~2e-7 near 0 (a large relative one) and moved the float32 Rnnlm test's
-// gradients past float32 rounding (tests/test_time_layers.py).
+// fast_exp.h: exp, sigmoid and tanh over arrays (libm's scalar expf costs 7.5 ns an element here; the LSTM's
+// gates and the time softmax take millions a step). float: exp by range reduction x = n ln2 + r (|r| <= ln2/2,
+// ln2 split in two parts so n*ln2 is exact), e^r by its Taylor series to degree 7 (truncation r^8/8! < 6e-9,
+// under float's 6e-8), 2^n put in the exponent bits: within 2 ulp of libm on [-87, 88], clamped outside (so
+// sigmoid saturates at +-inf), NaN kept; sigmoid = 1 / (1 + e^-x) keeps that relative accuracy (no
+// cancellation). The float rows of sigmoid and tanh are vecmath.h's, compiled per ISA (16 lanes on AVX-512);
+// its tanh is a polynomial near 0 and (1 - e) / (1 + e) with e = e^(-2|x|) elsewhere (1 - 2 / (1 + e^{2x})
+// alone has an absolute error ~2e-7 near 0, a large relative one, which once moved the float32 Rnnlm test's
+// gradients past float32 rounding). double: libm, for float64's 1e-10 tolerances.
 #pragma once
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+
+#include "cpu/vecmath.h"
 
 namespace fastconv::cpu {
 
@@ -44,21 +45,24 @@ inline float exp_t<float>(float x) {
   return exp_approx(x);
 }
 
-// y = 1 / (1 + exp(-x)) elementwise (x and y may be the same array).
+// y = 1 / (1 + exp(-x)) elementwise (x and y may be the same array); float: vecmath.h's row for the ISA in use.
 template <typename T>
 inline void sigmoid_to(const T* x, T* y, std::int64_t n) {
   for (std::int64_t j = 0; j < n; ++j) y[j] = T(1) / (T(1) + std::exp(-x[j]));
 }
 template <>
 inline void sigmoid_to<float>(const float* x, float* y, std::int64_t n) {
-#pragma omp simd
-  for (std::int64_t j = 0; j < n; ++j) y[j] = 1.0f / (1.0f + exp_approx(-x[j]));
+  vecmath().sigmoid(x, y, n);
 }
 
-// y = tanh(x) elementwise (x and y may be the same array).
+// y = tanh(x) elementwise (x and y may be the same array); float: vecmath.h's row (within 4 ulp).
 template <typename T>
 inline void tanh_to(const T* x, T* y, std::int64_t n) {
   for (std::int64_t j = 0; j < n; ++j) y[j] = std::tanh(x[j]);
+}
+template <>
+inline void tanh_to<float>(const float* x, float* y, std::int64_t n) {
+  vecmath().tanh(x, y, n);
 }
 
 }  // namespace fastconv::cpu

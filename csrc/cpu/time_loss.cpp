@@ -1,7 +1,7 @@
 // time_loss.cpp: softmax + cross-entropy over N*T rows with an ignore label. Parallel over rows; each row is
 // computed by one thread, its loss goes to a per-row buffer summed in row order afterwards, so the loss has
-// the same bits for any thread count. The exp sums and the losses are accumulated in double; float exps are
-// fast_exp.h's (within 2 ulp of libm). float16 / bfloat16: each row is widened into per-thread float32
+// the same bits for any thread count. The exp sums and the losses are accumulated in double; float rows are
+// vecmath.h's (exps within 2 ulp of libm, vectorised for the ISA in use). float16 / bfloat16: each row is widened into per-thread float32
 // buffers, runs the float32 row code and its probabilities are rounded once on the store.
 #include "cpu/time_loss.h"
 
@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "common/dtype.h"
-#include "cpu/fast_exp.h"
 #include "cpu/half_convert.h"
 #include "cpu/threads.h"
+#include "cpu/vecmath.h"
 
 namespace fastconv::cpu {
 
@@ -28,17 +28,22 @@ std::int64_t first_bad_time_label(const std::int64_t* t, std::int64_t M, std::in
 
 namespace {
 
-// One row of V scores xr (float or double): its softmax into yr (not xr) and its loss (0 for an ignored label).
-template <typename A>
-inline double softmax_ce_row(const A* xr, A* yr, std::int64_t V, std::int64_t label, std::int64_t ignore_label) {
-  A mx = xr[0];
+// One row of V scores xr: its softmax into yr (not xr) and its loss (0 for an ignored label). float rows are
+// vecmath.h's (per ISA); double rows libm's exp, summed in order.
+inline double softmax_ce_row(const float* xr, float* yr, std::int64_t V, std::int64_t label,
+                             std::int64_t ignore_label) {
+  const double lse = vecmath().softmax(xr, yr, V);
+  return label != ignore_label ? lse - static_cast<double>(xr[label]) : 0.0;
+}
+inline double softmax_ce_row(const double* xr, double* yr, std::int64_t V, std::int64_t label,
+                             std::int64_t ignore_label) {
+  double mx = xr[0];
   for (std::int64_t k = 1; k < V; ++k) mx = (xr[k] > mx) ? xr[k] : mx;
-  for (std::int64_t k = 0; k < V; ++k) yr[k] = exp_t(xr[k] - mx);  // vectorised (fast_exp.h)
+  for (std::int64_t k = 0; k < V; ++k) yr[k] = std::exp(xr[k] - mx);
   double s = 0.0;
-  for (std::int64_t k = 0; k < V; ++k) s += static_cast<double>(yr[k]);
-  const A st = static_cast<A>(s);
-  for (std::int64_t k = 0; k < V; ++k) yr[k] = yr[k] / st;
-  return label != ignore_label ? std::log(s) + static_cast<double>(mx) - static_cast<double>(xr[label]) : 0.0;
+  for (std::int64_t k = 0; k < V; ++k) s += yr[k];
+  for (std::int64_t k = 0; k < V; ++k) yr[k] = yr[k] / s;
+  return label != ignore_label ? std::log(s) + mx - xr[label] : 0.0;
 }
 
 }  // namespace
