@@ -78,3 +78,32 @@ def test_affine_reads_params_every_call(rng, device):
     W -= 1.0
     b[...] = 7.0
     np.testing.assert_allclose(to_host(layer.forward(x)), to_host(x @ W + b), rtol=1e-12)
+
+
+@pytest.mark.parametrize("shape,H", CASES, ids=IDS)
+def test_affine_transposed_weight_view(rng, isa, dtype, threads, shape, H):
+    """W a transposed view (the sequel's tied TimeAffine(embed_W.T)): read through strides, the results are
+    bit-identical to those of its C-contiguous copy, forward and backward, and W's memory is untouched."""
+    x = randn(rng, shape, dtype).reshape(shape[0], -1)
+    D = x.shape[1]
+    E = randn(rng, (H, D), dtype)  # the embedding-like base, (H, D) C-contiguous
+    W = E.T
+    assert not W.flags.c_contiguous or H == 1 or D == 1
+    b, dout = randn(rng, (H,), dtype), randn(rng, (shape[0], H), dtype)
+    Wc = np.ascontiguousarray(W)
+    np.testing.assert_array_equal(ops.affine_forward(x, W, b), ops.affine_forward(x, Wc, b), err_msg=isa)
+    for got, want in zip(ops.affine_backward(x, W, dout), ops.affine_backward(x, Wc, dout)):
+        assert got.shape == want.shape and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, want, err_msg=isa)
+    np.testing.assert_allclose(ops.affine_forward(x, W, b), f64(x) @ f64(W) + f64(b), **TOL_DOT[dtype])
+    np.testing.assert_array_equal(E, Wc.T)
+
+
+def test_affine_transposed_weight_view_half(rng):
+    """The same for float16 (the 16-bit GEMM packs through the same strides)."""
+    x = rng.standard_normal((9, 33)).astype(np.float16)
+    E = rng.standard_normal((17, 33)).astype(np.float16)
+    b, dout = rng.standard_normal(17).astype(np.float16), rng.standard_normal((9, 17)).astype(np.float16)
+    np.testing.assert_array_equal(ops.affine_forward(x, E.T, b), ops.affine_forward(x, E.T.copy(), b))
+    for got, want in zip(ops.affine_backward(x, E.T, dout), ops.affine_backward(x, E.T.copy(), dout)):
+        np.testing.assert_array_equal(got, want)

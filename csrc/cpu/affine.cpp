@@ -11,18 +11,21 @@
 namespace fastconv::cpu {
 
 template <typename T>
-void affine_forward(const T* x, const T* w, const T* b, T* out, index_t N, index_t D, index_t H, int nthreads) {
+void affine_forward(const T* x, const T* w, const T* b, T* out, index_t N, index_t D, index_t H, bool trans_w,
+                    int nthreads) {
   using C = compute_t<T>;
   // the GEMM adds its product to the bias in C's compute type and rounds once (f16 / bf16: in float32)
   for (index_t n = 0; n < N; ++n) std::copy(b, b + H, out + n * H);
-  gemm<T>(N, H, D, C(1), x, D, 1, w, H, 1, C(1), out, H, nthreads);
+  // B(k=d, j=h) = W[d][h]: w[d*H + h], or w[h*D + d] when w holds W^T
+  gemm<T>(N, H, D, C(1), x, D, 1, w, trans_w ? 1 : H, trans_w ? D : 1, C(1), out, H, nthreads);
 }
 
 template <typename T>
 void affine_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, index_t N, index_t D, index_t H,
-                     int nthreads) {
+                     bool trans_w, int nthreads) {
   using C = compute_t<T>;
-  gemm<T>(N, D, H, C(1), dout, H, 1, w, 1, H, C(0), dx, D, nthreads);   // B(k=h, j=d) = w[d*H + h]
+  // B(k=h, j=d) = W[d][h]: w[d*H + h], or w[h*D + d] when w holds W^T
+  gemm<T>(N, D, H, C(1), dout, H, 1, w, trans_w ? D : 1, trans_w ? 1 : H, C(0), dx, D, nthreads);
   gemm<T>(D, H, N, C(1), x, 1, D, dout, H, 1, C(0), dw, H, nthreads);   // A(i=d, k=n) = x[n*D + d]
   // column sums in C (float for the 16-bit types), rows in order, one rounding per sum
   std::vector<C> acc(static_cast<std::size_t>(H), C(0));
@@ -32,8 +35,9 @@ void affine_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db,
 }
 
 #define FC_AFFINE_INSTANTIATE(T, S)                                                                      \
-  template void affine_forward<T>(const T*, const T*, const T*, T*, index_t, index_t, index_t, int);       \
-  template void affine_backward<T>(const T*, const T*, const T*, T*, T*, T*, index_t, index_t, index_t, int);
+  template void affine_forward<T>(const T*, const T*, const T*, T*, index_t, index_t, index_t, bool, int);  \
+  template void affine_backward<T>(const T*, const T*, const T*, T*, T*, T*, index_t, index_t, index_t, bool, \
+                                   int);
 FC_FLOAT_TYPES(FC_AFFINE_INSTANTIATE)
 FC_HALF_TYPES(FC_AFFINE_INSTANTIATE)
 FC_POLICY_TYPES(FC_AFFINE_INSTANTIATE)

@@ -412,14 +412,24 @@ def sigmoid_backward(dout, out):
 # affine
 
 
+def _weight(W, dtype) -> tuple:
+    """(array, trans_w) for the affine kernels: a transposed view of a C-contiguous array of ``dtype`` (the
+    sequel's tied ``TimeAffine(embed_W.T)``) goes as that array, read transposed; anything else is made
+    C-contiguous."""
+    if W.dtype == dtype and not W.flags.c_contiguous and W.T.flags.c_contiguous:
+        return W.T, True
+    return _c(W, dtype), False
+
+
 def affine_forward(x, W, b):
-    """x (N, D) @ W (D, H) + b (H,)."""
+    """x (N, D) @ W (D, H) + b (H,). ``W`` may be a transposed view: it is read through strides, not copied."""
     dtype, arr = chk.floats(half=True, x=x, W=W, b=b)
     x, W, b = arr["x"], arr["W"], arr["b"]
     chk.affine_shapes(x, W)
     chk.same_shape(b, "b", (W.shape[1],), f"one bias per output of W {chk.shape_str(W.shape)}")
     out = array_module(x).empty((x.shape[0], W.shape[1]), dtype=dtype)
-    kernel("affine_forward", dtype, x)(_c(x, dtype), _c(W, dtype), _c(b, dtype), out)
+    w, trans_w = _weight(W, dtype)
+    kernel("affine_forward", dtype, x)(_c(x, dtype), w, _c(b, dtype), out, trans_w)
     return out
 
 
@@ -433,7 +443,8 @@ def affine_backward(x, W, dout) -> tuple:
     dx = xp.empty(x.shape, dtype=dtype)
     dW = xp.empty(W.shape, dtype=dtype)
     db = xp.empty((W.shape[1],), dtype=dtype)
-    kernel("affine_backward", dtype, x)(_c(x, dtype), _c(W, dtype), _c(dout, dtype), dx, dW, db)
+    w, trans_w = _weight(W, dtype)
+    kernel("affine_backward", dtype, x)(_c(x, dtype), w, _c(dout, dtype), dx, dW, db, trans_w)
     return dx, dW, db
 
 
