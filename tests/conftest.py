@@ -92,7 +92,8 @@ TOL_OPTIM = {
 # stride-1 forward and its dx (C*FH*FW = 1000 > KC = 768 f32 / 384 f64), a batch whose gradient slots hold
 # several images each (N = 40 > CONV_GRAD_SLOTS = 16), single images large enough that the threads share
 # one image's tiles (one of them past a K block too), and the book's MNIST shapes (DeepConvNet's first layer
-# with batch 8 instead of 100, SimpleConvNet's 30@5x5).
+# with batch 8 instead of 100, SimpleConvNet's 30@5x5), and 32 / 64 filters (and 32 channels for dx), which
+# take the wider second gather tile where the ISA has one (gemm.h: gather_ukr), one past a K block.
 CONV_CASES = [
     (1, 1, 5, 5, 1, 1, 1, 1, 0),
     (3, 3, 7, 9, 4, 3, 3, 1, 1),
@@ -111,6 +112,9 @@ CONV_CASES = [
     (40, 4, 6, 5, 8, 3, 3, 1, 1),
     (1, 24, 12, 12, 20, 3, 3, 1, 1),
     (1, 96, 6, 6, 20, 3, 3, 1, 1),
+    (3, 8, 7, 6, 32, 3, 3, 1, 1),
+    (2, 32, 5, 5, 64, 3, 3, 1, 1),
+    (1, 96, 6, 6, 32, 3, 3, 1, 1),
 ]
 
 

@@ -195,7 +195,7 @@ template <typename T>
 bool dx_by_flipped_conv(const ConvGeom& g, const Ukr<T>& u) {
   const index_t eh = g.dh * (g.FH - 1), ew = g.dw * (g.FW - 1);
   return g.sh == 1 && g.sw == 1 && g.FH == g.FW && g.pt <= eh && g.pb <= eh && g.pl <= ew && g.pr <= ew &&
-         round_up(g.C, u.rows_nr) <= 2 * g.C;
+         round_up(g.C, gather_ukr(u, g.C).rows_nr) <= 2 * g.C;  // the C filters of that forward
 }
 
 // The geometry of that forward convolution: input dout (N, FN, OH, OW), output (N, C, H, W).
@@ -240,7 +240,7 @@ template <typename T>
 void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g, index_t FN, int nthreads,
                   bool relu) {
   const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW, xs = g.C * g.H * g.W;
-  const Ukr<T>& u = active_ukr<T>();
+  const Ukr<T> u = gather_ukr(active_ukr<T>(), FN);  // gather tiles of pixels x FN filters
   if (g.sh == 1 && g.sw == 1) {
     // W^T (CK, fnpad) packed once per call as slivers of nr filters, shared read-only by every image
     Scratch<T> wt(static_cast<std::size_t>(round_up(FN, u.rows_nr) * CK));
@@ -273,9 +273,9 @@ template <typename T>
 void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, const ConvGeom& g, index_t FN,
                    int nthreads) {
   const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW, xs = g.C * g.H * g.W;
-  const Ukr<T>& u = active_ukr<T>();
+  const Ukr<T> u = gather_ukr(active_ukr<T>(), FN);  // dW's gather tiles: taps x FN filters
   const bool gather = g.sh == 1 && g.sw == 1, want_dx = dx != nullptr;
-  const bool dx_by_conv = want_dx && dx_by_flipped_conv(g, u);
+  const bool dx_by_conv = want_dx && dx_by_flipped_conv(g, active_ukr<T>());
   const bool dx_by_col2im = want_dx && !dx_by_conv;
   // W^T (CK, FN) packed once for the dcol GEMMs: A(i=ck, k=f) = w[f*CK + ck]
   Scratch<T> wt_pack(dx_by_col2im ? static_cast<std::size_t>(round_up(CK, u.mr) * FN) : 0);

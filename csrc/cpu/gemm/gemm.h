@@ -42,7 +42,25 @@ struct Ukr {
   int rows_mr, rows_nr;
   rows_fn<T> rows;
   tr_fn<T> tr;
+  // a wider gather tile for products with enough columns (null where the ISA has none): see gather_ukr
+  int rows2_mr, rows2_nr;
+  rows_fn<T> rows2;
 };
+
+// The micro-kernels for a gather-tile product with `cols` columns (filters): u itself, or u with its wider
+// gather tile where it has one and `cols` pads to it with at most 1/8 more work than to the narrow one
+// (filters 32, 64, 96, 128, ... take it; 16 or 48 do not). Measured, gemm/config.h.
+template <typename T>
+Ukr<T> gather_ukr(const Ukr<T>& u, std::int64_t cols) {
+  Ukr<T> g = u;
+  const auto pad = [cols](std::int64_t m) { return (cols + m - 1) / m * m; };
+  if (u.rows2 != nullptr && cols >= u.rows2_nr && pad(u.rows2_nr) * 8 <= pad(u.rows_nr) * 9) {
+    g.rows_mr = u.rows2_mr;
+    g.rows_nr = u.rows2_nr;
+    g.rows = u.rows2;
+  }
+  return g;
+}
 
 // The portable transpose-add (tr_fn), blocked so that both sides stay in L1.
 template <typename T>

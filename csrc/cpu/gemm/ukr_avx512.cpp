@@ -13,8 +13,8 @@ Ukr<float> ukr_avx512_f32() {
       "ukr_avx512_16x16");
 }
 Ukr<float> ukr_avx512w_f32() {
-  return make_ukr<float, AVX512W_MR_F32, AVX512W_NR_F32, 16, AVX512_ROWS_MR_F32, AVX512_ROWS_NR_F32>(
-      "ukr_avx512_12x32");
+  return make_ukr<float, AVX512W_MR_F32, AVX512W_NR_F32, 16, AVX512_ROWS_MR_F32, AVX512_ROWS_NR_F32,
+                  AVX512W_ROWS_MR_F32, AVX512W_ROWS_NR_F32>("ukr_avx512_12x32");
 }
 Ukr<double> ukr_avx512_f64() {
   return make_ukr<double, AVX512_MR_F64, AVX512_NR_F64, 8, AVX512_ROWS_MR_F64, AVX512_ROWS_NR_F64>(

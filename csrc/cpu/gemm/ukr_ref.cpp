@@ -32,11 +32,13 @@ static void rows_ref_4x8(index_t kc, index_t nimg, const T* a, index_t as, const
 
 Ukr<float> ukr_ref_f32() {
   return {REF_MR,      REF_NR,      &ukr_ref_4x8<float>, "ukr_ref_4x8",
-          REF_ROWS_MR, REF_ROWS_NR, &rows_ref_4x8<float>, &transpose_bias_ref<float>};
+          REF_ROWS_MR, REF_ROWS_NR, &rows_ref_4x8<float>, &transpose_bias_ref<float>,
+          0,           0,           nullptr};
 }
 Ukr<double> ukr_ref_f64() {
   return {REF_MR,      REF_NR,      &ukr_ref_4x8<double>, "ukr_ref_4x8",
-          REF_ROWS_MR, REF_ROWS_NR, &rows_ref_4x8<double>, &transpose_bias_ref<double>};
+          REF_ROWS_MR, REF_ROWS_NR, &rows_ref_4x8<double>, &transpose_bias_ref<double>,
+          0,           0,           nullptr};
 }
 
 }  // namespace fastconv::cpu

@@ -201,7 +201,18 @@ void rows(index_t kc, index_t nimg, const T* a, index_t as, const index_t* aoffs
 template <typename T, int MR, int NR, int VL, int RMR, int RNR>
 Ukr<T> make_ukr(const char* name) {
   static_assert(NR % VL == 0 && RNR % VL == 0, "NR must be a whole number of vectors");
-  return {MR, NR, &ukr_packed<T, MR, NR, VL>, name, RMR, RNR, &rows<T, RMR, RNR, VL>, &transpose_bias<T>};
+  return {MR, NR, &ukr_packed<T, MR, NR, VL>, name, RMR, RNR, &rows<T, RMR, RNR, VL>, &transpose_bias<T>,
+          0, 0, nullptr};
+}
+// ... with a second, wider gather tile RMR2 x RNR2 (gemm.h: gather_ukr)
+template <typename T, int MR, int NR, int VL, int RMR, int RNR, int RMR2, int RNR2>
+Ukr<T> make_ukr(const char* name) {
+  static_assert(RNR2 % VL == 0 && RNR2 > RNR, "the second gather tile is the wider one");
+  Ukr<T> u = make_ukr<T, MR, NR, VL, RMR, RNR>(name);
+  u.rows2_mr = RMR2;
+  u.rows2_nr = RNR2;
+  u.rows2 = &rows<T, RMR2, RNR2, VL>;
+  return u;
 }
 
 }  // namespace
