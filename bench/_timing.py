@@ -120,7 +120,8 @@ def machine_line(threads: int | None = None) -> str:
     tv = torch_version()
     return (
         f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs | fastconv {info['version']} "
-        f"simd={info['simd']} (supported: {','.join(info['simd_supported'])}) "
+        f"simd={info['simd']} (supported: {','.join(info['simd_supported'])}; avx512 gemm tile "
+        f"{info['gemm_tile_avx512']}) "
         f"threads={threads if threads is not None else info['num_threads']} | numpy {np.__version__} "
         f"({numpy_blas()}) | torch {tv or 'not installed'} | python {platform.python_version()}"
     )
