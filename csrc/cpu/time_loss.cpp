@@ -1,8 +1,9 @@
 // time_loss.cpp: softmax + cross-entropy over N*T rows with an ignore label. Parallel over rows; each row is
 // computed by one thread, its loss goes to a per-row buffer summed in row order afterwards, so the loss has
 // the same bits for any thread count. The exp sums and the losses are accumulated in double; float rows are
-// vecmath.h's (exps within 2 ulp of libm, vectorised for the ISA in use). float16 / bfloat16: each row is widened into per-thread float32
-// buffers, runs the float32 row code and its probabilities are rounded once on the store.
+// vecmath.h's (exps within 2 ulp of libm, vectorised for the ISA in use). float16 / bfloat16: each row is
+// widened into per-thread float32 buffers, runs the float32 row code and its probabilities are rounded once on
+// the store.
 #include "cpu/time_loss.h"
 
 #include <cmath>
