@@ -4,6 +4,10 @@
 // rows/columns of C are discarded by the macro-kernel). Strided sources make transposes free.
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "common/dtype.h"
 #include "cpu/gemm/gemm.h"
@@ -40,9 +44,30 @@ void gather_sliver(const T* src, index_t ld, index_t m, index_t kc, T* d) {
     const index_t kb = std::min(KB, kc - k0);
     T* dk = d + k0 * W;
     if (m == W) {
+      index_t kv = 0;
+#if defined(__SSE2__)
+      // float: 4 x 4 blocks transposed in SSE registers (x86-64's baseline), 4 lines x 4 k per block instead
+      // of 16 scalar moves. Measured (one Emerald Rapids core, SGEMM 700 x 2048 x 512 with B transposed, the
+      // affine layer's dx, 10 alternating runs): 144 -> 161 GFLOP/s, 0.92x -> 1.00x NumPy's matmul.
+      if constexpr (std::is_same_v<T, float> && W % 4 == 0) {
+        kv = kb / 4 * 4;
+        for (int x = 0; x < W; x += 4) {
+          const float* s0 = src + x * ld + k0;
+          for (index_t k = 0; k < kv; k += 4) {
+            __m128 r0 = _mm_loadu_ps(s0 + k), r1 = _mm_loadu_ps(s0 + ld + k);
+            __m128 r2 = _mm_loadu_ps(s0 + 2 * ld + k), r3 = _mm_loadu_ps(s0 + 3 * ld + k);
+            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);  // r_i = line x..x+3 at k + i
+            _mm_storeu_ps(dk + k * W + x, r0);
+            _mm_storeu_ps(dk + (k + 1) * W + x, r1);
+            _mm_storeu_ps(dk + (k + 2) * W + x, r2);
+            _mm_storeu_ps(dk + (k + 3) * W + x, r3);
+          }
+        }
+      }
+#endif
       for (int x = 0; x < W; ++x) {
         const T* sx = src + x * ld + k0;
-        for (index_t k = 0; k < kb; ++k) dk[k * W + x] = sx[k];
+        for (index_t k = kv; k < kb; ++k) dk[k * W + x] = sx[k];
       }
     } else {
       for (int x = 0; x < W; ++x)
