@@ -307,16 +307,7 @@ def test_layers_keep_dtype(rng, hdtype):
 
 
 # ======================================================================================================
-# ops without 16-bit kernels refuse them with the one-line message naming the argument
-
-
-def test_ops_without_half_kernels_refuse(rng, hdtype):
-    q = rand(rng, (2, 3, 4), hdtype)
-    with pytest.raises(TypeError, match=rf"^q: dtype {hdtype} is not supported, expected float32 or float64; "
-                                        rf"this op has no {hdtype} kernels yet"):
-        ops.sdpa_forward(q, q, q, 0.5)
-    with pytest.raises(TypeError, match=r"^xs: dtype"):
-        ops.rnn_forward(q, np.ones((4, 2)), np.ones((2, 2)), np.zeros(2), np.zeros((2, 2)))
+# the bindings check the 16-bit dtype
 
 
 def test_binding_checks_half_dtype(rng):
@@ -1023,20 +1014,12 @@ def test_book_optimizers_use_kernels_in_half(rng, hdtype, name, no_numpy_fallbac
 
 # Ops that validate or convert rather than compute: no kernels of their own.
 NOT_KERNELS = {"as_array", "check_labels", "check_seed", "check_param_dicts", "optimizer_hyperparameters"}
-# Ops still without 16-bit kernels (issue 15, the sequence kernels): they must refuse the type with the one-line
-# TypeError. Take an op out of this set when its kernels land; the test then checks that it accepts the type.
-PENDING_HALF = {
-    "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_forward", "gru_backward",
-    "gru_reset_after_forward", "gru_reset_after_backward", "weight_sum_forward", "weight_sum_backward",
-    "attention_weight_forward", "attention_weight_backward", "attention_forward", "attention_backward",
-    "sdpa_forward", "sdpa_backward",
-}
 
 
 def op_calls(rng, hd):
     """name -> a thunk calling that op of fastconv.ops on small valid arguments of the type ``hd`` (its float
     arguments; labels and indices stay integers). Backward ops of the sequence cells take forward results
-    computed in float32 and rounded, so that their call is valid once their kernels exist."""
+    computed in float32 and rounded."""
     def r(*shape, scale=1.0):
         return rand(rng, shape, hd, scale)
 
@@ -1158,17 +1141,11 @@ def op_calls(rng, hd):
 
 
 def test_every_op_takes_half(rng, hdtype):
-    """Every public op of fastconv.ops runs on float16 / bfloat16 arguments and returns arrays of the type (the
-    ops of PENDING_HALF refuse it with the one-line TypeError naming the argument, until their kernels land)."""
+    """Every public op of fastconv.ops runs on float16 / bfloat16 arguments and returns arrays of the type."""
     public = set(ops.__all__) - NOT_KERNELS
     calls = op_calls(rng, hdtype)
     assert set(calls) == public, f"ops without a case here: {sorted(public - set(calls))}"
     for name, call in calls.items():
-        if name in PENDING_HALF:
-            with pytest.raises(TypeError, match=rf"^\w+: dtype {hdtype} is not supported, expected float32 or "
-                                                rf"float64; this op has no {hdtype} kernels yet, use float32$"):
-                call()
-            continue
         result = call()
         results = result if isinstance(result, tuple) else (result,)
         # integer indices, boolean masks and the spatial batch norm's float64 statistics are not of the type

@@ -27,6 +27,7 @@ import numpy as np
 
 from . import layers as _book
 from . import ops
+from ._backend import is_half
 from .functions import cross_entropy_error, sigmoid, softmax
 
 GPU = False  # the sequel's common.config flag, handed on through its modules' ``import *``
@@ -81,7 +82,10 @@ def _zero_state(xs, Wh):
     xs, Wh = ops.as_array(xs, "xs"), ops.as_array(Wh, "Wh")
     n = xs.shape[0] if xs.ndim else 1
     h = Wh.shape[0] if Wh.ndim else 1
-    return np.zeros((n, h), dtype=np.result_type(xs.dtype, Wh.dtype, np.float32))
+    dtype = np.result_type(xs.dtype, Wh.dtype)
+    if not (dtype.kind == "f" or is_half(dtype)):  # integer inputs compute in float32, 16-bit types keep theirs
+        dtype = np.result_type(dtype, np.float32)
+    return np.zeros((n, h), dtype=dtype)
 
 
 def _rows(x, name: str):
