@@ -1237,3 +1237,104 @@ def test_time_softmax_ce(rng, hdtype, N, T, V):
     rdx = np.where(keep[..., None], (f64(ys) - onehot) * (2.0 / max(kept, 1)), 0.0)
     assert dx.dtype == hdtype
     assert_within(dx, rdx, bound(rdx, hdtype, 3 * U32 * np.abs(rdx)), "dx")
+
+
+# ======================================================================================================
+# recurrent cells and attention: what they keep in float32 and what they round
+# The 16-bit kernels widen every input exactly and run the float32 kernel's own arithmetic, in its order, on
+# float32 scratch (the recurrences' gates, c, h and the backward's carries never pass through 16 bits); each
+# output is rounded once. So their results are the float32 kernels' results on the widened inputs, rounded
+# once: bit for bit (the float32 kernels are tested against the reference in test_time_layers.py,
+# test_gru_reset_after.py and test_sdpa.py). Sizes keep N*T <= 512 rows, the block in which the 16-bit
+# backward widens xs for the weight-gradient GEMM (beyond it the K sum is split at other points than the
+# float32 GEMM's: the same float32 accumulation, not the same bits; the bounds below still hold).
+
+SEQ_CASES = [(1, 1, 1, 1), (3, 5, 7, 6), (8, 12, 33, 20)]  # (N, T, D, H)
+CELLS = {"rnn": 1, "lstm": 4, "gru": 3, "gru_reset_after": 3}
+
+
+def seq_inputs(rng, hd, case, gates):
+    N, T, D, H = case
+    return dict(xs=rand(rng, (N, T, D), hd), Wx=rand(rng, (D, gates * H), hd, 1 / np.sqrt(D)),
+                Wh=rand(rng, (H, gates * H), hd, 1 / np.sqrt(H)), b=rand(rng, gates * H, hd, 0.5),
+                bh=rand(rng, gates * H, hd, 0.5), h0=rand(rng, (N, H), hd, 0.5), c0=rand(rng, (N, H), hd),
+                dhs=rand(rng, (N, T, H), hd), dc=rand(rng, (N, H), hd))
+
+
+def cell_forward(cell, a):
+    """The forward op of ``cell`` on the inputs ``a`` (whatever their dtype): a tuple of its outputs."""
+    if cell == "rnn":
+        return (ops.rnn_forward(a["xs"], a["Wx"], a["Wh"], a["b"], a["h0"]),)
+    if cell == "lstm":
+        return ops.lstm_forward(a["xs"], a["Wx"], a["Wh"], a["b"], a["h0"], a["c0"])
+    if cell == "gru":
+        return ops.gru_forward(a["xs"], a["Wx"], a["Wh"], a["b"], a["h0"])
+    return ops.gru_reset_after_forward(a["xs"], a["Wx"], a["Wh"], a["b"], a["bh"], a["h0"])
+
+
+def cell_backward(cell, a, fwd):
+    """The backward op of ``cell`` for the forward results ``fwd``: a tuple of its gradients."""
+    if cell == "lstm":
+        return ops.lstm_backward(a["xs"], a["Wx"], a["Wh"], a["h0"], a["c0"], *fwd, a["dhs"], dc_last=a["dc"])
+    f = {"rnn": ops.rnn_backward, "gru": ops.gru_backward, "gru_reset_after": ops.gru_reset_after_backward}[cell]
+    return f(a["xs"], a["Wx"], a["Wh"], a["h0"], *fwd, a["dhs"])
+
+
+def same_bits_as_float32(got, want32, hdtype, msg):
+    for i, (g, w) in enumerate(zip(got, want32)):
+        assert g.dtype == hdtype and w.dtype == np.float32, msg
+        same_bits_or_nan(g, cast(w, hdtype), f"{msg} output {i}")
+
+
+@pytest.mark.parametrize("case", SEQ_CASES, ids=[f"N{n}T{t}D{d}H{h}" for n, t, d, h in SEQ_CASES])
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_recurrent_is_float32_rounded_once(rng, isa, hdtype, cell, case):
+    """Forward and backward of each cell: the float32 kernel on the widened inputs, each output rounded once
+    (the backward of the 16-bit forward results the caller holds, widened)."""
+    a = seq_inputs(rng, hdtype, case, CELLS[cell])
+    a32 = {k: v.astype(np.float32) for k, v in a.items()}
+    fwd = cell_forward(cell, a)
+    same_bits_as_float32(fwd, cell_forward(cell, a32), hdtype, f"{isa} {cell} {case} forward")
+    grads = cell_backward(cell, a, fwd)
+    want = cell_backward(cell, a32, tuple(f.astype(np.float32) for f in fwd))
+    same_bits_as_float32(grads, want, hdtype, f"{isa} {cell} {case} backward")
+
+
+ATT_CASES = [(1, 1, 1, 1), (3, 5, 4, 6), (4, 9, 7, 40)]  # (N, S, L, H)
+
+
+def attention_calls(rng, hd, case):
+    """name -> (op, its arguments): every attention op on inputs of ``hd``; the backward ops get the forward
+    results (rounded, as a layer holds them)."""
+    N, S, L, H = case
+    enc, dec, h, w, dc = rand(rng, (N, S, H), hd), rand(rng, (N, L, H), hd), rand(rng, (N, H), hd), \
+        rand(rng, (N, S), hd), rand(rng, (N, H), hd)
+    a1 = ops.attention_weight_forward(enc, h)
+    _, a2 = ops.attention_forward(enc, dec)
+    q, k, v, dout = rand(rng, (N, L, H), hd), rand(rng, (N, S, H), hd), rand(rng, (N, S, 3), hd), \
+        rand(rng, (N, L, 3), hd)
+    mask = (rng.random((N, L, S)) > 0.25).astype(hd) * hd.type(2.0)  # dropout 0.5's factors (exact)
+    scale = 1 / np.sqrt(H)
+    _, p = ops.sdpa_forward(q, k, v, scale)
+    _, pm = ops.sdpa_forward(q, k, v, scale, mask=mask)
+    return {
+        "weight_sum_forward": (ops.weight_sum_forward, (enc, w)),
+        "weight_sum_backward": (ops.weight_sum_backward, (enc, w, dc)),
+        "attention_weight_forward": (ops.attention_weight_forward, (enc, h)),
+        "attention_weight_backward": (ops.attention_weight_backward, (enc, h, a1, w)),
+        "attention_forward": (ops.attention_forward, (enc, dec)),
+        "attention_backward": (ops.attention_backward, (enc, dec, a2, rand(rng, (N, L, H), hd))),
+        "sdpa_forward": (lambda *x: ops.sdpa_forward(*x, scale), (q, k, v)),
+        "sdpa_forward_mask": (lambda *x: ops.sdpa_forward(*x[:3], scale, mask=x[3]), (q, k, v, mask)),
+        "sdpa_backward": (lambda *x: ops.sdpa_backward(*x, scale), (q, k, v, p, dout)),
+        "sdpa_backward_mask": (lambda *x: ops.sdpa_backward(*x[:5], scale, mask=x[5]), (q, k, v, pm, dout, mask)),
+    }
+
+
+@pytest.mark.parametrize("case", ATT_CASES, ids=[f"N{n}S{s}L{l}H{h}" for n, s, l, h in ATT_CASES])
+def test_attention_is_float32_rounded_once(rng, isa, hdtype, case):
+    for name, (op, args) in attention_calls(rng, hdtype, case).items():
+        got = op(*args)
+        want = op(*(x.astype(np.float32) for x in args))
+        got, want = (got, want) if isinstance(got, tuple) else ((got,), (want,))
+        same_bits_as_float32(got, want, hdtype, f"{isa} {name} {case}")
