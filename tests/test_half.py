@@ -1255,10 +1255,10 @@ CELLS = {"rnn": 1, "lstm": 4, "gru": 3, "gru_reset_after": 3}
 
 def seq_inputs(rng, hd, case, gates):
     N, T, D, H = case
-    return dict(xs=rand(rng, (N, T, D), hd), Wx=rand(rng, (D, gates * H), hd, 1 / np.sqrt(D)),
-                Wh=rand(rng, (H, gates * H), hd, 1 / np.sqrt(H)), b=rand(rng, gates * H, hd, 0.5),
-                bh=rand(rng, gates * H, hd, 0.5), h0=rand(rng, (N, H), hd, 0.5), c0=rand(rng, (N, H), hd),
-                dhs=rand(rng, (N, T, H), hd), dc=rand(rng, (N, H), hd))
+    return {"xs": rand(rng, (N, T, D), hd), "Wx": rand(rng, (D, gates * H), hd, 1 / np.sqrt(D)),
+            "Wh": rand(rng, (H, gates * H), hd, 1 / np.sqrt(H)), "b": rand(rng, gates * H, hd, 0.5),
+            "bh": rand(rng, gates * H, hd, 0.5), "h0": rand(rng, (N, H), hd, 0.5), "c0": rand(rng, (N, H), hd),
+            "dhs": rand(rng, (N, T, H), hd), "dc": rand(rng, (N, H), hd)}
 
 
 def cell_forward(cell, a):
