@@ -27,6 +27,7 @@ from conftest import f64
 from fastconv import layers, ops, util
 from fastconv.reference import functions as ref_functions
 from fastconv.reference import layers as ref_layers
+from fastconv.reference import time_layers as ref_tl
 from fastconv.reference import util as ref_util
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
@@ -1338,3 +1339,139 @@ def test_attention_is_float32_rounded_once(rng, isa, hdtype, case):
         want = op(*(x.astype(np.float32) for x in args))
         got, want = (got, want) if isinstance(got, tuple) else ((got,), (want,))
         same_bits_as_float32(got, want, hdtype, f"{isa} {name} {case}")
+
+
+# ======================================================================================================
+# recurrent cells against the float64 reference on the same rounded inputs
+# Forward: a first-order running error bound through the T steps. E_t bounds |float32 value - exact value| of
+# every quantity of step t, elementwise: each GEMM or sum of K terms adds K roundings of its terms' magnitudes
+# (K u |a| |b|), each product, sum or 1 - x one rounding of its value, tanh / sigmoid 4 float32 ulps (as in
+# test_sigmoid_tanh), and the error a step inherits is its input's error times the magnitude of the step's
+# Jacobian (E_{t-1} @ |Wh| through the recurrent GEMM, the gate derivatives f (1 - f), 1 - g**2 ... on the
+# way). The recurrence itself runs in float32 (nothing is rounded to 16 bits between steps), so E_t stays at
+# float32 size and each stored value adds one 16-bit rounding (``bound``). Backward: the gradients are linear in
+# dhs given the stored forward values, so their float32 error is at most k u times the same recurrence run on
+# the absolute values of every term (the magnitudes), with k the longest chain of roundings of any term: per
+# step the recurrent GEMM (G*H terms) plus the few elementwise operations of the cell (c_step), over T steps,
+# plus the final whole-sequence GEMM or sum (N*T terms at most).
+
+U = U32
+
+
+def _act_err(y, e_in, kind):
+    """Error of sigmoid / tanh y computed in float32 from an input within e_in: the derivative times e_in
+    plus 4 float32 ulps of the result."""
+    deriv = y * (1 - y) if kind == "sigmoid" else 1 - y * y
+    return deriv * e_in + 4 * U * np.abs(y)
+
+
+def rnn_forward_errors(xs, Wx, Wh, b, caches):
+    D, H = Wx.shape[0], Wh.shape[0]
+    e_h, out = np.zeros_like(caches[0][1]), []
+    for x, hp, h in caches:
+        mag = np.abs(x) @ np.abs(Wx) + np.abs(b) + np.abs(hp) @ np.abs(Wh)
+        e_pre = (D + H + 1) * U * mag + e_h @ np.abs(Wh)
+        e_h = _act_err(h, e_pre, "tanh")
+        out.append(e_h)
+    return (np.stack(out, axis=1),)
+
+
+def lstm_forward_errors(xs, Wx, Wh, b, caches):
+    D, H = Wx.shape[0], Wh.shape[0]
+    e_h, e_c, eh_all, ec_all, eg_all = np.zeros_like(caches[0][1]), 0.0, [], [], []
+    for x, hp, cp, f, g, i, o, c in caches:
+        mag = np.abs(x) @ np.abs(Wx) + np.abs(b) + np.abs(hp) @ np.abs(Wh)
+        e_a = (D + H + 1) * U * mag + e_h @ np.abs(Wh)
+        e_f, e_g = _act_err(f, e_a[:, :H], "sigmoid"), _act_err(g, e_a[:, H:2 * H], "tanh")
+        e_i, e_o = _act_err(i, e_a[:, 2 * H:3 * H], "sigmoid"), _act_err(o, e_a[:, 3 * H:], "sigmoid")
+        # c = f c_prev + g i: two products and a sum; h = o tanh(c): tanh and a product
+        e_c = f * e_c + np.abs(cp) * e_f + i * e_g + np.abs(g) * e_i + 3 * U * (f * np.abs(cp) + np.abs(g) * i)
+        tc = np.tanh(c)
+        e_h = o * _act_err(tc, e_c, "tanh") + np.abs(tc) * e_o + U * np.abs(o * tc)
+        eh_all.append(e_h)
+        ec_all.append(e_c)
+        eg_all.append(np.concatenate([e_f, e_g, e_i, e_o], axis=1))
+    return tuple(np.stack(e, axis=1) for e in (eh_all, ec_all, eg_all))
+
+
+def gru_forward_errors(xs, Wx, Wh, b, caches):
+    D, H = Wx.shape[0], Wh.shape[0]
+    aWx, aWh, ab = np.abs(Wx), np.abs(Wh), np.abs(b)
+    e_h, eh_all, eg_all, erh_all = np.zeros_like(caches[0][1]), [], [], []
+    for x, hp, z, r, hh in caches:
+        ax, ahp = np.abs(x), np.abs(hp)
+        e_zr = (D + H + 1) * U * (ax @ aWx[:, :2 * H] + ab[:2 * H] + ahp @ aWh[:, :2 * H]) + e_h @ aWh[:, :2 * H]
+        e_z, e_r = _act_err(z, e_zr[:, :H], "sigmoid"), _act_err(r, e_zr[:, H:], "sigmoid")
+        e_rh = ahp * e_r + r * e_h + U * r * ahp  # r * h_prev, one product
+        mag_h = ax @ aWx[:, 2 * H:] + ab[2 * H:] + (r * ahp) @ aWh[:, 2 * H:]
+        e_hh = _act_err(hh, (D + H + 1) * U * mag_h + e_rh @ aWh[:, 2 * H:], "tanh")
+        # h = (1 - z) h_prev + z hh: 1 - z, two products and a sum
+        e_h = (1 - z) * e_h + (ahp + np.abs(hh)) * e_z + z * e_hh + 4 * U * ((1 - z) * ahp + z * np.abs(hh))
+        eh_all.append(e_h)
+        eg_all.append(np.concatenate([e_z, e_r, e_hh], axis=1))
+        erh_all.append(e_rh)
+    return tuple(np.stack(e, axis=1) for e in (eh_all, eg_all, erh_all))
+
+
+def gru_reset_after_forward_errors(xs, Wx, Wh, b, bh, caches):
+    D, H = Wx.shape[0], Wh.shape[0]
+    aWx, aWh, ab, abh = np.abs(Wx), np.abs(Wh), np.abs(b), np.abs(bh)
+    e_h, eh_all, eg_all, erec_all = np.zeros_like(caches[0][1]), [], [], []
+    for x, hp, z, r, hh, uh in caches:
+        ax, ahp = np.abs(x), np.abs(hp)
+        # z, r: (x Wx + bx) (D + 1 roundings) + (h_prev Wh + bh) (H + 1) and their sum
+        mag_zr = ax @ aWx[:, :2 * H] + ab[:2 * H] + ahp @ aWh[:, :2 * H] + abh[:2 * H]
+        e_zr = (D + H + 3) * U * mag_zr + e_h @ aWh[:, :2 * H]
+        e_z, e_r = _act_err(z, e_zr[:, :H], "sigmoid"), _act_err(r, e_zr[:, H:], "sigmoid")
+        e_rec = (H + 1) * U * (ahp @ aWh[:, 2 * H:] + abh[2 * H:]) + e_h @ aWh[:, 2 * H:]
+        # x Wxh + bxh (D + 1 roundings), + r * rec (a product and a sum)
+        e_ah = (D + 3) * U * (ax @ aWx[:, 2 * H:] + ab[2 * H:]) + np.abs(uh) * e_r + r * e_rec \
+            + 2 * U * r * np.abs(uh)
+        e_hh = _act_err(hh, e_ah, "tanh")
+        e_h = z * e_h + (ahp + np.abs(hh)) * e_z + (1 - z) * e_hh + 4 * U * (z * ahp + (1 - z) * np.abs(hh))
+        eh_all.append(e_h)
+        eg_all.append(np.concatenate([e_z, e_r, e_hh], axis=1))
+        erec_all.append(e_rec)
+    return tuple(np.stack(e, axis=1) for e in (eh_all, eg_all, erec_all))
+
+
+def _steps(a, T):
+    return [a[:, t] for t in range(T)]
+
+
+def ref_cell_forward(cell, a):
+    """The reference forward on the (rounded) inputs in float64: (outputs in the kernel's order, the per-step
+    caches, the error bounds of the float32 computation for each output)."""
+    xs, Wx, Wh, b, bh, h0, c0 = f64(a["xs"], a["Wx"], a["Wh"], a["b"], a["bh"], a["h0"], a["c0"])
+    H = Wh.shape[0]
+    if cell == "rnn":
+        hs, caches = ref_tl.rnn_forward(xs, Wx, Wh, b, h0)
+        return (hs,), caches, rnn_forward_errors(xs, Wx, Wh, b, caches)
+    if cell == "lstm":
+        hs, _, caches = ref_tl.lstm_forward(xs, Wx, Wh, b, h0, c0)
+        cs = np.stack([c[7] for c in caches], axis=1)
+        gates = np.stack([np.concatenate(c[3:7], axis=1) for c in caches], axis=1)
+        return (hs, cs, gates), caches, lstm_forward_errors(xs, Wx, Wh, b, caches)
+    if cell == "gru":
+        hs, caches = ref_tl.gru_forward(xs, Wx, Wh, b, h0)
+        gates = np.stack([np.concatenate(c[2:5], axis=1) for c in caches], axis=1)
+        rh = np.stack([c[3] * c[1] for c in caches], axis=1)
+        return (hs, gates, rh), caches, gru_forward_errors(xs, Wx, Wh, b, caches)
+    hs, caches = ref_tl.gru_reset_after_forward(xs, Wx, Wh, b, bh, h0)
+    gates = np.stack([np.concatenate(c[2:5], axis=1) for c in caches], axis=1)
+    rec = np.stack([c[5] for c in caches], axis=1)
+    assert rec.shape[-1] == H
+    return (hs, gates, rec), caches, gru_reset_after_forward_errors(xs, Wx, Wh, b, bh, caches)
+
+
+@pytest.mark.parametrize("case", SEQ_CASES, ids=[f"N{n}T{t}D{d}H{h}" for n, t, d, h in SEQ_CASES])
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_recurrent_forward_vs_reference(rng, isa, hdtype, cell, case):
+    a = seq_inputs(rng, hdtype, case, CELLS[cell])
+    got = cell_forward(cell, a)
+    want, _, errs = ref_cell_forward(cell, a)
+    names = {"rnn": ["hs"], "lstm": ["hs", "cs", "gates"], "gru": ["hs", "gates", "rh"],
+             "gru_reset_after": ["hs", "gates", "rec"]}[cell]
+    for name, g, w, e in zip(names, got, want, errs, strict=True):
+        assert g.dtype == hdtype
+        assert_within(g, w, bound(w, hdtype, e), f"{isa} {cell} {case} {name}")
