@@ -1475,3 +1475,121 @@ def test_recurrent_forward_vs_reference(rng, isa, hdtype, cell, case):
     for name, g, w, e in zip(names, got, want, errs, strict=True):
         assert g.dtype == hdtype
         assert_within(g, w, bound(w, hdtype, e), f"{isa} {cell} {case} {name}")
+
+
+def gru_backward_magnitudes(dhs, caches, Wx, Wh, rh_slack):
+    """The GRU backward recurrence on the absolute values of every term (hh - h_prev as |hh| + |h_prev|): an
+    upper bound for the magnitude of every term of the reference's sums, in the reference's output order.
+    ``rh_slack`` (N, T, H) bounds |rh - r * h_prev| for the rh the kernel is given (the forward stored r * h_prev
+    rounded from float32 values, r and h_prev separately); the last result is the error that adds to dWh[:, 2H:].
+    """
+    H = Wh.shape[0]
+    aWx, aWh = np.abs(Wx), np.abs(Wh)
+    dh_next, dxs, dWx, dWh, db, extra = 0.0, [], 0.0, 0.0, 0.0, 0.0
+    for t in reversed(range(dhs.shape[1])):
+        x, hp, z, r, hh = caches[t]
+        ahp, ahh = np.abs(hp), np.abs(hh)
+        dh = np.abs(dhs[:, t]) + dh_next
+        dah = dh * z * (1 - hh * hh)
+        drh = dah @ aWh[:, 2 * H:].T
+        da = np.concatenate([dh * (ahh + ahp) * z * (1 - z), drh * ahp * r * (1 - r), dah], axis=1)
+        dh_next = dh * (1 - z) + drh * r + da[:, :2 * H] @ aWh[:, :2 * H].T
+        dxs.append(da @ aWx.T)
+        dWx = dWx + np.abs(x).T @ da
+        dWh = dWh + np.concatenate([ahp.T @ da[:, :2 * H], (r * ahp).T @ dah], axis=1)
+        db = db + da.sum(axis=0)
+        extra = extra + rh_slack[:, t].T @ dah
+    return np.stack(dxs[::-1], axis=1), dh_next, dWx, dWh, db, extra
+
+
+def gru_reset_after_backward_magnitudes(dhs, caches, Wx, Wh):
+    """The reset-after GRU backward recurrence on the absolute values of every term, in the reference's
+    output order."""
+    aWx, aWh = np.abs(Wx), np.abs(Wh)
+    dh_next, dxs, dWx, dWh, dbx, dbh = 0.0, [], 0.0, 0.0, 0.0, 0.0
+    for t in reversed(range(dhs.shape[1])):
+        x, hp, z, r, hh, uh = caches[t]
+        ahp = np.abs(hp)
+        dh = np.abs(dhs[:, t]) + dh_next
+        dah = dh * (1 - z) * (1 - hh * hh)
+        daz = dh * (ahp + np.abs(hh)) * z * (1 - z)
+        dar = dah * np.abs(uh) * r * (1 - r)
+        da, du = np.concatenate([daz, dar, dah], axis=1), np.concatenate([daz, dar, dah * r], axis=1)
+        dh_next = dh * z + du @ aWh.T
+        dxs.append(da @ aWx.T)
+        dWx, dWh = dWx + np.abs(x).T @ da, dWh + ahp.T @ du
+        dbx, dbh = dbx + da.sum(axis=0), dbh + du.sum(axis=0)
+    return np.stack(dxs[::-1], axis=1), dh_next, dWx, dWh, dbx, dbh
+
+
+# per cell: the elementwise roundings on the longest path through one backward step (besides the G*H terms of
+# the recurrent GEMM): RNN dh + carry, h*h, 1 - h*h, the product (4); LSTM tanh(c) (4 ulps), tc*tc, 1 - tc*tc,
+# dh + carry, three products and a sum to ds, (1 - f) and three products to dA, ds*f (14, counted 16); GRU
+# and the reset-after GRU the carry sum, hh*hh, 1 - hh*hh, 1 - z, two or three products, the r gate's
+# 1 - r and three products, the two sums of the carry (11, counted 12)
+C_STEP = {"rnn": 4, "lstm": 16, "gru": 12, "gru_reset_after": 12}
+
+
+def ref_cell_backward(cell, a, fwd, hdtype):
+    """The reference backward of the caches the kernel's own (rounded) forward results make, in the kernel's
+    output order, with the error bound of each gradient."""
+    xs, Wx, Wh, h0, c0, dhs = f64(a["xs"], a["Wx"], a["Wh"], a["h0"], a["c0"], a["dhs"])
+    N, T, D = xs.shape
+    H = Wh.shape[0]
+    G = Wh.shape[1]
+    fwd = [f64(f) for f in fwd]
+    hp = _steps(np.concatenate([h0[:, None], fwd[0][:, :-1]], axis=1), T)
+    x = _steps(xs, T)
+    k = T * (G + C_STEP[cell]) + max(N * T, G, D) + 1
+    ax, aWx, aWh, adhs = [np.abs(v) for v in x], np.abs(Wx), np.abs(Wh), np.abs(dhs)
+    extra = None
+    if cell == "rnn":
+        caches = list(zip(x, hp, _steps(fwd[0], T), strict=True))
+        want = ref_tl.rnn_backward(dhs, caches, Wx, Wh)
+        mag = ref_tl.rnn_backward(adhs, [(np.abs(c[0]), np.abs(c[1]), c[2]) for c in caches], aWx, aWh)
+        order = (0, 2, 3, 4, 1)  # kernel: dxs, dWx, dWh, db, dh0
+    elif cell == "lstm":
+        cp = _steps(np.concatenate([c0[:, None], fwd[1][:, :-1]], axis=1), T)
+        gs = _steps(fwd[2], T)
+        caches = [(x[t], hp[t], cp[t], *np.split(gs[t], 4, axis=1), fwd[1][:, t]) for t in range(T)]
+        want = ref_tl.lstm_backward(dhs, caches, Wx, Wh)
+        # with |g|, |c_prev|, |c| every term is a product of non-negatives (f, i, o, 1 - g**2, 1 - tanh(c)**2 >= 0)
+        mag = ref_tl.lstm_backward(adhs, [(np.abs(c[0]), np.abs(c[1]), np.abs(c[2]), c[3], np.abs(c[4]), c[5],
+                                            c[6], np.abs(c[7])) for c in caches], aWx, aWh)
+        order = (0, 3, 4, 5, 1, 2)  # kernel: dxs, dWx, dWh, db, dh0, dc0
+    elif cell == "gru":
+        gs = _steps(fwd[1], T)
+        caches = [(x[t], hp[t], *np.split(gs[t], 3, axis=1)) for t in range(T)]
+        want = ref_tl.gru_backward(dhs, caches, Wx, Wh)
+        rhp = np.stack([c[3] * c[1] for c in caches], axis=1)
+        # the stored rh is r * h_prev of the float32 values rounded once, r and h_prev were rounded separately
+        slack = (3 * U_STORE[hdtype] + U) * np.abs(rhp) + 3 * TINY[hdtype]
+        *mag, extra = gru_backward_magnitudes(dhs, caches, Wx, Wh, slack)
+        order = (0, 2, 3, 4, 1)
+    else:
+        gs = _steps(fwd[1], T)
+        caches = [(x[t], hp[t], *np.split(gs[t], 3, axis=1), fwd[2][:, t]) for t in range(T)]
+        want = ref_tl.gru_reset_after_backward(dhs, caches, Wx, Wh)
+        mag = gru_reset_after_backward_magnitudes(dhs, caches, Wx, Wh)
+        order = (0, 2, 3, 4, 5, 1)  # kernel: dxs, dWx, dWh, dbx, dbh, dh0
+    errs = [k * U * np.broadcast_to(m, w.shape) for m, w in zip(mag, want, strict=True)]
+    if extra is not None:
+        errs[3] = errs[3] + np.concatenate([np.zeros((H, 2 * H)), extra], axis=1)
+    return [want[i] for i in order], [errs[i] for i in order]
+
+
+@pytest.mark.parametrize("case", SEQ_CASES, ids=[f"N{n}T{t}D{d}H{h}" for n, t, d, h in SEQ_CASES])
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_recurrent_backward_vs_reference(rng, isa, hdtype, cell, case):
+    """The backward of the kernel's own 16-bit forward results (as a layer runs it) against the reference
+    backward of the same values."""
+    a = seq_inputs(rng, hdtype, case, CELLS[cell])
+    fwd = cell_forward(cell, a)
+    if cell == "lstm":  # the reference starts from a zero cell-state gradient
+        got = ops.lstm_backward(a["xs"], a["Wx"], a["Wh"], a["h0"], a["c0"], *fwd, a["dhs"])
+    else:
+        got = cell_backward(cell, a, fwd)
+    want, errs = ref_cell_backward(cell, a, fwd, hdtype)
+    for i, (g, w, e) in enumerate(zip(got, want, errs, strict=True)):
+        assert g.dtype == hdtype and g.shape == w.shape, (cell, i)
+        assert_within(g, w, bound(w, hdtype, e), f"{isa} {cell} {case} gradient {i}")
