@@ -1541,7 +1541,7 @@ def ref_cell_backward(cell, a, fwd, hdtype):
     hp = _steps(np.concatenate([h0[:, None], fwd[0][:, :-1]], axis=1), T)
     x = _steps(xs, T)
     k = T * (G + C_STEP[cell]) + max(N * T, G, D) + 1
-    ax, aWx, aWh, adhs = [np.abs(v) for v in x], np.abs(Wx), np.abs(Wh), np.abs(dhs)
+    aWx, aWh, adhs = np.abs(Wx), np.abs(Wh), np.abs(dhs)
     extra = None
     if cell == "rnn":
         caches = list(zip(x, hp, _steps(fwd[0], T), strict=True))
