@@ -27,6 +27,7 @@ from conftest import f64
 from fastconv import layers, ops, util
 from fastconv.reference import functions as ref_functions
 from fastconv.reference import layers as ref_layers
+from fastconv.reference import sdpa as ref_sdpa
 from fastconv.reference import time_layers as ref_tl
 from fastconv.reference import util as ref_util
 
@@ -1593,3 +1594,126 @@ def test_recurrent_backward_vs_reference(rng, isa, hdtype, cell, case):
     for i, (g, w, e) in enumerate(zip(got, want, errs, strict=True)):
         assert g.dtype == hdtype and g.shape == w.shape, (cell, i)
         assert_within(g, w, bound(w, hdtype, e), f"{isa} {cell} {case} gradient {i}")
+
+
+# ======================================================================================================
+# attention against the float64 reference on the same rounded inputs
+# Products of two 16-bit values are exact in float32, so a sum of K of them is within K u of the sum of their
+# magnitudes; the softmax runs in float32 with the maximum subtracted (4 S u of each weight, as in
+# test_softmax_with_loss) and passes on its scores' error through its Jacobian: |d p_k| <= p_k (delta_k +
+# sum_j p_j delta_j). The backward ops take the forward's stored (rounded) weights, as the layers hold them,
+# and so does the reference.
+
+
+def softmax_err(p, delta):
+    """Error bound of float32 softmax weights p (..., S) of scores within delta of the exact ones."""
+    return p * (4 * p.shape[-1] * U + delta + (p * delta).sum(axis=-1, keepdims=True))
+
+
+def softmax_backward_mag(p, m_dp):
+    """Magnitude of ds = p * (dp - sum(p * dp)) for |dp| <= m_dp."""
+    return p * (m_dp + (p * m_dp).sum(axis=-1, keepdims=True))
+
+
+@pytest.mark.parametrize("case", ATT_CASES, ids=[f"N{n}S{s}L{l}H{h}" for n, s, l, h in ATT_CASES])
+def test_attention_one_step_vs_reference(rng, isa, hdtype, case):
+    """WeightSum and AttentionWeight, forward and backward."""
+    N, S, _, H = case
+    hs, h, w, dc, da = (rand(rng, s, hdtype) for s in ((N, S, H), (N, H), (N, S), (N, H), (N, S)))
+    ahs, ah, aw, adc = (np.abs(f64(v)) for v in (hs, h, w, dc))
+    ws = ref_tl.WeightSum()
+    c = ops.weight_sum_forward(hs, w)
+    rc = ws.forward(*f64(hs, w))
+    assert c.dtype == hdtype
+    assert_within(c, rc, bound(rc, hdtype, S * U * np.einsum("ns,nsh->nh", aw, ahs)), f"{isa} weight_sum c")
+    dhs, dw = ops.weight_sum_backward(hs, w, dc)
+    rdhs, rdw = ws.backward(f64(dc))
+    assert dhs.dtype == dw.dtype == hdtype
+    assert_within(dhs, rdhs, bound(rdhs, hdtype, U * np.abs(rdhs)), f"{isa} weight_sum dhs")  # one product
+    assert_within(dw, rdw, bound(rdw, hdtype, H * U * np.einsum("nsh,nh->ns", ahs, adc)), f"{isa} weight_sum da")
+
+    aw_layer = ref_tl.AttentionWeight()
+    a = ops.attention_weight_forward(hs, h)
+    ra = aw_layer.forward(*f64(hs, h))
+    delta = H * U * np.einsum("nsh,nh->ns", ahs, ah)  # the scores, H-term dot products
+    assert a.dtype == hdtype
+    assert_within(a, ra, bound(ra, hdtype, softmax_err(ra, delta)), f"{isa} attention_weight a")
+    dhs, dh = ops.attention_weight_backward(hs, h, a, da)
+    aw_layer.cache = (*f64(hs, h), f64(a))  # the backward of the stored weights
+    rdhs, rdh = aw_layer.backward(f64(da))
+    # ds: the S-term sum, the difference and the product (S + 2 roundings of m_ds); dhs = ds * h one more;
+    # dh sums S terms ds * hs (S more roundings of terms within m_ds |hs|)
+    m_ds = softmax_backward_mag(f64(a), np.abs(f64(da)))
+    assert dhs.dtype == dh.dtype == hdtype
+    assert_within(dhs, rdhs, bound(rdhs, hdtype, (S + 3) * U * m_ds[:, :, None] * ah[:, None, :]),
+                  f"{isa} attention_weight dhs")
+    assert_within(dh, rdh, bound(rdh, hdtype, (2 * S + 3) * U * np.einsum("ns,nsh->nh", m_ds, ahs)),
+                  f"{isa} attention_weight dh")
+
+
+@pytest.mark.parametrize("case", ATT_CASES, ids=[f"N{n}S{s}L{l}H{h}" for n, s, l, h in ATT_CASES])
+def test_time_attention_vs_reference(rng, isa, hdtype, case):
+    N, S, L, H = case
+    enc, dec, dout = rand(rng, (N, S, H), hdtype), rand(rng, (N, L, H), hdtype), rand(rng, (N, L, H), hdtype)
+    aenc, adec, adout = (np.abs(f64(v)) for v in (enc, dec, dout))
+    out, a = ops.attention_forward(enc, dec)
+    ref = ref_tl.TimeAttention()
+    rout = ref.forward(*f64(enc, dec))
+    ra = np.stack(ref.attention_weights, axis=1)
+    e_a = softmax_err(ra, H * U * np.einsum("nlh,nsh->nls", adec, aenc))
+    assert out.dtype == a.dtype == hdtype
+    assert_within(a, ra, bound(ra, hdtype, e_a), f"{isa} a")
+    # out = a enc with the float32 weights (within e_a): S products and sums
+    e_out = np.einsum("nls,nsh->nlh", e_a, aenc) + S * U * np.einsum("nls,nsh->nlh", ra, aenc)
+    assert_within(out, rout, bound(rout, hdtype, e_out), f"{isa} out")
+    denc, ddec = ops.attention_backward(enc, dec, a, dout)
+    for t, layer in enumerate(ref.layers):  # the reference backward of the stored weights
+        layer.attention_weight_layer.cache = (f64(enc), f64(dec)[:, t], f64(a)[:, t])
+        layer.weight_sum_layer.cache = (f64(enc), f64(a)[:, t])
+    rdenc, rddec = ref.backward(f64(dout))
+    # dA = dout enc^T (H terms), dS = A * (dA - rowsum(A * dA)) (S + 2 more); ddec = dS enc (S more), denc =
+    # dS^T dec + A^T dout (two L-term sums and their sum)
+    af = f64(a)
+    m_ds = softmax_backward_mag(af, np.einsum("nlh,nsh->nls", adout, aenc))
+    assert denc.dtype == ddec.dtype == hdtype
+    assert_within(ddec, rddec, bound(rddec, hdtype, (H + 2 * S + 2) * U * np.einsum("nls,nsh->nlh", m_ds, aenc)),
+                  f"{isa} dhs_dec")
+    m_denc = np.einsum("nls,nlh->nsh", m_ds, adec) + np.einsum("nls,nlh->nsh", af, adout)
+    assert_within(denc, rdenc, bound(rdenc, hdtype, (H + S + 2 * L + 3) * U * m_denc), f"{isa} dhs_enc")
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["plain", "dropout"])
+@pytest.mark.parametrize("case", [(1, 1, 1, 1, 1), (3, 5, 7, 4, 6), (6, 16, 9, 32, 8)],
+                         ids=["B1L1S1", "B3L5S7", "B6L16S9"])
+def test_sdpa_vs_reference(rng, isa, hdtype, case, masked):
+    B, L, S, E, F = case
+    q, k, v, dout = rand(rng, (B, L, E), hdtype), rand(rng, (B, S, E), hdtype), rand(rng, (B, S, F), hdtype), \
+        rand(rng, (B, L, F), hdtype)
+    mask = (rng.random((B, L, S)) > 0.3).astype(hdtype) * hdtype.type(1 / 0.7) if masked else None
+    scale = 1 / np.sqrt(E)
+    aq, ak, av, adout = (np.abs(f64(x)) for x in (q, k, v, dout))
+    m = None if mask is None else f64(mask)
+    am = 1.0 if m is None else np.abs(m)
+    out, p = ops.sdpa_forward(q, k, v, scale, mask=mask)
+    rout, rp = ref_sdpa.sdpa_forward(*f64(q, k, v), scale, m)
+    # scores: E products summed, times the float32 scale (itself one rounding of the double): E + 2
+    e_p = softmax_err(rp, (E + 2) * U * scale * np.einsum("ble,bse->bls", aq, ak))
+    assert out.dtype == p.dtype == hdtype
+    assert_within(p, rp, bound(rp, hdtype, e_p), f"{isa} p")
+    # out = (p * mask) v: the product with the mask (one rounding) and S-term sums
+    apm = rp * am
+    e_out = np.einsum("bls,bsf->blf", am * e_p, av) + (S + 1) * U * np.einsum("bls,bsf->blf", apm, av)
+    assert_within(out, rout, bound(rout, hdtype, e_out), f"{isa} out")
+    dq, dk, dv = ops.sdpa_backward(q, k, v, p, dout, scale, mask=mask)
+    pf = f64(p)
+    rdq, rdk, rdv = ref_sdpa.sdpa_backward(*f64(q, k, v), pf, f64(dout), scale, m)
+    # dP = dout v^T (F terms), times the mask (one), dS (S + 2 more); dq, dk: S- or L-term sums times the scale
+    # (two more); dv = (p * mask)^T dout (one for the product, L terms)
+    m_ds = softmax_backward_mag(pf, am * np.einsum("blf,bsf->bls", adout, av))
+    assert dq.dtype == dk.dtype == dv.dtype == hdtype
+    assert_within(dq, rdq, bound(rdq, hdtype, (F + 2 * S + 5) * U * scale * np.einsum("bls,bse->ble", m_ds, ak)),
+                  f"{isa} dq")
+    assert_within(dk, rdk, bound(rdk, hdtype, (F + S + L + 5) * U * scale * np.einsum("bls,ble->bse", m_ds, aq)),
+                  f"{isa} dk")
+    assert_within(dv, rdv, bound(rdv, hdtype, (L + 1) * U * np.einsum("bls,blf->bsf", pf * am, adout)),
+                  f"{isa} dv")
