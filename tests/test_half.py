@@ -1717,3 +1717,119 @@ def test_sdpa_vs_reference(rng, isa, hdtype, case, masked):
                   f"{isa} dk")
     assert_within(dv, rdv, bound(rdv, hdtype, (L + 1) * U * np.einsum("bls,blf->bsf", pf * am, adout)),
                   f"{isa} dv")
+
+
+# ======================================================================================================
+# every layer of fastconv.time_layers and every sequence model in the 16-bit types
+
+
+def time_layer_runs(rng, hd):
+    """name -> a thunk that runs one small forward and backward of that layer of fastconv.time_layers in
+    ``hd`` and returns every array it produced (outputs, input gradients, the layer's grads)."""
+    from fastconv import time_layers as tl
+
+    N, T, D, H, V = 2, 3, 4, 5, 7
+
+    def r(*shape, scale=1.0):
+        return rand(rng, shape, hd, scale)
+
+    def cell(cls, g):
+        return cls(r(D, g * H, scale=0.5), r(H, g * H, scale=0.5), r(g * H))
+
+    xs, x, h, c, dhs, dh = r(N, T, D), r(N, D), r(N, H), r(N, H), r(N, T, H), r(N, H)
+    ids, ts = rng.integers(0, V, (N, T)), rng.integers(0, V, (N, T))
+
+    def run(layer, fwd_args, bwd_args):
+        out = layer.forward(*fwd_args)
+        outs = out if isinstance(out, tuple) else (out,)
+        back = layer.backward(*(bwd_args(outs) if callable(bwd_args) else bwd_args))
+        back = back if isinstance(back, tuple) else (back,)
+        return [a for a in (*outs, *back, *getattr(layer, "grads", [])) if isinstance(a, np.ndarray)]
+
+    def ones(outs):
+        return tuple(np.ones_like(o) for o in outs)
+
+    E, heads = 4, 2
+    mha = [r(D, heads * E, scale=0.5), r(heads * E), r(D, heads * E, scale=0.5), r(heads * E),
+           r(D, heads * E, scale=0.5), r(heads * E), r(heads * E, D, scale=0.5), r(D)]
+    return {
+        "TimeRNN": lambda: run(cell(tl.TimeRNN, 1), (xs,), (dhs,)),
+        "TimeLSTM": lambda: run(cell(tl.TimeLSTM, 4), (xs,), (dhs,)),
+        "TimeGRU": lambda: run(cell(tl.TimeGRU, 3), (xs,), (dhs,)),
+        "TimeBiLSTM": lambda: run(tl.TimeBiLSTM(*(r(D, 4 * H, scale=0.5), r(H, 4 * H, scale=0.5), r(4 * H)) * 2),
+                                  (xs,), (r(N, T, 2 * H),)),
+        "RNN": lambda: run(cell(tl.RNN, 1), (x, h), (dh,)),
+        "LSTM": lambda: run(cell(tl.LSTM, 4), (x, h, c), (dh, dh)),
+        "GRU": lambda: run(cell(tl.GRU, 3), (x, h), (dh,)),
+        "Embedding": lambda: run(tl.Embedding(r(V, D)), (ids[:, 0],), (r(N, D),)),
+        "TimeEmbedding": lambda: run(tl.TimeEmbedding(r(V, D)), (ids,), (r(N, T, D),)),
+        "MatMul": lambda: run(tl.MatMul(r(D, H)), (x,), ones),
+        "Affine": lambda: run(tl.Affine(r(D, H), r(H)), (x,), ones),
+        "TimeAffine": lambda: run(tl.TimeAffine(r(D, V), r(V)), (xs,), ones),
+        "Sigmoid": lambda: run(tl.Sigmoid(), (x,), ones),
+        "SoftmaxWithLoss": lambda: run(tl.SoftmaxWithLoss(), (r(N, V), ts[:, 0]), ()),
+        "TimeSoftmaxWithLoss": lambda: run(tl.TimeSoftmaxWithLoss(), (r(N, T, V), ts), ()),
+        "SigmoidWithLoss": lambda: run(tl.SigmoidWithLoss(), (r(N, 1), ts[:, :1] % 2), ()),
+        "TimeSigmoidWithLoss": lambda: run(tl.TimeSigmoidWithLoss(), (r(N, T), ts % 2), ()),
+        "Dropout": lambda: run(tl.Dropout(0.3), (x,), ones),
+        "TimeDropout": lambda: run(tl.TimeDropout(0.3), (xs,), ones),
+        "WeightSum": lambda: run(tl.WeightSum(), (r(N, T, H), r(N, T)), (dh,)),
+        "AttentionWeight": lambda: run(tl.AttentionWeight(), (r(N, T, H), h), (r(N, T),)),
+        "Attention": lambda: run(tl.Attention(), (r(N, T, H), h), (dh,)),
+        "TimeAttention": lambda: run(tl.TimeAttention(), (r(N, T + 1, H), r(N, T, H)), (r(N, T, H),)),
+        "LayerNorm": lambda: run(tl.LayerNorm(r(D), r(D)), (xs,), ones),
+        "MultiHeadAttention": lambda: run(tl.MultiHeadAttention(*mha, num_heads=heads, dropout=0.2), (xs,), ones),
+        "TransformerEncoderLayer": lambda: run(
+            tl.TransformerEncoderLayer(mha, r(D, 8, scale=0.5), r(8), r(8, D, scale=0.5), r(D), r(D), r(D), r(D),
+                                       r(D), heads, dropout=0.2), (xs,), ones),
+    }
+
+
+def test_every_time_layer_in_half(rng, hdtype):
+    """Every layer of fastconv.time_layers runs a forward and a backward in the type and keeps it (a layer added
+    to the module without a case here fails)."""
+    from fastconv import time_layers as tl
+
+    runs = time_layer_runs(rng, hdtype)
+    layer_names = {n for n in tl.__all__ if isinstance(getattr(tl, n), type)}
+    assert set(runs) == layer_names, sorted(layer_names ^ set(runs))
+    for name, go in runs.items():
+        arrays = go()
+        assert arrays, name
+        for a in arrays:
+            assert a.dtype == hdtype and np.all(np.isfinite(f64(a))), (name, a.dtype)
+
+
+SEQ_MODELS = ["BetterRnnlm", "Seq2seq", "PeekySeq2seq", "AttentionSeq2seq", "RnnClassifier-rnn",
+              "RnnClassifier-lstm", "TransformerClassifier"]
+
+
+@pytest.mark.parametrize("name", SEQ_MODELS)
+def test_sequence_models_in_half(rng, hdtype, name):
+    """Each sequence model builds in the type; its forward (a finite loss), backward (gradients of the type)
+    and generation run."""
+    from fastconv.models import sequence as sq
+
+    V = 11
+    xs, ts = rng.integers(0, V, (2, 5)), rng.integers(0, V, (2, 5))
+    cls, _, cell = name.partition("-")
+    if cls == "BetterRnnlm":
+        model = sq.BetterRnnlm(V, 6, 6, 0.5, rng=rng, dtype=hdtype)
+    elif cls == "RnnClassifier":
+        model = sq.RnnClassifier(V, 4, 5, 3, cell, rng=rng, dtype=hdtype)
+    elif cls == "TransformerClassifier":
+        model = sq.TransformerClassifier(V, 4, 2, 8, 3, max_len=5, dropout=0.5, rng=rng, dtype=hdtype)
+    else:
+        model = getattr(sq, cls)(V, 4, 5, rng=rng, dtype=hdtype)
+    labels = np.array([0, 2]) if cls in ("RnnClassifier", "TransformerClassifier") else ts
+    loss = model.forward(xs, labels)
+    assert np.isfinite(float(loss)), name
+    model.backward()
+    assert all(p.dtype == hdtype for p in model.params), name
+    for g in model.grads:
+        assert g.dtype == hdtype and np.all(np.isfinite(f64(g))), name
+    if cls == "BetterRnnlm":
+        model.reset_state()
+        assert len(model.generate(0, sample_size=4)) == 4
+    elif "Seq2seq" in cls:
+        assert model.generate(xs, 0, 3).shape == (2, 3)
