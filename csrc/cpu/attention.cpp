@@ -3,11 +3,11 @@
 // count. The one-step layers (WeightSum, AttentionWeight) are single passes over hs; TimeAttention makes, per
 // sequence, the score GEMM dec @ enc^T, a row softmax (loss.h's softmax_forward) and the context GEMM a @ enc
 // with gemm_serial (the caller's thread; the team is spread over sequences), and its backward four GEMMs: dA
-// = dout enc^T, dS = A * (dA - rowsum(A * dA)), ddec = dS enc, denc = dS^T dec + A^T dout.
-// float16 / bfloat16 (cpu/staged.h): rows and per-sequence tiles are widened to float32 as the thread reaches
-// them, every sum, the softmax (max subtracted, loss.h's float kernel) and its backward run in float32, and each
-// output row or tile is rounded once when it is complete. The backward reads the 16-bit weights a the forward
-// stored (as a layer holds them), widened exactly.
+// = dout enc^T, dS = A * (dA - rowsum(A * dA)), ddec = dS enc, denc = dS^T dec + A^T dout. float16 / bfloat16
+// (cpu/staged.h): rows and per-sequence tiles are widened to float32 as the thread reaches them, every sum,
+// the softmax (max subtracted, loss.h's float kernel) and its backward run in float32, and each output row or
+// tile is rounded once when it is complete. The backward reads the 16-bit weights a the forward stored (as a
+// layer holds them), widened exactly.
 #include "cpu/attention.h"
 
 #include <algorithm>
@@ -142,8 +142,9 @@ void attention_weight_backward(const T* hs, const T* h, const T* a, const T* da,
 
 // -----------------------------------------------------------------------------------------------------------
 // every decoder step at once: TimeAttention. 16-bit types: one sequence's enc and dec (and a, dout in the
-// backward) are widened into the thread's float tiles, the GEMMs, the softmax and its backward run in float32,
-// and a, out, denc, ddec are rounded once when the sequence is done (the scores and dS never leave float32).
+// backward) are widened into the thread's float tiles, the GEMMs, the softmax and its backward run in
+// float32, and a, out, denc, ddec are rounded once when the sequence is done (the scores and dS never leave
+// float32).
 
 template <typename T>
 void attention_forward(const T* enc, const T* dec, T* a, T* out, std::int64_t N, std::int64_t S,

@@ -6,20 +6,20 @@
 // elementwise gate gradients and dh_{t-1} = dA_t @ Wh^T); dWx, dWh, db and dxs are then whole-sequence GEMMs
 // over the N*L rows of dA, so nothing is accumulated step by step. Every GEMM is the project's (gemm/gemm.h);
 // every element is computed by one thread in a fixed order, so results do not depend on the thread count.
-// float16 / bfloat16 (A = compute_t<T> = float; cpu/staged.h): every value the recurrence carries from step to
-// step (the gate pre-activations and activations, c, the h fed back into the next step's GEMM) and every
+// float16 / bfloat16 (A = compute_t<T> = float; cpu/staged.h): every value the recurrence carries from step
+// to step (the gate pre-activations and activations, c, the h fed back into the next step's GEMM) and every
 // backward carry (dA, dh, dc) lives in FLOAT32 scratch; 16 bits are only what the caller sees: hs, cs, gates,
 // rh / rec, each row rounded once when its step is done, and the gradients. So the forward outputs are the
 // float32 recurrence on the same (exactly widened) inputs, rounded once each: no 16-bit rounding enters the
 // recurrence, and the error of step t is the float32 error propagated through t Jacobians of the cell (each
 // of norm <= |Wh| times the gate derivatives, as for the float32 kernel) plus the one 16-bit rounding of the
-// value stored; it does not compound at 2**-11 per step. The backward re-reads the stored 16-bit hs, cs, gates,
-// rh / rec (widened exactly, row by row): its gradients are the float32 backward of the forward results the
-// caller holds, i.e. of a forward perturbed by one 16-bit rounding per stored value (what any layer that
-// keeps its cache in the input's dtype computes), and its carries through time stay in float32. Weight
-// gradients are float32 sums over all N*L steps rounded once at the end; xs and the 16-bit operands of the
-// whole-sequence GEMMs are widened kStageRows rows at a time, the weights and h0 / c0 once per call (they are
-// packed or read at every step anyway).
+// value stored; it does not compound at 2**-11 per step. The backward re-reads the stored 16-bit hs, cs,
+// gates, rh / rec (widened exactly, row by row): its gradients are the float32 backward of the forward
+// results the caller holds, i.e. of a forward perturbed by one 16-bit rounding per stored value (what any
+// layer that keeps its cache in the input's dtype computes), and its carries through time stay in float32.
+// Weight gradients are float32 sums over all N*L steps rounded once at the end; xs and the 16-bit operands of
+// the whole-sequence GEMMs are widened kStageRows rows at a time, the weights and h0 / c0 once per call (they
+// are packed or read at every step anyway).
 #include "cpu/rnn.h"
 
 #include <algorithm>
@@ -102,8 +102,8 @@ void for_row_blocks(index_t N, index_t work, int nthreads, const F& body) {
 constexpr index_t kStageRows = 512;
 
 // out (M, GH) = b (every row) + x (M, D) @ W (D, GH): the input projections of every step in one GEMM, in
-// compute_t<T>. A 16-bit x is widened kStageRows rows at a time, each block one float GEMM over the same K = D
-// (so every element is the same float32 sum as one GEMM of all the rows makes).
+// compute_t<T>. A 16-bit x is widened kStageRows rows at a time, each block one float GEMM over the same
+// K = D (so every element is the same float32 sum as one GEMM of all the rows makes).
 template <typename T>
 void project_inputs(const T* x, const compute_t<T>* w, const compute_t<T>* b, compute_t<T>* out, index_t M,
                     index_t D, index_t GH, int nthreads) {
@@ -143,9 +143,9 @@ void shifted_states(const T* h0, const T* hs, compute_t<T>* out, index_t N, inde
 }
 
 // C (M, GH, row stride ldc) = A^T @ dA for A (rows, M) and dA (rows, GH, row stride ldd): a weight gradient
-// summed over every step of every sequence by one GEMM, in compute_t<T>. A 16-bit A is widened kStageRows rows
-// at a time and the blocks' products are summed into C in row order: float32 accumulation over all the steps,
-// C rounded once by the caller.
+// summed over every step of every sequence by one GEMM, in compute_t<T>. A 16-bit A is widened kStageRows
+// rows at a time and the blocks' products are summed into C in row order: float32 accumulation over all the
+// steps, C rounded once by the caller.
 template <typename T>
 void weight_grad(const T* a, index_t M, const compute_t<T>* da, index_t ldd, index_t GH, index_t rows,
                  compute_t<T>* c, index_t ldc, int nthreads) {
@@ -157,7 +157,8 @@ void weight_grad(const T* a, index_t M, const compute_t<T>* da, index_t ldd, ind
     for (index_t r0 = 0; r0 < rows; r0 += kStageRows) {
       const index_t rb = std::min(kStageRows, rows - r0);
       widen(a + r0 * M, ab.data(), rb * M);
-      gemm<A>(M, GH, rb, A(1), ab.data(), 1, M, da + r0 * ldd, ldd, 1, r0 == 0 ? A(0) : A(1), c, ldc, nthreads);
+      gemm<A>(M, GH, rb, A(1), ab.data(), 1, M, da + r0 * ldd, ldd, 1, r0 == 0 ? A(0) : A(1), c, ldc,
+              nthreads);
     }
   }
 }
@@ -470,7 +471,8 @@ void gru_reset_after_forward(const T* xs, const T* wx, const T* wh, const T* bx,
       const Prev<A> hp = prev_state(h_0.data(), static_cast<const A*>(hw.data()), t, L, H);
       rw.run(M, hp.p + n0 * hp.ld, hp.ld, A(0), u.data(), G, ap.data());
       for (index_t n = n0; n < n1; ++n) {
-        A* a = gw.data() + (n * L + t) * G;  // (z, r, h) pre-activations of the inputs, then the activated gates
+        // (z, r, h) pre-activations of the inputs, then the activated gates
+        A* a = gw.data() + (n * L + t) * G;
         const A* un = u.data() + (n - n0) * G;
         A* rh = recw.data() + (n * L + t) * H;
         for (index_t j = 0; j < 2 * H; ++j) a[j] += un[j] + bhv[j];

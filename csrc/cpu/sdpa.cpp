@@ -3,11 +3,11 @@
 // written straight into p, a row softmax in place (loss.h's softmax_forward), then the context GEMM p v, all
 // with gemm_serial since the team is spread over the heads. Backward, per head: dP = dout v^T (then times the
 // dropout mask), dS = P * (dP - rowsum(P * dP)) (the softmax's Jacobian), dq = scale dS k, dk = scale dS^T q,
-// dv = (P * mask)^T dout: five GEMMs and two passes over the (L, S) scores, no per-step loop.
-// float16 / bfloat16 (cpu/staged.h): each head's q, k, v (mask, p, dout) are widened into the thread's float
-// tiles when its turn comes, the GEMMs, the softmax (max subtracted) and dS run in float32 (the scores, p * mask
-// and dS never leave float32), and p, out, dq, dk, dv are rounded once when the head is done. The backward reads
-// the 16-bit p the forward stored, widened exactly.
+// dv = (P * mask)^T dout: five GEMMs and two passes over the (L, S) scores, no per-step loop. float16 /
+// bfloat16 (cpu/staged.h): each head's q, k, v (mask, p, dout) are widened into the thread's float tiles when
+// its turn comes, the GEMMs, the softmax (max subtracted) and dS run in float32 (the scores, p * mask and dS
+// never leave float32), and p, out, dq, dk, dv are rounded once when the head is done. The backward reads the
+// 16-bit p the forward stored, widened exactly.
 #include "cpu/sdpa.h"
 
 #include <vector>

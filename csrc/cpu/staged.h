@@ -1,10 +1,10 @@
-// staged.h: how a kernel templated on its storage type T reads and writes values in its compute type
-// A = compute_t<T> (common/half.h): for float and double these are the arrays themselves (no copy, no extra
-// code: the kernel's arithmetic is exactly what it was before 16-bit types existed); for f16 / bf16 a row, tile
-// or small operand is widened (exactly) into a float buffer when the kernel reaches it, and a result computed
-// in a float buffer is rounded once into the 16-bit array when the kernel has finished that row or tile
-// (cpu/half_convert.h's row conversions). The sequence and attention kernels (rnn.cpp, attention.cpp, sdpa.cpp)
-// use these so that one body serves every type.
+// staged.h: how a kernel templated on its storage type T reads and writes values in its compute type A =
+// compute_t<T> (common/half.h): for float and double these are the arrays themselves (no copy, no extra code:
+// the kernel's arithmetic is exactly what it was before 16-bit types existed); for f16 / bf16 a row, tile or
+// small operand is widened (exactly) into a float buffer when the kernel reaches it, and a result computed in
+// a float buffer is rounded once into the 16-bit array when the kernel has finished that row or tile
+// (cpu/half_convert.h's row conversions). The sequence and attention kernels (rnn.cpp, attention.cpp,
+// sdpa.cpp) use these so that one body serves every type.
 #pragma once
 #include <cstdint>
 #include <memory>
