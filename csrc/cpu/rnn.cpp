@@ -186,6 +186,23 @@ void input_grads(const T* xs, const compute_t<T>* wx, const compute_t<T>* da, T*
     for (index_t j = 0; j < GH; ++j) db[j] += da[m * GH + j];
 }
 
+// The weight and input gradients of a cell whose dA (N*L, GH) is the gradient of x Wx + h_{t-1} Wh + b (the
+// RNN and the LSTM): dWh = h_{t-1}^T dA over every step, then input_grads; each weight gradient is rounded
+// once, when it is complete.
+template <typename T>
+void cell_grads(const T* xs, const compute_t<T>* wx, const T* h0, const T* hs, const compute_t<T>* da, T* dxs,
+                T* dwx, T* dwh, T* db, index_t N, index_t L, index_t D, index_t H, index_t GH, int nthreads) {
+  using A = compute_t<T>;
+  Scratch<A> hprev(static_cast<std::size_t>(N * L * H));
+  shifted_states(h0, hs, hprev.data(), N, L, H);
+  Narrowed<T> dw_x(dwx, D * GH), dw_h(dwh, H * GH), d_b(db, GH);
+  weight_grad(static_cast<const A*>(hprev.data()), H, da, GH, GH, N * L, dw_h.data(), GH, nthreads);
+  input_grads(xs, wx, da, dxs, dw_x.data(), d_b.data(), N * L, D, GH, nthreads);
+  dw_x.store(0, D * GH);
+  dw_h.store(0, H * GH);
+  d_b.store(0, GH);
+}
+
 }  // namespace
 
 // -----------------------------------------------------------------------------------------------------------
@@ -240,14 +257,7 @@ void rnn_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* h
     }
   });
   store_row(carry.data(), dh0, N * H);
-  Scratch<A> hprev(static_cast<std::size_t>(N * L * H));
-  shifted_states(h0, hs, hprev.data(), N, L, H);
-  Narrowed<T> dw_x(dwx, D * H), dw_h(dwh, H * H), d_b(db, H);
-  weight_grad(static_cast<const A*>(hprev.data()), H, da.data(), H, H, N * L, dw_h.data(), H, nthreads);
-  input_grads(xs, w_x.data(), da.data(), dxs, dw_x.data(), d_b.data(), N * L, D, H, nthreads);
-  dw_x.store(0, D * H);
-  dw_h.store(0, H * H);
-  d_b.store(0, H);
+  cell_grads(xs, w_x.data(), h0, hs, da.data(), dxs, dwx, dwh, db, N, L, D, H, H, nthreads);
 }
 
 // -----------------------------------------------------------------------------------------------------------
@@ -333,14 +343,7 @@ void lstm_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* 
   });
   store_row(dh.data(), dh0, N * H);
   store_row(dc.data(), dc0, N * H);
-  Scratch<A> hprev(static_cast<std::size_t>(N * L * H));
-  shifted_states(h0, hs, hprev.data(), N, L, H);
-  Narrowed<T> dw_x(dwx, D * G), dw_h(dwh, H * G), d_b(db, G);
-  weight_grad(static_cast<const A*>(hprev.data()), H, da.data(), G, G, N * L, dw_h.data(), G, nthreads);
-  input_grads(xs, w_x.data(), da.data(), dxs, dw_x.data(), d_b.data(), N * L, D, G, nthreads);
-  dw_x.store(0, D * G);
-  dw_h.store(0, H * G);
-  d_b.store(0, G);
+  cell_grads(xs, w_x.data(), h0, hs, da.data(), dxs, dwx, dwh, db, N, L, D, H, G, nthreads);
 }
 
 // -----------------------------------------------------------------------------------------------------------
