@@ -317,6 +317,13 @@ def test_binding_checks_half_dtype(rng):
     a = rand(rng, (2, 2), F16)
     with pytest.raises(TypeError, match="^a: dtype float16, expected bfloat16"):
         fastconv._cpu.gemm_bf16(a, a, np.empty((2, 2), BF16))
+    q = rand(rng, (1, 2, 2), BF16)
+    with pytest.raises(TypeError, match="^p: dtype float16, expected bfloat16"):
+        fastconv._cpu.sdpa_forward_bf16(q, q, q, None, np.empty((1, 2, 2), F16), np.empty((1, 2, 2), BF16), 1.0)
+    xs, h = rand(rng, (1, 2, 2), F16), rand(rng, (1, 2), F16)
+    w = rand(rng, (2, 2), F16)
+    with pytest.raises(TypeError, match="^xs: dtype float16, expected bfloat16"):
+        fastconv._cpu.rnn_forward_bf16(xs, w, w, h[0], h, np.empty((1, 2, 2), BF16))
 
 
 # ======================================================================================================
