@@ -27,6 +27,8 @@ from conftest import f64
 from fastconv import layers, ops, util
 from fastconv.reference import functions as ref_functions
 from fastconv.reference import layers as ref_layers
+from fastconv.reference import sdpa as ref_sdpa
+from fastconv.reference import time_layers as ref_tl
 from fastconv.reference import util as ref_util
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
@@ -307,16 +309,7 @@ def test_layers_keep_dtype(rng, hdtype):
 
 
 # ======================================================================================================
-# ops without 16-bit kernels refuse them with the one-line message naming the argument
-
-
-def test_ops_without_half_kernels_refuse(rng, hdtype):
-    q = rand(rng, (2, 3, 4), hdtype)
-    with pytest.raises(TypeError, match=rf"^q: dtype {hdtype} is not supported, expected float32 or float64; "
-                                        rf"this op has no {hdtype} kernels yet"):
-        ops.sdpa_forward(q, q, q, 0.5)
-    with pytest.raises(TypeError, match=r"^xs: dtype"):
-        ops.rnn_forward(q, np.ones((4, 2)), np.ones((2, 2)), np.zeros(2), np.zeros((2, 2)))
+# the bindings check the 16-bit dtype
 
 
 def test_binding_checks_half_dtype(rng):
@@ -324,6 +317,13 @@ def test_binding_checks_half_dtype(rng):
     a = rand(rng, (2, 2), F16)
     with pytest.raises(TypeError, match="^a: dtype float16, expected bfloat16"):
         fastconv._cpu.gemm_bf16(a, a, np.empty((2, 2), BF16))
+    q = rand(rng, (1, 2, 2), BF16)
+    with pytest.raises(TypeError, match="^p: dtype float16, expected bfloat16"):
+        fastconv._cpu.sdpa_forward_bf16(q, q, q, None, np.empty((1, 2, 2), F16), np.empty((1, 2, 2), BF16), 1.0)
+    xs, h = rand(rng, (1, 2, 2), F16), rand(rng, (1, 2), F16)
+    w = rand(rng, (2, 2), F16)
+    with pytest.raises(TypeError, match="^xs: dtype float16, expected bfloat16"):
+        fastconv._cpu.rnn_forward_bf16(xs, w, w, h[0], h, np.empty((1, 2, 2), BF16))
 
 
 # ======================================================================================================
@@ -1023,20 +1023,12 @@ def test_book_optimizers_use_kernels_in_half(rng, hdtype, name, no_numpy_fallbac
 
 # Ops that validate or convert rather than compute: no kernels of their own.
 NOT_KERNELS = {"as_array", "check_labels", "check_seed", "check_param_dicts", "optimizer_hyperparameters"}
-# Ops still without 16-bit kernels (issue 15, the sequence kernels): they must refuse the type with the one-line
-# TypeError. Take an op out of this set when its kernels land; the test then checks that it accepts the type.
-PENDING_HALF = {
-    "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_forward", "gru_backward",
-    "gru_reset_after_forward", "gru_reset_after_backward", "weight_sum_forward", "weight_sum_backward",
-    "attention_weight_forward", "attention_weight_backward", "attention_forward", "attention_backward",
-    "sdpa_forward", "sdpa_backward",
-}
 
 
 def op_calls(rng, hd):
     """name -> a thunk calling that op of fastconv.ops on small valid arguments of the type ``hd`` (its float
     arguments; labels and indices stay integers). Backward ops of the sequence cells take forward results
-    computed in float32 and rounded, so that their call is valid once their kernels exist."""
+    computed in float32 and rounded."""
     def r(*shape, scale=1.0):
         return rand(rng, shape, hd, scale)
 
@@ -1158,17 +1150,11 @@ def op_calls(rng, hd):
 
 
 def test_every_op_takes_half(rng, hdtype):
-    """Every public op of fastconv.ops runs on float16 / bfloat16 arguments and returns arrays of the type (the
-    ops of PENDING_HALF refuse it with the one-line TypeError naming the argument, until their kernels land)."""
+    """Every public op of fastconv.ops runs on float16 / bfloat16 arguments and returns arrays of the type."""
     public = set(ops.__all__) - NOT_KERNELS
     calls = op_calls(rng, hdtype)
     assert set(calls) == public, f"ops without a case here: {sorted(public - set(calls))}"
     for name, call in calls.items():
-        if name in PENDING_HALF:
-            with pytest.raises(TypeError, match=rf"^\w+: dtype {hdtype} is not supported, expected float32 or "
-                                                rf"float64; this op has no {hdtype} kernels yet, use float32$"):
-                call()
-            continue
         result = call()
         results = result if isinstance(result, tuple) else (result,)
         # integer indices, boolean masks and the spatial batch norm's float64 statistics are not of the type
@@ -1260,3 +1246,630 @@ def test_time_softmax_ce(rng, hdtype, N, T, V):
     rdx = np.where(keep[..., None], (f64(ys) - onehot) * (2.0 / max(kept, 1)), 0.0)
     assert dx.dtype == hdtype
     assert_within(dx, rdx, bound(rdx, hdtype, 3 * U32 * np.abs(rdx)), "dx")
+
+
+# ======================================================================================================
+# recurrent cells and attention: what they keep in float32 and what they round
+# The 16-bit kernels widen every input exactly and run the float32 kernel's own arithmetic, in its order, on
+# float32 scratch (the recurrences' gates, c, h and the backward's carries never pass through 16 bits); each
+# output is rounded once. So their results are the float32 kernels' results on the widened inputs, rounded
+# once: bit for bit (the float32 kernels are tested against the reference in test_time_layers.py,
+# test_gru_reset_after.py and test_sdpa.py). Sizes keep N*T <= 512 rows, the block in which the 16-bit
+# backward widens xs for the weight-gradient GEMM (beyond it the K sum is split at other points than the
+# float32 GEMM's: the same float32 accumulation, not the same bits; the bounds below still hold).
+
+SEQ_CASES = [(1, 1, 1, 1), (3, 5, 7, 6), (8, 12, 33, 20)]  # (N, T, D, H)
+# N*T = 560 rows: two of the 512-row blocks in which the 16-bit kernels widen xs for the whole-sequence GEMMs
+SEQ_CASES_REF = [*SEQ_CASES, (40, 14, 9, 6)]
+SEQ_REF_IDS = [f"N{n}T{t}D{d}H{h}" for n, t, d, h in SEQ_CASES_REF]
+CELLS = {"rnn": 1, "lstm": 4, "gru": 3, "gru_reset_after": 3}
+
+
+def seq_inputs(rng, hd, case, gates):
+    N, T, D, H = case
+    return {"xs": rand(rng, (N, T, D), hd), "Wx": rand(rng, (D, gates * H), hd, 1 / np.sqrt(D)),
+            "Wh": rand(rng, (H, gates * H), hd, 1 / np.sqrt(H)), "b": rand(rng, gates * H, hd, 0.5),
+            "bh": rand(rng, gates * H, hd, 0.5), "h0": rand(rng, (N, H), hd, 0.5),
+            "c0": rand(rng, (N, H), hd), "dhs": rand(rng, (N, T, H), hd), "dc": rand(rng, (N, H), hd)}
+
+
+def cell_forward(cell, a):
+    """The forward op of ``cell`` on the inputs ``a`` (whatever their dtype): a tuple of its outputs."""
+    if cell == "rnn":
+        return (ops.rnn_forward(a["xs"], a["Wx"], a["Wh"], a["b"], a["h0"]),)
+    if cell == "lstm":
+        return ops.lstm_forward(a["xs"], a["Wx"], a["Wh"], a["b"], a["h0"], a["c0"])
+    if cell == "gru":
+        return ops.gru_forward(a["xs"], a["Wx"], a["Wh"], a["b"], a["h0"])
+    return ops.gru_reset_after_forward(a["xs"], a["Wx"], a["Wh"], a["b"], a["bh"], a["h0"])
+
+
+def cell_backward(cell, a, fwd):
+    """The backward op of ``cell`` for the forward results ``fwd``: a tuple of its gradients."""
+    if cell == "lstm":
+        return ops.lstm_backward(a["xs"], a["Wx"], a["Wh"], a["h0"], a["c0"], *fwd, a["dhs"], dc_last=a["dc"])
+    backward = {"rnn": ops.rnn_backward, "gru": ops.gru_backward,
+                "gru_reset_after": ops.gru_reset_after_backward}[cell]
+    return backward(a["xs"], a["Wx"], a["Wh"], a["h0"], *fwd, a["dhs"])
+
+
+def same_bits_as_float32(got, want32, hdtype, msg):
+    for i, (g, w) in enumerate(zip(got, want32)):
+        assert g.dtype == hdtype and w.dtype == np.float32, msg
+        same_bits_or_nan(g, cast(w, hdtype), f"{msg} output {i}")
+
+
+@pytest.mark.parametrize("case", SEQ_CASES, ids=[f"N{n}T{t}D{d}H{h}" for n, t, d, h in SEQ_CASES])
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_recurrent_is_float32_rounded_once(rng, isa, hdtype, cell, case):
+    """Forward and backward of each cell: the float32 kernel on the widened inputs, each output rounded once
+    (the backward of the 16-bit forward results the caller holds, widened)."""
+    a = seq_inputs(rng, hdtype, case, CELLS[cell])
+    a32 = {k: v.astype(np.float32) for k, v in a.items()}
+    fwd = cell_forward(cell, a)
+    same_bits_as_float32(fwd, cell_forward(cell, a32), hdtype, f"{isa} {cell} {case} forward")
+    grads = cell_backward(cell, a, fwd)
+    want = cell_backward(cell, a32, tuple(f.astype(np.float32) for f in fwd))
+    same_bits_as_float32(grads, want, hdtype, f"{isa} {cell} {case} backward")
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_recurrent_threads_same_bits(rng, hdtype, cell):
+    """1 and 2 threads give the same bits, forward and backward, past one 512-row block of xs."""
+    a = seq_inputs(rng, hdtype, (40, 14, 9, 6), CELLS[cell])
+    prev = fastconv.get_num_threads()
+    got = []
+    try:
+        for t in (1, 2):
+            fastconv.set_num_threads(t)
+            fwd = cell_forward(cell, a)
+            got.append((*fwd, *cell_backward(cell, a, fwd)))
+    finally:
+        fastconv.set_num_threads(prev)
+    for x, y in zip(*got, strict=True):
+        np.testing.assert_array_equal(x.view(np.uint16), y.view(np.uint16), err_msg=cell)
+
+
+ATT_CASES = [(1, 1, 1, 1), (3, 5, 4, 6), (4, 9, 7, 40)]  # (N, S, L, H)
+
+
+def attention_calls(rng, hd, case):
+    """name -> (op, its arguments): every attention op on inputs of ``hd``; the backward ops get the forward
+    results (rounded, as a layer holds them)."""
+    N, S, L, H = case
+    enc, dec, h, w, dc = rand(rng, (N, S, H), hd), rand(rng, (N, L, H), hd), rand(rng, (N, H), hd), \
+        rand(rng, (N, S), hd), rand(rng, (N, H), hd)
+    a1 = ops.attention_weight_forward(enc, h)
+    _, a2 = ops.attention_forward(enc, dec)
+    q, k, v, dout = rand(rng, (N, L, H), hd), rand(rng, (N, S, H), hd), rand(rng, (N, S, 3), hd), \
+        rand(rng, (N, L, 3), hd)
+    mask = (rng.random((N, L, S)) > 0.25).astype(hd) * hd.type(2.0)  # dropout 0.5's factors (exact)
+    scale = 1 / np.sqrt(H)
+    _, p = ops.sdpa_forward(q, k, v, scale)
+    _, pm = ops.sdpa_forward(q, k, v, scale, mask=mask)
+    return {
+        "weight_sum_forward": (ops.weight_sum_forward, (enc, w)),
+        "weight_sum_backward": (ops.weight_sum_backward, (enc, w, dc)),
+        "attention_weight_forward": (ops.attention_weight_forward, (enc, h)),
+        "attention_weight_backward": (ops.attention_weight_backward, (enc, h, a1, w)),
+        "attention_forward": (ops.attention_forward, (enc, dec)),
+        "attention_backward": (ops.attention_backward, (enc, dec, a2, rand(rng, (N, L, H), hd))),
+        "sdpa_forward": (lambda *x: ops.sdpa_forward(*x, scale), (q, k, v)),
+        "sdpa_forward_mask": (lambda *x: ops.sdpa_forward(*x[:3], scale, mask=x[3]), (q, k, v, mask)),
+        "sdpa_backward": (lambda *x: ops.sdpa_backward(*x, scale), (q, k, v, p, dout)),
+        "sdpa_backward_mask": (lambda *x: ops.sdpa_backward(*x[:5], scale, mask=x[5]),
+                               (q, k, v, pm, dout, mask)),
+    }
+
+
+@pytest.mark.parametrize("case", ATT_CASES, ids=[f"N{n}S{s}L{l}H{h}" for n, s, l, h in ATT_CASES])
+def test_attention_is_float32_rounded_once(rng, isa, hdtype, case):
+    for name, (op, args) in attention_calls(rng, hdtype, case).items():
+        got = op(*args)
+        want = op(*(x.astype(np.float32) for x in args))
+        got, want = (got, want) if isinstance(got, tuple) else ((got,), (want,))
+        same_bits_as_float32(got, want, hdtype, f"{isa} {name} {case}")
+
+
+# ======================================================================================================
+# recurrent cells against the float64 reference on the same rounded inputs
+# Forward: a first-order running error bound through the T steps. E_t bounds |float32 value - exact value| of
+# every quantity of step t, elementwise: each GEMM or sum of K terms adds K roundings of its terms' magnitudes
+# (K u |a| |b|), each product, sum or 1 - x one rounding of its value, tanh / sigmoid 4 float32 ulps (as in
+# test_sigmoid_tanh), and the error a step inherits is its input's error times the magnitude of the step's
+# Jacobian (E_{t-1} @ |Wh| through the recurrent GEMM, the gate derivatives f (1 - f), 1 - g**2 ... on the
+# way). The recurrence itself runs in float32 (nothing is rounded to 16 bits between steps), so E_t stays at
+# float32 size and each stored value adds one 16-bit rounding (``bound``). Backward: the gradients are linear
+# in dhs given the stored forward values, so their float32 error is at most k u times the same recurrence run
+# on the absolute values of every term (the magnitudes), with k the longest chain of roundings of any term:
+# per step the recurrent GEMM (G*H terms) plus the few elementwise operations of the cell (C_STEP), over T
+# steps, plus the final whole-sequence GEMM or sum (N*T terms at most).
+
+U = U32
+
+
+def _act_err(y, e_in, kind):
+    """Error of sigmoid / tanh y computed in float32 from an input within e_in: the derivative times e_in
+    plus 4 float32 ulps of the result."""
+    deriv = y * (1 - y) if kind == "sigmoid" else 1 - y * y
+    return deriv * e_in + 4 * U * np.abs(y)
+
+
+def rnn_forward_errors(xs, Wx, Wh, b, caches):
+    D, H = Wx.shape[0], Wh.shape[0]
+    e_h, out = np.zeros_like(caches[0][1]), []
+    for x, hp, h in caches:
+        mag = np.abs(x) @ np.abs(Wx) + np.abs(b) + np.abs(hp) @ np.abs(Wh)
+        e_pre = (D + H + 1) * U * mag + e_h @ np.abs(Wh)
+        e_h = _act_err(h, e_pre, "tanh")
+        out.append(e_h)
+    return (np.stack(out, axis=1),)
+
+
+def lstm_forward_errors(xs, Wx, Wh, b, caches):
+    D, H = Wx.shape[0], Wh.shape[0]
+    e_h, e_c, eh_all, ec_all, eg_all = np.zeros_like(caches[0][1]), 0.0, [], [], []
+    for x, hp, cp, f, g, i, o, c in caches:
+        mag = np.abs(x) @ np.abs(Wx) + np.abs(b) + np.abs(hp) @ np.abs(Wh)
+        e_a = (D + H + 1) * U * mag + e_h @ np.abs(Wh)
+        e_f, e_g = _act_err(f, e_a[:, :H], "sigmoid"), _act_err(g, e_a[:, H:2 * H], "tanh")
+        e_i, e_o = _act_err(i, e_a[:, 2 * H:3 * H], "sigmoid"), _act_err(o, e_a[:, 3 * H:], "sigmoid")
+        # c = f c_prev + g i: two products and a sum; h = o tanh(c): tanh and a product
+        e_c = f * e_c + np.abs(cp) * e_f + i * e_g + np.abs(g) * e_i \
+            + 3 * U * (f * np.abs(cp) + np.abs(g) * i)
+        tc = np.tanh(c)
+        e_h = o * _act_err(tc, e_c, "tanh") + np.abs(tc) * e_o + U * np.abs(o * tc)
+        eh_all.append(e_h)
+        ec_all.append(e_c)
+        eg_all.append(np.concatenate([e_f, e_g, e_i, e_o], axis=1))
+    return tuple(np.stack(e, axis=1) for e in (eh_all, ec_all, eg_all))
+
+
+def gru_forward_errors(xs, Wx, Wh, b, caches):
+    D, H = Wx.shape[0], Wh.shape[0]
+    aWx, aWh, ab = np.abs(Wx), np.abs(Wh), np.abs(b)
+    e_h, eh_all, eg_all, erh_all = np.zeros_like(caches[0][1]), [], [], []
+    for x, hp, z, r, hh in caches:
+        ax, ahp = np.abs(x), np.abs(hp)
+        mag_zr = ax @ aWx[:, :2 * H] + ab[:2 * H] + ahp @ aWh[:, :2 * H]
+        e_zr = (D + H + 1) * U * mag_zr + e_h @ aWh[:, :2 * H]
+        e_z, e_r = _act_err(z, e_zr[:, :H], "sigmoid"), _act_err(r, e_zr[:, H:], "sigmoid")
+        e_rh = ahp * e_r + r * e_h + U * r * ahp  # r * h_prev, one product
+        mag_h = ax @ aWx[:, 2 * H:] + ab[2 * H:] + (r * ahp) @ aWh[:, 2 * H:]
+        e_hh = _act_err(hh, (D + H + 1) * U * mag_h + e_rh @ aWh[:, 2 * H:], "tanh")
+        # h = (1 - z) h_prev + z hh: 1 - z, two products and a sum
+        e_h = (1 - z) * e_h + (ahp + np.abs(hh)) * e_z + z * e_hh + 4 * U * ((1 - z) * ahp + z * np.abs(hh))
+        eh_all.append(e_h)
+        eg_all.append(np.concatenate([e_z, e_r, e_hh], axis=1))
+        erh_all.append(e_rh)
+    return tuple(np.stack(e, axis=1) for e in (eh_all, eg_all, erh_all))
+
+
+def gru_reset_after_forward_errors(xs, Wx, Wh, b, bh, caches):
+    D, H = Wx.shape[0], Wh.shape[0]
+    aWx, aWh, ab, abh = np.abs(Wx), np.abs(Wh), np.abs(b), np.abs(bh)
+    e_h, eh_all, eg_all, erec_all = np.zeros_like(caches[0][1]), [], [], []
+    for x, hp, z, r, hh, uh in caches:
+        ax, ahp = np.abs(x), np.abs(hp)
+        # z, r: (x Wx + bx) (D + 1 roundings) + (h_prev Wh + bh) (H + 1) and their sum
+        mag_zr = ax @ aWx[:, :2 * H] + ab[:2 * H] + ahp @ aWh[:, :2 * H] + abh[:2 * H]
+        e_zr = (D + H + 3) * U * mag_zr + e_h @ aWh[:, :2 * H]
+        e_z, e_r = _act_err(z, e_zr[:, :H], "sigmoid"), _act_err(r, e_zr[:, H:], "sigmoid")
+        e_rec = (H + 1) * U * (ahp @ aWh[:, 2 * H:] + abh[2 * H:]) + e_h @ aWh[:, 2 * H:]
+        # x Wxh + bxh (D + 1 roundings), + r * rec (a product and a sum)
+        e_ah = (D + 3) * U * (ax @ aWx[:, 2 * H:] + ab[2 * H:]) + np.abs(uh) * e_r + r * e_rec \
+            + 2 * U * r * np.abs(uh)
+        e_hh = _act_err(hh, e_ah, "tanh")
+        e_h = z * e_h + (ahp + np.abs(hh)) * e_z + (1 - z) * e_hh + 4 * U * (z * ahp + (1 - z) * np.abs(hh))
+        eh_all.append(e_h)
+        eg_all.append(np.concatenate([e_z, e_r, e_hh], axis=1))
+        erec_all.append(e_rec)
+    return tuple(np.stack(e, axis=1) for e in (eh_all, eg_all, erec_all))
+
+
+def _steps(a, T):
+    return [a[:, t] for t in range(T)]
+
+
+def ref_cell_forward(cell, a):
+    """The reference forward on the (rounded) inputs in float64: (outputs in the kernel's order, the per-step
+    caches, the error bounds of the float32 computation for each output)."""
+    xs, Wx, Wh, b, bh, h0, c0 = f64(a["xs"], a["Wx"], a["Wh"], a["b"], a["bh"], a["h0"], a["c0"])
+    H = Wh.shape[0]
+    if cell == "rnn":
+        hs, caches = ref_tl.rnn_forward(xs, Wx, Wh, b, h0)
+        return (hs,), caches, rnn_forward_errors(xs, Wx, Wh, b, caches)
+    if cell == "lstm":
+        hs, _, caches = ref_tl.lstm_forward(xs, Wx, Wh, b, h0, c0)
+        cs = np.stack([c[7] for c in caches], axis=1)
+        gates = np.stack([np.concatenate(c[3:7], axis=1) for c in caches], axis=1)
+        return (hs, cs, gates), caches, lstm_forward_errors(xs, Wx, Wh, b, caches)
+    if cell == "gru":
+        hs, caches = ref_tl.gru_forward(xs, Wx, Wh, b, h0)
+        gates = np.stack([np.concatenate(c[2:5], axis=1) for c in caches], axis=1)
+        rh = np.stack([c[3] * c[1] for c in caches], axis=1)
+        return (hs, gates, rh), caches, gru_forward_errors(xs, Wx, Wh, b, caches)
+    hs, caches = ref_tl.gru_reset_after_forward(xs, Wx, Wh, b, bh, h0)
+    gates = np.stack([np.concatenate(c[2:5], axis=1) for c in caches], axis=1)
+    rec = np.stack([c[5] for c in caches], axis=1)
+    assert rec.shape[-1] == H
+    return (hs, gates, rec), caches, gru_reset_after_forward_errors(xs, Wx, Wh, b, bh, caches)
+
+
+@pytest.mark.parametrize("case", SEQ_CASES_REF, ids=SEQ_REF_IDS)
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_recurrent_forward_vs_reference(rng, isa, hdtype, cell, case):
+    a = seq_inputs(rng, hdtype, case, CELLS[cell])
+    got = cell_forward(cell, a)
+    want, _, errs = ref_cell_forward(cell, a)
+    names = {"rnn": ["hs"], "lstm": ["hs", "cs", "gates"], "gru": ["hs", "gates", "rh"],
+             "gru_reset_after": ["hs", "gates", "rec"]}[cell]
+    for name, g, w, e in zip(names, got, want, errs, strict=True):
+        assert g.dtype == hdtype
+        assert_within(g, w, bound(w, hdtype, e), f"{isa} {cell} {case} {name}")
+
+
+def gru_backward_magnitudes(dhs, caches, Wx, Wh, rh_slack):
+    """The GRU backward recurrence on the absolute values of every term (hh - h_prev as |hh| + |h_prev|): an
+    upper bound for the magnitude of every term of the reference's sums, in the reference's output order.
+    ``rh_slack`` (N, T, H) bounds |rh - r * h_prev| for the rh the kernel is given (the forward stored
+    r * h_prev rounded from float32 values, r and h_prev separately); the last result is the error that adds
+    to dWh[:, 2H:].
+    """
+    H = Wh.shape[0]
+    aWx, aWh = np.abs(Wx), np.abs(Wh)
+    dh_next, dxs, dWx, dWh, db, extra = 0.0, [], 0.0, 0.0, 0.0, 0.0
+    for t in reversed(range(dhs.shape[1])):
+        x, hp, z, r, hh = caches[t]
+        ahp, ahh = np.abs(hp), np.abs(hh)
+        dh = np.abs(dhs[:, t]) + dh_next
+        dah = dh * z * (1 - hh * hh)
+        drh = dah @ aWh[:, 2 * H:].T
+        da = np.concatenate([dh * (ahh + ahp) * z * (1 - z), drh * ahp * r * (1 - r), dah], axis=1)
+        dh_next = dh * (1 - z) + drh * r + da[:, :2 * H] @ aWh[:, :2 * H].T
+        dxs.append(da @ aWx.T)
+        dWx = dWx + np.abs(x).T @ da
+        dWh = dWh + np.concatenate([ahp.T @ da[:, :2 * H], (r * ahp).T @ dah], axis=1)
+        db = db + da.sum(axis=0)
+        extra = extra + rh_slack[:, t].T @ dah
+    return np.stack(dxs[::-1], axis=1), dh_next, dWx, dWh, db, extra
+
+
+def gru_reset_after_backward_magnitudes(dhs, caches, Wx, Wh):
+    """The reset-after GRU backward recurrence on the absolute values of every term, in the reference's
+    output order."""
+    aWx, aWh = np.abs(Wx), np.abs(Wh)
+    dh_next, dxs, dWx, dWh, dbx, dbh = 0.0, [], 0.0, 0.0, 0.0, 0.0
+    for t in reversed(range(dhs.shape[1])):
+        x, hp, z, r, hh, uh = caches[t]
+        ahp = np.abs(hp)
+        dh = np.abs(dhs[:, t]) + dh_next
+        dah = dh * (1 - z) * (1 - hh * hh)
+        daz = dh * (ahp + np.abs(hh)) * z * (1 - z)
+        dar = dah * np.abs(uh) * r * (1 - r)
+        da, du = np.concatenate([daz, dar, dah], axis=1), np.concatenate([daz, dar, dah * r], axis=1)
+        dh_next = dh * z + du @ aWh.T
+        dxs.append(da @ aWx.T)
+        dWx, dWh = dWx + np.abs(x).T @ da, dWh + ahp.T @ du
+        dbx, dbh = dbx + da.sum(axis=0), dbh + du.sum(axis=0)
+    return np.stack(dxs[::-1], axis=1), dh_next, dWx, dWh, dbx, dbh
+
+
+# per cell: the elementwise roundings on the longest path through one backward step (besides the G*H terms of
+# the recurrent GEMM): RNN dh + carry, h*h, 1 - h*h, the product (4); LSTM tanh(c) (4 ulps), tc*tc, 1 - tc*tc,
+# dh + carry, three products and a sum to ds, (1 - f) and three products to dA, ds*f (14, counted 16); GRU
+# and the reset-after GRU the carry sum, hh*hh, 1 - hh*hh, 1 - z, two or three products, the r gate's
+# 1 - r and three products, the two sums of the carry (11, counted 12)
+C_STEP = {"rnn": 4, "lstm": 16, "gru": 12, "gru_reset_after": 12}
+
+
+def ref_cell_backward(cell, a, fwd, hdtype):
+    """The reference backward of the caches the kernel's own (rounded) forward results make, in the kernel's
+    output order, with the error bound of each gradient."""
+    xs, Wx, Wh, h0, c0, dhs = f64(a["xs"], a["Wx"], a["Wh"], a["h0"], a["c0"], a["dhs"])
+    N, T, D = xs.shape
+    H = Wh.shape[0]
+    G = Wh.shape[1]
+    fwd = [f64(f) for f in fwd]
+    hp = _steps(np.concatenate([h0[:, None], fwd[0][:, :-1]], axis=1), T)
+    x = _steps(xs, T)
+    k = T * (G + C_STEP[cell]) + max(N * T, G, D) + 1
+    aWx, aWh, adhs = np.abs(Wx), np.abs(Wh), np.abs(dhs)
+    extra = None
+    if cell == "rnn":
+        caches = list(zip(x, hp, _steps(fwd[0], T), strict=True))
+        want = ref_tl.rnn_backward(dhs, caches, Wx, Wh)
+        mag = ref_tl.rnn_backward(adhs, [(np.abs(c[0]), np.abs(c[1]), c[2]) for c in caches], aWx, aWh)
+        order = (0, 2, 3, 4, 1)  # kernel: dxs, dWx, dWh, db, dh0
+    elif cell == "lstm":
+        cp = _steps(np.concatenate([c0[:, None], fwd[1][:, :-1]], axis=1), T)
+        gs = _steps(fwd[2], T)
+        caches = [(x[t], hp[t], cp[t], *np.split(gs[t], 4, axis=1), fwd[1][:, t]) for t in range(T)]
+        want = ref_tl.lstm_backward(dhs, caches, Wx, Wh)
+        # with |g|, |c_prev|, |c| every term is a product of non-negatives (f, i, o, 1 - g**2,
+        # 1 - tanh(c)**2 >= 0)
+        mag = ref_tl.lstm_backward(adhs, [(np.abs(c[0]), np.abs(c[1]), np.abs(c[2]), c[3], np.abs(c[4]), c[5],
+                                            c[6], np.abs(c[7])) for c in caches], aWx, aWh)
+        order = (0, 3, 4, 5, 1, 2)  # kernel: dxs, dWx, dWh, db, dh0, dc0
+    elif cell == "gru":
+        gs = _steps(fwd[1], T)
+        caches = [(x[t], hp[t], *np.split(gs[t], 3, axis=1)) for t in range(T)]
+        want = ref_tl.gru_backward(dhs, caches, Wx, Wh)
+        rhp = np.stack([c[3] * c[1] for c in caches], axis=1)
+        # the stored rh is r * h_prev of the float32 values rounded once, r and h_prev were rounded separately
+        slack = (3 * U_STORE[hdtype] + U) * np.abs(rhp) + 3 * TINY[hdtype]
+        *mag, extra = gru_backward_magnitudes(dhs, caches, Wx, Wh, slack)
+        order = (0, 2, 3, 4, 1)
+    else:
+        gs = _steps(fwd[1], T)
+        caches = [(x[t], hp[t], *np.split(gs[t], 3, axis=1), fwd[2][:, t]) for t in range(T)]
+        want = ref_tl.gru_reset_after_backward(dhs, caches, Wx, Wh)
+        mag = gru_reset_after_backward_magnitudes(dhs, caches, Wx, Wh)
+        order = (0, 2, 3, 4, 5, 1)  # kernel: dxs, dWx, dWh, dbx, dbh, dh0
+    errs = [k * U * np.broadcast_to(m, w.shape) for m, w in zip(mag, want, strict=True)]
+    if extra is not None:
+        errs[3] = errs[3] + np.concatenate([np.zeros((H, 2 * H)), extra], axis=1)
+    return [want[i] for i in order], [errs[i] for i in order]
+
+
+@pytest.mark.parametrize("case", SEQ_CASES_REF, ids=SEQ_REF_IDS)
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_recurrent_backward_vs_reference(rng, isa, hdtype, cell, case):
+    """The backward of the kernel's own 16-bit forward results (as a layer runs it) against the reference
+    backward of the same values."""
+    a = seq_inputs(rng, hdtype, case, CELLS[cell])
+    fwd = cell_forward(cell, a)
+    if cell == "lstm":  # the reference starts from a zero cell-state gradient
+        got = ops.lstm_backward(a["xs"], a["Wx"], a["Wh"], a["h0"], a["c0"], *fwd, a["dhs"])
+    else:
+        got = cell_backward(cell, a, fwd)
+    want, errs = ref_cell_backward(cell, a, fwd, hdtype)
+    for i, (g, w, e) in enumerate(zip(got, want, errs, strict=True)):
+        assert g.dtype == hdtype and g.shape == w.shape, (cell, i)
+        assert_within(g, w, bound(w, hdtype, e), f"{isa} {cell} {case} gradient {i}")
+
+
+# ======================================================================================================
+# attention against the float64 reference on the same rounded inputs
+# Products of two 16-bit values are exact in float32, so a sum of K of them is within K u of the sum of their
+# magnitudes; the softmax runs in float32 with the maximum subtracted (4 S u of each weight, as in
+# test_softmax_with_loss) and passes on its scores' error through its Jacobian: |d p_k| <= p_k (delta_k +
+# sum_j p_j delta_j). The backward ops take the forward's stored (rounded) weights, as the layers hold them,
+# and so does the reference.
+
+
+def softmax_err(p, delta):
+    """Error bound of float32 softmax weights p (..., S) of scores within delta of the exact ones."""
+    return p * (4 * p.shape[-1] * U + delta + (p * delta).sum(axis=-1, keepdims=True))
+
+
+def softmax_backward_mag(p, m_dp):
+    """Magnitude of ds = p * (dp - sum(p * dp)) for |dp| <= m_dp."""
+    return p * (m_dp + (p * m_dp).sum(axis=-1, keepdims=True))
+
+
+@pytest.mark.parametrize("case", ATT_CASES, ids=[f"N{n}S{s}L{l}H{h}" for n, s, l, h in ATT_CASES])
+def test_attention_one_step_vs_reference(rng, isa, hdtype, case):
+    """WeightSum and AttentionWeight, forward and backward."""
+    N, S, _, H = case
+    hs, h, w, dc, da = (rand(rng, s, hdtype) for s in ((N, S, H), (N, H), (N, S), (N, H), (N, S)))
+    ahs, ah, aw, adc = (np.abs(f64(v)) for v in (hs, h, w, dc))
+    ws = ref_tl.WeightSum()
+    c = ops.weight_sum_forward(hs, w)
+    rc = ws.forward(*f64(hs, w))
+    assert c.dtype == hdtype
+    assert_within(c, rc, bound(rc, hdtype, S * U * np.einsum("ns,nsh->nh", aw, ahs)), f"{isa} weight_sum c")
+    dhs, dw = ops.weight_sum_backward(hs, w, dc)
+    rdhs, rdw = ws.backward(f64(dc))
+    assert dhs.dtype == dw.dtype == hdtype
+    assert_within(dhs, rdhs, bound(rdhs, hdtype, U * np.abs(rdhs)), f"{isa} weight_sum dhs")  # one product
+    assert_within(dw, rdw, bound(rdw, hdtype, H * U * np.einsum("nsh,nh->ns", ahs, adc)),
+                  f"{isa} weight_sum da")
+
+    aw_layer = ref_tl.AttentionWeight()
+    a = ops.attention_weight_forward(hs, h)
+    ra = aw_layer.forward(*f64(hs, h))
+    delta = H * U * np.einsum("nsh,nh->ns", ahs, ah)  # the scores, H-term dot products
+    assert a.dtype == hdtype
+    assert_within(a, ra, bound(ra, hdtype, softmax_err(ra, delta)), f"{isa} attention_weight a")
+    dhs, dh = ops.attention_weight_backward(hs, h, a, da)
+    aw_layer.cache = (*f64(hs, h), f64(a))  # the backward of the stored weights
+    rdhs, rdh = aw_layer.backward(f64(da))
+    # ds: the S-term sum, the difference and the product (S + 2 roundings of m_ds); dhs = ds * h one more;
+    # dh sums S terms ds * hs (S more roundings of terms within m_ds |hs|)
+    m_ds = softmax_backward_mag(f64(a), np.abs(f64(da)))
+    assert dhs.dtype == dh.dtype == hdtype
+    assert_within(dhs, rdhs, bound(rdhs, hdtype, (S + 3) * U * m_ds[:, :, None] * ah[:, None, :]),
+                  f"{isa} attention_weight dhs")
+    assert_within(dh, rdh, bound(rdh, hdtype, (2 * S + 3) * U * np.einsum("ns,nsh->nh", m_ds, ahs)),
+                  f"{isa} attention_weight dh")
+
+
+@pytest.mark.parametrize("case", ATT_CASES, ids=[f"N{n}S{s}L{l}H{h}" for n, s, l, h in ATT_CASES])
+def test_time_attention_vs_reference(rng, isa, hdtype, case):
+    N, S, L, H = case
+    enc, dec, dout = rand(rng, (N, S, H), hdtype), rand(rng, (N, L, H), hdtype), rand(rng, (N, L, H), hdtype)
+    aenc, adec, adout = (np.abs(f64(v)) for v in (enc, dec, dout))
+    out, a = ops.attention_forward(enc, dec)
+    ref = ref_tl.TimeAttention()
+    rout = ref.forward(*f64(enc, dec))
+    ra = np.stack(ref.attention_weights, axis=1)
+    e_a = softmax_err(ra, H * U * np.einsum("nlh,nsh->nls", adec, aenc))
+    assert out.dtype == a.dtype == hdtype
+    assert_within(a, ra, bound(ra, hdtype, e_a), f"{isa} a")
+    # out = a enc with the float32 weights (within e_a): S products and sums
+    e_out = np.einsum("nls,nsh->nlh", e_a, aenc) + S * U * np.einsum("nls,nsh->nlh", ra, aenc)
+    assert_within(out, rout, bound(rout, hdtype, e_out), f"{isa} out")
+    denc, ddec = ops.attention_backward(enc, dec, a, dout)
+    for t, layer in enumerate(ref.layers):  # the reference backward of the stored weights
+        layer.attention_weight_layer.cache = (f64(enc), f64(dec)[:, t], f64(a)[:, t])
+        layer.weight_sum_layer.cache = (f64(enc), f64(a)[:, t])
+    rdenc, rddec = ref.backward(f64(dout))
+    # dA = dout enc^T (H terms), dS = A * (dA - rowsum(A * dA)) (S + 2 more); ddec = dS enc (S more), denc =
+    # dS^T dec + A^T dout (two L-term sums and their sum)
+    af = f64(a)
+    m_ds = softmax_backward_mag(af, np.einsum("nlh,nsh->nls", adout, aenc))
+    assert denc.dtype == ddec.dtype == hdtype
+    e_ddec = (H + 2 * S + 2) * U * np.einsum("nls,nsh->nlh", m_ds, aenc)
+    assert_within(ddec, rddec, bound(rddec, hdtype, e_ddec), f"{isa} dhs_dec")
+    m_denc = np.einsum("nls,nlh->nsh", m_ds, adec) + np.einsum("nls,nlh->nsh", af, adout)
+    assert_within(denc, rdenc, bound(rdenc, hdtype, (H + S + 2 * L + 3) * U * m_denc), f"{isa} dhs_enc")
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["plain", "dropout"])
+@pytest.mark.parametrize("case", [(1, 1, 1, 1, 1), (3, 5, 7, 4, 6), (6, 16, 9, 32, 8)],
+                         ids=["B1L1S1", "B3L5S7", "B6L16S9"])
+def test_sdpa_vs_reference(rng, isa, hdtype, case, masked):
+    B, L, S, E, F = case
+    q, k, v, dout = (rand(rng, s, hdtype) for s in ((B, L, E), (B, S, E), (B, S, F), (B, L, F)))
+    mask = (rng.random((B, L, S)) > 0.3).astype(hdtype) * hdtype.type(1 / 0.7) if masked else None
+    scale = 1 / np.sqrt(E)
+    aq, ak, av, adout = (np.abs(f64(x)) for x in (q, k, v, dout))
+    m = None if mask is None else f64(mask)
+    am = 1.0 if m is None else np.abs(m)
+    out, p = ops.sdpa_forward(q, k, v, scale, mask=mask)
+    rout, rp = ref_sdpa.sdpa_forward(*f64(q, k, v), scale, m)
+    # scores: E products summed, times the float32 scale (itself one rounding of the double): E + 2
+    e_p = softmax_err(rp, (E + 2) * U * scale * np.einsum("ble,bse->bls", aq, ak))
+    assert out.dtype == p.dtype == hdtype
+    assert_within(p, rp, bound(rp, hdtype, e_p), f"{isa} p")
+    # out = (p * mask) v: the product with the mask (one rounding) and S-term sums
+    apm = rp * am
+    e_out = np.einsum("bls,bsf->blf", am * e_p, av) + (S + 1) * U * np.einsum("bls,bsf->blf", apm, av)
+    assert_within(out, rout, bound(rout, hdtype, e_out), f"{isa} out")
+    dq, dk, dv = ops.sdpa_backward(q, k, v, p, dout, scale, mask=mask)
+    pf = f64(p)
+    rdq, rdk, rdv = ref_sdpa.sdpa_backward(*f64(q, k, v), pf, f64(dout), scale, m)
+    # dP = dout v^T (F terms), times the mask (one), dS (S + 2 more); dq, dk: S- or L-term sums times the
+    # scale (two more); dv = (p * mask)^T dout (one for the product, L terms)
+    m_ds = softmax_backward_mag(pf, am * np.einsum("blf,bsf->bls", adout, av))
+    assert dq.dtype == dk.dtype == dv.dtype == hdtype
+    e_dq = (F + 2 * S + 5) * U * scale * np.einsum("bls,bse->ble", m_ds, ak)
+    e_dk = (F + S + L + 5) * U * scale * np.einsum("bls,ble->bse", m_ds, aq)
+    assert_within(dq, rdq, bound(rdq, hdtype, e_dq), f"{isa} dq")
+    assert_within(dk, rdk, bound(rdk, hdtype, e_dk), f"{isa} dk")
+    assert_within(dv, rdv, bound(rdv, hdtype, (L + 1) * U * np.einsum("bls,blf->bsf", pf * am, adout)),
+                  f"{isa} dv")
+
+
+# ======================================================================================================
+# every layer of fastconv.time_layers and every sequence model in the 16-bit types
+
+
+def time_layer_runs(rng, hd):
+    """name -> a thunk that runs one small forward and backward of that layer of fastconv.time_layers in
+    ``hd`` and returns every array it produced (outputs, input gradients, the layer's grads)."""
+    from fastconv import time_layers as tl
+
+    N, T, D, H, V = 2, 3, 4, 5, 7
+
+    def r(*shape, scale=1.0):
+        return rand(rng, shape, hd, scale)
+
+    def cell(cls, g):
+        return cls(r(D, g * H, scale=0.5), r(H, g * H, scale=0.5), r(g * H))
+
+    def lstm_params():
+        return r(D, 4 * H, scale=0.5), r(H, 4 * H, scale=0.5), r(4 * H)
+
+    xs, x, h, c, dhs, dh = r(N, T, D), r(N, D), r(N, H), r(N, H), r(N, T, H), r(N, H)
+    ids, ts = rng.integers(0, V, (N, T)), rng.integers(0, V, (N, T))
+
+    def run(layer, fwd_args, bwd_args):
+        out = layer.forward(*fwd_args)
+        outs = out if isinstance(out, tuple) else (out,)
+        back = layer.backward(*(bwd_args(outs) if callable(bwd_args) else bwd_args))
+        back = back if isinstance(back, tuple) else (back,)
+        return [a for a in (*outs, *back, *getattr(layer, "grads", [])) if isinstance(a, np.ndarray)]
+
+    def ones(outs):
+        return tuple(np.ones_like(o) for o in outs)
+
+    E, heads = 4, 2
+
+    def transformer():
+        norms = [r(D) for _ in range(4)]  # gamma1, beta1, gamma2, beta2
+        ffn = (r(D, 8, scale=0.5), r(8), r(8, D, scale=0.5), r(D))  # W1, b1, W2, b2
+        return tl.TransformerEncoderLayer(mha, *ffn, *norms, heads, dropout=0.2)
+
+    mha = [r(D, heads * E, scale=0.5), r(heads * E), r(D, heads * E, scale=0.5), r(heads * E),
+           r(D, heads * E, scale=0.5), r(heads * E), r(heads * E, D, scale=0.5), r(D)]
+    return {
+        "TimeRNN": lambda: run(cell(tl.TimeRNN, 1), (xs,), (dhs,)),
+        "TimeLSTM": lambda: run(cell(tl.TimeLSTM, 4), (xs,), (dhs,)),
+        "TimeGRU": lambda: run(cell(tl.TimeGRU, 3), (xs,), (dhs,)),
+        "TimeBiLSTM": lambda: run(tl.TimeBiLSTM(*lstm_params(), *lstm_params()), (xs,), (r(N, T, 2 * H),)),
+        "RNN": lambda: run(cell(tl.RNN, 1), (x, h), (dh,)),
+        "LSTM": lambda: run(cell(tl.LSTM, 4), (x, h, c), (dh, dh)),
+        "GRU": lambda: run(cell(tl.GRU, 3), (x, h), (dh,)),
+        "Embedding": lambda: run(tl.Embedding(r(V, D)), (ids[:, 0],), (r(N, D),)),
+        "TimeEmbedding": lambda: run(tl.TimeEmbedding(r(V, D)), (ids,), (r(N, T, D),)),
+        "MatMul": lambda: run(tl.MatMul(r(D, H)), (x,), ones),
+        "Affine": lambda: run(tl.Affine(r(D, H), r(H)), (x,), ones),
+        "TimeAffine": lambda: run(tl.TimeAffine(r(D, V), r(V)), (xs,), ones),
+        "Sigmoid": lambda: run(tl.Sigmoid(), (x,), ones),
+        "SoftmaxWithLoss": lambda: run(tl.SoftmaxWithLoss(), (r(N, V), ts[:, 0]), ()),
+        "TimeSoftmaxWithLoss": lambda: run(tl.TimeSoftmaxWithLoss(), (r(N, T, V), ts), ()),
+        "SigmoidWithLoss": lambda: run(tl.SigmoidWithLoss(), (r(N, 1), ts[:, :1] % 2), ()),
+        "TimeSigmoidWithLoss": lambda: run(tl.TimeSigmoidWithLoss(), (r(N, T), ts % 2), ()),
+        "Dropout": lambda: run(tl.Dropout(0.3), (x,), ones),
+        "TimeDropout": lambda: run(tl.TimeDropout(0.3), (xs,), ones),
+        "WeightSum": lambda: run(tl.WeightSum(), (r(N, T, H), r(N, T)), (dh,)),
+        "AttentionWeight": lambda: run(tl.AttentionWeight(), (r(N, T, H), h), (r(N, T),)),
+        "Attention": lambda: run(tl.Attention(), (r(N, T, H), h), (dh,)),
+        "TimeAttention": lambda: run(tl.TimeAttention(), (r(N, T + 1, H), r(N, T, H)), (r(N, T, H),)),
+        "LayerNorm": lambda: run(tl.LayerNorm(r(D), r(D)), (xs,), ones),
+        "MultiHeadAttention": lambda: run(tl.MultiHeadAttention(*mha, num_heads=heads, dropout=0.2), (xs,),
+                                          ones),
+        "TransformerEncoderLayer": lambda: run(transformer(), (xs,), ones),
+    }
+
+
+def test_every_time_layer_in_half(rng, hdtype):
+    """Every layer of fastconv.time_layers runs a forward and a backward in the type and keeps it (a layer
+    added to the module without a case here fails)."""
+    from fastconv import time_layers as tl
+
+    runs = time_layer_runs(rng, hdtype)
+    layer_names = {n for n in tl.__all__ if isinstance(getattr(tl, n), type)}
+    assert set(runs) == layer_names, sorted(layer_names ^ set(runs))
+    for name, go in runs.items():
+        arrays = go()
+        assert arrays, name
+        for a in arrays:
+            assert a.dtype == hdtype and np.all(np.isfinite(f64(a))), (name, a.dtype)
+
+
+SEQ_MODELS = ["BetterRnnlm", "Seq2seq", "PeekySeq2seq", "AttentionSeq2seq", "RnnClassifier-rnn",
+              "RnnClassifier-lstm", "TransformerClassifier"]
+
+
+@pytest.mark.parametrize("name", SEQ_MODELS)
+def test_sequence_models_in_half(rng, hdtype, name):
+    """Each sequence model builds in the type; its forward (a finite loss), backward (gradients of the type)
+    and generation run."""
+    from fastconv.models import sequence as sq
+
+    V = 11
+    xs, ts = rng.integers(0, V, (2, 5)), rng.integers(0, V, (2, 5))
+    cls, _, cell = name.partition("-")
+    if cls == "BetterRnnlm":
+        model = sq.BetterRnnlm(V, 6, 6, 0.5, rng=rng, dtype=hdtype)
+    elif cls == "RnnClassifier":
+        model = sq.RnnClassifier(V, 4, 5, 3, cell, rng=rng, dtype=hdtype)
+    elif cls == "TransformerClassifier":
+        model = sq.TransformerClassifier(V, 4, 2, 8, 3, max_len=5, dropout=0.5, rng=rng, dtype=hdtype)
+    else:
+        model = getattr(sq, cls)(V, 4, 5, rng=rng, dtype=hdtype)
+    labels = np.array([0, 2]) if cls in ("RnnClassifier", "TransformerClassifier") else ts
+    loss = model.forward(xs, labels)
+    assert np.isfinite(float(loss)), name
+    model.backward()
+    assert all(p.dtype == hdtype for p in model.params), name
+    for g in model.grads:
+        assert g.dtype == hdtype and np.all(np.isfinite(f64(g))), name
+    if cls == "BetterRnnlm":
+        model.reset_state()
+        assert len(model.generate(0, sample_size=4)) == 4
+    elif "Seq2seq" in cls:
+        assert model.generate(xs, 0, 3).shape == (2, 3)

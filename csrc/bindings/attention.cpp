@@ -91,21 +91,21 @@ void attention_backward_py(py::array enc, py::array dec, py::array a, py::array 
 }  // namespace
 
 void bind_attention(py::module_& m) {
-  FC_DEF_FLOATS(m, "weight_sum_forward", weight_sum_forward_py, "c[n] = sum_s a[n, s] hs[n, s].",
-                py::arg("hs"), py::arg("a"), py::arg("c"));
-  FC_DEF_FLOATS(m, "weight_sum_backward", weight_sum_backward_py, "dhs, da of weight_sum_forward.",
-                py::arg("hs"), py::arg("a"), py::arg("dc"), py::arg("dhs"), py::arg("da"));
-  FC_DEF_FLOATS(m, "attention_weight_forward", attention_weight_forward_py, "a[n] = softmax(hs[n] @ h[n]).",
-                py::arg("hs"), py::arg("h"), py::arg("a"));
-  FC_DEF_FLOATS(m, "attention_weight_backward", attention_weight_backward_py,
-                "dhs, dh of attention_weight_forward.", py::arg("hs"), py::arg("h"), py::arg("a"),
-                py::arg("da"), py::arg("dhs"), py::arg("dh"));
-  FC_DEF_FLOATS(m, "attention_forward", attention_forward_py,
-                "a = softmax(hs_dec @ hs_enc^T), out = a @ hs_enc, per sequence.", py::arg("hs_enc"),
-                py::arg("hs_dec"), py::arg("a"), py::arg("out"));
-  FC_DEF_FLOATS(m, "attention_backward", attention_backward_py, "dhs_enc, dhs_dec of attention_forward.",
-                py::arg("hs_enc"), py::arg("hs_dec"), py::arg("a"), py::arg("dout"), py::arg("dhs_enc"),
-                py::arg("dhs_dec"));
+  FC_DEF_ALL(m, "weight_sum_forward", weight_sum_forward_py, "c[n] = sum_s a[n, s] hs[n, s].",
+             py::arg("hs"), py::arg("a"), py::arg("c"));
+  FC_DEF_ALL(m, "weight_sum_backward", weight_sum_backward_py, "dhs, da of weight_sum_forward.",
+             py::arg("hs"), py::arg("a"), py::arg("dc"), py::arg("dhs"), py::arg("da"));
+  FC_DEF_ALL(m, "attention_weight_forward", attention_weight_forward_py, "a[n] = softmax(hs[n] @ h[n]).",
+             py::arg("hs"), py::arg("h"), py::arg("a"));
+  FC_DEF_ALL(m, "attention_weight_backward", attention_weight_backward_py,
+             "dhs, dh of attention_weight_forward.", py::arg("hs"), py::arg("h"), py::arg("a"),
+             py::arg("da"), py::arg("dhs"), py::arg("dh"));
+  FC_DEF_ALL(m, "attention_forward", attention_forward_py,
+             "a = softmax(hs_dec @ hs_enc^T), out = a @ hs_enc, per sequence.", py::arg("hs_enc"),
+             py::arg("hs_dec"), py::arg("a"), py::arg("out"));
+  FC_DEF_ALL(m, "attention_backward", attention_backward_py, "dhs_enc, dhs_dec of attention_forward.",
+             py::arg("hs_enc"), py::arg("hs_dec"), py::arg("a"), py::arg("dout"), py::arg("dhs_enc"),
+             py::arg("dhs_dec"));
 }
 
 }  // namespace fastconv::bind

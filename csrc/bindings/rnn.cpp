@@ -184,34 +184,34 @@ void gru_reset_after_backward_py(py::array xs, py::array wx, py::array wh, py::a
 }  // namespace
 
 void bind_rnn(py::module_& m) {
-  FC_DEF_FLOATS(m, "rnn_forward", rnn_forward_py, "hs = tanh(x_t Wx + h_{t-1} Wh + b) over all steps.",
-                py::arg("xs"), py::arg("Wx"), py::arg("Wh"), py::arg("b"), py::arg("h0"), py::arg("hs"));
-  FC_DEF_FLOATS(m, "rnn_backward", rnn_backward_py, "Backward through time of rnn_forward.", py::arg("xs"),
-                py::arg("Wx"), py::arg("Wh"), py::arg("h0"), py::arg("hs"), py::arg("dhs"), py::arg("dxs"),
-                py::arg("dWx"), py::arg("dWh"), py::arg("db"), py::arg("dh0"));
-  FC_DEF_FLOATS(m, "lstm_forward", lstm_forward_py, "LSTM (gates f, g, i, o) over all steps.", py::arg("xs"),
-                py::arg("Wx"), py::arg("Wh"), py::arg("b"), py::arg("h0"), py::arg("c0"), py::arg("hs"),
-                py::arg("cs"), py::arg("gates"));
-  FC_DEF_FLOATS(m, "lstm_backward", lstm_backward_py, "Backward through time of lstm_forward.", py::arg("xs"),
-                py::arg("Wx"), py::arg("Wh"), py::arg("h0"), py::arg("c0"), py::arg("hs"), py::arg("cs"),
-                py::arg("gates"), py::arg("dhs"), py::arg("dc_last"), py::arg("dxs"), py::arg("dWx"),
-                py::arg("dWh"), py::arg("db"), py::arg("dh0"), py::arg("dc0"));
-  FC_DEF_FLOATS(m, "gru_forward", gru_forward_py, "GRU (gates z, r, h) over all steps.", py::arg("xs"),
-                py::arg("Wx"), py::arg("Wh"), py::arg("b"), py::arg("h0"), py::arg("hs"), py::arg("gates"),
-                py::arg("rh"));
-  FC_DEF_FLOATS(m, "gru_backward", gru_backward_py, "Backward through time of gru_forward.", py::arg("xs"),
-                py::arg("Wx"), py::arg("Wh"), py::arg("h0"), py::arg("hs"), py::arg("gates"), py::arg("rh"),
-                py::arg("dhs"), py::arg("dxs"), py::arg("dWx"), py::arg("dWh"), py::arg("db"),
-                py::arg("dh0"));
-  FC_DEF_FLOATS(m, "gru_reset_after_forward", gru_reset_after_forward_py,
-                "Keras 3's GRU (reset_after=True; gates z, r, h) over all steps.", py::arg("xs"),
-                py::arg("Wx"), py::arg("Wh"), py::arg("bx"), py::arg("bh"), py::arg("h0"), py::arg("hs"),
-                py::arg("gates"), py::arg("rec"));
-  FC_DEF_FLOATS(m, "gru_reset_after_backward", gru_reset_after_backward_py,
-                "Backward through time of gru_reset_after_forward.", py::arg("xs"), py::arg("Wx"),
-                py::arg("Wh"), py::arg("h0"), py::arg("hs"), py::arg("gates"), py::arg("rec"), py::arg("dhs"),
-                py::arg("dxs"), py::arg("dWx"), py::arg("dWh"), py::arg("dbx"), py::arg("dbh"),
-                py::arg("dh0"));
+  FC_DEF_ALL(m, "rnn_forward", rnn_forward_py, "hs = tanh(x_t Wx + h_{t-1} Wh + b) over all steps.",
+             py::arg("xs"), py::arg("Wx"), py::arg("Wh"), py::arg("b"), py::arg("h0"), py::arg("hs"));
+  FC_DEF_ALL(m, "rnn_backward", rnn_backward_py, "Backward through time of rnn_forward.", py::arg("xs"),
+             py::arg("Wx"), py::arg("Wh"), py::arg("h0"), py::arg("hs"), py::arg("dhs"), py::arg("dxs"),
+             py::arg("dWx"), py::arg("dWh"), py::arg("db"), py::arg("dh0"));
+  FC_DEF_ALL(m, "lstm_forward", lstm_forward_py, "LSTM (gates f, g, i, o) over all steps.", py::arg("xs"),
+             py::arg("Wx"), py::arg("Wh"), py::arg("b"), py::arg("h0"), py::arg("c0"), py::arg("hs"),
+             py::arg("cs"), py::arg("gates"));
+  FC_DEF_ALL(m, "lstm_backward", lstm_backward_py, "Backward through time of lstm_forward.", py::arg("xs"),
+             py::arg("Wx"), py::arg("Wh"), py::arg("h0"), py::arg("c0"), py::arg("hs"), py::arg("cs"),
+             py::arg("gates"), py::arg("dhs"), py::arg("dc_last"), py::arg("dxs"), py::arg("dWx"),
+             py::arg("dWh"), py::arg("db"), py::arg("dh0"), py::arg("dc0"));
+  FC_DEF_ALL(m, "gru_forward", gru_forward_py, "GRU (gates z, r, h) over all steps.", py::arg("xs"),
+             py::arg("Wx"), py::arg("Wh"), py::arg("b"), py::arg("h0"), py::arg("hs"), py::arg("gates"),
+             py::arg("rh"));
+  FC_DEF_ALL(m, "gru_backward", gru_backward_py, "Backward through time of gru_forward.", py::arg("xs"),
+             py::arg("Wx"), py::arg("Wh"), py::arg("h0"), py::arg("hs"), py::arg("gates"), py::arg("rh"),
+             py::arg("dhs"), py::arg("dxs"), py::arg("dWx"), py::arg("dWh"), py::arg("db"),
+             py::arg("dh0"));
+  FC_DEF_ALL(m, "gru_reset_after_forward", gru_reset_after_forward_py,
+             "Keras 3's GRU (reset_after=True; gates z, r, h) over all steps.", py::arg("xs"),
+             py::arg("Wx"), py::arg("Wh"), py::arg("bx"), py::arg("bh"), py::arg("h0"), py::arg("hs"),
+             py::arg("gates"), py::arg("rec"));
+  FC_DEF_ALL(m, "gru_reset_after_backward", gru_reset_after_backward_py,
+             "Backward through time of gru_reset_after_forward.", py::arg("xs"), py::arg("Wx"),
+             py::arg("Wh"), py::arg("h0"), py::arg("hs"), py::arg("gates"), py::arg("rec"), py::arg("dhs"),
+             py::arg("dxs"), py::arg("dWx"), py::arg("dWh"), py::arg("dbx"), py::arg("dbh"),
+             py::arg("dh0"));
 }
 
 }  // namespace fastconv::bind

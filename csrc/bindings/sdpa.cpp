@@ -54,12 +54,12 @@ void sdpa_backward_py(py::array q, py::array k, py::array v, py::array p, py::ob
 }  // namespace
 
 void bind_sdpa(py::module_& m) {
-  FC_DEF_FLOATS(m, "sdpa_forward", sdpa_forward_py,
-                "p = softmax(scale q k^T), out = (p [* mask]) v per head.", py::arg("q"), py::arg("k"),
-                py::arg("v"), py::arg("mask"), py::arg("p"), py::arg("out"), py::arg("scale"));
-  FC_DEF_FLOATS(m, "sdpa_backward", sdpa_backward_py, "dq, dk, dv of sdpa_forward.", py::arg("q"),
-                py::arg("k"), py::arg("v"), py::arg("p"), py::arg("mask"), py::arg("dout"), py::arg("dq"),
-                py::arg("dk"), py::arg("dv"), py::arg("scale"));
+  FC_DEF_ALL(m, "sdpa_forward", sdpa_forward_py,
+             "p = softmax(scale q k^T), out = (p [* mask]) v per head.", py::arg("q"), py::arg("k"),
+             py::arg("v"), py::arg("mask"), py::arg("p"), py::arg("out"), py::arg("scale"));
+  FC_DEF_ALL(m, "sdpa_backward", sdpa_backward_py, "dq, dk, dv of sdpa_forward.", py::arg("q"),
+             py::arg("k"), py::arg("v"), py::arg("p"), py::arg("mask"), py::arg("dout"), py::arg("dq"),
+             py::arg("dk"), py::arg("dv"), py::arg("scale"));
 }
 
 }  // namespace fastconv::bind

@@ -1,7 +1,7 @@
 // attention.h: the dot-product attention of the book sequel's ch08 (attention_layer.py). Shape letters: N
 // sequences, S encoder steps, L decoder steps, H features. Encoder states hs / enc (N, S, H), a decoder state
 // h (N, H) or decoder states dec (N, L, H), weights a (N, S) or (N, L, S), contexts c (N, H) or out (N, L,
-// H).
+// H). T is float, double, f16 or bf16 (the 16-bit types compute in float32, rounding each output once).
 #pragma once
 #include <cstdint>
 

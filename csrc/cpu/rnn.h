@@ -3,7 +3,8 @@
 // book sequel's common/time_layers.py, and Keras 3's GRU (reset_after=True, the same columns). Shape letters:
 // N sequences of L steps (the sequel's T; T here is the element type), D input features, H hidden units, G
 // gates (1, 4, 3). xs (N, L, D), Wx (D, G*H), Wh (H, G*H), b (G*H,), h0 / c0 / dh0 / dc0 (N, H), hs / cs (N,
-// L, H), gates / dA (N, L, G*H), all row-major.
+// L, H), gates / dA (N, L, G*H), all row-major. T is float, double, f16 or bf16 (the 16-bit types compute in
+// float32 and keep the recurrence in float32 scratch: rnn.cpp).
 #pragma once
 #include "cpu/gemm/gemm.h"
 

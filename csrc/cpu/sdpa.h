@@ -2,7 +2,8 @@
 // Keras' MultiHeadAttention and torch.nn.MultiheadAttention. Shape letters: B = batch * heads independent
 // problems, L query steps, S key/value steps, E query/key features, F value features. q (B, L, E), k (B, S,
 // E), v (B, S, F), p (B, L, S), out (B, L, F), all row-major. p = softmax_s(scale * q k^T); out = p v, or
-// (p * mask) v where mask (B, L, S) holds the attention dropout's factors (0 or 1 / (1 - rate)).
+// (p * mask) v where mask (B, L, S) holds the attention dropout's factors (0 or 1 / (1 - rate)). T is float,
+// double, f16 or bf16 (the 16-bit types compute in float32, rounding each output once).
 #pragma once
 #include <cstdint>
 

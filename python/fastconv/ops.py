@@ -958,7 +958,7 @@ def _recurrent(xs, Wx, Wh, b, n_gates: int, cell: str, **more) -> tuple:
     """Checked, contiguous arrays of the result dtype and the sizes (N, T, D, H); ``more`` are the states and
     caches, checked against the shapes they must have (named as in the kernels)."""
     named = {"xs": xs, "Wx": Wx, "Wh": Wh, **({"b": b} if b is not None else {}), **more}
-    dtype, arr = chk.floats(**named)
+    dtype, arr = chk.floats(half=True, **named)
     N, T, D, H = chk.recurrent_shapes(arr["xs"], arr["Wx"], arr["Wh"], arr.get("b"), n_gates, cell)
     G = n_gates * H
     shapes = {"h0": (N, H), "c0": (N, H), "hs": (N, T, H), "cs": (N, T, H), "dhs": (N, T, H), "rh": (N, T, H),
@@ -1025,7 +1025,7 @@ def lstm_backward(xs, Wx, Wh, h0, c0, hs, cs, gates, dhs, dc_last=None) -> tuple
     if dc_last is None:
         dcl = xp.zeros((N, H), dtype=dtype)
     else:
-        _, d = chk.floats(dc_last=dc_last)
+        _, d = chk.floats(half=True, dc_last=dc_last)
         chk.same_shape(d["dc_last"], "dc_last", (N, H), "the shape of the cell state")
         dcl = _c(d["dc_last"], dtype)
     g = _recurrent_grads(xp, dtype, N, T, D, H, 4, 2)
@@ -1231,7 +1231,7 @@ __all__ += [
 
 
 def _attention_args(hs_name, hs, other_name, other, layout, **more):
-    dtype, arr = chk.floats(**{hs_name: hs, other_name: other}, **more)
+    dtype, arr = chk.floats(half=True, **{hs_name: hs, other_name: other}, **more)
     N, S, H = chk.attention_shapes(arr[hs_name], hs_name, arr[other_name], other_name, layout)
     return dtype, {k: _c(a, dtype) for k, a in arr.items()}, (N, S, H)
 
@@ -1367,7 +1367,7 @@ __all__ += ["layernorm_backward", "layernorm_forward"]
 
 
 def _sdpa_args(q, k, v, scale, mask, **more):
-    dtype, arr = chk.floats(q=q, k=k, v=v, **more, **({} if mask is None else {"mask": mask}))
+    dtype, arr = chk.floats(half=True, q=q, k=k, v=v, **more, **({} if mask is None else {"mask": mask}))
     dims = chk.sdpa_shapes(arr["q"], arr["k"], arr["v"])
     B, L, S = dims[:3]
     for name in ("p", "mask"):

@@ -14,7 +14,8 @@ Where this module differs from the sequel, on purpose:
 - A whole sequence is one kernel call (``fastconv.ops.lstm_forward``, ``attention_forward`` ...), so
   ``TimeLSTM.layers`` and ``TimeAttention.layers`` (the sequel's per-step objects) stay None.
 - Outputs follow the dtype of the inputs and parameters (the sequel always allocates float32): float32 models,
-  as the sequel builds them, get float32 everywhere; float64 ones stay float64.
+  as the sequel builds them, get float32 everywhere; float64 ones stay float64; float16 and bfloat16 ones stay
+  16-bit (the kernels compute in float32 and round each stored value once).
 - Dropout masks come from fastconv's counter-based generator keyed from NumPy's global generator
   (``np.random.seed`` makes runs repeatable, but the masks are not the sequel's ``np.random.rand`` draws).
 - ``TimeSoftmaxWithLoss`` computes ``-log softmax`` as ``log-sum-exp - x`` (finite where the sequel's float32
@@ -27,6 +28,7 @@ import numpy as np
 
 from . import layers as _book
 from . import ops
+from ._backend import is_half
 from .functions import cross_entropy_error, sigmoid, softmax
 
 GPU = False  # the sequel's common.config flag, handed on through its modules' ``import *``
@@ -81,7 +83,10 @@ def _zero_state(xs, Wh):
     xs, Wh = ops.as_array(xs, "xs"), ops.as_array(Wh, "Wh")
     n = xs.shape[0] if xs.ndim else 1
     h = Wh.shape[0] if Wh.ndim else 1
-    return np.zeros((n, h), dtype=np.result_type(xs.dtype, Wh.dtype, np.float32))
+    dtype = np.result_type(xs.dtype, Wh.dtype)
+    if not (dtype.kind == "f" or is_half(dtype)):  # integers compute in float32, 16-bit types keep theirs
+        dtype = np.result_type(dtype, np.float32)
+    return np.zeros((n, h), dtype=dtype)
 
 
 def _rows(x, name: str):

@@ -18,7 +18,9 @@ import numpy as np
 
 from .. import _checks as chk
 from .. import io as _io
+from .. import ops
 from .. import time_layers as tl
+from .._backend import is_half
 
 __all__ = [
     "AttentionSeq2seq",
@@ -470,6 +472,8 @@ class TransformerClassifier(SequelModel):
         # mean over the tokens that are not padding; a row of padding only gets a zero vector
         keep = (xs != self.pad_id).astype(h.dtype)
         self._weights = keep / np.maximum(keep.sum(axis=1, keepdims=True), 1)
+        if is_half(h.dtype):  # NumPy's einsum has no bfloat16 loop: the weight-sum kernel (float32 sums)
+            return self.affine.forward(ops.weight_sum_forward(h, self._weights))
         return self.affine.forward(np.einsum("nt,ntd->nd", self._weights, h))
 
     def forward(self, xs, t, train_flg=True):
