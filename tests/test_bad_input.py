@@ -92,6 +92,12 @@ HALF_SITES = {"gemm.a", "gemm.b", "relu", "Relu", "sigmoid", "Affine.x", "Affine
 def test_dtype_hints():
     with pytest.raises(TypeError, match=r"astype\(np.float32\)"):
         ops.relu_forward(np.arange(3))
+    # the float64 statistics an op hands back are not 16-bit operands, even where its data may be
+    x = np.ones((2, 3, 2, 2), np.float16)
+    g = np.ones(3, np.float16)
+    with pytest.raises(TypeError, match=r"^mean: dtype float16 is not supported, expected float32 or float64; "
+                                        r"mean is not a 16-bit operand, pass it as the op returned it$"):
+        ops.spatial_batchnorm_backward(x, x, g, np.ones(3), g)
 
 
 def test_none_and_ragged():

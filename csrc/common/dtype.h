@@ -4,10 +4,11 @@
 // (float16, bfloat16) joins this list and every op follows. The Python side lists the same suffixes in
 // fastconv/_backend.py (KERNEL_DTYPES).
 // The 16-bit storage types (common/half.h: f16, bf16; arithmetic in float32) are a list of their own,
-// FC_HALF_TYPES, because not every op has kernels for them yet: an op that does instantiates and registers
-// FC_HALF_TYPES as well (FC_DEF_HALVES_PTR), and fastconv/_checks.py accepts float16 / bfloat16 exactly for the
-// ops whose wrappers ask for it (floats(..., half=True)); the others refuse them with the usual one-line
-// TypeError. When every op has them, FC_HALF_TYPES joins FC_FLOAT_TYPES.
+// FC_HALF_TYPES, because they were added op by op: an op instantiates and registers FC_HALF_TYPES as well
+// (FC_DEF_HALVES_PTR), and fastconv/_checks.py accepts float16 / bfloat16 for the ops whose wrappers ask for it
+// (floats(..., half=True)). Since 2026-12-07 every op in fastconv.ops has them (tests/test_half.py,
+// test_every_op_takes_half), so FC_HALF_TYPES could join FC_FLOAT_TYPES; several ops instantiate their 16-bit
+// variants from their own code (a float32 staging of rows or tiles), which keeps the lists apart for now.
 // The compute policy's types (common/policy.h: float64 storage computed in float32 / float16 / bfloat16) are a
 // third list, FC_POLICY_TYPES, for the ops whose time is in GEMMs (convolution, deconvolution, gemm, affine):
 // their bindings register name_f64_as_f32, ... (FC_DEF_POLICY_PTR), and fastconv/_backend.py's kernel() picks

@@ -56,7 +56,9 @@ def check_float(a, name: str, half: bool = False) -> None:
         if a.dtype.kind in "iub":
             hint = f"; convert it first, e.g. {name}.astype(np.float32)"
         elif is_half(dt):
-            hint = f"; this op has no {a.dtype} kernels yet, use float32"
+            # every op takes 16-bit data since 2026-12-07; what still refuses it are the float64 statistics
+            # an op hands back (spatial_batchnorm_backward's mean and invstd)
+            hint = f"; {name} is not a 16-bit operand, pass it as the op returned it"
         raise TypeError(f"{name}: dtype {a.dtype} is not supported, expected {expected}{hint}")
 
 
