@@ -220,3 +220,24 @@ def test_set_avx512_tile_roundtrip_and_rejects():
         assert _cpu.avx512_tile() == "12x32"
     finally:
         _cpu.set_avx512_tile(prev)
+
+
+def test_omp_wait_is_a_short_spin_unless_the_environment_chose():
+    """fastconv loads libgomp with GOMP_SPINCOUNT=3000 (on a shared host the default spin wastes the cores:
+    _backend.py) and takes the variable out of the environment again; a user's OMP_WAIT_POLICY / GOMP_SPINCOUNT wins and
+    stays."""
+    code = (
+        "import os, fastconv; print(fastconv.info()['omp_wait']); "
+        "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))"
+    )
+    e = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e, timeout=60,
+                       check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "GOMP_SPINCOUNT=3000 (fastconv's, set while loading its OpenMP runtime)", "None None"
+    ]
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**e, "OMP_WAIT_POLICY": "active"}, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["OMP_WAIT_POLICY=active (the environment's)", "None active"]

@@ -11,7 +11,7 @@ import warnings as _warnings
 
 import numpy as _np
 
-from ._backend import CUDA_REASON, _cpu, array_module
+from ._backend import CUDA_REASON, OMP_WAIT, _cpu, array_module
 from .precision import compute_dtype, get_compute_dtype, set_compute_dtype
 
 __version__ = _cpu.build_info()["version"]
@@ -114,6 +114,9 @@ def info() -> dict:
         "reduced_precision_cpu": list(_cpu.cpu_features()),
         "reduced_precision_native": [],
         "openmp": bool(b["openmp"]),
+        # how the kernels' OpenMP threads wait at barriers (fastconv/_backend.py: a short spin unless the
+        # environment sets OMP_WAIT_POLICY or GOMP_SPINCOUNT)
+        "omp_wait": OMP_WAIT,
         "num_threads": get_num_threads(),
         "num_threads_limit": int(_cpu.thread_limit()),
         "forked_child": bool(_cpu.forked_child()),
