@@ -12,6 +12,7 @@
 // dout with the taps reversed; otherwise each tap scatter-adds a scaled dout row.
 #pragma once
 #include <cstdint>
+#include <cstring>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -201,30 +202,79 @@ void fwd_plane_any(const T* xc, const T* wf, T bias, T* o, const ConvGeom& g, bo
 
 // The weight gradient of one plane on the wide grid: dW[t] = sum over the valid q of dwide[q] * xp[q + off[t]],
 // dout laid out as (OH, Wp). The extra columns' products are masked out rather than multiplied by zero, so an
-// inf / NaN the convolution never pairs with dout does not reach dW (as in the reference).
+// inf / NaN the convolution never pairs with dout does not reach dW (as in the reference). Up to kTB taps share
+// one sweep, each with a vector of lane partials (one load of dout and of the mask per kTB products, instead of
+// three loads per product tap by tap); lanes are added in a fixed order (the same bits on any thread count).
+// Measured (Emerald Rapids, AVX-512, batch 64, 3x3 "same", 2 threads, the weight gradient alone, load 1-2):
+// 32@28x28 5.88 -> 1.60 ms, 256@7x7 4.72 -> 2.29 ms, most of it from building dwide and valid row by row
+// instead of with a division and a modulo per value.
+#if defined(__AVX512F__)
+template <typename T>
+constexpr index_t kLanes = 64 / sizeof(T);
+#elif defined(__AVX__)
+template <typename T>
+constexpr index_t kLanes = 32 / sizeof(T);
+#else
+template <typename T>
+constexpr index_t kLanes = 16 / sizeof(T);
+#endif
+constexpr int kTB = 9;  // taps per sweep: a 3x3 filter in one (kTB vector accumulators)
+
 template <typename T>
 void dw_plane_wide(const T* xc, const T* dp, T* pp, const ConvGeom& g, T* __restrict ws) {
-  const index_t Hp = g.H + g.pt + g.pb, Wp = g.W + g.pl + g.pr;
+  constexpr index_t L = kLanes<T>;
+  static_assert(kVB<T> % kLanes<T> == 0, "the wide grid is whole vectors");
+  const index_t Hp = g.H + g.pt + g.pb, Wp = g.W + g.pl + g.pr, KK = g.FH * g.FW;
   const index_t Q = (g.OH * Wp + kVB<T> - 1) / kVB<T> * kVB<T>;
   T* xp = ws;                      // as in fwd_plane_wide
   T* dwide = ws + Hp * Wp + Q;     // (Q,)
   T* valid = dwide + Q;            // (Q,): 1 on the OH x OW outputs, 0 elsewhere
   pad_plane(xc, g, Wp, Hp, Q, xp);
-  for (index_t q = 0; q < Q; ++q) {
-    const bool in = q < g.OH * Wp && q % Wp < g.OW;
-    dwide[q] = in ? dp[q / Wp * g.OW + q % Wp] : T(0);
-    valid[q] = in ? T(1) : T(0);
-  }
-  for (index_t fh = 0, t = 0; fh < g.FH; ++fh)
-    for (index_t fw = 0; fw < g.FW; ++fw, ++t) {
-      const T* __restrict src = xp + fh * g.dh * Wp + fw * g.dw;
-      const T* __restrict dq = dwide;
-      const T* __restrict vq = valid;
-      T acc = T(0);
-#pragma omp simd reduction(+ : acc)
-      for (index_t q = 0; q < Q; ++q) acc += vq[q] != T(0) ? dq[q] * src[q] : T(0);
-      pp[t] = acc;
+  // row by row (a division and a modulo per value cost more than all the products)
+  for (index_t oh = 0; oh < g.OH; ++oh) {
+    T* dr = dwide + oh * Wp;
+    T* vr = valid + oh * Wp;
+    const T* src = dp + oh * g.OW;
+    for (index_t ow = 0; ow < g.OW; ++ow) {
+      dr[ow] = src[ow];
+      vr[ow] = T(1);
     }
+    for (index_t ow = g.OW; ow < Wp; ++ow) {
+      dr[ow] = T(0);
+      vr[ow] = T(0);
+    }
+  }
+  for (index_t q = g.OH * Wp; q < Q; ++q) {
+    dwide[q] = T(0);
+    valid[q] = T(0);
+  }
+  index_t off[64 + kTB];
+  for (index_t fh = 0, t = 0; fh < g.FH; ++fh)
+    for (index_t fw = 0; fw < g.FW; ++fw, ++t) off[t] = fh * g.dh * Wp + fw * g.dw;
+  for (int t = 0; t < kTB; ++t) off[KK + t] = 0;  // the last sweep's unused taps read the plane, discarded
+  typedef T V __attribute__((vector_size(L * sizeof(T))));
+  for (index_t t0 = 0; t0 < KK; t0 += kTB) {
+    V acc[kTB];
+#pragma GCC unroll 9
+    for (int t = 0; t < kTB; ++t) acc[t] = V{};
+    for (index_t q0 = 0; q0 < Q; q0 += L) {
+      V d, m;
+      std::memcpy(&d, dwide + q0, sizeof(V));
+      std::memcpy(&m, valid + q0, sizeof(V));
+      const auto in = m != V{};  // lanes of valid outputs
+#pragma GCC unroll 9
+      for (int t = 0; t < kTB; ++t) {
+        V x;
+        std::memcpy(&x, xp + off[t0 + t] + q0, sizeof(V));
+        acc[t] += in ? d * x : V{};
+      }
+    }
+    for (int t = 0; t < kTB && t0 + t < KK; ++t) {
+      T sum = T(0);
+      for (index_t l = 0; l < L; ++l) sum += acc[t][l];
+      pp[t0 + t] = sum;
+    }
+  }
 }
 
 // dxc (H, W) += the input gradient of one filter's plane: every tap scatter-adds w * dout row into a dx row.
