@@ -202,9 +202,10 @@ void fwd_plane_any(const T* xc, const T* wf, T bias, T* o, const ConvGeom& g, bo
 
 // The weight gradient of one plane on the wide grid: dW[t] = sum over the valid q of dwide[q] * xp[q + off[t]],
 // dout laid out as (OH, Wp). The extra columns' products are masked out rather than multiplied by zero, so an
-// inf / NaN the convolution never pairs with dout does not reach dW (as in the reference). Up to kTB taps share
-// one sweep, each with a vector of lane partials (one load of dout and of the mask per kTB products, instead of
-// three loads per product tap by tap); lanes are added in a fixed order (the same bits on any thread count).
+// inf / NaN the convolution never pairs with dout does not reach dW (as in the reference). Up to kTB taps
+// share one sweep, each with a vector of lane partials (one load of dout and of the mask per kTB products,
+// instead of three loads per product tap by tap); lanes are added in a fixed order (the same bits on any
+// thread count).
 // Measured (Emerald Rapids, AVX-512, batch 64, 3x3 "same", 2 threads, the weight gradient alone, load 1-2):
 // 32@28x28 5.88 -> 1.60 ms, 256@7x7 4.72 -> 2.29 ms, most of it from building dwide and valid row by row
 // instead of with a division and a modulo per value.
