@@ -16,6 +16,10 @@
 
 namespace fastconv::cpu {
 
+// Internal linkage on purpose (as gemm/ukr_simd.h): vecmath_avx2.cpp and vecmath_avx512.cpp compile this
+// with their own -m flags, and a copy they emit out of line (any build that does not inline it, -O0) must
+// never be the one the linker keeps for the baseline files.
+namespace {
 #pragma omp declare simd
 inline float exp_approx(float x) {
   const float xc = x > 88.0f ? 88.0f : (x < -87.0f ? -87.0f : x);   // NaN compares false and stays NaN
@@ -34,6 +38,7 @@ inline float exp_approx(float x) {
   std::memcpy(&scale, &bits, sizeof scale);
   return x != x ? x : p * scale;
 }
+}  // namespace
 
 // exp of one value: exp_approx for float, libm for double.
 template <typename T>
