@@ -22,7 +22,9 @@ namespace fastconv::cpu {
 namespace {
 #pragma omp declare simd
 inline float exp_approx(float x) {
-  const float xc = x > 88.0f ? 88.0f : (x < -87.0f ? -87.0f : x);   // NaN compares false and stays NaN
+  // NaN fails both comparisons and takes -87: its n below must be a defined int (a NaN cast to int32 and
+  // shifted is undefined behaviour, UBSan's 'left shift of negative value'); the result is x, NaN, anyway
+  const float xc = x > 88.0f ? 88.0f : (x >= -87.0f ? x : -87.0f);
   const float n = (xc * 1.44269504f + 12582912.0f) - 12582912.0f;   // round(x / ln2): 1.5 * 2^23 trick
   const float r = (xc - n * 0.693145751953125f) - n * 1.4286068203094173e-6f;
   float p = 1.0f / 5040.0f;
