@@ -93,7 +93,8 @@ TOL_OPTIM = {
 # several images each (N = 40 > CONV_GRAD_SLOTS = 16), single images large enough that the threads share
 # one image's tiles (one of them past a K block too), and the book's MNIST shapes (DeepConvNet's first layer
 # with batch 8 instead of 100, SimpleConvNet's 30@5x5), and 32 / 64 filters (and 32 channels for dx), which
-# take the wider second gather tile where the ISA has one (gemm.h: gather_ukr), one past a K block.
+# take the wider second gather tile where the ISA has one (gemm.h: gather_ukr), one past a K block, and 50
+# filters and channels, which take it too with a last sliver of 18 valid filters (its padding).
 CONV_CASES = [
     (1, 1, 5, 5, 1, 1, 1, 1, 0),
     (3, 3, 7, 9, 4, 3, 3, 1, 1),
@@ -115,6 +116,7 @@ CONV_CASES = [
     (3, 8, 7, 6, 32, 3, 3, 1, 1),
     (2, 32, 5, 5, 64, 3, 3, 1, 1),
     (1, 96, 6, 6, 32, 3, 3, 1, 1),
+    (2, 50, 6, 5, 50, 3, 3, 1, 1),
 ]
 
 

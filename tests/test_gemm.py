@@ -1,7 +1,7 @@
 """fastconv.ops.gemm against np.matmul in float64, for every micro-kernel ISA.
 
-Sizes cross every register tile (MR 4/6/8, NR 8/16/32), the cache blocks of gemm/config.h (MC 96, KC 256 for
-float32 and 128 for float64, NC 2048) and include 1 and primes.
+Sizes cross every register tile (MR 4/6/8/12/16, NR 8/16/32), the cache blocks of gemm/config.h (MC 96, KC 768
+for float32 and 384 for float64, NC 2048) and include 1 and primes.
 """
 
 import itertools
@@ -29,6 +29,7 @@ SIZES = [
     (257, 17, 65),
     (7, 257, 513),
     (3, 2049, 5),
+    (25, 70, 800),  # float32 past KC = 768: two K blocks with edge tiles of 12 x 32 and 16 x 16
 ]
 SIZE_IDS = [f"{m}x{n}x{k}" for m, n, k in SIZES]
 

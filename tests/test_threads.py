@@ -56,10 +56,15 @@ def test_conv(rng, isa, dtype, num_threads):
     assert_identical(num_threads, lambda: ops.conv_backward(x, W, dout2, 2, 0), f"{isa} conv_backward s2")
 
 
-@pytest.mark.parametrize("shape", [(1, 16, 20, 20, 24), (1, 96, 10, 10, 20)], ids=["one-image", "one-image-2-kblocks"])
+@pytest.mark.parametrize(
+    "shape",
+    [(1, 16, 20, 20, 24), (1, 96, 10, 10, 20), (1, 32, 12, 12, 64)],
+    ids=["one-image", "one-image-2-kblocks", "one-image-wide-gather"],
+)
 def test_conv_threads_inside_one_image(rng, isa, dtype, num_threads, shape):
     """A batch smaller than the thread count: the threads share the tiles of one image (forward, dW and the dx
-    convolution), which must give the same bits as one thread."""
+    convolution), which must give the same bits as one thread. 64 filters and 32 channels take the wider
+    gather tile where the ISA has one (gemm.h: gather_ukr)."""
     N, C, H, W_, FN = shape
     x = rng.standard_normal((N, C, H, W_)).astype(dtype)
     W = rng.standard_normal((FN, C, 3, 3)).astype(dtype)

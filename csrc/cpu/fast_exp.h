@@ -16,9 +16,15 @@
 
 namespace fastconv::cpu {
 
+// Internal linkage on purpose (as gemm/ukr_simd.h): vecmath_avx2.cpp and vecmath_avx512.cpp compile this
+// with their own -m flags, and a copy they emit out of line (any build that does not inline it, -O0) must
+// never be the one the linker keeps for the baseline files.
+namespace {
 #pragma omp declare simd
 inline float exp_approx(float x) {
-  const float xc = x > 88.0f ? 88.0f : (x < -87.0f ? -87.0f : x);   // NaN compares false and stays NaN
+  // NaN fails both comparisons and takes -87: its n below must be a defined int (a NaN cast to int32 and
+  // shifted is undefined behaviour, UBSan's 'left shift of negative value'); the result is x, NaN, anyway
+  const float xc = x > 88.0f ? 88.0f : (x >= -87.0f ? x : -87.0f);
   const float n = (xc * 1.44269504f + 12582912.0f) - 12582912.0f;   // round(x / ln2): 1.5 * 2^23 trick
   const float r = (xc - n * 0.693145751953125f) - n * 1.4286068203094173e-6f;
   float p = 1.0f / 5040.0f;
@@ -34,6 +40,7 @@ inline float exp_approx(float x) {
   std::memcpy(&scale, &bits, sizeof scale);
   return x != x ? x : p * scale;
 }
+}  // namespace
 
 // exp of one value: exp_approx for float, libm for double.
 template <typename T>
