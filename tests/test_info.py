@@ -217,7 +217,8 @@ def test_set_avx512_tile_roundtrip_and_rejects():
         for tile in _cpu.avx512_tiles():
             _cpu.set_avx512_tile(tile)
             assert _cpu.avx512_tile() == tile == fastconv.info()["gemm_tile_avx512"]
-        with pytest.raises(ValueError, match=r"tile: unknown AVX-512 GEMM tile '8x8', expected one of 16x16, 12x32"):
+        with pytest.raises(ValueError,
+                           match=r"tile: unknown AVX-512 GEMM tile '8x8', expected one of 16x16, 12x32"):
             _cpu.set_avx512_tile("8x8")
         assert _cpu.avx512_tile() == "12x32"
     finally:
@@ -226,8 +227,8 @@ def test_set_avx512_tile_roundtrip_and_rejects():
 
 def test_omp_wait_is_a_short_spin_unless_the_environment_chose():
     """fastconv loads libgomp with GOMP_SPINCOUNT=3000 (on a shared host the default spin wastes the cores:
-    _backend.py) and takes the variable out of the environment again; a user's OMP_WAIT_POLICY / GOMP_SPINCOUNT wins and
-    stays."""
+    _backend.py) and takes the variable out of the environment again; a user's OMP_WAIT_POLICY /
+    GOMP_SPINCOUNT wins and stays."""
     code = (
         "import os, fastconv; print(fastconv.info()['omp_wait']); "
         "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))"

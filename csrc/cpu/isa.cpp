@@ -65,7 +65,8 @@ Avx512Tile parse_tile(const std::string& s) {
 }
 
 // AMD's AVX-512 cores (Zen 4) split a 512-bit FMA over two 256-bit pipes: the 16x16 kernel measured there
-// stays. Every other vendor's (Intel's) has two 512-bit FMA pipes: 12x32 (gemm/config.h).
+// stays. Every other CPU gets 12x32, measured on an Intel Xeon with two 512-bit FMA pipes (gemm/config.h;
+// Intel parts with one such pipe are not measured).
 Avx512Tile initial_tile() {
   if (const char* env = std::getenv("FASTCONV_GEMM_TILE")) {
     try {

@@ -20,8 +20,10 @@ std::vector<const char*> supported_isas();    // built and supported by this CPU
 std::vector<const char*> cpu_features();
 
 // The AVX-512 float32 GEMM micro-kernel (gemm/config.h has the measurements that chose each): "16x16" where
-// a core issues one 512-bit FMA a cycle (AMD Zen 4, two 256-bit pipes), "12x32" where it issues two (Intel
-// Xeon since Skylake-SP), whose 16x16 kernel is bound by its 17 loads per 16 FMAs. Chosen at import from the
+// a core issues one 512-bit FMA a cycle (AMD Zen 4, two 256-bit pipes), "12x32" where it issues two (Intel's
+// Xeon Gold 6xxx / Platinum since Skylake-SP; measured on Emerald Rapids), whose 16x16 kernel is bound by its
+// 17 loads per 16 FMAs. Intel parts with one 512-bit FMA unit (some Xeon Silver / Bronze, client chips) also
+// get 12x32: not measured there. Chosen at import from the
 // CPU vendor, lowered to neither by FASTCONV_ISA, forced by FASTCONV_GEMM_TILE or set_avx512_tile (tests run
 // both on every AVX-512 machine, emulated ones included). float64 has one AVX-512 kernel (8 x 16).
 enum class Avx512Tile : int { t16x16 = 0, t12x32 = 1 };

@@ -1,7 +1,7 @@
 // gemm.h: C = alpha * A B + beta * C, row-major C, A and B given as strided views so that transposes are
 // free: element (i, k) of A is A[i*rsa + k*csa], element (k, j) of B is B[k*rsb + j*csb].
-// Variants: micro-kernels ukr_ref_4x8 (portable), ukr_avx2_6x16/6x8, ukr_avx512_16x16 or 12x32 / 8x16, chosen at run
-// time from CPUID or forced with FASTCONV_ISA / set_cpu_isa. The loop nest follows BLIS (Van Zee & van de
+// Variants: micro-kernels ukr_ref_4x8 (portable), ukr_avx2_6x16/6x8, ukr_avx512_16x16 or 12x32 / 8x16, chosen
+// at run time from CPUID or forced with FASTCONV_ISA / set_cpu_isa. The loop nest follows BLIS (Van Zee & van de
 // Geijn, "BLIS: A Framework for Rapidly Instantiating BLAS Functionality", 2015).
 #pragma once
 #include <cstdint>
@@ -49,7 +49,7 @@ struct Ukr {
 
 // The micro-kernels for a gather-tile product with `cols` columns (filters): u itself, or u with its wider
 // gather tile where it has one and `cols` pads to it with at most 1/8 more work than to the narrow one
-// (filters 32, 64, 96, 128, ... take it; 16 or 48 do not). Measured, gemm/config.h.
+// (filters 32, 49-64, 81-96, ... take it; 16 and 33-48 do not). Measured, gemm/config.h.
 template <typename T>
 Ukr<T> gather_ukr(const Ukr<T>& u, std::int64_t cols) {
   Ukr<T> g = u;
