@@ -42,16 +42,6 @@ inline float exp_approx(float x) {
 }
 }  // namespace
 
-// exp of one value: exp_approx for float, libm for double.
-template <typename T>
-inline T exp_t(T x) {
-  return std::exp(x);
-}
-template <>
-inline float exp_t<float>(float x) {
-  return exp_approx(x);
-}
-
 // y = 1 / (1 + exp(-x)) elementwise (x and y may be the same array); float: vecmath.h's row for the ISA in use.
 template <typename T>
 inline void sigmoid_to(const T* x, T* y, std::int64_t n) {
