@@ -117,9 +117,9 @@ void attention_weight_backward(const T* hs, const T* h, const T* a, const T* da,
   {
     InTile<T> a_row(S), da_row(S), q_row(H), h_row(H);
     OutTile<T> dq_row(H), dh_row(H);
+    std::vector<A> ds(static_cast<std::size_t>(S));  // the thread's dS row, overwritten for every n
 #pragma omp for schedule(static)
     for (std::int64_t n = 0; n < N; ++n) {
-      std::vector<A> ds(static_cast<std::size_t>(S));
       const A* an = a_row.load(a + n * S, S);
       softmax_row_backward(an, da_row.load(da + n * S, S), ds.data(), S);
       const A* hn = q_row.load(h + n * H, H);
@@ -177,13 +177,13 @@ void attention_backward(const T* enc, const T* dec, const T* a, const T* dout, T
   {
     InTile<T> e_tile(S * H), d_tile(L * H), a_tile(L * S), g_tile(L * H);
     OutTile<T> de_tile(S * H), dd_tile(L * H);
+    std::vector<A> ds(static_cast<std::size_t>(L * S));  // dA, then dS in place; overwritten for every n
 #pragma omp for schedule(static)
     for (std::int64_t n = 0; n < N; ++n) {
       const A* e = e_tile.load(enc + n * S * H, S * H);
       const A* d = d_tile.load(dec + n * L * H, L * H);
       const A* an = a_tile.load(a + n * L * S, L * S);
       const A* g = g_tile.load(dout + n * L * H, L * H);
-      std::vector<A> ds(static_cast<std::size_t>(L * S));  // dA, then dS in place
       gemm_serial<A>(L, S, H, A(1), g, H, 1, e, 1, H, A(0), ds.data(), S);  // dA = dout enc^T
       for (std::int64_t l = 0; l < L; ++l) softmax_row_backward(an + l * S, ds.data() + l * S,
            ds.data() + l * S, S);
