@@ -30,13 +30,9 @@ FC_DW_VARIANT_DECL(dw_avx512)
 
 namespace {
 
-// Values of scratch one thread needs for the stride-1 wide path of geometry g (conv_depthwise_kernels.h): the
-// padded plane, a tail of zeros and two wide grids (forward output or dout, and the backward's mask).
-index_t wide_scratch(const ConvGeom& g) {
-  const index_t Hp = g.H + g.pt + g.pb, Wp = g.W + g.pl + g.pr, VB = 64;
-  const index_t Q = (g.OH * Wp + VB - 1) / VB * VB;
-  return Hp * Wp + 3 * Q + VB;
-}
+// Values of scratch one thread needs for the wide path of geometry g (conv_depthwise_kernels.h: WideLayout,
+// with the largest kVB, float's), and a vector's worth of slack.
+index_t wide_scratch(const ConvGeom& g) { return dw_base::WideLayout(g, 64).total() + 64; }
 
 }  // namespace
 
@@ -60,13 +56,15 @@ template <typename T>
 void depthwise_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, const ConvGeom& g,
                         index_t FN, int nthreads) {
   // one partial dW and db per (image, filter), summed over the images in order by the kernel; the wide path's
-  // scratch fits both the weight gradient's geometry and the flipped one of the input gradient
+  // scratch fits the weight gradient's geometry and either input gradient path (the flipped forward, the phase
+  // planes)
   Scratch<T> part(static_cast<std::size_t>(g.N * FN * (g.FH * g.FW + 1)));
   const index_t eh = g.dh * (g.FH - 1), ew = g.dw * (g.FW - 1);
   const ConvGeom gt = make_geom(g.N, FN, g.OH, g.OW, g.FH, g.FW, 1, 1, eh - g.pt, eh - g.pb, ew - g.pl,
                                 ew - g.pr, g.dh, g.dw);
   const bool flip = g.pt <= eh && g.pb <= eh && g.pl <= ew && g.pr <= ew;
-  const index_t per = std::max(wide_scratch(g), flip ? wide_scratch(gt) : 0);
+  const index_t per =
+      std::max({wide_scratch(g), flip ? wide_scratch(gt) : 0, dw_base::WideLayout(g, 64).dx_total()});
   Scratch<T> ws(static_cast<std::size_t>(per * nthreads));
 #if FASTCONV_HAVE_X86_UKR
   switch (active_isa()) {

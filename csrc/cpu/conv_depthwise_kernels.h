@@ -9,10 +9,12 @@
 // pixel; border pixels test each tap. Weight gradient: per plane and tap, one dot product of dout with the
 // shifted input, into a partial per (image, filter) summed over the images in order (the same bits on any
 // thread count). Input gradient: stride 1 with M == 1 and pads <= the dilated window runs the forward loops on
-// dout with the taps reversed; otherwise each tap scatter-adds a scaled dout row.
+// dout with the taps reversed; other strides up to 4 with M == 1 gather each phase plane of dx from dout's grid
+// (DxPhases); otherwise each tap scatter-adds a scaled dout row.
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <memory>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -122,74 +124,143 @@ void fwd_plane(const T* xc, const T* wf, T bias, T* o, const ConvGeom& g, bool r
 }
 
 // ------------------------------------------------------------------------------------------------------
-// stride 1: the plane copied into a zero-padded buffer xp (Hp, Wp) and read on a widened grid of Wp columns per
-// output row, so that tap (fh, fw) of every output q = oh*Wp + ow is xp[q + fh*dh*Wp + fw*dw]: one long
-// contiguous sweep per tap over the whole plane instead of a short one per row (the per-row loops above cost
-// more in loop overhead than in arithmetic on 7x7 to 28x28 planes). The Wp - OW extra columns of each row are
-// computed and dropped.
+// The wide path. Stride 1: the plane copied into a zero-padded buffer xp (Hp, Wp) and read on a widened grid
+// of Wp columns per output row, so that tap (fh, fw) of every output q = oh*Wp + ow is xp[q + fh*dh*Wp +
+// fw*dw]: one long contiguous sweep per tap over the whole plane instead of a short one per row (the per-row
+// loops above cost more in loop overhead than in arithmetic on 7x7 to 28x28 planes). The Wp - OW extra
+// columns of each row are computed and dropped. Stride (sh, sw): the padded plane is split into sh*sw phase
+// planes (Hq, Wq) = (ceil(Hp/sh), ceil(Wp/sw)), phase (a, b) holding the padded rows a, a + sh, ... and
+// columns b, b + sw, ...; tap (fh, fw) of output (oh, ow) reads padded row oh*sh + fh*dh, which is row
+// oh + fh*dh/sh of phase fh*dh % sh (the same for columns), so every tap is again one offset on a grid of Wq
+// columns per output row, and the sweep is the stride-1 one (Hq = Hp, Wq = Wp when sh = sw = 1).
 
 // The wide grid is padded to a multiple of kVB values (whole vectors; reads stay inside the scratch).
 template <typename T>
 constexpr index_t kVB = 256 / sizeof(T);
 
-// Stride 1, not too many taps for the offsets on the stack.
-inline bool wide_ok(const ConvGeom& g) { return g.sh == 1 && g.sw == 1 && g.FH * g.FW <= 64; }
+// Strides up to 4 (at most 16 phase planes), not too many taps for the offsets on the stack.
+inline bool wide_ok(const ConvGeom& g) { return g.sh <= 4 && g.sw <= 4 && g.FH * g.FW <= 64; }
 
-// xp (Hp, Wp) <- plane xc (H, W) with zero borders; `tail` more zeros after it (reads past the last row).
+// A thread's scratch for the wide path of geometry g (conv_depthwise.cpp: wide_scratch): the phase planes
+// (sh*sw of Hq x Wq) and Q zeros after them (the sweeps read up to planes + Q), a wide grid (Q,) (the
+// forward's output or the weight gradient's dout) and the mask of valid outputs (Q,). wide_init zeroes it
+// all and sets the mask once per thread and loop; each plane then writes only the planes' interior and the
+// grid's valid outputs, so the borders, the dropped columns and the tails stay zero (zeroing a one-column
+// border row by row cost more than the convolution of a 7x7 plane: small memsets).
+struct WideLayout {
+  index_t sh, sw, Hq, Wq, HWq, planes, Q, R;
+  WideLayout(const ConvGeom& g, index_t vb)
+      : sh(g.sh), sw(g.sw), Hq(ceil_div(g.H + g.pt + g.pb, g.sh)), Wq(ceil_div(g.W + g.pl + g.pr, g.sw)),
+        HWq(Hq * Wq), planes(sh * sw * HWq), Q(ceil_div(g.OH * Wq, vb) * vb), R(ceil_div(HWq, vb) * vb) {}
+  index_t grid() const { return planes + Q; }      // offset of the wide grid
+  index_t mask() const { return planes + 2 * Q; }  // offset of the mask
+  index_t total() const { return planes + 3 * Q; }
+  // the input gradient's scratch (dx_plane_phases): zeros, dout on the grid, and one gradient plane per phase,
+  // R values each
+  index_t dx_total() const { return (2 + sh * sw) * R; }
+  // the offset of padded position (rh, rw) of output (0, 0): phase plane, then row and column in it
+  index_t at(index_t rh, index_t rw) const { return ((rh % sh) * sw + rw % sw) * HWq + rh / sh * Wq + rw / sw; }
+};
+
 template <typename T>
-void pad_plane(const T* xc, const ConvGeom& g, index_t Wp, index_t Hp, index_t tail, T* xp) {
-  for (index_t i = 0; i < g.pt * Wp; ++i) xp[i] = T(0);
-  for (index_t h = 0; h < g.H; ++h) {
-    T* row = xp + (g.pt + h) * Wp;
-    for (index_t i = 0; i < g.pl; ++i) row[i] = T(0);
-    const T* src = xc + h * g.W;
-    for (index_t i = 0; i < g.W; ++i) row[g.pl + i] = src[i];
-    for (index_t i = g.pl + g.W; i < Wp; ++i) row[i] = T(0);
-  }
-  for (index_t i = (g.pt + g.H) * Wp; i < Hp * Wp + tail; ++i) xp[i] = T(0);
+void wide_init(const ConvGeom& g, T* ws) {
+  const WideLayout lay(g, kVB<T>);
+  std::memset(ws, 0, static_cast<std::size_t>(lay.total()) * sizeof(T));
+  T* valid = ws + lay.mask();
+  for (index_t oh = 0; oh < g.OH; ++oh)
+    for (index_t ow = 0; ow < g.OW; ++ow) valid[oh * lay.Wq + ow] = T(1);
 }
 
-// wide (Q = round_up(OH*Wp, VB)) = sum over taps of wf[t] * xp[q + off[t]]: tap by tap, each one contiguous
-// sweep over the plane into `wide` (L1-resident); restrict, so that no run-time alias check sends the loop to
-// its scalar version (measured: the blocked form with a local accumulator array ran scalar after LTO).
+// The phase planes' interior <- plane xc (H, W): row by row at stride 1, else each input row's columns dealt
+// to their column phases.
+template <typename T>
+void copy_plane(const T* xc, const ConvGeom& g, const WideLayout& lay, T* xp) {
+  for (index_t h = 0; h < g.H; ++h) {
+    const T* src = xc + h * g.W;
+    if (lay.sw == 1) {
+      std::memcpy(xp + lay.at(h + g.pt, g.pl), src, static_cast<std::size_t>(g.W) * sizeof(T));
+      continue;
+    }
+    for (index_t w0 = 0; w0 < lay.sw && w0 < g.W; ++w0) {  // columns w0, w0 + sw, ... share a phase
+      T* dst = xp + lay.at(h + g.pt, g.pl + w0);
+      for (index_t w = w0, c = 0; w < g.W; w += lay.sw, ++c) dst[c] = src[w];
+    }
+  }
+}
+
+// Lanes of one vector of the ISA this file is compiled for (GCC vector extensions: the loops below are written
+// in vectors so that they need no auto-vectoriser).
+#if defined(__AVX512F__)
+template <typename T>
+constexpr index_t kLanes = 64 / sizeof(T);
+#elif defined(__AVX__)
+template <typename T>
+constexpr index_t kLanes = 32 / sizeof(T);
+#else
+template <typename T>
+constexpr index_t kLanes = 16 / sizeof(T);
+#endif
+template <typename T>
+struct VecOf {
+  typedef T type __attribute__((vector_size(kLanes<T> * sizeof(T))));
+};
+template <typename T>
+using Vec = typename VecOf<T>::type;
+
+template <typename T>
+inline Vec<T> load_vec(const T* p) {
+  Vec<T> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// wide (Q = round_up(OH*Wp, VB)) = sum over taps of wf[t] * xp[q + off[t]]: kU vectors of outputs at a time,
+// every tap accumulated in registers (kU independent chains; one store per output instead of one load and
+// one store per tap), the taps in order (tap 0 a product, then one multiply-add per tap: the same operations
+// in the same order as a tap-by-tap sweep). kU * kLanes divides kVB, so Q is whole blocks.
+constexpr int kU = 4;
 template <typename T>
 void wide_sweep(const T* __restrict xp, const index_t* off, const T* wf, index_t KK, index_t Q,
                 T* __restrict wide) {
-  {
-    const T wv = wf[0];
-    const T* __restrict src = xp + off[0];
-#pragma omp simd
-    for (index_t q = 0; q < Q; ++q) wide[q] = wv * src[q];
-  }
-  // (GCC's unroll-and-jam of this tap loop leaves the jammed sweep scalar: CMakeLists.txt turns it off here)
-  for (index_t t = 1; t < KK; ++t) {
-    const T wv = wf[t];
-    const T* __restrict src = xp + off[t];
-#pragma omp simd
-    for (index_t q = 0; q < Q; ++q) wide[q] += wv * src[q];
+  constexpr index_t L = kLanes<T>;
+  static_assert(kVB<T> % (kU * L) == 0, "the wide grid is whole blocks");
+  for (index_t q0 = 0; q0 < Q; q0 += kU * L) {
+    Vec<T> acc[kU];
+    const T* src = xp + off[0] + q0;
+#pragma GCC unroll 4
+    for (int u = 0; u < kU; ++u) acc[u] = wf[0] * load_vec(src + u * L);
+    for (index_t t = 1; t < KK; ++t) {
+      const T wv = wf[t];
+      src = xp + off[t] + q0;
+#pragma GCC unroll 4
+      for (int u = 0; u < kU; ++u) acc[u] += wv * load_vec(src + u * L);
+    }
+#pragma GCC unroll 4
+    for (int u = 0; u < kU; ++u) std::memcpy(wide + q0 + u * L, &acc[u], sizeof acc[u]);
   }
 }
 
 template <typename T>
 void fwd_plane_wide(const T* xc, const T* wf, T bias, T* o, const ConvGeom& g, bool relu, T* ws) {
-  const index_t Hp = g.H + g.pt + g.pb, Wp = g.W + g.pl + g.pr, KK = g.FH * g.FW;
-  const index_t Q = (g.OH * Wp + kVB<T> - 1) / kVB<T> * kVB<T>;
+  const WideLayout lay(g, kVB<T>);
+  const index_t KK = g.FH * g.FW;
   index_t off[64];
   for (index_t fh = 0, t = 0; fh < g.FH; ++fh)
-    for (index_t fw = 0; fw < g.FW; ++fw, ++t) off[t] = fh * g.dh * Wp + fw * g.dw;
-  // xp (Hp, Wp) and Q zeros after it: q + off[t] < Q + (Hp - OH)*Wp + (FW-1)*dw <= Hp*Wp + Q
+    for (index_t fw = 0; fw < g.FW; ++fw, ++t) off[t] = lay.at(fh * g.dh, fw * g.dw);
+  // q + off[t] < Q + planes: inside the planes and their Q zeros
   T* xp = ws;
-  T* wide = ws + Hp * Wp + Q;  // (Q,)
-  pad_plane(xc, g, Wp, Hp, Q, xp);
-  wide_sweep(xp, off, wf, KK, Q, wide);
+  T* wide = ws + lay.grid();
+  copy_plane(xc, g, lay, xp);
+  wide_sweep(xp, off, wf, KK, lay.Q, wide);
   for (index_t oh = 0; oh < g.OH; ++oh) {
-    const T* src = wide + oh * Wp;
+    const T* src = wide + oh * lay.Wq;
     T* dst = o + oh * g.OW;
 #pragma omp simd
     for (index_t ow = 0; ow < g.OW; ++ow) dst[ow] = finish(src[ow], bias, relu);
   }
 }
 
+// ws (wide_init'ed for g) or null: the row-by-row path.
 template <typename T>
 void fwd_plane_any(const T* xc, const T* wf, T bias, T* o, const ConvGeom& g, bool relu, T* ws) {
   if (ws && wide_ok(g)) return fwd_plane_wide(xc, wf, bias, o, g, relu, ws);
@@ -209,51 +280,25 @@ void fwd_plane_any(const T* xc, const T* wf, T bias, T* o, const ConvGeom& g, bo
 // Measured (Emerald Rapids, AVX-512, batch 64, 3x3 "same", 2 threads, the weight gradient alone, load 1-2):
 // 32@28x28 5.88 -> 1.60 ms, 256@7x7 4.72 -> 2.29 ms, most of it from building dwide and valid row by row
 // instead of with a division and a modulo per value.
-#if defined(__AVX512F__)
-template <typename T>
-constexpr index_t kLanes = 64 / sizeof(T);
-#elif defined(__AVX__)
-template <typename T>
-constexpr index_t kLanes = 32 / sizeof(T);
-#else
-template <typename T>
-constexpr index_t kLanes = 16 / sizeof(T);
-#endif
 constexpr int kTB = 9;  // taps per sweep: a 3x3 filter in one (kTB vector accumulators)
 
 template <typename T>
 void dw_plane_wide(const T* xc, const T* dp, T* pp, const ConvGeom& g, T* __restrict ws) {
   constexpr index_t L = kLanes<T>;
   static_assert(kVB<T> % kLanes<T> == 0, "the wide grid is whole vectors");
-  const index_t Hp = g.H + g.pt + g.pb, Wp = g.W + g.pl + g.pr, KK = g.FH * g.FW;
-  const index_t Q = (g.OH * Wp + kVB<T> - 1) / kVB<T> * kVB<T>;
-  T* xp = ws;                      // as in fwd_plane_wide
-  T* dwide = ws + Hp * Wp + Q;     // (Q,)
-  T* valid = dwide + Q;            // (Q,): 1 on the OH x OW outputs, 0 elsewhere
-  pad_plane(xc, g, Wp, Hp, Q, xp);
-  // row by row (a division and a modulo per value cost more than all the products)
-  for (index_t oh = 0; oh < g.OH; ++oh) {
-    T* dr = dwide + oh * Wp;
-    T* vr = valid + oh * Wp;
-    const T* src = dp + oh * g.OW;
-    for (index_t ow = 0; ow < g.OW; ++ow) {
-      dr[ow] = src[ow];
-      vr[ow] = T(1);
-    }
-    for (index_t ow = g.OW; ow < Wp; ++ow) {
-      dr[ow] = T(0);
-      vr[ow] = T(0);
-    }
-  }
-  for (index_t q = g.OH * Wp; q < Q; ++q) {
-    dwide[q] = T(0);
-    valid[q] = T(0);
-  }
+  const WideLayout lay(g, kVB<T>);
+  const index_t Q = lay.Q, KK = g.FH * g.FW;
+  T* xp = ws;
+  T* dwide = ws + lay.grid();        // (Q,): dout on the wide grid
+  const T* valid = ws + lay.mask();  // (Q,): 1 on the OH x OW outputs, 0 elsewhere (wide_init)
+  copy_plane(xc, g, lay, xp);
+  for (index_t oh = 0; oh < g.OH; ++oh)
+    std::memcpy(dwide + oh * lay.Wq, dp + oh * g.OW, static_cast<std::size_t>(g.OW) * sizeof(T));
   index_t off[64 + kTB];
   for (index_t fh = 0, t = 0; fh < g.FH; ++fh)
-    for (index_t fw = 0; fw < g.FW; ++fw, ++t) off[t] = fh * g.dh * Wp + fw * g.dw;
+    for (index_t fw = 0; fw < g.FW; ++fw, ++t) off[t] = lay.at(fh * g.dh, fw * g.dw);
   for (int t = 0; t < kTB; ++t) off[KK + t] = 0;  // the last sweep's unused taps read the plane, discarded
-  typedef T V __attribute__((vector_size(L * sizeof(T))));
+  using V = Vec<T>;
   for (index_t t0 = 0; t0 < KK; t0 += kTB) {
     V acc[kTB];
 #pragma GCC unroll 9
@@ -306,6 +351,61 @@ void dx_scatter_plane(const T* dp, const T* wf, T* dxc, const ConvGeom& g) {
   }
 }
 
+// The input gradient of one plane on the phase planes (any stride up to 4, one filter per channel): padded
+// position (hp, wp) = (r*sh + a, c*sw + b) receives w[t] * dout(r - rt, c - ct) from each tap t of phase
+// (a, b) (fh*dh = rt*sh + a, fw*dw = ct*sw + b), so phase (a, b)'s gradient plane is a sweep of its taps over
+// dout on the Wq-column grid at the offsets -(rt*Wq + ct): a gather with no scattered adds. dout's grid has
+// zeros before it (rows above), after its rows and in its columns past OW, which is where every read outside
+// dout lands (Wq - OW >= the largest ct). The gradient planes are then dealt back to dx (H, W), cropping the
+// padding.
+template <typename T>
+class DxPhases {
+ public:
+  explicit DxPhases(const ConvGeom& g) : g_(g), lay_(g, kVB<T>) {
+    for (index_t p = 0; p < lay_.sh * lay_.sw; ++p) count_[p] = 0;
+    for (index_t fh = 0, t = 0; fh < g.FH; ++fh)
+      for (index_t fw = 0; fw < g.FW; ++fw, ++t) {
+        const index_t rh = fh * g.dh, rw = fw * g.dw;
+        const index_t p = (rh % lay_.sh) * lay_.sw + rw % lay_.sw;
+        const index_t k = p * 64 + count_[p]++;
+        tap_[k] = t;
+        off_[k] = -(rh / lay_.sh * lay_.Wq + rw / lay_.sw);
+      }
+  }
+  // ws: dx_total() values, zeroed once before the first plane (dout's grid keeps its zeros)
+  void plane(const T* dp, const T* wf, T* dxc, T* ws) const {
+    const index_t R = lay_.R, Wq = lay_.Wq;
+    T* grid = ws + R;  // R zeros before it: every offset is at most HWq <= R
+    for (index_t oh = 0; oh < g_.OH; ++oh)
+      std::memcpy(grid + oh * Wq, dp + oh * g_.OW, static_cast<std::size_t>(g_.OW) * sizeof(T));
+    T* planes = ws + 2 * R;
+    for (index_t p = 0; p < lay_.sh * lay_.sw; ++p) {
+      T* out = planes + p * R;
+      if (count_[p] == 0) {
+        std::memset(out, 0, static_cast<std::size_t>(R) * sizeof(T));
+        continue;
+      }
+      T wv[64];
+      for (index_t i = 0; i < count_[p]; ++i) wv[i] = wf[tap_[p * 64 + i]];
+      wide_sweep(grid, off_ + p * 64, wv, count_[p], R, out);
+    }
+    for (index_t h = 0; h < g_.H; ++h) {
+      const index_t hp = h + g_.pt;
+      T* dst = dxc + h * g_.W;
+      for (index_t w0 = 0; w0 < lay_.sw && w0 < g_.W; ++w0) {  // columns w0, w0 + sw, ... share a phase
+        const index_t wp = w0 + g_.pl;
+        const T* src = planes + ((hp % lay_.sh) * lay_.sw + wp % lay_.sw) * R + hp / lay_.sh * Wq + wp / lay_.sw;
+        for (index_t w = w0, c = 0; w < g_.W; w += lay_.sw, ++c) dst[w] = src[c];
+      }
+    }
+  }
+
+ private:
+  const ConvGeom& g_;
+  WideLayout lay_;
+  index_t count_[16], tap_[16 * 64], off_[16 * 64];  // per phase: its taps and their offsets on dout's grid
+};
+
 }  // namespace
 
 // ------------------------------------------------------------------------------------------------------
@@ -316,11 +416,15 @@ template <typename T>
 void depthwise_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g, index_t FN, int nthreads,
                        bool relu, T* ws, index_t ws_per) {
   const index_t M = FN / g.C, HW = g.H * g.W, P = g.OH * g.OW, KK = g.FH * g.FW;
-#pragma omp parallel for schedule(static) num_threads(nthreads) if (g.N * FN * P >= (1 << 14))
-  for (index_t nf = 0; nf < g.N * FN; ++nf) {
-    const index_t n = nf / FN, f = nf % FN;
-    fwd_plane_any<T>(x + (n * g.C + f / M) * HW, w + f * KK, b ? b[f] : T(0), out + nf * P, g, relu,
-                     ws + thread_id() * ws_per);
+#pragma omp parallel num_threads(nthreads) if (g.N * FN * P >= (1 << 14))
+  {
+    T* my = wide_ok(g) ? ws + thread_id() * ws_per : nullptr;
+    if (my) wide_init(g, my);
+#pragma omp for schedule(static)
+    for (index_t nf = 0; nf < g.N * FN; ++nf) {
+      const index_t n = nf / FN, f = nf % FN;
+      fwd_plane_any<T>(x + (n * g.C + f / M) * HW, w + f * KK, b ? b[f] : T(0), out + nf * P, g, relu, my);
+    }
   }
 }
 
@@ -333,40 +437,45 @@ void depthwise_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* 
   const bool par = N * FN * P >= (1 << 14);
 
   // dW and db: per (image, filter) plane, each tap's dot product of dout with the shifted input
-#pragma omp parallel for schedule(static) num_threads(nthreads) if (par)
-  for (index_t nf = 0; nf < N * FN; ++nf) {
-    const index_t n = nf / FN, f = nf % FN;
-    const T* xc = x + (n * C + f / M) * HW;  // (H, W)
-    const T* dp = dout + nf * P;             // (OH, OW)
-    T* pp = part + nf * (KK + 1);
-    if (wide_ok(g)) {
-      dw_plane_wide(xc, dp, pp, g, ws + thread_id() * ws_per);
-    } else {
-      for (index_t fh = 0; fh < FH; ++fh)
-        for (index_t fw = 0; fw < FW; ++fw) {
-          const index_t off = fw * g.dw - g.pl;
-          index_t lo, hi;
-          tap_range(off, W, g.sw, OW, lo, hi);
-          T acc = T(0);
-          for (index_t oh = 0; oh < g.OH; ++oh) {
-            const index_t ih = oh * g.sh - g.pt + fh * g.dh;
-            if (ih < 0 || ih >= H) continue;
-            const T* xr = xc + ih * W + off;
-            const T* drow = dp + oh * OW;
-            if (g.sw == 1) {
+#pragma omp parallel num_threads(nthreads) if (par)
+  {
+    T* my = wide_ok(g) ? ws + thread_id() * ws_per : nullptr;
+    if (my) wide_init(g, my);
+#pragma omp for schedule(static)
+    for (index_t nf = 0; nf < N * FN; ++nf) {
+      const index_t n = nf / FN, f = nf % FN;
+      const T* xc = x + (n * C + f / M) * HW;  // (H, W)
+      const T* dp = dout + nf * P;             // (OH, OW)
+      T* pp = part + nf * (KK + 1);
+      if (my) {
+        dw_plane_wide(xc, dp, pp, g, my);
+      } else {
+        for (index_t fh = 0; fh < FH; ++fh)
+          for (index_t fw = 0; fw < FW; ++fw) {
+            const index_t off = fw * g.dw - g.pl;
+            index_t lo, hi;
+            tap_range(off, W, g.sw, OW, lo, hi);
+            T acc = T(0);
+            for (index_t oh = 0; oh < g.OH; ++oh) {
+              const index_t ih = oh * g.sh - g.pt + fh * g.dh;
+              if (ih < 0 || ih >= H) continue;
+              const T* xr = xc + ih * W + off;
+              const T* drow = dp + oh * OW;
+              if (g.sw == 1) {
 #pragma omp simd reduction(+ : acc)
-              for (index_t ow = lo; ow < hi; ++ow) acc += drow[ow] * xr[ow];
-            } else {
-              for (index_t ow = lo; ow < hi; ++ow) acc += drow[ow] * xr[ow * g.sw];
+                for (index_t ow = lo; ow < hi; ++ow) acc += drow[ow] * xr[ow];
+              } else {
+                for (index_t ow = lo; ow < hi; ++ow) acc += drow[ow] * xr[ow * g.sw];
+              }
             }
+            pp[fh * FW + fw] = acc;
           }
-          pp[fh * FW + fw] = acc;
-        }
-    }
-    T s = T(0);
+      }
+      T s = T(0);
 #pragma omp simd reduction(+ : s)
-    for (index_t i = 0; i < P; ++i) s += dp[i];
-    pp[KK] = s;
+      for (index_t i = 0; i < P; ++i) s += dp[i];
+      pp[KK] = s;
+    }
   }
   // the images' partials added in image order
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (par)
@@ -389,23 +498,39 @@ void depthwise_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* 
   // (built field by field: an inline function of a shared header, compiled here with this file's ISA, could
   // be the copy the linker keeps for every file)
   const ConvGeom gt{N, FN, g.OH, g.OW, FH, FW, 1, 1, eh - g.pt, eh - g.pb, ew - g.pl, ew - g.pr, g.dh, g.dw, H, W};
-#pragma omp parallel for schedule(static) num_threads(nthreads) if (par)
-  for (index_t nc = 0; nc < N * C; ++nc) {
-    const index_t n = nc / C, c = nc % C;
-    T* dxc = dx + nc * HW;
-    if (by_flip) {
-      T wflip[64];
-      const T* wf = w + c * KK;
-      if (KK <= 64) {
-        for (index_t k = 0; k < KK; ++k) wflip[k] = wf[KK - 1 - k];
-        fwd_plane_any<T>(dout + (n * FN + c) * P, wflip, T(0), dxc, gt, false, ws + thread_id() * ws_per);
+  // otherwise, one filter per channel and a stride up to 4: the phase planes' gather
+  const bool by_phases = !by_flip && M == 1 && wide_ok(g);
+#pragma omp parallel num_threads(nthreads) if (par)
+  {
+    T* my = (by_flip && wide_ok(gt)) || by_phases ? ws + thread_id() * ws_per : nullptr;
+    if (by_flip && my) wide_init(gt, my);
+    std::unique_ptr<DxPhases<T>> phases;
+    if (by_phases) {
+      phases = std::make_unique<DxPhases<T>>(g);
+      std::memset(my, 0, static_cast<std::size_t>(WideLayout(g, kVB<T>).dx_total()) * sizeof(T));
+    }
+#pragma omp for schedule(static)
+    for (index_t nc = 0; nc < N * C; ++nc) {
+      const index_t n = nc / C, c = nc % C;
+      T* dxc = dx + nc * HW;
+      if (phases) {
+        phases->plane(dout + (n * FN + c) * P, w + c * KK, dxc, my);
         continue;
       }
-    }
-    for (index_t i = 0; i < HW; ++i) dxc[i] = T(0);
-    for (index_t m = 0; m < M; ++m) {
-      const index_t f = c * M + m;
-      dx_scatter_plane<T>(dout + (n * FN + f) * P, w + f * KK, dxc, g);
+      if (by_flip) {
+        T wflip[64];
+        const T* wf = w + c * KK;
+        if (KK <= 64) {
+          for (index_t k = 0; k < KK; ++k) wflip[k] = wf[KK - 1 - k];
+          fwd_plane_any<T>(dout + (n * FN + c) * P, wflip, T(0), dxc, gt, false, my);
+          continue;
+        }
+      }
+      for (index_t i = 0; i < HW; ++i) dxc[i] = T(0);
+      for (index_t m = 0; m < M; ++m) {
+        const index_t f = c * M + m;
+        dx_scatter_plane<T>(dout + (n * FN + f) * P, w + f * KK, dxc, g);
+      }
     }
   }
 }
