@@ -143,7 +143,7 @@ inline bool wide_ok(const ConvGeom& g) { return g.sh <= 4 && g.sw <= 4 && g.FH *
 
 // A thread's scratch for the wide path of geometry g (conv_depthwise.cpp: wide_scratch): the phase planes
 // (sh*sw of Hq x Wq) and Q zeros after them (the sweeps read up to planes + Q), a wide grid (Q,) (the
-// forward's output or the weight gradient's dout) and the mask of valid outputs (Q,). wide_init zeroes it
+// forward's output or the weight gradient's dout) and the mask of valid outputs (Q,). WidePath zeroes it
 // all and sets the mask once per thread and loop; each plane then writes only the planes' interior and the
 // grid's valid outputs, so the borders, the dropped columns and the tails stay zero (zeroing a one-column
 // border row by row cost more than the convolution of a 7x7 plane: small memsets).
@@ -161,15 +161,6 @@ struct WideLayout {
   // the offset of padded position (rh, rw) of output (0, 0): phase plane, then row and column in it
   index_t at(index_t rh, index_t rw) const { return ((rh % sh) * sw + rw % sw) * HWq + rh / sh * Wq + rw / sw; }
 };
-
-template <typename T>
-void wide_init(const ConvGeom& g, T* ws) {
-  const WideLayout lay(g, kVB<T>);
-  std::memset(ws, 0, static_cast<std::size_t>(lay.total()) * sizeof(T));
-  T* valid = ws + lay.mask();
-  for (index_t oh = 0; oh < g.OH; ++oh)
-    for (index_t ow = 0; ow < g.OW; ++ow) valid[oh * lay.Wq + ow] = T(1);
-}
 
 // The phase planes' interior <- plane xc (H, W): row by row at stride 1, else each input row's columns dealt
 // to their column phases.
@@ -240,86 +231,90 @@ void wide_sweep(const T* __restrict xp, const index_t* off, const T* wf, index_t
   }
 }
 
-template <typename T>
-void fwd_plane_wide(const T* xc, const T* wf, T bias, T* o, const ConvGeom& g, bool relu, T* ws) {
-  const WideLayout lay(g, kVB<T>);
-  const index_t KK = g.FH * g.FW;
-  index_t off[64];
-  for (index_t fh = 0, t = 0; fh < g.FH; ++fh)
-    for (index_t fw = 0; fw < g.FW; ++fw, ++t) off[t] = lay.at(fh * g.dh, fw * g.dw);
-  // q + off[t] < Q + planes: inside the planes and their Q zeros
-  T* xp = ws;
-  T* wide = ws + lay.grid();
-  copy_plane(xc, g, lay, xp);
-  wide_sweep(xp, off, wf, KK, lay.Q, wide);
-  for (index_t oh = 0; oh < g.OH; ++oh) {
-    const T* src = wide + oh * lay.Wq;
-    T* dst = o + oh * g.OW;
-#pragma omp simd
-    for (index_t ow = 0; ow < g.OW; ++ow) dst[ow] = finish(src[ow], bias, relu);
-  }
-}
+// Taps per sweep of the weight gradient: a 3x3 filter in one (kTB vector accumulators).
+constexpr int kTB = 9;
 
-// ws (wide_init'ed for g) or null: the row-by-row path.
+// One thread's wide path for geometry g: the layout, every tap's offset (computed once: the divisions and
+// modulos of WideLayout::at cost more than the sweep of a 7x7 plane) and the thread's scratch ws, zeroed with
+// the mask set when constructed (before the thread's first plane).
 template <typename T>
-void fwd_plane_any(const T* xc, const T* wf, T bias, T* o, const ConvGeom& g, bool relu, T* ws) {
-  if (ws && wide_ok(g)) return fwd_plane_wide(xc, wf, bias, o, g, relu, ws);
+class WidePath {
+ public:
+  WidePath(const ConvGeom& g, T* ws) : g_(g), lay_(g, kVB<T>), KK_(g.FH * g.FW), ws_(ws) {
+    for (index_t fh = 0, t = 0; fh < g.FH; ++fh)
+      for (index_t fw = 0; fw < g.FW; ++fw, ++t) off_[t] = lay_.at(fh * g.dh, fw * g.dw);
+    for (int t = 0; t < kTB; ++t) off_[KK_ + t] = 0;  // the weight gradient's unused taps read the plane
+    std::memset(ws, 0, static_cast<std::size_t>(lay_.total()) * sizeof(T));
+    T* valid = ws + lay_.mask();
+    for (index_t oh = 0; oh < g.OH; ++oh)
+      for (index_t ow = 0; ow < g.OW; ++ow) valid[oh * lay_.Wq + ow] = T(1);
+  }
+
+  // o (OH, OW) = the taps wf (FH, FW) over the plane xc (H, W), + bias (relu: then max(0, .)).
+  void forward(const T* xc, const T* wf, T bias, T* o, bool relu) const {
+    // q + off[t] < Q + planes: inside the planes and their Q zeros
+    T* wide = ws_ + lay_.grid();
+    copy_plane(xc, g_, lay_, ws_);
+    wide_sweep(ws_, off_, wf, KK_, lay_.Q, wide);
+    for (index_t oh = 0; oh < g_.OH; ++oh) {
+      const T* src = wide + oh * lay_.Wq;
+      T* dst = o + oh * g_.OW;
+#pragma omp simd
+      for (index_t ow = 0; ow < g_.OW; ++ow) dst[ow] = finish(src[ow], bias, relu);
+    }
+  }
+
+  // The weight gradient of one plane on the wide grid: pp[t] = sum over the valid q of dwide[q] * xp[q +
+  // off[t]], dout dp (OH, OW) laid out on the grid. The extra columns' products are masked out rather than
+  // multiplied by zero, so an inf / NaN the convolution never pairs with dout does not reach dW (as in the
+  // reference). Up to kTB taps share one sweep, each with a vector of lane partials (one load of dout and of
+  // the mask per kTB products, instead of three loads per product tap by tap); lanes are added in a fixed
+  // order (the same bits on any thread count).
+  void weight_grad(const T* xc, const T* dp, T* pp) const {
+    constexpr index_t L = kLanes<T>;
+    static_assert(kVB<T> % kLanes<T> == 0, "the wide grid is whole vectors");
+    using V = Vec<T>;
+    const T* xp = ws_;
+    T* dwide = ws_ + lay_.grid();        // (Q,): dout on the wide grid
+    const T* valid = ws_ + lay_.mask();  // (Q,): 1 on the OH x OW outputs, 0 elsewhere
+    copy_plane(xc, g_, lay_, ws_);
+    for (index_t oh = 0; oh < g_.OH; ++oh)
+      std::memcpy(dwide + oh * lay_.Wq, dp + oh * g_.OW, static_cast<std::size_t>(g_.OW) * sizeof(T));
+    for (index_t t0 = 0; t0 < KK_; t0 += kTB) {
+      V acc[kTB];
+#pragma GCC unroll 9
+      for (int t = 0; t < kTB; ++t) acc[t] = V{};
+      for (index_t q0 = 0; q0 < lay_.Q; q0 += L) {
+        const V d = load_vec(dwide + q0);
+        const auto in = load_vec(valid + q0) != V{};  // lanes of valid outputs
+#pragma GCC unroll 9
+        for (int t = 0; t < kTB; ++t) acc[t] += in ? d * load_vec(xp + off_[t0 + t] + q0) : V{};
+      }
+      for (int t = 0; t < kTB && t0 + t < KK_; ++t) {
+        T sum = T(0);
+        for (index_t l = 0; l < L; ++l) sum += acc[t][l];
+        pp[t0 + t] = sum;
+      }
+    }
+  }
+
+ private:
+  const ConvGeom& g_;
+  WideLayout lay_;
+  index_t KK_;
+  T* ws_;
+  index_t off_[64 + kTB];
+};
+
+// wide: the thread's wide path for g, or null: the row-by-row path.
+template <typename T>
+void fwd_plane_any(const T* xc, const T* wf, T bias, T* o, const ConvGeom& g, bool relu,
+                   const WidePath<T>* wide) {
+  if (wide) return wide->forward(xc, wf, bias, o, relu);
   switch (g.FW) {
     case 3: fwd_plane<T, 3>(xc, wf, bias, o, g, relu); break;
     case 5: fwd_plane<T, 5>(xc, wf, bias, o, g, relu); break;
     default: fwd_plane<T, 0>(xc, wf, bias, o, g, relu); break;
-  }
-}
-
-// The weight gradient of one plane on the wide grid: dW[t] = sum over the valid q of dwide[q] * xp[q + off[t]],
-// dout laid out as (OH, Wp). The extra columns' products are masked out rather than multiplied by zero, so an
-// inf / NaN the convolution never pairs with dout does not reach dW (as in the reference). Up to kTB taps
-// share one sweep, each with a vector of lane partials (one load of dout and of the mask per kTB products,
-// instead of three loads per product tap by tap); lanes are added in a fixed order (the same bits on any
-// thread count).
-// Measured (Emerald Rapids, AVX-512, batch 64, 3x3 "same", 2 threads, the weight gradient alone, load 1-2):
-// 32@28x28 5.88 -> 1.60 ms, 256@7x7 4.72 -> 2.29 ms, most of it from building dwide and valid row by row
-// instead of with a division and a modulo per value.
-constexpr int kTB = 9;  // taps per sweep: a 3x3 filter in one (kTB vector accumulators)
-
-template <typename T>
-void dw_plane_wide(const T* xc, const T* dp, T* pp, const ConvGeom& g, T* __restrict ws) {
-  constexpr index_t L = kLanes<T>;
-  static_assert(kVB<T> % kLanes<T> == 0, "the wide grid is whole vectors");
-  const WideLayout lay(g, kVB<T>);
-  const index_t Q = lay.Q, KK = g.FH * g.FW;
-  T* xp = ws;
-  T* dwide = ws + lay.grid();        // (Q,): dout on the wide grid
-  const T* valid = ws + lay.mask();  // (Q,): 1 on the OH x OW outputs, 0 elsewhere (wide_init)
-  copy_plane(xc, g, lay, xp);
-  for (index_t oh = 0; oh < g.OH; ++oh)
-    std::memcpy(dwide + oh * lay.Wq, dp + oh * g.OW, static_cast<std::size_t>(g.OW) * sizeof(T));
-  index_t off[64 + kTB];
-  for (index_t fh = 0, t = 0; fh < g.FH; ++fh)
-    for (index_t fw = 0; fw < g.FW; ++fw, ++t) off[t] = lay.at(fh * g.dh, fw * g.dw);
-  for (int t = 0; t < kTB; ++t) off[KK + t] = 0;  // the last sweep's unused taps read the plane, discarded
-  using V = Vec<T>;
-  for (index_t t0 = 0; t0 < KK; t0 += kTB) {
-    V acc[kTB];
-#pragma GCC unroll 9
-    for (int t = 0; t < kTB; ++t) acc[t] = V{};
-    for (index_t q0 = 0; q0 < Q; q0 += L) {
-      V d, m;
-      std::memcpy(&d, dwide + q0, sizeof(V));
-      std::memcpy(&m, valid + q0, sizeof(V));
-      const auto in = m != V{};  // lanes of valid outputs
-#pragma GCC unroll 9
-      for (int t = 0; t < kTB; ++t) {
-        V x;
-        std::memcpy(&x, xp + off[t0 + t] + q0, sizeof(V));
-        acc[t] += in ? d * x : V{};
-      }
-    }
-    for (int t = 0; t < kTB && t0 + t < KK; ++t) {
-      T sum = T(0);
-      for (index_t l = 0; l < L; ++l) sum += acc[t][l];
-      pp[t0 + t] = sum;
-    }
   }
 }
 
@@ -418,12 +413,13 @@ void depthwise_forward(const T* x, const T* w, const T* b, T* out, const ConvGeo
   const index_t M = FN / g.C, HW = g.H * g.W, P = g.OH * g.OW, KK = g.FH * g.FW;
 #pragma omp parallel num_threads(nthreads) if (g.N * FN * P >= (1 << 14))
   {
-    T* my = wide_ok(g) ? ws + thread_id() * ws_per : nullptr;
-    if (my) wide_init(g, my);
+    std::unique_ptr<WidePath<T>> wide;
+    if (wide_ok(g)) wide = std::make_unique<WidePath<T>>(g, ws + thread_id() * ws_per);
 #pragma omp for schedule(static)
     for (index_t nf = 0; nf < g.N * FN; ++nf) {
       const index_t n = nf / FN, f = nf % FN;
-      fwd_plane_any<T>(x + (n * g.C + f / M) * HW, w + f * KK, b ? b[f] : T(0), out + nf * P, g, relu, my);
+      fwd_plane_any<T>(x + (n * g.C + f / M) * HW, w + f * KK, b ? b[f] : T(0), out + nf * P, g, relu,
+                       wide.get());
     }
   }
 }
@@ -439,16 +435,16 @@ void depthwise_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* 
   // dW and db: per (image, filter) plane, each tap's dot product of dout with the shifted input
 #pragma omp parallel num_threads(nthreads) if (par)
   {
-    T* my = wide_ok(g) ? ws + thread_id() * ws_per : nullptr;
-    if (my) wide_init(g, my);
+    std::unique_ptr<WidePath<T>> wide;
+    if (wide_ok(g)) wide = std::make_unique<WidePath<T>>(g, ws + thread_id() * ws_per);
 #pragma omp for schedule(static)
     for (index_t nf = 0; nf < N * FN; ++nf) {
       const index_t n = nf / FN, f = nf % FN;
       const T* xc = x + (n * C + f / M) * HW;  // (H, W)
       const T* dp = dout + nf * P;             // (OH, OW)
       T* pp = part + nf * (KK + 1);
-      if (my) {
-        dw_plane_wide(xc, dp, pp, g, my);
+      if (wide) {
+        wide->weight_grad(xc, dp, pp);
       } else {
         for (index_t fh = 0; fh < FH; ++fh)
           for (index_t fw = 0; fw < FW; ++fw) {
@@ -502,8 +498,9 @@ void depthwise_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* 
   const bool by_phases = !by_flip && M == 1 && wide_ok(g);
 #pragma omp parallel num_threads(nthreads) if (par)
   {
-    T* my = (by_flip && wide_ok(gt)) || by_phases ? ws + thread_id() * ws_per : nullptr;
-    if (by_flip && my) wide_init(gt, my);
+    T* my = ws + thread_id() * ws_per;
+    std::unique_ptr<WidePath<T>> flipped;
+    if (by_flip && wide_ok(gt)) flipped = std::make_unique<WidePath<T>>(gt, my);
     std::unique_ptr<DxPhases<T>> phases;
     if (by_phases) {
       phases = std::make_unique<DxPhases<T>>(g);
@@ -522,7 +519,7 @@ void depthwise_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* 
         const T* wf = w + c * KK;
         if (KK <= 64) {
           for (index_t k = 0; k < KK; ++k) wflip[k] = wf[KK - 1 - k];
-          fwd_plane_any<T>(dout + (n * FN + c) * P, wflip, T(0), dxc, gt, false, my);
+          fwd_plane_any<T>(dout + (n * FN + c) * P, wflip, T(0), dxc, gt, false, flipped.get());
           continue;
         }
       }
