@@ -39,8 +39,9 @@ GEOM_CASES = [
     (2, 3, 8, 8, 6, 4, 2, (2, 1), (1, 2, 0, 1), (1, 2), 3, True),
     (4, 16, 28, 28, 16, 3, 3, 1, 1, 1, 16, True),
     (2, 1, 6, 6, 2, 3, 3, 1, 1, 1, 1, False),
-    # depthwise on the phase planes (strides 2 to 4, per axis, with dilation; a 1x1 filter leaves phases
-    # without taps), stride 1 with pads past the window (no flipped forward for dx), and stride 5 (direct)
+    # depthwise at strides 2 to 4, per axis, with dilation, pads past the window, a 1x1 filter and ragged
+    # channel blocks: channels-last blocks with multiplier 1; the wide grid's phase planes with multiplier 2
+    # (a 1x1 filter leaves phases without taps); stride 5 row by row
     (2, 4, 13, 11, 4, 3, 3, 3, (1, 2, 0, 1), 2, 4, True),
     (2, 3, 9, 10, 3, 1, 1, 2, 0, 1, 3, False),
     (1, 2, 12, 9, 4, 5, 3, (4, 1), "same", 1, 2, True),
@@ -48,6 +49,8 @@ GEOM_CASES = [
     (2, 3, 16, 15, 3, 5, 5, 2, (2, 1, 3, 2), (1, 2), 3, False),
     (2, 2, 7, 8, 2, 3, 3, 1, (3, 0, 1, 3), 1, 2, True),
     (2, 2, 11, 12, 2, 3, 3, 5, 2, 1, 2, True),
+    (2, 21, 6, 5, 21, 3, 3, 1, "same", 1, 21, True),
+    (2, 37, 19, 17, 37, 3, 3, 2, "same", 1, 37, False),
 ]
 
 
@@ -468,12 +471,14 @@ def test_reference_convolution_numerical_gradient(rng, case):
 @pytest.mark.parametrize("col", [0, 7, 8])
 @pytest.mark.parametrize("stride", [1, 2, (3, 2)])
 @pytest.mark.parametrize("where", ["x", "dout"])
-def test_depthwise_nonfinite_inputs_propagate_like_reference(rng, isa, value, col, stride, where):
-    """The depthwise kernel's wide path reads the plane on a widened grid (split into phase planes at stride
-    > 1, where the input gradient is a gather over dout's grid): an inf / NaN in x's or dout's first or last
-    columns must still reach exactly the outputs and gradients the reference pairs it with."""
+@pytest.mark.parametrize("multiplier", [1, 2])
+def test_depthwise_nonfinite_inputs_propagate_like_reference(rng, isa, value, col, stride, where, multiplier):
+    """The depthwise kernels read the plane in padded layouts (channels-last blocks with multiplier 1, the
+    wide grid with its dropped columns, split into phase planes at stride > 1, with multiplier 2): an inf /
+    NaN in x's or dout's first or last columns must still reach exactly the outputs and gradients the
+    reference pairs it with."""
     x = rng.standard_normal((2, 3, 7, 9))
-    Wt, b = rng.standard_normal((3, 1, 3, 3)), rng.standard_normal(3)
+    Wt, b = rng.standard_normal((3 * multiplier, 1, 3, 3)), rng.standard_normal(3 * multiplier)
     kw = {"stride": stride, "pad": "same", "dilation": 1, "groups": 3}
     if where == "x":
         x[1, 2, 3, col] = value

@@ -39,7 +39,7 @@ index_t wide_scratch(const ConvGeom& g) { return dw_base::WideLayout(g, 64).tota
 template <typename T>
 void depthwise_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g, index_t FN, int nthreads,
                        bool relu) {
-  const index_t per = wide_scratch(g);
+  const index_t per = std::max(wide_scratch(g), dw_base::ClBlock<T>::scratch(g, 64 / sizeof(T)) + 64);
   Scratch<T> ws(static_cast<std::size_t>(per * nthreads));
 #if FASTCONV_HAVE_X86_UKR
   switch (active_isa()) {
@@ -55,16 +55,9 @@ void depthwise_forward(const T* x, const T* w, const T* b, T* out, const ConvGeo
 template <typename T>
 void depthwise_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, const ConvGeom& g,
                         index_t FN, int nthreads) {
-  // one partial dW and db per (image, filter), summed over the images in order by the kernel; the wide path's
-  // scratch fits the weight gradient's geometry and either input gradient path (the flipped forward, the phase
-  // planes)
+  // one partial dW and db per (image, filter), summed over the images in order by the kernel
   Scratch<T> part(static_cast<std::size_t>(g.N * FN * (g.FH * g.FW + 1)));
-  const index_t eh = g.dh * (g.FH - 1), ew = g.dw * (g.FW - 1);
-  const ConvGeom gt = make_geom(g.N, FN, g.OH, g.OW, g.FH, g.FW, 1, 1, eh - g.pt, eh - g.pb, ew - g.pl,
-                                ew - g.pr, g.dh, g.dw);
-  const bool flip = g.pt <= eh && g.pb <= eh && g.pl <= ew && g.pr <= ew;
-  const index_t per =
-      std::max({wide_scratch(g), flip ? wide_scratch(gt) : 0, dw_base::WideLayout(g, 64).dx_total()});
+  const index_t per = std::max(wide_scratch(g), dw_base::ClBlock<T>::scratch(g, 64 / sizeof(T)) + 64);
   Scratch<T> ws(static_cast<std::size_t>(per * nthreads));
 #if FASTCONV_HAVE_X86_UKR
   switch (active_isa()) {

@@ -3,18 +3,22 @@
 // with its own FC_DW_NS, so the same loops are compiled for SSE2, AVX2+FMA and AVX-512 and picked at run time
 // from the ISA in use (cpu/isa.h). x (N, C, H, W), w (FN, 1, FH, FW) with FN = C*M (filter f reads channel
 // f / M), out / dout (N, FN, OH, OW).
-// A GEMM of one row per channel wastes the GEMM's blocking, so these work plane by plane: threads over the
-// N*FN (forward, weight gradient) or N*C (input gradient) planes, SIMD along an output row. Forward: every
-// output pixel of a row's interior (all taps inside the image) sums its FH*FW taps in registers, one store per
-// pixel; border pixels test each tap. Weight gradient: per plane and tap, one dot product of dout with the
-// shifted input, into a partial per (image, filter) summed over the images in order (the same bits on any
-// thread count). Input gradient: stride 1 with M == 1 and pads <= the dilated window runs the forward loops on
-// dout with the taps reversed; other strides up to 4 with M == 1 gather each phase plane of dx from dout's grid
-// (DxPhases); otherwise each tap scatter-adds a scaled dout row.
+// A GEMM of one row per channel wastes the GEMM's blocking, so these are direct kernels. One filter per channel
+// (M == 1, MobileNet's case), up to 64 taps: channels-last blocks (ClBlock) of kLanes channels of one image,
+// threads over the N * ceil(C / kLanes) blocks; each output pixel is a vector over the block's channels, each
+// tap a vector load, the input gradient a scatter of vectors. Otherwise plane by plane: threads over the N*FN
+// (forward, weight gradient) or N*C (input gradient) planes; strides up to 4 and up to 64 taps on the wide
+// grid of a padded plane (WidePath: one contiguous sweep per tap over the whole plane, the plane split into
+// phase planes at stride > 1), other geometries row by row, the input gradient a scatter of scaled dout rows
+// per tap. The weight gradient is a partial per (image, filter) (per block for ClBlock, each sum in a fixed
+// order), summed over the images in order: the same bits on any thread count.
 #pragma once
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -148,16 +152,13 @@ inline bool wide_ok(const ConvGeom& g) { return g.sh <= 4 && g.sw <= 4 && g.FH *
 // grid's valid outputs, so the borders, the dropped columns and the tails stay zero (zeroing a one-column
 // border row by row cost more than the convolution of a 7x7 plane: small memsets).
 struct WideLayout {
-  index_t sh, sw, Hq, Wq, HWq, planes, Q, R;
+  index_t sh, sw, Hq, Wq, HWq, planes, Q;
   WideLayout(const ConvGeom& g, index_t vb)
       : sh(g.sh), sw(g.sw), Hq(ceil_div(g.H + g.pt + g.pb, g.sh)), Wq(ceil_div(g.W + g.pl + g.pr, g.sw)),
-        HWq(Hq * Wq), planes(sh * sw * HWq), Q(ceil_div(g.OH * Wq, vb) * vb), R(ceil_div(HWq, vb) * vb) {}
+        HWq(Hq * Wq), planes(sh * sw * HWq), Q(ceil_div(g.OH * Wq, vb) * vb) {}
   index_t grid() const { return planes + Q; }      // offset of the wide grid
   index_t mask() const { return planes + 2 * Q; }  // offset of the mask
   index_t total() const { return planes + 3 * Q; }
-  // the input gradient's scratch (dx_plane_phases): zeros, dout on the grid, and one gradient plane per phase,
-  // R values each
-  index_t dx_total() const { return (2 + sh * sw) * R; }
   // the offset of padded position (rh, rw) of output (0, 0): phase plane, then row and column in it
   index_t at(index_t rh, index_t rw) const { return ((rh % sh) * sw + rw % sw) * HWq + rh / sh * Wq + rw / sw; }
 };
@@ -346,60 +347,231 @@ void dx_scatter_plane(const T* dp, const T* wf, T* dxc, const ConvGeom& g) {
   }
 }
 
-// The input gradient of one plane on the phase planes (any stride up to 4, one filter per channel): padded
-// position (hp, wp) = (r*sh + a, c*sw + b) receives w[t] * dout(r - rt, c - ct) from each tap t of phase
-// (a, b) (fh*dh = rt*sh + a, fw*dw = ct*sw + b), so phase (a, b)'s gradient plane is a sweep of its taps over
-// dout on the Wq-column grid at the offsets -(rt*Wq + ct): a gather with no scattered adds. dout's grid has
-// zeros before it (rows above), after its rows and in its columns past OW, which is where every read outside
-// dout lands (Wq - OW >= the largest ct). The gradient planes are then dealt back to dx (H, W), cropping the
-// padding.
+// ------------------------------------------------------------------------------------------------------
+// Channels-last blocks (one filter per channel): kLanes channels of one image at a time, transposed into a
+// zero-bordered (Hp, Wp, L) block, so that every output pixel is one vector over the block's channels and
+// every tap one vector load at a fixed offset, with no per-plane setup: the planar paths above pay theirs for
+// each 7x7 or 14x14 plane (MobileNet's deep layers), this one for each block of L channels. The transposes in
+// and out cost a copy each. Lanes past the last channel of a ragged last block compute on zeros and are not
+// written back.
+
+// In-register transpose of an L x L tile v[0..L) (row i = v[i]): log2(L) stages of paired shuffles, stage s
+// swapping the s x s off-diagonal blocks of each 2s x 2s block.
 template <typename T>
-class DxPhases {
- public:
-  explicit DxPhases(const ConvGeom& g) : g_(g), lay_(g, kVB<T>) {
-    for (index_t p = 0; p < lay_.sh * lay_.sw; ++p) count_[p] = 0;
-    for (index_t fh = 0, t = 0; fh < g.FH; ++fh)
-      for (index_t fw = 0; fw < g.FW; ++fw, ++t) {
-        const index_t rh = fh * g.dh, rw = fw * g.dw;
-        const index_t p = (rh % lay_.sh) * lay_.sw + rw % lay_.sw;
-        const index_t k = p * 64 + count_[p]++;
-        tap_[k] = t;
-        off_[k] = -(rh / lay_.sh * lay_.Wq + rw / lay_.sw);
-      }
+struct Transposer {
+  static constexpr index_t L = kLanes<T>;
+  using V = Vec<T>;
+  using I = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
+  typedef I M __attribute__((vector_size(L * sizeof(I))));
+  // lane j of the first output takes a[j] or b[j - S], of the second a[j + S] or b[j] (indices into a:b)
+  template <index_t S, std::size_t... J>
+  static constexpr M lo_mask(std::index_sequence<J...>) {
+    return M{static_cast<I>((J & S) == 0 ? J : L + J - S)...};
   }
-  // ws: dx_total() values, zeroed once before the first plane (dout's grid keeps its zeros)
-  void plane(const T* dp, const T* wf, T* dxc, T* ws) const {
-    const index_t R = lay_.R, Wq = lay_.Wq;
-    T* grid = ws + R;  // R zeros before it: every offset is at most HWq <= R
-    for (index_t oh = 0; oh < g_.OH; ++oh)
-      std::memcpy(grid + oh * Wq, dp + oh * g_.OW, static_cast<std::size_t>(g_.OW) * sizeof(T));
-    T* planes = ws + 2 * R;
-    for (index_t p = 0; p < lay_.sh * lay_.sw; ++p) {
-      T* out = planes + p * R;
-      if (count_[p] == 0) {
-        std::memset(out, 0, static_cast<std::size_t>(R) * sizeof(T));
-        continue;
-      }
-      T wv[64];
-      for (index_t i = 0; i < count_[p]; ++i) wv[i] = wf[tap_[p * 64 + i]];
-      wide_sweep(grid, off_ + p * 64, wv, count_[p], R, out);
+  template <index_t S, std::size_t... J>
+  static constexpr M hi_mask(std::index_sequence<J...>) {
+    return M{static_cast<I>((J & S) == 0 ? J + S : L + J)...};
+  }
+  template <index_t S>
+  static void stage(V* v) {
+    if constexpr (S < L) {
+      constexpr M lo = lo_mask<S>(std::make_index_sequence<L>()), hi = hi_mask<S>(std::make_index_sequence<L>());
+      for (index_t i = 0; i < L; ++i)
+        if ((i & S) == 0) {
+          const V a = v[i], b = v[i + S];
+          v[i] = __builtin_shuffle(a, b, lo);
+          v[i + S] = __builtin_shuffle(a, b, hi);
+        }
+      stage<2 * S>(v);
     }
-    for (index_t h = 0; h < g_.H; ++h) {
-      const index_t hp = h + g_.pt;
-      T* dst = dxc + h * g_.W;
-      for (index_t w0 = 0; w0 < lay_.sw && w0 < g_.W; ++w0) {  // columns w0, w0 + sw, ... share a phase
-        const index_t wp = w0 + g_.pl;
-        const T* src = planes + ((hp % lay_.sh) * lay_.sw + wp % lay_.sw) * R + hp / lay_.sh * Wq + wp / lay_.sw;
-        for (index_t w = w0, c = 0; w < g_.W; w += lay_.sw, ++c) dst[w] = src[c];
+  }
+  static void run(V* v) { stage<1>(v); }
+};
+
+// Planes -> channels last: dst[off(p) + l] = src[l * stride + p] for pixels p < n and lanes l < nc (lanes past
+// nc zero), off(p) = offs[p] or p * L; L pixels at a time through an in-register transpose.
+template <typename T>
+void to_lanes(const T* src, index_t stride, index_t n, index_t nc, const index_t* offs, T* dst) {
+  constexpr index_t L = kLanes<T>;
+  using V = Vec<T>;
+  V v[L];
+  for (index_t p0 = 0; p0 < n; p0 += L) {
+    const index_t cnt = n - p0 < L ? n - p0 : L;
+    for (index_t l = 0; l < L; ++l) {
+      if (l < nc && cnt == L) {
+        v[l] = load_vec(src + l * stride + p0);
+      } else {
+        v[l] = V{};
+        if (l < nc) std::memcpy(&v[l], src + l * stride + p0, static_cast<std::size_t>(cnt) * sizeof(T));
       }
     }
+    Transposer<T>::run(v);
+    for (index_t j = 0; j < cnt; ++j)
+      std::memcpy(dst + (offs ? offs[p0 + j] : (p0 + j) * L), &v[j], sizeof(V));
+  }
+}
+
+// Channels last -> planes: dst[l * stride + p] = src[off(p) + l] (+ bias[l], then relu) for p < n, l < nc.
+template <typename T>
+void from_lanes(const T* src, const index_t* offs, index_t n, index_t nc, T* dst, index_t stride, const T* bias,
+                bool relu) {
+  constexpr index_t L = kLanes<T>;
+  using V = Vec<T>;
+  V v[L];
+  for (index_t p0 = 0; p0 < n; p0 += L) {
+    const index_t cnt = n - p0 < L ? n - p0 : L;
+    for (index_t j = 0; j < L; ++j) v[j] = j < cnt ? load_vec(src + (offs ? offs[p0 + j] : (p0 + j) * L)) : V{};
+    Transposer<T>::run(v);
+    for (index_t l = 0; l < nc; ++l) {
+      V r = v[l];
+      if (bias) r = r + bias[l];
+      if (relu) r = r <= V{} ? V{} : r;  // as finish(): NaN passes
+      if (cnt == L)
+        std::memcpy(dst + l * stride + p0, &r, sizeof r);
+      else
+        std::memcpy(dst + l * stride + p0, &r, static_cast<std::size_t>(cnt) * sizeof(T));
+    }
+  }
+}
+
+template <typename T>
+class ClBlock {
+ public:
+  static constexpr index_t L = kLanes<T>;
+  using V = Vec<T>;
+
+  // values of scratch per thread, for vectors of `lanes` values (kLanes of the widest ISA for the caller that
+  // sizes it for every variant)
+  static index_t scratch(const ConvGeom& g, index_t lanes) {
+    const index_t HpWp = (g.H + g.pt + g.pb) * (g.W + g.pl + g.pr);
+    return (2 * HpWp + g.OH * g.OW + g.FH * g.FW) * lanes;
+  }
+
+  ClBlock(const ConvGeom& g, T* ws)
+      : g_(g), Wp_(g.W + g.pl + g.pr), HpWp_((g.H + g.pt + g.pb) * Wp_), KK_(g.FH * g.FW), xt_(ws),
+        dxt_(ws + HpWp_ * L), yt_(dxt_ + HpWp_ * L), wt_(yt_ + g.OH * g.OW * L),
+        interior_(static_cast<std::size_t>(g.H * g.W)) {
+    for (index_t fh = 0, t = 0; fh < g.FH; ++fh)
+      for (index_t fw = 0; fw < g.FW; ++fw, ++t) off_[t] = (fh * g.dh * Wp_ + fw * g.dw) * L;
+    for (index_t h = 0, p = 0; h < g.H; ++h)
+      for (index_t w = 0; w < g.W; ++w, ++p) interior_[p] = ((h + g.pt) * Wp_ + w + g.pl) * L;
+    std::memset(xt_, 0, static_cast<std::size_t>(HpWp_ * L) * sizeof(T));  // the borders stay zero
+  }
+
+  // The block's input: channels [0, nc) of planes x (nc, H, W) into the interior; lanes past nc zero.
+  void load_input(const T* x, index_t nc) {
+    to_lanes(x, g_.H * g_.W, g_.H * g_.W, nc, interior_.data(), xt_);
+  }
+
+  // The block's weights: filters w (nc, FH, FW), reversed (the input gradient's flipped forward) or not.
+  void load_weights(const T* w, index_t nc, bool flip) {
+    for (index_t t = 0; t < KK_; ++t)
+      for (index_t l = 0; l < L; ++l) wt_[t * L + l] = l < nc ? w[l * KK_ + (flip ? KK_ - 1 - t : t)] : T(0);
+  }
+
+  // yt (P, L) <- planes d (nc, OH, OW): dout for the gradients.
+  void load_grid(const T* d, index_t nc) {
+    const index_t P = g_.OH * g_.OW;
+    to_lanes(d, P, P, nc, static_cast<const index_t*>(nullptr), yt_);
+  }
+
+  // out (nc, OH, OW) = the taps over the block, + bias b (nc,) or 0, relu: max(0, .). Four output pixels of a
+  // row at a time, each tap accumulated in registers in tap order (as the planar sweeps).
+  void forward(const T* b, T* out, index_t nc, bool relu) {
+    const index_t OW = g_.OW, P = g_.OH * OW, step = g_.sw * L;
+    for (index_t oh = 0; oh < g_.OH; ++oh) {
+      const T* row = xt_ + oh * g_.sh * Wp_ * L;
+      T* yrow = yt_ + oh * OW * L;
+      index_t ow = 0;
+      for (; ow + 4 <= OW; ow += 4) {
+        const T* src = row + ow * step;
+        V a0 = load_vec(wt_) * load_vec(src + off_[0]), a1 = load_vec(wt_) * load_vec(src + off_[0] + step);
+        V a2 = load_vec(wt_) * load_vec(src + off_[0] + 2 * step);
+        V a3 = load_vec(wt_) * load_vec(src + off_[0] + 3 * step);
+        for (index_t t = 1; t < KK_; ++t) {
+          const V wv = load_vec(wt_ + t * L);
+          const T* s = src + off_[t];
+          a0 += wv * load_vec(s);
+          a1 += wv * load_vec(s + step);
+          a2 += wv * load_vec(s + 2 * step);
+          a3 += wv * load_vec(s + 3 * step);
+        }
+        std::memcpy(yrow + ow * L, &a0, sizeof a0);
+        std::memcpy(yrow + (ow + 1) * L, &a1, sizeof a1);
+        std::memcpy(yrow + (ow + 2) * L, &a2, sizeof a2);
+        std::memcpy(yrow + (ow + 3) * L, &a3, sizeof a3);
+      }
+      for (; ow < OW; ++ow) {
+        const T* src = row + ow * step;
+        V a = load_vec(wt_) * load_vec(src + off_[0]);
+        for (index_t t = 1; t < KK_; ++t) a += load_vec(wt_ + t * L) * load_vec(src + off_[t]);
+        std::memcpy(yrow + ow * L, &a, sizeof a);
+      }
+    }
+    from_lanes(yt_, static_cast<const index_t*>(nullptr), P, nc, out, P, b, relu);
+  }
+
+  // Partial weight and bias gradients of the block (dout in yt: load_grid): pp[l*(KK+1) + t] = sum over the
+  // output pixels p of dout[p] * the tap's input, pp[l*(KK+1) + KK] = sum of dout, for l < nc; each sum in
+  // pixel order, up to kTB taps per pass.
+  void weight_grad(T* pp, index_t nc) const {
+    const index_t OW = g_.OW, step = g_.sw * L;
+    for (index_t t0 = 0; t0 < KK_; t0 += kTB) {
+      const index_t nt = KK_ - t0 < kTB ? KK_ - t0 : kTB;
+      V acc[kTB];
+      for (int t = 0; t < kTB; ++t) acc[t] = V{};
+      for (index_t oh = 0; oh < g_.OH; ++oh) {
+        const T* row = xt_ + oh * g_.sh * Wp_ * L;
+        for (index_t ow = 0; ow < OW; ++ow) {
+          const V d = load_vec(yt_ + (oh * OW + ow) * L);
+          const T* src = row + ow * step;
+          if (nt == kTB) {
+#pragma GCC unroll 9
+            for (int t = 0; t < kTB; ++t) acc[t] += d * load_vec(src + off_[t0 + t]);
+          } else {
+            for (index_t t = 0; t < nt; ++t) acc[t] += d * load_vec(src + off_[t0 + t]);
+          }
+        }
+      }
+      for (index_t t = 0; t < nt; ++t)
+        for (index_t l = 0; l < nc; ++l) pp[l * (KK_ + 1) + t0 + t] = acc[t][l];
+    }
+    V s{};
+    for (index_t p = 0; p < g_.OH * OW; ++p) s += load_vec(yt_ + p * L);
+    for (index_t l = 0; l < nc; ++l) pp[l * (KK_ + 1) + KK_] = s[l];
+  }
+
+  // dx (nc, H, W) = the input gradient of the block (dout in yt, weights in wt): every output pixel adds its
+  // taps' weights times dout into a zeroed channels-last block (a vector per tap: the lanes are channels, so
+  // no two lanes meet), the padding then cropped.
+  void input_grad(T* dx, index_t nc) {
+    const index_t OW = g_.OW, step = g_.sw * L, HW = g_.H * g_.W;
+    std::memset(dxt_, 0, static_cast<std::size_t>(HpWp_ * L) * sizeof(T));
+    for (index_t oh = 0; oh < g_.OH; ++oh) {
+      T* row = dxt_ + oh * g_.sh * Wp_ * L;
+      for (index_t ow = 0; ow < OW; ++ow) {
+        const V d = load_vec(yt_ + (oh * OW + ow) * L);
+        T* dst = row + ow * step;
+        for (index_t t = 0; t < KK_; ++t) {
+          V v = load_vec(dst + off_[t]);
+          v += load_vec(wt_ + t * L) * d;
+          std::memcpy(dst + off_[t], &v, sizeof v);
+        }
+      }
+    }
+    from_lanes(dxt_, interior_.data(), HW, nc, dx, HW, static_cast<const T*>(nullptr), false);
   }
 
  private:
   const ConvGeom& g_;
-  WideLayout lay_;
-  index_t count_[16], tap_[16 * 64], off_[16 * 64];  // per phase: its taps and their offsets on dout's grid
+  index_t Wp_, HpWp_, KK_;
+  T *xt_, *dxt_, *yt_, *wt_;
+  std::vector<index_t> interior_;  // the padded block's offset of every input pixel
+  index_t off_[64];
 };
+
+// Channels-last blocks take one filter per channel and up to 64 taps.
+inline bool cl_ok(const ConvGeom& g, index_t M) { return M == 1 && g.FH * g.FW <= 64; }
 
 }  // namespace
 
@@ -411,6 +583,22 @@ template <typename T>
 void depthwise_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g, index_t FN, int nthreads,
                        bool relu, T* ws, index_t ws_per) {
   const index_t M = FN / g.C, HW = g.H * g.W, P = g.OH * g.OW, KK = g.FH * g.FW;
+  if (cl_ok(g, M)) {
+    constexpr index_t L = ClBlock<T>::L;
+    const index_t CB = ceil_div(g.C, L);
+#pragma omp parallel num_threads(nthreads) if (g.N * FN * P >= (1 << 14))
+    {
+      ClBlock<T> blk(g, ws + thread_id() * ws_per);
+#pragma omp for schedule(static)
+      for (index_t i = 0; i < g.N * CB; ++i) {
+        const index_t n = i / CB, c0 = i % CB * L, nc = min_i(L, g.C - c0);
+        blk.load_input(x + (n * g.C + c0) * HW, nc);
+        blk.load_weights(w + c0 * KK, nc, false);
+        blk.forward(b ? b + c0 : nullptr, out + (n * FN + c0) * P, nc, relu);
+      }
+    }
+    return;
+  }
 #pragma omp parallel num_threads(nthreads) if (g.N * FN * P >= (1 << 14))
   {
     std::unique_ptr<WidePath<T>> wide;
@@ -432,9 +620,30 @@ void depthwise_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* 
   const index_t FH = g.FH, FW = g.FW, KK = FH * FW, N = g.N;
   const bool par = N * FN * P >= (1 << 14);
 
-  // dW and db: per (image, filter) plane, each tap's dot product of dout with the shifted input
+  // one filter per channel: dW, db and dx by channels-last blocks
+  const bool cl = cl_ok(g, M);
+  if (cl) {
+    constexpr index_t L = ClBlock<T>::L;
+    const index_t CB = ceil_div(C, L);
 #pragma omp parallel num_threads(nthreads) if (par)
-  {
+    {
+      ClBlock<T> blk(g, ws + thread_id() * ws_per);
+#pragma omp for schedule(static)
+      for (index_t i = 0; i < N * CB; ++i) {
+        const index_t n = i / CB, c0 = i % CB * L, nc = min_i(L, C - c0);
+        blk.load_input(x + (n * C + c0) * HW, nc);
+        blk.load_grid(dout + (n * FN + c0) * P, nc);
+        blk.weight_grad(part + (n * FN + c0) * (KK + 1), nc);
+        if (dx) {
+          blk.load_weights(w + c0 * KK, nc, false);
+          blk.input_grad(dx + (n * C + c0) * HW, nc);
+        }
+      }
+    }
+  }
+  // otherwise dW and db per (image, filter) plane, each tap's dot product of dout with the shifted input
+#pragma omp parallel num_threads(nthreads) if (par && !cl)
+  if (!cl) {
     std::unique_ptr<WidePath<T>> wide;
     if (wide_ok(g)) wide = std::make_unique<WidePath<T>>(g, ws + thread_id() * ws_per);
 #pragma omp for schedule(static)
@@ -485,49 +694,18 @@ void depthwise_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* 
         db[f] = acc;
     }
   }
-  if (!dx) return;
+  if (!dx || cl) return;
 
-  // dx: per (image, channel) plane, the sum over the channel's M filters
-  const index_t eh = g.dh * (FH - 1), ew = g.dw * (FW - 1);
-  const bool by_flip = g.sh == 1 && g.sw == 1 && M == 1 && g.pt <= eh && g.pb <= eh && g.pl <= ew && g.pr <= ew;
-  // the flipped geometry: dout (OH, OW) padded by eh - pt, ... convolved with the reversed taps gives (H, W)
-  // (built field by field: an inline function of a shared header, compiled here with this file's ISA, could
-  // be the copy the linker keeps for every file)
-  const ConvGeom gt{N, FN, g.OH, g.OW, FH, FW, 1, 1, eh - g.pt, eh - g.pb, ew - g.pl, ew - g.pr, g.dh, g.dw, H, W};
-  // otherwise, one filter per channel and a stride up to 4: the phase planes' gather
-  const bool by_phases = !by_flip && M == 1 && wide_ok(g);
-#pragma omp parallel num_threads(nthreads) if (par)
-  {
-    T* my = ws + thread_id() * ws_per;
-    std::unique_ptr<WidePath<T>> flipped;
-    if (by_flip && wide_ok(gt)) flipped = std::make_unique<WidePath<T>>(gt, my);
-    std::unique_ptr<DxPhases<T>> phases;
-    if (by_phases) {
-      phases = std::make_unique<DxPhases<T>>(g);
-      std::memset(my, 0, static_cast<std::size_t>(WideLayout(g, kVB<T>).dx_total()) * sizeof(T));
-    }
-#pragma omp for schedule(static)
-    for (index_t nc = 0; nc < N * C; ++nc) {
-      const index_t n = nc / C, c = nc % C;
-      T* dxc = dx + nc * HW;
-      if (phases) {
-        phases->plane(dout + (n * FN + c) * P, w + c * KK, dxc, my);
-        continue;
-      }
-      if (by_flip) {
-        T wflip[64];
-        const T* wf = w + c * KK;
-        if (KK <= 64) {
-          for (index_t k = 0; k < KK; ++k) wflip[k] = wf[KK - 1 - k];
-          fwd_plane_any<T>(dout + (n * FN + c) * P, wflip, T(0), dxc, gt, false, flipped.get());
-          continue;
-        }
-      }
-      for (index_t i = 0; i < HW; ++i) dxc[i] = T(0);
-      for (index_t m = 0; m < M; ++m) {
-        const index_t f = c * M + m;
-        dx_scatter_plane<T>(dout + (n * FN + f) * P, w + f * KK, dxc, g);
-      }
+  // dx: per (image, channel) plane, the sum over the channel's M filters, each tap scatter-adding a scaled dout
+  // row
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (par)
+  for (index_t nc = 0; nc < N * C; ++nc) {
+    const index_t n = nc / C, c = nc % C;
+    T* dxc = dx + nc * HW;
+    for (index_t i = 0; i < HW; ++i) dxc[i] = T(0);
+    for (index_t m = 0; m < M; ++m) {
+      const index_t f = c * M + m;
+      dx_scatter_plane<T>(dout + (n * FN + f) * P, w + f * KK, dxc, g);
     }
   }
 }
