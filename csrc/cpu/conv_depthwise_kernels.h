@@ -463,10 +463,10 @@ class ClBlock {
     to_lanes(x, g_.H * g_.W, g_.H * g_.W, nc, interior_.data(), xt_);
   }
 
-  // The block's weights: filters w (nc, FH, FW), reversed (the input gradient's flipped forward) or not.
-  void load_weights(const T* w, index_t nc, bool flip) {
+  // The block's weights: filters w (nc, FH, FW), lanes past nc zero.
+  void load_weights(const T* w, index_t nc) {
     for (index_t t = 0; t < KK_; ++t)
-      for (index_t l = 0; l < L; ++l) wt_[t * L + l] = l < nc ? w[l * KK_ + (flip ? KK_ - 1 - t : t)] : T(0);
+      for (index_t l = 0; l < L; ++l) wt_[t * L + l] = l < nc ? w[l * KK_ + t] : T(0);
   }
 
   // yt (P, L) <- planes d (nc, OH, OW): dout for the gradients.
@@ -589,11 +589,13 @@ void depthwise_forward(const T* x, const T* w, const T* b, T* out, const ConvGeo
 #pragma omp parallel num_threads(nthreads) if (g.N * FN * P >= (1 << 14))
     {
       ClBlock<T> blk(g, ws + thread_id() * ws_per);
+      index_t loaded = -1;  // the channel block whose weights blk holds
 #pragma omp for schedule(static)
-      for (index_t i = 0; i < g.N * CB; ++i) {
-        const index_t n = i / CB, c0 = i % CB * L, nc = min_i(L, g.C - c0);
+      for (index_t i = 0; i < g.N * CB; ++i) {  // block-major: a thread's blocks mostly share their weights
+        const index_t n = i % g.N, cb = i / g.N, c0 = cb * L, nc = min_i(L, g.C - c0);
+        if (cb != loaded) blk.load_weights(w + c0 * KK, nc);
+        loaded = cb;
         blk.load_input(x + (n * g.C + c0) * HW, nc);
-        blk.load_weights(w + c0 * KK, nc, false);
         blk.forward(b ? b + c0 : nullptr, out + (n * FN + c0) * P, nc, relu);
       }
     }
@@ -628,14 +630,16 @@ void depthwise_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* 
 #pragma omp parallel num_threads(nthreads) if (par)
     {
       ClBlock<T> blk(g, ws + thread_id() * ws_per);
+      index_t loaded = -1;  // the channel block whose weights blk holds
 #pragma omp for schedule(static)
-      for (index_t i = 0; i < N * CB; ++i) {
-        const index_t n = i / CB, c0 = i % CB * L, nc = min_i(L, C - c0);
+      for (index_t i = 0; i < N * CB; ++i) {  // block-major, as the forward
+        const index_t n = i % N, cb = i / N, c0 = cb * L, nc = min_i(L, C - c0);
         blk.load_input(x + (n * C + c0) * HW, nc);
         blk.load_grid(dout + (n * FN + c0) * P, nc);
         blk.weight_grad(part + (n * FN + c0) * (KK + 1), nc);
         if (dx) {
-          blk.load_weights(w + c0 * KK, nc, false);
+          if (cb != loaded) blk.load_weights(w + c0 * KK, nc);
+          loaded = cb;
           blk.input_grad(dx + (n * C + c0) * HW, nc);
         }
       }
