@@ -301,6 +301,11 @@ void cell_grads(const T* xs, const compute_t<T>* wx, const T* h0, const T* hs, c
 
 void set_rnn_split(RnnSplit split) { g_rnn_split.store(static_cast<int>(split), std::memory_order_relaxed); }
 RnnSplit rnn_split() { return static_cast<RnnSplit>(g_rnn_split.load(std::memory_order_relaxed)); }
+int rnn_unit_threads(index_t N, index_t L, index_t H, index_t gates, bool wide, int nthreads) {
+  const index_t GH = gates * H, work = N * L * GH * H;  // as the kernels below count it
+  if (wide) return unit_threads<double>(N, H, GH, work, nthreads);
+  return unit_threads<float>(N, H, GH, work, nthreads);
+}
 
 // -----------------------------------------------------------------------------------------------------------
 // simple RNN: the pre-activations are built in hs (its float scratch for 16-bit types) and replaced by their
