@@ -83,7 +83,8 @@ def _split_dtypes():
 
 @pytest.fixture
 def rnn_split():
-    """Call ``rnn_split(mode)`` to force how the recurrent kernels split their time loop; restored afterwards."""
+    """Call ``rnn_split(mode)`` to force how the recurrent kernels split their time loop; restored
+    afterwards."""
     prev = _cpu.rnn_split()
     yield _cpu.set_rnn_split
     _cpu.set_rnn_split(prev)

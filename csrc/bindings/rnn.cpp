@@ -198,7 +198,8 @@ void bind_rnn(py::module_& m) {
     else throw py::value_error("split: expected 'auto', 'rows' or 'units', got '" + split + "'");
   }, py::arg("split"),
         "Force how rnn_* / lstm_* split their time loop between threads: by sequences ('rows'), by hidden "
-        "units ('units', one barrier per step) or by shape ('auto', the default). Results are the same bits.");
+        "units ('units', one barrier per step) or by shape ('auto', the default). Results are the same "
+        "bits.");
   m.def("rnn_unit_threads",
         [](std::int64_t N, std::int64_t L, std::int64_t H, std::int64_t gates, bool wide) {
           return cpu::rnn_unit_threads(N, L, H, gates, wide, cpu::num_threads());

@@ -100,11 +100,11 @@ constexpr index_t kGemmParallelMin = 1 << 18;
 // stream it from L3 at every step) and each thread's block of rows is smaller than this (a packed B sliver
 // is reused by every row of the block, so large blocks amortise the traffic already); units are handed out
 // in multiples of kUnitAlign (whole vectors for the gate passes), at least kUnitsMin per thread.
-// Measured (Intel Xeon, Emerald Rapids, 2 threads, LSTM over 35 steps, D = H, the two splits alternated in one
-// process; time with rows / time with units, forward and backward): N 20 H 650 (the sequel's BetterRnnlm)
-// 1.05 / 1.05; N 20 H 1024 1.01 / 1.09; N 20 H 384 1.03 / 1.02; N 64 H 650 1.02 / 1.02; N 20 H 256 0.94 /
-// 0.98 (Wh 1 MiB); N 100 H 650 1.02 / 0.94; N 128 H 512 0.86 / 0.81. The GRU keeps the row split (two GEMMs,
-// so two barriers, per step).
+// Measured (Intel Xeon, Emerald Rapids, 2 threads, LSTM over 35 steps, D = H, the two splits alternated in
+// one process; time with rows / time with units, forward and backward): N 20 H 650 (the sequel's
+// BetterRnnlm) 1.05 / 1.05; N 20 H 1024 1.01 / 1.09; N 20 H 384 1.03 / 1.02; N 64 H 650 1.02 / 1.02; N 20
+// H 256 0.94 / 0.98 (Wh 1 MiB); N 100 H 650 1.02 / 0.94; N 128 H 512 0.86 / 0.81. The GRU keeps the row
+// split (two GEMMs, so two barriers, per step).
 constexpr index_t kUnitSplitMinBytes = 1 << 20, kUnitSplitMaxRows = 48, kUnitAlign = 16, kUnitsMin = 32;
 
 int row_threads(index_t N, index_t work, int nthreads) {
@@ -150,7 +150,8 @@ void for_unit_blocks(index_t H, int nt, const F& body) {
     const index_t t = 0, n = 1;
 #endif
     const index_t q = (H + kUnitAlign - 1) / kUnitAlign;
-    const index_t j0 = std::min(H, kUnitAlign * (q * t / n)), j1 = std::min(H, kUnitAlign * (q * (t + 1) / n));
+    const index_t j0 = std::min(H, kUnitAlign * (q * t / n));
+    const index_t j1 = std::min(H, kUnitAlign * (q * (t + 1) / n));
     body(j0, j1, [] {
 #pragma omp barrier
     });
@@ -167,7 +168,6 @@ class UnitColumns {
       : H_(H), nb_(nb), j0_(j0), nu_(j1 - j0),
         packed_(nb * nu_, K, Compact(w, K, H, nb, j0, nu_).data(), nb * nu_, 1) {}
   const PackedB<A>& packed() const { return packed_; }
-  index_t width() const { return nb_ * nu_; }
   void gather(const A* row, A* dst) const {
     for (index_t g = 0; g < nb_; ++g) std::copy(row + g * H_ + j0_, row + g * H_ + j0_ + nu_, dst + g * nu_);
   }
@@ -351,7 +351,8 @@ void rnn_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* h
   const Widened<T> w_x(wx, D * H), w_h(wh, H * H);
   Scratch<A> da(static_cast<std::size_t>(N * L * H)), carry(static_cast<std::size_t>(N * H), true);
   const index_t work = N * L * H * H;
-  // dA_t of rows n0..n1 and units j0..j1, then (all of dA_t ready) carry[n0:n1, j0:j1] = dA_t @ Wh^T[:, j0:j1]
+  // dA_t of rows n0..n1 and units j0..j1, then (all of dA_t ready)
+  // carry[n0:n1, j0:j1] = dA_t @ Wh^T[:, j0:j1]
   auto steps = [&](const PackedB<A>& back, index_t n0, index_t n1, index_t j0, index_t j1, const auto& sync) {
     Scratch<A> ap(back.apack_elems(n1 - n0));
     InTile<T> h_row(H), dh_row(H);
@@ -366,7 +367,8 @@ void rnn_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* h
         }
       }
       sync();
-      back.run(n1 - n0, da.data() + n0 * L * H + t * H, L * H, A(0), carry.data() + n0 * H + j0, H, ap.data());
+      back.run(n1 - n0, da.data() + n0 * L * H + t * H, L * H, A(0), carry.data() + n0 * H + j0, H,
+               ap.data());
     }
   };
   if (const int nt = unit_threads<A>(N, H, H, work, nthreads); nt > 1) {
