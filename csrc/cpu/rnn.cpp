@@ -123,16 +123,25 @@ int unit_threads(index_t N, index_t H, index_t GH, index_t work, int nthreads) {
   return big && N / row_threads(N, work, nthreads) < kUnitSplitMaxRows ? nt : 1;
 }
 
+// The calling thread's index in its team and the team's size (0 and 1 outside a parallel region or without
+// OpenMP).
+struct TeamPosition {
+  index_t t, n;
+};
+inline TeamPosition team_position() {
+#ifdef _OPENMP
+  return {omp_get_thread_num(), omp_get_num_threads()};
+#else
+  return {0, 1};
+#endif
+}
+
 template <typename F>
 void for_row_blocks(index_t N, index_t work, int nthreads, const F& body) {
   const int nt = row_threads(N, work, nthreads);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-#ifdef _OPENMP
-    const index_t t = omp_get_thread_num(), n = omp_get_num_threads();
-#else
-    const index_t t = 0, n = 1;
-#endif
+    const auto [t, n] = team_position();
     const index_t n0 = N * t / n, n1 = N * (t + 1) / n;
     if (n0 < n1) body(n0, n1);
   }
@@ -144,11 +153,7 @@ template <typename F>
 void for_unit_blocks(index_t H, int nt, const F& body) {
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-#ifdef _OPENMP
-    const index_t t = omp_get_thread_num(), n = omp_get_num_threads();
-#else
-    const index_t t = 0, n = 1;
-#endif
+    const auto [t, n] = team_position();
     const index_t q = (H + kUnitAlign - 1) / kUnitAlign;
     const index_t j0 = std::min(H, kUnitAlign * (q * t / n));
     const index_t j1 = std::min(H, kUnitAlign * (q * (t + 1) / n));
