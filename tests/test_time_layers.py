@@ -83,8 +83,7 @@ def _split_dtypes():
 
 @pytest.fixture
 def rnn_split():
-    """Call ``rnn_split(mode)`` to force how the recurrent kernels split their time loop; restored
-    afterwards."""
+    """Call ``rnn_split(mode)`` to force how the recurrent kernels split their time loop; restored afterwards."""
     prev = _cpu.rnn_split()
     yield _cpu.set_rnn_split
     _cpu.set_rnn_split(prev)
@@ -106,74 +105,12 @@ def test_time_cell_rows_and_units_split_same_bits(rng, isa, num_threads, rnn_spl
     for mode, threads in [("rows", 1), ("rows", 2), ("units", 2)]:
         rnn_split(mode)
         num_threads(threads)
-        wide = np.dtype(dtype) == np.float64
-        assert _cpu.rnn_unit_threads(N, T, H, GATES[name], wide) == (2 if mode == "units" else 1)
         layer = getattr(time_layers, name)(*(p.copy() for p in params))
         results[mode, threads] = [layer.forward(xs), layer.backward(dhs), *(g.copy() for g in layer.grads)]
     for key in [("rows", 2), ("units", 2)]:
         for i, (a, b) in enumerate(zip(results["rows", 1], results[key])):
             assert a.dtype == b.dtype
             assert np.array_equal(a.view(np.uint8), b.view(np.uint8)), f"{isa} {name} {key} output {i}"
-
-
-# (N, T, D, H, threads of the unit split), each with N*T*H*H >= rnn.cpp's kGemmParallelMin (2**18, below it
-# the time loop stays on one thread): one sequence, one step, H below two 32-unit blocks (forced units fall
-# back to rows), H an exact and a ragged number of 16-unit blocks, more threads than this machine has cores
-SPLIT_OPS_CASES = [(1, 30, 8, 96, 2), (9, 1, 8, 192, 2), (5, 40, 8, 40, 1), (3, 22, 8, 64, 2),
-                   (7, 6, 5, 100, 3), (13, 2, 16, 131, 4)]
-
-
-@pytest.mark.parametrize("dtype", _split_dtypes(), ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
-@pytest.mark.parametrize("case", SPLIT_OPS_CASES, ids=["x".join(map(str, c)) for c in SPLIT_OPS_CASES])
-def test_recurrent_ops_rows_and_units_split_same_bits(rng, num_threads, rnn_split, cell, dtype, case):
-    """ops.rnn_* / lstm_* with random initial states and dc_last: every output (hs, cs, gates, dxs, dWx, dWh,
-    db, dh0, dc0) the same bits split by rows on 1 thread and by units on several (the layer test above starts
-    from zero states and never reads dh0 / dc0)."""
-    N, T, D, H, threads = case
-    G = 4 if cell == "lstm" else 1
-    Wx, Wh, b = (p.astype(dtype) for p in cell_params(rng, D, H, G, np.float32))
-    xs, dhs = (randn(rng, s, np.float32).astype(dtype) for s in [(N, T, D), (N, T, H)])
-    h0, c0, dcl = (randn(rng, (N, H), np.float32).astype(dtype) for _ in range(3))
-    results = {}
-    for mode, n in [("rows", 1), ("units", max(threads, 2))]:
-        rnn_split(mode)
-        num_threads(n)
-        wide = np.dtype(dtype) == np.float64
-        assert _cpu.rnn_unit_threads(N, T, H, G, wide) == (1 if mode == "rows" else threads), (mode, case)
-        if cell == "lstm":
-            fwd = ops.lstm_forward(xs, Wx, Wh, b, h0, c0)
-            bwd = ops.lstm_backward(xs, Wx, Wh, h0, c0, *fwd, dhs, dcl)
-        else:
-            fwd = (ops.rnn_forward(xs, Wx, Wh, b, h0),)
-            bwd = ops.rnn_backward(xs, Wx, Wh, h0, fwd[0], dhs)
-        results[mode] = [*fwd, *bwd]
-    for i, (a, b) in enumerate(zip(results["rows"], results["units"])):
-        assert a.dtype == b.dtype and a.shape == b.shape
-        assert np.array_equal(a.view(np.uint8), b.view(np.uint8)), f"{cell} {case} output {i}"
-
-
-@pytest.mark.parametrize(
-    ("N", "L", "H", "gates", "wide", "threads", "want"),
-    [
-        (20, 35, 650, 4, False, 2, 2),  # the sequel's BetterRnnlm: Wh 6.8 MB, 10 rows per thread
-        (100, 35, 650, 4, False, 2, 1),  # 50 rows per thread: the row split
-        (20, 35, 256, 4, False, 2, 1),  # Wh exactly 1 MiB: fits half the L2
-        (20, 35, 256, 4, True, 2, 2),  # the same in float64: 2 MiB
-        (20, 35, 513, 1, False, 2, 2),  # the RNN's Wh just over 1 MiB
-        (20, 35, 650, 4, False, 1, 1),  # one thread
-        (20, 35, 200, 4, True, 16, 6),  # at least 32 units per thread
-        (1, 2, 64, 1, False, 2, 1),  # below kGemmParallelMin multiply-adds
-    ],
-)
-def test_rnn_split_auto_rule(num_threads, rnn_split, N, L, H, gates, wide, threads, want):
-    """'auto' takes the unit split where Wh overflows half a 2 MiB L2 and the row split would leave each
-    thread fewer than 48 sequences (rnn.cpp); 'rows' never does."""
-    rnn_split("auto")
-    num_threads(threads)
-    assert _cpu.rnn_unit_threads(N, L, H, gates, wide) == want
-    rnn_split("rows")
-    assert _cpu.rnn_unit_threads(N, L, H, gates, wide) == 1
 
 
 def test_rnn_split_bad_value():

@@ -1,6 +1,5 @@
 // bindings/rnn.cpp: rnn_*, lstm_*, gru_* forward / backward over whole sequences (layouts in cpu/rnn.h):
 // xs (N, L, D), Wx (D, G*H), Wh (H, G*H), b (G*H,), states (N, H), sequences of states (N, L, H).
-#include <cstdint>
 #include <string>
 
 #include "bindings/bind_util.h"
@@ -198,15 +197,7 @@ void bind_rnn(py::module_& m) {
     else throw py::value_error("split: expected 'auto', 'rows' or 'units', got '" + split + "'");
   }, py::arg("split"),
         "Force how rnn_* / lstm_* split their time loop between threads: by sequences ('rows'), by hidden "
-        "units ('units', one barrier per step) or by shape ('auto', the default). Results are the same "
-        "bits.");
-  m.def("rnn_unit_threads",
-        [](std::int64_t N, std::int64_t L, std::int64_t H, std::int64_t gates, bool wide) {
-          return cpu::rnn_unit_threads(N, L, H, gates, wide, cpu::num_threads());
-        },
-        py::arg("N"), py::arg("L"), py::arg("H"), py::arg("gates"), py::arg("wide"),
-        "Threads between which rnn_* (gates=1) / lstm_* (gates=4) of this shape split the hidden units now "
-        "(1: split by sequences); wide for float64. For tests.");
+        "units ('units', one barrier per step) or by shape ('auto', the default). Results are the same bits.");
   FC_DEF_ALL(m, "rnn_forward", rnn_forward_py, "hs = tanh(x_t Wx + h_{t-1} Wh + b) over all steps.",
              py::arg("xs"), py::arg("Wx"), py::arg("Wh"), py::arg("b"), py::arg("h0"), py::arg("hs"));
   FC_DEF_ALL(m, "rnn_backward", rnn_backward_py, "Backward through time of rnn_forward.", py::arg("xs"),

@@ -100,11 +100,11 @@ constexpr index_t kGemmParallelMin = 1 << 18;
 // stream it from L3 at every step) and each thread's block of rows is smaller than this (a packed B sliver
 // is reused by every row of the block, so large blocks amortise the traffic already); units are handed out
 // in multiples of kUnitAlign (whole vectors for the gate passes), at least kUnitsMin per thread.
-// Measured (Intel Xeon, Emerald Rapids, 2 threads, LSTM over 35 steps, D = H, the two splits alternated in
-// one process; time with rows / time with units, forward and backward): N 20 H 650 (the sequel's
-// BetterRnnlm) 1.05 / 1.05; N 20 H 1024 1.01 / 1.09; N 20 H 384 1.03 / 1.02; N 64 H 650 1.02 / 1.02; N 20
-// H 256 0.94 / 0.98 (Wh 1 MiB); N 100 H 650 1.02 / 0.94; N 128 H 512 0.86 / 0.81. The GRU keeps the row
-// split (two GEMMs, so two barriers, per step).
+// Measured (Intel Xeon, Emerald Rapids, 2 threads, LSTM over 35 steps, D = H, the two splits alternated in one
+// process; time with rows / time with units, forward and backward): N 20 H 650 (the sequel's BetterRnnlm)
+// 1.05 / 1.05; N 20 H 1024 1.01 / 1.09; N 20 H 384 1.03 / 1.02; N 64 H 650 1.02 / 1.02; N 20 H 256 0.94 /
+// 0.98 (Wh 1 MiB); N 100 H 650 1.02 / 0.94; N 128 H 512 0.86 / 0.81. The GRU keeps the row split (two GEMMs,
+// so two barriers, per step).
 constexpr index_t kUnitSplitMinBytes = 1 << 20, kUnitSplitMaxRows = 48, kUnitAlign = 16, kUnitsMin = 32;
 
 int row_threads(index_t N, index_t work, int nthreads) {
@@ -123,25 +123,16 @@ int unit_threads(index_t N, index_t H, index_t GH, index_t work, int nthreads) {
   return big && N / row_threads(N, work, nthreads) < kUnitSplitMaxRows ? nt : 1;
 }
 
-// The calling thread's index in its team and the team's size (0 and 1 outside a parallel region or without
-// OpenMP).
-struct TeamPosition {
-  index_t t, n;
-};
-inline TeamPosition team_position() {
-#ifdef _OPENMP
-  return {omp_get_thread_num(), omp_get_num_threads()};
-#else
-  return {0, 1};
-#endif
-}
-
 template <typename F>
 void for_row_blocks(index_t N, index_t work, int nthreads, const F& body) {
   const int nt = row_threads(N, work, nthreads);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    const auto [t, n] = team_position();
+#ifdef _OPENMP
+    const index_t t = omp_get_thread_num(), n = omp_get_num_threads();
+#else
+    const index_t t = 0, n = 1;
+#endif
     const index_t n0 = N * t / n, n1 = N * (t + 1) / n;
     if (n0 < n1) body(n0, n1);
   }
@@ -153,10 +144,13 @@ template <typename F>
 void for_unit_blocks(index_t H, int nt, const F& body) {
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    const auto [t, n] = team_position();
+#ifdef _OPENMP
+    const index_t t = omp_get_thread_num(), n = omp_get_num_threads();
+#else
+    const index_t t = 0, n = 1;
+#endif
     const index_t q = (H + kUnitAlign - 1) / kUnitAlign;
-    const index_t j0 = std::min(H, kUnitAlign * (q * t / n));
-    const index_t j1 = std::min(H, kUnitAlign * (q * (t + 1) / n));
+    const index_t j0 = std::min(H, kUnitAlign * (q * t / n)), j1 = std::min(H, kUnitAlign * (q * (t + 1) / n));
     body(j0, j1, [] {
 #pragma omp barrier
     });
@@ -173,6 +167,7 @@ class UnitColumns {
       : H_(H), nb_(nb), j0_(j0), nu_(j1 - j0),
         packed_(nb * nu_, K, Compact(w, K, H, nb, j0, nu_).data(), nb * nu_, 1) {}
   const PackedB<A>& packed() const { return packed_; }
+  index_t width() const { return nb_ * nu_; }
   void gather(const A* row, A* dst) const {
     for (index_t g = 0; g < nb_; ++g) std::copy(row + g * H_ + j0_, row + g * H_ + j0_ + nu_, dst + g * nu_);
   }
@@ -306,11 +301,6 @@ void cell_grads(const T* xs, const compute_t<T>* wx, const T* h0, const T* hs, c
 
 void set_rnn_split(RnnSplit split) { g_rnn_split.store(static_cast<int>(split), std::memory_order_relaxed); }
 RnnSplit rnn_split() { return static_cast<RnnSplit>(g_rnn_split.load(std::memory_order_relaxed)); }
-int rnn_unit_threads(index_t N, index_t L, index_t H, index_t gates, bool wide, int nthreads) {
-  const index_t GH = gates * H, work = N * L * GH * H;  // as the kernels below count it
-  if (wide) return unit_threads<double>(N, H, GH, work, nthreads);
-  return unit_threads<float>(N, H, GH, work, nthreads);
-}
 
 // -----------------------------------------------------------------------------------------------------------
 // simple RNN: the pre-activations are built in hs (its float scratch for 16-bit types) and replaced by their
@@ -356,8 +346,7 @@ void rnn_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* h
   const Widened<T> w_x(wx, D * H), w_h(wh, H * H);
   Scratch<A> da(static_cast<std::size_t>(N * L * H)), carry(static_cast<std::size_t>(N * H), true);
   const index_t work = N * L * H * H;
-  // dA_t of rows n0..n1 and units j0..j1, then (all of dA_t ready)
-  // carry[n0:n1, j0:j1] = dA_t @ Wh^T[:, j0:j1]
+  // dA_t of rows n0..n1 and units j0..j1, then (all of dA_t ready) carry[n0:n1, j0:j1] = dA_t @ Wh^T[:, j0:j1]
   auto steps = [&](const PackedB<A>& back, index_t n0, index_t n1, index_t j0, index_t j1, const auto& sync) {
     Scratch<A> ap(back.apack_elems(n1 - n0));
     InTile<T> h_row(H), dh_row(H);
@@ -372,8 +361,7 @@ void rnn_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* h
         }
       }
       sync();
-      back.run(n1 - n0, da.data() + n0 * L * H + t * H, L * H, A(0), carry.data() + n0 * H + j0, H,
-               ap.data());
+      back.run(n1 - n0, da.data() + n0 * L * H + t * H, L * H, A(0), carry.data() + n0 * H + j0, H, ap.data());
     }
   };
   if (const int nt = unit_threads<A>(N, H, H, work, nthreads); nt > 1) {

@@ -16,10 +16,6 @@ namespace fastconv::cpu {
 enum class RnnSplit { kAuto = 0, kRows = 1, kUnits = 2 };
 void set_rnn_split(RnnSplit split);
 RnnSplit rnn_split();
-// The threads between which an rnn_* (gates 1) or lstm_* (gates 4) call of this shape on nthreads splits
-// its hidden units under the current rnn_split(); 1 when it takes the row split. wide: the compute type is
-// double (float64 arrays), else float. For tests, which must know that the split they force is the one run.
-int rnn_unit_threads(index_t N, index_t L, index_t H, index_t gates, bool wide, int nthreads);
 
 // hs = tanh(x_t Wx + h_{t-1} Wh + b) for every t.
 template <typename T>
