@@ -6,7 +6,7 @@ stateful carry across calls, the params / grads contract, bad input, and a seque
 import numpy as np
 import pytest
 from conftest import GRAD_TOL, TOL, TOL_DOT, f64, randn, to_device, to_host
-from fastconv import _cpu, ops, time_layers
+from fastconv import ops, time_layers
 from fastconv.functions import numerical_gradient
 from fastconv.reference import time_layers as ref
 
@@ -70,52 +70,6 @@ def test_time_cell_same_bits_any_thread_count(rng, num_threads, name):
         results.append([layer.forward(xs), layer.backward(dhs), *(g.copy() for g in layer.grads)])
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
-
-
-def _split_dtypes():
-    out = [np.float32, np.float64, np.float16]
-    try:
-        import ml_dtypes
-    except ImportError:
-        return out
-    return out + [np.dtype(ml_dtypes.bfloat16)]
-
-
-@pytest.fixture
-def rnn_split():
-    """Call ``rnn_split(mode)`` to force how the recurrent kernels split their time loop; restored afterwards."""
-    prev = _cpu.rnn_split()
-    yield _cpu.set_rnn_split
-    _cpu.set_rnn_split(prev)
-
-
-@pytest.mark.parametrize("dtype", _split_dtypes(), ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("name", ["TimeRNN", "TimeLSTM"])
-@pytest.mark.parametrize("H", [70, 96])
-def test_time_cell_rows_and_units_split_same_bits(rng, isa, num_threads, rnn_split, name, dtype, H):
-    """The recurrence split by sequences and split by hidden units between 2 threads (one barrier per step,
-    each thread its own columns of Wh; H = 70 leaves a ragged last block) and run on 1 thread: the same bits,
-    forward, backward and every gradient, in every dtype (16-bit types round each thread's columns
-    themselves)."""
-    N, T, D = 20, 6, 24
-    params = [p.astype(dtype) for p in cell_params(rng, D, H, GATES[name], np.float32)]
-    xs = randn(rng, (N, T, D), np.float32).astype(dtype)
-    dhs = randn(rng, (N, T, H), np.float32).astype(dtype)
-    results = {}
-    for mode, threads in [("rows", 1), ("rows", 2), ("units", 2)]:
-        rnn_split(mode)
-        num_threads(threads)
-        layer = getattr(time_layers, name)(*(p.copy() for p in params))
-        results[mode, threads] = [layer.forward(xs), layer.backward(dhs), *(g.copy() for g in layer.grads)]
-    for key in [("rows", 2), ("units", 2)]:
-        for i, (a, b) in enumerate(zip(results["rows", 1], results[key])):
-            assert a.dtype == b.dtype
-            assert np.array_equal(a.view(np.uint8), b.view(np.uint8)), f"{isa} {name} {key} output {i}"
-
-
-def test_rnn_split_bad_value():
-    with pytest.raises(ValueError, match="^split: expected 'auto', 'rows' or 'units', got 'cols'$"):
-        _cpu.set_rnn_split("cols")
 
 
 @pytest.mark.parametrize("name", list(GATES))

@@ -95,16 +95,3 @@ def test_softmax_extremes_and_nan(isa):
     lse = _cpu.vecmath_softmax(x, y)
     assert np.isnan(y).all() and np.isnan(lse), isa
     assert _cpu.vecmath_softmax(np.empty(0, np.float32), np.empty(0, np.float32)) == -np.inf
-
-
-@pytest.mark.parametrize("fn", ["vecmath_tanh", "vecmath_sigmoid"])
-def test_elementwise_any_offset(isa, rng, fn):
-    """Every element's result is the same whatever its offset in the row and the row's length (vector body,
-    peeled or masked tail): the recurrent kernels apply these to a thread's block of hidden units
-    (rnn.cpp's unit split) and rely on it for the same bits on any thread count."""
-    x = (rng.standard_normal(300) * 4).astype(np.float32)
-    whole = run(getattr(_cpu, fn), x)
-    for lo in range(0, 40, 3):
-        for n in (1, 5, 15, 16, 17, 31, 33, 100):
-            part = run(getattr(_cpu, fn), np.ascontiguousarray(x[lo : lo + n]))
-            assert np.array_equal(part.view(np.int32), whole[lo : lo + n].view(np.int32)), (isa, lo, n)

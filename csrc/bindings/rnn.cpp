@@ -1,7 +1,5 @@
 // bindings/rnn.cpp: rnn_*, lstm_*, gru_* forward / backward over whole sequences (layouts in cpu/rnn.h):
 // xs (N, L, D), Wx (D, G*H), Wh (H, G*H), b (G*H,), states (N, H), sequences of states (N, L, H).
-#include <string>
-
 #include "bindings/bind_util.h"
 #include "cpu/rnn.h"
 #include "cpu/threads.h"
@@ -186,18 +184,6 @@ void gru_reset_after_backward_py(py::array xs, py::array wx, py::array wh, py::a
 }  // namespace
 
 void bind_rnn(py::module_& m) {
-  m.def("rnn_split", [] {
-    static const char* names[] = {"auto", "rows", "units"};
-    return std::string(names[static_cast<int>(cpu::rnn_split())]);
-  }, "How rnn_* / lstm_* split their time loop between threads: 'auto', 'rows' or 'units'.");
-  m.def("set_rnn_split", [](const std::string& split) {
-    if (split == "auto") cpu::set_rnn_split(cpu::RnnSplit::kAuto);
-    else if (split == "rows") cpu::set_rnn_split(cpu::RnnSplit::kRows);
-    else if (split == "units") cpu::set_rnn_split(cpu::RnnSplit::kUnits);
-    else throw py::value_error("split: expected 'auto', 'rows' or 'units', got '" + split + "'");
-  }, py::arg("split"),
-        "Force how rnn_* / lstm_* split their time loop between threads: by sequences ('rows'), by hidden "
-        "units ('units', one barrier per step) or by shape ('auto', the default). Results are the same bits.");
   FC_DEF_ALL(m, "rnn_forward", rnn_forward_py, "hs = tanh(x_t Wx + h_{t-1} Wh + b) over all steps.",
              py::arg("xs"), py::arg("Wx"), py::arg("Wh"), py::arg("b"), py::arg("h0"), py::arg("hs"));
   FC_DEF_ALL(m, "rnn_backward", rnn_backward_py, "Backward through time of rnn_forward.", py::arg("xs"),

@@ -23,7 +23,6 @@
 #include "cpu/rnn.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 
 #ifdef _OPENMP
@@ -40,12 +39,14 @@ namespace fastconv::cpu {
 
 namespace {
 
+// Below this many multiply-adds (a whole call's recurrent GEMMs) the time loop stays on one thread.
+constexpr index_t kGemmParallelMin = 1 << 18;
+
 // The per-step recurrent GEMM C (M, N, row stride ldc) = A (M, K) @ B + beta * C with B (K, N) the same for
 // every step (Wh or a transposed slice of it): B is packed once per call and shared read-only by all L steps
 // and all threads, instead of being packed again by every step's gemm() (Wh is 650 x 2600 floats in the
 // sequel's BetterRnnlm, while a step's A is only the batch's 20 rows). run() is serial: the threads split the
-// batch (for_row_blocks) or the hidden units (for_unit_blocks, each thread its own PackedB of its columns),
-// each with its own packed A.
+// batch (for_row_blocks), each with its own packed A.
 template <typename T>
 class PackedB {
  public:
@@ -76,56 +77,14 @@ class PackedB {
   Scratch<T> bpack_;
 };
 
-// Two ways to split a recurrence between threads; both compute every element with the same operations in
-// the same order (the step GEMM's sums run over K in the same KC blocks whatever the tile an element lands
-// in, and the gate functions are elementwise: vecmath.h's rows give the same bits at any offset), so the
-// split never changes a result.
-//  - Rows (for_row_blocks): the sequences of the batch are independent through time (step t of sequence n
-//    needs only its own step t-1), so each thread runs the whole time loop on its block of rows [n0, n1)
-//    with no barrier between steps: a barrier per step (a parallel GEMM and gate pass per step) cost 7x on a
-//    host whose cores are shared (measured: BetterRnnlm's LSTM forward 1016 ms on 2 threads vs 142 ms on 1,
-//    load average 6 on 2 CPUs, with libgomp's long default spin). But every thread streams all of Wh at
-//    every step, for only its N / threads rows.
-//  - Units (for_unit_blocks): each thread owns hidden units [j0, j1), the columns of those units in every
-//    gate block (a unit's gates, cell and output need no other unit's), and packs only its columns of Wh
-//    once; the threads meet at one barrier per step, since step t's GEMM needs all of h_{t-1} (backward: all
-//    of dA_t). Each step's Wh traffic is split between the cores instead of repeated by each. Chosen when Wh
-//    overflows the L2 and the batch is small (rnn_split_units below).
-// set_rnn_split forces one (tests: both give the same bits).
-std::atomic<int> g_rnn_split{static_cast<int>(RnnSplit::kAuto)};
-
-// Below this many multiply-adds (a whole call's recurrent GEMMs) the time loop stays on one thread.
-constexpr index_t kGemmParallelMin = 1 << 18;
-// Auto picks units when Wh has more bytes than this (half of a 2 MiB L2: the row split's threads each
-// stream it from L3 at every step) and each thread's block of rows is smaller than this (a packed B sliver
-// is reused by every row of the block, so large blocks amortise the traffic already); units are handed out
-// in multiples of kUnitAlign (whole vectors for the gate passes), at least kUnitsMin per thread.
-// Measured (Intel Xeon, Emerald Rapids, 2 threads, LSTM over 35 steps, D = H, the two splits alternated in one
-// process; time with rows / time with units, forward and backward): N 20 H 650 (the sequel's BetterRnnlm)
-// 1.05 / 1.05; N 20 H 1024 1.01 / 1.09; N 20 H 384 1.03 / 1.02; N 64 H 650 1.02 / 1.02; N 20 H 256 0.94 /
-// 0.98 (Wh 1 MiB); N 100 H 650 1.02 / 0.94; N 128 H 512 0.86 / 0.81. The GRU keeps the row split (two GEMMs,
-// so two barriers, per step).
-constexpr index_t kUnitSplitMinBytes = 1 << 20, kUnitSplitMaxRows = 48, kUnitAlign = 16, kUnitsMin = 32;
-
-int row_threads(index_t N, index_t work, int nthreads) {
-  return work < kGemmParallelMin ? 1 : static_cast<int>(std::min<index_t>(nthreads, N));
-}
-
-// Threads for a unit split of H units, 1 when the split would not pay (or is not forced) and on one thread.
-template <typename A>
-int unit_threads(index_t N, index_t H, index_t GH, index_t work, int nthreads) {
-  const auto mode = static_cast<RnnSplit>(g_rnn_split.load(std::memory_order_relaxed));
-  if (mode == RnnSplit::kRows || work < kGemmParallelMin) return 1;
-  const int nt = static_cast<int>(std::min<index_t>(nthreads, H / kUnitsMin));
-  if (nt < 2) return 1;
-  if (mode == RnnSplit::kUnits) return nt;
-  const bool big = H * GH * static_cast<index_t>(sizeof(A)) > kUnitSplitMinBytes;
-  return big && N / row_threads(N, work, nthreads) < kUnitSplitMaxRows ? nt : 1;
-}
-
+// The sequences of the batch are independent through time (step t of sequence n needs only its own step t-1),
+// so the whole time loop runs on disjoint blocks of rows [n0, n1), one per thread, with no barrier between
+// steps: a barrier per step (a parallel GEMM and gate pass per step) cost 7x on a host whose cores are shared
+// (measured: BetterRnnlm's LSTM forward 1016 ms on 2 threads vs 142 ms on 1, load average 6 on 2 CPUs).
+// Each element is computed by the same operations in the same order whatever the blocks.
 template <typename F>
 void for_row_blocks(index_t N, index_t work, int nthreads, const F& body) {
-  const int nt = row_threads(N, work, nthreads);
+  const int nt = work < kGemmParallelMin ? 1 : static_cast<int>(std::min<index_t>(nthreads, N));
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
 #ifdef _OPENMP
@@ -137,59 +96,6 @@ void for_row_blocks(index_t N, index_t work, int nthreads, const F& body) {
     if (n0 < n1) body(n0, n1);
   }
 }
-
-// body(j0, j1, sync) on nt threads, each with a non-empty block of units [j0, j1) (nt <= H / kUnitsMin);
-// sync() is the barrier between steps, which every thread reaches the same number of times.
-template <typename F>
-void for_unit_blocks(index_t H, int nt, const F& body) {
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-#ifdef _OPENMP
-    const index_t t = omp_get_thread_num(), n = omp_get_num_threads();
-#else
-    const index_t t = 0, n = 1;
-#endif
-    const index_t q = (H + kUnitAlign - 1) / kUnitAlign;
-    const index_t j0 = std::min(H, kUnitAlign * (q * t / n)), j1 = std::min(H, kUnitAlign * (q * (t + 1) / n));
-    body(j0, j1, [] {
-#pragma omp barrier
-    });
-  }
-}
-
-// One thread's columns of a gate matrix W (K, nb*H): the columns of units [j0, j1) of each of the nb gate
-// blocks, side by side (K, nb*nu) and packed once as the B of that thread's step GEMMs; gather / scatter move
-// the same columns of one row of gates to and from the thread's contiguous (nb*nu) row.
-template <typename A>
-class UnitColumns {
- public:
-  UnitColumns(const A* w, index_t K, index_t H, index_t nb, index_t j0, index_t j1)
-      : H_(H), nb_(nb), j0_(j0), nu_(j1 - j0),
-        packed_(nb * nu_, K, Compact(w, K, H, nb, j0, nu_).data(), nb * nu_, 1) {}
-  const PackedB<A>& packed() const { return packed_; }
-  index_t width() const { return nb_ * nu_; }
-  void gather(const A* row, A* dst) const {
-    for (index_t g = 0; g < nb_; ++g) std::copy(row + g * H_ + j0_, row + g * H_ + j0_ + nu_, dst + g * nu_);
-  }
-  void scatter(const A* src, A* row) const {
-    for (index_t g = 0; g < nb_; ++g) std::copy(src + g * nu_, src + (g + 1) * nu_, row + g * H_ + j0_);
-  }
-
- private:
-  // W's columns of the units, (K, nb*nu) row-major: a temporary that lives while packed_ is packed from it
-  struct Compact {
-    Scratch<A> c;
-    Compact(const A* w, index_t K, index_t H, index_t nb, index_t j0, index_t nu)
-        : c(static_cast<std::size_t>(K * nb * nu)) {
-      for (index_t k = 0; k < K; ++k)
-        for (index_t g = 0; g < nb; ++g)
-          std::copy(w + (k * nb + g) * H + j0, w + (k * nb + g) * H + j0 + nu, c.data() + (k * nb + g) * nu);
-    }
-    const A* data() const { return c.data(); }
-  };
-  index_t H_, nb_, j0_, nu_;
-  PackedB<A> packed_;
-};
 
 // Rows of a 16-bit operand widened per block of the whole-sequence GEMMs (a block of xs is kStageRows * D
 // floats): the conversion happens block by block as the GEMMs reach the rows, never as a pass of its own.
@@ -299,9 +205,6 @@ void cell_grads(const T* xs, const compute_t<T>* wx, const T* h0, const T* hs, c
 
 }  // namespace
 
-void set_rnn_split(RnnSplit split) { g_rnn_split.store(static_cast<int>(split), std::memory_order_relaxed); }
-RnnSplit rnn_split() { return static_cast<RnnSplit>(g_rnn_split.load(std::memory_order_relaxed)); }
-
 // -----------------------------------------------------------------------------------------------------------
 // simple RNN: the pre-activations are built in hs (its float scratch for 16-bit types) and replaced by their
 // tanh step by step
@@ -313,30 +216,20 @@ void rnn_forward(const T* xs, const T* wx, const T* wh, const T* b, const T* h0,
   const Widened<T> w_x(wx, D * H), w_h(wh, H * H), bias(b, H), h_0(h0, N * H);
   Narrowed<T> h(hs, N * L * H);
   project_inputs(xs, w_x.data(), bias.data(), h.data(), N * L, D, H, nthreads);
-  const index_t work = N * L * H * H;
-  // h_{t-1} @ Wh's columns j0..j1 onto rows n0..n1 of step t's pre-activations, then their tanh
-  auto steps = [&](const PackedB<A>& rec, index_t n0, index_t n1, index_t j0, index_t j1, const auto& sync) {
+  const PackedB<A> rec(H, H, w_h.data(), H, 1);
+  for_row_blocks(N, N * L * H * H, nthreads, [&](index_t n0, index_t n1) {
     Scratch<A> ap(rec.apack_elems(n1 - n0));
     for (index_t t = 0; t < L; ++t) {
       const Prev<A> hp = prev_state(h_0.data(), static_cast<const A*>(h.data()), t, L, H);
-      // hs[n0:n1, t, j0:j1] (row stride L*H) += h_{t-1} @ Wh[:, j0:j1]
-      rec.run(n1 - n0, hp.p + n0 * hp.ld, hp.ld, A(1), h.data() + n0 * L * H + t * H + j0, L * H, ap.data());
+      // hs[n0:n1, t, :] (row stride L*H) += h_{t-1} @ Wh
+      rec.run(n1 - n0, hp.p + n0 * hp.ld, hp.ld, A(1), h.data() + n0 * L * H + t * H, L * H, ap.data());
       for (index_t n = n0; n < n1; ++n) {
         A* hr = h.data() + (n * L + t) * H;
-        tanh_to(hr + j0, hr + j0, j1 - j0);
-        h.store((n * L + t) * H + j0, j1 - j0);
+        tanh_to(hr, hr, H);
+        h.store((n * L + t) * H, H);
       }
-      sync();
     }
-  };
-  if (const int nt = unit_threads<A>(N, H, H, work, nthreads); nt > 1) {
-    for_unit_blocks(H, nt, [&](index_t j0, index_t j1, const auto& sync) {
-      steps(PackedB<A>(j1 - j0, H, w_h.data() + j0, H, 1), 0, N, j0, j1, sync);
-    });
-  } else {
-    const PackedB<A> rec(H, H, w_h.data(), H, 1);
-    for_row_blocks(N, work, nthreads, [&](index_t n0, index_t n1) { steps(rec, n0, n1, 0, H, [] {}); });
-  }
+  });
 }
 
 template <typename T>
@@ -345,9 +238,8 @@ void rnn_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* h
   using A = compute_t<T>;
   const Widened<T> w_x(wx, D * H), w_h(wh, H * H);
   Scratch<A> da(static_cast<std::size_t>(N * L * H)), carry(static_cast<std::size_t>(N * H), true);
-  const index_t work = N * L * H * H;
-  // dA_t of rows n0..n1 and units j0..j1, then (all of dA_t ready) carry[n0:n1, j0:j1] = dA_t @ Wh^T[:, j0:j1]
-  auto steps = [&](const PackedB<A>& back, index_t n0, index_t n1, index_t j0, index_t j1, const auto& sync) {
+  const PackedB<A> back(H, H, w_h.data(), 1, H);  // Wh^T: B(k, j) = wh[j*H + k]
+  for_row_blocks(N, N * L * H * H, nthreads, [&](index_t n0, index_t n1) {
     Scratch<A> ap(back.apack_elems(n1 - n0));
     InTile<T> h_row(H), dh_row(H);
     for (index_t t = L - 1; t >= 0; --t) {
@@ -355,23 +247,15 @@ void rnn_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* h
         const index_t r = (n * L + t) * H;
         const A* hr = h_row.load(hs + r, H);
         const A* dhr = dh_row.load(dhs + r, H);
-        for (index_t j = j0; j < j1; ++j) {
+        for (index_t j = 0; j < H; ++j) {
           const A h = hr[j];
           da[r + j] = (dhr[j] + carry[n * H + j]) * (A(1) - h * h);
         }
       }
-      sync();
-      back.run(n1 - n0, da.data() + n0 * L * H + t * H, L * H, A(0), carry.data() + n0 * H + j0, H, ap.data());
+      // carry[n0:n1] = dA_t @ Wh^T
+      back.run(n1 - n0, da.data() + n0 * L * H + t * H, L * H, A(0), carry.data() + n0 * H, H, ap.data());
     }
-  };
-  if (const int nt = unit_threads<A>(N, H, H, work, nthreads); nt > 1) {
-    for_unit_blocks(H, nt, [&](index_t j0, index_t j1, const auto& sync) {
-      steps(PackedB<A>(j1 - j0, H, w_h.data() + j0 * H, 1, H), 0, N, j0, j1, sync);  // B(k, j) = wh[j*H + k]
-    });
-  } else {
-    const PackedB<A> back(H, H, w_h.data(), 1, H);  // Wh^T: B(k, j) = wh[j*H + k]
-    for_row_blocks(N, work, nthreads, [&](index_t n0, index_t n1) { steps(back, n0, n1, 0, H, [] {}); });
-  }
+  });
   store_row(carry.data(), dh0, N * H);
   cell_grads(xs, w_x.data(), h0, hs, da.data(), dxs, dwx, dwh, db, N, L, D, H, H, nthreads);
 }
@@ -380,56 +264,16 @@ void rnn_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* h
 // LSTM: gates holds each step's pre-activations, replaced in place by sigmoid(f), tanh(g), sigmoid(i),
 // sigmoid(o)
 
-namespace {
-// One row's gate pass over nu units: the pre-activations f, g, i, o at a, a + gs, a + 2 gs, a + 3 gs (gs = H
-// for a row of gates, nu for a unit block's gathered row) become their activations; c and h (nu each) are
-// the new cell state and output.
-template <typename A>
-void lstm_cell(A* a, index_t gs, index_t nu, const A* c_prev, A* c, A* h) {
-  sigmoid_to(a, a, nu);                  // f
-  tanh_to(a + gs, a + gs, nu);           // g
-  sigmoid_to(a + 2 * gs, a + 2 * gs, nu);  // i
-  sigmoid_to(a + 3 * gs, a + 3 * gs, nu);  // o
-  for (index_t j = 0; j < nu; ++j) c[j] = a[j] * c_prev[j] + a[gs + j] * a[2 * gs + j];
-  tanh_to(c, h, nu);
-  for (index_t j = 0; j < nu; ++j) h[j] *= a[3 * gs + j];
-}
-}  // namespace
-
 template <typename T>
 void lstm_forward(const T* xs, const T* wx, const T* wh, const T* b, const T* h0, const T* c0, T* hs, T* cs,
                   T* gates, index_t N, index_t L, index_t D, index_t H, int nthreads) {
   using A = compute_t<T>;
-  const index_t G = 4 * H, work = N * L * G * H;
+  const index_t G = 4 * H;
   const Widened<T> w_x(wx, D * G), w_h(wh, H * G), bias(b, G), h_0(h0, N * H), c_0(c0, N * H);
   Narrowed<T> hw(hs, N * L * H), cw(cs, N * L * H), gw(gates, N * L * G);
   project_inputs(xs, w_x.data(), bias.data(), gw.data(), N * L, D, G, nthreads);
-  if (const int nt = unit_threads<A>(N, H, G, work, nthreads); nt > 1) {
-    for_unit_blocks(H, nt, [&](index_t j0, index_t j1, const auto& sync) {
-      const index_t nu = j1 - j0, w = 4 * nu;
-      const UnitColumns<A> cols(w_h.data(), H, H, 4, j0, j1);
-      Scratch<A> ap(cols.packed().apack_elems(N)), gl(static_cast<std::size_t>(N * w));
-      for (index_t t = 0; t < L; ++t) {
-        const Prev<A> hp = prev_state(h_0.data(), static_cast<const A*>(hw.data()), t, L, H);
-        const Prev<A> cp = prev_state(c_0.data(), static_cast<const A*>(cw.data()), t, L, H);
-        // the units' columns of gates[:, t, :], += h_{t-1} @ those columns of Wh
-        for (index_t n = 0; n < N; ++n) cols.gather(gw.data() + (n * L + t) * G, gl.data() + n * w);
-        cols.packed().run(N, hp.p, hp.ld, A(1), gl.data(), w, ap.data());
-        for (index_t n = 0; n < N; ++n) {
-          const index_t r = (n * L + t) * H;
-          lstm_cell(gl.data() + n * w, nu, nu, cp.p + n * cp.ld + j0, cw.data() + r + j0, hw.data() + r + j0);
-          cols.scatter(gl.data() + n * w, gw.data() + (n * L + t) * G);
-          for (index_t g = 0; g < 4; ++g) gw.store((n * L + t) * G + g * H + j0, nu);
-          cw.store(r + j0, nu);
-          hw.store(r + j0, nu);
-        }
-        sync();
-      }
-    });
-    return;
-  }
   const PackedB<A> rec(G, H, w_h.data(), G, 1);
-  for_row_blocks(N, work, nthreads, [&](index_t n0, index_t n1) {
+  for_row_blocks(N, N * L * G * H, nthreads, [&](index_t n0, index_t n1) {
     Scratch<A> ap(rec.apack_elems(n1 - n0));
     for (index_t t = 0; t < L; ++t) {
       const Prev<A> hp = prev_state(h_0.data(), static_cast<const A*>(hw.data()), t, L, H);
@@ -437,11 +281,19 @@ void lstm_forward(const T* xs, const T* wx, const T* wh, const T* b, const T* h0
       // gates[n0:n1, t, :] (row stride L*4H) += h_{t-1} @ Wh
       rec.run(n1 - n0, hp.p + n0 * hp.ld, hp.ld, A(1), gw.data() + n0 * L * G + t * G, L * G, ap.data());
       for (index_t n = n0; n < n1; ++n) {
-        const index_t r = (n * L + t) * H;
-        lstm_cell(gw.data() + (n * L + t) * G, H, H, cp.p + n * cp.ld, cw.data() + r, hw.data() + r);
+        A* a = gw.data() + (n * L + t) * G;
+        sigmoid_to(a, a, H);                   // f
+        tanh_to(a + H, a + H, H);              // g
+        sigmoid_to(a + 2 * H, a + 2 * H, 2 * H);  // i, o
+        const A* c_prev = cp.p + n * cp.ld;
+        A* c = cw.data() + (n * L + t) * H;
+        A* h = hw.data() + (n * L + t) * H;
+        for (index_t j = 0; j < H; ++j) c[j] = a[j] * c_prev[j] + a[H + j] * a[2 * H + j];
+        tanh_to(c, h, H);
+        for (index_t j = 0; j < H; ++j) h[j] *= a[3 * H + j];
         gw.store((n * L + t) * G, G);
-        cw.store(r, H);
-        hw.store(r, H);
+        cw.store((n * L + t) * H, H);
+        hw.store((n * L + t) * H, H);
       }
     }
   });
@@ -452,15 +304,14 @@ void lstm_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* 
                    const T* gates, const T* dhs, const T* dc_last, T* dxs, T* dwx, T* dwh, T* db, T* dh0,
                    T* dc0, index_t N, index_t L, index_t D, index_t H, int nthreads) {
   using A = compute_t<T>;
-  const index_t G = 4 * H, work = N * L * G * H;
+  const index_t G = 4 * H;
   const Widened<T> w_x(wx, D * G), w_h(wh, H * G);
   Scratch<A> da(static_cast<std::size_t>(N * L * G));
   Scratch<A> dh(static_cast<std::size_t>(N * H), true), dc(static_cast<std::size_t>(N * H));
   load_row(dc_last, dc.data(), N * H);
   Scratch<A> tcs(static_cast<std::size_t>(N * H));  // tanh(c_t) of the step's rows
-  // dA_t of rows n0..n1 and units j0..j1 (and their dc), then (all of dA_t ready) dh[n0:n1, j0:j1] =
-  // dA_t @ Wh^T[:, j0:j1]
-  auto steps = [&](const PackedB<A>& back, index_t n0, index_t n1, index_t j0, index_t j1, const auto& sync) {
+  const PackedB<A> back(H, G, w_h.data(), 1, G);  // Wh^T: B(k, j) = wh[j*4H + k]
+  for_row_blocks(N, N * L * G * H, nthreads, [&](index_t n0, index_t n1) {
     Scratch<A> ap(back.apack_elems(n1 - n0));
     InTile<T> g_row(G), c_row(H), cp_row(H), dh_row(H);
     for (index_t t = L - 1; t >= 0; --t) {
@@ -472,8 +323,8 @@ void lstm_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* 
         const A* c_prev = cp_row.load(cp.p + n * cp.ld, H);
         const A* dhr = dh_row.load(dhs + r, H);
         A* tcn = tcs.data() + n * H;
-        tanh_to(c_row.load(cs + r, H) + j0, tcn + j0, j1 - j0);
-        for (index_t j = j0; j < j1; ++j) {
+        tanh_to(c_row.load(cs + r, H), tcn, H);
+        for (index_t j = 0; j < H; ++j) {
           const A f = a[j], g = a[H + j], i = a[2 * H + j], o = a[3 * H + j];
           const A tc = tcn[j];
           const A dhj = dhr[j] + dh[n * H + j];
@@ -486,18 +337,10 @@ void lstm_backward(const T* xs, const T* wx, const T* wh, const T* h0, const T* 
           d[3 * H + j] = dhj * tc * o * (A(1) - o);
         }
       }
-      sync();
-      back.run(n1 - n0, da.data() + n0 * L * G + t * G, L * G, A(0), dh.data() + n0 * H + j0, H, ap.data());
+      // dh[n0:n1] = dA_t @ Wh^T
+      back.run(n1 - n0, da.data() + n0 * L * G + t * G, L * G, A(0), dh.data() + n0 * H, H, ap.data());
     }
-  };
-  if (const int nt = unit_threads<A>(N, H, G, work, nthreads); nt > 1) {
-    for_unit_blocks(H, nt, [&](index_t j0, index_t j1, const auto& sync) {
-      steps(PackedB<A>(j1 - j0, G, w_h.data() + j0 * G, 1, G), 0, N, j0, j1, sync);  // B(k, j) = wh[j*4H + k]
-    });
-  } else {
-    const PackedB<A> back(H, G, w_h.data(), 1, G);  // Wh^T: B(k, j) = wh[j*4H + k]
-    for_row_blocks(N, work, nthreads, [&](index_t n0, index_t n1) { steps(back, n0, n1, 0, H, [] {}); });
-  }
+  });
   store_row(dh.data(), dh0, N * H);
   store_row(dc.data(), dc0, N * H);
   cell_grads(xs, w_x.data(), h0, hs, da.data(), dxs, dwx, dwh, db, N, L, D, H, G, nthreads);

@@ -10,13 +10,6 @@
 
 namespace fastconv::cpu {
 
-// How rnn / lstm split their time loop between threads (rnn.cpp: for_row_blocks, for_unit_blocks): by
-// sequences of the batch, by hidden units, or (kAuto, the default) whichever the shape favours. Every split
-// gives the same bits; forcing one is for tests and benchmarks (_cpu.set_rnn_split).
-enum class RnnSplit { kAuto = 0, kRows = 1, kUnits = 2 };
-void set_rnn_split(RnnSplit split);
-RnnSplit rnn_split();
-
 // hs = tanh(x_t Wx + h_{t-1} Wh + b) for every t.
 template <typename T>
 void rnn_forward(const T* xs, const T* wx, const T* wh, const T* b, const T* h0, T* hs, index_t N, index_t L,
