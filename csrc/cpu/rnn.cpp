@@ -82,6 +82,11 @@ class PackedB {
 // steps: a barrier per step (a parallel GEMM and gate pass per step) cost 7x on a host whose cores are shared
 // (measured: BetterRnnlm's LSTM forward 1016 ms on 2 threads vs 142 ms on 1, load average 6 on 2 CPUs).
 // Each element is computed by the same operations in the same order whatever the blocks.
+// Splitting the hidden units instead (one barrier per step, each thread packing only its columns of Wh, so that
+// Wh's traffic per step is split between the cores rather than repeated by each) gave the same bits but no
+// gain: BetterRnnlm's step (N 20, H 650) on 2 threads, the two splits alternated in one process, 406 / 418 ms
+// (best / median of 6) by rows against 401 / 431 by units (Intel Xeon, Emerald Rapids); single LSTMs 0.92 to
+// 1.10x. It was not kept.
 template <typename F>
 void for_row_blocks(index_t N, index_t work, int nthreads, const F& body) {
   const int nt = work < kGemmParallelMin ? 1 : static_cast<int>(std::min<index_t>(nthreads, N));
