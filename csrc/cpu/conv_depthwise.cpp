@@ -55,9 +55,13 @@ void depthwise_forward(const T* x, const T* w, const T* b, T* out, const ConvGeo
 template <typename T>
 void depthwise_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, const ConvGeom& g,
                         index_t FN, int nthreads) {
-  // one partial dW and db per (image, filter), summed over the images in order by the kernel
+  // one partial dW and db per (image, filter), summed over the images in order by the kernel; the channels-last
+  // path's scratch holds two blocks: the input's and the flipped forward's (its input gradient at stride 1)
   Scratch<T> part(static_cast<std::size_t>(g.N * FN * (g.FH * g.FW + 1)));
-  const index_t per = std::max(wide_scratch(g), dw_base::ClBlock<T>::scratch(g, 64 / sizeof(T)) + 64);
+  constexpr index_t lanes = 64 / sizeof(T);
+  const index_t cl = dw_base::ClBlock<T>::scratch(g, lanes) +
+                     (dw_base::cl_flip_ok(g) ? dw_base::ClBlock<T>::scratch(dw_base::flipped_geom(g), lanes) : 0);
+  const index_t per = std::max(wide_scratch(g), cl + 64);
   Scratch<T> ws(static_cast<std::size_t>(per * nthreads));
 #if FASTCONV_HAVE_X86_UKR
   switch (active_isa()) {

@@ -442,6 +442,7 @@ class ClBlock {
 
   // values of scratch per thread, for vectors of `lanes` values (kLanes of the widest ISA for the caller that
   // sizes it for every variant)
+  // Layout: xt (Hp*Wp pixels, the padded input), dxt (Hp*Wp), yt (P: the outputs or dout), wt (KK).
   static index_t scratch(const ConvGeom& g, index_t lanes) {
     const index_t HpWp = (g.H + g.pt + g.pb) * (g.W + g.pl + g.pr);
     return (2 * HpWp + g.OH * g.OW + g.FH * g.FW) * lanes;
@@ -463,10 +464,11 @@ class ClBlock {
     to_lanes(x, g_.H * g_.W, g_.H * g_.W, nc, interior_.data(), xt_);
   }
 
-  // The block's weights: filters w (nc, FH, FW), lanes past nc zero.
-  void load_weights(const T* w, index_t nc) {
+  // The block's weights: filters w (nc, FH, FW), lanes past nc zero; flip: the taps reversed (the input
+  // gradient as the forward of dout).
+  void load_weights(const T* w, index_t nc, bool flip = false) {
     for (index_t t = 0; t < KK_; ++t)
-      for (index_t l = 0; l < L; ++l) wt_[t * L + l] = l < nc ? w[l * KK_ + t] : T(0);
+      for (index_t l = 0; l < L; ++l) wt_[t * L + l] = l < nc ? w[l * KK_ + (flip ? KK_ - 1 - t : t)] : T(0);
   }
 
   // yt (P, L) <- planes d (nc, OH, OW): dout for the gradients.
@@ -483,30 +485,8 @@ class ClBlock {
       const T* row = xt_ + oh * g_.sh * Wp_ * L;
       T* yrow = yt_ + oh * OW * L;
       index_t ow = 0;
-      for (; ow + 4 <= OW; ow += 4) {
-        const T* src = row + ow * step;
-        V a0 = load_vec(wt_) * load_vec(src + off_[0]), a1 = load_vec(wt_) * load_vec(src + off_[0] + step);
-        V a2 = load_vec(wt_) * load_vec(src + off_[0] + 2 * step);
-        V a3 = load_vec(wt_) * load_vec(src + off_[0] + 3 * step);
-        for (index_t t = 1; t < KK_; ++t) {
-          const V wv = load_vec(wt_ + t * L);
-          const T* s = src + off_[t];
-          a0 += wv * load_vec(s);
-          a1 += wv * load_vec(s + step);
-          a2 += wv * load_vec(s + 2 * step);
-          a3 += wv * load_vec(s + 3 * step);
-        }
-        std::memcpy(yrow + ow * L, &a0, sizeof a0);
-        std::memcpy(yrow + (ow + 1) * L, &a1, sizeof a1);
-        std::memcpy(yrow + (ow + 2) * L, &a2, sizeof a2);
-        std::memcpy(yrow + (ow + 3) * L, &a3, sizeof a3);
-      }
-      for (; ow < OW; ++ow) {
-        const T* src = row + ow * step;
-        V a = load_vec(wt_) * load_vec(src + off_[0]);
-        for (index_t t = 1; t < KK_; ++t) a += load_vec(wt_ + t * L) * load_vec(src + off_[t]);
-        std::memcpy(yrow + ow * L, &a, sizeof a);
-      }
+      for (; ow + 4 <= OW; ow += 4) four(row + ow * step, step, yrow + ow * L);
+      for (; ow < OW; ++ow) one(row + ow * step, yrow + ow * L);
     }
     from_lanes(yt_, static_cast<const index_t*>(nullptr), P, nc, out, P, b, relu);
   }
@@ -563,6 +543,31 @@ class ClBlock {
   }
 
  private:
+  // Four output pixels whose tap 0 is at src, src + step, ...: every tap accumulated in registers in tap order
+  // (tap 0 a product, then one multiply-add per tap, as the planar sweeps), stored at y, y + L, ...
+  void four(const T* src, index_t step, T* y) const {
+    const V w0 = load_vec(wt_);
+    V a0 = w0 * load_vec(src + off_[0]), a1 = w0 * load_vec(src + off_[0] + step);
+    V a2 = w0 * load_vec(src + off_[0] + 2 * step), a3 = w0 * load_vec(src + off_[0] + 3 * step);
+    for (index_t t = 1; t < KK_; ++t) {
+      const V wv = load_vec(wt_ + t * L);
+      const T* s = src + off_[t];
+      a0 += wv * load_vec(s);
+      a1 += wv * load_vec(s + step);
+      a2 += wv * load_vec(s + 2 * step);
+      a3 += wv * load_vec(s + 3 * step);
+    }
+    std::memcpy(y, &a0, sizeof a0);
+    std::memcpy(y + L, &a1, sizeof a1);
+    std::memcpy(y + 2 * L, &a2, sizeof a2);
+    std::memcpy(y + 3 * L, &a3, sizeof a3);
+  }
+  void one(const T* src, T* y) const {
+    V a = load_vec(wt_) * load_vec(src + off_[0]);
+    for (index_t t = 1; t < KK_; ++t) a += load_vec(wt_ + t * L) * load_vec(src + off_[t]);
+    std::memcpy(y, &a, sizeof a);
+  }
+
   const ConvGeom& g_;
   index_t Wp_, HpWp_, KK_;
   T *xt_, *dxt_, *yt_, *wt_;
@@ -572,6 +577,20 @@ class ClBlock {
 
 // Channels-last blocks take one filter per channel and up to 64 taps.
 inline bool cl_ok(const ConvGeom& g, index_t M) { return M == 1 && g.FH * g.FW <= 64; }
+
+// The input gradient is a forward convolution of dout with the taps reversed when the stride is 1 and no pad
+// exceeds the dilated window: dout padded by the window less each pad (flipped_geom) gives (H, W).
+inline bool cl_flip_ok(const ConvGeom& g) {
+  const index_t eh = g.dh * (g.FH - 1), ew = g.dw * (g.FW - 1);
+  return g.sh == 1 && g.sw == 1 && g.pt <= eh && g.pb <= eh && g.pl <= ew && g.pr <= ew;
+}
+// (built here rather than with common/shapes.h's make_geom: that shared header's inline function, compiled
+// with this file's ISA, could be the copy the linker keeps for every file; this one has internal linkage)
+inline ConvGeom flipped_geom(const ConvGeom& g) {
+  const index_t eh = g.dh * (g.FH - 1), ew = g.dw * (g.FW - 1);
+  return ConvGeom{g.N, g.C, g.OH, g.OW, g.FH, g.FW, 1, 1, eh - g.pt, eh - g.pb, ew - g.pl, ew - g.pr,
+                  g.dh, g.dw, g.H, g.W};
+}
 
 }  // namespace
 
@@ -622,24 +641,41 @@ void depthwise_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* 
   const index_t FH = g.FH, FW = g.FW, KK = FH * FW, N = g.N;
   const bool par = N * FN * P >= (1 << 14);
 
-  // one filter per channel: dW, db and dx by channels-last blocks
+  // one filter per channel: dW, db and dx by channels-last blocks; dx at stride 1 with pads within the dilated
+  // window as the forward of dout (padded by the window less the pads) with the taps reversed, a gather
+  // (cl_flip_ok; the scatter's read-modify-writes of overlapping taps wait on each other's stores), otherwise by
+  // the scatter
   const bool cl = cl_ok(g, M);
   if (cl) {
     constexpr index_t L = ClBlock<T>::L;
     const index_t CB = ceil_div(C, L);
+    const bool flip = cl_flip_ok(g);
+    const ConvGeom gt = flipped_geom(g);
 #pragma omp parallel num_threads(nthreads) if (par)
     {
-      ClBlock<T> blk(g, ws + thread_id() * ws_per);
-      index_t loaded = -1;  // the channel block whose weights blk holds
+      T* my = ws + thread_id() * ws_per;
+      ClBlock<T> blk(g, my);
+      std::unique_ptr<ClBlock<T>> fblk;  // the flipped forward's block, after blk's scratch
+      if (dx && flip) fblk = std::make_unique<ClBlock<T>>(gt, my + ClBlock<T>::scratch(g, L));
+      index_t loaded = -1;  // the channel block whose weights blk / fblk hold
 #pragma omp for schedule(static)
       for (index_t i = 0; i < N * CB; ++i) {  // block-major, as the forward
         const index_t n = i % N, cb = i / N, c0 = cb * L, nc = min_i(L, C - c0);
         blk.load_input(x + (n * C + c0) * HW, nc);
         blk.load_grid(dout + (n * FN + c0) * P, nc);
         blk.weight_grad(part + (n * FN + c0) * (KK + 1), nc);
-        if (dx) {
-          if (cb != loaded) blk.load_weights(w + c0 * KK, nc);
-          loaded = cb;
+        if (!dx) continue;
+        if (cb != loaded) {
+          if (fblk)
+            fblk->load_weights(w + c0 * KK, nc, true);
+          else
+            blk.load_weights(w + c0 * KK, nc);
+        }
+        loaded = cb;
+        if (fblk) {
+          fblk->load_input(dout + (n * FN + c0) * P, nc);
+          fblk->forward(static_cast<const T*>(nullptr), dx + (n * C + c0) * HW, nc, false);
+        } else {
           blk.input_grad(dx + (n * C + c0) * HW, nc);
         }
       }
