@@ -92,5 +92,9 @@ constexpr index_t CONV_GRAD_SLOTS = 16;
 // back once per batch rather than once per image (small images: 8x8 grids are 80 k-steps per image).
 constexpr index_t CONV_DW_MAX_IMAGES = 8;
 constexpr index_t CONV_DW_BYTES = 256 * 1024;
+// Columns of the grouped input-gradient GEMM of the strided convolution (conv_backward_data): images are taken
+// together until their pixels reach this many (about eight 32-wide slivers), so small images (7x7: 49) still
+// make one wide GEMM.
+constexpr index_t CONV_DX_GROUP_COLS = 256;
 
 }  // namespace fastconv::cpu

@@ -105,8 +105,8 @@ void im2col_image_packed(const T* x, const ConvGeom& g, int nr, index_t KC, T* r
 }
 
 template <typename T>
-void col2im_image(const T* col_t, const ConvGeom& g, T* x) {
-  const index_t P = g.OH * g.OW;
+void col2im_image(const T* col_t, const ConvGeom& g, T* x, index_t ld) {
+  const index_t P = ld > 0 ? ld : g.OH * g.OW;  // the row stride of col_t
   std::fill(x, x + g.C * g.H * g.W, T(0));
   for (index_t c = 0; c < g.C; ++c)
     for (index_t fh = 0; fh < g.FH; ++fh)
@@ -191,7 +191,7 @@ void col2im(const T* col, const ConvGeom& g, T* x, int nthreads) {
 #define FC_INSTANTIATE_IM2COL(T, S)                                          \
   template void im2col_image<T>(const T*, const ConvGeom&, T*);        \
   template void im2col_image_packed<T>(const T*, const ConvGeom&, int, index_t, T*, T*); \
-  template void col2im_image<T>(const T*, const ConvGeom&, T*);        \
+  template void col2im_image<T>(const T*, const ConvGeom&, T*, index_t); \
   template void im2col<T>(const T*, const ConvGeom&, T*, int);         \
   template void col2im<T>(const T*, const ConvGeom&, T*, int);
 FC_FLOAT_TYPES(FC_INSTANTIATE_IM2COL)

@@ -14,9 +14,10 @@ void im2col_image(const T* x, const ConvGeom& g, T* col_t);
 // round_up(OH*OW, nr) * C*FH*FW values; row is scratch of round_up(OH*OW, nr) values.
 template <typename T>
 void im2col_image_packed(const T* x, const ConvGeom& g, int nr, index_t KC, T* row, T* dst);
-// col_t is (C*FH*FW, OH*OW); x is (C, H, W), overwritten with the sum of every column entry over its pixel.
+// col_t is (C*FH*FW, OH*OW) with rows ld apart (ld 0: OH*OW); x is (C, H, W), overwritten with the sum of
+// every column entry over its pixel.
 template <typename T>
-void col2im_image(const T* col_t, const ConvGeom& g, T* x);
+void col2im_image(const T* col_t, const ConvGeom& g, T* x, index_t ld = 0);
 
 // Book layout. x is (N, C, H, W); col is (N*OH*OW, C*FH*FW).
 template <typename T>
