@@ -237,3 +237,21 @@ def test_reference_deconvolution_numerical_gradient(rng):
 
     for got, arr in ((dx, x), (ref.dW, Wt), (ref.db, b)):
         np.testing.assert_allclose(got, numerical_gradient(loss, arr), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("stride", [2, 3])
+def test_deconv_same_bits_on_any_thread_count(rng, isa, num_threads, dtype, stride):
+    """The strided transposed convolution's forward runs its GEMM on groups of images whose size follows the
+    thread count (13 images of 5x5: 11, 7 and 5 per group on 1, 2 and 3 threads); every output is the same sum
+    whatever the grouping, so the bits agree."""
+    x = randn(rng, (13, 6, 5, 5), dtype)
+    Wt = randn(rng, (6, 4, 3, 3), dtype)
+    b = randn(rng, (4,), dtype)
+    dout = randn(rng, ops.deconv_forward(x, Wt, b, stride, 1).shape, dtype)
+    results = []
+    for n in (1, 2, 3):
+        num_threads(n)
+        results.append([ops.deconv_forward(x, Wt, b, stride, 1), *ops.deconv_backward(x, Wt, dout, stride, 1)])
+    for other in results[1:]:
+        for a, c in zip(results[0], other):
+            np.testing.assert_array_equal(a, c, err_msg=f"{isa} stride {stride}")
