@@ -470,18 +470,21 @@ def test_reference_convolution_numerical_gradient(rng, case):
 @pytest.mark.parametrize("value", [np.inf, np.nan])
 @pytest.mark.parametrize("col", [0, 7, 8])
 @pytest.mark.parametrize("stride", [1, 2, (3, 2)])
-@pytest.mark.parametrize("where", ["x", "dout"])
+@pytest.mark.parametrize("where", ["x", "dout", "W"])
 @pytest.mark.parametrize("multiplier", [1, 2])
 def test_depthwise_nonfinite_inputs_propagate_like_reference(rng, isa, value, col, stride, where, multiplier):
     """The depthwise kernels read the plane in padded layouts (channels-last blocks with multiplier 1, the
     wide grid with its dropped columns, split into phase planes at stride > 1, with multiplier 2): an inf /
-    NaN in x's or dout's first or last columns must still reach exactly the outputs and gradients the
-    reference pairs it with."""
+    NaN in x's or dout's first or last columns, or in a filter's first row of taps (which the stride-1 input
+    gradient's gather would pair with dout's zero padding), must still reach exactly the outputs and gradients
+    the reference pairs it with."""
     x = rng.standard_normal((2, 3, 7, 9))
     Wt, b = rng.standard_normal((3 * multiplier, 1, 3, 3)), rng.standard_normal(3 * multiplier)
     kw = {"stride": stride, "pad": "same", "dilation": 1, "groups": 3}
     if where == "x":
         x[1, 2, 3, col] = value
+    if where == "W":
+        Wt[3 * multiplier - 1, 0, 0, col % 3] = value
     out = ops.conv_forward(x, Wt, b, **kw)
     dout = rng.standard_normal(out.shape)
     if where == "dout":
