@@ -135,19 +135,30 @@ def test_conv_geometry_fused_relu_bit_for_bit(rng, isa, dtype, case):
     np.testing.assert_array_equal(_bits(got), _bits(want), err_msg=f"{isa} {case}")
 
 
-@pytest.mark.parametrize(
-    "case", [c for c in GEOM_CASES if c[10] > 1], ids=[geom_id(c) for c in GEOM_CASES if c[10] > 1]
-)
+# Depthwise shapes big enough for the kernels' parallel regions (N*FN*OH*OW >= 2**14: all GEOM_CASES but one
+# run on one thread whatever the thread count): the wide path (multiplier 2, strides 1 and 3) and ragged
+# channels-last blocks (the input gradient's gather at stride 1, its scatter at stride 2).
+PARALLEL_DW_CASES = [
+    (4, 8, 32, 32, 16, 3, 3, 1, 1, 1, 8, True),
+    (4, 8, 50, 50, 16, 3, 3, 3, "same", 1, 8, False),
+    (3, 21, 24, 24, 21, 3, 3, 1, 1, 1, 21, True),
+    (3, 21, 48, 48, 21, 3, 3, 2, 1, 1, 21, True),
+]
+THREAD_CASES = [c for c in GEOM_CASES if c[10] > 1] + PARALLEL_DW_CASES
+
+
+@pytest.mark.parametrize("case", THREAD_CASES, ids=[geom_id(c) for c in THREAD_CASES])
 def test_grouped_and_depthwise_same_bits_on_any_thread_count(rng, num_threads, dtype, case):
-    """Grouped and depthwise gradients are summed in an order fixed by the shape: 1 and 2 threads agree."""
+    """Grouped and depthwise gradients are summed in an order fixed by the shape: 1, 2 and 3 threads agree."""
     x, Wt, b, kw = geom_inputs(rng, case, dtype)
     dout = randn(rng, ops.conv_forward(x, Wt, b, **kw).shape, dtype)
     results = []
-    for n in (1, 2):
+    for n in (1, 2, 3):
         num_threads(n)
         results.append((ops.conv_forward(x, Wt, b, **kw), *ops.conv_backward(x, Wt, dout, **kw)))
-    for a, c in zip(*results):
-        np.testing.assert_array_equal(_bits(a), _bits(c))
+    for other in results[1:]:
+        for a, c in zip(results[0], other):
+            np.testing.assert_array_equal(_bits(a), _bits(c))
 
 
 def test_book_call_unchanged_by_explicit_geometry(rng, dtype):
