@@ -26,7 +26,8 @@ GEOM_CASES = [
     (2, 3, 6, 8, 4, 3, 3, 1, (1, 2), 1, 1, True),
     (2, 3, 7, 8, 4, 3, 3, 1, (0, 2, 1, 0), 1, 1, True),
     (2, 3, 7, 8, 4, 3, 3, 2, (2, 0, 0, 1), 1, 1, True),
-    # a left pad and no bottom pad at stride 1 (the gather path's padded image ends with the last row's border)
+    # a left pad and no bottom pad at stride 1 (the gather path's padded image ends with the last row's
+    # border)
     (2, 3, 7, 8, 4, 3, 3, 1, (1, 0, 2, 0), 1, 1, True),
     (2, 1, 6, 5, 2, 1, 1, 1, (0, 0, 1, 0), 1, 1, False),
     (2, 3, 9, 9, 4, 3, 3, 1, 2, 2, 1, True),

@@ -665,8 +665,8 @@ void depthwise_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* 
       std::unique_ptr<ClBlock<T>> fblk;  // the flipped forward's block, after blk's scratch
       if (dx && flip) fblk = std::make_unique<ClBlock<T>>(gt, my + ClBlock<T>::scratch(g, L));
       index_t loaded = -1;  // the channel block whose weights blk / fblk hold
-      // the gather multiplies every weight by dout's zero padding too: an inf / NaN weight would turn into NaN
-      // pixels the reference (and the scatter) never pair it with, so such a block takes the scatter
+      // the gather multiplies every weight by dout's zero padding too: an inf / NaN weight would turn into
+      // NaN pixels the reference (and the scatter) never pair it with, so such a block takes the scatter
       bool gather = false;
 #pragma omp for schedule(static)
       for (index_t i = 0; i < N * CB; ++i) {  // block-major, as the forward
