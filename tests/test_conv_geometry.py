@@ -509,3 +509,19 @@ def test_depthwise_nonfinite_inputs_propagate_like_reference(rng, isa, value, co
     for name, got, want in (("out", out, r_out), ("dx", dx, r_dx), ("dW", dW, r_dW), ("db", db, r_db)):
         np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"{isa} {name} NaN pattern")
         np.testing.assert_allclose(got, want, **TOL_DOT[np.float64], equal_nan=True, err_msg=f"{isa} {name}")
+
+
+@pytest.mark.parametrize("multiplier", [1, 2])
+def test_depthwise_zero_sums_are_positive_zero_like_reference(rng, isa, dtype, multiplier):
+    """A sum of -0.0 products (x and dout zero, negative weights, no bias) is +0.0 in the output and the input
+    gradient, as in the reference, on every depthwise path (the channels-last blocks and their stride-1 gather
+    start each sum with a product)."""
+    x = np.zeros((2, 3, 5, 6), dtype)
+    Wt = (-1.0 - np.abs(randn(rng, (3 * multiplier, 1, 3, 3), dtype))).astype(dtype)
+    kw = {"stride": 1, "pad": 1, "dilation": 1, "groups": 3}
+    out = ops.conv_forward(x, Wt, None, **kw)
+    dx, _, _ = ops.conv_backward(x, Wt, np.zeros_like(out), **kw)
+    r_out, r_dx, _, _, _ = geom_reference(x, Wt, None, kw, np.zeros(out.shape))
+    assert not np.signbit(r_out).any() and not np.signbit(r_dx).any()
+    np.testing.assert_array_equal(np.signbit(out), np.signbit(r_out), err_msg=f"{isa} out")
+    np.testing.assert_array_equal(np.signbit(dx), np.signbit(r_dx), err_msg=f"{isa} dx")

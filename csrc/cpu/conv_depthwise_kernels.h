@@ -412,7 +412,7 @@ void to_lanes(const T* src, index_t stride, index_t n, index_t nc, const index_t
   }
 }
 
-// Channels last -> planes: dst[l * stride + p] = src[off(p) + l] (+ bias[l], then relu) for p < n, l < nc.
+// Channels last -> planes: dst[l * stride + p] = src[off(p) + l] + (bias[l] or 0), then relu; p < n, l < nc.
 template <typename T>
 void from_lanes(const T* src, const index_t* offs, index_t n, index_t nc, T* dst, index_t stride, const T* bias,
                 bool relu) {
@@ -425,7 +425,7 @@ void from_lanes(const T* src, const index_t* offs, index_t n, index_t nc, T* dst
     Transposer<T>::run(v);
     for (index_t l = 0; l < nc; ++l) {
       V r = v[l];
-      if (bias) r = r + bias[l];
+      r = r + (bias ? bias[l] : T(0));  // as finish(): + 0 turns a product's -0.0 into the sum's +0.0
       if (relu) r = r <= V{} ? V{} : r;  // as finish(): NaN passes
       if (cnt == L)
         std::memcpy(dst + l * stride + p0, &r, sizeof r);
