@@ -6,7 +6,8 @@
 // A GEMM of one row per channel wastes the GEMM's blocking, so these are direct kernels. One filter per channel
 // (M == 1, MobileNet's case), up to 64 taps: channels-last blocks (ClBlock) of kLanes channels of one image,
 // threads over the N * ceil(C / kLanes) blocks; each output pixel is a vector over the block's channels, each
-// tap a vector load, the input gradient a scatter of vectors. Otherwise plane by plane: threads over the N*FN
+// tap a vector load; the input gradient the forward of dout with the taps reversed at stride 1 (pads within
+// the window, finite weights), else a scatter of vectors. Otherwise plane by plane: threads over the N*FN
 // (forward, weight gradient) or N*C (input gradient) planes; strides up to 4 and up to 64 taps on the wide
 // grid of a padded plane (WidePath: one contiguous sweep per tap over the whole plane, the plane split into
 // phase planes at stride > 1), other geometries row by row, the input gradient a scatter of scaled dout rows
