@@ -26,6 +26,10 @@ GEOM_CASES = [
     (2, 3, 6, 8, 4, 3, 3, 1, (1, 2), 1, 1, True),
     (2, 3, 7, 8, 4, 3, 3, 1, (0, 2, 1, 0), 1, 1, True),
     (2, 3, 7, 8, 4, 3, 3, 2, (2, 0, 0, 1), 1, 1, True),
+    # a left pad and no bottom pad at stride 1 (the gather path's padded image ends with the last row's
+    # border)
+    (2, 3, 7, 8, 4, 3, 3, 1, (1, 0, 2, 0), 1, 1, True),
+    (2, 1, 6, 5, 2, 1, 1, 1, (0, 0, 1, 0), 1, 1, False),
     (2, 3, 9, 9, 4, 3, 3, 1, 2, 2, 1, True),
     (2, 3, 11, 9, 5, 3, 2, 1, "same", (2, 3), 1, True),
     (2, 3, 11, 10, 4, 3, 3, 2, 1, 2, 1, False),
@@ -135,19 +139,30 @@ def test_conv_geometry_fused_relu_bit_for_bit(rng, isa, dtype, case):
     np.testing.assert_array_equal(_bits(got), _bits(want), err_msg=f"{isa} {case}")
 
 
-@pytest.mark.parametrize(
-    "case", [c for c in GEOM_CASES if c[10] > 1], ids=[geom_id(c) for c in GEOM_CASES if c[10] > 1]
-)
+# Depthwise shapes big enough for the kernels' parallel regions (N*FN*OH*OW >= 2**14: all GEOM_CASES but one
+# run on one thread whatever the thread count): the wide path (multiplier 2, strides 1 and 3) and ragged
+# channels-last blocks (the input gradient's gather at stride 1, its scatter at stride 2).
+PARALLEL_DW_CASES = [
+    (4, 8, 32, 32, 16, 3, 3, 1, 1, 1, 8, True),
+    (4, 8, 50, 50, 16, 3, 3, 3, "same", 1, 8, False),
+    (3, 21, 24, 24, 21, 3, 3, 1, 1, 1, 21, True),
+    (3, 21, 48, 48, 21, 3, 3, 2, 1, 1, 21, True),
+]
+THREAD_CASES = [c for c in GEOM_CASES if c[10] > 1] + PARALLEL_DW_CASES
+
+
+@pytest.mark.parametrize("case", THREAD_CASES, ids=[geom_id(c) for c in THREAD_CASES])
 def test_grouped_and_depthwise_same_bits_on_any_thread_count(rng, num_threads, dtype, case):
-    """Grouped and depthwise gradients are summed in an order fixed by the shape: 1 and 2 threads agree."""
+    """Grouped and depthwise gradients are summed in an order fixed by the shape: 1, 2 and 3 threads agree."""
     x, Wt, b, kw = geom_inputs(rng, case, dtype)
     dout = randn(rng, ops.conv_forward(x, Wt, b, **kw).shape, dtype)
     results = []
-    for n in (1, 2):
+    for n in (1, 2, 3):
         num_threads(n)
         results.append((ops.conv_forward(x, Wt, b, **kw), *ops.conv_backward(x, Wt, dout, **kw)))
-    for a, c in zip(*results):
-        np.testing.assert_array_equal(_bits(a), _bits(c))
+    for other in results[1:]:
+        for a, c in zip(results[0], other):
+            np.testing.assert_array_equal(_bits(a), _bits(c))
 
 
 def test_book_call_unchanged_by_explicit_geometry(rng, dtype):
@@ -470,18 +485,21 @@ def test_reference_convolution_numerical_gradient(rng, case):
 @pytest.mark.parametrize("value", [np.inf, np.nan])
 @pytest.mark.parametrize("col", [0, 7, 8])
 @pytest.mark.parametrize("stride", [1, 2, (3, 2)])
-@pytest.mark.parametrize("where", ["x", "dout"])
+@pytest.mark.parametrize("where", ["x", "dout", "W"])
 @pytest.mark.parametrize("multiplier", [1, 2])
 def test_depthwise_nonfinite_inputs_propagate_like_reference(rng, isa, value, col, stride, where, multiplier):
     """The depthwise kernels read the plane in padded layouts (channels-last blocks with multiplier 1, the
     wide grid with its dropped columns, split into phase planes at stride > 1, with multiplier 2): an inf /
-    NaN in x's or dout's first or last columns must still reach exactly the outputs and gradients the
-    reference pairs it with."""
+    NaN in x's or dout's first or last columns, or in a filter's first row of taps (which the stride-1 input
+    gradient's gather would pair with dout's zero padding), must still reach exactly the outputs and gradients
+    the reference pairs it with."""
     x = rng.standard_normal((2, 3, 7, 9))
     Wt, b = rng.standard_normal((3 * multiplier, 1, 3, 3)), rng.standard_normal(3 * multiplier)
     kw = {"stride": stride, "pad": "same", "dilation": 1, "groups": 3}
     if where == "x":
         x[1, 2, 3, col] = value
+    if where == "W":
+        Wt[3 * multiplier - 1, 0, 0, col % 3] = value
     out = ops.conv_forward(x, Wt, b, **kw)
     dout = rng.standard_normal(out.shape)
     if where == "dout":
@@ -491,3 +509,19 @@ def test_depthwise_nonfinite_inputs_propagate_like_reference(rng, isa, value, co
     for name, got, want in (("out", out, r_out), ("dx", dx, r_dx), ("dW", dW, r_dW), ("db", db, r_db)):
         np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"{isa} {name} NaN pattern")
         np.testing.assert_allclose(got, want, **TOL_DOT[np.float64], equal_nan=True, err_msg=f"{isa} {name}")
+
+
+@pytest.mark.parametrize("multiplier", [1, 2])
+def test_depthwise_zero_sums_are_positive_zero_like_reference(rng, isa, dtype, multiplier):
+    """A sum of -0.0 products (x and dout zero, negative weights, no bias) is +0.0 in the output and the input
+    gradient, as in the reference, on every depthwise path (the channels-last blocks and their stride-1 gather
+    start each sum with a product)."""
+    x = np.zeros((2, 3, 5, 6), dtype)
+    Wt = (-1.0 - np.abs(randn(rng, (3 * multiplier, 1, 3, 3), dtype))).astype(dtype)
+    kw = {"stride": 1, "pad": 1, "dilation": 1, "groups": 3}
+    out = ops.conv_forward(x, Wt, None, **kw)
+    dx, _, _ = ops.conv_backward(x, Wt, np.zeros_like(out), **kw)
+    r_out, r_dx, _, _, _ = geom_reference(x, Wt, None, kw, np.zeros(out.shape))
+    assert not np.signbit(r_out).any() and not np.signbit(r_dx).any()
+    np.testing.assert_array_equal(np.signbit(out), np.signbit(r_out), err_msg=f"{isa} out")
+    np.testing.assert_array_equal(np.signbit(dx), np.signbit(r_dx), err_msg=f"{isa} dx")

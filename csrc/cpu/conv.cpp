@@ -104,10 +104,11 @@ void pad_image(const T* x, const ConvGeom& g, const GatherGeom& s, T* xp) {
       index_t w = 0;
       for (; w + 8 <= g.W; w += 8) std::memcpy(dst + w, src + w, 8 * sizeof(T));
       for (; w < g.W; ++w) dst[w] = src[w];
-      // right border of this row and left border of the next one are adjacent in the flat layout
-      std::fill(dst + g.W, dst + g.W + g.pr + pl, T(0));
+      // right border of this row and left border of the next one are adjacent in the flat layout (the last
+      // row's right border only: with no bottom rows the plane ends there)
+      std::fill(dst + g.W, dst + g.W + g.pr + (h + 1 < g.H ? pl : 0), T(0));
     }
-    std::fill(xc + (g.H + pt) * s.Wp + pl, xc + plane, T(0));  // bottom rows
+    std::fill(xc + (g.H + pt) * s.Wp, xc + plane, T(0));  // bottom rows
   }
 }
 

@@ -6,13 +6,15 @@
 // A GEMM of one row per channel wastes the GEMM's blocking, so these are direct kernels. One filter per channel
 // (M == 1, MobileNet's case), up to 64 taps: channels-last blocks (ClBlock) of kLanes channels of one image,
 // threads over the N * ceil(C / kLanes) blocks; each output pixel is a vector over the block's channels, each
-// tap a vector load, the input gradient a scatter of vectors. Otherwise plane by plane: threads over the N*FN
+// tap a vector load; the input gradient the forward of dout with the taps reversed at stride 1 (pads within
+// the window, finite weights), else a scatter of vectors. Otherwise plane by plane: threads over the N*FN
 // (forward, weight gradient) or N*C (input gradient) planes; strides up to 4 and up to 64 taps on the wide
 // grid of a padded plane (WidePath: one contiguous sweep per tap over the whole plane, the plane split into
 // phase planes at stride > 1), other geometries row by row, the input gradient a scatter of scaled dout rows
 // per tap. The weight gradient is a partial per (image, filter) (per block for ClBlock, each sum in a fixed
 // order), summed over the images in order: the same bits on any thread count.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -411,7 +413,7 @@ void to_lanes(const T* src, index_t stride, index_t n, index_t nc, const index_t
   }
 }
 
-// Channels last -> planes: dst[l * stride + p] = src[off(p) + l] (+ bias[l], then relu) for p < n, l < nc.
+// Channels last -> planes: dst[l * stride + p] = src[off(p) + l] + (bias[l] or 0), then relu; p < n, l < nc.
 template <typename T>
 void from_lanes(const T* src, const index_t* offs, index_t n, index_t nc, T* dst, index_t stride, const T* bias,
                 bool relu) {
@@ -424,7 +426,7 @@ void from_lanes(const T* src, const index_t* offs, index_t n, index_t nc, T* dst
     Transposer<T>::run(v);
     for (index_t l = 0; l < nc; ++l) {
       V r = v[l];
-      if (bias) r = r + bias[l];
+      r = r + (bias ? bias[l] : T(0));  // as finish(): + 0 turns a product's -0.0 into the sum's +0.0
       if (relu) r = r <= V{} ? V{} : r;  // as finish(): NaN passes
       if (cnt == L)
         std::memcpy(dst + l * stride + p0, &r, sizeof r);
@@ -465,10 +467,16 @@ class ClBlock {
   }
 
   // The block's weights: filters w (nc, FH, FW), lanes past nc zero; flip: the taps reversed (the input
-  // gradient as the forward of dout).
-  void load_weights(const T* w, index_t nc, bool flip = false) {
+  // gradient as the forward of dout). Returns whether every weight is finite.
+  bool load_weights(const T* w, index_t nc, bool flip = false) {
+    bool finite = true;
     for (index_t t = 0; t < KK_; ++t)
-      for (index_t l = 0; l < L; ++l) wt_[t * L + l] = l < nc ? w[l * KK_ + (flip ? KK_ - 1 - t : t)] : T(0);
+      for (index_t l = 0; l < L; ++l) {
+        const T v = l < nc ? w[l * KK_ + (flip ? KK_ - 1 - t : t)] : T(0);
+        finite = finite && std::isfinite(v);
+        wt_[t * L + l] = v;
+      }
+    return finite;
   }
 
   // yt (P, L) <- planes d (nc, OH, OW): dout for the gradients.
@@ -658,6 +666,9 @@ void depthwise_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* 
       std::unique_ptr<ClBlock<T>> fblk;  // the flipped forward's block, after blk's scratch
       if (dx && flip) fblk = std::make_unique<ClBlock<T>>(gt, my + ClBlock<T>::scratch(g, L));
       index_t loaded = -1;  // the channel block whose weights blk / fblk hold
+      // the gather multiplies every weight by dout's zero padding too: an inf / NaN weight would turn into
+      // NaN pixels the reference (and the scatter) never pair it with, so such a block takes the scatter
+      bool gather = false;
 #pragma omp for schedule(static)
       for (index_t i = 0; i < N * CB; ++i) {  // block-major, as the forward
         const index_t n = i % N, cb = i / N, c0 = cb * L, nc = min_i(L, C - c0);
@@ -666,13 +677,11 @@ void depthwise_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* 
         blk.weight_grad(part + (n * FN + c0) * (KK + 1), nc);
         if (!dx) continue;
         if (cb != loaded) {
-          if (fblk)
-            fblk->load_weights(w + c0 * KK, nc, true);
-          else
-            blk.load_weights(w + c0 * KK, nc);
+          gather = fblk && fblk->load_weights(w + c0 * KK, nc, true);
+          if (!gather) blk.load_weights(w + c0 * KK, nc);
         }
         loaded = cb;
-        if (fblk) {
+        if (gather) {
           fblk->load_input(dout + (n * FN + c0) * P, nc);
           fblk->forward(static_cast<const T*>(nullptr), dx + (n * C + c0) * HW, nc, false);
         } else {
