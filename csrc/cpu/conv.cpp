@@ -275,17 +275,13 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
                    int nthreads) {
   const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW, xs = g.C * g.H * g.W;
   const Ukr<T> u = gather_ukr(active_ukr<T>(), FN);  // dW's gather tiles: taps x FN filters
-  const bool gather = g.sh == 1 && g.sw == 1, want_dx = dx != nullptr;
-  const bool dx_by_conv = want_dx && dx_by_flipped_conv(g, active_ukr<T>());
-  const bool dx_by_col2im = want_dx && !dx_by_conv;
-  // W^T (CK, FN) packed once for the dcol GEMMs: A(i=ck, k=f) = w[f*CK + ck]
-  Scratch<T> wt_pack(dx_by_col2im ? static_cast<std::size_t>(round_up(CK, u.mr) * FN) : 0);
-  if (dx_by_conv) {
-    Scratch<T> wflip(static_cast<std::size_t>(FN * CK)), zero(static_cast<std::size_t>(g.C), true);
-    flip_filters(w, g, FN, wflip.data());
-    conv_forward<T>(dout, wflip.data(), zero.data(), dx, flipped_geom(g, FN), g.C, nthreads);
-  } else if (dx_by_col2im) {
-    pack_a_full<T>(u, CK, FN, w, 1, CK, wt_pack.data());
+  const bool gather = g.sh == 1 && g.sw == 1;
+  if (dx) {
+    // the input gradient is conv_backward_data's; its flipped forward gets a zero bias, so that a sum of -0.0
+    // products comes out +0.0 as col2im's (which adds onto +0.0) and the reference's
+    const bool flipped = dx_by_flipped_conv(g, active_ukr<T>());
+    Scratch<T> zero(flipped ? static_cast<std::size_t>(g.C) : 0, true);
+    conv_backward_data<T>(w, dout, flipped ? zero.data() : nullptr, dx, g, FN, nthreads);
   }
 
   // dW and db: the images are split into S slots of consecutive images (S fixed by N alone, see conv.h); each
@@ -303,7 +299,6 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
     const index_t per_image = (s.xp_size + fnpad * P) * static_cast<index_t>(sizeof(T));
     dw_batch = std::max<index_t>(1, std::min<index_t>(CONV_DW_MAX_IMAGES, CONV_DW_BYTES / per_image));
   }
-  const index_t npad = round_up(P, u.nr);
   const int inner = gather ? threads_inside_image(g.N, FN * CK * P, nthreads) : 1;
   auto slot_work = [&](index_t slot) {
     T* gdw = part_dw + slot * pw;
@@ -323,13 +318,6 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
         // B(k=p, j=ck) = col[ck*P + p]
         gemm_serial<T>(FN, CK, P, T(1), dn, P, 1, col, 1, P, first ? T(0) : T(1), gdw, CK);
       }
-      if (!dx_by_col2im) continue;
-      // dcol (CK, P) = W^T @ dout_n, then dx_n = col2im(dcol)
-      T* bpack = thread_workspace<T>(WS_CONV_BPACK, static_cast<std::size_t>(npad * FN));
-      T* dcol = thread_workspace<T>(WS_CONV_DCOL, static_cast<std::size_t>(CK * P));
-      pack_b_full<T>(u, FN, P, dn, P, 1, bpack);
-      gemm_prepacked<T>(u, CK, P, FN, T(1), wt_pack.data(), bpack, T(0), dcol, P);
-      col2im_image<T>(dcol, g, dx + n * xs);
     }
   };
   if (inner == 1) {
