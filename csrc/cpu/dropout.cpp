@@ -65,11 +65,10 @@ template <typename T>
 void dropout_backward(const T* dout, const std::uint8_t* mask, T* dx, std::int64_t n) {
   // The mask is read as bytes and compared with zero: a bool array from elsewhere may hold other values,
   // and loading such a byte as a C++ bool would be undefined.
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
-  for (std::int64_t i = 0; i < n; ++i) {
+  simd_for(n, kParallelMin, [&](std::int64_t i) {
     const compute_t<T> f = keep_factor<compute_t<T>>(mask[i]), v = to_compute(dout[i]);
     dx[i] = from_compute<T>(v * f);
-  }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------------

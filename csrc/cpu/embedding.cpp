@@ -50,8 +50,7 @@ void embedding_backward(const T* dout, const std::int64_t* idx, T* dw, std::int6
       }
     }
   } else {
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (VD >= kParallelMin)
-    for (std::int64_t i = 0; i < VD; ++i) dw[i] = T(0);
+    simd_for(VD, kParallelMin, [&](std::int64_t i) { dw[i] = T(0); });
 #pragma omp parallel for schedule(static) num_threads(num_threads()) if (M * D >= kParallelMin && blocks > 1)
     for (std::int64_t cb = 0; cb < blocks; ++cb) {
       const std::int64_t j0 = cb * kColBlock, j1 = std::min(D, j0 + kColBlock);

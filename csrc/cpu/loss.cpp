@@ -126,8 +126,7 @@ template <typename T>
 void softmax_ce_backward_dense(const T* y, const T* t, T* dx, std::int64_t N, std::int64_t K, double dout) {
   const T Nt = static_cast<T>(N), d = static_cast<T>(dout);
   const std::int64_t NK = N * K;
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (NK >= kParallelMin)
-  for (std::int64_t i = 0; i < NK; ++i) dx[i] = ((y[i] - t[i]) / Nt) * d;
+  simd_for(NK, kParallelMin, [&](std::int64_t i) { dx[i] = ((y[i] - t[i]) / Nt) * d; });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -254,8 +253,8 @@ double sigmoid_bce_forward(const T* x, const T* t, T* y, std::int64_t n) {
 template <typename T>
 void sigmoid_bce_backward(const T* y, const T* t, T* dx, std::int64_t n, double dout) {
   const compute_t<T> k = static_cast<compute_t<T>>(dout / static_cast<double>(n));
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
-  for (std::int64_t i = 0; i < n; ++i) dx[i] = from_compute<T>((to_compute(y[i]) - to_compute(t[i])) * k);
+  simd_for(n, kParallelMin,
+           [&](std::int64_t i) { dx[i] = from_compute<T>((to_compute(y[i]) - to_compute(t[i])) * k); });
 }
 
 template <typename T>
@@ -270,8 +269,8 @@ double mse_forward(const T* y, const T* t, std::int64_t n) {
 template <typename T>
 void mse_backward(const T* y, const T* t, T* dx, std::int64_t n, double dout) {
   const compute_t<T> k = static_cast<compute_t<T>>(2.0 * dout / static_cast<double>(n));
-#pragma omp parallel for simd schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
-  for (std::int64_t i = 0; i < n; ++i) dx[i] = from_compute<T>((to_compute(y[i]) - to_compute(t[i])) * k);
+  simd_for(n, kParallelMin,
+           [&](std::int64_t i) { dx[i] = from_compute<T>((to_compute(y[i]) - to_compute(t[i])) * k); });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
