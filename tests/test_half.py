@@ -396,6 +396,93 @@ def test_conv_fused_relu(rng, hdtype):
     np.testing.assert_array_equal(f64(fused), f64(ops.relu_forward(plain)))
 
 
+# bfloat16 convolution on AMX tiles (csrc/cpu/conv_amx.h): native where the CPU and OS offer AMX-BF16, and the
+# same tile program, packing and loops emulated by scalar code on every CPU
+
+# (N, C, H, W, FN, FH, FW, pad): stride 1, input channels a multiple of 16 (the tiles' condition)
+AMX_CASES = [
+    (3, 16, 8, 8, 16, 3, 3, 1),
+    (2, 32, 7, 7, 64, 3, 3, 1),
+    (17, 16, 6, 5, 32, 2, 2, 0),  # an even filter; more images than weight-gradient slots
+    (1, 16, 9, 7, 48, 3, 3, (0, 2, 1, 0)),  # one image, per-side padding
+    (2, 32, 5, 6, 16, 5, 5, 2),
+    (2, 48, 6, 5, 16, 1, 1, 0),
+    (2, 16, 4, 4, 20, 3, 3, 1),  # 20 filters: the forward on tiles, the backward staged (filters % 16 != 0)
+    (2, 16, 5, 5, 16, 3, 3, 3),  # pad >= filter: the backward staged (its input gradient would pad by -1)
+]
+
+
+@pytest.fixture(params=["emulated", "native"])
+def amx(request):
+    """Each AMX mode this machine has (native skipped without AMX-BF16); the previous mode is restored."""
+    prev = fastconv._cpu.amx_mode()
+    try:
+        fastconv._cpu.set_amx_mode(request.param)
+    except ValueError as exc:
+        pytest.skip(str(exc))
+    yield request.param
+    fastconv._cpu.set_amx_mode(prev)
+
+
+@pytest.mark.parametrize("case", AMX_CASES, ids=[f"amx{i}" for i in range(len(AMX_CASES))])
+def test_conv_amx(rng, amx, case):
+    N, C, H, W, FN, FH, FW, pad = case
+    x, Wt, b = rand(rng, (N, C, H, W), BF16), rand(rng, (FN, C, FH, FW), BF16, 0.3), rand(rng, FN, BF16)
+    before = fastconv._cpu.amx_calls()
+    out = ops.conv_forward(x, Wt, b, 1, pad)
+    dout = rand(rng, out.shape, BF16)
+    dx, dW, db = ops.conv_backward(x, Wt, dout, 1, pad)
+    tiles_backward = FN % 16 == 0 and (pad if isinstance(pad, int) else max(pad)) < FH
+    assert fastconv._cpu.amx_calls() - before == 1 + tiles_backward, "the tiles ran as often as expected"
+    (r_out, r_dx, r_dW, r_db), (m_out, m_dx, m_dW, m_db) = conv_ref(*f64(x, Wt, b, dout), (1, pad, 1, 1))
+    OH, OW = out.shape[2:]
+    assert_within(out, r_out, bound(r_out, BF16, (C * FH * FW + 1) * U32 * m_out), f"{amx} {case} out")
+    assert_within(dx, r_dx, bound(r_dx, BF16, FN * FH * FW * U32 * m_dx), f"{amx} {case} dx")
+    assert_within(dW, r_dW, bound(r_dW, BF16, N * OH * OW * U32 * m_dW), f"{amx} {case} dW")
+    assert_within(db, r_db, bound(r_db, BF16, N * OH * OW * U32 * m_db), f"{amx} {case} db")
+    # the fused ReLU is relu_forward of the plain result; the weight gradient alone is the same bits
+    np.testing.assert_array_equal(f64(ops.conv_forward(x, Wt, b, 1, pad, relu=True)), f64(ops.relu_forward(out)))
+    _, dW2, db2 = ops.conv_backward(x, Wt, dout, 1, pad, need_dx=False)
+    np.testing.assert_array_equal(dW2.view(np.uint16), dW.view(np.uint16))
+    np.testing.assert_array_equal(db2.view(np.uint16), db.view(np.uint16))
+
+
+def test_conv_amx_threads_same_bits(rng, amx):
+    x, Wt, dout = rand(rng, (37, 16, 6, 6), BF16), rand(rng, (32, 16, 3, 3), BF16), rand(rng, (37, 32, 6, 6), BF16)
+    prev = fastconv.get_num_threads()
+    got = []
+    try:
+        for t in (1, 2, 3):
+            fastconv.set_num_threads(t)
+            got.append((ops.conv_forward(x, Wt, None, 1, 1), *ops.conv_backward(x, Wt, dout, 1, 1)))
+    finally:
+        fastconv.set_num_threads(prev)
+    for other in got[1:]:
+        for a, b in zip(got[0], other):
+            np.testing.assert_array_equal(a.view(np.uint16), b.view(np.uint16))
+
+
+@pytest.mark.parametrize("where", ["x", "W", "dout"])
+def test_conv_amx_nonfinite_staged(rng, amx, where):
+    """A non-finite input leaves the call to the staged float path (the tiles would pair an inf with a zero
+    weight of the padded tap pairs or the padded pixels and make a NaN the reference does not have)."""
+    x, Wt, dout = rand(rng, (2, 16, 5, 5), BF16), rand(rng, (16, 16, 3, 3), BF16), rand(rng, (2, 16, 5, 5), BF16)
+    {"x": x, "W": Wt, "dout": dout}[where].reshape(-1)[7] = np.inf
+    before = fastconv._cpu.amx_calls()
+    got = (ops.conv_forward(x, Wt, None, 1, 1), *ops.conv_backward(x, Wt, dout, 1, 1))
+    assert fastconv._cpu.amx_calls() - before == (1 if where == "dout" else 0)
+    fastconv._cpu.set_amx_mode("off")
+    want = (ops.conv_forward(x, Wt, None, 1, 1), *ops.conv_backward(x, Wt, dout, 1, 1))
+    for a, b in zip(got[1:], want[1:]):
+        np.testing.assert_array_equal(a.view(np.uint16), b.view(np.uint16))
+
+
+def test_amx_mode_errors():
+    with pytest.raises(ValueError, match="amx: expected 'off', 'native' or 'emulated'"):
+        fastconv._cpu.set_amx_mode("fast")
+    assert fastconv.info()["amx_mode"] == fastconv._cpu.amx_mode()
+
+
 @pytest.mark.parametrize("stride,pad", [(1, 0), (2, 1)])
 def test_deconv(rng, isa, hdtype, stride, pad):
     x, Wt, b = rand(rng, (3, 4, 5, 5), hdtype), rand(rng, (4, 3, 3, 3), hdtype, 0.3), rand(rng, 3, hdtype)

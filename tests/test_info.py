@@ -157,7 +157,10 @@ def test_reduced_precision_features_match_the_kernel_s_cpu_flags():
     info = fastconv.info()
     have = info["reduced_precision_cpu"]
     assert set(have) <= {"f16c", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16"}
-    assert info["reduced_precision_native"] == []
+    # the kernels use AMX-BF16 (the bfloat16 convolution's tiles) only where the CPU reports it
+    used = info["amx_mode"] == "native" and info["simd"] == "avx512"
+    assert info["reduced_precision_native"] == (["amx_bf16"] if used else [])
+    assert info["amx_mode"] != "native" or "amx_bf16" in have
     try:
         with open("/proc/cpuinfo") as f:
             flags = next(line for line in f if line.startswith("flags")).split(":", 1)[1].split()
@@ -167,6 +170,13 @@ def test_reduced_precision_features_match_the_kernel_s_cpu_flags():
         pytest.skip("not an x86-64 CPU with AVX2")
     for name in ("f16c", "avx512_bf16", "avx512_fp16", "amx_bf16"):
         assert (name in have) == (name in flags), name
+
+
+@pytest.mark.parametrize("env", ["off", "emulated"])
+def test_amx_mode_from_environment(env):
+    r = run_python("import fastconv; print(fastconv.info()['amx_mode'])", FASTCONV_AMX=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == env
 
 
 def _cpu_vendor():

@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 
 #include "bindings/bind_util.h"
+#include "cpu/conv_amx.h"
 #include "cpu/isa.h"
 #include "cpu/threads.h"
 #include "cpu/workspace.h"
@@ -66,6 +67,14 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("set_cpu_isa", [](const std::string& isa) { cpu::set_isa(isa); }, py::arg("isa"),
         "Force the GEMM micro-kernel ISA: 'avx512', 'avx2' or 'scalar'. Raises ValueError if the CPU or the "
         "build lacks it.");
+
+  m.def("amx_mode", [] { return std::string(cpu::amx_mode_name()); },
+        "How the bfloat16 convolution uses AMX tiles: 'native', 'emulated' (tests) or 'off' (FASTCONV_AMX).");
+  m.def("amx_calls", [] { return cpu::amx_calls(); },
+        "Convolution calls (forward or backward) run on AMX tiles, native or emulated, since import (tests).");
+  m.def("set_amx_mode", [](const std::string& mode) { cpu::set_amx_mode(mode); }, py::arg("mode"),
+        "Force the bfloat16 convolution's AMX mode: 'off', 'native' (ValueError where the CPU or OS lacks "
+        "AMX-BF16) or 'emulated' (the tile program in scalar code, for tests).");
 
   m.def("avx512_tile", [] { return std::string(cpu::avx512_tile_name()); },
         "The AVX-512 float32 GEMM micro-kernel's tile, '16x16' or '12x32' (chosen per CPU, or forced by "

@@ -13,6 +13,7 @@
 
 #include "common/half.h"
 #include "cpu/conv.h"
+#include "cpu/conv_amx.h"
 #include "cpu/half_convert.h"
 #include "cpu/workspace.h"
 
@@ -96,6 +97,24 @@ void backward_by_slot(const S* x, const S* dout, S* dx, S* dw, S* db, index_t N,
   narrow(pb.data(), db, bsize);
 }
 
+// bfloat16 on AMX tiles where conv_amx.h takes the call (true: done); every other type never.
+template <typename S>
+bool amx_forward(const S*, const S*, const S*, S*, const ConvGeom&, index_t, int, bool) {
+  return false;
+}
+inline bool amx_forward(const bf16* x, const bf16* w, const bf16* b, bf16* out, const ConvGeom& g, index_t FN,
+                        int nthreads, bool relu) {
+  return conv_forward_amx(x, w, b, out, g, FN, nthreads, relu);
+}
+template <typename S>
+bool amx_backward(const S*, const S*, const S*, S*, S*, S*, const ConvGeom&, index_t, int) {
+  return false;
+}
+inline bool amx_backward(const bf16* x, const bf16* w, const bf16* dout, bf16* dx, bf16* dw, bf16* db,
+                         const ConvGeom& g, index_t FN, int nthreads) {
+  return conv_backward_amx(x, w, dout, dx, dw, db, g, FN, nthreads);
+}
+
 inline ConvGeom with_images(ConvGeom g, index_t n) {
   g.N = n;
   return g;
@@ -107,6 +126,7 @@ inline ConvGeom with_images(ConvGeom g, index_t n) {
   template <>                                                                                                     \
   void conv_forward_groups<S>(const S* x, const S* w, const S* b, S* out, const ConvGeom& g, index_t FN,          \
                               index_t groups, int nthreads, bool relu) {                                          \
+    if (groups == 1 && amx_forward(x, w, b, out, g, FN, nthreads, relu)) return;                                 \
     const std::vector<float> wf = widened(w, FN * (g.C / groups) * g.FH * g.FW), bf = widened(b, b ? FN : 0);    \
     forward_by_chunk(x, out, g.N, g.C * g.H * g.W, FN * g.OH * g.OW, nthreads,                                   \
                      [&](const float* xf, float* of, index_t cnt, int nt) {                                       \
@@ -117,6 +137,7 @@ inline ConvGeom with_images(ConvGeom g, index_t n) {
   template <>                                                                                                     \
   void conv_backward_groups<S>(const S* x, const S* w, const S* dout, S* dx, S* dw, S* db, const ConvGeom& g,     \
                                index_t FN, index_t groups, int nthreads) {                                        \
+    if (groups == 1 && amx_backward(x, w, dout, dx, dw, db, g, FN, nthreads)) return;                            \
     const index_t wsize = FN * (g.C / groups) * g.FH * g.FW;                                                      \
     const std::vector<float> wf = widened(w, wsize);                                                              \
     backward_by_slot(x, dout, dx, dw, db, g.N, g.C * g.H * g.W, FN * g.OH * g.OW, wsize, FN, nthreads,            \

@@ -1,0 +1,335 @@
+// conv_amx.cpp: the bfloat16 convolution on AMX tiles (conv_amx.h): the mode, the emulated tile kernel, the
+// packing and the loops around the tile kernel. Compiled for the baseline ISA; the AMX instructions live in
+// conv_amx_tiles.cpp.
+#include "cpu/conv_amx.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cpu/conv.h"
+#include "cpu/half_convert.h"
+#include "cpu/isa.h"
+#include "cpu/workspace.h"
+
+#define FC_AMX_NS amx_base
+#include "cpu/conv_amx_pack.h"
+
+namespace fastconv::cpu {
+
+namespace {
+
+// Zeroed pairs after each padded plane: the last wide columns of a tile read up to FW + 31 pairs past
+// the plane's end (conv_amx.h), so filters up to kMaxF wide stay inside the buffer.
+constexpr index_t kMaxF = 32, kSlack = 64;
+
+bool cpu_has_amx_bf16() {
+  for (const char* f : cpu_features())
+    if (std::string(f) == "amx_bf16") return true;
+  return false;
+}
+
+AmxMode mode_at_import() {
+  const bool native = amx_native_available();
+  if (const char* env = std::getenv("FASTCONV_AMX")) {
+    const std::string s(env);
+    if (s == "off" || s == "0") return AmxMode::off;
+    if (s == "emulated") return AmxMode::emulated;
+  }
+  return native ? AmxMode::native : AmxMode::off;
+}
+
+std::atomic<long long> g_calls{0};
+
+std::atomic<int>& mode_cell() {
+  static std::atomic<int> cell{static_cast<int>(mode_at_import())};
+  return cell;
+}
+
+// ------------------------------------------------------------------------------------------------------
+// the tile kernel run by scalar code: the same operands and layouts as amx_block_native
+
+inline float bf16_value(std::uint16_t v) {
+  // denormal inputs count as zero, as TDPBF16PS takes them
+  if ((v & 0x7f80u) == 0) v &= 0x8000u;
+  const std::uint32_t u = static_cast<std::uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+void amx_block_emulated(int mt, int nt, index_t steps, const char* a, const index_t* aoff, index_t lda,
+                        const char* b, const index_t* boff, index_t ldb, float* c, index_t ldc, bool accumulate) {
+  for (index_t i = 0; i < mt * 16; ++i)
+    for (index_t j = 0; j < nt * 16; ++j) {
+      float acc = accumulate ? c[i * ldc + j] : 0.0f;
+      for (index_t s = 0; s < steps; ++s) {
+        const auto* ar = reinterpret_cast<const std::uint16_t*>(a + aoff[s] + i * lda);
+        const char* bt = b + boff[s] + (j / 16) * 64 + (j % 16) * 4;
+        for (index_t q = 0; q < 16; ++q) {
+          const auto* bp = reinterpret_cast<const std::uint16_t*>(bt + q * ldb);
+          acc += bf16_value(ar[2 * q]) * bf16_value(bp[0]);
+          acc += bf16_value(ar[2 * q + 1]) * bf16_value(bp[1]);
+        }
+      }
+      c[i * ldc + j] = acc;
+    }
+}
+
+// ------------------------------------------------------------------------------------------------------
+// shared pieces
+
+struct TileRun {
+  amx_block_fn fn;
+  AmxPack pack;
+  bool native;
+};
+
+TileRun tile_run() {
+  if (amx_mode() == AmxMode::native) return {amx_block_native, amx_pack_native(), true};
+  return {amx_block_emulated, amx_base::pack_fns(), false};
+}
+
+// The calling thread's tile configuration for the life of a parallel region.
+struct TileScope {
+  explicit TileScope(bool native) : native_(native) {
+    if (native_) amx_tiles_begin();
+  }
+  ~TileScope() {
+    if (native_) amx_tiles_end();
+  }
+  bool native_;
+};
+
+// ------------------------------------------------------------------------------------------------------
+// forward (and the input gradient as a forward)
+
+// A convolution with stride 1 and no dilation of N images of Ci channels (H x W, padding pt/pb/pl/pr) by
+// filters packed as pack_filters writes them, into out (N, FO, OH, OW): + bias[f] (float, or none), ReLU'd.
+struct Forward {
+  const bf16* x;
+  index_t N, Ci, H, W, pt, pb, pl, pr, FH, FW;
+  const std::uint16_t* wp;  // FOpad rows of steps * 32 bfloat16
+  index_t FO;
+  const float* bias;
+  bool relu;
+  bf16* out;
+  index_t OH, OW;
+};
+
+index_t kw_pairs(index_t FW) { return (FW + 1) / 2; }
+
+// wp[f][s*32 + 2j + e] = w(f, cb*16 + j, kh, 2*kwp + e) (zero past FW and for f >= FO), s = (kh*KWP + kwp)*CB + cb.
+template <typename Get>
+std::vector<std::uint16_t> pack_filters(index_t FO, index_t Ci, index_t FH, index_t FW, Get&& get) {
+  const index_t KWP = kw_pairs(FW), CB = Ci / 16, steps = FH * KWP * CB, FOpad = round_up(FO, 16);
+  std::vector<std::uint16_t> wp(static_cast<std::size_t>(FOpad * steps * 32), 0);
+  for (index_t f = 0; f < FO; ++f)
+    for (index_t kh = 0; kh < FH; ++kh)
+      for (index_t kwp = 0; kwp < KWP; ++kwp)
+        for (index_t cb = 0; cb < CB; ++cb) {
+          std::uint16_t* d = wp.data() + f * steps * 32 + ((kh * KWP + kwp) * CB + cb) * 32;
+          for (index_t j = 0; j < 16; ++j)
+            for (index_t e = 0; e < 2; ++e) {
+              const index_t kw = 2 * kwp + e;
+              d[2 * j + e] = kw < FW ? get(f, cb * 16 + j, kh, kw) : std::uint16_t(0);
+            }
+        }
+  return wp;
+}
+
+void run_forward(const Forward& p, int nthreads) {
+  const TileRun tr = tile_run();
+  const index_t R = p.W + p.pl + p.pr, Hp = p.H + p.pt + p.pb;
+  const index_t plane = round_up(Hp * R + kSlack, 16);
+  const index_t KWP = kw_pairs(p.FW), CB = p.Ci / 16, steps = p.FH * KWP * CB;
+  const index_t lda = steps * 64, FB = round_up(p.FO, 16) / 16;
+  const index_t Pw = p.OH * R, npb = (Pw + 15) / 16, ldc = round_up(npb, 2) * 16;
+  std::vector<index_t> aoff(static_cast<std::size_t>(steps)), boff(static_cast<std::size_t>(steps));
+  for (index_t kh = 0; kh < p.FH; ++kh)
+    for (index_t kwp = 0; kwp < KWP; ++kwp)
+      for (index_t cb = 0; cb < CB; ++cb) {
+        const index_t s = (kh * KWP + kwp) * CB + cb;
+        aoff[s] = s * 64;
+        boff[s] = (cb * 16 * plane + kh * R + 2 * kwp) * 4;
+      }
+  const int nt = static_cast<int>(std::max<index_t>(1, std::min<index_t>(nthreads, p.N)));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    TileScope scope(tr.native);
+    Scratch<std::uint32_t> pairs(static_cast<std::size_t>(p.Ci * plane));
+    Scratch<std::uint16_t> tmp(static_cast<std::size_t>(plane + 1));
+    Scratch<float> cbuf(static_cast<std::size_t>(32 * ldc));  // two filter blocks x every wide pixel
+#pragma omp for schedule(static)
+    for (index_t n = 0; n < p.N; ++n) {
+      tr.pack.pair_planes(p.x + n * p.Ci * p.H * p.W, p.Ci, p.H, p.W, p.pt, p.pl, R, plane, tmp.data(),
+                          pairs.data());
+      bf16* on = p.out + n * p.FO * p.OH * p.OW;
+      for (index_t fb = 0; fb < FB; fb += 2) {
+        const int mt = static_cast<int>(std::min<index_t>(2, FB - fb));
+        for (index_t pb = 0; pb < npb; pb += 2)
+          tr.fn(mt, static_cast<int>(std::min<index_t>(2, npb - pb)), steps,
+                reinterpret_cast<const char*>(p.wp + fb * 16 * steps * 32), aoff.data(), lda,
+                reinterpret_cast<const char*>(pairs.data() + pb * 16), boff.data(), plane * 4,
+                cbuf.data() + pb * 16, ldc, false);
+        // the valid pixels, output row by output row: + bias, ReLU, one rounding
+        const index_t f0 = fb * 16, rows = std::min<index_t>(mt * 16, p.FO - f0);
+        for (index_t oh = 0; oh < p.OH; ++oh)
+          tr.pack.store_rows(cbuf.data() + oh * R, ldc, rows, p.OW, p.bias ? p.bias + f0 : nullptr, p.relu,
+                             on + f0 * p.OH * p.OW + oh * p.OW, p.OH * p.OW);
+      }
+    }
+  }
+}
+
+bool geometry_ok(const ConvGeom& g) {
+  const AmxMode m = amx_mode();
+  if (m == AmxMode::off || (m == AmxMode::native && active_isa() != Isa::avx512)) return false;
+  return g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.C % 16 == 0 && g.FH <= kMaxF && g.FW <= kMaxF &&
+         g.N > 0 && g.OH > 0 && g.OW > 0;
+}
+
+}  // namespace
+
+bool amx_native_available() {
+  static const bool ok = cpu_has_amx_bf16() && amx_request_permission();
+  return ok;
+}
+
+long long amx_calls() { return g_calls.load(std::memory_order_relaxed); }
+
+AmxMode amx_mode() { return static_cast<AmxMode>(mode_cell().load(std::memory_order_relaxed)); }
+
+const char* amx_mode_name() {
+  switch (amx_mode()) {
+    case AmxMode::native: return "native";
+    case AmxMode::emulated: return "emulated";
+    default: return "off";
+  }
+}
+
+void set_amx_mode(const std::string& name) {
+  AmxMode m;
+  if (name == "off") m = AmxMode::off;
+  else if (name == "emulated") m = AmxMode::emulated;
+  else if (name == "native") {
+    if (!amx_native_available())
+      throw std::invalid_argument("amx: 'native' needs a CPU with AMX-BF16 and the OS's permission; this one lacks it");
+    m = AmxMode::native;
+  } else {
+    throw std::invalid_argument("amx: expected 'off', 'native' or 'emulated', got '" + name + "'");
+  }
+  mode_cell().store(static_cast<int>(m), std::memory_order_relaxed);
+}
+
+bool conv_forward_amx(const bf16* x, const bf16* w, const bf16* b, bf16* out, const ConvGeom& g, index_t FN,
+                      int nthreads, bool relu) {
+  if (!geometry_ok(g) || FN <= 0) return false;
+  const AmxPack pk = tile_run().pack;
+  const index_t C = g.C, FH = g.FH, FW = g.FW, wsize = FN * C * FH * FW;
+  if (!pk.finite(x, g.N * C * g.H * g.W) || !pk.finite(w, wsize) || (b && !pk.finite(b, FN))) return false;
+  const std::vector<std::uint16_t> wp = pack_filters(FN, C, FH, FW, [&](index_t f, index_t c, index_t kh, index_t kw) {
+    return w[((f * C + c) * FH + kh) * FW + kw].bits;
+  });
+  std::vector<float> bias(b ? static_cast<std::size_t>(FN) : 0);
+  if (b) widen(b, bias.data(), FN);
+  run_forward({x, g.N, C, g.H, g.W, g.pt, g.pb, g.pl, g.pr, FH, FW, wp.data(), FN, b ? bias.data() : nullptr, relu,
+               out, g.OH, g.OW},
+              nthreads);
+  g_calls.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+bool conv_backward_amx(const bf16* x, const bf16* w, const bf16* dout, bf16* dx, bf16* dw, bf16* db,
+                       const ConvGeom& g, index_t FN, int nthreads) {
+  if (!geometry_ok(g) || FN <= 0 || FN % 16 != 0) return false;
+  const index_t C = g.C, FH = g.FH, FW = g.FW, H = g.H, W = g.W, OH = g.OH, OW = g.OW, N = g.N;
+  // the input gradient's forward pads by F - 1 - pad: a pad of F or more is left to the staged path
+  if (dx && (g.pt >= FH || g.pb >= FH || g.pl >= FW || g.pr >= FW)) return false;
+  const TileRun tr = tile_run();
+  const index_t wsize = FN * C * FH * FW;
+  if (!tr.pack.finite(x, N * C * H * W) || !tr.pack.finite(w, wsize) || !tr.pack.finite(dout, N * FN * OH * OW))
+    return false;
+
+  // dx: dout (FN channels, OH x OW) convolved with w flipped and transposed, padded by F - 1 - pad
+  if (dx) {
+    const std::vector<std::uint16_t> wp =
+        pack_filters(C, FN, FH, FW, [&](index_t c, index_t f, index_t kh, index_t kw) {
+          return w[((f * C + c) * FH + (FH - 1 - kh)) * FW + (FW - 1 - kw)].bits;
+        });
+    run_forward({dout, N, FN, OH, OW, FH - 1 - g.pt, FH - 1 - g.pb, FW - 1 - g.pl, FW - 1 - g.pr, FH, FW, wp.data(),
+                 C, nullptr, false, dx, H, W},
+                nthreads);
+  }
+
+  // dW and db: slots of consecutive images (conv.h), each summed in order into its own float partials
+  // dWt[tap][c][f] and db[f]; the slots are then added in order and rounded once. Per tap, C (channels x
+  // filters) = A (the padded input planes, K = wide pixels shifted by the tap) x B (dout's wide pixel pairs).
+  const index_t R = W + g.pl + g.pr, Hp = H + g.pt + g.pb;
+  const index_t plane = round_up(Hp * R + kSlack, 32);
+  const index_t Ppad = round_up(OH * R, 32), qsteps = Ppad / 32;
+  const index_t taps = FH * FW, FB = FN / 16, CBk = C / 16;
+  const index_t slots = std::min<index_t>(N, CONV_GRAD_SLOTS), per = (N + slots - 1) / slots;
+  const index_t x_img = C * plane, d_img = Ppad / 2 * FN;  // per image: values of xpad, pairs of dout
+  // images per group: their packed copies within ~1 MiB (the bits do not depend on it)
+  const index_t group = std::clamp<index_t>((1 << 20) / std::max<index_t>(x_img * 2 + d_img * 4, 1), 1, per);
+  const index_t ps = taps * C * FN + FN;  // one slot's partials
+  std::vector<float> part(static_cast<std::size_t>(slots * ps), 0.0f);
+  const int nt = static_cast<int>(std::max<index_t>(1, std::min<index_t>(nthreads, slots)));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    TileScope scope(tr.native);
+    Scratch<std::uint16_t> xpad(static_cast<std::size_t>(group * x_img));
+    Scratch<std::uint32_t> dpairs(static_cast<std::size_t>(group * d_img));
+    Scratch<std::uint16_t> tmp(static_cast<std::size_t>(16 * Ppad));
+    std::vector<index_t> aoff(static_cast<std::size_t>(group * qsteps)), boff(aoff.size());
+#pragma omp for schedule(static)
+    for (index_t s = 0; s < slots; ++s) {
+      float* acc = part.data() + s * ps;
+      float* dbs = acc + taps * C * FN;
+      const index_t n0 = s * per, n1 = std::min(N, n0 + per);
+      for (index_t g0 = n0; g0 < n1; g0 += group) {
+        const index_t cnt = std::min(group, n1 - g0);
+        for (index_t k = 0; k < cnt; ++k) {
+          const index_t n = g0 + k;
+          tr.pack.pad_planes(x + n * C * H * W, C, H, W, g.pt, g.pl, R, plane, xpad.data() + k * x_img);
+          tr.pack.dout_pairs(dout + n * FN * OH * OW, FN, OH, OW, R, Ppad, tmp.data(), dpairs.data() + k * d_img,
+                             dbs);
+          for (index_t q = 0; q < qsteps; ++q) {
+            aoff[k * qsteps + q] = (k * x_img + q * 32) * 2;
+            boff[k * qsteps + q] = (k * d_img + q * 16 * FN) * 4;
+          }
+        }
+        const index_t steps = cnt * qsteps;
+        for (index_t kh = 0; kh < FH; ++kh)
+          for (index_t kw = 0; kw < FW; ++kw) {
+            const index_t tap = kh * FW + kw, toff = kh * R + kw;
+            for (index_t cb = 0; cb < CBk; cb += 2) {
+              const int mt = static_cast<int>(std::min<index_t>(2, CBk - cb));
+              for (index_t fb = 0; fb < FB; fb += 2)
+                tr.fn(mt, static_cast<int>(std::min<index_t>(2, FB - fb)), steps,
+                      reinterpret_cast<const char*>(xpad.data() + cb * 16 * plane + toff), aoff.data(), plane * 2,
+                      reinterpret_cast<const char*>(dpairs.data() + fb * 16), boff.data(), FN * 4,
+                      acc + (tap * C + cb * 16) * FN + fb * 16, FN, g0 > n0);
+            }
+          }
+      }
+    }
+  }
+  for (index_t s = 1; s < slots; ++s)
+    for (index_t i = 0; i < ps; ++i) part[i] += part[s * ps + i];
+  std::vector<float> wf(static_cast<std::size_t>(wsize));
+  for (index_t f = 0; f < FN; ++f)
+    for (index_t c = 0; c < C; ++c)
+      for (index_t t = 0; t < taps; ++t) wf[(f * C + c) * taps + t] = part[(t * C + c) * FN + f];
+  narrow(wf.data(), dw, wsize);
+  narrow(part.data() + taps * C * FN, db, FN);
+  g_calls.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+}  // namespace fastconv::cpu

@@ -1,0 +1,79 @@
+// conv_amx.h: the bfloat16 convolution on Intel AMX tiles (TDPBF16PS: bfloat16 pairs, float32 accumulation).
+// Forward, and the backward's weight and input gradients (the input gradient as the forward of dout with the
+// filters flipped and transposed), for one group, stride 1, no dilation, input channels (and, for the
+// backward, filters) a multiple of 16, padding below the filter size; every other convolution, and every call
+// with a non-finite input, stays on the staged float path of conv_half.cpp, which these calls leave to it by
+// returning false before writing anything.
+//
+// Layouts (conv_amx.cpp has the details):
+//  - "wide" pixels: output pixel (oh, ow) is column oh*R + ow, R the padded input width, so tap (kh, kw) of
+//    every pixel is one column offset kh*R + kw into the padded input plane and a B tile is 16 consecutive
+//    columns; the columns with ow >= OW are computed and thrown away.
+//  - forward B: per channel, the padded plane as 32-bit pairs (v[i], v[i+1]), so the pair of taps
+//    (kw, kw + 1) of 16 pixels is one 64-byte row; a tile's 16 rows are 16 channels (the K order is
+//    kh, kw pair, channel block, channel); an odd filter width pairs its last tap with a zero weight.
+//  - weight gradient: A is dout on the wide grid (zeros in the thrown-away columns), K the pixels of the
+//    images; B the padded input channels-last as pairs of consecutive pixels.
+// Every output value is summed in an order fixed by the shape (images in order, slots of CONV_GRAD_SLOTS for
+// the weight gradient), so the bits do not depend on the thread count.
+// Numerics: products of bfloat16 are exact in float32; TDPBF16PS adds them in float32 with denormal inputs and
+// outputs flushed to zero (values below 2**-126), the one difference from the staged path's float32 kernels
+// beyond the order of the additions. Results are rounded once to bfloat16 (to nearest even).
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "common/half.h"
+#include "common/shapes.h"
+
+namespace fastconv::cpu {
+
+using index_t = std::int64_t;
+
+// off: never; native: the CPU's tiles (AMX-BF16, and the OS's permission, arch_prctl); emulated: the same
+// tile program run by scalar C++ (tests: the packing, blocking and edges on CPUs without AMX).
+enum class AmxMode : int { off = 0, native = 1, emulated = 2 };
+AmxMode amx_mode();
+const char* amx_mode_name();
+// "off" | "native" (std::invalid_argument where the CPU or OS lacks it) | "emulated"
+void set_amx_mode(const std::string& name);
+// The mode at import: native where available (and the ISA in use is avx512), else off; FASTCONV_AMX=off /
+// native / emulated overrides (a native request on a CPU without it falls back to off).
+bool amx_native_available();
+// How many convolution calls (forward or backward) the tiles have run since import: tests check the dispatch.
+long long amx_calls();
+
+bool conv_forward_amx(const bf16* x, const bf16* w, const bf16* b, bf16* out, const ConvGeom& g, index_t FN,
+                      int nthreads, bool relu);
+// dx may be null (the weight gradient alone); dw and db must not be.
+bool conv_backward_amx(const bf16* x, const bf16* w, const bf16* dout, bf16* dx, bf16* dw, bf16* db,
+                       const ConvGeom& g, index_t FN, int nthreads);
+
+// The tile program's one kernel: C (MT*16 x NT*16 floats, row stride ldc floats) = [C +] sum over s < steps
+// of A_s B_s, tile (i, j) of C from A tile i (16 rows x 32 bfloat16 at a + aoff[s] + i*16*lda bytes, row stride
+// lda bytes) and B tile j (16 rows of 16 bfloat16 pairs at b + boff[s] + j*64 bytes, row stride ldb bytes).
+// Native (conv_amx_tiles.cpp) and emulated (conv_amx.cpp) implementations; mt, nt in {1, 2}.
+using amx_block_fn = void (*)(int mt, int nt, index_t steps, const char* a, const index_t* aoff, index_t lda,
+                              const char* b, const index_t* boff, index_t ldb, float* c, index_t ldc,
+                              bool accumulate);
+void amx_block_native(int mt, int nt, index_t steps, const char* a, const index_t* aoff, index_t lda, const char* b,
+                      const index_t* boff, index_t ldb, float* c, index_t ldc, bool accumulate);
+
+// The loops around the kernel (conv_amx_pack.h, compiled once per variant; conv_amx.cpp says what each does).
+struct AmxPack {
+  bool (*finite)(const bf16* p, index_t n);
+  void (*pad_planes)(const bf16* x, index_t C, index_t H, index_t W, index_t pt, index_t pl, index_t R,
+                     index_t plane, std::uint16_t* dst);
+  void (*pair_planes)(const bf16* x, index_t C, index_t H, index_t W, index_t pt, index_t pl, index_t R,
+                      index_t plane, std::uint16_t* tmp, std::uint32_t* dst);
+  void (*dout_pairs)(const bf16* d, index_t FN, index_t OH, index_t OW, index_t R, index_t Ppad,
+                     std::uint16_t* tmp, std::uint32_t* dst, float* db);
+  void (*store_rows)(const float* c, index_t ldc, index_t rows, index_t len, const float* bias, bool relu,
+                     bf16* out, index_t ldo);
+};
+AmxPack amx_pack_native();  // conv_amx_tiles.cpp (AVX-512)
+void amx_tiles_begin();  // loads the tile configuration on the calling thread (native only)
+void amx_tiles_end();    // releases the tiles
+bool amx_request_permission();  // arch_prctl(ARCH_REQ_XCOMP_PERM, XTILEDATA); true when granted
+
+}  // namespace fastconv::cpu
