@@ -396,8 +396,9 @@ def test_conv_fused_relu(rng, hdtype):
     np.testing.assert_array_equal(f64(fused), f64(ops.relu_forward(plain)))
 
 
-# bfloat16 convolution on AMX tiles (csrc/cpu/conv_amx.h): native where the CPU and OS offer AMX-BF16, and the
-# same tile program, packing and loops emulated by scalar code on every CPU
+# bfloat16 convolution by a tile program (csrc/cpu/conv_amx.h): on AMX where the CPU and OS offer AMX-BF16, on
+# AVX512_BF16 dot products where the CPU has them, and emulated by scalar code (the same packing and loops) on
+# every CPU
 
 # (N, C, H, W, FN, FH, FW, pad): stride 1, input channels a multiple of 16 (the tiles' condition)
 AMX_CASES = [
@@ -412,9 +413,10 @@ AMX_CASES = [
 ]
 
 
-@pytest.fixture(params=["emulated", "native"])
+@pytest.fixture(params=["emulated", "amx", "avx512_bf16"])
 def amx(request):
-    """Each AMX mode this machine has (native skipped without AMX-BF16); the previous mode is restored."""
+    """Each tile mode this machine has (amx and avx512_bf16 skipped without them); the previous mode is
+    restored."""
     prev = fastconv._cpu.amx_mode()
     try:
         fastconv._cpu.set_amx_mode(request.param)
@@ -478,7 +480,7 @@ def test_conv_amx_nonfinite_staged(rng, amx, where):
 
 
 def test_amx_mode_errors():
-    with pytest.raises(ValueError, match="amx: expected 'off', 'native' or 'emulated'"):
+    with pytest.raises(ValueError, match="amx: expected 'off', 'amx', 'avx512_bf16' or 'emulated'"):
         fastconv._cpu.set_amx_mode("fast")
     assert fastconv.info()["amx_mode"] == fastconv._cpu.amx_mode()
 

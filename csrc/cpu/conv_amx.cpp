@@ -27,20 +27,26 @@ namespace {
 // the plane's end (conv_amx.h), so filters up to kMaxF wide stay inside the buffer.
 constexpr index_t kMaxF = 32, kSlack = 64;
 
-bool cpu_has_amx_bf16() {
+bool cpu_has(const char* name) {
   for (const char* f : cpu_features())
-    if (std::string(f) == "amx_bf16") return true;
+    if (std::string(f) == name) return true;
   return false;
 }
 
+// avx512_bf16 is not a default: on Intel Xeon (Emerald Rapids, the one CPU with AVX512_BF16 it was measured
+// on) vdpbf16ps does 32 products a cycle, as two float32 FMAs do, and with the tile program's padding (a tap
+// pair for 3 taps, the wide pixels) the convolution ran slower than the staged float path (DeepConvNet's 16x28x28
+// layer: 7.7 vs 4.3 ms forward, one-off A/B in one process). AMD Zen 4, whose float32 FMAs are half as wide as
+// its dot products, may gain from it; measure before making it a default there.
 AmxMode mode_at_import() {
-  const bool native = amx_native_available();
+  const AmxMode best = amx_available() ? AmxMode::amx : AmxMode::off;
   if (const char* env = std::getenv("FASTCONV_AMX")) {
     const std::string s(env);
     if (s == "off" || s == "0") return AmxMode::off;
     if (s == "emulated") return AmxMode::emulated;
+    if (s == "avx512_bf16" && avx512_bf16_available()) return AmxMode::avx512_bf16;
   }
-  return native ? AmxMode::native : AmxMode::off;
+  return best;
 }
 
 std::atomic<long long> g_calls{0};
@@ -86,23 +92,26 @@ void amx_block_emulated(int mt, int nt, index_t steps, const char* a, const inde
 struct TileRun {
   amx_block_fn fn;
   AmxPack pack;
-  bool native;
+  bool tiles;  // AMX: each thread loads the tile configuration
 };
 
 TileRun tile_run() {
-  if (amx_mode() == AmxMode::native) return {amx_block_native, amx_pack_native(), true};
-  return {amx_block_emulated, amx_base::pack_fns(), false};
+  switch (amx_mode()) {
+    case AmxMode::amx: return {amx_block_tiles, amx_pack_avx512(), true};
+    case AmxMode::avx512_bf16: return {amx_block_dpbf16, amx_pack_avx512(), false};
+    default: return {amx_block_emulated, amx_base::pack_fns(), false};
+  }
 }
 
-// The calling thread's tile configuration for the life of a parallel region.
+// The calling thread's tile configuration for the life of a parallel region (AMX only).
 struct TileScope {
-  explicit TileScope(bool native) : native_(native) {
-    if (native_) amx_tiles_begin();
+  explicit TileScope(bool tiles) : tiles_(tiles) {
+    if (tiles_) amx_tiles_begin();
   }
   ~TileScope() {
-    if (native_) amx_tiles_end();
+    if (tiles_) amx_tiles_end();
   }
-  bool native_;
+  bool tiles_;
 };
 
 // ------------------------------------------------------------------------------------------------------
@@ -160,7 +169,7 @@ void run_forward(const Forward& p, int nthreads) {
   const int nt = static_cast<int>(std::max<index_t>(1, std::min<index_t>(nthreads, p.N)));
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    TileScope scope(tr.native);
+    TileScope scope(tr.tiles);
     Scratch<std::uint32_t> pairs(static_cast<std::size_t>(p.Ci * plane));
     Scratch<std::uint16_t> tmp(static_cast<std::size_t>(plane + 1));
     Scratch<float> cbuf(static_cast<std::size_t>(32 * ldc));  // two filter blocks x every wide pixel
@@ -188,15 +197,24 @@ void run_forward(const Forward& p, int nthreads) {
 
 bool geometry_ok(const ConvGeom& g) {
   const AmxMode m = amx_mode();
-  if (m == AmxMode::off || (m == AmxMode::native && active_isa() != Isa::avx512)) return false;
+  if (m == AmxMode::off || (m != AmxMode::emulated && active_isa() != Isa::avx512)) return false;
   return g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.C % 16 == 0 && g.FH <= kMaxF && g.FW <= kMaxF &&
          g.N > 0 && g.OH > 0 && g.OW > 0;
 }
 
 }  // namespace
 
-bool amx_native_available() {
-  static const bool ok = cpu_has_amx_bf16() && amx_request_permission();
+bool amx_available() {
+  static const bool ok = amx_kernels_built() && cpu_has("amx_bf16") && amx_request_permission();
+  return ok;
+}
+
+bool avx512_bf16_available() {
+  static const bool ok = [] {
+    bool avx512 = false;
+    for (const char* isa : supported_isas()) avx512 |= std::string(isa) == "avx512";
+    return avx512 && amx_kernels_built() && cpu_has("avx512_bf16");
+  }();
   return ok;
 }
 
@@ -206,7 +224,8 @@ AmxMode amx_mode() { return static_cast<AmxMode>(mode_cell().load(std::memory_or
 
 const char* amx_mode_name() {
   switch (amx_mode()) {
-    case AmxMode::native: return "native";
+    case AmxMode::amx: return "amx";
+    case AmxMode::avx512_bf16: return "avx512_bf16";
     case AmxMode::emulated: return "emulated";
     default: return "off";
   }
@@ -216,12 +235,16 @@ void set_amx_mode(const std::string& name) {
   AmxMode m;
   if (name == "off") m = AmxMode::off;
   else if (name == "emulated") m = AmxMode::emulated;
-  else if (name == "native") {
-    if (!amx_native_available())
-      throw std::invalid_argument("amx: 'native' needs a CPU with AMX-BF16 and the OS's permission; this one lacks it");
-    m = AmxMode::native;
+  else if (name == "amx") {
+    if (!amx_available())
+      throw std::invalid_argument("amx: 'amx' needs a CPU with AMX-BF16 and the OS's permission; this one lacks it");
+    m = AmxMode::amx;
+  } else if (name == "avx512_bf16") {
+    if (!avx512_bf16_available())
+      throw std::invalid_argument("amx: 'avx512_bf16' needs a CPU with AVX512_BF16; this one lacks it");
+    m = AmxMode::avx512_bf16;
   } else {
-    throw std::invalid_argument("amx: expected 'off', 'native' or 'emulated', got '" + name + "'");
+    throw std::invalid_argument("amx: expected 'off', 'amx', 'avx512_bf16' or 'emulated', got '" + name + "'");
   }
   mode_cell().store(static_cast<int>(m), std::memory_order_relaxed);
 }
@@ -282,7 +305,7 @@ bool conv_backward_amx(const bf16* x, const bf16* w, const bf16* dout, bf16* dx,
   const int nt = static_cast<int>(std::max<index_t>(1, std::min<index_t>(nthreads, slots)));
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    TileScope scope(tr.native);
+    TileScope scope(tr.tiles);
     Scratch<std::uint16_t> xpad(static_cast<std::size_t>(group * x_img));
     Scratch<std::uint32_t> dpairs(static_cast<std::size_t>(group * d_img));
     Scratch<std::uint16_t> tmp(static_cast<std::size_t>(16 * Ppad));

@@ -30,16 +30,19 @@ namespace fastconv::cpu {
 
 using index_t = std::int64_t;
 
-// off: never; native: the CPU's tiles (AMX-BF16, and the OS's permission, arch_prctl); emulated: the same
-// tile program run by scalar C++ (tests: the packing, blocking and edges on CPUs without AMX).
-enum class AmxMode : int { off = 0, native = 1, emulated = 2 };
+// How the tile program runs: off (never: the staged float path); amx (the CPU's tiles: AMX-BF16 and the OS's
+// permission, arch_prctl); avx512_bf16 (the same tiles' products by AVX512_BF16 dot products, vdpbf16ps: AMD
+// Zen 4, Intel Cooper Lake and later); emulated (scalar C++ with the tiles' semantics: tests of the packing,
+// blocking and edges on any CPU). amx and avx512_bf16 run while the ISA in use is avx512.
+enum class AmxMode : int { off = 0, amx = 1, emulated = 2, avx512_bf16 = 3 };
 AmxMode amx_mode();
 const char* amx_mode_name();
-// "off" | "native" (std::invalid_argument where the CPU or OS lacks it) | "emulated"
+// "off" | "amx" | "avx512_bf16" (std::invalid_argument where the CPU, OS or build lacks it) | "emulated"
 void set_amx_mode(const std::string& name);
-// The mode at import: native where available (and the ISA in use is avx512), else off; FASTCONV_AMX=off /
-// native / emulated overrides (a native request on a CPU without it falls back to off).
-bool amx_native_available();
+// The mode at import: amx where available, else off (conv_amx.cpp: why avx512_bf16 is not a default);
+// FASTCONV_AMX=off / emulated / avx512_bf16 names another (one this CPU lacks gives the default).
+bool amx_available();
+bool avx512_bf16_available();
 // How many convolution calls (forward or backward) the tiles have run since import: tests check the dispatch.
 long long amx_calls();
 
@@ -52,12 +55,15 @@ bool conv_backward_amx(const bf16* x, const bf16* w, const bf16* dout, bf16* dx,
 // The tile program's one kernel: C (MT*16 x NT*16 floats, row stride ldc floats) = [C +] sum over s < steps
 // of A_s B_s, tile (i, j) of C from A tile i (16 rows x 32 bfloat16 at a + aoff[s] + i*16*lda bytes, row stride
 // lda bytes) and B tile j (16 rows of 16 bfloat16 pairs at b + boff[s] + j*64 bytes, row stride ldb bytes).
-// Native (conv_amx_tiles.cpp) and emulated (conv_amx.cpp) implementations; mt, nt in {1, 2}.
+// AMX, AVX512_BF16 (conv_amx_tiles.cpp) and emulated (conv_amx.cpp) implementations; mt, nt in {1, 2}.
 using amx_block_fn = void (*)(int mt, int nt, index_t steps, const char* a, const index_t* aoff, index_t lda,
                               const char* b, const index_t* boff, index_t ldb, float* c, index_t ldc,
                               bool accumulate);
-void amx_block_native(int mt, int nt, index_t steps, const char* a, const index_t* aoff, index_t lda, const char* b,
+void amx_block_tiles(int mt, int nt, index_t steps, const char* a, const index_t* aoff, index_t lda, const char* b,
+                     const index_t* boff, index_t ldb, float* c, index_t ldc, bool accumulate);
+void amx_block_dpbf16(int mt, int nt, index_t steps, const char* a, const index_t* aoff, index_t lda, const char* b,
                       const index_t* boff, index_t ldb, float* c, index_t ldc, bool accumulate);
+bool amx_kernels_built();  // conv_amx_tiles.cpp was compiled with the AMX and AVX512_BF16 flags
 
 // The loops around the kernel (conv_amx_pack.h, compiled once per variant; conv_amx.cpp says what each does).
 struct AmxPack {
@@ -71,8 +77,8 @@ struct AmxPack {
   void (*store_rows)(const float* c, index_t ldc, index_t rows, index_t len, const float* bias, bool relu,
                      bf16* out, index_t ldo);
 };
-AmxPack amx_pack_native();  // conv_amx_tiles.cpp (AVX-512)
-void amx_tiles_begin();  // loads the tile configuration on the calling thread (native only)
+AmxPack amx_pack_avx512();  // conv_amx_tiles.cpp (AVX-512)
+void amx_tiles_begin();  // loads the tile configuration on the calling thread (amx mode only)
 void amx_tiles_end();    // releases the tiles
 bool amx_request_permission();  // arch_prctl(ARCH_REQ_XCOMP_PERM, XTILEDATA); true when granted
 

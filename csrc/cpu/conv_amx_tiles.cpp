@@ -1,8 +1,11 @@
-// conv_amx_tiles.cpp: the native AMX tile kernel of conv_amx.h (compiled with -mamx-tile -mamx-bf16; called
-// only where amx_mode() is native). Eight tile registers: C tiles 0-3 (tile (i, j) is register 2*i + j), A
-// tiles 4-5, B tiles 6-7, each 16 rows of 64 bytes. Without the compiler's AMX support the calls throw
-// (amx_native_available() is then false, so they are never made).
+// conv_amx_tiles.cpp: the tile kernel of conv_amx.h on AMX (amx mode) and on AVX512_BF16 dot products
+// (avx512_bf16 mode), and the AVX-512 copy of conv_amx_pack.h's loops for both (compiled with -mamx-tile
+// -mamx-bf16 -mavx512bf16 and AVX-512; called only in those modes, which need the CPU's support). AMX: eight
+// tile registers, C tiles 0-3 (tile (i, j) is register 2*i + j), A tiles 4-5, B tiles 6-7, each 16 rows of 64
+// bytes. Without the compiler's support the kernels throw (amx_kernels_built() is then false, so neither mode
+// can be chosen and they are never called).
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 
 #include "cpu/conv_amx.h"
@@ -10,7 +13,7 @@
 #define FC_AMX_NS amx_avx512
 #include "cpu/conv_amx_pack.h"
 
-#if defined(__AMX_TILE__) && defined(__AMX_BF16__)
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__)
 #include <immintrin.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -72,17 +75,61 @@ void block(index_t steps, const char* a, const index_t* aoff, index_t lda, const
   if (MT > 1 && NT > 1) _tile_stored(3, c11, ldcb);
 }
 
+// The same products on AVX512_BF16: vdpbf16ps adds a.bf16[2l]*b.bf16[2l] + a.bf16[2l+1]*b.bf16[2l+1] into
+// float lane l, so a B tile row (16 pairs of one k pair) is one vector and A's pair for one C row a broadcast.
+// Eight C rows x NT vectors a pass: 16 accumulators, 2 B loads and 8 broadcasts per 16 dot products.
+template <int NT>
+void dp_rows8(index_t steps, const char* a, const index_t* aoff, index_t lda, const char* b, const index_t* boff,
+              index_t ldb, float* c, index_t ldc, bool accumulate) {
+  // every loop over r and j unrolled, so that the 8 x NT accumulators live in registers (rolled, GCC kept them
+  // on the stack: 2.5x slower)
+  __m512 acc[8][NT];
+#pragma GCC unroll 8
+  for (int r = 0; r < 8; ++r)
+#pragma GCC unroll 2
+    for (int j = 0; j < NT; ++j) acc[r][j] = accumulate ? _mm512_loadu_ps(c + r * ldc + 16 * j) : _mm512_setzero_ps();
+  for (index_t s = 0; s < steps; ++s) {
+    const char* as = a + aoff[s];
+    const char* bs = b + boff[s];
+    for (int q = 0; q < 16; ++q) {
+      __m512bh bv[NT];
+#pragma GCC unroll 2
+      for (int j = 0; j < NT; ++j) bv[j] = (__m512bh)_mm512_loadu_si512(bs + q * ldb + 64 * j);
+#pragma GCC unroll 8
+      for (int r = 0; r < 8; ++r) {
+        std::int32_t pair;
+        std::memcpy(&pair, as + r * lda + 4 * q, 4);
+        const __m512bh av = (__m512bh)_mm512_set1_epi32(pair);
+#pragma GCC unroll 2
+        for (int j = 0; j < NT; ++j) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], av, bv[j]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < 8; ++r)
+#pragma GCC unroll 2
+    for (int j = 0; j < NT; ++j) _mm512_storeu_ps(c + r * ldc + 16 * j, acc[r][j]);
+}
+
 }  // namespace
 
-void amx_block_native(int mt, int nt, index_t steps, const char* a, const index_t* aoff, index_t lda, const char* b,
-                      const index_t* boff, index_t ldb, float* c, index_t ldc, bool accumulate) {
+void amx_block_tiles(int mt, int nt, index_t steps, const char* a, const index_t* aoff, index_t lda, const char* b,
+                     const index_t* boff, index_t ldb, float* c, index_t ldc, bool accumulate) {
   if (mt > 1)
     (nt > 1 ? block<2, 2> : block<2, 1>)(steps, a, aoff, lda, b, boff, ldb, c, ldc, accumulate);
   else
     (nt > 1 ? block<1, 2> : block<1, 1>)(steps, a, aoff, lda, b, boff, ldb, c, ldc, accumulate);
 }
 
-AmxPack amx_pack_native() { return amx_avx512::pack_fns(); }
+void amx_block_dpbf16(int mt, int nt, index_t steps, const char* a, const index_t* aoff, index_t lda, const char* b,
+                      const index_t* boff, index_t ldb, float* c, index_t ldc, bool accumulate) {
+  for (index_t r0 = 0; r0 < mt * 16; r0 += 8)
+    (nt > 1 ? dp_rows8<2> : dp_rows8<1>)(steps, a + r0 * lda, aoff, lda, b, boff, ldb, c + r0 * ldc, ldc, accumulate);
+}
+
+bool amx_kernels_built() { return true; }
+
+AmxPack amx_pack_avx512() { return amx_avx512::pack_fns(); }
 
 void amx_tiles_begin() {
   TileConfig cfg;
@@ -105,11 +152,16 @@ bool amx_request_permission() {
 
 #else
 
-void amx_block_native(int, int, index_t, const char*, const index_t*, index_t, const char*, const index_t*, index_t,
-                      float*, index_t, bool) {
+void amx_block_tiles(int, int, index_t, const char*, const index_t*, index_t, const char*, const index_t*, index_t,
+                     float*, index_t, bool) {
   throw std::logic_error("fastconv: built without AMX support");
 }
-AmxPack amx_pack_native() { return amx_avx512::pack_fns(); }
+void amx_block_dpbf16(int, int, index_t, const char*, const index_t*, index_t, const char*, const index_t*, index_t,
+                      float*, index_t, bool) {
+  throw std::logic_error("fastconv: built without AVX512_BF16 support");
+}
+bool amx_kernels_built() { return false; }
+AmxPack amx_pack_avx512() { return amx_avx512::pack_fns(); }
 void amx_tiles_begin() {}
 void amx_tiles_end() {}
 bool amx_request_permission() { return false; }

@@ -110,12 +110,13 @@ def info() -> dict:
         "simd_forced": _os.environ.get("FASTCONV_ISA"),
         # the AVX-512 float32 GEMM micro-kernel (used while simd is avx512): 16x16 or 12x32 per CPU
         "gemm_tile_avx512": _cpu.avx512_tile(),
-        # what the CPU offers for float16 / bfloat16, and what the kernels use of it: "amx_bf16" while the
-        # bfloat16 convolution runs on AMX tiles (amx_mode: native / emulated / off, FASTCONV_AMX; native
-        # tiles are used while simd is avx512)
+        # what the CPU offers for float16 / bfloat16, and what the kernels use of it: "amx_bf16" or
+        # "avx512_bf16" while the bfloat16 convolution runs its tile program on them (amx_mode: amx /
+        # avx512_bf16 / emulated / off, FASTCONV_AMX; the first two while simd is avx512)
         "reduced_precision_cpu": list(_cpu.cpu_features()),
-        "reduced_precision_native": ["amx_bf16"] if _cpu.amx_mode() == "native" and _cpu.cpu_isa() == "avx512"
-        else [],
+        "reduced_precision_native": (
+            [{"amx": "amx_bf16", "avx512_bf16": "avx512_bf16"}[_cpu.amx_mode()]]
+            if _cpu.amx_mode() in ("amx", "avx512_bf16") and _cpu.cpu_isa() == "avx512" else []),
         "amx_mode": _cpu.amx_mode(),
         "openmp": bool(b["openmp"]),
         # how the kernels' OpenMP threads wait at barriers (fastconv/_backend.py: a short spin unless the
