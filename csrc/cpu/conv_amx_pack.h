@@ -81,7 +81,9 @@ void pair_planes(const bf16* x, index_t C, index_t H, index_t W, index_t pt, ind
 
 // The weight gradient's B for one image: dout (FN x OH x OW, FN % 16 == 0) on the wide grid (row oh at oh*R,
 // zeros past OW and up to Ppad, a multiple of 32) as pairs of consecutive pixels, transposed:
-// dst[r*FN + f] = (d[f][2r], d[f][2r+1]). db[f] += the sum of dout[f] (in order). tmp: 16 * Ppad values.
+// dst[r*FN + f] = (d[f][2r], d[f][2r+1]). db[f] += the sum of dout[f] over the wide row in 16 interleaved
+// partial sums added in order at the end (an order fixed by the shape; one running sum was a chain of
+// dependent adds that cost more than the tiles). tmp: 16 * Ppad values.
 void dout_pairs(const bf16* d, index_t FN, index_t OH, index_t OW, index_t R, index_t Ppad, std::uint16_t* tmp,
                 std::uint32_t* dst, float* db) {
   for (index_t f0 = 0; f0 < FN; f0 += 16) {
@@ -89,11 +91,12 @@ void dout_pairs(const bf16* d, index_t FN, index_t OH, index_t OW, index_t R, in
       std::uint16_t* t = tmp + j * Ppad;
       std::memset(t, 0, static_cast<std::size_t>(Ppad) * 2);
       const bf16* s = d + (f0 + j) * OH * OW;
+      for (index_t oh = 0; oh < OH; ++oh) std::memcpy(t + oh * R, s + oh * OW, static_cast<std::size_t>(OW) * 2);
+      float part[16] = {};
+      for (index_t i = 0; i < Ppad; i += 16)
+        for (int k = 0; k < 16; ++k) part[k] += bf16_to_float(bf16{t[i + k]});
       float sum = 0.0f;
-      for (index_t oh = 0; oh < OH; ++oh) {
-        std::memcpy(t + oh * R, s + oh * OW, static_cast<std::size_t>(OW) * 2);
-        for (index_t ow = 0; ow < OW; ++ow) sum += bf16_to_float(s[oh * OW + ow]);
-      }
+      for (int k = 0; k < 16; ++k) sum += part[k];
       db[f0 + j] += sum;
     }
     for (index_t r0 = 0; r0 < Ppad / 2; r0 += 16) {
