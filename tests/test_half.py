@@ -400,7 +400,7 @@ def test_conv_fused_relu(rng, hdtype):
 # AVX512_BF16 dot products where the CPU has them, and emulated by scalar code (the same packing and loops) on
 # every CPU
 
-# (N, C, H, W, FN, FH, FW, pad): stride 1, input channels a multiple of 16 (the tiles' condition)
+# (N, C, H, W, FN, FH, FW, pad), stride 1: channels and filters are padded to multiples of 16 with zeros
 AMX_CASES = [
     (3, 16, 8, 8, 16, 3, 3, 1),
     (2, 32, 7, 7, 64, 3, 3, 1),
@@ -408,7 +408,10 @@ AMX_CASES = [
     (1, 16, 9, 7, 48, 3, 3, (0, 2, 1, 0)),  # one image, per-side padding
     (2, 32, 5, 6, 16, 5, 5, 2),
     (2, 48, 6, 5, 16, 1, 1, 0),
-    (2, 16, 4, 4, 20, 3, 3, 1),  # 20 filters: the forward on tiles, the backward staged (filters % 16 != 0)
+    (2, 16, 4, 4, 20, 3, 3, 1),  # 20 filters: the second filter block mostly padding
+    (3, 1, 12, 12, 16, 3, 3, 1),  # a first layer: one channel
+    (2, 3, 9, 8, 5, 3, 3, 1),  # RGB-like: 3 channels, 5 filters
+    (2, 20, 6, 6, 24, 3, 3, 1),  # ragged channel and filter blocks on both sides
     (2, 16, 5, 5, 16, 3, 3, 3),  # pad >= filter: the backward staged (its input gradient would pad by -1)
 ]
 
@@ -434,7 +437,7 @@ def test_conv_amx(rng, amx, case):
     out = ops.conv_forward(x, Wt, b, 1, pad)
     dout = rand(rng, out.shape, BF16)
     dx, dW, db = ops.conv_backward(x, Wt, dout, 1, pad)
-    tiles_backward = FN % 16 == 0 and (pad if isinstance(pad, int) else max(pad)) < FH
+    tiles_backward = (pad if isinstance(pad, int) else max(pad)) < min(FH, FW)
     assert fastconv._cpu.amx_calls() - before == 1 + tiles_backward, "the tiles ran as often as expected"
     (r_out, r_dx, r_dW, r_db), (m_out, m_dx, m_dW, m_db) = conv_ref(*f64(x, Wt, b, dout), (1, pad, 1, 1))
     OH, OW = out.shape[2:]

@@ -132,10 +132,11 @@ struct Forward {
 
 index_t kw_pairs(index_t FW) { return (FW + 1) / 2; }
 
-// wp[f][s*32 + 2j + e] = w(f, cb*16 + j, kh, 2*kwp + e) (zero past FW and for f >= FO), s = (kh*KWP + kwp)*CB + cb.
+// wp[f][s*32 + 2j + e] = w(f, cb*16 + j, kh, 2*kwp + e) (zero past FW, for channels past Ci and for f >= FO),
+// s = (kh*KWP + kwp)*CB + cb, CB = ceil(Ci / 16).
 template <typename Get>
 std::vector<std::uint16_t> pack_filters(index_t FO, index_t Ci, index_t FH, index_t FW, Get&& get) {
-  const index_t KWP = kw_pairs(FW), CB = Ci / 16, steps = FH * KWP * CB, FOpad = round_up(FO, 16);
+  const index_t KWP = kw_pairs(FW), CB = (Ci + 15) / 16, steps = FH * KWP * CB, FOpad = round_up(FO, 16);
   std::vector<std::uint16_t> wp(static_cast<std::size_t>(FOpad * steps * 32), 0);
   for (index_t f = 0; f < FO; ++f)
     for (index_t kh = 0; kh < FH; ++kh)
@@ -144,8 +145,8 @@ std::vector<std::uint16_t> pack_filters(index_t FO, index_t Ci, index_t FH, inde
           std::uint16_t* d = wp.data() + f * steps * 32 + ((kh * KWP + kwp) * CB + cb) * 32;
           for (index_t j = 0; j < 16; ++j)
             for (index_t e = 0; e < 2; ++e) {
-              const index_t kw = 2 * kwp + e;
-              d[2 * j + e] = kw < FW ? get(f, cb * 16 + j, kh, kw) : std::uint16_t(0);
+              const index_t kw = 2 * kwp + e, c = cb * 16 + j;
+              d[2 * j + e] = kw < FW && c < Ci ? get(f, c, kh, kw) : std::uint16_t(0);
             }
         }
   return wp;
@@ -155,7 +156,7 @@ void run_forward(const Forward& p, int nthreads) {
   const TileRun tr = tile_run();
   const index_t R = p.W + p.pl + p.pr, Hp = p.H + p.pt + p.pb;
   const index_t plane = round_up(Hp * R + kSlack, 16);
-  const index_t KWP = kw_pairs(p.FW), CB = p.Ci / 16, steps = p.FH * KWP * CB;
+  const index_t KWP = kw_pairs(p.FW), CB = (p.Ci + 15) / 16, steps = p.FH * KWP * CB;
   const index_t lda = steps * 64, FB = round_up(p.FO, 16) / 16;
   const index_t Pw = p.OH * R, npb = (Pw + 15) / 16, ldc = round_up(npb, 2) * 16;
   std::vector<index_t> aoff(static_cast<std::size_t>(steps)), boff(static_cast<std::size_t>(steps));
@@ -170,7 +171,8 @@ void run_forward(const Forward& p, int nthreads) {
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     TileScope scope(tr.tiles);
-    Scratch<std::uint32_t> pairs(static_cast<std::size_t>(p.Ci * plane));
+    // channels past Ci (to a multiple of 16) stay zero: pair_planes writes the first Ci
+    Scratch<std::uint32_t> pairs(static_cast<std::size_t>(CB * 16 * plane), true);
     Scratch<std::uint16_t> tmp(static_cast<std::size_t>(plane + 1));
     Scratch<float> cbuf(static_cast<std::size_t>(32 * ldc));  // two filter blocks x every wide pixel
 #pragma omp for schedule(static)
@@ -198,11 +200,13 @@ void run_forward(const Forward& p, int nthreads) {
 bool geometry_ok(const ConvGeom& g) {
   const AmxMode m = amx_mode();
   if (m == AmxMode::off || (m != AmxMode::emulated && active_isa() != Isa::avx512)) return false;
-  return g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.C % 16 == 0 && g.FH <= kMaxF && g.FW <= kMaxF &&
+  return g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.FH <= kMaxF && g.FW <= kMaxF &&
          g.N > 0 && g.OH > 0 && g.OW > 0;
 }
 
 }  // namespace
+
+bool conv_amx_takes(const ConvGeom& g) { return geometry_ok(g); }
 
 bool amx_available() {
   static const bool ok = amx_kernels_built() && cpu_has("amx_bf16") && amx_request_permission();
@@ -269,10 +273,11 @@ bool conv_forward_amx(const bf16* x, const bf16* w, const bf16* b, bf16* out, co
 
 bool conv_backward_amx(const bf16* x, const bf16* w, const bf16* dout, bf16* dx, bf16* dw, bf16* db,
                        const ConvGeom& g, index_t FN, int nthreads) {
-  if (!geometry_ok(g) || FN <= 0 || FN % 16 != 0) return false;
+  if (!geometry_ok(g) || FN <= 0) return false;
   const index_t C = g.C, FH = g.FH, FW = g.FW, H = g.H, W = g.W, OH = g.OH, OW = g.OW, N = g.N;
-  // the input gradient's forward pads by F - 1 - pad: a pad of F or more is left to the staged path
-  if (dx && (g.pt >= FH || g.pb >= FH || g.pl >= FW || g.pr >= FW)) return false;
+  // the input gradient's forward pads by F - 1 - pad: a pad of F or more is left to the staged path, with or
+  // without dx (need_dx=False must give the same dW and db bits)
+  if (g.pt >= FH || g.pb >= FH || g.pl >= FW || g.pr >= FW) return false;
   const TileRun tr = tile_run();
   const index_t wsize = FN * C * FH * FW;
   if (!tr.pack.finite(x, N * C * H * W) || !tr.pack.finite(w, wsize) || !tr.pack.finite(dout, N * FN * OH * OW))
@@ -295,36 +300,38 @@ bool conv_backward_amx(const bf16* x, const bf16* w, const bf16* dout, bf16* dx,
   const index_t R = W + g.pl + g.pr, Hp = H + g.pt + g.pb;
   const index_t plane = round_up(Hp * R + kSlack, 32);
   const index_t Ppad = round_up(OH * R, 32), qsteps = Ppad / 32;
-  const index_t taps = FH * FW, FB = FN / 16, CBk = C / 16;
+  // channels and filters padded to multiples of 16 with zeros (xpad's extra planes, dout's extra rows)
+  const index_t Cp = round_up(C, 16), FNp = round_up(FN, 16);
+  const index_t taps = FH * FW, FB = FNp / 16, CBk = Cp / 16;
   const index_t slots = std::min<index_t>(N, CONV_GRAD_SLOTS), per = (N + slots - 1) / slots;
-  const index_t x_img = C * plane, d_img = Ppad / 2 * FN;  // per image: values of xpad, pairs of dout
+  const index_t x_img = Cp * plane, d_img = Ppad / 2 * FNp;  // per image: values of xpad, pairs of dout
   // images per group: their packed copies within ~1 MiB (the bits do not depend on it)
   const index_t group = std::clamp<index_t>((1 << 20) / std::max<index_t>(x_img * 2 + d_img * 4, 1), 1, per);
-  const index_t ps = taps * C * FN + FN;  // one slot's partials
+  const index_t ps = taps * Cp * FNp + FNp;  // one slot's partials: dWt[tap][Cp][FNp], db[FNp]
   std::vector<float> part(static_cast<std::size_t>(slots * ps), 0.0f);
   const int nt = static_cast<int>(std::max<index_t>(1, std::min<index_t>(nthreads, slots)));
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     TileScope scope(tr.tiles);
-    Scratch<std::uint16_t> xpad(static_cast<std::size_t>(group * x_img));
+    Scratch<std::uint16_t> xpad(static_cast<std::size_t>(group * x_img), true);  // planes past C stay zero
     Scratch<std::uint32_t> dpairs(static_cast<std::size_t>(group * d_img));
     Scratch<std::uint16_t> tmp(static_cast<std::size_t>(16 * Ppad));
     std::vector<index_t> aoff(static_cast<std::size_t>(group * qsteps)), boff(aoff.size());
 #pragma omp for schedule(static)
     for (index_t s = 0; s < slots; ++s) {
       float* acc = part.data() + s * ps;
-      float* dbs = acc + taps * C * FN;
+      float* dbs = acc + taps * Cp * FNp;
       const index_t n0 = s * per, n1 = std::min(N, n0 + per);
       for (index_t g0 = n0; g0 < n1; g0 += group) {
         const index_t cnt = std::min(group, n1 - g0);
         for (index_t k = 0; k < cnt; ++k) {
           const index_t n = g0 + k;
           tr.pack.pad_planes(x + n * C * H * W, C, H, W, g.pt, g.pl, R, plane, xpad.data() + k * x_img);
-          tr.pack.dout_pairs(dout + n * FN * OH * OW, FN, OH, OW, R, Ppad, tmp.data(), dpairs.data() + k * d_img,
+          tr.pack.dout_pairs(dout + n * FN * OH * OW, FN, FNp, OH, OW, R, Ppad, tmp.data(), dpairs.data() + k * d_img,
                              dbs);
           for (index_t q = 0; q < qsteps; ++q) {
             aoff[k * qsteps + q] = (k * x_img + q * 32) * 2;
-            boff[k * qsteps + q] = (k * d_img + q * 16 * FN) * 4;
+            boff[k * qsteps + q] = (k * d_img + q * 16 * FNp) * 4;
           }
         }
         const index_t steps = cnt * qsteps;
@@ -336,8 +343,8 @@ bool conv_backward_amx(const bf16* x, const bf16* w, const bf16* dout, bf16* dx,
               for (index_t fb = 0; fb < FB; fb += 2)
                 tr.fn(mt, static_cast<int>(std::min<index_t>(2, FB - fb)), steps,
                       reinterpret_cast<const char*>(xpad.data() + cb * 16 * plane + toff), aoff.data(), plane * 2,
-                      reinterpret_cast<const char*>(dpairs.data() + fb * 16), boff.data(), FN * 4,
-                      acc + (tap * C + cb * 16) * FN + fb * 16, FN, g0 > n0);
+                      reinterpret_cast<const char*>(dpairs.data() + fb * 16), boff.data(), FNp * 4,
+                      acc + (tap * Cp + cb * 16) * FNp + fb * 16, FNp, g0 > n0);
             }
           }
       }
@@ -348,9 +355,9 @@ bool conv_backward_amx(const bf16* x, const bf16* w, const bf16* dout, bf16* dx,
   std::vector<float> wf(static_cast<std::size_t>(wsize));
   for (index_t f = 0; f < FN; ++f)
     for (index_t c = 0; c < C; ++c)
-      for (index_t t = 0; t < taps; ++t) wf[(f * C + c) * taps + t] = part[(t * C + c) * FN + f];
+      for (index_t t = 0; t < taps; ++t) wf[(f * C + c) * taps + t] = part[(t * Cp + c) * FNp + f];
   narrow(wf.data(), dw, wsize);
-  narrow(part.data() + taps * C * FN, db, FN);
+  narrow(part.data() + taps * Cp * FNp, db, FN);
   g_calls.fetch_add(1, std::memory_order_relaxed);
   return true;
 }

@@ -1,9 +1,10 @@
 // conv_amx.h: the bfloat16 convolution on Intel AMX tiles (TDPBF16PS: bfloat16 pairs, float32 accumulation).
 // Forward, and the backward's weight and input gradients (the input gradient as the forward of dout with the
-// filters flipped and transposed), for one group, stride 1, no dilation, input channels (and, for the
-// backward, filters) a multiple of 16, padding below the filter size; every other convolution, and every call
-// with a non-finite input, stays on the staged float path of conv_half.cpp, which these calls leave to it by
-// returning false before writing anything.
+// filters flipped and transposed), for one group, stride 1, no dilation, filters up to 32 x 32, padding below
+// the filter size (for the input gradient); channels and filters of any count (padded with zeros to multiples
+// of 16: a first layer's single channel costs 16 channels' products, which the tiles still do faster than the
+// staged path). Every other convolution, and every call with a non-finite input, stays on the staged float
+// path of conv_half.cpp, which these calls leave to it by returning false before writing anything.
 //
 // Layouts (conv_amx.cpp has the details):
 //  - "wide" pixels: output pixel (oh, ow) is column oh*R + ow, R the padded input width, so tap (kh, kw) of
@@ -46,6 +47,10 @@ bool avx512_bf16_available();
 // How many convolution calls (forward or backward) the tiles have run since import: tests check the dispatch.
 long long amx_calls();
 
+// True where the mode and g's geometry let the tile program take a convolution (the values are checked by the
+// calls below).
+bool conv_amx_takes(const ConvGeom& g);
+
 bool conv_forward_amx(const bf16* x, const bf16* w, const bf16* b, bf16* out, const ConvGeom& g, index_t FN,
                       int nthreads, bool relu);
 // dx may be null (the weight gradient alone); dw and db must not be.
@@ -72,7 +77,7 @@ struct AmxPack {
                      index_t plane, std::uint16_t* dst);
   void (*pair_planes)(const bf16* x, index_t C, index_t H, index_t W, index_t pt, index_t pl, index_t R,
                       index_t plane, std::uint16_t* tmp, std::uint32_t* dst);
-  void (*dout_pairs)(const bf16* d, index_t FN, index_t OH, index_t OW, index_t R, index_t Ppad,
+  void (*dout_pairs)(const bf16* d, index_t FN, index_t FNp, index_t OH, index_t OW, index_t R, index_t Ppad,
                      std::uint16_t* tmp, std::uint32_t* dst, float* db);
   void (*store_rows)(const float* c, index_t ldc, index_t rows, index_t len, const float* bias, bool relu,
                      bf16* out, index_t ldo);

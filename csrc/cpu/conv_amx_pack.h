@@ -79,17 +79,18 @@ void pair_planes(const bf16* x, index_t C, index_t H, index_t W, index_t pt, ind
   }
 }
 
-// The weight gradient's B for one image: dout (FN x OH x OW, FN % 16 == 0) on the wide grid (row oh at oh*R,
-// zeros past OW and up to Ppad, a multiple of 32) as pairs of consecutive pixels, transposed:
-// dst[r*FN + f] = (d[f][2r], d[f][2r+1]). db[f] += the sum of dout[f] over the wide row in 16 interleaved
-// partial sums added in order at the end (an order fixed by the shape; one running sum was a chain of
-// dependent adds that cost more than the tiles). tmp: 16 * Ppad values.
-void dout_pairs(const bf16* d, index_t FN, index_t OH, index_t OW, index_t R, index_t Ppad, std::uint16_t* tmp,
-                std::uint32_t* dst, float* db) {
-  for (index_t f0 = 0; f0 < FN; f0 += 16) {
+// The weight gradient's B for one image: dout (FN x OH x OW) on the wide grid (row oh at oh*R, zeros past OW
+// and up to Ppad, a multiple of 32) as pairs of consecutive pixels, transposed, zero filters up to FNp (a
+// multiple of 16): dst[r*FNp + f] = (d[f][2r], d[f][2r+1]). db[f] += the sum of dout[f] over the wide row in 16
+// interleaved partial sums added in order at the end (an order fixed by the shape; one running sum was a chain
+// of dependent adds that cost more than the tiles). tmp: 16 * Ppad values.
+void dout_pairs(const bf16* d, index_t FN, index_t FNp, index_t OH, index_t OW, index_t R, index_t Ppad,
+                std::uint16_t* tmp, std::uint32_t* dst, float* db) {
+  for (index_t f0 = 0; f0 < FNp; f0 += 16) {
     for (index_t j = 0; j < 16; ++j) {
       std::uint16_t* t = tmp + j * Ppad;
       std::memset(t, 0, static_cast<std::size_t>(Ppad) * 2);
+      if (f0 + j >= FN) continue;
       const bf16* s = d + (f0 + j) * OH * OW;
       for (index_t oh = 0; oh < OH; ++oh) std::memcpy(t + oh * R, s + oh * OW, static_cast<std::size_t>(OW) * 2);
       float part[16] = {};
@@ -103,7 +104,7 @@ void dout_pairs(const bf16* d, index_t FN, index_t OH, index_t OW, index_t R, in
       U16x32 v[16];
       for (int j = 0; j < 16; ++j) std::memcpy(&v[j], tmp + j * Ppad + 2 * r0, 64);
       transpose_stage<1>(v);
-      for (int k = 0; k < 16; ++k) std::memcpy(dst + (r0 + k) * FN + f0, &v[k], 64);
+      for (int k = 0; k < 16; ++k) std::memcpy(dst + (r0 + k) * FNp + f0, &v[k], 64);
     }
   }
 }

@@ -115,6 +115,46 @@ inline bool amx_backward(const bf16* x, const bf16* w, const bf16* dout, bf16* d
   return conv_backward_amx(x, w, dout, dx, dw, db, g, FN, nthreads);
 }
 
+// The compute policy's bfloat16 (f64_as_bf16) on the same tiles, so that it stays bit for bit the bfloat16
+// kernels on the rounded inputs: the doubles rounded once to bfloat16 into copies, the bfloat16 call, its
+// results widened back (exact).
+std::vector<bf16> to_bf16(const f64_as_bf16* p, index_t n) {
+  std::vector<bf16> out(p ? static_cast<std::size_t>(n) : 0);
+  if (!p) return out;
+  std::vector<float> f(static_cast<std::size_t>(n));
+  widen(p, f.data(), n);        // each double rounded once to bfloat16, held in a float
+  narrow(f.data(), out.data(), n);  // exact
+  return out;
+}
+void from_bf16(const std::vector<bf16>& v, f64_as_bf16* dst) {
+  for (std::size_t i = 0; i < v.size(); ++i) dst[i].v = static_cast<double>(bf16_to_float(v[i]));
+}
+inline bool amx_forward(const f64_as_bf16* x, const f64_as_bf16* w, const f64_as_bf16* b, f64_as_bf16* out,
+                        const ConvGeom& g, index_t FN, int nthreads, bool relu) {
+  if (!conv_amx_takes(g)) return false;
+  const std::vector<bf16> xb = to_bf16(x, g.N * g.C * g.H * g.W), wb = to_bf16(w, FN * g.C * g.FH * g.FW),
+                          bb = to_bf16(b, FN);
+  std::vector<bf16> ob(static_cast<std::size_t>(g.N * FN * g.OH * g.OW));
+  if (!conv_forward_amx(xb.data(), wb.data(), b ? bb.data() : nullptr, ob.data(), g, FN, nthreads, relu))
+    return false;
+  from_bf16(ob, out);
+  return true;
+}
+inline bool amx_backward(const f64_as_bf16* x, const f64_as_bf16* w, const f64_as_bf16* dout, f64_as_bf16* dx,
+                         f64_as_bf16* dw, f64_as_bf16* db, const ConvGeom& g, index_t FN, int nthreads) {
+  if (!conv_amx_takes(g)) return false;
+  const std::vector<bf16> xb = to_bf16(x, g.N * g.C * g.H * g.W), wb = to_bf16(w, FN * g.C * g.FH * g.FW),
+                          db16 = to_bf16(dout, g.N * FN * g.OH * g.OW);
+  std::vector<bf16> dxb(dx ? xb.size() : 0), dwb(wb.size()), dbb(static_cast<std::size_t>(FN));
+  if (!conv_backward_amx(xb.data(), wb.data(), db16.data(), dx ? dxb.data() : nullptr, dwb.data(), dbb.data(), g,
+                         FN, nthreads))
+    return false;
+  if (dx) from_bf16(dxb, dx);
+  from_bf16(dwb, dw);
+  from_bf16(dbb, db);
+  return true;
+}
+
 inline ConvGeom with_images(ConvGeom g, index_t n) {
   g.N = n;
   return g;
