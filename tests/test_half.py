@@ -409,7 +409,7 @@ AMX_CASES = [
     (2, 32, 5, 6, 16, 5, 5, 2),
     (2, 48, 6, 5, 16, 1, 1, 0),
     (2, 16, 4, 4, 20, 3, 3, 1),  # 20 filters: the second filter block mostly padding
-    (3, 1, 12, 12, 16, 3, 3, 1),  # a first layer: one channel
+    (3, 2, 12, 12, 16, 3, 3, 1),  # two channels: 14 zero planes
     (2, 3, 9, 8, 5, 3, 3, 1),  # RGB-like: 3 channels, 5 filters
     (2, 20, 6, 6, 24, 3, 3, 1),  # ragged channel and filter blocks on both sides
     (2, 16, 5, 5, 16, 3, 3, 3),  # pad >= filter: the backward staged (its input gradient would pad by -1)
@@ -450,6 +450,15 @@ def test_conv_amx(rng, amx, case):
     _, dW2, db2 = ops.conv_backward(x, Wt, dout, 1, pad, need_dx=False)
     np.testing.assert_array_equal(dW2.view(np.uint16), dW.view(np.uint16))
     np.testing.assert_array_equal(db2.view(np.uint16), db.view(np.uint16))
+
+
+def test_conv_amx_one_channel_staged(rng, amx):
+    """One input channel stays on the staged path (conv_amx.cpp: geometry_ok says why)."""
+    x, Wt = rand(rng, (2, 1, 8, 8), BF16), rand(rng, (16, 1, 3, 3), BF16)
+    before = fastconv._cpu.amx_calls()
+    out = ops.conv_forward(x, Wt, None, 1, 1)
+    ops.conv_backward(x, Wt, out, 1, 1)
+    assert fastconv._cpu.amx_calls() == before
 
 
 def test_conv_amx_threads_same_bits(rng, amx):

@@ -1,10 +1,10 @@
 // conv_amx.h: the bfloat16 convolution on Intel AMX tiles (TDPBF16PS: bfloat16 pairs, float32 accumulation).
 // Forward, and the backward's weight and input gradients (the input gradient as the forward of dout with the
 // filters flipped and transposed), for one group, stride 1, no dilation, filters up to 32 x 32, padding below
-// the filter size (for the input gradient); channels and filters of any count (padded with zeros to multiples
-// of 16: a first layer's single channel costs 16 channels' products, which the tiles still do faster than the
-// staged path). Every other convolution, and every call with a non-finite input, stays on the staged float
-// path of conv_half.cpp, which these calls leave to it by returning false before writing anything.
+// the filter size; two or more channels and any filter count (padded with zeros to multiples of 16; one
+// channel is left staged: conv_amx.cpp's geometry_ok says why). Every other convolution, and every call with a
+// non-finite input, stays on the staged float path of conv_half.cpp, which these calls leave to it by
+// returning false before writing anything.
 //
 // Layouts (conv_amx.cpp has the details):
 //  - "wide" pixels: output pixel (oh, ow) is column oh*R + ow, R the padded input width, so tap (kh, kw) of
