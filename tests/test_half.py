@@ -491,6 +491,40 @@ def test_conv_amx_nonfinite_staged(rng, amx, where):
         np.testing.assert_array_equal(a.view(np.uint16), b.view(np.uint16))
 
 
+@pytest.mark.parametrize("M,N,K", [(33, 50, 70), (100, 50, 1024), (5, 300, 40), (64, 257, 33)])
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, True)])
+def test_gemm_amx(rng, amx, M, N, K, ta, tb):
+    """bfloat16 GEMM on the tile program (csrc/cpu/gemm/gemm_amx.cpp): ragged blocks, transposed operands,
+    alpha and beta, and an inf and a NaN that must land where the reference puts them."""
+    a = rand(rng, (K, M) if ta else (M, K), BF16)
+    b = rand(rng, (N, K) if tb else (K, N), BF16)
+    a[(1, 2) if ta else (2, 1)] = np.inf
+    b[(3, 4) if tb else (4, 3)] = np.nan
+    c0 = rand(rng, (M, N), BF16)
+    out = c0.copy()
+    before = fastconv._cpu.amx_calls()
+    ops.gemm(a, b, trans_a=ta, trans_b=tb, alpha=0.5, beta=-1.5, out=out)
+    assert fastconv._cpu.amx_calls() - before == 1
+    with np.errstate(invalid="ignore"):
+        ref = 0.5 * gemm_ref(a, b, ta, tb) + -1.5 * f64(c0)
+        mag = 0.5 * gemm_ref(np.abs(f64(a)), np.abs(f64(b)), ta, tb) + 1.5 * np.abs(f64(c0))
+    assert_within(out, ref, bound(ref, BF16, (K + 3) * U32 * mag), f"{amx} {M}x{N}x{K}")
+
+
+def test_gemm_amx_threads_same_bits(rng, amx):
+    a, b = rand(rng, (70, 300), BF16), rand(rng, (300, 530), BF16)
+    got = []
+    prev = fastconv.get_num_threads()
+    try:
+        for t in (1, 2, 3):
+            fastconv.set_num_threads(t)
+            got.append(ops.gemm(a, b))
+    finally:
+        fastconv.set_num_threads(prev)
+    for other in got[1:]:
+        np.testing.assert_array_equal(got[0].view(np.uint16), other.view(np.uint16))
+
+
 def test_amx_mode_errors():
     with pytest.raises(ValueError, match="amx: expected 'off', 'amx', 'avx512_bf16' or 'emulated'"):
         fastconv._cpu.set_amx_mode("fast")

@@ -103,16 +103,7 @@ TileRun tile_run() {
   }
 }
 
-// The calling thread's tile configuration for the life of a parallel region (AMX only).
-struct TileScope {
-  explicit TileScope(bool tiles) : tiles_(tiles) {
-    if (tiles_) amx_tiles_begin();
-  }
-  ~TileScope() {
-    if (tiles_) amx_tiles_end();
-  }
-  bool tiles_;
-};
+using TileScope = AmxTileScope;
 
 // ------------------------------------------------------------------------------------------------------
 // forward (and the input gradient as a forward)
@@ -198,8 +189,7 @@ void run_forward(const Forward& p, int nthreads) {
 }
 
 bool geometry_ok(const ConvGeom& g) {
-  const AmxMode m = amx_mode();
-  if (m == AmxMode::off || (m != AmxMode::emulated && active_isa() != Isa::avx512)) return false;
+  if (!amx_active()) return false;
   // one channel: 15 of 16 tile rows would be zero planes, and the loads of those made the tiles slower than
   // the staged path (DeepConvNet's first layer, forward at batch 100: 1.98 vs 1.81 ms; 3 channels already
   // gain, 1.72 vs 2.34 ms; one-off A/B in one process, Intel Xeon)
@@ -210,6 +200,25 @@ bool geometry_ok(const ConvGeom& g) {
 }  // namespace
 
 bool conv_amx_takes(const ConvGeom& g) { return geometry_ok(g); }
+
+bool amx_active() {
+  const AmxMode m = amx_mode();
+  return m != AmxMode::off && (m == AmxMode::emulated || active_isa() == Isa::avx512);
+}
+
+AmxRunner amx_runner() {
+  const TileRun tr = tile_run();
+  return {tr.fn, tr.tiles};
+}
+
+void amx_count_call() { g_calls.fetch_add(1, std::memory_order_relaxed); }
+
+AmxTileScope::AmxTileScope(bool tiles) : tiles_(tiles) {
+  if (tiles_) amx_tiles_begin();
+}
+AmxTileScope::~AmxTileScope() {
+  if (tiles_) amx_tiles_end();
+}
 
 bool amx_available() {
   static const bool ok = amx_kernels_built() && cpu_has("amx_bf16") && amx_request_permission();

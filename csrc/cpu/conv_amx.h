@@ -87,4 +87,28 @@ void amx_tiles_begin();  // loads the tile configuration on the calling thread (
 void amx_tiles_end();    // releases the tiles
 bool amx_request_permission();  // arch_prctl(ARCH_REQ_XCOMP_PERM, XTILEDATA); true when granted
 
+// C = alpha * A B + beta * C (gemm.h's strided operands) on the tile program, for bfloat16 and the compute
+// policy's f64_as_bf16 (gemm/gemm_amx.cpp); false (nothing written) where the mode is off or the product is
+// too small to gain. Non-finite values need no fallback here: the zero padding only ever meets zeros.
+template <typename S>
+bool gemm_amx(index_t M, index_t N, index_t K, float alpha, const S* A, index_t rsa, index_t csa, const S* B,
+              index_t rsb, index_t csb, float beta, S* C, index_t ldc, int nthreads);
+
+// The tile kernel of the mode in use and whether its threads must load the tile configuration; the scope
+// loads it on the calling thread and releases it at the end (AMX only).
+struct AmxRunner {
+  amx_block_fn fn;
+  bool tiles;
+};
+bool amx_active();  // the mode is not off (and, but for emulated, the ISA in use is avx512)
+AmxRunner amx_runner();
+void amx_count_call();  // amx_calls() + 1
+struct AmxTileScope {
+  explicit AmxTileScope(bool tiles);
+  ~AmxTileScope();
+  AmxTileScope(const AmxTileScope&) = delete;
+  AmxTileScope& operator=(const AmxTileScope&) = delete;
+  bool tiles_;
+};
+
 }  // namespace fastconv::cpu

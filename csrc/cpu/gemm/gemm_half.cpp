@@ -7,11 +7,13 @@
 // B's column panel for all of K (KC-sliced as gemm_prepacked expects) and A's row block, then the macro-kernel
 // per K slice into a float C tile. Every element is computed by the same sequence for any thread count.
 #include <algorithm>
+#include <type_traits>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
 #include "common/half.h"
+#include "cpu/conv_amx.h"
 #include "cpu/gemm/config.h"
 #include "cpu/gemm/gemm.h"
 #include "cpu/half_convert.h"
@@ -63,6 +65,9 @@ template <typename S>
 void gemm_half(index_t M, index_t N, index_t K, float alpha, const S* A, index_t rsa, index_t csa, const S* B,
                index_t rsb, index_t csb, float beta, S* C, index_t ldc, int nthreads) {
   if (M <= 0 || N <= 0) return;
+  // bfloat16 (and the policy's, bit for bit the same) on the tile program where its mode is on (conv_amx.h)
+  if constexpr (std::is_same_v<S, bf16> || std::is_same_v<S, f64_as_bf16>)
+    if (gemm_amx<S>(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, nthreads)) return;
   const Ukr<float>& u = active_ukr<float>();
   constexpr index_t MC = Blocks<float>::MC, NC = HALF_NC;
   const index_t KC = half_k_block(std::max<index_t>(K, 1));
