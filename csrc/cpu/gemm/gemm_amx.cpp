@@ -75,9 +75,10 @@ bool gemm_amx(index_t M, index_t N, index_t K, float alpha, const S* A, index_t 
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     AmxTileScope scope(run.tiles);
-    Scratch<std::uint16_t> apack(static_cast<std::size_t>(kMB * Kp));
-    Scratch<std::uint32_t> bpack(static_cast<std::size_t>(Kp / 2 * ncp_max));
-    Scratch<float> tile(kMB * 32);
+    // the thread's GEMM arenas (workspace.h): no allocation per call once they have grown
+    std::uint16_t* apack = thread_workspace<std::uint16_t>(WS_GEMM_A, static_cast<std::size_t>(kMB * Kp));
+    std::uint32_t* bpack = thread_workspace<std::uint32_t>(WS_GEMM_B, static_cast<std::size_t>(Kp / 2 * ncp_max));
+    alignas(64) float tile[kMB * 32];
     std::vector<index_t> bo(static_cast<std::size_t>(steps));
     index_t packed_j = -1;
 #pragma omp for schedule(static)
@@ -86,19 +87,19 @@ bool gemm_amx(index_t M, index_t N, index_t K, float alpha, const S* A, index_t 
       const index_t jc = bj * kNB, ic = bi * kMB;
       const index_t nc = std::min(kNB, N - jc), mc = std::min(kMB, M - ic), ncp = round_up(nc, 32);
       if (packed_j != bj) {
-        pack_b(K, Kp, nc, ncp, B + jc * csb, rsb, csb, bpack.data());
+        pack_b(K, Kp, nc, ncp, B + jc * csb, rsb, csb, bpack);
         for (index_t s = 0; s < steps; ++s) bo[s] = s * 16 * ncp * 4;
         packed_j = bj;
       }
-      pack_a(mc, K, Kp, A + ic * rsa, rsa, csa, apack.data());
+      pack_a(mc, K, Kp, A + ic * rsa, rsa, csa, apack);
       const int mt = mc > 16 ? 2 : 1;
       for (index_t j0 = 0; j0 < nc; j0 += 32) {
         const index_t w = std::min<index_t>(32, nc - j0);
-        run.fn(mt, w > 16 ? 2 : 1, steps, reinterpret_cast<const char*>(apack.data()), aoff.data(), Kp * 2,
-               reinterpret_cast<const char*>(bpack.data() + j0), bo.data(), ncp * 4, tile.data(), 32, false);
+        run.fn(mt, w > 16 ? 2 : 1, steps, reinterpret_cast<const char*>(apack), aoff.data(), Kp * 2,
+               reinterpret_cast<const char*>(bpack + j0), bo.data(), ncp * 4, tile, 32, false);
         for (index_t i = 0; i < mc; ++i) {
           S* c = C + (ic + i) * ldc + jc + j0;
-          const float* t = tile.data() + i * 32;
+          const float* t = tile + i * 32;
           for (index_t j = 0; j < w; ++j)
             c[j] = from_compute<S>(beta == 0.0f ? alpha * t[j] : alpha * t[j] + beta * to_compute(c[j]));
         }
