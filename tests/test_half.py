@@ -464,12 +464,14 @@ def test_conv_amx_threads_same_bits(rng, amx):
             np.testing.assert_array_equal(a.view(np.uint16), b.view(np.uint16))
 
 
+@pytest.mark.parametrize("value", [np.inf, 2.0**-130], ids=["inf", "subnormal"])
 @pytest.mark.parametrize("where", ["x", "W", "dout"])
-def test_conv_amx_nonfinite_staged(rng, amx, where):
+def test_conv_amx_nonfinite_staged(rng, amx, where, value):
     """A non-finite input leaves the call to the staged float path (the tiles would pair an inf with a zero
-    weight of the padded tap pairs or the padded pixels and make a NaN the reference does not have)."""
+    weight of the padded tap pairs or the padded pixels and make a NaN the reference does not have), and so
+    does a subnormal one (the dot-product instructions read it as zero: an error of its whole product)."""
     x, Wt, dout = rand(rng, (2, 16, 5, 5), BF16), rand(rng, (16, 16, 3, 3), BF16), rand(rng, (2, 16, 5, 5), BF16)
-    {"x": x, "W": Wt, "dout": dout}[where].reshape(-1)[7] = np.inf
+    {"x": x, "W": Wt, "dout": dout}[where].reshape(-1)[7] = value
     before = fastconv._cpu.amx_calls()
     got = (ops.conv_forward(x, Wt, None, 1, 1), *ops.conv_backward(x, Wt, dout, 1, 1))
     assert fastconv._cpu.amx_calls() - before == (1 if where == "dout" else 0)
