@@ -476,12 +476,14 @@ def test_conv_amx_threads_same_bits(rng, amx):
             np.testing.assert_array_equal(a.view(np.uint16), b.view(np.uint16))
 
 
+@pytest.mark.parametrize("value", [np.inf, 2.0**-130], ids=["inf", "subnormal"])
 @pytest.mark.parametrize("where", ["x", "W", "dout"])
-def test_conv_amx_nonfinite_staged(rng, amx, where):
+def test_conv_amx_nonfinite_staged(rng, amx, where, value):
     """A non-finite input leaves the call to the staged float path (the tiles would pair an inf with a zero
-    weight of the padded tap pairs or the padded pixels and make a NaN the reference does not have)."""
+    weight of the padded tap pairs or the padded pixels and make a NaN the reference does not have), and so
+    does a subnormal one (the dot-product instructions read it as zero: an error of its whole product)."""
     x, Wt, dout = rand(rng, (2, 16, 5, 5), BF16), rand(rng, (16, 16, 3, 3), BF16), rand(rng, (2, 16, 5, 5), BF16)
-    {"x": x, "W": Wt, "dout": dout}[where].reshape(-1)[7] = np.inf
+    {"x": x, "W": Wt, "dout": dout}[where].reshape(-1)[7] = value
     before = fastconv._cpu.amx_calls()
     got = (ops.conv_forward(x, Wt, None, 1, 1), *ops.conv_backward(x, Wt, dout, 1, 1))
     assert fastconv._cpu.amx_calls() - before == (1 if where == "dout" else 0)
@@ -489,6 +491,46 @@ def test_conv_amx_nonfinite_staged(rng, amx, where):
     want = (ops.conv_forward(x, Wt, None, 1, 1), *ops.conv_backward(x, Wt, dout, 1, 1))
     for a, b in zip(got[1:], want[1:]):
         np.testing.assert_array_equal(a.view(np.uint16), b.view(np.uint16))
+
+
+def test_conv_amx_image_groups(rng, amx):
+    """Images large enough that a weight-gradient slot packs its images in several groups (about 1 MiB of
+    packed copies each): the tiles then add each group to the slot's partial sums (the accumulate path, which
+    the small cases above never take). dout is sparse (about two pixels an image and filter): with K = N*OH*OW
+    dense terms the float32 bound would exceed the gradient itself and miss a group left out."""
+    N, C, H, W, FN, FH, FW = 17, 16, 128, 128, 16, 1, 2  # two images a slot, one image a group
+    x, Wt, b = rand(rng, (N, C, H, W), BF16), rand(rng, (FN, C, FH, FW), BF16, 0.3), rand(rng, FN, BF16)
+    shape = (N, FN, H - FH + 1, W - FW + 1)
+    dout = (rand(rng, shape, BF16).astype(np.float32) * (rng.random(shape) < 2 / 8192)).astype(BF16)
+    before = fastconv._cpu.amx_calls()
+    dx, dW, db = ops.conv_backward(x, Wt, dout, 1, 0)
+    assert fastconv._cpu.amx_calls() - before == 1
+    (_, r_dx, r_dW, r_db), (_, m_dx, m_dW, m_db) = conv_ref(*f64(x, Wt, b, dout), (1, 0, 1, 1))
+    k = N * dout.shape[2] * dout.shape[3]
+    assert_within(dx, r_dx, bound(r_dx, BF16, FN * FH * FW * U32 * m_dx), f"{amx} dx")
+    assert_within(dW, r_dW, bound(r_dW, BF16, k * U32 * m_dW), f"{amx} dW")
+    assert_within(db, r_db, bound(r_db, BF16, k * U32 * m_db), f"{amx} db")
+
+
+@pytest.mark.parametrize("mode", ["amx", "avx512_bf16"])
+def test_conv_amx_not_below_avx512(rng, mode):
+    """The hardware tile modes run only while the GEMM ISA is avx512 (FASTCONV_ISA=avx2 or set_cpu_isa lowers
+    it): below it the bfloat16 convolution stays on the staged float path."""
+    prev, prev_isa = fastconv._cpu.amx_mode(), fastconv._cpu.cpu_isa()
+    try:
+        try:
+            fastconv._cpu.set_amx_mode(mode)
+            fastconv._cpu.set_cpu_isa("avx2")
+        except ValueError as exc:
+            pytest.skip(str(exc))
+        x, Wt = rand(rng, (2, 16, 5, 5), BF16), rand(rng, (16, 16, 3, 3), BF16)
+        before = fastconv._cpu.amx_calls()
+        ops.conv_forward(x, Wt, None, 1, 1)
+        ops.conv_backward(x, Wt, rand(rng, (2, 16, 5, 5), BF16), 1, 1)
+        assert fastconv._cpu.amx_calls() == before
+    finally:
+        fastconv._cpu.set_cpu_isa(prev_isa)
+        fastconv._cpu.set_amx_mode(prev)
 
 
 @pytest.mark.parametrize("M,N,K", [(33, 50, 70), (100, 50, 1024), (5, 300, 40), (64, 257, 33)])

@@ -3,8 +3,8 @@
 // filters flipped and transposed), for one group, stride 1, no dilation, filters up to 32 x 32, padding below
 // the filter size; two or more channels and any filter count (padded with zeros to multiples of 16; one
 // channel is left staged: conv_amx.cpp's geometry_ok says why). Every other convolution, and every call with a
-// non-finite input, stays on the staged float path of conv_half.cpp, which these calls leave to it by
-// returning false before writing anything.
+// non-finite or subnormal input, stays on the staged float path of conv_half.cpp, which these calls leave to
+// it by returning false before writing anything.
 //
 // Layouts (conv_amx.cpp has the details):
 //  - "wide" pixels: output pixel (oh, ow) is column oh*R + ow, R the padded input width, so tap (kh, kw) of
@@ -13,13 +13,18 @@
 //  - forward B: per channel, the padded plane as 32-bit pairs (v[i], v[i+1]), so the pair of taps
 //    (kw, kw + 1) of 16 pixels is one 64-byte row; a tile's 16 rows are 16 channels (the K order is
 //    kh, kw pair, channel block, channel); an odd filter width pairs its last tap with a zero weight.
-//  - weight gradient: A is dout on the wide grid (zeros in the thrown-away columns), K the pixels of the
-//    images; B the padded input channels-last as pairs of consecutive pixels.
+//  - weight gradient, per tap: A is the padded input planes (rows: channels; K: the wide pixels of the
+//    images, shifted by the tap's offset); B is dout on the wide grid (zeros in the thrown-away columns) as
+//    pairs of consecutive pixels, filters-last.
 // Every output value is summed in an order fixed by the shape (images in order, slots of CONV_GRAD_SLOTS for
 // the weight gradient), so the bits do not depend on the thread count.
 // Numerics: products of bfloat16 are exact in float32; TDPBF16PS adds them in float32 with denormal inputs and
 // outputs flushed to zero (values below 2**-126), the one difference from the staged path's float32 kernels
-// beyond the order of the additions. Results are rounded once to bfloat16 (to nearest even).
+// beyond the order of the additions. Subnormal inputs are left to the staged path (flushed, each would be an
+// error as large as its product); a product or sum below 2**-126 is still flushed. Within one instruction
+// the hardware adds with more precision than one float32 rounding per product (measured on Emerald Rapids:
+// 1 + 2**-24 - 1 gives 2**-24, the emulation 0), so the emulated mode matches its results within the
+// float32 bound, not bit for bit. Results are rounded once to bfloat16 (to nearest even).
 #pragma once
 #include <cstdint>
 #include <string>

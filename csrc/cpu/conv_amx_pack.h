@@ -45,10 +45,16 @@ inline void transpose_stage(U16x32* v) {
   }
 }
 
+// True when every value is finite and none is subnormal (the dot-product instructions read a subnormal as
+// zero, an error the staged path does not make). An all-ones exponent (inf, NaN) carries into bit 15 when
+// 0x80 is added to it; a zero exponent borrows into bit 15 when 0x80 is subtracted, kept where the fraction
+// is nonzero (fraction + 0x7f carries into bit 7, shifted to 15). 16-bit lanes, so it vectorises.
 bool finite(const bf16* p, index_t n) {
-  // an all-ones exponent (inf, NaN) carries into bit 15 when 0x80 is added to it; 16-bit lanes, so it vectorises
   std::uint16_t acc = 0;
-  for (index_t i = 0; i < n; ++i) acc |= static_cast<std::uint16_t>((p[i].bits & 0x7f80u) + 0x80u);
+  for (index_t i = 0; i < n; ++i) {
+    const unsigned e = p[i].bits & 0x7f80u, f = p[i].bits & 0x7fu;
+    acc |= static_cast<std::uint16_t>((e + 0x80u) | ((e - 0x80u) & ((f + 0x7fu) << 8)));
+  }
   return (acc & 0x8000u) == 0;
 }
 
