@@ -511,6 +511,23 @@ def test_gemm_amx(rng, amx, M, N, K, ta, tb):
     assert_within(out, ref, bound(ref, BF16, (K + 3) * U32 * mag), f"{amx} {M}x{N}x{K}")
 
 
+@pytest.mark.parametrize("ta,tb", [(True, False), (False, True)])
+def test_gemm_amx_beta_zero_ignores_out(rng, amx, ta, tb):
+    """beta == 0 on the tile program: out is write-only (NaN and inf already there must not leak, as for
+    float32), with the two mixed transposes."""
+    M, N, K = 45, 70, 33
+    a = rand(rng, (K, M) if ta else (M, K), BF16)
+    b = rand(rng, (N, K) if tb else (K, N), BF16)
+    ref = 1.5 * gemm_ref(a, b, ta, tb)
+    mag = 1.5 * gemm_ref(np.abs(f64(a)), np.abs(f64(b)), ta, tb)
+    for fill in (np.nan, np.inf):
+        out = np.full((M, N), fill, dtype=BF16)
+        before = fastconv._cpu.amx_calls()
+        ops.gemm(a, b, trans_a=ta, trans_b=tb, alpha=1.5, beta=0.0, out=out)
+        assert fastconv._cpu.amx_calls() - before == 1
+        assert_within(out, ref, bound(ref, BF16, (K + 2) * U32 * mag), f"{amx} {fill}")
+
+
 def test_gemm_amx_threads_same_bits(rng, amx):
     a, b = rand(rng, (70, 300), BF16), rand(rng, (300, 530), BF16)
     got = []
