@@ -567,6 +567,23 @@ def test_gemm_amx(rng, amx, M, N, K, ta, tb):
     assert_within(out, ref, bound(ref, BF16, (K + 3) * U32 * mag), f"{amx} {M}x{N}x{K}")
 
 
+@pytest.mark.parametrize("ta,tb", [(True, False), (False, True)])
+def test_gemm_amx_beta_zero_ignores_out(rng, amx, ta, tb):
+    """beta == 0 on the tile program: out is write-only (NaN and inf already there must not leak, as for
+    float32), with the two mixed transposes."""
+    M, N, K = 45, 70, 33
+    a = rand(rng, (K, M) if ta else (M, K), BF16)
+    b = rand(rng, (N, K) if tb else (K, N), BF16)
+    ref = 1.5 * gemm_ref(a, b, ta, tb)
+    mag = 1.5 * gemm_ref(np.abs(f64(a)), np.abs(f64(b)), ta, tb)
+    for fill in (np.nan, np.inf):
+        out = np.full((M, N), fill, dtype=BF16)
+        before = fastconv._cpu.amx_calls()
+        ops.gemm(a, b, trans_a=ta, trans_b=tb, alpha=1.5, beta=0.0, out=out)
+        assert fastconv._cpu.amx_calls() - before == 1
+        assert_within(out, ref, bound(ref, BF16, (K + 2) * U32 * mag), f"{amx} {fill}")
+
+
 def test_gemm_amx_threads_same_bits(rng, amx):
     a, b = rand(rng, (70, 300), BF16), rand(rng, (300, 530), BF16)
     got = []
@@ -651,6 +668,47 @@ def test_pooling(rng, isa, hdtype, shape, ph, pw, stride, pad):
     a_dmag.forward(f64(x))
     assert_within(a_dx, a_rdx, bound(a_rdx, hdtype, (k + 1) * U32 * a_dmag.backward(np.abs(f64(dout)))),
                   f"{isa} avg dx")
+
+
+def test_pooling_many_chunks(rng, hdtype):
+    """A batch of several chunks of whole planes spread over the threads (csrc/cpu/pool_half.cpp): the
+    reference's values, the same bits for any thread count, and of several bad argmax values in different
+    chunks the first (lowest flat index) reported, whichever thread finds its own first."""
+    x = rand(rng, (5, 2000, 4, 4), hdtype)  # 10000 planes of 16 values: chunks of 4096, 4096 and 1808 planes
+    ref = ref_layers.Pooling(2, 2, 2, 0)
+    want = ref.forward(f64(x))
+    dout = rand(rng, want.shape, hdtype)
+    want_dx = ref.backward(f64(dout))  # windows do not overlap: dx is dout at the argmax, exact
+    aref = ref_layers.AvgPooling(2, 2, 2, 0)
+    a_want = aref.forward(f64(x))
+    a_mag = ref_layers.AvgPooling(2, 2, 2, 0).forward(np.abs(f64(x)))
+    a_want_dx = aref.backward(f64(dout))
+    prev = fastconv.get_num_threads()
+    got = []
+    try:
+        for t in (1, 2, 3):
+            fastconv.set_num_threads(t)
+            out, argmax = ops.maxpool_forward(x, 2, 2, 2, 0)
+            dx = ops.maxpool_backward(dout, argmax, x.shape, 2, 2, 2, 0)
+            a_out = ops.avgpool_forward(x, 2, 2, 2, 0)
+            a_dx = ops.avgpool_backward(dout, x.shape, 2, 2, 2, 0)
+            np.testing.assert_array_equal(f64(out), want, err_msg=f"{t} threads: max out")
+            np.testing.assert_array_equal(f64(dx), want_dx, err_msg=f"{t} threads: max dx")
+            assert_within(a_out, a_want, bound(a_want, hdtype, 5 * U32 * a_mag), f"{t} threads: avg out")
+            assert_within(a_dx, a_want_dx, bound(a_want_dx, hdtype, 2 * U32 * np.abs(a_want_dx)), f"{t}: avg dx")
+            got.append((out, dx, a_out, a_dx))
+            # out of range [0, 16) in the last plane of chunk 0 (found last by its thread), the first plane of
+            # chunk 1 and a plane of chunk 2: flat index 4095 * 4 + 3 is the one to report
+            bad = argmax.copy().reshape(-1)
+            bad[[4095 * 4 + 3, 4096 * 4, 8200 * 4 + 1]] = 16
+            for _ in range(5):
+                with pytest.raises(ValueError, match=r"^argmax: value 16 at flat index 16383 is out of range"):
+                    ops.maxpool_backward(dout, bad.reshape(argmax.shape), x.shape, 2, 2, 2, 0)
+    finally:
+        fastconv.set_num_threads(prev)
+    for other in got[1:]:
+        for a, b in zip(got[0], other):
+            np.testing.assert_array_equal(a.view(np.uint16), b.view(np.uint16))
 
 
 @pytest.mark.parametrize("N,K", [(1, 3), (7, 10), (100, 10), (3, 1000)])
