@@ -598,6 +598,32 @@ def test_gemm_amx_threads_same_bits(rng, amx):
         np.testing.assert_array_equal(got[0].view(np.uint16), other.view(np.uint16))
 
 
+@pytest.mark.parametrize("op", ["conv", "gemm"])
+def test_amx_tiny_products_staged(rng, amx, op):
+    """Operands whose products could fall below 2**-126 (here 2**-64 by 2**-64: the tiles would flush them to
+    zero) stay on the staged path, which keeps them, and the results are the reference's."""
+    tiny = np.float32(2.0**-64)
+    if op == "gemm":
+        a, b = (rand(rng, (40, 64), BF16).astype(np.float32) * tiny).astype(BF16), rand(rng, (64, 50), BF16)
+        b = (b.astype(np.float32) * tiny).astype(BF16)
+        before = fastconv._cpu.amx_calls()
+        out = ops.gemm(a, b)
+        assert fastconv._cpu.amx_calls() == before
+        ref = gemm_ref(a, b, False, False)
+        acc = 64 * U32 * gemm_ref(np.abs(f64(a)), np.abs(f64(b)), False, False)
+        assert np.any(ref != 0) and np.all(np.abs(ref[ref != 0]) < 2.0**-118)
+        assert_within(out, ref, bound(ref, BF16, acc), f"{amx} tiny gemm")
+        return
+    x = (rand(rng, (2, 16, 5, 5), BF16).astype(np.float32) * tiny).astype(BF16)
+    Wt = (rand(rng, (16, 16, 3, 3), BF16).astype(np.float32) * tiny).astype(BF16)
+    before = fastconv._cpu.amx_calls()
+    out = ops.conv_forward(x, Wt, None, 1, 1)
+    assert fastconv._cpu.amx_calls() == before
+    (r_out, *_), (m_out, *_) = conv_ref(*f64(x, Wt, np.zeros(16, BF16), np.zeros(out.shape, BF16)), (1, 1, 1, 1))
+    assert np.any(r_out != 0)
+    assert_within(out, r_out, bound(r_out, BF16, 16 * 9 * U32 * m_out), f"{amx} tiny conv")
+
+
 def test_amx_mode_errors():
     with pytest.raises(ValueError, match="amx: expected 'off', 'amx', 'avx512_bf16' or 'emulated'"):
         fastconv._cpu.set_amx_mode("fast")

@@ -271,7 +271,7 @@ bool conv_forward_amx(const bf16* x, const bf16* w, const bf16* b, bf16* out, co
   const AmxPack pk = tile_run().pack;
   const index_t C = g.C, FH = g.FH, FW = g.FW, wsize = FN * C * FH * FW;
   // (the bias is added in float32 after the tiles, as on the staged path: any value of it is fine)
-  if (!pk.finite(x, g.N * C * g.H * g.W) || !pk.finite(w, wsize)) return false;
+  if (!amx_exponents_ok(pk.exponent_scan(x, g.N * C * g.H * g.W), pk.exponent_scan(w, wsize))) return false;
   const std::vector<std::uint16_t> wp = pack_filters(FN, C, FH, FW, [&](index_t f, index_t c, index_t kh, index_t kw) {
     return w[((f * C + c) * FH + kh) * FW + kw].bits;
   });
@@ -293,8 +293,10 @@ bool conv_backward_amx(const bf16* x, const bf16* w, const bf16* dout, bf16* dx,
   if (g.pt >= FH || g.pb >= FH || g.pl >= FW || g.pr >= FW) return false;
   const TileRun tr = tile_run();
   const index_t wsize = FN * C * FH * FW;
-  if (!tr.pack.finite(x, N * C * H * W) || !tr.pack.finite(w, wsize) || !tr.pack.finite(dout, N * FN * OH * OW))
-    return false;
+  // dW multiplies x by dout, dx dout by w (both checked with or without dx: need_dx=False keeps dW's bits)
+  const int ex = tr.pack.exponent_scan(x, N * C * H * W), ew = tr.pack.exponent_scan(w, wsize),
+            ed = tr.pack.exponent_scan(dout, N * FN * OH * OW);
+  if (!amx_exponents_ok(ex, ed) || !amx_exponents_ok(ed, ew)) return false;
 
   // dx: dout (FN channels, OH x OW) convolved with w flipped and transposed, padded by F - 1 - pad
   if (dx) {

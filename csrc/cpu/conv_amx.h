@@ -77,7 +77,7 @@ bool amx_kernels_built();  // conv_amx_tiles.cpp was compiled with the AMX and A
 
 // The loops around the kernel (conv_amx_pack.h, compiled once per variant; conv_amx.cpp says what each does).
 struct AmxPack {
-  bool (*finite)(const bf16* p, index_t n);
+  int (*exponent_scan)(const bf16* p, index_t n);
   void (*pad_planes)(const bf16* x, index_t C, index_t H, index_t W, index_t pt, index_t pl, index_t R,
                      index_t plane, std::uint16_t* dst);
   void (*pair_planes)(const bf16* x, index_t C, index_t H, index_t W, index_t pt, index_t pl, index_t R,
@@ -91,6 +91,11 @@ AmxPack amx_pack_avx512();  // conv_amx_tiles.cpp (AVX-512)
 void amx_tiles_begin();  // loads the tile configuration on the calling thread (amx mode only)
 void amx_tiles_end();    // releases the tiles
 bool amx_request_permission();  // arch_prctl(ARCH_REQ_XCOMP_PERM, XTILEDATA); true when granted
+
+// True when the tiles may multiply operands whose exponent_scan (conv_amx_pack.h) gave ea and eb: both
+// finite and normal, and every nonzero product at least 2**-110, so that it and every partial sum of such
+// products (multiples of 2**-124) stay above 2**-126, where the tiles flush nothing.
+inline bool amx_exponents_ok(int ea, int eb) { return ea >= 0 && eb >= 0 && ea + eb - 254 >= -110; }
 
 // C = alpha * A B + beta * C (gemm.h's strided operands) on the tile program, for bfloat16 and the compute
 // policy's f64_as_bf16 (gemm/gemm_amx.cpp); false (nothing written) where the mode is off or the product is

@@ -5,6 +5,7 @@
 #ifndef FC_AMX_NS
 #error "define FC_AMX_NS (the variant's namespace) before including conv_amx_pack.h"
 #endif
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <utility>
@@ -45,17 +46,18 @@ inline void transpose_stage(U16x32* v) {
   }
 }
 
-// True when every value is finite and none is subnormal (the dot-product instructions read a subnormal as
-// zero, an error the staged path does not make). An all-ones exponent (inf, NaN) carries into bit 15 when
-// 0x80 is added to it; a zero exponent borrows into bit 15 when 0x80 is subtracted, kept where the fraction
-// is nonzero (fraction + 0x7f carries into bit 7, shifted to 15). 16-bit lanes, so it vectorises.
-bool finite(const bf16* p, index_t n) {
-  std::uint16_t acc = 0;
+// The smallest biased exponent among the nonzero values (255 when all are zero), or -1 when one is inf, NaN
+// or subnormal: the tiles read a subnormal input as zero and flush a product or sum below 2**-126 to zero,
+// errors the staged path does not make, so the callers keep the tiles to operands whose products cannot get
+// there (amx_exponents_ok). 16-bit lanes, a min and an or: it vectorises.
+int exponent_scan(const bf16* p, index_t n) {
+  std::uint16_t bad = 0, emin = 0xff;
   for (index_t i = 0; i < n; ++i) {
-    const unsigned e = p[i].bits & 0x7f80u, f = p[i].bits & 0x7fu;
-    acc |= static_cast<std::uint16_t>((e + 0x80u) | ((e - 0x80u) & ((f + 0x7fu) << 8)));
+    const std::uint16_t v = p[i].bits & 0x7fffu, e = v >> 7;
+    bad |= static_cast<std::uint16_t>((e == 0xff) | ((e == 0) & (v != 0)));
+    emin = std::min<std::uint16_t>(emin, v == 0 ? 0xff : e);
   }
-  return (acc & 0x8000u) == 0;
+  return bad ? -1 : emin;
 }
 
 // C planes of H x W, each padded into Hp x R then zeros up to `plane` values (dst: C * plane).
@@ -155,6 +157,6 @@ void store_rows(const float* c, index_t ldc, index_t rows, index_t len, const fl
 
 }  // namespace
 
-inline AmxPack pack_fns() { return {finite, pad_planes, pair_planes, dout_pairs, store_rows}; }
+inline AmxPack pack_fns() { return {exponent_scan, pad_planes, pair_planes, dout_pairs, store_rows}; }
 
 }  // namespace fastconv::cpu::FC_AMX_NS

@@ -58,6 +58,21 @@ void pack_b(index_t K, index_t Kp, index_t nc, index_t ncp, const S* B, index_t 
   }
 }
 
+// conv_amx_pack.h's exponent_scan over a strided rows x cols operand (X[i*rs + j*cs]), except that inf and
+// NaN are not refused (here the zero padding only meets zeros, so they go through as in the reference): -1
+// for a subnormal value, else the smallest biased exponent among the nonzero values (inf and NaN count 255).
+template <typename S>
+int exponent_scan_strided(index_t rows, index_t cols, const S* X, index_t rs, index_t cs) {
+  std::uint16_t bad = 0, emin = 0xff;
+  for (index_t i = 0; i < rows; ++i)
+    for (index_t j = 0; j < cols; ++j) {
+      const std::uint16_t v = bf16_bits(X[i * rs + j * cs]) & 0x7fffu, e = v >> 7;
+      bad |= static_cast<std::uint16_t>((e == 0) & (v != 0));
+      emin = std::min<std::uint16_t>(emin, v == 0 ? 0xff : e);
+    }
+  return bad ? -1 : emin;
+}
+
 }  // namespace
 
 template <typename S>
@@ -65,6 +80,9 @@ bool gemm_amx(index_t M, index_t N, index_t K, float alpha, const S* A, index_t 
               index_t rsb, index_t csb, float beta, S* C, index_t ldc, int nthreads) {
   if (!amx_active() || M <= 0 || N <= 0 || K <= 0 || alpha == 0.0f) return false;
   if (static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K) < kMinMacs) return false;
+  // products the tiles would flush (conv_amx.h: amx_exponents_ok) stay staged
+  if (!amx_exponents_ok(exponent_scan_strided(M, K, A, rsa, csa), exponent_scan_strided(K, N, B, rsb, csb)))
+    return false;
   const AmxRunner run = amx_runner();
   const index_t Kp = round_up(K, 32), steps = Kp / 32;
   const index_t nbi = (M + kMB - 1) / kMB, nbj = (N + kNB - 1) / kNB, nblocks = nbi * nbj;
