@@ -35,9 +35,9 @@ bool cpu_has(const char* name) {
 
 // avx512_bf16 is not a default: on Intel Xeon (Emerald Rapids, the one CPU with AVX512_BF16 it was measured
 // on) vdpbf16ps does 32 products a cycle, as two float32 FMAs do, and with the tile program's padding (a tap
-// pair for 3 taps, the wide pixels) the convolution ran slower than the staged float path (DeepConvNet's 16x28x28
-// layer: 7.7 vs 4.3 ms forward, one-off A/B in one process). AMD Zen 4, whose float32 FMAs are half as wide as
-// its dot products, may gain from it; measure before making it a default there.
+// pair for 3 taps, the wide pixels) the convolution ran slower than the staged float path (DeepConvNet's
+// 16x28x28 layer: 7.7 vs 4.3 ms forward, one-off A/B in one process). AMD Zen 4, whose float32 FMAs are half
+// as wide as its dot products, may gain from it; measure before making it a default there.
 AmxMode mode_at_import() {
   const AmxMode best = amx_available() ? AmxMode::amx : AmxMode::off;
   if (const char* env = std::getenv("FASTCONV_AMX")) {

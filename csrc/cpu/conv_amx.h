@@ -2,9 +2,10 @@
 // Forward, and the backward's weight and input gradients (the input gradient as the forward of dout with the
 // filters flipped and transposed), for one group, stride 1, no dilation, filters up to 32 x 32, padding below
 // the filter size; two or more channels and any filter count (padded with zeros to multiples of 16; one
-// channel is left staged: conv_amx.cpp's geometry_ok says why). Every other convolution, and every call with a
-// non-finite or subnormal input, stays on the staged float path of conv_half.cpp, which these calls leave to
-// it by returning false before writing anything.
+// channel is left staged: conv_amx.cpp's geometry_ok says why). Every other convolution, and every call with
+// a non-finite or subnormal input or with operands whose products could be subnormal (amx_exponents_ok),
+// stays on the staged float path of conv_half.cpp, which these calls leave to it by returning false before
+// writing anything.
 //
 // Layouts (conv_amx.cpp has the details):
 //  - "wide" pixels: output pixel (oh, ow) is column oh*R + ow, R the padded input width, so tap (kh, kw) of
@@ -18,13 +19,14 @@
 //    pairs of consecutive pixels, filters-last.
 // Every output value is summed in an order fixed by the shape (images in order, slots of CONV_GRAD_SLOTS for
 // the weight gradient), so the bits do not depend on the thread count.
-// Numerics: products of bfloat16 are exact in float32; TDPBF16PS adds them in float32 with denormal inputs and
-// outputs flushed to zero (values below 2**-126), the one difference from the staged path's float32 kernels
-// beyond the order of the additions. Subnormal inputs are left to the staged path (flushed, each would be an
-// error as large as its product); a product or sum below 2**-126 is still flushed. Within one instruction
-// the hardware adds with more precision than one float32 rounding per product (measured on Emerald Rapids:
-// 1 + 2**-24 - 1 gives 2**-24, the emulation 0), so the emulated mode matches its results within the
-// float32 bound, not bit for bit. Results are rounded once to bfloat16 (to nearest even).
+// Numerics: products of bfloat16 are exact in float32; TDPBF16PS adds them in float32 with denormal inputs
+// and outputs flushed to zero (values below 2**-126), the one difference from the staged path's float32
+// kernels beyond the order of the additions. So subnormal inputs, and operands whose products or sums could
+// fall below 2**-126, are left to the staged path (flushed, each would be an error as large as itself).
+// Within one instruction the hardware adds with more precision than one float32 rounding per product
+// (measured on Emerald Rapids: 1 + 2**-24 - 1 gives 2**-24, the emulation 0), so the emulated mode matches
+// its results within the float32 bound, not bit for bit. Results are rounded once to bfloat16 (to nearest
+// even).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -63,9 +65,10 @@ bool conv_backward_amx(const bf16* x, const bf16* w, const bf16* dout, bf16* dx,
                        const ConvGeom& g, index_t FN, int nthreads);
 
 // The tile program's one kernel: C (MT*16 x NT*16 floats, row stride ldc floats) = [C +] sum over s < steps
-// of A_s B_s, tile (i, j) of C from A tile i (16 rows x 32 bfloat16 at a + aoff[s] + i*16*lda bytes, row stride
-// lda bytes) and B tile j (16 rows of 16 bfloat16 pairs at b + boff[s] + j*64 bytes, row stride ldb bytes).
-// AMX, AVX512_BF16 (conv_amx_tiles.cpp) and emulated (conv_amx.cpp) implementations; mt, nt in {1, 2}.
+// of A_s B_s, tile (i, j) of C from A tile i (16 rows x 32 bfloat16 at a + aoff[s] + i*16*lda bytes, row
+// stride lda bytes) and B tile j (16 rows of 16 bfloat16 pairs at b + boff[s] + j*64 bytes, row stride ldb
+// bytes). AMX, AVX512_BF16 (conv_amx_tiles.cpp) and emulated (conv_amx.cpp) implementations; mt and nt are
+// 1 or 2.
 using amx_block_fn = void (*)(int mt, int nt, index_t steps, const char* a, const index_t* aoff, index_t lda,
                               const char* b, const index_t* boff, index_t ldb, float* c, index_t ldc,
                               bool accumulate);

@@ -23,7 +23,8 @@ namespace {
 
 typedef std::uint32_t U16x32 __attribute__((vector_size(64)));  // 16 lanes of 32 bits
 
-// v[i] lane j <- v[j] lane i, 16 x 16 (the butterfly of conv_depthwise_kernels.h's Transposer, on 32-bit lanes)
+// v[i] lane j <- v[j] lane i, 16 x 16 (the butterfly of conv_depthwise_kernels.h's Transposer, on 32-bit
+// lanes)
 template <int S, std::size_t... J>
 constexpr U16x32 lo_mask(std::index_sequence<J...>) {
   return U16x32{static_cast<std::uint32_t>((J & S) == 0 ? J : 16 + J - S)...};
@@ -89,9 +90,9 @@ void pair_planes(const bf16* x, index_t C, index_t H, index_t W, index_t pt, ind
 
 // The weight gradient's B for one image: dout (FN x OH x OW) on the wide grid (row oh at oh*R, zeros past OW
 // and up to Ppad, a multiple of 32) as pairs of consecutive pixels, transposed, zero filters up to FNp (a
-// multiple of 16): dst[r*FNp + f] = (d[f][2r], d[f][2r+1]). db[f] += the sum of dout[f] over the wide row in 16
-// interleaved partial sums added in order at the end (an order fixed by the shape; one running sum was a chain
-// of dependent adds that cost more than the tiles). tmp: 16 * Ppad values.
+// multiple of 16): dst[r*FNp + f] = (d[f][2r], d[f][2r+1]). db[f] += the sum of dout[f] over the wide row in
+// 16 interleaved partial sums added in order at the end (an order fixed by the shape; one running sum was a
+// chain of dependent adds that cost more than the tiles). tmp: 16 * Ppad values.
 void dout_pairs(const bf16* d, index_t FN, index_t FNp, index_t OH, index_t OW, index_t R, index_t Ppad,
                 std::uint16_t* tmp, std::uint32_t* dst, float* db) {
   for (index_t f0 = 0; f0 < FNp; f0 += 16) {
@@ -122,8 +123,8 @@ void dout_pairs(const bf16* d, index_t FN, index_t FNp, index_t OH, index_t OW, 
 void store_rows(const float* c, index_t ldc, index_t rows, index_t len, const float* bias, bool relu, bf16* out,
                 index_t ldo) {
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-  // 16 values a step, the tail masked (the compiler's loop left rows of 28 and 14 values mostly to scalar code);
-  // the rounding is float_to_bf16's, NaN included
+  // 16 values a step, the tail masked (the compiler's loop left rows of 28 and 14 values mostly to scalar
+  // code); the rounding is float_to_bf16's, NaN included
   const __m512i nan_bits = _mm512_set1_epi32(0x7f800000), abs_mask = _mm512_set1_epi32(0x7fffffff);
   const __m512i one = _mm512_set1_epi32(1), half = _mm512_set1_epi32(0x7fff), quiet = _mm512_set1_epi32(0x40);
   for (index_t r = 0; r < rows; ++r) {
@@ -135,8 +136,8 @@ void store_rows(const float* c, index_t ldc, index_t rows, index_t len, const fl
       __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, cr + k), b);
       if (relu) v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NLE_UQ), v);
       const __m512i u = _mm512_castps_si512(v);
-      const __m512i rounded =
-          _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(u, 16), one))), 16);
+      const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), one);  // ties to even
+      const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(half, lsb)), 16);
       const __mmask16 isnan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, abs_mask), nan_bits);
       const __m512i res = _mm512_mask_mov_epi32(rounded, isnan, _mm512_or_si512(_mm512_srli_epi32(u, 16), quiet));
       _mm256_mask_storeu_epi16(o + k, m, _mm512_cvtepi32_epi16(res));

@@ -76,13 +76,14 @@ void block(index_t steps, const char* a, const index_t* aoff, index_t lda, const
 }
 
 // The same products on AVX512_BF16: vdpbf16ps adds a.bf16[2l]*b.bf16[2l] + a.bf16[2l+1]*b.bf16[2l+1] into
-// float lane l, so a B tile row (16 pairs of one k pair) is one vector and A's pair for one C row a broadcast.
-// Eight C rows x NT vectors a pass: 16 accumulators, 2 B loads and 8 broadcasts per 16 dot products.
+// float lane l, so a B tile row (16 pairs of one k pair) is one vector and A's pair for one C row a
+// broadcast. Eight C rows x NT vectors a pass: 16 accumulators, 2 B loads and 8 broadcasts per 16 dot
+// products.
 template <int NT>
 void dp_rows8(index_t steps, const char* a, const index_t* aoff, index_t lda, const char* b, const index_t* boff,
               index_t ldb, float* c, index_t ldc, bool accumulate) {
-  // every loop over r and j unrolled, so that the 8 x NT accumulators live in registers (rolled, GCC kept them
-  // on the stack: 2.5x slower)
+  // every loop over r and j unrolled, so that the 8 x NT accumulators live in registers (rolled, GCC kept
+  // them on the stack: 2.5x slower)
   __m512 acc[8][NT];
 #pragma GCC unroll 8
   for (int r = 0; r < 8; ++r)

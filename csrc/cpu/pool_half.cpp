@@ -1,9 +1,10 @@
-// pool_half.cpp: max and average pooling, forward and backward, for the 16-bit storage types (f16, bf16) on the
-// float kernels of pool.cpp. Planes are independent, so the batch goes through in chunks of whole (n, c) planes
-// (about kChunkFloats values, in L2), the chunks spread over the threads: each chunk widened into the thread's
-// float buffer, the float kernel run on it as one image of `planes` channels (on the calling thread: it is
-// inside this parallel region), the result rounded once on the store. A max is one of its inputs (exact);
-// average windows and the backward's overlapping windows sum in float32. Any split gives the same bits.
+// pool_half.cpp: max and average pooling, forward and backward, for the 16-bit storage types (f16, bf16) on
+// the float kernels of pool.cpp. Planes are independent, so the batch goes through in chunks of whole (n, c)
+// planes (about kChunkFloats values, in L2), the chunks spread over the threads: each chunk widened into the
+// thread's float buffer, the float kernel run on it as one image of `planes` channels (on the calling thread:
+// it is inside this parallel region), the result rounded once on the store. A max is one of its inputs
+// (exact); average windows and the backward's overlapping windows sum in float32. Any split gives the same
+// bits.
 #include <algorithm>
 #include <atomic>
 #include <cstdint>

@@ -1,9 +1,9 @@
 // gemm_amx.cpp: C = alpha * A B + beta * C for bfloat16 and the compute policy's f64_as_bf16 on the tile
 // program of conv_amx.h (AMX tiles, or its AVX512_BF16 and emulated modes). gemm_half.cpp calls it first.
-// Per block of C (kMB rows x up to kNB columns): A's rows packed row-major over all of K (zero past K, up to a
-// multiple of 32), B's columns as pairs of consecutive k (the tiles' VNNI layout), then the kernel over all of
-// K per 32 x 32 piece of C, and alpha * sum + beta * C rounded once. Every element is one kernel call over the
-// whole of K, whatever the thread count, so the bits do not depend on it. The blocks go to the threads in
+// Per block of C (kMB rows x up to kNB columns): A's rows packed row-major over all of K (zero past K, up to
+// a multiple of 32), B's columns as pairs of consecutive k (the tiles' VNNI layout), then the kernel over all
+// of K per 32 x 32 piece of C, and alpha * sum + beta * C rounded once. Every element is one kernel call over
+// the whole of K, whatever the thread count, so the bits do not depend on it. The blocks go to the threads in
 // column-block-major order, contiguous per thread, so a thread repacks B only when its column block changes.
 #include <algorithm>
 #include <cstdint>
@@ -21,8 +21,8 @@ namespace fastconv::cpu {
 namespace {
 
 constexpr index_t kMB = 32, kNB = 256;
-// Below this many multiply-adds the float path's smaller set-up wins (and the tiles' padding of K to 32 and of
-// M and N to 16 costs most on the smallest products).
+// Below this many multiply-adds the float path's smaller set-up wins (and the tiles' padding of K to 32 and
+// of M and N to 16 costs most on the smallest products).
 constexpr index_t kMinMacs = 1 << 15;
 
 template <typename S>
@@ -42,8 +42,8 @@ void pack_a(index_t mc, index_t K, index_t Kp, const S* A, index_t rsa, index_t 
   }
 }
 
-// columns [0, nc) of B (B[k*rsb + j*csb]) as Kp / 2 rows of ncp pairs (B[2r][j], B[2r+1][j]), zeros past K and
-// nc
+// columns [0, nc) of B (B[k*rsb + j*csb]) as Kp / 2 rows of ncp pairs (B[2r][j], B[2r+1][j]), zeros past K
+// and nc
 template <typename S>
 void pack_b(index_t K, index_t Kp, index_t nc, index_t ncp, const S* B, index_t rsb, index_t csb,
             std::uint32_t* dst) {
