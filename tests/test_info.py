@@ -159,7 +159,8 @@ def test_reduced_precision_features_match_the_kernel_s_cpu_flags():
     assert set(have) <= {"f16c", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16"}
     # the kernels use AMX-BF16 (the bfloat16 convolution's tiles) only where the CPU reports it
     mode = info["amx_mode"]
-    used = {"amx": ["amx_bf16"], "avx512_bf16": ["avx512_bf16"]}.get(mode, []) if info["simd"] == "avx512" else []
+    used = {"amx": ["amx_bf16"], "avx512_bf16": ["avx512_bf16"]}.get(mode, [])
+    used = used if info["simd"] == "avx512" else []
     assert info["reduced_precision_native"] == used
     assert set(used) <= set(have)
     try:

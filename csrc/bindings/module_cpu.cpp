@@ -72,8 +72,8 @@ PYBIND11_MODULE(_cpu, m) {
         "How the bfloat16 convolution runs its tile program: 'amx', 'avx512_bf16', 'emulated' (tests) or 'off' "
         "(FASTCONV_AMX).");
   m.def("amx_calls", [] { return cpu::amx_calls(); },
-        "Convolution calls (forward or backward) run by the tile program, in any mode but off, since import "
-        "(tests).");
+        "bfloat16 convolution (forward or backward) and GEMM calls run by the tile program, in any mode but "
+        "off, since import (tests).");
   m.def("set_amx_mode", [](const std::string& mode) { cpu::set_amx_mode(mode); }, py::arg("mode"),
         "Force the bfloat16 convolution's tile mode: 'off', 'amx' (ValueError where the CPU or OS lacks "
         "AMX-BF16), 'avx512_bf16' (ValueError without AVX512_BF16) or 'emulated' (scalar code, for tests).");

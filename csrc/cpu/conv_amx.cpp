@@ -57,7 +57,7 @@ std::atomic<int>& mode_cell() {
 }
 
 // ------------------------------------------------------------------------------------------------------
-// the tile kernel run by scalar code: the same operands and layouts as amx_block_native
+// the tile kernel run by scalar code: the same operands and layouts as amx_block_tiles
 
 inline float bf16_value(std::uint16_t v) {
   // denormal inputs count as zero, as TDPBF16PS takes them
