@@ -87,25 +87,6 @@ void amx_block_emulated(int mt, int nt, index_t steps, const char* a, const inde
 }
 
 // ------------------------------------------------------------------------------------------------------
-// shared pieces
-
-struct TileRun {
-  amx_block_fn fn;
-  AmxPack pack;
-  bool tiles;  // AMX: each thread loads the tile configuration
-};
-
-TileRun tile_run() {
-  switch (amx_mode()) {
-    case AmxMode::amx: return {amx_block_tiles, amx_pack_avx512(), true};
-    case AmxMode::avx512_bf16: return {amx_block_dpbf16, amx_pack_avx512(), false};
-    default: return {amx_block_emulated, amx_base::pack_fns(), false};
-  }
-}
-
-using TileScope = AmxTileScope;
-
-// ------------------------------------------------------------------------------------------------------
 // forward (and the input gradient as a forward)
 
 // A convolution with stride 1 and no dilation of N images of Ci channels (H x W, padding pt/pb/pl/pr) by
@@ -144,7 +125,7 @@ std::vector<std::uint16_t> pack_filters(index_t FO, index_t Ci, index_t FH, inde
 }
 
 void run_forward(const Forward& p, int nthreads) {
-  const TileRun tr = tile_run();
+  const AmxRunner tr = amx_runner();
   const index_t R = p.W + p.pl + p.pr, Hp = p.H + p.pt + p.pb;
   const index_t plane = round_up(Hp * R + kSlack, 16);
   const index_t KWP = kw_pairs(p.FW), CB = (p.Ci + 15) / 16, steps = p.FH * KWP * CB;
@@ -161,7 +142,7 @@ void run_forward(const Forward& p, int nthreads) {
   const int nt = static_cast<int>(std::max<index_t>(1, std::min<index_t>(nthreads, p.N)));
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    TileScope scope(tr.tiles);
+    AmxTileScope scope(tr.tiles);
     // channels past Ci (to a multiple of 16) stay zero: pair_planes writes the first Ci
     Scratch<std::uint32_t> pairs(static_cast<std::size_t>(CB * 16 * plane), true);
     Scratch<std::uint16_t> tmp(static_cast<std::size_t>(plane + 1));
@@ -207,8 +188,11 @@ bool amx_active() {
 }
 
 AmxRunner amx_runner() {
-  const TileRun tr = tile_run();
-  return {tr.fn, tr.tiles};
+  switch (amx_mode()) {
+    case AmxMode::amx: return {amx_block_tiles, amx_pack_avx512(), true};
+    case AmxMode::avx512_bf16: return {amx_block_dpbf16, amx_pack_avx512(), false};
+    default: return {amx_block_emulated, amx_base::pack_fns(), false};
+  }
 }
 
 void amx_count_call() { g_calls.fetch_add(1, std::memory_order_relaxed); }
@@ -268,7 +252,7 @@ void set_amx_mode(const std::string& name) {
 bool conv_forward_amx(const bf16* x, const bf16* w, const bf16* b, bf16* out, const ConvGeom& g, index_t FN,
                       int nthreads, bool relu) {
   if (!geometry_ok(g) || FN <= 0) return false;
-  const AmxPack pk = tile_run().pack;
+  const AmxPack pk = amx_runner().pack;
   const index_t C = g.C, FH = g.FH, FW = g.FW, wsize = FN * C * FH * FW;
   // (the bias is added in float32 after the tiles, as on the staged path: any value of it is fine)
   if (!amx_exponents_ok(pk.exponent_scan(x, g.N * C * g.H * g.W), pk.exponent_scan(w, wsize))) return false;
@@ -291,7 +275,7 @@ bool conv_backward_amx(const bf16* x, const bf16* w, const bf16* dout, bf16* dx,
   // the input gradient's forward pads by F - 1 - pad: a pad of F or more is left to the staged path, with or
   // without dx (need_dx=False must give the same dW and db bits)
   if (g.pt >= FH || g.pb >= FH || g.pl >= FW || g.pr >= FW) return false;
-  const TileRun tr = tile_run();
+  const AmxRunner tr = amx_runner();
   const index_t wsize = FN * C * FH * FW;
   // dW multiplies x by dout, dx dout by w (both checked with or without dx: need_dx=False keeps dW's bits)
   const int ex = tr.pack.exponent_scan(x, N * C * H * W), ew = tr.pack.exponent_scan(w, wsize),
@@ -327,7 +311,7 @@ bool conv_backward_amx(const bf16* x, const bf16* w, const bf16* dout, bf16* dx,
   const int nt = static_cast<int>(std::max<index_t>(1, std::min<index_t>(nthreads, slots)));
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    TileScope scope(tr.tiles);
+    AmxTileScope scope(tr.tiles);
     Scratch<std::uint16_t> xpad(static_cast<std::size_t>(group * x_img), true);  // planes past C stay zero
     Scratch<std::uint32_t> dpairs(static_cast<std::size_t>(group * d_img));
     Scratch<std::uint16_t> tmp(static_cast<std::size_t>(16 * Ppad));

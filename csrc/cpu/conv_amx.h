@@ -108,10 +108,11 @@ template <typename S>
 bool gemm_amx(index_t M, index_t N, index_t K, float alpha, const S* A, index_t rsa, index_t csa, const S* B,
               index_t rsb, index_t csb, float beta, S* C, index_t ldc, int nthreads);
 
-// The tile kernel of the mode in use and whether its threads must load the tile configuration; the scope
-// loads it on the calling thread and releases it at the end (AMX only).
+// The tile kernel of the mode in use, the packing and store loops for it, and whether its threads must load
+// the tile configuration; the scope loads it on the calling thread and releases it at the end (AMX only).
 struct AmxRunner {
   amx_block_fn fn;
+  AmxPack pack;
   bool tiles;
 };
 bool amx_active();  // the mode is not off (and, but for emulated, the ISA in use is avx512)
