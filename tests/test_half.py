@@ -374,9 +374,12 @@ def test_conv(rng, isa, hdtype, case):
     np.testing.assert_array_equal(db2.view(np.uint16), db.view(np.uint16))
 
 
-def test_conv_threads_same_bits(rng, hdtype):
-    x, Wt, dout = rand(rng, (37, 3, 10, 10), hdtype), rand(rng, (5, 3, 3, 3), hdtype), \
-        rand(rng, (37, 5, 8, 8), hdtype)
+# (37, 3, 10, 10): one staging chunk; (50, 16, 24, 24): 3 chunks on one thread, 4 on two (conv_half.cpp's
+# forward_by_chunk follows the thread count), and 16 gradient slots of 3-4 images
+@pytest.mark.parametrize("xshape, fshape", [((37, 3, 10, 10), (5, 3, 3, 3)), ((50, 16, 24, 24), (8, 16, 3, 3))])
+def test_conv_threads_same_bits(rng, hdtype, xshape, fshape):
+    oshape = (xshape[0], fshape[0], xshape[2] - fshape[2] + 1, xshape[3] - fshape[3] + 1)
+    x, Wt, dout = rand(rng, xshape, hdtype), rand(rng, fshape, hdtype), rand(rng, oshape, hdtype)
     prev = fastconv.get_num_threads()
     got = []
     try:

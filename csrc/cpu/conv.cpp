@@ -234,6 +234,13 @@ void conv_forward_im2col_image(const Ukr<T>& u, const T* apack, const T* b, cons
 
 }  // namespace
 
+namespace {
+thread_local bool one_grad_slot = false;
+}
+index_t conv_grad_slots(index_t N) { return one_grad_slot ? 1 : std::min(N, CONV_GRAD_SLOTS); }
+OneGradSlot::OneGradSlot() : saved_(one_grad_slot) { one_grad_slot = true; }
+OneGradSlot::~OneGradSlot() { one_grad_slot = saved_; }
+
 // ------------------------------------------------------------------------------------------------------
 // forward
 
@@ -287,7 +294,7 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
   // dW and db: the images are split into S slots of consecutive images (S fixed by N alone, see conv.h); each
   // slot sums its images in order into its own partial dW^T (ckpad, fnpad) and db, and the slots are added
   // in order, so the result does not depend on the thread count.
-  const index_t S = std::min(g.N, CONV_GRAD_SLOTS);
+  const index_t S = conv_grad_slots(g.N);
   const index_t fnpad = round_up(FN, u.rows_nr), ckpad = round_up(CK, u.rows_mr);
   const index_t pw = gather ? ckpad * fnpad : FN * CK;  // one slot's partial dW: dW^T (gather) or dW
   // (from the calling thread's workspace: kept across calls, not zeroed -- every slot overwrites its part)

@@ -302,7 +302,7 @@ bool conv_backward_amx(const bf16* x, const bf16* w, const bf16* dout, bf16* dx,
   // channels and filters padded to multiples of 16 with zeros (xpad's extra planes, dout's extra rows)
   const index_t Cp = round_up(C, 16), FNp = round_up(FN, 16);
   const index_t taps = FH * FW, FB = FNp / 16, CBk = Cp / 16;
-  const index_t slots = std::min<index_t>(N, CONV_GRAD_SLOTS), per = (N + slots - 1) / slots;
+  const index_t slots = std::min<index_t>(N, CONV_GRAD_SLOTS), per = (N + slots - 1) / slots;  // (at most)
   const index_t x_img = Cp * plane, d_img = Ppad / 2 * FNp;  // per image: values of xpad, pairs of dout
   // images per group: their packed copies within ~1 MiB (the bits do not depend on it)
   const index_t group = std::clamp<index_t>((1 << 20) / std::max<index_t>(x_img * 2 + d_img * 4, 1), 1, per);
@@ -320,7 +320,7 @@ bool conv_backward_amx(const bf16* x, const bf16* w, const bf16* dout, bf16* dx,
     for (index_t s = 0; s < slots; ++s) {
       float* acc = part.data() + s * ps;
       float* dbs = acc + taps * Cp * FNp;
-      const index_t n0 = s * per, n1 = std::min(N, n0 + per);
+      const index_t n0 = N * s / slots, n1 = N * (s + 1) / slots;  // even shares (conv.h)
       for (index_t g0 = n0; g0 < n1; g0 += group) {
         const index_t cnt = std::min(group, n1 - g0);
         for (index_t k = 0; k < cnt; ++k) {
