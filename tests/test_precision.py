@@ -97,6 +97,25 @@ def test_unscale_is_exact_and_float32():
     np.testing.assert_array_equal(out, g.astype(np.float32) / np.float32(65536))
 
 
+@pytest.mark.parametrize("dtype", [np.float16, bf16], ids=["f16", "bf16"])
+def test_masters_round_and_widen_as_numpy_casts(rng, dtype):
+    """unscale and step convert with fastconv's kernels (contiguous arrays) and NumPy's casts (the rest): the
+    same bits as NumPy's, over the whole range (overflow to inf, subnormals, signed zeros, ties)."""
+    v = rng.standard_normal(4000).astype(np.float32) * np.float32(10.0) ** rng.integers(-12, 8, 4000)
+    v = np.concatenate([v, np.array([np.inf, -np.inf, np.nan, 65504, 65519.99, 65520, 2**-25, 3 * 2**-26, 2**-24,
+                                     -0.0, 0.0, 1 + 2**-11, 1 + 3 * 2**-11, 3.4e38], np.float32)])
+    with np.errstate(over="ignore"):
+        want = v.astype(dtype)
+    for p in (np.zeros(v.size, dtype).reshape(2, -1), np.zeros((v.size, 2), dtype)[:, 0]):  # contiguous, strided
+        mp = precision.MixedPrecision({"w": p})
+        mp.master["w"][...] = v.reshape(p.shape)
+        assert mp.step({"w": p}, {"w": np.zeros(p.shape, np.float32)}, SGD(lr=0.0).update)
+        np.testing.assert_array_equal(p.reshape(-1).view(np.uint16), want.view(np.uint16))
+        if mp.scaler is not None:
+            mp.scaler.scale = 1.0
+        np.testing.assert_array_equal(mp.unscale({"w": p})["w"].reshape(-1), want.astype(np.float32))
+
+
 def test_bfloat16_has_no_scaler():
     mp = precision.MixedPrecision({"w": np.ones(2, bf16)})
     assert mp.scaler is None and mp.loss_scale == 1.0

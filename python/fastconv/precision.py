@@ -56,6 +56,36 @@ def first_non_finite(grads: dict):
     return next((k for k, g in grads.items() if not np.isfinite(g).all()), None)
 
 
+def _half_kernel(a: np.ndarray, op: str):
+    """fastconv's own conversion kernel (``half_widen_f16`` ...) for a C-contiguous 16-bit NumPy array, else None.
+    NumPy's float16 casts are several times slower (measured: DeepConvNet's 123,552 parameters to float32 in
+    107 us by ``astype``, 21 us by the kernel; float32 back into float16 203 us against 16 us)."""
+    if type(a) is not np.ndarray or not a.flags.c_contiguous or not _backend.is_half(a.dtype):
+        return None
+    return getattr(_backend._cpu, f"half_{op}_{_backend.KERNEL_DTYPES[a.dtype]}")
+
+
+def _widened(g) -> np.ndarray:
+    """A new float32 array holding g (16-bit), exactly."""
+    fn = _half_kernel(g, "widen")
+    if fn is None:
+        return g.astype(np.float32)
+    out = np.empty(g.shape, np.float32)
+    fn(g.reshape(-1), out.reshape(-1))
+    return out
+
+
+def _round_into(p, master: np.ndarray) -> None:
+    """p[...] = master rounded to p's 16-bit dtype (to nearest, ties to even, as NumPy's cast; beyond the largest
+    finite value, inf, without NumPy's overflow warning on either path)."""
+    fn = _half_kernel(p, "narrow")
+    if fn is None or not master.flags.c_contiguous or master.shape != p.shape:
+        with np.errstate(over="ignore"):
+            p[...] = master
+    else:
+        fn(master.reshape(-1), p.reshape(-1))
+
+
 class LossScaler:
     """Dynamic loss scale (PyTorch's ``GradScaler`` rule).
 
@@ -138,7 +168,7 @@ class MixedPrecision:
         inv = np.float32(1.0 / self.loss_scale)
         out = {}
         for k, g in grads.items():
-            g32 = g.astype(np.float32)
+            g32 = _widened(g)
             if inv != 1:
                 g32 *= inv
             out[k] = g32
@@ -154,7 +184,7 @@ class MixedPrecision:
                 return False
         update(self.master, grads32)
         for k, p in params.items():
-            p[...] = self.master[k]
+            _round_into(p, self.master[k])
         return True
 
     def state(self) -> tuple[dict, dict]:
