@@ -247,3 +247,25 @@ def test_gemm_sliced_operands(rng, device, isa, dtype, ta, tb):
         assert not a.flags.c_contiguous or not b.flags.c_contiguous
         out = gemm(device, a, b, trans_a=ta, trans_b=tb)
         np.testing.assert_allclose(out, oracle(a, b, ta, tb), **TOL_DOT[dtype], err_msg=f"{isa} step={step}")
+
+
+@pytest.mark.parametrize("ta,tb", TRANS, ids=TRANS_IDS)
+def test_gemm_fortran_operands_read_transposed(rng, isa, dtype, ta, tb):
+    """A Fortran-ordered operand (a transposed view, as a tied W.T) goes to the kernel as its C-ordered .T with the
+    transpose flag flipped: the bits of the C-ordered copy's product, and no copy of it is made (traced: the
+    largest NumPy allocation during the call is the result)."""
+    import tracemalloc
+
+    M, N, K = 40, 300, 200
+    a, b = operands(rng, M, N, K, ta, tb, dtype)
+    fa, fb = np.asfortranarray(a), np.asfortranarray(b)
+    assert fa.flags.f_contiguous and not fa.flags.c_contiguous and not fb.flags.c_contiguous
+    want = ops.gemm(a, b, trans_a=ta, trans_b=tb)
+    tracemalloc.start()
+    try:
+        got = ops.gemm(fa, fb, trans_a=ta, trans_b=tb)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(got, want)
+    assert peak < got.nbytes + min(a.nbytes, b.nbytes) // 2, (peak, got.nbytes)
