@@ -432,27 +432,58 @@ def amx(request):
     fastconv._cpu.set_amx_mode(prev)
 
 
+def amx_calls_expected(hdtype, C, FN, FH, FW, pad):
+    """How many tile calls a forward and a backward make: bfloat16 one each (the backward where the padding
+    is below the filter); float16 its forward and its input gradient (where that padding holds) where C and FN
+    are at most 32 (conv_amx.cpp: f16_tiles_gain), its weight gradient never."""
+    tiles_backward = (pad if isinstance(pad, int) else max(pad)) < min(FH, FW)
+    if hdtype == BF16:
+        return 1 + tiles_backward
+    few = C <= 32 and FN <= 32
+    return few + (tiles_backward and few)
+
+
 @pytest.mark.parametrize("case", AMX_CASES, ids=[f"amx{i}" for i in range(len(AMX_CASES))])
-def test_conv_amx(rng, amx, case):
+def test_conv_amx(rng, amx, hdtype, case):
+    """bfloat16, and float16 as exact bfloat16 halves (conv_amx.h: split_f16), against the reference."""
     N, C, H, W, FN, FH, FW, pad = case
-    x, Wt, b = rand(rng, (N, C, H, W), BF16), rand(rng, (FN, C, FH, FW), BF16, 0.3), rand(rng, FN, BF16)
+    x, Wt, b = rand(rng, (N, C, H, W), hdtype), rand(rng, (FN, C, FH, FW), hdtype, 0.3), rand(rng, FN, hdtype)
     before = fastconv._cpu.amx_calls()
     out = ops.conv_forward(x, Wt, b, 1, pad)
-    dout = rand(rng, out.shape, BF16)
+    dout = rand(rng, out.shape, hdtype)
     dx, dW, db = ops.conv_backward(x, Wt, dout, 1, pad)
-    tiles_backward = (pad if isinstance(pad, int) else max(pad)) < min(FH, FW)
-    assert fastconv._cpu.amx_calls() - before == 1 + tiles_backward, "the tiles ran as often as expected"
+    assert fastconv._cpu.amx_calls() - before == amx_calls_expected(hdtype, C, FN, FH, FW, pad), \
+        "the tiles ran as often as expected"
     (r_out, r_dx, r_dW, r_db), (m_out, m_dx, m_dW, m_db) = conv_ref(*f64(x, Wt, b, dout), (1, pad, 1, 1))
     OH, OW = out.shape[2:]
-    assert_within(out, r_out, bound(r_out, BF16, (C * FH * FW + 1) * U32 * m_out), f"{amx} {case} out")
-    assert_within(dx, r_dx, bound(r_dx, BF16, FN * FH * FW * U32 * m_dx), f"{amx} {case} dx")
-    assert_within(dW, r_dW, bound(r_dW, BF16, N * OH * OW * U32 * m_dW), f"{amx} {case} dW")
-    assert_within(db, r_db, bound(r_db, BF16, N * OH * OW * U32 * m_db), f"{amx} {case} db")
+    assert_within(out, r_out, bound(r_out, hdtype, (C * FH * FW + 1) * U32 * m_out), f"{amx} {case} out")
+    assert_within(dx, r_dx, bound(r_dx, hdtype, FN * FH * FW * U32 * m_dx), f"{amx} {case} dx")
+    assert_within(dW, r_dW, bound(r_dW, hdtype, N * OH * OW * U32 * m_dW), f"{amx} {case} dW")
+    assert_within(db, r_db, bound(r_db, hdtype, N * OH * OW * U32 * m_db), f"{amx} {case} db")
     # the fused ReLU is relu_forward of the plain result; the weight gradient alone is the same bits
     np.testing.assert_array_equal(f64(ops.conv_forward(x, Wt, b, 1, pad, relu=True)), f64(ops.relu_forward(out)))
     _, dW2, db2 = ops.conv_backward(x, Wt, dout, 1, pad, need_dx=False)
     np.testing.assert_array_equal(dW2.view(np.uint16), dW.view(np.uint16))
     np.testing.assert_array_equal(db2.view(np.uint16), db.view(np.uint16))
+
+
+def test_conv_amx_f16_split_is_exact(rng, amx):
+    """float16 on the tiles computes exact products (hi and lo halves, four tile steps): with a single term per
+    output (a 1x1 filter, one nonzero channel) the result is the reference's product rounded once, bit for bit,
+    for values across float16's range, subnormals included."""
+    vals = np.concatenate([rand(rng, 200, F16), np.array([2**-24, 3 * 2**-24, 1023 * 2**-24, 2**-14, 65504, -2**-20,
+                                                          1 + 2**-10, 2047 / 1024], np.float16)])
+    x = np.zeros((1, 16, 1, vals.size), np.float16)
+    x[0, 5, 0] = vals
+    Wt = np.zeros((16, 16, 1, 1), np.float16)
+    Wt[:, 5, 0, 0] = np.array([1, -1, 2**-10, 3, 1 + 2**-10, 0.1, 2**-24, 7, 65504, 1e-3, 1.5, -2.75, 0.3, 2, 2**-5,
+                               1023 / 1024], np.float16)
+    before = fastconv._cpu.amx_calls()
+    out = ops.conv_forward(x, Wt, None)
+    assert fastconv._cpu.amx_calls() - before == 1
+    with np.errstate(over="ignore"):
+        want = (Wt[:, 5, 0, 0].astype(np.float64)[:, None] * vals.astype(np.float64)[None, :]).astype(np.float16)
+    np.testing.assert_array_equal(out[0, :, 0].view(np.uint16), want.view(np.uint16))
 
 
 def test_conv_amx_one_channel_staged(rng, amx):
@@ -464,8 +495,9 @@ def test_conv_amx_one_channel_staged(rng, amx):
     assert fastconv._cpu.amx_calls() == before
 
 
-def test_conv_amx_threads_same_bits(rng, amx):
-    x, Wt, dout = rand(rng, (37, 16, 6, 6), BF16), rand(rng, (32, 16, 3, 3), BF16), rand(rng, (37, 32, 6, 6), BF16)
+def test_conv_amx_threads_same_bits(rng, amx, hdtype):
+    x, Wt = rand(rng, (37, 16, 6, 6), hdtype), rand(rng, (32, 16, 3, 3), hdtype)
+    dout = rand(rng, (37, 32, 6, 6), hdtype)
     prev = fastconv.get_num_threads()
     got = []
     try:
@@ -479,22 +511,34 @@ def test_conv_amx_threads_same_bits(rng, amx):
             np.testing.assert_array_equal(a.view(np.uint16), b.view(np.uint16))
 
 
-@pytest.mark.parametrize("value", [np.inf, 2.0**-130], ids=["inf", "subnormal"])
+@pytest.mark.parametrize("value", [np.inf, np.nan, 2.0**-130], ids=["inf", "nan", "subnormal"])
 @pytest.mark.parametrize("where", ["x", "W", "dout"])
-def test_conv_amx_nonfinite_staged(rng, amx, where, value):
+def test_conv_amx_nonfinite_staged(rng, amx, hdtype, where, value):
     """A non-finite input leaves the call to the staged float path (the tiles would pair an inf with a zero
     weight of the padded tap pairs or the padded pixels and make a NaN the reference does not have), and so
-    does a subnormal one (the dot-product instructions read it as zero: an error of its whole product)."""
-    x, Wt, dout = rand(rng, (2, 16, 5, 5), BF16), rand(rng, (16, 16, 3, 3), BF16), rand(rng, (2, 16, 5, 5), BF16)
+    does a bfloat16 subnormal one (the dot-product instructions read it as zero: an error of its whole
+    product; 2**-130 is zero in float16, whose subnormals the split tiles take exactly)."""
+    x, Wt = rand(rng, (2, 16, 5, 5), hdtype), rand(rng, (16, 16, 3, 3), hdtype)
+    dout = rand(rng, (2, 16, 5, 5), hdtype)
     {"x": x, "W": Wt, "dout": dout}[where].reshape(-1)[7] = value
+    staged = hdtype == BF16 or not np.isfinite(value)
     before = fastconv._cpu.amx_calls()
     got = (ops.conv_forward(x, Wt, None, 1, 1), *ops.conv_backward(x, Wt, dout, 1, 1))
-    assert fastconv._cpu.amx_calls() - before == (1 if where == "dout" else 0)
+    # float16: its forward (x and W) and its input gradient (W and dout) take the tiles unless a value is bad
+    want_calls = {BF16: 1 if where == "dout" else 0,
+                  F16: 2 - (where in ("x", "W")) - (where in ("W", "dout")) if staged else 2}[hdtype]
+    assert fastconv._cpu.amx_calls() - before == want_calls
+    if not staged:
+        return
     fastconv._cpu.set_amx_mode("off")
     want = (ops.conv_forward(x, Wt, None, 1, 1), *ops.conv_backward(x, Wt, dout, 1, 1))
-    # the forward too where it was staged (a bad x or W; a bad dout leaves it on the tiles)
-    for a, b in zip(got if where != "dout" else got[1:], want if where != "dout" else want[1:]):
-        np.testing.assert_array_equal(a.view(np.uint16), b.view(np.uint16))
+    # what was staged is the staged path's bits: the forward where x or W is bad, the input gradient where
+    # bfloat16 has any bad value or float16 a bad W or dout, the weight and bias gradients always (float16's are
+    # always staged)
+    staged_parts = [where in ("x", "W"), hdtype == BF16 or where in ("W", "dout"), True, True]
+    for a, b, st in zip(got, want, staged_parts):
+        if st:
+            np.testing.assert_array_equal(a.view(np.uint16), b.view(np.uint16))
 
 
 def test_conv_amx_any_bias(rng, amx):

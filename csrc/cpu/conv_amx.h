@@ -5,7 +5,9 @@
 // channel is left staged: conv_amx.cpp's geometry_ok says why). Every other convolution, and every call with
 // a non-finite or subnormal input or with operands whose products could be subnormal (amx_exponents_ok),
 // stays on the staged float path of conv_half.cpp, which these calls leave to it by returning false before
-// writing anything.
+// writing anything. float16 runs its forward and its input gradient on the same tiles as exact bfloat16
+// halves (split_f16 below) where the channels and filters are few (conv_amx.cpp: f16_tiles_gain); its weight
+// gradient stays staged.
 //
 // Layouts (conv_amx.cpp has the details):
 //  - "wide" pixels: output pixel (oh, ow) is column oh*R + ow, R the padded input width, so tap (kh, kw) of
@@ -61,9 +63,16 @@ bool conv_amx_takes(const ConvGeom& g);
 
 bool conv_forward_amx(const bf16* x, const bf16* w, const bf16* b, bf16* out, const ConvGeom& g, index_t FN,
                       int nthreads, bool relu);
+bool conv_forward_amx(const f16* x, const f16* w, const f16* b, f16* out, const ConvGeom& g, index_t FN,
+                      int nthreads, bool relu);
+
 // dx may be null (the weight gradient alone); dw and db must not be.
 bool conv_backward_amx(const bf16* x, const bf16* w, const bf16* dout, bf16* dx, bf16* dw, bf16* db,
                        const ConvGeom& g, index_t FN, int nthreads);
+// float16's input gradient alone, the forward of dout with the filters flipped (its weight gradient stays
+// staged: with four tile steps for each bfloat16 one it ran slower there than the float path); false (nothing
+// written) where the tiles do not take it.
+bool conv_backward_data_amx(const f16* w, const f16* dout, f16* dx, const ConvGeom& g, index_t FN, int nthreads);
 
 // The tile program's one kernel: C (MT*16 x NT*16 floats, row stride ldc floats) = [C +] sum over s < steps
 // of A_s B_s, tile (i, j) of C from A tile i (16 rows x 32 bfloat16 at a + aoff[s] + i*16*lda bytes, row
@@ -90,7 +99,26 @@ struct AmxPack {
                      std::uint16_t* tmp, std::uint32_t* dst, float* db);
   void (*store_rows)(const float* c, index_t ldc, index_t rows, index_t len, const float* bias, bool relu,
                      bf16* out, index_t ldo);
+  // float16 (split_f16): the finiteness scan, the forward's B as hi and lo pair planes, the store
+  bool (*f16_finite)(const f16* p, index_t n);
+  void (*pair_planes_f16)(const f16* x, index_t C, index_t H, index_t W, index_t pt, index_t pl, index_t R,
+                          index_t plane, std::uint16_t* tmp, std::uint32_t* dst_hi, std::uint32_t* dst_lo);
+  void (*store_rows_f16)(const float* c, index_t ldc, index_t rows, index_t len, const float* bias, bool relu,
+                         f16* out, index_t ldo);
 };
+
+// float16 on the same tiles: a float16 value v is hi + lo exactly, hi its float32 value truncated to bfloat16
+// and lo the rest (v has 11 significant bits, hi keeps 8, so lo has at most 3 and is a bfloat16 too), and
+// v w = hi_v hi_w + lo_v hi_w + hi_v lo_w + lo_v lo_w: four products, each exact in float32, summed in float32
+// by the tiles (four tile steps for each bfloat16 one). Every float16 value, subnormals included, is a multiple
+// of 2**-24, so the halves are, their products and sums are multiples of 2**-48, and the tiles flush nothing:
+// finite inputs are all the float16 tiles need (no exponent bound as for bfloat16).
+inline void split_f16(std::uint16_t h, std::uint16_t& hi, std::uint16_t& lo) {
+  const float f = half_to_float(f16{h});
+  const std::uint32_t top = float_bits(f) & 0xffff0000u;
+  hi = static_cast<std::uint16_t>(top >> 16);
+  lo = static_cast<std::uint16_t>(float_bits(f - bits_float(top)) >> 16);  // f - hi is exact
+}
 AmxPack amx_pack_avx512();  // conv_amx_tiles.cpp (AVX-512)
 void amx_tiles_begin();  // loads the tile configuration on the calling thread (amx mode only)
 void amx_tiles_end();    // releases the tiles

@@ -61,6 +61,23 @@ int exponent_scan(const bf16* p, index_t n) {
   return bad ? -1 : emin;
 }
 
+// hi[i], lo[i] = split_f16(src[i]) for i < n.
+void split_row(const std::uint16_t* src, std::uint16_t* hi, std::uint16_t* lo, index_t n) {
+  index_t i = 0;
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+  const __m512i top = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
+  for (; i + 16 <= n; i += 16) {
+    const __m512 f = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i)));
+    const __m512i h = _mm512_and_si512(_mm512_castps_si512(f), top);
+    const __m512 l = _mm512_sub_ps(f, _mm512_castsi512_ps(h));  // exact: the bits h dropped
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + i), _mm512_cvtepi32_epi16(_mm512_srli_epi32(h, 16)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo + i),
+                        _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(l), 16)));
+  }
+#endif
+  for (; i < n; ++i) split_f16(src[i], hi[i], lo[i]);
+}
+
 // C planes of H x W, each padded into Hp x R then zeros up to `plane` values (dst: C * plane).
 void pad_planes(const bf16* x, index_t C, index_t H, index_t W, index_t pt, index_t pl, index_t R, index_t plane,
                 std::uint16_t* dst) {
@@ -156,8 +173,58 @@ void store_rows(const float* c, index_t ldc, index_t rows, index_t len, const fl
   }
 }
 
+// ------------------------------------------------------------------------------------------------------
+// float16 on the bfloat16 tiles (conv_amx.h: split_f16): each value as hi + lo, both bfloat16
+
+// True when no value is inf or NaN (all the float16 tiles need: conv_amx.h, split_f16).
+bool f16_finite(const f16* p, index_t n) {
+  std::uint16_t bad = 0;
+  for (index_t i = 0; i < n; ++i) bad |= static_cast<std::uint16_t>((p[i].bits & 0x7c00u) == 0x7c00u);
+  return bad == 0;
+}
+
+// The forward's B for float16: per channel, the padded plane split into its hi and lo halves, each as
+// pair_planes writes bfloat16 (dst_hi, dst_lo: C * plane pairs each). tmp: 3 * (plane + 1) values.
+void pair_planes_f16(const f16* x, index_t C, index_t H, index_t W, index_t pt, index_t pl, index_t R, index_t plane,
+                     std::uint16_t* tmp, std::uint32_t* dst_hi, std::uint32_t* dst_lo) {
+  std::uint16_t *th = tmp + plane + 1, *tl = th + plane + 1;
+  th[plane] = tl[plane] = 0;
+  for (index_t c = 0; c < C; ++c) {
+    pad_planes(reinterpret_cast<const bf16*>(x + c * H * W), 1, H, W, pt, pl, R, plane, tmp);  // the bits as they are
+    split_row(tmp, th, tl, plane);
+    std::uint32_t *dh = dst_hi + c * plane, *dl = dst_lo + c * plane;
+    for (index_t i = 0; i < plane; ++i) {
+      dh[i] = th[i] | (static_cast<std::uint32_t>(th[i + 1]) << 16);
+      dl[i] = tl[i] | (static_cast<std::uint32_t>(tl[i + 1]) << 16);
+    }
+  }
+}
+
+// store_rows for a float16 output: one rounding, to nearest even (float_to_half, vcvtps2ph on AVX-512).
+void store_rows_f16(const float* c, index_t ldc, index_t rows, index_t len, const float* bias, bool relu, f16* out,
+                    index_t ldo) {
+  for (index_t r = 0; r < rows; ++r) {
+    const float b = bias ? bias[r] : 0.0f;
+    const float* cr = c + r * ldc;
+    f16* o = out + r * ldo;
+    index_t k = 0;
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    const __m512 vb = _mm512_set1_ps(b);
+    for (; k < len; k += 16) {
+      const __mmask16 m = len - k >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (len - k)) - 1);
+      __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, cr + k), vb);
+      if (relu) v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NLE_UQ), v);
+      _mm256_mask_storeu_epi16(o + k, m, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+#endif
+    for (; k < len; ++k) o[k] = float_to_half(relu ? relu_value(cr[k] + b) : cr[k] + b);
+  }
+}
+
 }  // namespace
 
-inline AmxPack pack_fns() { return {exponent_scan, pad_planes, pair_planes, dout_pairs, store_rows}; }
+inline AmxPack pack_fns() {
+  return {exponent_scan, pad_planes, pair_planes, dout_pairs, store_rows, f16_finite, pair_planes_f16, store_rows_f16};
+}
 
 }  // namespace fastconv::cpu::FC_AMX_NS

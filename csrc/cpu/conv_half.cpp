@@ -99,61 +99,96 @@ void backward_by_slot(const S* x, const S* dout, S* dx, S* dw, S* db, index_t N,
   narrow(pb.data(), db, bsize);
 }
 
-// bfloat16 on AMX tiles where conv_amx.h takes the call (true: done); every other type never.
+// bfloat16 and float16 on AMX tiles where conv_amx.h takes the call (true: done); every other type never.
+// bfloat16 runs its whole backward there; float16 its input gradient alone (amx_backward_data: dx written),
+// its weight gradient staged.
 template <typename S>
 bool amx_forward(const S*, const S*, const S*, S*, const ConvGeom&, index_t, int, bool) {
+  return false;
+}
+template <typename S>
+bool amx_backward(const S*, const S*, const S*, S*, S*, S*, const ConvGeom&, index_t, int) {
+  return false;
+}
+template <typename S>
+bool amx_backward_data(const S*, const S*, S*, const ConvGeom&, index_t, int) {
   return false;
 }
 inline bool amx_forward(const bf16* x, const bf16* w, const bf16* b, bf16* out, const ConvGeom& g, index_t FN,
                         int nthreads, bool relu) {
   return conv_forward_amx(x, w, b, out, g, FN, nthreads, relu);
 }
-template <typename S>
-bool amx_backward(const S*, const S*, const S*, S*, S*, S*, const ConvGeom&, index_t, int) {
-  return false;
+inline bool amx_forward(const f16* x, const f16* w, const f16* b, f16* out, const ConvGeom& g, index_t FN,
+                        int nthreads, bool relu) {
+  return conv_forward_amx(x, w, b, out, g, FN, nthreads, relu);
 }
 inline bool amx_backward(const bf16* x, const bf16* w, const bf16* dout, bf16* dx, bf16* dw, bf16* db,
                          const ConvGeom& g, index_t FN, int nthreads) {
   return conv_backward_amx(x, w, dout, dx, dw, db, g, FN, nthreads);
 }
+inline bool amx_backward_data(const f16* w, const f16* dout, f16* dx, const ConvGeom& g, index_t FN, int nthreads) {
+  return conv_backward_data_amx(w, dout, dx, g, FN, nthreads);
+}
 
-// The compute policy's bfloat16 (f64_as_bf16) on the same tiles, so that it stays bit for bit the bfloat16
-// kernels on the rounded inputs: the doubles rounded once to bfloat16 into copies, the bfloat16 call, its
-// results widened back (exact).
-std::vector<bf16> to_bf16(const f64_as_bf16* p, index_t n) {
-  std::vector<bf16> out(p ? static_cast<std::size_t>(n) : 0);
+// The compute policy's bfloat16 and float16 (f64_as_bf16, f64_as_f16) on the same tiles, so that they stay bit
+// for bit the 16-bit kernels on the rounded inputs: the doubles rounded once to H into copies, the 16-bit
+// call, its results widened back (exact).
+template <typename H, typename P>
+std::vector<H> to_half(const P* p, index_t n) {
+  std::vector<H> out(p ? static_cast<std::size_t>(n) : 0);
   if (!p) return out;
   std::vector<float> f(static_cast<std::size_t>(n));
-  widen(p, f.data(), n);        // each double rounded once to bfloat16, held in a float
+  widen(p, f.data(), n);            // each double rounded once to H, held in a float
   narrow(f.data(), out.data(), n);  // exact
   return out;
 }
-void from_bf16(const std::vector<bf16>& v, f64_as_bf16* dst) {
-  for (std::size_t i = 0; i < v.size(); ++i) dst[i].v = static_cast<double>(bf16_to_float(v[i]));
+template <typename H, typename P>
+void from_half(const std::vector<H>& v, P* dst) {
+  for (std::size_t i = 0; i < v.size(); ++i) dst[i].v = static_cast<double>(to_compute(v[i]));
+}
+template <typename H, typename P>
+bool policy_amx_forward(const P* x, const P* w, const P* b, P* out, const ConvGeom& g, index_t FN, int nthreads,
+                        bool relu) {
+  if (!conv_amx_takes(g)) return false;
+  const std::vector<H> xh = to_half<H>(x, g.N * g.C * g.H * g.W), wh = to_half<H>(w, FN * g.C * g.FH * g.FW),
+                       bh = to_half<H>(b, FN);
+  std::vector<H> oh(static_cast<std::size_t>(g.N * FN * g.OH * g.OW));
+  if (!conv_forward_amx(xh.data(), wh.data(), b ? bh.data() : nullptr, oh.data(), g, FN, nthreads, relu))
+    return false;
+  from_half(oh, out);
+  return true;
 }
 inline bool amx_forward(const f64_as_bf16* x, const f64_as_bf16* w, const f64_as_bf16* b, f64_as_bf16* out,
                         const ConvGeom& g, index_t FN, int nthreads, bool relu) {
-  if (!conv_amx_takes(g)) return false;
-  const std::vector<bf16> xb = to_bf16(x, g.N * g.C * g.H * g.W), wb = to_bf16(w, FN * g.C * g.FH * g.FW),
-                          bb = to_bf16(b, FN);
-  std::vector<bf16> ob(static_cast<std::size_t>(g.N * FN * g.OH * g.OW));
-  if (!conv_forward_amx(xb.data(), wb.data(), b ? bb.data() : nullptr, ob.data(), g, FN, nthreads, relu))
-    return false;
-  from_bf16(ob, out);
-  return true;
+  return policy_amx_forward<bf16>(x, w, b, out, g, FN, nthreads, relu);
+}
+inline bool amx_forward(const f64_as_f16* x, const f64_as_f16* w, const f64_as_f16* b, f64_as_f16* out,
+                        const ConvGeom& g, index_t FN, int nthreads, bool relu) {
+  return policy_amx_forward<f16>(x, w, b, out, g, FN, nthreads, relu);
 }
 inline bool amx_backward(const f64_as_bf16* x, const f64_as_bf16* w, const f64_as_bf16* dout, f64_as_bf16* dx,
                          f64_as_bf16* dw, f64_as_bf16* db, const ConvGeom& g, index_t FN, int nthreads) {
   if (!conv_amx_takes(g)) return false;
-  const std::vector<bf16> xb = to_bf16(x, g.N * g.C * g.H * g.W), wb = to_bf16(w, FN * g.C * g.FH * g.FW),
-                          db16 = to_bf16(dout, g.N * FN * g.OH * g.OW);
+  const std::vector<bf16> xb = to_half<bf16>(x, g.N * g.C * g.H * g.W),
+                          wb = to_half<bf16>(w, FN * g.C * g.FH * g.FW),
+                          db16 = to_half<bf16>(dout, g.N * FN * g.OH * g.OW);
   std::vector<bf16> dxb(dx ? xb.size() : 0), dwb(wb.size()), dbb(static_cast<std::size_t>(FN));
   if (!conv_backward_amx(xb.data(), wb.data(), db16.data(), dx ? dxb.data() : nullptr, dwb.data(), dbb.data(), g,
                          FN, nthreads))
     return false;
-  if (dx) from_bf16(dxb, dx);
-  from_bf16(dwb, dw);
-  from_bf16(dbb, db);
+  if (dx) from_half(dxb, dx);
+  from_half(dwb, dw);
+  from_half(dbb, db);
+  return true;
+}
+inline bool amx_backward_data(const f64_as_f16* w, const f64_as_f16* dout, f64_as_f16* dx, const ConvGeom& g,
+                              index_t FN, int nthreads) {
+  if (!conv_amx_takes(g)) return false;
+  const std::vector<f16> wh = to_half<f16>(w, FN * g.C * g.FH * g.FW),
+                         dh = to_half<f16>(dout, g.N * FN * g.OH * g.OW);
+  std::vector<f16> dxh(static_cast<std::size_t>(g.N * g.C * g.H * g.W));
+  if (!conv_backward_data_amx(wh.data(), dh.data(), dxh.data(), g, FN, nthreads)) return false;
+  from_half(dxh, dx);
   return true;
 }
 
@@ -180,6 +215,8 @@ inline ConvGeom with_images(ConvGeom g, index_t n) {
   void conv_backward_groups<S>(const S* x, const S* w, const S* dout, S* dx, S* dw, S* db, const ConvGeom& g,     \
                                index_t FN, index_t groups, int nthreads) {                                        \
     if (groups == 1 && amx_backward(x, w, dout, dx, dw, db, g, FN, nthreads)) return;                            \
+    /* float16: the input gradient on the tiles where they take it, the weight gradient staged below */          \
+    if (groups == 1 && dx && amx_backward_data(w, dout, dx, g, FN, nthreads)) dx = nullptr;                      \
     const index_t wsize = FN * (g.C / groups) * g.FH * g.FW;                                                      \
     const std::vector<float> wf = widened(w, wsize);                                                              \
     backward_by_slot(x, dout, dx, dw, db, g.N, g.C * g.H * g.W, FN * g.OH * g.OW, wsize, FN, nthreads,            \
