@@ -91,7 +91,7 @@ def test_affine_transposed_weight_view(rng, isa, dtype, threads, shape, H):
     assert not W.flags.c_contiguous or H == 1 or D == 1
     b, dout = randn(rng, (H,), dtype), randn(rng, (shape[0], H), dtype)
     Wc = np.ascontiguousarray(W)
-    assert ops._weight(W, dtype)[1] == (not W.flags.c_contiguous)  # the strided path is the one tested
+    assert ops._c_or_transposed(W, dtype)[1] == (not W.flags.c_contiguous)  # the strided path is the one tested
     np.testing.assert_array_equal(ops.affine_forward(x, W, b), ops.affine_forward(x, Wc, b), err_msg=isa)
     for got, want in zip(ops.affine_backward(x, W, dout), ops.affine_backward(x, Wc, dout)):
         assert got.shape == want.shape and got.flags.c_contiguous
