@@ -99,8 +99,9 @@ def test_unscale_is_exact_and_float32():
 
 @pytest.mark.parametrize("dtype", [np.float16, bf16], ids=["f16", "bf16"])
 def test_masters_round_and_widen_as_numpy_casts(rng, dtype):
-    """unscale and step convert with fastconv's kernels (contiguous arrays) and NumPy's casts (the rest): the
-    same bits as NumPy's, over the whole range (overflow to inf, subnormals, signed zeros, ties)."""
+    """unscale and step convert with fastconv's kernels (contiguous float32 masters) and NumPy's casts (the rest):
+    the same bits as NumPy's over the whole range (overflow to inf, subnormals, signed zeros, ties; NaN: the
+    default quiet one, whose bits both keep), and a master an optimizer made float64 still rounds."""
     v = rng.standard_normal(4000).astype(np.float32) * np.float32(10.0) ** rng.integers(-12, 8, 4000)
     v = np.concatenate([v, np.array([np.inf, -np.inf, np.nan, 65504, 65519.99, 65520, 2**-25, 3 * 2**-26, 2**-24,
                                      -0.0, 0.0, 1 + 2**-11, 1 + 3 * 2**-11, 3.4e38], np.float32)])
@@ -114,6 +115,13 @@ def test_masters_round_and_widen_as_numpy_casts(rng, dtype):
         if mp.scaler is not None:
             mp.scaler.scale = 1.0
         np.testing.assert_array_equal(mp.unscale({"w": p})["w"].reshape(-1), want.astype(np.float32))
+
+        def to_float64(master, grads):  # an update that leaves a float64 master behind
+            for k in master:
+                master[k] = master[k].astype(np.float64)
+
+        assert mp.step({"w": p}, {"w": np.zeros(p.shape, np.float32)}, to_float64)
+        np.testing.assert_array_equal(p.reshape(-1).view(np.uint16), want.view(np.uint16))
 
 
 def test_bfloat16_has_no_scaler():

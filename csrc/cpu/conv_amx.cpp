@@ -198,13 +198,6 @@ void run_forward(const Forward<S>& p, int nthreads) {
   }
 }
 
-// Whether a float16 forward of Ci input channels and FO filters goes to the tiles: with four tile steps for each
-// bfloat16 one and twice the packing it gains only on few channels and filters. DeepConvNet's layers at batch
-// 100, float16 forward on the tiles against the staged float path (one-off, alternating in one process, Intel
-// Xeon): 16 -> 16 channels on 28x28 1.30 vs 1.67 ms, 16 -> 32 on 14x14 0.59 vs 0.76, 32 -> 32 on 14x14 0.99
-// vs 1.34, but 32 -> 64 on 8x8 1.33 vs 0.85 and 64 -> 64 on 8x8 no faster.
-bool f16_tiles_gain(index_t Ci, index_t FO) { return Ci <= 32 && FO <= 32; }
-
 // pack_filters of float16 filters (get: their bits) for the split operands: per filter row, the hi halves'
 // steps * 32 values, then the lo halves'.
 template <typename Get>
@@ -379,7 +372,7 @@ bool conv_backward_amx(const bf16* x, const bf16* w, const bf16* dout, bf16* dx,
   // channels and filters padded to multiples of 16 with zeros (xpad's extra planes, dout's extra rows)
   const index_t Cp = round_up(C, 16), FNp = round_up(FN, 16);
   const index_t taps = FH * FW, FB = FNp / 16, CBk = Cp / 16;
-  const index_t slots = std::min<index_t>(N, CONV_GRAD_SLOTS), per = (N + slots - 1) / slots;  // (at most)  // (at most)
+  const index_t slots = std::min<index_t>(N, CONV_GRAD_SLOTS), per = (N + slots - 1) / slots;  // (at most)
   const index_t x_img = Cp * plane, d_img = Ppad / 2 * FNp;  // per image: values of xpad, pairs of dout
   // images per group: their packed copies within ~1 MiB (the bits do not depend on it)
   const index_t group = std::clamp<index_t>((1 << 20) / std::max<index_t>(x_img * 2 + d_img * 4, 1), 1, per);

@@ -9,6 +9,7 @@
 // Not yet done: the conversion inside the gather tiles / im2col packing themselves (the staging buffers cost
 // one float copy of one chunk, or one slot's images, per thread).
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "common/half.h"
@@ -74,9 +75,12 @@ void backward_by_slot(const S* x, const S* dout, S* dx, S* dw, S* db, index_t N,
   const index_t slots = std::min<index_t>(N, CONV_GRAD_SLOTS);
   std::vector<float> pw(static_cast<std::size_t>(slots * wsize)), pb(static_cast<std::size_t>(slots * bsize));
   const index_t per = (N + slots - 1) / slots;  // the most images a slot holds
-  const bool outer = slots >= nthreads && nthreads > 1;
+  // the slots spread over the threads (at most one a thread: past CONV_GRAD_SLOTS threads the rest idle, as in
+  // the float kernel, whose slots are the same in number); one slot alone (N == 1) gets every thread inside
+  const int outer_threads = static_cast<int>(std::min<index_t>(nthreads, slots));
+  const bool outer = outer_threads > 1;
   const int inner = outer ? 1 : nthreads;
-#pragma omp parallel num_threads(nthreads) if (outer)
+#pragma omp parallel num_threads(outer_threads) if (outer)
   {
     Scratch<float> xf(static_cast<std::size_t>(per * xn)), df(static_cast<std::size_t>(per * dn));
     Scratch<float> dxf(dx ? static_cast<std::size_t>(per * xn) : 0);
@@ -149,7 +153,8 @@ void from_half(const std::vector<H>& v, P* dst) {
 template <typename H, typename P>
 bool policy_amx_forward(const P* x, const P* w, const P* b, P* out, const ConvGeom& g, index_t FN, int nthreads,
                         bool relu) {
-  if (!conv_amx_takes(g)) return false;
+  // (the 16-bit call's own geometry tests, before any copy is made)
+  if (!conv_amx_takes(g) || (std::is_same_v<H, f16> && !f16_tiles_gain(g.C, FN))) return false;
   const std::vector<H> xh = to_half<H>(x, g.N * g.C * g.H * g.W), wh = to_half<H>(w, FN * g.C * g.FH * g.FW),
                        bh = to_half<H>(b, FN);
   std::vector<H> oh(static_cast<std::size_t>(g.N * FN * g.OH * g.OW));
@@ -183,7 +188,7 @@ inline bool amx_backward(const f64_as_bf16* x, const f64_as_bf16* w, const f64_a
 }
 inline bool amx_backward_data(const f64_as_f16* w, const f64_as_f16* dout, f64_as_f16* dx, const ConvGeom& g,
                               index_t FN, int nthreads) {
-  if (!conv_amx_takes(g)) return false;
+  if (!conv_amx_takes(g) || !f16_tiles_gain(FN, g.C)) return false;
   const std::vector<f16> wh = to_half<f16>(w, FN * g.C * g.FH * g.FW),
                          dh = to_half<f16>(dout, g.N * FN * g.OH * g.OW);
   std::vector<f16> dxh(static_cast<std::size_t>(g.N * g.C * g.H * g.W));

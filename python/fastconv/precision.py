@@ -59,7 +59,9 @@ def first_non_finite(grads: dict):
 def _half_kernel(a: np.ndarray, op: str):
     """fastconv's own conversion kernel (``half_widen_f16`` ...) for a C-contiguous 16-bit NumPy array, else None.
     NumPy's float16 casts are several times slower (measured: DeepConvNet's 123,552 parameters to float32 in
-    107 us by ``astype``, 21 us by the kernel; float32 back into float16 203 us against 16 us)."""
+    107 us by ``astype``, 21 us by the kernel; float32 back into float16 203 us against 16 us). The kernels give
+    NumPy's (and ml_dtypes') bits for every value but NaN, which stays NaN with its own payload (quieted, as the
+    F16C instructions do)."""
     if type(a) is not np.ndarray or not a.flags.c_contiguous or not _backend.is_half(a.dtype):
         return None
     return getattr(_backend._cpu, f"half_{op}_{_backend.KERNEL_DTYPES[a.dtype]}")
@@ -79,7 +81,7 @@ def _round_into(p, master: np.ndarray) -> None:
     """p[...] = master rounded to p's 16-bit dtype (to nearest, ties to even, as NumPy's cast; beyond the largest
     finite value, inf, without NumPy's overflow warning on either path)."""
     fn = _half_kernel(p, "narrow")
-    if fn is None or not master.flags.c_contiguous or master.shape != p.shape:
+    if fn is None or master.dtype != np.float32 or not master.flags.c_contiguous or master.shape != p.shape:
         with np.errstate(over="ignore"):
             p[...] = master
     else:
