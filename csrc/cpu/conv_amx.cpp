@@ -219,6 +219,49 @@ std::vector<std::uint16_t> pack_filters_split(index_t FO, index_t Ci, index_t FH
   return wp;
 }
 
+// The filter packing of type S: pack_filters, or pack_filters_split for float16.
+template <typename S, typename Get>
+std::vector<std::uint16_t> pack_filters_of(index_t FO, index_t Ci, index_t FH, index_t FW, Get&& get) {
+  if constexpr (std::is_same_v<S, f16>)
+    return pack_filters_split(FO, Ci, FH, FW, get);
+  else
+    return pack_filters(FO, Ci, FH, FW, get);
+}
+
+// The forward on the tiles, once the caller has checked the geometry and the values.
+template <typename S>
+void forward_tiles(const S* x, const S* w, const S* b, S* out, const ConvGeom& g, index_t FN, int nthreads,
+                   bool relu) {
+  const index_t C = g.C, FH = g.FH, FW = g.FW;
+  const auto get = [&](index_t f, index_t c, index_t kh, index_t kw) {
+    return w[((f * C + c) * FH + kh) * FW + kw].bits;
+  };
+  const std::vector<std::uint16_t> wp = pack_filters_of<S>(FN, C, FH, FW, get);
+  // (the bias is added in float32 after the tiles, as on the staged path: any value of it is fine)
+  std::vector<float> bias(b ? static_cast<std::size_t>(FN) : 0);
+  if (b) widen(b, bias.data(), FN);
+  run_forward(Forward<S>{x, g.N, C, g.H, g.W, g.pt, g.pb, g.pl, g.pr, FH, FW, wp.data(), FN,
+                         b ? bias.data() : nullptr, relu, out, g.OH, g.OW},
+              nthreads);
+}
+
+// The input gradient on the tiles, once the caller has checked the geometry (pads below the filter) and the
+// values: dout (FN channels, OH x OW) convolved with w flipped and transposed, padded by F - 1 - pad.
+template <typename S>
+void input_grad_tiles(const S* w, const S* dout, S* dx, const ConvGeom& g, index_t FN, int nthreads) {
+  const index_t C = g.C, FH = g.FH, FW = g.FW;
+  const auto flipped = [&](index_t c, index_t f, index_t kh, index_t kw) {
+    return w[((f * C + c) * FH + (FH - 1 - kh)) * FW + (FW - 1 - kw)].bits;
+  };
+  const std::vector<std::uint16_t> wp = pack_filters_of<S>(C, FN, FH, FW, flipped);
+  run_forward(Forward<S>{dout, g.N, FN, g.OH, g.OW, FH - 1 - g.pt, FH - 1 - g.pb, FW - 1 - g.pl, FW - 1 - g.pr, FH,
+                         FW, wp.data(), C, nullptr, false, dx, g.H, g.W},
+              nthreads);
+}
+
+// The input gradient's forward pads by F - 1 - pad: a pad of F or more is left to the staged path.
+bool pads_below_filter(const ConvGeom& g) { return g.pt < g.FH && g.pb < g.FH && g.pl < g.FW && g.pr < g.FW; }
+
 bool geometry_ok(const ConvGeom& g) {
   if (!amx_active()) return false;
   // one channel: 15 of 16 tile rows would be zero planes, and the loads of those made the tiles slower than
@@ -303,17 +346,9 @@ bool conv_forward_amx(const bf16* x, const bf16* w, const bf16* b, bf16* out, co
                       int nthreads, bool relu) {
   if (!geometry_ok(g) || FN <= 0) return false;
   const AmxPack pk = amx_runner().pack;
-  const index_t C = g.C, FH = g.FH, FW = g.FW, wsize = FN * C * FH * FW;
-  // (the bias is added in float32 after the tiles, as on the staged path: any value of it is fine)
-  if (!amx_exponents_ok(pk.exponent_scan(x, g.N * C * g.H * g.W), pk.exponent_scan(w, wsize))) return false;
-  const std::vector<std::uint16_t> wp = pack_filters(FN, C, FH, FW, [&](index_t f, index_t c, index_t kh, index_t kw) {
-    return w[((f * C + c) * FH + kh) * FW + kw].bits;
-  });
-  std::vector<float> bias(b ? static_cast<std::size_t>(FN) : 0);
-  if (b) widen(b, bias.data(), FN);
-  run_forward(Forward<bf16>{x, g.N, C, g.H, g.W, g.pt, g.pb, g.pl, g.pr, FH, FW, wp.data(), FN,
-                            b ? bias.data() : nullptr, relu, out, g.OH, g.OW},
-              nthreads);
+  if (!amx_exponents_ok(pk.exponent_scan(x, g.N * g.C * g.H * g.W), pk.exponent_scan(w, FN * g.C * g.FH * g.FW)))
+    return false;
+  forward_tiles(x, w, b, out, g, FN, nthreads, relu);
   g_calls.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
@@ -322,29 +357,18 @@ bool conv_forward_amx(const f16* x, const f16* w, const f16* b, f16* out, const 
                       int nthreads, bool relu) {
   if (!geometry_ok(g) || FN <= 0 || !f16_tiles_gain(g.C, FN)) return false;
   const AmxPack pk = amx_runner().pack;
-  const index_t C = g.C, FH = g.FH, FW = g.FW, wsize = FN * C * FH * FW;
-  if (!pk.f16_finite(x, g.N * C * g.H * g.W) || !pk.f16_finite(w, wsize)) return false;
-  const std::vector<std::uint16_t> wp =
-      pack_filters_split(FN, C, FH, FW, [&](index_t f, index_t c, index_t kh, index_t kw) {
-        return w[((f * C + c) * FH + kh) * FW + kw].bits;
-      });
-  std::vector<float> bias(b ? static_cast<std::size_t>(FN) : 0);
-  if (b) widen(b, bias.data(), FN);
-  run_forward(Forward<f16>{x, g.N, C, g.H, g.W, g.pt, g.pb, g.pl, g.pr, FH, FW, wp.data(), FN,
-                           b ? bias.data() : nullptr, relu, out, g.OH, g.OW},
-              nthreads);
+  if (!pk.f16_finite(x, g.N * g.C * g.H * g.W) || !pk.f16_finite(w, FN * g.C * g.FH * g.FW)) return false;
+  forward_tiles(x, w, b, out, g, FN, nthreads, relu);
   g_calls.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
-
 
 bool conv_backward_amx(const bf16* x, const bf16* w, const bf16* dout, bf16* dx, bf16* dw, bf16* db,
                        const ConvGeom& g, index_t FN, int nthreads) {
   if (!geometry_ok(g) || FN <= 0) return false;
   const index_t C = g.C, FH = g.FH, FW = g.FW, H = g.H, W = g.W, OH = g.OH, OW = g.OW, N = g.N;
-  // the input gradient's forward pads by F - 1 - pad: a pad of F or more is left to the staged path, with or
-  // without dx (need_dx=False must give the same dW and db bits)
-  if (g.pt >= FH || g.pb >= FH || g.pl >= FW || g.pr >= FW) return false;
+  // with or without dx (need_dx=False must give the same dW and db bits)
+  if (!pads_below_filter(g)) return false;
   const AmxRunner tr = amx_runner();
   const index_t wsize = FN * C * FH * FW;
   // dW multiplies x by dout, dx dout by w (both checked with or without dx: need_dx=False keeps dW's bits)
@@ -352,16 +376,7 @@ bool conv_backward_amx(const bf16* x, const bf16* w, const bf16* dout, bf16* dx,
             ed = tr.pack.exponent_scan(dout, N * FN * OH * OW);
   if (!amx_exponents_ok(ex, ed) || !amx_exponents_ok(ed, ew)) return false;
 
-  // dx: dout (FN channels, OH x OW) convolved with w flipped and transposed, padded by F - 1 - pad
-  if (dx) {
-    const std::vector<std::uint16_t> wp =
-        pack_filters(C, FN, FH, FW, [&](index_t c, index_t f, index_t kh, index_t kw) {
-          return w[((f * C + c) * FH + (FH - 1 - kh)) * FW + (FW - 1 - kw)].bits;
-        });
-    run_forward(Forward<bf16>{dout, N, FN, OH, OW, FH - 1 - g.pt, FH - 1 - g.pb, FW - 1 - g.pl, FW - 1 - g.pr, FH,
-                              FW, wp.data(), C, nullptr, false, dx, H, W},
-                nthreads);
-  }
+  if (dx) input_grad_tiles(w, dout, dx, g, FN, nthreads);
 
   // dW and db: slots of consecutive images (conv.h), each summed in order into its own float partials
   // dWt[tap][c][f] and db[f]; the slots are then added in order and rounded once. Per tap, C (channels x
@@ -432,18 +447,10 @@ bool conv_backward_amx(const bf16* x, const bf16* w, const bf16* dout, bf16* dx,
 }
 
 bool conv_backward_data_amx(const f16* w, const f16* dout, f16* dx, const ConvGeom& g, index_t FN, int nthreads) {
-  if (!geometry_ok(g) || FN <= 0 || !f16_tiles_gain(FN, g.C)) return false;
-  const index_t C = g.C, FH = g.FH, FW = g.FW;
-  if (g.pt >= FH || g.pb >= FH || g.pl >= FW || g.pr >= FW) return false;  // as conv_backward_amx
+  if (!geometry_ok(g) || FN <= 0 || !f16_tiles_gain(FN, g.C) || !pads_below_filter(g)) return false;
   const AmxPack pk = amx_runner().pack;
-  if (!pk.f16_finite(dout, g.N * FN * g.OH * g.OW) || !pk.f16_finite(w, FN * C * FH * FW)) return false;
-  const std::vector<std::uint16_t> wp =
-      pack_filters_split(C, FN, FH, FW, [&](index_t c, index_t f, index_t kh, index_t kw) {
-        return w[((f * C + c) * FH + (FH - 1 - kh)) * FW + (FW - 1 - kw)].bits;
-      });
-  run_forward(Forward<f16>{dout, g.N, FN, g.OH, g.OW, FH - 1 - g.pt, FH - 1 - g.pb, FW - 1 - g.pl, FW - 1 - g.pr,
-                           FH, FW, wp.data(), C, nullptr, false, dx, g.H, g.W},
-              nthreads);
+  if (!pk.f16_finite(dout, g.N * FN * g.OH * g.OW) || !pk.f16_finite(w, FN * g.C * g.FH * g.FW)) return false;
+  input_grad_tiles(w, dout, dx, g, FN, nthreads);
   g_calls.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
