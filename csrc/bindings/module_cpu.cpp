@@ -69,14 +69,15 @@ PYBIND11_MODULE(_cpu, m) {
         "build lacks it.");
 
   m.def("amx_mode", [] { return std::string(cpu::amx_mode_name()); },
-        "How the bfloat16 convolution runs its tile program: 'amx', 'avx512_bf16', 'emulated' (tests) or 'off' "
-        "(FASTCONV_AMX).");
+        "How the 16-bit convolutions (and the bfloat16 GEMM) run the tile program: 'amx', 'avx512_bf16', "
+        "'emulated' (tests) or 'off' (FASTCONV_AMX).");
   m.def("amx_calls", [] { return cpu::amx_calls(); },
-        "bfloat16 convolution (forward or backward) and GEMM calls run by the tile program, in any mode but "
-        "off, since import (tests).");
+        "bfloat16 and float16 convolution (forward or backward) and bfloat16 GEMM calls run by the tile program, "
+        "in any mode but off, since import (tests).");
   m.def("set_amx_mode", [](const std::string& mode) { cpu::set_amx_mode(mode); }, py::arg("mode"),
-        "Force the bfloat16 convolution's tile mode: 'off', 'amx' (ValueError where the CPU or OS lacks "
-        "AMX-BF16), 'avx512_bf16' (ValueError without AVX512_BF16) or 'emulated' (scalar code, for tests).");
+        "Force the tile mode of the 16-bit convolutions and the bfloat16 GEMM: 'off', 'amx' (ValueError where "
+        "the CPU or OS lacks AMX-BF16), 'avx512_bf16' (ValueError without AVX512_BF16) or 'emulated' (scalar "
+        "code, for tests).");
 
   m.def("avx512_tile", [] { return std::string(cpu::avx512_tile_name()); },
         "The AVX-512 float32 GEMM micro-kernel's tile, '16x16' or '12x32' (chosen per CPU, or forced by "

@@ -53,8 +53,8 @@ void set_amx_mode(const std::string& name);
 // FASTCONV_AMX=off / emulated / avx512_bf16 names another (one this CPU lacks gives the default).
 bool amx_available();
 bool avx512_bf16_available();
-// How many convolution (forward or backward) and GEMM calls the tiles have run since import: tests check the
-// dispatch.
+// How many convolution (bfloat16 and float16, forward or backward) and GEMM calls the tiles have run since
+// import: tests check the dispatch.
 long long amx_calls();
 
 // True where the mode and g's geometry let the tile program take a convolution (the values are checked by the
