@@ -117,6 +117,9 @@ CONV_CASES = [
     (2, 32, 5, 5, 64, 3, 3, 1, 1),
     (1, 96, 6, 6, 32, 3, 3, 1, 1),
     (2, 50, 6, 5, 50, 3, 3, 1, 1),
+    (6, 8, 7, 7, 12, 1, 1, 2, 0),  # 1x1 filters: groups of several images in one GEMM (conv.cpp)
+    (5, 4, 6, 6, 10, 1, 1, 1, 1),
+    (4, 5, 13, 11, 6, 3, 3, 3, 2),  # stride 3 on the gather tiles, a row and a column of the padding unused
 ]
 
 

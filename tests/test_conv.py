@@ -63,7 +63,8 @@ def _bits(a):
 @pytest.mark.parametrize("case", CONV_CASES, ids=CONV_IDS)
 def test_conv_forward_relu_is_relu_of_conv_bit_for_bit(rng, device, isa, dtype, case):
     """relu=True fuses relu_forward into the kernel's write-back: the same bits as the two calls, NaN and
-    inf included (NaN passes, -0.0 and negatives become +0.0), on both paths (stride 1 and im2col)."""
+    inf included (NaN passes, -0.0 and negatives become +0.0), on both paths (the gather tiles and the grouped
+    im2col of 1x1 filters)."""
     x, Wt, b, _, stride, pad = conv_inputs(rng, case, dtype)
     x.flat[0], x.flat[x.size // 2], x.flat[-1] = np.nan, -np.inf, np.inf
     b[::2] = -0.0

@@ -54,6 +54,14 @@ def test_conv(rng, isa, dtype, num_threads):
     assert_identical(num_threads, lambda: ops.conv_backward(x, W, dout, 1, 1), f"{isa} conv_backward")
     dout2 = rng.standard_normal((8, 32, 6, 6)).astype(dtype)
     assert_identical(num_threads, lambda: ops.conv_backward(x, W, dout2, 2, 0), f"{isa} conv_backward s2")
+    assert_identical(num_threads, lambda: ops.conv_forward(x, W, b, 2, 0), f"{isa} conv_forward s2")
+    # 1x1 filters: the forward multiplies groups of images side by side (as many per group as the threads
+    # leave: 4 on two threads, 8 on one), stride 1 and 2
+    W1 = rng.standard_normal((24, 16, 1, 1)).astype(dtype)
+    for s in (1, 2):
+        assert_identical(num_threads, lambda: ops.conv_forward(x, W1, None, s, 0, relu=True), f"{isa} 1x1 s{s}")
+        dout1 = rng.standard_normal((8, 24, 14 // s, 14 // s)).astype(dtype)
+        assert_identical(num_threads, lambda: ops.conv_backward(x, W1, dout1, s, 0), f"{isa} 1x1 s{s} backward")
 
 
 @pytest.mark.parametrize(
@@ -72,6 +80,9 @@ def test_conv_threads_inside_one_image(rng, isa, dtype, num_threads, shape):
     dout = rng.standard_normal((N, FN, H, W_)).astype(dtype)
     assert_identical(num_threads, lambda: ops.conv_forward(x, W, b, 1, 1), f"{isa} conv_forward N=1")
     assert_identical(num_threads, lambda: ops.conv_backward(x, W, dout, 1, 1), f"{isa} conv_backward N=1")
+    dout2 = rng.standard_normal((N, FN, (H + 1) // 2, (W_ + 1) // 2)).astype(dtype)  # stride 2: gather tiles too
+    assert_identical(num_threads, lambda: ops.conv_forward(x, W, b, 2, 1), f"{isa} conv_forward N=1 s2")
+    assert_identical(num_threads, lambda: ops.conv_backward(x, W, dout2, 2, 1), f"{isa} conv_backward N=1 s2")
 
 
 def test_im2col(rng, dtype, num_threads):

@@ -1,28 +1,29 @@
 // conv.cpp: convolution forward and backward as GEMMs on per-thread buffers; never the whole batch's column
 // matrix. x (N, C, H, W), W (FN, C, FH, FW) viewed as (FN, CK) with CK = C*FH*FW, out (N, FN, OH, OW).
 //
-// Stride 1 (every layer of the book's networks) -- gather tiles, no im2col at all:
+// Gather tiles, no im2col at all (every layer with a filter larger than 1x1, any stride):
 //   The image is copied once into a zero-padded buffer xp (C, Hp, Wp) (Hp = pt + H + pb, Wp = pl + W + pr)
 //   and read flat: element (p, k) of the column matrix, output pixel p = (oh, ow) and tap k = (c, fh, fw),
-//   is xp[pos[p] + offs[k]] with pos[p] = oh*Wp + ow and offs[k] = c*Hp*Wp + fh*dh*Wp + fw*dw (dilation
-//   only spreads the taps' offsets). The gather tile (ukr_simd.h) broadcasts A from
+//   is xp[pos[p] + offs[k]] with pos[p] = oh*sh*Wp + ow*sw and offs[k] = c*Hp*Wp + fh*dh*Wp + fw*dw (stride
+//   and dilation only spread the offsets). The gather tile (ukr_simd.h) broadcasts A from
 //   there and multiplies packed slivers of nr filters, so only valid pixels are computed and no column
 //   matrix is packed; every product is one of im2col's GEMM (inf / NaN propagate the same way).
 //     forward  out_n^T (P, FN) = col_n (P, CK) @ W^T (CK, FN): tiles of rows_mr pixels x rows_nr filters,
 //              then transposed into NCHW with the bias (8 x 8 register transposes).
 //     dW      dW^T (CK, FN) = sum over images of col_n^T (CK, P) @ dout_n^T (P, FN): tiles of taps x filters,
-//             the accumulators kept in registers across a batch of images.
-//     dx      the adjoint of a stride-1 cross-correlation is a stride-1 cross-correlation of dout with the
-//             filters flipped and channels swapped, padded by dh*(FH-1)-pt on top (and so on per side):
-//             it runs on the forward path.
+//             the accumulators kept in registers across a batch of images (1x1 filters too).
+//     dx      stride 1: the adjoint of a stride-1 cross-correlation is a stride-1 cross-correlation of dout
+//             with the filters flipped and channels swapped, padded by dh*(FH-1)-pt on top (and so on per
+//             side): it runs on the forward path.
 //   Against the earlier form (B read as vector loads from shifted views on the output grid widened to Wp
 //   columns, filters on the micro-kernel's rows), measured on Zen 3, 2 threads, DeepConvNet's six layers at
 //   batch 100, alternating processes (the best of 3 each): forward 14.5 -> 12.2 ms, backward 29.4 -> 24.6
 //   ms: the widened grid cost 7-25% extra work, the rows of 6 filters 3-12% padding, and vector loads at
 //   arbitrary offsets split cache lines.
-// Stride > 1: im2col per image (forward writes the packed B panel directly: implicit GEMM), dW on col_t,
-//   dx = col2im(W^T @ dout_n).
-// Images are spread over threads (MNIST-sized work per image); with fewer images than threads, the stride-1
+// Grouped im2col (CONV_GROUP_COLS columns of images side by side, so a 7x7 image's 49 pixels still make a wide
+//   GEMM): the forward of 1x1 filters (forward_by_gather; the packed B panel written directly: implicit GEMM)
+//   and the input gradient at stride > 1, dx = col2im(W^T @ [dout_n ...]).
+// Images are spread over threads (MNIST-sized work per image); with fewer images than threads, the gather
 // tiles of each image are (threads_inside_image). The weight gradient is summed over slots of
 // consecutive images in an order fixed by N alone (conv.h), so dW and db do not depend on the thread count.
 #include "cpu/conv.h"
@@ -56,13 +57,13 @@ T row_sum(const T* v, index_t n) {
 }
 
 // ------------------------------------------------------------------------------------------------------
-// stride 1: padded image and gather tiles
+// padded image and gather tiles
 
-// One stride-1 layer as the gather tiles see it: the padded image and the offsets of its output pixels and of
-// its taps in there.
+// One layer as the gather tiles see it: the padded image and the offsets of its output pixels (strided) and of
+// its taps (dilated) in there.
 struct GatherGeom {
   index_t Hp, Wp;             // padded image
-  index_t xp_size;            // C*Hp*Wp: every pixel + tap offset stays inside (OH + dh*(FH-1) == Hp)
+  index_t xp_size;            // C*Hp*Wp: every pixel + tap offset stays inside ((OH-1)*sh + dh*(FH-1) < Hp)
   std::vector<index_t> offs;  // (ckpad,): tap k = (c, fh, fw) at c*Hp*Wp + fh*dh*Wp + fw*dw; padding rows 0
   std::vector<index_t> pos;   // (ppad,): output pixel p = (oh, ow) at oh*Wp + ow; padding rows 0
   index_t CK, P;              // taps and pixels before padding
@@ -85,7 +86,7 @@ GatherGeom make_gather_geom(const ConvGeom& g, int rmr) {
       for (index_t fw = 0; fw < g.FW; ++fw) s.offs[k++] = (c * s.Hp + fh * g.dh) * s.Wp + fw * g.dw;
   index_t p = 0;
   for (index_t oh = 0; oh < g.OH; ++oh)
-    for (index_t ow = 0; ow < g.OW; ++ow) s.pos[p++] = oh * s.Wp + ow;
+    for (index_t ow = 0; ow < g.OW; ++ow) s.pos[p++] = oh * g.sh * s.Wp + ow * g.sw;
   return s;
 }
 
@@ -218,18 +219,41 @@ void flip_filters(const T* w, const ConvGeom& g, index_t FN, T* wflip) {
 // ------------------------------------------------------------------------------------------------------
 // stride > 1: im2col
 
-// out_n = W @ im2col(x_n) + b with im2col written straight into the packed B panel (implicit GEMM).
+// Images per group of the strided (im2col) paths: enough for CONV_GROUP_COLS columns (small images: one 7x7
+// image is 49 columns, one and a half 32-wide slivers) and, where `nthreads` > 1, at most a share of the batch
+// per thread. The forward and the input gradient may follow the thread count (a group changes no element's
+// sum); the weight gradient passes 1 (its groups are its K blocks, fixed by the geometry alone).
+inline index_t images_per_group(index_t P, index_t N, int nthreads) {
+  return std::max<index_t>(1, std::min<index_t>((CONV_GROUP_COLS + P - 1) / P, (N + nthreads - 1) / nthreads));
+}
+
+// out_n = W @ im2col(x_n) + b for the m images from xg on, im2col written straight into the packed B panel
+// (implicit GEMM) side by side: one GEMM of m*P columns, then b added (ReLU'd if relu) as each image's
+// (FN, P) block is written out. The products are summed before b is added whatever m is, so every output
+// bit is the same in any grouping.
 template <typename T>
-void conv_forward_im2col_image(const Ukr<T>& u, const T* apack, const T* b, const T* xn, T* on, const ConvGeom& g,
-                               index_t FN, bool relu) {
-  const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW, npad = round_up(P, u.nr);
+void conv_forward_im2col_group(const Ukr<T>& u, const T* apack, const T* b, const T* xg, index_t m, T* og,
+                               const ConvGeom& g, index_t FN, bool relu) {
+  const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW, cols = m * P, npad = round_up(cols, u.nr);
   T* row = thread_workspace<T>(WS_CONV_ROW, static_cast<std::size_t>(npad));
   T* bpack = thread_workspace<T>(WS_CONV_BPACK, static_cast<std::size_t>(npad * CK));
-  im2col_image_packed<T>(xn, g, u.nr, gemm_kc<T>(), row, bpack);
-  for (index_t f = 0; f < FN; ++f) std::fill(on + f * P, on + (f + 1) * P, b ? b[f] : T(0));
-  gemm_prepacked<T>(u, FN, P, CK, T(1), apack, bpack, T(1), on, P);
-  if (relu)  // while the image's output is in cache
-    for (index_t i = 0; i < FN * P; ++i) on[i] = relu_value(on[i]);
+  im2col_images_packed<T>(xg, g.C * g.H * g.W, m, g, u.nr, gemm_kc<T>(), row, bpack);
+  // one image: straight into its output; more: a (FN, m*P) buffer scattered per image
+  T* prod = m == 1 ? og : thread_workspace<T>(WS_CONV_DCOL, static_cast<std::size_t>(FN * cols));
+  gemm_prepacked<T>(u, FN, cols, CK, T(1), apack, bpack, T(0), prod, cols);
+  for (index_t i = 0; i < m; ++i)
+    for (index_t f = 0; f < FN; ++f) {
+      const T* src = prod + f * cols + i * P;
+      T* dst = og + (i * FN + f) * P;
+      const T bf = b ? b[f] : T(0);
+      if (relu) {
+#pragma omp simd
+        for (index_t p = 0; p < P; ++p) dst[p] = relu_value(src[p] + bf);
+      } else {
+#pragma omp simd
+        for (index_t p = 0; p < P; ++p) dst[p] = src[p] + bf;
+      }
+    }
 }
 
 }  // namespace
@@ -244,12 +268,21 @@ OneGradSlot::~OneGradSlot() { one_grad_slot = saved_; }
 // ------------------------------------------------------------------------------------------------------
 // forward
 
+// The forward runs on the gather tiles unless the filter is 1x1: that convolution is one GEMM of the
+// (subsampled) image, which the grouped im2col path packs once and multiplies at the GEMM's speed, while the
+// gather tile's K (C taps) is short. Measured on one core of the Emerald Rapids Xeon, batch 100 (a one-off A/B
+// in one session): 1x1 stride 2, 16 -> 32 at 28x28 0.58 ms grouped against 0.77 gathered, 64 -> 128 at 14x14
+// 1.0 against 1.3; 3x3 stride 2, 16 -> 32 at 28x28 3.6 ms per image im2col against 1.7 gathered; 5x5 stride 2,
+// 64 -> 128 at 14x14 12.9 against 9.3. (The weight gradient gathers for every filter: 1x1 stride 2, 16 -> 32,
+// 0.62 ms against 1.0 for per-image im2col.)
+inline bool forward_by_gather(const ConvGeom& g) { return g.FH * g.FW > 1; }
+
 template <typename T>
 void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g, index_t FN, int nthreads,
                   bool relu) {
   const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW, xs = g.C * g.H * g.W;
   const Ukr<T> u = gather_ukr(active_ukr<T>(), FN);  // gather tiles of pixels x FN filters
-  if (g.sh == 1 && g.sw == 1) {
+  if (forward_by_gather(g)) {
     // W^T (CK, fnpad) packed once per call as slivers of nr filters, shared read-only by every image
     Scratch<T> wt(static_cast<std::size_t>(round_up(FN, u.rows_nr) * CK));
     pack_slivers_t<T>(u, w, FN, CK, wt.data());
@@ -265,12 +298,16 @@ void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g,
       for (index_t n = 0; n < g.N; ++n) image(n);
     }
   } else {
-    // W (FN, CK) packed once per call and shared read-only by every image
+    // W (FN, CK) packed once per call and shared read-only by every group of images
     Scratch<T> apack(static_cast<std::size_t>(round_up(FN, u.mr) * CK));
     pack_a_full<T>(u, FN, CK, w, CK, 1, apack.data());
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-    for (index_t n = 0; n < g.N; ++n)
-      conv_forward_im2col_image<T>(u, apack.data(), b, x + n * xs, out + n * FN * P, g, FN, relu);
+    const index_t nb = images_per_group(P, g.N, nthreads), groups = (g.N + nb - 1) / nb;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
+    for (index_t gi = 0; gi < groups; ++gi) {
+      const index_t n0 = gi * nb;
+      conv_forward_im2col_group<T>(u, apack.data(), b, x + n0 * xs, std::min(nb, g.N - n0), out + n0 * FN * P, g,
+                                   FN, relu);
+    }
   }
 }
 
@@ -280,9 +317,8 @@ void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g,
 template <typename T>
 void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, const ConvGeom& g, index_t FN,
                    int nthreads) {
-  const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW, xs = g.C * g.H * g.W;
+  const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW;
   const Ukr<T> u = gather_ukr(active_ukr<T>(), FN);  // dW's gather tiles: taps x FN filters
-  const bool gather = g.sh == 1 && g.sw == 1;
   if (dx) {
     // the input gradient is conv_backward_data's; its flipped forward gets a zero bias, so that a sum of -0.0
     // products comes out +0.0 as col2im's (which adds onto +0.0) and the reference's
@@ -296,35 +332,26 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
   // in order, so the result does not depend on the thread count.
   const index_t S = conv_grad_slots(g.N);
   const index_t fnpad = round_up(FN, u.rows_nr), ckpad = round_up(CK, u.rows_mr);
-  const index_t pw = gather ? ckpad * fnpad : FN * CK;  // one slot's partial dW: dW^T (gather) or dW
+  const index_t pw = ckpad * fnpad;  // one slot's partial dW^T
   // (from the calling thread's workspace: kept across calls, not zeroed -- every slot overwrites its part)
   T* part_dw = thread_workspace<T>(WS_CONV_PART, static_cast<std::size_t>(S * (pw + FN)));
   T* part_db = part_dw + S * pw;
-  const GatherGeom s = gather ? make_gather_geom(g, u.rows_mr) : GatherGeom{};
-  index_t dw_batch = 1;  // images per gather pass: their padded images and dout^T fit CONV_DW_BYTES
-  if (gather) {
-    const index_t per_image = (s.xp_size + fnpad * P) * static_cast<index_t>(sizeof(T));
-    dw_batch = std::max<index_t>(1, std::min<index_t>(CONV_DW_MAX_IMAGES, CONV_DW_BYTES / per_image));
-  }
-  const int inner = gather ? threads_inside_image(g.N, FN * CK * P, nthreads) : 1;
+  const GatherGeom s = make_gather_geom(g, u.rows_mr);
+  // images per gather pass: their padded images and dout^T fit CONV_DW_BYTES
+  const index_t per_image = (s.xp_size + fnpad * P) * static_cast<index_t>(sizeof(T));
+  const index_t dw_batch = std::max<index_t>(1, std::min<index_t>(CONV_DW_MAX_IMAGES, CONV_DW_BYTES / per_image));
+  const int inner = threads_inside_image(g.N, FN * CK * P, nthreads);
   auto slot_work = [&](index_t slot) {
     T* gdw = part_dw + slot * pw;
     T* gdb = part_db + slot * FN;
     std::fill(gdb, gdb + FN, T(0));
     const index_t n0 = g.N * slot / S, n1 = g.N * (slot + 1) / S;
-    if (gather)  // images in batches of dw_batch (fixed by the geometry): one gather pass per batch
-      for (index_t b0 = n0; b0 < n1; b0 += dw_batch)
-        conv_dw_rows_images<T>(u, x, dout, b0, std::min(n1, b0 + dw_batch), gdw, b0 == n0, g, s, FN, inner);
+    // images in batches of dw_batch (fixed by the geometry): one gather pass per batch
+    for (index_t b0 = n0; b0 < n1; b0 += dw_batch)
+      conv_dw_rows_images<T>(u, x, dout, b0, std::min(n1, b0 + dw_batch), gdw, b0 == n0, g, s, FN, inner);
     for (index_t n = n0; n < n1; ++n) {
       const T* dn = dout + n * FN * P;  // (FN, P)
-      const bool first = n == n0;
       for (index_t f = 0; f < FN; ++f) gdb[f] += row_sum(dn + f * P, P);
-      if (!gather) {
-        T* col = thread_workspace<T>(WS_CONV_COL, static_cast<std::size_t>(CK * P));
-        im2col_image<T>(x + n * xs, g, col);
-        // B(k=p, j=ck) = col[ck*P + p]
-        gemm_serial<T>(FN, CK, P, T(1), dn, P, 1, col, 1, P, first ? T(0) : T(1), gdw, CK);
-      }
     }
   };
   if (inner == 1) {
@@ -337,12 +364,11 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
   // add the slots in a fixed order (independent of the thread count)
   // (read in the slots' own layout, a row chunk at a time so the adds vectorise; dW^T is written back
   // transposed)
-  const index_t rows_out = gather ? CK : FN, cols_out = gather ? FN : CK, ld = gather ? fnpad : CK;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (index_t r = 0; r < rows_out; ++r)
-    for (index_t c0 = 0; c0 < cols_out; c0 += 64) {
-      const index_t nc = std::min<index_t>(64, cols_out - c0);
-      const T* p0 = part_dw + r * ld + c0;
+  for (index_t r = 0; r < CK; ++r)
+    for (index_t c0 = 0; c0 < FN; c0 += 64) {
+      const index_t nc = std::min<index_t>(64, FN - c0);
+      const T* p0 = part_dw + r * fnpad + c0;
       T acc[64];
       for (index_t c = 0; c < nc; ++c) acc[c] = p0[c];
       for (index_t slot = 1; slot < S; ++slot) {
@@ -350,7 +376,7 @@ void conv_backward(const T* x, const T* w, const T* dout, T* dx, T* dw, T* db, c
 #pragma omp simd
         for (index_t c = 0; c < nc; ++c) acc[c] += ps[c];
       }
-      for (index_t c = 0; c < nc; ++c) dw[gather ? (c0 + c) * CK + r : r * CK + c0 + c] = acc[c];
+      for (index_t c = 0; c < nc; ++c) dw[(c0 + c) * CK + r] = acc[c];
     }
   for (index_t f = 0; f < FN; ++f) {
     T acc = part_db[f];
@@ -381,8 +407,7 @@ void conv_backward_data(const T* w, const T* dout, const T* bias, T* dx, const C
   // thread count (enough groups for every thread) without changing a bit.
   Scratch<T> wt_pack(static_cast<std::size_t>(round_up(CK, u.mr) * FN));
   pack_a_full<T>(u, CK, FN, w, 1, CK, wt_pack.data());
-  const index_t nb = std::max<index_t>(1, std::min<index_t>((CONV_DX_GROUP_COLS + P - 1) / P,
-                                                             (g.N + nthreads - 1) / nthreads));
+  const index_t nb = images_per_group(P, g.N, nthreads);
   const index_t groups = (g.N + nb - 1) / nb;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
   for (index_t gi = 0; gi < groups; ++gi) {

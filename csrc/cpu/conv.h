@@ -83,9 +83,10 @@ FC_HALF_TYPES(FC_CONV_HALF_DECL_)
 FC_POLICY_TYPES(FC_CONV_HALF_DECL_)  // the compute policy's float64 types, same staging (common/policy.h)
 #undef FC_CONV_HALF_DECL_
 
-// The weight gradient is summed image by image, in order, into min(N, CONV_GRAD_SLOTS) slots of consecutive
-// images (slot s: images [N*s/S, N*(s+1)/S); one partial dW per slot, scratch per thread: one image), and the
-// slots are added in order: all fixed by N alone, so dW and db are bit-identical for any number of threads.
+// The weight gradient is summed in order (image by image, or in groups of images whose count the geometry
+// fixes) into min(N, CONV_GRAD_SLOTS) slots of consecutive images (slot s: images [N*s/S, N*(s+1)/S); one
+// partial dW per slot), and the slots are added in order: all fixed by N and the geometry alone, so dW and db
+// are bit-identical for any number of threads.
 constexpr index_t CONV_GRAD_SLOTS = 16;
 // The slot count conv_backward uses for N images: min(N, CONV_GRAD_SLOTS), or 1 on a thread inside a
 // OneGradSlot scope. conv_half.cpp's staged backward calls the float kernel once per slot of its own (fixed
@@ -105,9 +106,9 @@ struct OneGradSlot {
 // back once per batch rather than once per image (small images: 8x8 grids are 80 k-steps per image).
 constexpr index_t CONV_DW_MAX_IMAGES = 8;
 constexpr index_t CONV_DW_BYTES = 256 * 1024;
-// Columns of the grouped input-gradient GEMM of the strided convolution (conv_backward_data): images are taken
-// together until their pixels reach this many (about eight 32-wide slivers), so small images (7x7: 49) still
-// make one wide GEMM.
-constexpr index_t CONV_DX_GROUP_COLS = 256;
+// Columns of the grouped GEMMs of the strided convolution (forward, weight gradient and conv_backward_data):
+// images are taken together until their pixels reach this many (about eight 32-wide slivers), so small images
+// (7x7: 49) still make one wide GEMM.
+constexpr index_t CONV_GROUP_COLS = 256;
 
 }  // namespace fastconv::cpu

@@ -56,30 +56,23 @@ inline void im2col_row(const T* x, const ConvGeom& g, index_t c, index_t fh, ind
   }
 }
 
-template <typename T>
-void im2col_image(const T* x, const ConvGeom& g, T* col_t) {
-  const index_t P = g.OH * g.OW;
-  for (index_t c = 0; c < g.C; ++c)
-    for (index_t fh = 0; fh < g.FH; ++fh)
-      for (index_t fw = 0; fw < g.FW; ++fw) im2col_row(x, g, c, fh, fw, col_t + ((c * g.FH + fh) * g.FW + fw) * P);
-}
-
-// Implicit GEMM: each row of col_t is built in a small L1-resident buffer and scattered straight into the
-// packed-B layout (per KC block of rows, NR-wide slivers of kc x nr), so the column matrix is never written
-// in full and the GEMM needs no separate packing pass.
+// Implicit GEMM: each row of col_t (m images side by side) is built in a small L1-resident buffer and
+// scattered straight into the packed-B layout (per KC block of rows, NR-wide slivers of kc x nr), so the
+// column matrix is never written in full and the GEMM needs no separate packing pass.
 template <typename T, int NR>
-static void im2col_image_packed_nr(const T* x, const ConvGeom& g, int nr_rt, index_t KC, T* row, T* dst) {
-  const index_t P = g.OH * g.OW, CK = g.C * g.FH * g.FW;
+static void im2col_images_packed_nr(const T* x, index_t xs, index_t m, const ConvGeom& g, int nr_rt, index_t KC,
+                                    T* row, T* dst) {
+  const index_t P = g.OH * g.OW, cols = m * P, CK = g.C * g.FH * g.FW;
   const int nr = NR > 0 ? NR : nr_rt;  // compile-time sliver width for the common ISAs
-  const index_t npad = round_up(P, nr);
-  for (index_t j = P; j < npad; ++j) row[j] = T(0);  // tail of the last sliver stays zero
+  const index_t npad = round_up(cols, nr);
+  for (index_t j = cols; j < npad; ++j) row[j] = T(0);  // tail of the last sliver stays zero
   index_t k = 0;
   for (index_t pc = 0; pc < CK; pc += KC) {
     const index_t kc = std::min(KC, CK - pc);
     T* panel = dst + npad * pc;  // K block pc: slivers of (kc, nr), sliver j0/nr at panel + j0*kc
     for (index_t kk = 0; kk < kc; ++kk, ++k) {
       const index_t c = k / (g.FH * g.FW), fh = (k / g.FW) % g.FH, fw = k % g.FW;
-      im2col_row(x, g, c, fh, fw, row);
+      for (index_t i = 0; i < m; ++i) im2col_row(x + i * xs, g, c, fh, fw, row + i * P);
       T* blk = panel + kk * nr;
       for (index_t j0 = 0; j0 < npad; j0 += nr) {
         T* d = blk + j0 * kc;
@@ -91,16 +84,14 @@ static void im2col_image_packed_nr(const T* x, const ConvGeom& g, int nr_rt, ind
   }
 }
 
-// Implicit GEMM: each row of col_t is built in a small L1-resident buffer and scattered straight into the
-// packed-B layout (per KC block of rows, NR-wide slivers of kc x nr), so the column matrix is never written
-// in full and the GEMM needs no separate packing pass.
 template <typename T>
-void im2col_image_packed(const T* x, const ConvGeom& g, int nr, index_t KC, T* row, T* dst) {
+void im2col_images_packed(const T* x, index_t xs, index_t m, const ConvGeom& g, int nr, index_t KC, T* row,
+                          T* dst) {
   switch (nr) {
-    case 32: im2col_image_packed_nr<T, 32>(x, g, nr, KC, row, dst); break;
-    case 16: im2col_image_packed_nr<T, 16>(x, g, nr, KC, row, dst); break;
-    case 8: im2col_image_packed_nr<T, 8>(x, g, nr, KC, row, dst); break;
-    default: im2col_image_packed_nr<T, 0>(x, g, nr, KC, row, dst); break;
+    case 32: im2col_images_packed_nr<T, 32>(x, xs, m, g, nr, KC, row, dst); break;
+    case 16: im2col_images_packed_nr<T, 16>(x, xs, m, g, nr, KC, row, dst); break;
+    case 8: im2col_images_packed_nr<T, 8>(x, xs, m, g, nr, KC, row, dst); break;
+    default: im2col_images_packed_nr<T, 0>(x, xs, m, g, nr, KC, row, dst); break;
   }
 }
 
@@ -189,8 +180,7 @@ void col2im(const T* col, const ConvGeom& g, T* x, int nthreads) {
 }
 
 #define FC_INSTANTIATE_IM2COL(T, S)                                          \
-  template void im2col_image<T>(const T*, const ConvGeom&, T*);        \
-  template void im2col_image_packed<T>(const T*, const ConvGeom&, int, index_t, T*, T*); \
+  template void im2col_images_packed<T>(const T*, index_t, index_t, const ConvGeom&, int, index_t, T*, T*); \
   template void col2im_image<T>(const T*, const ConvGeom&, T*, index_t); \
   template void im2col<T>(const T*, const ConvGeom&, T*, int);         \
   template void col2im<T>(const T*, const ConvGeom&, T*, int);

@@ -7,13 +7,12 @@
 
 namespace fastconv::cpu {
 
-// x is (C, H, W) of one image; col_t is (C*FH*FW, OH*OW), overwritten.
+// The col_t of m images side by side, (C*FH*FW, m*OH*OW) (image i, xs values after image i-1 in x, in columns
+// [i*OH*OW, (i+1)*OH*OW)), written in the GEMM's packed-B order (see pack_b_full in gemm.h): dst holds
+// round_up(m*OH*OW, nr) * C*FH*FW values; row is scratch of round_up(m*OH*OW, nr) values.
 template <typename T>
-void im2col_image(const T* x, const ConvGeom& g, T* col_t);
-// The same col_t written in the GEMM's packed-B order (see pack_b_full in gemm.h): dst holds
-// round_up(OH*OW, nr) * C*FH*FW values; row is scratch of round_up(OH*OW, nr) values.
-template <typename T>
-void im2col_image_packed(const T* x, const ConvGeom& g, int nr, index_t KC, T* row, T* dst);
+void im2col_images_packed(const T* x, index_t xs, index_t m, const ConvGeom& g, int nr, index_t KC, T* row,
+                          T* dst);
 // col_t is (C*FH*FW, OH*OW) with rows ld apart (ld 0: OH*OW); x is (C, H, W), overwritten with the sum of
 // every column entry over its pixel.
 template <typename T>
