@@ -80,6 +80,10 @@ def test_conv_threads_inside_one_image(rng, isa, dtype, num_threads, shape):
     dout = rng.standard_normal((N, FN, H, W_)).astype(dtype)
     assert_identical(num_threads, lambda: ops.conv_forward(x, W, b, 1, 1), f"{isa} conv_forward N=1")
     assert_identical(num_threads, lambda: ops.conv_backward(x, W, dout, 1, 1), f"{isa} conv_backward N=1")
+    # 1x1 filters: the grouped GEMM, its filters shared by the threads where the image is large enough
+    # (one-image-wide-gather: 64 x 32 x 144 multiply-adds, over gemm_config::PARALLEL_MIN_MACS)
+    W1 = rng.standard_normal((FN, C, 1, 1)).astype(dtype)
+    assert_identical(num_threads, lambda: ops.conv_forward(x, W1, b, 1, 0, relu=True), f"{isa} 1x1 N=1")
     dout2 = rng.standard_normal((N, FN, (H + 1) // 2, (W_ + 1) // 2)).astype(dtype)  # stride 2: gather tiles too
     assert_identical(num_threads, lambda: ops.conv_forward(x, W, b, 2, 1), f"{isa} conv_forward N=1 s2")
     assert_identical(num_threads, lambda: ops.conv_backward(x, W, dout2, 2, 1), f"{isa} conv_backward N=1 s2")

@@ -23,9 +23,10 @@
 // Grouped im2col (CONV_GROUP_COLS columns of images side by side, so a 7x7 image's 49 pixels still make a wide
 //   GEMM): the forward of 1x1 filters (forward_by_gather; the packed B panel written directly: implicit GEMM)
 //   and the input gradient at stride > 1, dx = col2im(W^T @ [dout_n ...]).
-// Images are spread over threads (MNIST-sized work per image); with fewer images than threads, the gather
-// tiles of each image are (threads_inside_image). The weight gradient is summed over slots of
-// consecutive images in an order fixed by N alone (conv.h), so dW and db do not depend on the thread count.
+// Images are spread over threads (MNIST-sized work per image); with fewer images than threads, the threads
+// share each image's gather tiles, or each group's filters in the grouped GEMM (threads_inside_image). The
+// weight gradient is summed over slots of consecutive images in an order fixed by N alone (conv.h), so dW and
+// db do not depend on the thread count.
 #include "cpu/conv.h"
 
 #include <algorithm>
@@ -65,7 +66,7 @@ struct GatherGeom {
   index_t Hp, Wp;             // padded image
   index_t xp_size;            // C*Hp*Wp: every pixel + tap offset stays inside ((OH-1)*sh + dh*(FH-1) < Hp)
   std::vector<index_t> offs;  // (ckpad,): tap k = (c, fh, fw) at c*Hp*Wp + fh*dh*Wp + fw*dw; padding rows 0
-  std::vector<index_t> pos;   // (ppad,): output pixel p = (oh, ow) at oh*Wp + ow; padding rows 0
+  std::vector<index_t> pos;   // (ppad,): output pixel p = (oh, ow) at oh*sh*Wp + ow*sw; padding rows 0
   index_t CK, P;              // taps and pixels before padding
 };
 
@@ -219,10 +220,9 @@ void flip_filters(const T* w, const ConvGeom& g, index_t FN, T* wflip) {
 // ------------------------------------------------------------------------------------------------------
 // stride > 1: im2col
 
-// Images per group of the strided (im2col) paths: enough for CONV_GROUP_COLS columns (small images: one 7x7
-// image is 49 columns, one and a half 32-wide slivers) and, where `nthreads` > 1, at most a share of the batch
-// per thread. The forward and the input gradient may follow the thread count (a group changes no element's
-// sum); the weight gradient passes 1 (its groups are its K blocks, fixed by the geometry alone).
+// Images per group of the grouped im2col paths (the 1x1 forward, conv_backward_data): enough for
+// CONV_GROUP_COLS columns (small images: one 7x7 image is 49 columns, one and a half 32-wide slivers) and at most
+// a share of the batch per thread. A group changes no element's sum, so it may follow the thread count.
 inline index_t images_per_group(index_t P, index_t N, int nthreads) {
   return std::max<index_t>(1, std::min<index_t>((CONV_GROUP_COLS + P - 1) / P, (N + nthreads - 1) / nthreads));
 }
@@ -233,14 +233,21 @@ inline index_t images_per_group(index_t P, index_t N, int nthreads) {
 // bit is the same in any grouping.
 template <typename T>
 void conv_forward_im2col_group(const Ukr<T>& u, const T* apack, const T* b, const T* xg, index_t m, T* og,
-                               const ConvGeom& g, index_t FN, bool relu) {
+                               const ConvGeom& g, index_t FN, int inner, bool relu) {
   const index_t CK = g.C * g.FH * g.FW, P = g.OH * g.OW, cols = m * P, npad = round_up(cols, u.nr);
   T* row = thread_workspace<T>(WS_CONV_ROW, static_cast<std::size_t>(npad));
   T* bpack = thread_workspace<T>(WS_CONV_BPACK, static_cast<std::size_t>(npad * CK));
   im2col_images_packed<T>(xg, g.C * g.H * g.W, m, g, u.nr, gemm_kc<T>(), row, bpack);
   // one image: straight into its output; more: a (FN, m*P) buffer scattered per image
   T* prod = m == 1 ? og : thread_workspace<T>(WS_CONV_DCOL, static_cast<std::size_t>(FN * cols));
-  gemm_prepacked<T>(u, FN, cols, CK, T(1), apack, bpack, T(0), prod, cols);
+  // `inner` threads (a batch smaller than the thread count) share the filters, in slivers of mr rows
+  const index_t slivers = round_up(FN, u.mr) / u.mr;
+#pragma omp parallel for schedule(static) num_threads(inner) if (inner > 1)
+  for (index_t t = 0; t < inner; ++t) {
+    const index_t r0 = slivers * t / inner * u.mr, r1 = std::min(FN, slivers * (t + 1) / inner * u.mr);
+    if (r1 > r0) gemm_prepacked_rows<T>(u, FN, r0, r1 - r0, cols, CK, T(1), apack, bpack, T(0), prod, cols);
+  }
+#pragma omp parallel for collapse(2) schedule(static) num_threads(inner) if (inner > 1)
   for (index_t i = 0; i < m; ++i)
     for (index_t f = 0; f < FN; ++f) {
       const T* src = prod + f * cols + i * P;
@@ -302,11 +309,17 @@ void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g,
     Scratch<T> apack(static_cast<std::size_t>(round_up(FN, u.mr) * CK));
     pack_a_full<T>(u, FN, CK, w, CK, 1, apack.data());
     const index_t nb = images_per_group(P, g.N, nthreads), groups = (g.N + nb - 1) / nb;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
-    for (index_t gi = 0; gi < groups; ++gi) {
+    const int inner = threads_inside_image(g.N, FN * CK * P, nthreads);
+    auto group = [&](index_t gi) {
       const index_t n0 = gi * nb;
       conv_forward_im2col_group<T>(u, apack.data(), b, x + n0 * xs, std::min(nb, g.N - n0), out + n0 * FN * P, g,
-                                   FN, relu);
+                                   FN, inner, relu);
+    };
+    if (inner == 1) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
+      for (index_t gi = 0; gi < groups; ++gi) group(gi);
+    } else {  // the threads share each group's filters; no region around them here
+      for (index_t gi = 0; gi < groups; ++gi) group(gi);
     }
   }
 }

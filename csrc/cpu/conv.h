@@ -101,12 +101,12 @@ struct OneGradSlot {
   OneGradSlot& operator=(const OneGradSlot&) = delete;
   bool saved_;
 };
-// Stride-1 weight gradient: a slot's images go through the rows kernel in batches of up to
+// Weight gradient: a slot's images go through the rows kernel in batches of up to
 // CONV_DW_MAX_IMAGES whose padded images and dout^T fit CONV_DW_BYTES (about half an L2), so C is written
 // back once per batch rather than once per image (small images: 8x8 grids are 80 k-steps per image).
 constexpr index_t CONV_DW_MAX_IMAGES = 8;
 constexpr index_t CONV_DW_BYTES = 256 * 1024;
-// Columns of the grouped GEMMs of the strided convolution (forward, weight gradient and conv_backward_data):
+// Columns of the grouped GEMMs of the convolution (the 1x1 forward and the strided conv_backward_data):
 // images are taken together until their pixels reach this many (about eight 32-wide slivers), so small images
 // (7x7: 49) still make one wide GEMM.
 constexpr index_t CONV_GROUP_COLS = 256;

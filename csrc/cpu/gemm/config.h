@@ -28,7 +28,7 @@
 //    12, and NR = 32 fits MAX_NR. SGEMM 1024^3 (bench_gemm.py, alternating runs, 1 thread): 16 x 16 72% of
 //    peak, NumPy (OpenBLAS) 88-90%; 12 x 32 81-85% with KC 768 or 384 alike (within noise), so KC stays.
 //  - float64 8 x 16 (current) 78-81, 12 x 16 82-84 of 92: within 5%, one f64 kernel is kept.
-//  - Gather tiles (the stride-1 convolution, ukr_simd.h rows_tile), one core, one image's forward tiles
+//  - Gather tiles (the convolution, ukr_simd.h rows_tile), one core, one image's forward tiles
 //    (C in, FN filters, H x H pixels, 3 x 3), useful GFLOP/s for 12 x 16 / 8 x 32 / 12 x 32 / 14 x 16:
 //    C16 H28 FN16 84 / 62 / 61 / 93 (half of a 32-wide sliver is padding); C16 H28 FN32 142 / 175 / 158 / 93;
 //    C32 H14 FN64 126 / 165 / 153 / 130; C64 H8 FN64 121 / 176 / 144 / 121; C64 H7 FN64 92 / 140 / 132 /
@@ -46,7 +46,7 @@ constexpr int AVX512_MR_F64 = 8, AVX512_NR_F64 = 16;
 constexpr int AVX2_MR_F32 = 6, AVX2_NR_F32 = 16;
 constexpr int AVX2_MR_F64 = 6, AVX2_NR_F64 = 8;
 constexpr int REF_MR = 4, REF_NR = 8;
-// Gather tiles of the stride-1 convolution (pixels or taps x filters, A read in place), see ukr_simd.h and
+// Gather tiles of the convolution (pixels or taps x filters, A read in place), see ukr_simd.h and
 // conv.cpp. AVX2: the GEMM's 6 x 16 / 6 x 8 blocking (12 accumulators, 6 row pointers); AVX-512: 12 x 16 /
 // 12 x 8 (12 accumulators; 16 rows would need 16 row pointers, more than the free integer registers).
 constexpr int AVX512_ROWS_MR_F32 = 12, AVX512_ROWS_NR_F32 = 16;

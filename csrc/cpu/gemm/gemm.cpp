@@ -220,14 +220,22 @@ void pack_b_full(const Ukr<T>& u, index_t K, index_t N, const T* B, index_t rsb,
 }
 
 template <typename T>
-void gemm_prepacked(const Ukr<T>& u, index_t M, index_t N, index_t K, T alpha, const T* apack, const T* bpack,
-                    T beta, T* C, index_t ldc) {
+void gemm_prepacked_rows(const Ukr<T>& u, index_t M, index_t r0, index_t m, index_t N, index_t K, T alpha,
+                         const T* apack, const T* bpack, T beta, T* C, index_t ldc) {
   const index_t mpad = round_up(M, u.mr), npad = round_up(N, u.nr);
-  // loop 4 around micro-kernel: pc += KC (same K blocks as gemm_serial, so results are identical)
+  // loop 4 around micro-kernel: pc += KC (same K blocks as gemm_serial, so results are identical); rows r0..
+  // are the slivers from r0 / mr on in each K block's packed A (slivers of kc x mr)
   for (index_t pc = 0; pc < K; pc += Blocks<T>::KC) {
     const index_t kc = std::min<index_t>(Blocks<T>::KC, K - pc);
-    macro_kernel<T>(u, M, N, kc, alpha, apack + mpad * pc, bpack + npad * pc, pc == 0 ? beta : T(1), C, ldc);
+    macro_kernel<T>(u, m, N, kc, alpha, apack + mpad * pc + r0 * kc, bpack + npad * pc, pc == 0 ? beta : T(1),
+                    C + r0 * ldc, ldc);
   }
+}
+
+template <typename T>
+void gemm_prepacked(const Ukr<T>& u, index_t M, index_t N, index_t K, T alpha, const T* apack, const T* bpack,
+                    T beta, T* C, index_t ldc) {
+  gemm_prepacked_rows<T>(u, M, 0, M, N, K, alpha, apack, bpack, beta, C, ldc);
 }
 
 #define FC_INSTANTIATE_GEMM(T, S)                                                                              \
@@ -239,7 +247,9 @@ void gemm_prepacked(const Ukr<T>& u, index_t M, index_t N, index_t K, T alpha, c
   template void pack_a_full<T>(const Ukr<T>&, index_t, index_t, const T*, index_t, index_t, T*);            \
   template void pack_b_full<T>(const Ukr<T>&, index_t, index_t, const T*, index_t, index_t, T*);            \
   template void gemm_prepacked<T>(const Ukr<T>&, index_t, index_t, index_t, T, const T*, const T*, T, T*,   \
-                                  index_t);
+                                  index_t);                                                                 \
+  template void gemm_prepacked_rows<T>(const Ukr<T>&, index_t, index_t, index_t, index_t, index_t, T, const T*, \
+                                       const T*, T, T*, index_t);
 FC_FLOAT_TYPES(FC_INSTANTIATE_GEMM)
 #undef FC_INSTANTIATE_GEMM
 

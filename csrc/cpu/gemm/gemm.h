@@ -19,7 +19,7 @@ using index_t = std::int64_t;
 template <typename T>
 using ukr_fn = void (*)(index_t kc, const T* a, const T* b, T* c, index_t ldc, T alpha, T beta);
 
-// Gather tile (stride-1 convolution): C (rows_mr x rows_nr, row stride ldc) = [C +] sum over nimg images
+// Gather tile (the convolution, any stride): C (rows_mr x rows_nr, row stride ldc) = [C +] sum over nimg images
 // and k < kc of a[img*as + aoffs[i] + kidx[k]] * b[img*bs + k*rows_nr + j]: A is read in place at the sums
 // of a row offset and a column offset (pixel + tap of a padded image, see conv.cpp), B is a packed sliver
 // per image. accumulate == false never reads C.
@@ -128,6 +128,11 @@ void pack_b_full(const Ukr<T>& u, index_t K, index_t N, const T* B, index_t rsb,
 template <typename T>
 void gemm_prepacked(const Ukr<T>& u, index_t M, index_t N, index_t K, T alpha, const T* apack, const T* bpack,
                     T beta, T* C, index_t ldc);
+// Rows [r0, r0 + m) of that product alone (r0 a multiple of mr, m <= M - r0; M the rows apack was packed
+// with): threads that split a product's rows compute each element exactly as gemm_prepacked does.
+template <typename T>
+void gemm_prepacked_rows(const Ukr<T>& u, index_t M, index_t r0, index_t m, index_t N, index_t K, T alpha,
+                         const T* apack, const T* bpack, T beta, T* C, index_t ldc);
 
 // ------------------------------------------------------------------------------------------------------
 // internals shared by gemm.cpp, pack.cpp, macro_kernel.cpp and the ukr_*.cpp files

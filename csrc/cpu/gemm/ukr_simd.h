@@ -94,7 +94,7 @@ inline void ukr_simd(index_t kc, const T* __restrict a, const T* __restrict b, T
 }
 
 // ------------------------------------------------------------------------------------------------------
-// gather tile (the stride-1 convolution): A is never packed. Element (i, k) of A is a[aoffs[i] + kidx[k]]
+// gather tile (the convolution, any stride): A is never packed. Element (i, k) of A is a[aoffs[i] + kidx[k]]
 // in a padded image: with aoffs = output pixels and kidx = filter taps it is the forward's column matrix
 // (C = out^T, B = W^T), with aoffs = taps and kidx = pixels the weight gradient's (C = dW^T, B = dout^T).
 // B is a packed NR sliver per image. Same register blocking as the GEMM micro-kernel: MR*NV accumulators;
