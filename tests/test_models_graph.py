@@ -9,6 +9,7 @@ import fastconv.reference.layers as ref_layers
 import numpy as np
 import pytest
 from conftest import MODEL_TOL_BN_F32, MODEL_TOL_BN_F64, MODEL_TOL_F64, TOL, net_to_device, to_device, to_host
+from fastconv import ops
 from fastconv.models import InceptionNet, MobileNet, ResNet, VGG
 from fastconv.models.dcgan import DCGAN, Discriminator, Generator, sample_grid
 from test_models import assert_grads_close, exact_cross_entropy, sampled_gradient_check
@@ -125,6 +126,23 @@ def test_dcgan_shapes_and_step(rng):
     for before, net in ((g_before, gan.generator), (d_before, gan.discriminator)):
         for key, value in before.items():
             assert not np.array_equal(value, net.params[key]), f"{type(net).__name__} {key} did not move"
+
+
+def test_dcgan_generator_crops_as_keras_same(rng):
+    """The generator's transposed convolutions place their output as Keras' Conv2DTranspose(padding='same') does
+    (TensorFlow's rule): cropped by (K - s)//2 rows and columns at the top/left and the rest at the bottom/right,
+    so 1 and 2 for a 5x5 filter at stride 2 (torch-style padding=2, output_padding=1 would crop 2 and 1)."""
+    g = Generator(noise_dim=4, dtype=np.float64)
+    deconvs = [layer for layer in g.layers if type(layer).__name__ == "Deconvolution"]
+    assert [d.stride for d in deconvs] == [1, 2, 2]
+    for layer, size in zip(deconvs, (7, 7, 14)):
+        x = rng.standard_normal((2, layer.W.shape[0], size, size))
+        s = layer.stride
+        first, last = (5 - s) // 2, 5 - s - (5 - s) // 2
+        want = ops.deconv_forward(x, layer.W, None, s, (first, last, first, last))
+        got = layer.forward(x)
+        assert got.shape == (2, layer.W.shape[1], size * s, size * s)
+        np.testing.assert_array_equal(got, want)
 
 
 def test_dcgan_generator_gradient_through_discriminator(rng):

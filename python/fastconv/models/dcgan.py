@@ -3,8 +3,9 @@ layers, and its training loop.
 
 Generator, from noise z of ``noise_dim`` (100): Affine to 7*7*256 without bias - BatchNormalization - ReLU -
 reshape to (256, 7, 7) - transposed conv 128 5x5 stride 1 - BN - ReLU - transposed conv 64 5x5 stride 2 - BN - ReLU -
-transposed conv 1 5x5 stride 2 - tanh: images in [-1, 1]. The transposed convolutions pad so that the output is
-``in * stride`` (Keras' ``padding='same'``: pad 2, and one more row/column at the end with stride 2) and have no bias.
+transposed conv 1 5x5 stride 2 - tanh: images in [-1, 1]. The transposed convolutions have no bias and Keras'
+``padding='same'`` (output ``in * stride``; with stride 2 a 5x5 filter's output is cropped by 1 row/column at the
+top/left and 2 at the bottom/right, TensorFlow's rule).
 Discriminator: conv 64 5x5 stride 2 'same' - LeakyReLU 0.2 - Dropout 0.3 - conv 128 5x5 stride 2 'same' -
 LeakyReLU 0.2 - Dropout 0.3 - flatten - Affine 6272 -> 1: one logit. Both losses are binary cross-entropy on the
 logit (``SigmoidWithLoss``); both networks use Adam with learning rate 1e-4, as the tutorial.
@@ -52,9 +53,9 @@ class Generator(GraphNet):
         items = [self.affine(self.noise_dim, 7 * 7 * 256, std=_STD, bias=False), self.bn(7 * 7 * 256, spatial=False),
                  L.Relu(), _Reshape((256, 7, 7))]
         for c_in, c_out, stride in ((256, 128, 1), (128, 64, 2)):
-            items += [self.deconv(c_in, c_out, 5, stride, pad=2, output_padding=stride - 1, std=_STD),
+            items += [self.deconv(c_in, c_out, 5, stride, pad="same", std=_STD),
                       self.bn(c_out), L.Relu()]
-        items += [self.deconv(64, 1, 5, 2, pad=2, output_padding=1, std=_STD), L.Tanh()]
+        items += [self.deconv(64, 1, 5, 2, pad="same", std=_STD), L.Tanh()]
         self.body = Chain(items)
 
     def backward(self, dout):
