@@ -269,7 +269,7 @@ def verify(names, use_torch, batch=8):
     """fastconv float64 against the reference to 1e-9; float32 against the reference run in float64 on the same
     float32-rounded input and weights, to 1e-3 of each gradient's scale or, where PyTorch's float32 peer is
     itself further from that float64 answer, to twice PyTorch's error (MobileNet at batch 8: both 10% off in
-    the weight gradient of a pointwise layer under three batch norms, so the float32 rounding is amplified,
+    the weight gradient of one pointwise layer, so the float32 rounding is amplified there,
     not a kernel's error: fastconv's float64 matches to 1e-10); the PyTorch peer's loss against fastconv's."""
     rng = np.random.default_rng(1)
     x = rng.random((batch, 1, 28, 28)).astype(np.float32).astype(np.float64)
