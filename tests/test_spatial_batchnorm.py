@@ -2,6 +2,7 @@
 running statistics against fastconv.reference, numerical gradients, float32 stability, thread-count
 independence, bad input, and torch's BatchNorm2d where torch is importable."""
 
+import fastconv
 import numpy as np
 import pytest
 from conftest import GRAD_TOL, TOL, TOL_F64_TIGHT, f64, randn, to_device, to_host
@@ -152,6 +153,39 @@ def test_spatial_batchnorm_same_bits_any_thread_count(rng, num_threads):
     for r in results[1:]:
         for a, b in zip(results[0], r):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dt", ["float32", "float64", "float16", "bfloat16"])
+def test_spatial_batchnorm_same_bits_every_isa(rng, dt):
+    """The baseline and AVX2 builds of the kernels (spatial_batchnorm_kernels.h; avx512 runs the AVX2 one) sum in
+    the same fixed lanes without fused multiply-adds: every ISA gives the same bits. Plane sizes with and without
+    a tail of the 8 lanes, and a training step, an inference forward and a backward."""
+    if dt == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    else:
+        dtype = np.dtype(dt)
+    isas = [name for name in ("scalar", "avx2", "avx512") if name in fastconv._cpu.supported_isas()]
+    if len(isas) < 2:
+        pytest.skip("one ISA only on this machine")
+    prev = fastconv._cpu.cpu_isa()
+    for shape in ((8, 6, 20, 20), (3, 5, 7, 7)):
+        x, gamma, beta = (a.astype(dtype) for a in make(rng, shape, np.float64))
+        dout = randn(rng, shape, np.float64).astype(dtype)
+        results = {}
+        try:
+            for isa in isas:
+                fastconv._cpu.set_cpu_isa(isa)
+                layer = layers.SpatialBatchNormalization(gamma, beta)
+                out = layer.forward(x, train_flg=True)
+                dx = layer.backward(dout)
+                infer = layer.forward(x, train_flg=False)
+                results[isa] = (out, dx, layer.dgamma, layer.dbeta, layer.running_mean, layer.running_var, infer)
+        finally:
+            fastconv._cpu.set_cpu_isa(prev)
+        for isa in isas[1:]:
+            for a, b in zip(results[isas[0]], results[isa]):
+                np.testing.assert_array_equal(np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8),
+                                              err_msg=f"{dt} {shape}: {isas[0]} vs {isa}")
 
 
 def test_spatial_batchnorm_gamma_shape_and_user_stats(rng, device):

@@ -1,136 +1,72 @@
 // spatial_batchnorm.cpp: per-channel batch normalisation of x (N, C, HW), training forward, inference forward and
-// backward. Training kernels are parallel over channels: one thread owns a channel and walks its N strips of HW
-// contiguous values in order, so the statistics have the same bits for any thread count. The moments take one
-// pass, summing x - K and (x - K)^2 in double with K the channel's first value (a shifted sum: no cancellation
-// when the mean is large next to the spread). Normalisation and dx are computed in double from the double mean
-// and invstd, then rounded to T once. Training forward: 2 passes over x; backward: 2 passes over x and dout.
-// float16 / bfloat16 are widened per value (to_compute), so their statistics too are summed in double (never
-// in 16 bits), and every result is rounded once on the store (from_double).
+// backward. The kernels live in spatial_batchnorm_kernels.h (which says how they sum and round); this file
+// compiles them for baseline x86-64 (or any CPU) as sbn_base, spatial_batchnorm_avx2.cpp compiles them with
+// AVX2, and the entry points below pick one per call from the ISA in use (the same bits either way). Measured
+// on one core of the 2-vCPU Xeon (AVX-512, AMX), a one-off A/B alternating the two in one process through
+// set_cpu_isa, on a host busy with training runs: float32 100 x 16 x 28 x 28, training forward 1.33 -> 1.11 ms,
+// backward 1.79 -> 1.41 ms; 100 x 64 x 7 x 7, 0.37 -> 0.33 and 0.50 -> 0.48 ms.
+#define FC_SBN_NS sbn_base
+#include "cpu/spatial_batchnorm_kernels.h"
+
+#include "cpu/isa.h"
 #include "cpu/spatial_batchnorm.h"
-
-#include <cmath>
-#include <cstdint>
-
-#include "common/dtype.h"
-#include "cpu/threads.h"
 
 namespace fastconv::cpu {
 
+#if FASTCONV_HAVE_X86_UKR
+namespace sbn_avx2 {  // spatial_batchnorm_avx2.cpp
+template <typename T>
+void forward_train(const T*, const T*, const T*, T*, T*, T*, double*, double*, std::int64_t, std::int64_t,
+                   std::int64_t, double, double);
+template <typename T>
+void forward_infer(const T*, const T*, const T*, const T*, const T*, T*, std::int64_t, std::int64_t, std::int64_t,
+                   double);
+template <typename T>
+void backward(const T*, const T*, const double*, const double*, const T*, T*, T*, T*, std::int64_t, std::int64_t,
+              std::int64_t);
+}  // namespace sbn_avx2
+#endif
+
 namespace {
-
-// Below this many elements the OpenMP fork/join costs more than the passes themselves.
-constexpr std::int64_t kParallelMin = 1 << 14;
-
+// The AVX2 variant when the ISA in use (GEMM's: CPUID, FASTCONV_ISA or set_cpu_isa) is avx2 or avx512, which
+// both imply AVX2; tests force each ISA to cover both variants.
+inline bool sbn_use_avx2() {
+#if FASTCONV_HAVE_X86_UKR
+  return has_avx2(active_isa());
+#else
+  return false;
+#endif
+}
 }  // namespace
 
-// ---------------------------------------------------------------------------------------------------------------
-// forward, training
+#if FASTCONV_HAVE_X86_UKR
+#define FC_SBN_DISPATCH(fn, ...) (sbn_use_avx2() ? sbn_avx2::fn<T>(__VA_ARGS__) : sbn_base::fn<T>(__VA_ARGS__))
+#else
+#define FC_SBN_DISPATCH(fn, ...) sbn_base::fn<T>(__VA_ARGS__)
+#endif
 
 template <typename T>
 void spatial_batchnorm_forward_train(const T* x, const T* gamma, const T* beta, T* running_mean, T* running_var,
                                      T* out, double* mean, double* invstd, std::int64_t N, std::int64_t C,
                                      std::int64_t HW, double momentum, double eps) {
-  const double M = static_cast<double>(N) * static_cast<double>(HW);
-  const std::int64_t CHW = C * HW;
-
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (N * CHW >= kParallelMin)
-  for (std::int64_t c = 0; c < C; ++c) {
-    // pass 1: shifted sums of the channel
-    const double K = static_cast<double>(to_compute(x[c * HW]));
-    double s1 = 0.0, s2 = 0.0;
-    for (std::int64_t n = 0; n < N; ++n) {
-      const T* xs = x + n * CHW + c * HW;  // x[n, c, :], HW values
-#pragma omp simd reduction(+ : s1, s2)
-      for (std::int64_t i = 0; i < HW; ++i) {
-        const double d = static_cast<double>(to_compute(xs[i])) - K;
-        s1 += d;
-        s2 += d * d;
-      }
-    }
-    const double dm = s1 / M;
-    const double mu = K + dm;
-    double var = s2 / M - dm * dm;
-    if (var < 0.0) var = 0.0;  // rounding only: a sum of squares about the mean is never negative
-    const double is = 1.0 / std::sqrt(var + eps);
-    mean[c] = mu;
-    invstd[c] = is;
-    running_mean[c] = from_double<T>(momentum * static_cast<double>(to_compute(running_mean[c])) + (1.0 - momentum) * mu);
-    running_var[c] = from_double<T>(momentum * static_cast<double>(to_compute(running_var[c])) + (1.0 - momentum) * var);
-
-    // pass 2: out = (x - mean) * (gamma * invstd) + beta
-    const double a = static_cast<double>(to_compute(gamma[c])) * is, b = static_cast<double>(to_compute(beta[c]));
-    for (std::int64_t n = 0; n < N; ++n) {
-      const T* xs = x + n * CHW + c * HW;
-      T* os = out + n * CHW + c * HW;
-#pragma omp simd
-      for (std::int64_t i = 0; i < HW; ++i) os[i] = from_double<T>((static_cast<double>(to_compute(xs[i])) - mu) * a + b);
-    }
-  }
+  FC_SBN_DISPATCH(forward_train, x, gamma, beta, running_mean, running_var, out, mean, invstd, N, C, HW, momentum,
+                  eps);
 }
-
-// ---------------------------------------------------------------------------------------------------------------
-// forward, inference: elementwise with the running statistics, parallel over the N*C planes
 
 template <typename T>
 void spatial_batchnorm_forward_infer(const T* x, const T* gamma, const T* beta, const T* running_mean,
                                      const T* running_var, T* out, std::int64_t N, std::int64_t C,
                                      std::int64_t HW, double eps) {
-  const std::int64_t planes = N * C;
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (planes * HW >= kParallelMin)
-  for (std::int64_t p = 0; p < planes; ++p) {
-    const std::int64_t c = p % C;
-    const double mu = static_cast<double>(to_compute(running_mean[c]));
-    const double a = static_cast<double>(to_compute(gamma[c])) / std::sqrt(static_cast<double>(to_compute(running_var[c])) + eps);
-    const double b = static_cast<double>(to_compute(beta[c]));
-    const T* xs = x + p * HW;  // plane (n, c) of (N, C, HW)
-    T* os = out + p * HW;
-#pragma omp simd
-    for (std::int64_t i = 0; i < HW; ++i) os[i] = from_double<T>((static_cast<double>(to_compute(xs[i])) - mu) * a + b);
-  }
+  FC_SBN_DISPATCH(forward_infer, x, gamma, beta, running_mean, running_var, out, N, C, HW, eps);
 }
-
-// ---------------------------------------------------------------------------------------------------------------
-// backward
 
 template <typename T>
 void spatial_batchnorm_backward(const T* dout, const T* x, const double* mean, const double* invstd,
                                 const T* gamma, T* dx, T* dgamma, T* dbeta, std::int64_t N, std::int64_t C,
                                 std::int64_t HW) {
-  const double M = static_cast<double>(N) * static_cast<double>(HW);
-  const std::int64_t CHW = C * HW;
-
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (N * CHW >= kParallelMin)
-  for (std::int64_t c = 0; c < C; ++c) {
-    const double mu = mean[c], is = invstd[c];
-    // pass 1: sum dout and sum dout * (x - mean)
-    double sdy = 0.0, sdyx = 0.0;
-    for (std::int64_t n = 0; n < N; ++n) {
-      const T* ds = dout + n * CHW + c * HW;  // dout[n, c, :]
-      const T* xs = x + n * CHW + c * HW;
-#pragma omp simd reduction(+ : sdy, sdyx)
-      for (std::int64_t i = 0; i < HW; ++i) {
-        const double d = static_cast<double>(to_compute(ds[i]));
-        sdy += d;
-        sdyx += d * (static_cast<double>(to_compute(xs[i])) - mu);
-      }
-    }
-    const double dg = sdyx * is;  // sum dout * xhat
-    dbeta[c] = from_double<T>(sdy);
-    dgamma[c] = from_double<T>(dg);
-
-    // pass 2: dx = a * dout + k * (x - mean) + b, the formula of the header expanded per channel
-    const double a = static_cast<double>(to_compute(gamma[c])) * is;
-    const double b = -a * sdy / M, k = -a * is * dg / M;
-    for (std::int64_t n = 0; n < N; ++n) {
-      const T* ds = dout + n * CHW + c * HW;
-      const T* xs = x + n * CHW + c * HW;
-      T* xd = dx + n * CHW + c * HW;
-#pragma omp simd
-      for (std::int64_t i = 0; i < HW; ++i)
-        xd[i] = from_double<T>(a * static_cast<double>(to_compute(ds[i])) + k * (static_cast<double>(to_compute(xs[i])) - mu) + b);
-    }
-  }
+  FC_SBN_DISPATCH(backward, dout, x, mean, invstd, gamma, dx, dgamma, dbeta, N, C, HW);
 }
+#undef FC_SBN_DISPATCH
 
 // ---------------------------------------------------------------------------------------------------------------
 // explicit instantiations
