@@ -218,7 +218,7 @@ void flip_filters(const T* w, const ConvGeom& g, index_t FN, T* wflip) {
 }
 
 // ------------------------------------------------------------------------------------------------------
-// stride > 1: im2col
+// grouped im2col
 
 // Images per group of the grouped im2col paths (the 1x1 forward, conv_backward_data): enough for
 // CONV_GROUP_COLS columns (small images: one 7x7 image is 49 columns, one and a half 32-wide slivers) and at most
@@ -277,8 +277,8 @@ OneGradSlot::~OneGradSlot() { one_grad_slot = saved_; }
 
 // The forward runs on the gather tiles unless the filter is 1x1: that convolution is one GEMM of the
 // (subsampled) image, which the grouped im2col path packs once and multiplies at the GEMM's speed, while the
-// gather tile's K (C taps) is short. Measured on one core of the Emerald Rapids Xeon, batch 100 (a one-off A/B
-// in one session): 1x1 stride 2, 16 -> 32 at 28x28 0.58 ms grouped against 0.77 gathered, 64 -> 128 at 14x14
+// gather tile's K (C taps) is short. Measured on one core of the 2-vCPU AVX-512 Xeon, batch 100 (a one-off A/B
+// on a busy host): 1x1 stride 2, 16 -> 32 at 28x28 0.58 ms grouped against 0.77 gathered, 64 -> 128 at 14x14
 // 1.0 against 1.3; 3x3 stride 2, 16 -> 32 at 28x28 3.6 ms per image im2col against 1.7 gathered; 5x5 stride 2,
 // 64 -> 128 at 14x14 12.9 against 9.3. (The weight gradient gathers for every filter: 1x1 stride 2, 16 -> 32,
 // 0.62 ms against 1.0 for per-image im2col.)
