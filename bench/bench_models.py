@@ -354,7 +354,7 @@ def time_model(name, x, t, x1, args, use_torch):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=100, help="images per step")
     parser.add_argument("--repeat", type=int, default=10, help="repeats per block for fastconv and PyTorch")
     parser.add_argument("--rounds", type=int, default=3, help="alternating blocks per implementation")
     parser.add_argument("--ref-repeat", type=int, default=3, help="repeats for the (slow) NumPy reference")
@@ -363,13 +363,17 @@ def main() -> None:
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument("--isa", choices=sorted(ISA_ENV), help="cap fastconv and torch at this instruction set")
     args = parser.parse_args()
-    if min(args.batch, args.repeat, args.rounds, args.ref_repeat) < 1 or (args.threads is not None and
-                                                                        args.threads < 1):
-        parser.error("--batch, --repeat, --rounds, --ref-repeat and --threads must be >= 1")
+    for flag in ("batch", "repeat", "rounds", "ref_repeat", "threads"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            parser.error(f"--{flag.replace('_', '-')}: must be >= 1, got {value}")
+    if args.threads is not None and args.threads > fastconv._cpu.thread_limit():
+        parser.error(f"--threads: at most {fastconv._cpu.thread_limit()} here, got {args.threads}")
     names = [n.strip().lower() for n in args.models.split(",") if n.strip()]
     unknown = sorted(set(names) - set(NAMES))
-    if unknown:
-        parser.error(f"--models: unknown {unknown}; choose from {', '.join(NAMES)}")
+    if unknown or not names:
+        parser.error(f"--models: {'unknown ' + str(unknown) if unknown else 'none given'}; choose from "
+                     f"{', '.join(NAMES)}")
     if args.threads:
         fastconv.set_num_threads(args.threads)
     use_torch = torch is not None and not args.no_torch

@@ -21,6 +21,7 @@ interrupted one with 130.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import math
 import os
@@ -106,8 +107,18 @@ RUN_OPTIONS = (
     "eval_samples",
     "batch_per_rank",
 )
-# The files of a run in its --out directory (checkpoints/ besides).
+# The files of a run in its --out directory (checkpoints/ besides), and those only a --model dcgan run writes
+# (with samples_epoch_NNN.png, one per epoch).
 RUN_FILES = ("history.json", "params.npz", "curves.png")
+GAN_FILES = ("generator.npz", "discriminator.npz", "losses.png")
+GAN_SAMPLES = "samples_epoch_*.png"
+# What --model dcgan takes besides --epochs, --batch-size, --lr, --dtype, --seed, --dataset, --train-size and
+# where things are: the tutorial's loop has no optimizer choice, schedule, augmentation, mixed precision, test
+# set or mid-epoch checkpoint.
+GAN_REFUSED = ("optimizer", "weight_decay", "schedule", "step_size", "gamma", "warmup", "augment", "shift",
+               "rotation", "flip", "precision", "test_size", "eval_samples", "checkpoint_every", "batch_per_rank")
+# The tutorial's learning rate (Adam), when --lr is not given
+GAN_LR = 1e-4
 
 
 # Every model of MODELS, as models.build(name) makes it, takes (N, 1, 28, 28) images.
@@ -459,8 +470,21 @@ def _pid_alive(history):
     return True
 
 
+def _gan_history(history):
+    """Whether ``history`` (a history.json's content) is a --model dcgan run's."""
+    return "g_loss" in history or (history.get("config") or {}).get("model") in GAN_MODELS
+
+
 def _status(history, out):
     """One line: what became of the run whose history.json is ``history``."""
+    if _gan_history(history):  # no checkpoints, no resume: how many of its epochs finished
+        done = len(history.get("g_loss") or [])
+        planned = history.get("epochs", done)
+        if history.get("status", "finished") == "finished" or done >= planned:
+            return f"a dcgan run, finished after {_plural(done, 'epoch')}"
+        alive = _pid_alive(history) if history.get("status") == "running" else None
+        state = f"running (pid {history['pid']})" if alive else "stopped"
+        return f"a dcgan run, {state} after {done} of {_plural(planned, 'epoch')}"
     status = history.get("status")
     if status is None:  # written by an earlier fastconv: at the end only
         status = "diverged" if "diverged" in history else "finished"
@@ -490,7 +514,10 @@ def _previous_run(out):
     """None when ``out`` holds no run; else what it holds, in words."""
     if not os.path.isdir(out):
         return None
-    files = [name for name in RUN_FILES if os.path.exists(os.path.join(out, name))]
+    files = [name for name in RUN_FILES + GAN_FILES if os.path.exists(os.path.join(out, name))]
+    samples = _gan_samples(out)
+    if samples:
+        files.append(f"{GAN_SAMPLES} ({len(samples)})")
     checkpoints = _checkpoints(out)
     if not files and not checkpoints:
         return None
@@ -547,15 +574,33 @@ def _resolve_options(args):
     return stored is not None
 
 
-def _remove_run_files(out):
-    """--overwrite: remove the previous run's files (the Trainer removes its checkpoints)."""
-    for name in RUN_FILES:
+def _gan_samples(out):
+    return sorted(glob.glob(os.path.join(glob.escape(out), GAN_SAMPLES)))
+
+
+def _is_gan_run(out):
+    """Whether ``out`` holds a --model dcgan run (its history says so, or it holds the two networks)."""
+    try:
+        history = _read_json(os.path.join(out, "history.json"))
+    except CommandError:
+        history = None
+    if isinstance(history, dict) and _gan_history(history):
+        return True
+    return all(os.path.exists(os.path.join(out, name)) for name in GAN_FILES[:2])
+
+
+def _remove_run_files(out, checkpoints=False):
+    """--overwrite: remove the previous run's files, a classifier's or a dcgan's (the Trainer removes its
+    checkpoints; ``checkpoints`` removes them here, for a dcgan run that replaces a classifier's)."""
+    paths = [os.path.join(out, name) for name in RUN_FILES + GAN_FILES] + _gan_samples(out)
+    if checkpoints:
+        paths += _checkpoints(out)
+    for path in paths:
         try:
-            os.unlink(os.path.join(out, name))
+            os.unlink(path)
         except FileNotFoundError:
             pass
         except OSError as exc:
-            path = os.path.join(out, name)
             raise CommandError(f"--overwrite: {path}: cannot remove ({_reason(exc, path)})") from exc
 
 
@@ -667,10 +712,11 @@ def _set_threads(threads):
     if threads is not None:
         import fastconv
 
-        try:
-            fastconv.set_num_threads(threads)
-        except ValueError as exc:  # over fastconv's thread limit: say so as the option's error
-            raise CommandError(f"--threads {threads}: {exc}") from exc
+        limit = fastconv._cpu.thread_limit()
+        if threads > limit:  # fastconv's thread limit, said as the option's error
+            raise CommandError(f"--threads {threads}: at most {limit} here (4 per CPU this process may run on, "
+                               "at least 16)")
+        fastconv.set_num_threads(threads)
 
 
 # ======================================================================================================
@@ -728,11 +774,17 @@ def _train_dcgan(args):
     """``fastconv train --model dcgan``: the DCGAN tutorial's loop on the training images (models.dcgan)."""
     from .models.dcgan import train_dcgan
 
-    for flag, given in (("--resume", args.resume), ("--augment", args.augment)):
-        if given:
-            raise CommandError(f"{flag}: not available with --model dcgan")
+    if args.resume:
+        raise CommandError("--resume: not available with --model dcgan (its runs keep no checkpoints)")
+    for key in GAN_REFUSED:
+        value = getattr(args, key, None)
+        if value is not None and not (key == "optimizer" and value == "adam"
+                                      or key == "schedule" and value == "none"):
+            raise CommandError(f"{_option(key)}: not available with --model dcgan (the tutorial's Adam loop "
+                               "on the training images)")
     if _dist().launched_size() > 1:
         raise CommandError("--model dcgan: runs on one process (not under mpiexec)")
+    lr = args.lr if args.lr is not None else GAN_LR
     _resolve_options(args)
     previous = _previous_run(args.out)
     if previous is not None and not args.overwrite:
@@ -740,13 +792,31 @@ def _train_dcgan(args):
             f"--out {args.out}: holds a run ({previous}); --overwrite replaces it, or choose another --out"
         )
     _set_threads(args.threads)
-    (x_train, _), _ = _load_data(args, "float32")
+    (x_train, _), _ = _load_data(args, args.dtype)
+    if args.batch_size > len(x_train):
+        raise CommandError(f"--batch-size {args.batch_size}: larger than the {len(x_train):,} training images")
     try:
         os.makedirs(args.out, exist_ok=True)
     except OSError as exc:
         raise CommandError(f"--out {args.out}: {exc}") from exc
-    hist = train_dcgan(x_train, epochs=args.epochs, batch_size=args.batch_size, out_dir=args.out,
-                       seed=0 if args.seed is None else args.seed, progress=not args.no_progress)
+    if args.overwrite:
+        _remove_run_files(args.out, checkpoints=True)
+    import fastconv
+
+    seed = 0 if args.seed is None else args.seed
+    steps = len(x_train) // args.batch_size
+    print(
+        f"fastconv train: dcgan on {args.dataset}, {_plural(args.epochs, 'epoch')} of {_plural(steps, 'step')}, "
+        f"batch {args.batch_size}, adam lr {lr:g}, {args.dtype}, {_plural(fastconv.get_num_threads(), 'thread')}, "
+        f"seed {seed}\n"
+        f"data: {len(x_train):,} train images from {args.data_source}\n"
+        f"out: {args.out}{' (replacing the run there)' if previous and args.overwrite else ''}",
+        flush=True,
+    )
+    config = {"model": "dcgan", "dataset": args.dataset, "epochs": args.epochs, "batch_size": args.batch_size,
+              "lr": lr, "dtype": args.dtype, "seed": seed, "train_size": args.train_size}
+    hist = train_dcgan(x_train, epochs=args.epochs, batch_size=args.batch_size, out_dir=args.out, seed=seed, lr=lr,
+                       progress=not args.no_progress, echo=True, dtype=args.dtype, config=config)
     print(f"generator loss {hist['g_loss'][-1]:.4f}, discriminator loss {hist['d_loss'][-1]:.4f} after "
           f"{_plural(len(hist['g_loss']), 'epoch')}; wrote samples_epoch_*.png, losses.png, history.json, "
           f"generator.npz and discriminator.npz to {args.out}")
@@ -760,6 +830,9 @@ def _train(args):
 
     if args.model == "dcgan":
         return _train_dcgan(args)
+    if args.resume and _is_gan_run(args.out if args.out is not None else TRAIN_DEFAULTS["out"]):
+        raise CommandError(f"--resume: {args.out or TRAIN_DEFAULTS['out']} holds a dcgan run, which keeps no "
+                           "checkpoints to resume from; --overwrite replaces it, or choose another --out")
     ranks = _start_ranks()
     root = ranks == 1 or _dist().rank() == 0
 
@@ -1073,6 +1146,45 @@ def _show_run(out):
     config = history.get("config")
     if isinstance(config, dict):
         print(f"command: {_command(config, out)}")
+    if _gan_history(history):
+        _show_gan_epochs(history)
+    else:
+        _show_epochs(history)
+    print("files:")
+    for name in RUN_FILES + GAN_FILES:
+        path = os.path.join(out, name)
+        if os.path.exists(path):
+            print(f"  {name:18s}{path} ({_size(path)})")
+    samples = _gan_samples(out)
+    if samples:
+        print(f"  {'samples':18s}{samples[0]} ... {os.path.basename(samples[-1])} ({len(samples)} PNGs)")
+    if checkpoints:
+        names = ", ".join(os.path.basename(p) for p in checkpoints)
+        print(f"  {'checkpoints':18s}{os.path.join(out, 'checkpoints')}: {names} (newest last)")
+
+
+def _show_table(head, rows, note=None):
+    widths = [max(len(h), *(len(r[j]) for r in rows)) for j, h in enumerate(head)]
+    print("  ".join(h.rjust(w) for h, w in zip(head, widths)))
+    for r in rows:
+        print("  ".join(v.rjust(w) for v, w in zip(r, widths)))
+    if note:
+        print(note)
+
+
+def _show_gan_epochs(history):
+    """A dcgan run's losses per epoch."""
+    g, d, t = (history.get(key) or [] for key in ("g_loss", "d_loss", "epoch_time_s"))
+    rows = [[str(i + 1), f"{g[i]:.4f}", f"{d[i]:.4f}" if i < len(d) else "-", f"{t[i]:.1f}" if i < len(t) else "-"]
+            for i in range(len(g))]
+    if rows:
+        _show_table(("epoch", "generator loss", "discriminator loss", "time s"), rows)
+    else:
+        print("no epoch finished yet")
+
+
+def _show_epochs(history):
+    """A classifier run's metrics per epoch."""
     columns = (
         ("test_acc", ".4f"),
         ("test_loss", ".4f"),
@@ -1105,21 +1217,9 @@ def _show_run(out):
             "ex/s",
             "time s",
         )
-        widths = [max(len(h), *(len(r[j]) for r in rows)) for j, h in enumerate(head)]
-        print("  ".join(h.rjust(w) for h, w in zip(head, widths)))
-        for r in rows:
-            print("  ".join(v.rjust(w) for v, w in zip(r, widths)))
-        print("(test and train: inference mode; running: the epoch's batches in training mode)")
+        _show_table(head, rows, "(test and train: inference mode; running: the epoch's batches in training mode)")
     else:
         print("no epoch finished yet")
-    print("files:")
-    for name in RUN_FILES:
-        path = os.path.join(out, name)
-        if os.path.exists(path):
-            print(f"  {name:13s}{path} ({_size(path)})")
-    if checkpoints:
-        names = ", ".join(os.path.basename(p) for p in checkpoints)
-        print(f"  {'checkpoints':13s}{os.path.join(out, 'checkpoints')}: {names} (newest last)")
 
 
 def _runs(args):

@@ -17,6 +17,8 @@ is the one DCGANs are known to train with).
 from __future__ import annotations
 
 import math
+import os
+import socket
 import time
 
 import numpy as np
@@ -148,13 +150,15 @@ def sample_grid(images, rows=4):
 
 
 def train_dcgan(x_train, epochs=10, batch_size=256, out_dir=None, seed=0, noise_dim=100, lr=1e-4,
-                progress=True, dtype=np.float32):
+                progress=True, dtype=np.float32, echo=None, config=None):
     """Train a :class:`DCGAN` on images ``x_train`` ((N, 1, 28, 28), values in [0, 1]).
 
     Each epoch shuffles the images, runs ``N // batch_size`` steps and, when ``out_dir`` is given, writes
     ``samples_epoch_NNN.png`` (16 images from the same fixed noise every epoch, so the epochs can be compared),
-    ``history.json`` (mean generator and discriminator loss per epoch) and ``losses.png``, and the two networks'
-    parameters (``generator.npz``, ``discriminator.npz``). Returns the history dict.
+    ``history.json`` (mean generator and discriminator loss per epoch, the planned and finished epochs, a
+    ``status`` of "running" or "finished", and ``config`` when given: what the run was started with) and
+    ``losses.png``, and the two networks' parameters (``generator.npz``, ``discriminator.npz``). ``progress``
+    shows a progress line per step, ``echo`` (default: ``progress``) a line per epoch. Returns the history dict.
     """
     import json
     from pathlib import Path
@@ -168,7 +172,11 @@ def train_dcgan(x_train, epochs=10, batch_size=256, out_dir=None, seed=0, noise_
     steps = x.shape[0] // batch_size
     if steps < 1:
         raise ValueError(f"batch_size: {batch_size} is larger than the {x.shape[0]} training images")
-    hist = {"g_loss": [], "d_loss": [], "epoch_time_s": []}
+    hist = {"g_loss": [], "d_loss": [], "epoch_time_s": [], "epochs": int(epochs), "current_epoch": 0,
+            "status": "running", "pid": os.getpid(), "host": socket.gethostname()}
+    if config is not None:
+        hist["config"] = dict(config)
+    echo = progress if echo is None else echo
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -184,9 +192,12 @@ def train_dcgan(x_train, epochs=10, batch_size=256, out_dir=None, seed=0, noise_
         hist["g_loss"].append(g_sum / steps)
         hist["d_loss"].append(d_sum / steps)
         hist["epoch_time_s"].append(time.perf_counter() - t0)
-        if progress:
-            print(f"\nepoch {epoch}/{epochs}: generator loss {g_sum / steps:.4f}, discriminator loss "
-                  f"{d_sum / steps:.4f}, {hist['epoch_time_s'][-1]:.1f} s", flush=True)
+        hist["current_epoch"] = epoch
+        if epoch == epochs:
+            hist["status"] = "finished"
+        if echo:
+            print(f"{chr(10) if progress else ''}epoch {epoch}/{epochs}: generator loss {g_sum / steps:.4f}, "
+                  f"discriminator loss {d_sum / steps:.4f}, {hist['epoch_time_s'][-1]:.1f} s", flush=True)
         if out is not None:
             grid = sample_grid(gan.generator.predict(fixed, train_flg=False))
             _save_png(out / f"samples_epoch_{epoch:03d}.png", grid)
