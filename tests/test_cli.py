@@ -1079,6 +1079,16 @@ def test_dcgan_runs_are_described_resumed_never_and_replaced_whole(tmp_path, cap
     assert not list(out.glob("checkpoints/*.npz"))
 
 
+def test_dcgan_takes_the_tutorials_batch_and_rate_unless_given(tmp_path, capsys, have_data):
+    out = tmp_path / "gan"
+    assert main(["train", "--model", "dcgan", "--train-size", "64", "--out", str(out)]) == 2
+    assert "--batch-size 256: larger than the 64 training images" in capsys.readouterr().err
+    assert main(["train", "--model", "dcgan", "--train-size", "64", "--batch-size", "64", "--epochs", "1",
+                 "--no-progress", "--threads", "1", "--out", str(out)]) == 0
+    assert "batch 64, adam lr 0.0001," in capsys.readouterr().out
+    assert strict_json(out / "history.json")["config"]["lr"] == 1e-4
+
+
 @pytest.mark.parametrize("extra, flag", [
     (("--batch-size", "100"), "--batch-size 100: larger than the 64 training images"),
     (("--precision", "float16"), "--precision: not available with --model dcgan"),

@@ -117,8 +117,9 @@ GAN_SAMPLES = "samples_epoch_*.png"
 # set or mid-epoch checkpoint.
 GAN_REFUSED = ("optimizer", "weight_decay", "schedule", "step_size", "gamma", "warmup", "augment", "shift",
                "rotation", "flip", "precision", "test_size", "eval_samples", "checkpoint_every", "batch_per_rank")
-# The tutorial's learning rate (Adam), when --lr is not given
+# The tutorial's learning rate (Adam) and batch size, when --lr / --batch-size are not given
 GAN_LR = 1e-4
+GAN_BATCH = 256
 
 
 # Every model of MODELS, as models.build(name) makes it, takes (N, 1, 28, 28) images.
@@ -273,7 +274,8 @@ def add_commands(subparsers):
         "--batch-size",
         type=_int_at_least(1),
         metavar="N",
-        help="images per step (under mpiexec: over all ranks, split between them)",
+        help="images per step (under mpiexec: over all ranks, split between them; --model dcgan: 256, the "
+        "tutorial's, unless given)",
     )
     opt(
         "--batch-per-rank",
@@ -281,7 +283,8 @@ def add_commands(subparsers):
         help="under mpiexec -n N: --batch-size is each rank's batch, the global batch N times it",
     )
     opt("--optimizer", type=str.lower, choices=sorted(OPTIMIZER_KEYS))
-    opt("--lr", type=_float_in(0, low_open=True), metavar="X", help="base learning rate")
+    opt("--lr", type=_float_in(0, low_open=True), metavar="X",
+        help="base learning rate (--model dcgan: 0.0001, the tutorial's, unless given)")
     opt(
         "--weight-decay",
         type=_float_in(0),
@@ -785,6 +788,8 @@ def _train_dcgan(args):
     if _dist().launched_size() > 1:
         raise CommandError("--model dcgan: runs on one process (not under mpiexec)")
     lr = args.lr if args.lr is not None else GAN_LR
+    if args.batch_size is None:
+        args.batch_size = GAN_BATCH
     _resolve_options(args)
     previous = _previous_run(args.out)
     if previous is not None and not args.overwrite:
