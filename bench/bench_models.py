@@ -233,26 +233,22 @@ def torch_peer(net):
 
 def torch_grads(net, x, t):
     """Loss and gradients of ``net``'s PyTorch peer (dropout off, padding exact), keyed like ``net.params``."""
-    if hasattr(net, "body"):
-        model, mods = _graph_module(net, exact=True, dropout=False)
-        loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(t))
-        loss.backward()
+    graph = hasattr(net, "body")
+    model, mods = _graph_module(net, exact=True, dropout=False) if graph else (torch_sequential(net, False), None)
+    loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(t))
+    loss.backward()
+    grads = {}
+    if graph:
         names = {"W": "weight", "gamma": "weight", "b": "bias", "beta": "bias"}
-        grads = {}
         for key, (layer, attr) in net._slots.items():
             g = getattr(mods[id(layer)], names[attr]).grad.numpy()
             grads[key] = g.T if type(layer).__name__ == "Affine" and attr == "W" else g
-        assert grads.keys() == net.params.keys()
-        return float(loss.detach()), grads
-    model = torch_sequential(net, dropout=False)
-    loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(t))
-    loss.backward()
-    params = [m for m in model if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
-    grads = {}
-    for i, m in enumerate(params):
-        dW = m.weight.grad.numpy()
-        grads[f"W{i + 1}"] = dW.T if isinstance(m, torch.nn.Linear) else dW
-        grads[f"b{i + 1}"] = m.bias.grad.numpy()
+    else:
+        params = [m for m in model if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+        for i, m in enumerate(params):
+            dW = m.weight.grad.numpy()
+            grads[f"W{i + 1}"] = dW.T if isinstance(m, torch.nn.Linear) else dW
+            grads[f"b{i + 1}"] = m.bias.grad.numpy()
     assert grads.keys() == net.params.keys()
     return float(loss.detach()), grads
 
